@@ -1,0 +1,47 @@
+# Thin wrapper over Meson + Ninja. `make run` and `make test` work on a fresh
+# Debian 12 machine: both install their own dependencies first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+# Debian's own interpreter: the one python3-django is installed for, even
+# when another python3 comes first on PATH.
+PYTHON     ?= /usr/bin/python3
+
+.PHONY: all deps build asan test unit integration run clean format lint
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) >/dev/null
+	@ninja -C $(BUILD)
+
+asan: deps
+	@[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	@ninja -C $(ASAN_BUILD)
+
+unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+# Integration tests run against the sanitizer build, so that any memory error
+# or undefined behaviour on a real request path fails the run.
+integration: asan
+	RESTSPY_BIN=$(abspath $(ASAN_BUILD))/restspy PYTHON=$(PYTHON) \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(PYTHON) tests/integration/run.py
+
+test: unit integration
+
+run: build
+	@PYTHON=$(PYTHON) scripts/demo
+
+format:
+	clang-format -i src/*.c src/*.h tests/unit/*.c
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c11 \
+	  --suppress=missingIncludeSystem -I src src
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

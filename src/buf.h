@@ -1,0 +1,45 @@
+/* buf: a growable byte buffer, the one way restspy builds strings and bodies.
+ *
+ * A buf owns data (heap, may be NULL while cap == 0); buf_free releases it.
+ * Appends never fail (allocation aborts on OOM, see util.h). data is kept
+ * NUL-terminated past len whenever cap > 0, so text can be used as a C string. */
+#ifndef RESTSPY_BUF_H
+#define RESTSPY_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf;
+
+#define BUF_INIT {NULL, 0, 0}
+
+void buf_init(buf *b);
+void buf_free(buf *b);
+/* Empties the buffer, keeping its memory. */
+void buf_reset(buf *b);
+/* Ensures room for extra more bytes (plus the NUL). */
+void buf_reserve(buf *b, size_t extra);
+void buf_append(buf *b, const void *data, size_t len);
+void buf_append_str(buf *b, const char *s);
+void buf_append_char(buf *b, char c);
+void buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_append_u64(buf *b, unsigned long long v);
+void buf_append_i64(buf *b, long long v);
+/* Appends s (length n) as a quoted JSON string. Bytes that are not valid
+ * UTF-8 are written as \u00XX escapes of the byte value, so the result is
+ * always valid JSON (lossless for valid UTF-8). */
+void buf_append_json_str(buf *b, const char *s, size_t n);
+/* Appends standard base64 of data. */
+void buf_append_base64(buf *b, const void *data, size_t n);
+/* Takes the data out: the caller owns the returned (NUL-terminated) string;
+ * the buf is left empty. */
+char *buf_detach(buf *b);
+
+/* 1 when s[0..n) is valid UTF-8 without NUL bytes, else 0. */
+int utf8_valid(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,127 @@
+/* config: every setting of restspy, where it comes from, and its checks.
+ *
+ * Owns the config struct and its rule list. Each setting has one key name,
+ * used verbatim in the INI file (top level or [restspy] section), as a flag
+ * (--key-with-dashes) and as an environment variable (RESTSPY_KEY_UPPER).
+ * Precedence: built-in default < file < environment < flags.
+ *
+ * A config is immutable once loaded and shared between threads by reference
+ * count: the proxy takes a reference per worker and a SIGHUP reload builds a
+ * new one, so readers never see a half-changed config. */
+#ifndef RESTSPY_CONFIG_H
+#define RESTSPY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { LOG_FORMAT_JSON = 0, LOG_FORMAT_COMBINED = 1 };
+enum { STORE_FULL_BLOCK = 0, STORE_FULL_DROP = 1 };
+
+/* Method bits for rule matching; RULE_METHOD_ANY when none given. */
+enum {
+    RULE_M_GET = 1 << 0,
+    RULE_M_HEAD = 1 << 1,
+    RULE_M_POST = 1 << 2,
+    RULE_M_PUT = 1 << 3,
+    RULE_M_PATCH = 1 << 4,
+    RULE_M_DELETE = 1 << 5,
+    RULE_M_OPTIONS = 1 << 6,
+    RULE_M_OTHER = 1 << 7, /* any other method (TRACE, PROPFIND, ...) */
+    RULE_METHOD_ANY = 0xff,
+};
+
+typedef struct rule {
+    char *name;
+    unsigned methods; /* RULE_M_* bits */
+    char *path;       /* glob; "*" one segment, "**" any depth; NULL = any */
+    char *host;       /* exact host (port ignored, case-insensitive); NULL = any */
+    bool log;
+    bool persist;
+    bool replicate;
+    uint64_t req_body_cap;  /* bytes of request body kept in the record */
+    uint64_t resp_body_cap; /* bytes of response body kept */
+} rule;
+
+typedef struct config {
+    /* where */
+    char *listen;      /* "127.0.0.1:8080" */
+    char *upstream;    /* "http://127.0.0.1:8000" (required by `proxy`) */
+    char *config_path; /* file it was loaded from, or NULL */
+    char *store;       /* "sqlite:restspy.db" or "off" */
+    char *log;         /* "-" stdout, a path, or "off" */
+    int log_format;    /* LOG_FORMAT_* */
+    bool log_headers;  /* JSON log lines include headers */
+    bool log_bodies;   /* JSON log lines include bodies */
+    char *admin;       /* "127.0.0.1:8081" or "off" */
+    char *admin_token; /* bearer token or NULL */
+    int workers;       /* event loops; 0 = number of cores */
+    char *node;        /* node name; default: host name */
+
+    /* limits and timeouts (ms) */
+    uint64_t max_header_size;  /* bytes of the whole header section -> 431 */
+    uint64_t max_request_line; /* bytes of the request target -> 414 */
+    uint64_t max_body_size;    /* request body; 0 = unlimited -> 413 */
+    uint64_t header_timeout_ms;           /* first byte to end of headers -> 408 */
+    uint64_t client_timeout_ms;           /* between reads of a request body */
+    uint64_t idle_timeout_ms;             /* keep-alive connection with no request */
+    uint64_t upstream_connect_timeout_ms; /* -> 504 */
+    uint64_t upstream_timeout_ms;         /* waiting for/between response reads -> 504 */
+    uint64_t grace_period_ms;             /* SIGTERM: how long in-flight requests get */
+    uint64_t max_connections;             /* per worker; beyond it new ones are refused */
+    uint64_t upstream_keepalive;          /* idle upstream connections kept per worker */
+
+    /* store */
+    uint64_t store_queue;    /* records waiting for the writer */
+    uint64_t store_batch;    /* records per transaction at most */
+    int store_on_full;       /* STORE_FULL_* */
+    uint64_t max_rows;       /* retention; 0 = unlimited */
+    uint64_t max_age_ms;     /* retention; 0 = unlimited */
+    uint64_t busy_timeout_ms;
+
+    /* redaction */
+    bool redact;
+    char **redact_headers; /* NULL-terminated, lower-case names */
+    char **redact_fields;  /* NULL-terminated, lower-case JSON/form field names */
+
+    /* rules in file order, then the default rule (always last, always
+     * matches; named "default", set by the top-level keys log_requests etc.) */
+    rule *rules;
+    size_t rules_len;
+} config;
+
+/* A config with every default; rules holds just the default rule. */
+config *config_new(void);
+void config_ref(config *c);
+/* Drops a reference; frees on the last one. NULL is fine. */
+void config_unref(config *c);
+
+/* Sets one key from text. Unknown key or bad value: -1 with a one-line
+ * message in err ("bad value for workers: 'x' (expected a number)"). */
+int config_set(config *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Loads an INI file: top-level keys and [restspy] as config_set keys,
+ * [rule "name"] sections appended as rules in order. -1 with err. */
+int config_load_file(config *c, const char *path, char *err, size_t errlen);
+
+/* Applies every RESTSPY_* variable of envp that names a key. -1 with err. */
+int config_apply_env(config *c, char *const *envp, char *err, size_t errlen);
+
+/* Full load for a command: defaults, then the file (path from --config,
+ * else RESTSPY_CONFIG, else none), env, then flags from argv[0..argc).
+ * Flags are --key value or --key=value; non-flag arguments are left: their
+ * indexes are written to positional (may be NULL) and counted in *npositional.
+ * -1 with err on any bad key or value. The result has one reference. */
+int config_load(config **out, int argc, char **argv, char *const *envp, int *positional,
+                int *npositional, char *err, size_t errlen);
+
+/* Checks cross-key constraints (e.g. admin on a non-loopback address needs
+ * admin_token; caps and limits in range). -1 with err. */
+int config_validate(const config *c, char *err, size_t errlen);
+
+/* Key documentation for --help and the README: calls fn for each key with
+ * its name, default as text and one-line description. */
+void config_each_key(void (*fn)(const char *key, const char *def, const char *help, void *ud),
+                     void *ud);
+
+#endif

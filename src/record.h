@@ -1,0 +1,96 @@
+/* record: the capture record, one per proxied request, and its encodings.
+ *
+ * A record owns every string, header and body buffer it points to (all heap,
+ * released by record_free). The proxy fills one while a request is in flight,
+ * then hands it to the sinks: the log sink formats it (and does not keep it),
+ * the store takes ownership of it. Bodies hold at most the rule's capture cap;
+ * *_body_size is always the real size on the wire (after de-chunking). */
+#ifndef RESTSPY_RECORD_H
+#define RESTSPY_RECORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "uuid7.h"
+
+typedef struct record_header {
+    char *name;  /* as received, NUL-terminated */
+    char *value; /* as received (after trimming OWS), NUL-terminated */
+} record_header;
+
+typedef struct record_headers {
+    record_header *v;
+    size_t len;
+    size_t cap;
+} record_headers;
+
+typedef struct record {
+    char id[UUID7_STR_LEN + 1]; /* UUIDv7 text, also the X-Request-Id */
+    char *node;
+    int64_t started_at_us; /* Unix epoch, µs, when the first byte arrived */
+    int64_t duration_us;   /* first byte in to last byte out */
+    int64_t upstream_us;   /* upstream request sent to response complete; -1 none */
+    char *client_addr;     /* "ip:port" */
+    char *method;
+    char *scheme; /* "http" */
+    char *host;   /* Host header, or NULL */
+    char *path;   /* raw request-target path, percent-encoding kept */
+    char *query;  /* after '?', without it; NULL when the target had none */
+    int http_minor; /* client's HTTP/1.x minor version (for the combined log) */
+    record_headers req_headers;
+    buf req_body;
+    uint64_t req_body_size;
+    bool req_truncated;
+    int status; /* 0 when no response was sent */
+    record_headers resp_headers;
+    buf resp_body;
+    uint64_t resp_body_size;
+    bool resp_truncated;
+    uint64_t resp_bytes_sent; /* bytes written to the client (combined log) */
+    char *rule;   /* name of the matched rule */
+    char *origin; /* "local", "replicated", "imported" */
+    char *error;  /* NULL on success, else a short text ("upstream timeout") */
+
+    /* Decisions taken when the request started (rule AND runtime flags). */
+    bool do_log;
+    bool do_persist;
+    bool do_replicate;
+} record;
+
+/* A zeroed record with a fresh id, origin "local" and upstream_us -1. */
+record *record_new(void);
+void record_free(record *r);
+
+/* Appends a copy of (name, value). */
+void record_headers_add(record_headers *h, const char *name, size_t nlen, const char *value,
+                        size_t vlen);
+/* First header named name (case-insensitive) or NULL. */
+const char *record_headers_get(const record_headers *h, const char *name);
+void record_headers_free(record_headers *h);
+
+/* JSON encoding flags. */
+enum {
+    RECORD_JSON_HEADERS = 1 << 0, /* include req_headers and resp_headers */
+    RECORD_JSON_BODIES = 1 << 1,  /* include req_body and resp_body */
+};
+
+/* Appends r as one JSON object (no newline) to out. Field names are the
+ * column names of the store. Headers are arrays of [name, value] pairs (order
+ * and repeats kept). A body that is valid UTF-8 is a JSON string under
+ * "req_body"/"resp_body"; any other body is base64 under
+ * "req_body_b64"/"resp_body_b64". started_at is also given as
+ * "time": RFC 3339 UTC with microseconds. */
+void record_to_json(const record *r, unsigned flags, buf *out);
+
+/* Appends r in the Apache/nginx "combined" log format (no newline):
+ * client - - [27/Nov/2026:05:46:18 +0000] "GET /p?q HTTP/1.1" 200 123 "referer" "ua" */
+void record_to_combined(const record *r, buf *out);
+
+/* Headers as the JSON text stored in the req_headers/resp_headers columns:
+ * [["Name","value"],...]. */
+void record_headers_to_json(const record_headers *h, buf *out);
+/* Parses that JSON text back into h (appending). 0, or -1 on bad input. */
+int record_headers_from_json(record_headers *h, const char *json, size_t len);
+
+#endif

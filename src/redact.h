@@ -1,0 +1,34 @@
+/* redact: removes secrets from a record before any sink sees it.
+ *
+ * Owns nothing. Promises: header values whose names are in
+ * config.redact_headers, and JSON or form (application/x-www-form-urlencoded)
+ * fields, and query parameters, whose names are in config.redact_fields
+ * (case-insensitive, at any depth of JSON) have their values replaced by
+ * "[redacted]". It works on the captured copy only: what is forwarded is never
+ * touched. JSON bodies are rewritten in place token by token, so formatting
+ * is kept and a body cut at the capture cap is still redacted up to its end.
+ * Bodies are recognized by Content-Type, or by their first non-blank byte
+ * ('{' or '[') when there is none. */
+#ifndef RESTSPY_REDACT_H
+#define RESTSPY_REDACT_H
+
+#include <stdbool.h>
+
+#include "buf.h"
+#include "config.h"
+#include "record.h"
+
+#define REDACTED "[redacted]"
+
+/* Redacts r in place if c->redact is on. */
+void redact_record(const config *c, record *r);
+
+/* The pieces, exposed for tests and for replay. Each returns true when it
+ * changed something. fields is NULL-terminated, lower case. */
+bool redact_headers(char *const *names, record_headers *h);
+bool redact_json(char *const *fields, buf *body);
+bool redact_form(char *const *fields, buf *body);
+/* query: a heap string (freed and replaced when changed). */
+bool redact_query(char *const *fields, char **query);
+
+#endif

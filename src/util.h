@@ -1,0 +1,41 @@
+/* util: allocation that never returns NULL, time, and small string helpers.
+ *
+ * Owns nothing. Promises: x*alloc abort the process with a message on
+ * out-of-memory (like Redis' zmalloc), so callers never check for NULL; every
+ * returned pointer is owned by the caller and released with free(). */
+#ifndef RESTSPY_UTIL_H
+#define RESTSPY_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Wall-clock time since the Unix epoch, in microseconds. */
+int64_t util_now_us(void);
+/* Monotonic clock in microseconds (durations). */
+int64_t util_mono_us(void);
+
+/* ASCII case-insensitive comparison of s (length n) with NUL-terminated lit. */
+bool util_ieq(const char *s, size_t n, const char *lit);
+
+/* Parses "on/off/true/false/yes/no/1/0". Returns 0 and sets *out, or -1. */
+int util_parse_bool(const char *s, bool *out);
+
+/* Parses a size with optional K/M/G suffix (powers of 1024). 0 or -1. */
+int util_parse_size(const char *s, uint64_t *out);
+
+/* Parses a duration: a number with suffix ms, s, m, h or d (no suffix: ms
+ * when default_ms is true, else seconds). Result in milliseconds. 0 or -1. */
+int util_parse_duration_ms(const char *s, bool default_ms, uint64_t *out);
+
+/* Splits "host:port" (IPv4, name, or [IPv6]:port). host_out gets a
+ * NUL-terminated host of at most hostlen-1 bytes. 0 or -1. */
+int util_split_hostport(const char *s, char *host_out, size_t hostlen, int *port_out);
+
+#endif

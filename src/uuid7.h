@@ -1,0 +1,21 @@
+/* uuid7: time-ordered unique ids (RFC 9562 UUID version 7) for captures.
+ *
+ * Promises: ids are unique within the process and strictly increasing in
+ * text (and byte) order across all threads of the process, even within one
+ * millisecond (a 12-bit counter in rand_a, seeded randomly each millisecond,
+ * then the timestamp is borrowed forward if the counter overflows). The rest
+ * is random from the OS. Thread-safe. */
+#ifndef RESTSPY_UUID7_H
+#define RESTSPY_UUID7_H
+
+#include <stdint.h>
+
+#define UUID7_STR_LEN 36
+
+/* Writes a new id as 36 lowercase chars plus NUL into out. */
+void uuid7_generate(char out[UUID7_STR_LEN + 1]);
+
+/* The Unix time in ms encoded in id (text form), or -1 if id is not a UUIDv7. */
+int64_t uuid7_time_ms(const char *id);
+
+#endif
