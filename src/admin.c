@@ -1,0 +1,378 @@
+#include "admin.h"
+
+#include <jansson.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "iostream.h"
+#include "listener.h"
+#include "stats.h"
+#include "util.h"
+
+/* An admin request is small: anything larger is refused. */
+#define ADMIN_MAX_REQUEST (64 * 1024)
+
+struct admin {
+    uv_tcp_t server;
+    proxy_shared *sh;
+    char *token;
+    int workers;
+    int64_t started_us;
+    bool closing;
+};
+
+typedef struct aconn {
+    uv_tcp_t tcp;
+    admin *a;
+    llhttp_t p;
+    buf url, hname, hval, body, auth;
+    size_t total;
+    bool done;
+} aconn;
+
+static void aconn_closed(uv_handle_t *h)
+{
+    aconn *c = h->data;
+    buf_free(&c->url);
+    buf_free(&c->hname);
+    buf_free(&c->hval);
+    buf_free(&c->body);
+    buf_free(&c->auth);
+    free(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    uv_close((uv_handle_t *)req->handle, aconn_closed);
+    free(req);
+}
+
+static void reply(aconn *c, int status, const char *reason, const char *json, size_t len)
+{
+    buf out = BUF_INIT;
+    buf_appendf(&out,
+                "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+                status, reason, len + 1,
+                status == 401 ? "WWW-Authenticate: Bearer realm=\"restspy\"\r\n" : "");
+    buf_append(&out, json, len);
+    buf_append_char(&out, '\n');
+    uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
+    io_write((uv_stream_t *)&c->tcp, &b, 1, NULL);
+    buf_free(&out);
+    c->done = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_shutdown_t *req = xmalloc(sizeof *req);
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
+        uv_close((uv_handle_t *)&c->tcp, aconn_closed);
+    }
+}
+
+static void reply_error(aconn *c, int status, const char *reason, const char *msg)
+{
+    buf b = BUF_INIT;
+    buf_append_str(&b, "{\"error\":");
+    buf_append_json_str(&b, msg, strlen(msg));
+    buf_append_char(&b, '}');
+    reply(c, status, reason, b.data, b.len);
+    buf_free(&b);
+}
+
+static void flags_json(admin *a, buf *b)
+{
+    buf_appendf(b, "{\"log\":%s,\"persist\":%s,\"replicate\":%s,\"log_format\":\"%s\"}",
+                atomic_load(&g_flags.log) ? "true" : "false",
+                atomic_load(&g_flags.persist) ? "true" : "false",
+                atomic_load(&g_flags.replicate) ? "true" : "false",
+                logsink_format(a->sh->log) == LOG_FORMAT_COMBINED ? "combined" : "json");
+}
+
+static void handle_stats(aconn *c)
+{
+    admin *a = c->a;
+    buf b = BUF_INIT;
+    buf_append_char(&b, '{');
+    stats_append_json(&b);
+    buf_appendf(&b, ",\"workers\":%d,\"uptime_s\":%lld", a->workers,
+                (long long)((util_now_us() - a->started_us) / 1000000));
+    buf_appendf(&b, ",\"log\":{\"lines\":%llu,\"errors\":%llu}",
+                (unsigned long long)logsink_lines(a->sh->log),
+                (unsigned long long)logsink_errors(a->sh->log));
+    if (a->sh->store) {
+        store_stats s;
+        store_get_stats(a->sh->store, &s);
+        buf_appendf(&b,
+                    ",\"store\":{\"submitted\":%llu,\"written\":%llu,\"dropped\":%llu,"
+                    "\"queued\":%llu,\"batches\":%llu,\"errors\":%llu,\"pruned\":%llu,"
+                    "\"blocked\":%llu}",
+                    (unsigned long long)s.submitted, (unsigned long long)s.written,
+                    (unsigned long long)s.dropped, (unsigned long long)s.queued,
+                    (unsigned long long)s.batches, (unsigned long long)s.errors,
+                    (unsigned long long)s.pruned, (unsigned long long)s.blocked);
+    } else {
+        buf_append_str(&b, ",\"store\":null");
+    }
+    buf_append_str(&b, ",\"flags\":");
+    flags_json(a, &b);
+    buf_append_char(&b, '}');
+    reply(c, 200, "OK", b.data, b.len);
+    buf_free(&b);
+}
+
+/* Applies a PUT /flags body; all or nothing. */
+static void handle_put_flags(aconn *c)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(c->body.data ? c->body.data : "", c->body.len, 0, &jerr);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        reply_error(c, 400, "Bad Request", "body must be a JSON object");
+        return;
+    }
+    const char *key;
+    json_t *v;
+    int fmt = -1;
+    json_object_foreach(j, key, v)
+    {
+        if (!strcmp(key, "log") || !strcmp(key, "persist") || !strcmp(key, "replicate")) {
+            if (!json_is_boolean(v)) {
+                json_decref(j);
+                reply_error(c, 400, "Bad Request", "flags log, persist, replicate are booleans");
+                return;
+            }
+        } else if (!strcmp(key, "log_format")) {
+            const char *s = json_string_value(v);
+            if (s && !strcmp(s, "json"))
+                fmt = LOG_FORMAT_JSON;
+            else if (s && !strcmp(s, "combined"))
+                fmt = LOG_FORMAT_COMBINED;
+            else {
+                json_decref(j);
+                reply_error(c, 400, "Bad Request", "log_format is \"json\" or \"combined\"");
+                return;
+            }
+        } else {
+            buf m = BUF_INIT;
+            buf_appendf(&m, "unknown flag '%s' (known: log, persist, replicate, log_format)", key);
+            json_decref(j);
+            reply_error(c, 400, "Bad Request", m.data);
+            buf_free(&m);
+            return;
+        }
+    }
+    if ((v = json_object_get(j, "log")))
+        atomic_store(&g_flags.log, json_is_true(v));
+    if ((v = json_object_get(j, "persist")))
+        atomic_store(&g_flags.persist, json_is_true(v) && c->a->sh->store != NULL);
+    if ((v = json_object_get(j, "replicate")))
+        atomic_store(&g_flags.replicate, json_is_true(v));
+    if (fmt >= 0)
+        logsink_set_format(c->a->sh->log, fmt);
+    json_decref(j);
+    buf b = BUF_INIT;
+    flags_json(c->a, &b);
+    reply(c, 200, "OK", b.data, b.len);
+    buf_free(&b);
+}
+
+/* Constant-time comparison: the token must not leak through timing. */
+static bool token_ok(const admin *a, const buf *auth)
+{
+    if (!a->token)
+        return true;
+    if (!auth->data || auth->len < 7 || strncasecmp(auth->data, "Bearer ", 7) != 0)
+        return false;
+    const char *v = auth->data + 7;
+    size_t n = strlen(v), m = strlen(a->token);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < m; i++)
+        diff |= (unsigned char)(a->token[i] ^ (i < n ? v[i] : 0));
+    return diff == 0;
+}
+
+static void route(aconn *c)
+{
+    const char *method = llhttp_method_name(llhttp_get_method(&c->p));
+    const char *path = c->url.data ? c->url.data : "/";
+    size_t plen = strcspn(path, "?");
+    if (!token_ok(c->a, &c->auth)) {
+        reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
+        return;
+    }
+    bool get = !strcmp(method, "GET");
+    if (util_ieq(path, plen, "/healthz")) {
+        if (get)
+            reply(c, 200, "OK", "{\"status\":\"ok\"}", 15);
+        else
+            reply_error(c, 405, "Method Not Allowed", "use GET");
+    } else if (util_ieq(path, plen, "/stats")) {
+        if (get)
+            handle_stats(c);
+        else
+            reply_error(c, 405, "Method Not Allowed", "use GET");
+    } else if (util_ieq(path, plen, "/flags")) {
+        if (get) {
+            buf b = BUF_INIT;
+            flags_json(c->a, &b);
+            reply(c, 200, "OK", b.data, b.len);
+            buf_free(&b);
+        } else if (!strcmp(method, "PUT") || !strcmp(method, "PATCH")) {
+            handle_put_flags(c);
+        } else {
+            reply_error(c, 405, "Method Not Allowed", "use GET or PUT");
+        }
+    } else {
+        reply_error(c, 404, "Not Found", "no such endpoint (try /healthz, /stats, /flags)");
+    }
+}
+
+static int a_on_url(llhttp_t *p, const char *at, size_t len)
+{
+    aconn *c = p->data;
+    buf_append(&c->url, at, len);
+    return 0;
+}
+
+static int a_on_field(llhttp_t *p, const char *at, size_t len)
+{
+    aconn *c = p->data;
+    buf_append(&c->hname, at, len);
+    return 0;
+}
+
+static int a_on_value(llhttp_t *p, const char *at, size_t len)
+{
+    aconn *c = p->data;
+    buf_append(&c->hval, at, len);
+    return 0;
+}
+
+static int a_on_value_complete(llhttp_t *p)
+{
+    aconn *c = p->data;
+    if (util_ieq(c->hname.data ? c->hname.data : "", c->hname.len, "authorization")) {
+        buf_reset(&c->auth);
+        buf_append(&c->auth, c->hval.data ? c->hval.data : "", c->hval.len);
+    }
+    buf_reset(&c->hname);
+    buf_reset(&c->hval);
+    return 0;
+}
+
+static int a_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    aconn *c = p->data;
+    buf_append(&c->body, at, len);
+    return 0;
+}
+
+static int a_on_complete(llhttp_t *p)
+{
+    aconn *c = p->data;
+    route(c);
+    return HPE_PAUSED;
+}
+
+static llhttp_settings_t admin_settings;
+static uv_once_t admin_once = UV_ONCE_INIT;
+
+static void admin_settings_init(void)
+{
+    llhttp_settings_init(&admin_settings);
+    admin_settings.on_url = a_on_url;
+    admin_settings.on_header_field = a_on_field;
+    admin_settings.on_header_value = a_on_value;
+    admin_settings.on_header_value_complete = a_on_value_complete;
+    admin_settings.on_body = a_on_body;
+    admin_settings.on_message_complete = a_on_complete;
+}
+
+static void a_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)h;
+    (void)suggested;
+    static char rb[16384]; /* the main loop is single-threaded */
+    *b = uv_buf_init(rb, sizeof rb);
+}
+
+static void a_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    aconn *c = s->data;
+    if (c->done || n == 0)
+        return;
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, aconn_closed);
+        return;
+    }
+    c->total += (size_t)n;
+    if (c->total > ADMIN_MAX_REQUEST) {
+        reply_error(c, 413, "Content Too Large", "admin request too large");
+        return;
+    }
+    llhttp_errno_t e = llhttp_execute(&c->p, b->base, (size_t)n);
+    if (e != HPE_OK && e != HPE_PAUSED && !c->done)
+        reply_error(c, 400, "Bad Request", llhttp_get_error_reason(&c->p));
+}
+
+static void on_admin_conn(uv_stream_t *server, int status)
+{
+    admin *a = server->data;
+    if (status < 0)
+        return;
+    aconn *c = xcalloc(1, sizeof *c);
+    c->a = a;
+    c->tcp.data = c;
+    uv_tcp_init(server->loop, &c->tcp);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, aconn_closed);
+        return;
+    }
+    llhttp_init(&c->p, HTTP_REQUEST, &admin_settings);
+    c->p.data = c;
+    uv_read_start((uv_stream_t *)&c->tcp, a_alloc, a_read);
+}
+
+admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_shared *sh,
+                   int workers, char *err, size_t errlen)
+{
+    uv_once(&admin_once, admin_settings_init);
+    struct sockaddr_storage ss;
+    if (listener_resolve(addr, &ss, err, errlen) < 0)
+        return NULL;
+    admin *a = xcalloc(1, sizeof *a);
+    a->sh = sh;
+    a->token = token ? xstrdup(token) : NULL;
+    a->workers = workers;
+    a->started_us = util_now_us();
+    uv_tcp_init(loop, &a->server);
+    a->server.data = a;
+    int rc = uv_tcp_bind(&a->server, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->server, 64, on_admin_conn);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on admin address %s: %s", addr, uv_strerror(rc));
+        admin_stop(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void admin_closed(uv_handle_t *h)
+{
+    admin *a = h->data;
+    free(a->token);
+    free(a);
+}
+
+void admin_stop(admin *a)
+{
+    if (!a || a->closing)
+        return;
+    a->closing = true;
+    uv_close((uv_handle_t *)&a->server, admin_closed);
+}

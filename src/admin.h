@@ -1,0 +1,29 @@
+/* admin: the small HTTP API for operators, on its own address.
+ *
+ * Owns its listening socket and its connections, on the main thread's loop
+ * (never a worker's, so a busy proxy cannot starve it). Serves
+ *   GET /healthz        {"status":"ok"}
+ *   GET /stats          counters (stats.h) plus store and log figures
+ *   GET /flags          {"log":..,"persist":..,"replicate":..,"log_format":".."}
+ *   PUT /flags          JSON with any of those keys: switches them at run time
+ * One request per connection (Connection: close). Promises: with a token set,
+ * every request needs "Authorization: Bearer <token>" (compared in constant
+ * time) or gets 401; errors are JSON {"error":"..."}. */
+#ifndef RESTSPY_ADMIN_H
+#define RESTSPY_ADMIN_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "proxy.h"
+
+typedef struct admin admin;
+
+/* Binds addr ("host:port"). NULL with err on failure. token may be NULL. */
+admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_shared *sh,
+                   int workers, char *err, size_t errlen);
+
+/* Closes the listener and every admin connection; frees when closed. */
+void admin_stop(admin *a);
+
+#endif

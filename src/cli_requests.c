@@ -1,0 +1,789 @@
+/* cli_requests: `restspy requests` (list captures) and `restspy show ID`.
+ *
+ * Both only read: the store is opened read-only, so they can run while a
+ * proxy writes to the same file (WAL). Text that came off the wire (paths,
+ * headers, bodies) is printed with control bytes escaped, so a captured
+ * request cannot drive the user's terminal. */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "record.h"
+#include "store.h"
+#include "util.h"
+
+#define DEFAULT_LIMIT 100
+
+/* ---- shared ---- */
+
+static void errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void errorf(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "restspy %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Matches argv[*i] against --name (value in the next argument) or
+ * --name=value. 1 matched (*val set, *i advanced past a separate value),
+ * 0 not this flag, -1 the value is missing (reported). */
+static int flag_value(const char *cmd, int argc, char **argv, int *i, const char *name,
+                      const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        errorf(cmd, "%s needs a value", name);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+/* Opens the store named by --store / --config / RESTSPY_STORE / the config
+ * file, read-only. Returns 0, or the exit code after reporting. */
+static int open_store(const char *cmd, const char *store_url, const char *config_file,
+                      char *const *envp, store **out)
+{
+    static char config_flag[] = "--config", store_flag[] = "--store";
+    char *av[4];
+    int ac = 0;
+    char err[512];
+    /* config_load does precedence (file < env < flags) and validation; only
+     * the two flags it knows are passed to it. */
+    if (config_file) {
+        av[ac++] = config_flag;
+        av[ac++] = (char *)config_file;
+    }
+    if (store_url) {
+        av[ac++] = store_flag;
+        av[ac++] = (char *)store_url;
+    }
+    config *c = NULL;
+    if (config_load(&c, ac, av, envp, NULL, NULL, err, sizeof err) != 0) {
+        errorf(cmd, "%s", err);
+        return 2;
+    }
+    if (!c->store || strcmp(c->store, "off") == 0) {
+        errorf(cmd, "the store is off (store = off): nothing was persisted");
+        config_unref(c);
+        return 1;
+    }
+    store_options o = {0};
+    o.url = c->store;
+    o.queue_max = 1;
+    o.batch_max = 1;
+    o.busy_timeout_ms = c->busy_timeout_ms;
+    o.read_only = true;
+    *out = store_open(&o, err, sizeof err);
+    config_unref(c);
+    if (!*out) {
+        errorf(cmd, "%s", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends s[0..n) with control bytes (and DEL) as \xHH; newline and tab are
+ * kept when multiline. */
+static void append_safe(buf *b, const char *s, size_t n, bool multiline)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f) {
+            char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            buf_append(b, e, 4);
+        } else {
+            buf_append_char(b, (char)c);
+        }
+    }
+}
+
+static void put_safe(FILE *f, const char *s, size_t n, bool multiline)
+{
+    buf b = BUF_INIT;
+    append_safe(&b, s, n, multiline);
+    if (b.len)
+        fwrite(b.data, 1, b.len, f);
+    buf_free(&b);
+}
+
+static void put_safe_str(FILE *f, const char *s)
+{
+    put_safe(f, s ? s : "-", s ? strlen(s) : 1, false);
+}
+
+/* Local time of us as "YYYY-MM-DD HH:MM:SS.mmm"; *today tells whether the
+ * date is today's (so the table can show the time alone). */
+static void fmt_local(int64_t us, char *out, size_t len, bool *today)
+{
+    time_t t = (time_t)(us / 1000000);
+    int ms = (int)((us % 1000000) / 1000);
+    if (us < 0 && us % 1000000) {
+        t--;
+        ms = (int)((us % 1000000 + 1000000) / 1000);
+    }
+    struct tm tm, now_tm;
+    time_t now = time(NULL);
+    localtime_r(&t, &tm);
+    localtime_r(&now, &now_tm);
+    if (today)
+        *today = tm.tm_year == now_tm.tm_year && tm.tm_yday == now_tm.tm_yday;
+    char tmp[24];
+    if (strftime(tmp, sizeof tmp, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        tmp[0] = '\0';
+    snprintf(out, len, "%s.%03d", tmp, ms);
+}
+
+/* ---- `restspy requests` ---- */
+
+static const char requests_usage[] =
+    "usage: restspy requests [options]\n"
+    "\n"
+    "Lists captured requests, oldest first (the newest --limit of them).\n"
+    "\n"
+    "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
+    "  --config FILE   config file whose store setting to use\n"
+    "  --method M      only this method (case-insensitive)\n"
+    "  --path GLOB     only paths matching GLOB ('*' within a segment, '**' any depth)\n"
+    "  --status S      a class (5xx), a code (404) or a range (200-299)\n"
+    "  --since T       started at or after T: RFC 3339 (2026-11-27T05:00:00Z),\n"
+    "                  a local date (2026-11-27) or an age (90s, 10m, 2h, 1d ago)\n"
+    "  --until T       started before T (same forms as --since)\n"
+    "  --origin O      only this origin (local, replicated, imported)\n"
+    "  --node N        only requests captured by node N\n"
+    "  --limit N       at most N requests, the newest ones (default 100; 0 = all)\n"
+    "  --json          one JSON object per line, with headers and bodies\n"
+    "  -h, --help      show this help\n"
+    "\n"
+    "The store also comes from RESTSPY_STORE or the config file (RESTSPY_CONFIG).\n";
+
+/* Parses n decimal digits at s. -1 if any is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Parses a --since/--until value into µs since the epoch: an age ("10m",
+ * meaning now minus that), a date (local midnight) or an RFC 3339 time
+ * (local when it has no zone). 0 or -1. */
+static int parse_time(const char *s, int64_t now_us, int64_t *out)
+{
+    uint64_t ms;
+    if (util_parse_duration_ms(s, false, &ms) == 0) {
+        *out = now_us - (int64_t)ms * 1000;
+        return 0;
+    }
+    struct tm tm = {0};
+    int y = digits(s, 4), mo, d;
+    if (y < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 1 || mo > 12 || s[7] != '-' ||
+        (d = digits(s + 8, 2)) < 1 || d > 31)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    const char *p = s + 10;
+    int64_t frac_us = 0;
+    bool local = true;
+    int64_t offset_s = 0;
+    if (*p) {
+        if (*p != 'T' && *p != 't' && *p != ' ')
+            return -1;
+        p++;
+        int h = digits(p, 2), mi, sec = 0;
+        if (h < 0 || h > 23 || p[2] != ':' || (mi = digits(p + 3, 2)) < 0 || mi > 59)
+            return -1;
+        p += 5;
+        if (*p == ':') {
+            if ((sec = digits(p + 1, 2)) < 0 || sec > 60)
+                return -1;
+            p += 3;
+            if (*p == '.') {
+                p++;
+                int64_t scale = 100000;
+                if (!isdigit((unsigned char)*p))
+                    return -1;
+                for (; isdigit((unsigned char)*p); p++) {
+                    frac_us += (*p - '0') * scale;
+                    scale /= 10;
+                }
+            }
+        }
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = sec;
+        if (*p == 'Z' || *p == 'z') {
+            local = false;
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int oh = digits(p + 1, 2), om;
+            if (oh < 0 || oh > 23 || p[3] != ':' || (om = digits(p + 4, 2)) < 0 || om > 59)
+                return -1;
+            offset_s = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+            local = false;
+            p += 6;
+        }
+        if (*p)
+            return -1;
+    }
+    time_t t;
+    if (local) {
+        tm.tm_isdst = -1;
+        t = mktime(&tm);
+    } else {
+        t = timegm(&tm);
+    }
+    if (t == (time_t)-1)
+        return -1;
+    *out = ((int64_t)t - offset_s) * 1000000 + frac_us;
+    return 0;
+}
+
+/* "5xx", "404" or "200-299". 0 or -1. */
+static int parse_status(const char *s, int *lo, int *hi)
+{
+    size_t n = strlen(s);
+    int a, b;
+    if (n == 3 && (s[1] == 'x' || s[1] == 'X') && (s[2] == 'x' || s[2] == 'X') &&
+        (a = digits(s, 1)) >= 1) {
+        *lo = a * 100;
+        *hi = a * 100 + 99;
+        return 0;
+    }
+    if (n == 3 && (a = digits(s, 3)) >= 100) {
+        *lo = *hi = a;
+        return 0;
+    }
+    if (n == 7 && s[3] == '-' && (a = digits(s, 3)) >= 100 && (b = digits(s + 4, 3)) >= a) {
+        *lo = a;
+        *hi = b;
+        return 0;
+    }
+    return -1;
+}
+
+/* One line of output (text already escaped for printing), collected so the newest-first query can be printed
+ * oldest first. */
+typedef struct row {
+    char time[40];
+    bool today;
+    char id[UUID7_STR_LEN + 1];
+    char *method;
+    int status;
+    int64_t duration_us;
+    char *target; /* path?query */
+    char *error;
+    char *json; /* --json: the whole line */
+} row;
+
+typedef struct rowlist {
+    row *v;
+    size_t len, cap;
+    bool json;
+} rowlist;
+
+/* A copy of s that is safe to print (see append_safe). */
+static char *safe_dup(const char *s)
+{
+    buf b = BUF_INIT;
+    append_safe(&b, s, strlen(s), false);
+    return buf_detach(&b);
+}
+
+static int collect_row(const record *r, void *ud)
+{
+    rowlist *l = ud;
+    if (l->len == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    row *w = &l->v[l->len++];
+    memset(w, 0, sizeof *w);
+    if (l->json) {
+        buf b = BUF_INIT;
+        record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &b);
+        w->json = buf_detach(&b);
+        return 0;
+    }
+    fmt_local(r->started_at_us, w->time, sizeof w->time, &w->today);
+    memcpy(w->id, r->id, sizeof w->id);
+    w->method = safe_dup(r->method ? r->method : "-");
+    w->status = r->status;
+    w->duration_us = r->duration_us;
+    buf t = BUF_INIT;
+    const char *path = r->path ? r->path : "-";
+    append_safe(&t, path, strlen(path), false);
+    if (r->query) {
+        buf_append_char(&t, '?');
+        append_safe(&t, r->query, strlen(r->query), false);
+    }
+    w->target = buf_detach(&t);
+    w->error = r->error ? safe_dup(r->error) : NULL;
+    return 0;
+}
+
+static void rowlist_free(rowlist *l)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        free(l->v[i].method);
+        free(l->v[i].target);
+        free(l->v[i].error);
+        free(l->v[i].json);
+    }
+    free(l->v);
+}
+
+static int terminal_width(void)
+{
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int n = c ? atoi(c) : 0;
+    return n > 0 ? n : 80;
+}
+
+/* Display width of s: code points (close enough for paths). */
+static size_t text_width(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            w++;
+    return w;
+}
+
+/* Prints s cut to at most width columns ("..." marks the cut), padded to
+ * width when pad. */
+static void put_cell(const char *s, size_t width, bool pad)
+{
+    size_t w = text_width(s);
+    size_t shown = w;
+    size_t bytes = strlen(s);
+    if (w > width) {
+        size_t keep = width > 3 ? width - 3 : 0;
+        size_t cols = 0;
+        bytes = 0;
+        while (s[bytes] && cols < keep) {
+            bytes++;
+            while (((unsigned char)s[bytes] & 0xC0) == 0x80)
+                bytes++;
+            cols++;
+        }
+        fwrite(s, 1, bytes, stdout);
+        fputs(width >= 3 ? "..." : "", stdout);
+        shown = cols + (width >= 3 ? 3 : 0);
+    } else {
+        fputs(s, stdout);
+    }
+    if (pad)
+        for (; shown < width; shown++)
+            fputc(' ', stdout);
+}
+
+static void print_table(const rowlist *l, bool reversed, bool tty)
+{
+    size_t tw = 4, mw = 6, dw = 8, pw = 4;
+    bool any_error = false;
+    bool all_today = true;
+    for (size_t i = 0; i < l->len; i++)
+        all_today &= l->v[i].today;
+    for (size_t i = 0; i < l->len; i++) {
+        const row *w = &l->v[i];
+        size_t t = all_today ? 12 : strlen(w->time);
+        tw = t > tw ? t : tw;
+        size_t m = text_width(w->method);
+        mw = m > mw ? m : mw;
+        char d[32];
+        size_t dl = (size_t)snprintf(d, sizeof d, "%.1fms", (double)w->duration_us / 1000.0);
+        dw = dl > dw ? dl : dw;
+        size_t p = text_width(w->target);
+        pw = p > pw ? p : pw;
+        any_error |= w->error != NULL;
+    }
+    size_t ew = 0;
+    for (size_t i = 0; i < l->len; i++)
+        if (l->v[i].error && text_width(l->v[i].error) > ew)
+            ew = text_width(l->v[i].error);
+    if (tty) {
+        /* Fit the line to the terminal by cutting the path (errors are
+         * short and more useful whole). */
+        size_t width = (size_t)terminal_width();
+        size_t fixed = tw + 2 + UUID7_STR_LEN + 2 + mw + 2 + 6 + 2 + dw + 2;
+        size_t rest = any_error ? ew + 2 : 0;
+        size_t avail = width > fixed + rest ? width - fixed - rest : 0;
+        if (avail < 20)
+            avail = 20;
+        if (pw > avail)
+            pw = avail;
+    }
+    printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", UUID7_STR_LEN, "ID", (int)mw,
+           "METHOD", "STATUS", (int)dw, "DURATION");
+    if (any_error)
+        printf("%-*s  ERROR\n", (int)pw, "PATH");
+    else
+        printf("PATH\n");
+    for (size_t k = 0; k < l->len; k++) {
+        const row *w = &l->v[reversed ? l->len - 1 - k : k];
+        const char *t = all_today ? w->time + 11 : w->time;
+        printf("%-*s  %-*s  ", (int)tw, t, UUID7_STR_LEN, w->id);
+        put_cell(w->method, mw, true);
+        char st[16], d[32];
+        if (w->status)
+            snprintf(st, sizeof st, "%d", w->status);
+        else
+            snprintf(st, sizeof st, "-");
+        snprintf(d, sizeof d, "%.1fms", (double)w->duration_us / 1000.0);
+        printf("  %-6s  %*s  ", st, (int)dw, d);
+        put_cell(w->target, pw, w->error != NULL);
+        if (w->error)
+            printf("  %s", w->error);
+        fputc('\n', stdout);
+    }
+}
+
+int cli_requests(int argc, char **argv, char *const *envp)
+{
+    static const char cmd[] = "requests";
+    const char *store_url = NULL, *config_file = NULL, *v;
+    store_query q = {0};
+    int64_t limit = DEFAULT_LIMIT;
+    bool json = false;
+    int64_t now = util_now_us();
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int m;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(requests_usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--store", &store_url)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--method", &q.method)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--path", &q.path_glob)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--origin", &q.origin)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--node", &q.node))) {
+            if (m < 0)
+                return 2;
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--status", &v))) {
+            if (m < 0)
+                return 2;
+            if (parse_status(v, &q.status_min, &q.status_max) < 0) {
+                errorf(cmd, "bad value for --status: '%s' (expected 5xx, 404 or 200-299)", v);
+                return 2;
+            }
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--since", &v))) {
+            if (m < 0)
+                return 2;
+            if (parse_time(v, now, &q.since_us) < 0) {
+                errorf(cmd,
+                       "bad value for --since: '%s' (expected 2026-11-27T05:00:00Z, "
+                       "2026-11-27 or an age like 10m)",
+                       v);
+                return 2;
+            }
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--until", &v))) {
+            if (m < 0)
+                return 2;
+            if (parse_time(v, now, &q.until_us) < 0) {
+                errorf(cmd,
+                       "bad value for --until: '%s' (expected 2026-11-27T05:00:00Z, "
+                       "2026-11-27 or an age like 10m)",
+                       v);
+                return 2;
+            }
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--limit", &v))) {
+            if (m < 0)
+                return 2;
+            char *end;
+            errno = 0;
+            long long n = strtoll(v, &end, 10);
+            if (errno || end == v || *end || n < 0) {
+                errorf(cmd, "bad value for --limit: '%s' (expected a number, 0 = all)", v);
+                return 2;
+            }
+            limit = n;
+            continue;
+        }
+        if (a[0] == '-')
+            errorf(cmd, "unknown option %s (see restspy requests --help)", a);
+        else
+            errorf(cmd, "unexpected argument '%s' (see restspy requests --help)", a);
+        return 2;
+    }
+    if (q.method && !*q.method) {
+        errorf(cmd, "bad value for --method: empty");
+        return 2;
+    }
+
+    store *s = NULL;
+    int rc = open_store(cmd, store_url, config_file, envp, &s);
+    if (rc)
+        return rc;
+    /* "The newest N, oldest first": fetch newest first, print reversed. */
+    q.limit = limit;
+    q.newest_first = limit > 0;
+    rowlist l = {0};
+    l.json = json;
+    char err[512];
+    if (store_query_each(s, &q, collect_row, &l, err, sizeof err) != 0) {
+        errorf(cmd, "%s", err);
+        rowlist_free(&l);
+        store_close(s);
+        return 1;
+    }
+    store_close(s);
+    if (json) {
+        for (size_t k = 0; k < l.len; k++)
+            puts(l.v[q.newest_first ? l.len - 1 - k : k].json);
+    } else if (l.len) {
+        print_table(&l, q.newest_first, isatty(STDOUT_FILENO));
+    } else if (isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "no matching requests\n");
+    }
+    rowlist_free(&l);
+    if (fflush(stdout) != 0) {
+        errorf(cmd, "cannot write output: %s", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- `restspy show` ---- */
+
+static const char show_usage[] =
+    "usage: restspy show ID [options]\n"
+    "\n"
+    "Shows one captured request and its response in full. ID is the request id\n"
+    "(the X-Request-Id) or a unique prefix of it (at least 8 characters).\n"
+    "\n"
+    "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
+    "  --config FILE   config file whose store setting to use\n"
+    "  --json          the record as JSON, with headers and bodies\n"
+    "  -h, --help      show this help\n";
+
+static void show_body(const buf *b, uint64_t size, bool truncated)
+{
+    const char *d = b->data ? b->data : "";
+    if (b->len == 0) {
+        if (size)
+            printf("(%llu bytes, not captured)\n", (unsigned long long)size);
+        else
+            printf("(no body)\n");
+        return;
+    }
+    if (utf8_valid(d, b->len)) {
+        size_t i = 0;
+        while (i < b->len && isspace((unsigned char)d[i]))
+            i++;
+        json_t *j = NULL;
+        if (i < b->len && (d[i] == '{' || d[i] == '['))
+            j = json_loadb(d, b->len, 0, NULL);
+        if (j) {
+            char *pretty = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            json_decref(j);
+            if (pretty) {
+                put_safe(stdout, pretty, strlen(pretty), true);
+                fputc('\n', stdout);
+                free(pretty);
+            }
+        } else {
+            put_safe(stdout, d, b->len, true);
+            if (d[b->len - 1] != '\n')
+                fputc('\n', stdout);
+        }
+    } else {
+        printf("(%zu bytes of binary data, base64:)\n", b->len);
+        buf e = BUF_INIT;
+        buf_append_base64(&e, d, b->len);
+        for (size_t i = 0; i < e.len; i += 76)
+            printf("%.*s\n", (int)(e.len - i < 76 ? e.len - i : 76), e.data + i);
+        buf_free(&e);
+    }
+    if (truncated)
+        printf("(truncated: first %zu of %llu bytes)\n", b->len, (unsigned long long)size);
+}
+
+static void show_headers(const record_headers *h)
+{
+    for (size_t i = 0; i < h->len; i++) {
+        put_safe_str(stdout, h->v[i].name);
+        fputs(": ", stdout);
+        put_safe_str(stdout, h->v[i].value);
+        fputc('\n', stdout);
+    }
+}
+
+static void show_record(const record *r)
+{
+    char t[40];
+    fmt_local(r->started_at_us, t, sizeof t, NULL);
+    char tz[16] = "";
+    time_t secs = (time_t)(r->started_at_us / 1000000);
+    struct tm tm;
+    localtime_r(&secs, &tm);
+    strftime(tz, sizeof tz, "%z", &tm);
+
+    printf("ID        %s\n", r->id);
+    printf("Time      %s %s\n", t, tz);
+    printf("Node      ");
+    put_safe_str(stdout, r->node);
+    printf("\nClient    ");
+    put_safe_str(stdout, r->client_addr);
+    printf("\nRequest   ");
+    put_safe_str(stdout, r->method);
+    fputc(' ', stdout);
+    if (r->host) {
+        put_safe_str(stdout, r->scheme ? r->scheme : "http");
+        fputs("://", stdout);
+        put_safe_str(stdout, r->host);
+    }
+    put_safe_str(stdout, r->path);
+    if (r->query) {
+        fputc('?', stdout);
+        put_safe_str(stdout, r->query);
+    }
+    if (r->status)
+        printf("\nStatus    %d\n", r->status);
+    else
+        printf("\nStatus    - (no response)\n");
+    printf("Duration  %.3f ms", (double)r->duration_us / 1000.0);
+    if (r->upstream_us >= 0)
+        printf(" (upstream %.3f ms)", (double)r->upstream_us / 1000.0);
+    printf("\nRule      ");
+    put_safe_str(stdout, r->rule);
+    printf("\nOrigin    ");
+    put_safe_str(stdout, r->origin);
+    if (r->error) {
+        printf("\nError     ");
+        put_safe_str(stdout, r->error);
+    }
+    printf("\n\n--- request ---\n");
+    show_headers(&r->req_headers);
+    fputc('\n', stdout);
+    show_body(&r->req_body, r->req_body_size, r->req_truncated);
+    printf("\n--- response ---\n");
+    if (r->status) {
+        show_headers(&r->resp_headers);
+        fputc('\n', stdout);
+        show_body(&r->resp_body, r->resp_body_size, r->resp_truncated);
+    } else {
+        printf("(none)\n");
+    }
+}
+
+int cli_show(int argc, char **argv, char *const *envp)
+{
+    static const char cmd[] = "show";
+    const char *store_url = NULL, *config_file = NULL, *id = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int m;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(show_usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--store", &store_url)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file))) {
+            if (m < 0)
+                return 2;
+            continue;
+        }
+        if (a[0] == '-') {
+            errorf(cmd, "unknown option %s (see restspy show --help)", a);
+            return 2;
+        }
+        if (id) {
+            errorf(cmd, "unexpected argument '%s' (one ID only)", a);
+            return 2;
+        }
+        id = a;
+    }
+    if (!id) {
+        errorf(cmd, "missing request ID (see restspy show --help)");
+        return 2;
+    }
+
+    store *s = NULL;
+    int rc = open_store(cmd, store_url, config_file, envp, &s);
+    if (rc)
+        return rc;
+    record *r = NULL;
+    char err[512];
+    int found = store_get(s, id, &r, err, sizeof err);
+    store_close(s);
+    if (found < 0) {
+        errorf(cmd, "%s", err);
+        return 1;
+    }
+    if (found == 0) {
+        errorf(cmd, "no request with id %s", id);
+        return 1;
+    }
+    if (json) {
+        buf b = BUF_INIT;
+        record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &b);
+        json_t *j = json_loadb(b.data, b.len, JSON_ALLOW_NUL, NULL);
+        char *pretty = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        puts(pretty ? pretty : b.data);
+        free(pretty);
+        json_decref(j);
+        buf_free(&b);
+    } else {
+        show_record(r);
+    }
+    record_free(r);
+    if (fflush(stdout) != 0) {
+        errorf(cmd, "cannot write output: %s", strerror(errno));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,215 @@
+#include "httpmsg.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "util.h"
+
+bool httpmsg_is_hop_by_hop(const char *name, size_t n)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                      "trailer",    "transfer-encoding", "upgrade"};
+    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+        if (util_ieq(name, n, hop[i]))
+            return true;
+    return false;
+}
+
+/* Calls back for each comma-separated token of a header value. */
+static bool list_has(const char *v, const char *token)
+{
+    size_t tl = strlen(token);
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == ',')
+            v++;
+        const char *s = v;
+        while (*v && *v != ',')
+            v++;
+        const char *e = v;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - s) == tl && strncasecmp(s, token, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool httpmsg_connection_has(const record_headers *h, const char *token)
+{
+    for (size_t i = 0; i < h->len; i++)
+        if (strcasecmp(h->v[i].name, "connection") == 0 && list_has(h->v[i].value, token))
+            return true;
+    return false;
+}
+
+bool httpmsg_drop_header(const record_headers *h, const char *name)
+{
+    return httpmsg_is_hop_by_hop(name, strlen(name)) || httpmsg_connection_has(h, name);
+}
+
+static void header_line(buf *out, const char *name, const char *value)
+{
+    buf_append_str(out, name);
+    buf_append(out, ": ", 2);
+    buf_append_str(out, value);
+    buf_append(out, "\r\n", 2);
+}
+
+void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
+{
+    const record_headers *h = &r->req_headers;
+    buf_append_str(out, r->method);
+    buf_append_char(out, ' ');
+    buf_append_str(out, r->path);
+    if (r->query) {
+        buf_append_char(out, '?');
+        buf_append_str(out, r->query);
+    }
+    buf_append(out, " HTTP/1.1\r\n", 11);
+
+    bool have_host = false, have_proto = false, have_id = false;
+    const char *xff = NULL;
+    for (size_t i = 0; i < h->len; i++) {
+        const char *n = h->v[i].name;
+        if (httpmsg_drop_header(h, n)) {
+            if (o->upgrade && strcasecmp(n, "upgrade") == 0)
+                header_line(out, n, h->v[i].value);
+            continue;
+        }
+        if (o->chunked && strcasecmp(n, "content-length") == 0)
+            continue;
+        if (o->strip_expect && strcasecmp(n, "expect") == 0)
+            continue;
+        if (strcasecmp(n, "x-forwarded-for") == 0) {
+            /* Several X-Forwarded-For lines are one list: keep the last as
+             * the one restspy extends, and pass the earlier ones on. */
+            if (xff)
+                header_line(out, "X-Forwarded-For", xff);
+            xff = h->v[i].value;
+            continue;
+        }
+        if (strcasecmp(n, "host") == 0)
+            have_host = true;
+        else if (strcasecmp(n, "x-forwarded-proto") == 0)
+            have_proto = true;
+        else if (strcasecmp(n, "x-request-id") == 0)
+            have_id = true;
+        header_line(out, n, h->v[i].value);
+    }
+    if (!have_host && o->default_host)
+        header_line(out, "Host", o->default_host);
+    buf_append_str(out, "X-Forwarded-For: ");
+    if (xff) {
+        buf_append_str(out, xff);
+        buf_append(out, ", ", 2);
+    }
+    buf_append_str(out, o->client_ip);
+    buf_append(out, "\r\n", 2);
+    if (!have_proto)
+        header_line(out, "X-Forwarded-Proto", "http");
+    if (!have_id)
+        header_line(out, "X-Request-Id", o->request_id);
+    if (o->chunked)
+        buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    if (o->upgrade)
+        buf_append_str(out, "Connection: upgrade\r\n");
+    buf_append(out, "\r\n", 2);
+}
+
+void httpmsg_response_head(buf *out, int status, const char *reason, size_t reason_len,
+                           const record_headers *h, httpmsg_body body, bool keep_alive,
+                           bool http10)
+{
+    buf_appendf(out, "HTTP/1.1 %03d ", status);
+    if (reason && reason_len)
+        buf_append(out, reason, reason_len);
+    else
+        buf_append_str(out, httpmsg_reason(status));
+    buf_append(out, "\r\n", 2);
+    for (size_t i = 0; i < h->len; i++) {
+        const char *n = h->v[i].name;
+        if (httpmsg_drop_header(h, n)) {
+            if (body == HTTPMSG_BODY_UPGRADE && strcasecmp(n, "upgrade") == 0)
+                header_line(out, n, h->v[i].value);
+            continue;
+        }
+        if ((body == HTTPMSG_BODY_CHUNKED || body == HTTPMSG_BODY_CLOSE) &&
+            strcasecmp(n, "content-length") == 0)
+            continue;
+        header_line(out, n, h->v[i].value);
+    }
+    if (body == HTTPMSG_BODY_CHUNKED)
+        buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    if (body == HTTPMSG_BODY_UPGRADE)
+        buf_append_str(out, "Connection: upgrade\r\n");
+    else if (!keep_alive)
+        buf_append_str(out, "Connection: close\r\n");
+    else if (http10)
+        buf_append_str(out, "Connection: keep-alive\r\n");
+    buf_append(out, "\r\n", 2);
+}
+
+void httpmsg_error_response(buf *out, int status, const char *error, const char *request_id,
+                            bool keep_alive)
+{
+    buf body = BUF_INIT;
+    buf_append_str(&body, "{\"error\":");
+    buf_append_json_str(&body, error, strlen(error));
+    buf_append_str(&body, ",\"request_id\":");
+    buf_append_json_str(&body, request_id, strlen(request_id));
+    buf_append_str(&body, "}\n");
+    buf_appendf(out, "HTTP/1.1 %03d %s\r\n", status, httpmsg_reason(status));
+    buf_append_str(out, "Content-Type: application/json\r\n");
+    buf_appendf(out, "Content-Length: %zu\r\n", body.len);
+    header_line(out, "X-Request-Id", request_id);
+    if (!keep_alive)
+        buf_append_str(out, "Connection: close\r\n");
+    buf_append(out, "\r\n", 2);
+    buf_append(out, body.data, body.len);
+    buf_free(&body);
+}
+
+const char *httpmsg_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+void httpmsg_chunk_header(buf *out, size_t n)
+{
+    buf_appendf(out, "%zx\r\n", n);
+}

@@ -1,0 +1,66 @@
+/* httpmsg: the HTTP/1.1 text restspy writes (heads for upstream requests and
+ * client responses, JSON error answers) and the header rules of RFC 9110.
+ *
+ * Owns nothing and does no I/O, so every rule here is unit-tested on its own.
+ * Promises: hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection, TE,
+ * Trailer, Transfer-Encoding, Upgrade, and every header the Connection header
+ * names) are never copied from one hop to the next; framing headers are
+ * written by restspy itself, so what a peer reads is always self-consistent. */
+#ifndef RESTSPY_HTTPMSG_H
+#define RESTSPY_HTTPMSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "record.h"
+
+/* True for the fixed hop-by-hop names (case-insensitive). */
+bool httpmsg_is_hop_by_hop(const char *name, size_t n);
+
+/* True when a Connection header of h lists token (case-insensitive). */
+bool httpmsg_connection_has(const record_headers *h, const char *token);
+
+/* True when header name must not be forwarded: fixed hop-by-hop names and
+ * every name listed by a Connection header of h. */
+bool httpmsg_drop_header(const record_headers *h, const char *name);
+
+typedef struct httpmsg_req_opts {
+    const char *client_ip;     /* appended to X-Forwarded-For */
+    const char *request_id;    /* X-Request-Id when the client sent none */
+    const char *default_host;  /* Host when the client sent none */
+    bool chunked;              /* body is forwarded with chunked framing */
+    bool upgrade;              /* keep Upgrade, send Connection: upgrade */
+    bool strip_expect;         /* restspy answered Expect: 100-continue itself */
+} httpmsg_req_opts;
+
+/* Appends the upstream request head (request line, headers, blank line) for
+ * r's method, path, query and headers. Content-Length is kept unless chunked. */
+void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o);
+
+typedef enum {
+    HTTPMSG_BODY_NONE,     /* no body (HEAD, 1xx, 204, 304): headers kept as-is */
+    HTTPMSG_BODY_LENGTH,   /* the upstream's Content-Length is kept */
+    HTTPMSG_BODY_CHUNKED,  /* restspy re-frames the body as chunked */
+    HTTPMSG_BODY_CLOSE,    /* delimited by closing the connection (HTTP/1.0 client) */
+    HTTPMSG_BODY_UPGRADE,  /* 101: Upgrade and Connection: upgrade are kept */
+} httpmsg_body;
+
+/* Appends the client response head. reason may be NULL (a standard phrase is
+ * used). keep_alive false adds Connection: close; true with http10 adds
+ * Connection: keep-alive. */
+void httpmsg_response_head(buf *out, int status, const char *reason, size_t reason_len,
+                           const record_headers *h, httpmsg_body body, bool keep_alive,
+                           bool http10);
+
+/* Appends a whole JSON error answer: {"error":"...","request_id":"..."}. */
+void httpmsg_error_response(buf *out, int status, const char *error, const char *request_id,
+                            bool keep_alive);
+
+/* Standard reason phrase ("Not Found"), or "Unknown". */
+const char *httpmsg_reason(int status);
+
+/* Appends the chunk-size line for a chunk of n bytes ("1a2\r\n"). */
+void httpmsg_chunk_header(buf *out, size_t n);
+
+#endif

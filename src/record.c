@@ -1,0 +1,357 @@
+#include "record.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+record *record_new(void)
+{
+    record *r = xcalloc(1, sizeof *r);
+    uuid7_generate(r->id);
+    r->upstream_us = -1;
+    r->origin = xstrdup("local");
+    return r;
+}
+
+void record_free(record *r)
+{
+    if (!r)
+        return;
+    free(r->node);
+    free(r->client_addr);
+    free(r->method);
+    free(r->scheme);
+    free(r->host);
+    free(r->path);
+    free(r->query);
+    free(r->rule);
+    free(r->origin);
+    free(r->error);
+    record_headers_free(&r->req_headers);
+    record_headers_free(&r->resp_headers);
+    buf_free(&r->req_body);
+    buf_free(&r->resp_body);
+    free(r);
+}
+
+void record_headers_add(record_headers *h, const char *name, size_t nlen, const char *value,
+                        size_t vlen)
+{
+    if (h->len == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 16;
+        h->v = xrealloc(h->v, h->cap * sizeof *h->v);
+    }
+    h->v[h->len].name = xstrndup(name, nlen);
+    h->v[h->len].value = xstrndup(value, vlen);
+    h->len++;
+}
+
+const char *record_headers_get(const record_headers *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < h->len; i++)
+        if (util_ieq(name, n, h->v[i].name))
+            return h->v[i].value;
+    return NULL;
+}
+
+void record_headers_free(record_headers *h)
+{
+    for (size_t i = 0; i < h->len; i++) {
+        free(h->v[i].name);
+        free(h->v[i].value);
+    }
+    free(h->v);
+    h->v = NULL;
+    h->len = h->cap = 0;
+}
+
+/* ---- JSON ---- */
+
+static void put_digits(char *p, unsigned v, int n)
+{
+    while (n-- > 0) {
+        p[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* Splits a µs epoch into a broken-down UTC time and the µs remainder
+ * (floored, so times before 1970 still read forwards). */
+static void split_time(int64_t us, struct tm *tm, unsigned *frac)
+{
+    int64_t sec = us / 1000000;
+    int64_t rem = us % 1000000;
+    if (rem < 0) {
+        rem += 1000000;
+        sec--;
+    }
+    time_t t = (time_t)sec;
+    if (!gmtime_r(&t, tm))
+        memset(tm, 0, sizeof *tm);
+    *frac = (unsigned)rem;
+}
+
+/* "2026-11-27T05:46:18.123456Z", written by hand: snprintf/strftime showed up
+ * in profiles of the log line path. */
+static void append_rfc3339(buf *out, int64_t us)
+{
+    struct tm tm;
+    unsigned frac;
+    split_time(us, &tm, &frac);
+    char s[27];
+    put_digits(s, (unsigned)(tm.tm_year + 1900), 4);
+    s[4] = '-';
+    put_digits(s + 5, (unsigned)(tm.tm_mon + 1), 2);
+    s[7] = '-';
+    put_digits(s + 8, (unsigned)tm.tm_mday, 2);
+    s[10] = 'T';
+    put_digits(s + 11, (unsigned)tm.tm_hour, 2);
+    s[13] = ':';
+    put_digits(s + 14, (unsigned)tm.tm_min, 2);
+    s[16] = ':';
+    put_digits(s + 17, (unsigned)tm.tm_sec, 2);
+    s[19] = '.';
+    put_digits(s + 20, frac, 6);
+    s[26] = 'Z';
+    buf_append(out, s, sizeof s);
+}
+
+static void key(buf *out, const char *k)
+{
+    /* Keys are literals without characters that need escaping. */
+    buf_append_str(out, k);
+}
+
+static void str_or_null(buf *out, const char *s)
+{
+    if (s)
+        buf_append_json_str(out, s, strlen(s));
+    else
+        buf_append(out, "null", 4);
+}
+
+static void append_bool(buf *out, bool v)
+{
+    if (v)
+        buf_append(out, "true", 4);
+    else
+        buf_append(out, "false", 5);
+}
+
+void record_headers_to_json(const record_headers *h, buf *out)
+{
+    buf_append_char(out, '[');
+    for (size_t i = 0; i < h->len; i++) {
+        if (i)
+            buf_append_char(out, ',');
+        buf_append_char(out, '[');
+        buf_append_json_str(out, h->v[i].name, strlen(h->v[i].name));
+        buf_append_char(out, ',');
+        buf_append_json_str(out, h->v[i].value, strlen(h->v[i].value));
+        buf_append_char(out, ']');
+    }
+    buf_append_char(out, ']');
+}
+
+static void append_body(buf *out, const char *name, const buf *b)
+{
+    const char *d = b->data ? b->data : "";
+    buf_append_str(out, ",\"");
+    buf_append_str(out, name);
+    if (utf8_valid(d, b->len)) {
+        buf_append_str(out, "\":");
+        buf_append_json_str(out, d, b->len);
+    } else {
+        buf_append_str(out, "_b64\":\"");
+        buf_append_base64(out, d, b->len);
+        buf_append_char(out, '"');
+    }
+}
+
+void record_to_json(const record *r, unsigned flags, buf *out)
+{
+    buf_reserve(out, 512);
+    key(out, "{\"id\":");
+    buf_append_json_str(out, r->id, strlen(r->id));
+    key(out, ",\"node\":");
+    str_or_null(out, r->node);
+    key(out, ",\"time\":\"");
+    append_rfc3339(out, r->started_at_us);
+    key(out, "\",\"started_at\":");
+    buf_append_i64(out, r->started_at_us);
+    key(out, ",\"duration_us\":");
+    buf_append_i64(out, r->duration_us);
+    key(out, ",\"upstream_us\":");
+    buf_append_i64(out, r->upstream_us);
+    key(out, ",\"client_addr\":");
+    str_or_null(out, r->client_addr);
+    key(out, ",\"method\":");
+    str_or_null(out, r->method);
+    key(out, ",\"scheme\":");
+    str_or_null(out, r->scheme);
+    key(out, ",\"host\":");
+    str_or_null(out, r->host);
+    key(out, ",\"path\":");
+    str_or_null(out, r->path);
+    key(out, ",\"query\":");
+    str_or_null(out, r->query);
+    key(out, ",\"status\":");
+    buf_append_i64(out, r->status);
+    key(out, ",\"req_body_size\":");
+    buf_append_u64(out, r->req_body_size);
+    key(out, ",\"req_truncated\":");
+    append_bool(out, r->req_truncated);
+    key(out, ",\"resp_body_size\":");
+    buf_append_u64(out, r->resp_body_size);
+    key(out, ",\"resp_truncated\":");
+    append_bool(out, r->resp_truncated);
+    key(out, ",\"rule\":");
+    str_or_null(out, r->rule);
+    key(out, ",\"origin\":");
+    str_or_null(out, r->origin);
+    key(out, ",\"error\":");
+    str_or_null(out, r->error);
+    if (flags & RECORD_JSON_HEADERS) {
+        key(out, ",\"req_headers\":");
+        record_headers_to_json(&r->req_headers, out);
+        key(out, ",\"resp_headers\":");
+        record_headers_to_json(&r->resp_headers, out);
+    }
+    if (flags & RECORD_JSON_BODIES) {
+        append_body(out, "req_body", &r->req_body);
+        append_body(out, "resp_body", &r->resp_body);
+    }
+    buf_append_char(out, '}');
+}
+
+int record_headers_from_json(record_headers *h, const char *json, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &jerr);
+    if (!root)
+        return -1;
+    int rc = -1;
+    if (!json_is_array(root))
+        goto out;
+    /* Validate everything first so a bad entry leaves h untouched. */
+    size_t n = json_array_size(root);
+    for (size_t i = 0; i < n; i++) {
+        json_t *pair = json_array_get(root, i);
+        if (!json_is_array(pair) || json_array_size(pair) != 2 ||
+            !json_is_string(json_array_get(pair, 0)) || !json_is_string(json_array_get(pair, 1)))
+            goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *pair = json_array_get(root, i);
+        json_t *k = json_array_get(pair, 0), *v = json_array_get(pair, 1);
+        record_headers_add(h, json_string_value(k), json_string_length(k), json_string_value(v),
+                           json_string_length(v));
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- combined ---- */
+
+/* Appends s the way nginx escapes log variables: '"', '\\', control bytes and
+ * bytes >= 0x7f become \xHH, so a line can always be split on quotes. */
+static void append_escaped(buf *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        if (run)
+            buf_append(out, s + i - run, run);
+        run = 0;
+        char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+        buf_append(out, e, 4);
+    }
+    if (run)
+        buf_append(out, s + n - run, run);
+}
+
+static void append_quoted_or_dash(buf *out, const char *s)
+{
+    buf_append_char(out, '"');
+    if (s && *s)
+        append_escaped(out, s, strlen(s));
+    else
+        buf_append_char(out, '-');
+    buf_append_char(out, '"');
+}
+
+void record_to_combined(const record *r, buf *out)
+{
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    buf_reserve(out, 256);
+
+    /* client IP without the port */
+    char host[64];
+    int port;
+    if (r->client_addr && util_split_hostport(r->client_addr, host, sizeof host, &port) == 0)
+        append_escaped(out, host, strlen(host));
+    else if (r->client_addr && *r->client_addr)
+        append_escaped(out, r->client_addr, strlen(r->client_addr));
+    else
+        buf_append_char(out, '-');
+
+    struct tm tm;
+    unsigned frac;
+    split_time(r->started_at_us, &tm, &frac);
+    char t[29];
+    memcpy(t, " - - [", 6);
+    put_digits(t + 6, (unsigned)tm.tm_mday, 2);
+    t[8] = '/';
+    memcpy(t + 9, months[tm.tm_mon % 12], 3);
+    t[12] = '/';
+    put_digits(t + 13, (unsigned)(tm.tm_year + 1900), 4);
+    t[17] = ':';
+    put_digits(t + 18, (unsigned)tm.tm_hour, 2);
+    t[20] = ':';
+    put_digits(t + 21, (unsigned)tm.tm_min, 2);
+    t[23] = ':';
+    put_digits(t + 24, (unsigned)tm.tm_sec, 2);
+    memcpy(t + 26, " +0", 3);
+    buf_append(out, t, sizeof t);
+    buf_append_str(out, "000] \"");
+
+    /* request line; "-" when no request was parsed (like nginx for a 400) */
+    if (r->method && r->path) {
+        append_escaped(out, r->method, strlen(r->method));
+        buf_append_char(out, ' ');
+        append_escaped(out, r->path, strlen(r->path));
+        if (r->query) {
+            buf_append_char(out, '?');
+            append_escaped(out, r->query, strlen(r->query));
+        }
+        buf_append_str(out, " HTTP/1.");
+        buf_append_i64(out, r->http_minor);
+    } else {
+        buf_append_char(out, '-');
+    }
+    buf_append_str(out, "\" ");
+
+    buf_append_i64(out, r->status);
+    buf_append_char(out, ' ');
+    /* Apache %b: "-" rather than 0 when nothing was sent */
+    if (r->resp_bytes_sent)
+        buf_append_u64(out, r->resp_bytes_sent);
+    else
+        buf_append_char(out, '-');
+    buf_append_char(out, ' ');
+    append_quoted_or_dash(out, record_headers_get(&r->req_headers, "referer"));
+    buf_append_char(out, ' ');
+    append_quoted_or_dash(out, record_headers_get(&r->req_headers, "user-agent"));
+}

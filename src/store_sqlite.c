@@ -1,0 +1,1048 @@
+/* store_sqlite: the SQLite backend (see store.h for the promises).
+ *
+ * Threads: the submitting threads only touch the queue under `mu`. The writer
+ * thread owns `db` (and everything marked writer-only) once store_start has
+ * run; before that, the opening thread used it for the migration. Queries run
+ * on `rdb` under `rlock`: the same connection as `db` for a read-only store,
+ * a second read-only connection for a store that is also being written (WAL
+ * lets it read while the writer commits). */
+#include "store_sqlite.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "config.h"
+#include "rules.h"
+#include "util.h"
+
+/* Schema migrations, oldest first: migrations[i] takes user_version i to
+ * i + 1. Each runs in its own transaction together with the version bump, so
+ * a crash leaves the file at a well-defined version. Only ever append. */
+static const char *const migrations[] = {
+    /* 0 -> 1: the initial schema. */
+    "CREATE TABLE requests ("
+    " id TEXT PRIMARY KEY,"
+    " node TEXT,"
+    " started_at INTEGER,"
+    " duration_us INTEGER,"
+    " upstream_us INTEGER,"
+    " client_addr TEXT,"
+    " method TEXT,"
+    " scheme TEXT,"
+    " host TEXT,"
+    " path TEXT,"
+    " query TEXT,"
+    " req_headers TEXT,"
+    " req_body BLOB,"
+    " req_body_size INTEGER,"
+    " req_truncated INTEGER,"
+    " status INTEGER,"
+    " resp_headers TEXT,"
+    " resp_body BLOB,"
+    " resp_body_size INTEGER,"
+    " resp_truncated INTEGER,"
+    " rule TEXT,"
+    " origin TEXT,"
+    " error TEXT);"
+    "CREATE INDEX requests_started_at ON requests(started_at);"
+    "CREATE INDEX requests_method_path ON requests(method, path);"
+    "CREATE INDEX requests_status ON requests(status);",
+};
+
+_Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,
+               "STORE_SQLITE_SCHEMA_VERSION must equal the number of migrations");
+
+/* Column order shared by the INSERT and every SELECT. */
+#define SQ_COLUMNS                                                                                 \
+    "id, node, started_at, duration_us, upstream_us, client_addr, method, scheme, host, path, "    \
+    "query, req_headers, req_body, req_body_size, req_truncated, status, resp_headers, "           \
+    "resp_body, resp_body_size, resp_truncated, rule, origin, error"
+
+enum {
+    C_ID,
+    C_NODE,
+    C_STARTED_AT,
+    C_DURATION,
+    C_UPSTREAM,
+    C_CLIENT,
+    C_METHOD,
+    C_SCHEME,
+    C_HOST,
+    C_PATH,
+    C_QUERY,
+    C_REQ_HEADERS,
+    C_REQ_BODY,
+    C_REQ_BODY_SIZE,
+    C_REQ_TRUNC,
+    C_STATUS,
+    C_RESP_HEADERS,
+    C_RESP_BODY,
+    C_RESP_BODY_SIZE,
+    C_RESP_TRUNC,
+    C_RULE,
+    C_ORIGIN,
+    C_ERROR,
+    C_COUNT
+};
+
+/* INSERT OR IGNORE: a record arriving twice (replication redelivers) is kept
+ * once instead of wedging the writer on a constraint error. */
+#define SQ_INSERT                                                                                  \
+    "INSERT OR IGNORE INTO requests (" SQ_COLUMNS ") VALUES "                                      \
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+#define PRUNE_CHUNK 1000
+#define AGE_PRUNE_EVERY_US 1000000 /* age retention runs at most once a second */
+#define BACKOFF_MIN_MS 10
+#define BACKOFF_MAX_MS 1000
+#define CLOSE_MAX_FAILURES 10 /* at shutdown a dead disk must not hang us forever */
+#define QUEUE_INITIAL 1024
+
+typedef struct sq_store {
+    store base; /* first: a store * is a sq_store * */
+    char *path;
+    store_options opt; /* copy; opt.url is not kept */
+
+    sqlite3 *db; /* read-write (writer) or the read-only connection */
+
+    pthread_mutex_t rlock; /* serializes queries on rdb */
+    sqlite3 *rdb;          /* == db when read_only; else lazily opened */
+
+    /* queue, guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty; /* writer waits (CLOCK_MONOTONIC) */
+    pthread_cond_t room;     /* submitters wait under STORE_FULL_BLOCK */
+    record **ring;           /* owns the queued records */
+    size_t ring_alloc;       /* grows up to cap as needed */
+    size_t cap;              /* queue_max */
+    size_t head, count;
+    size_t inflight; /* taken by the writer, not yet committed */
+    bool closing, paused, started;
+    store_stats st;
+    pthread_t thread;
+
+    /* writer-only */
+    sqlite3_stmt *ins;
+    buf reqh, resph;  /* header JSON of the record being inserted */
+    int64_t rows;     /* row count, tracked for max_rows (counted on open) */
+    int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
+    int64_t rows_hold_until_mono_us; /* after a failed delete: not before */
+} sq_store;
+
+static sq_store *sq(store *s)
+{
+    return (sq_store *)s;
+}
+
+/* ---- small SQLite helpers ---- */
+
+static int sq_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK && err)
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc;
+}
+
+static int sq_int_query(sqlite3 *db, const char *sql, int64_t *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* ---- schema ---- */
+
+static int newer_schema(int64_t v, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "store schema version %lld is newer than this restspy (%d)",
+             (long long)v, STORE_SQLITE_SCHEMA_VERSION);
+    return -1;
+}
+
+/* Applies the missing migrations, each step in its own IMMEDIATE transaction
+ * so that two processes opening a fresh file at once cannot both migrate. */
+static int sq_migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    char e[256];
+    for (;;) {
+        if (sq_exec(db, "BEGIN IMMEDIATE", e, sizeof e) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot migrate store: %s", e);
+            return -1;
+        }
+        int64_t v;
+        if (sq_int_query(db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
+            sq_exec(db, "ROLLBACK", NULL, 0);
+            snprintf(err, errlen, "cannot read store schema version: %s", e);
+            return -1;
+        }
+        if (v > STORE_SQLITE_SCHEMA_VERSION) {
+            sq_exec(db, "ROLLBACK", NULL, 0);
+            return newer_schema(v, err, errlen);
+        }
+        if (v == STORE_SQLITE_SCHEMA_VERSION) {
+            sq_exec(db, "COMMIT", NULL, 0);
+            return 0;
+        }
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version = %lld", (long long)v + 1);
+        if (sq_exec(db, migrations[v], e, sizeof e) != SQLITE_OK ||
+            sq_exec(db, bump, e, sizeof e) != SQLITE_OK ||
+            sq_exec(db, "COMMIT", e, sizeof e) != SQLITE_OK) {
+            sq_exec(db, "ROLLBACK", NULL, 0);
+            snprintf(err, errlen, "cannot migrate store to version %lld: %s", (long long)v + 1,
+                     e);
+            return -1;
+        }
+    }
+}
+
+/* ---- open / start / close ---- */
+
+static sqlite3 *sq_connect(const char *path, bool read_only, uint64_t busy_ms, char *err,
+                           size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open store %s: %s", path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, busy_ms > INT_MAX ? INT_MAX : (int)busy_ms);
+    return db;
+}
+
+static void sq_free(sq_store *s)
+{
+    sqlite3_finalize(s->ins);
+    if (s->rdb && s->rdb != s->db)
+        sqlite3_close(s->rdb);
+    sqlite3_close(s->db);
+    for (size_t i = 0; i < s->count; i++)
+        record_free(s->ring[(s->head + i) % s->ring_alloc]);
+    free(s->ring);
+    buf_free(&s->reqh);
+    buf_free(&s->resph);
+    pthread_mutex_destroy(&s->rlock);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->nonempty);
+    pthread_cond_destroy(&s->room);
+    free(s->path);
+    free(s);
+}
+
+static int sq_open_rw(sq_store *s, char *err, size_t errlen)
+{
+    char e[256];
+    s->db = sq_connect(s->path, false, s->opt.busy_timeout_ms, err, errlen);
+    if (!s->db)
+        return -1;
+    /* WAL: readers (the CLI) never block the writer and vice versa;
+     * synchronous=NORMAL is durable across process crashes, which is what a
+     * capture log needs, at a fraction of the fsyncs of FULL. */
+    if (sq_exec(s->db, "PRAGMA journal_mode=WAL", e, sizeof e) != SQLITE_OK ||
+        sq_exec(s->db, "PRAGMA synchronous=NORMAL", e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open store %s: %s", s->path, e);
+        return -1;
+    }
+    if (sq_migrate(s->db, err, errlen) < 0)
+        return -1;
+    if (sqlite3_prepare_v3(s->db, SQ_INSERT, -1, SQLITE_PREPARE_PERSISTENT, &s->ins, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "cannot prepare store insert: %s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    if (s->opt.max_rows &&
+        sq_int_query(s->db, "SELECT count(*) FROM requests", &s->rows, e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot count stored requests: %s", e);
+        return -1;
+    }
+    return 0;
+}
+
+static int sq_open_ro(sq_store *s, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (stat(s->path, &sb) != 0) {
+        snprintf(err, errlen, "no store at %s", s->path);
+        return -1;
+    }
+    s->db = sq_connect(s->path, true, s->opt.busy_timeout_ms, err, errlen);
+    if (!s->db)
+        return -1;
+    s->rdb = s->db;
+    char e[256];
+    int64_t v;
+    if (sq_int_query(s->db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read store %s: %s", s->path, e);
+        return -1;
+    }
+    if (v > STORE_SQLITE_SCHEMA_VERSION)
+        return newer_schema(v, err, errlen);
+    if (v == 0) {
+        snprintf(err, errlen, "no store at %s (the database is empty)", s->path);
+        return -1;
+    }
+    /* Older but known versions would need a migration, which a reader must
+     * not do; with a single version there is nothing older yet. */
+    return 0;
+}
+
+static store *sq_open(const char *path, const store_options *o, char *err, size_t errlen)
+{
+    sq_store *s = xcalloc(1, sizeof *s);
+    s->base.be = &store_sqlite_backend;
+    s->path = xstrdup(path);
+    s->opt = *o;
+    s->opt.url = NULL;
+    s->cap = o->queue_max ? (size_t)o->queue_max : 1;
+    pthread_mutex_init(&s->rlock, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->nonempty, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&s->room, NULL);
+    buf_init(&s->reqh);
+    buf_init(&s->resph);
+
+    if ((o->read_only ? sq_open_ro(s, err, errlen) : sq_open_rw(s, err, errlen)) < 0) {
+        sq_free(s);
+        return NULL;
+    }
+    return &s->base;
+}
+
+static void *sq_writer_main(void *arg);
+
+static int sq_start(store *base, char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    if (s->opt.read_only) {
+        snprintf(err, errlen, "store %s was opened read-only", s->path);
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    bool already = s->started;
+    pthread_mutex_unlock(&s->mu);
+    if (already) {
+        snprintf(err, errlen, "store writer already started");
+        return -1;
+    }
+    int rc = pthread_create(&s->thread, NULL, sq_writer_main, s);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start store writer: %s", strerror(rc));
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->started = true;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void sq_close(store *base)
+{
+    sq_store *s = sq(base);
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    s->paused = false;
+    bool started = s->started;
+    pthread_cond_broadcast(&s->nonempty);
+    pthread_cond_broadcast(&s->room);
+    pthread_mutex_unlock(&s->mu);
+    if (started)
+        pthread_join(s->thread, NULL);
+    else if (!s->opt.read_only)
+        sq_writer_main(s); /* never started: drain what was queued right here */
+    if (!s->opt.read_only) {
+        sqlite3_finalize(s->ins);
+        s->ins = NULL;
+        /* Fold the WAL back into the main file so a copied .db is complete. */
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    }
+    sq_free(s);
+}
+
+/* ---- intake ---- */
+
+static int sq_submit(store *base, record *r)
+{
+    sq_store *s = sq(base);
+    if (s->opt.read_only) {
+        record_free(r);
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->count == s->cap && !s->closing) {
+        if (s->opt.on_full == STORE_FULL_DROP) {
+            s->st.dropped++;
+            pthread_mutex_unlock(&s->mu);
+            record_free(r);
+            return -1;
+        }
+        s->st.blocked++;
+        while (s->count == s->cap && !s->closing)
+            pthread_cond_wait(&s->room, &s->mu);
+    }
+    if (s->closing) {
+        s->st.dropped++;
+        pthread_mutex_unlock(&s->mu);
+        record_free(r);
+        return -1;
+    }
+    if (s->count == s->ring_alloc) {
+        /* Grow (in order) instead of allocating queue_max slots up front. */
+        size_t n = s->ring_alloc ? s->ring_alloc * 2 : QUEUE_INITIAL;
+        if (n > s->cap)
+            n = s->cap;
+        record **nr = xmalloc(n * sizeof *nr);
+        for (size_t i = 0; i < s->count; i++)
+            nr[i] = s->ring[(s->head + i) % s->ring_alloc];
+        free(s->ring);
+        s->ring = nr;
+        s->ring_alloc = n;
+        s->head = 0;
+    }
+    s->ring[(s->head + s->count) % s->ring_alloc] = r;
+    s->count++;
+    s->st.submitted++;
+    pthread_cond_signal(&s->nonempty);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void sq_get_stats(store *base, store_stats *out)
+{
+    sq_store *s = sq(base);
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    out->queued = s->count + s->inflight;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void store_sqlite_test_pause(store *base, bool paused)
+{
+    sq_store *s = sq(base);
+    pthread_mutex_lock(&s->mu);
+    s->paused = paused;
+    pthread_cond_broadcast(&s->nonempty);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- writer ---- */
+
+static int bind_text(sqlite3_stmt *st, int col, const char *v)
+{
+    if (!v)
+        return sqlite3_bind_null(st, col + 1);
+    return sqlite3_bind_text(st, col + 1, v, -1, SQLITE_STATIC);
+}
+
+static int bind_body(sqlite3_stmt *st, int col, const buf *b)
+{
+    /* An empty body is a zero-length BLOB, never NULL (NULL would read back
+     * as "unknown"). */
+    if (!b->len)
+        return sqlite3_bind_zeroblob(st, col + 1, 0);
+    return sqlite3_bind_blob64(st, col + 1, b->data, b->len, SQLITE_STATIC);
+}
+
+/* Binds r to the INSERT. The statement refers to r's memory and to reqh/resph
+ * (SQLITE_STATIC), so they must stay unchanged until the step is done. */
+static int bind_record(sq_store *s, const record *r)
+{
+    sqlite3_stmt *st = s->ins;
+    buf_reset(&s->reqh);
+    buf_reset(&s->resph);
+    record_headers_to_json(&r->req_headers, &s->reqh);
+    record_headers_to_json(&r->resp_headers, &s->resph);
+    int rc = SQLITE_OK;
+#define B(x)                                                                                       \
+    do {                                                                                           \
+        int brc_ = (x);                                                                            \
+        if (rc == SQLITE_OK)                                                                       \
+            rc = brc_;                                                                             \
+    } while (0)
+    B(sqlite3_bind_text(st, C_ID + 1, r->id, -1, SQLITE_STATIC));
+    B(bind_text(st, C_NODE, r->node));
+    B(sqlite3_bind_int64(st, C_STARTED_AT + 1, r->started_at_us));
+    B(sqlite3_bind_int64(st, C_DURATION + 1, r->duration_us));
+    if (r->upstream_us < 0) /* no upstream exchange: NULL keeps avg() honest */
+        B(sqlite3_bind_null(st, C_UPSTREAM + 1));
+    else
+        B(sqlite3_bind_int64(st, C_UPSTREAM + 1, r->upstream_us));
+    B(bind_text(st, C_CLIENT, r->client_addr));
+    B(bind_text(st, C_METHOD, r->method));
+    B(bind_text(st, C_SCHEME, r->scheme));
+    B(bind_text(st, C_HOST, r->host));
+    B(bind_text(st, C_PATH, r->path));
+    B(bind_text(st, C_QUERY, r->query));
+    B(sqlite3_bind_text64(st, C_REQ_HEADERS + 1, s->reqh.data ? s->reqh.data : "[]",
+                          s->reqh.data ? s->reqh.len : 2, SQLITE_STATIC, SQLITE_UTF8));
+    B(bind_body(st, C_REQ_BODY, &r->req_body));
+    B(sqlite3_bind_int64(st, C_REQ_BODY_SIZE + 1, (sqlite3_int64)r->req_body_size));
+    B(sqlite3_bind_int(st, C_REQ_TRUNC + 1, r->req_truncated));
+    B(sqlite3_bind_int(st, C_STATUS + 1, r->status));
+    B(sqlite3_bind_text64(st, C_RESP_HEADERS + 1, s->resph.data ? s->resph.data : "[]",
+                          s->resph.data ? s->resph.len : 2, SQLITE_STATIC, SQLITE_UTF8));
+    B(bind_body(st, C_RESP_BODY, &r->resp_body));
+    B(sqlite3_bind_int64(st, C_RESP_BODY_SIZE + 1, (sqlite3_int64)r->resp_body_size));
+    B(sqlite3_bind_int(st, C_RESP_TRUNC + 1, r->resp_truncated));
+    B(bind_text(st, C_RULE, r->rule));
+    B(bind_text(st, C_ORIGIN, r->origin));
+    B(bind_text(st, C_ERROR, r->error));
+#undef B
+    return rc;
+}
+
+/* Errors caused by one record's content: retrying cannot help, so that
+ * record alone is set aside. Everything else (busy, I/O, disk full) is
+ * retried with the whole batch. */
+static bool record_error(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_TOOBIG:
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* One attempt at committing b[0..n). SQLITE_OK, or an error with *bad set to
+ * the index of the offending record when it is a record_error. The caller
+ * rolls back. *inserted: rows actually added (duplicates are ignored). */
+static int try_batch(sq_store *s, record **b, size_t n, size_t *bad, int64_t *inserted, char *e,
+                     size_t elen)
+{
+    *inserted = 0;
+    int rc = sq_exec(s->db, "BEGIN IMMEDIATE", e, elen);
+    if (rc != SQLITE_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = bind_record(s, b[i]);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(s->ins);
+        if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+            *inserted += sqlite3_changes(s->db);
+        } else {
+            snprintf(e, elen, "%s", sqlite3_errmsg(s->db));
+        }
+        sqlite3_reset(s->ins);
+        sqlite3_clear_bindings(s->ins);
+        if (rc != SQLITE_OK) {
+            if (record_error(rc))
+                *bad = i;
+            return rc;
+        }
+    }
+    return sq_exec(s->db, "COMMIT", e, elen);
+}
+
+/* Commits b[0..n) and frees the records; retries until it succeeds (see
+ * store.h: a failed commit is never a reason to lose captures). */
+static void write_batch(sq_store *s, record **b, size_t n)
+{
+    unsigned backoff = BACKOFF_MIN_MS;
+    unsigned failures = 0;
+    int64_t inserted = 0;
+    while (n) {
+        char e[256] = "";
+        size_t bad = SIZE_MAX;
+        int rc = try_batch(s, b, n, &bad, &inserted, e, sizeof e);
+        if (rc == SQLITE_OK)
+            break;
+        if (sqlite3_get_autocommit(s->db) == 0)
+            sq_exec(s->db, "ROLLBACK", NULL, 0);
+        if (bad != SIZE_MAX) {
+            fprintf(stderr, "restspy: store: cannot store request %s (dropped): %s\n", b[bad]->id,
+                    e);
+            record_free(b[bad]);
+            memmove(b + bad, b + bad + 1, (n - bad - 1) * sizeof *b);
+            n--;
+            pthread_mutex_lock(&s->mu);
+            s->st.errors++;
+            s->st.dropped++;
+            s->inflight--;
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->st.errors++;
+        bool closing = s->closing;
+        pthread_mutex_unlock(&s->mu);
+        failures++;
+        if (failures == 1 || failures % 10 == 0)
+            fprintf(stderr, "restspy: store: commit of %zu requests failed (%s), retrying\n", n,
+                    e);
+        if (closing && failures >= CLOSE_MAX_FAILURES) {
+            fprintf(stderr, "restspy: store: giving up on %zu requests at shutdown: %s\n", n, e);
+            for (size_t i = 0; i < n; i++)
+                record_free(b[i]);
+            pthread_mutex_lock(&s->mu);
+            s->st.dropped += n;
+            s->inflight = 0;
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+        sleep_ms(backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    for (size_t i = 0; i < n; i++)
+        record_free(b[i]);
+    s->rows += inserted;
+    pthread_mutex_lock(&s->mu);
+    if (n) {
+        s->st.written += n;
+        s->st.batches++;
+    }
+    s->inflight = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static bool rows_excess(const sq_store *s)
+{
+    return s->opt.max_rows && s->rows > (int64_t)s->opt.max_rows;
+}
+
+/* Monotonic time at which retention next has work, INT64_MAX for never. A
+ * failed delete (the file is locked by another process) holds retention off
+ * for a while instead of spinning. */
+static int64_t prune_wake_at(const sq_store *s)
+{
+    int64_t t = INT64_MAX;
+    if (rows_excess(s))
+        t = s->rows_hold_until_mono_us;
+    if (s->opt.max_age_ms && s->next_age_prune_mono_us < t)
+        t = s->next_age_prune_mono_us;
+    return t;
+}
+
+static bool prune_due(const sq_store *s, int64_t now_mono)
+{
+    return now_mono >= prune_wake_at(s);
+}
+
+/* Runs one DELETE chunk in its own (short) transaction; rows deleted or -1. */
+static int64_t prune_chunk(sq_store *s, const char *sql, int64_t arg)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "restspy: store: retention: %s\n", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, arg);
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : -1;
+    if (n < 0)
+        fprintf(stderr, "restspy: store: retention: %s\n", sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    pthread_mutex_lock(&s->mu);
+    if (n < 0)
+        s->st.errors++;
+    else
+        s->st.pruned += (uint64_t)n;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* One step of retention: at most one chunk per kind, so new batches get in
+ * between chunks. Rows are deleted oldest first by started_at. */
+static void prune_step(sq_store *s)
+{
+    int64_t now_mono = util_mono_us();
+    if (s->opt.max_age_ms && now_mono >= s->next_age_prune_mono_us) {
+        int64_t cutoff = util_now_us() - (int64_t)s->opt.max_age_ms * 1000;
+        int64_t n = prune_chunk(s,
+                                "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
+                                "WHERE started_at < ?1 ORDER BY started_at LIMIT 1000)",
+                                cutoff);
+        if (n > 0)
+            s->rows -= n;
+        /* A full chunk means there is more: go on right after the next batch. */
+        s->next_age_prune_mono_us = n == PRUNE_CHUNK ? now_mono : now_mono + AGE_PRUNE_EVERY_US;
+    }
+    if (rows_excess(s) && now_mono >= s->rows_hold_until_mono_us) {
+        int64_t excess = s->rows - (int64_t)s->opt.max_rows;
+        int64_t n = prune_chunk(s,
+                                "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
+                                "ORDER BY started_at LIMIT ?1)",
+                                excess > PRUNE_CHUNK ? PRUNE_CHUNK : excess);
+        if (n > 0)
+            s->rows -= n;
+        else if (n == 0) /* the table is smaller than we thought (deleted by hand) */
+            s->rows = (int64_t)s->opt.max_rows;
+        s->rows_hold_until_mono_us = n < 0 ? now_mono + AGE_PRUNE_EVERY_US : 0;
+    }
+}
+
+static void *sq_writer_main(void *arg)
+{
+    sq_store *s = arg;
+    size_t bmax = s->opt.batch_max ? (size_t)s->opt.batch_max : 1;
+    if (bmax > s->cap)
+        bmax = s->cap;
+    record **batch = xmalloc(bmax * sizeof *batch);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->closing && (s->count == 0 || s->paused) && !prune_due(s, util_mono_us())) {
+            int64_t t = prune_wake_at(s);
+            if (t != INT64_MAX) {
+                /* Wake up for retention even when no traffic arrives. */
+                struct timespec ts;
+                ts.tv_sec = (time_t)(t / 1000000);
+                ts.tv_nsec = (long)(t % 1000000) * 1000;
+                pthread_cond_timedwait(&s->nonempty, &s->mu, &ts);
+            } else {
+                pthread_cond_wait(&s->nonempty, &s->mu);
+            }
+        }
+        if (s->closing && s->count == 0)
+            break;
+        size_t n = 0;
+        if (!s->paused) {
+            while (n < bmax && s->count) {
+                batch[n++] = s->ring[s->head];
+                s->head = (s->head + 1) % s->ring_alloc;
+                s->count--;
+            }
+            s->inflight = n;
+            if (n)
+                pthread_cond_broadcast(&s->room);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (n)
+            write_batch(s, batch, n);
+        if (prune_due(s, util_mono_us()))
+            prune_step(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(batch);
+    /* Closing: finish retention (one more age pass, then whatever chunks are
+     * left), still one short transaction per chunk; a failure holds it off
+     * into the future, which ends the loop. */
+    s->next_age_prune_mono_us = 0;
+    while (prune_due(s, util_mono_us()))
+        prune_step(s);
+    return NULL;
+}
+
+/* ---- reading ---- */
+
+static void set_str(char **dst, sqlite3_stmt *st, int col)
+{
+    free(*dst);
+    *dst = NULL;
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (t)
+        *dst = xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, col));
+}
+
+static void set_headers(record_headers *h, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    /* A malformed column (edited by hand) leaves the headers empty rather
+     * than hiding the whole record. */
+    if (t && record_headers_from_json(h, (const char *)t, (size_t)sqlite3_column_bytes(st, col)))
+        record_headers_free(h);
+}
+
+static void set_body(buf *b, sqlite3_stmt *st, int col)
+{
+    const void *p = sqlite3_column_blob(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    if (p && n > 0)
+        buf_append(b, p, (size_t)n);
+}
+
+static record *row_to_record(sqlite3_stmt *st)
+{
+    record *r = record_new();
+    const unsigned char *id = sqlite3_column_text(st, C_ID);
+    snprintf(r->id, sizeof r->id, "%s", id ? (const char *)id : "");
+    set_str(&r->node, st, C_NODE);
+    r->started_at_us = sqlite3_column_int64(st, C_STARTED_AT);
+    r->duration_us = sqlite3_column_int64(st, C_DURATION);
+    r->upstream_us = sqlite3_column_type(st, C_UPSTREAM) == SQLITE_NULL
+                         ? -1
+                         : sqlite3_column_int64(st, C_UPSTREAM);
+    set_str(&r->client_addr, st, C_CLIENT);
+    set_str(&r->method, st, C_METHOD);
+    set_str(&r->scheme, st, C_SCHEME);
+    set_str(&r->host, st, C_HOST);
+    set_str(&r->path, st, C_PATH);
+    set_str(&r->query, st, C_QUERY);
+    set_headers(&r->req_headers, st, C_REQ_HEADERS);
+    set_body(&r->req_body, st, C_REQ_BODY);
+    r->req_body_size = (uint64_t)sqlite3_column_int64(st, C_REQ_BODY_SIZE);
+    r->req_truncated = sqlite3_column_int(st, C_REQ_TRUNC) != 0;
+    r->status = sqlite3_column_int(st, C_STATUS);
+    set_headers(&r->resp_headers, st, C_RESP_HEADERS);
+    set_body(&r->resp_body, st, C_RESP_BODY);
+    r->resp_body_size = (uint64_t)sqlite3_column_int64(st, C_RESP_BODY_SIZE);
+    r->resp_truncated = sqlite3_column_int(st, C_RESP_TRUNC) != 0;
+    set_str(&r->rule, st, C_RULE);
+    set_str(&r->origin, st, C_ORIGIN);
+    set_str(&r->error, st, C_ERROR);
+    return r;
+}
+
+/* The query connection; called with rlock held. */
+static sqlite3 *reader(sq_store *s, char *err, size_t errlen)
+{
+    if (!s->rdb)
+        s->rdb = sq_connect(s->path, true, s->opt.busy_timeout_ms, err, errlen);
+    return s->rdb;
+}
+
+/* A bound parameter of a query being built. */
+typedef struct qparam {
+    const char *s; /* text, or NULL for an integer */
+    size_t slen;
+    int64_t i;
+} qparam;
+
+#define QPARAMS_MAX 16
+
+static void add_text(qparam *p, int *np, const char *s, size_t len)
+{
+    p[*np].s = s;
+    p[*np].slen = len;
+    (*np)++;
+}
+
+static void add_int(qparam *p, int *np, int64_t v)
+{
+    p[*np].s = NULL;
+    p[*np].i = v;
+    (*np)++;
+}
+
+/* Every path matching glob starts with the returned number of bytes of glob:
+ * the text before the first star, cut back to before its last slash (so a
+ * trailing slash-doublestar, which may match zero segments, still covers the
+ * bare prefix: "/api" for "/api" + "/" + "**"). The SQL range on that prefix
+ * only narrows the scan; rules_glob_match decides. */
+static size_t glob_safe_prefix(const char *glob)
+{
+    size_t lit = strcspn(glob, "*");
+    while (lit > 0 && glob[lit - 1] != '/')
+        lit--;
+    return lit > 0 ? lit - 1 : 0;
+}
+
+static int sq_query_each(store *base, const store_query *q,
+                         int (*fn)(const record *r, void *ud), void *ud, char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    buf sql = BUF_INIT;
+    qparam p[QPARAMS_MAX];
+    int np = 0;
+    char upper[512];
+
+    buf_append_str(&sql, "SELECT " SQ_COLUMNS " FROM requests WHERE 1");
+    if (q->method) {
+        buf_append_str(&sql, " AND method = ? COLLATE NOCASE");
+        add_text(p, &np, q->method, strlen(q->method));
+    }
+    if (q->path_glob) {
+        size_t pl = glob_safe_prefix(q->path_glob);
+        if (pl > 0 && pl < sizeof upper && (unsigned char)q->path_glob[pl - 1] < 0xff) {
+            memcpy(upper, q->path_glob, pl);
+            upper[pl - 1]++;
+            buf_append_str(&sql, " AND path >= ? AND path < ?");
+            add_text(p, &np, q->path_glob, pl);
+            add_text(p, &np, upper, pl);
+        }
+    }
+    if (q->status_min) {
+        buf_append_str(&sql, " AND status >= ?");
+        add_int(p, &np, q->status_min);
+    }
+    if (q->status_max) {
+        buf_append_str(&sql, " AND status <= ?");
+        add_int(p, &np, q->status_max);
+    }
+    if (q->since_us) {
+        buf_append_str(&sql, " AND started_at >= ?");
+        add_int(p, &np, q->since_us);
+    }
+    if (q->until_us) {
+        buf_append_str(&sql, " AND started_at < ?");
+        add_int(p, &np, q->until_us);
+    }
+    if (q->origin) {
+        buf_append_str(&sql, " AND origin = ?");
+        add_text(p, &np, q->origin, strlen(q->origin));
+    }
+    if (q->node) {
+        buf_append_str(&sql, " AND node = ?");
+        add_text(p, &np, q->node, strlen(q->node));
+    }
+    /* rowid breaks ties in insertion order and keeps the started_at index
+     * usable for the ORDER BY. */
+    buf_append_str(&sql, q->newest_first ? " ORDER BY started_at DESC, rowid DESC"
+                                         : " ORDER BY started_at, rowid");
+    /* With a glob the limit counts rows that pass the C-side match. */
+    if (q->limit > 0 && !q->path_glob) {
+        buf_append_str(&sql, " LIMIT ?");
+        add_int(p, &np, q->limit);
+    }
+
+    int ret = 0;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    sqlite3_stmt *st = NULL;
+    if (!db) {
+        ret = -1;
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
+        ret = -1;
+        goto out;
+    }
+    for (int i = 0; i < np; i++) {
+        if (p[i].s)
+            sqlite3_bind_text64(st, i + 1, p[i].s, p[i].slen, SQLITE_STATIC, SQLITE_UTF8);
+        else
+            sqlite3_bind_int64(st, i + 1, p[i].i);
+    }
+    int64_t matched = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (q->path_glob) {
+            const char *path = (const char *)sqlite3_column_text(st, C_PATH);
+            if (!path || !rules_glob_match(q->path_glob, path,
+                                           (size_t)sqlite3_column_bytes(st, C_PATH)))
+                continue;
+        }
+        record *r = row_to_record(st);
+        int stop = fn(r, ud);
+        record_free(r);
+        matched++;
+        if (stop || (q->limit > 0 && matched >= q->limit))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
+        ret = -1;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    buf_free(&sql);
+    return ret;
+}
+
+static int sq_get(store *base, const char *id, record **out, char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    *out = NULL;
+    size_t n = strlen(id);
+    if (n < 8) {
+        snprintf(err, errlen, "id prefix %s is too short (give at least 8 characters)", id);
+        return -1;
+    }
+    if (n > UUID7_STR_LEN)
+        return 0;
+    /* Ids are stored in lower case (uuid7.h); accept them pasted in upper. */
+    char lo[UUID7_STR_LEN + 1], hi[UUID7_STR_LEN + 1];
+    for (size_t i = 0; i < n; i++)
+        lo[i] = (char)tolower((unsigned char)id[i]);
+    lo[n] = '\0';
+    memcpy(hi, lo, n + 1);
+    if ((unsigned char)hi[n - 1] == 0xff)
+        return 0; /* cannot be part of an id */
+    hi[n - 1]++;
+
+    int ret = 0;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    sqlite3_stmt *st = NULL;
+    if (!db) {
+        ret = -1;
+        goto out;
+    }
+    /* A range on the primary key serves both full ids and prefixes. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT " SQ_COLUMNS
+                           " FROM requests WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
+        ret = -1;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        record *r = row_to_record(st);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && n < UUID7_STR_LEN) {
+            record_free(r);
+            snprintf(err, errlen, "id prefix %s is ambiguous", id);
+            ret = -1;
+        } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+            *out = r;
+            ret = 1;
+        } else {
+            record_free(r);
+            snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
+            ret = -1;
+        }
+    } else if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
+        ret = -1;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
+const store_backend store_sqlite_backend = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .start = sq_start,
+    .submit = sq_submit,
+    .get_stats = sq_get_stats,
+    .close = sq_close,
+    .query_each = sq_query_each,
+    .get = sq_get,
+};

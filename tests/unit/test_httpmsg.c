@@ -1,0 +1,176 @@
+/* Unit tests for httpmsg: hop-by-hop rules and the heads restspy writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "httpmsg.h"
+
+static record *req(const char *method, const char *path, const char *query)
+{
+    record *r = record_new();
+    r->method = strdup(method);
+    r->path = strdup(path);
+    r->query = query ? strdup(query) : NULL;
+    return r;
+}
+
+static void add(record_headers *h, const char *n, const char *v)
+{
+    record_headers_add(h, n, strlen(n), v, strlen(v));
+}
+
+static void test_hop_by_hop(void **state)
+{
+    (void)state;
+    assert_true(httpmsg_is_hop_by_hop("Connection", 10));
+    assert_true(httpmsg_is_hop_by_hop("KEEP-ALIVE", 10));
+    assert_true(httpmsg_is_hop_by_hop("transfer-encoding", 17));
+    assert_true(httpmsg_is_hop_by_hop("TE", 2));
+    assert_false(httpmsg_is_hop_by_hop("Content-Length", 14));
+    assert_false(httpmsg_is_hop_by_hop("Tee", 3));
+    record_headers h = {0};
+    add(&h, "Connection", "keep-alive, X-Secret-Hop ,Foo");
+    assert_true(httpmsg_connection_has(&h, "x-secret-hop"));
+    assert_true(httpmsg_connection_has(&h, "foo"));
+    assert_false(httpmsg_connection_has(&h, "fo"));
+    assert_true(httpmsg_drop_header(&h, "X-Secret-Hop"));
+    assert_false(httpmsg_drop_header(&h, "X-Other"));
+    record_headers_free(&h);
+}
+
+static void test_request_head(void **state)
+{
+    (void)state;
+    record *r = req("POST", "/api/x", "a=1&b=2");
+    add(&r->req_headers, "Host", "example.test");
+    add(&r->req_headers, "Connection", "keep-alive, Foo");
+    add(&r->req_headers, "Foo", "dropped");
+    add(&r->req_headers, "Keep-Alive", "timeout=5");
+    add(&r->req_headers, "X-Multi", "1");
+    add(&r->req_headers, "X-Multi", "2");
+    add(&r->req_headers, "X-Forwarded-For", "10.0.0.1");
+    add(&r->req_headers, "Transfer-Encoding", "chunked");
+    add(&r->req_headers, "Expect", "100-continue");
+    buf out = BUF_INIT;
+    httpmsg_req_opts o = {.client_ip = "127.0.0.1",
+                          .request_id = "rid",
+                          .default_host = "up:80",
+                          .chunked = true,
+                          .strip_expect = true};
+    httpmsg_request_head(&out, r, &o);
+    assert_string_equal(out.data, "POST /api/x?a=1&b=2 HTTP/1.1\r\n"
+                                  "Host: example.test\r\n"
+                                  "X-Multi: 1\r\n"
+                                  "X-Multi: 2\r\n"
+                                  "X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"
+                                  "X-Forwarded-Proto: http\r\n"
+                                  "X-Request-Id: rid\r\n"
+                                  "Transfer-Encoding: chunked\r\n"
+                                  "\r\n");
+    buf_free(&out);
+    record_free(r);
+}
+
+static void test_request_head_defaults(void **state)
+{
+    (void)state;
+    record *r = req("GET", "/", NULL);
+    add(&r->req_headers, "X-Request-Id", "client-id");
+    add(&r->req_headers, "X-Forwarded-Proto", "https");
+    add(&r->req_headers, "Content-Length", "0");
+    buf out = BUF_INIT;
+    httpmsg_req_opts o = {.client_ip = "::1", .request_id = "rid", .default_host = "up:8000"};
+    httpmsg_request_head(&out, r, &o);
+    assert_string_equal(out.data, "GET / HTTP/1.1\r\n"
+                                  "X-Request-Id: client-id\r\n"
+                                  "X-Forwarded-Proto: https\r\n"
+                                  "Content-Length: 0\r\n"
+                                  "Host: up:8000\r\n"
+                                  "X-Forwarded-For: ::1\r\n"
+                                  "\r\n");
+    buf_free(&out);
+    record_free(r);
+}
+
+static void test_upgrade_head(void **state)
+{
+    (void)state;
+    record *r = req("GET", "/ws", NULL);
+    add(&r->req_headers, "Host", "h");
+    add(&r->req_headers, "Connection", "Upgrade");
+    add(&r->req_headers, "Upgrade", "websocket");
+    buf out = BUF_INIT;
+    httpmsg_req_opts o = {.client_ip = "1.2.3.4", .request_id = "r", .upgrade = true};
+    httpmsg_request_head(&out, r, &o);
+    assert_non_null(strstr(out.data, "\r\nUpgrade: websocket\r\n"));
+    assert_non_null(strstr(out.data, "\r\nConnection: upgrade\r\n\r\n"));
+    buf_free(&out);
+    record_free(r);
+}
+
+static void test_response_head(void **state)
+{
+    (void)state;
+    record_headers h = {0};
+    add(&h, "Content-Type", "application/json");
+    add(&h, "Content-Length", "12");
+    add(&h, "Connection", "close");
+    add(&h, "Transfer-Encoding", "chunked");
+    buf out = BUF_INIT;
+    httpmsg_response_head(&out, 200, "OK", 2, &h, HTTPMSG_BODY_LENGTH, true, false);
+    assert_string_equal(out.data, "HTTP/1.1 200 OK\r\n"
+                                  "Content-Type: application/json\r\n"
+                                  "Content-Length: 12\r\n"
+                                  "\r\n");
+    buf_reset(&out);
+    httpmsg_response_head(&out, 201, NULL, 0, &h, HTTPMSG_BODY_CHUNKED, false, false);
+    assert_string_equal(out.data, "HTTP/1.1 201 Created\r\n"
+                                  "Content-Type: application/json\r\n"
+                                  "Transfer-Encoding: chunked\r\n"
+                                  "Connection: close\r\n"
+                                  "\r\n");
+    buf_reset(&out);
+    httpmsg_response_head(&out, 200, "Fine", 4, &h, HTTPMSG_BODY_LENGTH, true, true);
+    assert_non_null(strstr(out.data, "HTTP/1.1 200 Fine\r\n"));
+    assert_non_null(strstr(out.data, "Connection: keep-alive\r\n\r\n"));
+    buf_free(&out);
+    record_headers_free(&h);
+}
+
+static void test_error_response(void **state)
+{
+    (void)state;
+    buf out = BUF_INIT;
+    httpmsg_error_response(&out, 502, "upstream unreachable", "0192-id", false);
+    const char *body = "{\"error\":\"upstream unreachable\",\"request_id\":\"0192-id\"}\n";
+    char expect[512];
+    snprintf(expect, sizeof expect,
+             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\nX-Request-Id: 0192-id\r\nConnection: close\r\n\r\n%s",
+             strlen(body), body);
+    assert_string_equal(out.data, expect);
+    buf_free(&out);
+    assert_string_equal(httpmsg_reason(431), "Request Header Fields Too Large");
+    assert_string_equal(httpmsg_reason(599), "Unknown");
+    buf_init(&out);
+    httpmsg_chunk_header(&out, 0x1a2);
+    assert_string_equal(out.data, "1a2\r\n");
+    buf_free(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_request_head),
+        cmocka_unit_test(test_request_head_defaults),
+        cmocka_unit_test(test_upgrade_head),
+        cmocka_unit_test(test_response_head),
+        cmocka_unit_test(test_error_response),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
