@@ -292,8 +292,8 @@ static int parse_status(const char *s, int *lo, int *hi)
     return -1;
 }
 
-/* One line of output (text already escaped for printing), collected so the newest-first query can be printed
- * oldest first. */
+/* One line of output (text already escaped for printing), collected so the newest-first query can
+ * be printed oldest first. */
 typedef struct row {
     char time[40];
     bool today;
@@ -447,8 +447,8 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
         if (pw > avail)
             pw = avail;
     }
-    printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", UUID7_STR_LEN, "ID", (int)mw,
-           "METHOD", "STATUS", (int)dw, "DURATION");
+    printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", UUID7_STR_LEN, "ID", (int)mw, "METHOD",
+           "STATUS", (int)dw, "DURATION");
     if (any_error)
         printf("%-*s  ERROR\n", (int)pw, "PATH");
     else

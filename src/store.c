@@ -60,8 +60,8 @@ void store_close(store *s)
         s->be->close(s);
 }
 
-int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, void *ud),
-                     void *ud, char *err, size_t errlen)
+int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
+                     char *err, size_t errlen)
 {
     return s->be->query_each(s, q, fn, ud, err, errlen);
 }

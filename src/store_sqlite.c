@@ -131,8 +131,8 @@ typedef struct sq_store {
 
     /* writer-only */
     sqlite3_stmt *ins;
-    buf reqh, resph;  /* header JSON of the record being inserted */
-    int64_t rows;     /* row count, tracked for max_rows (counted on open) */
+    buf reqh, resph;                 /* header JSON of the record being inserted */
+    int64_t rows;                    /* row count, tracked for max_rows (counted on open) */
     int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
     int64_t rows_hold_until_mono_us; /* after a failed delete: not before */
 } sq_store;
@@ -182,8 +182,8 @@ static void sleep_ms(unsigned ms)
 
 static int newer_schema(int64_t v, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "store schema version %lld is newer than this restspy (%d)",
-             (long long)v, STORE_SQLITE_SCHEMA_VERSION);
+    snprintf(err, errlen, "store schema version %lld is newer than this restspy (%d)", (long long)v,
+             STORE_SQLITE_SCHEMA_VERSION);
     return -1;
 }
 
@@ -217,8 +217,7 @@ static int sq_migrate(sqlite3 *db, char *err, size_t errlen)
             sq_exec(db, bump, e, sizeof e) != SQLITE_OK ||
             sq_exec(db, "COMMIT", e, sizeof e) != SQLITE_OK) {
             sq_exec(db, "ROLLBACK", NULL, 0);
-            snprintf(err, errlen, "cannot migrate store to version %lld: %s", (long long)v + 1,
-                     e);
+            snprintf(err, errlen, "cannot migrate store to version %lld: %s", (long long)v + 1, e);
             return -1;
         }
     }
@@ -498,10 +497,7 @@ static int bind_record(sq_store *s, const record *r)
     B(bind_text(st, C_NODE, r->node));
     B(sqlite3_bind_int64(st, C_STARTED_AT + 1, r->started_at_us));
     B(sqlite3_bind_int64(st, C_DURATION + 1, r->duration_us));
-    if (r->upstream_us < 0) /* no upstream exchange: NULL keeps avg() honest */
-        B(sqlite3_bind_null(st, C_UPSTREAM + 1));
-    else
-        B(sqlite3_bind_int64(st, C_UPSTREAM + 1, r->upstream_us));
+    B(sqlite3_bind_int64(st, C_UPSTREAM + 1, r->upstream_us < 0 ? -1 : r->upstream_us));
     B(bind_text(st, C_CLIENT, r->client_addr));
     B(bind_text(st, C_METHOD, r->method));
     B(bind_text(st, C_SCHEME, r->scheme));
@@ -607,8 +603,7 @@ static void write_batch(sq_store *s, record **b, size_t n)
         pthread_mutex_unlock(&s->mu);
         failures++;
         if (failures == 1 || failures % 10 == 0)
-            fprintf(stderr, "restspy: store: commit of %zu requests failed (%s), retrying\n", n,
-                    e);
+            fprintf(stderr, "restspy: store: commit of %zu requests failed (%s), retrying\n", n, e);
         if (closing && failures >= CLOSE_MAX_FAILURES) {
             fprintf(stderr, "restspy: store: giving up on %zu requests at shutdown: %s\n", n, e);
             for (size_t i = 0; i < n; i++)
@@ -798,6 +793,7 @@ static record *row_to_record(sqlite3_stmt *st)
     set_str(&r->node, st, C_NODE);
     r->started_at_us = sqlite3_column_int64(st, C_STARTED_AT);
     r->duration_us = sqlite3_column_int64(st, C_DURATION);
+    /* -1 means "no upstream exchange" (README); NULL from a hand-made row too. */
     r->upstream_us = sqlite3_column_type(st, C_UPSTREAM) == SQLITE_NULL
                          ? -1
                          : sqlite3_column_int64(st, C_UPSTREAM);
@@ -866,8 +862,8 @@ static size_t glob_safe_prefix(const char *glob)
     return lit > 0 ? lit - 1 : 0;
 }
 
-static int sq_query_each(store *base, const store_query *q,
-                         int (*fn)(const record *r, void *ud), void *ud, char *err, size_t errlen)
+static int sq_query_each(store *base, const store_query *q, int (*fn)(const record *r, void *ud),
+                         void *ud, char *err, size_t errlen)
 {
     sq_store *s = sq(base);
     buf sql = BUF_INIT;
@@ -948,8 +944,8 @@ static int sq_query_each(store *base, const store_query *q,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (q->path_glob) {
             const char *path = (const char *)sqlite3_column_text(st, C_PATH);
-            if (!path || !rules_glob_match(q->path_glob, path,
-                                           (size_t)sqlite3_column_bytes(st, C_PATH)))
+            if (!path ||
+                !rules_glob_match(q->path_glob, path, (size_t)sqlite3_column_bytes(st, C_PATH)))
                 continue;
         }
         record *r = row_to_record(st);

@@ -360,7 +360,9 @@ static void test_stdout(void **state)
 
 /* ---- backpressure: a stuck output makes writers wait, nothing is lost ---- */
 
-enum { BIG_LINES = 12000 };
+/* More than the pending bound (8 MiB) plus a batch the writer may hold
+ * (8 MiB) plus the pipe: the producer must block before the end. */
+enum { BIG_LINES = 24000 };
 
 typedef struct {
     logsink *s;
@@ -405,7 +407,7 @@ static void test_backpressure(void **state)
      * producer must be blocked (12 MB of lines cannot all be queued). */
     int last = -1;
     for (int i = 0; i < 100; i++) {
-        usleep(20000);
+        usleep(200000); /* slow under valgrind: wait for a real plateau */
         int d = atomic_load(&a.done);
         if (d == last && d > 0)
             break;

@@ -252,7 +252,7 @@ static void test_roundtrip(void **state)
                                       "'blob' AND typeof(resp_body) = 'blob'"),
                      2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE query IS NULL AND "
-                                      "host IS NULL AND node IS NULL AND upstream_us IS NULL"),
+                                      "host IS NULL AND node IS NULL AND upstream_us = -1"),
                      1);
     assert_int_equal(sql_int(f->path, "SELECT length(req_body) FROM requests WHERE status = 0"), 0);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE req_headers = "
