@@ -175,11 +175,21 @@ void buf_append_json_str(buf *b, const char *s, size_t n)
         run = 0;
         char esc[7];
         switch (c) {
-        case '"': buf_append(b, "\\\"", 2); break;
-        case '\\': buf_append(b, "\\\\", 2); break;
-        case '\n': buf_append(b, "\\n", 2); break;
-        case '\r': buf_append(b, "\\r", 2); break;
-        case '\t': buf_append(b, "\\t", 2); break;
+        case '"':
+            buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            buf_append(b, "\\t", 2);
+            break;
         default:
             esc[0] = '\\';
             esc[1] = 'u';

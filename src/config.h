@@ -59,9 +59,9 @@ typedef struct config {
     char *node;        /* node name; default: host name */
 
     /* limits and timeouts (ms) */
-    uint64_t max_header_size;  /* bytes of the whole header section -> 431 */
-    uint64_t max_request_line; /* bytes of the request target -> 414 */
-    uint64_t max_body_size;    /* request body; 0 = unlimited -> 413 */
+    uint64_t max_header_size;             /* bytes of the whole header section -> 431 */
+    uint64_t max_request_line;            /* bytes of the request target -> 414 */
+    uint64_t max_body_size;               /* request body; 0 = unlimited -> 413 */
     uint64_t header_timeout_ms;           /* first byte to end of headers -> 408 */
     uint64_t client_timeout_ms;           /* between reads of a request body */
     uint64_t idle_timeout_ms;             /* keep-alive connection with no request */
@@ -72,11 +72,11 @@ typedef struct config {
     uint64_t upstream_keepalive;          /* idle upstream connections kept per worker */
 
     /* store */
-    uint64_t store_queue;    /* records waiting for the writer */
-    uint64_t store_batch;    /* records per transaction at most */
-    int store_on_full;       /* STORE_FULL_* */
-    uint64_t max_rows;       /* retention; 0 = unlimited */
-    uint64_t max_age_ms;     /* retention; 0 = unlimited */
+    uint64_t store_queue; /* records waiting for the writer */
+    uint64_t store_batch; /* records per transaction at most */
+    int store_on_full;    /* STORE_FULL_* */
+    uint64_t max_rows;    /* retention; 0 = unlimited */
+    uint64_t max_age_ms;  /* retention; 0 = unlimited */
     uint64_t busy_timeout_ms;
 
     /* redaction */

@@ -26,12 +26,12 @@ bool httpmsg_connection_has(const record_headers *h, const char *token);
 bool httpmsg_drop_header(const record_headers *h, const char *name);
 
 typedef struct httpmsg_req_opts {
-    const char *client_ip;     /* appended to X-Forwarded-For */
-    const char *request_id;    /* X-Request-Id when the client sent none */
-    const char *default_host;  /* Host when the client sent none */
-    bool chunked;              /* body is forwarded with chunked framing */
-    bool upgrade;              /* keep Upgrade, send Connection: upgrade */
-    bool strip_expect;         /* restspy answered Expect: 100-continue itself */
+    const char *client_ip;    /* appended to X-Forwarded-For */
+    const char *request_id;   /* X-Request-Id when the client sent none */
+    const char *default_host; /* Host when the client sent none */
+    bool chunked;             /* body is forwarded with chunked framing */
+    bool upgrade;             /* keep Upgrade, send Connection: upgrade */
+    bool strip_expect;        /* restspy answered Expect: 100-continue itself */
 } httpmsg_req_opts;
 
 /* Appends the upstream request head (request line, headers, blank line) for
@@ -39,11 +39,11 @@ typedef struct httpmsg_req_opts {
 void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o);
 
 typedef enum {
-    HTTPMSG_BODY_NONE,     /* no body (HEAD, 1xx, 204, 304): headers kept as-is */
-    HTTPMSG_BODY_LENGTH,   /* the upstream's Content-Length is kept */
-    HTTPMSG_BODY_CHUNKED,  /* restspy re-frames the body as chunked */
-    HTTPMSG_BODY_CLOSE,    /* delimited by closing the connection (HTTP/1.0 client) */
-    HTTPMSG_BODY_UPGRADE,  /* 101: Upgrade and Connection: upgrade are kept */
+    HTTPMSG_BODY_NONE,    /* no body (HEAD, 1xx, 204, 304): headers kept as-is */
+    HTTPMSG_BODY_LENGTH,  /* the upstream's Content-Length is kept */
+    HTTPMSG_BODY_CHUNKED, /* restspy re-frames the body as chunked */
+    HTTPMSG_BODY_CLOSE,   /* delimited by closing the connection (HTTP/1.0 client) */
+    HTTPMSG_BODY_UPGRADE, /* 101: Upgrade and Connection: upgrade are kept */
 } httpmsg_body;
 
 /* Appends the client response head. reason may be NULL (a standard phrase is

@@ -123,8 +123,8 @@ static int bind_socket(const struct sockaddr_storage *ss, char *err, size_t errl
         close(fd);
         return -1;
     }
-    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                : sizeof(struct sockaddr_in);
+    socklen_t len =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (bind(fd, (const struct sockaddr *)ss, len) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
         close(fd);

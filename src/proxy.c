@@ -14,11 +14,11 @@
 
 /* Where a connection is in its current request. */
 typedef enum {
-    PH_IDLE,    /* waiting for the first byte of a request */
-    PH_HEAD,    /* receiving the request line and headers */
-    PH_BODY,    /* headers forwarded, receiving the request body */
-    PH_WAIT,    /* request complete, waiting for the response to finish */
-    PH_TUNNEL,  /* after 101: raw bytes both ways */
+    PH_IDLE,   /* waiting for the first byte of a request */
+    PH_HEAD,   /* receiving the request line and headers */
+    PH_BODY,   /* headers forwarded, receiving the request body */
+    PH_WAIT,   /* request complete, waiting for the response to finish */
+    PH_TUNNEL, /* after 101: raw bytes both ways */
 } phase;
 
 struct conn {
@@ -30,10 +30,10 @@ struct conn {
     conn *next, *prev;
     int open_handles;
     bool closing;
-    bool reading;     /* uv_read_start is active on the client */
-    bool paused_bp;   /* client reads paused: upstream is not keeping up */
-    bool in_feed;     /* inside client_feed (llhttp_execute on the stack) */
-    bool client_eof;  /* client half-closed after its request */
+    bool reading;    /* uv_read_start is active on the client */
+    bool paused_bp;  /* client reads paused: upstream is not keeping up */
+    bool in_feed;    /* inside client_feed (llhttp_execute on the stack) */
+    bool client_eof; /* client half-closed after its request */
     char client_ip[64];
     char client_addr[80];
 
@@ -58,15 +58,15 @@ struct conn {
 
     /* upstream side of the request */
     upstream_conn *up;
-    bool up_ready;   /* connected and the head is written */
-    bool up_paused;  /* upstream reads paused: the client is not keeping up */
-    buf upq;         /* bytes for the upstream while it is connecting */
-    llhttp_t rp;     /* response parser */
+    bool up_ready;  /* connected and the head is written */
+    bool up_paused; /* upstream reads paused: the client is not keeping up */
+    buf upq;        /* bytes for the upstream while it is connecting */
+    llhttp_t rp;    /* response parser */
     buf rhname, rhval, reason;
     bool resp_started, resp_done, up_keepalive;
     httpmsg_body resp_mode;
-    buf uphead;   /* copy of a bodyless request's head sent on a pooled
-                     connection, to retry once if that connection was dead */
+    buf uphead; /* copy of a bodyless request's head sent on a pooled
+                   connection, to retry once if that connection was dead */
     bool retried;
 };
 
@@ -637,8 +637,8 @@ static int q_on_headers_complete(llhttp_t *p)
     r->do_log = c->rule->log && atomic_load_explicit(&g_flags.log, memory_order_relaxed);
     r->do_persist = c->rule->persist && w->sh->store &&
                     atomic_load_explicit(&g_flags.persist, memory_order_relaxed);
-    r->do_replicate = c->rule->replicate &&
-                      atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
+    r->do_replicate =
+        c->rule->replicate && atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
     c->cap_req = c->cap_resp = r->do_persist || (r->do_log && cfg->log_bodies);
 
     if (llhttp_get_method(p) == HTTP_CONNECT)

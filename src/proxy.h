@@ -26,8 +26,8 @@
 
 /* What every worker shares: sinks, the current config and the upstream. */
 typedef struct proxy_shared {
-    store *store;  /* NULL when the store is off */
-    logsink *log;  /* never NULL ("off" is a sink that drops) */
+    store *store; /* NULL when the store is off */
+    logsink *log; /* never NULL ("off" is a sink that drops) */
     struct sockaddr_storage upstream_addr;
     char upstream_host[300]; /* "host:port", the Host for clients that sent none */
     pthread_mutex_t cfg_lock;

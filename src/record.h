@@ -33,10 +33,10 @@ typedef struct record {
     int64_t upstream_us;   /* upstream request sent to response complete; -1 none */
     char *client_addr;     /* "ip:port" */
     char *method;
-    char *scheme; /* "http" */
-    char *host;   /* Host header, or NULL */
-    char *path;   /* raw request-target path, percent-encoding kept */
-    char *query;  /* after '?', without it; NULL when the target had none */
+    char *scheme;   /* "http" */
+    char *host;     /* Host header, or NULL */
+    char *path;     /* raw request-target path, percent-encoding kept */
+    char *query;    /* after '?', without it; NULL when the target had none */
     int http_minor; /* client's HTTP/1.x minor version (for the combined log) */
     record_headers req_headers;
     buf req_body;
@@ -48,9 +48,9 @@ typedef struct record {
     uint64_t resp_body_size;
     bool resp_truncated;
     uint64_t resp_bytes_sent; /* bytes written to the client (combined log) */
-    char *rule;   /* name of the matched rule */
-    char *origin; /* "local", "replicated", "imported" */
-    char *error;  /* NULL on success, else a short text ("upstream timeout") */
+    char *rule;               /* name of the matched rule */
+    char *origin;             /* "local", "replicated", "imported" */
+    char *error;              /* NULL on success, else a short text ("upstream timeout") */
 
     /* Decisions taken when the request started (rule AND runtime flags). */
     bool do_log;

@@ -175,8 +175,8 @@ int server_main(int argc, char **argv, char *const *envp)
         config_unref(cfg);
         return 1;
     }
-    unsigned jflags = (cfg->log_headers ? RECORD_JSON_HEADERS : 0u) |
-                      (cfg->log_bodies ? RECORD_JSON_BODIES : 0u);
+    unsigned jflags =
+        (cfg->log_headers ? RECORD_JSON_HEADERS : 0u) | (cfg->log_bodies ? RECORD_JSON_BODIES : 0u);
     s.sh.log = logsink_open(cfg->log, cfg->log_format, jflags, err, sizeof err);
     if (!s.sh.log) {
         fprintf(stderr, "restspy proxy: log: %s\n", err);
@@ -212,8 +212,7 @@ int server_main(int argc, char **argv, char *const *envp)
         goto out;
     }
     if (strcmp(cfg->admin, "off") != 0) {
-        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, &s.sh, workers, err,
-                            sizeof err);
+        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, &s.sh, workers, err, sizeof err);
         if (!s.adm) {
             fprintf(stderr, "restspy proxy: %s\n", err);
             listener_stop(s.l, 0);
@@ -228,10 +227,11 @@ int server_main(int argc, char **argv, char *const *envp)
     uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s.sighup, on_hup, SIGHUP);
-    fprintf(stderr, "restspy %s: listening on %s, upstream %s, store %s, log %s, admin %s, "
-                    "%d worker%s, node %s\n",
-            RESTSPY_VERSION, cfg->listen, cfg->upstream, cfg->store, cfg->log, cfg->admin,
-            workers, workers == 1 ? "" : "s", cfg->node);
+    fprintf(stderr,
+            "restspy %s: listening on %s, upstream %s, store %s, log %s, admin %s, "
+            "%d worker%s, node %s\n",
+            RESTSPY_VERSION, cfg->listen, cfg->upstream, cfg->store, cfg->log, cfg->admin, workers,
+            workers == 1 ? "" : "s", cfg->node);
     uv_run(s.loop, UV_RUN_DEFAULT);
     rc = s.exit_code;
     fprintf(stderr, "restspy: stopped\n");

@@ -6,8 +6,8 @@ runtime_flags g_flags = {true, true, false};
 #define FIELD(name)                                                                                \
     do {                                                                                           \
         buf_append_str(out, first ? "\"" #name "\":" : ",\"" #name "\":");                         \
-        buf_append_u64(out, (unsigned long long)atomic_load_explicit(&g_stats.name,                \
-                                                                     memory_order_relaxed));       \
+        buf_append_u64(                                                                            \
+            out, (unsigned long long)atomic_load_explicit(&g_stats.name, memory_order_relaxed));   \
         first = 0;                                                                                 \
     } while (0)
 
@@ -27,8 +27,8 @@ void stats_append_json(buf *out)
     FIELD(bytes_out);
     FIELD(connections);
     buf_append_str(out, ",\"active_connections\":");
-    buf_append_i64(out, (long long)atomic_load_explicit(&g_stats.active_connections,
-                                                         memory_order_relaxed));
+    buf_append_i64(
+        out, (long long)atomic_load_explicit(&g_stats.active_connections, memory_order_relaxed));
     FIELD(refused_connections);
     FIELD(upstream_connects);
     FIELD(upstream_reused);

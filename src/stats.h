@@ -14,7 +14,7 @@
 #include "buf.h"
 
 typedef struct stats {
-    _Atomic uint64_t requests;        /* requests whose headers were parsed */
+    _Atomic uint64_t requests; /* requests whose headers were parsed */
     _Atomic uint64_t responses_1xx, responses_2xx, responses_3xx, responses_4xx, responses_5xx;
     _Atomic uint64_t errors;          /* requests that ended with an error */
     _Atomic uint64_t upstream_errors; /* 502/504 */

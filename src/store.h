@@ -85,8 +85,8 @@ typedef struct store_query {
 
 /* Calls fn for each matching record (fn must not keep r; it is freed after
  * fn returns). fn returning non-zero stops the scan. 0, or -1 with err. */
-int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, void *ud),
-                     void *ud, char *err, size_t errlen);
+int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
+                     char *err, size_t errlen);
 
 /* Loads one record by id (or by a unique id prefix of at least 8 chars).
  * 1 found (*out owned by caller), 0 not found, -1 error with err. */

@@ -100,10 +100,17 @@ int util_parse_size(const char *s, uint64_t *out)
     uint64_t mul = 1;
     if (*end) {
         switch (toupper((unsigned char)*end)) {
-        case 'K': mul = 1024ULL; break;
-        case 'M': mul = 1024ULL * 1024; break;
-        case 'G': mul = 1024ULL * 1024 * 1024; break;
-        default: return -1;
+        case 'K':
+            mul = 1024ULL;
+            break;
+        case 'M':
+            mul = 1024ULL * 1024;
+            break;
+        case 'G':
+            mul = 1024ULL * 1024 * 1024;
+            break;
+        default:
+            return -1;
         }
         end++;
         if (toupper((unsigned char)*end) == 'B' || toupper((unsigned char)*end) == 'I')
