@@ -22,6 +22,8 @@ typedef struct server {
     listener *l;
     admin *adm;
     uv_signal_t sigterm, sigint, sighup;
+    bool signals_on;
+    bool stopping;
     int exit_code;
 } server;
 
@@ -45,23 +47,27 @@ static void print_key(const char *key, const char *def, const char *help, void *
     fprintf(f, "  %-28s %s (default: %s)\n", flag, help, def && *def ? def : "none");
 }
 
+/* Closes every handle but the signal ones: closing those would give the
+ * signals back their default action (death) while the store is still being
+ * flushed, so they stay installed, unreferenced, until the process ends. */
 static void close_walk(uv_handle_t *h, void *ud)
 {
     (void)ud;
-    if (!uv_is_closing(h))
+    if (h->type != UV_SIGNAL && !uv_is_closing(h))
         uv_close(h, NULL);
 }
 
 static void stop(server *s)
 {
-    if (s->l == NULL)
-        return;
+    if (s->stopping)
+        return; /* a second signal while draining changes nothing */
+    s->stopping = true;
     fprintf(stderr, "restspy: stopping: finishing requests in flight\n");
     admin_stop(s->adm);
     s->adm = NULL;
-    uv_signal_stop(&s->sighup);
-    uv_signal_stop(&s->sigterm);
-    uv_signal_stop(&s->sigint);
+    uv_unref((uv_handle_t *)&s->sighup);
+    uv_unref((uv_handle_t *)&s->sigterm);
+    uv_unref((uv_handle_t *)&s->sigint);
     /* Workers drain on their own threads; this waits for them. */
     listener_stop(s->l, s->sh.cfg->grace_period_ms);
     s->l = NULL;
@@ -95,7 +101,9 @@ static void reload(server *s)
 static void on_hup(uv_signal_t *h, int signum)
 {
     (void)signum;
-    reload(h->data);
+    server *s = h->data;
+    if (!s->stopping)
+        reload(s);
 }
 
 static bool wants_help(int argc, char **argv)
@@ -227,6 +235,7 @@ int server_main(int argc, char **argv, char *const *envp)
     uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s.sighup, on_hup, SIGHUP);
+    s.signals_on = true;
     fprintf(stderr,
             "restspy %s: listening on %s, upstream %s, store %s, log %s, admin %s, "
             "%d worker%s, node %s\n",
@@ -241,7 +250,8 @@ out:
         listener_stop(s.l, 0);
     uv_walk(s.loop, close_walk, NULL);
     uv_run(s.loop, UV_RUN_DEFAULT);
-    uv_loop_close(s.loop);
+    if (!s.signals_on)
+        uv_loop_close(s.loop); /* else the signal handles keep it open: see close_walk */
     store_close(s.sh.store); /* commits every record still queued */
     logsink_close(s.sh.log);
     config_unref(s.sh.cfg);
