@@ -13,6 +13,9 @@
 #include "util.h"
 
 /* Where a connection is in its current request. */
+/* Most pipelined bytes kept unparsed before the client's reads pause. */
+#define PENDING_MAX (64 * 1024)
+
 typedef enum {
     PH_IDLE,   /* waiting for the first byte of a request */
     PH_HEAD,   /* receiving the request line and headers */
@@ -30,10 +33,11 @@ struct conn {
     conn *next, *prev;
     int open_handles;
     bool closing;
-    bool reading;    /* uv_read_start is active on the client */
-    bool paused_bp;  /* client reads paused: upstream is not keeping up */
-    bool in_feed;    /* inside client_feed (llhttp_execute on the stack) */
-    bool client_eof; /* client half-closed after its request */
+    bool reading;       /* uv_read_start is active on the client */
+    bool paused_bp;     /* client reads paused: upstream is not keeping up */
+    bool in_feed;       /* inside client_feed (llhttp_execute on the stack) */
+    bool parser_paused; /* a request is complete; later bytes wait in pending */
+    bool client_eof;    /* client half-closed after its request */
     char client_ip[64];
     char client_addr[80];
 
@@ -807,8 +811,9 @@ static void feed_pending(conn *c)
 static void txn_finish(conn *c)
 {
     bool reusable = c->up_keepalive && c->req_done && c->resp_done && !c->rec->error;
-    bool again = c->keep_alive && c->req_done && !c->client_eof && !c->w->draining &&
-                 c->resp_mode != HTTPMSG_BODY_CLOSE;
+    /* After a half-close, requests already received are still answered. */
+    bool again = c->keep_alive && c->req_done && (!c->client_eof || c->pending.len) &&
+                 !c->w->draining && c->resp_mode != HTTPMSG_BODY_CLOSE;
     txn_close_record(c, reusable);
     if (!again || c->in_feed) {
         conn_close(c, true);
@@ -818,8 +823,19 @@ static void txn_finish(conn *c)
     c->ph = PH_IDLE;
     uv_timer_start(&c->ctimer, on_ctimer, worker_config(c->w)->idle_timeout_ms, 0);
     llhttp_resume(&c->cp);
+    c->parser_paused = false;
     feed_pending(c);
-    if (!c->closing && c->ph != PH_WAIT)
+    if (c->closing)
+        return;
+    if (c->client_eof && !c->parser_paused) {
+        /* The client is gone and no complete request is left. */
+        if (c->rec)
+            txn_fail(c, 0, "client closed connection", NULL);
+        else
+            conn_close(c, true);
+        return;
+    }
+    if (c->pending.len < PENDING_MAX)
         client_resume_reading(c);
 }
 
@@ -945,12 +961,16 @@ static void client_feed(conn *c, const char *data, size_t len)
     if (c->closing)
         return;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        /* The request is complete: keep what follows for later. */
+        /* The request is complete: keep what follows for later. Reading
+         * goes on (stopping and restarting it would cost two epoll_ctl calls
+         * per request) until PENDING_MAX bytes wait. */
+        c->parser_paused = true;
         const char *pos = llhttp_get_error_pos(&c->cp);
         size_t rest = (size_t)(data + len - pos);
         if (rest)
             buf_append(&c->pending, pos, rest);
-        client_pause_reading(c);
+        if (c->pending.len >= PENDING_MAX)
+            client_pause_reading(c);
         return;
     }
     if (err != HPE_OK) {
@@ -987,11 +1007,11 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         tunnel_from_client(c, b->base, (size_t)n);
         return;
     }
-    if (c->pending.len) {
-        /* Unparsed bytes come first (defensive: reading stops while any
-         * are kept back). */
+    if (c->parser_paused) {
+        /* Pipelined bytes: parsed once the request in flight is answered. */
         buf_append(&c->pending, b->base, (size_t)n);
-        feed_pending(c);
+        if (c->pending.len >= PENDING_MAX)
+            client_pause_reading(c);
         return;
     }
     client_feed(c, b->base, (size_t)n);
