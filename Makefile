@@ -21,8 +21,10 @@ asan: deps
 	@[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 	@ninja -C $(ASAN_BUILD)
 
+# Unit tests run under valgrind: a leak or an invalid access fails them.
 unit: build
-	meson test -C $(BUILD) --suite unit --print-errorlogs
+	meson test -C $(BUILD) --suite unit --print-errorlogs \
+	  --wrapper 'valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --quiet'
 
 # Integration tests run against the sanitizer build, so that any memory error
 # or undefined behaviour on a real request path fails the run.
@@ -31,7 +33,7 @@ integration: asan
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) tests/integration/run.py
 
-test: unit integration
+test: lint unit integration
 
 run: build
 	@PYTHON=$(PYTHON) scripts/demo
@@ -39,9 +41,11 @@ run: build
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c
 
-lint:
+# Static checks: cppcheck clean and the committed .clang-format respected.
+lint: deps
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c11 \
 	  --suppress=missingIncludeSystem -I src src
+	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

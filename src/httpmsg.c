@@ -5,6 +5,20 @@
 
 #include "util.h"
 
+bool httpmsg_is_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+            continue;
+        if (!strchr("!#$%&'*+-.^_`|~", ch) || ch == 0)
+            return false;
+    }
+    return true;
+}
+
 bool httpmsg_is_hop_by_hop(const char *name, size_t n)
 {
     static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",

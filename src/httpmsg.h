@@ -15,6 +15,11 @@
 #include "buf.h"
 #include "record.h"
 
+/* True when s[0..n) is a non-empty RFC 9110 token (a valid header name).
+ * llhttp's default build lets a space before the colon through ("X-A : 1");
+ * RFC 9112 says to reject it, as it is a request smuggling vector. */
+bool httpmsg_is_token(const char *s, size_t n);
+
 /* True for the fixed hop-by-hop names (case-insensitive). */
 bool httpmsg_is_hop_by_hop(const char *name, size_t n);
 

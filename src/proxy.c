@@ -399,6 +399,8 @@ static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 static int r_on_header_value_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (!httpmsg_is_token(c->rhname.data, c->rhname.len))
+        return -1; /* an invalid response: 502 */
     record_headers_add(&c->rec->resp_headers, c->rhname.data ? c->rhname.data : "", c->rhname.len,
                        c->rhval.data ? c->rhval.data : "", c->rhval.len);
     buf_reset(&c->rhname);
@@ -582,6 +584,8 @@ static int q_on_header_value(llhttp_t *p, const char *at, size_t len)
 static int q_on_header_value_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (!httpmsg_is_token(c->hname.data, c->hname.len))
+        return fail_cb(c, 400, "bad request: invalid header name");
     record_headers_add(&c->rec->req_headers, c->hname.data ? c->hname.data : "", c->hname.len,
                        c->hval.data ? c->hval.data : "", c->hval.len);
     buf_reset(&c->hname);

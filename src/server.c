@@ -252,7 +252,7 @@ out:
     uv_run(s.loop, UV_RUN_DEFAULT);
     if (!s.signals_on)
         uv_loop_close(s.loop); /* else the signal handles keep it open: see close_walk */
-    store_close(s.sh.store); /* commits every record still queued */
+    store_close(s.sh.store);   /* commits every record still queued */
     logsink_close(s.sh.log);
     config_unref(s.sh.cfg);
     config_unref(cfg);

@@ -42,6 +42,19 @@ static void test_hop_by_hop(void **state)
     record_headers_free(&h);
 }
 
+static void test_token(void **state)
+{
+    (void)state;
+    assert_true(httpmsg_is_token("X-Request-Id", 12));
+    assert_true(httpmsg_is_token("a!#$%&'*+-.^_`|~9", 17));
+    assert_false(httpmsg_is_token("X-Bad ", 6));
+    assert_false(httpmsg_is_token("X\tBad", 5));
+    assert_false(httpmsg_is_token("", 0));
+    assert_false(httpmsg_is_token("a:b", 3));
+    assert_false(httpmsg_is_token("a\0b", 3));
+    assert_false(httpmsg_is_token("caf\xc3\xa9", 5));
+}
+
 static void test_request_head(void **state)
 {
     (void)state;
@@ -165,11 +178,9 @@ static void test_error_response(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hop_by_hop),
-        cmocka_unit_test(test_request_head),
-        cmocka_unit_test(test_request_head_defaults),
-        cmocka_unit_test(test_upgrade_head),
-        cmocka_unit_test(test_response_head),
+        cmocka_unit_test(test_hop_by_hop),     cmocka_unit_test(test_token),
+        cmocka_unit_test(test_request_head),   cmocka_unit_test(test_request_head_defaults),
+        cmocka_unit_test(test_upgrade_head),   cmocka_unit_test(test_response_head),
         cmocka_unit_test(test_error_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
