@@ -14,6 +14,9 @@
 
 /* An admin request is small: anything larger is refused. */
 #define ADMIN_MAX_REQUEST (64 * 1024)
+/* A client that has not sent its whole request by then is dropped, so an
+ * idle or slow connection can neither pin memory nor delay a stop. */
+#define ADMIN_TIMEOUT_MS 10000
 
 struct admin {
     uv_tcp_t server;
@@ -26,6 +29,8 @@ struct admin {
 
 typedef struct aconn {
     uv_tcp_t tcp;
+    uv_timer_t timer;
+    int open_handles;
     admin *a;
     llhttp_t p;
     buf url, hname, hval, body, auth;
@@ -36,6 +41,8 @@ typedef struct aconn {
 static void aconn_closed(uv_handle_t *h)
 {
     aconn *c = h->data;
+    if (--c->open_handles > 0)
+        return;
     buf_free(&c->url);
     buf_free(&c->hname);
     buf_free(&c->hval);
@@ -44,11 +51,24 @@ static void aconn_closed(uv_handle_t *h)
     free(c);
 }
 
+static void aconn_close(aconn *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    uv_close((uv_handle_t *)&c->timer, aconn_closed);
+    uv_close((uv_handle_t *)&c->tcp, aconn_closed);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     (void)status;
-    uv_close((uv_handle_t *)req->handle, aconn_closed);
+    aconn_close(req->handle->data);
     free(req);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    aconn_close(t->data);
 }
 
 static void reply(aconn *c, int status, const char *reason, const char *json, size_t len)
@@ -69,7 +89,7 @@ static void reply(aconn *c, int status, const char *reason, const char *json, si
     uv_shutdown_t *req = xmalloc(sizeof *req);
     if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
         free(req);
-        uv_close((uv_handle_t *)&c->tcp, aconn_closed);
+        aconn_close(c);
     }
 }
 
@@ -306,7 +326,7 @@ static void a_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (c->done || n == 0)
         return;
     if (n < 0) {
-        uv_close((uv_handle_t *)s, aconn_closed);
+        aconn_close(c);
         return;
     }
     c->total += (size_t)n;
@@ -326,12 +346,15 @@ static void on_admin_conn(uv_stream_t *server, int status)
         return;
     aconn *c = xcalloc(1, sizeof *c);
     c->a = a;
-    c->tcp.data = c;
+    c->tcp.data = c->timer.data = c;
     uv_tcp_init(server->loop, &c->tcp);
+    uv_timer_init(server->loop, &c->timer);
+    c->open_handles = 2;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-        uv_close((uv_handle_t *)&c->tcp, aconn_closed);
+        aconn_close(c);
         return;
     }
+    uv_timer_start(&c->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
     llhttp_init(&c->p, HTTP_REQUEST, &admin_settings);
     c->p.data = c;
     uv_read_start((uv_stream_t *)&c->tcp, a_alloc, a_read);

@@ -1,0 +1,37 @@
+"""The README stays current: every configuration key restspy knows is
+documented there, and every command's --help works."""
+import os
+import re
+import subprocess
+import unittest
+
+from harness import restspy_bin
+
+RESTSPY_BIN = restspy_bin()
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Docs(unittest.TestCase):
+    def test_every_config_key_in_readme(self):
+        out = subprocess.run([RESTSPY_BIN, "proxy", "--help"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        keys = [m.group(1).replace("-", "_")
+                for m in re.finditer(r"^\s+--([a-z0-9-]+)\s", out, re.M)]
+        self.assertGreater(len(keys), 30)
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        missing = [k for k in keys if f"`{k}`" not in readme]
+        self.assertEqual(missing, [], "keys missing from README.md")
+
+    def test_every_command_has_help(self):
+        for cmd in (["--help"], ["proxy", "--help"], ["requests", "--help"],
+                    ["show", "--help"]):
+            r = subprocess.run([RESTSPY_BIN] + cmd, capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 0, cmd)
+            self.assertIn("usage", r.stdout.lower(), cmd)
+
+
+if __name__ == "__main__":
+    unittest.main()
