@@ -638,6 +638,11 @@ static int q_on_headers_complete(llhttp_t *p)
         if (h)
             r->host = xstrdup(h);
     }
+    if (llhttp_get_method(p) == HTTP_CONNECT) {
+        /* An authority-form target: restspy is not a forward proxy. */
+        r->path = xstrndup(c->url.data ? c->url.data : "", c->url.len);
+        return fail_cb(c, 405, "method not allowed: CONNECT");
+    }
     if (split_target(c) < 0)
         return fail_cb(c, 400, "bad request: invalid request target");
     c->rule = rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path));
@@ -649,8 +654,6 @@ static int q_on_headers_complete(llhttp_t *p)
         c->rule->replicate && atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
     c->cap_req = c->cap_resp = r->do_persist || (r->do_log && cfg->log_bodies);
 
-    if (llhttp_get_method(p) == HTTP_CONNECT)
-        return fail_cb(c, 405, "method not allowed: CONNECT");
     c->keep_alive = llhttp_should_keep_alive(p) && !w->draining;
     c->head_req = llhttp_get_method(p) == HTTP_HEAD;
     c->upgrade_req = p->upgrade != 0;
@@ -978,7 +981,9 @@ static void client_feed(conn *c, const char *data, size_t len)
         return;
     }
     if (err != HPE_OK) {
-        if (err == HPE_USER && c->err_status)
+        /* A callback's own answer (431, 413, ...): llhttp reports it as
+         * HPE_USER or as the failing callback's code (HPE_CB_*). */
+        if (c->err_status)
             txn_fail(c, c->err_status, c->err_text, NULL);
         else
             txn_fail(c, 400, "bad request", llhttp_get_error_reason(&c->cp));
