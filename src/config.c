@@ -47,6 +47,8 @@ typedef enum {
     K_METHODS,  /* unsigned RULE_M_* bits */
     K_GLOB,     /* char*, path glob; NULL = any */
     K_HOST,     /* char*, host name; NULL = any */
+    K_AMQP,     /* char*, amqp://...; "" unsets */
+    K_HEADERS,  /* char**, "Name: value" items; each setting appends one */
 } key_kind;
 
 typedef struct keydef {
@@ -67,6 +69,9 @@ typedef struct keydef {
 
 static const char *const log_formats[] = {"json", "combined", NULL};
 static const char *const full_policies[] = {"block", "drop", NULL};
+static const char *const durabilities[] = {"sync", "async", NULL};
+static const char *const repl_ons[] = {"2xx", "any", NULL};
+static const char *const queue_types[] = {"classic", "quorum", NULL};
 
 /* Built-in values of a rule; the same literals back the default rule's
  * top-level keys, so both tables agree by construction. */
@@ -143,6 +148,31 @@ static const keydef keys[] = {
     {"redact_fields", K_LIST, CFG(redact_fields), NOLIMIT, NULL,
      "password,passwd,secret,token,access_token,refresh_token,api_key,apikey,signature", NULL,
      "comma-separated JSON/form/query field names whose values are redacted"},
+    {"amqp", K_AMQP, CFG(amqp), NOLIMIT, NULL, NULL, "(none: replication off)",
+     "RabbitMQ URL amqp://user:pass@host:port/vhost for replication"},
+    {"replicate_secret", K_TOKEN, CFG(replicate_secret), NOLIMIT, NULL, NULL, "(none: unsigned)",
+     "shared HMAC-SHA256 key signing replicated messages (flag also --secret)"},
+    {"replicate_durability", K_CHOICE, CFG(replicate_durability), NOLIMIT, durabilities, "sync",
+     NULL, "sync: answer the client once the outbox row is on disk; async: at once"},
+    {"replicate_on", K_CHOICE, CFG(replicate_on), NOLIMIT, repl_ons, "2xx", NULL,
+     "replicate requests the upstream answered with 2xx, or any status"},
+    {"replicate_max_body", K_SIZE, CFG(replicate_max_body), 0, CAP_MAX, NULL, "16M",
+     NULL, "larger request bodies are not replicated (recorded and counted)"},
+    {"replicate_drop_headers", K_LIST, CFG(replicate_drop_headers), NOLIMIT, NULL,
+     "cookie,proxy-authorization,x-forwarded-for,x-forwarded-proto,x-real-ip", NULL,
+     "comma-separated request headers not replicated"},
+    {"queue_type", K_CHOICE, CFG(queue_type), NOLIMIT, queue_types, "classic", NULL,
+     "type of the replicator's queue restspy.apply.<node>: classic or quorum"},
+    {"amqp_heartbeat", K_DUR, CFG(amqp_heartbeat_ms), 1000, 3600000, NULL, "30s", NULL,
+     "AMQP heartbeat interval negotiated with the broker"},
+    {"concurrency", K_INT, CFG(concurrency), 1, 64, NULL, "1", NULL,
+     "replicator: requests applied at once (order kept per path)"},
+    {"retry_min", K_DUR, CFG(retry_min_ms), 1, UINT64_MAX, NULL, "200ms", NULL,
+     "replicator: first wait before re-applying after a 5xx or unreachable upstream"},
+    {"retry_max", K_DUR, CFG(retry_max_ms), 1, UINT64_MAX, NULL, "30s", NULL,
+     "replicator: longest wait between re-applies (the wait doubles up to it)"},
+    {"set_header", K_HEADERS, CFG(set_headers), NOLIMIT, NULL, NULL, "(none)",
+     "replicator: 'Name: value' set on applied requests; repeat to add more"},
     {"log_requests", K_BOOL, RUL(log), NOLIMIT, NULL, RULE_DEF_LOG, NULL,
      "default rule: write requests to the access log"},
     {"persist_requests", K_BOOL, RUL(persist), NOLIMIT, NULL, RULE_DEF_PERSIST, NULL,
@@ -472,8 +502,12 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
         set_str(field, xstrdup(strcasecmp(value, "off") == 0 ? "off" : value));
         return 0;
     case K_NODE:
-        if (!*value) {
-            snprintf(expect, sizeof expect, "expected a non-empty name");
+        /* The name goes into routing keys and queue names. */
+        if (!*value || value[strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789-_")] != '\0' ||
+            strlen(value) > 64) {
+            snprintf(expect, sizeof expect,
+                     "expected a name of letters, digits, '-' and '_' (at most 64)");
             break;
         }
         set_str(field, xstrdup(value));
@@ -527,6 +561,36 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
         }
         set_str(field, xstrdup(value));
         return 0;
+    case K_AMQP:
+        if (!*value) {
+            set_str(field, NULL);
+            return 0;
+        }
+        if (strncmp(value, "amqp://", 7) != 0 || value[7] == '\0') {
+            snprintf(expect, sizeof expect, "expected amqp://user:pass@host:port/vhost");
+            break;
+        }
+        set_str(field, xstrdup(value));
+        return 0;
+    case K_HEADERS: {
+        const char *colon = strchr(value, ':');
+        size_t nlen = colon ? (size_t)(colon - value) : 0;
+        bool good = nlen > 0;
+        for (size_t i = 0; good && i < nlen; i++)
+            good = isalnum((unsigned char)value[i]) || strchr("!#$%&'*+-.^_`|~", value[i]);
+        if (!good) {
+            snprintf(expect, sizeof expect, "expected 'Name: value'");
+            break;
+        }
+        char ***list = field;
+        size_t n = 0;
+        while (*list && (*list)[n])
+            n++;
+        *list = xrealloc(*list, (n + 2) * sizeof **list);
+        (*list)[n] = xstrdup(value);
+        (*list)[n + 1] = NULL;
+        return 0;
+    }
     case K_HOST:
         if (!valid_host_name(value)) {
             snprintf(expect, sizeof expect, "expected a host name without port");
@@ -594,7 +658,13 @@ config *config_new(void)
     char host[256];
     if (gethostname(host, sizeof host) == 0 && host[0]) {
         host[sizeof host - 1] = '\0';
-        c->node = xstrdup(host);
+        /* A node name must fit routing keys: the first label, cleaned. */
+        host[strcspn(host, ".")] = '\0';
+        for (char *p = host; *p; p++)
+            if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+                *p = '_';
+        host[64] = '\0';
+        c->node = xstrdup(host[0] ? host : "restspy");
     } else {
         c->node = xstrdup("restspy");
     }
@@ -625,6 +695,10 @@ void config_unref(config *c)
     free(c->node);
     free_list(c->redact_headers);
     free_list(c->redact_fields);
+    free(c->amqp);
+    free(c->replicate_secret);
+    free_list(c->replicate_drop_headers);
+    free_list(c->set_headers);
     for (size_t i = 0; i < c->rules_len; i++)
         rule_free(&c->rules[i]);
     free(c->rules);
@@ -908,6 +982,8 @@ static int next_flag(int argc, char **argv, int *i, const keydef **k, const char
     const char *eq = strchr(arg, '=');
     size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
     *k = find_key(keys, NKEYS, arg, n);
+    if (!*k && name_eq(arg, n, "secret"))
+        *k = find_key(keys, NKEYS, "replicate_secret", 16); /* the documented short form */
     if (!*k) {
         seterr(err, errlen, "unknown option --%.*s", (int)n, arg);
         return -1;

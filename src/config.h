@@ -17,6 +17,9 @@
 
 enum { LOG_FORMAT_JSON = 0, LOG_FORMAT_COMBINED = 1 };
 enum { STORE_FULL_BLOCK = 0, STORE_FULL_DROP = 1 };
+enum { REPL_SYNC = 0, REPL_ASYNC = 1 };
+enum { REPL_ON_2XX = 0, REPL_ON_ANY = 1 };
+enum { QUEUE_CLASSIC = 0, QUEUE_QUORUM = 1 };
 
 /* Method bits for rule matching; RULE_METHOD_ANY when none given. */
 enum {
@@ -56,7 +59,7 @@ typedef struct config {
     char *admin;       /* "127.0.0.1:8081" or "off" */
     char *admin_token; /* bearer token or NULL */
     int workers;       /* event loops; 0 = number of cores */
-    char *node;        /* node name; default: host name */
+    char *node;        /* node name: letters, digits, '-', '_'; default: host name */
 
     /* limits and timeouts (ms) */
     uint64_t max_header_size;             /* bytes of the whole header section -> 431 */
@@ -83,6 +86,21 @@ typedef struct config {
     bool redact;
     char **redact_headers; /* NULL-terminated, lower-case names */
     char **redact_fields;  /* NULL-terminated, lower-case JSON/form field names */
+
+    /* replication (see docs/replication.md) */
+    char *amqp;                    /* amqp://user:pass@host:port/vhost; NULL = off */
+    char *replicate_secret;        /* HMAC-SHA256 key; NULL = unsigned */
+    int replicate_durability;      /* REPL_SYNC or REPL_ASYNC */
+    int replicate_on;              /* REPL_ON_2XX or REPL_ON_ANY */
+    uint64_t replicate_max_body;   /* larger request bodies are not replicated */
+    char **replicate_drop_headers; /* NULL-terminated, lower case: not replicated */
+    int queue_type;                /* QUEUE_CLASSIC or QUEUE_QUORUM */
+    uint64_t amqp_heartbeat_ms;
+    /* the replicator (`restspy replicate`) */
+    int concurrency;       /* apply workers; per-path order is kept */
+    uint64_t retry_min_ms; /* backoff after a 5xx/unreachable upstream ... */
+    uint64_t retry_max_ms; /* ... doubling up to this */
+    char **set_headers;    /* "Name: value" added to applied requests; NULL-terminated */
 
     /* rules in file order, then the default rule (always last, always
      * matches; named "default", set by the top-level keys log_requests etc.) */

@@ -327,7 +327,7 @@ static void test_file(void **state)
                        "log_format = combined   ; inline comment\n"
                        "# hash comment\n"
                        "redact_fields = pin, CVV\n"
-                       "node = \" spaced \"\n"
+                       "node = \"quoted-node\"\n"
                        "\n"
                        "[rule \"health\"]\n"
                        "path = /health\n"
@@ -356,7 +356,7 @@ static void test_file(void **state)
     assert_int_equal(c->log_format, LOG_FORMAT_COMBINED);
     assert_int_equal(list_len(c->redact_fields), 2);
     assert_string_equal(c->redact_fields[1], "cvv");
-    assert_string_equal(c->node, " spaced ");
+    assert_string_equal(c->node, "quoted-node");
     assert_non_null(c->config_path);
     assert_true(strncmp(c->config_path, "/tmp/test_config_", 17) == 0);
 
@@ -702,6 +702,18 @@ static void test_validate(void **state)
     assert_int_equal(config_set(c, "store_batch", "101", err, sizeof err), 0);
     assert_int_equal(config_validate(c, err, sizeof err), -1);
     assert_string_equal(err, "store_batch (101) must not exceed store_queue (100)");
+    /* node names end up in routing keys and queue names */
+    assert_int_equal(config_set(c, "node", "site-a_1", err, sizeof err), 0);
+    assert_int_equal(config_set(c, "node", "a.b", err, sizeof err), -1);
+    assert_int_equal(config_set(c, "node", "", err, sizeof err), -1);
+    /* set_header accumulates and checks the name */
+    assert_int_equal(config_set(c, "set_header", "X-A: 1", err, sizeof err), 0);
+    assert_int_equal(config_set(c, "set_header", "Authorization: Bearer x", err, sizeof err), 0);
+    assert_string_equal(c->set_headers[1], "Authorization: Bearer x");
+    assert_null(c->set_headers[2]);
+    assert_int_equal(config_set(c, "set_header", "bad header: 1", err, sizeof err), -1);
+    assert_int_equal(config_set(c, "amqp", "http://x", err, sizeof err), -1);
+    assert_int_equal(config_set(c, "amqp", "amqp://guest:guest@127.0.0.1:5672/", err, sizeof err), 0);
     /* upstream is the commands' business, not validate's */
     assert_null(c->upstream);
     assert_int_equal(config_set(c, "store_batch", "100", err, sizeof err), 0);
@@ -774,6 +786,18 @@ static void test_each_key(void **state)
         "redact",
         "redact_headers",
         "redact_fields",
+        "amqp",
+        "replicate_secret",
+        "replicate_durability",
+        "replicate_on",
+        "replicate_max_body",
+        "replicate_drop_headers",
+        "queue_type",
+        "amqp_heartbeat",
+        "concurrency",
+        "retry_min",
+        "retry_max",
+        "set_header",
         "log_requests",
         "persist_requests",
         "replicate_requests",
@@ -822,8 +846,9 @@ static void test_each_key(void **state)
         config_unref(c);
         /* free-text keys accept anything; the others must have complained */
         bool free_text = strcmp(s.names[i], "admin_token") == 0 ||
-                         strcmp(s.names[i], "node") == 0 || strcmp(s.names[i], "log") == 0 ||
-                         strncmp(s.names[i], "redact_", 7) == 0;
+                         strcmp(s.names[i], "replicate_secret") == 0 ||
+                         strcmp(s.names[i], "replicate_drop_headers") == 0 ||
+                         strcmp(s.names[i], "log") == 0 || strncmp(s.names[i], "redact_", 7) == 0;
         if (!free_text && rc == 0)
             fail_msg("%s accepted \\x01 from the environment (key not applied?)", envv);
     }
