@@ -77,7 +77,8 @@ static const char *const queue_types[] = {"classic", "quorum", NULL};
  * top-level keys, so both tables agree by construction. */
 #define RULE_DEF_LOG "on"
 #define RULE_DEF_PERSIST "on"
-#define RULE_DEF_REPLICATE "off"
+#define RULE_DEF_REPLICATE "on"
+#define RULE_DEF_REPLICATE_METHODS "POST, PUT, PATCH, DELETE"
 #define RULE_DEF_CAP "64K"
 #define CAP_MAX (1024ULL * 1024 * 1024)
 
@@ -156,8 +157,8 @@ static const keydef keys[] = {
      NULL, "sync: answer the client once the outbox row is on disk; async: at once"},
     {"replicate_on", K_CHOICE, CFG(replicate_on), NOLIMIT, repl_ons, "2xx", NULL,
      "replicate requests the upstream answered with 2xx, or any status"},
-    {"replicate_max_body", K_SIZE, CFG(replicate_max_body), 0, CAP_MAX, NULL, "16M",
-     NULL, "larger request bodies are not replicated (recorded and counted)"},
+    {"replicate_max_body", K_SIZE, CFG(replicate_max_body), 0, CAP_MAX, NULL, "16M", NULL,
+     "larger request bodies are not replicated (recorded and counted)"},
     {"replicate_drop_headers", K_LIST, CFG(replicate_drop_headers), NOLIMIT, NULL,
      "cookie,proxy-authorization,x-forwarded-for,x-forwarded-proto,x-real-ip", NULL,
      "comma-separated request headers not replicated"},
@@ -178,7 +179,9 @@ static const keydef keys[] = {
     {"persist_requests", K_BOOL, RUL(persist), NOLIMIT, NULL, RULE_DEF_PERSIST, NULL,
      "default rule: persist requests in the store"},
     {"replicate_requests", K_BOOL, RUL(replicate), NOLIMIT, NULL, RULE_DEF_REPLICATE, NULL,
-     "default rule: replicate requests to other nodes"},
+     "default rule: replicate requests to other nodes (needs amqp)"},
+    {"replicate_methods", K_METHODS, RUL(replicate_methods), NOLIMIT, NULL,
+     RULE_DEF_REPLICATE_METHODS, NULL, "default rule: methods that are replicated"},
     {"req_body_cap", K_SIZE, RUL(req_body_cap), 0, CAP_MAX, NULL, RULE_DEF_CAP, NULL,
      "default rule: bytes of each request body kept in the record"},
     {"resp_body_cap", K_SIZE, RUL(resp_body_cap), 0, CAP_MAX, NULL, RULE_DEF_CAP, NULL,
@@ -196,7 +199,9 @@ static const keydef rule_keys[] = {
     {"persist", K_BOOL, RUL(persist), NOLIMIT, NULL, RULE_DEF_PERSIST, NULL,
      "persist in the store"},
     {"replicate", K_BOOL, RUL(replicate), NOLIMIT, NULL, RULE_DEF_REPLICATE, NULL,
-     "replicate to other nodes"},
+     "replicate to other nodes (needs amqp)"},
+    {"replicate_methods", K_METHODS, RUL(replicate_methods), NOLIMIT, NULL,
+     RULE_DEF_REPLICATE_METHODS, NULL, "methods of matching requests that are replicated"},
     {"req_body_cap", K_SIZE, RUL(req_body_cap), 0, CAP_MAX, NULL, RULE_DEF_CAP, NULL,
      "bytes of request body kept"},
     {"resp_body_cap", K_SIZE, RUL(resp_body_cap), 0, CAP_MAX, NULL, RULE_DEF_CAP, NULL,
@@ -503,8 +508,9 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
         return 0;
     case K_NODE:
         /* The name goes into routing keys and queue names. */
-        if (!*value || value[strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                           "0123456789-_")] != '\0' ||
+        if (!*value ||
+            value[strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789-_")] != '\0' ||
             strlen(value) > 64) {
             snprintf(expect, sizeof expect,
                      "expected a name of letters, digits, '-' and '_' (at most 64)");

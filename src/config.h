@@ -41,9 +41,10 @@ typedef struct rule {
     char *host;       /* exact host (port ignored, case-insensitive); NULL = any */
     bool log;
     bool persist;
-    bool replicate;
-    uint64_t req_body_cap;  /* bytes of request body kept in the record */
-    uint64_t resp_body_cap; /* bytes of response body kept */
+    bool replicate;             /* replicate matching requests whose method is in: */
+    unsigned replicate_methods; /* RULE_M_* bits; default POST, PUT, PATCH, DELETE */
+    uint64_t req_body_cap;      /* bytes of request body kept in the record */
+    uint64_t resp_body_cap;     /* bytes of response body kept */
 } rule;
 
 typedef struct config {

@@ -133,8 +133,12 @@ const rule *rules_match(const config *c, const char *method, size_t mlen, const 
 {
     /* Only reached with a config that lost its default rule, which
      * config_new never produces; it keeps the never-NULL promise anyway. */
-    static const rule fallback = {"default", RULE_METHOD_ANY, NULL,      NULL,     true,
-                                  true,      false,           64 * 1024, 64 * 1024};
+    static const rule fallback = {.name = "default",
+                                  .methods = RULE_METHOD_ANY,
+                                  .log = true,
+                                  .persist = true,
+                                  .req_body_cap = 64 * 1024,
+                                  .resp_body_cap = 64 * 1024};
     const char *q = memchr(path, '?', plen);
     if (q)
         plen = (size_t)(q - path);

@@ -713,7 +713,8 @@ static void test_validate(void **state)
     assert_null(c->set_headers[2]);
     assert_int_equal(config_set(c, "set_header", "bad header: 1", err, sizeof err), -1);
     assert_int_equal(config_set(c, "amqp", "http://x", err, sizeof err), -1);
-    assert_int_equal(config_set(c, "amqp", "amqp://guest:guest@127.0.0.1:5672/", err, sizeof err), 0);
+    assert_int_equal(config_set(c, "amqp", "amqp://guest:guest@127.0.0.1:5672/", err, sizeof err),
+                     0);
     /* upstream is the commands' business, not validate's */
     assert_null(c->upstream);
     assert_int_equal(config_set(c, "store_batch", "100", err, sizeof err), 0);
@@ -801,6 +802,7 @@ static void test_each_key(void **state)
         "log_requests",
         "persist_requests",
         "replicate_requests",
+        "replicate_methods",
         "req_body_cap",
         "resp_body_cap",
     };

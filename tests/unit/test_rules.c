@@ -159,6 +159,7 @@ static config *with_rules(void)
                        "persist = off\n"
                        "[rule \"api-all\"]\n"
                        "path = /api/**\n"
+                       "replicate = off\n"
                        "req_body_cap = 1K\n"
                        "[rule \"odd\"]\n"
                        "methods = TRACE\n";
@@ -204,7 +205,9 @@ static void test_match_order_and_fields(void **state)
     assert_string_equal(match(c, "GET", NULL, ""), "default");
     const rule *d = rules_match(c, "GET", 3, NULL, "/x", 2);
     assert_ptr_equal(d, &c->rules[c->rules_len - 1]);
-    assert_true(d->log && d->persist && !d->replicate);
+    /* the default rule replicates writes only (issue 3) */
+    assert_true(d->log && d->persist && d->replicate);
+    assert_int_equal(d->replicate_methods, RULE_M_POST | RULE_M_PUT | RULE_M_PATCH | RULE_M_DELETE);
     assert_int_equal(d->methods, RULE_METHOD_ANY);
     /* the fields come along */
     const rule *w = rules_match(c, "PUT", 3, NULL, "/api/x", 6);
