@@ -21,6 +21,7 @@
 struct admin {
     uv_tcp_t server;
     proxy_shared *sh;
+    outbox *ob; /* NULL when replication is off */
     char *token;
     int workers;
     int64_t started_us;
@@ -112,6 +113,39 @@ static void flags_json(admin *a, buf *b)
                 logsink_format(a->sh->log) == LOG_FORMAT_COMBINED ? "combined" : "json");
 }
 
+/* "replication": the publisher's state and the outbox as the store sees it
+ * (null when replication is off). */
+static void append_replication(admin *a, buf *b)
+{
+    if (!a->ob) {
+        buf_append_str(b, ",\"replication\":null");
+        return;
+    }
+    outbox_stats os;
+    outbox_get_stats(a->ob, &os);
+    buf_appendf(b,
+                ",\"replication\":{\"enabled\":%s,\"connected\":%s,\"published\":%llu,"
+                "\"confirmed\":%llu,\"reconnects\":%llu,\"nacks\":%llu,"
+                "\"last_confirmed_us\":%lld,\"last_error\":",
+                atomic_load(&g_flags.replicate) ? "true" : "false", os.connected ? "true" : "false",
+                (unsigned long long)os.published, (unsigned long long)os.confirmed,
+                (unsigned long long)os.reconnects, (unsigned long long)os.nacks,
+                (long long)os.last_confirmed_us);
+    if (os.last_error[0])
+        buf_append_json_str(b, os.last_error, strlen(os.last_error));
+    else
+        buf_append_str(b, "null");
+    store_repl_stats rs;
+    char err[256];
+    if (a->sh->store && store_repl_stats_get(a->sh->store, &rs, err, sizeof err) == 0)
+        buf_appendf(b,
+                    ",\"outbox_depth\":%lld,\"oldest_unpublished_us\":%lld,"
+                    "\"not_replicated\":%lld",
+                    (long long)rs.outbox_depth, (long long)rs.oldest_unpublished_us,
+                    (long long)rs.not_replicated);
+    buf_append_char(b, '}');
+}
+
 static void handle_stats(aconn *c)
 {
     admin *a = c->a;
@@ -137,6 +171,7 @@ static void handle_stats(aconn *c)
     } else {
         buf_append_str(&b, ",\"store\":null");
     }
+    append_replication(a, &b);
     buf_append_str(&b, ",\"flags\":");
     flags_json(a, &b);
     buf_append_char(&b, '}');
@@ -190,7 +225,7 @@ static void handle_put_flags(aconn *c)
     if ((v = json_object_get(j, "persist")))
         atomic_store(&g_flags.persist, json_is_true(v) && c->a->sh->store != NULL);
     if ((v = json_object_get(j, "replicate")))
-        atomic_store(&g_flags.replicate, json_is_true(v));
+        atomic_store(&g_flags.replicate, json_is_true(v) && c->a->sh->replicating);
     if (fmt >= 0)
         logsink_set_format(c->a->sh->log, fmt);
     json_decref(j);
@@ -361,7 +396,7 @@ static void on_admin_conn(uv_stream_t *server, int status)
 }
 
 admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_shared *sh,
-                   int workers, char *err, size_t errlen)
+                   outbox *ob, int workers, char *err, size_t errlen)
 {
     uv_once(&admin_once, admin_settings_init);
     struct sockaddr_storage ss;
@@ -369,6 +404,7 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_s
         return NULL;
     admin *a = xcalloc(1, sizeof *a);
     a->sh = sh;
+    a->ob = ob;
     a->token = token ? xstrdup(token) : NULL;
     a->workers = workers;
     a->started_us = util_now_us();

@@ -3,7 +3,7 @@
  * Owns its listening socket and its connections, on the main thread's loop
  * (never a worker's, so a busy proxy cannot starve it). Serves
  *   GET /healthz        {"status":"ok"}
- *   GET /stats          counters (stats.h) plus store and log figures
+ *   GET /stats          counters (stats.h) plus store, log and replication figures
  *   GET /flags          {"log":..,"persist":..,"replicate":..,"log_format":".."}
  *   PUT /flags          JSON with any of those keys: switches them at run time
  * One request per connection (Connection: close). Promises: with a token set,
@@ -15,13 +15,14 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "outbox.h"
 #include "proxy.h"
 
 typedef struct admin admin;
 
 /* Binds addr ("host:port"). NULL with err on failure. token may be NULL. */
 admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_shared *sh,
-                   int workers, char *err, size_t errlen);
+                   outbox *ob, int workers, char *err, size_t errlen);
 
 /* Closes the listener and every admin connection; frees when closed. */
 void admin_stop(admin *a);

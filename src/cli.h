@@ -1,5 +1,5 @@
 /* cli: the commands that read what was captured (`restspy requests`,
- * `restspy show`). Each takes the arguments after its command name
+ * `restspy show`, `restspy replication`). Each takes the arguments after its command name
  * (argv[0] is the command name) and returns the process exit code:
  * 0 success, 1 runtime failure (store cannot be opened, record not found),
  * 2 usage error (unknown flag, bad value); errors are one line on stderr. */
@@ -8,5 +8,11 @@
 
 int cli_requests(int argc, char **argv, char *const *envp);
 int cli_show(int argc, char **argv, char *const *envp);
+
+/* `restspy replication status|dead [--retry ID|--all]`: outbox depth and
+ * age, last confirmed publish, replicator lag, applied / deduplicated /
+ * dead-lettered counts (from the store); dead letters listed from and
+ * requeued out of the broker's restspy.dead.<node> queue. */
+int cli_replication(int argc, char **argv, char *const *envp);
 
 #endif

@@ -81,6 +81,7 @@ static void on_drained(proxy_worker *pw)
     uv_timer_stop(&w->grace);
     uv_close((uv_handle_t *)&w->grace, on_closed_nop);
     uv_close((uv_handle_t *)&w->wake, on_closed_nop);
+    proxy_worker_close(&w->pw);
     upstream_pool_close(w->pw.pool, on_pool_closed, w);
 }
 
@@ -175,6 +176,7 @@ listener *listener_start(proxy_shared *sh, const char *listen_addr, int nworkers
         w->pw.pool = upstream_pool_new(&w->loop, (const struct sockaddr *)&sh->upstream_addr,
                                        cfg->upstream_keepalive, cfg->upstream_connect_timeout_ms,
                                        cfg->idle_timeout_ms, w->readbuf, sizeof w->readbuf);
+        proxy_worker_init(&w->pw);
         uv_tcp_init(&w->loop, &w->server);
         w->server.data = w;
         int rc = uv_tcp_open(&w->server, w->fd);

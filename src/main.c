@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "federate.h"
+#include "replicator.h"
 #include "server.h"
 
 extern char **environ;
@@ -15,7 +17,10 @@ static void usage(FILE *f)
                "commands:\n"
                "  proxy      run the proxy in front of an upstream API\n"
                "  requests   list captured requests\n"
-               "  show ID    show one captured request in full\n\n"
+               "  show ID    show one captured request in full\n"
+               "  replicate  apply peers' replicated requests to the local upstream\n"
+               "  federate   set up a site's RabbitMQ for replication\n"
+               "  replication status|dead   replication figures and dead letters\n\n"
                "`restspy <command> --help` describes each command.\n"
                "Exit codes: 0 success, 1 runtime failure, 2 usage error.\n");
 }
@@ -41,6 +46,12 @@ int main(int argc, char **argv)
         return cli_requests(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "show"))
         return cli_show(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "replicate"))
+        return replicator_main(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "federate"))
+        return federate_main(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "replication"))
+        return cli_replication(argc - 1, argv + 1, environ);
     fprintf(stderr, "restspy: unknown command '%s' (see restspy --help)\n", cmd);
     return 2;
 }

@@ -8,6 +8,7 @@
 #include "httpmsg.h"
 #include "iostream.h"
 #include "redact.h"
+#include "repl_msg.h"
 #include "rules.h"
 #include "stats.h"
 #include "util.h"
@@ -22,6 +23,7 @@ typedef enum {
     PH_BODY,   /* headers forwarded, receiving the request body */
     PH_WAIT,   /* request complete, waiting for the response to finish */
     PH_TUNNEL, /* after 101: raw bytes both ways */
+    PH_COMMIT, /* answered but for its last bytes: waiting for the store's commit */
 } phase;
 
 struct conn {
@@ -72,7 +74,35 @@ struct conn {
     buf uphead; /* copy of a bodyless request's head sent on a pooled
                    connection, to retry once if that connection was dead */
     bool retried;
+
+    /* replication of the request in flight */
+    bool repl;                    /* candidate (rule, flag, method, amqp); may be dropped later */
+    bool repl_too_big;            /* its body passed replicate_max_body */
+    bool repl_status_ok;          /* the upstream answered as replicate_on wants */
+    bool hold;                    /* sync durability: the last client write waits */
+    buf repl_body;                /* the whole request body, up to replicate_max_body */
+    buf held;                     /* the last bytes written to the client, not sent yet */
+    bool again;                   /* after the commit: go on with the next request */
+    struct commit_ticket *ticket; /* the commit being waited for */
 };
+
+/* Commits reported by the store's writer thread reach the worker's loop
+ * through this mailbox. It outlives the worker when commits are still in
+ * flight at shutdown (reference count), and once closed it drops what comes. */
+struct commit_box {
+    pthread_mutex_t lock;
+    int refs;
+    bool open;
+    uv_async_t *async;
+    struct commit_ticket *head;
+};
+
+typedef struct commit_ticket {
+    conn *c; /* NULL once the connection is gone */
+    int status;
+    commit_box *box;
+    struct commit_ticket *next;
+} commit_ticket;
 
 static void conn_close(conn *c, bool graceful);
 static void txn_fail(conn *c, int status, const char *error, const char *detail);
@@ -117,21 +147,60 @@ static config *worker_config(proxy_worker *w)
 }
 
 /* Hands the finished record to the sinks; they own or drop it after this. */
+static void on_commit_thread(void *ud, int status);
+
+/* The outbox message, when the request is to be replicated. Runs before
+ * redaction: peers must get the real request. */
+static void attach_outbox(conn *c, record *r)
+{
+    if (!c->repl)
+        return;
+    if (c->repl_too_big) {
+        r->replication = xstrdup("skipped: body over replicate_max_body");
+        store_counter_add(c->w->sh->store, "not_replicated", 1);
+        return;
+    }
+    if (!c->req_done || !c->repl_status_ok)
+        return;
+    r->outbox =
+        repl_msg_from_record(r, c->cfg->node, &c->repl_body, c->cfg->replicate_drop_headers);
+    repl_msg_sign(r->outbox, c->cfg->replicate_secret);
+    r->replication = xstrdup("queued");
+}
+
+/* Hands the finished record to the sinks; they own or drop it after this.
+ * In hold mode it starts the wait for the commit (c->ticket). */
 static void sink_record(conn *c)
 {
     record *r = c->rec;
     c->rec = NULL;
+    attach_outbox(c, r);
     if (r->do_log || r->do_persist)
         redact_record(c->cfg, r);
     if (r->do_log) {
         logsink_write(c->w->sh->log, r);
         STAT_INC(logged);
     }
-    if (r->do_persist && c->w->sh->store) {
-        STAT_INC(captured);
-        store_submit(c->w->sh->store, r); /* takes ownership, may wait (backpressure) */
-    } else {
+    store *st = c->w->sh->store;
+    if (!st || (!r->do_persist && !r->outbox)) {
         record_free(r);
+        return;
+    }
+    r->outbox_only = !r->do_persist;
+    if (r->do_persist)
+        STAT_INC(captured);
+    if (c->hold && r->outbox) {
+        commit_box *b = c->w->commits;
+        commit_ticket *t = xcalloc(1, sizeof *t);
+        t->c = c;
+        t->box = b;
+        pthread_mutex_lock(&b->lock);
+        b->refs++;
+        pthread_mutex_unlock(&b->lock);
+        c->ticket = t;
+        store_submit_cb(st, r, on_commit_thread, t); /* may wait (backpressure) */
+    } else {
+        store_submit(st, r); /* takes ownership, may wait (backpressure) */
     }
 }
 
@@ -154,7 +223,34 @@ static void on_client_written(uv_stream_t *s, int status)
     }
 }
 
+static void client_send(conn *c, const uv_buf_t *bufs, unsigned n);
+
+/* Sends the bytes held back in hold mode. */
+static void flush_held(conn *c)
+{
+    if (!c->held.len)
+        return;
+    uv_buf_t b = uv_buf_init(c->held.data, (unsigned)c->held.len);
+    client_send(c, &b, 1);
+    buf_reset(&c->held);
+}
+
+/* Writes to the client. In hold mode every write is delayed by one: what
+ * was held goes out and the new bytes are held, so the response's last
+ * bytes are still held when it completes (a copy per write, for replicated
+ * requests in sync durability only). */
 static void client_write(conn *c, const uv_buf_t *bufs, unsigned n)
+{
+    if (!c->hold) {
+        client_send(c, bufs, n);
+        return;
+    }
+    flush_held(c);
+    for (unsigned i = 0; i < n; i++)
+        buf_append(&c->held, bufs[i].base, bufs[i].len);
+}
+
+static void client_send(conn *c, const uv_buf_t *bufs, unsigned n)
 {
     if (c->closing)
         return;
@@ -432,6 +528,11 @@ static int r_on_headers_complete(llhttp_t *p)
     }
 
     r->status = status;
+    if (c->repl) {
+        c->repl_status_ok = c->cfg->replicate_on == REPL_ON_ANY || (status >= 200 && status < 300);
+        c->hold =
+            c->repl_status_ok && !c->repl_too_big && c->cfg->replicate_durability == REPL_SYNC;
+    }
     httpmsg_body mode;
     if (status == 101) {
         if (!c->upgrade_req)
@@ -532,6 +633,9 @@ static void txn_begin(conn *c)
     buf_reset(&c->hval);
     buf_reset(&c->uphead);
     c->retried = false;
+    c->repl = c->repl_too_big = c->repl_status_ok = c->hold = false;
+    buf_free(&c->repl_body);
+    buf_reset(&c->held);
 }
 
 static int q_on_message_begin(llhttp_t *p)
@@ -653,6 +757,13 @@ static int q_on_headers_complete(llhttp_t *p)
     r->do_replicate =
         c->rule->replicate && atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
     c->cap_req = c->cap_resp = r->do_persist || (r->do_log && cfg->log_bodies);
+    /* A request a replicator applied is never replicated again, even when
+     * the replicator was pointed at a proxy. */
+    c->repl = r->do_replicate && w->sh->replicating &&
+              (c->rule->replicate_methods & rules_method_bit(r->method, strlen(r->method))) &&
+              !record_headers_get(&r->req_headers, "x-restspy-replicated-from") && p->upgrade == 0;
+    c->repl_too_big =
+        c->repl && (p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->replicate_max_body;
 
     c->keep_alive = llhttp_should_keep_alive(p) && !w->draining;
     c->head_req = llhttp_get_method(p) == HTTP_HEAD;
@@ -717,6 +828,14 @@ static int q_on_body(llhttp_t *p, const char *at, size_t len)
     if (c->cap_req && r->req_body.len < c->rule->req_body_cap) {
         size_t room = (size_t)(c->rule->req_body_cap - r->req_body.len);
         buf_append(&r->req_body, at, len < room ? len : room);
+    }
+    if (c->repl && !c->repl_too_big) {
+        if (c->repl_body.len + len > c->cfg->replicate_max_body) {
+            c->repl_too_big = true;
+            buf_free(&c->repl_body);
+        } else {
+            buf_append(&c->repl_body, at, len);
+        }
     }
     upstream_send_body(c, at, len);
     return c->closing ? -1 : 0;
@@ -815,14 +934,44 @@ static void feed_pending(conn *c)
     buf_free(&tmp);
 }
 
+static void txn_continue(conn *c);
+
 static void txn_finish(conn *c)
 {
     bool reusable = c->up_keepalive && c->req_done && c->resp_done && !c->rec->error;
     /* After a half-close, requests already received are still answered. */
-    bool again = c->keep_alive && c->req_done && (!c->client_eof || c->pending.len) &&
-                 !c->w->draining && c->resp_mode != HTTPMSG_BODY_CLOSE;
+    c->again = c->keep_alive && c->req_done && (!c->client_eof || c->pending.len) &&
+               c->resp_mode != HTTPMSG_BODY_CLOSE;
     txn_close_record(c, reusable);
-    if (!again || c->in_feed) {
+    if (c->ticket) {
+        c->ph = PH_COMMIT; /* txn_continue runs once the commit is in */
+        return;
+    }
+    flush_held(c); /* hold mode without an outbox row (e.g. store refused) */
+    c->hold = false;
+    txn_continue(c);
+}
+
+/* The store has committed (status 0) or lost (-1) the record of a held
+ * response. */
+static void conn_committed(conn *c, int status)
+{
+    c->ticket = NULL;
+    if (status != 0) {
+        /* Never complete the answer to a write that is not durable: the
+         * client sees a cut response, as if restspy had crashed. */
+        conn_close(c, false);
+        return;
+    }
+    flush_held(c);
+    c->hold = false;
+    txn_continue(c);
+}
+
+/* After a request: the next one on the connection, or the close. */
+static void txn_continue(conn *c)
+{
+    if (!c->again || c->w->draining || c->in_feed || (c->client_eof && !c->pending.len)) {
         conn_close(c, true);
         return;
     }
@@ -1002,7 +1151,9 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n < 0) {
         c->reading = false;
         uv_read_stop(s);
-        if (c->ph == PH_TUNNEL || c->ph == PH_IDLE) {
+        if (c->ph == PH_COMMIT) {
+            c->client_eof = true; /* the held answer still goes out */
+        } else if (c->ph == PH_TUNNEL || c->ph == PH_IDLE) {
             conn_close(c, c->ph == PH_TUNNEL);
         } else if (c->ph == PH_WAIT || (c->req_done && c->rec)) {
             c->client_eof = true; /* half-close: still deliver the answer */
@@ -1066,6 +1217,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
     buf_free(&c->rhval);
     buf_free(&c->reason);
     buf_free(&c->uphead);
+    buf_free(&c->repl_body);
+    buf_free(&c->held);
     free(c);
     proxy_check_drained(w);
 }
@@ -1090,6 +1243,10 @@ static void conn_close(conn *c, bool graceful)
     if (c->up) {
         upstream_release(c->up, false);
         c->up = NULL;
+    }
+    if (c->ticket) {
+        c->ticket->c = NULL; /* its commit is dropped when it arrives */
+        c->ticket = NULL;
     }
     c->closing = true;
     client_pause_reading(c);
@@ -1191,4 +1348,90 @@ void proxy_abort_all(proxy_worker *w)
         conn_close(c, false);
         c = next;
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* commits (sync durability)                                           */
+
+static void box_unref(commit_box *b)
+{
+    pthread_mutex_lock(&b->lock);
+    int left = --b->refs;
+    pthread_mutex_unlock(&b->lock);
+    if (left == 0) {
+        while (b->head) {
+            commit_ticket *t = b->head;
+            b->head = t->next;
+            free(t);
+        }
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+    }
+}
+
+/* On the store's writer thread: post the ticket to its worker's loop. */
+static void on_commit_thread(void *ud, int status)
+{
+    commit_ticket *t = ud;
+    commit_box *b = t->box;
+    pthread_mutex_lock(&b->lock);
+    if (b->open) {
+        t->status = status;
+        t->next = b->head;
+        b->head = t;
+        uv_async_send(b->async);
+    } else {
+        free(t);
+    }
+    pthread_mutex_unlock(&b->lock);
+    box_unref(b);
+}
+
+static void on_commit_async(uv_async_t *a)
+{
+    proxy_worker *w = a->data;
+    commit_box *b = w->commits;
+    pthread_mutex_lock(&b->lock);
+    commit_ticket *list = b->head;
+    b->head = NULL;
+    pthread_mutex_unlock(&b->lock);
+    /* The list is newest first; answer in commit order. */
+    commit_ticket *rev = NULL;
+    while (list) {
+        commit_ticket *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev) {
+        commit_ticket *t = rev;
+        rev = t->next;
+        if (t->c)
+            conn_committed(t->c, t->status);
+        free(t);
+    }
+}
+
+void proxy_worker_init(proxy_worker *w)
+{
+    commit_box *b = xcalloc(1, sizeof *b);
+    pthread_mutex_init(&b->lock, NULL);
+    b->refs = 1;
+    b->open = true;
+    b->async = &w->commit_async;
+    w->commits = b;
+    uv_async_init(w->loop, &w->commit_async, on_commit_async);
+    w->commit_async.data = w;
+}
+
+void proxy_worker_close(proxy_worker *w)
+{
+    commit_box *b = w->commits;
+    pthread_mutex_lock(&b->lock);
+    b->open = false;
+    b->async = NULL;
+    pthread_mutex_unlock(&b->lock);
+    uv_close((uv_handle_t *)&w->commit_async, NULL);
+    box_unref(b);
+    w->commits = NULL;
 }

@@ -8,7 +8,14 @@
  * requests on a connection are answered in order, one at a time (pipelined
  * ones wait, unparsed, in the connection's pending buffer); bodies are never
  * held whole, only the capture copy up to the rule's cap; every request that
- * started (even one that failed to parse) yields exactly one record. */
+ * started (even one that failed to parse) yields exactly one record.
+ *
+ * Replication: a request its rule replicates (and that the upstream answers
+ * as replicate_on wants) leaves with its record an outbox message built from
+ * the full request body (buffered up to replicate_max_body). With
+ * replicate_durability = sync the last bytes of its response are held back
+ * until the store has committed record and outbox row: a client never sees a
+ * complete answer to a write that could still be lost. */
 #ifndef RESTSPY_PROXY_H
 #define RESTSPY_PROXY_H
 
@@ -26,8 +33,9 @@
 
 /* What every worker shares: sinks, the current config and the upstream. */
 typedef struct proxy_shared {
-    store *store; /* NULL when the store is off */
-    logsink *log; /* never NULL ("off" is a sink that drops) */
+    store *store;     /* NULL when the store is off */
+    bool replicating; /* amqp configured and a store to hold the outbox */
+    logsink *log;     /* never NULL ("off" is a sink that drops) */
     struct sockaddr_storage upstream_addr;
     char upstream_host[300]; /* "host:port", the Host for clients that sent none */
     pthread_mutex_t cfg_lock;
@@ -36,6 +44,7 @@ typedef struct proxy_shared {
 } proxy_shared;
 
 typedef struct conn conn;
+typedef struct commit_box commit_box;
 
 /* One event loop's share of the proxy. */
 typedef struct proxy_worker {
@@ -50,7 +59,14 @@ typedef struct proxy_worker {
     size_t nconns;
     bool draining;
     void (*on_drained)(struct proxy_worker *w); /* draining and no connection left */
+    uv_async_t commit_async; /* the store's commits (sync durability) wake the loop */
+    commit_box *commits;
 } proxy_worker;
+
+/* Sets up the worker's own handles on its loop (after loop, sh and pool). */
+void proxy_worker_init(proxy_worker *w);
+/* Closes them; commits that arrive later are dropped safely. */
+void proxy_worker_close(proxy_worker *w);
 
 /* Installs cfg as the current config (takes a reference) and bumps the
  * generation: each worker picks it up before its next request. */
@@ -61,7 +77,8 @@ void proxy_shared_set_config(proxy_shared *sh, config *cfg);
 void proxy_accept(proxy_worker *w, uv_stream_t *listener);
 
 /* Stops keep-alive: idle connections close now, busy ones after their
- * current request. on_drained runs once none is left (maybe at once). */
+ * current request (and its commit, in sync durability). on_drained runs
+ * once none is left (maybe at once). */
 void proxy_drain(proxy_worker *w);
 
 /* Grace period over: closes every connection now; unfinished requests are

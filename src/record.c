@@ -1,5 +1,7 @@
 #include "record.h"
 
+#include "repl_msg.h"
+
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,9 @@ void record_free(record *r)
     free(r->rule);
     free(r->origin);
     free(r->error);
+    free(r->replication);
+    free(r->applied_id);
+    repl_msg_free(r->outbox);
     record_headers_free(&r->req_headers);
     record_headers_free(&r->resp_headers);
     buf_free(&r->req_body);

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "listener.h"
 #include "logsink.h"
+#include "outbox.h"
 #include "proxy.h"
 #include "stats.h"
 #include "store.h"
@@ -21,6 +22,7 @@ typedef struct server {
     proxy_shared sh;
     listener *l;
     admin *adm;
+    outbox *ob;
     uv_signal_t sigterm, sigint, sighup;
     bool signals_on;
     bool stopping;
@@ -207,9 +209,32 @@ int server_main(int argc, char **argv, char *const *envp)
             goto out;
         }
     }
+    if (cfg->amqp && !s.sh.store) {
+        fprintf(stderr, "restspy proxy: replication (amqp) needs a store for its outbox\n");
+        goto out;
+    }
+    if (cfg->amqp) {
+        /* The publisher connects by itself: a broker that is down now is
+         * not an error, the outbox just waits. */
+        outbox_options oo = {
+            .amqp_url = cfg->amqp,
+            .node = cfg->node,
+            .queue_type = cfg->queue_type,
+            .heartbeat_s = (unsigned)(cfg->amqp_heartbeat_ms / 1000),
+            .max_in_flight = 256,
+            .retry_min_ms = cfg->retry_min_ms,
+            .retry_max_ms = cfg->retry_max_ms,
+        };
+        s.ob = outbox_start(s.sh.store, &oo, err, sizeof err);
+        if (!s.ob) {
+            fprintf(stderr, "restspy proxy: outbox: %s\n", err);
+            goto out;
+        }
+        s.sh.replicating = true;
+    }
     atomic_store(&g_flags.log, strcmp(cfg->log, "off") != 0);
     atomic_store(&g_flags.persist, s.sh.store != NULL);
-    atomic_store(&g_flags.replicate, false);
+    atomic_store(&g_flags.replicate, s.sh.replicating);
     proxy_shared_set_config(&s.sh, cfg);
 
     int workers = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
@@ -220,7 +245,8 @@ int server_main(int argc, char **argv, char *const *envp)
         goto out;
     }
     if (strcmp(cfg->admin, "off") != 0) {
-        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, &s.sh, workers, err, sizeof err);
+        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, &s.sh, s.ob, workers, err,
+                            sizeof err);
         if (!s.adm) {
             fprintf(stderr, "restspy proxy: %s\n", err);
             listener_stop(s.l, 0);
@@ -252,6 +278,7 @@ out:
     uv_run(s.loop, UV_RUN_DEFAULT);
     if (!s.signals_on)
         uv_loop_close(s.loop); /* else the signal handles keep it open: see close_walk */
+    outbox_stop(s.ob);         /* unconfirmed rows stay in the outbox for the next start */
     store_close(s.sh.store);   /* commits every record still queued */
     logsink_close(s.sh.log);
     config_unref(s.sh.cfg);

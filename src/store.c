@@ -46,7 +46,12 @@ int store_start(store *s, char *err, size_t errlen)
 
 int store_submit(store *s, record *r)
 {
-    return s->be->submit(s, r);
+    return s->be->submit_cb(s, r, NULL, NULL);
+}
+
+int store_submit_cb(store *s, record *r, store_done_fn done, void *ud)
+{
+    return s->be->submit_cb(s, r, done, ud);
 }
 
 void store_get_stats(store *s, store_stats *out)
@@ -69,4 +74,48 @@ int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, 
 int store_get(store *s, const char *id, record **out, char *err, size_t errlen)
 {
     return s->be->get(s, id, out, err, errlen);
+}
+
+int store_outbox_fetch(store *s, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
+                       char *err, size_t errlen)
+{
+    return s->be->outbox_fetch(s, after_seq, max, rows, n, err, errlen);
+}
+
+void store_outbox_rows_free(store_outbox_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        repl_msg_free(rows[i].msg);
+        rows[i].msg = NULL;
+    }
+}
+
+int store_outbox_wait(store *s, int64_t after_seq, int timeout_ms)
+{
+    return s->be->outbox_wait(s, after_seq, timeout_ms);
+}
+
+void store_outbox_confirmed(store *s, int64_t upto, const char *last_id)
+{
+    s->be->outbox_confirmed(s, upto, last_id);
+}
+
+int store_ledger_has(store *s, const char *message_id, char *err, size_t errlen)
+{
+    return s->be->ledger_has(s, message_id, err, errlen);
+}
+
+void store_counter_add(store *s, const char *name, int64_t delta)
+{
+    s->be->counter(s, name, delta, false);
+}
+
+void store_counter_set(store *s, const char *name, int64_t value)
+{
+    s->be->counter(s, name, value, true);
+}
+
+int store_repl_stats_get(store *s, store_repl_stats *out, char *err, size_t errlen)
+{
+    return s->be->repl_stats_get(s, out, err, errlen);
 }

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "record.h"
+#include "repl_msg.h"
 
 typedef struct store store;
 
@@ -64,9 +65,74 @@ int store_submit(store *s, record *r);
 
 void store_get_stats(store *s, store_stats *out);
 
+/* As store_submit, and done(ud, status) runs on the writer thread once the
+ * record's transaction is committed (status 0) or the record is dropped
+ * (status -1: drop policy, a record SQLite refuses, or a store closing with a
+ * dead disk). done must be quick and must not call into the store: the proxy
+ * uses it to post to its event loop (replicate_durability = sync). */
+typedef void (*store_done_fn)(void *ud, int status);
+int store_submit_cb(store *s, record *r, store_done_fn done, void *ud);
+
 /* Stops intake, commits everything queued, joins the writer, closes. NULL is
  * fine. */
 void store_close(store *s);
+
+/* ---- replication (schema version 2) ----
+ *
+ * A record with r->outbox set gets a row in table `outbox` (seq INTEGER
+ * PRIMARY KEY AUTOINCREMENT, the message's fields as columns, created_at) in
+ * the same transaction as its `requests` row, whose new `replication` column
+ * holds r->replication. A record with r->applied_id set gets a row in table
+ * `applied` (message_id TEXT PRIMARY KEY, origin, applied_at µs, status) in
+ * its transaction: the replicator's exactly-once ledger. Table `counters`
+ * (name TEXT PRIMARY KEY, value INTEGER) keeps replication figures that must
+ * survive restarts and be read by other processes. */
+
+typedef struct store_outbox_row {
+    int64_t seq;
+    repl_msg *msg; /* owned by the row; freed by store_outbox_rows_free */
+} store_outbox_row;
+
+/* Reads up to max unpublished rows with seq > after_seq, in seq order, on a
+ * read connection (never blocks the writer). *n gets the count. */
+int store_outbox_fetch(store *s, int64_t after_seq, size_t max, store_outbox_row *rows,
+                       size_t *n, char *err, size_t errlen);
+void store_outbox_rows_free(store_outbox_row *rows, size_t n);
+
+/* Blocks until the writer has committed an outbox row with seq > after_seq,
+ * or timeout_ms passed, or the store is closing. 1 new rows, 0 timeout. */
+int store_outbox_wait(store *s, int64_t after_seq, int timeout_ms);
+
+/* The broker confirmed every row with seq <= upto: the writer deletes them
+ * (in its next transaction) and counts them in counters.published; the
+ * confirm time goes to counters.last_confirmed_us. Thread-safe, never blocks. */
+void store_outbox_confirmed(store *s, int64_t upto, const char *last_id);
+
+/* 1 when message_id is in the applied ledger, 0 when not, -1 error. */
+int store_ledger_has(store *s, const char *message_id, char *err, size_t errlen);
+
+/* Adds delta to counter name (created at 0) in the writer's next
+ * transaction. Thread-safe, never blocks. */
+void store_counter_add(store *s, const char *name, int64_t delta);
+/* Sets counter name to value in the writer's next transaction. */
+void store_counter_set(store *s, const char *name, int64_t value);
+
+typedef struct store_repl_stats {
+    int64_t outbox_depth;          /* rows not yet confirmed */
+    int64_t oldest_unpublished_us; /* created_at of the oldest, 0 = none */
+    int64_t last_confirmed_us;     /* 0 = never */
+    char last_confirmed_id[UUID7_STR_LEN + 1];
+    int64_t published;      /* counters.published */
+    int64_t not_replicated; /* counters.not_replicated (body too large, ...) */
+    int64_t applied;        /* rows in `applied` */
+    int64_t last_applied_us;/* applied_at of the newest ledger row, 0 = none */
+    int64_t last_applied_msg_us; /* time of that message (from its UUIDv7 id) */
+    int64_t deduplicated;   /* counters.deduplicated */
+    int64_t dead_lettered;  /* counters.dead_lettered */
+} store_repl_stats;
+
+/* Reads the figures above (read connection). 0 or -1 with err. */
+int store_repl_stats_get(store *s, store_repl_stats *out, char *err, size_t errlen);
 
 /* ---- reading (CLI) ---- */
 

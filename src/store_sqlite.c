@@ -5,7 +5,14 @@
  * run; before that, the opening thread used it for the migration. Queries run
  * on `rdb` under `rlock`: the same connection as `db` for a read-only store,
  * a second read-only connection for a store that is also being written (WAL
- * lets it read while the writer commits). */
+ * lets it read while the writer commits).
+ *
+ * Replication: each record's request, outbox and ledger rows go into its
+ * batch's transaction; counter updates and outbox confirms from other
+ * threads wait in `ops` (under mu) for the next transaction, so no caller
+ * ever waits for the disk. Done callbacks run on the writer thread after the
+ * COMMIT, in submit order. The writer's statements are prepared once per
+ * table and reused. */
 #include "store_sqlite.h"
 
 #include <ctype.h>
@@ -55,16 +62,47 @@ static const char *const migrations[] = {
     "CREATE INDEX requests_started_at ON requests(started_at);"
     "CREATE INDEX requests_method_path ON requests(method, path);"
     "CREATE INDEX requests_status ON requests(status);",
+    /* 1 -> 2: replication. outbox: messages waiting for the broker's confirm,
+     * written in the transaction of their request row. applied: the
+     * replicator's ledger (origin is the record's node, which for a
+     * replicated capture is the origin node). counters: figures shared
+     * between processes and restarts (value is an integer, except
+     * last_confirmed_id whose value SQLite keeps as TEXT). */
+    "ALTER TABLE requests ADD COLUMN replication TEXT;"
+    "CREATE TABLE outbox ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " message_id TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " timestamp INTEGER NOT NULL,"
+    " origin TEXT NOT NULL,"
+    " method TEXT NOT NULL,"
+    " target TEXT NOT NULL,"
+    " headers TEXT NOT NULL,"
+    " content_type TEXT,"
+    " signature TEXT,"
+    " routing_key TEXT NOT NULL,"
+    " body BLOB NOT NULL);"
+    "CREATE TABLE applied ("
+    " message_id TEXT PRIMARY KEY,"
+    " origin TEXT,"
+    " applied_at INTEGER NOT NULL,"
+    " status INTEGER);"
+    "CREATE INDEX applied_applied_at ON applied(applied_at);"
+    "CREATE TABLE counters ("
+    " name TEXT PRIMARY KEY,"
+    " value INTEGER NOT NULL);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,
                "STORE_SQLITE_SCHEMA_VERSION must equal the number of migrations");
 
-/* Column order shared by the INSERT and every SELECT. */
-#define SQ_COLUMNS                                                                                 \
+/* Column order shared by the INSERT and every SELECT. A reader of a version
+ * 1 file selects NULL for the columns added since (see select_columns). */
+#define SQ_COLUMNS_V1                                                                              \
     "id, node, started_at, duration_us, upstream_us, client_addr, method, scheme, host, path, "    \
     "query, req_headers, req_body, req_body_size, req_truncated, status, resp_headers, "           \
     "resp_body, resp_body_size, resp_truncated, rule, origin, error"
+#define SQ_COLUMNS SQ_COLUMNS_V1 ", replication"
 
 enum {
     C_ID,
@@ -90,6 +128,7 @@ enum {
     C_RULE,
     C_ORIGIN,
     C_ERROR,
+    C_REPLICATION,
     C_COUNT
 };
 
@@ -97,7 +136,39 @@ enum {
  * once instead of wedging the writer on a constraint error. */
 #define SQ_INSERT                                                                                  \
     "INSERT OR IGNORE INTO requests (" SQ_COLUMNS ") VALUES "                                      \
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+#define SQ_OUTBOX_COLUMNS                                                                          \
+    "seq, message_id, timestamp, origin, method, target, headers, content_type, signature, "       \
+    "routing_key, body"
+enum {
+    O_SEQ,
+    O_ID,
+    O_TIMESTAMP,
+    O_ORIGIN,
+    O_METHOD,
+    O_TARGET,
+    O_HEADERS,
+    O_CTYPE,
+    O_SIG,
+    O_RKEY,
+    O_BODY
+};
+
+#define SQ_INSERT_OUTBOX                                                                           \
+    "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, target, headers, "     \
+    "content_type, signature, routing_key, body) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+/* OR IGNORE: two replicators racing on one message keep the first row. */
+#define SQ_INSERT_APPLIED                                                                          \
+    "INSERT OR IGNORE INTO applied (message_id, origin, applied_at, status) VALUES (?,?,?,?)"
+
+/* One statement for both counter operations: ?3 true sets, false adds. */
+#define SQ_COUNTER                                                                                 \
+    "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET "          \
+    "value = CASE WHEN ?3 THEN excluded.value ELSE value + excluded.value END"
+
+#define SQ_DELETE_OUTBOX "DELETE FROM outbox WHERE seq <= ?"
 
 #define PRUNE_CHUNK 1000
 #define AGE_PRUNE_EVERY_US 1000000 /* age retention runs at most once a second */
@@ -106,10 +177,37 @@ enum {
 #define CLOSE_MAX_FAILURES 10 /* at shutdown a dead disk must not hang us forever */
 #define QUEUE_INITIAL 1024
 
+/* A queued record and whom to tell once it is committed or dropped. */
+typedef struct sq_item {
+    record *r; /* owned */
+    store_done_fn done;
+    void *ud;
+} sq_item;
+
+/* A counter operation waiting for the writer's next transaction. */
+typedef struct sq_op {
+    char *name; /* owned */
+    int64_t value;
+    bool set; /* false: add */
+} sq_op;
+
+/* Work for the writer's next transaction besides records: counter updates
+ * (at most one per name, see sq_counter), and outbox confirms merged into one
+ * (deleting seq <= the highest confirmed is the same as deleting each range
+ * in turn). */
+typedef struct sq_ops {
+    sq_op *v;
+    size_t len, cap;
+    int64_t confirm_upto; /* 0 = nothing confirmed */
+    int64_t confirm_us;   /* wall clock of the latest confirm */
+    char confirm_id[UUID7_STR_LEN + 1];
+} sq_ops;
+
 typedef struct sq_store {
     store base; /* first: a store * is a sq_store * */
     char *path;
     store_options opt; /* copy; opt.url is not kept */
+    int64_t schema;    /* the file's version: a reader may see an older one */
 
     sqlite3 *db; /* read-write (writer) or the read-only connection */
 
@@ -120,17 +218,21 @@ typedef struct sq_store {
     pthread_mutex_t mu;
     pthread_cond_t nonempty; /* writer waits (CLOCK_MONOTONIC) */
     pthread_cond_t room;     /* submitters wait under STORE_FULL_BLOCK */
-    record **ring;           /* owns the queued records */
+    pthread_cond_t outbox;   /* outbox_wait (CLOCK_MONOTONIC); broadcast on commit */
+    sq_item *ring;           /* owns the queued records */
     size_t ring_alloc;       /* grows up to cap as needed */
     size_t cap;              /* queue_max */
     size_t head, count;
     size_t inflight; /* taken by the writer, not yet committed */
     bool closing, paused, started;
     store_stats st;
+    sq_ops ops;         /* pending for the next transaction */
+    int64_t outbox_seq; /* highest committed outbox seq known to this process */
+    int outbox_waiters; /* threads in outbox_wait: close waits for them to leave */
     pthread_t thread;
 
     /* writer-only */
-    sqlite3_stmt *ins;
+    sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox;
     buf reqh, resph;                 /* header JSON of the record being inserted */
     int64_t rows;                    /* row count, tracked for max_rows (counted on open) */
     int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
@@ -241,23 +343,62 @@ static sqlite3 *sq_connect(const char *path, bool read_only, uint64_t busy_ms, c
     return db;
 }
 
+static void ops_free(sq_ops *o)
+{
+    for (size_t i = 0; i < o->len; i++)
+        free(o->v[i].name);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+static bool ops_pending(const sq_ops *o)
+{
+    return o->len || o->confirm_upto > 0;
+}
+
+static void finalize_writer_stmts(sq_store *s)
+{
+    sqlite3_stmt **v[] = {&s->ins, &s->ins_outbox, &s->ins_applied, &s->counter, &s->del_outbox};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        sqlite3_finalize(*v[i]);
+        *v[i] = NULL;
+    }
+}
+
 static void sq_free(sq_store *s)
 {
-    sqlite3_finalize(s->ins);
+    finalize_writer_stmts(s);
     if (s->rdb && s->rdb != s->db)
         sqlite3_close(s->rdb);
     sqlite3_close(s->db);
-    for (size_t i = 0; i < s->count; i++)
-        record_free(s->ring[(s->head + i) % s->ring_alloc]);
+    /* Only reached with queued records when a closing store gave up. */
+    for (size_t i = 0; i < s->count; i++) {
+        sq_item *it = &s->ring[(s->head + i) % s->ring_alloc];
+        if (it->done)
+            it->done(it->ud, -1);
+        record_free(it->r);
+    }
     free(s->ring);
+    ops_free(&s->ops);
     buf_free(&s->reqh);
     buf_free(&s->resph);
     pthread_mutex_destroy(&s->rlock);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->nonempty);
     pthread_cond_destroy(&s->room);
+    pthread_cond_destroy(&s->outbox);
     free(s->path);
     free(s);
+}
+
+/* Writer statements are prepared once and reused for every row. */
+static int prepare(sq_store *s, const char *sql, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot prepare store statement: %s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    return 0;
 }
 
 static int sq_open_rw(sq_store *s, char *err, size_t errlen)
@@ -276,14 +417,23 @@ static int sq_open_rw(sq_store *s, char *err, size_t errlen)
     }
     if (sq_migrate(s->db, err, errlen) < 0)
         return -1;
-    if (sqlite3_prepare_v3(s->db, SQ_INSERT, -1, SQLITE_PREPARE_PERSISTENT, &s->ins, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, errlen, "cannot prepare store insert: %s", sqlite3_errmsg(s->db));
+    s->schema = STORE_SQLITE_SCHEMA_VERSION;
+    if (prepare(s, SQ_INSERT, &s->ins, err, errlen) < 0 ||
+        prepare(s, SQ_INSERT_OUTBOX, &s->ins_outbox, err, errlen) < 0 ||
+        prepare(s, SQ_INSERT_APPLIED, &s->ins_applied, err, errlen) < 0 ||
+        prepare(s, SQ_COUNTER, &s->counter, err, errlen) < 0 ||
+        prepare(s, SQ_DELETE_OUTBOX, &s->del_outbox, err, errlen) < 0)
         return -1;
-    }
     if (s->opt.max_rows &&
         sq_int_query(s->db, "SELECT count(*) FROM requests", &s->rows, e, sizeof e) != SQLITE_OK) {
         snprintf(err, errlen, "cannot count stored requests: %s", e);
+        return -1;
+    }
+    /* outbox_wait compares with the newest row still waiting, so a publisher
+     * starting from seq 0 is woken for the rows a previous run left. */
+    if (sq_int_query(s->db, "SELECT coalesce(max(seq), 0) FROM outbox", &s->outbox_seq, e,
+                     sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the outbox: %s", e);
         return -1;
     }
     return 0;
@@ -312,8 +462,10 @@ static int sq_open_ro(sq_store *s, char *err, size_t errlen)
         snprintf(err, errlen, "no store at %s (the database is empty)", s->path);
         return -1;
     }
-    /* Older but known versions would need a migration, which a reader must
-     * not do; with a single version there is nothing older yet. */
+    /* A reader must not migrate: an older file is read as it is, and what
+     * later versions added reads as empty (select_columns, the replication
+     * readers). */
+    s->schema = v;
     return 0;
 }
 
@@ -331,6 +483,7 @@ static store *sq_open(const char *path, const store_options *o, char *err, size_
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->nonempty, &ca);
+    pthread_cond_init(&s->outbox, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&s->room, NULL);
     buf_init(&s->reqh);
@@ -379,36 +532,47 @@ static void sq_close(store *base)
     bool started = s->started;
     pthread_cond_broadcast(&s->nonempty);
     pthread_cond_broadcast(&s->room);
+    pthread_cond_broadcast(&s->outbox);
     pthread_mutex_unlock(&s->mu);
     if (started)
         pthread_join(s->thread, NULL);
     else if (!s->opt.read_only)
         sq_writer_main(s); /* never started: drain what was queued right here */
     if (!s->opt.read_only) {
-        sqlite3_finalize(s->ins);
-        s->ins = NULL;
+        finalize_writer_stmts(s);
         /* Fold the WAL back into the main file so a copied .db is complete. */
         sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     }
+    /* A thread woken in outbox_wait still holds on to s until it returns. */
+    pthread_mutex_lock(&s->mu);
+    while (s->outbox_waiters)
+        pthread_cond_wait(&s->outbox, &s->mu);
+    pthread_mutex_unlock(&s->mu);
     sq_free(s);
 }
 
 /* ---- intake ---- */
 
-static int sq_submit(store *base, record *r)
+/* A record that is not queued: its owner learns at once, and it is freed. */
+static int refuse(record *r, store_done_fn done, void *ud)
+{
+    if (done)
+        done(ud, -1);
+    record_free(r);
+    return -1;
+}
+
+static int sq_submit_cb(store *base, record *r, store_done_fn done, void *ud)
 {
     sq_store *s = sq(base);
-    if (s->opt.read_only) {
-        record_free(r);
-        return -1;
-    }
+    if (s->opt.read_only)
+        return refuse(r, done, ud);
     pthread_mutex_lock(&s->mu);
     if (s->count == s->cap && !s->closing) {
         if (s->opt.on_full == STORE_FULL_DROP) {
             s->st.dropped++;
             pthread_mutex_unlock(&s->mu);
-            record_free(r);
-            return -1;
+            return refuse(r, done, ud);
         }
         s->st.blocked++;
         while (s->count == s->cap && !s->closing)
@@ -417,15 +581,14 @@ static int sq_submit(store *base, record *r)
     if (s->closing) {
         s->st.dropped++;
         pthread_mutex_unlock(&s->mu);
-        record_free(r);
-        return -1;
+        return refuse(r, done, ud);
     }
     if (s->count == s->ring_alloc) {
         /* Grow (in order) instead of allocating queue_max slots up front. */
         size_t n = s->ring_alloc ? s->ring_alloc * 2 : QUEUE_INITIAL;
         if (n > s->cap)
             n = s->cap;
-        record **nr = xmalloc(n * sizeof *nr);
+        sq_item *nr = xmalloc(n * sizeof *nr);
         for (size_t i = 0; i < s->count; i++)
             nr[i] = s->ring[(s->head + i) % s->ring_alloc];
         free(s->ring);
@@ -433,7 +596,10 @@ static int sq_submit(store *base, record *r)
         s->ring_alloc = n;
         s->head = 0;
     }
-    s->ring[(s->head + s->count) % s->ring_alloc] = r;
+    sq_item *it = &s->ring[(s->head + s->count) % s->ring_alloc];
+    it->r = r;
+    it->done = done;
+    it->ud = ud;
     s->count++;
     s->st.submitted++;
     pthread_cond_signal(&s->nonempty);
@@ -459,6 +625,81 @@ void store_sqlite_test_pause(store *base, bool paused)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Counter updates and outbox confirms come from other threads (the
+ * publisher, the replicator's workers) that must never wait for a disk: they
+ * are queued under mu, and the writer applies them in its next transaction
+ * (a transaction of their own when no records are waiting). */
+static void sq_counter(store *base, const char *name, int64_t value, bool set)
+{
+    sq_store *s = sq(base);
+    if (s->opt.read_only || !name)
+        return;
+    pthread_mutex_lock(&s->mu);
+    sq_ops *o = &s->ops;
+    /* One pending op per name, so a writer held up by a locked file does not
+     * pile up one entry per replicated message: set then add is a set of the
+     * sum, add then add an add of the sum, anything then set a set. */
+    size_t i = 0;
+    while (i < o->len && strcmp(o->v[i].name, name) != 0)
+        i++;
+    if (i < o->len) {
+        o->v[i].value = set ? value : o->v[i].value + value;
+        o->v[i].set = set || o->v[i].set;
+    } else {
+        if (o->len == o->cap) {
+            o->cap = o->cap ? o->cap * 2 : 8;
+            o->v = xrealloc(o->v, o->cap * sizeof *o->v);
+        }
+        o->v[o->len].name = xstrdup(name);
+        o->v[o->len].value = value;
+        o->v[o->len].set = set;
+        o->len++;
+    }
+    pthread_cond_signal(&s->nonempty);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void sq_outbox_confirmed(store *base, int64_t upto, const char *last_id)
+{
+    sq_store *s = sq(base);
+    if (s->opt.read_only || upto <= 0)
+        return;
+    int64_t now = util_now_us();
+    pthread_mutex_lock(&s->mu);
+    sq_ops *o = &s->ops;
+    if (upto > o->confirm_upto)
+        o->confirm_upto = upto;
+    o->confirm_us = now;
+    snprintf(o->confirm_id, sizeof o->confirm_id, "%s", last_id ? last_id : "");
+    pthread_cond_signal(&s->nonempty);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int sq_outbox_wait(store *base, int64_t after_seq, int timeout_ms)
+{
+    sq_store *s = sq(base);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (timeout_ms > 0) {
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->outbox_waiters++;
+    while (s->outbox_seq <= after_seq && !s->closing && timeout_ms > 0)
+        if (pthread_cond_timedwait(&s->outbox, &s->mu, &ts) == ETIMEDOUT)
+            break;
+    int ret = s->outbox_seq > after_seq;
+    if (--s->outbox_waiters == 0 && s->closing)
+        pthread_cond_broadcast(&s->outbox);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
 /* ---- writer ---- */
 
 static int bind_text(sqlite3_stmt *st, int col, const char *v)
@@ -477,6 +718,13 @@ static int bind_body(sqlite3_stmt *st, int col, const buf *b)
     return sqlite3_bind_blob64(st, col + 1, b->data, b->len, SQLITE_STATIC);
 }
 
+#define B(x)                                                                                       \
+    do {                                                                                           \
+        int brc_ = (x);                                                                            \
+        if (rc == SQLITE_OK)                                                                       \
+            rc = brc_;                                                                             \
+    } while (0)
+
 /* Binds r to the INSERT. The statement refers to r's memory and to reqh/resph
  * (SQLITE_STATIC), so they must stay unchanged until the step is done. */
 static int bind_record(sq_store *s, const record *r)
@@ -487,12 +735,6 @@ static int bind_record(sq_store *s, const record *r)
     record_headers_to_json(&r->req_headers, &s->reqh);
     record_headers_to_json(&r->resp_headers, &s->resph);
     int rc = SQLITE_OK;
-#define B(x)                                                                                       \
-    do {                                                                                           \
-        int brc_ = (x);                                                                            \
-        if (rc == SQLITE_OK)                                                                       \
-            rc = brc_;                                                                             \
-    } while (0)
     B(sqlite3_bind_text(st, C_ID + 1, r->id, -1, SQLITE_STATIC));
     B(bind_text(st, C_NODE, r->node));
     B(sqlite3_bind_int64(st, C_STARTED_AT + 1, r->started_at_us));
@@ -518,7 +760,46 @@ static int bind_record(sq_store *s, const record *r)
     B(bind_text(st, C_RULE, r->rule));
     B(bind_text(st, C_ORIGIN, r->origin));
     B(bind_text(st, C_ERROR, r->error));
+    B(bind_text(st, C_REPLICATION, r->replication));
+    return rc;
+}
+
+/* Binds m to the outbox INSERT (SQLITE_STATIC: m must not change until the
+ * step is done). A missing required field binds NULL, which the NOT NULL
+ * constraints turn into a refusal of the record (see record_error). */
+static int bind_outbox(sqlite3_stmt *st, const repl_msg *m, int64_t now_us)
+{
+    int rc = SQLITE_OK;
+    B(sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC));
+    B(sqlite3_bind_int64(st, 2, now_us));
+    B(sqlite3_bind_int64(st, 3, m->timestamp));
+    B(bind_text(st, 3, m->origin));
+    B(bind_text(st, 4, m->method));
+    B(bind_text(st, 5, m->target));
+    B(bind_text(st, 6, m->headers));
+    B(bind_text(st, 7, m->content_type));
+    B(bind_text(st, 8, m->signature));
+    B(bind_text(st, 9, m->routing_key));
+    B(bind_body(st, 10, &m->body));
+    return rc;
+}
+
 #undef B
+
+/* Steps a bound writer statement to completion and makes it ready for the
+ * next row. *changes (may be NULL) gets the rows it changed. */
+static int run(sq_store *s, sqlite3_stmt *st, int64_t *changes, char *e, size_t elen)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+        if (changes)
+            *changes = sqlite3_changes(s->db);
+    } else {
+        snprintf(e, elen, "%s", sqlite3_errmsg(s->db));
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     return rc;
 }
 
@@ -538,56 +819,143 @@ static bool record_error(int rc)
     }
 }
 
-/* One attempt at committing b[0..n). SQLITE_OK, or an error with *bad set to
- * the index of the offending record when it is a record_error. The caller
- * rolls back. *inserted: rows actually added (duplicates are ignored). */
-static int try_batch(sq_store *s, record **b, size_t n, size_t *bad, int64_t *inserted, char *e,
-                     size_t elen)
+/* Writes every row of one record: its request, its outbox message (*max_seq
+ * raised to its seq), its ledger entry. The ledger's origin is r->node: a
+ * replicator's capture carries the origin node there. */
+static int insert_record(sq_store *s, const record *r, int64_t now_us, int64_t *inserted,
+                         int64_t *max_seq, char *e, size_t elen)
+{
+    int64_t changes = 0;
+    int rc = SQLITE_OK;
+    if (!r->outbox_only) {
+        rc = bind_record(s, r);
+        if (rc == SQLITE_OK)
+            rc = run(s, s->ins, &changes, e, elen);
+        else
+            snprintf(e, elen, "%s", sqlite3_errstr(rc));
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    *inserted += changes;
+    if (r->outbox) {
+        rc = bind_outbox(s->ins_outbox, r->outbox, now_us);
+        if (rc == SQLITE_OK)
+            rc = run(s, s->ins_outbox, NULL, e, elen);
+        else
+            snprintf(e, elen, "%s", sqlite3_errstr(rc));
+        if (rc != SQLITE_OK)
+            return rc;
+        int64_t seq = sqlite3_last_insert_rowid(s->db);
+        if (seq > *max_seq)
+            *max_seq = seq;
+    }
+    if (r->applied_id) {
+        sqlite3_stmt *st = s->ins_applied;
+        sqlite3_bind_text(st, 1, r->applied_id, -1, SQLITE_STATIC);
+        bind_text(st, 1, r->node);
+        sqlite3_bind_int64(st, 3, now_us);
+        sqlite3_bind_int(st, 4, r->status);
+        rc = run(s, st, NULL, e, elen);
+    }
+    return rc;
+}
+
+/* text NULL: the integer value; else the text (last_confirmed_id). */
+static int counter_op(sq_store *s, const char *name, const char *text, int64_t value, bool set,
+                      char *e, size_t elen)
+{
+    sqlite3_stmt *st = s->counter;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 2, value);
+    sqlite3_bind_int(st, 3, set);
+    return run(s, st, NULL, e, elen);
+}
+
+static int apply_ops(sq_store *s, const sq_ops *o, char *e, size_t elen)
+{
+    int rc = SQLITE_OK;
+    if (o->confirm_upto > 0) {
+        int64_t deleted = 0;
+        sqlite3_bind_int64(s->del_outbox, 1, o->confirm_upto);
+        rc = run(s, s->del_outbox, &deleted, e, elen);
+        if (rc == SQLITE_OK)
+            rc = counter_op(s, "published", NULL, deleted, false, e, elen);
+        if (rc == SQLITE_OK)
+            rc = counter_op(s, "last_confirmed_us", NULL, o->confirm_us, true, e, elen);
+        if (rc == SQLITE_OK && o->confirm_id[0])
+            rc = counter_op(s, "last_confirmed_id", o->confirm_id, 0, true, e, elen);
+    }
+    for (size_t i = 0; rc == SQLITE_OK && i < o->len; i++)
+        rc = counter_op(s, o->v[i].name, NULL, o->v[i].value, o->v[i].set, e, elen);
+    return rc;
+}
+
+/* One attempt at committing b[0..n) and ops. SQLITE_OK, or an error with
+ * *bad set to the index of the offending record when it is a record_error (n
+ * when the ops are at fault). The caller rolls back. *inserted: request rows
+ * actually added (duplicates are ignored); *max_seq: the highest outbox seq
+ * written, 0 for none. */
+static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_t *bad,
+                     int64_t *inserted, int64_t *max_seq, char *e, size_t elen)
 {
     *inserted = 0;
+    *max_seq = 0;
     int rc = sq_exec(s->db, "BEGIN IMMEDIATE", e, elen);
     if (rc != SQLITE_OK)
         return rc;
+    int64_t now = util_now_us();
     for (size_t i = 0; i < n; i++) {
-        rc = bind_record(s, b[i]);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_step(s->ins);
-        if (rc == SQLITE_DONE) {
-            rc = SQLITE_OK;
-            *inserted += sqlite3_changes(s->db);
-        } else {
-            snprintf(e, elen, "%s", sqlite3_errmsg(s->db));
-        }
-        sqlite3_reset(s->ins);
-        sqlite3_clear_bindings(s->ins);
+        rc = insert_record(s, b[i].r, now, inserted, max_seq, e, elen);
         if (rc != SQLITE_OK) {
             if (record_error(rc))
                 *bad = i;
             return rc;
         }
     }
+    rc = apply_ops(s, ops, e, elen);
+    if (rc != SQLITE_OK) {
+        if (record_error(rc))
+            *bad = n;
+        return rc;
+    }
     return sq_exec(s->db, "COMMIT", e, elen);
 }
 
-/* Commits b[0..n) and frees the records; retries until it succeeds (see
- * store.h: a failed commit is never a reason to lose captures). */
-static void write_batch(sq_store *s, record **b, size_t n)
+/* Commits b[0..n) and ops, then tells each record's owner (in submit order)
+ * and frees the records; retries until it succeeds (see store.h: a failed
+ * commit is never a reason to lose captures). */
+static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
 {
     unsigned backoff = BACKOFF_MIN_MS;
     unsigned failures = 0;
-    int64_t inserted = 0;
-    while (n) {
+    int64_t inserted = 0, max_seq = 0;
+    bool committed = false;
+    while (n || ops_pending(ops)) {
         char e[256] = "";
         size_t bad = SIZE_MAX;
-        int rc = try_batch(s, b, n, &bad, &inserted, e, sizeof e);
-        if (rc == SQLITE_OK)
+        int rc = try_batch(s, b, n, ops, &bad, &inserted, &max_seq, e, sizeof e);
+        if (rc == SQLITE_OK) {
+            committed = true;
             break;
+        }
         if (sqlite3_get_autocommit(s->db) == 0)
             sq_exec(s->db, "ROLLBACK", NULL, 0);
-        if (bad != SIZE_MAX) {
-            fprintf(stderr, "restspy: store: cannot store request %s (dropped): %s\n", b[bad]->id,
+        if (bad == n) {
+            fprintf(stderr, "restspy: store: cannot update replication counters (dropped): %s\n",
                     e);
-            record_free(b[bad]);
+            ops_free(ops);
+            pthread_mutex_lock(&s->mu);
+            s->st.errors++;
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        if (bad != SIZE_MAX) {
+            fprintf(stderr, "restspy: store: cannot store request %s (dropped): %s\n", b[bad].r->id,
+                    e);
+            sq_item it = b[bad];
             memmove(b + bad, b + bad + 1, (n - bad - 1) * sizeof *b);
             n--;
             pthread_mutex_lock(&s->mu);
@@ -595,6 +963,7 @@ static void write_batch(sq_store *s, record **b, size_t n)
             s->st.dropped++;
             s->inflight--;
             pthread_mutex_unlock(&s->mu);
+            refuse(it.r, it.done, it.ud);
             continue;
         }
         pthread_mutex_lock(&s->mu);
@@ -603,30 +972,43 @@ static void write_batch(sq_store *s, record **b, size_t n)
         pthread_mutex_unlock(&s->mu);
         failures++;
         if (failures == 1 || failures % 10 == 0)
-            fprintf(stderr, "restspy: store: commit of %zu requests failed (%s), retrying\n", n, e);
+            fprintf(stderr, "restspy: store: commit of %zu requests%s failed (%s), retrying\n", n,
+                    ops_pending(ops) ? " and replication counters" : "", e);
         if (closing && failures >= CLOSE_MAX_FAILURES) {
             fprintf(stderr, "restspy: store: giving up on %zu requests at shutdown: %s\n", n, e);
-            for (size_t i = 0; i < n; i++)
-                record_free(b[i]);
+            ops_free(ops);
             pthread_mutex_lock(&s->mu);
             s->st.dropped += n;
             s->inflight = 0;
             pthread_mutex_unlock(&s->mu);
+            for (size_t i = 0; i < n; i++)
+                refuse(b[i].r, b[i].done, b[i].ud);
             return;
         }
         sleep_ms(backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
-    for (size_t i = 0; i < n; i++)
-        record_free(b[i]);
-    s->rows += inserted;
+    ops_free(ops);
+    if (committed)
+        s->rows += inserted;
     pthread_mutex_lock(&s->mu);
-    if (n) {
+    if (committed && n) {
         s->st.written += n;
         s->st.batches++;
     }
+    if (committed && max_seq > s->outbox_seq) {
+        s->outbox_seq = max_seq;
+        pthread_cond_broadcast(&s->outbox);
+    }
     s->inflight = 0;
     pthread_mutex_unlock(&s->mu);
+    /* After the commit, in submit order: a sync-durability proxy releases
+     * each response only now that its outbox row is on disk. */
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].done)
+            b[i].done(b[i].ud, 0);
+        record_free(b[i].r);
+    }
 }
 
 static bool rows_excess(const sq_store *s)
@@ -711,10 +1093,11 @@ static void *sq_writer_main(void *arg)
     size_t bmax = s->opt.batch_max ? (size_t)s->opt.batch_max : 1;
     if (bmax > s->cap)
         bmax = s->cap;
-    record **batch = xmalloc(bmax * sizeof *batch);
+    sq_item *batch = xmalloc(bmax * sizeof *batch);
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->closing && (s->count == 0 || s->paused) && !prune_due(s, util_mono_us())) {
+        while (!s->closing && (s->count == 0 || s->paused) && !ops_pending(&s->ops) &&
+               !prune_due(s, util_mono_us())) {
             int64_t t = prune_wake_at(s);
             if (t != INT64_MAX) {
                 /* Wake up for retention even when no traffic arrives. */
@@ -726,7 +1109,7 @@ static void *sq_writer_main(void *arg)
                 pthread_cond_wait(&s->nonempty, &s->mu);
             }
         }
-        if (s->closing && s->count == 0)
+        if (s->closing && s->count == 0 && !ops_pending(&s->ops))
             break;
         size_t n = 0;
         if (!s->paused) {
@@ -739,9 +1122,12 @@ static void *sq_writer_main(void *arg)
             if (n)
                 pthread_cond_broadcast(&s->room);
         }
+        sq_ops ops = s->ops; /* the next transaction takes every pending op */
+        memset(&s->ops, 0, sizeof s->ops);
         pthread_mutex_unlock(&s->mu);
-        if (n)
-            write_batch(s, batch, n);
+        if (n || ops_pending(&ops))
+            write_batch(s, batch, n, &ops);
+        ops_free(&ops);
         if (prune_due(s, util_mono_us()))
             prune_step(s);
         pthread_mutex_lock(&s->mu);
@@ -815,7 +1201,14 @@ static record *row_to_record(sqlite3_stmt *st)
     set_str(&r->rule, st, C_RULE);
     set_str(&r->origin, st, C_ORIGIN);
     set_str(&r->error, st, C_ERROR);
+    set_str(&r->replication, st, C_REPLICATION);
     return r;
+}
+
+/* The SELECT list matching SQ_COLUMNS on a file of any known version. */
+static const char *select_columns(const sq_store *s)
+{
+    return s->schema >= 2 ? SQ_COLUMNS : SQ_COLUMNS_V1 ", NULL";
 }
 
 /* The query connection; called with rlock held. */
@@ -871,7 +1264,9 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
     int np = 0;
     char upper[512];
 
-    buf_append_str(&sql, "SELECT " SQ_COLUMNS " FROM requests WHERE 1");
+    buf_append_str(&sql, "SELECT ");
+    buf_append_str(&sql, select_columns(s));
+    buf_append_str(&sql, " FROM requests WHERE 1");
     if (q->method) {
         buf_append_str(&sql, " AND method = ? COLLATE NOCASE");
         add_text(p, &np, q->method, strlen(q->method));
@@ -996,10 +1391,11 @@ static int sq_get(store *base, const char *id, record **out, char *err, size_t e
         goto out;
     }
     /* A range on the primary key serves both full ids and prefixes. */
-    if (sqlite3_prepare_v2(db,
-                           "SELECT " SQ_COLUMNS
-                           " FROM requests WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
-                           -1, &st, NULL) != SQLITE_OK) {
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT %s FROM requests WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
+             select_columns(s));
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
         ret = -1;
         goto out;
@@ -1032,13 +1428,203 @@ out:
     return ret;
 }
 
+/* ---- replication reads ----
+ *
+ * All on the read connection under rlock: the publisher, the replicator's
+ * workers and the admin thread may call them at once, and none of them may
+ * wait for the writer (WAL readers never do). A reader of a version 1 file
+ * sees no outbox, an empty ledger and zero figures. */
+
+static repl_msg *row_to_msg(sqlite3_stmt *st)
+{
+    repl_msg *m = repl_msg_new();
+    const unsigned char *id = sqlite3_column_text(st, O_ID);
+    snprintf(m->id, sizeof m->id, "%s", id ? (const char *)id : "");
+    m->timestamp = sqlite3_column_int64(st, O_TIMESTAMP);
+    set_str(&m->origin, st, O_ORIGIN);
+    set_str(&m->method, st, O_METHOD);
+    set_str(&m->target, st, O_TARGET);
+    set_str(&m->headers, st, O_HEADERS);
+    set_str(&m->content_type, st, O_CTYPE);
+    set_str(&m->signature, st, O_SIG);
+    set_str(&m->routing_key, st, O_RKEY);
+    set_body(&m->body, st, O_BODY);
+    return m;
+}
+
+static int sq_outbox_fetch(store *base, int64_t after_seq, size_t max, store_outbox_row *rows,
+                           size_t *n, char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    *n = 0;
+    if (max == 0)
+        return 0;
+    int ret = 0;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    sqlite3_stmt *st = NULL;
+    if (!db) {
+        ret = -1;
+        goto out;
+    }
+    if (s->schema < 2)
+        goto out;
+    if (sqlite3_prepare_v2(
+            db, "SELECT " SQ_OUTBOX_COLUMNS " FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2", -1,
+            &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the outbox: %s", sqlite3_errmsg(db));
+        ret = -1;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int64(st, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    int rc = SQLITE_DONE;
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rows[*n].seq = sqlite3_column_int64(st, O_SEQ);
+        rows[*n].msg = row_to_msg(st);
+        (*n)++;
+    }
+    if (*n < max && rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot read the outbox: %s", sqlite3_errmsg(db));
+        store_outbox_rows_free(rows, *n);
+        *n = 0;
+        ret = -1;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
+static int sq_ledger_has(store *base, const char *message_id, char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    int ret = 0;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    sqlite3_stmt *st = NULL;
+    if (!db) {
+        ret = -1;
+        goto out;
+    }
+    if (s->schema < 2)
+        goto out;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM applied WHERE message_id = ?1", -1, &st, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the applied ledger: %s", sqlite3_errmsg(db));
+        ret = -1;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        ret = 1;
+    } else if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot read the applied ledger: %s", sqlite3_errmsg(db));
+        ret = -1;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
+/* The figures, each query a step of one read transaction so that they agree
+ * with each other (a confirm moves rows from depth to published at once). */
+static int repl_stats_read(sqlite3 *db, store_repl_stats *out)
+{
+    static const char *const sql[] = {
+        "SELECT count(*) FROM outbox",
+        "SELECT created_at FROM outbox ORDER BY seq LIMIT 1",
+        "SELECT name, value FROM counters",
+        "SELECT count(*) FROM applied",
+        "SELECT message_id, applied_at FROM applied ORDER BY applied_at DESC LIMIT 1",
+    };
+    for (size_t q = 0; q < sizeof sql / sizeof sql[0]; q++) {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(db, sql[q], -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t v = sqlite3_column_int64(st, q == 2 ? 1 : 0);
+            if (q == 0) {
+                out->outbox_depth = v;
+            } else if (q == 1) {
+                out->oldest_unpublished_us = v;
+            } else if (q == 3) {
+                out->applied = v;
+            } else if (q == 4) {
+                const char *id = (const char *)sqlite3_column_text(st, 0);
+                int64_t ms = id ? uuid7_time_ms(id) : -1;
+                out->last_applied_msg_us = ms >= 0 ? ms * 1000 : 0;
+                out->last_applied_us = sqlite3_column_int64(st, 1);
+            } else {
+                const char *name = (const char *)sqlite3_column_text(st, 0);
+                if (!name)
+                    continue;
+                if (strcmp(name, "published") == 0)
+                    out->published = v;
+                else if (strcmp(name, "not_replicated") == 0)
+                    out->not_replicated = v;
+                else if (strcmp(name, "deduplicated") == 0)
+                    out->deduplicated = v;
+                else if (strcmp(name, "dead_lettered") == 0)
+                    out->dead_lettered = v;
+                else if (strcmp(name, "last_confirmed_us") == 0)
+                    out->last_confirmed_us = v;
+                else if (strcmp(name, "last_confirmed_id") == 0) {
+                    const unsigned char *t = sqlite3_column_text(st, 1);
+                    snprintf(out->last_confirmed_id, sizeof out->last_confirmed_id, "%s",
+                             t ? (const char *)t : "");
+                }
+            }
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return rc;
+    }
+    return SQLITE_OK;
+}
+
+static int sq_repl_stats_get(store *base, store_repl_stats *out, char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    memset(out, 0, sizeof *out);
+    int ret = 0;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    if (!db) {
+        ret = -1;
+    } else if (s->schema >= 2) {
+        char e[256];
+        int rc = sq_exec(db, "BEGIN", e, sizeof e);
+        if (rc == SQLITE_OK)
+            rc = repl_stats_read(db, out);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "cannot read replication figures: %s", sqlite3_errmsg(db));
+            memset(out, 0, sizeof *out);
+            ret = -1;
+        }
+        if (!sqlite3_get_autocommit(db))
+            sq_exec(db, "COMMIT", NULL, 0);
+    }
+    pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
 const store_backend store_sqlite_backend = {
     .scheme = "sqlite",
     .open = sq_open,
     .start = sq_start,
-    .submit = sq_submit,
+    .submit_cb = sq_submit_cb,
     .get_stats = sq_get_stats,
     .close = sq_close,
     .query_each = sq_query_each,
     .get = sq_get,
+    .outbox_fetch = sq_outbox_fetch,
+    .outbox_wait = sq_outbox_wait,
+    .outbox_confirmed = sq_outbox_confirmed,
+    .ledger_has = sq_ledger_has,
+    .counter = sq_counter,
+    .repl_stats_get = sq_repl_stats_get,
 };

@@ -9,12 +9,19 @@
  *
  * The SQLite backend owns one read-write connection (used by the writer
  * thread only once store_start has run), plus a lazily opened read-only
- * connection for queries on a store that is also being written. */
+ * connection for queries on a store that is also being written (and for the
+ * replication reads: outbox, ledger, figures), guarded by a mutex because the
+ * publisher thread and the admin thread may read at once.
+ *
+ * Several processes may write one file (a site's proxy and its replicator):
+ * every write transaction is BEGIN IMMEDIATE under the busy timeout, and one
+ * that still finds the file locked is retried with backoff, never dropped. */
 #ifndef RESTSPY_STORE_SQLITE_H
 #define RESTSPY_STORE_SQLITE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -23,12 +30,22 @@ typedef struct store_backend {
     /* target: the URL after "scheme:". Same contract as store_open. */
     store *(*open)(const char *target, const store_options *o, char *err, size_t errlen);
     int (*start)(store *s, char *err, size_t errlen);
-    int (*submit)(store *s, record *r);
+    /* done may be NULL (plain store_submit). */
+    int (*submit_cb)(store *s, record *r, store_done_fn done, void *ud);
     void (*get_stats)(store *s, store_stats *out);
     void (*close)(store *s);
     int (*query_each)(store *s, const store_query *q, int (*fn)(const record *r, void *ud),
                       void *ud, char *err, size_t errlen);
     int (*get)(store *s, const char *id, record **out, char *err, size_t errlen);
+    /* replication (schema version 2); same contracts as store.h */
+    int (*outbox_fetch)(store *s, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
+                        char *err, size_t errlen);
+    int (*outbox_wait)(store *s, int64_t after_seq, int timeout_ms);
+    void (*outbox_confirmed)(store *s, int64_t upto, const char *last_id);
+    int (*ledger_has)(store *s, const char *message_id, char *err, size_t errlen);
+    /* set: false adds value to the counter, true replaces it */
+    void (*counter)(store *s, const char *name, int64_t value, bool set);
+    int (*repl_stats_get)(store *s, store_repl_stats *out, char *err, size_t errlen);
 } store_backend;
 
 /* First member of every backend's handle. */
@@ -39,7 +56,7 @@ struct store {
 extern const store_backend store_sqlite_backend;
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SQLITE_SCHEMA_VERSION 1
+#define STORE_SQLITE_SCHEMA_VERSION 2
 
 /* TEST ONLY: while paused, the writer thread takes nothing from the queue, so
  * a test can fill the queue deterministically (DROP and BLOCK policies).

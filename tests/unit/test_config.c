@@ -114,7 +114,9 @@ static void test_defaults(void **state)
     assert_null(d->host);
     assert_true(d->log);
     assert_true(d->persist);
-    assert_false(d->replicate);
+    /* replication (with amqp set) takes the writes by default */
+    assert_true(d->replicate);
+    assert_int_equal(d->replicate_methods, RULE_M_POST | RULE_M_PUT | RULE_M_PATCH | RULE_M_DELETE);
     assert_int_equal(d->req_body_cap, 64 * 1024);
     assert_int_equal(d->resp_body_cap, 64 * 1024);
     char err[256];
@@ -189,11 +191,13 @@ static void test_set_values(void **state)
     assert_string_equal(c->node, "node-a");
     /* default-rule keys reach the last rule */
     SET("log_requests", "off");
-    SET("replicate_requests", "on");
+    SET("replicate_requests", "off");
+    SET("replicate_methods", "*");
     SET("req_body_cap", "1K");
     SET("resp_body_cap", "0");
     assert_false(c->rules[0].log);
-    assert_true(c->rules[0].replicate);
+    assert_false(c->rules[0].replicate);
+    assert_int_equal(c->rules[0].replicate_methods, RULE_METHOD_ANY);
     assert_int_equal(c->rules[0].req_body_cap, 1024);
     assert_int_equal(c->rules[0].resp_body_cap, 0);
     /* '-' and '_' and case are interchangeable in names */
@@ -338,14 +342,14 @@ static void test_file(void **state)
                        "methods = POST, put,DELETE\n"
                        "path = /api/**\n"
                        "host = api.example.com\n"
-                       "replicate = yes\n"
+                       "replicate = no\n"
                        "req_body_cap = 1M\n"
                        "resp_body_cap = 0\n"
                        "[rule \"catch all gets\"]\n"
                        "methods = GET\n"
                        "[rule \"empty\"]\n"
                        "[restspy]\n"
-                       "replicate_requests = on\n";
+                       "replicate_requests = off\n";
     config *c;
     char err[512];
     int rc = load_text(&c, text, err, sizeof err);
@@ -368,7 +372,7 @@ static void test_file(void **state)
     assert_int_equal(r->methods, RULE_METHOD_ANY);
     assert_false(r->log);
     assert_false(r->persist);
-    assert_false(r->replicate);
+    assert_true(r->replicate); /* built-in rule value */
     assert_int_equal(r->req_body_cap, 64 * 1024);
 
     r = &c->rules[1];
@@ -378,7 +382,7 @@ static void test_file(void **state)
     assert_string_equal(r->host, "api.example.com");
     assert_true(r->log); /* missing keys: built-in rule values */
     assert_true(r->persist);
-    assert_true(r->replicate);
+    assert_false(r->replicate);
     assert_int_equal(r->req_body_cap, 1024 * 1024);
     assert_int_equal(r->resp_body_cap, 0);
 
@@ -397,10 +401,10 @@ static void test_file(void **state)
     assert_false(r->log);
     assert_true(r->persist);
     /* top-level rule keys after the rules still reach the default rule only */
-    assert_true(r->replicate);
+    assert_false(r->replicate);
     for (size_t i = 0; i < 4; i++)
         if (i != 1)
-            assert_false(c->rules[i].replicate);
+            assert_true(c->rules[i].replicate);
     config_unref(c);
 }
 
@@ -573,7 +577,7 @@ static void test_env(void **state)
                    "RESTSPY_REDACT_HEADERS=A,B",
                    "restspy_workers=9", /* wrong case: not ours */
                    "RESTSPY_NOEQUALS",
-                   "RESTSPY_REPLICATE_REQUESTS=on",
+                   "RESTSPY_REPLICATE_REQUESTS=off",
                    NULL};
     assert_int_equal(config_apply_env(c, env, err, sizeof err), 0);
     assert_string_equal(c->upstream, "http://10.0.0.1:81");
@@ -581,7 +585,7 @@ static void test_env(void **state)
     assert_int_equal(list_len(c->redact_headers), 2);
     assert_string_equal(c->redact_headers[0], "a");
     assert_int_equal(c->workers, 0);
-    assert_true(c->rules[c->rules_len - 1].replicate);
+    assert_false(c->rules[c->rules_len - 1].replicate);
 
     char *bad[] = {"RESTSPY_WORKERS=x", NULL};
     assert_int_equal(config_apply_env(c, bad, err, sizeof err), -1);

@@ -1,5 +1,7 @@
 /* Unit tests for store (SQLite backend): round trip, group commit, full-queue
- * policies, retention, migrations, lookups and queries. */
+ * policies, retention, migrations, lookups and queries; replication: the v1 ->
+ * v2 migration, outbox rows, done callbacks, confirms, the ledger, counters,
+ * outbox_wait and two writers on one file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 
 #include "config.h"
 #include "record.h"
+#include "repl_msg.h"
 #include "store.h"
 #include "store_sqlite.h"
 #include "util.h"
@@ -236,15 +239,16 @@ static void test_roundtrip(void **state)
     store_close(s);
 
     /* The schema as promised. */
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('requests') WHERE "
                                       "name IN ('id','node','started_at','duration_us',"
                                       "'upstream_us','client_addr','method','scheme','host',"
                                       "'path','query','req_headers','req_body','req_body_size',"
                                       "'req_truncated','status','resp_headers','resp_body',"
-                                      "'resp_body_size','resp_truncated','rule','origin','error')"),
-                     23);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('requests')"), 23);
+                                      "'resp_body_size','resp_truncated','rule','origin','error',"
+                                      "'replication')"),
+                     24);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('requests')"), 24);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('requests') "
                                       "WHERE origin = 'c'"),
                      3);
@@ -574,7 +578,7 @@ static void test_open_errors_and_migration(void **state)
     store *s = store_open(&o, err, sizeof err);
     assert_non_null(s);
     store_close(s);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 0);
     s = store_open(&o, err, sizeof err); /* reopening is a no-op migration */
     assert_non_null(s);
@@ -584,10 +588,10 @@ static void test_open_errors_and_migration(void **state)
 
     sql_exec(f->path, "PRAGMA user_version = 7");
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (1)");
+    assert_string_equal(err, "store schema version 7 is newer than this restspy (2)");
     o.read_only = true;
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (1)");
+    assert_string_equal(err, "store schema version 7 is newer than this restspy (2)");
     o.read_only = false;
 
     /* Not a database at all. */
@@ -744,6 +748,688 @@ static void test_queries(void **state)
     store_close(s);
 }
 
+/* ---- replication (schema version 2) ---- */
+
+/* The version 1 schema exactly as restspy 0.1 created it. */
+static const char v1_schema[] =
+    "CREATE TABLE requests (id TEXT PRIMARY KEY, node TEXT, started_at INTEGER, duration_us "
+    "INTEGER, upstream_us INTEGER, client_addr TEXT, method TEXT, scheme TEXT, host TEXT, path "
+    "TEXT, query TEXT, req_headers TEXT, req_body BLOB, req_body_size INTEGER, req_truncated "
+    "INTEGER, status INTEGER, resp_headers TEXT, resp_body BLOB, resp_body_size INTEGER, "
+    "resp_truncated INTEGER, rule TEXT, origin TEXT, error TEXT);"
+    "CREATE INDEX requests_started_at ON requests(started_at);"
+    "CREATE INDEX requests_method_path ON requests(method, path);"
+    "CREATE INDEX requests_status ON requests(status);"
+    "PRAGMA user_version = 1;";
+
+#define SIG64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* A message for r; odd i: no content type, unsigned, empty body. */
+static repl_msg *mkmsg(const record *r, int i)
+{
+    repl_msg *m = repl_msg_new();
+    char tmp[128];
+    memcpy(m->id, r->id, sizeof m->id);
+    m->timestamp = 1700000000 + i;
+    m->origin = xstrdup("site-a");
+    m->method = xstrdup(r->method);
+    snprintf(tmp, sizeof tmp, "%s?n=%d", r->path, i);
+    m->target = xstrdup(tmp);
+    snprintf(tmp, sizeof tmp, "[[\"X-N\",\"%d\"]]", i);
+    m->headers = xstrdup(tmp);
+    snprintf(tmp, sizeof tmp, "site-a.%s.api.items.%d", r->method, i);
+    m->routing_key = xstrdup(tmp);
+    if (i % 2 == 0) {
+        m->content_type = xstrdup("application/octet-stream");
+        m->signature = xstrdup(SIG64);
+        char body[8] = {'\0', (char)0xff, 'b', 'o', 'd', 'y', (char)i, '\0'};
+        buf_append(&m->body, body, sizeof body);
+    }
+    return m;
+}
+
+static void check_msg(const repl_msg *m, const char *id, int i)
+{
+    char tmp[128];
+    assert_string_equal(m->id, id);
+    assert_int_equal(m->timestamp, 1700000000 + i);
+    assert_string_equal(m->origin, "site-a");
+    assert_string_equal(m->method, i % 2 ? "POST" : "GET");
+    snprintf(tmp, sizeof tmp, "/api/items/%d?n=%d", i, i);
+    assert_string_equal(m->target, tmp);
+    snprintf(tmp, sizeof tmp, "[[\"X-N\",\"%d\"]]", i);
+    assert_string_equal(m->headers, tmp);
+    snprintf(tmp, sizeof tmp, "site-a.%s.api.items.%d", i % 2 ? "POST" : "GET", i);
+    assert_string_equal(m->routing_key, tmp);
+    if (i % 2 == 0) {
+        assert_string_equal(m->content_type, "application/octet-stream");
+        assert_string_equal(m->signature, SIG64);
+        char body[8] = {'\0', (char)0xff, 'b', 'o', 'd', 'y', (char)i, '\0'};
+        assert_int_equal(m->body.len, sizeof body);
+        assert_memory_equal(m->body.data, body, sizeof body);
+    } else {
+        assert_null(m->content_type);
+        assert_null(m->signature);
+        assert_int_equal(m->body.len, 0);
+    }
+}
+
+/* Records what the writer reported, and whether the record's row was already
+ * visible to another connection at that moment (it must be: after COMMIT). */
+typedef struct cblog {
+    pthread_mutex_t mu;
+    const char *path; /* database to look in; NULL = do not look */
+    int n;
+    int idx[64];
+    int status[64];
+    int visible[64];
+} cblog;
+
+typedef struct cbarg {
+    cblog *log;
+    int idx;
+    char id[UUID7_STR_LEN + 1];
+} cbarg;
+
+/* Not an assert: this runs on the writer thread. -1 on any error. */
+static int64_t row_visible(const char *path, const char *id)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM requests WHERE id = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return v;
+}
+
+static void on_done(void *ud, int status)
+{
+    cbarg *a = ud;
+    cblog *l = a->log;
+    int vis = l->path ? (int)row_visible(l->path, a->id) : 0;
+    pthread_mutex_lock(&l->mu);
+    if (l->n < 64) {
+        l->idx[l->n] = a->idx;
+        l->status[l->n] = status;
+        l->visible[l->n] = vis;
+    }
+    l->n++;
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int cblog_count(cblog *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int n = l->n;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+static void wait_callbacks(cblog *l, int n)
+{
+    for (int i = 0; i < 2000 && cblog_count(l) < n; i++)
+        usleep(5000);
+    assert_int_equal(cblog_count(l), n);
+}
+
+static store_repl_stats repl_stats(store *s)
+{
+    store_repl_stats rs;
+    char err[256] = "";
+    if (store_repl_stats_get(s, &rs, err, sizeof err) != 0)
+        fail_msg("repl stats: %s", err);
+    return rs;
+}
+
+/* Polls until the outbox holds depth rows (the writer applies confirms in
+ * its next transaction). */
+static store_repl_stats wait_depth(store *s, int64_t depth)
+{
+    store_repl_stats rs = {0};
+    for (int i = 0; i < 2000; i++) {
+        rs = repl_stats(s);
+        if (rs.outbox_depth == depth)
+            return rs;
+        usleep(5000);
+    }
+    fail_msg("outbox depth %lld, expected %lld", (long long)rs.outbox_depth, (long long)depth);
+    return rs;
+}
+
+static int64_t counter_value(const char *path, const char *name)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT coalesce((SELECT value FROM counters WHERE name = '%s'), -1)",
+             name);
+    return sql_int(path, sql);
+}
+
+static void test_migration_v1_to_v2(void **state)
+{
+    fx *f = *state;
+    sql_exec(f->path, v1_schema);
+    sql_exec(f->path, "INSERT INTO requests (id, node, started_at, method, path, status, "
+                      "req_body, origin) VALUES ('01900000-0000-7000-8000-000000000001', 'old', "
+                      "42, 'PUT', '/kept', 204, x'00ff', 'local')");
+
+    /* A reader leaves a version 1 file alone and reads it as it is. */
+    store *s = open_ro(f);
+    record *r = NULL;
+    char err[256] = "";
+    assert_int_equal(store_get(s, "01900000-0000-7000-8000-000000000001", &r, err, sizeof err), 1);
+    assert_string_equal(r->path, "/kept");
+    assert_null(r->replication);
+    record_free(r);
+    collect c = {0};
+    store_query q = {0};
+    assert_int_equal(run_query(s, &q, &c), 1);
+    store_repl_stats rs = repl_stats(s);
+    assert_int_equal(rs.outbox_depth, 0);
+    assert_int_equal(rs.applied, 0);
+    assert_int_equal(rs.published, 0);
+    store_outbox_row rows[4];
+    size_t n = 99;
+    assert_int_equal(store_outbox_fetch(s, 0, 4, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_ledger_has(s, "x", err, sizeof err), 0);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1);
+
+    /* A writer migrates it forward, keeping the data. */
+    store_options o = opts(f);
+    s = open_started(&o);
+    record *nr = mkrec(1, 100);
+    nr->replication = xstrdup("queued");
+    char id[UUID7_STR_LEN + 1];
+    memcpy(id, nr->id, sizeof id);
+    assert_int_equal(store_submit(s, nr), 0);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 2);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE id = "
+                                      "'01900000-0000-7000-8000-000000000001' AND node = 'old' "
+                                      "AND started_at = 42 AND status = 204 AND req_body = x'00ff' "
+                                      "AND replication IS NULL"),
+                     1);
+    /* The new tables and the ledger index, as documented. */
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox')"), 12);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox') WHERE "
+                                      "\"notnull\" AND name IN ('message_id','created_at',"
+                                      "'timestamp','origin','method','target','headers',"
+                                      "'routing_key','body')"),
+                     9);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('applied') WHERE "
+                                      "name IN ('message_id','origin','applied_at','status')"),
+                     4);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('applied') WHERE "
+                                      "origin = 'c'"),
+                     1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('counters')"), 2);
+
+    s = open_ro(f);
+    assert_int_equal(store_get(s, id, &r, err, sizeof err), 1);
+    assert_string_equal(r->replication, "queued");
+    record_free(r);
+    store_close(s);
+}
+
+static void test_outbox_rows(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_sqlite_test_pause(s, true); /* one batch: the bad record is in the middle */
+    cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    cbarg args[6];
+    char ids[6][UUID7_STR_LEN + 1];
+    for (int i = 0; i < 6; i++) {
+        record *r = mkrec(i, 1000 + i);
+        r->replication = xstrdup("queued");
+        r->outbox = mkmsg(r, i);
+        if (i == 3) { /* a message without a method: SQLite refuses the record */
+            free(r->outbox->method);
+            r->outbox->method = NULL;
+        }
+        memcpy(ids[i], r->id, sizeof ids[i]);
+        args[i] = (cbarg){.log = &log, .idx = i};
+        memcpy(args[i].id, r->id, sizeof args[i].id);
+        assert_int_equal(store_submit_cb(s, r, on_done, &args[i]), 0);
+    }
+    /* A record with no outbox message is just a request row. */
+    assert_int_equal(store_submit(s, mkrec(9, 2000)), 0);
+    store_sqlite_test_pause(s, false);
+    wait_callbacks(&log, 6);
+    /* The refused record is reported first (at once); the rest in order. */
+    assert_int_equal(log.idx[0], 3);
+    assert_int_equal(log.status[0], -1);
+    int want[] = {0, 1, 2, 4, 5};
+    for (int k = 0; k < 5; k++) {
+        assert_int_equal(log.idx[k + 1], want[k]);
+        assert_int_equal(log.status[k + 1], 0);
+    }
+    wait_stats(s, written_ge, 6);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.dropped, 1);
+
+    store_outbox_row rows[8];
+    size_t n = 0;
+    char err[256] = "";
+    assert_int_equal(store_outbox_fetch(s, 0, 8, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 5);
+    for (size_t k = 0; k < n; k++) {
+        if (k)
+            assert_true(rows[k].seq > rows[k - 1].seq);
+        check_msg(rows[k].msg, ids[want[k]], want[k]);
+    }
+    int64_t seq2 = rows[1].seq, last = rows[4].seq;
+    store_outbox_rows_free(rows, n);
+
+    /* after_seq and max page through the outbox. */
+    assert_int_equal(store_outbox_fetch(s, seq2, 2, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    check_msg(rows[0].msg, ids[2], 2);
+    check_msg(rows[1].msg, ids[4], 4);
+    store_outbox_rows_free(rows, n);
+    assert_int_equal(store_outbox_fetch(s, last, 8, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_outbox_fetch(s, 0, 0, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+
+    store_repl_stats rs = repl_stats(s);
+    assert_int_equal(rs.outbox_depth, 5);
+    assert_true(rs.oldest_unpublished_us > util_now_us() - 60 * 1000000LL);
+    assert_true(rs.oldest_unpublished_us <= util_now_us());
+    store_close(s);
+
+    /* Atomic: the refused record left neither its request nor its outbox row. */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM requests WHERE id = '%s'", ids[3]);
+    assert_int_equal(sql_int(f->path, sql), 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE message_id = '%s'", ids[3]);
+    assert_int_equal(sql_int(f->path, sql), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 6);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE replication = 'queued'"),
+                     5);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM outbox o JOIN requests r ON "
+                                      "r.id = o.message_id"),
+                     5);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM outbox WHERE typeof(body) = 'blob'"),
+                     5);
+
+    /* A new run finds the rows still waiting (outbox_wait from seq 0). */
+    s = open_started(&o);
+    assert_int_equal(store_outbox_wait(s, 0, 0), 1);
+    assert_int_equal(store_outbox_wait(s, last, 0), 0);
+    store_close(s);
+}
+
+static void test_callbacks(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    o.queue_max = 4;
+    o.on_full = STORE_FULL_DROP;
+    store *s = open_started(&o);
+    cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER, .path = f->path};
+    cbarg args[6];
+    store_sqlite_test_pause(s, true);
+    for (int i = 0; i < 6; i++) {
+        record *r = mkrec(i, i);
+        args[i] = (cbarg){.log = &log, .idx = i};
+        memcpy(args[i].id, r->id, sizeof args[i].id);
+        int rc = store_submit_cb(s, r, on_done, &args[i]);
+        if (i < 4) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(cblog_count(&log), 0); /* nothing before the commit */
+        } else {
+            /* Refused under DROP: the callback has run before the return. */
+            assert_int_equal(rc, -1);
+            assert_int_equal(cblog_count(&log), i - 3);
+            assert_int_equal(log.idx[i - 4], i);
+            assert_int_equal(log.status[i - 4], -1);
+        }
+    }
+    store_sqlite_test_pause(s, false);
+    wait_callbacks(&log, 6);
+    for (int k = 2; k < 6; k++) {
+        assert_int_equal(log.idx[k], k - 2); /* submit order */
+        assert_int_equal(log.status[k], 0);
+        assert_int_equal(log.visible[k], 1); /* called after COMMIT */
+    }
+    store_close(s);
+
+    /* A closed store refuses with -1 too (read-only here). */
+    s = open_ro(f);
+    record *r = mkrec(0, 0);
+    args[0] = (cbarg){.log = &log, .idx = 42};
+    log.path = NULL;
+    assert_int_equal(store_submit_cb(s, r, on_done, &args[0]), -1);
+    assert_int_equal(cblog_count(&log), 7);
+    assert_int_equal(log.idx[6], 42);
+    assert_int_equal(log.status[6], -1);
+    store_close(s);
+}
+
+static void test_outbox_confirmed(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    char ids[5][UUID7_STR_LEN + 1];
+    for (int i = 0; i < 5; i++) {
+        record *r = mkrec(i, i);
+        r->outbox = mkmsg(r, i);
+        memcpy(ids[i], r->id, sizeof ids[i]);
+        assert_int_equal(store_submit(s, r), 0);
+    }
+    wait_stats(s, written_ge, 5);
+    store_outbox_row rows[5];
+    size_t n = 0;
+    char err[256] = "";
+    assert_int_equal(store_outbox_fetch(s, 0, 5, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 5);
+    int64_t seq[5];
+    for (int i = 0; i < 5; i++)
+        seq[i] = rows[i].seq;
+    store_outbox_rows_free(rows, n);
+
+    store_repl_stats rs = repl_stats(s);
+    assert_int_equal(rs.published, 0);
+    assert_int_equal(rs.last_confirmed_us, 0);
+    assert_string_equal(rs.last_confirmed_id, "");
+
+    int64_t before = util_now_us();
+    store_outbox_confirmed(s, seq[2], ids[2]);
+    rs = wait_depth(s, 2);
+    assert_int_equal(rs.published, 3);
+    assert_string_equal(rs.last_confirmed_id, ids[2]);
+    assert_true(rs.last_confirmed_us >= before && rs.last_confirmed_us <= util_now_us());
+    assert_int_equal(store_outbox_fetch(s, 0, 5, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].seq, seq[3]);
+    assert_string_equal(rows[0].msg->id, ids[3]);
+    store_outbox_rows_free(rows, n);
+
+    /* A repeated (older) confirm deletes nothing and counts nothing. */
+    store_outbox_confirmed(s, seq[1], ids[1]);
+    store_outbox_confirmed(s, seq[4], ids[4]);
+    rs = wait_depth(s, 0);
+    assert_int_equal(rs.published, 5);
+    assert_string_equal(rs.last_confirmed_id, ids[4]);
+    assert_int_equal(rs.oldest_unpublished_us, 0);
+    store_close(s);
+    assert_int_equal(counter_value(f->path, "published"), 5);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM outbox"), 0);
+    /* The requests rows are not touched by confirms. */
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 5);
+}
+
+static void test_ledger(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    char err[256] = "";
+    char mid[UUID7_STR_LEN + 1];
+    uuid7_generate(mid);
+    assert_int_equal(store_ledger_has(s, mid, err, sizeof err), 0);
+
+    store_repl_stats rs = repl_stats(s);
+    assert_int_equal(rs.applied, 0);
+    assert_int_equal(rs.last_applied_us, 0);
+    assert_int_equal(rs.last_applied_msg_us, 0);
+
+    int64_t before = util_now_us();
+    record *r = mkrec(1, 1);
+    free(r->origin);
+    r->origin = xstrdup("replicated");
+    free(r->node);
+    r->node = xstrdup("site-b");
+    r->status = 201;
+    r->applied_id = xstrdup(mid);
+    assert_int_equal(store_submit(s, r), 0);
+    /* The same message again (a redelivery racing the first): one ledger row. */
+    record *r2 = mkrec(2, 2);
+    r2->applied_id = xstrdup(mid);
+    r2->status = 500;
+    assert_int_equal(store_submit(s, r2), 0);
+    wait_stats(s, written_ge, 2);
+    assert_int_equal(store_ledger_has(s, mid, err, sizeof err), 1);
+    assert_int_equal(store_ledger_has(s, "01900000-0000-7000-8000-000000000000", err, sizeof err),
+                     0);
+    rs = repl_stats(s);
+    assert_int_equal(rs.applied, 1);
+    assert_true(rs.last_applied_us >= before && rs.last_applied_us <= util_now_us());
+    assert_int_equal(rs.last_applied_msg_us, uuid7_time_ms(mid) * 1000);
+    store_close(s);
+
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM applied WHERE message_id = '%s' AND origin = 'site-b' AND "
+             "status = 201",
+             mid);
+    assert_int_equal(sql_int(f->path, sql), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applied"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 2);
+
+    /* A reader (another process) sees the ledger. */
+    s = open_ro(f);
+    assert_int_equal(store_ledger_has(s, mid, err, sizeof err), 1);
+    store_close(s);
+}
+
+static void test_counters(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_counter_add(s, "deduplicated", 2);
+    store_counter_add(s, "deduplicated", 3);
+    store_counter_add(s, "dead_lettered", 1);
+    store_counter_set(s, "not_replicated", 40);
+    store_counter_add(s, "not_replicated", 2);
+    store_counter_add(s, "custom", -7);
+    store_close(s); /* pending updates are written before close returns */
+    assert_int_equal(counter_value(f->path, "deduplicated"), 5);
+    assert_int_equal(counter_value(f->path, "dead_lettered"), 1);
+    assert_int_equal(counter_value(f->path, "not_replicated"), 42);
+    assert_int_equal(counter_value(f->path, "custom"), -7);
+
+    /* They survive a restart and keep counting; readers see them. */
+    s = open_started(&o);
+    store_counter_add(s, "deduplicated", 1);
+    store_counter_set(s, "dead_lettered", 0);
+    store_close(s);
+    s = open_ro(f);
+    store_repl_stats rs = repl_stats(s);
+    assert_int_equal(rs.deduplicated, 6);
+    assert_int_equal(rs.dead_lettered, 0);
+    assert_int_equal(rs.not_replicated, 42);
+    assert_int_equal(rs.published, 0);
+    /* A reader cannot count. */
+    store_counter_add(s, "deduplicated", 1);
+    store_outbox_confirmed(s, 1, "x");
+    store_close(s);
+    assert_int_equal(counter_value(f->path, "deduplicated"), 6);
+
+    /* While another process holds the file, updates pile up (merged per
+     * name) and all land once it lets go. */
+    store_options lo = opts(f);
+    lo.busy_timeout_ms = 0;
+    s = open_started(&lo);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    store_counter_add(s, "dead_lettered", 1);
+    wait_stats(s, errors_ge, 1); /* the writer holds that one and retries */
+    for (int i = 0; i < 100; i++)
+        store_counter_add(s, "deduplicated", 1);
+    store_counter_set(s, "x", 5);
+    store_counter_add(s, "x", 2);
+    store_counter_add(s, "y", 2);
+    store_counter_set(s, "y", 9);
+    store_counter_add(s, "dead_lettered", 1);
+    assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    store_close(s);
+    assert_int_equal(counter_value(f->path, "deduplicated"), 106);
+    assert_int_equal(counter_value(f->path, "x"), 7);
+    assert_int_equal(counter_value(f->path, "y"), 9);
+    assert_int_equal(counter_value(f->path, "dead_lettered"), 2);
+
+    /* Without a writer thread, close still applies them. */
+    char err[256];
+    s = store_open(&o, err, sizeof err);
+    assert_non_null(s);
+    store_counter_add(s, "deduplicated", 4);
+    store_close(s);
+    assert_int_equal(counter_value(f->path, "deduplicated"), 110);
+}
+
+typedef struct waiter {
+    store *s;
+    int64_t after;
+    int timeout_ms;
+    int result;
+    int64_t took_us;
+} waiter;
+
+static void *wait_thread(void *arg)
+{
+    waiter *w = arg;
+    int64_t t0 = util_mono_us();
+    w->result = store_outbox_wait(w->s, w->after, w->timeout_ms);
+    w->took_us = util_mono_us() - t0;
+    return NULL;
+}
+
+static void test_outbox_wait(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+
+    /* Nothing new: times out. */
+    int64_t t0 = util_mono_us();
+    assert_int_equal(store_outbox_wait(s, 0, 100), 0);
+    int64_t took = util_mono_us() - t0;
+    assert_true(took >= 90000 && took < 2000000);
+
+    /* A record without an outbox row does not wake the waiter. */
+    waiter w = {.s = s, .after = 0, .timeout_ms = 10000, .result = -1};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_thread, &w);
+    assert_int_equal(store_submit(s, mkrec(0, 0)), 0);
+    wait_stats(s, written_ge, 1);
+    usleep(50000);
+    assert_int_equal(w.result, -1);
+    /* An outbox row does, right after its commit. */
+    record *r = mkrec(1, 1);
+    r->outbox = mkmsg(r, 1);
+    assert_int_equal(store_submit(s, r), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(w.result, 1);
+    assert_true(w.took_us < 5000000);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.written, 2);
+
+    store_outbox_row rows[2];
+    size_t n = 0;
+    char err[256];
+    assert_int_equal(store_outbox_fetch(s, 0, 2, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    int64_t seq = rows[0].seq;
+    store_outbox_rows_free(rows, n);
+    assert_int_equal(store_outbox_wait(s, seq - 1, 1000), 1); /* already there: at once */
+    assert_int_equal(store_outbox_wait(s, seq, 50), 0);
+
+    /* Closing wakes a waiter, and close waits for it to leave. */
+    w = (waiter){.s = s, .after = seq, .timeout_ms = 60000, .result = -1};
+    pthread_create(&t, NULL, wait_thread, &w);
+    usleep(50000);
+    store_close(s);
+    pthread_join(t, NULL);
+    assert_int_equal(w.result, 0);
+    assert_true(w.took_us < 10000000);
+}
+
+#define TWO_PER_STORE 400
+
+typedef struct two_arg {
+    store *s;
+    int which;
+} two_arg;
+
+static void *submit_two(void *arg)
+{
+    two_arg *a = arg;
+    intptr_t bad = 0;
+    for (int i = 0; i < TWO_PER_STORE; i++) {
+        record *r = mkrec(i, util_now_us());
+        if (a->which == 0) { /* the proxy: requests with outbox rows */
+            r->outbox = mkmsg(r, i);
+        } else { /* the replicator: captures with ledger rows and counters */
+            char mid[UUID7_STR_LEN + 1];
+            uuid7_generate(mid);
+            r->applied_id = xstrdup(mid);
+            store_counter_add(a->s, "deduplicated", 1);
+        }
+        if (store_submit(a->s, r) != 0)
+            bad++;
+        if (i % 50 == 0)
+            usleep(1000); /* several batches, so that the two writers interleave */
+    }
+    return (void *)bad;
+}
+
+static void test_two_stores_one_file(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    o.busy_timeout_ms = 5000;
+    o.batch_max = 16;
+    store *a = open_started(&o);
+    store *b = open_started(&o);
+    two_arg aa = {a, 0}, ba = {b, 1};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, submit_two, &aa);
+    pthread_create(&tb, NULL, submit_two, &ba);
+    void *bad;
+    pthread_join(ta, &bad);
+    assert_int_equal((intptr_t)bad, 0);
+    pthread_join(tb, &bad);
+    assert_int_equal((intptr_t)bad, 0);
+    wait_stats(a, written_ge, TWO_PER_STORE);
+    wait_stats(b, written_ge, TWO_PER_STORE);
+    /* Each sees the other's rows through its read connection. */
+    store_repl_stats rs = repl_stats(a);
+    assert_int_equal(rs.outbox_depth, TWO_PER_STORE);
+    assert_int_equal(rs.applied, TWO_PER_STORE);
+    store_stats st;
+    store_get_stats(a, &st);
+    assert_int_equal(st.dropped, 0);
+    store_get_stats(b, &st);
+    assert_int_equal(st.dropped, 0);
+    store_close(a);
+    store_close(b);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 2 * TWO_PER_STORE);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM outbox"), TWO_PER_STORE);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applied"), TWO_PER_STORE);
+    assert_int_equal(counter_value(f->path, "deduplicated"), TWO_PER_STORE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -760,6 +1446,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors_and_migration, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_get_prefix, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_rows, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_callbacks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_confirmed, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ledger, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_counters, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_wait, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_two_stores_one_file, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

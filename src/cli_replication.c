@@ -1,0 +1,663 @@
+/* cli_replication: `restspy replication status` and `restspy replication dead`.
+ *
+ * status only reads the store (opened read-only, so it runs next to the proxy
+ * and the replicator that write the same file). dead talks to the broker: it
+ * takes every message of restspy.dead.<node> with basic.get and no ack, lists
+ * them, and gives each back (reject with requeue) unless it is being retried;
+ * a retried message is republished to restspy.apply.<node> and acked out of
+ * the dead queue only once the broker confirmed the republish, so a crash at
+ * any point leaves it in one queue or the other (at worst in both: the
+ * replicator's ledger makes that harmless). */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "mq.h"
+#include "repl_msg.h"
+#include "store.h"
+#include "util.h"
+
+#define CONFIRM_WAIT_MS 10000 /* how long a retry waits for the broker's confirms */
+
+static void errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void errorf(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "restspy replication %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Matches argv[*i] against --name VALUE or --name=VALUE (as cli_requests.c).
+ * 1 matched, 0 not this flag, -1 the value is missing (reported). */
+static int flag_value(const char *cmd, int argc, char **argv, int *i, const char *name,
+                      const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        errorf(cmd, "%s needs a value", name);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+/* Loads the config from --config / RESTSPY_CONFIG / the environment plus the
+ * given flags (pairs of name, value; value NULL = not given), so that
+ * precedence and validation are config_load's. Returns 0, or the exit code
+ * after reporting. */
+static int load_config(const char *cmd, char *const *envp, const char *const *flags, size_t nflags,
+                       config **out)
+{
+    char *av[16];
+    int ac = 0;
+    for (size_t i = 0; i + 1 < nflags && ac + 2 <= 16; i += 2) {
+        if (!flags[i + 1])
+            continue;
+        av[ac++] = (char *)flags[i];
+        av[ac++] = (char *)flags[i + 1];
+    }
+    char err[512];
+    if (config_load(out, ac, av, envp, NULL, NULL, err, sizeof err) != 0) {
+        errorf(cmd, "%s", err);
+        return 2;
+    }
+    return 0;
+}
+
+/* Local time of us as "YYYY-MM-DD HH:MM:SS". */
+static void fmt_local(int64_t us, char *out, size_t len)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    if (strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(out, len, "-");
+}
+
+/* A duration in µs as "850ms", "12.3s", "4m05s", "3h12m", "2d04h". */
+static void fmt_age(int64_t us, char *out, size_t len)
+{
+    if (us < 0)
+        us = 0;
+    int64_t s = us / 1000000;
+    if (us < 1000000)
+        snprintf(out, len, "%lldms", (long long)(us / 1000));
+    else if (s < 60)
+        snprintf(out, len, "%.1fs", (double)us / 1e6);
+    else if (s < 3600)
+        snprintf(out, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else if (s < 86400)
+        snprintf(out, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else
+        snprintf(out, len, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+}
+
+/* Appends s with control bytes as \xHH, so broker-supplied text (a reason
+ * quoting an upstream body) cannot drive the terminal. */
+static void append_safe(buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!s) {
+        buf_append_char(b, '-');
+        return;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f) {
+            char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            buf_append(b, e, 4);
+        } else {
+            buf_append_char(b, (char)c);
+        }
+    }
+}
+
+static int flush_stdout(const char *cmd)
+{
+    if (fflush(stdout) != 0) {
+        errorf(cmd, "cannot write output: %s", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- status ---- */
+
+static const char status_usage[] =
+    "usage: restspy replication status [options]\n"
+    "\n"
+    "Shows the replication figures kept in the store: the outbox (requests\n"
+    "waiting for the broker), the last publish the broker confirmed, and what\n"
+    "this site's replicator applied, skipped as duplicates and dead-lettered.\n"
+    "\n"
+    "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
+    "  --config FILE   config file whose store setting to use\n"
+    "  --json          one JSON object\n"
+    "  -h, --help      show this help\n";
+
+/* Appends "key": value, or null when the figure is unknown (0 = never). */
+static void json_time(buf *b, const char *key, int64_t us)
+{
+    buf_appendf(b, ",\"%s\":", key);
+    if (us)
+        buf_append_i64(b, us);
+    else
+        buf_append_str(b, "null");
+}
+
+static void json_age(buf *b, const char *key, int64_t since_us, int64_t now)
+{
+    buf_appendf(b, ",\"%s\":", key);
+    if (since_us)
+        buf_appendf(b, "%.3f", (double)(now - since_us) / 1e6);
+    else
+        buf_append_str(b, "null");
+}
+
+static void print_status_json(const store_repl_stats *st, int64_t now)
+{
+    buf b = BUF_INIT;
+    buf_appendf(&b, "{\"outbox_depth\":%lld", (long long)st->outbox_depth);
+    json_time(&b, "oldest_unpublished_us", st->oldest_unpublished_us);
+    json_age(&b, "oldest_unpublished_age_s", st->oldest_unpublished_us, now);
+    json_time(&b, "last_confirmed_us", st->last_confirmed_us);
+    buf_append_str(&b, ",\"last_confirmed_id\":");
+    if (st->last_confirmed_id[0])
+        buf_append_json_str(&b, st->last_confirmed_id, strlen(st->last_confirmed_id));
+    else
+        buf_append_str(&b, "null");
+    buf_appendf(&b,
+                ",\"published\":%lld,\"not_replicated\":%lld,\"applied\":%lld,"
+                "\"deduplicated\":%lld,\"dead_lettered\":%lld",
+                (long long)st->published, (long long)st->not_replicated, (long long)st->applied,
+                (long long)st->deduplicated, (long long)st->dead_lettered);
+    json_age(&b, "replicator_lag_s", st->last_applied_msg_us, now);
+    json_time(&b, "last_applied_us", st->last_applied_us);
+    json_time(&b, "last_applied_msg_us", st->last_applied_msg_us);
+    buf_append_char(&b, '}');
+    puts(b.data);
+    buf_free(&b);
+}
+
+/* "2026-11-27 05:46:18 (12.3s ago)" or "never". */
+static void when(int64_t us, int64_t now, char *out, size_t len)
+{
+    if (!us) {
+        snprintf(out, len, "never");
+        return;
+    }
+    char t[32], a[32];
+    fmt_local(us, t, sizeof t);
+    fmt_age(now - us, a, sizeof a);
+    snprintf(out, len, "%s (%s ago)", t, a);
+}
+
+static void print_status_text(const store_repl_stats *st, int64_t now)
+{
+    char w[96], a[32];
+    printf("outbox depth         %lld\n", (long long)st->outbox_depth);
+    if (st->oldest_unpublished_us) {
+        fmt_age(now - st->oldest_unpublished_us, a, sizeof a);
+        printf("oldest unpublished   %s\n", a);
+    } else {
+        printf("oldest unpublished   -\n");
+    }
+    when(st->last_confirmed_us, now, w, sizeof w);
+    printf("last confirmed       %s", w);
+    if (st->last_confirmed_id[0]) {
+        buf b = BUF_INIT;
+        append_safe(&b, st->last_confirmed_id);
+        printf(", id %s", b.data);
+        buf_free(&b);
+    }
+    printf("\npublished            %lld\n", (long long)st->published);
+    printf("not replicated       %lld\n", (long long)st->not_replicated);
+    printf("applied              %lld\n", (long long)st->applied);
+    printf("deduplicated         %lld\n", (long long)st->deduplicated);
+    printf("dead-lettered        %lld\n", (long long)st->dead_lettered);
+    if (st->last_applied_msg_us) {
+        fmt_age(now - st->last_applied_msg_us, a, sizeof a);
+        printf("replicator lag       %s\n", a);
+    } else {
+        printf("replicator lag       -\n");
+    }
+    when(st->last_applied_us, now, w, sizeof w);
+    printf("last applied         %s\n", w);
+}
+
+static int cmd_status(int argc, char **argv, char *const *envp)
+{
+    static const char cmd[] = "status";
+    const char *store_url = NULL, *config_file = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int m;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(status_usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--store", &store_url)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file))) {
+            if (m < 0)
+                return 2;
+            continue;
+        }
+        if (a[0] == '-')
+            errorf(cmd, "unknown option %s (see restspy replication status --help)", a);
+        else
+            errorf(cmd, "unexpected argument '%s' (see restspy replication status --help)", a);
+        return 2;
+    }
+
+    const char *flags[] = {"--config", config_file, "--store", store_url};
+    config *c = NULL;
+    int rc = load_config(cmd, envp, flags, 4, &c);
+    if (rc)
+        return rc;
+    if (!c->store || strcmp(c->store, "off") == 0) {
+        errorf(cmd, "the store is off (store = off): there are no replication figures");
+        config_unref(c);
+        return 1;
+    }
+    store_options o = {0};
+    o.url = c->store;
+    o.queue_max = 1;
+    o.batch_max = 1;
+    o.busy_timeout_ms = c->busy_timeout_ms;
+    o.read_only = true;
+    char err[512];
+    store *s = store_open(&o, err, sizeof err);
+    config_unref(c);
+    if (!s) {
+        errorf(cmd, "%s", err);
+        return 1;
+    }
+    store_repl_stats st;
+    rc = store_repl_stats_get(s, &st, err, sizeof err);
+    store_close(s);
+    if (rc != 0) {
+        errorf(cmd, "%s", err);
+        return 1;
+    }
+    int64_t now = util_now_us();
+    if (json)
+        print_status_json(&st, now);
+    else
+        print_status_text(&st, now);
+    return flush_stdout(cmd);
+}
+
+/* ---- dead ---- */
+
+static const char dead_usage[] =
+    "usage: restspy replication dead [options]\n"
+    "\n"
+    "Lists the messages this node's replicator dead-lettered (queue\n"
+    "restspy.dead.<node>) and leaves them there, or retries them: a retried\n"
+    "message goes back to restspy.apply.<node> and leaves the dead queue once\n"
+    "the broker confirmed it.\n"
+    "\n"
+    "  --amqp URL      broker (default: the amqp setting)\n"
+    "  --node NAME     whose dead letters (default: the node setting)\n"
+    "  --config FILE   config file to take amqp and node from\n"
+    "  --retry ID      retry the message with this id (or a unique prefix of 8+)\n"
+    "  --all           retry every dead letter\n"
+    "  --json          one JSON object per message\n"
+    "  -h, --help      show this help\n";
+
+typedef struct dead {
+    mq_event ev; /* owns ev.msg and ev.reason */
+    bool retry;
+    bool confirmed; /* the republish was confirmed by the broker */
+    uint64_t pub_tag;
+} dead;
+
+typedef struct deadlist {
+    dead *v;
+    size_t len, cap;
+} deadlist;
+
+static void deadlist_free(deadlist *l)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        repl_msg_free(l->v[i].ev.msg);
+        free(l->v[i].ev.reason);
+    }
+    free(l->v);
+}
+
+/* Index of the message whose id is id or starts with it (8+ chars,
+ * case-insensitive). -1 none, -2 ambiguous. */
+static long find_dead(const deadlist *l, const char *id)
+{
+    size_t n = strlen(id);
+    long found = -1;
+    for (size_t i = 0; i < l->len; i++) {
+        const char *mid = l->v[i].ev.msg->id;
+        if (strcasecmp(mid, id) == 0)
+            return (long)i;
+        if (n >= 8 && strncasecmp(mid, id, n) == 0) {
+            if (found >= 0)
+                return -2;
+            found = (long)i;
+        }
+    }
+    return found;
+}
+
+static void print_dead_json(const dead *d)
+{
+    const repl_msg *m = d->ev.msg;
+    buf b = BUF_INIT;
+    buf_append_str(&b, "{\"id\":");
+    buf_append_json_str(&b, m->id, strlen(m->id));
+#define JSTR(key, v)                                                                               \
+    do {                                                                                           \
+        buf_append_str(&b, ",\"" key "\":");                                                       \
+        if (v)                                                                                     \
+            buf_append_json_str(&b, (v), strlen(v));                                               \
+        else                                                                                       \
+            buf_append_str(&b, "null");                                                            \
+    } while (0)
+    JSTR("origin", m->origin);
+    JSTR("method", m->method);
+    JSTR("target", m->target);
+    buf_appendf(&b, ",\"timestamp\":%lld", (long long)m->timestamp);
+    JSTR("reason", d->ev.reason);
+#undef JSTR
+    buf_appendf(&b, ",\"body_size\":%zu,\"retried\":%s}", m->body.len,
+                d->retry && d->confirmed ? "true" : "false");
+    puts(b.data);
+    buf_free(&b);
+}
+
+static void print_dead_table(const deadlist *l)
+{
+    printf("%-*s  %-19s  %-12s  %-7s  %-30s  %s\n", UUID7_STR_LEN, "ID", "TIME", "ORIGIN", "METHOD",
+           "TARGET", "REASON");
+    for (size_t i = 0; i < l->len; i++) {
+        const dead *d = &l->v[i];
+        const repl_msg *m = d->ev.msg;
+        char t[32];
+        fmt_local(m->timestamp * 1000000, t, sizeof t);
+        buf id = BUF_INIT, origin = BUF_INIT, method = BUF_INIT, target = BUF_INIT,
+            reason = BUF_INIT;
+        append_safe(&id, m->id[0] ? m->id : NULL);
+        append_safe(&origin, m->origin);
+        append_safe(&method, m->method);
+        append_safe(&target, m->target);
+        append_safe(&reason, d->ev.reason);
+        printf("%-*s  %-19s  %-12s  %-7s  %-30s  %s%s\n", UUID7_STR_LEN, id.data, t, origin.data,
+               method.data, target.data, reason.data,
+               d->retry && d->confirmed ? "  (retried)" : "");
+        buf_free(&id);
+        buf_free(&origin);
+        buf_free(&method);
+        buf_free(&target);
+        buf_free(&reason);
+    }
+}
+
+/* Republishes the messages marked retry to queue, with publisher confirms,
+ * and waits for the broker to confirm them (d->confirmed). 0, or -1 with err
+ * (a message left unconfirmed stays in the dead queue). */
+static int republish(mq *m, deadlist *l, const char *queue, char *err, size_t errlen)
+{
+    if (mq_confirm_select(m, err, errlen) < 0)
+        return -1;
+    uint64_t tag = 0;
+    size_t waiting = 0;
+    for (size_t i = 0; i < l->len; i++) {
+        dead *d = &l->v[i];
+        if (!d->retry)
+            continue;
+        if (mq_publish_to_queue(m, queue, d->ev.msg, err, errlen) < 0)
+            return -1;
+        d->pub_tag = ++tag; /* confirms number publishes from 1 on the channel */
+        waiting++;
+    }
+    int64_t deadline = util_mono_us() + CONFIRM_WAIT_MS * 1000LL;
+    size_t nacked = 0;
+    while (waiting) {
+        int64_t left_ms = (deadline - util_mono_us()) / 1000;
+        if (left_ms <= 0) {
+            snprintf(err, errlen, "the broker did not confirm %zu republished message(s)", waiting);
+            return -1;
+        }
+        mq_event ev;
+        if (mq_poll(m, (int)left_ms, &ev, err, errlen) < 0)
+            return -1;
+        if (ev.kind == MQ_DELIVERY) { /* not expected: nothing is consumed */
+            repl_msg_free(ev.msg);
+            free(ev.reason);
+            continue;
+        }
+        if (ev.kind != MQ_CONFIRM)
+            continue;
+        for (size_t i = 0; i < l->len; i++) {
+            dead *d = &l->v[i];
+            if (!d->retry || d->confirmed || !d->pub_tag)
+                continue;
+            if (d->pub_tag == ev.tag || (ev.multiple && d->pub_tag < ev.tag)) {
+                d->pub_tag = 0; /* answered */
+                waiting--;
+                if (ev.nack)
+                    nacked++;
+                else
+                    d->confirmed = true;
+            }
+        }
+    }
+    if (nacked) {
+        snprintf(err, errlen, "the broker refused %zu republished message(s)", nacked);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_dead(int argc, char **argv, char *const *envp)
+{
+    static const char cmd[] = "dead";
+    const char *amqp = NULL, *node = NULL, *config_file = NULL, *retry_id = NULL;
+    bool json = false, all = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int m;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(dead_usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if (strcmp(a, "--all") == 0) {
+            all = true;
+            continue;
+        }
+        if ((m = flag_value(cmd, argc, argv, &i, "--amqp", &amqp)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--node", &node)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file)) ||
+            (m = flag_value(cmd, argc, argv, &i, "--retry", &retry_id))) {
+            if (m < 0)
+                return 2;
+            continue;
+        }
+        if (a[0] == '-')
+            errorf(cmd, "unknown option %s (see restspy replication dead --help)", a);
+        else
+            errorf(cmd, "unexpected argument '%s' (see restspy replication dead --help)", a);
+        return 2;
+    }
+    if (retry_id && all) {
+        errorf(cmd, "--retry and --all exclude each other");
+        return 2;
+    }
+    if (retry_id && !*retry_id) {
+        errorf(cmd, "bad value for --retry: empty");
+        return 2;
+    }
+
+    const char *flags[] = {"--config", config_file, "--amqp", amqp, "--node", node};
+    config *c = NULL;
+    int rc = load_config(cmd, envp, flags, 6, &c);
+    if (rc)
+        return rc;
+    if (!c->amqp || !*c->amqp) {
+        errorf(cmd, "no broker: give --amqp URL (or amqp in the config, RESTSPY_AMQP)");
+        config_unref(c);
+        return 2;
+    }
+    char dead_q[300], apply_q[300], err[512];
+    snprintf(dead_q, sizeof dead_q, "restspy.dead.%s", c->node);
+    snprintf(apply_q, sizeof apply_q, "restspy.apply.%s", c->node);
+    unsigned hb = (unsigned)(c->amqp_heartbeat_ms / 1000);
+    mq *m = mq_connect(c->amqp, hb, "restspy replication dead", err, sizeof err);
+    if (!m) {
+        errorf(cmd, "%s", err);
+        config_unref(c);
+        return 1;
+    }
+
+    /* Take them all (unacked, so a crash of this command gives them back),
+     * then decide. */
+    deadlist l = {0};
+    rc = 0;
+    for (;;) {
+        mq_event ev;
+        int got = mq_get(m, dead_q, &ev, err, sizeof err);
+        if (got < 0) {
+            errorf(cmd, "%s", err);
+            rc = 1;
+            goto out;
+        }
+        if (got == 0)
+            break;
+        if (l.len == l.cap) {
+            l.cap = l.cap ? l.cap * 2 : 16;
+            l.v = xrealloc(l.v, l.cap * sizeof *l.v);
+        }
+        memset(&l.v[l.len], 0, sizeof l.v[0]);
+        l.v[l.len++].ev = ev;
+    }
+
+    if (retry_id) {
+        long k = find_dead(&l, retry_id);
+        if (k == -2) {
+            errorf(cmd, "id prefix %s is ambiguous", retry_id);
+            rc = 1;
+        } else if (k < 0) {
+            errorf(cmd, "no dead letter with id %s in %s", retry_id, dead_q);
+            rc = 1;
+        } else {
+            l.v[k].retry = true;
+        }
+    } else if (all) {
+        for (size_t i = 0; i < l.len; i++)
+            l.v[i].retry = true;
+    }
+    bool any_retry = false;
+    for (size_t i = 0; i < l.len; i++)
+        any_retry |= l.v[i].retry;
+    if (rc == 0 && any_retry) {
+        /* The apply queue must exist, or the default exchange would drop
+         * the republish while confirming it. */
+        if (mq_declare_topology(m, c->node, c->queue_type, err, sizeof err) < 0 ||
+            republish(m, &l, apply_q, err, sizeof err) < 0) {
+            errorf(cmd, "%s", err);
+            rc = 1;
+        }
+    }
+    /* Confirmed republishes leave the dead queue; everything else goes back
+     * as it was. After a connection failure the broker requeues whatever
+     * was not acked by itself. */
+    for (size_t i = 0; i < l.len; i++) {
+        dead *d = &l.v[i];
+        int r = d->retry && d->confirmed ? mq_ack(m, d->ev.tag, err, sizeof err)
+                                         : mq_reject(m, d->ev.tag, true, err, sizeof err);
+        if (r < 0) {
+            if (rc == 0)
+                errorf(cmd, "%s", err);
+            rc = 1;
+            break;
+        }
+    }
+    if (rc != 0) {
+        /* the error line says it all */
+    } else if (json) {
+        for (size_t i = 0; i < l.len; i++)
+            print_dead_json(&l.v[i]);
+    } else if (l.len) {
+        print_dead_table(&l);
+    } else if (isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "no dead letters in %s\n", dead_q);
+    }
+    if (!json && rc == 0)
+        for (size_t i = 0; i < l.len; i++)
+            if (l.v[i].retry && l.v[i].confirmed)
+                fprintf(stderr, "retried %s: republished to %s\n", l.v[i].ev.msg->id, apply_q);
+    if (flush_stdout(cmd))
+        rc = 1;
+out:
+    deadlist_free(&l);
+    mq_close(m);
+    config_unref(c);
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+static const char usage[] =
+    "usage: restspy replication status [options]   replication figures from the store\n"
+    "       restspy replication dead [options]     list (and retry) dead letters\n"
+    "\n"
+    "See restspy replication status --help and restspy replication dead --help.\n";
+
+int cli_replication(int argc, char **argv, char *const *envp)
+{
+    if (argc < 2) {
+        fprintf(stderr, "restspy replication: missing subcommand: status or dead (see restspy "
+                        "replication --help)\n");
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 || strcmp(sub, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(sub, "status") == 0)
+        return cmd_status(argc - 1, argv + 1, envp);
+    if (strcmp(sub, "dead") == 0)
+        return cmd_dead(argc - 1, argv + 1, envp);
+    fprintf(stderr, "restspy replication: unknown subcommand '%s' (expected status or dead)\n",
+            sub);
+    return 2;
+}

@@ -1,0 +1,413 @@
+/* outbox: the publisher thread (see outbox.h).
+ *
+ * One session = one AMQP connection: declare the topology, confirm.select,
+ * then publish rows after `sent` (the last seq handed to the broker) while
+ * fewer than max_in_flight are unconfirmed, and read confirms. In-flight
+ * publishes sit in a ring in publish order; within a session delivery tags
+ * are consecutive, so a tag finds its entry by subtraction. Only the
+ * contiguous confirmed prefix is reported to the store: rows are deleted in
+ * seq order and a restart resumes after the last reported seq.
+ *
+ * Any failure ends the session: `sent` goes back to `confirmed`, and the
+ * next session republishes everything not confirmed (at least once; the
+ * replicators dedupe by message_id).
+ *
+ * Threads: the publisher thread owns the mq and the ring. `mu` guards the
+ * stats, the stop flag and `cur` (the live connection, so that outbox_stop
+ * can mq_interrupt a publish blocked on a full socket). */
+#include "outbox.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mq.h"
+#include "util.h"
+
+#define OUTBOX_DEFAULT_IN_FLIGHT 256
+#define OUTBOX_DEFAULT_RETRY_MIN_MS 500
+#define OUTBOX_DEFAULT_RETRY_MAX_MS 30000
+/* How long an idle publisher sleeps in store_outbox_wait between heartbeat
+ * services; well under any heartbeat interval worth configuring. */
+#define OUTBOX_IDLE_WAIT_MS 200
+#define OUTBOX_CONFIRM_WAIT_MS 200
+/* On stop, in-flight publishes get this long to be confirmed (fewer
+ * republished duplicates after a restart); outbox_stop promises ~1 s. */
+#define OUTBOX_STOP_DRAIN_MS 300
+#define OUTBOX_STOP_GRACE_MS 600
+
+typedef struct inflight {
+    uint64_t tag;
+    int64_t seq;
+    bool acked;
+    char id[UUID7_STR_LEN + 1];
+} inflight;
+
+struct outbox {
+    store *s;
+    char *url;
+    char *node;
+    char conn_name[160];
+    int queue_type;
+    unsigned heartbeat_s;
+    unsigned max_in_flight;
+    uint64_t retry_min_ms, retry_max_ms;
+
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* stop requested, thread exited */
+    bool stop;
+    bool exited;
+    mq *cur;
+    outbox_stats st;
+
+    /* publisher thread only */
+    inflight *ring; /* max_in_flight entries */
+    size_t head, count;
+    int64_t sent;      /* last seq published in this session */
+    int64_t confirmed; /* last seq reported to the store */
+    unsigned rand_seed;
+};
+
+static bool stopping(outbox *o)
+{
+    pthread_mutex_lock(&o->mu);
+    bool s = o->stop;
+    pthread_mutex_unlock(&o->mu);
+    return s;
+}
+
+static void set_error(outbox *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_error(outbox *o, const char *fmt, ...)
+{
+    pthread_mutex_lock(&o->mu);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->st.last_error, sizeof o->st.last_error, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Sleeps ms unless a stop is requested first. */
+static void nap(outbox *o, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&o->mu);
+    while (!o->stop && pthread_cond_timedwait(&o->cond, &o->mu, &ts) == 0)
+        ;
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* ---- the ring of unconfirmed publishes ---- */
+
+static inflight *ring_at(outbox *o, size_t i)
+{
+    return &o->ring[(o->head + i) % o->max_in_flight];
+}
+
+/* Pops the contiguous confirmed prefix and tells the store. */
+static void advance(outbox *o)
+{
+    uint64_t n = 0;
+    const inflight *last = NULL;
+    while (o->count > 0 && ring_at(o, 0)->acked) {
+        last = ring_at(o, 0);
+        o->confirmed = last->seq;
+        o->head = (o->head + 1) % o->max_in_flight;
+        o->count--;
+        n++;
+    }
+    if (n == 0)
+        return;
+    /* last points into the ring; nothing has overwritten it yet. */
+    store_outbox_confirmed(o->s, o->confirmed, last->id);
+    pthread_mutex_lock(&o->mu);
+    o->st.confirmed += n;
+    o->st.last_confirmed_us = util_now_us();
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* 0, or -1 when the session must end (a nack, a tag we never sent). */
+static int on_confirm(outbox *o, const mq_event *ev)
+{
+    if (ev->nack) {
+        pthread_mutex_lock(&o->mu);
+        o->st.nacks++;
+        pthread_mutex_unlock(&o->mu);
+        set_error(o, "broker nacked publish %llu: republishing", (unsigned long long)ev->tag);
+        return -1;
+    }
+    if (o->count == 0)
+        return 0; /* already popped (a multiple ack repeating a range) */
+    uint64_t first = ring_at(o, 0)->tag;
+    uint64_t last = first + o->count - 1;
+    if (ev->tag > last) {
+        set_error(o, "broker confirmed unknown delivery tag %llu", (unsigned long long)ev->tag);
+        return -1;
+    }
+    if (ev->multiple) {
+        for (size_t i = 0; i < o->count && ring_at(o, i)->tag <= ev->tag; i++)
+            ring_at(o, i)->acked = true;
+    } else if (ev->tag >= first) {
+        ring_at(o, (size_t)(ev->tag - first))->acked = true;
+    }
+    advance(o);
+    return 0;
+}
+
+/* Reads every event already there, waiting up to timeout_ms for the first.
+ * 0, or -1 when the session must end. */
+static int pump(outbox *o, mq *m, int timeout_ms)
+{
+    char err[256];
+    for (;;) {
+        mq_event ev;
+        if (mq_poll(m, timeout_ms, &ev, err, sizeof err) < 0) {
+            set_error(o, "%s", err);
+            return -1;
+        }
+        if (ev.kind == MQ_NONE)
+            return 0;
+        int rc = 0;
+        if (ev.kind == MQ_CONFIRM)
+            rc = on_confirm(o, &ev);
+        repl_msg_free(ev.msg); /* never consuming; freed just in case */
+        free(ev.reason);
+        if (rc < 0)
+            return -1;
+        timeout_ms = 0;
+    }
+}
+
+/* Publishes up to the free room in the ring. Returns the number published,
+ * or -1 when the session must end. *store_failed tells a read error apart
+ * (the session goes on; the store is retried after a pause). */
+static int fill(outbox *o, mq *m, bool *store_failed)
+{
+    *store_failed = false;
+    size_t room = o->max_in_flight - o->count;
+    if (room == 0)
+        return 0;
+    store_outbox_row *rows = xcalloc(room, sizeof *rows);
+    size_t n = 0;
+    char err[256];
+    if (store_outbox_fetch(o->s, o->sent, room, rows, &n, err, sizeof err) < 0) {
+        set_error(o, "reading the outbox: %s", err);
+        free(rows);
+        *store_failed = true;
+        return 0;
+    }
+    int published = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t tag = 0;
+        if (mq_publish(m, MQ_EXCHANGE_REQUESTS, rows[i].msg, &tag, err, sizeof err) < 0) {
+            set_error(o, "%s", err);
+            published = -1;
+            break;
+        }
+        inflight *f = ring_at(o, o->count++);
+        f->tag = tag;
+        f->seq = rows[i].seq;
+        f->acked = false;
+        snprintf(f->id, sizeof f->id, "%s", rows[i].msg->id);
+        o->sent = rows[i].seq;
+        published++;
+        pthread_mutex_lock(&o->mu);
+        o->st.published++;
+        pthread_mutex_unlock(&o->mu);
+    }
+    store_outbox_rows_free(rows, n);
+    free(rows);
+    return published;
+}
+
+/* Runs one connection until it fails or a stop is requested. true when the
+ * session confirmed something (the backoff starts over). */
+static bool session(outbox *o, mq *m)
+{
+    uint64_t confirmed_before = o->st.confirmed; /* written by this thread only */
+    o->head = 0;
+    o->count = 0;
+    o->sent = o->confirmed;
+    for (;;) {
+        if (stopping(o)) {
+            /* Give what is in flight a moment to be confirmed. */
+            int64_t until = util_mono_us() + OUTBOX_STOP_DRAIN_MS * 1000;
+            while (o->count > 0 && util_mono_us() < until)
+                if (pump(o, m, 50) < 0)
+                    break;
+            break;
+        }
+        bool store_failed;
+        int n = fill(o, m, &store_failed);
+        if (n < 0)
+            break;
+        int rc;
+        if (store_failed) {
+            rc = pump(o, m, OUTBOX_IDLE_WAIT_MS);
+        } else if (n > 0 && o->count < o->max_in_flight) {
+            rc = pump(o, m, 0); /* more rows may be waiting: fetch again */
+        } else if (o->count > 0) {
+            rc = pump(o, m, OUTBOX_CONFIRM_WAIT_MS);
+        } else {
+            /* Idle: wait for the writer, then keep the connection alive. */
+            store_outbox_wait(o->s, o->sent, OUTBOX_IDLE_WAIT_MS);
+            rc = pump(o, m, 0);
+        }
+        if (rc < 0)
+            break;
+    }
+    return o->st.confirmed > confirmed_before;
+}
+
+static void *outbox_main(void *arg)
+{
+    outbox *o = arg;
+    uint64_t backoff = o->retry_min_ms;
+    bool ever_connected = false;
+    char err[256];
+    while (!stopping(o)) {
+        mq *m = mq_connect(o->url, o->heartbeat_s, o->conn_name, err, sizeof err);
+        if (m != NULL) {
+            /* Published before the RPCs below so that outbox_stop can
+             * interrupt them too. */
+            pthread_mutex_lock(&o->mu);
+            o->cur = m;
+            pthread_mutex_unlock(&o->mu);
+            if (mq_declare_topology(m, o->node, o->queue_type, err, sizeof err) < 0 ||
+                mq_confirm_select(m, err, sizeof err) < 0) {
+                pthread_mutex_lock(&o->mu);
+                o->cur = NULL;
+                pthread_mutex_unlock(&o->mu);
+                mq_close(m);
+                m = NULL;
+            }
+        }
+        bool progressed = false;
+        if (m == NULL) {
+            set_error(o, "%s", err);
+        } else {
+            pthread_mutex_lock(&o->mu);
+            o->st.connected = true;
+            o->st.last_error[0] = '\0';
+            if (ever_connected)
+                o->st.reconnects++;
+            pthread_mutex_unlock(&o->mu);
+            ever_connected = true;
+
+            progressed = session(o, m);
+
+            pthread_mutex_lock(&o->mu);
+            o->cur = NULL;
+            o->st.connected = false;
+            pthread_mutex_unlock(&o->mu);
+            mq_close(m);
+        }
+        if (stopping(o))
+            break;
+        if (progressed)
+            backoff = o->retry_min_ms;
+        /* Jitter (half to all of the backoff) keeps several proxies from
+         * hammering a broker that comes back in lockstep. */
+        uint64_t half = backoff / 2;
+        uint64_t delay = half + (half ? (uint64_t)rand_r(&o->rand_seed) % (half + 1) : 0);
+        nap(o, delay);
+        backoff = backoff * 2 > o->retry_max_ms ? o->retry_max_ms : backoff * 2;
+    }
+    pthread_mutex_lock(&o->mu);
+    o->exited = true;
+    pthread_cond_broadcast(&o->cond);
+    pthread_mutex_unlock(&o->mu);
+    return NULL;
+}
+
+outbox *outbox_start(store *s, const outbox_options *opt, char *err, size_t errlen)
+{
+    if (s == NULL || opt == NULL || opt->amqp_url == NULL || opt->amqp_url[0] == '\0' ||
+        opt->node == NULL || opt->node[0] == '\0') {
+        snprintf(err, errlen, "outbox: a store, an AMQP URL and a node name are required");
+        return NULL;
+    }
+    outbox *o = xcalloc(1, sizeof *o);
+    o->s = s;
+    o->url = xstrdup(opt->amqp_url);
+    o->node = xstrdup(opt->node);
+    snprintf(o->conn_name, sizeof o->conn_name, "restspy outbox %s", opt->node);
+    o->queue_type = opt->queue_type;
+    o->heartbeat_s = opt->heartbeat_s;
+    o->max_in_flight = opt->max_in_flight ? opt->max_in_flight : OUTBOX_DEFAULT_IN_FLIGHT;
+    o->retry_min_ms = opt->retry_min_ms ? opt->retry_min_ms : OUTBOX_DEFAULT_RETRY_MIN_MS;
+    o->retry_max_ms = opt->retry_max_ms ? opt->retry_max_ms : OUTBOX_DEFAULT_RETRY_MAX_MS;
+    if (o->retry_max_ms < o->retry_min_ms)
+        o->retry_max_ms = o->retry_min_ms;
+    o->ring = xcalloc(o->max_in_flight, sizeof *o->ring);
+    o->rand_seed = (unsigned)util_mono_us() ^ (unsigned)(uintptr_t)o;
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&o->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&o->thread, NULL, outbox_main, o);
+    if (rc != 0) {
+        snprintf(err, errlen, "outbox: cannot start thread: %s", strerror(rc));
+        pthread_cond_destroy(&o->cond);
+        pthread_mutex_destroy(&o->mu);
+        free(o->ring);
+        free(o->url);
+        free(o->node);
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void outbox_get_stats(outbox *o, outbox_stats *out)
+{
+    pthread_mutex_lock(&o->mu);
+    *out = o->st;
+    pthread_mutex_unlock(&o->mu);
+}
+
+void outbox_stop(outbox *o)
+{
+    if (o == NULL)
+        return;
+    pthread_mutex_lock(&o->mu);
+    o->stop = true;
+    pthread_cond_broadcast(&o->cond);
+    /* Every wait in the thread is short, except a publish blocked on a full
+     * socket (a broker that stopped reading): after a grace period the
+     * socket is shut down under it. A connect in progress is bounded by
+     * mq's connect timeout. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += OUTBOX_STOP_GRACE_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (!o->exited && pthread_cond_timedwait(&o->cond, &o->mu, &ts) == 0)
+        ;
+    if (!o->exited)
+        mq_interrupt(o->cur);
+    pthread_mutex_unlock(&o->mu);
+    pthread_join(o->thread, NULL);
+    pthread_cond_destroy(&o->cond);
+    pthread_mutex_destroy(&o->mu);
+    free(o->ring);
+    free(o->url);
+    free(o->node);
+    free(o);
+}

@@ -1,0 +1,291 @@
+"""`restspy replication status` and `restspy replication dead`.
+
+status reads the replication figures from a store a proxy wrote (no broker:
+amqp is off, so everything is zero), then from the same file with outbox,
+ledger and counter rows added the way the proxy, the publisher and the
+replicator write them. dead runs against a real RabbitMQ node (skipped when
+rabbitmq-server is not installed): it lists dead letters without consuming
+them, retries one by id and then all, and fails cleanly on unknown ids and
+unreachable brokers."""
+import json
+import os
+import sqlite3
+import time
+import unittest
+import uuid
+
+import harness
+from harness import App, Proxy, run_cli
+
+try:
+    import rabbit
+except ImportError:  # pragma: no cover
+    rabbit = None
+
+
+def uuid7_at(ms):
+    """A UUIDv7 text whose timestamp is ms (Unix milliseconds)."""
+    rand = uuid.uuid4().int & ((1 << 74) - 1)
+    v = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=v))
+
+
+class ReplicationStatus(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = harness.make_tmpdir("replstatus")
+        cls.app = None
+        cls.proxy = None
+        try:
+            cls.app = App(cls.tmp).start()
+            cls.proxy = Proxy(cls.tmp, cls.app.url, log=False).start()
+            for i in range(3):
+                r = cls.proxy.request("POST", "/api/sites/", body=json.dumps(
+                    {"name": "s%d" % i, "url": "http://s%d.test/" % i}).encode(),
+                    headers={"Content-Type": "application/json"})
+                assert r.status // 100 in (2, 4), r
+            cls.proxy.request("GET", "/api/sites/")
+            harness.wait_rows(cls.proxy.db_path, 4)
+            cls.proxy.stop()
+            cls.proxy.check_stopped()
+        except Exception:
+            if cls.proxy is not None and cls.proxy.running:
+                cls.proxy.stop()
+            if cls.app is not None:
+                cls.app.stop()
+            harness.remove_tmpdir(cls.tmp)
+            raise
+        cls.store = "sqlite:" + cls.proxy.db_path
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.app is not None:
+            cls.app.stop()
+        harness.remove_tmpdir(cls.tmp)
+
+    def status(self, *args):
+        return run_cli(["replication", "status", "--store", self.store] + list(args))
+
+    def test_1_zeros_without_broker(self):
+        p = self.status("--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc, {
+            "outbox_depth": 0, "oldest_unpublished_us": None, "oldest_unpublished_age_s": None,
+            "last_confirmed_us": None, "last_confirmed_id": None, "published": 0,
+            "not_replicated": 0, "applied": 0, "deduplicated": 0, "dead_lettered": 0,
+            "replicator_lag_s": None, "last_applied_us": None, "last_applied_msg_us": None})
+        self.assertEqual(len(p.stdout.strip().splitlines()), 1)
+
+        p = self.status()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = dict(line.split(None, 1) if "  " not in line else
+                     [s.strip() for s in line.split("  ", 1)] for line in p.stdout.splitlines())
+        self.assertEqual(lines["outbox depth"], "0")
+        self.assertEqual(lines["last confirmed"], "never")
+        self.assertEqual(lines["applied"], "0")
+        self.assertEqual(lines["dead-lettered"], "0")
+        self.assertEqual(lines["replicator lag"], "-")
+        self.assertEqual(lines["last applied"], "never")
+
+    def test_2_figures(self):
+        """The figures as the writers leave them in the shared file."""
+        now_us = int(time.time() * 1e6)
+        confirmed_id = uuid7_at(now_us // 1000 - 9000)
+        applied_id = uuid7_at(now_us // 1000 - 4000)
+        db = sqlite3.connect(self.proxy.db_path)
+        with db:
+            for i in range(2):
+                db.execute("INSERT INTO outbox (message_id, created_at, timestamp, origin, method, "
+                           "target, headers, routing_key, body) VALUES (?,?,?,?,?,?,?,?,?)",
+                           (uuid7_at(now_us // 1000), now_us - (30 - i) * 1000000,
+                            now_us // 1000000, "test", "POST", "/api/sites/", "[]",
+                            "test.POST.api.sites", b""))
+            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201)", (applied_id,
+                                                                          now_us - 2000000))
+            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201)",
+                       (uuid7_at(now_us // 1000 - 60000), now_us - 50000000))
+            db.executemany("INSERT INTO counters VALUES (?, ?)", [
+                ("published", 17), ("not_replicated", 2), ("deduplicated", 5),
+                ("dead_lettered", 1), ("last_confirmed_us", now_us - 3000000),
+                ("last_confirmed_id", confirmed_id)])
+        db.close()
+        try:
+            p = self.status("--json")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            doc = json.loads(p.stdout)
+            self.assertEqual(doc["outbox_depth"], 2)
+            self.assertEqual(doc["oldest_unpublished_us"], now_us - 30000000)
+            self.assertAlmostEqual(doc["oldest_unpublished_age_s"], 30, delta=5)
+            self.assertEqual(doc["last_confirmed_us"], now_us - 3000000)
+            self.assertEqual(doc["last_confirmed_id"], confirmed_id)
+            self.assertEqual(doc["published"], 17)
+            self.assertEqual(doc["not_replicated"], 2)
+            self.assertEqual(doc["applied"], 2)
+            self.assertEqual(doc["deduplicated"], 5)
+            self.assertEqual(doc["dead_lettered"], 1)
+            self.assertEqual(doc["last_applied_us"], now_us - 2000000)
+            self.assertEqual(doc["last_applied_msg_us"], (now_us // 1000 - 4000) * 1000)
+            self.assertAlmostEqual(doc["replicator_lag_s"], 4, delta=5)
+
+            p = self.status()
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("outbox depth         2\n", p.stdout)
+            self.assertIn("published            17\n", p.stdout)
+            self.assertIn("id " + confirmed_id, p.stdout)
+            self.assertIn("deduplicated         5\n", p.stdout)
+        finally:
+            db = sqlite3.connect(self.proxy.db_path)
+            with db:
+                db.execute("DELETE FROM outbox")
+                db.execute("DELETE FROM applied")
+                db.execute("DELETE FROM counters")
+            db.close()
+
+    def test_3_errors(self):
+        p = run_cli(["replication", "status", "--store",
+                     "sqlite:" + os.path.join(self.tmp, "missing.db")])
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("no store at", p.stderr)
+        p = self.status("--bogus")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown option --bogus", p.stderr)
+        p = run_cli(["replication", "status", "--store"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--store needs a value", p.stderr)
+        p = run_cli(["replication", "status", "--store", "off"])
+        self.assertEqual(p.returncode, 1)
+        p = run_cli(["replication"])
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        p = run_cli(["replication", "nope"])
+        self.assertEqual(p.returncode, 2)
+        for args in (["replication", "--help"], ["replication", "status", "--help"],
+                     ["replication", "dead", "--help"]):
+            p = run_cli(args)
+            self.assertEqual(p.returncode, 0, args)
+            self.assertIn("usage: restspy replication", p.stdout)
+        p = run_cli(["replication", "dead"], env={"RESTSPY_AMQP": ""})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--amqp", p.stderr)
+        p = run_cli(["replication", "dead", "--retry", "x", "--all", "--amqp", "amqp://h/"])
+        self.assertEqual(p.returncode, 2)
+
+
+@unittest.skipUnless(rabbit is not None and rabbit.available()[0],
+                     rabbit.available()[1] if rabbit is not None else "rabbit.py missing")
+class ReplicationDead(unittest.TestCase):
+    NODE = "clitest"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = rabbit.start_brokers(["D"])[0]
+        try:
+            cls.declare()
+        except Exception:
+            rabbit.stop_brokers([cls.broker])
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rabbit.stop_brokers([cls.broker])
+
+    @classmethod
+    def declare(cls):
+        """The topology exactly as mq_declare_topology declares it."""
+        b = cls.broker
+        for ex in ("restspy.requests", "restspy.inbound", "restspy.dead"):
+            b.api_ok("PUT", "/api/exchanges/%2F/" + ex, {"type": "topic", "durable": True})
+        b.api_ok("PUT", "/api/queues/%2F/restspy.apply." + cls.NODE, {
+            "durable": True, "arguments": {"x-queue-type": "classic",
+                                           "x-dead-letter-exchange": "restspy.dead",
+                                           "x-dead-letter-routing-key": cls.NODE}})
+        b.api_ok("PUT", "/api/queues/%2F/restspy.dead." + cls.NODE, {
+            "durable": True, "arguments": {"x-queue-type": "classic"}})
+        b.api_ok("POST", "/api/bindings/%2F/e/restspy.inbound/q/restspy.apply." + cls.NODE,
+                 {"routing_key": "#"})
+        b.api_ok("POST", "/api/bindings/%2F/e/restspy.dead/q/restspy.dead." + cls.NODE,
+                 {"routing_key": cls.NODE})
+
+    def setUp(self):
+        self.dead_q = "restspy.dead." + self.NODE
+        self.apply_q = "restspy.apply." + self.NODE
+        self.broker.purge(self.dead_q)
+        self.broker.purge(self.apply_q)
+        self.ids = []
+        for i in range(3):
+            mid = uuid7_at(int(time.time() * 1000) + i)
+            self.ids.append(mid)
+            routed = self.broker.publish("restspy.dead", self.NODE, '{"n":%d}' % i, {
+                "message_id": mid, "timestamp": int(time.time()), "delivery_mode": 2,
+                "content_type": "application/json", "app_id": "restspy",
+                "headers": {"x-restspy-origin": "peer", "x-restspy-method": "PUT",
+                            "x-restspy-target": "/api/sites/%d/" % i,
+                            "x-restspy-headers": "[]",
+                            "x-restspy-reason": "upstream answered 409: conflict %d" % i,
+                            "x-restspy-dead-at": str(int(time.time()))}})
+            self.assertTrue(routed)
+
+    def dead(self, *args):
+        return run_cli(["replication", "dead", "--amqp", self.broker.amqp_url,
+                        "--node", self.NODE] + list(args), timeout=60)
+
+    def test_list_keeps_messages(self):
+        p = self.dead("--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        docs = [json.loads(line) for line in p.stdout.splitlines()]
+        self.assertEqual([d["id"] for d in docs], self.ids)
+        self.assertEqual(docs[1]["origin"], "peer")
+        self.assertEqual(docs[1]["method"], "PUT")
+        self.assertEqual(docs[1]["target"], "/api/sites/1/")
+        self.assertEqual(docs[1]["reason"], "upstream answered 409: conflict 1")
+        self.assertFalse(docs[1]["retried"])
+        self.assertEqual(self.broker.depth(self.dead_q), 3)
+        p = self.dead()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for mid in self.ids:
+            self.assertIn(mid, p.stdout)
+        self.assertIn("conflict 2", p.stdout)
+        self.assertEqual(self.broker.depth(self.dead_q), 3)
+        self.assertEqual(self.broker.depth(self.apply_q), 0)
+
+    def test_retry_one_then_all(self):
+        p = self.dead("--retry", self.ids[1][:13])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("retried " + self.ids[1], p.stderr)
+        self.assertEqual(self.broker.depth(self.dead_q), 2)
+        self.assertEqual(self.broker.depth(self.apply_q), 1)
+        msgs = self.broker.get(self.apply_q)
+        self.assertEqual(len(msgs), 1)
+        props = msgs[0]["properties"]
+        self.assertEqual(props["message_id"], self.ids[1])
+        self.assertEqual(props["headers"]["x-restspy-target"], "/api/sites/1/")
+        self.assertNotIn("x-restspy-reason", props["headers"])
+        self.assertEqual(msgs[0]["payload"], '{"n":1}')
+
+        p = self.dead("--retry", str(uuid.uuid4()))
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("no dead letter with id", p.stderr)
+        self.assertEqual(self.broker.depth(self.dead_q), 2)
+
+        p = self.dead("--all", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        docs = [json.loads(line) for line in p.stdout.splitlines()]
+        self.assertEqual([d["id"] for d in docs], [self.ids[0], self.ids[2]])
+        self.assertTrue(all(d["retried"] for d in docs))
+        self.assertEqual(self.broker.depth(self.dead_q), 0)
+        self.assertEqual(self.broker.depth(self.apply_q), 3)
+
+    def test_unreachable_broker(self):
+        p = run_cli(["replication", "dead", "--amqp",
+                     "amqp://guest:guest@127.0.0.1:%d/" % harness.free_port(), "--node",
+                     self.NODE])
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

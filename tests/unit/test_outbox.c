@@ -1,0 +1,765 @@
+/* Unit tests for outbox: a real SQLite store in /tmp and a real RabbitMQ node
+ * started by the test (as in test_mq.c) on a free port of 5701-5704. Rows
+ * submitted with r->outbox reach restspy.requests in order and leave the
+ * outbox once confirmed; a broker stopped mid-way and restarted, a broker
+ * that nacks, and a broker that is not there lose nothing. Skipped when the
+ * broker is not installed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "mq.h"
+#include "outbox.h"
+#include "record.h"
+#include "repl_msg.h"
+#include "store.h"
+#include "util.h"
+
+/* ---- a broker of our own (the same helper is in test_mq.c) ---- */
+
+#ifndef RMQ_SERVER /* overridable to check the skip path */
+#define RMQ_SERVER "/usr/lib/rabbitmq/bin/rabbitmq-server"
+#endif
+#define RMQ_CTL "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+typedef struct broker {
+    pid_t pid; /* the rabbitmq-server script, leader of its process group */
+    int port;
+    char node[32];
+    char dir[64];
+    char url[96];
+} broker;
+
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs rabbitmqctl -n node args...; its exit status, or -1. */
+static int run_ctl(const broker *b, const char *a1, const char *a2, const char *a3)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[96];
+        snprintf(log, sizeof log, "%s/ctl.log", b->dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(RMQ_CTL, "rabbitmqctl", "-n", b->node, a1, a2, a3, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    if (pid < 0 || waitpid(pid, &st, 0) < 0)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Starts the node; wipe = start from an empty data directory. */
+static int broker_start(broker *b, bool wipe)
+{
+    if (wipe) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s/mnesia %s/log", b->dir, b->dir, b->dir);
+        if (system(cmd) != 0)
+            return -1;
+        char path[128];
+        snprintf(path, sizeof path, "%s/enabled_plugins", b->dir);
+        FILE *f = fopen(path, "w");
+        if (!f)
+            return -1;
+        fputs("[].\n", f);
+        fclose(f);
+        snprintf(path, sizeof path, "%s/rabbitmq.conf", b->dir);
+        f = fopen(path, "w");
+        if (!f)
+            return -1;
+        fprintf(f, "listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n", b->port);
+        fclose(f);
+    }
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setsid();
+        char v[160];
+        snprintf(v, sizeof v, "%s/stdout.log", b->dir);
+        int fd = open(v, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        setenv("RABBITMQ_NODENAME", b->node, 1);
+        snprintf(v, sizeof v, "%d", b->port);
+        setenv("RABBITMQ_NODE_PORT", v, 1);
+        snprintf(v, sizeof v, "%d", b->port + 20000);
+        setenv("RABBITMQ_DIST_PORT", v, 1);
+#define DIRENV(var, fmt)                                                                           \
+    snprintf(v, sizeof v, fmt, b->dir);                                                            \
+    setenv(var, v, 1)
+        DIRENV("RABBITMQ_MNESIA_BASE", "%s/mnesia");
+        DIRENV("RABBITMQ_LOG_BASE", "%s/log");
+        DIRENV("RABBITMQ_FEATURE_FLAGS_FILE", "%s/feature_flags");
+        DIRENV("RABBITMQ_ENABLED_PLUGINS_FILE", "%s/enabled_plugins");
+        DIRENV("RABBITMQ_CONFIG_FILE", "%s/rabbitmq");
+        DIRENV("RABBITMQ_PID_FILE", "%s/pid");
+#undef DIRENV
+        execl(RMQ_SERVER, "rabbitmq-server", (char *)NULL);
+        _exit(127);
+    }
+    b->pid = pid;
+    /* await_startup fails at once until the node has registered with epmd. */
+    int64_t until = util_mono_us() + 90 * 1000000LL;
+    while (util_mono_us() < until) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "broker %s exited during startup (see %s/stdout.log)\n", b->node,
+                    b->dir);
+            b->pid = 0;
+            return -1;
+        }
+        if (run_ctl(b, "await_startup", "--timeout", "60") == 0)
+            return 0;
+        sleep_ms(500);
+    }
+    fprintf(stderr, "broker %s did not start (see %s)\n", b->node, b->dir);
+    return -1;
+}
+
+static void broker_stop(broker *b)
+{
+    if (b->pid <= 0)
+        return;
+    run_ctl(b, "stop", NULL, NULL);
+    int64_t until = util_mono_us() + 20 * 1000000LL;
+    int st;
+    while (waitpid(b->pid, &st, WNOHANG) == 0) {
+        if (util_mono_us() > until) {
+            kill(-b->pid, SIGKILL);
+            waitpid(b->pid, &st, 0);
+            break;
+        }
+        sleep_ms(100);
+    }
+    b->pid = 0;
+}
+
+/* Picks a free slot of this helper's range (AMQP 5701-5704, dist +20000,
+ * node names mqA..mqD) starting with `prefer`, and starts a fresh node. */
+static int broker_init(broker *b, int prefer)
+{
+    memset(b, 0, sizeof *b);
+    for (int k = 0; k < 4; k++) {
+        int i = (prefer + k) % 4;
+        if (port_free(5701 + i) && port_free(25701 + i)) {
+            b->port = 5701 + i;
+            snprintf(b->node, sizeof b->node, "mq%c@localhost", 'A' + i);
+            snprintf(b->dir, sizeof b->dir, "/tmp/rmq-test-mq%c", 'A' + i);
+            snprintf(b->url, sizeof b->url, "amqp://guest:guest@127.0.0.1:%d/", b->port);
+            return broker_start(b, true);
+        }
+    }
+    fprintf(stderr, "no free broker port in 5701-5704\n");
+    return -1;
+}
+
+/* ---- fixtures ---- */
+
+static broker B;
+static bool have_broker;
+
+/* A hung test must not leave a broker behind (meson kills it at 120 s):
+ * the watchdog takes the node down first. kill and _exit are
+ * async-signal-safe. */
+static void watchdog(int sig)
+{
+    (void)sig;
+    if (B.pid > 0) {
+        kill(-B.pid, SIGCONT);
+        kill(-B.pid, SIGKILL);
+    }
+    _exit(3);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (access(RMQ_SERVER, X_OK) != 0)
+        return 0;
+    signal(SIGALRM, watchdog);
+    alarm(115);
+    if (broker_init(&B, 1) < 0) {
+        broker_stop(&B);
+        return -1;
+    }
+    have_broker = true;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    broker_stop(&B);
+    alarm(0);
+    return 0;
+}
+
+#define NEED_BROKER()                                                                              \
+    do {                                                                                           \
+        if (!have_broker) {                                                                        \
+            print_message("rabbitmq-server is not installed (" RMQ_SERVER "): skipped\n");         \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define FX_MAX 4000
+
+typedef struct fx {
+    char dir[64];
+    char path[128];
+    char url[160];
+    store *s;
+    int n;                          /* records submitted */
+    size_t pad;                     /* bytes of 'x' after "body <i>" */
+    char (*ids)[UUID7_STR_LEN + 1]; /* their ids, in submission order */
+} fx;
+
+static int fx_setup(void **state)
+{
+    fx *f = xcalloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/restspy-outbox-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
+    store_options o = {0};
+    o.url = f->url;
+    o.queue_max = 10000;
+    o.batch_max = 50;
+    o.on_full = STORE_FULL_BLOCK;
+    o.busy_timeout_ms = 1000;
+    char err[256] = "";
+    f->s = store_open(&o, err, sizeof err);
+    if (!f->s || store_start(f->s, err, sizeof err) != 0) {
+        fprintf(stderr, "store: %s\n", err);
+        return -1;
+    }
+    f->ids = xcalloc(FX_MAX, sizeof *f->ids);
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+    char p[160];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f->ids);
+    free(f);
+    return 0;
+}
+
+/* Submits one replicated request: its body is "body <i>". Returns
+ * store_submit's answer (no cmocka assert: the feeder thread calls it). */
+static int submit_rc(fx *f)
+{
+    int i = f->n;
+    if (i >= FX_MAX)
+        return -1;
+    record *r = record_new();
+    char tmp[128];
+    r->node = xstrdup("site-a");
+    r->started_at_us = util_now_us();
+    r->method = xstrdup("PUT");
+    r->scheme = xstrdup("http");
+    snprintf(tmp, sizeof tmp, "/api/items/%d", i);
+    r->path = xstrdup(tmp);
+    r->status = 200;
+    r->replication = xstrdup("queued");
+    repl_msg *m = repl_msg_new();
+    memcpy(m->id, r->id, sizeof m->id);
+    memcpy(f->ids[i], r->id, sizeof m->id);
+    m->timestamp = r->started_at_us / 1000000;
+    m->origin = xstrdup("site-a");
+    m->method = xstrdup("PUT");
+    snprintf(tmp, sizeof tmp, "/api/items/%d?v=1", i);
+    m->target = xstrdup(tmp);
+    m->headers = xstrdup("[[\"Content-Type\",\"text/plain\"]]");
+    m->content_type = xstrdup("text/plain");
+    snprintf(tmp, sizeof tmp, "site-a.PUT.api.items.%d", i);
+    m->routing_key = xstrdup(tmp);
+    buf_appendf(&m->body, "body %d", i);
+    for (size_t k = 0; k < f->pad; k++)
+        buf_append_char(&m->body, 'x');
+    r->outbox = m;
+    f->n++;
+    return store_submit(f->s, r);
+}
+
+static void submit(fx *f)
+{
+    assert_int_equal(submit_rc(f), 0);
+}
+
+static int64_t depth(fx *f)
+{
+    store_repl_stats rs;
+    char err[256] = "";
+    if (store_repl_stats_get(f->s, &rs, err, sizeof err) != 0)
+        fail_msg("repl stats: %s", err);
+    return rs.outbox_depth;
+}
+
+static void wait_depth_zero(fx *f, int seconds)
+{
+    int64_t until = util_mono_us() + (int64_t)seconds * 1000000;
+    while (util_mono_us() < until) {
+        store_stats ss;
+        store_get_stats(f->s, &ss);
+        if (ss.queued == 0 && depth(f) == 0)
+            return;
+        sleep_ms(50);
+    }
+    fail_msg("outbox depth still %lld after %d s", (long long)depth(f), seconds);
+}
+
+/* Raw rabbitmq-c for what mq does not offer: a test queue bound to
+ * restspy.requests (arguments optional), and deleting it. */
+static amqp_connection_state_t raw_open(void)
+{
+    amqp_connection_state_t c = amqp_new_connection();
+    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    assert_int_equal(amqp_socket_open(s, "127.0.0.1", B.port), 0);
+    assert_int_equal(
+        amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type,
+        AMQP_RESPONSE_NORMAL);
+    amqp_channel_open(c, 1);
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    return c;
+}
+
+static void raw_close(amqp_connection_state_t c)
+{
+    amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+}
+
+static void queue_on_requests(const char *q, int max_length)
+{
+    amqp_connection_state_t c = raw_open();
+    amqp_exchange_declare(c, 1, amqp_cstring_bytes(MQ_EXCHANGE_REQUESTS),
+                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    amqp_table_entry_t e[2];
+    e[0].key = amqp_cstring_bytes("x-max-length");
+    e[0].value.kind = AMQP_FIELD_KIND_I64;
+    e[0].value.value.i64 = max_length;
+    e[1].key = amqp_cstring_bytes("x-overflow");
+    e[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    e[1].value.value.bytes = amqp_cstring_bytes("reject-publish");
+    amqp_table_t args = {.num_entries = max_length > 0 ? 2 : 0, .entries = e};
+    amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, args);
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    amqp_queue_bind(c, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(MQ_EXCHANGE_REQUESTS),
+                    amqp_cstring_bytes("#"), amqp_empty_table);
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    raw_close(c);
+}
+
+static void queue_delete(const char *q)
+{
+    amqp_connection_state_t c = raw_open();
+    amqp_queue_delete(c, 1, amqp_cstring_bytes(q), 0, 0);
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    raw_close(c);
+}
+
+/* Drains q and checks that every submitted record arrived, each with its
+ * fields, first occurrences in submission order (redeliveries of a
+ * republish are allowed after them). Returns the duplicate count. */
+static int check_arrivals(fx *f, const char *q)
+{
+    char err[256] = "";
+    mq *m = mq_connect(B.url, 10, "test_outbox reader", err, sizeof err);
+    if (!m)
+        fail_msg("connect: %s", err);
+    int *seen = xcalloc((size_t)f->n, sizeof *seen);
+    int next = 0, dups = 0, total = 0;
+    for (;;) {
+        mq_event ev;
+        int r = mq_get(m, q, &ev, err, sizeof err);
+        if (r < 0)
+            fail_msg("get: %s", err);
+        if (r == 0)
+            break;
+        total++;
+        int i = -1;
+        if (sscanf(ev.msg->body.data ? ev.msg->body.data : "", "body %d", &i) != 1 || i < 0 ||
+            i >= f->n || strcmp(f->ids[i], ev.msg->id) != 0)
+            fail_msg("unknown message %s", ev.msg->id);
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, "body %d", i);
+        assert_int_equal(ev.msg->body.len, strlen(tmp) + f->pad);
+        assert_memory_equal(ev.msg->body.data, tmp, strlen(tmp));
+        snprintf(tmp, sizeof tmp, "/api/items/%d?v=1", i);
+        assert_string_equal(ev.msg->target, tmp);
+        snprintf(tmp, sizeof tmp, "site-a.PUT.api.items.%d", i);
+        assert_string_equal(ev.msg->routing_key, tmp);
+        assert_string_equal(ev.msg->origin, "site-a");
+        assert_string_equal(ev.msg->method, "PUT");
+        assert_string_equal(ev.msg->content_type, "text/plain");
+        assert_null(ev.msg->signature);
+        if (seen[i]++) {
+            dups++;
+        } else {
+            if (i != next)
+                fail_msg("message %d arrived first where %d was expected", i, next);
+            next++;
+        }
+        assert_int_equal(mq_ack(m, ev.tag, err, sizeof err), 0);
+        repl_msg_free(ev.msg);
+        free(ev.reason);
+    }
+    for (int k = 0; k < f->n; k++)
+        if (!seen[k])
+            fail_msg("message %d (%s) never arrived (%d received)", k, f->ids[k], total);
+    free(seen);
+    mq_close(m);
+    print_message("%d messages, %d arrived, %d duplicates, 0 lost\n", f->n, total, dups);
+    return dups;
+}
+
+static outbox *start(fx *f, const char *url, unsigned in_flight)
+{
+    outbox_options o = {0};
+    o.amqp_url = url;
+    o.node = "site-a";
+    o.queue_type = QUEUE_CLASSIC;
+    o.heartbeat_s = 2;
+    o.max_in_flight = in_flight;
+    o.retry_min_ms = 100;
+    o.retry_max_ms = 800;
+    char err[256] = "";
+    outbox *ob = outbox_start(f->s, &o, err, sizeof err);
+    if (!ob)
+        fail_msg("outbox_start: %s", err);
+    return ob;
+}
+
+static void stop_timed(outbox *ob)
+{
+    int64_t t0 = util_mono_us();
+    outbox_stop(ob);
+    int64_t took = util_mono_us() - t0;
+    if (took > 1500000)
+        fail_msg("outbox_stop took %lld ms", (long long)(took / 1000));
+}
+
+/* ---- tests ---- */
+
+static void test_bad_options(void **state)
+{
+    fx *f = *state;
+    char err[256] = "";
+    outbox_options o = {0};
+    assert_null(outbox_start(f->s, &o, err, sizeof err));
+    assert_true(err[0] != '\0');
+    o.amqp_url = "amqp://127.0.0.1:1/";
+    assert_null(outbox_start(f->s, &o, err, sizeof err));
+    o.node = "n";
+    assert_null(outbox_start(NULL, &o, err, sizeof err));
+    outbox_stop(NULL);
+}
+
+/* Rows published in order and deleted once confirmed; the ring (8 in
+ * flight) wraps many times. */
+static void test_drains_in_order(void **state)
+{
+    NEED_BROKER();
+    fx *f = *state;
+    queue_on_requests("outbox.t1", 0);
+    for (int i = 0; i < 50; i++)
+        submit(f);
+    outbox *ob = start(f, B.url, 8);
+    for (int i = 0; i < 150; i++) {
+        submit(f);
+        if (i % 20 == 0)
+            sleep_ms(20);
+    }
+    wait_depth_zero(f, 20);
+    outbox_stats st;
+    outbox_get_stats(ob, &st);
+    assert_true(st.connected);
+    assert_int_equal(st.confirmed, 200);
+    assert_int_equal(st.published, 200);
+    assert_int_equal(st.nacks, 0);
+    assert_int_equal(st.reconnects, 0);
+    assert_true(st.last_confirmed_us > 0);
+    assert_string_equal(st.last_error, "");
+    /* Idle with a 2 s heartbeat for longer than the broker tolerates
+     * without one: still connected, and a new row still goes out. */
+    sleep_ms(4500);
+    outbox_get_stats(ob, &st);
+    assert_true(st.connected);
+    assert_int_equal(st.reconnects, 0);
+    submit(f);
+    wait_depth_zero(f, 10);
+    stop_timed(ob);
+    assert_int_equal(check_arrivals(f, "outbox.t1"), 0);
+    queue_delete("outbox.t1");
+}
+
+/* Submits a record every 10 ms until told to stop, from its own thread
+ * (as the proxy would), timing each store_submit. */
+typedef struct feeder {
+    fx *f;
+    pthread_t th;
+    pthread_mutex_t mu;
+    bool stop;
+    int failures;
+    int64_t slowest_us;
+} feeder;
+
+static void *feed(void *arg)
+{
+    feeder *fd = arg;
+    for (;;) {
+        pthread_mutex_lock(&fd->mu);
+        bool stop = fd->stop;
+        pthread_mutex_unlock(&fd->mu);
+        if (stop)
+            break;
+        int64_t t0 = util_mono_us();
+        int rc = submit_rc(fd->f);
+        int64_t took = util_mono_us() - t0;
+        pthread_mutex_lock(&fd->mu);
+        if (rc != 0)
+            fd->failures++;
+        if (took > fd->slowest_us)
+            fd->slowest_us = took;
+        pthread_mutex_unlock(&fd->mu);
+        sleep_ms(10);
+    }
+    return NULL;
+}
+
+/* The broker stops in the middle of a stream of writes and comes back:
+ * every row arrives (duplicates allowed), and the request path never
+ * waited for the broker. */
+static void broker_restart(void **state, bool hard)
+{
+    NEED_BROKER();
+    fx *f = *state;
+    queue_on_requests("outbox.t2", 0);
+    outbox *ob = start(f, B.url, 32);
+    feeder fd = {.f = f, .mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(pthread_create(&fd.th, NULL, feed, &fd), 0);
+    sleep_ms(500);
+    if (hard) {
+        /* No goodbye: publishes in flight are neither confirmed nor
+         * refused, and the socket just dies. */
+        kill(-B.pid, SIGKILL);
+        waitpid(B.pid, NULL, 0);
+        B.pid = 0;
+    } else {
+        broker_stop(&B);
+    }
+    /* While it is down: disconnected, with the reason. */
+    outbox_stats st;
+    int64_t until = util_mono_us() + 5000000;
+    do {
+        sleep_ms(100);
+        outbox_get_stats(ob, &st);
+    } while ((st.connected || st.last_error[0] == '\0') && util_mono_us() < until);
+    assert_false(st.connected);
+    assert_true(st.last_error[0] != '\0');
+    print_message("while down: %s\n", st.last_error);
+    sleep_ms(1000);
+    assert_true(depth(f) > 0);
+
+    assert_int_equal(broker_start(&B, false), 0);
+    sleep_ms(500);
+    pthread_mutex_lock(&fd.mu);
+    fd.stop = true;
+    pthread_mutex_unlock(&fd.mu);
+    pthread_join(fd.th, NULL);
+    assert_int_equal(fd.failures, 0);
+    print_message("%d submitted, slowest store_submit %lld us\n", f->n, (long long)fd.slowest_us);
+    assert_true(fd.slowest_us < 500000);
+    wait_depth_zero(f, 20);
+    outbox_get_stats(ob, &st);
+    assert_true(st.connected);
+    assert_true(st.reconnects >= 1);
+    assert_true(st.confirmed >= (uint64_t)f->n);
+    assert_true(st.published >= (uint64_t)f->n);
+    stop_timed(ob);
+    check_arrivals(f, "outbox.t2");
+    queue_delete("outbox.t2");
+}
+
+static void test_broker_restart(void **state)
+{
+    broker_restart(state, false);
+}
+
+static void test_broker_killed(void **state)
+{
+    broker_restart(state, true);
+}
+
+/* A queue that refuses publishes when full makes the broker nack: the
+ * outbox reconnects and republishes until the refusal ends. */
+static void test_nack_republishes(void **state)
+{
+    NEED_BROKER();
+    fx *f = *state;
+    queue_on_requests("outbox.t3", 0);
+    queue_on_requests("outbox.t3.limited", 5);
+    for (int i = 0; i < 12; i++)
+        submit(f);
+    outbox *ob = start(f, B.url, 4);
+    outbox_stats st;
+    int64_t until = util_mono_us() + 10000000;
+    do {
+        sleep_ms(50);
+        outbox_get_stats(ob, &st);
+    } while (st.nacks == 0 && util_mono_us() < until);
+    assert_true(st.nacks > 0);
+    assert_non_null(strstr(st.last_error, "nack"));
+    sleep_ms(300);
+    assert_true(depth(f) > 0);
+    /* Only the contiguous confirmed prefix left the outbox: 5 went into
+     * the limited queue, so at most 5 rows are gone. */
+    assert_true(depth(f) >= 12 - 5);
+    queue_delete("outbox.t3.limited");
+    wait_depth_zero(f, 10);
+    stop_timed(ob);
+    check_arrivals(f, "outbox.t3");
+    queue_delete("outbox.t3");
+}
+
+/* A broker that stops reading (SIGSTOP: as under a resource alarm) leaves
+ * a publish blocked on a full socket: outbox_stop still returns at once,
+ * and the rows are all there for the next start. */
+static void test_stalled_broker(void **state)
+{
+    NEED_BROKER();
+    fx *f = *state;
+    queue_on_requests("outbox.t5", 0);
+    f->pad = 1 << 20;
+    outbox *ob = start(f, B.url, 64);
+    outbox_stats st;
+    int64_t until = util_mono_us() + 5000000;
+    do {
+        sleep_ms(50);
+        outbox_get_stats(ob, &st);
+    } while (!st.connected && util_mono_us() < until);
+    assert_true(st.connected);
+    kill(-B.pid, SIGSTOP);
+    for (int i = 0; i < 32; i++)
+        submit(f);
+    sleep_ms(1500);
+    outbox_get_stats(ob, &st);
+    print_message("stalled after %llu publishes\n", (unsigned long long)st.published);
+    assert_true(st.published < 32);
+    stop_timed(ob);
+    kill(-B.pid, SIGCONT);
+    assert_true(depth(f) > 0);
+    ob = start(f, B.url, 64);
+    wait_depth_zero(f, 30);
+    stop_timed(ob);
+    check_arrivals(f, "outbox.t5");
+    queue_delete("outbox.t5");
+}
+
+/* No broker at all: the thread keeps trying, reports why, stops at once,
+ * and the rows wait for the next start. */
+static void test_no_broker_then_start(void **state)
+{
+    fx *f = *state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t al = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    char url[96];
+    snprintf(url, sizeof url, "amqp://127.0.0.1:%d/", ntohs(a.sin_port));
+    for (int i = 0; i < 10; i++)
+        submit(f);
+    outbox *ob = start(f, url, 0);
+    sleep_ms(700);
+    outbox_stats st;
+    outbox_get_stats(ob, &st);
+    assert_false(st.connected);
+    assert_non_null(strstr(st.last_error, "connect"));
+    assert_int_equal(st.published, 0);
+    stop_timed(ob);
+    close(fd);
+    assert_int_equal(depth(f), 10);
+
+    if (!have_broker)
+        return;
+    queue_on_requests("outbox.t4", 0);
+    ob = start(f, B.url, 0);
+    wait_depth_zero(f, 10);
+    stop_timed(ob);
+    assert_int_equal(check_arrivals(f, "outbox.t4"), 0);
+    queue_delete("outbox.t4");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bad_options, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_drains_in_order, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_nack_republishes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_broker_then_start, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_broker, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_broker_restart, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_broker_killed, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
