@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 # when another python3 comes first on PATH.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build asan test unit integration run clean format lint
+.PHONY: all deps build asan test unit integration run run-sites clean format lint
 
 all: build
 
@@ -37,6 +37,10 @@ test: lint unit integration
 
 run: build
 	@PYTHON=$(PYTHON) scripts/demo
+
+# Two sites replicating through RabbitMQ federation (see docs/replication.md).
+run-sites: build
+	@PYTHON=$(PYTHON) scripts/demo-sites
 
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c

@@ -24,17 +24,17 @@
 #include "httpmsg.h"
 #include "util.h"
 
-#define HTTPC_MAX_BODY (16u << 20)    /* 16 MiB: API answers, not downloads */
+#define HTTPC_MAX_BODY (16u << 20)     /* 16 MiB: API answers, not downloads */
 #define HTTPC_MAX_HEADERS (256u << 10) /* whole header section */
 
 struct httpc {
-    char host[256];     /* for getaddrinfo, without brackets */
-    char port[8];       /* as text, for getaddrinfo */
-    char *host_header;  /* "host:port" as given in the base URL; owned */
-    char *auth;         /* "Basic ..." or NULL; owned */
+    char host[256];    /* for getaddrinfo, without brackets */
+    char port[8];      /* as text, for getaddrinfo */
+    char *host_header; /* "host:port" as given in the base URL; owned */
+    char *auth;        /* "Basic ..." or NULL; owned */
     uint64_t timeout_ms;
-    int fd;             /* -1 when not connected */
-    bool used;          /* fd already carried a complete exchange */
+    int fd;    /* -1 when not connected */
+    bool used; /* fd already carried a complete exchange */
 };
 
 /* Parser state of one response; lives on httpc_request's stack. */
@@ -79,7 +79,8 @@ static void pct_decode(buf *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+            (lo = hexval(s[i + 2])) >= 0) {
             buf_append_char(out, (char)(hi * 16 + lo));
             i += 2;
         } else {
@@ -108,7 +109,8 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
     hostport[hplen] = '\0';
     /* util_split_hostport wants a port: default to 80. */
     char withport[270];
-    bool has_port = hostport[0] == '[' ? strstr(hostport, "]:") != NULL : strchr(hostport, ':') != NULL;
+    bool has_port =
+        hostport[0] == '[' ? strstr(hostport, "]:") != NULL : strchr(hostport, ':') != NULL;
     snprintf(withport, sizeof withport, "%s%s", hostport, has_port ? "" : ":80");
     httpc *c = xcalloc(1, sizeof *c);
     int port = 0;
@@ -504,7 +506,8 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
                 rc = XCH_OK;
                 goto out;
             }
-            seterr(err, errlen, "invalid response: connection closed before the end of the response");
+            seterr(err, errlen,
+                   "invalid response: connection closed before the end of the response");
             goto out;
         }
         got += (size_t)n;
@@ -542,9 +545,8 @@ out:
     return rc;
 }
 
-int httpc_request(httpc *c, const char *method, const char *target,
-                  const record_headers *headers, const void *body, size_t len,
-                  httpc_response *out, char *err, size_t errlen)
+int httpc_request(httpc *c, const char *method, const char *target, const record_headers *headers,
+                  const void *body, size_t len, httpc_response *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (err && errlen)

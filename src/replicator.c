@@ -327,9 +327,10 @@ static void process(worker *w, item *it)
         it->reason = xstrdup(why[0] ? why : "malformed message");
         return;
     }
-    if (!m->origin || !m->method || !m->target || m->target[0] != '/') {
+    if (!m->id[0] || !m->origin || !m->method || !m->target || m->target[0] != '/') {
+        /* Without an id there is no ledger entry and no Idempotency-Key. */
         it->outcome = OUT_DEAD;
-        it->reason = xstrdup("malformed message: no origin, method or target");
+        it->reason = xstrdup("malformed message: no message_id, origin, method or target");
         return;
     }
     if (strcmp(m->origin, cfg->node) == 0) {
@@ -368,15 +369,16 @@ static void process(worker *w, item *it)
         }
         httpc_response resp;
         int64_t t0 = util_now_us(), m0 = util_mono_us();
-        int rc = httpc_request(w->hc, m->method, m->target, &hdrs, m->body.data, m->body.len,
-                               &resp, err, sizeof err);
+        int rc = httpc_request(w->hc, m->method, m->target, &hdrs, m->body.data, m->body.len, &resp,
+                               err, sizeof err);
         int64_t dur = util_mono_us() - m0;
-        if (rc != 0 || resp.status >= 500) {
+        /* 408 and 429 say "later", not "never": retried like a 5xx. */
+        if (rc != 0 || resp.status >= 500 || resp.status == 408 || resp.status == 429) {
             if (rc == 0)
                 snprintf(err, sizeof err, "upstream answered %d", resp.status);
-            logf_("apply %s %s %s: %s; retrying in %llu ms", m->id, m->method, m->target, err,
-                  (unsigned long long)repl_backoff_ms(attempt, cfg->retry_min_ms,
-                                                      cfg->retry_max_ms));
+            logf_(
+                "apply %s %s %s: %s; retrying in %llu ms", m->id, m->method, m->target, err,
+                (unsigned long long)repl_backoff_ms(attempt, cfg->retry_min_ms, cfg->retry_max_ms));
             httpc_response_free(&resp);
             continue;
         }
@@ -600,7 +602,8 @@ static int connect_broker(repl *r, char *err, size_t errlen)
      * partitions run in parallel; order within a queue is the broker's. */
     uint16_t prefetch = (uint16_t)(r->nw * 4);
     if (mq_declare_topology(m, cfg->node, cfg->queue_type, err, errlen) != 0 ||
-        mq_confirm_select(m, err, errlen) != 0 || mq_consume(m, queue, prefetch, err, errlen) != 0) {
+        mq_confirm_select(m, err, errlen) != 0 ||
+        mq_consume(m, queue, prefetch, err, errlen) != 0) {
         mq_close(m);
         return -1;
     }
@@ -631,8 +634,9 @@ static void run(repl *r)
         if (!r->m) {
             char err[512] = "";
             if (connect_broker(r, err, sizeof err) != 0) {
-                uint64_t ms = repl_backoff_ms(attempt++, r->cfg->retry_min_ms < 500 ? 500 : r->cfg->retry_min_ms,
-                                              r->cfg->retry_max_ms);
+                uint64_t ms = repl_backoff_ms(
+                    attempt++, r->cfg->retry_min_ms < 500 ? 500 : r->cfg->retry_min_ms,
+                    r->cfg->retry_max_ms);
                 if (strcmp(err, last_err) != 0) /* one line per kind of failure */
                     logf_("broker: %s; retrying (every %llu ms at most)", err,
                           (unsigned long long)r->cfg->retry_max_ms);
@@ -691,10 +695,26 @@ static void *signal_main(void *arg)
 /* ---- command line ---- */
 
 static const char *const help_keys[] = {
-    "amqp",          "upstream",       "node",          "store",         "config",
-    "replicate_secret", "set_header",  "concurrency",   "retry_min",     "retry_max",
-    "upstream_timeout", "amqp_heartbeat", "queue_type", "busy_timeout",  "store_queue",
-    "store_batch",   "redact",         "redact_headers", "redact_fields", NULL,
+    "amqp",
+    "upstream",
+    "node",
+    "store",
+    "config",
+    "replicate_secret",
+    "set_header",
+    "concurrency",
+    "retry_min",
+    "retry_max",
+    "upstream_timeout",
+    "amqp_heartbeat",
+    "queue_type",
+    "busy_timeout",
+    "store_queue",
+    "store_batch",
+    "redact",
+    "redact_headers",
+    "redact_fields",
+    NULL,
 };
 
 static void print_key(const char *key, const char *def, const char *help, void *ud)
@@ -718,7 +738,8 @@ static void usage(void)
            "Applies the requests that peer sites replicated (queue restspy.apply.NAME)\n"
            "to the local upstream, each exactly once: a message is acked only after\n"
            "its effect and its row in the store's `applied` ledger are committed.\n"
-           "Upstream 5xx/unreachable: retried with backoff, in order; 4xx: dead-lettered\n"
+           "Upstream 5xx, 408, 429 or unreachable: retried with backoff, in order;\n"
+           "other 4xx: dead-lettered\n"
            "to restspy.dead.NAME with the reason. SIGTERM/SIGINT stop it cleanly.\n"
            "Every option is also a config-file key and a RESTSPY_<KEY> variable.\n\n"
            "options:\n");
@@ -749,7 +770,8 @@ static int load_config(int argc, char **argv, char *const *envp, config **out)
         fprintf(stderr, "restspy replicate: %s\n", err);
         rc = 2;
     } else if (npos > 0) {
-        fprintf(stderr, "restspy replicate: unexpected argument '%s' (see restspy replicate --help)\n",
+        fprintf(stderr,
+                "restspy replicate: unexpected argument '%s' (see restspy replicate --help)\n",
                 argv[1 + pos[0]]);
         rc = 2;
     } else if (!cfg->amqp) {

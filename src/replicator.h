@@ -9,8 +9,8 @@
  * apply it with Idempotency-Key: <message_id>, X-Restspy-Replicated-From:
  * <origin> and the --set-header overrides; 2xx/3xx: capture it (origin
  * "replicated") and write the ledger row in one transaction, then ack; 4xx:
- * dead-letter with the status and a body excerpt, then ack; 5xx or
- * unreachable: retry with capped exponential backoff, keeping order and
+ * dead-letter with the status and a body excerpt, then ack; 5xx, 408, 429
+ * or unreachable: retry with capped exponential backoff, keeping order and
  * acking nothing meanwhile. Order: one message at a time by default; with
  * --concurrency N messages are partitioned by path, so requests to one
  * resource keep their order. Promises: a message is acked only after its

@@ -187,20 +187,22 @@ static void test_usage_errors(void **state)
     assert_int_equal(run_main(no_amqp), 2);
     const char *no_up[] = {"replicate", "--amqp", "amqp://127.0.0.1:1/", NULL};
     assert_int_equal(run_main(no_up), 2);
-    const char *store_off[] = {"replicate", "--amqp", "amqp://127.0.0.1:1/", "--upstream",
-                               "http://127.0.0.1:1", "--store", "off", NULL};
+    const char *store_off[] = {
+        "replicate", "--amqp", "amqp://127.0.0.1:1/", "--upstream", "http://127.0.0.1:1", "--store",
+        "off",       NULL};
     assert_int_equal(run_main(store_off), 2);
-    const char *bad_up[] = {"replicate", "--amqp", "amqp://127.0.0.1:1/", "--upstream",
-                            "ftp://x", NULL};
+    const char *bad_up[] = {"replicate",  "--amqp",  "amqp://127.0.0.1:1/",
+                            "--upstream", "ftp://x", NULL};
     assert_int_equal(run_main(bad_up), 2);
-    const char *extra[] = {"replicate", "--amqp", "amqp://127.0.0.1:1/", "--upstream",
-                           "http://127.0.0.1:1", "surplus", NULL};
+    const char *extra[] = {
+        "replicate", "--amqp", "amqp://127.0.0.1:1/", "--upstream", "http://127.0.0.1:1",
+        "surplus",   NULL};
     assert_int_equal(run_main(extra), 2);
     const char *unknown[] = {"replicate", "--no-such-flag", "1", NULL};
     assert_int_equal(run_main(unknown), 2);
-    const char *bad_store[] = {"replicate", "--amqp", "amqp://127.0.0.1:1/", "--upstream",
-                               "http://127.0.0.1:1", "--store", "sqlite:/nonexistent/dir/x.db",
-                               NULL};
+    const char *bad_store[] = {
+        "replicate",          "--amqp",  "amqp://127.0.0.1:1/",          "--upstream",
+        "http://127.0.0.1:1", "--store", "sqlite:/nonexistent/dir/x.db", NULL};
     assert_int_equal(run_main(bad_store), 1);
 }
 

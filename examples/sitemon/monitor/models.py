@@ -29,3 +29,21 @@ class Metric(models.Model):
 
     class Meta:
         ordering = ["recorded_at", "id"]
+
+
+class IdempotencyKey(models.Model):
+    """A request that carried an Idempotency-Key, and the answer it got.
+
+    restspy's replicator sends Idempotency-Key: <message id> with every write
+    it applies. A replicator killed after the app committed a write but
+    before restspy's ledger did will apply that message again; the app
+    recognizes the key and answers the stored response instead of writing
+    twice. The key row commits in the same transaction as the write."""
+
+    key = models.CharField(primary_key=True, max_length=200)
+    method = models.CharField(max_length=16)
+    path = models.CharField(max_length=2000)
+    status = models.IntegerField()
+    content_type = models.CharField(max_length=200, blank=True, default="")
+    body = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)

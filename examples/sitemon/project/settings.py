@@ -15,9 +15,11 @@ INSTALLED_APPS = [
     "monitor",
 ]
 
-# No middleware: no CSRF (it is an API), no sessions, no APPEND_SLASH
-# redirects, no security headers that would only add noise to comparisons.
-MIDDLEWARE = []
+# No CSRF (it is an API), no sessions, no APPEND_SLASH redirects, no
+# security headers that would only add noise to comparisons. Only
+# Idempotency-Key support, which restspy's replicator relies on for an
+# exactly-once effect (see monitor/idempotency.py).
+MIDDLEWARE = ["monitor.idempotency.IdempotencyMiddleware"]
 
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
