@@ -358,7 +358,8 @@ class Broker:
                 payload, enc = base64.b64encode(payload).decode(), "base64"
         else:
             enc = "string"
-        doc = self.api_ok("POST", "/api/exchanges/%s/%s/publish" % (self.q(vhost), self.q(exchange)),
+        path = "/api/exchanges/%s/%s/publish" % (self.q(vhost), self.q(exchange))
+        doc = self.api_ok("POST", path,
                           {"properties": properties or {}, "routing_key": routing_key,
                            "payload": payload, "payload_encoding": enc})
         return bool(doc and doc.get("routed"))

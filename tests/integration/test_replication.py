@@ -453,25 +453,21 @@ def parallel(fns):
 def delivered(writes, peer):
     """How many of the 2xx writes have their effect on peer: the site or
     metric exists, a status change is the site's status there (only the last
-    one per site is checkable: earlier ones are counted when it is)."""
+    one per site is checkable: the earlier ones count when it matches)."""
     sites, metrics = peer.keys()
-    last_status = {}
-    for kind, key, value in writes.ok:
-        if kind == "status":
-            last_status[key] = value
     n = 0
-    status_count = {}
+    last_status, status_writes = {}, {}
     for kind, key, value in writes.ok:
-        if kind == "status":
-            status_count[key] = status_count.get(key, 0) + 1
-    for kind, key, value in writes.ok:
-        if kind == "site" and key in sites:
-            n += 1
-        elif kind == "metric" and key in metrics:
-            n += 1
+        if kind == "site":
+            n += key in sites
+        elif kind == "metric":
+            n += key in metrics
+        elif kind == "status":
+            last_status[key] = value
+            status_writes[key] = status_writes.get(key, 0) + 1
     for slug, status in last_status.items():
         if sites.get(slug) == status:
-            n += status_count[slug]
+            n += status_writes[slug]
     return n
 
 

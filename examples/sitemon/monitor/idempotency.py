@@ -26,8 +26,10 @@ class IdempotencyMiddleware:
         try:
             with transaction.atomic():
                 response = self.get_response(request)
-                if response.status_code >= 500:
-                    # Not an answer worth keeping: roll the write back too.
+                if response.status_code >= 400:
+                    # Only successes are remembered: a refused write (4xx)
+                    # may succeed once its cause is fixed (restspy
+                    # replication dead --retry), and a 5xx is no answer.
                     transaction.set_rollback(True)
                     return response
                 IdempotencyKey.objects.create(
