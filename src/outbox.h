@@ -23,10 +23,10 @@ typedef struct outbox outbox;
 typedef struct outbox_options {
     const char *amqp_url;
     const char *node;
-    int queue_type;          /* QUEUE_* (declares this node's topology too) */
+    int queue_type; /* QUEUE_* (declares this node's topology too) */
     unsigned heartbeat_s;
-    unsigned max_in_flight;  /* unconfirmed publishes at once (default 256) */
-    uint64_t retry_min_ms;   /* reconnect backoff */
+    unsigned max_in_flight; /* unconfirmed publishes at once (default 256) */
+    uint64_t retry_min_ms;  /* reconnect backoff */
     uint64_t retry_max_ms;
 } outbox_options;
 

@@ -38,8 +38,7 @@ void repl_msg_free(repl_msg *m);
  * named by Connection), Host, Content-Length, Transfer-Encoding, Expect, and
  * those in drop (NULL-terminated lower-case names; may be NULL). The
  * content_type is the request's Content-Type. Not signed yet. */
-repl_msg *repl_msg_from_record(const record *r, const char *origin, buf *body,
-                               char *const *drop);
+repl_msg *repl_msg_from_record(const record *r, const char *origin, buf *body, char *const *drop);
 
 /* <origin>.<METHOD>.<path segments joined by '.'>: empty segments are
  * skipped; '.', '*' and '#' inside a segment become '_' (they are special in

@@ -95,8 +95,8 @@ typedef struct store_outbox_row {
 
 /* Reads up to max unpublished rows with seq > after_seq, in seq order, on a
  * read connection (never blocks the writer). *n gets the count. */
-int store_outbox_fetch(store *s, int64_t after_seq, size_t max, store_outbox_row *rows,
-                       size_t *n, char *err, size_t errlen);
+int store_outbox_fetch(store *s, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
+                       char *err, size_t errlen);
 void store_outbox_rows_free(store_outbox_row *rows, size_t n);
 
 /* Blocks until the writer has committed an outbox row with seq > after_seq,
@@ -122,13 +122,13 @@ typedef struct store_repl_stats {
     int64_t oldest_unpublished_us; /* created_at of the oldest, 0 = none */
     int64_t last_confirmed_us;     /* 0 = never */
     char last_confirmed_id[UUID7_STR_LEN + 1];
-    int64_t published;      /* counters.published */
-    int64_t not_replicated; /* counters.not_replicated (body too large, ...) */
-    int64_t applied;        /* rows in `applied` */
-    int64_t last_applied_us;/* applied_at of the newest ledger row, 0 = none */
+    int64_t published;           /* counters.published */
+    int64_t not_replicated;      /* counters.not_replicated (body too large, ...) */
+    int64_t applied;             /* rows in `applied` */
+    int64_t last_applied_us;     /* applied_at of the newest ledger row, 0 = none */
     int64_t last_applied_msg_us; /* time of that message (from its UUIDv7 id) */
-    int64_t deduplicated;   /* counters.deduplicated */
-    int64_t dead_lettered;  /* counters.dead_lettered */
+    int64_t deduplicated;        /* counters.deduplicated */
+    int64_t dead_lettered;       /* counters.dead_lettered */
 } store_repl_stats;
 
 /* Reads the figures above (read connection). 0 or -1 with err. */
