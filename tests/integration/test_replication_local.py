@@ -1,0 +1,109 @@
+"""Replication on the proxy side, without a broker (amqp points at a closed
+port): what enters the outbox, what is skipped and why, and that a broker
+that is down never delays or fails a client request, even with sync
+durability."""
+import json
+import os
+import sqlite3
+import time
+import unittest
+
+import harness
+from harness import App, Proxy, run_cli
+
+
+class ReplicationLocal(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = harness.make_tmpdir("repllocal")
+        cls.app = App(cls.tmp).start()
+        dead = harness.free_port()  # nothing listens here: the broker is "down"
+        cls.proxy = Proxy(cls.tmp, cls.app.url, log=False, args=[
+            "--amqp", "amqp://guest:guest@127.0.0.1:%d/" % dead, "--node", "sitea",
+            "--secret", "s3cret", "--replicate-max-body", "1K",
+            "--retry-min", "50ms", "--retry-max", "200ms"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proxy.running:
+            cls.proxy.stop()
+        cls.app.stop()
+        harness.remove_tmpdir(cls.tmp)
+
+    def outbox(self):
+        con = sqlite3.connect(self.proxy.db_path, timeout=10)
+        try:
+            return con.execute("select message_id, method, target, origin, signature, body"
+                               " from outbox order by seq").fetchall()
+        finally:
+            con.close()
+
+    def post_site(self, slug, padding=0):
+        # The app ignores unknown fields: padding makes a large valid body.
+        body = json.dumps({"slug": slug, "name": "N", "url": "http://%s.test/" % slug,
+                           "status": "up", "padding": "x" * padding}).encode()
+        t0 = time.monotonic()
+        r = self.proxy.request("POST", "/api/sites/", body=body,
+                               headers={"Content-Type": "application/json"})
+        return r, time.monotonic() - t0
+
+    def test_1_writes_enter_the_outbox_while_the_broker_is_down(self):
+        r, took = self.post_site("lyon")
+        self.assertEqual(r.status, 201)
+        self.assertLess(took, 5.0, "a down broker must not delay the client")
+        self.proxy.request("GET", "/api/sites/lyon/")  # not a write: not replicated
+        rows = self.proxy.wait_rows(2)
+        by_method = {row["method"]: row for row in rows}
+        self.assertEqual(by_method["POST"]["replication"], "queued")
+        self.assertIsNone(by_method["GET"]["replication"])
+        ob = self.outbox()
+        self.assertEqual(len(ob), 1)
+        mid, method, target, origin, sig, body = ob[0]
+        self.assertEqual(mid, by_method["POST"]["id"])
+        self.assertEqual((method, target, origin), ("POST", "/api/sites/", "sitea"))
+        self.assertRegex(sig, r"^[0-9a-f]{64}$")
+        self.assertEqual(json.loads(body)["slug"], "lyon")
+        st = self.proxy.stats()["replication"]
+        self.assertFalse(st["connected"])
+        self.assertEqual(st["outbox_depth"], 1)
+        self.assertTrue(st["last_error"])
+
+    def test_2_body_over_replicate_max_body_is_skipped_and_counted(self):
+        r, _ = self.post_site("nice", padding=2048)
+        self.assertEqual(r.status, 201)
+        rows = self.proxy.wait_rows(1, "path = ? and method = 'POST' and req_body_size > 1024",
+                                    ("/api/sites/",))
+        self.assertEqual(rows[0]["replication"], "skipped: body over replicate_max_body")
+        self.assertEqual(len(self.outbox()), 1)  # only test 1's message
+        harness.wait_until(lambda: self.proxy.stats()["replication"]["not_replicated"] == 1)
+        p = run_cli(["replication", "status", "--store", "sqlite:" + self.proxy.db_path,
+                     "--json"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["not_replicated"], 1)
+        self.assertEqual(doc["outbox_depth"], 1)
+
+    def test_3_flag_off_stops_new_requests_entering_the_outbox(self):
+        self.proxy.admin("PUT", "/flags", body=json.dumps({"replicate": False}).encode())
+        try:
+            self.assertFalse(self.proxy.stats()["flags"]["replicate"])
+            r, _ = self.post_site("metz")
+            self.assertEqual(r.status, 201)
+            rows = self.proxy.wait_rows(1, "method = 'POST' and CAST(req_body AS TEXT) like ?",
+                                        ("%metz%",))
+            self.assertIsNone(rows[0]["replication"])
+            self.assertEqual(len(self.outbox()), 1)
+        finally:
+            self.proxy.admin("PUT", "/flags", body=json.dumps({"replicate": True}).encode())
+
+    def test_4_client_errors_are_not_replicated(self):
+        r = self.proxy.request("POST", "/api/sites/", body=b"{not json",
+                               headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 400)
+        rows = self.proxy.wait_rows(1, "status = 400 and method = 'POST'")
+        self.assertIsNone(rows[0]["replication"])
+        self.assertEqual(len(self.outbox()), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
