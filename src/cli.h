@@ -15,4 +15,16 @@ int cli_show(int argc, char **argv, char *const *envp);
  * requeued out of the broker's restspy.dead.<node> queue. */
 int cli_replication(int argc, char **argv, char *const *envp);
 
+/* `restspy replay`: replays requests from the store (the `requests` filters),
+ * a HAR file or a JSON lines file against --target and compares the answers
+ * with the recorded ones (compare.h, report.h). Exit code: 0 all matched, 1
+ * mismatches, 2 could not run (or no answers). */
+int cli_replay(int argc, char **argv, char *const *envp);
+
+/* `restspy export --har FILE | --jsonl FILE | --curl` with the `requests`
+ * filters; `restspy import --har FILE` stores a HAR's entries as records
+ * (origin "imported"). */
+int cli_export(int argc, char **argv, char *const *envp);
+int cli_import(int argc, char **argv, char *const *envp);
+
 #endif

@@ -10,17 +10,14 @@
  * replicator's ledger makes that harmless). */
 #include "cli.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "cliutil.h"
 #include "config.h"
 #include "mq.h"
 #include "repl_msg.h"
@@ -28,74 +25,6 @@
 #include "util.h"
 
 #define CONFIRM_WAIT_MS 10000 /* how long a retry waits for the broker's confirms */
-
-static void errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void errorf(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "restspy replication %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* Matches argv[*i] against --name VALUE or --name=VALUE (as cli_requests.c).
- * 1 matched, 0 not this flag, -1 the value is missing (reported). */
-static int flag_value(const char *cmd, int argc, char **argv, int *i, const char *name,
-                      const char **val)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        errorf(cmd, "%s needs a value", name);
-        return -1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
-/* Loads the config from --config / RESTSPY_CONFIG / the environment plus the
- * given flags (pairs of name, value; value NULL = not given), so that
- * precedence and validation are config_load's. Returns 0, or the exit code
- * after reporting. */
-static int load_config(const char *cmd, char *const *envp, const char *const *flags, size_t nflags,
-                       config **out)
-{
-    char *av[16];
-    int ac = 0;
-    for (size_t i = 0; i + 1 < nflags && ac + 2 <= 16; i += 2) {
-        if (!flags[i + 1])
-            continue;
-        av[ac++] = (char *)flags[i];
-        av[ac++] = (char *)flags[i + 1];
-    }
-    char err[512];
-    if (config_load(out, ac, av, envp, NULL, NULL, err, sizeof err) != 0) {
-        errorf(cmd, "%s", err);
-        return 2;
-    }
-    return 0;
-}
-
-/* Local time of us as "YYYY-MM-DD HH:MM:SS". */
-static void fmt_local(int64_t us, char *out, size_t len)
-{
-    time_t t = (time_t)(us / 1000000);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    if (strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-        snprintf(out, len, "-");
-}
 
 /* A duration in µs as "850ms", "12.3s", "4m05s", "3h12m", "2d04h". */
 static void fmt_age(int64_t us, char *out, size_t len)
@@ -115,33 +44,14 @@ static void fmt_age(int64_t us, char *out, size_t len)
         snprintf(out, len, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
 }
 
-/* Appends s with control bytes as \xHH, so broker-supplied text (a reason
- * quoting an upstream body) cannot drive the terminal. */
+/* Appends s (NULL: "-") with control bytes as \xHH, so broker-supplied text
+ * (a reason quoting an upstream body) cannot drive the terminal. */
 static void append_safe(buf *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    if (!s) {
+    if (s)
+        cliutil_append_safe(b, s, strlen(s), false);
+    else
         buf_append_char(b, '-');
-        return;
-    }
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f) {
-            char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-            buf_append(b, e, 4);
-        } else {
-            buf_append_char(b, (char)c);
-        }
-    }
-}
-
-static int flush_stdout(const char *cmd)
-{
-    if (fflush(stdout) != 0) {
-        errorf(cmd, "cannot write output: %s", strerror(errno));
-        return 1;
-    }
-    return 0;
 }
 
 /* ---- status ---- */
@@ -210,7 +120,7 @@ static void when(int64_t us, int64_t now, char *out, size_t len)
         return;
     }
     char t[32], a[32];
-    fmt_local(us, t, sizeof t);
+    cliutil_fmt_local(us, false, t, sizeof t, NULL);
     fmt_age(now - us, a, sizeof a);
     snprintf(out, len, "%s (%s ago)", t, a);
 }
@@ -250,69 +160,40 @@ static void print_status_text(const store_repl_stats *st, int64_t now)
 
 static int cmd_status(int argc, char **argv, char *const *envp)
 {
-    static const char cmd[] = "status";
-    const char *store_url = NULL, *config_file = NULL;
-    bool json = false;
+    static const char cmd[] = "replication status";
+    cliutil_read_opts ro = {0};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
         int m;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if (cliutil_is_help(argv[i])) {
             fputs(status_usage, stdout);
             return 0;
         }
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-            continue;
-        }
-        if ((m = flag_value(cmd, argc, argv, &i, "--store", &store_url)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file))) {
+        if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro))) {
             if (m < 0)
                 return 2;
             continue;
         }
-        if (a[0] == '-')
-            errorf(cmd, "unknown option %s (see restspy replication status --help)", a);
-        else
-            errorf(cmd, "unexpected argument '%s' (see restspy replication status --help)", a);
-        return 2;
+        return cliutil_bad_arg(cmd, argv[i]);
     }
 
-    const char *flags[] = {"--config", config_file, "--store", store_url};
-    config *c = NULL;
-    int rc = load_config(cmd, envp, flags, 4, &c);
+    store *s = NULL;
+    int rc = cliutil_open_store(cmd, &ro, envp, "there are no replication figures", &s);
     if (rc)
         return rc;
-    if (!c->store || strcmp(c->store, "off") == 0) {
-        errorf(cmd, "the store is off (store = off): there are no replication figures");
-        config_unref(c);
-        return 1;
-    }
-    store_options o = {0};
-    o.url = c->store;
-    o.queue_max = 1;
-    o.batch_max = 1;
-    o.busy_timeout_ms = c->busy_timeout_ms;
-    o.read_only = true;
     char err[512];
-    store *s = store_open(&o, err, sizeof err);
-    config_unref(c);
-    if (!s) {
-        errorf(cmd, "%s", err);
-        return 1;
-    }
     store_repl_stats st;
     rc = store_repl_stats_get(s, &st, err, sizeof err);
     store_close(s);
     if (rc != 0) {
-        errorf(cmd, "%s", err);
+        cliutil_errorf(cmd, "%s", err);
         return 1;
     }
     int64_t now = util_now_us();
-    if (json)
+    if (ro.json)
         print_status_json(&st, now);
     else
         print_status_text(&st, now);
-    return flush_stdout(cmd);
+    return cliutil_flush_stdout(cmd);
 }
 
 /* ---- dead ---- */
@@ -407,7 +288,7 @@ static void print_dead_table(const deadlist *l)
         const dead *d = &l->v[i];
         const repl_msg *m = d->ev.msg;
         char t[32];
-        fmt_local(m->timestamp * 1000000, t, sizeof t);
+        cliutil_fmt_local(m->timestamp * 1000000, false, t, sizeof t, NULL);
         buf id = BUF_INIT, origin = BUF_INIT, method = BUF_INIT, target = BUF_INIT,
             reason = BUF_INIT;
         append_safe(&id, m->id[0] ? m->id : NULL);
@@ -485,13 +366,13 @@ static int republish(mq *m, deadlist *l, const char *queue, char *err, size_t er
 
 static int cmd_dead(int argc, char **argv, char *const *envp)
 {
-    static const char cmd[] = "dead";
+    static const char cmd[] = "replication dead";
     const char *amqp = NULL, *node = NULL, *config_file = NULL, *retry_id = NULL;
     bool json = false, all = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if (cliutil_is_help(a)) {
             fputs(dead_usage, stdout);
             return 0;
         }
@@ -503,36 +384,32 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
             all = true;
             continue;
         }
-        if ((m = flag_value(cmd, argc, argv, &i, "--amqp", &amqp)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--node", &node)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--retry", &retry_id))) {
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--amqp", &amqp)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--node", &node)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--config", &config_file)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--retry", &retry_id))) {
             if (m < 0)
                 return 2;
             continue;
         }
-        if (a[0] == '-')
-            errorf(cmd, "unknown option %s (see restspy replication dead --help)", a);
-        else
-            errorf(cmd, "unexpected argument '%s' (see restspy replication dead --help)", a);
-        return 2;
+        return cliutil_bad_arg(cmd, a);
     }
     if (retry_id && all) {
-        errorf(cmd, "--retry and --all exclude each other");
+        cliutil_errorf(cmd, "--retry and --all exclude each other");
         return 2;
     }
     if (retry_id && !*retry_id) {
-        errorf(cmd, "bad value for --retry: empty");
+        cliutil_errorf(cmd, "bad value for --retry: empty");
         return 2;
     }
 
     const char *flags[] = {"--config", config_file, "--amqp", amqp, "--node", node};
     config *c = NULL;
-    int rc = load_config(cmd, envp, flags, 6, &c);
+    int rc = cliutil_config_load(cmd, envp, flags, 6, &c);
     if (rc)
         return rc;
     if (!c->amqp || !*c->amqp) {
-        errorf(cmd, "no broker: give --amqp URL (or amqp in the config, RESTSPY_AMQP)");
+        cliutil_errorf(cmd, "no broker: give --amqp URL (or amqp in the config, RESTSPY_AMQP)");
         config_unref(c);
         return 2;
     }
@@ -542,7 +419,7 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
     unsigned hb = (unsigned)(c->amqp_heartbeat_ms / 1000);
     mq *m = mq_connect(c->amqp, hb, "restspy replication dead", err, sizeof err);
     if (!m) {
-        errorf(cmd, "%s", err);
+        cliutil_errorf(cmd, "%s", err);
         config_unref(c);
         return 1;
     }
@@ -555,7 +432,7 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
         mq_event ev;
         int got = mq_get(m, dead_q, &ev, err, sizeof err);
         if (got < 0) {
-            errorf(cmd, "%s", err);
+            cliutil_errorf(cmd, "%s", err);
             rc = 1;
             goto out;
         }
@@ -572,10 +449,10 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
     if (retry_id) {
         long k = find_dead(&l, retry_id);
         if (k == -2) {
-            errorf(cmd, "id prefix %s is ambiguous", retry_id);
+            cliutil_errorf(cmd, "id prefix %s is ambiguous", retry_id);
             rc = 1;
         } else if (k < 0) {
-            errorf(cmd, "no dead letter with id %s in %s", retry_id, dead_q);
+            cliutil_errorf(cmd, "no dead letter with id %s in %s", retry_id, dead_q);
             rc = 1;
         } else {
             l.v[k].retry = true;
@@ -592,7 +469,7 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
          * the republish while confirming it. */
         if (mq_declare_topology(m, c->node, c->queue_type, err, sizeof err) < 0 ||
             republish(m, &l, apply_q, err, sizeof err) < 0) {
-            errorf(cmd, "%s", err);
+            cliutil_errorf(cmd, "%s", err);
             rc = 1;
         }
     }
@@ -605,7 +482,7 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
                                          : mq_reject(m, d->ev.tag, true, err, sizeof err);
         if (r < 0) {
             if (rc == 0)
-                errorf(cmd, "%s", err);
+                cliutil_errorf(cmd, "%s", err);
             rc = 1;
             break;
         }
@@ -624,7 +501,7 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
         for (size_t i = 0; i < l.len; i++)
             if (l.v[i].retry && l.v[i].confirmed)
                 fprintf(stderr, "retried %s: republished to %s\n", l.v[i].ev.msg->id, apply_q);
-    if (flush_stdout(cmd))
+    if (cliutil_flush_stdout(cmd))
         rc = 1;
 out:
     deadlist_free(&l);
@@ -644,12 +521,12 @@ static const char usage[] =
 int cli_replication(int argc, char **argv, char *const *envp)
 {
     if (argc < 2) {
-        fprintf(stderr, "restspy replication: missing subcommand: status or dead (see restspy "
-                        "replication --help)\n");
+        cliutil_errorf("replication",
+                       "missing subcommand: status or dead (see restspy replication --help)");
         return 2;
     }
     const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0 || strcmp(sub, "help") == 0) {
+    if (cliutil_is_help(sub) || strcmp(sub, "help") == 0) {
         fputs(usage, stdout);
         return 0;
     }
@@ -657,7 +534,6 @@ int cli_replication(int argc, char **argv, char *const *envp)
         return cmd_status(argc - 1, argv + 1, envp);
     if (strcmp(sub, "dead") == 0)
         return cmd_dead(argc - 1, argv + 1, envp);
-    fprintf(stderr, "restspy replication: unknown subcommand '%s' (expected status or dead)\n",
-            sub);
+    cliutil_errorf("replication", "unknown subcommand '%s' (expected status or dead)", sub);
     return 2;
 }

@@ -9,7 +9,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,115 +17,19 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "config.h"
+#include "cliutil.h"
 #include "record.h"
 #include "store.h"
 #include "util.h"
 
 #define DEFAULT_LIMIT 100
 
-/* ---- shared ---- */
-
-static void errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void errorf(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "restspy %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* Matches argv[*i] against --name (value in the next argument) or
- * --name=value. 1 matched (*val set, *i advanced past a separate value),
- * 0 not this flag, -1 the value is missing (reported). */
-static int flag_value(const char *cmd, int argc, char **argv, int *i, const char *name,
-                      const char **val)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        errorf(cmd, "%s needs a value", name);
-        return -1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
-/* Opens the store named by --store / --config / RESTSPY_STORE / the config
- * file, read-only. Returns 0, or the exit code after reporting. */
-static int open_store(const char *cmd, const char *store_url, const char *config_file,
-                      char *const *envp, store **out)
-{
-    static char config_flag[] = "--config", store_flag[] = "--store";
-    char *av[4];
-    int ac = 0;
-    char err[512];
-    /* config_load does precedence (file < env < flags) and validation; only
-     * the two flags it knows are passed to it. */
-    if (config_file) {
-        av[ac++] = config_flag;
-        av[ac++] = (char *)config_file;
-    }
-    if (store_url) {
-        av[ac++] = store_flag;
-        av[ac++] = (char *)store_url;
-    }
-    config *c = NULL;
-    if (config_load(&c, ac, av, envp, NULL, NULL, err, sizeof err) != 0) {
-        errorf(cmd, "%s", err);
-        return 2;
-    }
-    if (!c->store || strcmp(c->store, "off") == 0) {
-        errorf(cmd, "the store is off (store = off): nothing was persisted");
-        config_unref(c);
-        return 1;
-    }
-    store_options o = {0};
-    o.url = c->store;
-    o.queue_max = 1;
-    o.batch_max = 1;
-    o.busy_timeout_ms = c->busy_timeout_ms;
-    o.read_only = true;
-    *out = store_open(&o, err, sizeof err);
-    config_unref(c);
-    if (!*out) {
-        errorf(cmd, "%s", err);
-        return 1;
-    }
-    return 0;
-}
-
-/* Appends s[0..n) with control bytes (and DEL) as \xHH; newline and tab are
- * kept when multiline. */
-static void append_safe(buf *b, const char *s, size_t n, bool multiline)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f) {
-            char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-            buf_append(b, e, 4);
-        } else {
-            buf_append_char(b, (char)c);
-        }
-    }
-}
+/* ---- printing what came off the wire ---- */
 
 static void put_safe(FILE *f, const char *s, size_t n, bool multiline)
 {
     buf b = BUF_INIT;
-    append_safe(&b, s, n, multiline);
+    cliutil_append_safe(&b, s, n, multiline);
     if (b.len)
         fwrite(b.data, 1, b.len, f);
     buf_free(&b);
@@ -135,28 +38,6 @@ static void put_safe(FILE *f, const char *s, size_t n, bool multiline)
 static void put_safe_str(FILE *f, const char *s)
 {
     put_safe(f, s ? s : "-", s ? strlen(s) : 1, false);
-}
-
-/* Local time of us as "YYYY-MM-DD HH:MM:SS.mmm"; *today tells whether the
- * date is today's (so the table can show the time alone). */
-static void fmt_local(int64_t us, char *out, size_t len, bool *today)
-{
-    time_t t = (time_t)(us / 1000000);
-    int ms = (int)((us % 1000000) / 1000);
-    if (us < 0 && us % 1000000) {
-        t--;
-        ms = (int)((us % 1000000 + 1000000) / 1000);
-    }
-    struct tm tm, now_tm;
-    time_t now = time(NULL);
-    localtime_r(&t, &tm);
-    localtime_r(&now, &now_tm);
-    if (today)
-        *today = tm.tm_year == now_tm.tm_year && tm.tm_yday == now_tm.tm_yday;
-    char tmp[24];
-    if (strftime(tmp, sizeof tmp, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-        tmp[0] = '\0';
-    snprintf(out, len, "%s.%03d", tmp, ms);
 }
 
 /* ---- `restspy requests` ---- */
@@ -269,6 +150,20 @@ static int parse_time(const char *s, int64_t now_us, int64_t *out)
     return 0;
 }
 
+/* parse_time for the value v of flag (--since, --until). 0, or -1 after
+ * reporting. */
+static int time_value(const char *cmd, const char *flag, const char *v, int64_t now_us,
+                      int64_t *out)
+{
+    if (parse_time(v, now_us, out) == 0)
+        return 0;
+    cliutil_errorf(cmd,
+                   "bad value for %s: '%s' (expected 2026-11-27T05:00:00Z, 2026-11-27 or an age "
+                   "like 10m)",
+                   flag, v);
+    return -1;
+}
+
 /* "5xx", "404" or "200-299". 0 or -1. */
 static int parse_status(const char *s, int *lo, int *hi)
 {
@@ -312,11 +207,11 @@ typedef struct rowlist {
     bool json;
 } rowlist;
 
-/* A copy of s that is safe to print (see append_safe). */
+/* A copy of s that is safe to print (see cliutil_append_safe). */
 static char *safe_dup(const char *s)
 {
     buf b = BUF_INIT;
-    append_safe(&b, s, strlen(s), false);
+    cliutil_append_safe(&b, s, strlen(s), false);
     return buf_detach(&b);
 }
 
@@ -335,17 +230,17 @@ static int collect_row(const record *r, void *ud)
         w->json = buf_detach(&b);
         return 0;
     }
-    fmt_local(r->started_at_us, w->time, sizeof w->time, &w->today);
+    cliutil_fmt_local(r->started_at_us, true, w->time, sizeof w->time, &w->today);
     memcpy(w->id, r->id, sizeof w->id);
     w->method = safe_dup(r->method ? r->method : "-");
     w->status = r->status;
     w->duration_us = r->duration_us;
     buf t = BUF_INIT;
     const char *path = r->path ? r->path : "-";
-    append_safe(&t, path, strlen(path), false);
+    cliutil_append_safe(&t, path, strlen(path), false);
     if (r->query) {
         buf_append_char(&t, '?');
-        append_safe(&t, r->query, strlen(r->query), false);
+        cliutil_append_safe(&t, r->query, strlen(r->query), false);
     }
     w->target = buf_detach(&t);
     w->error = r->error ? safe_dup(r->error) : NULL;
@@ -475,108 +370,86 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
 int cli_requests(int argc, char **argv, char *const *envp)
 {
     static const char cmd[] = "requests";
-    const char *store_url = NULL, *config_file = NULL, *v;
+    const char *v;
+    cliutil_read_opts ro = {0};
     store_query q = {0};
     int64_t limit = DEFAULT_LIMIT;
-    bool json = false;
     int64_t now = util_now_us();
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if (cliutil_is_help(a)) {
             fputs(requests_usage, stdout);
             return 0;
         }
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-            continue;
-        }
-        if ((m = flag_value(cmd, argc, argv, &i, "--store", &store_url)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--method", &q.method)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--path", &q.path_glob)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--origin", &q.origin)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--node", &q.node))) {
+        if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--method", &q.method)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--path", &q.path_glob)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--origin", &q.origin)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--node", &q.node))) {
             if (m < 0)
                 return 2;
             continue;
         }
-        if ((m = flag_value(cmd, argc, argv, &i, "--status", &v))) {
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--status", &v))) {
             if (m < 0)
                 return 2;
             if (parse_status(v, &q.status_min, &q.status_max) < 0) {
-                errorf(cmd, "bad value for --status: '%s' (expected 5xx, 404 or 200-299)", v);
+                cliutil_errorf(cmd, "bad value for --status: '%s' (expected 5xx, 404 or 200-299)",
+                               v);
                 return 2;
             }
             continue;
         }
-        if ((m = flag_value(cmd, argc, argv, &i, "--since", &v))) {
-            if (m < 0)
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--since", &v))) {
+            if (m < 0 || time_value(cmd, "--since", v, now, &q.since_us) < 0)
                 return 2;
-            if (parse_time(v, now, &q.since_us) < 0) {
-                errorf(cmd,
-                       "bad value for --since: '%s' (expected 2026-11-27T05:00:00Z, "
-                       "2026-11-27 or an age like 10m)",
-                       v);
-                return 2;
-            }
             continue;
         }
-        if ((m = flag_value(cmd, argc, argv, &i, "--until", &v))) {
-            if (m < 0)
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--until", &v))) {
+            if (m < 0 || time_value(cmd, "--until", v, now, &q.until_us) < 0)
                 return 2;
-            if (parse_time(v, now, &q.until_us) < 0) {
-                errorf(cmd,
-                       "bad value for --until: '%s' (expected 2026-11-27T05:00:00Z, "
-                       "2026-11-27 or an age like 10m)",
-                       v);
-                return 2;
-            }
             continue;
         }
-        if ((m = flag_value(cmd, argc, argv, &i, "--limit", &v))) {
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--limit", &v))) {
             if (m < 0)
                 return 2;
             char *end;
             errno = 0;
             long long n = strtoll(v, &end, 10);
             if (errno || end == v || *end || n < 0) {
-                errorf(cmd, "bad value for --limit: '%s' (expected a number, 0 = all)", v);
+                cliutil_errorf(cmd, "bad value for --limit: '%s' (expected a number, 0 = all)", v);
                 return 2;
             }
             limit = n;
             continue;
         }
-        if (a[0] == '-')
-            errorf(cmd, "unknown option %s (see restspy requests --help)", a);
-        else
-            errorf(cmd, "unexpected argument '%s' (see restspy requests --help)", a);
-        return 2;
+        return cliutil_bad_arg(cmd, a);
     }
     if (q.method && !*q.method) {
-        errorf(cmd, "bad value for --method: empty");
+        cliutil_errorf(cmd, "bad value for --method: empty");
         return 2;
     }
 
     store *s = NULL;
-    int rc = open_store(cmd, store_url, config_file, envp, &s);
+    int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);
     if (rc)
         return rc;
     /* "The newest N, oldest first": fetch newest first, print reversed. */
     q.limit = limit;
     q.newest_first = limit > 0;
     rowlist l = {0};
-    l.json = json;
+    l.json = ro.json;
     char err[512];
     if (store_query_each(s, &q, collect_row, &l, err, sizeof err) != 0) {
-        errorf(cmd, "%s", err);
+        cliutil_errorf(cmd, "%s", err);
         rowlist_free(&l);
         store_close(s);
         return 1;
     }
     store_close(s);
-    if (json) {
+    if (ro.json) {
         for (size_t k = 0; k < l.len; k++)
             puts(l.v[q.newest_first ? l.len - 1 - k : k].json);
     } else if (l.len) {
@@ -585,11 +458,7 @@ int cli_requests(int argc, char **argv, char *const *envp)
         fprintf(stderr, "no matching requests\n");
     }
     rowlist_free(&l);
-    if (fflush(stdout) != 0) {
-        errorf(cmd, "cannot write output: %s", strerror(errno));
-        return 1;
-    }
-    return 0;
+    return cliutil_flush_stdout(cmd);
 }
 
 /* ---- `restspy show` ---- */
@@ -660,7 +529,7 @@ static void show_headers(const record_headers *h)
 static void show_record(const record *r)
 {
     char t[40];
-    fmt_local(r->started_at_us, t, sizeof t, NULL);
+    cliutil_fmt_local(r->started_at_us, true, t, sizeof t, NULL);
     char tz[16] = "";
     time_t secs = (time_t)(r->started_at_us / 1000000);
     struct tm tm;
@@ -718,42 +587,35 @@ static void show_record(const record *r)
 int cli_show(int argc, char **argv, char *const *envp)
 {
     static const char cmd[] = "show";
-    const char *store_url = NULL, *config_file = NULL, *id = NULL;
-    bool json = false;
+    const char *id = NULL;
+    cliutil_read_opts ro = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if (cliutil_is_help(a)) {
             fputs(show_usage, stdout);
             return 0;
         }
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-            continue;
-        }
-        if ((m = flag_value(cmd, argc, argv, &i, "--store", &store_url)) ||
-            (m = flag_value(cmd, argc, argv, &i, "--config", &config_file))) {
+        if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro))) {
             if (m < 0)
                 return 2;
             continue;
         }
-        if (a[0] == '-') {
-            errorf(cmd, "unknown option %s (see restspy show --help)", a);
-            return 2;
-        }
+        if (a[0] == '-')
+            return cliutil_bad_arg(cmd, a);
         if (id) {
-            errorf(cmd, "unexpected argument '%s' (one ID only)", a);
+            cliutil_errorf(cmd, "unexpected argument '%s' (one ID only)", a);
             return 2;
         }
         id = a;
     }
     if (!id) {
-        errorf(cmd, "missing request ID (see restspy show --help)");
+        cliutil_errorf(cmd, "missing request ID (see restspy show --help)");
         return 2;
     }
 
     store *s = NULL;
-    int rc = open_store(cmd, store_url, config_file, envp, &s);
+    int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);
     if (rc)
         return rc;
     record *r = NULL;
@@ -761,14 +623,14 @@ int cli_show(int argc, char **argv, char *const *envp)
     int found = store_get(s, id, &r, err, sizeof err);
     store_close(s);
     if (found < 0) {
-        errorf(cmd, "%s", err);
+        cliutil_errorf(cmd, "%s", err);
         return 1;
     }
     if (found == 0) {
-        errorf(cmd, "no request with id %s", id);
+        cliutil_errorf(cmd, "no request with id %s", id);
         return 1;
     }
-    if (json) {
+    if (ro.json) {
         buf b = BUF_INIT;
         record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &b);
         json_t *j = json_loadb(b.data, b.len, JSON_ALLOW_NUL, NULL);
@@ -781,9 +643,5 @@ int cli_show(int argc, char **argv, char *const *envp)
         show_record(r);
     }
     record_free(r);
-    if (fflush(stdout) != 0) {
-        errorf(cmd, "cannot write output: %s", strerror(errno));
-        return 1;
-    }
-    return 0;
+    return cliutil_flush_stdout(cmd);
 }

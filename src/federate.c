@@ -12,13 +12,13 @@
 #include "federate.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "cliutil.h"
 #include "config.h"
 #include "httpc.h"
 #include "mq.h"
@@ -81,40 +81,6 @@ typedef struct fed {
     bool print;
     httpc *http;
 } fed;
-
-static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void errorf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("restspy " CMD ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* Same flag forms as the other commands: --name value or --name=value.
- * 1 matched, 0 not this flag, -1 value missing (reported). */
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        errorf("%s needs a value", name);
-        return -1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
 
 /* ---- text helpers ---- */
 
@@ -274,11 +240,13 @@ static int parse_mgmt(fed *f, const char *url)
     if (strncmp(url, "http://", 7) == 0) {
         p = url + 7;
     } else if (strncmp(url, "https://", 8) == 0) {
-        errorf("bad value for --mgmt: https is not supported; use the plain http listener "
-               "(e.g. http://user:pass@host:15672)");
+        cliutil_errorf(CMD,
+                       "bad value for --mgmt: https is not supported; use the plain http listener "
+                       "(e.g. http://user:pass@host:15672)");
         return -1;
     } else {
-        errorf("bad value for --mgmt: '%s' (expected http://user:pass@host:15672)", url);
+        cliutil_errorf(CMD, "bad value for --mgmt: '%s' (expected http://user:pass@host:15672)",
+                       url);
         return -1;
     }
     size_t authlen = strcspn(p, "/?#");
@@ -289,7 +257,7 @@ static int parse_mgmt(fed *f, const char *url)
     const char *host = at ? at + 1 : p;
     size_t hostlen = authlen - (size_t)(host - p);
     if (hostlen == 0) {
-        errorf("bad value for --mgmt: '%s' has no host", url);
+        cliutil_errorf(CMD, "bad value for --mgmt: '%s' has no host", url);
         return -1;
     }
     if (at) {
@@ -339,20 +307,22 @@ static int add_peer(fed *f, const char *arg)
 {
     const char *eq = strchr(arg, '=');
     if (!eq) {
-        errorf("bad value for --peer: '%s' (expected NAME=amqp://user:pass@host:5672)", arg);
+        cliutil_errorf(CMD, "bad value for --peer: '%s' (expected NAME=amqp://user:pass@host:5672)",
+                       arg);
         return -1;
     }
     char *name = xstrndup(arg, (size_t)(eq - arg));
     const char *uri = eq + 1;
     if (!valid_name(name)) {
-        errorf("bad peer name '%s' (letters, digits, '-' and '_', at most 64)", name);
+        cliutil_errorf(CMD, "bad peer name '%s' (letters, digits, '-' and '_', at most 64)", name);
         free(name);
         return -1;
     }
     bool amqp = strncmp(uri, "amqp://", 7) == 0 && uri[7];
     bool amqps = strncmp(uri, "amqps://", 8) == 0 && uri[8];
     if (!amqp && !amqps) {
-        errorf("bad URL for peer %s: '%s' (expected amqp://user:pass@host:5672)", name, uri);
+        cliutil_errorf(CMD, "bad URL for peer %s: '%s' (expected amqp://user:pass@host:5672)", name,
+                       uri);
         free(name);
         return -1;
     }
@@ -367,7 +337,7 @@ static int add_peer(fed *f, const char *arg)
         ulen--;
     for (size_t i = 0; i < f->npeers; i++) {
         if (strcmp(f->peers[i].name, name) == 0) {
-            errorf("peer %s is given twice", name);
+            cliutil_errorf(CMD, "peer %s is given twice", name);
             free(name);
             return -1;
         }
@@ -497,7 +467,7 @@ static int api_send(fed *f, const char *method, const char *path, const char *bo
                            sizeof err);
     record_headers_free(&h);
     if (rc != 0) {
-        errorf("%s %s%s: %s", method, f->base, path, err);
+        cliutil_errorf(CMD, "%s %s%s: %s", method, f->base, path, err);
         httpc_response_free(&r);
         return -1;
     }
@@ -513,7 +483,8 @@ static int api_send(fed *f, const char *method, const char *path, const char *bo
             hint = " (no such vhost: create it or give --vhost)";
         else if (strstr(ex, "inequivalent arg"))
             hint = " (it was declared differently before: delete it or keep its settings)";
-        errorf("%s %s: %d %s%s", method, path, r.status, *ex ? ex : "(empty answer)", hint);
+        cliutil_errorf(CMD, "%s %s: %d %s%s", method, path, r.status, *ex ? ex : "(empty answer)",
+                       hint);
         free(ex);
         httpc_response_free(&r);
         return -1;
@@ -545,7 +516,7 @@ static int ensure_binding(fed *f, const char *ex, const char *q, const char *key
     httpc_response_free(&r);
     bool present = false;
     if (!json_is_array(list)) {
-        errorf("GET %s: the answer is not a JSON list", path);
+        cliutil_errorf(CMD, "GET %s: the answer is not a JSON list", path);
         json_decref(list);
         free(path);
         return -1;
@@ -579,7 +550,7 @@ static int run_api(fed *f, const call *ex, size_t nex, const call *qs, size_t nq
     char err[256];
     f->http = httpc_new(f->auth_url, API_TIMEOUT_MS, err, sizeof err);
     if (!f->http) {
-        errorf("bad value for --mgmt: %s", err);
+        cliutil_errorf(CMD, "bad value for --mgmt: %s", err);
         return 2;
     }
     /* The vhost first: its absence would otherwise show up as a puzzling
@@ -718,28 +689,12 @@ static void run_print(const fed *f, const call *ex, size_t nex, const call *qs, 
 static int load_settings(const char *config_file, const char *node, const char *qtype,
                          char *const *envp, config **out)
 {
-    static char config_flag[] = "--config", node_flag[] = "--node", qt_flag[] = "--queue-type";
-    char *av[6];
-    int ac = 0;
-    if (config_file) {
-        av[ac++] = config_flag;
-        av[ac++] = (char *)config_file;
-    }
-    if (node) {
-        av[ac++] = node_flag;
-        av[ac++] = (char *)node;
-    }
-    if (qtype) {
-        av[ac++] = qt_flag;
-        av[ac++] = (char *)qtype;
-    }
-    char err[512];
-    if (config_load(out, ac, av, envp, NULL, NULL, err, sizeof err) != 0) {
-        errorf("%s", err);
+    const char *flags[] = {"--config", config_file, "--node", node, "--queue-type", qtype};
+    if (cliutil_config_load(CMD, envp, flags, 6, out) != 0)
         return 2;
-    }
     if (!(*out)->node || !valid_name((*out)->node)) {
-        errorf("no usable node name ('%s'): give --node NAME", (*out)->node ? (*out)->node : "");
+        cliutil_errorf(CMD, "no usable node name ('%s'): give --node NAME",
+                       (*out)->node ? (*out)->node : "");
         config_unref(*out);
         *out = NULL;
         return 2;
@@ -758,7 +713,7 @@ int federate_main(int argc, char **argv, char *const *envp)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if (cliutil_is_help(a)) {
             fputs(usage_text, stdout);
             rc = 0;
             goto out;
@@ -767,32 +722,29 @@ int federate_main(int argc, char **argv, char *const *envp)
             f.print = true;
             continue;
         }
-        if ((m = flag_value(argc, argv, &i, "--mgmt", &mgmt)) ||
-            (m = flag_value(argc, argv, &i, "--node", &node)) ||
-            (m = flag_value(argc, argv, &i, "--queue-type", &qtype)) ||
-            (m = flag_value(argc, argv, &i, "--vhost", &f.vhost)) ||
-            (m = flag_value(argc, argv, &i, "--config", &config_file))) {
+        if ((m = cliutil_flag_value(CMD, argc, argv, &i, "--mgmt", &mgmt)) ||
+            (m = cliutil_flag_value(CMD, argc, argv, &i, "--node", &node)) ||
+            (m = cliutil_flag_value(CMD, argc, argv, &i, "--queue-type", &qtype)) ||
+            (m = cliutil_flag_value(CMD, argc, argv, &i, "--vhost", &f.vhost)) ||
+            (m = cliutil_flag_value(CMD, argc, argv, &i, "--config", &config_file))) {
             if (m < 0)
                 goto out;
             continue;
         }
-        if ((m = flag_value(argc, argv, &i, "--peer", &v))) {
+        if ((m = cliutil_flag_value(CMD, argc, argv, &i, "--peer", &v))) {
             if (m < 0 || add_peer(&f, v) != 0)
                 goto out;
             continue;
         }
-        if (a[0] == '-')
-            errorf("unknown option %s (see restspy federate --help)", a);
-        else
-            errorf("unexpected argument '%s' (see restspy federate --help)", a);
+        cliutil_bad_arg(CMD, a);
         goto out;
     }
     if (!mgmt) {
-        errorf("--mgmt URL is required (see restspy federate --help)");
+        cliutil_errorf(CMD, "--mgmt URL is required (see restspy federate --help)");
         goto out;
     }
     if (!*f.vhost) {
-        errorf("bad value for --vhost: empty");
+        cliutil_errorf(CMD, "bad value for --vhost: empty");
         goto out;
     }
     if (parse_mgmt(&f, mgmt) != 0)
@@ -804,7 +756,8 @@ int federate_main(int argc, char **argv, char *const *envp)
     rc = 2;
     for (size_t i = 0; i < f.npeers; i++) {
         if (strcmp(f.peers[i].name, f.node) == 0) {
-            errorf("peer %s is this node: a site does not federate from itself", f.node);
+            cliutil_errorf(CMD, "peer %s is this node: a site does not federate from itself",
+                           f.node);
             goto out;
         }
     }
@@ -846,7 +799,7 @@ int federate_main(int argc, char **argv, char *const *envp)
     for (size_t i = 0; i < 2; i++)
         call_free(&qs[i]);
     if (fflush(stdout) != 0 && rc == 0) {
-        errorf("cannot write output");
+        cliutil_errorf(CMD, "cannot write output");
         rc = 1;
     }
 out:

@@ -3,6 +3,7 @@
 #include "repl_msg.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -260,6 +261,302 @@ int record_headers_from_json(record_headers *h, const char *json, size_t len)
 out:
     json_decref(root);
     return rc;
+}
+
+/* ---- JSON back into a record ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil): timegm() would do, but it is not in C11 and depends on the
+ * process' TZ handling. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int take_digits(const char **p, int n, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (unsigned)(c - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+/* RFC 3339 ("2026-11-27T05:46:18.123456Z", any number of fraction digits,
+ * "Z" or "+01:00") to µs since the epoch. Foreign files (HAR from Firefox)
+ * use offsets, hence more than what append_rfc3339 writes. 0 or -1. */
+static int parse_rfc3339(const char *s, int64_t *out)
+{
+    unsigned y, mo, d, h, mi, sec, oh = 0, om = 0;
+    const char *p = s;
+    if (take_digits(&p, 4, &y) || *p++ != '-' || take_digits(&p, 2, &mo) || *p++ != '-' ||
+        take_digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
+        return -1;
+    p++;
+    if (take_digits(&p, 2, &h) || *p++ != ':' || take_digits(&p, 2, &mi) || *p++ != ':' ||
+        take_digits(&p, 2, &sec))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    unsigned frac = 0;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        for (; *p >= '0' && *p <= '9'; p++, n++)
+            if (n < 6)
+                frac = frac * 10 + (unsigned)(*p - '0');
+        if (n == 0)
+            return -1;
+        for (; n < 6; n++)
+            frac *= 10;
+    }
+    int sign = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p++ == '+' ? 1 : -1;
+        if (take_digits(&p, 2, &oh) || *p++ != ':' || take_digits(&p, 2, &om) || oh > 23 || om > 59)
+            return -1;
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec;
+    t -= sign * ((int64_t)oh * 3600 + (int64_t)om * 60);
+    *out = t * 1000000 + frac;
+    return 0;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes standard (or URL-safe) base64 into out, ignoring whitespace (MIME
+ * line breaks) and tolerating missing padding. 0, or -1 on other bytes. */
+static int b64_decode(const char *s, size_t n, buf *out)
+{
+    buf_reserve(out, n / 4 * 3 + 3);
+    unsigned acc = 0;
+    int bits = 0;
+    size_t i = 0;
+    for (; i < n && s[i] != '='; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+            continue;
+        int v = b64_value(c);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf_append_char(out, (char)((acc >> bits) & 0xff));
+        }
+    }
+    for (; i < n; i++)
+        if (s[i] != '=' && s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return -1;
+    return 0;
+}
+
+/* Copies member k of o into *dst: a string, or null/absent for NULL. */
+static int json_take_str(json_t *o, const char *k, char **dst, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "%s: expected a string or null", k);
+        return -1;
+    }
+    free(*dst);
+    *dst = xstrndup(json_string_value(v), json_string_length(v));
+    return 0;
+}
+
+static int json_take_int(json_t *o, const char *k, int64_t *dst, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v)) {
+        snprintf(err, errlen, "%s: expected an integer", k);
+        return -1;
+    }
+    *dst = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+static int json_take_size(json_t *o, const char *k, uint64_t *dst, char *err, size_t errlen)
+{
+    int64_t v = (int64_t)*dst;
+    if (json_take_int(o, k, &v, err, errlen))
+        return -1;
+    if (v < 0) {
+        snprintf(err, errlen, "%s: negative size", k);
+        return -1;
+    }
+    *dst = (uint64_t)v;
+    return 0;
+}
+
+static int json_take_bool(json_t *o, const char *k, bool *dst, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        snprintf(err, errlen, "%s: expected true or false", k);
+        return -1;
+    }
+    *dst = json_is_true(v);
+    return 0;
+}
+
+static int json_take_headers(json_t *o, const char *k, record_headers *h, char *err, size_t errlen)
+{
+    json_t *a = json_object_get(o, k);
+    if (!a || json_is_null(a))
+        return 0;
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    if (!json_is_array(a))
+        goto bad;
+    for (size_t i = 0; i < n; i++) {
+        json_t *pair = json_array_get(a, i);
+        json_t *hn = json_array_get(pair, 0), *hv = json_array_get(pair, 1);
+        if (!json_is_array(pair) || json_array_size(pair) != 2 || !json_is_string(hn) ||
+            !json_is_string(hv))
+            goto bad;
+        record_headers_add(h, json_string_value(hn), json_string_length(hn), json_string_value(hv),
+                           json_string_length(hv));
+    }
+    return 0;
+bad:
+    snprintf(err, errlen, "%s: expected [[name, value], ...]", k);
+    return -1;
+}
+
+/* Body from "<k>" (text) or "<k>_b64" (base64); sets *size from "<k>_size"
+ * or, when that is absent, the body length. */
+static int json_take_body(json_t *o, const char *k, buf *body, uint64_t *size, char *err,
+                          size_t errlen)
+{
+    char kb[32];
+    snprintf(kb, sizeof kb, "%s_b64", k);
+    json_t *t = json_object_get(o, k), *b = json_object_get(o, kb);
+    if (t && !json_is_null(t)) {
+        if (!json_is_string(t)) {
+            snprintf(err, errlen, "%s: expected a string", k);
+            return -1;
+        }
+        buf_append(body, json_string_value(t), json_string_length(t));
+    } else if (b && !json_is_null(b)) {
+        if (!json_is_string(b) ||
+            b64_decode(json_string_value(b), json_string_length(b), body) != 0) {
+            snprintf(err, errlen, "%s: not valid base64", kb);
+            return -1;
+        }
+    }
+    snprintf(kb, sizeof kb, "%s_size", k);
+    *size = body->len;
+    return json_take_size(o, kb, size, err, errlen);
+}
+
+record *record_from_json(const char *json, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(json, len, JSON_ALLOW_NUL, &jerr);
+    if (!o) {
+        snprintf(err, errlen, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
+        return NULL;
+    }
+    record *r = xcalloc(1, sizeof *r);
+    /* Records read from files are replay cases: HTTP/1.1 unless told. */
+    r->http_minor = 1;
+    r->upstream_us = -1;
+    int64_t minor = 1, status = 0;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "not a JSON object");
+        goto fail;
+    }
+    v = json_object_get(o, "id");
+    if (!v || json_is_null(v)) {
+        uuid7_generate(r->id);
+    } else if (json_is_string(v) && json_string_length(v) == UUID7_STR_LEN) {
+        memcpy(r->id, json_string_value(v), UUID7_STR_LEN + 1);
+    } else {
+        snprintf(err, errlen, "id: expected a %d-character UUID", UUID7_STR_LEN);
+        goto fail;
+    }
+    v = json_object_get(o, "started_at");
+    if (v) {
+        if (json_take_int(o, "started_at", &r->started_at_us, err, errlen))
+            goto fail;
+    } else if ((v = json_object_get(o, "time")) != NULL) {
+        if (!json_is_string(v) || parse_rfc3339(json_string_value(v), &r->started_at_us)) {
+            snprintf(err, errlen, "time: expected an RFC 3339 time");
+            goto fail;
+        }
+    }
+    if (json_take_int(o, "duration_us", &r->duration_us, err, errlen) ||
+        json_take_int(o, "upstream_us", &r->upstream_us, err, errlen) ||
+        json_take_int(o, "status", &status, err, errlen) ||
+        json_take_int(o, "http_minor", &minor, err, errlen))
+        goto fail;
+    if (status < 0 || status > 999 || minor < 0 || minor > 9) {
+        snprintf(err, errlen, "%s: out of range",
+                 status < 0 || status > 999 ? "status" : "http_minor");
+        goto fail;
+    }
+    r->status = (int)status;
+    r->http_minor = (int)minor;
+    if (json_take_str(o, "node", &r->node, err, errlen) ||
+        json_take_str(o, "client_addr", &r->client_addr, err, errlen) ||
+        json_take_str(o, "method", &r->method, err, errlen) ||
+        json_take_str(o, "scheme", &r->scheme, err, errlen) ||
+        json_take_str(o, "host", &r->host, err, errlen) ||
+        json_take_str(o, "path", &r->path, err, errlen) ||
+        json_take_str(o, "query", &r->query, err, errlen) ||
+        json_take_str(o, "rule", &r->rule, err, errlen) ||
+        json_take_str(o, "origin", &r->origin, err, errlen) ||
+        json_take_str(o, "error", &r->error, err, errlen) ||
+        json_take_str(o, "replication", &r->replication, err, errlen) ||
+        json_take_bool(o, "req_truncated", &r->req_truncated, err, errlen) ||
+        json_take_bool(o, "resp_truncated", &r->resp_truncated, err, errlen) ||
+        json_take_headers(o, "req_headers", &r->req_headers, err, errlen) ||
+        json_take_headers(o, "resp_headers", &r->resp_headers, err, errlen) ||
+        json_take_body(o, "req_body", &r->req_body, &r->req_body_size, err, errlen) ||
+        json_take_body(o, "resp_body", &r->resp_body, &r->resp_body_size, err, errlen))
+        goto fail;
+    json_decref(o);
+    return r;
+fail:
+    json_decref(o);
+    record_free(r);
+    return NULL;
 }
 
 /* ---- combined ---- */

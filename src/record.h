@@ -95,6 +95,11 @@ void record_to_json(const record *r, unsigned flags, buf *out);
  * client - - [27/Nov/2026:05:46:18 +0000] "GET /p?q HTTP/1.1" 200 123 "referer" "ua" */
 void record_to_combined(const record *r, buf *out);
 
+/* Parses what record_to_json wrote (any flags) back into a new record, or
+ * NULL with err. Unknown members are ignored; "time" is not needed when
+ * "started_at" is there. */
+record *record_from_json(const char *json, size_t len, char *err, size_t errlen);
+
 /* Headers as the JSON text stored in the req_headers/resp_headers columns:
  * [["Name","value"],...]. */
 void record_headers_to_json(const record_headers *h, buf *out);

@@ -351,13 +351,19 @@ def wait_http(port, path, timeout=10.0, headers=None, proc=None, ok=(200,)):
 
 
 class App:
-    """The sitemon sample app on a free port with its own database."""
+    """The sitemon sample app on a free port with its own database.
+    env: extra environment (e.g. {"SITEMON_VARIANT": "1"}, the changed build
+    of examples/sitemon/README.md); db_from: a database file copied (see
+    copy_db) as this app's database before it starts, so that several apps
+    can start from the same state."""
 
-    def __init__(self, tmpdir, name="app"):
+    def __init__(self, tmpdir, name="app", env=None, db_from=None):
         self.tmpdir = tmpdir
         self.name = name
         self.port = None
         self.proc = None
+        self.env = dict(env or {})
+        self.db_from = db_from
         self.db_path = os.path.join(tmpdir, name + ".db")
         self.out_path = os.path.join(tmpdir, name + ".out")
 
@@ -367,11 +373,15 @@ class App:
 
     def start(self):
         self.port = free_port()
+        if self.db_from is not None:
+            copy_db(self.db_from, self.db_path)
         out = open(self.out_path, "ab")
+        env = dict(self.env)
+        env["SITEMON_DB"] = self.db_path
         self.proc = subprocess.Popen(
             [python_bin(), os.path.join(APP_DIR, "server.py"), "127.0.0.1:%d" % self.port],
             cwd=APP_DIR, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            env=clean_env({"SITEMON_DB": self.db_path}))
+            env=clean_env(env))
         out.close()
         if not wait_http(self.port, "/api/status/200/", timeout=30, proc=self.proc):
             self.stop()
@@ -582,6 +592,22 @@ def rows(db_path, where="", params=()):
             raise
     finally:
         con.close()
+
+
+def copy_db(src, dst):
+    """Copies the SQLite database src to dst (replaced) with SQLite's online
+    backup, which is consistent even while another process has src open."""
+    if os.path.exists(dst):
+        os.unlink(dst)
+    a = sqlite3.connect(src, timeout=10)
+    try:
+        b = sqlite3.connect(dst)
+        try:
+            a.backup(b)
+        finally:
+            b.close()
+    finally:
+        a.close()
 
 
 def wait_rows(db_path, n, where="", params=(), timeout=5.0):

@@ -588,6 +588,13 @@ class ReplicationCase(unittest.TestCase):
                                        "x-restspy-reason")) for m in dead],
                              "dead letters on %s" % s.node)
 
+    def assertLedger(self, peer, n, timeout=15):
+        """The app may already show a write whose ledger row is still on its
+        way (apply, then ledger commit, then ack): wait for the ledger to
+        reach n rows, then require exactly n."""
+        wait_until(lambda: len(peer.ledger()) >= n, timeout=timeout, interval=0.1)
+        self.assertEqual(n, len(peer.ledger()))
+
     def assertOutboxDrained(self, *sites):
         for s in sites:
             self.assertTrue(wait_until(lambda: s.outbox_depth() == 0, timeout=20),
@@ -618,8 +625,8 @@ class Replication(ReplicationCase):
         self.assertEqual(w, d)
         self.assertEqual(0, x)
         # One ledger row per peer write, nothing else, on each side.
-        self.assertEqual(wa.count(), len(b.ledger()))
-        self.assertEqual(wb.count(), len(a.ledger()))
+        self.assertLedger(b, wa.count())
+        self.assertLedger(a, wb.count())
         self.assertEqual({"a"}, {o for o, _ in b.ledger().values()})
         self.assertEqual(wa.count(), len(a.queued()))
         self.assertOutboxDrained(a, b)
@@ -676,7 +683,7 @@ class Replication(ReplicationCase):
         self.assertEqual(writes.count(), d)
         self.assertEqual(0, x)
         self.assertConverged([a, b])
-        self.assertEqual(writes.count(), len(b.ledger()))
+        self.assertLedger(b, writes.count())
         self.assertOutboxDrained(a)
         self.assertNoDeadLetters(a, b)
 
@@ -719,7 +726,7 @@ class Replication(ReplicationCase):
         figures(3, writes.count(), d, x, " failed_during_kill=%d" % len(writes.failed))
         self.assertEqual(writes.count(), d, "writes answered 2xx did not reach B")
         self.assertEqual(0, x)
-        self.assertEqual(len(queued), len(b.ledger()))
+        self.assertLedger(b, len(queued))
         self.assertEqual(queued, set(b.ledger()))
         self.assertOutboxDrained(a)
         self.assertNoDeadLetters(b)
@@ -767,7 +774,7 @@ class Replication(ReplicationCase):
         # again, and only an app that honours Idempotency-Key (as restspy
         # asks: docs/replication.md) turns that into a single effect.
         self.assertEqual(0, x, "\n".join(why))
-        self.assertEqual(writes.count(), len(b.ledger()))
+        self.assertLedger(b, writes.count())
         self.assertEqual(3 * 3, len(snap["sites"]))
         self.assertEqual(3 * 3 * 15, len(snap["metrics"]))
         self.assertNoDeadLetters(b)
@@ -828,7 +835,7 @@ class Replication(ReplicationCase):
                                                  if m in b.ledger())))
         self.assertEqual(writes.count(), d)
         self.assertEqual(0, x)
-        self.assertEqual(writes.count(), len(b.ledger()))
+        self.assertLedger(b, writes.count())
         self.assertEqual(2, broker.depth(b.dead_queue))
 
     def test_7_rejected_write_dead_lettered_and_retried(self):

@@ -1,7 +1,6 @@
 /* Unit tests for mq against a real RabbitMQ node that the test starts itself
- * (Debian's rabbitmq-server scripts, run directly as in
- * tests/integration/rabbit.py), on a free port of 5701-5704. Skipped when
- * the broker is not installed. */
+ * (rmq_testnode.h) on a free port of 5701-5704. Skipped when the broker is
+ * not installed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,235 +8,35 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "mq.h"
 #include "repl_msg.h"
+#include "rmq_testnode.h"
+#include "testutil.h"
 #include "util.h"
-
-/* ---- a broker of our own (the same helper is in test_outbox.c) ---- */
-
-#ifndef RMQ_SERVER /* overridable to check the skip path */
-#define RMQ_SERVER "/usr/lib/rabbitmq/bin/rabbitmq-server"
-#endif
-#define RMQ_CTL "/usr/lib/rabbitmq/bin/rabbitmqctl"
-
-typedef struct broker {
-    pid_t pid; /* the rabbitmq-server script, leader of its process group */
-    int port;
-    char node[32];
-    char dir[64];
-    char url[96];
-} broker;
-
-static bool port_free(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Runs rabbitmqctl -n node args...; its exit status, or -1. */
-static int run_ctl(const broker *b, const char *a1, const char *a2, const char *a3)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        char log[96];
-        snprintf(log, sizeof log, "%s/ctl.log", b->dir);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(RMQ_CTL, "rabbitmqctl", "-n", b->node, a1, a2, a3, (char *)NULL);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Starts the node; wipe = start from an empty data directory. */
-static int broker_start(broker *b, bool wipe)
-{
-    if (wipe) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s/mnesia %s/log", b->dir, b->dir, b->dir);
-        if (system(cmd) != 0)
-            return -1;
-        char path[128];
-        snprintf(path, sizeof path, "%s/enabled_plugins", b->dir);
-        FILE *f = fopen(path, "w");
-        if (!f)
-            return -1;
-        fputs("[].\n", f);
-        fclose(f);
-        snprintf(path, sizeof path, "%s/rabbitmq.conf", b->dir);
-        f = fopen(path, "w");
-        if (!f)
-            return -1;
-        fprintf(f, "listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n", b->port);
-        fclose(f);
-    }
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setsid();
-        char v[160];
-        snprintf(v, sizeof v, "%s/stdout.log", b->dir);
-        int fd = open(v, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        setenv("RABBITMQ_NODENAME", b->node, 1);
-        snprintf(v, sizeof v, "%d", b->port);
-        setenv("RABBITMQ_NODE_PORT", v, 1);
-        snprintf(v, sizeof v, "%d", b->port + 20000);
-        setenv("RABBITMQ_DIST_PORT", v, 1);
-#define DIRENV(var, fmt)                                                                           \
-    snprintf(v, sizeof v, fmt, b->dir);                                                            \
-    setenv(var, v, 1)
-        DIRENV("RABBITMQ_MNESIA_BASE", "%s/mnesia");
-        DIRENV("RABBITMQ_LOG_BASE", "%s/log");
-        DIRENV("RABBITMQ_FEATURE_FLAGS_FILE", "%s/feature_flags");
-        DIRENV("RABBITMQ_ENABLED_PLUGINS_FILE", "%s/enabled_plugins");
-        DIRENV("RABBITMQ_CONFIG_FILE", "%s/rabbitmq");
-        DIRENV("RABBITMQ_PID_FILE", "%s/pid");
-#undef DIRENV
-        execl(RMQ_SERVER, "rabbitmq-server", (char *)NULL);
-        _exit(127);
-    }
-    b->pid = pid;
-    /* await_startup fails at once until the node has registered with epmd. */
-    int64_t until = util_mono_us() + 90 * 1000000LL;
-    while (util_mono_us() < until) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "broker %s exited during startup (see %s/stdout.log)\n", b->node,
-                    b->dir);
-            b->pid = 0;
-            return -1;
-        }
-        if (run_ctl(b, "await_startup", "--timeout", "60") == 0)
-            return 0;
-        sleep_ms(500);
-    }
-    fprintf(stderr, "broker %s did not start (see %s)\n", b->node, b->dir);
-    return -1;
-}
-
-static void broker_stop(broker *b)
-{
-    if (b->pid <= 0)
-        return;
-    run_ctl(b, "stop", NULL, NULL);
-    int64_t until = util_mono_us() + 20 * 1000000LL;
-    int st;
-    while (waitpid(b->pid, &st, WNOHANG) == 0) {
-        if (util_mono_us() > until) {
-            kill(-b->pid, SIGKILL);
-            waitpid(b->pid, &st, 0);
-            break;
-        }
-        sleep_ms(100);
-    }
-    b->pid = 0;
-}
-
-/* Picks a free slot of this helper's range (AMQP 5701-5704, dist +20000,
- * node names mqA..mqD) starting with `prefer`, and starts a fresh node. */
-static int broker_init(broker *b, int prefer)
-{
-    memset(b, 0, sizeof *b);
-    for (int k = 0; k < 4; k++) {
-        int i = (prefer + k) % 4;
-        if (port_free(5701 + i) && port_free(25701 + i)) {
-            b->port = 5701 + i;
-            snprintf(b->node, sizeof b->node, "mq%c@localhost", 'A' + i);
-            snprintf(b->dir, sizeof b->dir, "/tmp/rmq-test-mq%c", 'A' + i);
-            snprintf(b->url, sizeof b->url, "amqp://guest:guest@127.0.0.1:%d/", b->port);
-            return broker_start(b, true);
-        }
-    }
-    fprintf(stderr, "no free broker port in 5701-5704\n");
-    return -1;
-}
 
 /* ---- fixtures ---- */
 
-static broker B;
-static bool have_broker;
-
-/* A hung test must not leave a broker behind (meson kills it at 120 s):
- * the watchdog takes the node down first. kill and _exit are
- * async-signal-safe. */
-static void watchdog(int sig)
-{
-    (void)sig;
-    if (B.pid > 0) {
-        kill(-B.pid, SIGCONT);
-        kill(-B.pid, SIGKILL);
-    }
-    _exit(3);
-}
+static rmq_testnode B;
 
 static int group_setup(void **state)
 {
     (void)state;
-    if (access(RMQ_SERVER, X_OK) != 0)
-        return 0;
-    signal(SIGALRM, watchdog);
-    alarm(115);
-    if (broker_init(&B, 0) < 0) {
-        broker_stop(&B);
-        return -1;
-    }
-    have_broker = true;
-    return 0;
+    return rmq_testnode_group_setup(&B, 0);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    broker_stop(&B);
-    alarm(0);
-    return 0;
+    return rmq_testnode_group_teardown(&B);
 }
 
-#define NEED_BROKER()                                                                              \
-    do {                                                                                           \
-        if (!have_broker) {                                                                        \
-            print_message("rabbitmq-server is not installed (" RMQ_SERVER "): skipped\n");         \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_BROKER() RMQ_TESTNODE_NEED(&B)
 
 static mq *conn(void)
 {
@@ -349,14 +148,11 @@ static void test_refused(void **state)
 {
     (void)state;
     /* A port that is bound but not listening refuses at once. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t al = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &al);
+    int fd;
+    int port = testutil_refusing_port(&fd);
+    assert_true(port > 0);
     char url[96], err[256] = "";
-    snprintf(url, sizeof url, "amqp://127.0.0.1:%d/", ntohs(a.sin_port));
+    snprintf(url, sizeof url, "amqp://127.0.0.1:%d/", port);
     int64_t t0 = util_mono_us();
     assert_null(mq_connect(url, 10, "t", err, sizeof err));
     assert_true(util_mono_us() - t0 < 3000000);
@@ -535,7 +331,7 @@ static void test_reject_and_dead(void **state)
     for (int i = 0; i < 50 && r == 0; i++) {
         r = mq_get(m, "restspy.dead.dl", &ev, err, sizeof err);
         if (r == 0)
-            sleep_ms(100);
+            testutil_sleep_ms(100);
     }
     assert_int_equal(r, 1);
     assert_int_equal(ev.kind, MQ_DELIVERY);
@@ -553,7 +349,7 @@ static void test_reject_and_dead(void **state)
     for (int i = 0; i < 50 && r == 0; i++) {
         r = mq_get(m, "restspy.dead.dl", &ev, err, sizeof err);
         if (r == 0)
-            sleep_ms(100);
+            testutil_sleep_ms(100);
     }
     assert_int_equal(r, 1);
     assert_same_msg(msg, ev.msg);
@@ -574,7 +370,7 @@ static void test_reject_and_dead(void **state)
     for (int i = 0; i < 50 && r == 0; i++) {
         r = mq_get(m, "restspy.apply.dl", &ev, err, sizeof err);
         if (r == 0)
-            sleep_ms(100);
+            testutil_sleep_ms(100);
     }
     assert_int_equal(r, 1);
     assert_same_msg(msg, ev.msg);
@@ -613,7 +409,7 @@ static void test_quorum(void **state)
     for (int i = 0; i < 50 && r == 0; i++) {
         r = mq_get(m, "restspy.dead.q1", &ev, err, sizeof err);
         if (r == 0)
-            sleep_ms(100);
+            testutil_sleep_ms(100);
     }
     assert_int_equal(r, 1);
     assert_same_msg(msg, ev.msg);

@@ -1,5 +1,5 @@
 /* Unit tests for outbox: a real SQLite store in /tmp and a real RabbitMQ node
- * started by the test (as in test_mq.c) on a free port of 5701-5704. Rows
+ * started by the test (rmq_testnode.h) on a free port of 5701-5704. Rows
  * submitted with r->outbox reach restspy.requests in order and leave the
  * outbox once confirmed; a broker stopped mid-way and restarted, a broker
  * that nacks, and a broker that is not there lose nothing. Skipped when the
@@ -13,19 +13,12 @@
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -33,226 +26,33 @@
 #include "outbox.h"
 #include "record.h"
 #include "repl_msg.h"
+#include "rmq_testnode.h"
 #include "store.h"
+#include "testutil.h"
 #include "util.h"
-
-/* ---- a broker of our own (the same helper is in test_mq.c) ---- */
-
-#ifndef RMQ_SERVER /* overridable to check the skip path */
-#define RMQ_SERVER "/usr/lib/rabbitmq/bin/rabbitmq-server"
-#endif
-#define RMQ_CTL "/usr/lib/rabbitmq/bin/rabbitmqctl"
-
-typedef struct broker {
-    pid_t pid; /* the rabbitmq-server script, leader of its process group */
-    int port;
-    char node[32];
-    char dir[64];
-    char url[96];
-} broker;
-
-static bool port_free(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Runs rabbitmqctl -n node args...; its exit status, or -1. */
-static int run_ctl(const broker *b, const char *a1, const char *a2, const char *a3)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        char log[96];
-        snprintf(log, sizeof log, "%s/ctl.log", b->dir);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(RMQ_CTL, "rabbitmqctl", "-n", b->node, a1, a2, a3, (char *)NULL);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Starts the node; wipe = start from an empty data directory. */
-static int broker_start(broker *b, bool wipe)
-{
-    if (wipe) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s/mnesia %s/log", b->dir, b->dir, b->dir);
-        if (system(cmd) != 0)
-            return -1;
-        char path[128];
-        snprintf(path, sizeof path, "%s/enabled_plugins", b->dir);
-        FILE *f = fopen(path, "w");
-        if (!f)
-            return -1;
-        fputs("[].\n", f);
-        fclose(f);
-        snprintf(path, sizeof path, "%s/rabbitmq.conf", b->dir);
-        f = fopen(path, "w");
-        if (!f)
-            return -1;
-        fprintf(f, "listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n", b->port);
-        fclose(f);
-    }
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setsid();
-        char v[160];
-        snprintf(v, sizeof v, "%s/stdout.log", b->dir);
-        int fd = open(v, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        setenv("RABBITMQ_NODENAME", b->node, 1);
-        snprintf(v, sizeof v, "%d", b->port);
-        setenv("RABBITMQ_NODE_PORT", v, 1);
-        snprintf(v, sizeof v, "%d", b->port + 20000);
-        setenv("RABBITMQ_DIST_PORT", v, 1);
-#define DIRENV(var, fmt)                                                                           \
-    snprintf(v, sizeof v, fmt, b->dir);                                                            \
-    setenv(var, v, 1)
-        DIRENV("RABBITMQ_MNESIA_BASE", "%s/mnesia");
-        DIRENV("RABBITMQ_LOG_BASE", "%s/log");
-        DIRENV("RABBITMQ_FEATURE_FLAGS_FILE", "%s/feature_flags");
-        DIRENV("RABBITMQ_ENABLED_PLUGINS_FILE", "%s/enabled_plugins");
-        DIRENV("RABBITMQ_CONFIG_FILE", "%s/rabbitmq");
-        DIRENV("RABBITMQ_PID_FILE", "%s/pid");
-#undef DIRENV
-        execl(RMQ_SERVER, "rabbitmq-server", (char *)NULL);
-        _exit(127);
-    }
-    b->pid = pid;
-    /* await_startup fails at once until the node has registered with epmd. */
-    int64_t until = util_mono_us() + 90 * 1000000LL;
-    while (util_mono_us() < until) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "broker %s exited during startup (see %s/stdout.log)\n", b->node,
-                    b->dir);
-            b->pid = 0;
-            return -1;
-        }
-        if (run_ctl(b, "await_startup", "--timeout", "60") == 0)
-            return 0;
-        sleep_ms(500);
-    }
-    fprintf(stderr, "broker %s did not start (see %s)\n", b->node, b->dir);
-    return -1;
-}
-
-static void broker_stop(broker *b)
-{
-    if (b->pid <= 0)
-        return;
-    run_ctl(b, "stop", NULL, NULL);
-    int64_t until = util_mono_us() + 20 * 1000000LL;
-    int st;
-    while (waitpid(b->pid, &st, WNOHANG) == 0) {
-        if (util_mono_us() > until) {
-            kill(-b->pid, SIGKILL);
-            waitpid(b->pid, &st, 0);
-            break;
-        }
-        sleep_ms(100);
-    }
-    b->pid = 0;
-}
-
-/* Picks a free slot of this helper's range (AMQP 5701-5704, dist +20000,
- * node names mqA..mqD) starting with `prefer`, and starts a fresh node. */
-static int broker_init(broker *b, int prefer)
-{
-    memset(b, 0, sizeof *b);
-    for (int k = 0; k < 4; k++) {
-        int i = (prefer + k) % 4;
-        if (port_free(5701 + i) && port_free(25701 + i)) {
-            b->port = 5701 + i;
-            snprintf(b->node, sizeof b->node, "mq%c@localhost", 'A' + i);
-            snprintf(b->dir, sizeof b->dir, "/tmp/rmq-test-mq%c", 'A' + i);
-            snprintf(b->url, sizeof b->url, "amqp://guest:guest@127.0.0.1:%d/", b->port);
-            return broker_start(b, true);
-        }
-    }
-    fprintf(stderr, "no free broker port in 5701-5704\n");
-    return -1;
-}
 
 /* ---- fixtures ---- */
 
-static broker B;
-static bool have_broker;
-
-/* A hung test must not leave a broker behind (meson kills it at 120 s):
- * the watchdog takes the node down first. kill and _exit are
- * async-signal-safe. */
-static void watchdog(int sig)
-{
-    (void)sig;
-    if (B.pid > 0) {
-        kill(-B.pid, SIGCONT);
-        kill(-B.pid, SIGKILL);
-    }
-    _exit(3);
-}
+static rmq_testnode B;
 
 static int group_setup(void **state)
 {
     (void)state;
-    if (access(RMQ_SERVER, X_OK) != 0)
-        return 0;
-    signal(SIGALRM, watchdog);
-    alarm(115);
-    if (broker_init(&B, 1) < 0) {
-        broker_stop(&B);
-        return -1;
-    }
-    have_broker = true;
-    return 0;
+    return rmq_testnode_group_setup(&B, 1);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    broker_stop(&B);
-    alarm(0);
-    return 0;
+    return rmq_testnode_group_teardown(&B);
 }
 
-#define NEED_BROKER()                                                                              \
-    do {                                                                                           \
-        if (!have_broker) {                                                                        \
-            print_message("rabbitmq-server is not installed (" RMQ_SERVER "): skipped\n");         \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_BROKER() RMQ_TESTNODE_NEED(&B)
 
 #define FX_MAX 4000
 
 typedef struct fx {
-    char dir[64];
-    char path[128];
-    char url[160];
+    testutil_tmpdb db;
     store *s;
     int n;                          /* records submitted */
     size_t pad;                     /* bytes of 'x' after "body <i>" */
@@ -262,13 +62,10 @@ typedef struct fx {
 static int fx_setup(void **state)
 {
     fx *f = xcalloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/restspy-outbox-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (testutil_tmpdb_make(&f->db, "outbox") != 0)
         return -1;
-    snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
     store_options o = {0};
-    o.url = f->url;
+    o.url = f->db.url;
     o.queue_max = 10000;
     o.batch_max = 50;
     o.on_full = STORE_FULL_BLOCK;
@@ -288,13 +85,7 @@ static int fx_teardown(void **state)
 {
     fx *f = *state;
     store_close(f->s);
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    testutil_tmpdb_remove(&f->db);
     free(f->ids);
     free(f);
     return 0;
@@ -359,7 +150,7 @@ static void wait_depth_zero(fx *f, int seconds)
         store_get_stats(f->s, &ss);
         if (ss.queued == 0 && depth(f) == 0)
             return;
-        sleep_ms(50);
+        testutil_sleep_ms(50);
     }
     fail_msg("outbox depth still %lld after %d s", (long long)depth(f), seconds);
 }
@@ -526,7 +317,7 @@ static void test_drains_in_order(void **state)
     for (int i = 0; i < 150; i++) {
         submit(f);
         if (i % 20 == 0)
-            sleep_ms(20);
+            testutil_sleep_ms(20);
     }
     wait_depth_zero(f, 20);
     outbox_stats st;
@@ -540,7 +331,7 @@ static void test_drains_in_order(void **state)
     assert_string_equal(st.last_error, "");
     /* Idle with a 2 s heartbeat for longer than the broker tolerates
      * without one: still connected, and a new row still goes out. */
-    sleep_ms(4500);
+    testutil_sleep_ms(4500);
     outbox_get_stats(ob, &st);
     assert_true(st.connected);
     assert_int_equal(st.reconnects, 0);
@@ -580,7 +371,7 @@ static void *feed(void *arg)
         if (took > fd->slowest_us)
             fd->slowest_us = took;
         pthread_mutex_unlock(&fd->mu);
-        sleep_ms(10);
+        testutil_sleep_ms(10);
     }
     return NULL;
 }
@@ -596,7 +387,7 @@ static void broker_restart(void **state, bool hard)
     outbox *ob = start(f, B.url, 32);
     feeder fd = {.f = f, .mu = PTHREAD_MUTEX_INITIALIZER};
     assert_int_equal(pthread_create(&fd.th, NULL, feed, &fd), 0);
-    sleep_ms(500);
+    testutil_sleep_ms(500);
     if (hard) {
         /* No goodbye: publishes in flight are neither confirmed nor
          * refused, and the socket just dies. */
@@ -604,23 +395,23 @@ static void broker_restart(void **state, bool hard)
         waitpid(B.pid, NULL, 0);
         B.pid = 0;
     } else {
-        broker_stop(&B);
+        rmq_testnode_stop(&B);
     }
     /* While it is down: disconnected, with the reason. */
     outbox_stats st;
     int64_t until = util_mono_us() + 5000000;
     do {
-        sleep_ms(100);
+        testutil_sleep_ms(100);
         outbox_get_stats(ob, &st);
     } while ((st.connected || st.last_error[0] == '\0') && util_mono_us() < until);
     assert_false(st.connected);
     assert_true(st.last_error[0] != '\0');
     print_message("while down: %s\n", st.last_error);
-    sleep_ms(1000);
+    testutil_sleep_ms(1000);
     assert_true(depth(f) > 0);
 
-    assert_int_equal(broker_start(&B, false), 0);
-    sleep_ms(500);
+    assert_int_equal(rmq_testnode_start(&B, false), 0);
+    testutil_sleep_ms(500);
     pthread_mutex_lock(&fd.mu);
     fd.stop = true;
     pthread_mutex_unlock(&fd.mu);
@@ -663,12 +454,12 @@ static void test_nack_republishes(void **state)
     outbox_stats st;
     int64_t until = util_mono_us() + 10000000;
     do {
-        sleep_ms(50);
+        testutil_sleep_ms(50);
         outbox_get_stats(ob, &st);
     } while (st.nacks == 0 && util_mono_us() < until);
     assert_true(st.nacks > 0);
     assert_non_null(strstr(st.last_error, "nack"));
-    sleep_ms(300);
+    testutil_sleep_ms(300);
     assert_true(depth(f) > 0);
     /* Only the contiguous confirmed prefix left the outbox: 5 went into
      * the limited queue, so at most 5 rows are gone. */
@@ -693,14 +484,14 @@ static void test_stalled_broker(void **state)
     outbox_stats st;
     int64_t until = util_mono_us() + 5000000;
     do {
-        sleep_ms(50);
+        testutil_sleep_ms(50);
         outbox_get_stats(ob, &st);
     } while (!st.connected && util_mono_us() < until);
     assert_true(st.connected);
     kill(-B.pid, SIGSTOP);
     for (int i = 0; i < 32; i++)
         submit(f);
-    sleep_ms(1500);
+    testutil_sleep_ms(1500);
     outbox_get_stats(ob, &st);
     print_message("stalled after %llu publishes\n", (unsigned long long)st.published);
     assert_true(st.published < 32);
@@ -719,18 +510,15 @@ static void test_stalled_broker(void **state)
 static void test_no_broker_then_start(void **state)
 {
     fx *f = *state;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t al = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &al);
+    int fd;
+    int port = testutil_refusing_port(&fd);
+    assert_true(port > 0);
     char url[96];
-    snprintf(url, sizeof url, "amqp://127.0.0.1:%d/", ntohs(a.sin_port));
+    snprintf(url, sizeof url, "amqp://127.0.0.1:%d/", port);
     for (int i = 0; i < 10; i++)
         submit(f);
     outbox *ob = start(f, url, 0);
-    sleep_ms(700);
+    testutil_sleep_ms(700);
     outbox_stats st;
     outbox_get_stats(ob, &st);
     assert_false(st.connected);
@@ -740,7 +528,7 @@ static void test_no_broker_then_start(void **state)
     close(fd);
     assert_int_equal(depth(f), 10);
 
-    if (!have_broker)
+    if (!B.available)
         return;
     queue_on_requests("outbox.t4", 0);
     ob = start(f, B.url, 0);

@@ -22,24 +22,19 @@
 #include "repl_msg.h"
 #include "store.h"
 #include "store_sqlite.h"
+#include "testutil.h"
 #include "util.h"
 
 /* ---- fixtures ---- */
 
-typedef struct fx {
-    char dir[64];
-    char path[128];
-    char url[160];
-} fx;
+/* A private directory with the database; the tests use f->path and f->url. */
+typedef testutil_tmpdb fx;
 
 static int fx_setup(void **state)
 {
     fx *f = xcalloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/restspy-store-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (testutil_tmpdb_make(f, "store") != 0)
         return -1;
-    snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
     *state = f;
     return 0;
 }
@@ -47,13 +42,7 @@ static int fx_setup(void **state)
 static int fx_teardown(void **state)
 {
     fx *f = *state;
-    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-    char p[160];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    testutil_tmpdb_remove(f);
     free(f);
     return 0;
 }

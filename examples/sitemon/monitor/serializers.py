@@ -1,3 +1,7 @@
+from collections import OrderedDict
+
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
 from .models import Metric, Site
@@ -8,6 +12,19 @@ class SiteSerializer(serializers.ModelSerializer):
         model = Site
         fields = ["slug", "name", "url", "status", "updated_at"]
         read_only_fields = ["updated_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not settings.SITEMON_VARIANT:
+            return data
+        # The variant build (settings.SITEMON_VARIANT): what clients read
+        # changes, what they send does not ("url" is still the input field),
+        # so recorded writes replay unchanged and only the answers differ.
+        out = OrderedDict()
+        for k, v in data.items():
+            out["address" if k == "url" else k] = v
+        out["generated_at"] = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return out
 
 
 class SiteUpdateSerializer(SiteSerializer):

@@ -37,9 +37,10 @@ class SiteList(generics.ListCreateAPIView):
 
 
 def _etag(data):
-    # Over the client-visible fields only, not updated_at: a weak validator
-    # that is the same on two app instances holding the same site.
-    fields = {k: v for k, v in data.items() if k != "updated_at"}
+    # Over the client-visible fields only, not updated_at (nor the variant's
+    # generated_at): a weak validator that is the same on two app instances
+    # holding the same site, and stable across calls.
+    fields = {k: v for k, v in data.items() if k not in ("updated_at", "generated_at")}
     raw = json.dumps(fields, sort_keys=True, default=str).encode()
     return 'W/"%s"' % hashlib.sha1(raw).hexdigest()
 

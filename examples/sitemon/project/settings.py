@@ -34,6 +34,13 @@ DATABASES = {
     }
 }
 
+# SITEMON_VARIANT=1 starts a deliberately changed build of the app, the "new
+# release" of restspy's replay tests: the site representation (list, detail,
+# create and update answers of /api/sites/ and /api/sites/<slug>/) renames
+# "url" to "address" and adds "generated_at", the time it was serialized
+# (microseconds, so two answers differ). Everything else is identical.
+SITEMON_VARIANT = os.environ.get("SITEMON_VARIANT") == "1"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

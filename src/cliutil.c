@@ -1,0 +1,167 @@
+/* cliutil: command-line plumbing shared by the commands (see cliutil.h). */
+#include "cliutil.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+void cliutil_errorf(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "restspy %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+bool cliutil_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int cliutil_flag_value(const char *cmd, int argc, char **argv, int *i, const char *name,
+                       const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        cliutil_errorf(cmd, "%s needs a value", name);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+int cliutil_read_opt(const char *cmd, int argc, char **argv, int *i, cliutil_read_opts *o)
+{
+    if (strcmp(argv[*i], "--json") == 0) {
+        o->json = true;
+        return 1;
+    }
+    int m;
+    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--store", &o->store_url)) ||
+        (m = cliutil_flag_value(cmd, argc, argv, i, "--config", &o->config_file)))
+        return m;
+    return 0;
+}
+
+int cliutil_bad_arg(const char *cmd, const char *arg)
+{
+    if (arg[0] == '-')
+        cliutil_errorf(cmd, "unknown option %s (see restspy %s --help)", arg, cmd);
+    else
+        cliutil_errorf(cmd, "unexpected argument '%s' (see restspy %s --help)", arg, cmd);
+    return 2;
+}
+
+int cliutil_config_load(const char *cmd, char *const *envp, const char *const *flags, size_t nflags,
+                        config **out)
+{
+    /* config_load takes an argv: only the flags that were given go in, so
+     * that the file and the environment fill in the rest. It does not
+     * modify its argv, hence the casts. */
+    char *av[16];
+    int ac = 0;
+    for (size_t i = 0; i + 1 < nflags && ac + 2 <= 16; i += 2) {
+        if (!flags[i + 1])
+            continue;
+        av[ac++] = (char *)flags[i];
+        av[ac++] = (char *)flags[i + 1];
+    }
+    char err[512];
+    if (config_load(out, ac, av, envp, NULL, NULL, err, sizeof err) != 0) {
+        cliutil_errorf(cmd, "%s", err);
+        return 2;
+    }
+    return 0;
+}
+
+int cliutil_open_store(const char *cmd, const cliutil_read_opts *o, char *const *envp,
+                       const char *why_off, store **out)
+{
+    const char *flags[] = {"--config", o->config_file, "--store", o->store_url};
+    config *c = NULL;
+    int rc = cliutil_config_load(cmd, envp, flags, 4, &c);
+    if (rc)
+        return rc;
+    if (!c->store || strcmp(c->store, "off") == 0) {
+        cliutil_errorf(cmd, "the store is off (store = off): %s", why_off);
+        config_unref(c);
+        return 1;
+    }
+    store_options so = {0};
+    so.url = c->store;
+    so.queue_max = 1;
+    so.batch_max = 1;
+    so.busy_timeout_ms = c->busy_timeout_ms;
+    so.read_only = true;
+    char err[512];
+    *out = store_open(&so, err, sizeof err);
+    config_unref(c);
+    if (!*out) {
+        cliutil_errorf(cmd, "%s", err);
+        return 1;
+    }
+    return 0;
+}
+
+void cliutil_append_safe(buf *b, const char *s, size_t n, bool multiline)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f) {
+            char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            buf_append(b, e, 4);
+        } else {
+            buf_append_char(b, (char)c);
+        }
+    }
+}
+
+void cliutil_fmt_local(int64_t us, bool with_ms, char *out, size_t len, bool *today)
+{
+    /* Round down, also before 1970: -0.5 s is 23:59:59.500 of the day before. */
+    time_t t = (time_t)(us / 1000000);
+    int ms = (int)((us % 1000000) / 1000);
+    if (us < 0 && us % 1000000) {
+        t--;
+        ms = (int)((us % 1000000 + 1000000) / 1000);
+    }
+    struct tm tm = {0};
+    localtime_r(&t, &tm);
+    if (today) {
+        struct tm now_tm;
+        time_t now = time(NULL);
+        localtime_r(&now, &now_tm);
+        *today = tm.tm_year == now_tm.tm_year && tm.tm_yday == now_tm.tm_yday;
+    }
+    /* 24 bytes hold any year an int64_t of µs can reach (6 digits and a sign). */
+    char tmp[24];
+    if (strftime(tmp, sizeof tmp, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(tmp, sizeof tmp, "-");
+    if (with_ms)
+        snprintf(out, len, "%s.%03d", tmp, ms);
+    else
+        snprintf(out, len, "%s", tmp);
+}
+
+int cliutil_flush_stdout(const char *cmd)
+{
+    if (fflush(stdout) != 0) {
+        cliutil_errorf(cmd, "cannot write output: %s", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
