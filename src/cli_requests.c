@@ -63,130 +63,6 @@ static const char requests_usage[] =
     "\n"
     "The store also comes from RESTSPY_STORE or the config file (RESTSPY_CONFIG).\n";
 
-/* Parses n decimal digits at s. -1 if any is not a digit. */
-static int digits(const char *s, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* Parses a --since/--until value into µs since the epoch: an age ("10m",
- * meaning now minus that), a date (local midnight) or an RFC 3339 time
- * (local when it has no zone). 0 or -1. */
-static int parse_time(const char *s, int64_t now_us, int64_t *out)
-{
-    uint64_t ms;
-    if (util_parse_duration_ms(s, false, &ms) == 0) {
-        *out = now_us - (int64_t)ms * 1000;
-        return 0;
-    }
-    struct tm tm = {0};
-    int y = digits(s, 4), mo, d;
-    if (y < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 1 || mo > 12 || s[7] != '-' ||
-        (d = digits(s + 8, 2)) < 1 || d > 31)
-        return -1;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    const char *p = s + 10;
-    int64_t frac_us = 0;
-    bool local = true;
-    int64_t offset_s = 0;
-    if (*p) {
-        if (*p != 'T' && *p != 't' && *p != ' ')
-            return -1;
-        p++;
-        int h = digits(p, 2), mi, sec = 0;
-        if (h < 0 || h > 23 || p[2] != ':' || (mi = digits(p + 3, 2)) < 0 || mi > 59)
-            return -1;
-        p += 5;
-        if (*p == ':') {
-            if ((sec = digits(p + 1, 2)) < 0 || sec > 60)
-                return -1;
-            p += 3;
-            if (*p == '.') {
-                p++;
-                int64_t scale = 100000;
-                if (!isdigit((unsigned char)*p))
-                    return -1;
-                for (; isdigit((unsigned char)*p); p++) {
-                    frac_us += (*p - '0') * scale;
-                    scale /= 10;
-                }
-            }
-        }
-        tm.tm_hour = h;
-        tm.tm_min = mi;
-        tm.tm_sec = sec;
-        if (*p == 'Z' || *p == 'z') {
-            local = false;
-            p++;
-        } else if (*p == '+' || *p == '-') {
-            int oh = digits(p + 1, 2), om;
-            if (oh < 0 || oh > 23 || p[3] != ':' || (om = digits(p + 4, 2)) < 0 || om > 59)
-                return -1;
-            offset_s = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
-            local = false;
-            p += 6;
-        }
-        if (*p)
-            return -1;
-    }
-    time_t t;
-    if (local) {
-        tm.tm_isdst = -1;
-        t = mktime(&tm);
-    } else {
-        t = timegm(&tm);
-    }
-    if (t == (time_t)-1)
-        return -1;
-    *out = ((int64_t)t - offset_s) * 1000000 + frac_us;
-    return 0;
-}
-
-/* parse_time for the value v of flag (--since, --until). 0, or -1 after
- * reporting. */
-static int time_value(const char *cmd, const char *flag, const char *v, int64_t now_us,
-                      int64_t *out)
-{
-    if (parse_time(v, now_us, out) == 0)
-        return 0;
-    cliutil_errorf(cmd,
-                   "bad value for %s: '%s' (expected 2026-11-27T05:00:00Z, 2026-11-27 or an age "
-                   "like 10m)",
-                   flag, v);
-    return -1;
-}
-
-/* "5xx", "404" or "200-299". 0 or -1. */
-static int parse_status(const char *s, int *lo, int *hi)
-{
-    size_t n = strlen(s);
-    int a, b;
-    if (n == 3 && (s[1] == 'x' || s[1] == 'X') && (s[2] == 'x' || s[2] == 'X') &&
-        (a = digits(s, 1)) >= 1) {
-        *lo = a * 100;
-        *hi = a * 100 + 99;
-        return 0;
-    }
-    if (n == 3 && (a = digits(s, 3)) >= 100) {
-        *lo = *hi = a;
-        return 0;
-    }
-    if (n == 7 && s[3] == '-' && (a = digits(s, 3)) >= 100 && (b = digits(s + 4, 3)) >= a) {
-        *lo = a;
-        *hi = b;
-        return 0;
-    }
-    return -1;
-}
-
 /* One line of output (text already escaped for printing), collected so the newest-first query can
  * be printed oldest first. */
 typedef struct row {
@@ -370,11 +246,9 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
 int cli_requests(int argc, char **argv, char *const *envp)
 {
     static const char cmd[] = "requests";
-    const char *v;
     cliutil_read_opts ro = {0};
-    store_query q = {0};
-    int64_t limit = DEFAULT_LIMIT;
-    int64_t now = util_now_us();
+    cliutil_filter f = {0};
+    f.q.limit = DEFAULT_LIMIT;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -384,61 +258,23 @@ int cli_requests(int argc, char **argv, char *const *envp)
             return 0;
         }
         if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro)) ||
-            (m = cliutil_flag_value(cmd, argc, argv, &i, "--method", &q.method)) ||
-            (m = cliutil_flag_value(cmd, argc, argv, &i, "--path", &q.path_glob)) ||
-            (m = cliutil_flag_value(cmd, argc, argv, &i, "--origin", &q.origin)) ||
-            (m = cliutil_flag_value(cmd, argc, argv, &i, "--node", &q.node))) {
+            (m = cliutil_filter_opt(cmd, argc, argv, &i, &f, false))) {
             if (m < 0)
                 return 2;
-            continue;
-        }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--status", &v))) {
-            if (m < 0)
-                return 2;
-            if (parse_status(v, &q.status_min, &q.status_max) < 0) {
-                cliutil_errorf(cmd, "bad value for --status: '%s' (expected 5xx, 404 or 200-299)",
-                               v);
-                return 2;
-            }
-            continue;
-        }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--since", &v))) {
-            if (m < 0 || time_value(cmd, "--since", v, now, &q.since_us) < 0)
-                return 2;
-            continue;
-        }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--until", &v))) {
-            if (m < 0 || time_value(cmd, "--until", v, now, &q.until_us) < 0)
-                return 2;
-            continue;
-        }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--limit", &v))) {
-            if (m < 0)
-                return 2;
-            char *end;
-            errno = 0;
-            long long n = strtoll(v, &end, 10);
-            if (errno || end == v || *end || n < 0) {
-                cliutil_errorf(cmd, "bad value for --limit: '%s' (expected a number, 0 = all)", v);
-                return 2;
-            }
-            limit = n;
             continue;
         }
         return cliutil_bad_arg(cmd, a);
     }
-    if (q.method && !*q.method) {
-        cliutil_errorf(cmd, "bad value for --method: empty");
+    if (cliutil_filter_check(cmd, &f))
         return 2;
-    }
+    store_query q = f.q;
 
     store *s = NULL;
     int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);
     if (rc)
         return rc;
     /* "The newest N, oldest first": fetch newest first, print reversed. */
-    q.limit = limit;
-    q.newest_first = limit > 0;
+    q.newest_first = q.limit > 0;
     rowlist l = {0};
     l.json = ro.json;
     char err[512];

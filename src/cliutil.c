@@ -1,11 +1,20 @@
 /* cliutil: command-line plumbing shared by the commands (see cliutil.h). */
 #include "cliutil.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "rules.h"
+#include "util.h"
 
 void cliutil_errorf(const char *cmd, const char *fmt, ...)
 {
@@ -164,4 +173,476 @@ int cliutil_flush_stdout(const char *cmd)
         return 1;
     }
     return 0;
+}
+
+/* ---- selecting captured requests ---- */
+
+/* Parses n decimal digits at s. -1 if any is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Parses a --since/--until value into µs since the epoch: an age ("10m",
+ * meaning now minus that), a date (local midnight) or an RFC 3339 time
+ * (local when it has no zone). 0 or -1. */
+static int parse_time(const char *s, int64_t now_us, int64_t *out)
+{
+    uint64_t ms;
+    if (util_parse_duration_ms(s, false, &ms) == 0) {
+        *out = now_us - (int64_t)ms * 1000;
+        return 0;
+    }
+    struct tm tm = {0};
+    int y = digits(s, 4), mo, d;
+    if (y < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 1 || mo > 12 || s[7] != '-' ||
+        (d = digits(s + 8, 2)) < 1 || d > 31)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    const char *p = s + 10;
+    int64_t frac_us = 0;
+    bool local = true;
+    int64_t offset_s = 0;
+    if (*p) {
+        if (*p != 'T' && *p != 't' && *p != ' ')
+            return -1;
+        p++;
+        int h = digits(p, 2), mi, sec = 0;
+        if (h < 0 || h > 23 || p[2] != ':' || (mi = digits(p + 3, 2)) < 0 || mi > 59)
+            return -1;
+        p += 5;
+        if (*p == ':') {
+            if ((sec = digits(p + 1, 2)) < 0 || sec > 60)
+                return -1;
+            p += 3;
+            if (*p == '.') {
+                p++;
+                int64_t scale = 100000;
+                if (!isdigit((unsigned char)*p))
+                    return -1;
+                for (; isdigit((unsigned char)*p); p++) {
+                    frac_us += (*p - '0') * scale;
+                    scale /= 10;
+                }
+            }
+        }
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = sec;
+        if (*p == 'Z' || *p == 'z') {
+            local = false;
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int oh = digits(p + 1, 2), om;
+            if (oh < 0 || oh > 23 || p[3] != ':' || (om = digits(p + 4, 2)) < 0 || om > 59)
+                return -1;
+            offset_s = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+            local = false;
+            p += 6;
+        }
+        if (*p)
+            return -1;
+    }
+    time_t t;
+    if (local) {
+        tm.tm_isdst = -1;
+        t = mktime(&tm);
+    } else {
+        t = timegm(&tm);
+    }
+    if (t == (time_t)-1)
+        return -1;
+    *out = ((int64_t)t - offset_s) * 1000000 + frac_us;
+    return 0;
+}
+
+/* parse_time for the value v of flag (--since, --until). 0, or -1 after
+ * reporting. */
+static int time_value(const char *cmd, const char *flag, const char *v, int64_t now_us,
+                      int64_t *out)
+{
+    if (parse_time(v, now_us, out) == 0)
+        return 0;
+    cliutil_errorf(cmd,
+                   "bad value for %s: '%s' (expected 2026-11-27T05:00:00Z, 2026-11-27 or an age "
+                   "like 10m)",
+                   flag, v);
+    return -1;
+}
+
+/* "5xx", "404" or "200-299". 0 or -1. */
+static int parse_status(const char *s, int *lo, int *hi)
+{
+    size_t n = strlen(s);
+    int a, b;
+    if (n == 3 && (s[1] == 'x' || s[1] == 'X') && (s[2] == 'x' || s[2] == 'X') &&
+        (a = digits(s, 1)) >= 1) {
+        *lo = a * 100;
+        *hi = a * 100 + 99;
+        return 0;
+    }
+    if (n == 3 && (a = digits(s, 3)) >= 100) {
+        *lo = *hi = a;
+        return 0;
+    }
+    if (n == 7 && s[3] == '-' && (a = digits(s, 3)) >= 100 && (b = digits(s + 4, 3)) >= a) {
+        *lo = a;
+        *hi = b;
+        return 0;
+    }
+    return -1;
+}
+
+static int64_t filter_now(cliutil_filter *f)
+{
+    if (!f->now_us)
+        f->now_us = util_now_us();
+    return f->now_us;
+}
+
+int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_filter *f,
+                       bool with_ids)
+{
+    store_query *q = &f->q;
+    const char *v;
+    int m;
+    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--method", &q->method)) ||
+        (m = cliutil_flag_value(cmd, argc, argv, i, "--path", &q->path_glob)) ||
+        (m = cliutil_flag_value(cmd, argc, argv, i, "--origin", &q->origin)) ||
+        (m = cliutil_flag_value(cmd, argc, argv, i, "--node", &q->node)))
+        return m;
+    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--status", &v))) {
+        if (m < 0)
+            return -1;
+        if (parse_status(v, &q->status_min, &q->status_max) < 0) {
+            cliutil_errorf(cmd, "bad value for --status: '%s' (expected 5xx, 404 or 200-299)", v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--since", &v))) {
+        if (m < 0 || time_value(cmd, "--since", v, filter_now(f), &q->since_us) < 0)
+            return -1;
+        return 1;
+    }
+    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--until", &v))) {
+        if (m < 0 || time_value(cmd, "--until", v, filter_now(f), &q->until_us) < 0)
+            return -1;
+        return 1;
+    }
+    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--limit", &v))) {
+        if (m < 0)
+            return -1;
+        char *end;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (errno || end == v || *end || n < 0) {
+            cliutil_errorf(cmd, "bad value for --limit: '%s' (expected a number, 0 = all)", v);
+            return -1;
+        }
+        q->limit = n;
+        return 1;
+    }
+    if (with_ids && (m = cliutil_flag_value(cmd, argc, argv, i, "--id", &v))) {
+        if (m < 0)
+            return -1;
+        if (strlen(v) < 8 || strlen(v) > UUID7_STR_LEN) {
+            cliutil_errorf(cmd,
+                           "bad value for --id: '%s' (expected an id or a prefix of at "
+                           "least 8 characters)",
+                           v);
+            return -1;
+        }
+        f->ids = xrealloc(f->ids, (f->nids + 1) * sizeof *f->ids);
+        f->ids[f->nids++] = v;
+        return 1;
+    }
+    return 0;
+}
+
+int cliutil_filter_check(const char *cmd, const cliutil_filter *f)
+{
+    if (f->q.method && !*f->q.method) {
+        cliutil_errorf(cmd, "bad value for --method: empty");
+        return 2;
+    }
+    return 0;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+bool cliutil_filter_match(const cliutil_filter *f, const record *r)
+{
+    const store_query *q = &f->q;
+    if (q->method && !(r->method && strcasecmp(q->method, r->method) == 0))
+        return false;
+    if (q->path_glob && !(r->path && rules_glob_match(q->path_glob, r->path, strlen(r->path))))
+        return false;
+    if (q->status_min && r->status < q->status_min)
+        return false;
+    if (q->status_max && r->status > q->status_max)
+        return false;
+    if (q->since_us && r->started_at_us < q->since_us)
+        return false;
+    if (q->until_us && r->started_at_us >= q->until_us)
+        return false;
+    if (q->origin && !str_eq(q->origin, r->origin))
+        return false;
+    if (q->node && !str_eq(q->node, r->node))
+        return false;
+    if (!f->nids)
+        return true;
+    for (size_t i = 0; i < f->nids; i++)
+        if (strncmp(r->id, f->ids[i], strlen(f->ids[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Stable order by recorded time: ties keep their position. */
+typedef struct ranked {
+    record *r;
+    size_t pos;
+} ranked;
+
+static int ranked_cmp(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->r->started_at_us != y->r->started_at_us)
+        return x->r->started_at_us < y->r->started_at_us ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+void cliutil_filter_apply(const cliutil_filter *f, record **v, size_t *n)
+{
+    ranked *k = xmalloc((*n ? *n : 1) * sizeof *k);
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (cliutil_filter_match(f, v[i])) {
+            k[kept].r = v[i];
+            k[kept].pos = i;
+            kept++;
+        } else {
+            record_free(v[i]);
+        }
+    }
+    qsort(k, kept, sizeof *k, ranked_cmp);
+    size_t skip = f->q.limit > 0 && (uint64_t)f->q.limit < kept ? kept - (size_t)f->q.limit : 0;
+    for (size_t i = 0; i < skip; i++)
+        record_free(k[i].r);
+    for (size_t i = skip; i < kept; i++)
+        v[i - skip] = k[i].r;
+    *n = kept - skip;
+    free(k);
+}
+
+void cliutil_filter_free(cliutil_filter *f)
+{
+    free(f->ids);
+    f->ids = NULL;
+    f->nids = 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void copy_headers(record_headers *dst, const record_headers *src)
+{
+    for (size_t i = 0; i < src->len; i++)
+        record_headers_add(dst, src->v[i].name, strlen(src->v[i].name), src->v[i].value,
+                           strlen(src->v[i].value));
+}
+
+static void copy_buf(buf *dst, const buf *src)
+{
+    buf_init(dst);
+    if (src->len)
+        buf_append(dst, src->data, src->len);
+}
+
+record *cliutil_record_copy(const record *r)
+{
+    record *c = xmalloc(sizeof *c);
+    *c = *r;
+    c->node = dup_or_null(r->node);
+    c->client_addr = dup_or_null(r->client_addr);
+    c->method = dup_or_null(r->method);
+    c->scheme = dup_or_null(r->scheme);
+    c->host = dup_or_null(r->host);
+    c->path = dup_or_null(r->path);
+    c->query = dup_or_null(r->query);
+    c->rule = dup_or_null(r->rule);
+    c->origin = dup_or_null(r->origin);
+    c->error = dup_or_null(r->error);
+    c->replication = dup_or_null(r->replication);
+    c->applied_id = NULL;
+    c->outbox = NULL;
+    memset(&c->req_headers, 0, sizeof c->req_headers);
+    memset(&c->resp_headers, 0, sizeof c->resp_headers);
+    copy_headers(&c->req_headers, &r->req_headers);
+    copy_headers(&c->resp_headers, &r->resp_headers);
+    copy_buf(&c->req_body, &r->req_body);
+    copy_buf(&c->resp_body, &r->resp_body);
+    return c;
+}
+
+/* The records a query must hold before it can hand them over oldest first. */
+typedef struct collected {
+    record **v;
+    size_t n, cap;
+} collected;
+
+static int collect(const record *r, void *ud)
+{
+    collected *c = ud;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 64;
+        c->v = xrealloc(c->v, c->cap * sizeof *c->v);
+    }
+    c->v[c->n++] = cliutil_record_copy(r);
+    return 0;
+}
+
+int cliutil_filter_each(const char *cmd, store *s, const cliutil_filter *f,
+                        int (*fn)(const record *r, void *ud), void *ud)
+{
+    char err[512];
+    if (!f->nids && f->q.limit <= 0) {
+        /* Everything, oldest first: streamed, whatever the store's size. */
+        store_query q = f->q;
+        q.limit = 0;
+        q.newest_first = false;
+        if (store_query_each(s, &q, fn, ud, err, sizeof err) != 0) {
+            cliutil_errorf(cmd, "%s", err);
+            return 1;
+        }
+        return 0;
+    }
+    collected c = {0};
+    int rc = 0;
+    if (f->nids) {
+        for (size_t i = 0; i < f->nids && rc == 0; i++) {
+            record *r = NULL;
+            int found = store_get(s, f->ids[i], &r, err, sizeof err);
+            if (found < 0) {
+                cliutil_errorf(cmd, "%s", err);
+                rc = 1;
+            } else if (found == 0) {
+                cliutil_errorf(cmd, "no request with id %s", f->ids[i]);
+                rc = 1;
+            } else {
+                /* The same request named twice (an id and its prefix) is
+                 * selected once. */
+                bool dup = false;
+                for (size_t k = 0; k < c.n && !dup; k++)
+                    dup = strcmp(c.v[k]->id, r->id) == 0;
+                if (dup) {
+                    record_free(r);
+                    continue;
+                }
+                if (c.n == c.cap) {
+                    c.cap = c.cap ? c.cap * 2 : 8;
+                    c.v = xrealloc(c.v, c.cap * sizeof *c.v);
+                }
+                c.v[c.n++] = r;
+            }
+        }
+    } else {
+        /* The newest N: read newest first, hand over reversed. */
+        store_query q = f->q;
+        q.newest_first = true;
+        if (store_query_each(s, &q, collect, &c, err, sizeof err) != 0) {
+            cliutil_errorf(cmd, "%s", err);
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
+        cliutil_filter_apply(f, c.v, &c.n);
+        for (size_t i = 0; i < c.n; i++)
+            if (fn(c.v[i], ud))
+                break;
+    }
+    for (size_t i = 0; i < c.n; i++)
+        record_free(c.v[i]);
+    free(c.v);
+    return rc;
+}
+
+/* ---- writing files whole ---- */
+
+int cliutil_out_open(const char *cmd, const char *path, cliutil_out *o)
+{
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    if (strcmp(path, "-") == 0) {
+        o->f = stdout;
+        return 0;
+    }
+    buf t = BUF_INIT;
+    buf_appendf(&t, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(t.data);
+    if (fd < 0) {
+        cliutil_errorf(cmd, "cannot write %s: %s", path, strerror(errno));
+        buf_free(&t);
+        return -1;
+    }
+    /* mkstemp makes the file private; the result gets the usual mode. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    o->tmp = buf_detach(&t);
+    o->f = fdopen(fd, "w");
+    if (!o->f) {
+        cliutil_errorf(cmd, "cannot write %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int cliutil_out_close(const char *cmd, cliutil_out *o, bool discard)
+{
+    errno = 0;
+    int e = 0;
+    if (fflush(o->f) != 0 || ferror(o->f))
+        e = errno ? errno : EIO;
+    if (!o->tmp) {
+        /* stdout: nothing to rename or remove */
+        if (e && !discard) {
+            cliutil_errorf(cmd, "cannot write output: %s", strerror(e));
+            return -1;
+        }
+        return 0;
+    }
+    if (fclose(o->f) != 0 && !e)
+        e = errno;
+    o->f = NULL;
+    if (!e && !discard && rename(o->tmp, o->path) != 0)
+        e = errno;
+    int rc = 0;
+    if (e || discard) {
+        unlink(o->tmp);
+        if (e && !discard) {
+            cliutil_errorf(cmd, "cannot write %s: %s", o->path, strerror(e));
+            rc = -1;
+        }
+    }
+    free(o->tmp);
+    o->tmp = NULL;
+    return rc;
 }

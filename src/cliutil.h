@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "buf.h"
 #include "config.h"
@@ -81,5 +82,63 @@ void cliutil_fmt_local(int64_t us, bool with_ms, char *out, size_t len, bool *to
 /* Flushes stdout. 0, or 1 (the exit code) after reporting "cannot write
  * output: <reason>" (a closed pipe, a full disk). */
 int cliutil_flush_stdout(const char *cmd);
+
+/* ---- selecting captured requests (`requests`, `replay`, `export`) ---- */
+
+/* The filters of every command that selects captured requests. */
+typedef struct cliutil_filter {
+    store_query q;    /* --method --path --status --since --until --origin --node;
+                         q.limit is --limit (the caller sets its default first) */
+    const char **ids; /* --id values (pointing into argv); the array is heap,
+                         released by cliutil_filter_free */
+    size_t nids;
+    int64_t now_us; /* "now" for ages (--since 10m): taken once, at first use */
+} cliutil_filter;
+
+/* Matches argv[*i] against the filter flags (--method, --path, --status,
+ * --since, --until, --origin, --node, --limit and, when with_ids, --id,
+ * repeatable), filling f. 1 matched, 0 none of them, -1 a value is missing
+ * or bad (reported; the caller exits with 2). */
+int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_filter *f,
+                       bool with_ids);
+
+/* What no single flag can check ("--method ''"). 0, or 2 after reporting. */
+int cliutil_filter_check(const char *cmd, const cliutil_filter *f);
+
+/* True when r passes f's filters and, when ids were given, is one of them
+ * (an id or a prefix of at least 8 characters). The limit is not applied. */
+bool cliutil_filter_match(const cliutil_filter *f, const record *r);
+
+/* Calls fn for each request of s that f selects, oldest first; with a
+ * limit, only the newest q.limit of them (still oldest first). fn must not
+ * keep r; returning non-zero stops. --id values are looked up one by one
+ * (store_get: an id or a unique prefix). 0, or 1 after reporting the
+ * store's error or "no request with id ID". */
+int cliutil_filter_each(const char *cmd, store *s, const cliutil_filter *f,
+                        int (*fn)(const record *r, void *ud), void *ud);
+
+/* For requests read from files: keeps those of v[0..*n) that f selects
+ * (freeing the others), in recorded order (stable sort on started_at), the
+ * newest q.limit of them when there is a limit. */
+void cliutil_filter_apply(const cliutil_filter *f, record **v, size_t *n);
+
+void cliutil_filter_free(cliutil_filter *f);
+
+/* A deep copy of r (without replication's outbox message and ledger id,
+ * which belong to the row being written, not to the request). */
+record *cliutil_record_copy(const record *r);
+
+/* Writes a file whole or not at all: cliutil_out_open returns a stream on a
+ * temporary file next to path (stdout when path is "-"), cliutil_out_close
+ * flushes it and renames it to path, or removes it when anything failed (or
+ * when discard). 0, or -1 after reporting "cannot write PATH: reason". */
+typedef struct cliutil_out {
+    FILE *f;
+    const char *path; /* the caller's */
+    char *tmp;        /* owned; NULL for stdout */
+} cliutil_out;
+
+int cliutil_out_open(const char *cmd, const char *path, cliutil_out *o);
+int cliutil_out_close(const char *cmd, cliutil_out *o, bool discard);
 
 #endif

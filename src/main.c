@@ -20,7 +20,10 @@ static void usage(FILE *f)
                "  show ID    show one captured request in full\n"
                "  replicate  apply peers' replicated requests to the local upstream\n"
                "  federate   set up a site's RabbitMQ for replication\n"
-               "  replication status|dead   replication figures and dead letters\n\n"
+               "  replication status|dead   replication figures and dead letters\n"
+               "  replay     replay captured requests against a server and compare the answers\n"
+               "  export     write captured requests as HAR, JSON lines or curl command lines\n"
+               "  import     store the requests of a HAR or JSON lines file\n\n"
                "`restspy <command> --help` describes each command.\n"
                "Exit codes: 0 success, 1 runtime failure, 2 usage error.\n");
 }
@@ -52,6 +55,12 @@ int main(int argc, char **argv)
         return federate_main(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "replication"))
         return cli_replication(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "replay"))
+        return cli_replay(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "export"))
+        return cli_export(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "import"))
+        return cli_import(argc - 1, argv + 1, environ);
     fprintf(stderr, "restspy: unknown command '%s' (see restspy --help)\n", cmd);
     return 2;
 }

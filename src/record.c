@@ -221,6 +221,10 @@ void record_to_json(const record *r, unsigned flags, buf *out)
     str_or_null(out, r->origin);
     key(out, ",\"error\":");
     str_or_null(out, r->error);
+    if (r->replication) { /* only where replication applied: keeps lines short */
+        key(out, ",\"replication\":");
+        str_or_null(out, r->replication);
+    }
     if (flags & RECORD_JSON_HEADERS) {
         key(out, ",\"req_headers\":");
         record_headers_to_json(&r->req_headers, out);
