@@ -99,6 +99,34 @@ void buf_append_i64(buf *b, long long v)
     }
 }
 
+int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+void buf_append_pct_decoded(buf *b, const char *s, size_t n, int plus_is_space)
+{
+    buf_reserve(b, n);
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (plus_is_space && s[i] == '+') {
+            buf_append_char(b, ' ');
+        } else if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 &&
+                   (lo = hex_digit(s[i + 2])) >= 0) {
+            buf_append_char(b, (char)(hi << 4 | lo));
+            i += 2;
+        } else {
+            buf_append_char(b, s[i]);
+        }
+    }
+}
+
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {

@@ -42,6 +42,14 @@ void buf_append_base64(buf *b, const void *data, size_t n);
  * the buf is left empty. */
 char *buf_detach(buf *b);
 
+/* The value of hex digit c (0-15), or -1. */
+int hex_digit(char c);
+
+/* Appends s[0..n) percent-decoded: each %XX becomes its byte; a '%' not
+ * followed by two hex digits stays as it is; with plus_is_space, '+' becomes
+ * ' ' (form encoding). */
+void buf_append_pct_decoded(buf *b, const char *s, size_t n, int plus_is_space);
+
 /* 1 when s[0..n) is valid UTF-8 without NUL bytes, else 0. */
 int utf8_valid(const char *s, size_t n);
 

@@ -101,31 +101,11 @@ static void append_pct(buf *b, const char *s)
     }
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) (user and password of a URL). Caller frees. */
 static char *pct_decode(const char *s, size_t n)
 {
     buf b = BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        int h, l;
-        if (s[i] == '%' && i + 2 < n && (h = hexval(s[i + 1])) >= 0 &&
-            (l = hexval(s[i + 2])) >= 0) {
-            buf_append_char(&b, (char)(h * 16 + l));
-            i += 2;
-        } else {
-            buf_append_char(&b, s[i]);
-        }
-    }
+    buf_append_pct_decoded(&b, s, n, 0);
     buf_append_str(&b, ""); /* an empty input still yields a string */
     return buf_detach(&b);
 }

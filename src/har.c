@@ -125,34 +125,11 @@ static const char *reason_phrase(int status)
     return "";
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Form-style decoding ('+' is a space); a '%' without two hex digits stays. */
 static json_t *pct_decoded(const char *s, size_t n)
 {
     buf b = BUF_INIT;
-    buf_reserve(&b, n);
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '+') {
-            buf_append_char(&b, ' ');
-        } else if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-                   (lo = hexval(s[i + 2])) >= 0) {
-            buf_append_char(&b, (char)(hi << 4 | lo));
-            i += 2;
-        } else {
-            buf_append_char(&b, s[i]);
-        }
-    }
+    buf_append_pct_decoded(&b, s, n, 1);
     json_t *j = jstr(b.data ? b.data : "", b.len);
     buf_free(&b);
     return j;

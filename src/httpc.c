@@ -63,32 +63,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) onto out (user info of a URL). */
-static void pct_decode(buf *out, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
-            buf_append_char(out, (char)(hi * 16 + lo));
-            i += 2;
-        } else {
-            buf_append_char(out, s[i]);
-        }
-    }
-}
-
 httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen)
 {
     if (!base || strncmp(base, "http://", 7) != 0) {
@@ -124,7 +98,7 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
     c->host_header = xstrdup(hostport);
     if (at) {
         buf cred = BUF_INIT, b = BUF_INIT;
-        pct_decode(&cred, auth, (size_t)(at - auth));
+        buf_append_pct_decoded(&cred, auth, (size_t)(at - auth), 0);
         buf_append_str(&b, "Basic ");
         buf_append_base64(&b, cred.data ? cred.data : "", cred.len);
         c->auth = buf_detach(&b);

@@ -423,17 +423,6 @@ bool redact_json(char *const *fields, buf *body)
 
 /* ---- form / query ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Is the form-encoded name p[0..n) a listed field once '+' and %XX are
  * decoded? */
 static bool form_name_listed(char *const *fields, const char *p, size_t n)
@@ -447,8 +436,8 @@ static bool form_name_listed(char *const *fields, const char *p, size_t n)
         if (c == '+') {
             c = ' ';
         } else if (c == '%' && i + 2 < n) {
-            int hi = hexval(p[i + 1]);
-            int lo = hexval(p[i + 2]);
+            int hi = hex_digit(p[i + 1]);
+            int lo = hex_digit(p[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 c = (char)(hi << 4 | lo);
                 i += 2;

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <errno.h>
 
+#include "buf.h"
 #include "util.h"
 
 /* The last issued (unix_ms << 12 | counter). One 64-bit word so a single CAS
@@ -93,17 +94,6 @@ void uuid7_generate(char out[UUID7_STR_LEN + 1])
     *o = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int64_t uuid7_time_ms(const char *id)
 {
     if (!id)
@@ -117,7 +107,7 @@ int64_t uuid7_time_ms(const char *id)
                 return -1;
             continue;
         }
-        int v = hexval(c);
+        int v = hex_digit(c);
         if (v < 0)
             return -1;
         if (i == 14 && v != 7)
