@@ -141,6 +141,8 @@ static const keydef keys[] = {
      "retention: oldest record kept, e.g. 7d (0 = unlimited)"},
     {"busy_timeout", K_DUR, CFG(busy_timeout_ms), NOLIMIT, NULL, "5s", NULL,
      "how long SQLite waits for a lock held by another process"},
+    {"store_commit_delay", K_DUR, CFG(store_commit_delay_ms), 0, 1000, NULL, "1ms", NULL,
+     "group commit: how long the store writer waits to fill a batch (0 = never)"},
     {"redact", K_BOOL, CFG(redact), NOLIMIT, NULL, "on", NULL,
      "hide secret headers and fields in captured records"},
     {"redact_headers", K_LIST, CFG(redact_headers), NOLIMIT, NULL,

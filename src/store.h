@@ -37,6 +37,8 @@ typedef struct store_options {
     uint64_t max_rows;        /* 0 = no limit */
     uint64_t max_age_ms;      /* 0 = no limit */
     uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes) */
+    uint64_t commit_delay_us; /* group commit window: how long the writer waits
+                                 for more records before a small batch (0: none) */
     bool read_only;           /* CLI readers: open without creating or migrating */
 } store_options;
 

@@ -788,6 +788,7 @@ static void test_each_key(void **state)
         "max_rows",
         "max_age",
         "busy_timeout",
+        "store_commit_delay",
         "redact",
         "redact_headers",
         "redact_fields",

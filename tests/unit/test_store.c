@@ -373,6 +373,39 @@ static void test_group_commit(void **state)
     store_close(s);
 }
 
+/* The group commit window: records that trickle in one at a time, each a
+ * little after the previous, still share one transaction. */
+static void test_commit_delay(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    o.batch_max = 100;
+    o.commit_delay_us = 300 * 1000; /* generous: the test machine is shared */
+    store *s = open_started(&o);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(store_submit(s, mkrec(i, i)), 0);
+        testutil_sleep_ms(2);
+    }
+    wait_stats(s, written_ge, 10);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.written, 10);
+    assert_true(st.batches <= 2); /* without the window: about one per record */
+    store_close(s);
+
+    /* And with no window, the same trickle commits record by record. */
+    o.commit_delay_us = 0;
+    s = open_started(&o);
+    for (int i = 10; i < 20; i++) {
+        assert_int_equal(store_submit(s, mkrec(i, i)), 0);
+        testutil_sleep_ms(20);
+    }
+    wait_stats(s, written_ge, 10);
+    store_get_stats(s, &st);
+    assert_true(st.batches >= 5);
+    store_close(s);
+}
+
 static void test_drop_policy(void **state)
 {
     fx *f = *state;
@@ -1425,6 +1458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_commit_delay, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_drop_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_block_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_rows, fx_setup, fx_teardown),
