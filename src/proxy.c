@@ -471,9 +471,16 @@ static void start_upstream_timer(conn *c)
 /* ------------------------------------------------------------------ */
 /* response parsing (upstream -> client)                               */
 
+/* A callback can close the connection (a write to a client that has gone
+ * fails) while llhttp still holds the rest of the buffer: every callback
+ * then stops the parser instead of touching the request that is gone. */
+#define PARSER_STOP(c) ((c)->closing || !(c)->rec)
+
 static int r_on_status(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     buf_append(&c->reason, at, len);
     return 0;
 }
@@ -481,6 +488,8 @@ static int r_on_status(llhttp_t *p, const char *at, size_t len)
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     buf_append(&c->rhname, at, len);
     return 0;
 }
@@ -488,6 +497,8 @@ static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     buf_append(&c->rhval, at, len);
     return 0;
 }
@@ -495,6 +506,8 @@ static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 static int r_on_header_value_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     if (!httpmsg_is_token(c->rhname.data, c->rhname.len))
         return -1; /* an invalid response: 502 */
     record_headers_add(&c->rec->resp_headers, c->rhname.data ? c->rhname.data : "", c->rhname.len,
@@ -507,6 +520,8 @@ static int r_on_header_value_complete(llhttp_t *p)
 static int r_on_headers_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     record *r = c->rec;
     int status = p->status_code;
     bool http10 = r->http_minor == 0;
@@ -521,6 +536,8 @@ static int r_on_headers_complete(llhttp_t *p)
             /* A 1xx has no Connection: close of its own. */
             client_write_buf(c, &head);
             buf_free(&head);
+            if (PARSER_STOP(c))
+                return -1; /* the client is gone: r was sunk with it */
         }
         record_headers_free(&r->resp_headers);
         buf_reset(&c->reason);
@@ -562,6 +579,8 @@ static int r_on_headers_complete(llhttp_t *p)
 static int r_on_body(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     record *r = c->rec;
     if (c->cap_resp && r->resp_body.len < c->rule->resp_body_cap) {
         size_t room = (size_t)(c->rule->resp_body_cap - r->resp_body.len);
@@ -585,11 +604,15 @@ static int r_on_body(llhttp_t *p, const char *at, size_t len)
 static int r_on_message_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     if (!c->resp_started)
         return 0; /* end of an interim (1xx) answer: the final one follows */
     if (c->resp_mode == HTTPMSG_BODY_CHUNKED) {
         uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
         client_write(c, &b, 1);
+        if (PARSER_STOP(c))
+            return -1; /* the client is gone: the write closed the connection */
     }
     c->resp_done = true;
     c->up_keepalive = llhttp_should_keep_alive(p);
@@ -641,6 +664,8 @@ static void txn_begin(conn *c)
 static int q_on_message_begin(llhttp_t *p)
 {
     conn *c = p->data;
+    if (c->closing)
+        return -1;
     if (!c->rec)
         txn_begin(c);
     uv_timer_start(&c->ctimer, on_ctimer, c->cfg->header_timeout_ms, 0);
@@ -650,6 +675,8 @@ static int q_on_message_begin(llhttp_t *p)
 static int q_on_method_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     c->rec->method = xstrdup(llhttp_method_name(llhttp_get_method(p)));
     return 0;
 }
@@ -657,6 +684,8 @@ static int q_on_method_complete(llhttp_t *p)
 static int q_on_url(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     if (c->url.len + len > c->cfg->max_request_line)
         return fail_cb(c, 414, "uri too long");
     buf_append(&c->url, at, len);
@@ -674,6 +703,8 @@ static int header_budget(conn *c, size_t len)
 static int q_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     buf_append(&c->hname, at, len);
     return header_budget(c, len + 4); /* ": " and CRLF count too */
 }
@@ -681,6 +712,8 @@ static int q_on_header_field(llhttp_t *p, const char *at, size_t len)
 static int q_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     buf_append(&c->hval, at, len);
     return header_budget(c, len);
 }
@@ -688,6 +721,8 @@ static int q_on_header_value(llhttp_t *p, const char *at, size_t len)
 static int q_on_header_value_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     if (!httpmsg_is_token(c->hname.data, c->hname.len))
         return fail_cb(c, 400, "bad request: invalid header name");
     record_headers_add(&c->rec->req_headers, c->hname.data ? c->hname.data : "", c->hname.len,
@@ -731,6 +766,8 @@ static int split_target(conn *c)
 static int q_on_headers_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     proxy_worker *w = c->w;
     record *r = c->rec;
     const config *cfg = c->cfg;
@@ -783,6 +820,8 @@ static int q_on_headers_complete(llhttp_t *p)
         if (has_body) {
             uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
             client_write(c, &b, 1);
+            if (PARSER_STOP(c))
+                return -1; /* the client is gone: r was sunk with it */
         }
     }
 
@@ -821,6 +860,8 @@ static int q_on_headers_complete(llhttp_t *p)
 static int q_on_body(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     record *r = c->rec;
     r->req_body_size += len;
     if (c->cfg->max_body_size && r->req_body_size > c->cfg->max_body_size)
@@ -844,6 +885,8 @@ static int q_on_body(llhttp_t *p, const char *at, size_t len)
 static int q_on_message_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
     c->req_done = true;
     c->rec->req_truncated = c->cap_req && c->rec->req_body_size > c->rec->req_body.len;
     if (c->req_chunked) {
@@ -971,6 +1014,8 @@ static void conn_committed(conn *c, int status)
 /* After a request: the next one on the connection, or the close. */
 static void txn_continue(conn *c)
 {
+    if (c->closing)
+        return; /* a failed write of the held bytes closed it */
     if (!c->again || c->w->draining || c->in_feed || (c->client_eof && !c->pending.len)) {
         conn_close(c, true);
         return;
@@ -1043,6 +1088,8 @@ static void txn_fail(conn *c, int status, const char *error, const char *detail)
         c->resp_started = true;
         client_write_buf(c, &out);
         buf_free(&out);
+        if (c->closing)
+            return; /* the write failed: conn_close has sunk the record */
         txn_close_record(c, false);
         conn_close(c, true);
     } else {
