@@ -593,7 +593,7 @@ class ReplicationCase(unittest.TestCase):
         way (apply, then ledger commit, then ack): wait for the ledger to
         reach n rows, then require exactly n."""
         wait_until(lambda: len(peer.ledger()) >= n, timeout=timeout, interval=0.1)
-        self.assertEqual(n, len(peer.ledger()))
+        self.assertEqual(n, len(peer.ledger()), "ledger of %s" % peer.node)
 
     def assertOutboxDrained(self, *sites):
         for s in sites:
@@ -916,9 +916,9 @@ class ReplicationMesh(ReplicationCase):
         self.assertEqual(2 * total, d)
         self.assertEqual(0, x)
         for s in sites:
-            led = s.ledger()
             others = sum(ws[o.node].count() for o in sites if o is not s)
-            self.assertEqual(others, len(led), "ledger of %s" % s.node)
+            self.assertLedger(s, others)
+            led = s.ledger()
             self.assertEqual({o.node for o in sites if o is not s},
                              {org for org, _ in led.values()})
         self.assertEqual(3 * 2, len(snap["sites"]))
