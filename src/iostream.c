@@ -63,3 +63,38 @@ size_t io_queued(const uv_stream_t *s)
 {
     return s->write_queue_size;
 }
+
+bool io_cork_take(io_cork *k, const uv_buf_t *bufs, unsigned n)
+{
+    if (!k->on)
+        return false;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (k->b.len + total > IO_CORK_MAX)
+        return false;
+    for (unsigned i = 0; i < n; i++)
+        buf_append(&k->b, bufs[i].base, bufs[i].len);
+    return true;
+}
+
+unsigned io_cork_gather(const io_cork *k, const uv_buf_t *bufs, unsigned n, uv_buf_t *out)
+{
+    unsigned m = 0;
+    if (k->b.len)
+        out[m++] = uv_buf_init(k->b.data, (unsigned)k->b.len);
+    for (unsigned i = 0; i < n; i++)
+        out[m++] = bufs[i];
+    return m;
+}
+
+void io_cork_clear(io_cork *k)
+{
+    buf_reset(&k->b);
+}
+
+void io_cork_free(io_cork *k)
+{
+    buf_free(&k->b);
+    k->on = false;
+}

@@ -42,6 +42,8 @@ struct conn {
     bool client_eof;    /* client half-closed after its request */
     char client_ip[64];
     char client_addr[80];
+    io_cork ccork; /* toward the client, on while a response is parsed */
+    io_cork ucork; /* toward the upstream, on while a request is parsed */
 
     llhttp_t cp; /* request parser, lives as long as the connection */
     buf pending; /* bytes read but not parsed yet (pipelined requests) */
@@ -250,15 +252,21 @@ static void client_write(conn *c, const uv_buf_t *bufs, unsigned n)
         buf_append(&c->held, bufs[i].base, bufs[i].len);
 }
 
+/* Writes bufs[0..n) (n <= 3) behind what the client cork holds; while the
+ * cork is on, small pieces only join it. */
 static void client_send(conn *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->closing)
+    if (c->closing || io_cork_take(&c->ccork, bufs, n))
         return;
+    uv_buf_t v[4];
+    unsigned m = io_cork_gather(&c->ccork, bufs, n, v);
     size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
+    for (unsigned i = 0; i < m; i++)
+        total += v[i].len;
     STAT_ADD(bytes_out, total);
-    if (io_write((uv_stream_t *)&c->tcp, bufs, n, on_client_written) < 0) {
+    int rc = io_write((uv_stream_t *)&c->tcp, v, m, on_client_written);
+    io_cork_clear(&c->ccork);
+    if (rc < 0) {
         conn_close(c, false);
         return;
     }
@@ -271,13 +279,22 @@ static void client_send(conn *c, const uv_buf_t *bufs, unsigned n)
     }
 }
 
+/* Sends what the client cork gathered and turns it off. */
+static void client_uncork(conn *c)
+{
+    c->ccork.on = false;
+    if (c->ccork.b.len)
+        client_send(c, NULL, 0);
+}
+
 static void client_write_buf(conn *c, const buf *b)
 {
     uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
     client_write(c, &ub, 1);
 }
 
-/* Sends bytes toward the upstream, queueing them while it connects. */
+/* Sends bytes (n <= 3 pieces) toward the upstream, queueing them while it
+ * connects and gathering them while the upstream cork is on. */
 static void upstream_send(conn *c, const uv_buf_t *bufs, unsigned n)
 {
     if (!c->up_ready) {
@@ -285,8 +302,23 @@ static void upstream_send(conn *c, const uv_buf_t *bufs, unsigned n)
             buf_append(&c->upq, bufs[i].base, bufs[i].len);
         return;
     }
-    if (upstream_write(c->up, bufs, n) < 0)
+    if (io_cork_take(&c->ucork, bufs, n))
+        return;
+    uv_buf_t v[4];
+    unsigned m = io_cork_gather(&c->ucork, bufs, n, v);
+    int rc = upstream_write(c->up, v, m);
+    io_cork_clear(&c->ucork);
+    if (rc < 0)
         txn_fail(c, 502, "upstream unreachable", "write failed");
+}
+
+/* Sends what the upstream cork gathered and turns it off. */
+static void upstream_uncork(conn *c)
+{
+    c->ucork.on = false;
+    if (c->ucork.b.len && c->up_ready && !c->closing)
+        upstream_send(c, NULL, 0);
+    io_cork_clear(&c->ucork);
 }
 
 /* Forwards one piece of request body, re-framed when chunked. */
@@ -350,13 +382,15 @@ static void on_up_connect(void *owner, upstream_conn *up, int status)
     }
     c->up_ready = true;
     c->up_t0 = util_mono_us();
-    uv_buf_t b = uv_buf_init(c->upq.data, (unsigned)c->upq.len);
-    int rc = upstream_write(c->up, &b, 1);
-    buf_free(&c->upq);
-    if (rc < 0) {
-        txn_fail(c, 502, "upstream unreachable", uv_strerror(rc));
-        return;
-    }
+    /* Through the cork: a pooled connection is ready while the request is
+     * still being parsed, and its head then leaves with the body. */
+    buf head = c->upq;
+    buf_init(&c->upq);
+    uv_buf_t b = uv_buf_init(head.data, (unsigned)head.len);
+    upstream_send(c, &b, 1);
+    buf_free(&head);
+    if (c->closing)
+        return; /* the write failed: answered 502 */
     start_upstream_timer(c);
     if (upstream_queued(c->up) < IO_LOW_WATER)
         unpause_client(c);
@@ -388,7 +422,9 @@ static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t 
     if (c->resp_done)
         return; /* bytes after a complete response: ignored, not reused */
     uv_timer_again(&c->utimer);
+    c->ccork.on = true;
     llhttp_errno_t err = llhttp_execute(&c->rp, data, len);
+    client_uncork(c);
     if (c->closing)
         return;
     if (err == HPE_PAUSED_UPGRADE) {
@@ -953,6 +989,7 @@ static void txn_close_record(conn *c, bool upstream_reusable)
     c->up_ready = false;
     c->up_paused = false;
     buf_free(&c->upq);
+    io_cork_clear(&c->ucork);
     record *r = c->rec;
     int64_t now = util_mono_us();
     r->duration_us = now - c->t0;
@@ -1159,8 +1196,10 @@ static void tunnel_from_client(conn *c, const char *data, size_t len)
 static void client_feed(conn *c, const char *data, size_t len)
 {
     c->in_feed = true;
+    c->ucork.on = true;
     llhttp_errno_t err = llhttp_execute(&c->cp, data, len);
     c->in_feed = false;
+    upstream_uncork(c);
     if (c->closing)
         return;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -1266,6 +1305,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
     buf_free(&c->uphead);
     buf_free(&c->repl_body);
     buf_free(&c->held);
+    io_cork_free(&c->ccork);
+    io_cork_free(&c->ucork);
     free(c);
     proxy_check_drained(w);
 }
@@ -1281,6 +1322,15 @@ static void conn_close(conn *c, bool graceful)
 {
     if (c->closing)
         return;
+    /* What the client cork holds is the end of an answer (an error body, a
+     * response's last bytes): it goes out before a graceful close. */
+    if (graceful) {
+        client_uncork(c);
+        if (c->closing)
+            return; /* that write failed and closed the connection */
+    }
+    c->ccork.on = false;
+    io_cork_clear(&c->ccork);
     if (c->rec) {
         /* A request still in flight: capture it before it goes. */
         if (!c->rec->error)
