@@ -1,0 +1,223 @@
+"""Helpers shared by the bench scripts: processes, ports, tools, the nginx
+backend, RSS sampling and private RabbitMQ nodes. Everything listens on
+127.0.0.1 and every process started through spawn() is stopped by
+cleanup()."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+BODY = '{"id":1,"name":"widget","price":9.99,"tags":["a","b"],"ok":true,"note":"fixed bench answer"}'
+
+children = []  # every process we started, stopped at exit
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log("bench/run: " + msg)
+    sys.exit(2)  # the finally in main() stops what was started
+
+
+def which(name):
+    for p in (shutil.which(name), "/usr/sbin/" + name, "/usr/bin/" + name):
+        if p and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def find_tool(name, package, required=True):
+    """The tool's path; installs the Debian package when it is missing."""
+    p = which(name)
+    if p:
+        return p
+    log("installing %s (apt-get install %s)" % (name, package))
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "install", "-y", "--no-install-recommends", package],
+                   check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    p = which(name)
+    if not p and required:
+        die("%s not found and could not be installed (apt-get install %s)" % (name, package))
+    return p
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def spawn(cmd, logfile, env=None):
+    f = open(logfile, "ab")
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    f.close()
+    children.append(proc)
+    return proc
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=30):
+    """Signals proc and waits for it; returns its exit code."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc in children:
+        children.remove(proc)
+    return proc.returncode
+
+
+def cleanup():
+    for p in list(children):
+        stop(p, timeout=15)
+
+
+def wait_port(port, proc, what, timeout=20.0, http=False):
+    """Waits until port accepts connections (and answers HTTP when http)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            if http:
+                with urllib.request.urlopen("http://127.0.0.1:%d/ready" % port, timeout=1) as r:
+                    r.read()
+                return True
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    log("%s did not come up on port %d" % (what, port))
+    return False
+
+def nginx_conf(tmp, name, workers, server_block, extra_http=""):
+    d = os.path.join(tmp, name)
+    os.makedirs(os.path.join(d, "t"), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""worker_processes %(w)s;
+daemon off;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 120s;
+    default_type application/json;
+    client_body_temp_path %(d)s/t/body;
+    proxy_temp_path %(d)s/t/proxy;
+    fastcgi_temp_path %(d)s/t/fastcgi;
+    uwsgi_temp_path %(d)s/t/uwsgi;
+    scgi_temp_path %(d)s/t/scgi;
+    %(extra)s
+    %(server)s
+}
+""" % {"w": workers, "d": d, "server": server_block, "extra": extra_http})
+    return d, conf
+
+
+def start_backend(nginx, tmp, port):
+    server = "server { listen 127.0.0.1:%d; location / { return 200 '%s'; } }" % (port, BODY)
+    d, conf = nginx_conf(tmp, "backend", 1, server)
+    proc = spawn([nginx, "-p", d, "-e", d + "/error.log", "-c", conf], d + "/stdout.log")
+    if not wait_port(port, proc, "backend nginx", http=True):
+        die("backend nginx did not start (see %s/error.log)" % d)
+    return proc
+
+
+class RssSampler(threading.Thread):
+    """Samples VmHWM and VmRSS of pid every second until stopped."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.hwm_kb, self.rss_max_kb = pid, 0, 0
+        self.samples = []
+        self.ev = threading.Event()
+
+    def read(self):
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        self.hwm_kb = max(self.hwm_kb, int(line.split()[1]))
+                    elif line.startswith("VmRSS:"):
+                        kb = int(line.split()[1])
+                        self.samples.append(kb)
+                        self.rss_max_kb = max(self.rss_max_kb, kb)
+        except (OSError, ValueError):
+            pass
+
+    def run(self):
+        while not self.ev.is_set():
+            self.read()
+            self.ev.wait(1.0)
+
+    def finish(self):
+        self.read()
+        self.ev.set()
+        self.join()
+
+
+def start_rabbit(tmp, tag="rmq", plugins=()):
+    """Starts a private RabbitMQ node (data under tmp/tag, AMQP on a free
+    loopback port) the way the test harness does as root without systemd.
+    Returns (node dict with proc, name, ctl, url, amqp_port; None) or
+    (None, why)."""
+    server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+    if not (os.access(server, os.X_OK) and os.access(ctl, os.X_OK)):
+        return None, "RabbitMQ is not installed (Debian rabbitmq-server)"
+    name = "bench%s%d@localhost" % (tag, os.getpid())
+    d = os.path.join(tmp, tag)
+    os.makedirs(d + "/mnesia", exist_ok=True)
+    os.makedirs(d + "/log", exist_ok=True)
+    amqp, dist = free_port(), free_port()
+    with open(d + "/enabled_plugins", "w") as f:
+        f.write("[%s].\n" % ",".join(plugins))
+    with open(d + "/rabbitmq.conf", "w") as f:
+        f.write("listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n" % amqp)
+    env = dict(os.environ, RABBITMQ_NODENAME=name, RABBITMQ_NODE_PORT=str(amqp),
+               RABBITMQ_DIST_PORT=str(dist), RABBITMQ_MNESIA_BASE=d + "/mnesia",
+               RABBITMQ_LOG_BASE=d + "/log", RABBITMQ_FEATURE_FLAGS_FILE=d + "/feature_flags",
+               RABBITMQ_ENABLED_PLUGINS_FILE=d + "/enabled_plugins",
+               RABBITMQ_CONFIG_FILE=d + "/rabbitmq", RABBITMQ_PID_FILE=d + "/pid")
+    proc = spawn([server], d + "/stdout.log", env=env)
+    # await_startup fails at once while the node is not yet registered: retry
+    deadline = time.monotonic() + 90
+    ok = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        r = subprocess.run([ctl, "-n", name, "await_startup", "--timeout", "60"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode == 0:
+            ok = True
+            break
+        time.sleep(1)
+    if not ok:
+        log("rabbitmqctl await_startup: " + r.stdout.strip()[-500:])
+        stop(proc)
+        return None, "RabbitMQ node did not start (see %s)" % d
+    return {"proc": proc, "name": name, "ctl": ctl, "amqp_port": amqp,
+            "url": "amqp://guest:guest@127.0.0.1:%d/" % amqp}, None
+
+
+def stop_rabbit(rmq):
+    if not rmq:
+        return
+    subprocess.run([rmq["ctl"], "-n", rmq["name"], "stop"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop(rmq["proc"], timeout=30)
