@@ -5,28 +5,47 @@
 
 #include "util.h"
 
+/* RFC 9110 tchar: a table, as this runs on every header name. */
+static const bool tchar[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,  ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1,  ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,  ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,  ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,  ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
+    ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,  ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,  ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,  ['Y'] = 1, ['Z'] = 1, ['!'] = 1, ['#'] = 1,
+    ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1,
+};
+
 bool httpmsg_is_token(const char *s, size_t n)
 {
     if (n == 0)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
-            continue;
-        if (!strchr("!#$%&'*+-.^_`|~", ch) || ch == 0)
+    for (size_t i = 0; i < n; i++)
+        if (!tchar[(unsigned char)s[i]])
             return false;
-    }
     return true;
 }
 
 bool httpmsg_is_hop_by_hop(const char *name, size_t n)
 {
-    static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",
-                                      "trailer",    "transfer-encoding", "upgrade"};
-    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-        if (util_ieq(name, n, hop[i]))
-            return true;
-    return false;
+    /* By length first: most names are not hop-by-hop and fail here. */
+    switch (n) {
+    case 2:
+        return util_ieq(name, n, "te");
+    case 7:
+        return util_ieq(name, n, "trailer") || util_ieq(name, n, "upgrade");
+    case 10:
+        return util_ieq(name, n, "connection") || util_ieq(name, n, "keep-alive");
+    case 16:
+        return util_ieq(name, n, "proxy-connection");
+    case 17:
+        return util_ieq(name, n, "transfer-encoding");
+    default:
+        return false;
+    }
 }
 
 /* Calls back for each comma-separated token of a header value. */
@@ -51,7 +70,8 @@ static bool list_has(const char *v, const char *token)
 bool httpmsg_connection_has(const record_headers *h, const char *token)
 {
     for (size_t i = 0; i < h->len; i++)
-        if (strcasecmp(h->v[i].name, "connection") == 0 && list_has(h->v[i].value, token))
+        if ((h->v[i].name[0] | 0x20) == 'c' && strcasecmp(h->v[i].name, "connection") == 0 &&
+            list_has(h->v[i].value, token))
             return true;
     return false;
 }
@@ -59,6 +79,21 @@ bool httpmsg_connection_has(const record_headers *h, const char *token)
 bool httpmsg_drop_header(const record_headers *h, const char *name)
 {
     return httpmsg_is_hop_by_hop(name, strlen(name)) || httpmsg_connection_has(h, name);
+}
+
+/* Whether h has a Connection header at all: when it has none (the common
+ * case), hop-by-hop is a question of the name alone. */
+static bool has_connection(const record_headers *h)
+{
+    for (size_t i = 0; i < h->len; i++)
+        if ((h->v[i].name[0] | 0x20) == 'c' && strcasecmp(h->v[i].name, "connection") == 0)
+            return true;
+    return false;
+}
+
+static bool drop(const record_headers *h, bool conn, const char *name)
+{
+    return httpmsg_is_hop_by_hop(name, strlen(name)) || (conn && httpmsg_connection_has(h, name));
 }
 
 static void header_line(buf *out, const char *name, const char *value)
@@ -83,9 +118,10 @@ void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
 
     bool have_host = false, have_proto = false, have_id = false;
     const char *xff = NULL;
+    bool conn = has_connection(h);
     for (size_t i = 0; i < h->len; i++) {
         const char *n = h->v[i].name;
-        if (httpmsg_drop_header(h, n)) {
+        if (drop(h, conn, n)) {
             if (o->upgrade && strcasecmp(n, "upgrade") == 0)
                 header_line(out, n, h->v[i].value);
             continue;
@@ -139,9 +175,10 @@ void httpmsg_response_head(buf *out, int status, const char *reason, size_t reas
     else
         buf_append_str(out, httpmsg_reason(status));
     buf_append(out, "\r\n", 2);
+    bool conn = has_connection(h);
     for (size_t i = 0; i < h->len; i++) {
         const char *n = h->v[i].name;
-        if (httpmsg_drop_header(h, n)) {
+        if (drop(h, conn, n)) {
             if (body == HTTPMSG_BODY_UPGRADE && strcasecmp(n, "upgrade") == 0)
                 header_line(out, n, h->v[i].value);
             continue;

@@ -43,6 +43,19 @@ void record_free(record *r)
     free(r);
 }
 
+/* One block: "name\0value\0". */
+static void set_entry(record_header *e, const char *name, size_t nlen, const char *value,
+                      size_t vlen)
+{
+    char *p = xmalloc(nlen + vlen + 2);
+    memcpy(p, name, nlen);
+    p[nlen] = '\0';
+    memcpy(p + nlen + 1, value, vlen);
+    p[nlen + 1 + vlen] = '\0';
+    e->name = p;
+    e->value = p + nlen + 1;
+}
+
 void record_headers_add(record_headers *h, const char *name, size_t nlen, const char *value,
                         size_t vlen)
 {
@@ -50,9 +63,21 @@ void record_headers_add(record_headers *h, const char *name, size_t nlen, const 
         h->cap = h->cap ? h->cap * 2 : 16;
         h->v = xrealloc(h->v, h->cap * sizeof *h->v);
     }
-    h->v[h->len].name = xstrndup(name, nlen);
-    h->v[h->len].value = xstrndup(value, vlen);
+    set_entry(&h->v[h->len], name, nlen, value, vlen);
     h->len++;
+}
+
+void record_header_set_value(record_header *e, const char *value)
+{
+    char *old = e->name;
+    set_entry(e, old, strlen(old), value, strlen(value));
+    free(old);
+}
+
+void record_header_clear(record_header *e)
+{
+    free(e->name);
+    e->name = e->value = NULL;
 }
 
 const char *record_headers_get(const record_headers *h, const char *name)
@@ -66,10 +91,8 @@ const char *record_headers_get(const record_headers *h, const char *name)
 
 void record_headers_free(record_headers *h)
 {
-    for (size_t i = 0; i < h->len; i++) {
+    for (size_t i = 0; i < h->len; i++)
         free(h->v[i].name);
-        free(h->v[i].value);
-    }
     free(h->v);
     h->v = NULL;
     h->len = h->cap = 0;

@@ -14,6 +14,9 @@
 #include "buf.h"
 #include "uuid7.h"
 
+/* name and value share one allocation (owned through name): a request
+ * carries a dozen headers, and two allocations each were a tenth of the
+ * proxy's instructions. Change them only through the functions below. */
 typedef struct record_header {
     char *name;  /* as received, NUL-terminated */
     char *value; /* as received (after trimming OWS), NUL-terminated */
@@ -75,6 +78,10 @@ void record_headers_add(record_headers *h, const char *name, size_t nlen, const 
                         size_t vlen);
 /* First header named name (case-insensitive) or NULL. */
 const char *record_headers_get(const record_headers *h, const char *name);
+/* Replaces e's value with a copy of value. */
+void record_header_set_value(record_header *e, const char *value);
+/* Frees e's strings (for callers removing entries from a list). */
+void record_header_clear(record_header *e);
 void record_headers_free(record_headers *h);
 
 /* JSON encoding flags. */

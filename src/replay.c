@@ -492,10 +492,8 @@ static void recycle(conn *c, record *g)
         return;
     }
     record_headers h = g->resp_headers;
-    for (size_t i = 0; i < h.len; i++) {
-        free(h.v[i].name);
-        free(h.v[i].value);
-    }
+    for (size_t i = 0; i < h.len; i++)
+        record_header_clear(&h.v[i]);
     h.len = 0;
     buf b = g->resp_body;
     buf_reset(&b);

@@ -88,8 +88,7 @@ void repl_headers_remove(record_headers *h, const char *name)
     size_t nl = strlen(name), j = 0;
     for (size_t i = 0; i < h->len; i++) {
         if (util_ieq(h->v[i].name, strlen(h->v[i].name), name) && strlen(h->v[i].name) == nl) {
-            free(h->v[i].name);
-            free(h->v[i].value);
+            record_header_clear(&h->v[i]);
         } else {
             h->v[j++] = h->v[i];
         }

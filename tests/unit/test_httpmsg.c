@@ -32,6 +32,12 @@ static void test_hop_by_hop(void **state)
     assert_true(httpmsg_is_hop_by_hop("TE", 2));
     assert_false(httpmsg_is_hop_by_hop("Content-Length", 14));
     assert_false(httpmsg_is_hop_by_hop("Tee", 3));
+    assert_true(httpmsg_is_hop_by_hop("Trailer", 7));
+    assert_true(httpmsg_is_hop_by_hop("upgrade", 7));
+    assert_true(httpmsg_is_hop_by_hop("Proxy-Connection", 16));
+    assert_false(httpmsg_is_hop_by_hop("Upgrades", 8));
+    assert_false(httpmsg_is_hop_by_hop("Connectio", 9));
+    assert_false(httpmsg_is_hop_by_hop("X-Request", 9));
     record_headers h = {0};
     add(&h, "Connection", "keep-alive, X-Secret-Hop ,Foo");
     assert_true(httpmsg_connection_has(&h, "x-secret-hop"));
@@ -154,6 +160,26 @@ static void test_response_head(void **state)
     record_headers_free(&h);
 }
 
+/* A header the upstream names in its Connection header is hop-by-hop too;
+ * one it does not name goes through. */
+static void test_response_connection_listed(void **state)
+{
+    (void)state;
+    record_headers h = {0};
+    add(&h, "X-Hop", "private");
+    add(&h, "Connection", "X-Hop");
+    add(&h, "X-Kept", "1");
+    add(&h, "Content-Length", "0");
+    buf out = BUF_INIT;
+    httpmsg_response_head(&out, 204, NULL, 0, &h, HTTPMSG_BODY_NONE, true, false);
+    assert_string_equal(out.data, "HTTP/1.1 204 No Content\r\n"
+                                  "X-Kept: 1\r\n"
+                                  "Content-Length: 0\r\n"
+                                  "\r\n");
+    buf_free(&out);
+    record_headers_free(&h);
+}
+
 static void test_error_response(void **state)
 {
     (void)state;
@@ -178,9 +204,13 @@ static void test_error_response(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hop_by_hop),     cmocka_unit_test(test_token),
-        cmocka_unit_test(test_request_head),   cmocka_unit_test(test_request_head_defaults),
-        cmocka_unit_test(test_upgrade_head),   cmocka_unit_test(test_response_head),
+        cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_token),
+        cmocka_unit_test(test_request_head),
+        cmocka_unit_test(test_request_head_defaults),
+        cmocka_unit_test(test_upgrade_head),
+        cmocka_unit_test(test_response_head),
+        cmocka_unit_test(test_response_connection_listed),
         cmocka_unit_test(test_error_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
