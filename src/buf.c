@@ -176,31 +176,38 @@ int utf8_valid(const char *s, size_t n)
     return 1;
 }
 
+/* Printable ASCII other than the quote and the backslash: copied as is. */
+static inline bool json_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
 void buf_append_json_str(buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     buf_reserve(b, n + 2);
-    buf_append_char(b, '"');
-    size_t i = 0, run = 0;
+    b->data[b->len++] = '"';
+    size_t i = 0;
     while (i < n) {
-        unsigned char c = p[i];
-        size_t l = 1;
-        int plain;
-        if (c >= 0x80) {
-            l = utf8_seq(p + i, n - i);
-            plain = l != 0;
-        } else {
-            plain = c >= 0x20 && c != '"' && c != '\\' && c != 0x7f;
+        size_t start = i;
+        for (;;) {
+            while (i < n && json_plain(p[i]))
+                i++;
+            if (i < n && p[i] >= 0x80) {
+                size_t l = utf8_seq(p + i, n - i);
+                if (l) {
+                    i += l;
+                    continue;
+                }
+            }
+            break;
         }
-        if (plain) {
-            i += l;
-            run += l;
-            continue;
-        }
-        if (run)
-            buf_append(b, s + i - run, run);
-        run = 0;
+        if (i > start)
+            buf_append(b, s + start, i - start);
+        if (i >= n)
+            break;
+        unsigned char c = p[i++];
         char esc[7];
         switch (c) {
         case '"':
@@ -227,10 +234,7 @@ void buf_append_json_str(buf *b, const char *s, size_t n)
             esc[5] = hex[c & 15];
             buf_append(b, esc, 6);
         }
-        i++;
     }
-    if (run)
-        buf_append(b, s + n - run, run);
     buf_append_char(b, '"');
 }
 

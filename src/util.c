@@ -65,10 +65,19 @@ int64_t util_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static inline unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
 bool util_ieq(const char *s, size_t n, const char *lit)
 {
-    size_t m = strlen(lit);
-    return n == m && strncasecmp(s, lit, n) == 0;
+    /* Called for every header against every listed name: most calls fail
+     * on the first byte, so no strlen first. */
+    for (size_t i = 0; i < n; i++)
+        if (!lit[i] || ascii_lower((unsigned char)s[i]) != ascii_lower((unsigned char)lit[i]))
+            return false;
+    return lit[n] == 0;
 }
 
 int util_parse_bool(const char *s, bool *out)
