@@ -226,6 +226,7 @@ typedef struct sq_store {
     size_t inflight; /* taken by the writer, not yet committed */
     bool closing, paused, started;
     bool gathering; /* the writer collects a batch: submitters need not wake it */
+    size_t waiting; /* queued records whose submitter waits for the commit */
     store_stats st;
     sq_ops ops;         /* pending for the next transaction */
     int64_t outbox_seq; /* highest committed outbox seq known to this process */
@@ -617,10 +618,12 @@ static int sq_submit_cb(store *base, record *r, store_done_fn done, void *ud)
     it->ud = ud;
     s->count++;
     s->st.submitted++;
+    if (done)
+        s->waiting++;
     /* While the writer gathers a batch, waking it for every record would
      * cost a context switch each: it wakes when the window ends or the
-     * batch is full. */
-    if (!s->gathering || s->count >= (s->opt.batch_max ? s->opt.batch_max : 1))
+     * batch is full, or at once for a record someone waits for. */
+    if (!s->gathering || done || s->count >= (s->opt.batch_max ? s->opt.batch_max : 1))
         pthread_cond_signal(&s->nonempty);
     pthread_mutex_unlock(&s->mu);
     return 0;
@@ -1130,17 +1133,19 @@ static void *sq_writer_main(void *arg)
         }
         if (s->closing && s->count == 0 && !ops_pending(&s->ops))
             break;
-        if (s->opt.commit_delay_us && !s->closing && !s->paused && s->count < bmax) {
+        if (s->opt.commit_delay_us && !s->closing && !s->paused && s->count < bmax && !s->waiting) {
             /* Group commit: one transaction costs about the same for 1 record
              * as for 100, so under load a short wait makes batches (and
-             * throughput) much larger. */
+             * throughput) much larger. Not when a submitter waits for the
+             * commit (a held answer, a replicator's ack): its batch is what
+             * queued while the previous transaction was written. */
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             int64_t ns = (int64_t)ts.tv_nsec + (int64_t)s->opt.commit_delay_us * 1000;
             ts.tv_sec += (time_t)(ns / 1000000000);
             ts.tv_nsec = (long)(ns % 1000000000);
             s->gathering = true;
-            while (!s->closing && s->count < bmax)
+            while (!s->closing && s->count < bmax && !s->waiting)
                 if (pthread_cond_timedwait(&s->nonempty, &s->mu, &ts) == ETIMEDOUT)
                     break;
             s->gathering = false;
@@ -1148,6 +1153,8 @@ static void *sq_writer_main(void *arg)
         size_t n = 0;
         if (!s->paused) {
             while (n < bmax && s->count) {
+                if (s->ring[s->head].done)
+                    s->waiting--;
                 batch[n++] = s->ring[s->head];
                 s->head = (s->head + 1) % s->ring_alloc;
                 s->count--;
