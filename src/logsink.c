@@ -255,6 +255,13 @@ void logsink_write(logsink *s, const record *r)
     buf_free(&line);
 }
 
+bool logsink_wants_headers_json(const logsink *s)
+{
+    return s && s->kind != TARGET_OFF &&
+           atomic_load_explicit(&s->format, memory_order_relaxed) != LOG_FORMAT_COMBINED &&
+           (atomic_load_explicit(&s->json_flags, memory_order_relaxed) & RECORD_JSON_HEADERS);
+}
+
 void logsink_set_format(logsink *s, int format)
 {
     atomic_store(&s->format, format);

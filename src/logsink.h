@@ -23,6 +23,11 @@ typedef struct logsink logsink;
 logsink *logsink_open(const char *target, int format, unsigned json_flags, char *err,
                       size_t errlen);
 
+/* Whether lines currently carry the headers as JSON (JSON lines with
+ * RECORD_JSON_HEADERS): then the caller may encode them once for the line
+ * and the store (record_cache_headers_json). */
+bool logsink_wants_headers_json(const logsink *s);
+
 /* Formats r in the current format and queues the line. Thread-safe. */
 void logsink_write(logsink *s, const record *r);
 

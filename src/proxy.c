@@ -179,6 +179,9 @@ static void sink_record(conn *c)
     attach_outbox(c, r);
     if (r->do_log || r->do_persist)
         redact_record(c->cfg, r);
+    /* Logged as JSON and persisted: encode the headers once for both. */
+    if (r->do_log && r->do_persist && c->w->sh->store && logsink_wants_headers_json(c->w->sh->log))
+        record_cache_headers_json(r);
     if (r->do_log) {
         logsink_write(c->w->sh->log, r);
         STAT_INC(logged);

@@ -40,6 +40,8 @@ void record_free(record *r)
     record_headers_free(&r->resp_headers);
     buf_free(&r->req_body);
     buf_free(&r->resp_body);
+    buf_free(&r->headers_json[0]);
+    buf_free(&r->headers_json[1]);
     free(r);
 }
 
@@ -250,15 +252,32 @@ void record_to_json(const record *r, unsigned flags, buf *out)
     }
     if (flags & RECORD_JSON_HEADERS) {
         key(out, ",\"req_headers\":");
-        record_headers_to_json(&r->req_headers, out);
+        record_append_headers_json(r, 0, out);
         key(out, ",\"resp_headers\":");
-        record_headers_to_json(&r->resp_headers, out);
+        record_append_headers_json(r, 1, out);
     }
     if (flags & RECORD_JSON_BODIES) {
         append_body(out, "req_body", &r->req_body);
         append_body(out, "resp_body", &r->resp_body);
     }
     buf_append_char(out, '}');
+}
+
+void record_cache_headers_json(record *r)
+{
+    buf_reset(&r->headers_json[0]);
+    buf_reset(&r->headers_json[1]);
+    record_headers_to_json(&r->req_headers, &r->headers_json[0]);
+    record_headers_to_json(&r->resp_headers, &r->headers_json[1]);
+}
+
+void record_append_headers_json(const record *r, int which, buf *out)
+{
+    const buf *c = &r->headers_json[which ? 1 : 0];
+    if (c->len)
+        buf_append(out, c->data, c->len);
+    else
+        record_headers_to_json(which ? &r->resp_headers : &r->req_headers, out);
 }
 
 int record_headers_from_json(record_headers *h, const char *json, size_t len)

@@ -55,6 +55,12 @@ typedef struct record {
     char *origin;             /* "local", "replicated", "imported" */
     char *error;              /* NULL on success, else a short text ("upstream timeout") */
 
+    /* record_headers_to_json of req_headers [0] and resp_headers [1], when
+     * record_cache_headers_json has run (empty otherwise): the log line and
+     * the store row then share one encoding. Valid only while the headers
+     * do not change. */
+    buf headers_json[2];
+
     /* Decisions taken when the request started (rule AND runtime flags). */
     bool do_log;
     bool do_persist;
@@ -83,6 +89,13 @@ void record_header_set_value(record_header *e, const char *value);
 /* Frees e's strings (for callers removing entries from a list). */
 void record_header_clear(record_header *e);
 void record_headers_free(record_headers *h);
+
+/* Encodes both header lists once into r->headers_json (after redaction:
+ * the headers must not change afterwards). */
+void record_cache_headers_json(record *r);
+/* Appends the JSON of r's request (which 0) or response (1) headers, from
+ * the cache when it is there. */
+void record_append_headers_json(const record *r, int which, buf *out);
 
 /* JSON encoding flags. */
 enum {

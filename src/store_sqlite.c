@@ -754,8 +754,8 @@ static int bind_record(sq_store *s, const record *r)
     sqlite3_stmt *st = s->ins;
     buf_reset(&s->reqh);
     buf_reset(&s->resph);
-    record_headers_to_json(&r->req_headers, &s->reqh);
-    record_headers_to_json(&r->resp_headers, &s->resph);
+    record_append_headers_json(r, 0, &s->reqh);
+    record_append_headers_json(r, 1, &s->resph);
     int rc = SQLITE_OK;
     B(sqlite3_bind_text(st, C_ID + 1, r->id, -1, SQLITE_STATIC));
     B(bind_text(st, C_NODE, r->node));

@@ -201,6 +201,30 @@ static void test_json_headers_bodies(void **state)
     record_free(r);
 }
 
+/* The cached headers JSON (shared by the log line and the store row) is
+ * exactly what the line would have without it. */
+static void test_cached_headers_json(void **state)
+{
+    (void)state;
+    record *r = sample();
+    buf plain = BUF_INIT, cached = BUF_INIT;
+    record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &plain);
+    record_cache_headers_json(r);
+    assert_true(r->headers_json[0].len > 0);
+    assert_true(r->headers_json[1].len > 0);
+    record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &cached);
+    assert_string_equal(plain.data, cached.data);
+    buf hb = BUF_INIT, hc = BUF_INIT;
+    record_headers_to_json(&r->resp_headers, &hb);
+    record_append_headers_json(r, 1, &hc);
+    assert_string_equal(hb.data, hc.data);
+    buf_free(&hb);
+    buf_free(&hc);
+    buf_free(&plain);
+    buf_free(&cached);
+    record_free(r); /* frees the cache too (valgrind) */
+}
+
 static void test_headers_from_json_bad(void **state)
 {
     (void)state;
@@ -271,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_json_fields),
         cmocka_unit_test(test_json_nulls),
         cmocka_unit_test(test_json_headers_bodies),
+        cmocka_unit_test(test_cached_headers_json),
         cmocka_unit_test(test_headers_from_json_bad),
         cmocka_unit_test(test_combined),
     };
