@@ -173,11 +173,14 @@ class RssSampler(threading.Thread):
         self.join()
 
 
-def start_rabbit(tmp, tag="rmq", plugins=()):
+def start_rabbit(tmp, tag="rmq", plugins=(), advanced=""):
     """Starts a private RabbitMQ node (data under tmp/tag, AMQP on a free
     loopback port) the way the test harness does as root without systemd.
-    Returns (node dict with proc, name, ctl, url, amqp_port; None) or
-    (None, why)."""
+    With rabbitmq_management among the plugins its HTTP API gets a free
+    loopback port too. advanced: extra Erlang terms for advanced.config
+    (e.g. '{rabbit, [{collect_statistics_interval, 250}]}'). Returns (node
+    dict with proc, name, ctl, url, amqp_port [, mgmt_port, mgmt_url];
+    None) or (None, why)."""
     server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
     ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
     if not (os.access(server, os.X_OK) and os.access(ctl, os.X_OK)):
@@ -191,11 +194,19 @@ def start_rabbit(tmp, tag="rmq", plugins=()):
         f.write("[%s].\n" % ",".join(plugins))
     with open(d + "/rabbitmq.conf", "w") as f:
         f.write("listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n" % amqp)
+    mgmt = free_port() if "rabbitmq_management" in plugins else None
+    terms = [advanced] if advanced else []
+    if mgmt:
+        terms.append('{rabbitmq_management, [{tcp_config, [{ip, "127.0.0.1"}, {port, %d}]}]}'
+                     % mgmt)
+    with open(d + "/advanced.config", "w") as f:
+        f.write("[%s].\n" % ",\n ".join(terms))
     env = dict(os.environ, RABBITMQ_NODENAME=name, RABBITMQ_NODE_PORT=str(amqp),
                RABBITMQ_DIST_PORT=str(dist), RABBITMQ_MNESIA_BASE=d + "/mnesia",
                RABBITMQ_LOG_BASE=d + "/log", RABBITMQ_FEATURE_FLAGS_FILE=d + "/feature_flags",
                RABBITMQ_ENABLED_PLUGINS_FILE=d + "/enabled_plugins",
-               RABBITMQ_CONFIG_FILE=d + "/rabbitmq", RABBITMQ_PID_FILE=d + "/pid")
+               RABBITMQ_CONFIG_FILE=d + "/rabbitmq", RABBITMQ_PID_FILE=d + "/pid",
+               RABBITMQ_ADVANCED_CONFIG_FILE=d + "/advanced.config")
     proc = spawn([server], d + "/stdout.log", env=env)
     # await_startup fails at once while the node is not yet registered: retry
     deadline = time.monotonic() + 90
@@ -211,8 +222,12 @@ def start_rabbit(tmp, tag="rmq", plugins=()):
         log("rabbitmqctl await_startup: " + r.stdout.strip()[-500:])
         stop(proc)
         return None, "RabbitMQ node did not start (see %s)" % d
-    return {"proc": proc, "name": name, "ctl": ctl, "amqp_port": amqp,
-            "url": "amqp://guest:guest@127.0.0.1:%d/" % amqp}, None
+    node = {"proc": proc, "name": name, "ctl": ctl, "amqp_port": amqp,
+            "url": "amqp://guest:guest@127.0.0.1:%d/" % amqp}
+    if mgmt:
+        node["mgmt_port"] = mgmt
+        node["mgmt_url"] = "http://guest:guest@127.0.0.1:%d" % mgmt
+    return node, None
 
 
 def stop_rabbit(rmq):
