@@ -170,6 +170,9 @@ static const keydef keys[] = {
      "AMQP heartbeat interval negotiated with the broker"},
     {"concurrency", K_INT, CFG(concurrency), 1, 64, NULL, "1", NULL,
      "replicator: requests applied at once (order kept per path)"},
+    {"prefetch", K_INT, CFG(prefetch), 1, 65535, NULL, "64", NULL,
+     "replicator: messages taken from the broker ahead of their apply (each may hold a body "
+     "up to replicate_max_body)"},
     {"retry_min", K_DUR, CFG(retry_min_ms), 1, UINT64_MAX, NULL, "200ms", NULL,
      "replicator: first wait before re-applying after a 5xx or unreachable upstream"},
     {"retry_max", K_DUR, CFG(retry_max_ms), 1, UINT64_MAX, NULL, "30s", NULL,

@@ -100,6 +100,7 @@ typedef struct config {
     uint64_t amqp_heartbeat_ms;
     /* the replicator (`restspy replicate`) */
     int concurrency;       /* apply workers; per-path order is kept */
+    int prefetch;          /* deliveries unacked at once (at least concurrency) */
     uint64_t retry_min_ms; /* backoff after a 5xx/unreachable upstream ... */
     uint64_t retry_max_ms; /* ... doubling up to this */
     char **set_headers;    /* "Name: value" added to applied requests; NULL-terminated */

@@ -41,7 +41,9 @@
 
 #define CAPTURE_CAP (64u << 10) /* bytes of each body kept in the capture row */
 #define REASON_EXCERPT 200      /* bytes of a 4xx body in a dead-letter reason */
-#define POLL_BUSY_MS 5          /* mq_poll wait while workers may finish work */
+#define POLL_BUSY_MS                                                                               \
+    1 /* mq_poll wait while workers may finish work: their                                         \
+         acks go out between polls */
 #define POLL_IDLE_MS 200
 
 /* ---- pure helpers (replicator_internal.h) ---- */
@@ -597,9 +599,14 @@ static int connect_broker(repl *r, char *err, size_t errlen)
         return -1;
     char queue[300];
     snprintf(queue, sizeof queue, "restspy.apply.%s", cfg->node);
-    /* Room for every worker to have work queued behind its current one, so
-     * partitions run in parallel; order within a queue is the broker's. */
-    uint16_t prefetch = (uint16_t)(r->nw * 4);
+    /* Deliveries ahead of the applies: with too few (it was 4 per worker),
+     * a worker finished them all and idled until the loop's poll timed out,
+     * capping one worker near 800 applies/s (bench/repl_lag.py). Order
+     * within a partition is the broker's. */
+    unsigned pf = cfg->prefetch > 0 ? (unsigned)cfg->prefetch : 64;
+    if (pf < r->nw)
+        pf = r->nw;
+    uint16_t prefetch = (uint16_t)(pf > 65535 ? 65535 : pf);
     if (mq_declare_topology(m, cfg->node, cfg->queue_type, err, errlen) != 0 ||
         mq_confirm_select(m, err, errlen) != 0 ||
         mq_consume(m, queue, prefetch, err, errlen) != 0) {
@@ -694,26 +701,13 @@ static void *signal_main(void *arg)
 /* ---- command line ---- */
 
 static const char *const help_keys[] = {
-    "amqp",
-    "upstream",
-    "node",
-    "store",
-    "config",
-    "replicate_secret",
-    "set_header",
-    "concurrency",
-    "retry_min",
-    "retry_max",
-    "upstream_timeout",
-    "amqp_heartbeat",
-    "queue_type",
-    "busy_timeout",
-    "store_queue",
-    "store_batch",
-    "redact",
-    "redact_headers",
-    "redact_fields",
-    NULL,
+    "amqp",           "upstream",      "node",
+    "store",          "config",        "replicate_secret",
+    "set_header",     "concurrency",   "prefetch",
+    "retry_min",      "retry_max",     "upstream_timeout",
+    "amqp_heartbeat", "queue_type",    "busy_timeout",
+    "store_queue",    "store_batch",   "redact",
+    "redact_headers", "redact_fields", NULL,
 };
 
 static void print_key(const char *key, const char *def, const char *help, void *ud)

@@ -396,6 +396,14 @@ class Broker:
         q = self.queues().get(queue)
         return int(q["consumers"]) if q else 0
 
+    def consumer_prefetch(self, queue):
+        """The prefetch count of each consumer of queue (rabbitmqctl: the
+        management API's lists lag)."""
+        p = self.ctl("list_consumers", "-q", "--formatter", "json", "queue_name",
+                     "prefetch_count")
+        return [c["prefetch_count"] for c in json.loads(p.stdout or "[]")
+                if c.get("queue_name") == queue]
+
     def wait_consumer(self, queue, timeout=30, proc=None):
         """Waits until queue has a consumer; False on timeout or when proc
         (a Popen) exits first."""

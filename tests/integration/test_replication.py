@@ -136,6 +136,7 @@ class Replicator:
         self.stderr_path = os.path.join(site.dir, "replicator.stderr")
         self.stdout_path = os.path.join(site.dir, "replicator.stdout")
         self.returncodes = []
+        self.extra = []  # more options, for one test
 
     def command(self):
         s = self.site
@@ -146,7 +147,7 @@ class Replicator:
                 "--store", "sqlite:" + s.db_path,
                 "--secret", SECRET,
                 "--retry-min", "100ms",
-                "--retry-max", "2s"]
+                "--retry-max", "2s"] + self.extra
 
     def start(self, timeout=30):
         err = open(self.stderr_path, "ab")
@@ -881,6 +882,25 @@ class Replication(ReplicationCase):
         after = b.dead_cli()
         self.assertEqual(0, after.returncode, after.stderr)
         self.assertNotIn(message_id, after.stdout)
+
+
+    def test_8_replicator_prefetch(self):
+        """The replicator takes `prefetch` deliveries ahead of its applies (64
+        by default, at least one per worker). It used to take 4 per worker:
+        one worker then idled between polls, capping it near 800 applies/s."""
+        b = self.site("B")
+        self.assertEqual([64], b.broker.consumer_prefetch(b.apply_queue))
+        try:
+            b.replicator.stop()
+            b.replicator.extra = ["--prefetch", "3", "--concurrency", "5"]
+            b.replicator.start()
+            self.assertTrue(wait_until(
+                lambda: b.broker.consumer_prefetch(b.apply_queue) == [5], timeout=10),
+                b.broker.consumer_prefetch(b.apply_queue))
+        finally:
+            b.replicator.stop()
+            b.replicator.extra = []
+            b.replicator.start()
 
 
 class ReplicationMesh(ReplicationCase):

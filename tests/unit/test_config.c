@@ -801,6 +801,7 @@ static void test_each_key(void **state)
         "queue_type",
         "amqp_heartbeat",
         "concurrency",
+        "prefetch",
         "retry_min",
         "retry_max",
         "set_header",
