@@ -76,6 +76,8 @@ struct conn {
     buf uphead; /* copy of a bodyless request's head sent on a pooled
                    connection, to retry once if that connection was dead */
     bool retried;
+    bool body_drain; /* answered before the request body ended: the rest is
+                        read and captured, not forwarded */
 
     /* replication of the request in flight */
     bool repl;                    /* candidate (rule, flag, method, amqp); may be dropped later */
@@ -300,6 +302,8 @@ static void client_write_buf(conn *c, const buf *b)
  * connects and gathering them while the upstream cork is on. */
 static void upstream_send(conn *c, const uv_buf_t *bufs, unsigned n)
 {
+    if (c->body_drain)
+        return;
     if (!c->up_ready) {
         for (unsigned i = 0; i < n; i++)
             buf_append(&c->upq, bufs[i].base, bufs[i].len);
@@ -414,6 +418,33 @@ static void tunnel_from_upstream(conn *c, const char *data, size_t len)
 
 static void start_tunnel(conn *c, const char *rest, size_t restlen);
 
+/* The response is complete. Usually so is the request; but an upstream may
+ * answer before the request body has all arrived (an endpoint that ignores
+ * the body). The request still ends where its body ends: the rest of the
+ * body is read and captured (and kept for replication) but no longer
+ * forwarded, the upstream connection (which expected it) is closed, and the
+ * transaction ends in client_feed once the body is complete. Ending it here
+ * would capture a partial body, skip its replication although the client
+ * was answered, and close the client's connection. */
+static void resp_complete(conn *c)
+{
+    if (c->req_done || c->upgrade_req) {
+        txn_finish(c);
+        return;
+    }
+    uv_timer_stop(&c->utimer);
+    if (c->up) {
+        upstream_release(c->up, false);
+        c->up = NULL;
+    }
+    c->up_ready = false;
+    c->up_paused = false;
+    buf_free(&c->upq);
+    io_cork_clear(&c->ucork);
+    c->body_drain = true;
+    unpause_client(c);
+}
+
 static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t len)
 {
     conn *c = owner;
@@ -444,7 +475,7 @@ static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t 
         return;
     }
     if (c->resp_done)
-        txn_finish(c);
+        resp_complete(c);
 }
 
 static void on_up_eof(void *owner, upstream_conn *up, int status)
@@ -462,12 +493,12 @@ static void on_up_eof(void *owner, upstream_conn *up, int status)
         if (c->closing)
             return;
         if (err == HPE_OK && c->resp_done) {
-            txn_finish(c);
+            resp_complete(c);
             return;
         }
     }
     if (c->resp_done) {
-        txn_finish(c);
+        resp_complete(c);
         return;
     }
     if (!c->resp_started && !c->retried && c->uphead.len && c->req_done) {
@@ -695,6 +726,7 @@ static void txn_begin(conn *c)
     buf_reset(&c->hval);
     buf_reset(&c->uphead);
     c->retried = false;
+    c->body_drain = false;
     c->repl = c->repl_too_big = c->repl_status_ok = c->hold = false;
     buf_free(&c->repl_body);
     buf_reset(&c->held);
@@ -1216,6 +1248,8 @@ static void client_feed(conn *c, const char *data, size_t len)
             buf_append(&c->pending, pos, rest);
         if (c->pending.len >= PENDING_MAX)
             client_pause_reading(c);
+        if (c->body_drain && c->rec && c->resp_done)
+            txn_finish(c); /* answered early; the body has now ended too */
         return;
     }
     if (err != HPE_OK) {

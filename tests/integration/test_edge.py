@@ -9,6 +9,7 @@ the request path."""
 import json
 import os
 import socket
+import sqlite3
 import threading
 import time
 import unittest
@@ -49,6 +50,8 @@ class FakeUpstream:
       /ws           101 Switching Protocols, then echoes every byte back
       /short        200 with Content-Length and keep-alive, then closes the
                     connection 50 ms later (a short keep-alive timeout)
+      /early        200 "early" as soon as the head is read, before the
+                    request body (which it then reads and ignores)
       anything else 200 "ok" with Content-Length, keep-alive
     Request bodies are not expected (only Content-Length ones are skipped).
     requests counts the request heads read."""
@@ -123,12 +126,17 @@ class FakeUpstream:
                     k, _, v = ln.partition(b":")
                     if k.strip().lower() == b"content-length":
                         clen = int(v.strip())
+                if path == b"/early":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                              b"Content-Length: 5\r\n\r\nearly")
                 while len(buf) < clen:
                     d = c.recv(65536)
                     if not d:
                         return
                     buf += d
                 buf = buf[clen:]
+                if path == b"/early":
+                    continue
                 if path == b"/garbage":
                     c.sendall(b"HELLO\r\n\r\n")
                     return
@@ -472,6 +480,70 @@ class EdgeFakeUpstream(unittest.TestCase):
         rows = self.proxy.wait_rows(20, "path = '/short'")
         self.assertEqual(len(rows), 20)
         self.assertTrue(all(r["status"] == 200 and r["error"] is None for r in rows), rows)
+
+
+class EdgeEarlyAnswer(unittest.TestCase):
+    """An upstream that answers before the request body has all arrived.
+    Replication is on (its broker is down: writes wait in the outbox)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = harness.make_tmpdir(cls.__name__)
+        cls.up = FakeUpstream()
+        dead = harness.free_port()
+        cls.proxy = harness.Proxy(cls.tmp, cls.up.url, args=(
+            "--workers", "1", "--amqp", "amqp://guest:guest@127.0.0.1:%d/" % dead,
+            "--node", "early", "--secret", "s3cret"))
+        try:
+            cls.proxy.start()
+        except Exception:
+            cls.up.stop()
+            harness.remove_tmpdir(cls.tmp)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.proxy.check_stopped()
+        finally:
+            cls.up.stop()
+            harness.remove_tmpdir(cls.tmp)
+
+    def test_answer_before_body(self):
+        """The client gets the early answer, then sends its body and its next
+        request on the same connection: the connection stays open, the
+        capture holds the whole body and the write is replicated (it was
+        answered 200), exactly as if the answer had come after the body."""
+        body = b'{"late":"body","n":12345}'
+        with harness.RawConn(self.proxy.port) as c:
+            c.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body))
+            # The answer's head comes before the body is sent. (With sync
+            # durability, the default, its last bytes wait for the commit,
+            # which waits for the body: a client sends its body without
+            # waiting for the whole answer.)
+            while b"\r\n\r\n" not in c.buf:
+                self.assertTrue(c._fill(), "connection closed before the early answer")
+            c.send(body)
+            r = c.read_response("POST")
+            self.assertEqual((r.status, r.body), (200, b"early"))
+            c.send(b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = c.read_response("GET")
+            self.assertEqual((r.status, r.body), (200, b"ok"), "the connection must stay usable")
+        self.assertTrue(harness.wait_rows(self.proxy.db_path, 2))
+        post = harness.rows(self.proxy.db_path, "method = 'POST'")
+        self.assertEqual(1, len(post))
+        self.assertEqual(200, post[0]["status"])
+        self.assertEqual(len(body), post[0]["req_body_size"])
+        self.assertEqual(body, bytes(post[0]["req_body"]))
+        self.assertIsNone(post[0]["error"])
+        self.assertEqual("queued", post[0]["replication"])
+        con = sqlite3.connect(self.proxy.db_path, timeout=5)
+        try:
+            out = con.execute("SELECT message_id, body FROM outbox").fetchall()
+        finally:
+            con.close()
+        self.assertEqual([(post[0]["id"], body)], [(m, bytes(b)) for m, b in out])
 
 
 class EdgeMaxConnections(unittest.TestCase):
