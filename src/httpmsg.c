@@ -83,11 +83,29 @@ bool httpmsg_drop_header(const record_headers *h, const char *name)
 
 /* Whether h has a Connection header at all: when it has none (the common
  * case), hop-by-hop is a question of the name alone. */
+/* Whether a Connection header of h names a header that is not hop-by-hop
+ * anyway. Usually it says only "keep-alive" or "close": then hop-by-hop is
+ * a question of the name alone, and no header needs the list scanned. */
 static bool has_connection(const record_headers *h)
 {
-    for (size_t i = 0; i < h->len; i++)
-        if ((h->v[i].name[0] | 0x20) == 'c' && strcasecmp(h->v[i].name, "connection") == 0)
-            return true;
+    for (size_t i = 0; i < h->len; i++) {
+        if ((h->v[i].name[0] | 0x20) != 'c' || strcasecmp(h->v[i].name, "connection") != 0)
+            continue;
+        const char *v = h->v[i].value;
+        while (*v) {
+            while (*v == ' ' || *v == '\t' || *v == ',')
+                v++;
+            const char *t = v;
+            while (*v && *v != ',')
+                v++;
+            const char *e = v;
+            while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            size_t n = (size_t)(e - t);
+            if (n && !util_ieq(t, n, "close") && !httpmsg_is_hop_by_hop(t, n))
+                return true;
+        }
+    }
     return false;
 }
 
@@ -121,16 +139,17 @@ void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
     bool conn = has_connection(h);
     for (size_t i = 0; i < h->len; i++) {
         const char *n = h->v[i].name;
+        size_t nl = strlen(n);
         if (drop(h, conn, n)) {
-            if (o->upgrade && strcasecmp(n, "upgrade") == 0)
+            if (o->upgrade && util_ieq(n, nl, "upgrade"))
                 header_line(out, n, h->v[i].value);
             continue;
         }
-        if (o->chunked && strcasecmp(n, "content-length") == 0)
+        if (o->chunked && util_ieq(n, nl, "content-length"))
             continue;
-        if (o->strip_expect && strcasecmp(n, "expect") == 0)
+        if (o->strip_expect && util_ieq(n, nl, "expect"))
             continue;
-        if (strcasecmp(n, "x-forwarded-for") == 0) {
+        if (util_ieq(n, nl, "x-forwarded-for")) {
             /* Several X-Forwarded-For lines are one list: keep the last as
              * the one restspy extends, and pass the earlier ones on. */
             if (xff)
@@ -138,11 +157,11 @@ void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
             xff = h->v[i].value;
             continue;
         }
-        if (strcasecmp(n, "host") == 0)
+        if (util_ieq(n, nl, "host"))
             have_host = true;
-        else if (strcasecmp(n, "x-forwarded-proto") == 0)
+        else if (util_ieq(n, nl, "x-forwarded-proto"))
             have_proto = true;
-        else if (strcasecmp(n, "x-request-id") == 0)
+        else if (util_ieq(n, nl, "x-request-id"))
             have_id = true;
         header_line(out, n, h->v[i].value);
     }
@@ -179,12 +198,12 @@ void httpmsg_response_head(buf *out, int status, const char *reason, size_t reas
     for (size_t i = 0; i < h->len; i++) {
         const char *n = h->v[i].name;
         if (drop(h, conn, n)) {
-            if (body == HTTPMSG_BODY_UPGRADE && strcasecmp(n, "upgrade") == 0)
+            if (body == HTTPMSG_BODY_UPGRADE && util_ieq(n, strlen(n), "upgrade"))
                 header_line(out, n, h->v[i].value);
             continue;
         }
         if ((body == HTTPMSG_BODY_CHUNKED || body == HTTPMSG_BODY_CLOSE) &&
-            strcasecmp(n, "content-length") == 0)
+            util_ieq(n, strlen(n), "content-length"))
             continue;
         header_line(out, n, h->v[i].value);
     }

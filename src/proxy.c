@@ -298,6 +298,17 @@ static void client_write_buf(conn *c, const buf *b)
     client_write(c, &ub, 1);
 }
 
+/* Empties the connect queue. Its memory is kept for the next request's head
+ * (regrowing it cost four reallocations per request), unless a body that
+ * queued while the upstream connected made it large. */
+static void upq_clear(conn *c)
+{
+    if (c->upq.cap > 16 * 1024)
+        buf_free(&c->upq);
+    else
+        buf_reset(&c->upq);
+}
+
 /* Sends bytes (n <= 3 pieces) toward the upstream, queueing them while it
  * connects and gathering them while the upstream cork is on. */
 static void upstream_send(conn *c, const uv_buf_t *bufs, unsigned n)
@@ -391,11 +402,9 @@ static void on_up_connect(void *owner, upstream_conn *up, int status)
     c->up_t0 = util_mono_us();
     /* Through the cork: a pooled connection is ready while the request is
      * still being parsed, and its head then leaves with the body. */
-    buf head = c->upq;
-    buf_init(&c->upq);
-    uv_buf_t b = uv_buf_init(head.data, (unsigned)head.len);
-    upstream_send(c, &b, 1);
-    buf_free(&head);
+    uv_buf_t b = uv_buf_init(c->upq.data, (unsigned)c->upq.len);
+    upstream_send(c, &b, 1); /* copies what it does not write at once */
+    upq_clear(c);
     if (c->closing)
         return; /* the write failed: answered 502 */
     start_upstream_timer(c);
@@ -1023,7 +1032,7 @@ static void txn_close_record(conn *c, bool upstream_reusable)
     }
     c->up_ready = false;
     c->up_paused = false;
-    buf_free(&c->upq);
+    upq_clear(c);
     io_cork_clear(&c->ucork);
     record *r = c->rec;
     int64_t now = util_mono_us();
