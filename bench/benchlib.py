@@ -236,3 +236,25 @@ def stop_rabbit(rmq):
     subprocess.run([rmq["ctl"], "-n", rmq["name"], "stop"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop(rmq["proc"], timeout=30)
+
+
+def session_cpu_s(sid):
+    """CPU seconds (user + system) used so far by every live process of
+    session sid (spawn() starts each in a session of its own, so this
+    counts nginx's workers, or a RabbitMQ node's beam, with their parent)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        # after "pid (comm) ": state ppid pgrp session ... utime(14) stime(15)
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / float(hz)
+

@@ -213,6 +213,10 @@ typedef struct sq_store {
 
     pthread_mutex_t rlock; /* serializes queries on rdb */
     sqlite3 *rdb;          /* == db when read_only; else lazily opened */
+    /* The queries made once per message (the publisher's fetch, the
+     * replicator's ledger lookup), prepared once on rdb: preparing was three
+     * quarters of the publisher's instructions (callgrind). Under rlock. */
+    sqlite3_stmt *r_outbox_fetch, *r_ledger_has;
 
     /* queue, guarded by mu */
     pthread_mutex_t mu;
@@ -384,6 +388,8 @@ static void finalize_writer_stmts(sq_store *s)
 static void sq_free(sq_store *s)
 {
     finalize_writer_stmts(s);
+    sqlite3_finalize(s->r_outbox_fetch);
+    sqlite3_finalize(s->r_ledger_has);
     if (s->rdb && s->rdb != s->db)
         sqlite3_close(s->rdb);
     sqlite3_close(s->db);
@@ -1252,6 +1258,28 @@ static const char *select_columns(const sq_store *s)
     return s->schema >= 2 ? SQ_COLUMNS : SQ_COLUMNS_V1 ", NULL";
 }
 
+/* *slot prepared on db (once; kept for the store's life). Called with rlock
+ * held. NULL with err on failure. */
+static sqlite3_stmt *reader_stmt(sqlite3 *db, sqlite3_stmt **slot, const char *sql,
+                                 const char *what, char *err, size_t errlen)
+{
+    if (!*slot &&
+        sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the %s: %s", what, sqlite3_errmsg(db));
+        *slot = NULL;
+    }
+    return *slot;
+}
+
+/* Ready for the next use of a kept statement. */
+static void reader_stmt_done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
 /* The query connection; called with rlock held. */
 static sqlite3 *reader(sq_store *s, char *err, size_t errlen)
 {
@@ -1510,10 +1538,11 @@ static int sq_outbox_fetch(store *base, int64_t after_seq, size_t max, store_out
     }
     if (s->schema < 2)
         goto out;
-    if (sqlite3_prepare_v2(
-            db, "SELECT " SQ_OUTBOX_COLUMNS " FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2", -1,
-            &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot read the outbox: %s", sqlite3_errmsg(db));
+    st =
+        reader_stmt(db, &s->r_outbox_fetch,
+                    "SELECT " SQ_OUTBOX_COLUMNS " FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "outbox", err, errlen);
+    if (!st) {
         ret = -1;
         goto out;
     }
@@ -1532,7 +1561,7 @@ static int sq_outbox_fetch(store *base, int64_t after_seq, size_t max, store_out
         ret = -1;
     }
 out:
-    sqlite3_finalize(st);
+    reader_stmt_done(st);
     pthread_mutex_unlock(&s->rlock);
     return ret;
 }
@@ -1550,9 +1579,9 @@ static int sq_ledger_has(store *base, const char *message_id, char *err, size_t 
     }
     if (s->schema < 2)
         goto out;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM applied WHERE message_id = ?1", -1, &st, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, errlen, "cannot read the applied ledger: %s", sqlite3_errmsg(db));
+    st = reader_stmt(db, &s->r_ledger_has, "SELECT 1 FROM applied WHERE message_id = ?1",
+                     "applied ledger", err, errlen);
+    if (!st) {
         ret = -1;
         goto out;
     }
@@ -1565,7 +1594,7 @@ static int sq_ledger_has(store *base, const char *message_id, char *err, size_t 
         ret = -1;
     }
 out:
-    sqlite3_finalize(st);
+    reader_stmt_done(st);
     pthread_mutex_unlock(&s->rlock);
     return ret;
 }
