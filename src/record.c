@@ -45,11 +45,47 @@ void record_free(record *r)
     free(r);
 }
 
-/* One block: "name\0value\0". */
-static void set_entry(record_header *e, const char *name, size_t nlen, const char *value,
-                      size_t vlen)
+struct record_hblock {
+    struct record_hblock *next;
+    size_t used, cap;
+    char data[];
+};
+
+#define HBLOCK_SIZE 1024
+
+/* n bytes of h's string storage. */
+static char *hstore(record_headers *h, size_t n)
 {
-    char *p = xmalloc(nlen + vlen + 2);
+    struct record_hblock *b = h->blocks;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > HBLOCK_SIZE ? n : HBLOCK_SIZE;
+        b = xmalloc(sizeof *b + cap);
+        b->used = 0;
+        b->cap = cap;
+        b->next = h->blocks;
+        h->blocks = b;
+    }
+    char *p = b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static void hblocks_free(record_headers *h)
+{
+    struct record_hblock *b = h->blocks;
+    while (b) {
+        struct record_hblock *next = b->next;
+        free(b);
+        b = next;
+    }
+    h->blocks = NULL;
+}
+
+/* "name\0value\0" in h's storage. */
+static void set_entry(record_headers *h, record_header *e, const char *name, size_t nlen,
+                      const char *value, size_t vlen)
+{
+    char *p = hstore(h, nlen + vlen + 2);
     memcpy(p, name, nlen);
     p[nlen] = '\0';
     memcpy(p + nlen + 1, value, vlen);
@@ -65,21 +101,25 @@ void record_headers_add(record_headers *h, const char *name, size_t nlen, const 
         h->cap = h->cap ? h->cap * 2 : 16;
         h->v = xrealloc(h->v, h->cap * sizeof *h->v);
     }
-    set_entry(&h->v[h->len], name, nlen, value, vlen);
+    set_entry(h, &h->v[h->len], name, nlen, value, vlen);
     h->len++;
 }
 
-void record_header_set_value(record_header *e, const char *value)
+void record_header_set_value(record_headers *h, size_t i, const char *value)
 {
-    char *old = e->name;
-    set_entry(e, old, strlen(old), value, strlen(value));
-    free(old);
+    record_header *e = &h->v[i];
+    set_entry(h, e, e->name, strlen(e->name), value, strlen(value));
 }
 
 void record_header_clear(record_header *e)
 {
-    free(e->name);
     e->name = e->value = NULL;
+}
+
+void record_headers_reset(record_headers *h)
+{
+    hblocks_free(h);
+    h->len = 0;
 }
 
 const char *record_headers_get(const record_headers *h, const char *name)
@@ -93,8 +133,7 @@ const char *record_headers_get(const record_headers *h, const char *name)
 
 void record_headers_free(record_headers *h)
 {
-    for (size_t i = 0; i < h->len; i++)
-        free(h->v[i].name);
+    hblocks_free(h);
     free(h->v);
     h->v = NULL;
     h->len = h->cap = 0;

@@ -14,18 +14,23 @@
 #include "buf.h"
 #include "uuid7.h"
 
-/* name and value share one allocation (owned through name): a request
- * carries a dozen headers, and two allocations each were a tenth of the
- * proxy's instructions. Change them only through the functions below. */
+/* The strings live in blocks owned by their list (record_headers.blocks),
+ * never moved, freed with the list: a request carries a dozen headers or
+ * more, and an allocation (and a free, often on the store's writer thread)
+ * for each was a large part of the per-request cost. Change them only
+ * through the functions below. */
 typedef struct record_header {
     char *name;  /* as received, NUL-terminated */
     char *value; /* as received (after trimming OWS), NUL-terminated */
 } record_header;
 
+struct record_hblock;
+
 typedef struct record_headers {
     record_header *v;
     size_t len;
     size_t cap;
+    struct record_hblock *blocks; /* the strings' storage */
 } record_headers;
 
 typedef struct record {
@@ -84,10 +89,13 @@ void record_headers_add(record_headers *h, const char *name, size_t nlen, const 
                         size_t vlen);
 /* First header named name (case-insensitive) or NULL. */
 const char *record_headers_get(const record_headers *h, const char *name);
-/* Replaces e's value with a copy of value. */
-void record_header_set_value(record_header *e, const char *value);
-/* Frees e's strings (for callers removing entries from a list). */
+/* Replaces the value of h's entry i with a copy of value. */
+void record_header_set_value(record_headers *h, size_t i, const char *value);
+/* Forgets e's strings (for callers removing entries from a list; their
+ * memory goes with the list's). */
 void record_header_clear(record_header *e);
+/* Empties h, keeping its entry array for reuse. */
+void record_headers_reset(record_headers *h);
 void record_headers_free(record_headers *h);
 
 /* Encodes both header lists once into r->headers_json (after redaction:

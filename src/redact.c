@@ -26,7 +26,7 @@ bool redact_headers(char *const *names, record_headers *h)
         record_header *e = &h->v[i];
         if (!name_listed(names, e->name, strlen(e->name)) || strcmp(e->value, REDACTED) == 0)
             continue;
-        record_header_set_value(e, REDACTED);
+        record_header_set_value(h, i, REDACTED);
         changed = true;
     }
     return changed;

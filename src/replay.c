@@ -492,9 +492,7 @@ static void recycle(conn *c, record *g)
         return;
     }
     record_headers h = g->resp_headers;
-    for (size_t i = 0; i < h.len; i++)
-        record_header_clear(&h.v[i]);
-    h.len = 0;
+    record_headers_reset(&h);
     buf b = g->resp_body;
     buf_reset(&b);
     memset(g, 0, sizeof *g);
