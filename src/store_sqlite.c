@@ -978,6 +978,8 @@ static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_
 /* Commits b[0..n) and ops, then tells each record's owner (in submit order)
  * and frees the records; retries until it succeeds (see store.h: a failed
  * commit is never a reason to lose captures). */
+/* At most this many committed records wait for the submitters (a few MiB
+ * at most; two store batches). */
 #define PARKED_MAX 1024
 
 /* Hands committed records to the submitters to free (see `parked`); with
@@ -985,7 +987,8 @@ static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_
 static void park_records(sq_store *s, sq_item *b, size_t n)
 {
     pthread_mutex_lock(&s->mu);
-    size_t keep = s->nparked + n <= PARKED_MAX ? n : 0;
+    size_t room = PARKED_MAX - s->nparked; /* nparked never passes PARKED_MAX */
+    size_t keep = n < room ? n : room;
     if (keep && s->nparked + keep > s->parked_cap) {
         s->parked_cap = s->parked_cap ? s->parked_cap * 2 : 1024;
         while (s->parked_cap < s->nparked + keep)
