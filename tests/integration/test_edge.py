@@ -378,14 +378,20 @@ class EdgeApp(harness.ProxyTestCase):
 # ----------------------------------------- restspy in front of a fake server
 
 
-class EdgeFakeUpstream(unittest.TestCase):
-    """restspy (one worker) in front of FakeUpstream."""
+class FakeUpstreamCase(unittest.TestCase):
+    """restspy (one worker, plus proxy_args()) in front of a FakeUpstream of
+    the class's own."""
+
+    @classmethod
+    def proxy_args(cls):
+        return ()
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = harness.make_tmpdir(cls.__name__)
         cls.up = FakeUpstream()
-        cls.proxy = harness.Proxy(cls.tmp, cls.up.url, args=("--workers", "1"))
+        cls.proxy = harness.Proxy(cls.tmp, cls.up.url,
+                                  args=("--workers", "1") + tuple(cls.proxy_args()))
         try:
             cls.proxy.start()
         except Exception:
@@ -400,6 +406,10 @@ class EdgeFakeUpstream(unittest.TestCase):
         finally:
             cls.up.stop()
             harness.remove_tmpdir(cls.tmp)
+
+
+class EdgeFakeUpstream(FakeUpstreamCase):
+    """restspy (one worker) in front of FakeUpstream."""
 
     def assertStillServing(self):
         r = self.proxy.request("GET", "/fine")
@@ -482,32 +492,15 @@ class EdgeFakeUpstream(unittest.TestCase):
         self.assertTrue(all(r["status"] == 200 and r["error"] is None for r in rows), rows)
 
 
-class EdgeEarlyAnswer(unittest.TestCase):
+class EdgeEarlyAnswer(FakeUpstreamCase):
     """An upstream that answers before the request body has all arrived.
     Replication is on (its broker is down: writes wait in the outbox)."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = harness.make_tmpdir(cls.__name__)
-        cls.up = FakeUpstream()
+    def proxy_args(cls):
         dead = harness.free_port()
-        cls.proxy = harness.Proxy(cls.tmp, cls.up.url, args=(
-            "--workers", "1", "--amqp", "amqp://guest:guest@127.0.0.1:%d/" % dead,
-            "--node", "early", "--secret", "s3cret"))
-        try:
-            cls.proxy.start()
-        except Exception:
-            cls.up.stop()
-            harness.remove_tmpdir(cls.tmp)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.proxy.check_stopped()
-        finally:
-            cls.up.stop()
-            harness.remove_tmpdir(cls.tmp)
+        return ("--amqp", "amqp://guest:guest@127.0.0.1:%d/" % dead, "--node", "early",
+                "--secret", "s3cret")
 
     def test_answer_before_body(self):
         """The client gets the early answer, then sends its body and its next
@@ -546,29 +539,12 @@ class EdgeEarlyAnswer(unittest.TestCase):
         self.assertEqual([(post[0]["id"], body)], [(m, bytes(b)) for m, b in out])
 
 
-class EdgeMaxConnections(unittest.TestCase):
+class EdgeMaxConnections(FakeUpstreamCase):
     """--max-connections 2 on one worker."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = harness.make_tmpdir(cls.__name__)
-        cls.up = FakeUpstream()
-        cls.proxy = harness.Proxy(cls.tmp, cls.up.url,
-                                  args=("--workers", "1", "--max-connections", "2"))
-        try:
-            cls.proxy.start()
-        except Exception:
-            cls.up.stop()
-            harness.remove_tmpdir(cls.tmp)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.proxy.check_stopped()
-        finally:
-            cls.up.stop()
-            harness.remove_tmpdir(cls.tmp)
+    def proxy_args(cls):
+        return ("--max-connections", "2")
 
     def test_third_connection_refused(self):
         # The readiness probe's connection must be gone before counting.
