@@ -523,8 +523,29 @@ class EdgeEarlyAnswer(FakeUpstreamCase):
             c.send(b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
             r = c.read_response("GET")
             self.assertEqual((r.status, r.body), (200, b"ok"), "the connection must stay usable")
-        self.assertTrue(harness.wait_rows(self.proxy.db_path, 2))
-        post = harness.rows(self.proxy.db_path, "method = 'POST'")
+        self.assertCapturedAndQueued("query IS NULL", body)
+
+    def test_answer_before_chunked_body(self):
+        """The same with a chunked body, sent in two chunks after the answer's
+        head: the capture and the outbox hold the decoded body."""
+        with harness.RawConn(self.proxy.port) as c:
+            c.send(b"POST /early?chunked=1 HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while b"\r\n\r\n" not in c.buf:
+                self.assertTrue(c._fill(), "connection closed before the early answer")
+            c.send(b"6\r\n{\"a\":1\r\n")
+            c.send(b"2\r\n0}\r\n0\r\n\r\n")
+            r = c.read_response("POST")
+            self.assertEqual((r.status, r.body), (200, b"early"))
+            c.send(b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = c.read_response("GET")
+            self.assertEqual((r.status, r.body), (200, b"ok"), "the connection must stay usable")
+        self.assertCapturedAndQueued("query = 'chunked=1'", b'{"a":10}')
+
+    def assertCapturedAndQueued(self, where, body):
+        """The POST matching where was captured whole, without error, and its
+        outbox message holds the whole body."""
+        post = harness.wait_rows(self.proxy.db_path, 1, "method = 'POST' AND " + where)
         self.assertEqual(1, len(post))
         self.assertEqual(200, post[0]["status"])
         self.assertEqual(len(body), post[0]["req_body_size"])
@@ -533,10 +554,11 @@ class EdgeEarlyAnswer(FakeUpstreamCase):
         self.assertEqual("queued", post[0]["replication"])
         con = sqlite3.connect(self.proxy.db_path, timeout=5)
         try:
-            out = con.execute("SELECT message_id, body FROM outbox").fetchall()
+            out = con.execute("SELECT body FROM outbox WHERE message_id = ?",
+                              (post[0]["id"],)).fetchall()
         finally:
             con.close()
-        self.assertEqual([(post[0]["id"], body)], [(m, bytes(b)) for m, b in out])
+        self.assertEqual([body], [bytes(b) for (b,) in out])
 
 
 class EdgeMaxConnections(FakeUpstreamCase):
