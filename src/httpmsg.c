@@ -48,30 +48,45 @@ bool httpmsg_is_hop_by_hop(const char *name, size_t n)
     }
 }
 
-/* Calls back for each comma-separated token of a header value. */
+/* The next comma-separated token of a header value at or after v (spaces
+ * and tabs around it trimmed): its start in *t and length in *n; returns
+ * where the scan goes on, or NULL when no token is left. */
+static const char *next_token(const char *v, const char **t, size_t *n)
+{
+    while (*v == ' ' || *v == '\t' || *v == ',')
+        v++;
+    if (!*v)
+        return NULL;
+    const char *s = v;
+    while (*v && *v != ',')
+        v++;
+    const char *e = v;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *t = s;
+    *n = (size_t)(e - s);
+    return v;
+}
+
 static bool list_has(const char *v, const char *token)
 {
-    size_t tl = strlen(token);
-    while (*v) {
-        while (*v == ' ' || *v == '\t' || *v == ',')
-            v++;
-        const char *s = v;
-        while (*v && *v != ',')
-            v++;
-        const char *e = v;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if ((size_t)(e - s) == tl && strncasecmp(s, token, tl) == 0)
+    size_t tl = strlen(token), n;
+    const char *t;
+    while ((v = next_token(v, &t, &n)) != NULL)
+        if (n == tl && strncasecmp(t, token, tl) == 0)
             return true;
-    }
     return false;
+}
+
+static bool is_connection(const record_header *e)
+{
+    return (e->name[0] | 0x20) == 'c' && strcasecmp(e->name, "connection") == 0;
 }
 
 bool httpmsg_connection_has(const record_headers *h, const char *token)
 {
     for (size_t i = 0; i < h->len; i++)
-        if ((h->v[i].name[0] | 0x20) == 'c' && strcasecmp(h->v[i].name, "connection") == 0 &&
-            list_has(h->v[i].value, token))
+        if (is_connection(&h->v[i]) && list_has(h->v[i].value, token))
             return true;
     return false;
 }
@@ -81,37 +96,27 @@ bool httpmsg_drop_header(const record_headers *h, const char *name)
     return httpmsg_is_hop_by_hop(name, strlen(name)) || httpmsg_connection_has(h, name);
 }
 
-/* Whether h has a Connection header at all: when it has none (the common
- * case), hop-by-hop is a question of the name alone. */
 /* Whether a Connection header of h names a header that is not hop-by-hop
  * anyway. Usually it says only "keep-alive" or "close": then hop-by-hop is
  * a question of the name alone, and no header needs the list scanned. */
 static bool has_connection(const record_headers *h)
 {
     for (size_t i = 0; i < h->len; i++) {
-        if ((h->v[i].name[0] | 0x20) != 'c' || strcasecmp(h->v[i].name, "connection") != 0)
+        if (!is_connection(&h->v[i]))
             continue;
-        const char *v = h->v[i].value;
-        while (*v) {
-            while (*v == ' ' || *v == '\t' || *v == ',')
-                v++;
-            const char *t = v;
-            while (*v && *v != ',')
-                v++;
-            const char *e = v;
-            while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
-                e--;
-            size_t n = (size_t)(e - t);
-            if (n && !util_ieq(t, n, "close") && !httpmsg_is_hop_by_hop(t, n))
+        const char *v = h->v[i].value, *t;
+        size_t n;
+        while ((v = next_token(v, &t, &n)) != NULL)
+            if (!util_ieq(t, n, "close") && !httpmsg_is_hop_by_hop(t, n))
                 return true;
-        }
     }
     return false;
 }
 
-static bool drop(const record_headers *h, bool conn, const char *name)
+/* Whether the header name (length nl) is not forwarded; conn: has_connection. */
+static bool drop(const record_headers *h, bool conn, const char *name, size_t nl)
 {
-    return httpmsg_is_hop_by_hop(name, strlen(name)) || (conn && httpmsg_connection_has(h, name));
+    return httpmsg_is_hop_by_hop(name, nl) || (conn && httpmsg_connection_has(h, name));
 }
 
 static void header_line(buf *out, const char *name, const char *value)
@@ -140,7 +145,7 @@ void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
     for (size_t i = 0; i < h->len; i++) {
         const char *n = h->v[i].name;
         size_t nl = strlen(n);
-        if (drop(h, conn, n)) {
+        if (drop(h, conn, n, nl)) {
             if (o->upgrade && util_ieq(n, nl, "upgrade"))
                 header_line(out, n, h->v[i].value);
             continue;
@@ -197,13 +202,14 @@ void httpmsg_response_head(buf *out, int status, const char *reason, size_t reas
     bool conn = has_connection(h);
     for (size_t i = 0; i < h->len; i++) {
         const char *n = h->v[i].name;
-        if (drop(h, conn, n)) {
-            if (body == HTTPMSG_BODY_UPGRADE && util_ieq(n, strlen(n), "upgrade"))
+        size_t nl = strlen(n);
+        if (drop(h, conn, n, nl)) {
+            if (body == HTTPMSG_BODY_UPGRADE && util_ieq(n, nl, "upgrade"))
                 header_line(out, n, h->v[i].value);
             continue;
         }
         if ((body == HTTPMSG_BODY_CHUNKED || body == HTTPMSG_BODY_CLOSE) &&
-            util_ieq(n, strlen(n), "content-length"))
+            util_ieq(n, nl, "content-length"))
             continue;
         header_line(out, n, h->v[i].value);
     }
