@@ -1317,34 +1317,48 @@ static const char *select_columns(const sq_store *s)
     return s->schema >= 2 ? SQ_COLUMNS : SQ_COLUMNS_V1 ", NULL";
 }
 
-/* *slot prepared on db (once; kept for the store's life). Called with rlock
- * held. NULL with err on failure. */
-static sqlite3_stmt *reader_stmt(sqlite3 *db, sqlite3_stmt **slot, const char *sql,
-                                 const char *what, char *err, size_t errlen)
-{
-    if (!*slot &&
-        sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot read the %s: %s", what, sqlite3_errmsg(db));
-        *slot = NULL;
-    }
-    return *slot;
-}
-
-/* Ready for the next use of a kept statement. */
-static void reader_stmt_done(sqlite3_stmt *st)
-{
-    if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-}
-
 /* The query connection; called with rlock held. */
 static sqlite3 *reader(sq_store *s, char *err, size_t errlen)
 {
     if (!s->rdb)
         s->rdb = sq_connect(s->path, true, s->opt.busy_timeout_ms, err, errlen);
     return s->rdb;
+}
+
+/* Starts one of the per-message queries on the read connection: locks
+ * rlock and gives in *st the statement of slot (prepared on first use,
+ * kept for the store's life). 1: ready; 0: the file predates the
+ * replication tables (nothing to read, *st NULL); -1: error in err. Always
+ * followed by reader_end. */
+static int reader_begin(sq_store *s, sqlite3_stmt **slot, const char *sql, const char *what,
+                        sqlite3_stmt **st, char *err, size_t errlen)
+{
+    *st = NULL;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    if (!db)
+        return -1;
+    if (s->schema < 2)
+        return 0;
+    if (!*slot &&
+        sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the %s: %s", what, sqlite3_errmsg(db));
+        *slot = NULL;
+        return -1;
+    }
+    *st = *slot;
+    return 1;
+}
+
+/* Ends what reader_begin started: the statement reset (no read transaction
+ * left open) and rlock released. */
+static void reader_end(sq_store *s, sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    pthread_mutex_unlock(&s->rlock);
 }
 
 /* A bound parameter of a query being built. */
@@ -1587,74 +1601,50 @@ static int sq_outbox_fetch(store *base, int64_t after_seq, size_t max, store_out
     *n = 0;
     if (max == 0)
         return 0;
-    int ret = 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3 *db = reader(s, err, errlen);
-    sqlite3_stmt *st = NULL;
-    if (!db) {
-        ret = -1;
-        goto out;
+    sqlite3_stmt *st;
+    int ret = reader_begin(s, &s->r_outbox_fetch,
+                           "SELECT " SQ_OUTBOX_COLUMNS
+                           " FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                           "outbox", &st, err, errlen);
+    if (ret > 0) {
+        ret = 0;
+        sqlite3_bind_int64(st, 1, after_seq);
+        sqlite3_bind_int64(st, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+        int rc = SQLITE_DONE;
+        while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            rows[*n].seq = sqlite3_column_int64(st, O_SEQ);
+            rows[*n].msg = row_to_msg(st);
+            (*n)++;
+        }
+        if (*n < max && rc != SQLITE_DONE) {
+            snprintf(err, errlen, "cannot read the outbox: %s",
+                     sqlite3_errmsg(sqlite3_db_handle(st)));
+            store_outbox_rows_free(rows, *n);
+            *n = 0;
+            ret = -1;
+        }
     }
-    if (s->schema < 2)
-        goto out;
-    st =
-        reader_stmt(db, &s->r_outbox_fetch,
-                    "SELECT " SQ_OUTBOX_COLUMNS " FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                    "outbox", err, errlen);
-    if (!st) {
-        ret = -1;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, after_seq);
-    sqlite3_bind_int64(st, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
-    int rc = SQLITE_DONE;
-    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rows[*n].seq = sqlite3_column_int64(st, O_SEQ);
-        rows[*n].msg = row_to_msg(st);
-        (*n)++;
-    }
-    if (*n < max && rc != SQLITE_DONE) {
-        snprintf(err, errlen, "cannot read the outbox: %s", sqlite3_errmsg(db));
-        store_outbox_rows_free(rows, *n);
-        *n = 0;
-        ret = -1;
-    }
-out:
-    reader_stmt_done(st);
-    pthread_mutex_unlock(&s->rlock);
+    reader_end(s, st);
     return ret;
 }
 
 static int sq_ledger_has(store *base, const char *message_id, char *err, size_t errlen)
 {
     sq_store *s = sq(base);
-    int ret = 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3 *db = reader(s, err, errlen);
-    sqlite3_stmt *st = NULL;
-    if (!db) {
-        ret = -1;
-        goto out;
+    sqlite3_stmt *st;
+    int ret = reader_begin(s, &s->r_ledger_has, "SELECT 1 FROM applied WHERE message_id = ?1",
+                           "applied ledger", &st, err, errlen);
+    if (ret > 0) {
+        sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        ret = rc == SQLITE_ROW ? 1 : 0;
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            snprintf(err, errlen, "cannot read the applied ledger: %s",
+                     sqlite3_errmsg(sqlite3_db_handle(st)));
+            ret = -1;
+        }
     }
-    if (s->schema < 2)
-        goto out;
-    st = reader_stmt(db, &s->r_ledger_has, "SELECT 1 FROM applied WHERE message_id = ?1",
-                     "applied ledger", err, errlen);
-    if (!st) {
-        ret = -1;
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        ret = 1;
-    } else if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "cannot read the applied ledger: %s", sqlite3_errmsg(db));
-        ret = -1;
-    }
-out:
-    reader_stmt_done(st);
-    pthread_mutex_unlock(&s->rlock);
+    reader_end(s, st);
     return ret;
 }
 
