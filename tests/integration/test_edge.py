@@ -542,6 +542,30 @@ class EdgeEarlyAnswer(FakeUpstreamCase):
             self.assertEqual((r.status, r.body), (200, b"ok"), "the connection must stay usable")
         self.assertCapturedAndQueued("query = 'chunked=1'", b'{"a":10}')
 
+    def test_client_gone_after_early_answer(self):
+        """A client that goes away after the early answer, in the middle of
+        its body: the request is captured with the error and the part of the
+        body that came, not replicated, and restspy keeps serving."""
+        with harness.RawConn(self.proxy.port) as c:
+            c.send(b"POST /early?gone=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            while b"\r\n\r\n" not in c.buf:
+                self.assertTrue(c._fill(), "connection closed before the early answer")
+            c.send(b"x" * 10)
+        post = harness.wait_rows(self.proxy.db_path, 1, "query = 'gone=1'")
+        self.assertEqual(1, len(post))
+        self.assertEqual("client closed connection", post[0]["error"])
+        self.assertEqual(10, post[0]["req_body_size"])
+        self.assertIsNone(post[0]["replication"])
+        con = sqlite3.connect(self.proxy.db_path, timeout=5)
+        try:
+            queued = con.execute("SELECT count(*) FROM outbox WHERE message_id = ?",
+                                 (post[0]["id"],)).fetchone()[0]
+        finally:
+            con.close()
+        self.assertEqual(0, queued)
+        r = self.proxy.request("GET", "/fine")
+        self.assertEqual((r.status, r.body), (200, b"ok"))
+
     def assertCapturedAndQueued(self, where, body):
         """The POST matching where was captured whole, without error, and its
         outbox message holds the whole body."""
