@@ -179,8 +179,14 @@ static void sink_record(conn *c)
     record *r = c->rec;
     c->rec = NULL;
     attach_outbox(c, r);
-    if (r->do_log || r->do_persist)
-        redact_record(c->cfg, r);
+    if (r->do_log || r->do_persist) {
+        /* Redaction must see the decoded bodies (and the outbox above kept
+         * the request as it was sent). */
+        const config *cfg = c->cfg;
+        const rule *ru = c->rule ? c->rule : &cfg->rules[cfg->rules_len - 1];
+        record_decode_bodies(r, ru->req_body_cap, ru->resp_body_cap, !redact_bodies(cfg));
+        redact_record(cfg, r);
+    }
     /* Logged as JSON and persisted: encode the headers once for both. */
     if (r->do_log && r->do_persist && c->w->sh->store && logsink_wants_headers_json(c->w->sh->log))
         record_cache_headers_json(r);

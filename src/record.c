@@ -1,5 +1,6 @@
 #include "record.h"
 
+#include "coding.h"
 #include "repl_msg.h"
 
 #include <jansson.h>
@@ -35,6 +36,10 @@ void record_free(record *r)
     free(r->error);
     free(r->replication);
     free(r->applied_id);
+    free(r->req_encoding);
+    free(r->req_body_note);
+    free(r->resp_encoding);
+    free(r->resp_body_note);
     repl_msg_free(r->outbox);
     record_headers_free(&r->req_headers);
     record_headers_free(&r->resp_headers);
@@ -43,6 +48,59 @@ void record_free(record *r)
     buf_free(&r->headers_json[0]);
     buf_free(&r->headers_json[1]);
     free(r);
+}
+
+/* ---- content codings ---- */
+
+static void decode_body(buf *body, bool *truncated, bool cut, const record_headers *h,
+                        uint64_t cap, bool keep_undecodable, char **encoding, char **note)
+{
+    const char *ce = record_headers_get(h, "content-encoding");
+    if (!ce || body->len == 0)
+        return;
+    coding_kind k[CODING_MAX_LAYERS];
+    char err[200];
+    int n = coding_parse(ce, k, err, sizeof err);
+    if (n == 0)
+        return; /* "identity": nothing to undo */
+    buf out = BUF_INIT;
+    coding_status st = CODING_ERROR;
+    if (n > 0) {
+        coding_decoder *d = coding_decoder_new(ce, &out, cap, err, sizeof err);
+        st = coding_decoder_feed(d, body->data, body->len);
+        /* A copy cut at the capture cap, or a transfer that failed, ends
+         * mid-stream: that is a short body, not a damaged one. */
+        if (st == CODING_OK && !*truncated && !cut)
+            st = coding_decoder_finish(d);
+        if (st == CODING_ERROR)
+            snprintf(err, sizeof err, "%s", coding_decoder_error(d));
+        coding_decoder_free(d);
+    }
+    *encoding = xstrdup(ce);
+    if (st == CODING_ERROR) {
+        buf_free(&out);
+        buf msg = BUF_INIT;
+        buf_appendf(&msg, "%s: %s", keep_undecodable ? "undecoded" : "dropped", err);
+        *note = buf_detach(&msg);
+        if (!keep_undecodable) {
+            buf_free(body);
+            *truncated = false;
+        }
+        return;
+    }
+    if (st == CODING_FULL)
+        *truncated = true;
+    buf_free(body);
+    *body = out;
+}
+
+void record_decode_bodies(record *r, uint64_t req_cap, uint64_t resp_cap, bool keep_undecodable)
+{
+    bool cut = r->error != NULL;
+    decode_body(&r->req_body, &r->req_truncated, cut, &r->req_headers, req_cap, keep_undecodable,
+                &r->req_encoding, &r->req_body_note);
+    decode_body(&r->resp_body, &r->resp_truncated, cut, &r->resp_headers, resp_cap,
+                keep_undecodable, &r->resp_encoding, &r->resp_body_note);
 }
 
 struct record_hblock {
@@ -288,6 +346,19 @@ void record_to_json(const record *r, unsigned flags, buf *out)
     if (r->replication) { /* only where replication applied: keeps lines short */
         key(out, ",\"replication\":");
         str_or_null(out, r->replication);
+    }
+    /* Likewise only for bodies that had a content coding. */
+    const char *const coding_fields[][2] = {{"req_encoding", r->req_encoding},
+                                            {"req_body_note", r->req_body_note},
+                                            {"resp_encoding", r->resp_encoding},
+                                            {"resp_body_note", r->resp_body_note}};
+    for (size_t i = 0; i < 4; i++) {
+        if (!coding_fields[i][1])
+            continue;
+        buf_append_char(out, ',');
+        buf_append_json_str(out, coding_fields[i][0], strlen(coding_fields[i][0]));
+        buf_append_char(out, ':');
+        str_or_null(out, coding_fields[i][1]);
     }
     if (flags & RECORD_JSON_HEADERS) {
         key(out, ",\"req_headers\":");
@@ -629,6 +700,10 @@ record *record_from_json(const char *json, size_t len, char *err, size_t errlen)
         json_take_str(o, "origin", &r->origin, err, errlen) ||
         json_take_str(o, "error", &r->error, err, errlen) ||
         json_take_str(o, "replication", &r->replication, err, errlen) ||
+        json_take_str(o, "req_encoding", &r->req_encoding, err, errlen) ||
+        json_take_str(o, "req_body_note", &r->req_body_note, err, errlen) ||
+        json_take_str(o, "resp_encoding", &r->resp_encoding, err, errlen) ||
+        json_take_str(o, "resp_body_note", &r->resp_body_note, err, errlen) ||
         json_take_bool(o, "req_truncated", &r->req_truncated, err, errlen) ||
         json_take_bool(o, "resp_truncated", &r->resp_truncated, err, errlen) ||
         json_take_headers(o, "req_headers", &r->req_headers, err, errlen) ||

@@ -56,6 +56,17 @@ typedef struct record {
     uint64_t resp_body_size;
     bool resp_truncated;
     uint64_t resp_bytes_sent; /* bytes written to the client (combined log) */
+
+    /* Content codings (record_decode_bodies). *_encoding: the
+     * Content-Encoding the body had on the wire, or NULL when it had none;
+     * the stored body is then the decoded one. *_body_note: NULL when the
+     * body is stored decoded (or had no coding); otherwise why it is not:
+     * "undecoded: <reason>" (stored as received, still encoded) or
+     * "dropped: <reason>" (not stored: it could not be redacted). */
+    char *req_encoding;
+    char *req_body_note;
+    char *resp_encoding;
+    char *resp_body_note;
     char *rule;               /* name of the matched rule */
     char *origin;             /* "local", "replicated", "imported" */
     char *error;              /* NULL on success, else a short text ("upstream timeout") */
@@ -83,6 +94,19 @@ typedef struct record {
 /* A zeroed record with a fresh id, origin "local" and upstream_us -1. */
 record *record_new(void);
 void record_free(record *r);
+
+/* Replaces each captured body that has a Content-Encoding (gzip, deflate,
+ * br, or a stack of them) by its decoded form, keeping at most req_cap /
+ * resp_cap decoded bytes (a body cut there is marked truncated), and records
+ * the wire coding in *_encoding. A body that cannot be decoded (damaged, or
+ * an unknown coding) is kept as received with an "undecoded: ..." note when
+ * keep_undecodable, else emptied with a "dropped: ..." note: a caller that
+ * redacts must not store what it cannot read. The captured copy may itself
+ * be a prefix of the wire body (*_truncated already set, or r->error for a
+ * transfer that failed): a stream cut there is a short body, not a damaged
+ * one. *_body_size stays the size
+ * on the wire. */
+void record_decode_bodies(record *r, uint64_t req_cap, uint64_t resp_cap, bool keep_undecodable);
 
 /* Appends a copy of (name, value). */
 void record_headers_add(record_headers *h, const char *name, size_t nlen, const char *value,

@@ -523,6 +523,11 @@ static void redact_body(char *const *fields, int kind, buf *b)
         redact_form(fields, b);
 }
 
+bool redact_bodies(const config *c)
+{
+    return c && c->redact && c->redact_fields && c->redact_fields[0];
+}
+
 void redact_record(const config *c, record *r)
 {
     if (!c || !c->redact)

@@ -20,6 +20,11 @@
 
 #define REDACTED "[redacted]"
 
+/* True when redact_record would look into bodies (redaction on and some
+ * fields listed): a body that cannot be read (an undecodable content
+ * coding) must then not be stored. */
+bool redact_bodies(const config *c);
+
 /* Redacts r in place if c->redact is on. */
 void redact_record(const config *c, record *r);
 

@@ -308,6 +308,7 @@ static record *capture(repl *r, const repl_msg *m, record_headers *sent, httpc_r
     rec->rule = xstrdup("replicated");
     rec->do_persist = true;
     rec->applied_id = xstrdup(m->id);
+    record_decode_bodies(rec, CAPTURE_CAP, CAPTURE_CAP, !redact_bodies(r->cfg));
     /* What is applied carries real credentials (--set-header); the row must
      * not. */
     redact_record(r->cfg, rec);

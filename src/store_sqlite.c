@@ -91,6 +91,13 @@ static const char *const migrations[] = {
     "CREATE TABLE counters ("
     " name TEXT PRIMARY KEY,"
     " value INTEGER NOT NULL);",
+    /* 2 -> 3: content codings. *_encoding: the Content-Encoding a body had
+     * on the wire (the stored body is decoded); *_body_note: why a body is
+     * stored undecoded or was dropped (record.h). */
+    "ALTER TABLE requests ADD COLUMN req_encoding TEXT;"
+    "ALTER TABLE requests ADD COLUMN req_body_note TEXT;"
+    "ALTER TABLE requests ADD COLUMN resp_encoding TEXT;"
+    "ALTER TABLE requests ADD COLUMN resp_body_note TEXT;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,
@@ -102,7 +109,9 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_V
     "id, node, started_at, duration_us, upstream_us, client_addr, method, scheme, host, path, "    \
     "query, req_headers, req_body, req_body_size, req_truncated, status, resp_headers, "           \
     "resp_body, resp_body_size, resp_truncated, rule, origin, error"
-#define SQ_COLUMNS SQ_COLUMNS_V1 ", replication"
+#define SQ_COLUMNS_V2 SQ_COLUMNS_V1 ", replication"
+#define SQ_COLUMNS_V3 ", req_encoding, req_body_note, resp_encoding, resp_body_note"
+#define SQ_COLUMNS SQ_COLUMNS_V2 SQ_COLUMNS_V3
 
 enum {
     C_ID,
@@ -129,6 +138,10 @@ enum {
     C_ORIGIN,
     C_ERROR,
     C_REPLICATION,
+    C_REQ_ENCODING,
+    C_REQ_BODY_NOTE,
+    C_RESP_ENCODING,
+    C_RESP_BODY_NOTE,
     C_COUNT
 };
 
@@ -136,7 +149,7 @@ enum {
  * once instead of wedging the writer on a constraint error. */
 #define SQ_INSERT                                                                                  \
     "INSERT OR IGNORE INTO requests (" SQ_COLUMNS ") VALUES "                                      \
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 #define SQ_OUTBOX_COLUMNS                                                                          \
     "seq, message_id, timestamp, origin, method, target, headers, content_type, signature, "       \
@@ -812,6 +825,10 @@ static int bind_record(sq_store *s, const record *r)
     B(bind_text(st, C_ORIGIN, r->origin));
     B(bind_text(st, C_ERROR, r->error));
     B(bind_text(st, C_REPLICATION, r->replication));
+    B(bind_text(st, C_REQ_ENCODING, r->req_encoding));
+    B(bind_text(st, C_REQ_BODY_NOTE, r->req_body_note));
+    B(bind_text(st, C_RESP_ENCODING, r->resp_encoding));
+    B(bind_text(st, C_RESP_BODY_NOTE, r->resp_body_note));
     return rc;
 }
 
@@ -1308,13 +1325,20 @@ static record *row_to_record(sqlite3_stmt *st)
     set_str(&r->origin, st, C_ORIGIN);
     set_str(&r->error, st, C_ERROR);
     set_str(&r->replication, st, C_REPLICATION);
+    set_str(&r->req_encoding, st, C_REQ_ENCODING);
+    set_str(&r->req_body_note, st, C_REQ_BODY_NOTE);
+    set_str(&r->resp_encoding, st, C_RESP_ENCODING);
+    set_str(&r->resp_body_note, st, C_RESP_BODY_NOTE);
     return r;
 }
 
 /* The SELECT list matching SQ_COLUMNS on a file of any known version. */
 static const char *select_columns(const sq_store *s)
 {
-    return s->schema >= 2 ? SQ_COLUMNS : SQ_COLUMNS_V1 ", NULL";
+    if (s->schema >= 3)
+        return SQ_COLUMNS;
+    return s->schema >= 2 ? SQ_COLUMNS_V2 ", NULL, NULL, NULL, NULL"
+                          : SQ_COLUMNS_V1 ", NULL, NULL, NULL, NULL, NULL";
 }
 
 /* The query connection; called with rlock held. */

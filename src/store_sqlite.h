@@ -56,7 +56,7 @@ struct store {
 extern const store_backend store_sqlite_backend;
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SQLITE_SCHEMA_VERSION 2
+#define STORE_SQLITE_SCHEMA_VERSION 3
 
 /* TEST ONLY: while paused, the writer thread takes nothing from the queue, so
  * a test can fill the queue deterministically (DROP and BLOCK policies).

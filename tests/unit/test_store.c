@@ -218,6 +218,8 @@ static void test_roundtrip(void **state)
     b->path = xstrdup("/");
     b->upstream_us = -1;
     b->error = xstrdup("upstream timeout");
+    b->resp_encoding = xstrdup("gzip");
+    b->resp_body_note = xstrdup("dropped: gzip: x");
     free(b->origin);
     b->origin = xstrdup("replicated");
     char idb[UUID7_STR_LEN + 1];
@@ -228,16 +230,21 @@ static void test_roundtrip(void **state)
     store_close(s);
 
     /* The schema as promised. */
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('requests') WHERE "
                                       "name IN ('id','node','started_at','duration_us',"
                                       "'upstream_us','client_addr','method','scheme','host',"
                                       "'path','query','req_headers','req_body','req_body_size',"
                                       "'req_truncated','status','resp_headers','resp_body',"
                                       "'resp_body_size','resp_truncated','rule','origin','error',"
-                                      "'replication')"),
-                     24);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('requests')"), 24);
+                                      "'replication','req_encoding','req_body_note',"
+                                      "'resp_encoding','resp_body_note')"),
+                     28);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('requests')"), 28);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE resp_encoding = 'gzip' "
+                                      "AND resp_body_note = 'dropped: gzip: x' AND req_encoding "
+                                      "IS NULL AND req_body_note IS NULL"),
+                     1);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('requests') "
                                       "WHERE origin = 'c'"),
                      3);
@@ -284,9 +291,13 @@ static void test_roundtrip(void **state)
     assert_string_equal(r->rule, "default");
     assert_string_equal(r->origin, "local");
     assert_null(r->error);
+    assert_null(r->resp_encoding);
+    assert_null(r->req_body_note);
     record_free(r);
 
     assert_int_equal(store_get(s, idb, &r, err, sizeof err), 1);
+    assert_string_equal(r->resp_encoding, "gzip");
+    assert_string_equal(r->resp_body_note, "dropped: gzip: x");
     assert_null(r->node);
     assert_null(r->query);
     assert_null(r->host);
@@ -600,7 +611,7 @@ static void test_open_errors_and_migration(void **state)
     store *s = store_open(&o, err, sizeof err);
     assert_non_null(s);
     store_close(s);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 0);
     s = store_open(&o, err, sizeof err); /* reopening is a no-op migration */
     assert_non_null(s);
@@ -610,10 +621,10 @@ static void test_open_errors_and_migration(void **state)
 
     sql_exec(f->path, "PRAGMA user_version = 7");
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (2)");
+    assert_string_equal(err, "store schema version 7 is newer than this restspy (3)");
     o.read_only = true;
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (2)");
+    assert_string_equal(err, "store schema version 7 is newer than this restspy (3)");
     o.read_only = false;
 
     /* Not a database at all. */
@@ -951,6 +962,7 @@ static void test_migration_v1_to_v2(void **state)
     assert_int_equal(store_get(s, "01900000-0000-7000-8000-000000000001", &r, err, sizeof err), 1);
     assert_string_equal(r->path, "/kept");
     assert_null(r->replication);
+    assert_null(r->resp_encoding);
     record_free(r);
     collect c = {0};
     store_query q = {0};
@@ -976,7 +988,7 @@ static void test_migration_v1_to_v2(void **state)
     memcpy(id, nr->id, sizeof id);
     assert_int_equal(store_submit(s, nr), 0);
     store_close(s);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE id = "
                                       "'01900000-0000-7000-8000-000000000001' AND node = 'old' "
