@@ -50,10 +50,19 @@ void record_free(record *r)
     free(r);
 }
 
+void record_set_target(record *r, const char *target, size_t n)
+{
+    free(r->path);
+    free(r->query);
+    const char *q = memchr(target, '?', n);
+    r->path = xstrndup(target, q ? (size_t)(q - target) : n);
+    r->query = q ? xstrndup(q + 1, (size_t)(target + n - q - 1)) : NULL;
+}
+
 /* ---- content codings ---- */
 
-static void decode_body(buf *body, bool *truncated, bool cut, const record_headers *h,
-                        uint64_t cap, bool keep_undecodable, char **encoding, char **note)
+static void decode_body(buf *body, bool *truncated, bool cut, const record_headers *h, uint64_t cap,
+                        bool keep_undecodable, char **encoding, char **note)
 {
     const char *ce = record_headers_get(h, "content-encoding");
     if (!ce || body->len == 0)

@@ -67,9 +67,9 @@ typedef struct record {
     char *req_body_note;
     char *resp_encoding;
     char *resp_body_note;
-    char *rule;               /* name of the matched rule */
-    char *origin;             /* "local", "replicated", "imported" */
-    char *error;              /* NULL on success, else a short text ("upstream timeout") */
+    char *rule;   /* name of the matched rule */
+    char *origin; /* "local", "replicated", "imported" */
+    char *error;  /* NULL on success, else a short text ("upstream timeout") */
 
     /* record_headers_to_json of req_headers [0] and resp_headers [1], when
      * record_cache_headers_json has run (empty otherwise): the log line and
@@ -107,6 +107,12 @@ void record_free(record *r);
  * one. *_body_size stays the size
  * on the wire. */
 void record_decode_bodies(record *r, uint64_t req_cap, uint64_t resp_cap, bool keep_undecodable);
+
+/* Sets r->path and r->query (replacing them) from a request target
+ * target[0..n): the query is what follows the first '?' (without it), NULL
+ * when there is none. The one place a target is split, so a target stored
+ * from a failed request has its query apart (and redacted) like any other. */
+void record_set_target(record *r, const char *target, size_t n);
 
 /* Appends a copy of (name, value). */
 void record_headers_add(record_headers *h, const char *name, size_t nlen, const char *value,

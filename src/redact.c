@@ -1,7 +1,10 @@
 #include "redact.h"
 
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -45,12 +48,18 @@ typedef struct rewrite {
     bool changed;
 } rewrite;
 
-static void rw_replace(rewrite *w, size_t from, size_t to, const char *with)
+static void rw_replace_n(rewrite *w, size_t from, size_t to, const char *with, size_t wlen)
 {
+    assert(from >= w->copied && to >= from && to <= w->len);
     buf_append(&w->out, w->src + w->copied, from - w->copied);
-    buf_append_str(&w->out, with);
+    buf_append(&w->out, with, wlen);
     w->copied = to;
     w->changed = true;
+}
+
+static void rw_replace(rewrite *w, size_t from, size_t to, const char *with)
+{
+    rw_replace_n(w, from, to, with, strlen(with));
 }
 
 /* Finishes the rewrite: when something changed, out holds the whole result. */
@@ -491,36 +500,283 @@ bool redact_query(char *const *fields, char **query)
     return true;
 }
 
-/* ---- record ---- */
-
-enum { BODY_OTHER, BODY_JSON, BODY_FORM };
-
-static int body_kind(const record_headers *h, const buf *b)
+/* Matrix parameters (RFC 3986 §3.3 path parameters, "/s;token=abc/x"):
+ * within each segment, ';name=value' pairs up to the next ';' or '/'. */
+static void path_params_scan(char *const *fields, rewrite *w)
 {
-    const char *ct = record_headers_get(h, "content-type");
-    if (!ct) {
-        size_t i = skip_ws(b->data, b->len, 0);
-        if (i < b->len && (b->data[i] == '{' || b->data[i] == '['))
-            return BODY_JSON;
-        return BODY_OTHER;
+    const char *s = w->src;
+    size_t n = w->len;
+    size_t i = 0;
+    while (i < n) {
+        const char *semi = memchr(s + i, ';', n - i);
+        if (!semi)
+            break;
+        size_t name = (size_t)(semi - s) + 1;
+        size_t end = name;
+        while (end < n && s[end] != ';' && s[end] != '/')
+            end++;
+        const char *eq = memchr(s + name, '=', end - name);
+        if (eq && form_name_listed(fields, s + name, (size_t)(eq - s) - name)) {
+            size_t v = (size_t)(eq - s) + 1;
+            if (!util_ieq(s + v, end - v, REDACTED))
+                rw_replace(w, v, end, REDACTED);
+        }
+        i = end;
     }
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    size_t n = strcspn(ct, "; \t");
-    if (util_ieq(ct, n, "application/json") || util_ieq(ct, n, "text/json") ||
-        (n >= 5 && util_ieq(ct + n - 5, 5, "+json")))
-        return BODY_JSON;
-    if (util_ieq(ct, n, "application/x-www-form-urlencoded"))
-        return BODY_FORM;
-    return BODY_OTHER;
 }
 
-static void redact_body(char *const *fields, int kind, buf *b)
+bool redact_path(char *const *fields, char **path)
 {
-    if (kind == BODY_JSON)
+    if (!fields || !fields[0] || !*path || !strchr(*path, ';'))
+        return false;
+    rewrite w = {*path, strlen(*path), 0, BUF_INIT, false};
+    path_params_scan(fields, &w);
+    if (!rw_finish(&w))
+        return false;
+    free(*path);
+    *path = buf_detach(&w.out);
+    return true;
+}
+
+/* ---- record ---- */
+
+enum { BODY_OTHER, BODY_JSON, BODY_FORM, BODY_MULTIPART };
+
+/* A multipart boundary is at most 70 characters (RFC 2046 §5.1.1). */
+#define BOUNDARY_MAX 72
+
+/* How a body is read for redaction. The declared Content-Type comes first
+ * where it names a structure restspy can follow (JSON, form, multipart);
+ * otherwise the content decides: a body that starts like JSON is redacted
+ * as JSON whatever its declared type (a client sending JSON as text/plain
+ * still sends secrets), and an undeclared or text/plain body that looks
+ * like name=value pairs as a form. Hiding too much is the safe error. */
+typedef struct body_class {
+    int kind;
+    char boundary[BOUNDARY_MAX + 1]; /* BODY_MULTIPART */
+} body_class;
+
+static bool looks_like_json(const char *p, size_t n)
+{
+    size_t i = skip_ws(p, n, 0);
+    return i < n && (p[i] == '{' || p[i] == '[');
+}
+
+/* name=value pairs: printable ASCII without spaces, and an '='. */
+static bool looks_like_form(const char *p, size_t n)
+{
+    bool eq = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch < 0x21 || ch > 0x7e)
+            return false;
+        eq = eq || ch == '=';
+    }
+    return eq;
+}
+
+/* The boundary parameter of a multipart Content-Type's parameters (after
+ * the media type), quoted or not; false when there is none (or it is too
+ * long to be one). */
+static bool multipart_boundary(const char *params, char *out)
+{
+    const char *p = params;
+    while ((p = strchr(p, ';')) != NULL) {
+        p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncasecmp(p, "boundary=", 9) != 0)
+            continue;
+        p += 9;
+        size_t n;
+        if (*p == '"') {
+            p++;
+            n = strcspn(p, "\"");
+        } else {
+            n = strcspn(p, "; \t");
+        }
+        if (n == 0 || n > BOUNDARY_MAX)
+            return false;
+        memcpy(out, p, n);
+        out[n] = '\0';
+        return true;
+    }
+    return false;
+}
+
+static void classify(const char *ct, const char *body, size_t len, body_class *bc)
+{
+    bc->kind = BODY_OTHER;
+    size_t n = 0;
+    if (ct) {
+        while (*ct == ' ' || *ct == '\t')
+            ct++;
+        n = strcspn(ct, "; \t");
+        if (n > 10 && strncasecmp(ct, "multipart/", 10) == 0 &&
+            multipart_boundary(ct + n, bc->boundary)) {
+            bc->kind = BODY_MULTIPART;
+            return;
+        }
+        if (util_ieq(ct, n, "application/json") || util_ieq(ct, n, "text/json") ||
+            (n >= 5 && util_ieq(ct + n - 5, 5, "+json"))) {
+            bc->kind = BODY_JSON;
+            return;
+        }
+        if (util_ieq(ct, n, "application/x-www-form-urlencoded")) {
+            bc->kind = BODY_FORM;
+            return;
+        }
+    }
+    if (looks_like_json(body, len))
+        bc->kind = BODY_JSON;
+    else if ((!ct || util_ieq(ct, n, "text/plain")) && looks_like_form(body, len))
+        bc->kind = BODY_FORM;
+}
+
+static void redact_body(char *const *fields, const body_class *bc, buf *b);
+
+/* The value of a part header line's name= parameter (not filename=). */
+static void disposition_name(const char *line, size_t ll, const char **name, size_t *nlen)
+{
+    for (size_t k = 20; k + 5 <= ll; k++) {
+        if (strncasecmp(line + k, "name=", 5) != 0 ||
+            (line[k - 1] != ' ' && line[k - 1] != ';' && line[k - 1] != '\t'))
+            continue;
+        size_t v = k + 5;
+        bool quoted = v < ll && line[v] == '"';
+        if (quoted)
+            v++;
+        size_t ve = v;
+        while (ve < ll && (quoted ? line[ve] != '"' : line[ve] != ';' && line[ve] != ' '))
+            ve++;
+        *name = line + v;
+        *nlen = ve - v;
+        return;
+    }
+}
+
+/* The Content-Disposition name and the Content-Type (copied into ctype) of
+ * a part whose header lines are h[0..n). */
+static void part_headers(const char *h, size_t n, const char **name, size_t *nlen, char *ctype,
+                         size_t ctcap)
+{
+    *name = NULL;
+    *nlen = 0;
+    ctype[0] = '\0';
+    size_t i = 0;
+    while (i < n) {
+        const char *eol = memchr(h + i, '\n', n - i);
+        size_t e = eol ? (size_t)(eol - h) : n;
+        const char *line = h + i;
+        size_t ll = e - i;
+        if (ll && line[ll - 1] == '\r')
+            ll--;
+        if (ll > 13 && strncasecmp(line, "content-type:", 13) == 0) {
+            size_t v = 13;
+            while (v < ll && (line[v] == ' ' || line[v] == '\t'))
+                v++;
+            size_t cl = ll - v < ctcap - 1 ? ll - v : ctcap - 1;
+            memcpy(ctype, line + v, cl);
+            ctype[cl] = '\0';
+        } else if (ll > 20 && strncasecmp(line, "content-disposition:", 20) == 0) {
+            disposition_name(line, ll, name, nlen);
+        }
+        i = e + 1;
+    }
+}
+
+/* Redacts one part's content s[from..to): hidden whole when its name is
+ * listed, else by its own Content-Type or content. */
+static void multipart_part(char *const *fields, rewrite *w, const char *head, size_t hlen,
+                           size_t from, size_t to)
+{
+    const char *s = w->src;
+    const char *name;
+    size_t nlen;
+    char ctype[128];
+    part_headers(head, hlen, &name, &nlen, ctype, sizeof ctype);
+    if (name && name_listed(fields, name, nlen)) {
+        if (!util_ieq(s + from, to - from, REDACTED))
+            rw_replace(w, from, to, REDACTED);
+        return;
+    }
+    if (to == from)
+        return;
+    body_class bc;
+    classify(ctype[0] ? ctype : NULL, s + from, to - from, &bc);
+    if (bc.kind == BODY_OTHER || bc.kind == BODY_MULTIPART)
+        return; /* nested multipart is not followed */
+    buf part = BUF_INIT;
+    buf_append(&part, s + from, to - from);
+    redact_body(fields, &bc, &part);
+    if (part.len != to - from || memcmp(part.data, s + from, part.len) != 0)
+        rw_replace_n(w, from, to, part.data, part.len);
+    buf_free(&part);
+}
+
+/* multipart/form-data and its kin (RFC 7578, RFC 2046). A body cut at the
+ * capture cap is handled up to its end. */
+static void multipart_scan(char *const *fields, const char *boundary, rewrite *w)
+{
+    char delim[BOUNDARY_MAX + 8];
+    size_t dl = (size_t)snprintf(delim, sizeof delim, "\n--%s", boundary);
+    const char *s = w->src;
+    size_t n = w->len;
+    /* The first delimiter may open the body without a line break. */
+    size_t i;
+    if (n >= dl - 1 && memcmp(s, delim + 1, dl - 1) == 0) {
+        i = dl - 1;
+    } else {
+        const char *d = memmem(s, n, delim, dl);
+        if (!d)
+            return;
+        i = (size_t)(d - s) + dl;
+    }
+    while (i < n) {
+        if (n - i >= 2 && s[i] == '-' && s[i + 1] == '-')
+            return; /* the closing delimiter */
+        const char *hend = memmem(s + i, n - i, "\r\n\r\n", 4);
+        size_t hl = 4;
+        const char *lf = memmem(s + i, n - i, "\n\n", 2);
+        if (lf && (!hend || lf < hend)) {
+            hend = lf;
+            hl = 2;
+        }
+        if (!hend)
+            return; /* cut inside the part's headers */
+        size_t cstart = (size_t)(hend - s) + hl;
+        const char *next = memmem(s + cstart, n - cstart, delim, dl);
+        size_t cend = next ? (size_t)(next - s) : n;
+        if (next && cend > cstart && s[cend - 1] == '\r')
+            cend--;
+        multipart_part(fields, w, s + i, (size_t)(hend - s) - i, cstart, cend);
+        if (!next)
+            return;
+        i = (size_t)(next - s) + dl;
+    }
+}
+
+bool redact_multipart(char *const *fields, const char *boundary, buf *body)
+{
+    if (!fields || !fields[0] || body->len == 0)
+        return false;
+    rewrite w = {body->data, body->len, 0, BUF_INIT, false};
+    multipart_scan(fields, boundary, &w);
+    if (!rw_finish(&w))
+        return false;
+    buf_free(body);
+    *body = w.out;
+    return true;
+}
+
+static void redact_body(char *const *fields, const body_class *bc, buf *b)
+{
+    if (bc->kind == BODY_JSON)
         redact_json(fields, b);
-    else if (kind == BODY_FORM)
+    else if (bc->kind == BODY_FORM)
         redact_form(fields, b);
+    else if (bc->kind == BODY_MULTIPART)
+        redact_multipart(fields, bc->boundary, b);
 }
 
 bool redact_bodies(const config *c)
@@ -534,13 +790,17 @@ void redact_record(const config *c, record *r)
         return;
     /* Classify the bodies before the headers are touched: Content-Type may
      * itself be listed in redact_headers. */
-    int req_kind = body_kind(&r->req_headers, &r->req_body);
-    int resp_kind = body_kind(&r->resp_headers, &r->resp_body);
+    body_class req, resp;
+    classify(record_headers_get(&r->req_headers, "content-type"), r->req_body.data, r->req_body.len,
+             &req);
+    classify(record_headers_get(&r->resp_headers, "content-type"), r->resp_body.data,
+             r->resp_body.len, &resp);
     redact_headers(c->redact_headers, &r->req_headers);
     redact_headers(c->redact_headers, &r->resp_headers);
     if (!c->redact_fields)
         return;
     redact_query(c->redact_fields, &r->query);
-    redact_body(c->redact_fields, req_kind, &r->req_body);
-    redact_body(c->redact_fields, resp_kind, &r->resp_body);
+    redact_path(c->redact_fields, &r->path);
+    redact_body(c->redact_fields, &req, &r->req_body);
+    redact_body(c->redact_fields, &resp, &r->resp_body);
 }

@@ -7,8 +7,11 @@
  * "[redacted]". It works on the captured copy only: what is forwarded is never
  * touched. JSON bodies are rewritten in place token by token, so formatting
  * is kept and a body cut at the capture cap is still redacted up to its end.
- * Bodies are recognized by Content-Type, or by their first non-blank byte
- * ('{' or '[') when there is none. */
+ * Bodies are recognized by a Content-Type naming JSON, a form or multipart
+ * (whose parts are redacted one by one, listed names hidden whole); else by
+ * content: a body that starts with '{' or '[' is redacted as JSON whatever
+ * its declared type, and an undeclared or text/plain one made of name=value
+ * pairs as a form. Path matrix parameters (";token=...") count as fields. */
 #ifndef RESTSPY_REDACT_H
 #define RESTSPY_REDACT_H
 
@@ -35,5 +38,10 @@ bool redact_json(char *const *fields, buf *body);
 bool redact_form(char *const *fields, buf *body);
 /* query: a heap string (freed and replaced when changed). */
 bool redact_query(char *const *fields, char **query);
+/* Matrix parameters of a path ("/s;token=abc/x"); path as query. */
+bool redact_path(char *const *fields, char **path);
+/* A multipart body with this boundary: listed parts hidden whole, the
+ * others redacted as JSON or form by their own Content-Type or content. */
+bool redact_multipart(char *const *fields, const char *boundary, buf *body);
 
 #endif

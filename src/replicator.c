@@ -73,18 +73,6 @@ unsigned repl_partition(const char *target, unsigned n)
     return h % n;
 }
 
-void repl_split_target(const char *target, char **path, char **query)
-{
-    const char *q = strchr(target, '?');
-    if (q) {
-        *path = xstrndup(target, (size_t)(q - target));
-        *query = xstrdup(q + 1);
-    } else {
-        *path = xstrdup(target);
-        *query = NULL;
-    }
-}
-
 void repl_headers_remove(record_headers *h, const char *name)
 {
     size_t nl = strlen(name), j = 0;
@@ -294,7 +282,7 @@ static record *capture(repl *r, const repl_msg *m, record_headers *sent, httpc_r
     rec->upstream_us = dur_us;
     rec->method = xstrdup(m->method);
     rec->scheme = xstrdup("http");
-    repl_split_target(m->target, &rec->path, &rec->query);
+    record_set_target(rec, m->target, strlen(m->target));
     rec->http_minor = 1;
     rec->req_headers = *sent;
     memset(sent, 0, sizeof *sent);

@@ -20,9 +20,6 @@ uint64_t repl_backoff_ms(unsigned attempt, uint64_t min_ms, uint64_t max_ms);
  * keeps its order. NULL target: 0. */
 unsigned repl_partition(const char *target, unsigned n);
 
-/* Splits "path?query" into heap copies (*query NULL when there is no '?'). */
-void repl_split_target(const char *target, char **path, char **query);
-
 /* The headers a message is applied with, appended to out: the message's own
  * headers, its Content-Type when they lack one, Idempotency-Key: <id>,
  * X-Restspy-Replicated-From: <origin> (replacing any that came with the

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "coding.h"
 #include "record.h"
 #include "util.h"
 
@@ -250,6 +251,71 @@ static void test_headers_from_json_bad(void **state)
     record_headers_free(&h);
 }
 
+static void test_set_target(void **state)
+{
+    (void)state;
+    record *r = record_new();
+    record_set_target(r, "/a/b?x=1&y", 10);
+    assert_string_equal(r->path, "/a/b");
+    assert_string_equal(r->query, "x=1&y");
+    record_set_target(r, "/a?", 3); /* an empty query is not a missing one */
+    assert_string_equal(r->path, "/a");
+    assert_string_equal(r->query, "");
+    record_set_target(r, "/q1?token=s", 3); /* n bounds the target */
+    assert_string_equal(r->path, "/q1");
+    assert_null(r->query);
+    record_free(r);
+}
+
+/* Compressed bodies are stored decoded; what cannot be decoded is dropped
+ * or kept as received, with the reason. */
+static void test_decode_bodies(void **state)
+{
+    (void)state;
+    const char *doc = "{\"password\":\"s3cret\"}";
+    record *r = record_new();
+    record_headers_add(&r->resp_headers, "Content-Encoding", 16, "gzip", 4);
+    char err[100];
+    assert_int_equal(coding_encode("gzip", doc, strlen(doc), &r->resp_body, err, sizeof err), 0);
+    r->resp_body_size = r->resp_body.len;
+    record_headers_add(&r->req_headers, "Content-Encoding", 16, "br", 2);
+    buf_append_str(&r->req_body, "not brotli");
+    record_decode_bodies(r, 1000, 1000, false);
+    assert_string_equal(r->resp_body.data, doc);
+    assert_string_equal(r->resp_encoding, "gzip");
+    assert_null(r->resp_body_note);
+    assert_false(r->resp_truncated);
+    assert_int_equal(r->req_body.len, 0);
+    assert_string_equal(r->req_encoding, "br");
+    assert_non_null(strstr(r->req_body_note, "dropped: br: "));
+    record_free(r);
+
+    /* Kept as received when asked; cut at the cap otherwise. */
+    r = record_new();
+    record_headers_add(&r->req_headers, "Content-Encoding", 16, "zstd", 4);
+    buf_append_str(&r->req_body, "zzz");
+    record_headers_add(&r->resp_headers, "Content-Encoding", 16, "deflate", 7);
+    assert_int_equal(coding_encode("deflate", doc, strlen(doc), &r->resp_body, err, sizeof err), 0);
+    record_decode_bodies(r, 1000, 5, true);
+    assert_string_equal(r->req_body.data, "zzz");
+    assert_string_equal(r->req_body_note, "undecoded: unsupported content coding 'zstd'");
+    assert_int_equal(r->resp_body.len, 5);
+    assert_true(r->resp_truncated);
+    assert_null(r->resp_body_note);
+    record_free(r);
+
+    /* A copy cut at the cap mid-stream is a short body, not a damaged one. */
+    r = record_new();
+    record_headers_add(&r->resp_headers, "Content-Encoding", 16, "gzip", 4);
+    assert_int_equal(coding_encode("gzip", doc, strlen(doc), &r->resp_body, err, sizeof err), 0);
+    r->resp_body.len -= 6;
+    r->resp_truncated = true;
+    record_decode_bodies(r, 1000, 1000, false);
+    assert_null(r->resp_body_note);
+    assert_true(r->resp_truncated);
+    record_free(r);
+}
+
 static void test_combined(void **state)
 {
     (void)state;
@@ -298,6 +364,8 @@ int main(void)
         cmocka_unit_test(test_cached_headers_json),
         cmocka_unit_test(test_headers_from_json_bad),
         cmocka_unit_test(test_combined),
+        cmocka_unit_test(test_set_target),
+        cmocka_unit_test(test_decode_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -359,13 +359,31 @@ static void test_record(void **state)
     assert_null(r->query);
     record_free(r);
 
+    /* By content, whatever the declared type (issue 9 item 26): JSON sent as
+     * text/plain, a form without a type; other text is left alone. */
     r = record_new();
     record_headers_add(&r->req_headers, "Content-Type", 12, "text/plain", 10);
     buf_append_str(&r->req_body, "{\"token\":1}");
-    buf_append_str(&r->resp_body, "token=1"); /* no type, not JSON-looking */
+    buf_append_str(&r->resp_body, "token=1"); /* no type, a form */
     redact_record(&c, r);
-    assert_string_equal(r->req_body.data, "{\"token\":1}");
+    assert_string_equal(r->req_body.data, "{\"token\":\"[redacted]\"}");
+    assert_string_equal(r->resp_body.data, "token=[redacted]");
+    record_free(r);
+    r = record_new();
+    record_headers_add(&r->req_headers, "Content-Type", 12, "text/plain", 10);
+    buf_append_str(&r->req_body, "the token = 1, see?");
+    record_headers_add(&r->resp_headers, "Content-Type", 12, "image/png", 9);
+    buf_append_str(&r->resp_body, "token=1");
+    redact_record(&c, r);
+    assert_string_equal(r->req_body.data, "the token = 1, see?");
     assert_string_equal(r->resp_body.data, "token=1");
+    record_free(r);
+
+    /* Matrix parameters in the path. */
+    r = record_new();
+    r->path = xstrdup("/s;token=abc;v=1/x;password=p2/y");
+    redact_record(&c, r);
+    assert_string_equal(r->path, "/s;token=[redacted];v=1/x;password=[redacted]/y");
     record_free(r);
 
     /* Content-Type listed in redact_headers: the body is still recognized */
@@ -384,18 +402,72 @@ static void test_record(void **state)
     record_free(r);
 }
 
+/* multipart/form-data: listed part names hidden whole, JSON and form parts
+ * redacted inside, file parts and unlisted fields kept, a cut body handled
+ * to its end. */
+static void test_multipart(void **state)
+{
+    (void)state;
+    char *mf[] = {"password", "token", NULL};
+    const char *body = "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"user\"\r\n\r\n"
+                       "bob\r\n"
+                       "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"password\"\r\n\r\n"
+                       "hunter2\r\n"
+                       "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"meta\"\r\n"
+                       "Content-Type: application/json\r\n\r\n"
+                       "{\"token\":\"t1\",\"a\":1}\r\n"
+                       "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"f\"; filename=\"password.txt\"\r\n"
+                       "\r\n"
+                       "file data\r\n"
+                       "--XyZ--\r\n";
+    const char *want = "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"user\"\r\n\r\n"
+                       "bob\r\n"
+                       "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"password\"\r\n\r\n"
+                       "[redacted]\r\n"
+                       "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"meta\"\r\n"
+                       "Content-Type: application/json\r\n\r\n"
+                       "{\"token\":\"[redacted]\",\"a\":1}\r\n"
+                       "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"f\"; filename=\"password.txt\"\r\n"
+                       "\r\n"
+                       "file data\r\n"
+                       "--XyZ--\r\n";
+    buf b = BUF_INIT;
+    buf_append_str(&b, body);
+    assert_true(redact_multipart(mf, "XyZ", &b));
+    assert_string_equal(b.data, want);
+    assert_false(redact_multipart(mf, "XyZ", &b)); /* already done */
+    buf_free(&b);
+
+    /* Through the record, with a quoted boundary, cut inside the secret. */
+    config c = {0};
+    c.redact = true;
+    c.redact_fields = mf;
+    record *r = record_new();
+    record_headers_add(&r->req_headers, "Content-Type", 12, "multipart/form-data; boundary=\"XyZ\"",
+                       35);
+    buf_append(&r->req_body, body, 121); /* ends in "hunt" */
+    redact_record(&c, r);
+    assert_null(strstr(r->req_body.data, "hunt"));
+    assert_non_null(strstr(r->req_body.data, "name=\"password\"\r\n\r\n[redacted]"));
+    record_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_basic),
-        cmocka_unit_test(test_json_value_types),
-        cmocka_unit_test(test_json_depth_arrays_case),
-        cmocka_unit_test(test_json_truncated),
-        cmocka_unit_test(test_json_invalid),
-        cmocka_unit_test(test_json_generated),
-        cmocka_unit_test(test_form_query),
-        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_record),
+        cmocka_unit_test(test_multipart),        cmocka_unit_test(test_json_basic),
+        cmocka_unit_test(test_json_value_types), cmocka_unit_test(test_json_depth_arrays_case),
+        cmocka_unit_test(test_json_truncated),   cmocka_unit_test(test_json_invalid),
+        cmocka_unit_test(test_json_generated),   cmocka_unit_test(test_form_query),
+        cmocka_unit_test(test_headers),          cmocka_unit_test(test_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,21 +57,6 @@ static void test_partition(void **state)
         assert_true(seen[i] > 4);
 }
 
-static void test_split_target(void **state)
-{
-    (void)state;
-    char *p, *q;
-    repl_split_target("/a/b?x=1&y", &p, &q);
-    assert_string_equal(p, "/a/b");
-    assert_string_equal(q, "x=1&y");
-    free(p);
-    free(q);
-    repl_split_target("/a", &p, &q);
-    assert_string_equal(p, "/a");
-    assert_null(q);
-    free(p);
-}
-
 static repl_msg *sample_msg(const char *headers_json)
 {
     repl_msg *m = repl_msg_new();
@@ -209,10 +194,9 @@ static void test_usage_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backoff),        cmocka_unit_test(test_partition),
-        cmocka_unit_test(test_split_target),   cmocka_unit_test(test_apply_headers),
-        cmocka_unit_test(test_headers_remove), cmocka_unit_test(test_dead_reason),
-        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_backoff),       cmocka_unit_test(test_partition),
+        cmocka_unit_test(test_apply_headers), cmocka_unit_test(test_headers_remove),
+        cmocka_unit_test(test_dead_reason),   cmocka_unit_test(test_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
