@@ -74,6 +74,9 @@ typedef struct config {
     uint64_t grace_period_ms;             /* SIGTERM: how long in-flight requests get */
     uint64_t max_connections;             /* per worker; beyond it new ones are refused */
     uint64_t upstream_keepalive;          /* idle upstream connections kept per worker */
+    uint64_t max_upstream_header_size;    /* bytes of an upstream response head -> 502 */
+    uint64_t upstream_header_timeout_ms;  /* request complete to final response head -> 504 */
+    uint64_t max_interim_responses;       /* 1xx answers relayed per request -> 502 */
 
     /* store */
     uint64_t store_queue; /* records waiting for the writer */

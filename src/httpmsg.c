@@ -1,5 +1,6 @@
 #include "httpmsg.h"
 
+#include <assert.h>
 #include <string.h>
 #include <strings.h>
 
@@ -94,6 +95,60 @@ bool httpmsg_connection_has(const record_headers *h, const char *token)
 bool httpmsg_drop_header(const record_headers *h, const char *name)
 {
     return httpmsg_is_hop_by_hop(name, strlen(name)) || httpmsg_connection_has(h, name);
+}
+
+/* The Transfer-Encoding rules of httpmsg_check_request over every TE line. */
+static int check_transfer_encoding(const record_headers *h, int http_minor, const char **why)
+{
+    bool seen = false;
+    int chunked = 0, tokens = 0;
+    for (size_t i = 0; i < h->len; i++) {
+        if (!util_ieq(h->v[i].name, strlen(h->v[i].name), "transfer-encoding"))
+            continue;
+        seen = true;
+        const char *v = h->v[i].value, *t;
+        size_t n;
+        while ((v = next_token(v, &t, &n)) != NULL) {
+            tokens++;
+            if (!util_ieq(t, n, "chunked")) {
+                *why = "not implemented: transfer coding other than chunked";
+                return 501;
+            }
+            chunked++;
+        }
+    }
+    if (!seen)
+        return 0;
+    if (http_minor == 0) {
+        *why = "bad request: Transfer-Encoding in an HTTP/1.0 request";
+        return 400;
+    }
+    if (tokens == 0) {
+        *why = "bad request: empty Transfer-Encoding";
+        return 400;
+    }
+    if (chunked > 1) {
+        *why = "bad request: chunked applied more than once";
+        return 400;
+    }
+    return 0;
+}
+
+int httpmsg_check_request(const record_headers *h, int http_minor, const char **why)
+{
+    size_t hosts = 0;
+    for (size_t i = 0; i < h->len; i++)
+        if (util_ieq(h->v[i].name, strlen(h->v[i].name), "host"))
+            hosts++;
+    if (hosts > 1) {
+        *why = "bad request: several Host headers";
+        return 400;
+    }
+    if (hosts == 0 && http_minor >= 1) {
+        *why = "bad request: missing Host header";
+        return 400;
+    }
+    return check_transfer_encoding(h, http_minor, why);
 }
 
 /* Whether a Connection header of h names a header that is not hop-by-hop
@@ -321,4 +376,17 @@ const char *httpmsg_reason(int status)
 void httpmsg_chunk_header(buf *out, size_t n)
 {
     buf_appendf(out, "%zx\r\n", n);
+}
+
+bool httpmsg_chunk_crlf(unsigned *need, const char *p, size_t n)
+{
+    assert(*need <= 2);
+    while (*need && n) {
+        if (*p != "\r\n"[2 - *need])
+            return false;
+        p++;
+        n--;
+        (*need)--;
+    }
+    return true;
 }

@@ -30,6 +30,18 @@ bool httpmsg_connection_has(const record_headers *h, const char *token);
  * every name listed by a Connection header of h. */
 bool httpmsg_drop_header(const record_headers *h, const char *name);
 
+/* Checks the framing and Host rules of RFC 9112 on a parsed request head,
+ * before any of it is forwarded (a request restspy refuses must never reach
+ * the upstream). Returns 0 when the head may go on, else the status to
+ * answer with *why set to a static text:
+ *  - 400: an HTTP/1.1 request without Host, or with several (§3.2); an
+ *    empty Transfer-Encoding, chunked applied twice, or Transfer-Encoding
+ *    in an HTTP/1.0 request (§6.1: its framing is faulty);
+ *  - 501: a transfer coding other than chunked (§6.1; as nginx answers),
+ *    which restspy does not implement: llhttp would otherwise read such a
+ *    body as absent and the bytes as the next request. */
+int httpmsg_check_request(const record_headers *h, int http_minor, const char **why);
+
 typedef struct httpmsg_req_opts {
     const char *client_ip;    /* appended to X-Forwarded-For */
     const char *request_id;   /* X-Request-Id when the client sent none */
@@ -64,6 +76,14 @@ void httpmsg_error_response(buf *out, int status, const char *error, const char 
 
 /* Standard reason phrase ("Not Found"), or "Unknown". */
 const char *httpmsg_reason(int status);
+
+/* Checks the CRLF that must follow each chunk's data (RFC 9112 §7.1),
+ * which llhttp's default build skips without looking at it (so that
+ * "3\r\nabcXY0\r\n\r\n" would pass): *need is how many of its bytes are
+ * still to be seen (set it to 2 where a chunk's data ends), p[0..n) the
+ * bytes that follow. Looks at up to *need of them and lowers *need by as
+ * many; false on a byte that is not the expected one. */
+bool httpmsg_chunk_crlf(unsigned *need, const char *p, size_t n);
 
 /* Appends the chunk-size line for a chunk of n bytes ("1a2\r\n"). */
 void httpmsg_chunk_header(buf *out, size_t n);

@@ -51,6 +51,8 @@ struct conn {
     /* request parsing scratch */
     buf url, hname, hval;
     size_t header_bytes;
+    const char *feed_end; /* end of the bytes llhttp_execute has, in callbacks */
+    unsigned req_crlf;    /* bytes of a chunk's closing CRLF still to check */
 
     /* the request in flight (rec != NULL) */
     phase ph;
@@ -71,6 +73,11 @@ struct conn {
     buf upq;        /* bytes for the upstream while it is connecting */
     llhttp_t rp;    /* response parser */
     buf rhname, rhval, reason;
+    const char *rfeed_end;  /* as feed_end, for the response parser */
+    unsigned resp_crlf;     /* as req_crlf, for the response */
+    size_t resp_head_bytes; /* of the response head being parsed */
+    uint64_t interim;       /* 1xx answers relayed for this request */
+    const char *resp_err;   /* why a response callback refused it (502) */
     bool resp_started, resp_done, up_keepalive;
     httpmsg_body resp_mode;
     buf uphead; /* copy of a bodyless request's head sent on a pooled
@@ -471,7 +478,13 @@ static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t 
     if (c->resp_done)
         return; /* bytes after a complete response: ignored, not reused */
     uv_timer_again(&c->utimer);
+    if (c->resp_crlf && !httpmsg_chunk_crlf(&c->resp_crlf, data, len)) {
+        c->up_keepalive = false;
+        txn_fail(c, 0, "upstream sent an invalid response", "no CRLF after chunk data");
+        return;
+    }
     c->ccork.on = true;
+    c->rfeed_end = data + len;
     llhttp_errno_t err = llhttp_execute(&c->rp, data, len);
     client_uncork(c);
     if (c->closing)
@@ -483,10 +496,9 @@ static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t 
     }
     if (err != HPE_OK && err != HPE_PAUSED) {
         c->up_keepalive = false;
-        if (!c->resp_started)
-            txn_fail(c, 502, "upstream sent an invalid response", llhttp_get_error_reason(&c->rp));
-        else
-            txn_fail(c, 0, "upstream sent an invalid response", llhttp_get_error_reason(&c->rp));
+        const char *why = c->resp_err ? c->resp_err : "upstream sent an invalid response";
+        const char *detail = c->resp_err ? NULL : llhttp_get_error_reason(&c->rp);
+        txn_fail(c, c->resp_started ? 0 : 502, why, detail);
         return;
     }
     if (c->resp_done)
@@ -529,6 +541,7 @@ static void on_up_eof(void *owner, upstream_conn *up, int status)
         c->rp.data = c;
         record_headers_free(&c->rec->resp_headers);
         buf_reset(&c->reason);
+        c->resp_head_bytes = 0;
         c->up_ready = false;
         bool ready;
         c->up = upstream_acquire(c->w->pool, &up_handler, c, true, &ready);
@@ -561,13 +574,31 @@ static void start_upstream_timer(conn *c)
  * then stops the parser instead of touching the request that is gone. */
 #define PARSER_STOP(c) ((c)->closing || !(c)->rec)
 
+/* Refuses the response being parsed: 502 with why (or a cut answer once
+ * it has started). */
+static int resp_refuse(conn *c, const char *why)
+{
+    c->resp_err = why;
+    return -1;
+}
+
+/* The response head's size, like the request's: without a bound an
+ * upstream could make restspy keep, log and store megabytes of headers. */
+static int resp_head_budget(conn *c, size_t len)
+{
+    c->resp_head_bytes += len;
+    if (c->resp_head_bytes > c->cfg->max_upstream_header_size)
+        return resp_refuse(c, "upstream sent too big header");
+    return 0;
+}
+
 static int r_on_status(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
     buf_append(&c->reason, at, len);
-    return 0;
+    return resp_head_budget(c, len + 14); /* "HTTP/1.1 200 " and CRLF */
 }
 
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -576,7 +607,7 @@ static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
     if (PARSER_STOP(c))
         return -1;
     buf_append(&c->rhname, at, len);
-    return 0;
+    return resp_head_budget(c, len + 4); /* ": " and CRLF count too */
 }
 
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -585,7 +616,7 @@ static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
     if (PARSER_STOP(c))
         return -1;
     buf_append(&c->rhval, at, len);
-    return 0;
+    return resp_head_budget(c, len);
 }
 
 static int r_on_header_value_complete(llhttp_t *p)
@@ -611,9 +642,13 @@ static int r_on_headers_complete(llhttp_t *p)
     int status = p->status_code;
     bool http10 = r->http_minor == 0;
 
+    c->resp_head_bytes = 0;
     if (status >= 100 && status < 200 && status != 101) {
         /* Interim answer: relay it (HTTP/1.1 clients only; 100 Continue was
-         * already answered by restspy itself), then expect the final one. */
+         * already answered by restspy itself), then expect the final one.
+         * Their number is bounded: each one restarts the upstream timeout. */
+        if (++c->interim > c->cfg->max_interim_responses)
+            return resp_refuse(c, "upstream sent too many interim responses");
         if (status != 100 && !http10) {
             buf head = BUF_INIT;
             httpmsg_response_head(&head, status, c->reason.data, c->reason.len, &r->resp_headers,
@@ -630,6 +665,8 @@ static int r_on_headers_complete(llhttp_t *p)
     }
 
     r->status = status;
+    if (c->ph == PH_WAIT)
+        uv_timer_stop(&c->ctimer); /* the response head timeout */
     if (c->repl) {
         c->repl_status_ok = c->cfg->replicate_on == REPL_ON_ANY || (status >= 200 && status < 300);
         c->hold =
@@ -673,6 +710,13 @@ static int r_on_body(llhttp_t *p, const char *at, size_t len)
     }
     r->resp_body_size += len;
     r->resp_bytes_sent += len;
+    if ((p->flags & F_CHUNKED) && p->content_length == 0) {
+        /* This chunk's data ends here: its CRLF follows (maybe in the next
+         * read). Checked before the data is relayed. */
+        c->resp_crlf = 2;
+        if (!httpmsg_chunk_crlf(&c->resp_crlf, at + len, (size_t)(c->rfeed_end - (at + len))))
+            return resp_refuse(c, "upstream sent an invalid response (no CRLF after chunk data)");
+    }
     if (c->resp_mode == HTTPMSG_BODY_CHUNKED) {
         char head[24];
         int hl = snprintf(head, sizeof head, "%zx\r\n", len);
@@ -736,6 +780,10 @@ static void txn_begin(conn *c)
     c->err_status = 0;
     c->err_text = NULL;
     c->header_bytes = 0;
+    c->req_crlf = c->resp_crlf = 0;
+    c->resp_head_bytes = 0;
+    c->interim = 0;
+    c->resp_err = NULL;
     buf_reset(&c->url);
     buf_reset(&c->hname);
     buf_reset(&c->hval);
@@ -818,35 +866,54 @@ static int q_on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
-/* Splits the request target into path and query. An absolute-form target
- * (http://host/path) is reduced to its path; its authority stands in for a
- * missing Host header. */
-static int split_target(conn *c)
+/* A request target byte llhttp's default build lets through but RFC 9112
+ * does not: controls (a raw TAB among them) and DEL. Raw bytes >= 0x80
+ * stay allowed: clients send UTF-8 paths and backends accept them. */
+static bool target_byte_bad(unsigned char ch)
+{
+    return ch < 0x21 || ch == 0x7f;
+}
+
+/* Splits the request target into path and query (RFC 9112 §3.2), or
+ * returns why it is refused. An absolute-form target (http[s]://host/path)
+ * is reduced to its path, and its authority wins over the Host header
+ * (§3.2.2): it becomes the Host forwarded and recorded. */
+static const char *split_target(conn *c)
 {
     record *r = c->rec;
     const char *u = c->url.data ? c->url.data : "";
     size_t n = c->url.len;
-    if (n >= 7 && strncasecmp(u, "http://", 7) == 0) {
-        const char *auth = u + 7;
-        const char *slash = memchr(auth, '/', n - 7);
-        size_t alen = slash ? (size_t)(slash - auth) : n - 7;
-        if (!record_headers_get(&r->req_headers, "host"))
-            r->host = xstrndup(auth, alen);
-        n -= 7 + alen;
+    for (size_t i = 0; i < n; i++)
+        if (target_byte_bad((unsigned char)u[i]))
+            return "bad request: invalid character in request target";
+    size_t skip = n >= 7 && strncasecmp(u, "http://", 7) == 0    ? 7
+                  : n >= 8 && strncasecmp(u, "https://", 8) == 0 ? 8
+                                                                 : 0;
+    if (skip) {
+        const char *auth = u + skip;
+        const char *slash = memchr(auth, '/', n - skip);
+        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
+        if (alen == 0 || memchr(auth, '?', alen) || memchr(auth, '@', alen))
+            return "bad request: invalid request target";
+        free(r->host);
+        r->host = xstrndup(auth, alen);
+        record_headers *h = &r->req_headers;
+        bool had = false;
+        for (size_t i = 0; i < h->len; i++) {
+            if (util_ieq(h->v[i].name, strlen(h->v[i].name), "host")) {
+                record_header_set_value(h, i, r->host);
+                had = true;
+            }
+        }
+        if (!had) /* an HTTP/1.0 request may have none */
+            record_headers_add(h, "Host", 4, r->host, alen);
         u = slash ? slash : "/";
-        if (!slash)
-            n = 1;
+        n = slash ? n - skip - alen : 1;
     }
     if (n == 0 || (u[0] != '/' && !(n == 1 && u[0] == '*')))
-        return -1;
-    const char *q = memchr(u, '?', n);
-    if (q) {
-        r->path = xstrndup(u, (size_t)(q - u));
-        r->query = xstrndup(q + 1, (size_t)(u + n - q - 1));
-    } else {
-        r->path = xstrndup(u, n);
-    }
-    return 0;
+        return "bad request: invalid request target";
+    record_set_target(r, u, n);
+    return NULL;
 }
 
 static int q_on_headers_complete(llhttp_t *p)
@@ -860,18 +927,23 @@ static int q_on_headers_complete(llhttp_t *p)
     STAT_INC(requests);
 
     r->http_minor = p->http_minor;
-    if (!r->host) {
-        const char *h = record_headers_get(&r->req_headers, "host");
-        if (h)
-            r->host = xstrdup(h);
-    }
+    const char *h = record_headers_get(&r->req_headers, "host");
+    if (h)
+        r->host = xstrdup(h);
     if (llhttp_get_method(p) == HTTP_CONNECT) {
         /* An authority-form target: restspy is not a forward proxy. */
         r->path = xstrndup(c->url.data ? c->url.data : "", c->url.len);
         return fail_cb(c, 405, "method not allowed: CONNECT");
     }
-    if (split_target(c) < 0)
-        return fail_cb(c, 400, "bad request: invalid request target");
+    /* Everything that refuses the request comes before anything of it is
+     * forwarded (below): llhttp's own checks that run after this callback
+     * (an unknown Transfer-Encoding) are repeated here for that reason. */
+    const char *why;
+    int refuse = httpmsg_check_request(&r->req_headers, p->http_minor, &why);
+    if (!refuse && (why = split_target(c)) != NULL)
+        refuse = 400;
+    if (refuse)
+        return fail_cb(c, refuse, why);
     c->rule = rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path));
     r->rule = xstrdup(c->rule->name);
     r->do_log = c->rule->log && atomic_load_explicit(&g_flags.log, memory_order_relaxed);
@@ -952,6 +1024,11 @@ static int q_on_body(llhttp_t *p, const char *at, size_t len)
     r->req_body_size += len;
     if (c->cfg->max_body_size && r->req_body_size > c->cfg->max_body_size)
         return fail_cb(c, 413, "payload too large");
+    if (c->req_chunked && p->content_length == 0) {
+        c->req_crlf = 2;
+        if (!httpmsg_chunk_crlf(&c->req_crlf, at + len, (size_t)(c->feed_end - (at + len))))
+            return fail_cb(c, 400, "bad request: invalid chunked body (no CRLF after chunk data)");
+    }
     if (c->cap_req && r->req_body.len < c->rule->req_body_cap) {
         size_t room = (size_t)(c->rule->req_body_cap - r->req_body.len);
         buf_append(&r->req_body, at, len < room ? len : room);
@@ -982,6 +1059,10 @@ static int q_on_message_complete(llhttp_t *p)
     if (c->ph == PH_BODY)
         c->ph = PH_WAIT;
     uv_timer_stop(&c->ctimer);
+    /* From here the upstream has upstream_header_timeout for its final
+     * head, however slowly it trickles in (each read restarts utimer). */
+    if (c->ph == PH_WAIT && !c->resp_started)
+        uv_timer_start(&c->ctimer, on_ctimer, c->cfg->upstream_header_timeout_ms, 0);
     /* Pause so that a pipelined request waits until this one is answered;
      * an Upgrade request pauses by itself (HPE_PAUSED_UPGRADE). */
     return c->upgrade_req ? 0 : HPE_PAUSED;
@@ -1156,8 +1237,9 @@ static void txn_fail(conn *c, int status, const char *error, const char *detail)
          * by the default rule. */
         const config *cfg = c->cfg;
         const rule *d = &cfg->rules[cfg->rules_len - 1];
+        /* Split like any target, so that its query is redacted. */
         if (!r->path)
-            r->path = xstrndup(c->url.data ? c->url.data : "", c->url.len);
+            record_set_target(r, c->url.data ? c->url.data : "", c->url.len);
         if (!r->rule)
             r->rule = xstrdup(d->name);
         r->do_log = d->log && atomic_load(&g_flags.log);
@@ -1170,6 +1252,10 @@ static void txn_fail(conn *c, int status, const char *error, const char *detail)
         const char *body = strstr(out.data, "\r\n\r\n") + 4;
         r->resp_body_size = out.len - (size_t)(body - out.data);
         r->resp_bytes_sent = r->resp_body_size;
+        /* The record holds what the client got: not the upstream's refused
+         * (maybe huge) head or a 1xx's headers. */
+        record_headers_reset(&r->resp_headers);
+        buf_reset(&r->resp_body);
         buf_append(&r->resp_body, body, r->resp_body_size);
         record_headers_add(&r->resp_headers, "Content-Type", 12, "application/json", 16);
         c->resp_started = true;
@@ -1198,6 +1284,10 @@ static void on_ctimer(uv_timer_t *t)
     case PH_HEAD:
     case PH_BODY:
         txn_fail(c, c->resp_started ? 0 : 408, "request timeout", NULL);
+        break;
+    case PH_WAIT:
+        if (!c->resp_started)
+            txn_fail(c, 504, "upstream timeout", "no response head within upstream_header_timeout");
         break;
     default:
         break;
@@ -1245,10 +1335,19 @@ static void tunnel_from_client(conn *c, const char *data, size_t len)
 
 static void client_feed(conn *c, const char *data, size_t len)
 {
+    if (c->req_crlf && !httpmsg_chunk_crlf(&c->req_crlf, data, len)) {
+        txn_fail(c, 400, "bad request: invalid chunked body (no CRLF after chunk data)", NULL);
+        return;
+    }
     c->in_feed = true;
     c->ucork.on = true;
+    c->feed_end = data + len;
     llhttp_errno_t err = llhttp_execute(&c->cp, data, len);
     c->in_feed = false;
+    /* A request that fails to parse sends nothing that this read gathered
+     * for the upstream: the connection to it is closed below, unused. */
+    if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE)
+        io_cork_clear(&c->ucork);
     upstream_uncork(c);
     if (c->closing)
         return;

@@ -24,7 +24,7 @@ def encode(enc, data):
     """data encoded with each coding of enc ("gzip", "gzip, br"...), in order."""
     for e in [x.strip() for x in enc.split(",") if x.strip()]:
         if e == "gzip":
-            data = gzip.compress(data)
+            data = gzip.compress(data, mtime=0)
         elif e == "deflate":
             data = zlib.compress(data)
         elif e == "deflate-raw":

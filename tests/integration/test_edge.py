@@ -52,9 +52,14 @@ class FakeUpstream:
                     connection 50 ms later (a short keep-alive timeout)
       /early        200 "early" as soon as the head is read, before the
                     request body (which it then reads and ignores)
+      /badchunk     a chunked 200 whose first chunk's data is followed by
+                    "XX" instead of CRLF
+      /bighead      a 200 with 200 headers of 8 KB each (1.6 MB of head)
+      /processing   "102 Processing" every 50 ms, never a final answer
+      /drip         a status line sent one byte every 200 ms, never ending
       anything else 200 "ok" with Content-Length, keep-alive
-    Request bodies are not expected (only Content-Length ones are skipped).
-    requests counts the request heads read."""
+    Request bodies are skipped (Content-Length, or chunked up to "0\r\n\r\n").
+    requests counts the request heads read; heads keeps them (bytes)."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -65,6 +70,7 @@ class FakeUpstream:
         self.stopping = False
         self.lock = threading.Lock()
         self.requests = 0
+        self.heads = []
         self.conns = []
         self.thread = threading.Thread(target=self._accept_loop, daemon=True)
         self.thread.start()
@@ -118,17 +124,28 @@ class FakeUpstream:
                     return
                 with self.lock:
                     self.requests += 1
+                    self.heads.append(head)
                 lines = head.split(b"\r\n")
                 target = lines[0].split(b" ")[1] if len(lines[0].split(b" ")) > 1 else b"/"
                 path = target.split(b"?", 1)[0]
                 clen = 0
+                chunked = False
                 for ln in lines[1:]:
                     k, _, v = ln.partition(b":")
                     if k.strip().lower() == b"content-length":
                         clen = int(v.strip())
+                    if k.strip().lower() == b"transfer-encoding":
+                        chunked = True
                 if path == b"/early":
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                               b"Content-Length: 5\r\n\r\nearly")
+                while chunked and b"0\r\n\r\n" not in buf:  # a chunked body: to its end
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                if chunked:
+                    buf = buf.split(b"0\r\n\r\n", 1)[1]
                 while len(buf) < clen:
                     d = c.recv(65536)
                     if not d:
@@ -153,6 +170,27 @@ class FakeUpstream:
                         if not d:
                             return
                         c.sendall(d)
+                if path == b"/badchunk":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"3\r\nabcXX5\r\nhello\r\n0\r\n\r\n")
+                    return
+                if path == b"/bighead":
+                    c.sendall(b"HTTP/1.1 200 OK\r\n" +
+                              b"".join(b"X-Big-%d: %s\r\n" % (i, b"v" * 8192) for i in range(200)) +
+                              b"Content-Length: 2\r\n\r\nok")
+                    return
+                if path == b"/processing":
+                    while not self.stopping:
+                        c.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+                        time.sleep(0.05)
+                    return
+                if path == b"/drip":
+                    for ch in b"HTTP/1.1 200 OK" * 1000:
+                        if self.stopping:
+                            return
+                        c.sendall(bytes([ch]))
+                        time.sleep(0.2)
+                    return
                 if path == b"/short":
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                               b"Content-Length: 5\r\n\r\nshort")
@@ -357,14 +395,17 @@ class EdgeApp(harness.ProxyTestCase):
     def test_absolute_form_target(self):
         marker = "absform-" + uuid.uuid4().hex
         with RawConn(self.proxy.port) as c:
-            c.send(b"GET http://example.test/api/echo/?a=1 HTTP/1.1\r\nX-Test: %s\r\n\r\n"
-                   % marker.encode())
+            # The target's authority wins over Host (RFC 9112 §3.2.2).
+            c.send(b"GET http://example.test/api/echo/?a=1 HTTP/1.1\r\nHost: other.test\r\n"
+                   b"X-Test: %s\r\n\r\n" % marker.encode())
             r = c.read_response()
         self.assertEqual(r.status, 200, r)
         doc = r.json()
         self.assertEqual(doc["raw_path"], "/api/echo/")
         self.assertEqual(doc["query"], "a=1")
         self.assertEqual(doc["path"], "/api/echo/")
+        got = {k.lower(): v for k, v in doc["headers"]}
+        self.assertEqual(got["host"], "example.test")
         rows = self.proxy.wait_rows(1, "req_headers LIKE ?", ("%" + marker + "%",))
         self.assertEqual(len(rows), 1)
         row = rows[0]

@@ -201,6 +201,85 @@ static void test_error_response(void **state)
     buf_free(&out);
 }
 
+/* RFC 9112 §3.2 and §6.1 checks made before a request is forwarded. */
+static void test_check_request(void **state)
+{
+    (void)state;
+    struct {
+        const char *headers[4][2];
+        int minor;
+        int status;
+        const char *why;
+    } cases[] = {
+        {{{"Host", "a"}}, 1, 0, NULL},
+        {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}}, 1, 0, NULL},
+        {{{"Host", "a"}, {"transfer-encoding", " Chunked "}}, 1, 0, NULL},
+        {{{"X", "1"}}, 0, 0, NULL}, /* HTTP/1.0 needs no Host */
+        {{{"X", "1"}}, 1, 400, "bad request: missing Host header"},
+        {{{"Host", "a"}, {"HOST", "b"}}, 1, 400, "bad request: several Host headers"},
+        {{{"Host", "a"}, {"Host", "a"}}, 0, 400, "bad request: several Host headers"},
+        {{{"Host", "a"}, {"Transfer-Encoding", ""}},
+         1,
+         400,
+         "bad request: empty Transfer-Encoding"},
+        {{{"Host", "a"}, {"Transfer-Encoding", "xchunked"}},
+         1,
+         501,
+         "not implemented: transfer coding other than chunked"},
+        {{{"Host", "a"}, {"Transfer-Encoding", "gzip, chunked"}},
+         1,
+         501,
+         "not implemented: transfer coding other than chunked"},
+        {{{"Host", "a"}, {"Transfer-Encoding", "identity"}},
+         1,
+         501,
+         "not implemented: transfer coding other than chunked"},
+        {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}},
+         1,
+         400,
+         "bad request: chunked applied more than once"},
+        {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}},
+         0,
+         400,
+         "bad request: Transfer-Encoding in an HTTP/1.0 request"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        record_headers h = {0};
+        for (int k = 0; k < 4 && cases[i].headers[k][0]; k++)
+            add(&h, cases[i].headers[k][0], cases[i].headers[k][1]);
+        const char *why = NULL;
+        int st = httpmsg_check_request(&h, cases[i].minor, &why);
+        if (st != cases[i].status)
+            fail_msg("case %zu: status %d, want %d", i, st, cases[i].status);
+        if (cases[i].why)
+            assert_string_equal(why, cases[i].why);
+        record_headers_free(&h);
+    }
+}
+
+/* The CRLF after chunk data, seen whole or split across reads. */
+static void test_chunk_crlf(void **state)
+{
+    (void)state;
+    unsigned need = 2;
+    assert_true(httpmsg_chunk_crlf(&need, "\r\n5\r\n", 6));
+    assert_int_equal(need, 0);
+    need = 2;
+    assert_true(httpmsg_chunk_crlf(&need, "", 0));
+    assert_int_equal(need, 2);
+    assert_true(httpmsg_chunk_crlf(&need, "\r", 1));
+    assert_int_equal(need, 1);
+    assert_true(httpmsg_chunk_crlf(&need, "\n0", 2));
+    assert_int_equal(need, 0);
+    need = 2;
+    assert_false(httpmsg_chunk_crlf(&need, "YY0\r\n", 5));
+    need = 2;
+    assert_true(httpmsg_chunk_crlf(&need, "\r", 1));
+    assert_false(httpmsg_chunk_crlf(&need, "X", 1));
+    need = 2;
+    assert_false(httpmsg_chunk_crlf(&need, "\n\r", 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +291,8 @@ int main(void)
         cmocka_unit_test(test_response_head),
         cmocka_unit_test(test_response_connection_listed),
         cmocka_unit_test(test_error_response),
+        cmocka_unit_test(test_check_request),
+        cmocka_unit_test(test_chunk_crlf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
