@@ -2,11 +2,14 @@
 # Debian 12 machine: both install their own dependencies first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# Seconds each libFuzzer harness runs in `make fuzz` (make test's short run).
+FUZZ_SECONDS ?= 10
 # Debian's own interpreter: the one python3-django is installed for, even
 # when another python3 comes first on PATH.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build asan test unit integration bench-smoke run run-sites clean format lint
+.PHONY: all deps build asan test unit integration fuzz bench-smoke run run-sites clean format lint
 
 all: build
 
@@ -33,6 +36,25 @@ integration: asan
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) tests/integration/run.py
 
+# libFuzzer harnesses (fuzz/, clang with ASan and UBSan): each starts from
+# its committed seeds (fuzz/corpus/NAME, read only) and runs FUZZ_SECONDS;
+# what it finds new is kept in $(FUZZ_BUILD)/corpus-NAME for the next run.
+# A crash, a sanitizer report or a leak fails the run and leaves the input
+# as $(FUZZ_BUILD)/crash-* (add it to the seeds once fixed).
+FUZZERS = proxy redact coding import
+fuzz: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true \
+	  -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	@ninja -C $(FUZZ_BUILD) >/dev/null
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus-$$f; \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(FUZZ_BUILD)/fuzz_$$f \
+	    -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/ \
+	    $(FUZZ_BUILD)/corpus-$$f fuzz/corpus/$$f > $(FUZZ_BUILD)/fuzz_$$f.log 2>&1 \
+	  || { tail -n 60 $(FUZZ_BUILD)/fuzz_$$f.log; echo "fuzz_$$f: FAILED"; exit 1; }; \
+	  echo "fuzz_$$f: $$(grep -o 'Done [0-9]* runs' $(FUZZ_BUILD)/fuzz_$$f.log), no crash"; \
+	done
+
 # Keeps bench/run working (every configuration, the RSS, limit and lag runs,
 # all in their smallest form); its figures mean nothing and are not kept. It
 # fails when restspy loses a capture, errors or does not exit 0 on SIGTERM.
@@ -43,7 +65,7 @@ bench-smoke: build
 	  grep -q '^### Targets' $$d/out.txt && [ $$rc -eq 0 ] && echo "bench smoke run: ok"; \
 	  ok=$$?; rm -rf $$d; exit $$ok
 
-test: lint unit integration bench-smoke
+test: lint unit integration fuzz bench-smoke
 
 run: build
 	@PYTHON=$(PYTHON) scripts/demo
@@ -53,13 +75,13 @@ run-sites: build
 	@PYTHON=$(PYTHON) scripts/demo-sites
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c
+	clang-format -i src/*.c src/*.h tests/unit/*.c fuzz/*.c
 
 # Static checks: cppcheck clean and the committed .clang-format respected.
 lint: deps
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c11 \
-	  --suppress=missingIncludeSystem -I src src
-	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c
+	  --suppress=missingIncludeSystem -I src src fuzz
+	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c fuzz/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -714,20 +714,32 @@ static void multipart_part(char *const *fields, rewrite *w, const char *head, si
     buf_free(&part);
 }
 
+/* memmem over h[0..hn) that is never called on an empty haystack (GCC's
+ * sanitizer build cannot prove the pointer non-null inside the scan). */
+static const char *find(const char *h, size_t hn, const char *needle, size_t nn)
+{
+    if (!h || hn < nn)
+        return NULL;
+    return memmem(h, hn, needle, nn);
+}
+
 /* multipart/form-data and its kin (RFC 7578, RFC 2046). A body cut at the
  * capture cap is handled up to its end. */
 static void multipart_scan(char *const *fields, const char *boundary, rewrite *w)
 {
-    char delim[BOUNDARY_MAX + 8];
-    size_t dl = (size_t)snprintf(delim, sizeof delim, "\n--%s", boundary);
     const char *s = w->src;
     size_t n = w->len;
+    size_t blen = strlen(boundary);
+    if (blen == 0 || blen > BOUNDARY_MAX || s == NULL || n == 0)
+        return; /* not a boundary (RFC 2046): nothing can be delimited */
+    char delim[BOUNDARY_MAX + 8];
+    size_t dl = (size_t)snprintf(delim, sizeof delim, "\n--%s", boundary);
     /* The first delimiter may open the body without a line break. */
     size_t i;
     if (n >= dl - 1 && memcmp(s, delim + 1, dl - 1) == 0) {
         i = dl - 1;
     } else {
-        const char *d = memmem(s, n, delim, dl);
+        const char *d = find(s, n, delim, dl);
         if (!d)
             return;
         i = (size_t)(d - s) + dl;
@@ -735,9 +747,9 @@ static void multipart_scan(char *const *fields, const char *boundary, rewrite *w
     while (i < n) {
         if (n - i >= 2 && s[i] == '-' && s[i + 1] == '-')
             return; /* the closing delimiter */
-        const char *hend = memmem(s + i, n - i, "\r\n\r\n", 4);
+        const char *hend = find(s + i, n - i, "\r\n\r\n", 4);
         size_t hl = 4;
-        const char *lf = memmem(s + i, n - i, "\n\n", 2);
+        const char *lf = find(s + i, n - i, "\n\n", 2);
         if (lf && (!hend || lf < hend)) {
             hend = lf;
             hl = 2;
@@ -745,7 +757,7 @@ static void multipart_scan(char *const *fields, const char *boundary, rewrite *w
         if (!hend)
             return; /* cut inside the part's headers */
         size_t cstart = (size_t)(hend - s) + hl;
-        const char *next = memmem(s + cstart, n - cstart, delim, dl);
+        const char *next = find(s + cstart, n - cstart, delim, dl);
         size_t cend = next ? (size_t)(next - s) : n;
         if (next && cend > cstart && s[cend - 1] == '\r')
             cend--;

@@ -444,6 +444,13 @@ static void test_multipart(void **state)
     assert_true(redact_multipart(mf, "XyZ", &b));
     assert_string_equal(b.data, want);
     assert_false(redact_multipart(mf, "XyZ", &b)); /* already done */
+    /* A boundary longer than RFC 2046 allows delimits nothing (fuzz_redact
+     * found an overflow here). */
+    char longb[200];
+    memset(longb, 'b', sizeof longb - 1);
+    longb[sizeof longb - 1] = '\0';
+    assert_false(redact_multipart(mf, longb, &b));
+    assert_false(redact_multipart(mf, "", &b));
     buf_free(&b);
 
     /* Through the record, with a quoted boundary, cut inside the secret. */
