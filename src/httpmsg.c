@@ -134,8 +134,12 @@ static int check_transfer_encoding(const record_headers *h, int http_minor, cons
     return 0;
 }
 
-int httpmsg_check_request(const record_headers *h, int http_minor, const char **why)
+int httpmsg_check_request(const record_headers *h, int http_major, int http_minor, const char **why)
 {
+    if (http_major != 1) {
+        *why = "http version not supported";
+        return 505;
+    }
     size_t hosts = 0;
     for (size_t i = 0; i < h->len; i++)
         if (util_ieq(h->v[i].name, strlen(h->v[i].name), "host"))

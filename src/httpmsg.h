@@ -34,13 +34,16 @@ bool httpmsg_drop_header(const record_headers *h, const char *name);
  * before any of it is forwarded (a request restspy refuses must never reach
  * the upstream). Returns 0 when the head may go on, else the status to
  * answer with *why set to a static text:
+ *  - 505: a version other than HTTP/1.x (llhttp reads "HTTP/2.0" and
+ *    "HTTP/0.9" request lines as versions; restspy speaks HTTP/1.1);
  *  - 400: an HTTP/1.1 request without Host, or with several (§3.2); an
  *    empty Transfer-Encoding, chunked applied twice, or Transfer-Encoding
  *    in an HTTP/1.0 request (§6.1: its framing is faulty);
  *  - 501: a transfer coding other than chunked (§6.1; as nginx answers),
  *    which restspy does not implement: llhttp would otherwise read such a
  *    body as absent and the bytes as the next request. */
-int httpmsg_check_request(const record_headers *h, int http_minor, const char **why);
+int httpmsg_check_request(const record_headers *h, int http_major, int http_minor,
+                          const char **why);
 
 typedef struct httpmsg_req_opts {
     const char *client_ip;    /* appended to X-Forwarded-For */

@@ -52,6 +52,7 @@ struct conn {
     buf url, hname, hval;
     size_t header_bytes;
     const char *feed_end; /* end of the bytes llhttp_execute has, in callbacks */
+    bool hval_cut;        /* the header value so far ends where a read ended */
     unsigned req_crlf;    /* bytes of a chunk's closing CRLF still to check */
 
     /* the request in flight (rec != NULL) */
@@ -848,7 +849,14 @@ static int q_on_header_value(llhttp_t *p, const char *at, size_t len)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
+    /* A value comes in pieces when a read ends inside it; a piece that
+     * follows one ending before the read did is obsolete line folding
+     * (llhttp joins the lines). RFC 9112 §5.2 allows refusing it, as nginx
+     * and HAProxy do: a folded line can hide a header from one hop. */
+    if (c->hval.len && !c->hval_cut)
+        return fail_cb(c, 400, "bad request: obsolete line folding in a header");
     buf_append(&c->hval, at, len);
+    c->hval_cut = at + len == c->feed_end;
     return header_budget(c, len);
 }
 
@@ -939,7 +947,7 @@ static int q_on_headers_complete(llhttp_t *p)
      * forwarded (below): llhttp's own checks that run after this callback
      * (an unknown Transfer-Encoding) are repeated here for that reason. */
     const char *why;
-    int refuse = httpmsg_check_request(&r->req_headers, p->http_minor, &why);
+    int refuse = httpmsg_check_request(&r->req_headers, p->http_major, p->http_minor, &why);
     if (!refuse && (why = split_target(c)) != NULL)
         refuse = 400;
     if (refuse)

@@ -430,6 +430,7 @@ class Proxy:
         self.config_path = os.path.join(tmpdir, name + ".conf")
         self.use_log = log
         self.use_store = store
+        self.preexec = None  # run in the child before exec (e.g. resource limits)
 
     def command(self):
         cmd = [restspy_bin(), "proxy",
@@ -466,7 +467,8 @@ class Proxy:
         err = open(self.stderr_path, "ab")
         out = open(self.stdout_path, "ab")
         self.proc = subprocess.Popen(self.command(), cwd=self.tmpdir, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=err, env=clean_env(self.env))
+                                     stdout=out, stderr=err, env=clean_env(self.env),
+                                     preexec_fn=self.preexec)
         err.close()
         out.close()
         self.returncode = None

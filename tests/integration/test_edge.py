@@ -70,6 +70,7 @@ class FakeUpstream:
         self.stopping = False
         self.lock = threading.Lock()
         self.requests = 0
+        self.body_bytes = 0
         self.heads = []
         self.conns = []
         self.thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -146,12 +147,16 @@ class FakeUpstream:
                     buf += d
                 if chunked:
                     buf = buf.split(b"0\r\n\r\n", 1)[1]
-                while len(buf) < clen:
-                    d = c.recv(65536)
+                # The body is counted, not kept: uploads may be large.
+                left = clen - len(buf)
+                buf = buf[clen:]
+                while left > 0:
+                    d = c.recv(min(left, 1 << 20))
                     if not d:
                         return
-                    buf += d
-                buf = buf[clen:]
+                    left -= len(d)
+                with self.lock:
+                    self.body_bytes += clen
                 if path == b"/early":
                     continue
                 if path == b"/garbage":

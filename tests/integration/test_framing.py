@@ -216,3 +216,168 @@ class FramingHeadTimeout(FakeUpstreamCase):
         doc = json.loads(r.body)
         row = assert_row(self, self.proxy, doc["request_id"], 504, "upstream timeout")
         self.assertIn("upstream_header_timeout", row["error"])
+
+
+class HeldUp(FakeUpstreamCase):
+    """What the audit found holding, kept holding: smuggling by CL/TE
+    obfuscation, malformed heads, HTTP/2 and pipelining tricks, slowloris,
+    a large upload at flat memory."""
+
+    @classmethod
+    def proxy_args(cls):
+        return ("--header-timeout", "1s")
+
+    def not_forwarded(self, raw, statuses):
+        marker = "m-" + uuid.uuid4().hex
+        raw = raw.replace(b"MARK", marker.encode())
+        with RawConn(self.proxy.port) as c:
+            send_ignoring_reset(c, raw)
+            try:
+                r = c.read_response("POST")
+            except EOFError:
+                r = None
+        self.assertIsNotNone(r, "no answer to %r" % raw)
+        self.assertIn(r.status, statuses, (raw, r))
+        time.sleep(0.2)
+        with self.up.lock:
+            seen = [h for h in self.up.heads if marker.encode() in h]
+        self.assertEqual(seen, [], "forwarded: %r" % raw)
+
+    def test_cl_te_obfuscations(self):
+        cases = [
+            b"Content-Length: 5\r\nTransfer-Encoding: chunked",
+            b"Transfer-Encoding: chunked\r\nContent-Length: 5",
+            b"Transfer-Encoding : chunked",
+            b"Transfer-Encoding:\x0bchunked",
+            b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity",
+            b"Transfer-Encoding: chunked, identity",
+            b" Transfer-Encoding: chunked",
+            b"X: y\r\n Transfer-Encoding: chunked",
+            b"Content-Length: +5",
+            b"Content-Length: 5, 5",
+            b"Content-Length: 5\r\nContent-Length: 6",
+            b"Content-Length: 0x5",
+        ]
+        for h in cases:
+            with self.subTest(header=h):
+                self.not_forwarded(b"POST /x HTTP/1.1\r\nHost: a\r\nX-M: MARK\r\n" + h +
+                                   b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n", (400, 501))
+
+    def test_malformed_heads(self):
+        cases = [
+            b"GET /x HTTP/1.1\r\nHost: a\r\nX-M: MARK\r\nX-Bad: a\rb\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: a\r\nX-M: MARK\r\nX-Bad: a\x00b\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: a\r\nX-M: MARK\r\nBad\x7fName: 1\r\n\r\n",
+            b"GET /x?MARK HTTP/1.1 extra\r\nHost: a\r\n\r\n",
+            b"GET /x?MARK HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nMARK",
+            b"GET /x?MARK HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 20000 + b"\r\n\r\n",
+            b"GET /" + b"p" * 9000 + b"?MARK HTTP/1.1\r\nHost: a\r\n\r\n",
+        ]
+        for raw in cases:
+            with self.subTest(raw=raw[:40]):
+                self.not_forwarded(raw, (400, 414, 431, 505))
+
+    def test_pipelined_after_malformed_first_not_processed(self):
+        marker = "m-" + uuid.uuid4().hex
+        with RawConn(self.proxy.port) as c:
+            send_ignoring_reset(c, b"NOT HTTP\r\n\r\nGET /after-%s HTTP/1.1\r\nHost: a\r\n\r\n"
+                                % marker.encode())
+            r = c.read_response()
+            self.assertEqual(r.status, 400)
+            self.assertTrue(c.is_closed(3.0))
+        time.sleep(0.2)
+        with self.up.lock:
+            self.assertEqual([h for h in self.up.heads if marker.encode() in h], [])
+
+    def test_slowloris_408_while_others_served(self):
+        slow = RawConn(self.proxy.port, timeout=5)
+        try:
+            t0 = time.monotonic()
+            slow.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n")
+            for _ in range(5):  # a byte now and then, never the end of the head
+                time.sleep(0.1)
+                r = self.proxy.request("GET", "/fine")
+                self.assertEqual(r.status, 200)
+                slow.send(b"X")
+            r = slow.read_response()
+            self.assertEqual(r.status, 408)
+            self.assertLess(time.monotonic() - t0, 3.5)
+        finally:
+            slow.close()
+
+    def test_large_upload_flat_memory(self):
+        size = 500 * 1024 * 1024
+        pid = self.proxy.proc.pid
+
+        def rss_kb():
+            with open("/proc/%d/status" % pid) as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        return int(ln.split()[1])
+            return 0
+
+        before = self.up.body_bytes
+        base = rss_kb()
+        peak = base
+        block = b"u" * (1 << 20)
+        with RawConn(self.proxy.port, timeout=60) as c:
+            c.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+            for i in range(size // len(block)):
+                c.send(block)
+                if i % 32 == 0:
+                    peak = max(peak, rss_kb())
+            r = c.read_response("POST")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.up.body_bytes - before, size)
+        # Streamed: the capture copy is capped, nothing else is held.
+        self.assertLess(peak - base, 64 * 1024, "RSS grew by %d KiB" % (peak - base))
+
+
+class FileLimit(FakeUpstreamCase):
+    """restspy with 40 file descriptors and 60 clients: it refuses what it
+    cannot take, never crashes, and serves again once they leave."""
+
+    @classmethod
+    def setUpClass(cls):
+        import resource
+
+        def low_nofile():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+        cls.tmp = harness.make_tmpdir(cls.__name__)
+        from test_edge import FakeUpstream
+        cls.up = FakeUpstream()
+        cls.proxy = harness.Proxy(cls.tmp, cls.up.url, args=("--workers", "1"))
+        cls.proxy.preexec = low_nofile
+        try:
+            cls.proxy.start()
+        except Exception:
+            cls.up.stop()
+            harness.remove_tmpdir(cls.tmp)
+            raise
+
+    def test_sixty_connections_with_forty_fds(self):
+        conns = []
+        try:
+            for _ in range(60):
+                try:
+                    conns.append(RawConn(self.proxy.port, timeout=3))
+                except OSError:
+                    pass
+            answered = 0
+            for c in conns:
+                try:
+                    c.send(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
+                    if c.read_response().status == 200:
+                        answered += 1
+                except (OSError, EOFError, AssertionError):
+                    pass
+            self.assertGreater(answered, 10)
+            self.assertLess(answered, 60)
+        finally:
+            for c in conns:
+                c.close()
+        self.assertTrue(self.proxy.running, "restspy died")
+        ok = harness.wait_until(lambda: self.proxy.request("GET", "/fine").status == 200, 5)
+        self.assertTrue(ok)

@@ -210,45 +210,55 @@ static void test_check_request(void **state)
         int minor;
         int status;
         const char *why;
+        int major; /* 0: 1 */
     } cases[] = {
-        {{{"Host", "a"}}, 1, 0, NULL},
-        {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}}, 1, 0, NULL},
-        {{{"Host", "a"}, {"transfer-encoding", " Chunked "}}, 1, 0, NULL},
-        {{{"X", "1"}}, 0, 0, NULL}, /* HTTP/1.0 needs no Host */
-        {{{"X", "1"}}, 1, 400, "bad request: missing Host header"},
-        {{{"Host", "a"}, {"HOST", "b"}}, 1, 400, "bad request: several Host headers"},
-        {{{"Host", "a"}, {"Host", "a"}}, 0, 400, "bad request: several Host headers"},
+        {{{"Host", "a"}}, 0, 505, "http version not supported", 2},
+        {{{"Host", "a"}}, 9, 505, "http version not supported", 9},
+        {{{"Host", "a"}}, 1, 0, NULL, 0},
+        {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}}, 1, 0, NULL, 0},
+        {{{"Host", "a"}, {"transfer-encoding", " Chunked "}}, 1, 0, NULL, 0},
+        {{{"X", "1"}}, 0, 0, NULL, 0}, /* HTTP/1.0 needs no Host */
+        {{{"X", "1"}}, 1, 400, "bad request: missing Host header", 0},
+        {{{"Host", "a"}, {"HOST", "b"}}, 1, 400, "bad request: several Host headers", 0},
+        {{{"Host", "a"}, {"Host", "a"}}, 0, 400, "bad request: several Host headers", 0},
         {{{"Host", "a"}, {"Transfer-Encoding", ""}},
          1,
          400,
-         "bad request: empty Transfer-Encoding"},
+         "bad request: empty Transfer-Encoding",
+         0},
         {{{"Host", "a"}, {"Transfer-Encoding", "xchunked"}},
          1,
          501,
-         "not implemented: transfer coding other than chunked"},
+         "not implemented: transfer coding other than chunked",
+         0},
         {{{"Host", "a"}, {"Transfer-Encoding", "gzip, chunked"}},
          1,
          501,
-         "not implemented: transfer coding other than chunked"},
+         "not implemented: transfer coding other than chunked",
+         0},
         {{{"Host", "a"}, {"Transfer-Encoding", "identity"}},
          1,
          501,
-         "not implemented: transfer coding other than chunked"},
+         "not implemented: transfer coding other than chunked",
+         0},
         {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}},
          1,
          400,
-         "bad request: chunked applied more than once"},
+         "bad request: chunked applied more than once",
+         0},
         {{{"Host", "a"}, {"Transfer-Encoding", "chunked"}},
          0,
          400,
-         "bad request: Transfer-Encoding in an HTTP/1.0 request"},
+         "bad request: Transfer-Encoding in an HTTP/1.0 request",
+         0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         record_headers h = {0};
         for (int k = 0; k < 4 && cases[i].headers[k][0]; k++)
             add(&h, cases[i].headers[k][0], cases[i].headers[k][1]);
         const char *why = NULL;
-        int st = httpmsg_check_request(&h, cases[i].minor, &why);
+        int st =
+            httpmsg_check_request(&h, cases[i].major ? cases[i].major : 1, cases[i].minor, &why);
         if (st != cases[i].status)
             fail_msg("case %zu: status %d, want %d", i, st, cases[i].status);
         if (cases[i].why)
