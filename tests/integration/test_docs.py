@@ -24,6 +24,28 @@ class Docs(unittest.TestCase):
         missing = [k for k in keys if f"`{k}`" not in readme]
         self.assertEqual(missing, [], "keys missing from README.md")
 
+    def test_ports_agree(self):
+        """README and docs use one port plan (proxy 8080/8180, admin
+        8081/8181): a proxy never listens on an admin port."""
+        bad = []
+        for name in ("README.md", "docs/replication.md"):
+            with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+                text = f.read()
+            bad += ["%s: %s" % (name, m.group(0))
+                    for m in re.finditer(r"--listen \S*:(8081|8181|9081|9082)\b", text)]
+        self.assertEqual(bad, [])
+
+    def test_no_promise_of_what_is_missing(self):
+        """Nothing says metrics are served until /metrics exists (issue 13);
+        the README says TLS is not supported yet."""
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        out = subprocess.run([RESTSPY_BIN, "proxy", "--help"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        self.assertNotIn("metrics listener", readme + out)
+        self.assertIn("### Not supported yet", readme)
+        self.assertIn("TLS", readme.split("### Not supported yet", 1)[1][:400])
+
     def test_every_command_has_help(self):
         for cmd in (["--help"], ["proxy", "--help"], ["requests", "--help"],
                     ["show", "--help"]):
