@@ -100,7 +100,7 @@ static const keydef keys[] = {
     {"log_bodies", K_BOOL, CFG(log_bodies), NOLIMIT, NULL, "off", NULL,
      "include captured bodies in JSON log lines"},
     {"admin", K_ADMIN, CFG(admin), NOLIMIT, NULL, "127.0.0.1:8081", NULL,
-     "admin and metrics listener (host:port), or off"},
+     "admin API listener (host:port), or off"},
     {"admin_token", K_TOKEN, CFG(admin_token), NOLIMIT, NULL, NULL, "(none)",
      "bearer token the admin listener requires (needed off loopback)"},
     {"workers", K_INT, CFG(workers), 0, 256, NULL, "0", NULL,
