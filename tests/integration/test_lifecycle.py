@@ -14,6 +14,16 @@ import harness
 from harness import App, Proxy
 
 
+class BarePortProxy(Proxy):
+    """A proxy given bare ports: --listen PORT --admin PORT."""
+
+    def command(self):
+        cmd = super().command()
+        cmd[cmd.index("--listen") + 1] = str(self.port)
+        cmd[cmd.index("--admin") + 1] = str(self.admin_port)
+        return cmd
+
+
 class Lifecycle(unittest.TestCase):
     """One sample app; each test starts the restspy processes it needs."""
 
@@ -154,6 +164,25 @@ class Lifecycle(unittest.TestCase):
         # The [restspy] section counts as top level.
         self.assertEqual(self.log_format_with(config="[restspy]\nlog_format = combined\n"),
                          "combined")
+
+    def test_bare_port_and_inline_comments(self):
+        """--listen PORT and --admin PORT mean loopback; a config file's
+        "# comment" after a value is not part of it (issue 9 item 14)."""
+        p = BarePortProxy(self.dir, self.app.url,
+                          config="log_format = combined # not json\n"
+                                 "resp_body_cap = 4 ; bytes kept\n")
+        self.proxies.append(p)
+        p.start()
+        self.assertIn("--listen", p.command())
+        self.assertEqual(p.command()[p.command().index("--listen") + 1], str(p.port))
+        self.assertEqual(p.request("GET", "/api/echo/?bare=1").status, 200)
+        line = harness.wait_log(p.log_path, lambda ln: "bare=1" in ln)
+        self.assertIsNotNone(line)
+        self.assertFalse(line.startswith("{"), "not a combined line: %r" % line)
+        self.assertIn("listening on 127.0.0.1:%d" % p.port, p.stderr())
+        self.assertIn("admin 127.0.0.1:%d" % p.admin_port, p.stderr())
+        p.check_stopped(self)
+        self.assertEqual([len(r["resp_body"]) for r in p.rows()], [4])
 
     def test_cli_requests_and_show(self):
         p = self.start_proxy()

@@ -183,6 +183,17 @@ static void test_set_values(void **state)
     assert_string_equal(c->admin, "[::1]:9000");
     SET("listen", "0.0.0.0:80");
     assert_string_equal(c->listen, "0.0.0.0:80");
+    /* a bare port is loopback, ":port" every interface (issue 9 item 14) */
+    SET("listen", "23100");
+    assert_string_equal(c->listen, "127.0.0.1:23100");
+    SET("listen", ":23100");
+    assert_string_equal(c->listen, "0.0.0.0:23100");
+    SET("admin", "23101");
+    assert_string_equal(c->admin, "127.0.0.1:23101");
+    SET("admin", ":23101");
+    assert_string_equal(c->admin, "0.0.0.0:23101");
+    SET("admin", "OFF");
+    assert_string_equal(c->admin, "off");
     SET("admin_token", "s3cret");
     assert_string_equal(c->admin_token, "s3cret");
     SET("admin_token", "");
@@ -271,10 +282,16 @@ static void test_bad_values(void **state)
         {"max_connections", "0",
          "bad value for max_connections: '0' (expected a whole number, at least 1)"},
         {"store_queue", "1e3", NULL},
-        {"listen", "8080",
-         "bad value for listen: '8080' (expected host:port, e.g. 127.0.0.1:8080)"},
+        {"listen", "localhost",
+         "bad value for listen: 'localhost' (expected host:port, :port (all interfaces) or port "
+         "(loopback), e.g. 127.0.0.1:8080)"},
         {"listen", "off", NULL},
-        {"admin", "localhost", "bad value for admin: 'localhost' (expected host:port or off)"},
+        {"listen", "70000", NULL},
+        {"listen", ":", NULL},
+        {"admin", "localhost",
+         "bad value for admin: 'localhost' (expected host:port, :port (all interfaces), port "
+         "(loopback) or off)"},
+        {"admin", ":x", NULL},
         {"store", "postgres:x", "bad value for store: 'postgres:x' (expected sqlite:PATH or off)"},
         {"store", "sqlite:", NULL},
         {"log", "", NULL},
@@ -405,6 +422,58 @@ static void test_file(void **state)
     for (size_t i = 0; i < 4; i++)
         if (i != 1)
             assert_true(c->rules[i].replicate);
+    config_unref(c);
+}
+
+/* Inline comments (issue 9 item 14): '#' and ';' after whitespace start a
+ * comment whatever inih was built with; inside a word or a quoted value they
+ * are part of the value. */
+static void test_file_inline_comments(void **state)
+{
+    (void)state;
+    const char *text = "listen = 23100 # loopback\n"
+                       "admin = :23101 ; all interfaces\n"
+                       "admin_token = ab#cd;ef  # a secret with # and ;\n"
+                       "node = \"n-1\"   # quoted, then a comment\n"
+                       "replicate_secret = \" x #y ;z \"\n"
+                       "log = \"/tmp/a;b #c\" ; comment \"quoted\"\n"
+                       "store = sqlite:/tmp/x#y.db\n"
+                       "redact_fields = pin,\t# comment after a tab\n"
+                       "[rule \"a\"] # comment after a section\n"
+                       "path = /x # comment\n"
+                       "methods = GET ;POST\n"
+                       "[restspy] ; again\n"
+                       "set_header = X-A: \"q\"x\n"
+                       "workers =\t# nothing but a comment\n";
+    config *c;
+    char err[512];
+    int rc = load_text(&c, text, err, sizeof err);
+    /* "workers =" with only a comment is an empty value: refused */
+    assert_int_equal(rc, -1);
+    assert_string_equal(err, "F:14: bad value for workers: '' (expected a whole number 0-256)");
+    assert_string_equal(c->listen, "127.0.0.1:23100");
+    assert_string_equal(c->admin, "0.0.0.0:23101");
+    assert_string_equal(c->admin_token, "ab#cd;ef");
+    assert_string_equal(c->node, "n-1");
+    assert_string_equal(c->replicate_secret, " x #y ;z ");
+    assert_string_equal(c->log, "/tmp/a;b #c");
+    assert_string_equal(c->store, "sqlite:/tmp/x#y.db");
+    assert_int_equal(list_len(c->redact_fields), 1);
+    assert_string_equal(c->redact_fields[0], "pin");
+    assert_int_equal(c->rules_len, 2);
+    assert_string_equal(c->rules[0].name, "a");
+    assert_string_equal(c->rules[0].path, "/x");
+    assert_int_equal(c->rules[0].methods, RULE_M_GET);
+    /* a quote that does not close the value is an ordinary character */
+    assert_string_equal(c->set_headers[0], "X-A: \"q\"x");
+    config_unref(c);
+
+    /* An unterminated quote is kept as written; the comment still goes. */
+    rc = load_text(&c, "admin_token = \"abc # c\nlog = \"x\"y\" # c\n", err, sizeof err);
+    if (rc != 0)
+        fail_msg("%s", err);
+    assert_string_equal(c->admin_token, "\"abc");
+    assert_string_equal(c->log, "x\"y"); /* quotes around the whole value removed */
     config_unref(c);
 }
 
@@ -877,19 +946,13 @@ static void test_each_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_refcount),
-        cmocka_unit_test(test_set_values),
-        cmocka_unit_test(test_upstream),
-        cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_lists),
-        cmocka_unit_test(test_file),
-        cmocka_unit_test(test_file_errors),
-        cmocka_unit_test(test_file_long_line_and_missing),
-        cmocka_unit_test(test_precedence),
-        cmocka_unit_test(test_env),
-        cmocka_unit_test(test_flags),
-        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_set_values),  cmocka_unit_test(test_upstream),
+        cmocka_unit_test(test_bad_values),  cmocka_unit_test(test_lists),
+        cmocka_unit_test(test_file),        cmocka_unit_test(test_file_inline_comments),
+        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_file_long_line_and_missing),
+        cmocka_unit_test(test_precedence),  cmocka_unit_test(test_env),
+        cmocka_unit_test(test_flags),       cmocka_unit_test(test_validate),
         cmocka_unit_test(test_each_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
