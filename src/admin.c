@@ -179,6 +179,17 @@ static void handle_stats(aconn *c)
     buf_free(&b);
 }
 
+/* Why a valid PUT /flags body cannot be applied, or NULL: a flag switched on
+ * whose machinery this process does not have (it is set up at start). */
+static const char *flags_conflict(const admin *a, const json_t *j)
+{
+    if (json_is_true(json_object_get(j, "persist")) && !a->sh->store)
+        return "cannot switch persist on: the store is off (set store and restart)";
+    if (json_is_true(json_object_get(j, "replicate")) && !a->sh->replicating)
+        return "cannot switch replicate on: no broker is configured (set amqp and restart)";
+    return NULL;
+}
+
 /* Applies a PUT /flags body; all or nothing. */
 static void handle_put_flags(aconn *c)
 {
@@ -220,12 +231,18 @@ static void handle_put_flags(aconn *c)
             return;
         }
     }
+    const char *why = flags_conflict(c->a, j);
+    if (why) {
+        json_decref(j);
+        reply_error(c, 409, "Conflict", why);
+        return;
+    }
     if ((v = json_object_get(j, "log")))
         atomic_store(&g_flags.log, json_is_true(v));
     if ((v = json_object_get(j, "persist")))
-        atomic_store(&g_flags.persist, json_is_true(v) && c->a->sh->store != NULL);
+        atomic_store(&g_flags.persist, json_is_true(v));
     if ((v = json_object_get(j, "replicate")))
-        atomic_store(&g_flags.replicate, json_is_true(v) && c->a->sh->replicating);
+        atomic_store(&g_flags.replicate, json_is_true(v));
     if (fmt >= 0)
         logsink_set_format(c->a->sh->log, fmt);
     json_decref(j);

@@ -5,7 +5,9 @@
  *   GET /healthz        {"status":"ok"}
  *   GET /stats          counters (stats.h) plus store, log and replication figures
  *   GET /flags          {"log":..,"persist":..,"replicate":..,"log_format":".."}
- *   PUT /flags          JSON with any of those keys: switches them at run time
+ *   PUT /flags          JSON with any of those keys: switches them at run time,
+ *                       all or nothing; 409 for persist or replicate on when
+ *                       the store or the broker is not configured
  * One request per connection (Connection: close). Promises: with a token set,
  * every request needs "Authorization: Bearer <token>" (compared in constant
  * time) or gets 401; errors are JSON {"error":"..."}. */

@@ -141,6 +141,42 @@ class Admin(harness.ProxyTestCase):
         self.assertIn("error", r.json())
 
 
+    def test_replicate_on_without_broker_is_409(self):
+        """No amqp: switching replicate on is refused with the reason and
+        nothing in the body is applied (issue 9 item 10)."""
+        for body in ({"replicate": True}, {"log": False, "replicate": True},
+                     {"replicate": True, "log_format": "combined"}):
+            with self.subTest(body=body):
+                r = self.proxy.admin("PUT", "/flags", body=body)
+                self.assertEqual(r.status, 409, r)
+                self.assertIn("json", r.header("Content-Type", ""))
+                self.assertEqual(r.json(), {"error": "cannot switch replicate on: no broker is "
+                                                     "configured (set amqp and restart)"})
+                self.assertEqual(self.proxy.admin("GET", "/flags").json(), DEFAULT_FLAGS)
+        # Switching it off (it is off) is fine.
+        self.assertEqual(self.set_flags(replicate=False), DEFAULT_FLAGS)
+
+
+class AdminNoStore(harness.ProxyTestCase):
+    PROXY_ARGS = ("--store", "off")
+
+    def test_persist_on_without_store_is_409(self):
+        """--store off: switching persist on is refused, switching it off
+        is fine (issue 9 item 10)."""
+        flags = dict(DEFAULT_FLAGS, persist=False)
+        self.assertEqual(self.proxy.admin("GET", "/flags").json(), flags)
+        for body in ({"persist": True}, {"persist": True, "log": False}):
+            with self.subTest(body=body):
+                r = self.proxy.admin("PUT", "/flags", body=body)
+                self.assertEqual(r.status, 409, r)
+                self.assertEqual(r.json(), {"error": "cannot switch persist on: the store is "
+                                                     "off (set store and restart)"})
+                self.assertEqual(self.proxy.admin("GET", "/flags").json(), flags)
+        r = self.proxy.admin("PUT", "/flags", body={"persist": False, "log": True})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), flags)
+
+
 class AdminToken(harness.ProxyTestCase):
     ADMIN_TOKEN = "s3cret"
 
