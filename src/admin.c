@@ -1,5 +1,6 @@
 #include "admin.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <llhttp.h>
 #include <stdio.h>
@@ -23,6 +24,11 @@ struct admin {
     proxy_shared *sh;
     outbox *ob; /* NULL when replication is off */
     char *token;
+    /* The names of the listener for the Host check: as configured and as
+     * a numeric address (IPv6 without brackets), and its port. */
+    char bind_host[256];
+    char bind_numeric[INET6_ADDRSTRLEN];
+    int port;
     int workers;
     int64_t started_us;
     bool closing;
@@ -34,7 +40,8 @@ typedef struct aconn {
     int open_handles;
     admin *a;
     llhttp_t p;
-    buf url, hname, hval, body, auth;
+    buf url, hname, hval, body, auth, host;
+    int nhost; /* Host headers seen */
     size_t total;
     bool done;
 } aconn;
@@ -49,6 +56,7 @@ static void aconn_closed(uv_handle_t *h)
     buf_free(&c->hval);
     buf_free(&c->body);
     buf_free(&c->auth);
+    buf_free(&c->host);
     free(c);
 }
 
@@ -267,6 +275,44 @@ static bool token_ok(const admin *a, const buf *auth)
     return diff == 0;
 }
 
+/* ---- the Host check ----
+ * Without a token, a web page the operator opens could reach the loopback
+ * listener through DNS rebinding (the page's own name resolving to
+ * 127.0.0.1) and switch capture off; the browser then sends that name as
+ * Host. So without a token only a Host naming this listener is served: its
+ * address as configured, its numeric address, or localhost (without a
+ * token the listener is on loopback: config_validate), at its port; or a
+ * name in admin_hosts ("name" at any port, "name:port" at that one). A
+ * request without Host is served: browsers always send one. */
+
+static bool host_in_list(char *const *names, const char *host, int port)
+{
+    for (char *const *e = names; e && *e; e++) {
+        char h[256];
+        int p;
+        if (util_split_host(*e, -1, h, sizeof h, &p) == 0 && strcasecmp(h, host) == 0 &&
+            (p == -1 || p == port))
+            return true;
+    }
+    return false;
+}
+
+static bool host_ok(const admin *a, const char *value, size_t len)
+{
+    char host[256];
+    int port;
+    /* A header with a NUL byte in it would compare as a shorter name. */
+    if (strlen(value) != len || util_split_host(value, 80, host, sizeof host, &port) != 0)
+        return false;
+    if (port == a->port &&
+        (strcasecmp(host, a->bind_host) == 0 || strcasecmp(host, a->bind_numeric) == 0 ||
+         strcasecmp(host, "localhost") == 0))
+        return true;
+    /* The admin runs on the main loop, the thread that replaces sh->cfg on
+     * a reload: it reads the current config as is. */
+    return host_in_list(a->sh->cfg->admin_hosts, host, port);
+}
+
 static void route(aconn *c)
 {
     const char *method = llhttp_method_name(llhttp_get_method(&c->p));
@@ -274,6 +320,21 @@ static void route(aconn *c)
     size_t plen = strcspn(path, "?");
     if (!token_ok(c->a, &c->auth)) {
         reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
+        return;
+    }
+    if (!c->a->token && c->nhost > 1) {
+        reply_error(c, 400, "Bad Request", "several Host headers");
+        return;
+    }
+    const char *host = c->host.data ? c->host.data : "";
+    if (!c->a->token && c->nhost == 1 && !host_ok(c->a, host, c->host.len)) {
+        buf m = BUF_INIT;
+        buf_appendf(&m,
+                    "Host '%.200s' does not name this admin listener; add the name to "
+                    "admin_hosts or set admin_token",
+                    host);
+        reply_error(c, 421, "Misdirected Request", m.data);
+        buf_free(&m);
         return;
     }
     bool get = !strcmp(method, "GET");
@@ -327,9 +388,14 @@ static int a_on_value(llhttp_t *p, const char *at, size_t len)
 static int a_on_value_complete(llhttp_t *p)
 {
     aconn *c = p->data;
-    if (util_ieq(c->hname.data ? c->hname.data : "", c->hname.len, "authorization")) {
+    const char *name = c->hname.data ? c->hname.data : "";
+    if (util_ieq(name, c->hname.len, "authorization")) {
         buf_reset(&c->auth);
         buf_append(&c->auth, c->hval.data ? c->hval.data : "", c->hval.len);
+    } else if (util_ieq(name, c->hname.len, "host")) {
+        c->nhost++;
+        buf_reset(&c->host);
+        buf_append(&c->host, c->hval.data ? c->hval.data : "", c->hval.len);
     }
     buf_reset(&c->hname);
     buf_reset(&c->hval);
@@ -423,6 +489,13 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_s
     a->sh = sh;
     a->ob = ob;
     a->token = token ? xstrdup(token) : NULL;
+    /* addr resolved above, so it splits. */
+    if (util_split_hostport(addr, a->bind_host, sizeof a->bind_host, &a->port) != 0)
+        abort();
+    const void *num = ss.ss_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)&ss)->sin_addr;
+    inet_ntop(ss.ss_family, num, a->bind_numeric, sizeof a->bind_numeric);
     a->workers = workers;
     a->started_us = util_now_us();
     uv_tcp_init(loop, &a->server);

@@ -49,6 +49,7 @@ typedef enum {
     K_HOST,     /* char*, host name; NULL = any */
     K_AMQP,     /* char*, amqp://...; "" unsets */
     K_HEADERS,  /* char**, "Name: value" items; each setting appends one */
+    K_HOSTS,    /* char**, host or host:port names, lower case, NULL-terminated */
 } key_kind;
 
 typedef struct keydef {
@@ -103,6 +104,9 @@ static const keydef keys[] = {
      "admin API listener: host:port, :port, port (as listen), or off"},
     {"admin_token", K_TOKEN, CFG(admin_token), NOLIMIT, NULL, NULL, "(none)",
      "bearer token the admin listener requires (needed off loopback)"},
+    {"admin_hosts", K_HOSTS, CFG(admin_hosts), NOLIMIT, NULL, NULL, "(none)",
+     "without admin_token, Host names the admin API answers besides its own address "
+     "(comma-separated host or host:port)"},
     {"workers", K_INT, CFG(workers), 0, 256, NULL, "0", NULL,
      "event-loop threads; 0 = one per CPU core"},
     {"node", K_NODE, CFG(node), NOLIMIT, NULL, NULL, "(host name)",
@@ -595,6 +599,25 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
         (*list)[n + 1] = NULL;
         return 0;
     }
+    case K_HOSTS: {
+        char **list = parse_list(value);
+        bool good = true;
+        for (char **p = list; good && *p; p++) {
+            char h[256];
+            int port;
+            good = util_split_host(*p, 0, h, sizeof h, &port) == 0 &&
+                   h[strspn(h, "abcdefghijklmnopqrstuvwxyz0123456789.-_:")] == '\0';
+        }
+        if (!good) {
+            free_list(list);
+            snprintf(expect, sizeof expect,
+                     "expected comma-separated host names, each with an optional :port");
+            break;
+        }
+        free_list(*(char ***)field);
+        *(char ***)field = list;
+        return 0;
+    }
     case K_HOST:
         if (!valid_host_name(value)) {
             snprintf(expect, sizeof expect, "expected a host name without port");
@@ -696,6 +719,7 @@ void config_unref(config *c)
     free(c->log);
     free(c->admin);
     free(c->admin_token);
+    free_list(c->admin_hosts);
     free(c->node);
     free_list(c->redact_headers);
     free_list(c->redact_fields);

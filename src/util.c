@@ -198,6 +198,27 @@ int util_split_hostport(const char *s, char *host_out, size_t hostlen, int *port
     return 0;
 }
 
+int util_split_host(const char *s, int default_port, char *host_out, size_t hostlen, int *port_out)
+{
+    bool has_port = s[0] == '[' ? strstr(s, "]:") != NULL : strchr(s, ':') != NULL;
+    if (has_port)
+        return util_split_hostport(s, host_out, hostlen, port_out);
+    const char *h = s;
+    size_t n = strlen(s);
+    if (s[0] == '[') {
+        if (n < 2 || s[n - 1] != ']')
+            return -1;
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hostlen)
+        return -1;
+    memcpy(host_out, h, n);
+    host_out[n] = '\0';
+    *port_out = default_port;
+    return 0;
+}
+
 int util_listen_addr(const char *s, char *out, size_t outlen)
 {
     /* A bare port is all digits; anything else must name its host. */

@@ -194,6 +194,13 @@ static void test_set_values(void **state)
     assert_string_equal(c->admin, "0.0.0.0:23101");
     SET("admin", "OFF");
     assert_string_equal(c->admin, "off");
+    assert_null(c->admin_hosts);
+    SET("admin_hosts", "Restspy.Internal, [::1]:8081,127.0.0.1:80");
+    assert_int_equal(list_len(c->admin_hosts), 3);
+    assert_string_equal(c->admin_hosts[0], "restspy.internal");
+    assert_string_equal(c->admin_hosts[1], "[::1]:8081");
+    SET("admin_hosts", "");
+    assert_int_equal(list_len(c->admin_hosts), 0);
     SET("admin_token", "s3cret");
     assert_string_equal(c->admin_token, "s3cret");
     SET("admin_token", "");
@@ -292,6 +299,13 @@ static void test_bad_values(void **state)
          "bad value for admin: 'localhost' (expected host:port, :port (all interfaces), port "
          "(loopback) or off)"},
         {"admin", ":x", NULL},
+        {"admin_hosts", "a b",
+         "bad value for admin_hosts: 'a b' (expected comma-separated host names, each with an "
+         "optional :port)"},
+        {"admin_hosts", "ok.example, x/y", NULL},
+        {"admin_hosts", "x:", NULL},
+        {"admin_hosts", "[::1", NULL},
+        {"admin_hosts", "\x01", NULL},
         {"store", "postgres:x", "bad value for store: 'postgres:x' (expected sqlite:PATH or off)"},
         {"store", "sqlite:", NULL},
         {"log", "", NULL},
@@ -796,7 +810,7 @@ static void test_validate(void **state)
 }
 
 struct seen {
-    char names[64][40];
+    char names[96][40];
     size_t n;
     bool bad_doc;
 };
@@ -806,7 +820,7 @@ static void collect(const char *key, const char *def, const char *help, void *ud
     struct seen *s = ud;
     if (!def || !*def || !help || !*help)
         s->bad_doc = true;
-    if (s->n < 64)
+    if (s->n < 96)
         snprintf(s->names[s->n], sizeof s->names[0], "%s", key);
     s->n++;
 }
@@ -838,6 +852,7 @@ static void test_each_key(void **state)
         "log_bodies",
         "admin",
         "admin_token",
+        "admin_hosts",
         "workers",
         "node",
         "max_header_size",

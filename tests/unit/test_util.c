@@ -77,11 +77,38 @@ static void test_listen_addr(void **state)
     assert_string_equal(small, "1.2.3.4:5");
 }
 
+/* Host header values: the port is optional (issue 9 item 28's Host check). */
+static void test_split_host(void **state)
+{
+    (void)state;
+    char h[64];
+    int port;
+    assert_int_equal(util_split_host("example.com", 80, h, sizeof h, &port), 0);
+    assert_string_equal(h, "example.com");
+    assert_int_equal(port, 80);
+    assert_int_equal(util_split_host("example.com:8081", 80, h, sizeof h, &port), 0);
+    assert_string_equal(h, "example.com");
+    assert_int_equal(port, 8081);
+    assert_int_equal(util_split_host("[::1]", -1, h, sizeof h, &port), 0);
+    assert_string_equal(h, "::1");
+    assert_int_equal(port, -1);
+    assert_int_equal(util_split_host("[::1]:9", 80, h, sizeof h, &port), 0);
+    assert_string_equal(h, "::1");
+    assert_int_equal(port, 9);
+    static const char *const bad[] = {"", "[]", "[::1", "x:", ":80", "x:y", "x:80x", "[::1]x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (util_split_host(bad[i], 80, h, sizeof h, &port) != -1)
+            fail_msg("accepted '%s'", bad[i]);
+    char small[4];
+    assert_int_equal(util_split_host("abcd", 80, small, sizeof small, &port), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ieq),
         cmocka_unit_test(test_listen_addr),
+        cmocka_unit_test(test_split_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
