@@ -134,11 +134,13 @@ static void append_replication(admin *a, buf *b)
     buf_appendf(b,
                 ",\"replication\":{\"enabled\":%s,\"connected\":%s,\"published\":%llu,"
                 "\"confirmed\":%llu,\"reconnects\":%llu,\"nacks\":%llu,"
-                "\"last_confirmed_us\":%lld,\"last_error\":",
+                "\"last_confirmed_us\":%lld,\"down_since_us\":%lld,\"failed_attempts\":%llu,"
+                "\"last_error\":",
                 atomic_load(&g_flags.replicate) ? "true" : "false", os.connected ? "true" : "false",
                 (unsigned long long)os.published, (unsigned long long)os.confirmed,
                 (unsigned long long)os.reconnects, (unsigned long long)os.nacks,
-                (long long)os.last_confirmed_us);
+                (long long)os.last_confirmed_us, (long long)os.down_since_us,
+                (unsigned long long)os.failed_attempts);
     if (os.last_error[0])
         buf_append_json_str(b, os.last_error, strlen(os.last_error));
     else
@@ -152,6 +154,52 @@ static void append_replication(admin *a, buf *b)
                     (long long)rs.outbox_depth, (long long)rs.oldest_unpublished_us,
                     (long long)rs.not_replicated);
     buf_append_char(b, '}');
+}
+
+/* Why the proxy is degraded: each reason as a JSON string appended to b,
+ * comma-separated. Returns how many. Degraded is still serving: requests
+ * are proxied and captured, something behind them is not right. */
+static int append_degraded(admin *a, buf *b)
+{
+    int n = 0;
+    if (a->ob) {
+        outbox_stats os;
+        outbox_get_stats(a->ob, &os);
+        if (!os.connected) {
+            char why[400];
+            if (os.last_error[0])
+                snprintf(why, sizeof why,
+                         "replication: broker unreachable for %.1fs (%s); new records wait in "
+                         "the outbox",
+                         (double)(util_now_us() - os.down_since_us) / 1e6, os.last_error);
+            else
+                snprintf(why, sizeof why, "replication: connecting to the broker");
+            buf_append_json_str(b, why, strlen(why));
+            n++;
+        }
+    }
+    return n;
+}
+
+/* GET /healthz: {"status":"ok"}, or {"status":"degraded"} with the reasons
+ * when details may be shown, answered with healthz_degraded_status. */
+static void handle_healthz(aconn *c, bool details)
+{
+    buf reasons = BUF_INIT, b = BUF_INIT;
+    int n = append_degraded(c->a, &reasons);
+    buf_appendf(&b, "{\"status\":\"%s\"", n ? "degraded" : "ok");
+    if (n && details)
+        buf_appendf(&b, ",\"reasons\":[%s]", reasons.data);
+    buf_append_char(&b, '}');
+    /* Read as is: see host_ok. */
+    int status = n ? c->a->sh->cfg->healthz_degraded_status : 200;
+    reply(c, status,
+          status == 200   ? "OK"
+          : status == 503 ? "Service Unavailable"
+                          : "Degraded",
+          b.data, b.len);
+    buf_free(&reasons);
+    buf_free(&b);
 }
 
 static void handle_stats(aconn *c)
@@ -340,7 +388,7 @@ static void route(aconn *c)
     bool get = !strcmp(method, "GET");
     if (util_ieq(path, plen, "/healthz")) {
         if (get)
-            reply(c, 200, "OK", "{\"status\":\"ok\"}", 15);
+            handle_healthz(c, true);
         else
             reply_error(c, 405, "Method Not Allowed", "use GET");
     } else if (util_ieq(path, plen, "/stats")) {

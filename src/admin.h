@@ -2,7 +2,8 @@
  *
  * Owns its listening socket and its connections, on the main thread's loop
  * (never a worker's, so a busy proxy cannot starve it). Serves
- *   GET /healthz        {"status":"ok"}
+ *   GET /healthz        {"status":"ok"}, or {"status":"degraded","reasons":[..]}
+ *                       (the broker unreachable) with healthz_degraded_status
  *   GET /stats          counters (stats.h) plus store, log and replication figures
  *   GET /flags          {"log":..,"persist":..,"replicate":..,"log_format":".."}
  *   PUT /flags          JSON with any of those keys: switches them at run time,

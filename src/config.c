@@ -172,6 +172,12 @@ static const keydef keys[] = {
      "type of the replicator's queue restspy.apply.<node>: classic or quorum"},
     {"amqp_heartbeat", K_DUR, CFG(amqp_heartbeat_ms), 1000, 3600000, NULL, "30s", NULL,
      "AMQP heartbeat interval negotiated with the broker"},
+    {"amqp_log_interval", K_DUR, CFG(amqp_log_interval_ms), 100, UINT64_MAX, NULL, "60s", NULL,
+     "proxy: while the broker is unreachable, how often stderr says so again (and the "
+     "least time between two outage lines)"},
+    {"healthz_degraded_status", K_INT, CFG(healthz_degraded_status), 200, 599, NULL, "200", NULL,
+     "HTTP status of /healthz while degraded (e.g. broker unreachable); 503 takes the node "
+     "out of a load balancer"},
     {"concurrency", K_INT, CFG(concurrency), 1, 64, NULL, "1", NULL,
      "replicator: requests applied at once (order kept per path)"},
     {"prefetch", K_INT, CFG(prefetch), 1, 65535, NULL, "64", NULL,

@@ -99,6 +99,8 @@ typedef struct config {
     char **replicate_drop_headers; /* NULL-terminated, lower case: not replicated */
     int queue_type;                /* QUEUE_CLASSIC or QUEUE_QUORUM */
     uint64_t amqp_heartbeat_ms;
+    uint64_t amqp_log_interval_ms; /* the proxy's broker outage lines on stderr */
+    int healthz_degraded_status;   /* /healthz while degraded: 200 (default) or e.g. 503 */
     /* the replicator (`restspy replicate`) */
     int concurrency;       /* apply workers; per-path order is kept */
     int prefetch;          /* deliveries unacked at once (at least concurrency) */

@@ -201,6 +201,12 @@ static void test_set_values(void **state)
     assert_string_equal(c->admin_hosts[1], "[::1]:8081");
     SET("admin_hosts", "");
     assert_int_equal(list_len(c->admin_hosts), 0);
+    assert_int_equal(c->amqp_log_interval_ms, 60000);
+    SET("amqp_log_interval", "5s");
+    assert_int_equal(c->amqp_log_interval_ms, 5000);
+    assert_int_equal(c->healthz_degraded_status, 200);
+    SET("healthz_degraded_status", "503");
+    assert_int_equal(c->healthz_degraded_status, 503);
     SET("admin_token", "s3cret");
     assert_string_equal(c->admin_token, "s3cret");
     SET("admin_token", "");
@@ -306,6 +312,10 @@ static void test_bad_values(void **state)
         {"admin_hosts", "x:", NULL},
         {"admin_hosts", "[::1", NULL},
         {"admin_hosts", "\x01", NULL},
+        {"healthz_degraded_status", "199",
+         "bad value for healthz_degraded_status: '199' (expected a whole number 200-599)"},
+        {"healthz_degraded_status", "600", NULL},
+        {"amqp_log_interval", "10ms", NULL},
         {"store", "postgres:x", "bad value for store: 'postgres:x' (expected sqlite:PATH or off)"},
         {"store", "sqlite:", NULL},
         {"log", "", NULL},
@@ -884,6 +894,8 @@ static void test_each_key(void **state)
         "replicate_drop_headers",
         "queue_type",
         "amqp_heartbeat",
+        "amqp_log_interval",
+        "healthz_degraded_status",
         "concurrency",
         "prefetch",
         "retry_min",
