@@ -361,21 +361,26 @@ static bool host_ok(const admin *a, const char *value, size_t len)
     return host_in_list(a->sh->cfg->admin_hosts, host, port);
 }
 
-static void route(aconn *c)
+/* The token and Host checks. Replies and returns false when the request is
+ * refused; else *details says whether it may see more than liveness: a
+ * request to /healthz without any Authorization header is admitted when a
+ * token is set (a load balancer's probe often cannot send one) and gets the
+ * status alone, never the reasons. */
+static bool admitted(aconn *c, bool healthz, bool *details)
 {
-    const char *method = llhttp_method_name(llhttp_get_method(&c->p));
-    const char *path = c->url.data ? c->url.data : "/";
-    size_t plen = strcspn(path, "?");
-    if (!token_ok(c->a, &c->auth)) {
+    *details = token_ok(c->a, &c->auth);
+    if (!*details && !(healthz && c->auth.len == 0)) {
         reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
-        return;
+        return false;
     }
-    if (!c->a->token && c->nhost > 1) {
+    if (c->a->token)
+        return true; /* the token is the defence: any Host */
+    if (c->nhost > 1) {
         reply_error(c, 400, "Bad Request", "several Host headers");
-        return;
+        return false;
     }
     const char *host = c->host.data ? c->host.data : "";
-    if (!c->a->token && c->nhost == 1 && !host_ok(c->a, host, c->host.len)) {
+    if (c->nhost == 1 && !host_ok(c->a, host, c->host.len)) {
         buf m = BUF_INIT;
         buf_appendf(&m,
                     "Host '%.200s' does not name this admin listener; add the name to "
@@ -383,12 +388,23 @@ static void route(aconn *c)
                     host);
         reply_error(c, 421, "Misdirected Request", m.data);
         buf_free(&m);
-        return;
+        return false;
     }
+    return true;
+}
+
+static void route(aconn *c)
+{
+    const char *method = llhttp_method_name(llhttp_get_method(&c->p));
+    const char *path = c->url.data ? c->url.data : "/";
+    size_t plen = strcspn(path, "?");
+    bool details;
+    if (!admitted(c, util_ieq(path, plen, "/healthz"), &details))
+        return;
     bool get = !strcmp(method, "GET");
     if (util_ieq(path, plen, "/healthz")) {
         if (get)
-            handle_healthz(c, true);
+            handle_healthz(c, details);
         else
             reply_error(c, 405, "Method Not Allowed", "use GET");
     } else if (util_ieq(path, plen, "/stats")) {

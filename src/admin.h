@@ -11,9 +11,10 @@
  *                       the store or the broker is not configured
  * One request per connection (Connection: close). Promises: with a token set,
  * every request needs "Authorization: Bearer <token>" (compared in constant
- * time) or gets 401; without one, a request whose Host does not name the
- * listener (or a name in admin_hosts) gets 421, against DNS rebinding;
- * errors are JSON {"error":"..."}. */
+ * time) or gets 401, except GET /healthz without any Authorization header,
+ * which gets the status alone (liveness for load balancers); without one, a request whose Host does
+ * not name the listener (or a name in admin_hosts) gets 421, against DNS rebinding; errors are JSON
+ * {"error":"..."}. */
 #ifndef RESTSPY_ADMIN_H
 #define RESTSPY_ADMIN_H
 

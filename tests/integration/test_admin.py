@@ -247,6 +247,20 @@ class AdminHosts(AdminHostCheck):
 class AdminToken(harness.ProxyTestCase):
     ADMIN_TOKEN = "s3cret"
 
+    def test_healthz_liveness_without_token(self):
+        """A load balancer's probe without the token gets the status alone;
+        a wrong token is still refused (issue 9 item 15)."""
+        r = self.proxy.admin("GET", "/healthz", auth=False)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "ok"})
+        for hdrs in ({"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            with self.subTest(headers=hdrs):
+                r = self.proxy.admin("GET", "/healthz", headers=hdrs, auth=False)
+                self.assertEqual(r.status, 401, r)
+        r = self.proxy.admin("PUT", "/healthz", auth=False)
+        self.assertEqual(r.status, 405, r)
+        self.assertEqual(self.proxy.admin("GET", "/healthz").json(), {"status": "ok"})
+
     def test_any_host_with_the_token(self):
         """With a token the Host check is off: the token is the defence
         (issue 9 item 28)."""
@@ -272,6 +286,24 @@ class AdminToken(harness.ProxyTestCase):
         self.assertEqual(r.json(), DEFAULT_FLAGS)
         self.assertEqual(self.proxy.admin("GET", "/stats").status, 200)
         self.assertEqual(self.proxy.admin("GET", "/healthz").status, 200)
+
+
+class AdminTokenDegraded(harness.ProxyTestCase):
+    """A token and a broker that is down: the reasons are for the token
+    holder only (issue 9 items 6 and 15)."""
+    ADMIN_TOKEN = "s3cret"
+    PROXY_ARGS = ("--amqp", "amqp://guest:guest@127.0.0.1:%d/" % harness.free_port(),
+                  "--retry-min", "50ms", "--retry-max", "200ms")
+
+    def test_degraded_details_need_the_token(self):
+        self.assertTrue(harness.wait_until(
+            lambda: self.proxy.admin("GET", "/healthz").json().get("reasons"), timeout=5))
+        r = self.proxy.admin("GET", "/healthz", auth=False)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "degraded"})
+        doc = self.proxy.admin("GET", "/healthz").json()
+        self.assertEqual(doc["status"], "degraded")
+        self.assertIn("replication: broker unreachable for ", doc["reasons"][0])
 
 
 class AdminExposedWithoutToken(unittest.TestCase):
