@@ -49,19 +49,21 @@ typedef struct rule {
 
 typedef struct config {
     /* where */
-    char *listen;       /* "127.0.0.1:8080" */
-    char *upstream;     /* "http://127.0.0.1:8000" (required by `proxy`) */
-    char *config_path;  /* file it was loaded from, or NULL */
-    char *store;        /* "sqlite:restspy.db" or "off" */
-    char *log;          /* "-" stdout, a path, or "off" */
-    int log_format;     /* LOG_FORMAT_* */
-    bool log_headers;   /* JSON log lines include headers */
-    bool log_bodies;    /* JSON log lines include bodies */
-    char *admin;        /* "127.0.0.1:8081" or "off" */
-    char *admin_token;  /* bearer token or NULL */
-    char **admin_hosts; /* NULL-terminated, lower case ("name" or "name:port"); NULL = none */
-    int workers;        /* event loops; 0 = number of cores */
-    char *node;         /* node name: letters, digits, '-', '_'; default: host name */
+    char *listen;      /* "127.0.0.1:8080" */
+    char *upstream;    /* "http://127.0.0.1:8000" (required by `proxy`) */
+    char *config_path; /* file it was loaded from, or NULL */
+    char *store;       /* "sqlite:restspy.db" or "off" */
+    char *log;         /* "-" stdout, a path, or "off" */
+    int log_format;    /* LOG_FORMAT_* */
+    bool log_headers;  /* JSON log lines include headers */
+    bool log_bodies;   /* JSON log lines include bodies */
+    char *admin;       /* "127.0.0.1:8081" or "off" */
+    char *admin_token; /* bearer token or NULL */
+    int workers;       /* event loops; 0 = number of cores */
+    char *node;        /* node name: letters, digits, '-', '_'; default: host name */
+    /* Without admin_token, more Host names the admin API answers:
+     * NULL-terminated, lower case, "name" or "name:port"; NULL = none. */
+    char **admin_hosts;
 
     /* limits and timeouts (ms) */
     uint64_t max_header_size;             /* bytes of the whole header section -> 431 */
