@@ -1,5 +1,6 @@
 #include "admin.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <llhttp.h>
 #include <stdio.h>
@@ -23,6 +24,11 @@ struct admin {
     proxy_shared *sh;
     outbox *ob; /* NULL when replication is off */
     char *token;
+    /* The names of the listener for the Host check: as configured and as
+     * a numeric address (IPv6 without brackets), and its port. */
+    char bind_host[256];
+    char bind_numeric[INET6_ADDRSTRLEN];
+    int port;
     int workers;
     int64_t started_us;
     bool closing;
@@ -34,7 +40,8 @@ typedef struct aconn {
     int open_handles;
     admin *a;
     llhttp_t p;
-    buf url, hname, hval, body, auth;
+    buf url, hname, hval, body, auth, host;
+    int nhost; /* Host headers seen */
     size_t total;
     bool done;
 } aconn;
@@ -49,6 +56,7 @@ static void aconn_closed(uv_handle_t *h)
     buf_free(&c->hval);
     buf_free(&c->body);
     buf_free(&c->auth);
+    buf_free(&c->host);
     free(c);
 }
 
@@ -126,11 +134,13 @@ static void append_replication(admin *a, buf *b)
     buf_appendf(b,
                 ",\"replication\":{\"enabled\":%s,\"connected\":%s,\"published\":%llu,"
                 "\"confirmed\":%llu,\"reconnects\":%llu,\"nacks\":%llu,"
-                "\"last_confirmed_us\":%lld,\"last_error\":",
+                "\"last_confirmed_us\":%lld,\"down_since_us\":%lld,\"failed_attempts\":%llu,"
+                "\"last_error\":",
                 atomic_load(&g_flags.replicate) ? "true" : "false", os.connected ? "true" : "false",
                 (unsigned long long)os.published, (unsigned long long)os.confirmed,
                 (unsigned long long)os.reconnects, (unsigned long long)os.nacks,
-                (long long)os.last_confirmed_us);
+                (long long)os.last_confirmed_us, (long long)os.down_since_us,
+                (unsigned long long)os.failed_attempts);
     if (os.last_error[0])
         buf_append_json_str(b, os.last_error, strlen(os.last_error));
     else
@@ -144,6 +154,52 @@ static void append_replication(admin *a, buf *b)
                     (long long)rs.outbox_depth, (long long)rs.oldest_unpublished_us,
                     (long long)rs.not_replicated);
     buf_append_char(b, '}');
+}
+
+/* Why the proxy is degraded: each reason as a JSON string appended to b,
+ * comma-separated. Returns how many. Degraded is still serving: requests
+ * are proxied and captured, something behind them is not right. */
+static int append_degraded(admin *a, buf *b)
+{
+    int n = 0;
+    if (a->ob) {
+        outbox_stats os;
+        outbox_get_stats(a->ob, &os);
+        if (!os.connected) {
+            char why[400];
+            if (os.last_error[0])
+                snprintf(why, sizeof why,
+                         "replication: broker unreachable for %.1fs (%s); new records wait in "
+                         "the outbox",
+                         (double)(util_now_us() - os.down_since_us) / 1e6, os.last_error);
+            else
+                snprintf(why, sizeof why, "replication: connecting to the broker");
+            buf_append_json_str(b, why, strlen(why));
+            n++;
+        }
+    }
+    return n;
+}
+
+/* GET /healthz: {"status":"ok"}, or {"status":"degraded"} with the reasons
+ * when details may be shown, answered with healthz_degraded_status. */
+static void handle_healthz(aconn *c, bool details)
+{
+    buf reasons = BUF_INIT, b = BUF_INIT;
+    int n = append_degraded(c->a, &reasons);
+    buf_appendf(&b, "{\"status\":\"%s\"", n ? "degraded" : "ok");
+    if (n && details)
+        buf_appendf(&b, ",\"reasons\":[%s]", reasons.data);
+    buf_append_char(&b, '}');
+    /* Read as is: see host_ok. */
+    int status = n ? c->a->sh->cfg->healthz_degraded_status : 200;
+    reply(c, status,
+          status == 200   ? "OK"
+          : status == 503 ? "Service Unavailable"
+                          : "Degraded",
+          b.data, b.len);
+    buf_free(&reasons);
+    buf_free(&b);
 }
 
 static void handle_stats(aconn *c)
@@ -177,6 +233,17 @@ static void handle_stats(aconn *c)
     buf_append_char(&b, '}');
     reply(c, 200, "OK", b.data, b.len);
     buf_free(&b);
+}
+
+/* Why a valid PUT /flags body cannot be applied, or NULL: a flag switched on
+ * whose machinery this process does not have (it is set up at start). */
+static const char *flags_conflict(const admin *a, const json_t *j)
+{
+    if (json_is_true(json_object_get(j, "persist")) && !a->sh->store)
+        return "cannot switch persist on: the store is off (set store and restart)";
+    if (json_is_true(json_object_get(j, "replicate")) && !a->sh->replicating)
+        return "cannot switch replicate on: no broker is configured (set amqp and restart)";
+    return NULL;
 }
 
 /* Applies a PUT /flags body; all or nothing. */
@@ -220,12 +287,18 @@ static void handle_put_flags(aconn *c)
             return;
         }
     }
+    const char *why = flags_conflict(c->a, j);
+    if (why) {
+        json_decref(j);
+        reply_error(c, 409, "Conflict", why);
+        return;
+    }
     if ((v = json_object_get(j, "log")))
         atomic_store(&g_flags.log, json_is_true(v));
     if ((v = json_object_get(j, "persist")))
-        atomic_store(&g_flags.persist, json_is_true(v) && c->a->sh->store != NULL);
+        atomic_store(&g_flags.persist, json_is_true(v));
     if ((v = json_object_get(j, "replicate")))
-        atomic_store(&g_flags.replicate, json_is_true(v) && c->a->sh->replicating);
+        atomic_store(&g_flags.replicate, json_is_true(v));
     if (fmt >= 0)
         logsink_set_format(c->a->sh->log, fmt);
     json_decref(j);
@@ -250,19 +323,88 @@ static bool token_ok(const admin *a, const buf *auth)
     return diff == 0;
 }
 
+/* ---- the Host check ----
+ * Without a token, a web page the operator opens could reach the loopback
+ * listener through DNS rebinding (the page's own name resolving to
+ * 127.0.0.1) and switch capture off; the browser then sends that name as
+ * Host. So without a token only a Host naming this listener is served: its
+ * address as configured, its numeric address, or localhost (without a
+ * token the listener is on loopback: config_validate), at its port; or a
+ * name in admin_hosts ("name" at any port, "name:port" at that one). A
+ * request without Host is served: browsers always send one. */
+
+static bool host_in_list(char *const *names, const char *host, int port)
+{
+    for (char *const *e = names; e && *e; e++) {
+        char h[256];
+        int p;
+        if (util_split_host(*e, -1, h, sizeof h, &p) == 0 && strcasecmp(h, host) == 0 &&
+            (p == -1 || p == port))
+            return true;
+    }
+    return false;
+}
+
+static bool host_ok(const admin *a, const char *value, size_t len)
+{
+    char host[256];
+    int port;
+    /* A header with a NUL byte in it would compare as a shorter name. */
+    if (strlen(value) != len || util_split_host(value, 80, host, sizeof host, &port) != 0)
+        return false;
+    if (port == a->port &&
+        (strcasecmp(host, a->bind_host) == 0 || strcasecmp(host, a->bind_numeric) == 0 ||
+         strcasecmp(host, "localhost") == 0))
+        return true;
+    /* The admin runs on the main loop, the thread that replaces sh->cfg on
+     * a reload: it reads the current config as is. */
+    return host_in_list(a->sh->cfg->admin_hosts, host, port);
+}
+
+/* The token and Host checks. Replies and returns false when the request is
+ * refused; else *details says whether it may see more than liveness: a
+ * request to /healthz without any Authorization header is admitted when a
+ * token is set (a load balancer's probe often cannot send one) and gets the
+ * status alone, never the reasons. */
+static bool admitted(aconn *c, bool healthz, bool *details)
+{
+    *details = token_ok(c->a, &c->auth);
+    if (!*details && !(healthz && c->auth.len == 0)) {
+        reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
+        return false;
+    }
+    if (c->a->token)
+        return true; /* the token is the defence: any Host */
+    if (c->nhost > 1) {
+        reply_error(c, 400, "Bad Request", "several Host headers");
+        return false;
+    }
+    const char *host = c->host.data ? c->host.data : "";
+    if (c->nhost == 1 && !host_ok(c->a, host, c->host.len)) {
+        buf m = BUF_INIT;
+        buf_appendf(&m,
+                    "Host '%.200s' does not name this admin listener; add the name to "
+                    "admin_hosts or set admin_token",
+                    host);
+        reply_error(c, 421, "Misdirected Request", m.data);
+        buf_free(&m);
+        return false;
+    }
+    return true;
+}
+
 static void route(aconn *c)
 {
     const char *method = llhttp_method_name(llhttp_get_method(&c->p));
     const char *path = c->url.data ? c->url.data : "/";
     size_t plen = strcspn(path, "?");
-    if (!token_ok(c->a, &c->auth)) {
-        reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
+    bool details;
+    if (!admitted(c, util_ieq(path, plen, "/healthz"), &details))
         return;
-    }
     bool get = !strcmp(method, "GET");
     if (util_ieq(path, plen, "/healthz")) {
         if (get)
-            reply(c, 200, "OK", "{\"status\":\"ok\"}", 15);
+            handle_healthz(c, details);
         else
             reply_error(c, 405, "Method Not Allowed", "use GET");
     } else if (util_ieq(path, plen, "/stats")) {
@@ -310,9 +452,14 @@ static int a_on_value(llhttp_t *p, const char *at, size_t len)
 static int a_on_value_complete(llhttp_t *p)
 {
     aconn *c = p->data;
-    if (util_ieq(c->hname.data ? c->hname.data : "", c->hname.len, "authorization")) {
+    const char *name = c->hname.data ? c->hname.data : "";
+    if (util_ieq(name, c->hname.len, "authorization")) {
         buf_reset(&c->auth);
         buf_append(&c->auth, c->hval.data ? c->hval.data : "", c->hval.len);
+    } else if (util_ieq(name, c->hname.len, "host")) {
+        c->nhost++;
+        buf_reset(&c->host);
+        buf_append(&c->host, c->hval.data ? c->hval.data : "", c->hval.len);
     }
     buf_reset(&c->hname);
     buf_reset(&c->hval);
@@ -406,6 +553,13 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_s
     a->sh = sh;
     a->ob = ob;
     a->token = token ? xstrdup(token) : NULL;
+    /* addr resolved above, so it splits. */
+    if (util_split_hostport(addr, a->bind_host, sizeof a->bind_host, &a->port) != 0)
+        abort();
+    const void *num = ss.ss_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)&ss)->sin_addr;
+    inet_ntop(ss.ss_family, num, a->bind_numeric, sizeof a->bind_numeric);
     a->workers = workers;
     a->started_us = util_now_us();
     uv_tcp_init(loop, &a->server);

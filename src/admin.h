@@ -2,13 +2,19 @@
  *
  * Owns its listening socket and its connections, on the main thread's loop
  * (never a worker's, so a busy proxy cannot starve it). Serves
- *   GET /healthz        {"status":"ok"}
+ *   GET /healthz        {"status":"ok"}, or {"status":"degraded","reasons":[..]}
+ *                       (the broker unreachable) with healthz_degraded_status
  *   GET /stats          counters (stats.h) plus store, log and replication figures
  *   GET /flags          {"log":..,"persist":..,"replicate":..,"log_format":".."}
- *   PUT /flags          JSON with any of those keys: switches them at run time
+ *   PUT /flags          JSON with any of those keys: switches them at run time,
+ *                       all or nothing; 409 for persist or replicate on when
+ *                       the store or the broker is not configured
  * One request per connection (Connection: close). Promises: with a token set,
  * every request needs "Authorization: Bearer <token>" (compared in constant
- * time) or gets 401; errors are JSON {"error":"..."}. */
+ * time) or gets 401, except GET /healthz without any Authorization header,
+ * which gets the status alone (liveness for load balancers); without one, a request whose Host does
+ * not name the listener (or a name in admin_hosts) gets 421, against DNS rebinding; errors are JSON
+ * {"error":"..."}. */
 #ifndef RESTSPY_ADMIN_H
 #define RESTSPY_ADMIN_H
 

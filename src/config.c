@@ -29,8 +29,8 @@ typedef struct config_box {
  * environment and the flags, so the documented default is the real one. */
 
 typedef enum {
-    K_LISTEN,   /* char*, host:port */
-    K_ADMIN,    /* char*, host:port or "off" */
+    K_LISTEN,   /* char*, host:port ("port", ":port" stored as host:port) */
+    K_ADMIN,    /* char*, as K_LISTEN, or "off" */
     K_UPSTREAM, /* char*, normalized to http://host:port; "" unsets */
     K_CONFIG,   /* char*, a path; "" unsets */
     K_STORE,    /* char*, "off" or "sqlite:PATH" */
@@ -49,6 +49,7 @@ typedef enum {
     K_HOST,     /* char*, host name; NULL = any */
     K_AMQP,     /* char*, amqp://...; "" unsets */
     K_HEADERS,  /* char**, "Name: value" items; each setting appends one */
+    K_HOSTS,    /* char**, host or host:port names, lower case, NULL-terminated */
 } key_kind;
 
 typedef struct keydef {
@@ -84,7 +85,7 @@ static const char *const queue_types[] = {"classic", "quorum", NULL};
 
 static const keydef keys[] = {
     {"listen", K_LISTEN, CFG(listen), NOLIMIT, NULL, "127.0.0.1:8080", NULL,
-     "address the proxy listens on (host:port)"},
+     "address the proxy listens on: host:port, :port (all interfaces) or port (loopback)"},
     {"upstream", K_UPSTREAM, CFG(upstream), NOLIMIT, NULL, NULL, "(none; proxy requires it)",
      "backend requests are forwarded to: http://host:port"},
     {"config", K_CONFIG, CFG(config_path), NOLIMIT, NULL, NULL, "(none)",
@@ -100,9 +101,12 @@ static const keydef keys[] = {
     {"log_bodies", K_BOOL, CFG(log_bodies), NOLIMIT, NULL, "off", NULL,
      "include captured bodies in JSON log lines"},
     {"admin", K_ADMIN, CFG(admin), NOLIMIT, NULL, "127.0.0.1:8081", NULL,
-     "admin API listener (host:port), or off"},
+     "admin API listener: host:port, :port, port (as listen), or off"},
     {"admin_token", K_TOKEN, CFG(admin_token), NOLIMIT, NULL, NULL, "(none)",
      "bearer token the admin listener requires (needed off loopback)"},
+    {"admin_hosts", K_HOSTS, CFG(admin_hosts), NOLIMIT, NULL, NULL, "(none)",
+     "without admin_token, Host names the admin API answers besides its own address "
+     "(comma-separated host or host:port)"},
     {"workers", K_INT, CFG(workers), 0, 256, NULL, "0", NULL,
      "event-loop threads; 0 = one per CPU core"},
     {"node", K_NODE, CFG(node), NOLIMIT, NULL, NULL, "(host name)",
@@ -174,6 +178,12 @@ static const keydef keys[] = {
      "type of the replicator's queue restspy.apply.<node>: classic or quorum"},
     {"amqp_heartbeat", K_DUR, CFG(amqp_heartbeat_ms), 1000, 3600000, NULL, "30s", NULL,
      "AMQP heartbeat interval negotiated with the broker"},
+    {"amqp_log_interval", K_DUR, CFG(amqp_log_interval_ms), 100, UINT64_MAX, NULL, "60s", NULL,
+     "proxy: while the broker is unreachable, how often stderr says so again (and the "
+     "least time between two outage lines)"},
+    {"healthz_degraded_status", K_INT, CFG(healthz_degraded_status), 200, 599, NULL, "200", NULL,
+     "HTTP status of /healthz while degraded (e.g. broker unreachable); 503 takes the node "
+     "out of a load balancer"},
     {"concurrency", K_INT, CFG(concurrency), 1, 64, NULL, "1", NULL,
      "replicator: requests applied at once (order kept per path)"},
     {"prefetch", K_INT, CFG(prefetch), 1, 65535, NULL, "64", NULL,
@@ -392,13 +402,6 @@ static int parse_methods(const char *s, unsigned *out)
     return 0;
 }
 
-static bool valid_hostport(const char *s)
-{
-    char host[256];
-    int port;
-    return util_split_hostport(s, host, sizeof host, &port) == 0;
-}
-
 /* "http://host[:port][/]" -> "http://host:port" (port 80 when absent), so
  * the proxy can split it with util_split_hostport without re-validating.
  * NULL when s is not of that form. */
@@ -460,23 +463,23 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
 
     switch (k->kind) {
     case K_LISTEN:
-        if (!valid_hostport(value)) {
-            snprintf(expect, sizeof expect, "expected host:port, e.g. 127.0.0.1:8080");
-            break;
-        }
-        set_str(field, xstrdup(value));
-        return 0;
-    case K_ADMIN:
-        if (strcasecmp(value, "off") == 0) {
+    case K_ADMIN: {
+        if (k->kind == K_ADMIN && strcasecmp(value, "off") == 0) {
             set_str(field, xstrdup("off"));
             return 0;
         }
-        if (!valid_hostport(value)) {
-            snprintf(expect, sizeof expect, "expected host:port or off");
+        /* Stored as host:port, so that every reader (the listeners, the
+         * loopback check, the admin's Host check) sees one form. */
+        char addr[300];
+        if (util_listen_addr(value, addr, sizeof addr) != 0) {
+            snprintf(expect, sizeof expect, "expected host:port, :port (all interfaces)%s",
+                     k->kind == K_ADMIN ? ", port (loopback) or off"
+                                        : " or port (loopback), e.g. 127.0.0.1:8080");
             break;
         }
-        set_str(field, xstrdup(value));
+        set_str(field, xstrdup(addr));
         return 0;
+    }
     case K_UPSTREAM: {
         if (!*value) {
             set_str(field, NULL);
@@ -608,6 +611,25 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
         (*list)[n + 1] = NULL;
         return 0;
     }
+    case K_HOSTS: {
+        char **list = parse_list(value);
+        bool good = true;
+        for (char **p = list; good && *p; p++) {
+            char h[256];
+            int port;
+            good = util_split_host(*p, 0, h, sizeof h, &port) == 0 &&
+                   h[strspn(h, "abcdefghijklmnopqrstuvwxyz0123456789.-_:")] == '\0';
+        }
+        if (!good) {
+            free_list(list);
+            snprintf(expect, sizeof expect,
+                     "expected comma-separated host names, each with an optional :port");
+            break;
+        }
+        free_list(*(char ***)field);
+        *(char ***)field = list;
+        return 0;
+    }
     case K_HOST:
         if (!valid_host_name(value)) {
             snprintf(expect, sizeof expect, "expected a host name without port");
@@ -709,6 +731,7 @@ void config_unref(config *c)
     free(c->log);
     free(c->admin);
     free(c->admin_token);
+    free_list(c->admin_hosts);
     free(c->node);
     free_list(c->redact_headers);
     free_list(c->redact_fields);
@@ -736,7 +759,16 @@ int config_set(config *c, const char *key, const char *value, char *err, size_t 
  * inih parses the key = value lines; a custom reader feeds it line by line
  * so we know the line number of each key (inih's handler is built without
  * one) and see every section header, including those of empty sections and
- * repeated ones, which the key handler alone would miss. */
+ * repeated ones, which the key handler alone would miss.
+ *
+ * Comments: a line whose first non-blank character is '#' or ';', and the
+ * rest of a line from a '#' or ';' that follows whitespace (so a secret
+ * "ab#cd" keeps its '#'). A value in double quotes is taken whole, quotes
+ * removed: "..." keeps leading and trailing blanks and " #" or " ;". The
+ * reader cuts comments itself before inih sees the line, because what inih
+ * cuts is a build option (Debian's libinih: ';' only; others: none, or
+ * both) and would also cut into a quoted value; the quoted value is handed
+ * to the key handler from the reader's copy for the same reason. */
 
 #define INI_SECTION_MAX 49 /* inih truncates longer section names silently */
 
@@ -749,6 +781,9 @@ typedef struct ini_state {
     size_t linecap;
     int lineno;
     bool prev_key; /* mirrors inih: an indented line after a key continues it */
+    char *quoted;  /* the current line's value when it is "quoted", without quotes */
+    size_t quoted_cap;
+    bool have_quoted; /* quoted holds the value of the line inih is parsing */
     int sect;
     size_t rule_idx;
     char sect_raw[INI_SECTION_MAX + 1]; /* section text as inih will report it */
@@ -827,22 +862,79 @@ static void open_section(ini_state *st, const char *raw, size_t n)
     ini_error(st, "unknown section [%s] (expected [restspy] or [rule \"name\"])", st->sect_raw);
 }
 
-/* Watches the line inih is about to parse, following inih's own order of
- * checks (comment, continuation, section, key). */
-static void watch_line(ini_state *st, const char *line)
+/* The closing quote of a value that opens with the quote at q: the first
+ * '"' after it that only blanks or a comment follow. NULL when none does. */
+static const char *quote_end(const char *q)
 {
-    const char *start = line;
+    for (const char *p = strchr(q + 1, '"'); p; p = strchr(p + 1, '"')) {
+        const char *after = p + 1;
+        while (*after && isspace((unsigned char)*after))
+            after++;
+        if (!*after || ((*after == '#' || *after == ';') && after > p + 1))
+            return p;
+    }
+    return NULL;
+}
+
+static void keep_quoted(ini_state *st, const char *v, size_t n)
+{
+    if (n + 1 > st->quoted_cap) {
+        st->quoted_cap = n + 1;
+        st->quoted = xrealloc(st->quoted, st->quoted_cap);
+    }
+    memcpy(st->quoted, v, n);
+    st->quoted[n] = '\0';
+    st->have_quoted = true;
+}
+
+/* Cuts the inline comment off s, a line without its leading blanks, in
+ * place. The value starts at s on a continuation line, after the first '='
+ * or ':' (inih's split) on any other; a quoted value is kept whole. */
+static void cut_comment(ini_state *st, char *s, bool continuation)
+{
+    bool at_value = continuation; /* the next non-blank character starts the value */
+    bool seen_sep = continuation;
+    bool was_space = false;
+    for (char *p = s; *p; p++) {
+        if (at_value && !isspace((unsigned char)*p)) {
+            at_value = false;
+            const char *close = *p == '"' ? quote_end(p) : NULL;
+            if (close) {
+                keep_quoted(st, p + 1, (size_t)(close - p - 1));
+                p += close - p; /* the loop goes on after the closing quote */
+                was_space = false;
+                continue;
+            }
+        }
+        if ((*p == '#' || *p == ';') && was_space) {
+            *p = '\0';
+            return;
+        }
+        if (!seen_sep && (*p == '=' || *p == ':'))
+            seen_sep = at_value = true;
+        was_space = isspace((unsigned char)*p) != 0;
+    }
+}
+
+/* Watches the line inih is about to parse, following inih's own order of
+ * checks (comment, continuation, section, key), and cuts its comment. */
+static void watch_line(ini_state *st, char *line)
+{
+    char *start = line;
+    st->have_quoted = false;
     if (st->lineno == 1 && memcmp(start, "\xEF\xBB\xBF", 3) == 0)
         start += 3;
     while (*start && isspace((unsigned char)*start))
         start++;
+    if (*start == '\0' || *start == ';' || *start == '#')
+        return;
+    bool continuation = st->prev_key && start > line;
+    cut_comment(st, start, continuation);
+    if (continuation)
+        return; /* continuation of the previous value */
     size_t n = strlen(start);
     while (n && isspace((unsigned char)start[n - 1]))
         n--;
-    if (n == 0 || *start == ';' || *start == '#')
-        return;
-    if (st->prev_key && start > line)
-        return; /* continuation of the previous value */
     if (*start == '[') {
         const char *rb = memchr(start, ']', n);
         if (rb) {
@@ -885,13 +977,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
         ini_error(st, "cannot parse section header [%s]", section);
         return 1;
     }
-    /* Allow value = "quoted text" for values with leading spaces or ';'. */
-    char unq[256];
-    size_t vl = strlen(value);
-    if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"' && vl - 2 < sizeof unq) {
-        memcpy(unq, value + 1, vl - 2);
-        unq[vl - 2] = '\0';
-        value = unq;
+    if (st->have_quoted) {
+        value = st->quoted; /* inih's copy may be cut at a ';' inside the quotes */
+        st->have_quoted = false;
     }
     char msg[400];
     if (st->sect == SECT_RULE) {
@@ -928,6 +1016,7 @@ int config_load_file(config *c, const char *path, char *err, size_t errlen)
     bool read_failed = ferror(st.f) != 0;
     fclose(st.f);
     free(st.line);
+    free(st.quoted);
     if (read_failed) {
         seterr(err, errlen, "cannot read config file '%s'", path);
         return -1;

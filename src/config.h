@@ -61,6 +61,9 @@ typedef struct config {
     char *admin_token; /* bearer token or NULL */
     int workers;       /* event loops; 0 = number of cores */
     char *node;        /* node name: letters, digits, '-', '_'; default: host name */
+    /* Without admin_token, more Host names the admin API answers:
+     * NULL-terminated, lower case, "name" or "name:port"; NULL = none. */
+    char **admin_hosts;
 
     /* limits and timeouts (ms) */
     uint64_t max_header_size;             /* bytes of the whole header section -> 431 */
@@ -101,6 +104,8 @@ typedef struct config {
     char **replicate_drop_headers; /* NULL-terminated, lower case: not replicated */
     int queue_type;                /* QUEUE_CLASSIC or QUEUE_QUORUM */
     uint64_t amqp_heartbeat_ms;
+    uint64_t amqp_log_interval_ms; /* the proxy's broker outage lines on stderr */
+    int healthz_degraded_status;   /* /healthz while degraded: 200 (default) or e.g. 503 */
     /* the replicator (`restspy replicate`) */
     int concurrency;       /* apply workers; per-path order is kept */
     int prefetch;          /* deliveries unacked at once (at least concurrency) */

@@ -2,14 +2,25 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
 
 #define READBUF_LEN (64 * 1024)
+/* Accept queue of each listening socket. */
+#define LISTEN_BACKLOG 511
+/* How long a start waits for another restspy's start on the same port to
+ * finish its binds (they take well under a millisecond), and how often it
+ * looks. */
+#define STARTUP_LOCK_WAIT_MS 5000
+#define STARTUP_LOCK_POLL_MS 2
 
 typedef struct worker {
     proxy_worker pw;
@@ -108,9 +119,62 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-/* A listening socket of its own for each worker, bound with SO_REUSEPORT. */
-static int bind_socket(const struct sockaddr_storage *ss, char *err, size_t errlen,
-                       const char *addr)
+/* ---- one port for one process ----
+ * Each worker has its own socket in a SO_REUSEPORT group. Linux lets any
+ * socket of the same user join such a group, so a second restspy on the
+ * same port would start and take part of the traffic. Before its binds, a
+ * start therefore binds a probe socket without SO_REUSEPORT: the kernel
+ * refuses it next to any listener on the address (a reuseport group
+ * included, and a wildcard address overlapping it), which is the "address
+ * already in use" a plain bind gives, while SO_REUSEADDR lets it past the
+ * TIME_WAIT leftovers of an earlier run. The probe is closed before the
+ * workers bind, so two starts at the same moment could both pass it: a
+ * startup lock, held from the probe until every socket listens, orders
+ * them, and the second one's probe meets the first one's listeners. */
+
+static int addr_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static socklen_t addr_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* The startup lock of a port: an abstract Unix socket name, which is per
+ * network namespace like the port itself, and which the kernel frees when
+ * its holder exits or dies, so a crash never leaves it taken. Returns the
+ * descriptor that holds it (close it to unlock), or -1 with err. */
+static int startup_lock(int port, const char *addr, char *err, size_t errlen)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    /* sun_path[0] stays NUL: that makes the name abstract. */
+    int n = snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "restspy/listen/%d", port);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    int64_t deadline = util_mono_us() + (int64_t)STARTUP_LOCK_WAIT_MS * 1000;
+    while (bind(fd, (const struct sockaddr *)&un, len) < 0) {
+        if (errno != EADDRINUSE || util_mono_us() > deadline) {
+            snprintf(err, errlen, "cannot listen on %s: %s", addr,
+                     errno == EADDRINUSE ? "another restspy is still starting on that port"
+                                         : strerror(errno));
+            close(fd);
+            return -1;
+        }
+        struct timespec ts = {0, STARTUP_LOCK_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return fd;
+}
+
+static int new_socket(const struct sockaddr_storage *ss, bool reuseport, char *err, size_t errlen)
 {
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -119,19 +183,59 @@ static int bind_socket(const struct sockaddr_storage *ss, char *err, size_t errl
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
         snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
         close(fd);
         return -1;
     }
-    socklen_t len =
-        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (bind(fd, (const struct sockaddr *)ss, len) < 0) {
+    return fd;
+}
+
+/* 0 when nothing listens on ss, else -1 with the bind error in err. */
+static int probe_free(const struct sockaddr_storage *ss, const char *addr, char *err, size_t errlen)
+{
+    int fd = new_socket(ss, false, err, errlen);
+    if (fd < 0)
+        return -1;
+    int rc = bind(fd, (const struct sockaddr *)ss, addr_len(ss));
+    if (rc < 0)
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+    close(fd);
+    return rc < 0 ? -1 : 0;
+}
+
+/* A listening socket of one worker, in the process's SO_REUSEPORT group. */
+static int listen_socket(const struct sockaddr_storage *ss, const char *addr, char *err,
+                         size_t errlen)
+{
+    int fd = new_socket(ss, true, err, errlen);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (const struct sockaddr *)ss, addr_len(ss)) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* Opens every worker's listening socket (w[i]->fd), or none: -1 with err,
+ * "address already in use" when anything, another restspy included,
+ * listens there already. */
+static int open_sockets(listener *l, const struct sockaddr_storage *ss, const char *addr, char *err,
+                        size_t errlen)
+{
+    int lock = startup_lock(addr_port(ss), addr, err, errlen);
+    if (lock < 0)
+        return -1;
+    int rc = probe_free(ss, addr, err, errlen);
+    for (int i = 0; rc == 0 && i < l->n; i++) {
+        l->w[i]->fd = listen_socket(ss, addr, err, errlen);
+        if (l->w[i]->fd < 0)
+            rc = -1;
+    }
+    close(lock);
+    return rc;
 }
 
 static void worker_free(worker *w)
@@ -151,18 +255,17 @@ listener *listener_start(proxy_shared *sh, const char *listen_addr, int nworkers
     l->sh = sh;
     l->n = nworkers;
     l->w = xcalloc((size_t)nworkers, sizeof *l->w);
-    /* Bind all first: a port in use fails the start, not a thread. */
     for (int i = 0; i < nworkers; i++) {
-        worker *w = xcalloc(1, sizeof *w);
-        l->w[i] = w;
-        w->fd = bind_socket(&ss, err, errlen, listen_addr);
-        if (w->fd < 0) {
-            for (int j = 0; j <= i; j++)
-                worker_free(l->w[j]);
-            free(l->w);
-            free(l);
-            return NULL;
-        }
+        l->w[i] = xcalloc(1, sizeof *l->w[i]);
+        l->w[i]->fd = -1;
+    }
+    /* Every socket first: a port in use fails the start, not a thread. */
+    if (open_sockets(l, &ss, listen_addr, err, errlen) < 0) {
+        for (int i = 0; i < nworkers; i++)
+            worker_free(l->w[i]);
+        free(l->w);
+        free(l);
+        return NULL;
     }
     for (int i = 0; i < nworkers; i++) {
         worker *w = l->w[i];
@@ -181,10 +284,10 @@ listener *listener_start(proxy_shared *sh, const char *listen_addr, int nworkers
         w->server.data = w;
         int rc = uv_tcp_open(&w->server, w->fd);
         if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&w->server, 511, on_connection);
+            rc = uv_listen((uv_stream_t *)&w->server, LISTEN_BACKLOG, on_connection);
         if (rc < 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", listen_addr, uv_strerror(rc));
-            abort(); /* bind succeeded, so this is a programming error */
+            abort(); /* the socket listens already: a programming error */
         }
         w->fd = -1; /* now owned by the loop */
         uv_async_init(&w->loop, &w->wake, on_wake);

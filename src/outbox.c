@@ -14,7 +14,14 @@
  *
  * Threads: the publisher thread owns the mq and the ring. `mu` guards the
  * stats, the stop flag and `cur` (the live connection, so that outbox_stop
- * can mq_interrupt a publish blocked on a full socket). */
+ * can mq_interrupt a publish blocked on a full socket).
+ *
+ * Telling the operator: an outage is told at once (a proxy whose broker is
+ * down must not look healthy), then every log_interval while it lasts; a
+ * new outage less than log_interval after the last told one stays quiet
+ * until the interval has passed, so a broker that accepts and drops
+ * connections in a loop costs a line or two per interval, not one per
+ * retry. The connection coming back is told only after a told outage. */
 #include "outbox.h"
 
 #include <pthread.h>
@@ -42,6 +49,7 @@
  * republished duplicates after a restart); outbox_stop promises ~1 s. */
 #define OUTBOX_STOP_DRAIN_MS 300
 #define OUTBOX_STOP_GRACE_MS 600
+#define OUTBOX_DEFAULT_LOG_INTERVAL_MS 60000
 
 typedef struct inflight {
     uint64_t tag;
@@ -59,6 +67,9 @@ struct outbox {
     unsigned heartbeat_s;
     unsigned max_in_flight;
     uint64_t retry_min_ms, retry_max_ms;
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+    uint64_t log_interval_ms;
 
     pthread_t thread;
     pthread_mutex_t mu;
@@ -74,6 +85,8 @@ struct outbox {
     int64_t sent;      /* last seq published in this session */
     int64_t confirmed; /* last seq reported to the store */
     unsigned rand_seed;
+    bool told_down;     /* an outage was told and no connection came since */
+    int64_t told_at_us; /* monotonic time of the last outage line; 0 = none yet */
 };
 
 static bool stopping(outbox *o)
@@ -94,6 +107,72 @@ static void set_error(outbox *o, const char *fmt, ...)
     vsnprintf(o->st.last_error, sizeof o->st.last_error, fmt, ap);
     va_end(ap);
     pthread_mutex_unlock(&o->mu);
+}
+
+/* ---- telling the operator (see the top of the file) ---- */
+
+static void tell(outbox *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tell(outbox *o, const char *fmt, ...)
+{
+    if (!o->log)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    o->log(o->log_ud, line);
+}
+
+/* A connection attempt failed (lost: a connection that worked was lost);
+ * st.last_error says why. */
+static void went_down(outbox *o, bool lost)
+{
+    pthread_mutex_lock(&o->mu);
+    int64_t wall = util_now_us();
+    if (o->st.down_since_us == 0)
+        o->st.down_since_us = wall;
+    uint64_t attempts = ++o->st.failed_attempts;
+    double down_s = (double)(wall - o->st.down_since_us) / 1e6;
+    char why[sizeof o->st.last_error];
+    memcpy(why, o->st.last_error, sizeof why);
+    pthread_mutex_unlock(&o->mu);
+
+    int64_t now = util_mono_us();
+    if (o->told_at_us != 0 && now - o->told_at_us < (int64_t)o->log_interval_ms * 1000)
+        return;
+    if (o->told_down)
+        tell(o, "broker still unreachable after %.1fs (%llu attempts): %s", down_s,
+             (unsigned long long)attempts, why);
+    else
+        tell(o, "broker %s: %s; retrying, new records wait in the outbox",
+             lost ? "connection lost" : "unreachable", why);
+    o->told_down = true;
+    o->told_at_us = now;
+}
+
+/* A connection is up (first: the first one since the start). */
+static void came_up(outbox *o, bool first)
+{
+    pthread_mutex_lock(&o->mu);
+    double down_s = (double)(util_now_us() - o->st.down_since_us) / 1e6;
+    uint64_t attempts = o->st.failed_attempts;
+    o->st.connected = true;
+    o->st.last_error[0] = '\0';
+    o->st.down_since_us = 0;
+    o->st.failed_attempts = 0;
+    if (!first)
+        o->st.reconnects++;
+    pthread_mutex_unlock(&o->mu);
+    if (o->told_down)
+        tell(o,
+             "broker connection restored after %.1fs (%llu failed attempts); sending the "
+             "outbox",
+             down_s, (unsigned long long)attempts);
+    else if (first)
+        tell(o, "connected to the broker");
+    o->told_down = false;
 }
 
 /* Sleeps ms unless a stop is requested first. */
@@ -305,13 +384,9 @@ static void *outbox_main(void *arg)
         bool progressed = false;
         if (m == NULL) {
             set_error(o, "%s", err);
+            went_down(o, false);
         } else {
-            pthread_mutex_lock(&o->mu);
-            o->st.connected = true;
-            o->st.last_error[0] = '\0';
-            if (ever_connected)
-                o->st.reconnects++;
-            pthread_mutex_unlock(&o->mu);
+            came_up(o, !ever_connected);
             ever_connected = true;
 
             progressed = session(o, m);
@@ -321,6 +396,8 @@ static void *outbox_main(void *arg)
             o->st.connected = false;
             pthread_mutex_unlock(&o->mu);
             mq_close(m);
+            if (!stopping(o))
+                went_down(o, true); /* a session ends on a failure or a stop */
         }
         if (stopping(o))
             break;
@@ -359,6 +436,11 @@ outbox *outbox_start(store *s, const outbox_options *opt, char *err, size_t errl
     o->retry_max_ms = opt->retry_max_ms ? opt->retry_max_ms : OUTBOX_DEFAULT_RETRY_MAX_MS;
     if (o->retry_max_ms < o->retry_min_ms)
         o->retry_max_ms = o->retry_min_ms;
+    o->log = opt->log;
+    o->log_ud = opt->log_ud;
+    o->log_interval_ms =
+        opt->log_interval_ms ? opt->log_interval_ms : OUTBOX_DEFAULT_LOG_INTERVAL_MS;
+    o->st.down_since_us = util_now_us(); /* not connected yet */
     o->ring = xcalloc(o->max_in_flight, sizeof *o->ring);
     o->rand_seed = (unsigned)util_mono_us() ^ (unsigned)(uintptr_t)o;
     pthread_mutex_init(&o->mu, NULL);

@@ -9,7 +9,12 @@
  * (broker down, connection lost, a nack) it reconnects with backoff and
  * republishes everything not confirmed, so delivery is at least once (the
  * replicators dedupe by message_id). A broker that is down or slow never
- * touches the proxy's request path: the outbox grows and drains later. */
+ * touches the proxy's request path: the outbox grows and drains later.
+ * The connection's state changes are told through the log callback, one
+ * line each and rate-limited: the first connection, an outage (at once,
+ * unless an earlier one was told less than log_interval ago: a flapping
+ * broker), "still unreachable" every log_interval while it lasts, and the
+ * connection coming back after an outage that was told. */
 #ifndef RESTSPY_OUTBOX_H
 #define RESTSPY_OUTBOX_H
 
@@ -28,6 +33,11 @@ typedef struct outbox_options {
     unsigned max_in_flight; /* unconfirmed publishes at once (default 256) */
     uint64_t retry_min_ms;  /* reconnect backoff */
     uint64_t retry_max_ms;
+    /* Called on the publisher thread with one line (no newline, no
+     * password) per state change worth telling; NULL: none. */
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+    uint64_t log_interval_ms; /* see above; 0 = 60 s */
 } outbox_options;
 
 typedef struct outbox_stats {
@@ -37,6 +47,8 @@ typedef struct outbox_stats {
     uint64_t reconnects;
     uint64_t nacks;
     int64_t last_confirmed_us; /* wall clock of the last confirm, 0 = none */
+    int64_t down_since_us;     /* wall clock since when it is not connected; 0 = connected */
+    uint64_t failed_attempts;  /* connections failed or lost since the last good one */
     char last_error[256];      /* empty when none */
 } outbox_stats;
 

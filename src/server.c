@@ -108,6 +108,14 @@ static void on_hup(uv_signal_t *h, int signum)
         reload(s);
 }
 
+/* The outbox's broker connection lines (publisher thread; one fprintf per
+ * line, so lines of several threads never mix). */
+static void log_replication(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "restspy: replication: %s\n", line);
+}
+
 static bool wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -225,6 +233,8 @@ int server_main(int argc, char **argv, char *const *envp)
             .max_in_flight = 256,
             .retry_min_ms = cfg->retry_min_ms,
             .retry_max_ms = cfg->retry_max_ms,
+            .log = log_replication,
+            .log_interval_ms = cfg->amqp_log_interval_ms,
         };
         s.ob = outbox_start(s.sh.store, &oo, err, sizeof err);
         if (!s.ob) {

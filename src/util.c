@@ -189,10 +189,49 @@ int util_split_hostport(const char *s, char *host_out, size_t hostlen, int *port
     char *end;
     errno = 0;
     long p = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+    /* Digits only: strtol would also take " 80" or "+80". */
+    if (errno || *end || !isdigit((unsigned char)colon[1]) || p > 65535)
         return -1;
     memcpy(host_out, h, hl);
     host_out[hl] = '\0';
     *port_out = (int)p;
     return 0;
+}
+
+int util_split_host(const char *s, int default_port, char *host_out, size_t hostlen, int *port_out)
+{
+    bool has_port = s[0] == '[' ? strstr(s, "]:") != NULL : strchr(s, ':') != NULL;
+    if (has_port)
+        return util_split_hostport(s, host_out, hostlen, port_out);
+    const char *h = s;
+    size_t n = strlen(s);
+    if (s[0] == '[') {
+        if (n < 2 || s[n - 1] != ']')
+            return -1;
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hostlen)
+        return -1;
+    memcpy(host_out, h, n);
+    host_out[n] = '\0';
+    *port_out = default_port;
+    return 0;
+}
+
+int util_listen_addr(const char *s, char *out, size_t outlen)
+{
+    /* A bare port is all digits; anything else must name its host. */
+    const char *host = NULL;
+    if (s[0] == ':')
+        host = "0.0.0.0";
+    else if (s[0] && s[strspn(s, "0123456789")] == '\0')
+        host = "127.0.0.1";
+    int n = host ? snprintf(out, outlen, "%s:%s", host, s + (s[0] == ':'))
+                 : snprintf(out, outlen, "%s", s);
+    if (n < 0 || (size_t)n >= outlen)
+        return -1;
+    char h[256];
+    int port;
+    return util_split_hostport(out, h, sizeof h, &port);
 }

@@ -39,4 +39,15 @@ int util_parse_duration_ms(const char *s, bool default_ms, uint64_t *out);
  * NUL-terminated host of at most hostlen-1 bytes. 0 or -1. */
 int util_split_hostport(const char *s, char *host_out, size_t hostlen, int *port_out);
 
+/* Splits "host[:port]" (a name, IPv4, or [IPv6] with an optional :port),
+ * as in a Host header: *port_out is default_port when the port is absent.
+ * host_out as util_split_hostport (IPv6 without brackets). 0 or -1. */
+int util_split_host(const char *s, int default_port, char *host_out, size_t hostlen, int *port_out);
+
+/* A listen address as servers take it: "host:port" ([IPv6]:port too),
+ * ":port" (every IPv4 interface: 0.0.0.0) or a bare "port" (loopback:
+ * 127.0.0.1). Writes the "host:port" form, NUL-terminated, to out. 0, or -1
+ * when s is none of these or the result does not fit in outlen. */
+int util_listen_addr(const char *s, char *out, size_t outlen);
+
 #endif

@@ -50,8 +50,13 @@ class Admin(harness.ProxyTestCase):
         self.assertEqual(self.proxy.request("GET", "/api/status/503/").status, 503)
 
         def counted():
+            # A response is counted when its record is finished, which may
+            # be just after the client has read it.
             s = self.proxy.stats()
-            return s if s["requests"] >= before["requests"] + 4 else None
+            done = (s["requests"] >= before["requests"] + 4 and
+                    s["responses_2xx"] >= before["responses_2xx"] + 3 and
+                    s["responses_5xx"] >= before["responses_5xx"] + 1)
+            return s if done else None
         after = harness.wait_until(counted, timeout=3)
         self.assertTrue(after, "requests counter did not grow by 4: %r -> %r"
                         % (before, self.proxy.stats()))
@@ -141,8 +146,129 @@ class Admin(harness.ProxyTestCase):
         self.assertIn("error", r.json())
 
 
+    def test_replicate_on_without_broker_is_409(self):
+        """No amqp: switching replicate on is refused with the reason and
+        nothing in the body is applied (issue 9 item 10)."""
+        for body in ({"replicate": True}, {"log": False, "replicate": True},
+                     {"replicate": True, "log_format": "combined"}):
+            with self.subTest(body=body):
+                r = self.proxy.admin("PUT", "/flags", body=body)
+                self.assertEqual(r.status, 409, r)
+                self.assertIn("json", r.header("Content-Type", ""))
+                self.assertEqual(r.json(), {"error": "cannot switch replicate on: no broker is "
+                                                     "configured (set amqp and restart)"})
+                self.assertEqual(self.proxy.admin("GET", "/flags").json(), DEFAULT_FLAGS)
+        # Switching it off (it is off) is fine.
+        self.assertEqual(self.set_flags(replicate=False), DEFAULT_FLAGS)
+
+
+class AdminNoStore(harness.ProxyTestCase):
+    PROXY_ARGS = ("--store", "off")
+
+    def test_persist_on_without_store_is_409(self):
+        """--store off: switching persist on is refused, switching it off
+        is fine (issue 9 item 10)."""
+        flags = dict(DEFAULT_FLAGS, persist=False)
+        self.assertEqual(self.proxy.admin("GET", "/flags").json(), flags)
+        for body in ({"persist": True}, {"persist": True, "log": False}):
+            with self.subTest(body=body):
+                r = self.proxy.admin("PUT", "/flags", body=body)
+                self.assertEqual(r.status, 409, r)
+                self.assertEqual(r.json(), {"error": "cannot switch persist on: the store is "
+                                                     "off (set store and restart)"})
+                self.assertEqual(self.proxy.admin("GET", "/flags").json(), flags)
+        r = self.proxy.admin("PUT", "/flags", body={"persist": False, "log": True})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), flags)
+
+
+class AdminHostCheck(harness.ProxyTestCase):
+    """Without a token, only a Host naming the admin listener is served, so
+    that a web page cannot reach it through DNS rebinding (issue 9 item
+    28). This class has no admin_hosts: AdminHosts adds names."""
+
+    def get(self, host, method="GET", path="/flags", body=None):
+        return self.proxy.admin(method, path, body=body, headers={"Host": host})
+
+    def assert_served(self, hosts):
+        for host in hosts:
+            with self.subTest(host=host):
+                r = self.get(host)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json(), DEFAULT_FLAGS)
+
+    def assert_421(self, hosts):
+        for host in hosts:
+            for method, path, body in (("GET", "/flags", None), ("GET", "/healthz", None),
+                                       ("PUT", "/flags", {"persist": False})):
+                with self.subTest(host=host, path=path, method=method):
+                    r = self.get(host, method, path, body)
+                    self.assertEqual(r.status, 421, r)
+                    self.assertIn("json", r.header("Content-Type", ""))
+                    self.assertIn("does not name this admin listener", r.json()["error"])
+        self.assertEqual(self.get("127.0.0.1:%d" % self.proxy.admin_port).json(), DEFAULT_FLAGS)
+
+    def test_names_of_the_listener_are_served(self):
+        port = self.proxy.admin_port
+        self.assert_served(["127.0.0.1:%d" % port, "localhost:%d" % port,
+                            "LocalHost:%d" % port])
+        # No Host at all (not a browser): served.
+        resp = harness.raw_request(port, b"GET /healthz HTTP/1.0\r\n\r\n")[0]
+        self.assertEqual(resp.status, 200, resp)
+
+    def test_other_hosts_get_421(self):
+        port = self.proxy.admin_port
+        self.assert_421(["evil.example:%d" % port, "evil.example", "127.0.0.1:1", "localhost",
+                         "127.0.0.1.evil.example:%d" % port, "", "[::1]:%d" % port,
+                         "restspy.internal:%d" % port])
+        # Two Host headers: refused, whatever they say.
+        req = ("GET /flags HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nHost: evil.example\r\n"
+               "Connection: close\r\n\r\n" % port).encode()
+        resp = harness.raw_request(port, req)[0]
+        self.assertEqual(resp.status, 400, resp)
+
+
+class AdminHosts(AdminHostCheck):
+    """admin_hosts: "name" at any port, "name:port" at that port only."""
+    PROXY_ARGS = ("--admin-hosts", "Restspy.Internal, other.example:9999")
+
+    def test_names_of_the_listener_are_served(self):
+        super().test_names_of_the_listener_are_served()
+        port = self.proxy.admin_port
+        self.assert_served(["restspy.internal", "restspy.internal:1234",
+                            "RESTSPY.INTERNAL:%d" % port, "other.example:9999"])
+
+    def test_other_hosts_get_421(self):
+        port = self.proxy.admin_port
+        self.assert_421(["other.example:%d" % port, "other.example",
+                         "restspy.internal.evil:%d" % port, "evil.example:%d" % port])
+
+
 class AdminToken(harness.ProxyTestCase):
     ADMIN_TOKEN = "s3cret"
+
+    def test_healthz_liveness_without_token(self):
+        """A load balancer's probe without the token gets the status alone;
+        a wrong token is still refused (issue 9 item 15)."""
+        r = self.proxy.admin("GET", "/healthz", auth=False)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "ok"})
+        for hdrs in ({"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            with self.subTest(headers=hdrs):
+                r = self.proxy.admin("GET", "/healthz", headers=hdrs, auth=False)
+                self.assertEqual(r.status, 401, r)
+        r = self.proxy.admin("PUT", "/healthz", auth=False)
+        self.assertEqual(r.status, 405, r)
+        self.assertEqual(self.proxy.admin("GET", "/healthz").json(), {"status": "ok"})
+
+    def test_any_host_with_the_token(self):
+        """With a token the Host check is off: the token is the defence
+        (issue 9 item 28)."""
+        for host in ("evil.example", "127.0.0.1:1"):
+            r = self.proxy.admin("GET", "/flags", headers={"Host": host})
+            self.assertEqual(r.status, 200, r)
+        r = self.proxy.admin("GET", "/flags", headers={"Host": "evil.example"}, auth=False)
+        self.assertEqual(r.status, 401, r)
 
     def test_requires_bearer_token(self):
         for method, path, body in (("GET", "/stats", None), ("GET", "/flags", None),
@@ -160,6 +286,24 @@ class AdminToken(harness.ProxyTestCase):
         self.assertEqual(r.json(), DEFAULT_FLAGS)
         self.assertEqual(self.proxy.admin("GET", "/stats").status, 200)
         self.assertEqual(self.proxy.admin("GET", "/healthz").status, 200)
+
+
+class AdminTokenDegraded(harness.ProxyTestCase):
+    """A token and a broker that is down: the reasons are for the token
+    holder only (issue 9 items 6 and 15)."""
+    ADMIN_TOKEN = "s3cret"
+    PROXY_ARGS = ("--amqp", "amqp://guest:guest@127.0.0.1:%d/" % harness.free_port(),
+                  "--retry-min", "50ms", "--retry-max", "200ms")
+
+    def test_degraded_details_need_the_token(self):
+        self.assertTrue(harness.wait_until(
+            lambda: self.proxy.admin("GET", "/healthz").json().get("reasons"), timeout=5))
+        r = self.proxy.admin("GET", "/healthz", auth=False)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "degraded"})
+        doc = self.proxy.admin("GET", "/healthz").json()
+        self.assertEqual(doc["status"], "degraded")
+        self.assertIn("replication: broker unreachable for ", doc["reasons"][0])
 
 
 class AdminExposedWithoutToken(unittest.TestCase):

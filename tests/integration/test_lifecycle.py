@@ -5,6 +5,7 @@ usage errors."""
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import unittest
@@ -12,6 +13,16 @@ import uuid
 
 import harness
 from harness import App, Proxy
+
+
+class BarePortProxy(Proxy):
+    """A proxy given bare ports: --listen PORT --admin PORT."""
+
+    def command(self):
+        cmd = super().command()
+        cmd[cmd.index("--listen") + 1] = str(self.port)
+        cmd[cmd.index("--admin") + 1] = str(self.admin_port)
+        return cmd
 
 
 class Lifecycle(unittest.TestCase):
@@ -30,12 +41,17 @@ class Lifecycle(unittest.TestCase):
     def setUp(self):
         self.dir = harness.make_tmpdir(self._testMethodName)
         self.proxies = []
+        self.launched = []
 
     def tearDown(self):
         try:
             for p in self.proxies:
                 if p.running:
                     p.stop()
+            for proc in self.launched:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         finally:
             harness.remove_tmpdir(self.dir)
 
@@ -154,6 +170,87 @@ class Lifecycle(unittest.TestCase):
         # The [restspy] section counts as top level.
         self.assertEqual(self.log_format_with(config="[restspy]\nlog_format = combined\n"),
                          "combined")
+
+    def test_bare_port_and_inline_comments(self):
+        """--listen PORT and --admin PORT mean loopback; a config file's
+        "# comment" after a value is not part of it (issue 9 item 14)."""
+        p = BarePortProxy(self.dir, self.app.url,
+                          config="log_format = combined # not json\n"
+                                 "resp_body_cap = 4 ; bytes kept\n")
+        self.proxies.append(p)
+        p.start()
+        self.assertIn("--listen", p.command())
+        self.assertEqual(p.command()[p.command().index("--listen") + 1], str(p.port))
+        self.assertEqual(p.request("GET", "/api/echo/?bare=1").status, 200)
+        line = harness.wait_log(p.log_path, lambda ln: "bare=1" in ln)
+        self.assertIsNotNone(line)
+        self.assertFalse(line.startswith("{"), "not a combined line: %r" % line)
+        self.assertIn("listening on 127.0.0.1:%d" % p.port, p.stderr())
+        self.assertIn("admin 127.0.0.1:%d" % p.admin_port, p.stderr())
+        p.check_stopped(self)
+        self.assertEqual([len(r["resp_body"]) for r in p.rows()], [4])
+
+    def launch(self, name, port, admin_port):
+        """A restspy on port with a store of its own; returns (Popen, stderr
+        path)."""
+        err_path = os.path.join(self.dir, name + ".stderr")
+        cmd = [harness.restspy_bin(), "proxy", "--listen", "127.0.0.1:%d" % port,
+               "--upstream", self.app.url, "--store",
+               "sqlite:" + os.path.join(self.dir, name + ".db"), "--log", "off",
+               "--admin", "127.0.0.1:%d" % admin_port, "--workers", "2", "--node", name]
+        with open(err_path, "ab") as err:
+            proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err,
+                                    env=harness.clean_env())
+        self.launched.append(proc)
+        return proc, err_path
+
+    def assert_refused_port(self, proc, err_path, port):
+        try:
+            rc = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.fail("a second restspy started on port %d, which another one holds" % port)
+        err = harness.read_text(err_path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("cannot listen on 127.0.0.1:%d: address already in use" % port,
+                      err.lower())
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertIsNone(harness.sanitizer_report(err), err)
+
+    def test_taken_port_refused_but_workers_share_it(self):
+        """A second restspy on a port the first holds exits 1 with "address
+        already in use" instead of taking part of the traffic (SO_REUSEPORT
+        would let it join); the first one's two workers still share the port
+        (issue 9 item 2)."""
+        first = self.start_proxy(name="first")  # --workers 2
+        proc, err_path = self.launch("second", first.port, harness.free_port())
+        self.assert_refused_port(proc, err_path, first.port)
+        # Every request reaches the first, on many connections (both workers).
+        n = 40
+        for i in range(n):
+            self.assertEqual(first.request("GET", "/api/echo/?i=%d" % i).status, 200)
+        self.assertEqual(len(first.wait_rows(n)), n)
+        self.assertGreaterEqual(first.stats()["connections"], n)
+        first.check_stopped(self)
+
+    def test_simultaneous_starts_on_one_port(self):
+        """Two restspy started at the same moment on one free port: exactly
+        one keeps it, the other exits 1 (issue 9 item 2)."""
+        for round_ in range(3):
+            port = harness.free_port()
+            a = self.launch("a%d" % round_, port, harness.free_port())
+            b = self.launch("b%d" % round_, port, harness.free_port())
+            ended = harness.wait_until(
+                lambda: [p for p in (a, b) if p[0].poll() is not None], timeout=10)
+            self.assertEqual(len(ended), 1, "round %d: %s" % (
+                round_, [harness.read_text(e) for _, e in (a, b)]))
+            self.assert_refused_port(ended[0][0], ended[0][1], port)
+            survivor = b if ended[0] is a else a
+            time.sleep(0.3)
+            self.assertIsNone(survivor[0].poll(), harness.read_text(survivor[1]))
+            self.assertEqual(harness.request(port, "GET", "/api/echo/").status, 200)
+            survivor[0].terminate()
+            self.assertEqual(survivor[0].wait(20), 0, harness.read_text(survivor[1]))
 
     def test_cli_requests_and_show(self):
         p = self.start_proxy()

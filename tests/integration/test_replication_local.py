@@ -4,6 +4,7 @@ that is down never delays or fails a client request, even with sync
 durability."""
 import json
 import os
+import signal
 import sqlite3
 import time
 import unittest
@@ -18,7 +19,8 @@ class ReplicationLocal(unittest.TestCase):
         cls.tmp = harness.make_tmpdir("repllocal")
         cls.app = App(cls.tmp).start()
         dead = harness.free_port()  # nothing listens here: the broker is "down"
-        cls.proxy = Proxy(cls.tmp, cls.app.url, log=False, args=[
+        cls.dead = dead
+        cls.proxy = Proxy(cls.tmp, cls.app.url, log=False, config="", args=[
             "--amqp", "amqp://guest:guest@127.0.0.1:%d/" % dead, "--node", "sitea",
             "--secret", "s3cret", "--replicate-max-body", "1K",
             "--retry-min", "50ms", "--retry-max", "200ms"]).start()
@@ -103,6 +105,46 @@ class ReplicationLocal(unittest.TestCase):
         rows = self.proxy.wait_rows(1, "status = 400 and method = 'POST'")
         self.assertIsNone(rows[0]["replication"])
         self.assertEqual(len(self.outbox()), 1)
+
+    def test_5_broker_down_is_told_and_degraded(self):
+        """The down broker is said once on stderr however often the
+        publisher retries, and /healthz says degraded with the reason (200
+        by default, healthz_degraded_status otherwise; reloaded on SIGHUP)
+        (issue 9 item 6)."""
+        self.assertTrue(harness.wait_until(
+            lambda: self.proxy.stats()["replication"]["failed_attempts"] >= 5, timeout=5),
+            self.proxy.stats())
+        lines = [ln for ln in self.proxy.stderr().splitlines() if "replication:" in ln]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith(
+            "restspy: replication: broker unreachable: AMQP connect to 127.0.0.1:%d: "
+            % self.dead), lines)
+        self.assertNotIn("guest:guest", self.proxy.stderr())
+        st = self.proxy.stats()["replication"]
+        self.assertFalse(st["connected"])
+        self.assertGreater(st["down_since_us"], 0)
+
+        r = self.proxy.admin("GET", "/healthz")
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        self.assertEqual(doc["status"], "degraded", doc)
+        self.assertEqual(len(doc["reasons"]), 1, doc)
+        self.assertRegex(doc["reasons"][0],
+                         r"^replication: broker unreachable for \d+\.\ds \(AMQP connect to "
+                         r"127\.0\.0\.1:%d: .*\); new records wait in the outbox$" % self.dead)
+
+        try:
+            self.proxy.write_config("healthz_degraded_status = 503\n")
+            self.proxy.signal(signal.SIGHUP)
+            self.assertTrue(harness.wait_until(
+                lambda: self.proxy.admin("GET", "/healthz").status == 503, timeout=5),
+                self.proxy.stderr())
+            self.assertEqual(self.proxy.admin("GET", "/healthz").json()["status"], "degraded")
+        finally:
+            self.proxy.write_config("")
+            self.proxy.signal(signal.SIGHUP)
+            self.assertTrue(harness.wait_until(
+                lambda: self.proxy.admin("GET", "/healthz").status == 200, timeout=5))
 
 
 if __name__ == "__main__":

@@ -183,6 +183,30 @@ static void test_set_values(void **state)
     assert_string_equal(c->admin, "[::1]:9000");
     SET("listen", "0.0.0.0:80");
     assert_string_equal(c->listen, "0.0.0.0:80");
+    /* a bare port is loopback, ":port" every interface (issue 9 item 14) */
+    SET("listen", "23100");
+    assert_string_equal(c->listen, "127.0.0.1:23100");
+    SET("listen", ":23100");
+    assert_string_equal(c->listen, "0.0.0.0:23100");
+    SET("admin", "23101");
+    assert_string_equal(c->admin, "127.0.0.1:23101");
+    SET("admin", ":23101");
+    assert_string_equal(c->admin, "0.0.0.0:23101");
+    SET("admin", "OFF");
+    assert_string_equal(c->admin, "off");
+    assert_null(c->admin_hosts);
+    SET("admin_hosts", "Restspy.Internal, [::1]:8081,127.0.0.1:80");
+    assert_int_equal(list_len(c->admin_hosts), 3);
+    assert_string_equal(c->admin_hosts[0], "restspy.internal");
+    assert_string_equal(c->admin_hosts[1], "[::1]:8081");
+    SET("admin_hosts", "");
+    assert_int_equal(list_len(c->admin_hosts), 0);
+    assert_int_equal(c->amqp_log_interval_ms, 60000);
+    SET("amqp_log_interval", "5s");
+    assert_int_equal(c->amqp_log_interval_ms, 5000);
+    assert_int_equal(c->healthz_degraded_status, 200);
+    SET("healthz_degraded_status", "503");
+    assert_int_equal(c->healthz_degraded_status, 503);
     SET("admin_token", "s3cret");
     assert_string_equal(c->admin_token, "s3cret");
     SET("admin_token", "");
@@ -271,10 +295,27 @@ static void test_bad_values(void **state)
         {"max_connections", "0",
          "bad value for max_connections: '0' (expected a whole number, at least 1)"},
         {"store_queue", "1e3", NULL},
-        {"listen", "8080",
-         "bad value for listen: '8080' (expected host:port, e.g. 127.0.0.1:8080)"},
+        {"listen", "localhost",
+         "bad value for listen: 'localhost' (expected host:port, :port (all interfaces) or port "
+         "(loopback), e.g. 127.0.0.1:8080)"},
         {"listen", "off", NULL},
-        {"admin", "localhost", "bad value for admin: 'localhost' (expected host:port or off)"},
+        {"listen", "70000", NULL},
+        {"listen", ":", NULL},
+        {"admin", "localhost",
+         "bad value for admin: 'localhost' (expected host:port, :port (all interfaces), port "
+         "(loopback) or off)"},
+        {"admin", ":x", NULL},
+        {"admin_hosts", "a b",
+         "bad value for admin_hosts: 'a b' (expected comma-separated host names, each with an "
+         "optional :port)"},
+        {"admin_hosts", "ok.example, x/y", NULL},
+        {"admin_hosts", "x:", NULL},
+        {"admin_hosts", "[::1", NULL},
+        {"admin_hosts", "\x01", NULL},
+        {"healthz_degraded_status", "199",
+         "bad value for healthz_degraded_status: '199' (expected a whole number 200-599)"},
+        {"healthz_degraded_status", "600", NULL},
+        {"amqp_log_interval", "10ms", NULL},
         {"store", "postgres:x", "bad value for store: 'postgres:x' (expected sqlite:PATH or off)"},
         {"store", "sqlite:", NULL},
         {"log", "", NULL},
@@ -405,6 +446,58 @@ static void test_file(void **state)
     for (size_t i = 0; i < 4; i++)
         if (i != 1)
             assert_true(c->rules[i].replicate);
+    config_unref(c);
+}
+
+/* Inline comments (issue 9 item 14): '#' and ';' after whitespace start a
+ * comment whatever inih was built with; inside a word or a quoted value they
+ * are part of the value. */
+static void test_file_inline_comments(void **state)
+{
+    (void)state;
+    const char *text = "listen = 23100 # loopback\n"
+                       "admin = :23101 ; all interfaces\n"
+                       "admin_token = ab#cd;ef  # a secret with # and ;\n"
+                       "node = \"n-1\"   # quoted, then a comment\n"
+                       "replicate_secret = \" x #y ;z \"\n"
+                       "log = \"/tmp/a;b #c\" ; comment \"quoted\"\n"
+                       "store = sqlite:/tmp/x#y.db\n"
+                       "redact_fields = pin,\t# comment after a tab\n"
+                       "[rule \"a\"] # comment after a section\n"
+                       "path = /x # comment\n"
+                       "methods = GET ;POST\n"
+                       "[restspy] ; again\n"
+                       "set_header = X-A: \"q\"x\n"
+                       "workers =\t# nothing but a comment\n";
+    config *c;
+    char err[512];
+    int rc = load_text(&c, text, err, sizeof err);
+    /* "workers =" with only a comment is an empty value: refused */
+    assert_int_equal(rc, -1);
+    assert_string_equal(err, "F:14: bad value for workers: '' (expected a whole number 0-256)");
+    assert_string_equal(c->listen, "127.0.0.1:23100");
+    assert_string_equal(c->admin, "0.0.0.0:23101");
+    assert_string_equal(c->admin_token, "ab#cd;ef");
+    assert_string_equal(c->node, "n-1");
+    assert_string_equal(c->replicate_secret, " x #y ;z ");
+    assert_string_equal(c->log, "/tmp/a;b #c");
+    assert_string_equal(c->store, "sqlite:/tmp/x#y.db");
+    assert_int_equal(list_len(c->redact_fields), 1);
+    assert_string_equal(c->redact_fields[0], "pin");
+    assert_int_equal(c->rules_len, 2);
+    assert_string_equal(c->rules[0].name, "a");
+    assert_string_equal(c->rules[0].path, "/x");
+    assert_int_equal(c->rules[0].methods, RULE_M_GET);
+    /* a quote that does not close the value is an ordinary character */
+    assert_string_equal(c->set_headers[0], "X-A: \"q\"x");
+    config_unref(c);
+
+    /* An unterminated quote is kept as written; the comment still goes. */
+    rc = load_text(&c, "admin_token = \"abc # c\nlog = \"x\"y\" # c\n", err, sizeof err);
+    if (rc != 0)
+        fail_msg("%s", err);
+    assert_string_equal(c->admin_token, "\"abc");
+    assert_string_equal(c->log, "x\"y"); /* quotes around the whole value removed */
     config_unref(c);
 }
 
@@ -727,7 +820,7 @@ static void test_validate(void **state)
 }
 
 struct seen {
-    char names[64][40];
+    char names[96][40];
     size_t n;
     bool bad_doc;
 };
@@ -737,7 +830,7 @@ static void collect(const char *key, const char *def, const char *help, void *ud
     struct seen *s = ud;
     if (!def || !*def || !help || !*help)
         s->bad_doc = true;
-    if (s->n < 64)
+    if (s->n < 96)
         snprintf(s->names[s->n], sizeof s->names[0], "%s", key);
     s->n++;
 }
@@ -769,6 +862,7 @@ static void test_each_key(void **state)
         "log_bodies",
         "admin",
         "admin_token",
+        "admin_hosts",
         "workers",
         "node",
         "max_header_size",
@@ -800,6 +894,8 @@ static void test_each_key(void **state)
         "replicate_drop_headers",
         "queue_type",
         "amqp_heartbeat",
+        "amqp_log_interval",
+        "healthz_degraded_status",
         "concurrency",
         "prefetch",
         "retry_min",
@@ -877,19 +973,13 @@ static void test_each_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_refcount),
-        cmocka_unit_test(test_set_values),
-        cmocka_unit_test(test_upstream),
-        cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_lists),
-        cmocka_unit_test(test_file),
-        cmocka_unit_test(test_file_errors),
-        cmocka_unit_test(test_file_long_line_and_missing),
-        cmocka_unit_test(test_precedence),
-        cmocka_unit_test(test_env),
-        cmocka_unit_test(test_flags),
-        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_set_values),  cmocka_unit_test(test_upstream),
+        cmocka_unit_test(test_bad_values),  cmocka_unit_test(test_lists),
+        cmocka_unit_test(test_file),        cmocka_unit_test(test_file_inline_comments),
+        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_file_long_line_and_missing),
+        cmocka_unit_test(test_precedence),  cmocka_unit_test(test_env),
+        cmocka_unit_test(test_flags),       cmocka_unit_test(test_validate),
         cmocka_unit_test(test_each_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -262,7 +262,41 @@ static int check_arrivals(fx *f, const char *q)
     return dups;
 }
 
-static outbox *start(fx *f, const char *url, unsigned in_flight)
+/* The lines the outbox tells (its log callback), kept in order. */
+#define TOLD_MAX 64
+
+typedef struct told {
+    pthread_mutex_t mu;
+    int n;
+    char lines[TOLD_MAX][512];
+} told;
+
+static void told_line(void *ud, const char *line)
+{
+    told *t = ud;
+    pthread_mutex_lock(&t->mu);
+    if (t->n < TOLD_MAX)
+        snprintf(t->lines[t->n], sizeof t->lines[0], "%s", line);
+    t->n++;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static outbox *start_opts(fx *f, outbox_options *o)
+{
+    char err[256] = "";
+    outbox *ob = outbox_start(f->s, o, err, sizeof err);
+    if (!ob)
+        fail_msg("outbox_start: %s", err);
+    return ob;
+}
+
+/* The options of these tests; t (may be NULL) gets the told lines. */
+static outbox_options options(const char *url, unsigned in_flight, told *t)
 {
     outbox_options o = {0};
     o.amqp_url = url;
@@ -272,6 +306,14 @@ static outbox *start(fx *f, const char *url, unsigned in_flight)
     o.max_in_flight = in_flight;
     o.retry_min_ms = 100;
     o.retry_max_ms = 800;
+    o.log = t ? told_line : NULL;
+    o.log_ud = t;
+    return o;
+}
+
+static outbox *start(fx *f, const char *url, unsigned in_flight)
+{
+    outbox_options o = options(url, in_flight, NULL);
     char err[256] = "";
     outbox *ob = outbox_start(f->s, &o, err, sizeof err);
     if (!ob)
@@ -384,7 +426,9 @@ static void broker_restart(void **state, bool hard)
     NEED_BROKER();
     fx *f = *state;
     queue_on_requests("outbox.t2", 0);
-    outbox *ob = start(f, B.url, 32);
+    told t = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    outbox_options o = options(B.url, 32, &t);
+    outbox *ob = start_opts(f, &o);
     feeder fd = {.f = f, .mu = PTHREAD_MUTEX_INITIALIZER};
     assert_int_equal(pthread_create(&fd.th, NULL, feed, &fd), 0);
     testutil_sleep_ms(500);
@@ -425,7 +469,19 @@ static void broker_restart(void **state, bool hard)
     assert_true(st.reconnects >= 1);
     assert_true(st.confirmed >= (uint64_t)f->n);
     assert_true(st.published >= (uint64_t)f->n);
+    assert_int_equal(st.down_since_us, 0);
+    assert_int_equal(st.failed_attempts, 0);
     stop_timed(ob);
+    /* Told (issue 9 item 6): connected, the outage once (the retries in it
+     * say nothing within log_interval), and its end. */
+    for (int i = 0; i < t.n && i < TOLD_MAX; i++)
+        print_message("told: %s\n", t.lines[i]);
+    assert_int_equal(t.n, 3);
+    assert_string_equal(t.lines[0], "connected to the broker");
+    assert_true(starts_with(t.lines[1], "broker connection lost: ") ||
+                starts_with(t.lines[1], "broker unreachable: "));
+    assert_non_null(strstr(t.lines[1], "; retrying, new records wait in the outbox"));
+    assert_true(starts_with(t.lines[2], "broker connection restored after "));
     check_arrivals(f, "outbox.t2");
     queue_delete("outbox.t2");
 }
@@ -505,6 +561,45 @@ static void test_stalled_broker(void **state)
     queue_delete("outbox.t5");
 }
 
+/* No broker: the outage is told at once, then once per log_interval
+ * however often it retries, and the stats say since when (issue 9 item
+ * 6). */
+static void test_outage_told_rate_limited(void **state)
+{
+    fx *f = *state;
+    int fd;
+    int port = testutil_refusing_port(&fd);
+    assert_true(port > 0);
+    char url[96], want[128];
+    snprintf(url, sizeof url, "amqp://guest:s3cret@127.0.0.1:%d/", port);
+    told t = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    outbox_options o = options(url, 0, &t);
+    o.retry_min_ms = 10;
+    o.retry_max_ms = 20;
+    o.log_interval_ms = 400;
+    int64_t t0 = util_now_us();
+    outbox *ob = start_opts(f, &o);
+    testutil_sleep_ms(1000);
+    outbox_stats st;
+    outbox_get_stats(ob, &st);
+    stop_timed(ob);
+    close(fd);
+    assert_false(st.connected);
+    assert_true(st.down_since_us >= t0 && st.down_since_us <= util_now_us());
+    for (int i = 0; i < t.n && i < TOLD_MAX; i++)
+        print_message("told: %s\n", t.lines[i]);
+    print_message("%llu failed attempts, %d lines\n", (unsigned long long)st.failed_attempts, t.n);
+    /* ~1000 / (10..20 ms) attempts; lines at 0, 400 and 800 ms. */
+    assert_true(st.failed_attempts >= 20);
+    assert_true(t.n >= 2 && t.n <= 4);
+    snprintf(want, sizeof want, "broker unreachable: AMQP connect to 127.0.0.1:%d: ", port);
+    assert_true(starts_with(t.lines[0], want));
+    for (int i = 1; i < t.n; i++)
+        assert_true(starts_with(t.lines[i], "broker still unreachable after "));
+    for (int i = 0; i < t.n; i++)
+        assert_null(strstr(t.lines[i], "s3cret"));
+}
+
 /* No broker at all: the thread keeps trying, reports why, stops at once,
  * and the rows wait for the next start. */
 static void test_no_broker_then_start(void **state)
@@ -545,6 +640,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drains_in_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_nack_republishes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_no_broker_then_start, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_outage_told_rate_limited, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stalled_broker, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_broker_restart, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_broker_killed, fx_setup, fx_teardown),
