@@ -32,7 +32,9 @@ static const char export_usage[] =
     "                   readable by browsers' devtools and `restspy replay --har`\n"
     "  --jsonl FILE     one JSON object per line, with headers and bodies\n"
     "                   (`restspy replay --jsonl`, `restspy import --jsonl`)\n"
-    "  --curl           one curl command line per request, on standard output\n"
+    "  --curl           one curl command line per request, on standard output (the\n"
+    "                   bodies byte for byte; a request whose body was not stored or\n"
+    "                   is incomplete becomes a '# restspy:' comment line saying why)\n"
     "  --target URL     the server the curl lines call (default http://localhost)\n"
     "  --store URL      store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE    config file whose store setting to use\n"
@@ -59,6 +61,7 @@ typedef struct export_ctx {
     har_writer *har;
     const char *base;
     size_t n;
+    size_t commented; /* curl: requests written as comments, not commands */
 } export_ctx;
 
 static int export_one(const record *r, void *ud)
@@ -68,8 +71,8 @@ static int export_one(const record *r, void *ud)
         har_add(x->har, r);
     else if (x->kind == OUT_JSONL)
         jsonl_write(x->f, r);
-    else
-        curl_write(x->f, r, x->base);
+    else if (!curl_write(x->f, r, x->base))
+        x->commented++;
     x->n++;
     /* A closed pipe or a full disk: stop reading the store. */
     return ferror(x->f) ? 1 : 0;
@@ -161,7 +164,7 @@ int cli_export(int argc, char **argv, char *const *envp)
         rc = 1;
         goto out;
     }
-    export_ctx x = {kind, o.f, NULL, DEFAULT_CURL_BASE, 0};
+    export_ctx x = {kind, o.f, NULL, DEFAULT_CURL_BASE, 0, 0};
     char *trimmed = NULL; /* owned */
     if (base) {
         /* "http://host:port/" would give "//path" in every line. */
@@ -179,6 +182,11 @@ int cli_export(int argc, char **argv, char *const *envp)
     /* A store error discards the file; a write error is reported here. */
     if (cliutil_out_close(cmd, &o, rc != 0) < 0)
         rc = 1;
+    if (rc == 0 && x.commented)
+        fprintf(stderr,
+                "restspy export: %zu request%s written as a comment, not a command: %s body "
+                "cannot be sent as recorded (the '# restspy:' lines say why)\n",
+                x.commented, x.commented == 1 ? "" : "s", x.commented == 1 ? "its" : "their");
     if (rc == 0 && kind != OUT_CURL && strcmp(path, "-") != 0) {
         printf("exported %zu request%s to %s\n", x.n, x.n == 1 ? "" : "s", path);
         rc = cliutil_flush_stdout(cmd);

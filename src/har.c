@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "buf.h"
+#include "httpmsg.h"
+#include "replay.h"
 #include "util.h"
 
 #ifndef RESTSPY_VERSION
@@ -880,7 +882,9 @@ static bool body_as_argument(const buf *b)
 
 /* The body as a printf format in single quotes. Octal escapes, not \x:
  * POSIX printf (dash, Debian's /bin/sh) has no \x. printf is a shell
- * builtin, so no argument size limit applies. */
+ * builtin, so no argument size limit applies. A leading '-' is escaped too:
+ * printf would take the format for an option (every multipart body starts
+ * with "--boundary") and print nothing. */
 static void append_printf_body(buf *out, const buf *b)
 {
     buf_append_str(out, "printf '");
@@ -890,7 +894,7 @@ static void append_printf_body(buf *out, const buf *b)
             buf_append_str(out, "%%");
         } else if (c == '\\') {
             buf_append_str(out, "\\\\");
-        } else if (c >= 0x20 && c < 0x7f && c != '\'') {
+        } else if (c >= 0x20 && c < 0x7f && c != '\'' && !(i == 0 && c == '-')) {
             buf_append_char(out, (char)c);
         } else {
             char e[5] = {'\\', (char)('0' + (c >> 6)), (char)('0' + ((c >> 3) & 7)),
@@ -913,39 +917,48 @@ static bool has_dot_segment(const char *p)
     return false;
 }
 
-void curl_write(FILE *f, const record *r, const char *base)
+/* Recorded headers curl computes itself (from the URL and the body), and
+ * any that could not go on the wire as one header line (replay leaves those
+ * out too). */
+static bool curl_skips_header(const record_header *h)
 {
-    buf out = BUF_INIT, url = BUF_INIT;
-    const buf *body = &r->req_body;
-    bool piped = body->len && !body_as_argument(body);
+    size_t nl = strlen(h->name);
+    return util_ieq(h->name, nl, "host") || util_ieq(h->name, nl, "content-length") ||
+           util_ieq(h->name, nl, "transfer-encoding") || !httpmsg_is_token(h->name, nl) ||
+           strpbrk(h->value, "\r\n");
+}
+
+/* The curl command for r with body (NULL: none) into out (appended). */
+static void append_curl(buf *out, const record *r, const char *base, const buf *body)
+{
+    buf url = BUF_INIT;
+    bool piped = body && body->len && !body_as_argument(body);
     if (piped)
-        append_printf_body(&out, body);
-    buf_append_str(&out, "curl -sS");
+        append_printf_body(out, body);
+    buf_append_str(out, "curl -sS");
     const char *m = r->method ? r->method : "GET";
-    if (strcmp(m, "HEAD") == 0) {
-        buf_append_str(&out, " -I"); /* -X HEAD would wait for a body */
+    bool head = strcmp(m, "HEAD") == 0;
+    if (head) {
+        buf_append_str(out, " -I"); /* -X HEAD would wait for a body */
     } else {
-        buf_append_str(&out, " -X ");
+        buf_append_str(out, " -X ");
         /* plain tokens (every real method) read better unquoted */
         if (strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
             strlen(m))
-            buf_append_str(&out, m);
+            buf_append_str(out, m);
         else
-            append_sq(&out, m, strlen(m));
+            append_sq(out, m, strlen(m));
     }
     append_url(&url, r, base);
     if (strpbrk(url.data, "[]{}"))
-        buf_append_str(&out, " -g"); /* no URL globbing: a[]=1 is a plain query */
+        buf_append_str(out, " -g"); /* no URL globbing: a[]=1 is a plain query */
     if (has_dot_segment(r->path))
-        buf_append_str(&out, " --path-as-is");
-    buf_append_char(&out, ' ');
-    append_sq(&out, url.data, url.len);
+        buf_append_str(out, " --path-as-is");
+    buf_append_char(out, ' ');
+    append_sq(out, url.data, url.len);
     for (size_t i = 0; i < r->req_headers.len; i++) {
         const record_header *h = &r->req_headers.v[i];
-        size_t nl = strlen(h->name);
-        /* curl computes these from the URL and the body it sends */
-        if (util_ieq(h->name, nl, "host") || util_ieq(h->name, nl, "content-length") ||
-            util_ieq(h->name, nl, "transfer-encoding"))
+        if (curl_skips_header(h))
             continue;
         buf hv = BUF_INIT;
         buf_append_str(&hv, h->name);
@@ -956,24 +969,52 @@ void curl_write(FILE *f, const record *r, const char *base)
         } else {
             buf_append_char(&hv, ';');
         }
-        buf_append_str(&out, " -H ");
-        append_sq(&out, hv.data, hv.len);
+        buf_append_str(out, " -H ");
+        append_sq(out, hv.data, hv.len);
         buf_free(&hv);
     }
-    if (body->len) {
+    /* An empty body the client announced (Content-Length: 0) is sent as
+     * one: without data curl sends no Content-Length at all. */
+    bool announced = !head && record_headers_get(&r->req_headers, "content-length");
+    if (body && (body->len || announced)) {
         /* --data-binary adds a form Content-Type the request did not have */
         if (!record_headers_get(&r->req_headers, "content-type"))
-            buf_append_str(&out, " -H 'Content-Type:'");
-        buf_append_str(&out, " --data-binary ");
+            buf_append_str(out, " -H 'Content-Type:'");
+        buf_append_str(out, " --data-binary ");
         if (piped)
-            buf_append_str(&out, "@-");
+            buf_append_str(out, "@-");
         else
-            append_sq(&out, body->data, body->len);
+            append_sq(out, body->data ? body->data : "", body->len);
     }
-    if (r->req_truncated)
-        buf_append_str(&out, " # restspy: request body truncated at capture");
+    buf_free(&url);
+}
+
+bool curl_write(FILE *f, const record *r, const char *base)
+{
+    buf out = BUF_INIT, encoded = BUF_INIT;
+    char why[300];
+    const char *unfaithful = replay_body_unfaithful(r, why, sizeof why);
+    if (unfaithful) {
+        /* A command sending another body than the recorded one would still
+         * "work" (exit 0): the request is written as a comment instead,
+         * on one line whatever its bytes, so that the script runs the rest. */
+        buf cmd = BUF_INIT;
+        append_curl(&cmd, r, base, NULL);
+        buf_append_str(&out, "# restspy: not exported as a command, ");
+        buf_append_str(&out, unfaithful);
+        buf_append_str(&out, ": ");
+        for (size_t i = 0; i < cmd.len; i++)
+            buf_append_char(&out, cmd.data[i] == '\n' || cmd.data[i] == '\r' ? ' ' : cmd.data[i]);
+        buf_free(&cmd);
+    } else {
+        /* Sent as it was on the wire: a body stored decoded is encoded
+         * again under its recorded Content-Encoding header (rather than
+         * sent decoded without it), so the server gets what it got then. */
+        append_curl(&out, r, base, replay_wire_body(r, &encoded));
+    }
     buf_append_char(&out, '\n');
     fwrite(out.data, 1, out.len, f);
     buf_free(&out);
-    buf_free(&url);
+    buf_free(&encoded);
+    return unfaithful == NULL;
 }

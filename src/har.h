@@ -12,6 +12,7 @@
 #ifndef RESTSPY_HAR_H
 #define RESTSPY_HAR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -35,10 +36,16 @@ int har_read(const char *path, record ***out, size_t *n, char *err, size_t errle
 void jsonl_write(FILE *f, const record *r);
 int jsonl_read(const char *path, record ***out, size_t *n, char *err, size_t errlen);
 
-/* One curl command line reproducing the request against base ("http://host:port"),
- * shell-quoted; bodies that are not text go through --data-binary @- with a
- * printf of escapes. */
-void curl_write(FILE *f, const record *r, const char *base);
+/* One curl command line reproducing the request against base
+ * ("http://host:port"), shell-quoted so that any body round-trips byte for
+ * byte: one-line text as a quoted argument, anything else (binary, NUL
+ * bytes, several lines, a leading '@') through --data-binary @- fed by a
+ * printf of escapes. A body stored decoded is sent encoded again with its
+ * recorded Content-Encoding (replay_wire_body). A request whose body cannot
+ * be sent as recorded (replay_body_unfaithful: not stored, incomplete) is
+ * written as a comment line saying why, never as a command sending another
+ * body; false then, true for a command. */
+bool curl_write(FILE *f, const record *r, const char *base);
 
 void records_free(record **v, size_t n);
 

@@ -846,21 +846,28 @@ static void expect_curl(const record *r, const char *base, const char *want)
     free(s);
 }
 
-/* Runs the printf part of a piped curl line through /bin/sh: the bytes must
- * be the body. */
-static void check_printf_bytes(const char *line, const void *body, size_t n)
+/* Runs the printf part of a piped curl line through /bin/sh, then through
+ * filter (a command, or ""): the bytes must be the body. */
+static void check_piped_bytes(const char *line, const char *filter, const void *body, size_t n)
 {
     const char *bar = strstr(line, " | curl ");
     assert_non_null(bar);
-    char *cmd = xstrndup(line, (size_t)(bar - line));
-    FILE *p = popen(cmd, "r");
+    buf cmd = BUF_INIT;
+    buf_append(&cmd, line, (size_t)(bar - line));
+    buf_append_str(&cmd, filter);
+    FILE *p = popen(cmd.data, "r");
     assert_non_null(p);
     unsigned char got[256];
     size_t m = fread(got, 1, sizeof got, p);
     assert_int_equal(pclose(p), 0);
     assert_int_equal(m, n);
     assert_memory_equal(got, body, n);
-    free(cmd);
+    buf_free(&cmd);
+}
+
+static void check_printf_bytes(const char *line, const void *body, size_t n)
+{
+    check_piped_bytes(line, "", body, n);
 }
 
 static void test_curl(void **state)
@@ -932,10 +939,85 @@ static void test_curl(void **state)
     free(r->path);
     r->path = xstrdup("/x");
     buf_append_str(&r->req_body, "abc");
+    r->req_body_size = 10;
     r->req_truncated = true;
+    /* an incomplete body: a comment saying so, never a command sending
+     * another body (issue 9 item 3) */
     expect_curl(r, "http://h:1",
-                "curl -sS -X PATCH 'http://h:1/x' -H 'Content-Type:' --data-binary 'abc'"
-                " # restspy: request body truncated at capture\n");
+                "# restspy: not exported as a command, request body is incomplete: 3 of 10 "
+                "bytes recorded: curl -sS -X PATCH 'http://h:1/x'\n");
+    record_free(r);
+}
+
+/* Issue 9 item 3: any byte sequence round-trips through the curl line, a
+ * body starting with '-' (every multipart body) included. */
+static void test_curl_bodies(void **state)
+{
+    (void)state;
+    static const char multipart[] = "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n"
+                                    "1\r\n--XyZ--\r\n";
+    record *r = record_new();
+    r->method = xstrdup("POST");
+    r->path = xstrdup("/up");
+    hdr(&r->req_headers, "Content-Type", "multipart/form-data; boundary=XyZ");
+    buf_append_str(&r->req_body, multipart);
+    char *line = curl_line(r, "http://h:1");
+    assert_true(strncmp(line, "printf '\\055-XyZ\\015\\012", 20) == 0);
+    check_printf_bytes(line, multipart, strlen(multipart));
+    free(line);
+
+    /* NUL bytes and a leading '-' on one line */
+    static const char nul[] = {'-', '-', 0, 'x', 0};
+    buf_reset(&r->req_body);
+    buf_append(&r->req_body, nul, sizeof nul);
+    line = curl_line(r, "http://h:1");
+    check_printf_bytes(line, nul, sizeof nul);
+    free(line);
+
+    /* one-line text starting with '-': a quoted argument, which curl takes
+     * as the value of --data-binary */
+    buf_reset(&r->req_body);
+    buf_append_str(&r->req_body, "-v \xc3\xa9");
+    expect_curl(r, "http://h:1",
+                "curl -sS -X POST 'http://h:1/up' -H 'Content-Type: multipart/form-data; "
+                "boundary=XyZ' --data-binary '-v \xc3\xa9'\n");
+
+    /* an empty body the client announced is sent as one */
+    buf_reset(&r->req_body);
+    hdr(&r->req_headers, "Content-Length", "0");
+    expect_curl(r, "http://h:1",
+                "curl -sS -X POST 'http://h:1/up' -H 'Content-Type: multipart/form-data; "
+                "boundary=XyZ' --data-binary ''\n");
+    record_free(r);
+
+    /* a body stored decoded goes out encoded again, under its header */
+    r = record_new();
+    r->method = xstrdup("PUT");
+    r->path = xstrdup("/z");
+    hdr(&r->req_headers, "Content-Encoding", "gzip");
+    buf_append_str(&r->req_body, "{\"a\":1}");
+    r->req_encoding = xstrdup("gzip");
+    line = curl_line(r, "http://h:1");
+    assert_true(strncmp(line, "printf '\\037\\213", 14) == 0);
+    assert_non_null(strstr(line, " -H 'Content-Encoding: gzip' "));
+    check_piped_bytes(line, " | gzip -dc", "{\"a\":1}", 7);
+    free(line);
+
+    /* not stored: a comment, on one line whatever the headers hold */
+    r->req_body_note = xstrdup("dropped: gzip: incorrect header check");
+    buf_reset(&r->req_body);
+    hdr(&r->req_headers, "X-Evil", "a\nrm -rf /");
+    expect_curl(r, "http://h:1",
+                "# restspy: not exported as a command, request body was not stored (dropped: "
+                "gzip: incorrect header check): curl -sS -X PUT 'http://h:1/z' -H "
+                "'Content-Encoding: gzip'\n");
+    /* stored as received (undecodable, redaction off): sent as it is */
+    free(r->req_body_note);
+    r->req_body_note = xstrdup("undecoded: gzip: incorrect header check");
+    buf_append_str(&r->req_body, "raw");
+    expect_curl(r, "http://h:1",
+                "curl -sS -X PUT 'http://h:1/z' -H 'Content-Encoding: gzip' -H 'Content-Type:' "
+                "--data-binary 'raw'\n");
     record_free(r);
 }
 
@@ -953,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_jsonl_round_trip),
         cmocka_unit_test(test_jsonl_read_lines),
         cmocka_unit_test(test_curl),
+        cmocka_unit_test(test_curl_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

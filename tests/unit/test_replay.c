@@ -1018,9 +1018,16 @@ static void test_unreplayable(void **state)
     assert_null(replay_unreplayable(&o, r, b, sizeof b));
 
     r->req_truncated = true;
+    r->req_body_size = 70000;
     assert_string_equal(replay_unreplayable(&o, r, b, sizeof b),
-                        "request body was truncated at capture");
+                        "request body is incomplete: 0 of 70000 bytes recorded");
     r->req_truncated = false;
+    /* not stored (issue 9 item 3): never sent with an empty body instead */
+    r->req_body_note = xstrdup("dropped: br: damaged stream");
+    assert_string_equal(replay_unreplayable(&o, r, b, sizeof b),
+                        "request body was not stored (dropped: br: damaged stream)");
+    free(r->req_body_note);
+    r->req_body_note = NULL;
 
     hdr(&r->req_headers, "Authorization", "[redacted]");
     hdr(&r->req_headers, "Cookie", "a=[redacted]");
