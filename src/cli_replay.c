@@ -80,6 +80,9 @@ static const char usage[] =
     "  --compare            compare status, selected headers and body\n"
     "  --no-compare         only send, do not compare\n"
     "  --compare-header N   also compare this response header (repeatable)\n"
+    "  --max-decoded SIZE   a compressed answer (gzip, deflate, br) is compared decoded,\n"
+    "                       as recorded bodies are stored; at most SIZE of it (default\n"
+    "                       64M), the rest as for a body truncated at capture\n"
     "  --ignore PATH        ignore a JSON path: $.updated_at, $..id, $.items[*].ts\n"
     "  --ignore-header N    ignore a response header\n"
     "  --ignore-regex RE    two differing values that both match RE are equal\n"
@@ -137,6 +140,7 @@ typedef struct args {
     const char *learn;
     const char *report_json, *report_junit;
     uint64_t timeout_ms;
+    uint64_t max_decoded;
     size_t max_listed;
 } args;
 
@@ -343,6 +347,16 @@ static int parse_args(int argc, char **argv, args *a)
                 return 2;
             }
             a->timeout_ms = ms;
+            continue;
+        }
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--max-decoded", &v))) {
+            if (m < 0)
+                return 2;
+            if (util_parse_size(v, &a->max_decoded) < 0 || a->max_decoded == 0) {
+                cliutil_errorf(cmd, "bad value for --max-decoded: '%s' (expected a size like 64M)",
+                               v);
+                return 2;
+            }
             continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--compare-header", &v))) {
@@ -624,6 +638,7 @@ static void fill_replay_opts(const args *a, replay_opts *o)
     o->loops = a->loops;
     o->ordered = a->ordered;
     o->timeout_ms = a->timeout_ms;
+    o->max_decoded = a->max_decoded;
     o->set_headers = a->set_headers.len ? &a->set_headers : NULL;
     o->drop_headers = a->drop.v;
     o->rewrites = a->rewrites;

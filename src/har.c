@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "coding.h"
 #include "httpmsg.h"
 #include "replay.h"
 #include "util.h"
@@ -300,6 +301,53 @@ static void set_body_text(json_t *o, const buf *b, const char *enc_key)
     }
 }
 
+/* A captured body as HAR sees it. text: the stored body (decoded when it
+ * had a Content-Encoding, as browsers write it). */
+typedef struct har_body {
+    const buf *text;
+    uint64_t wire_size; /* *_body_size: on the wire, encoded */
+    bool truncated;
+    const char *encoding; /* *_encoding */
+    const char *note;     /* *_body_note */
+} har_body;
+
+/* What a reader must know when text is not the whole decoded body, for
+ * HAR's comment field (the _restspy fields say it only to restspy). NULL
+ * when there is nothing to say; else owned by the caller. */
+static char *body_comment(const har_body *b)
+{
+    buf c = BUF_INIT;
+    if (b->note && strncmp(b->note, "dropped", 7) == 0)
+        buf_appendf(&c, "restspy: body not stored (%s)", b->note);
+    else if (b->note)
+        buf_appendf(&c, "restspy: body as received, still %s-encoded (%s)",
+                    b->encoding ? b->encoding : "content", b->note);
+    else if (b->truncated && b->encoding)
+        buf_appendf(&c,
+                    "restspy: body incomplete: text holds its first %zu bytes, decoded from "
+                    "%llu %s-encoded bytes",
+                    b->text->len, (unsigned long long)b->wire_size, b->encoding);
+    else if (b->truncated)
+        buf_appendf(&c, "restspy: body incomplete: text holds the first %zu of its %llu bytes",
+                    b->text->len, (unsigned long long)b->wire_size);
+    return c.len ? buf_detach(&c) : NULL;
+}
+
+/* HAR's content.size is the decoded length: the stored body's when it was
+ * decoded whole, else the size on the wire (the same bytes). */
+static uint64_t decoded_size(const har_body *b)
+{
+    return b->encoding && !b->note ? b->text->len : b->wire_size;
+}
+
+static void set_comment(json_t *o, const har_body *b)
+{
+    char *c = body_comment(b);
+    if (c)
+        json_object_set_new(o, "comment", json_string(c));
+    free(c);
+}
+
 static json_t *har_request(const record *r)
 {
     json_t *q = json_object();
@@ -312,13 +360,16 @@ static json_t *har_request(const record *r)
     json_object_set_new(q, "cookies", har_req_cookies(&r->req_headers));
     json_object_set_new(q, "headers", har_headers(&r->req_headers));
     json_object_set_new(q, "queryString", har_query(r->query));
-    if (r->req_body.len) {
+    har_body b = {&r->req_body, r->req_body_size, r->req_truncated, r->req_encoding,
+                  r->req_body_note};
+    if (r->req_body.len || r->req_body_note) {
         json_t *pd = json_object();
         const char *ct = record_headers_get(&r->req_headers, "content-type");
         json_object_set_new(pd, "mimeType", jstr_c(ct ? ct : "application/octet-stream"));
         /* HAR 1.2 has no encoding for postData: "_encoding" is a custom
          * field, which the spec allows with a leading underscore. */
         set_body_text(pd, &r->req_body, "_encoding");
+        set_comment(pd, &b);
         json_object_set_new(q, "postData", pd);
     }
     json_object_set_new(q, "headersSize", json_integer(-1));
@@ -334,12 +385,19 @@ static json_t *har_response(const record *r)
     json_object_set_new(s, "httpVersion", json_string("HTTP/1.1"));
     json_object_set_new(s, "cookies", har_resp_cookies(&r->resp_headers));
     json_object_set_new(s, "headers", har_headers(&r->resp_headers));
+    har_body b = {&r->resp_body, r->resp_body_size, r->resp_truncated, r->resp_encoding,
+                  r->resp_body_note};
     json_t *c = json_object();
-    json_object_set_new(c, "size", jsize(r->resp_body_size));
+    uint64_t size = decoded_size(&b);
+    json_object_set_new(c, "size", jsize(size));
+    /* Bytes the coding saved, when known (the whole body was decoded). */
+    if (b.encoding && !b.note && !b.truncated && size > b.wire_size)
+        json_object_set_new(c, "compression", jsize(size - b.wire_size));
     const char *ct = record_headers_get(&r->resp_headers, "content-type");
     json_object_set_new(c, "mimeType", jstr_c(ct ? ct : "x-unknown"));
     if (r->resp_body.len)
         set_body_text(c, &r->resp_body, "encoding");
+    set_comment(c, &b);
     json_object_set_new(s, "content", c);
     const char *loc = record_headers_get(&r->resp_headers, "location");
     json_object_set_new(s, "redirectURL", jstr_c(loc ? loc : ""));
@@ -376,6 +434,14 @@ static json_t *har_restspy(const record *r)
         json_object_set_new(x, "method", json_null());
     if (!origin_form(r->path))
         json_object_set_new(x, "path", jstr_c(r->path));
+    /* Content codings: only when set, as record_to_json writes them. */
+    const char *const codings[][2] = {{"req_encoding", r->req_encoding},
+                                      {"req_body_note", r->req_body_note},
+                                      {"resp_encoding", r->resp_encoding},
+                                      {"resp_body_note", r->resp_body_note}};
+    for (size_t i = 0; i < sizeof codings / sizeof codings[0]; i++)
+        if (codings[i][1])
+            json_object_set_new(x, codings[i][0], jstr_c(codings[i][1]));
     return x;
 }
 
@@ -629,12 +695,37 @@ static int map_foreign(json_t *c, json_t *e, json_t *resp, size_hints *hints)
     return 0;
 }
 
-static void apply_hint(int64_t hint, const buf *body, uint64_t *size, bool *truncated)
+/* A foreign file's body is decoded text (HAR's text is "HTTP decoded", as
+ * browsers write it): a body that had a Content-Encoding gets it as its
+ * *_encoding, as the proxy records a body it decoded. hint: the size the
+ * file announces, comparable with the text's when hint_decoded (content.size
+ * is decoded; request.bodySize is on the wire, so not for an encoded
+ * request). Beyond the text: no text at all means the body is not in the
+ * file (a browser export "without content"), which the note says, never
+ * "truncated at capture"; a shorter text is an incomplete body. */
+static void foreign_body(int64_t hint, bool hint_decoded, const record_headers *h, buf *body,
+                         uint64_t *size, bool *truncated, char **encoding, char **note)
 {
-    if (hint > 0 && (uint64_t)hint > body->len) {
-        *size = (uint64_t)hint;
-        *truncated = true;
+    const char *ce = record_headers_get(h, "content-encoding");
+    coding_kind k[CODING_MAX_LAYERS];
+    bool coded = ce && coding_parse(ce, k, NULL, 0) != 0;
+    if (coded && body->len)
+        *encoding = xstrdup(ce);
+    if (coded && !hint_decoded) {
+        if (hint > 0)
+            *size = (uint64_t)hint; /* on the wire, as *_body_size is */
+        return;
     }
+    if (hint <= 0 || (uint64_t)hint <= body->len)
+        return;
+    *size = (uint64_t)hint;
+    if (body->len) {
+        *truncated = true;
+        return;
+    }
+    buf b = BUF_INIT;
+    buf_appendf(&b, "dropped: not in the HAR file (%lld bytes announced)", (long long)hint);
+    *note = buf_detach(&b);
 }
 
 /* One HAR entry to a record, or NULL with err (without the file/entry prefix). */
@@ -716,8 +807,11 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
     r = record_from_json(txt, strlen(txt), err, errlen);
     free(txt);
     if (r && !rs) {
-        apply_hint(hints.req, &r->req_body, &r->req_body_size, &r->req_truncated);
-        apply_hint(hints.resp, &r->resp_body, &r->resp_body_size, &r->resp_truncated);
+        foreign_body(hints.req, false, &r->req_headers, &r->req_body, &r->req_body_size,
+                     &r->req_truncated, &r->req_encoding, &r->req_body_note);
+        if (r->status)
+            foreign_body(hints.resp, true, &r->resp_headers, &r->resp_body, &r->resp_body_size,
+                         &r->resp_truncated, &r->resp_encoding, &r->resp_body_note);
     }
     if (!r && strncmp(err, "time:", 5) == 0)
         snprintf(err, errlen, "startedDateTime: not an ISO 8601 date and time");

@@ -127,6 +127,7 @@ struct run {
     unsigned loops;
     uint64_t total, taken, done, errors;
     uint64_t timeout_ms;
+    uint64_t max_decoded; /* decoded bytes kept of a compressed answer */
     int64_t loop_span_us; /* pacing: one loop's length */
     int64_t t0;           /* mono µs at start */
     int64_t wall0;        /* wall-clock µs at start */
@@ -539,8 +540,9 @@ static void recycle(conn *c, record *g)
 {
     if (!c || c->spare || g->node || g->client_addr || g->method || g->scheme || g->host ||
         g->path || g->query || g->rule || g->origin || g->error || g->replication ||
-        g->applied_id || g->outbox || g->req_headers.v || g->req_body.data ||
-        g->headers_json[0].data || g->headers_json[1].data || g->resp_body.cap > PREALLOC_MAX) {
+        g->applied_id || g->outbox || g->req_headers.v || g->req_body.data || g->resp_encoding ||
+        g->resp_body_note || g->headers_json[0].data || g->headers_json[1].data ||
+        g->resp_body.cap > PREALLOC_MAX) {
         record_free(g);
         return;
     }
@@ -658,6 +660,13 @@ static void conn_complete(conn *c, bool reusable)
 {
     record *got = c->got;
     got->upstream_us = util_mono_us() - c->t_send;
+    /* Recordings hold decoded bodies: a compressed answer is compared,
+     * learned from and reported decoded too (resp_encoding says it was
+     * compressed; one that cannot be decoded stays as received, with an
+     * "undecoded: ..." note). After the latency: decoding is not the
+     * target's time. Only compressed answers pay for it. */
+    if (got->resp_body.len && record_headers_get(&got->resp_headers, "content-encoding"))
+        record_decode_bodies(got, 0, c->r->max_decoded, true);
     got->duration_us = got->upstream_us;
     got->started_at_us = c->r->wall0 + (c->t_send - c->r->t0);
     c->served++;
@@ -1189,6 +1198,7 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
     uv_timer_init(&r->loop, &r->sweep);
     r->sweep.data = r;
     r->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
+    r->max_decoded = o->max_decoded ? o->max_decoded : REPLAY_MAX_DECODED;
     uv_async_init(&r->loop, &r->async, on_async);
     r->async.data = r;
     atomic_store(&g_async, &r->async);

@@ -20,6 +20,9 @@
 #include "buf.h"
 #include "record.h"
 
+/* Default for replay_opts.max_decoded: 64 MiB. */
+#define REPLAY_MAX_DECODED (64u << 20)
+
 typedef struct replay_rewrite {
     const char *from; /* path prefix */
     const char *to;
@@ -32,6 +35,9 @@ typedef struct replay_opts {
     unsigned loops;       /* >= 1 */
     bool ordered;
     uint64_t timeout_ms;               /* per request: connect + answer */
+    uint64_t max_decoded;              /* a compressed answer is decoded up to this many
+                                          bytes (0 = REPLAY_MAX_DECODED); beyond, the
+                                          answer is marked truncated */
     const record_headers *set_headers; /* replace/add (may be NULL) */
     char *const *drop_headers;         /* lower-case names (may be NULL) */
     const replay_rewrite *rewrites;    /* first matching prefix wins */
@@ -40,9 +46,14 @@ typedef struct replay_opts {
 
 typedef struct replay_answer {
     const record *sent; /* the case as sent (after rewrites); owned by replay */
-    record *got;        /* status, resp_headers, resp_body (whole), upstream_us =
-                           latency; NULL on error. The callback may keep it (set
-                           the pointer to NULL) or leave it to be freed. */
+    record *got;        /* status, resp_headers, resp_body, upstream_us = latency;
+                           NULL on error. resp_body is the whole body, decoded
+                           when it had a Content-Encoding (resp_encoding then
+                           says which; resp_truncated when cut at max_decoded;
+                           resp_body_note "undecoded: ..." when it could not
+                           be decoded and is as received). The callback may
+                           keep it (set the pointer to NULL) or leave it to be
+                           freed. */
     const char *error;  /* NULL on success */
     size_t index;       /* case index */
     unsigned loop;      /* 0-based */

@@ -137,9 +137,52 @@ static record *rec_asterisk(void)
     return r;
 }
 
+/* Compressed on the wire, stored decoded (issue 9 item 4). */
+static record *rec_coded(void)
+{
+    record *r = record_new();
+    r->started_at_us = T0 + 6;
+    r->method = xstrdup("POST");
+    r->path = xstrdup("/c");
+    hdr(&r->req_headers, "Content-Type", "application/x-www-form-urlencoded");
+    hdr(&r->req_headers, "Content-Encoding", "gzip");
+    buf_append_str(&r->req_body, "x=1");
+    r->req_body_size = 23;
+    r->req_encoding = xstrdup("gzip");
+    r->status = 200;
+    hdr(&r->resp_headers, "Content-Type", "text/plain");
+    hdr(&r->resp_headers, "Content-Encoding", "br");
+    for (int i = 0; i < 1000; i++)
+        buf_append_char(&r->resp_body, 'a');
+    r->resp_body_size = 12;
+    r->resp_encoding = xstrdup("br");
+    return r;
+}
+
+/* Bodies that could not be decoded: the request's dropped (redaction on),
+ * the response's kept as received. */
+static record *rec_undecodable(void)
+{
+    record *r = record_new();
+    r->started_at_us = T0 + 7;
+    r->method = xstrdup("PUT");
+    r->path = xstrdup("/u");
+    hdr(&r->req_headers, "Content-Encoding", "gzip");
+    r->req_body_size = 50;
+    r->req_encoding = xstrdup("gzip");
+    r->req_body_note = xstrdup("dropped: gzip: incorrect header check");
+    r->status = 200;
+    hdr(&r->resp_headers, "Content-Encoding", "br");
+    buf_append(&r->resp_body, "\x8b\x00\xff", 3);
+    r->resp_body_size = 3;
+    r->resp_encoding = xstrdup("br");
+    r->resp_body_note = xstrdup("undecoded: br: damaged stream");
+    return r;
+}
+
 typedef record *(*maker)(void);
-static const maker MAKERS[] = {rec_utf8,   rec_binary,   rec_empty,
-                               rec_noresp, rec_unparsed, rec_asterisk};
+static const maker MAKERS[] = {rec_utf8,     rec_binary,   rec_empty, rec_noresp,
+                               rec_unparsed, rec_asterisk, rec_coded, rec_undecodable};
 #define NMAKERS (sizeof MAKERS / sizeof MAKERS[0])
 
 /* ---- helpers ---- */
@@ -217,6 +260,10 @@ static void records_eq(const record *a, const record *b, unsigned what)
     str_eq("rule", a->rule, b->rule);
     str_eq("origin", a->origin, b->origin);
     str_eq("error", a->error, b->error);
+    str_eq("req_encoding", a->req_encoding, b->req_encoding);
+    str_eq("req_body_note", a->req_body_note, b->req_body_note);
+    str_eq("resp_encoding", a->resp_encoding, b->resp_encoding);
+    str_eq("resp_body_note", a->resp_body_note, b->resp_body_note);
     if (what & EQ_REPLICATION)
         str_eq("replication", a->replication, b->replication);
 }
@@ -669,12 +716,87 @@ static void test_har_foreign(void **state)
     assert_int_equal(r->http_minor, 0);
     assert_string_equal(r->req_body.data, "a+b=1%262&c=%C3%A9");
     assert_int_equal(r->upstream_us, -1);
-    /* exported without content: 500 bytes announced, none kept */
+    /* exported without content: 500 bytes announced, none in the file,
+     * which is not a truncation at capture (issue 9 item 17) */
     assert_int_equal(r->resp_body.len, 0);
     assert_int_equal(r->resp_body_size, 500);
-    assert_true(r->resp_truncated);
+    assert_false(r->resp_truncated);
+    assert_string_equal(r->resp_body_note, "dropped: not in the HAR file (500 bytes announced)");
 
     records_free(v, n);
+    unlink(path);
+}
+
+/* Issue 9 item 4: HAR holds decoded bodies (as browsers write them) with
+ * the Content-Encoding header kept, sizes that say so, and a comment for a
+ * body that is not the whole decoded one; a foreign HAR's body under a
+ * Content-Encoding is read as decoded. */
+static void test_har_codings(void **state)
+{
+    (void)state;
+    record *v[2] = {rec_coded(), rec_undecodable()};
+    char path[64];
+    tmp_path(path, sizeof path, "codings");
+    write_har(path, v, 2);
+    json_t *root = load(path);
+    json_t *entries = get(get(root, "log"), "entries");
+
+    json_t *q = get(json_array_get(entries, 0), "request");
+    json_t *s = get(json_array_get(entries, 0), "response");
+    assert_string_equal(json_string_value(get(get(q, "postData"), "text")), "x=1");
+    assert_null(json_object_get(get(q, "postData"), "comment"));
+    assert_int_equal(json_integer_value(get(q, "bodySize")), 23);
+    json_t *c = get(s, "content");
+    assert_int_equal(json_string_length(get(c, "text")), 1000);
+    assert_null(json_object_get(c, "encoding"));
+    assert_int_equal(json_integer_value(get(c, "size")), 1000);
+    assert_int_equal(json_integer_value(get(c, "compression")), 988);
+    assert_int_equal(json_integer_value(get(s, "bodySize")), 12);
+    assert_null(json_object_get(c, "comment"));
+    json_t *h = json_array_get(get(s, "headers"), 1);
+    assert_string_equal(json_string_value(get(h, "name")), "Content-Encoding");
+    assert_string_equal(json_string_value(get(h, "value")), "br");
+
+    q = get(json_array_get(entries, 1), "request");
+    s = get(json_array_get(entries, 1), "response");
+    assert_string_equal(json_string_value(get(get(q, "postData"), "text")), "");
+    assert_string_equal(json_string_value(get(get(q, "postData"), "comment")),
+                        "restspy: body not stored (dropped: gzip: incorrect header check)");
+    c = get(s, "content");
+    assert_string_equal(json_string_value(get(c, "comment")),
+                        "restspy: body as received, still br-encoded (undecoded: br: damaged "
+                        "stream)");
+    assert_int_equal(json_integer_value(get(c, "size")), 3);
+    assert_null(json_object_get(c, "compression"));
+    json_decref(root);
+
+    /* A foreign file: text is decoded, the header says how it travelled;
+     * an encoded request's bodySize is its size on the wire, not a sign of
+     * truncation. */
+    write_text(path, "{\"log\":{\"version\":\"1.2\",\"entries\":[{\"startedDateTime\":"
+                     "\"2026-11-27T05:46:18.123Z\",\"time\":1,\"request\":{\"method\":\"POST\","
+                     "\"url\":\"http://a/p\",\"headers\":[{\"name\":\"Content-Encoding\","
+                     "\"value\":\"gzip\"}],\"postData\":{\"mimeType\":\"text/plain\",\"text\":"
+                     "\"abc\"},\"bodySize\":23},\"response\":{\"status\":200,\"headers\":"
+                     "[{\"name\":\"content-encoding\",\"value\":\"br\"}],\"content\":{\"size\":"
+                     "11,\"mimeType\":\"application/json\",\"text\":\"{\\\"ok\\\":true}\"},"
+                     "\"bodySize\":9}}]}}");
+    record **got;
+    size_t n;
+    char err[256];
+    if (har_read(path, &got, &n, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0]->req_encoding, "gzip");
+    assert_null(got[0]->req_body_note);
+    assert_false(got[0]->req_truncated);
+    assert_int_equal(got[0]->req_body_size, 23);
+    assert_string_equal(got[0]->resp_encoding, "br");
+    assert_false(got[0]->resp_truncated);
+    assert_int_equal(got[0]->resp_body.len, 11);
+    records_free(got, n);
+    for (size_t i = 0; i < 2; i++)
+        record_free(v[i]);
     unlink(path);
 }
 
@@ -1031,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_har_round_trip),
         cmocka_unit_test(test_har_required_fields),
         cmocka_unit_test(test_har_foreign),
+        cmocka_unit_test(test_har_codings),
         cmocka_unit_test(test_har_errors),
         cmocka_unit_test(test_jsonl_round_trip),
         cmocka_unit_test(test_jsonl_read_lines),
