@@ -601,7 +601,7 @@ static void on_answer(void *ud, replay_answer *a)
     compare_result res;
     compare_responses(&x->copts, c, a->got, &res);
     if (res.match) {
-        report_add(x->rp, OUTCOME_MATCH, c, a->loop, NULL, NULL, lat);
+        report_add(x->rp, OUTCOME_MATCH, c, a->loop, &res, NULL, lat);
     } else {
         x->mismatches++;
         report_add(x->rp, OUTCOME_MISMATCH, c, a->loop, &res, NULL, lat);

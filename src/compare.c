@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "redact.h"
 #include "util.h"
 
 #define VALUE_MAX 80      /* bytes of a value shown in a diff before "…" */
@@ -318,7 +319,7 @@ static bool path_match(const seg *s, size_t ns, const comp *c, size_t nc, bool p
 
 typedef enum { RULE_PATH, RULE_HEADER, RULE_REGEX, RULE_PATH_REGEX } rule_kind;
 
-typedef struct rule {
+typedef struct nrule {
     rule_kind kind;
     char *text; /* canonical text: what noise_save writes, noise_has compares */
     seg *segs;  /* RULE_PATH, RULE_PATH_REGEX */
@@ -326,10 +327,10 @@ typedef struct rule {
     const char *header; /* RULE_HEADER: points into text */
     regex_t re;         /* RULE_REGEX, RULE_PATH_REGEX, when compiled */
     bool has_re;
-} rule;
+} nrule;
 
 struct noise {
-    rule *v;
+    nrule *v;
     size_t len, cap;
     size_t npaths, nheaders, nregex; /* lets compare skip whole kinds */
 };
@@ -339,7 +340,7 @@ noise *noise_new(void)
     return xcalloc(1, sizeof(noise));
 }
 
-static void rule_free(rule *r)
+static void rule_free(nrule *r)
 {
     free(r->text);
     segs_free(r->segs, r->nsegs);
@@ -442,7 +443,7 @@ static char *regex_translate(const char *src)
     return buf_detach(&b);
 }
 
-static int compile_regex(rule *r, const char *pat, const char **why, char *msg, size_t msglen)
+static int compile_regex(nrule *r, const char *pat, const char **why, char *msg, size_t msglen)
 {
     char *t = regex_translate(pat);
     int rc = regcomp(&r->re, t, REG_EXTENDED | REG_NOSUB);
@@ -480,7 +481,7 @@ static bool prefix_ieq(const char *s, const char *lit)
 
 /* Parses rule text into r (canonical text included). The regex is compiled
  * only when compile is set: noise_has needs the text alone. */
-static int rule_parse(const char *text, rule *r, bool compile, const char **why, char *msg,
+static int rule_parse(const char *text, nrule *r, bool compile, const char **why, char *msg,
                       size_t msglen)
 {
     memset(r, 0, sizeof *r);
@@ -573,7 +574,7 @@ out:
     return rc;
 }
 
-static bool rule_same(const rule *a, const rule *b)
+static bool rule_same(const nrule *a, const nrule *b)
 {
     if (a->kind != b->kind)
         return false;
@@ -582,7 +583,7 @@ static bool rule_same(const rule *a, const rule *b)
     return strcmp(a->text, b->text) == 0;
 }
 
-static bool noise_has_rule(const noise *n, const rule *r)
+static bool noise_has_rule(const noise *n, const nrule *r)
 {
     for (size_t i = 0; i < n->len; i++)
         if (rule_same(&n->v[i], r))
@@ -591,7 +592,7 @@ static bool noise_has_rule(const noise *n, const rule *r)
 }
 
 /* Takes r (moved in) unless n already has it, then frees it. */
-static void noise_take(noise *n, rule *r)
+static void noise_take(noise *n, nrule *r)
 {
     if (noise_has_rule(n, r)) {
         rule_free(r);
@@ -612,7 +613,7 @@ static void noise_take(noise *n, rule *r)
 
 int noise_add(noise *n, const char *rule_text, char *err, size_t errlen)
 {
-    rule r;
+    nrule r;
     const char *why = "";
     char msg[128];
     if (rule_parse(rule_text, &r, true, &why, msg, sizeof msg) < 0) {
@@ -627,7 +628,7 @@ int noise_add(noise *n, const char *rule_text, char *err, size_t errlen)
 
 bool noise_has(const noise *n, const char *rule_text)
 {
-    rule r;
+    nrule r;
     const char *why;
     char msg[8];
     if (!n || rule_parse(rule_text, &r, false, &why, msg, sizeof msg) < 0)
@@ -875,7 +876,7 @@ static bool regex_equal(const cmpctx *c, const char *e, const char *a, bool json
     if (!n || n->nregex == 0 || !e || !a)
         return false;
     for (size_t i = 0; i < n->len; i++) {
-        const rule *r = &n->v[i];
+        const nrule *r = &n->v[i];
         if (r->kind == RULE_PATH_REGEX) {
             if (!json || !path_match(r->segs, r->nsegs, c->path, c->depth, false))
                 continue;
@@ -921,12 +922,41 @@ static bool numbers_equal(const json_t *e, const json_t *a)
     return json_number_value(e) == json_number_value(a);
 }
 
+static bool is_marker(const char *s, size_t n)
+{
+    return n == sizeof REDACTED - 1 && memcmp(s, REDACTED, n) == 0;
+}
+
+/* A recorded value that is the redaction marker was hidden by restspy at
+ * capture: it says nothing about the answer, so any present value is equal
+ * to it, and counted as not compared (unless it is the marker as well). */
+static bool redacted_equal(cmpctx *c, const char *e, size_t el, const char *a, size_t al)
+{
+    if (!is_marker(e, el))
+        return false;
+    if (!is_marker(a, al))
+        c->out->nredacted++;
+    return true;
+}
+
+/* The same for JSON, where the answer's value may be of any type. */
+static bool json_redacted(cmpctx *c, const json_t *e, const json_t *a)
+{
+    if (!json_is_string(e) || !is_marker(json_string_value(e), json_string_length(e)))
+        return false;
+    if (!json_is_string(a) || !is_marker(json_string_value(a), json_string_length(a)))
+        c->out->nredacted++;
+    return true;
+}
+
 static void json_cmp(cmpctx *c, const json_t *e, const json_t *a)
 {
     if (!e || !a) {
         json_diff(c, e, a);
         return;
     }
+    if (json_redacted(c, e, a))
+        return;
     if (json_is_number(e) && json_is_number(a)) {
         if (!numbers_equal(e, a) && !json_regex_equal(c, e, a))
             json_diff(c, e, a);
@@ -1034,7 +1064,9 @@ static void compare_header(cmpctx *c, const record *e, const record *a, const ch
         return;
     char *ev = header_join(&e->resp_headers, name);
     char *av = header_join(&a->resp_headers, name);
-    bool same = (ev && av && strcmp(ev, av) == 0) || regex_equal(c, ev, av, false);
+    bool same = (ev && av && strcmp(ev, av) == 0) ||
+                (ev && av && redacted_equal(c, ev, strlen(ev), av, strlen(av))) ||
+                regex_equal(c, ev, av, false);
     if (!same && want_diff(c)) {
         buf p = BUF_INIT;
         buf_appendf(&p, "header: %s", name);

@@ -6,6 +6,9 @@
  * numbers: 1, 1.0 and 1e0 are equal), and every difference is reported as a
  * JSON path with both values ("$.items[3].status: \"ok\" -> \"down\"");
  * other bodies byte-wise, with a short unified diff when both are text.
+ * A recorded value that restspy redacted at capture ("[redacted]": a JSON
+ * string, a whole header value) is equal to any value and counted apart
+ * (compare_result.nredacted), never reported as a difference.
  * Identical bytes are a match without parsing (the fast path replay lives
  * on). Noise rules remove expected differences: ignored JSON paths, ignored
  * headers, and regexes that make two values equal when both match.
@@ -69,6 +72,9 @@ typedef struct compare_result {
     size_t ndiffs;
     size_t ndiffs_total; /* before max_diffs cut */
     char *text_diff;     /* short unified diff of non-JSON text bodies, or NULL */
+    size_t nredacted;    /* recorded values that were the redaction marker
+                            "[redacted]" (hidden at capture), taken as equal
+                            to whatever the answer had there: not compared */
 } compare_result;
 
 /* Compares actual against expected (both records: status, resp_headers,

@@ -32,6 +32,7 @@ typedef struct rp_item {
     int status_actual;                  /* -1: unknown */
     int64_t latency_us;                 /* -1: unknown */
     int64_t started_at_us;              /* recorded time: the output order */
+    size_t redacted;                    /* fields not compared: redacted at capture */
     size_t method, path, query, detail; /* offsets into report.strs */
     rp_mismatch *mm;                    /* owned, or NULL */
 } rp_item;
@@ -47,6 +48,7 @@ struct report {
      * offsets, not pointers, since the block moves when it grows. */
     buf strs;
     size_t counts[OUTCOME_SENT + 1];
+    size_t redacted_fields, redacted_requests;
     unsigned max_loop;
 };
 
@@ -175,6 +177,11 @@ void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
     it->detail = str_put(rp, detail);
     it->mm = k == OUTCOME_MISMATCH && res ? mismatch_copy(res) : NULL;
     it->status_actual = actual_status(k, it->status_expected, it->mm);
+    it->redacted = res ? res->nredacted : 0;
+    if (it->redacted) {
+        rp->redacted_fields += it->redacted;
+        rp->redacted_requests++;
+    }
     rp->counts[k]++;
     if (loop > rp->max_loop)
         rp->max_loop = loop;
@@ -410,6 +417,13 @@ void report_summary(const report *rp, FILE *f, size_t max_listed)
         buf_appendf(&b, " in %.2f s (%.*f requests/s)", rp->elapsed_s, rate < 10 ? 1 : 0, rate);
     }
     buf_append_char(&b, '\n');
+    /* Apart from the differences: a match over hidden values is a match on
+     * the rest only, and the reader should know how much was hidden. */
+    if (rp->redacted_fields)
+        buf_appendf(&b,
+                    "redacted: %zu field%s not compared (redacted at capture), in %zu request%s\n",
+                    rp->redacted_fields, plural(rp->redacted_fields), rp->redacted_requests,
+                    plural(rp->redacted_requests));
 
     if (c[OUTCOME_MISMATCH]) {
         const rp_item **v = sorted_items(rp);
@@ -487,9 +501,9 @@ static void json_counts(const report *rp, buf *b)
     const size_t *c = rp->counts;
     buf_appendf(b,
                 "{\"requests\":%zu,\"matched\":%zu,\"mismatched\":%zu,\"errors\":%zu,"
-                "\"unreplayable\":%zu,\"sent\":%zu}",
+                "\"unreplayable\":%zu,\"sent\":%zu,\"redacted_fields\":%zu}",
                 rp->n, c[OUTCOME_MATCH], c[OUTCOME_MISMATCH], c[OUTCOME_ERROR],
-                c[OUTCOME_UNREPLAYABLE], c[OUTCOME_SENT]);
+                c[OUTCOME_UNREPLAYABLE], c[OUTCOME_SENT], rp->redacted_fields);
 }
 
 /* One result object. Members that would be null are left out (a match is
@@ -516,6 +530,8 @@ static void json_item(const report *rp, const rp_item *it, buf *b)
         buf_appendf(b, ",\"status_actual\":%d", it->status_actual);
     if (it->latency_us >= 0)
         buf_appendf(b, ",\"latency_us\":%lld", (long long)it->latency_us);
+    if (it->redacted)
+        buf_appendf(b, ",\"redacted_fields\":%zu", it->redacted);
     if (it->detail != NOSTR) {
         buf_append_str(b, ",\"detail\":");
         json_str(b, str_get(rp, it->detail));

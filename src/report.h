@@ -2,7 +2,9 @@
  *
  * Owns the collected outcomes of a run. Promises: the readable summary gives
  * counts first (matched, mismatched, errors, not replayable), then each
- * mismatching request with its method, path and differences; the JSON
+ * mismatching request with its method, path and differences, and how many
+ * recorded fields were not compared because restspy redacted them at
+ * capture (counted apart, in the summary and the JSON); the JSON
  * report holds every outcome; the JUnit XML has one testcase per request
  * (failure for a mismatch, error for an error, skipped for not replayable),
  * with counts that agree with the summary, and is well-formed XML whatever
@@ -30,7 +32,8 @@ typedef struct report report;
 report *report_new(const char *target);
 void report_free(report *rp);
 
-/* Adds one outcome. c: the case; res: the comparison (MISMATCH; copied);
+/* Adds one outcome. c: the case; res: the comparison (MATCH or MISMATCH:
+ * its redacted count is kept; a MISMATCH's differences are copied);
  * detail: the error or reason text (ERROR/UNREPLAYABLE); latency_us or -1. */
 void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
                 const compare_result *res, const char *detail, int64_t latency_us);

@@ -42,7 +42,7 @@ class Backend(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-    def _send(self, status, body, ctype="application/json", enc=None):
+    def _send(self, status, body, ctype="application/json", enc=None, headers=()):
         accepted = self.headers.get("Accept-Encoding") or ""
         if enc and enc in accepted:
             body = compress(enc, body)
@@ -52,6 +52,8 @@ class Backend(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         if enc:
             self.send_header("Content-Encoding", enc)
+        for k, v in headers:
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -62,6 +64,13 @@ class Backend(BaseHTTPRequestHandler):
         if path == "/doc":
             doc = {"id": 7, "name": "caf\u00e9", "ts": "%d" % time.time_ns()}
             self._send(200, json.dumps(doc, ensure_ascii=False).encode(), enc=q.get("enc"))
+        elif path == "/users":
+            # Secrets restspy redacts at capture (default redact_fields and
+            # redact_headers); the answer is otherwise the same every time.
+            users = [{"user": "ann", "password": "hunter2", "token": 4242},
+                     {"user": "bob", "password": "pw-bob", "profile": {"api_key": "k-1"}}]
+            self._send(200, json.dumps(users).encode(),
+                       headers=[("Set-Cookie", "sid=%d; Path=/" % time.time_ns())])
         else:
             self._send(404, b'{"error":"not found"}')
 
@@ -165,6 +174,23 @@ class Compressed(BodiesCase):
         p = self.run_cli("replay", "--har", har, "--target", self.url, "--ignore", "$.ts",
                          expect=0)
         self.assertTrue(p.stdout.startswith("3 requests: 3 matched"), p.where)
+
+
+class Redacted(BodiesCase):
+    """Item 5: values restspy itself redacted are not differences."""
+    TRAFFIC = [("GET", "/users", [])]
+
+    def test_redacted_values_match_and_are_counted(self):
+        p = self.replay("--compare-header", "Set-Cookie", "--report", "json",
+                        self.tmpfile("r.json"), expect=0)
+        self.assertEqual(p.counts, (1, 1, 0, 0, 0), p.where)
+        self.assertIn("\nredacted: 5 fields not compared (redacted at capture), in 1 request\n",
+                      p.stdout, p.where)
+        self.assertNotIn("hunter2", p.stdout)
+        with open(self.tmpfile("r.json")) as f:
+            doc = json.load(f)
+        self.assertEqual(doc["counts"]["redacted_fields"], 5)
+        self.assertEqual(doc["results"][0]["redacted_fields"], 5)
 
 
 if __name__ == "__main__":

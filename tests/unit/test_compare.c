@@ -326,6 +326,62 @@ static void test_ignore_headers_and_selected(void **state)
     record_free(a);
 }
 
+/* Issue 9 item 5: a value restspy redacted at capture matches anything and
+ * is counted apart, never reported as a difference. */
+static void test_redacted(void **state)
+{
+    (void)state;
+    compare_opts o = {NULL, NULL, 100};
+    static const struct {
+        const char *e, *a, *want;
+        size_t nredacted;
+    } cases[] = {
+        {"[{\"u\":\"a\",\"password\":\"[redacted]\"}]", "[{\"u\":\"a\",\"password\":\"hunter2\"}]",
+         "", 1},
+        /* any type: the recorded string stood for whatever was there */
+        {"{\"token\":\"[redacted]\",\"k\":{\"secret\":\"[redacted]\"}}",
+         "{\"token\":12345,\"k\":{\"secret\":{\"x\":[1]}}}", "", 2},
+        /* the marker on both sides is not "not compared" */
+        {"{\"password\":\"[redacted]\",\"n\":1}", "{\"password\":\"[redacted]\",\"n\":1.0}", "", 0},
+        /* a member gone from the answer is still a difference */
+        {"{\"password\":\"[redacted]\"}", "{}", "$.password: \"[redacted]\" -> (absent)", 0},
+        /* only the recorded side is trusted: "[redacted]" in the answer is a value */
+        {"{\"password\":\"x\"}", "{\"password\":\"[redacted]\"}",
+         "$.password: \"x\" -> \"[redacted]\"", 0},
+        /* a marker inside a longer string is text like any other */
+        {"{\"n\":\"a [redacted] b\"}", "{\"n\":\"a x b\"}", "$.n: \"a [redacted] b\" -> \"a x b\"",
+         0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        record *re = mk(200, "application/json", cases[i].e);
+        record *ra = mk(200, "application/json", cases[i].a);
+        compare_result res;
+        compare_responses(&o, re, ra, &res);
+        char *got = diffs_text(&res);
+        if (strcmp(got, cases[i].want) != 0 || res.nredacted != cases[i].nredacted)
+            fail_msg("case %zu: diffs \"%s\" (want \"%s\"), %zu redacted (want %zu)", i, got,
+                     cases[i].want, res.nredacted, cases[i].nredacted);
+        free(got);
+        compare_result_free(&res);
+        record_free(re);
+        record_free(ra);
+    }
+
+    /* A redacted header value, compared with --compare-header. */
+    char *hs[] = {"Set-Cookie", NULL};
+    o.headers = hs;
+    record *e = mk(200, "text/plain", "same"), *a = mk(200, "text/plain", "same");
+    hdr(e, "Set-Cookie", "[redacted]");
+    hdr(a, "Set-Cookie", "sid=abc; Path=/");
+    compare_result res;
+    compare_responses(&o, e, a, &res);
+    assert_true(res.match);
+    assert_int_equal(res.nredacted, 1);
+    compare_result_free(&res);
+    record_free(e);
+    record_free(a);
+}
+
 static void test_regex_rules(void **state)
 {
     (void)state;
@@ -873,23 +929,15 @@ static void test_equal_fast_path(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_equal),
-        cmocka_unit_test(test_json_paths),
-        cmocka_unit_test(test_json_arrays),
-        cmocka_unit_test(test_json_weird_keys),
-        cmocka_unit_test(test_value_cut),
-        cmocka_unit_test(test_max_diffs),
-        cmocka_unit_test(test_ignore_paths),
-        cmocka_unit_test(test_ignore_headers_and_selected),
-        cmocka_unit_test(test_regex_rules),
-        cmocka_unit_test(test_text_diff),
-        cmocka_unit_test(test_sniff_and_content_type),
-        cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_status),
-        cmocka_unit_test(test_rule_syntax),
-        cmocka_unit_test(test_noise_file),
-        cmocka_unit_test(test_learn),
+        cmocka_unit_test(test_json_equal),      cmocka_unit_test(test_json_paths),
+        cmocka_unit_test(test_json_arrays),     cmocka_unit_test(test_json_weird_keys),
+        cmocka_unit_test(test_value_cut),       cmocka_unit_test(test_max_diffs),
+        cmocka_unit_test(test_ignore_paths),    cmocka_unit_test(test_ignore_headers_and_selected),
+        cmocka_unit_test(test_redacted),        cmocka_unit_test(test_regex_rules),
+        cmocka_unit_test(test_text_diff),       cmocka_unit_test(test_sniff_and_content_type),
+        cmocka_unit_test(test_binary),          cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_status),          cmocka_unit_test(test_rule_syntax),
+        cmocka_unit_test(test_noise_file),      cmocka_unit_test(test_learn),
         cmocka_unit_test(test_equal_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -99,7 +99,8 @@ static void test_counts_and_exit_codes(void **state)
         size_t total = 0;
         for (int k = OUTCOME_MATCH; k <= OUTCOME_SENT; k++) {
             for (size_t i = 0; i < mixes[m].n[k]; i++) {
-                compare_result res = {false, NULL, 0, 0, NULL};
+                compare_result res = {
+                    .diffs = NULL, .ndiffs = 0, .ndiffs_total = 0, .text_diff = NULL};
                 add(rp, (outcome_kind)k, ID(1), "GET", "/x", NULL, 200, (int64_t)i, 0,
                     k == OUTCOME_MISMATCH ? &res : NULL, k == OUTCOME_ERROR ? "timeout" : NULL, 10);
                 total++;
@@ -134,9 +135,12 @@ static report *fixed_report(void)
         {DIFF_JSON, "$.name", "\"Paris\"", "\"Paris!\""},
         {DIFF_JSON, "$.visits", "3", "4"},
     };
-    compare_result r1 = {false, d1, 2, 3, NULL};
+    compare_result r1 = {.diffs = d1, .ndiffs = 2, .ndiffs_total = 3, .text_diff = NULL};
     diff d2[] = {{DIFF_STATUS, "status", "201", "500"}};
-    compare_result r2 = {false, d2, 1, 1, "--- expected\n+++ actual\n-ok\n+fail\n"};
+    compare_result r2 = {.diffs = d2,
+                         .ndiffs = 1,
+                         .ndiffs_total = 1,
+                         .text_diff = "--- expected\n+++ actual\n-ok\n+fail\n"};
 
     add(rp, OUTCOME_ERROR, ID(4), "GET", "/a", NULL, 200, 4000, 0, NULL,
         "connect: connection refused", -1);
@@ -203,7 +207,8 @@ static void test_summary_sent_loops_and_escapes(void **state)
                 {DIFF_BODY, "body", "caf\xc3\xa9 \xe2\x82\xac",
                  "\xff\xc2\x9b"
                  "1m \xe2\x82"}};
-    compare_result r = {false, d, 2, 2, "-x\x1b]0;title\x07\n+y"};
+    compare_result r = {
+        .diffs = d, .ndiffs = 2, .ndiffs_total = 2, .text_diff = "-x\x1b]0;title\x07\n+y"};
     add(rp, OUTCOME_SENT, ID(1), "POST", "/p", NULL, 0, 1, 0, NULL, NULL, 5);
     add(rp, OUTCOME_MISMATCH, ID(2), "GET", "/q", "a=1", 200, 2, 1, &r, NULL, 5);
     add(rp, OUTCOME_ERROR, ID(3), "GET", "/z", NULL, 200, 3, 1, NULL, NULL, -1);
@@ -223,13 +228,51 @@ static void test_summary_sent_loops_and_escapes(void **state)
     report_free(rp);
 }
 
+/* Issue 9 item 5: fields redacted at capture are counted apart. */
+static void test_redacted_counts(void **state)
+{
+    (void)state;
+    report *rp = report_new("http://t:1");
+    compare_result m = {.match = true, .nredacted = 2};
+    diff d[] = {{DIFF_JSON, "$.n", "1", "2"}};
+    compare_result mm = {.diffs = d, .ndiffs = 1, .ndiffs_total = 1, .nredacted = 1};
+    add(rp, OUTCOME_MATCH, ID(1), "GET", "/u", NULL, 200, 1, 0, &m, NULL, 5);
+    add(rp, OUTCOME_MATCH, ID(2), "GET", "/v", NULL, 200, 2, 0, NULL, NULL, 5);
+    add(rp, OUTCOME_MISMATCH, ID(3), "GET", "/w", NULL, 200, 3, 0, &mm, NULL, 5);
+    char *s = summary_text(rp, 5);
+    assert_string_equal(s, "3 requests: 2 matched, 1 mismatched, 0 errors, 0 not replayable\n"
+                           "redacted: 3 fields not compared (redacted at capture), in 2 "
+                           "requests\n"
+                           "MISMATCH GET /w (id " ID(3) "):\n"
+                                                        "    $.n: 1 -> 2\n");
+    free(s);
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".json");
+    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "counts"), "redacted_fields")), 3);
+    json_t *res = json_object_get(j, "results");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(res, 0), "redacted_fields")),
+                     2);
+    assert_null(json_object_get(json_array_get(res, 1), "redacted_fields"));
+    json_decref(j);
+    unlink(path);
+    assert_int_equal(report_exit_code(rp), 1);
+    report_free(rp);
+}
+
 /* The report deep-copies: the caller frees its result right after adding. */
 static void test_deep_copy(void **state)
 {
     (void)state;
     report *rp = report_new("http://x:2");
     record *c = mkcase(ID(1), "DELETE", "/items/9", "force=1", 204, 7);
-    compare_result r = {false, xcalloc(2, sizeof(diff)), 2, 2, xstrdup("-a\n+b\n")};
+    compare_result r = {.diffs = xcalloc(2, sizeof(diff)),
+                        .ndiffs = 2,
+                        .ndiffs_total = 2,
+                        .text_diff = xstrdup("-a\n+b\n")};
     r.diffs[0] = (diff){DIFF_STATUS, xstrdup("status"), xstrdup("204"), xstrdup("404")};
     r.diffs[1] = (diff){DIFF_JSON, xstrdup("$.gone"), NULL, xstrdup("true")};
     char *detail = xstrdup("some detail");
@@ -307,7 +350,7 @@ static void test_json(void **state)
     (void)state;
     report *rp = fixed_report();
     diff d[] = {{DIFF_JSON, "$.gone", NULL, "\"x\\u0000y\""}, {DIFF_BODY, "body", "\xff", NULL}};
-    compare_result r = {false, d, 2, 2, NULL};
+    compare_result r = {.diffs = d, .ndiffs = 2, .ndiffs_total = 2, .text_diff = NULL};
     add(rp, OUTCOME_MISMATCH, ID(8), "GET", "/e", NULL, 200, 7000, 1, &r, NULL, 77);
     add(rp, OUTCOME_SENT, ID(9), "POST", "/f", NULL, 0, 8000, 0, NULL, NULL, 12);
     char path[64], err[256];
@@ -649,7 +692,7 @@ static void test_junit_hostile_bytes(void **state)
          "bad\xff\xfe utf8 \xc3\x28 \xed\xa0\x80 \xef\xbf\xbe end \xe2\x82"},
         {DIFF_HEADER, "header: X-Weird", "]]>", "\xc0\xaf \xf4\x90\x80\x80 ok \xf0\x9f\x98\x80"},
     };
-    compare_result r = {false, d, 3, 5, nul_text};
+    compare_result r = {.diffs = d, .ndiffs = 3, .ndiffs_total = 5, .text_diff = nul_text};
     add(rp, OUTCOME_MISMATCH, ID(1), "GET", "/q<&>\"'", "a=1&b=<2>", 200, 1, 0, &r, NULL, 1234);
     add(rp, OUTCOME_MATCH, ID(2), "GET", "/ok\x01\xff", NULL, 200, 2, 0, NULL, NULL, 10);
     add(rp, OUTCOME_ERROR, ID(3), "POST", "/e", NULL, 200, 3, 0, NULL,
@@ -763,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_counts_and_exit_codes),
         cmocka_unit_test(test_summary_exact),
         cmocka_unit_test(test_summary_sent_loops_and_escapes),
+        cmocka_unit_test(test_redacted_counts),
         cmocka_unit_test(test_deep_copy),
         cmocka_unit_test(test_from_compare),
         cmocka_unit_test(test_json),
