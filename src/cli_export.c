@@ -212,9 +212,10 @@ static const char import_usage[] =
     "  --config FILE   config file whose store setting to use\n"
     "  -h, --help      show this help\n"
     "\n"
-    "A record keeps its id (the file's, or a new one when the file has none). A\n"
-    "request whose id is already in the store (importing a store's own export)\n"
-    "is skipped and counted, never stored twice.\n";
+    "A record keeps its id: the file's, or for a HAR entry without one (a\n"
+    "browser's) an id derived from the entry's content and time, the same on\n"
+    "every import. A request whose id is already in the store (a store's own\n"
+    "export, the same file twice) is skipped and counted, never stored twice.\n";
 
 /* Written by the store's writer thread, read after store_close. */
 typedef struct import_ctx {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "httpmsg.h"
 #include "replay.h"
 #include "util.h"
+#include "uuid7.h"
 
 #ifndef RESTSPY_VERSION
 #define RESTSPY_VERSION "0"
@@ -829,6 +831,66 @@ static void push(record ***v, size_t *n, size_t *cap, record *r)
     (*v)[(*n)++] = r;
 }
 
+/* Browser HARs carry no ids: an entry without a restspy id gets one
+ * derived from its content and time (uuid7_derive), so that importing the
+ * same file twice finds the first import's rows instead of storing
+ * everything again, and ids still sort by time. */
+typedef struct entry_digest {
+    unsigned char md[32]; /* SHA-256 of the entry's canonical JSON */
+    size_t pos;           /* its record's index */
+} entry_digest;
+
+static void sha256(const void *p, size_t n, unsigned char md[32])
+{
+    unsigned int len = 0;
+    if (!EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) || len != 32) {
+        fprintf(stderr, "restspy: SHA-256 failed (libcrypto)\n");
+        abort();
+    }
+}
+
+/* Key order and layout do not matter: the same entry written by another
+ * tool run gives the same digest. */
+static void entry_digest_of(json_t *e, unsigned char md[32])
+{
+    char *txt = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+    sha256(txt, strlen(txt), md);
+    free(txt);
+}
+
+/* By digest, then by position in the file. */
+static int digest_cmp(const void *a, const void *b)
+{
+    const entry_digest *x = a, *y = b;
+    int d = memcmp(x->md, y->md, sizeof x->md);
+    if (d)
+        return d;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Gives v[dg[i].pos] its derived id. The k-th of identical entries (k > 0:
+ * two same requests in the same millisecond) mixes k into its digest, so
+ * each keeps an id of its own, the same on every import of the file. */
+static void derive_ids(record **v, entry_digest *dg, size_t n)
+{
+    qsort(dg, n, sizeof *dg, digest_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        k = i > 0 && memcmp(dg[i].md, dg[i - 1].md, sizeof dg[i].md) == 0 ? k + 1 : 0;
+        unsigned char md[32];
+        memcpy(md, dg[i].md, sizeof md);
+        if (k) {
+            unsigned char in[32 + 8]; /* the digest, then k little-endian */
+            memcpy(in, dg[i].md, 32);
+            for (int b = 0; b < 8; b++)
+                in[32 + b] = (unsigned char)((uint64_t)k >> (8 * b));
+            sha256(in, sizeof in, md);
+        }
+        record *r = v[dg[i].pos];
+        uuid7_derive(r->started_at_us / 1000, md, r->id);
+    }
+}
+
 int har_read(const char *path, record ***out, size_t *n, char *err, size_t errlen)
 {
     *out = NULL;
@@ -855,8 +917,9 @@ int har_read(const char *path, record ***out, size_t *n, char *err, size_t errle
         return -1;
     }
     record **v = NULL;
-    size_t cnt = 0, cap = 0, i;
+    size_t cnt = 0, cap = 0, i, nd = 0;
     json_t *e;
+    entry_digest *dg = xmalloc((json_array_size(entries) + 1) * sizeof *dg);
     json_array_foreach(entries, i, e)
     {
         char msg[256];
@@ -865,14 +928,21 @@ int har_read(const char *path, record ***out, size_t *n, char *err, size_t errle
             /* Entries are counted from 1, like lines. */
             snprintf(err, errlen, "%s: entry %zu: %s", path, i + 1, msg);
             records_free(v, cnt);
+            free(dg);
             json_decref(root);
             return -1;
         }
         if (!r->origin)
             r->origin = xstrdup("imported");
+        if (!json_is_string(json_object_get(json_object_get(e, "_restspy"), "id"))) {
+            entry_digest_of(e, dg[nd].md);
+            dg[nd++].pos = cnt;
+        }
         push(&v, &cnt, &cap, r);
     }
     json_decref(root);
+    derive_ids(v, dg, nd);
+    free(dg);
     *out = v;
     *n = cnt;
     return 0;

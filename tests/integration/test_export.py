@@ -158,5 +158,65 @@ class CurlExport(unittest.TestCase):
         self.assertIn("1 request written as a comment", p.stderr)
 
 
+def chrome_entry(url, started, status=200, text='{"ok":true}', **extra):
+    """A HAR entry as Chrome's devtools write it (no restspy id)."""
+    e = {"startedDateTime": started, "time": 12.5, "_priority": "High",
+         "request": {"method": "GET", "url": url, "httpVersion": "http/2.0",
+                     "headers": [{"name": ":authority", "value": "shop.example"},
+                                 {"name": "accept", "value": "application/json"}],
+                     "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 0},
+         "response": {"status": status, "statusText": "", "httpVersion": "http/2.0",
+                      "headers": [{"name": "content-type", "value": "application/json"}],
+                      "cookies": [], "content": {"size": len(text), "mimeType": "application/json",
+                                                 "text": text},
+                      "redirectURL": "", "headersSize": -1, "bodySize": -1,
+                      "_transferSize": 200, "_error": None},
+         "cache": {}, "timings": {"blocked": 1, "dns": -1, "ssl": -1, "connect": -1,
+                                  "send": 0.5, "wait": 10, "receive": 2}}
+    e.update(extra)
+    return e
+
+
+def write_har(path, entries):
+    with open(path, "w") as f:
+        json.dump({"log": {"version": "1.2", "creator": {"name": "WebInspector",
+                                                         "version": "537.36"},
+                           "pages": [], "entries": entries}}, f)
+
+
+class HarImport(unittest.TestCase):
+    def setUp(self):
+        self.tmp = harness.make_tmpdir("har-import")
+        self.addCleanup(harness.remove_tmpdir, self.tmp)
+        self.store = "sqlite:" + os.path.join(self.tmp, "store.db")
+
+    def cli(self, *args):
+        p = harness.run_cli(list(args))
+        self.assertIsNone(harness.sanitizer_report(p.stderr), p.stderr)
+        return p
+
+    def count_rows(self):
+        return len(harness.rows(self.store[len("sqlite:"):]))
+
+    def test_browser_har_imported_twice_is_stored_once(self):
+        # Item 7: a browser HAR carries no restspy ids.
+        har = os.path.join(self.tmp, "site.har")
+        same = chrome_entry("https://shop.example/api/items", "2026-11-27T05:46:18.123Z")
+        write_har(har, [same,
+                        chrome_entry("https://shop.example/api/cart", "2026-11-27T05:46:18.400Z"),
+                        # the same request twice in one millisecond: two rows
+                        dict(same)])
+        p = self.cli("import", "--har", har, "--store", self.store)
+        self.assertEqual((p.returncode, p.stdout), (0, "imported 3 requests\n"), p.stderr)
+        p = self.cli("import", "--har", har, "--store", self.store)
+        self.assertEqual((p.returncode, p.stdout),
+                         (0, "imported 0 requests (3 already in the store, skipped)\n"), p.stderr)
+        self.assertEqual(self.count_rows(), 3)
+        # Rows keep time order by id, as captured ones do.
+        rows = harness.rows(self.store[len("sqlite:"):])
+        self.assertEqual([r["path"] for r in sorted(rows, key=lambda r: r["id"])],
+                         ["/api/items", "/api/items", "/api/cart"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -800,6 +800,61 @@ static void test_har_codings(void **state)
     unlink(path);
 }
 
+/* Issue 9 item 7: an entry without a restspy id gets one derived from its
+ * content and time, the same on every read, so a second import skips it. */
+static void test_har_stable_ids(void **state)
+{
+    (void)state;
+    char path[64];
+    tmp_path(path, sizeof path, "ids");
+    write_text(path, CHROME_HAR);
+    record **a, **b;
+    size_t na, nb;
+    char err[256];
+    assert_int_equal(har_read(path, &a, &na, err, sizeof err), 0);
+    assert_int_equal(har_read(path, &b, &nb, err, sizeof err), 0);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) {
+        assert_string_equal(a[i]->id, b[i]->id);
+        /* UUIDv7-shaped, with the entry's own time: ids sort by time */
+        assert_int_equal(uuid7_time_ms(a[i]->id), a[i]->started_at_us / 1000);
+    }
+    records_free(b, nb);
+
+    /* The same entries written another way (key order, spacing) and twice
+     * the first one (two identical requests in one millisecond): the same
+     * ids, and the copy gets its own, stable too. */
+    json_t *root = load(path);
+    json_t *entries = get(get(root, "log"), "entries");
+    json_array_append(entries, json_array_get(entries, 0));
+    char *txt = json_dumps(root, JSON_INDENT(3) | JSON_SORT_KEYS);
+    json_decref(root);
+    write_text(path, txt);
+    free(txt);
+    assert_int_equal(har_read(path, &b, &nb, err, sizeof err), 0);
+    assert_int_equal(nb, na + 1);
+    for (size_t i = 0; i < na; i++)
+        assert_string_equal(a[i]->id, b[i]->id);
+    assert_string_not_equal(b[na]->id, b[0]->id);
+    assert_int_equal(uuid7_time_ms(b[na]->id), uuid7_time_ms(b[0]->id));
+    record **c;
+    size_t nc;
+    assert_int_equal(har_read(path, &c, &nc, err, sizeof err), 0);
+    assert_string_equal(c[na]->id, b[na]->id);
+    records_free(c, nc);
+    records_free(b, nb);
+
+    /* A restspy id in the file is kept as it is. */
+    record *r = rec_empty();
+    write_har(path, &r, 1);
+    assert_int_equal(har_read(path, &b, &nb, err, sizeof err), 0);
+    assert_string_equal(b[0]->id, r->id);
+    records_free(b, nb);
+    record_free(r);
+    records_free(a, na);
+    unlink(path);
+}
+
 static void expect_har_error(const char *text, const char *want)
 {
     char path[64];
@@ -1154,6 +1209,7 @@ int main(void)
         cmocka_unit_test(test_har_required_fields),
         cmocka_unit_test(test_har_foreign),
         cmocka_unit_test(test_har_codings),
+        cmocka_unit_test(test_har_stable_ids),
         cmocka_unit_test(test_har_errors),
         cmocka_unit_test(test_jsonl_round_trip),
         cmocka_unit_test(test_jsonl_read_lines),
