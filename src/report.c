@@ -486,7 +486,7 @@ static void flush_to(buf *b, FILE *f)
 /* ---- JSON -------------------------------------------------------------- */
 
 static const char *const outcome_names[] = {"match", "mismatch", "error", "unreplayable", "sent"};
-static const char *const diff_kind_names[] = {"status", "header", "json", "body"};
+static const char *const diff_kind_names[] = {"status", "header", "json", "body", "text"};
 
 static void json_str(buf *b, const char *s)
 {
@@ -548,7 +548,7 @@ static void json_item(const report *rp, const rp_item *it, buf *b)
             buf_append_str(b, ",\"actual\":");
             json_str(b, d->actual);
             buf_appendf(b, ",\"kind\":\"%s\"}",
-                        (unsigned)d->kind <= DIFF_BODY ? diff_kind_names[d->kind] : "body");
+                        (unsigned)d->kind <= DIFF_TEXT ? diff_kind_names[d->kind] : "body");
         }
         buf_append_char(b, ']');
     }

@@ -64,6 +64,16 @@ class Backend(BaseHTTPRequestHandler):
         if path == "/doc":
             doc = {"id": 7, "name": "caf\u00e9", "ts": "%d" % time.time_ns()}
             self._send(200, json.dumps(doc, ensure_ascii=False).encode(), enc=q.get("enc"))
+        elif path == "/page":
+            # A server-rendered page: a fresh CSRF token and the render time.
+            html = ('<!doctype html>\n<html><head><title>Account</title></head><body>\n'
+                    '<form method="post" action="/account">\n'
+                    '<input type="hidden" name="csrfmiddlewaretoken" value="%s">\n'
+                    '<button>Save</button></form>\n<p>Rendered at %s by web-1</p>\n'
+                    '</body></html>\n' % (os.urandom(16).hex(),
+                                           time.strftime("%Y-%m-%dT%H:%M:%S") +
+                                           ".%06dZ" % (time.time_ns() // 1000 % 1000000)))
+            self._send(200, html.encode(), "text/html; charset=utf-8", enc=q.get("enc"))
         elif path == "/users":
             # Secrets restspy redacts at capture (default redact_fields and
             # redact_headers); the answer is otherwise the same every time.
@@ -120,6 +130,20 @@ class BodiesCase(unittest.TestCase):
         p.where = where
         return p
 
+    def learn(self, want_rules):
+        """--learn-noise into a new file: the rules learnt are want_rules,
+        and with them every request matches. Returns the file."""
+        rules = self.tmpfile("noise.txt")
+        p = self.run_cli("replay", "--store", self.store, "--target", self.url,
+                         "--learn-noise", rules, expect=0)
+        n = len(want_rules)
+        self.assertIn("learned %d rule%s into" % (n, "" if n == 1 else "s"), p.stdout, p.where)
+        with open(rules) as f:
+            self.assertEqual([ln.strip() for ln in f if not ln.startswith("#")], want_rules)
+        p = self.replay("--noise", rules, expect=0)
+        self.assertEqual(p.counts, (len(self.TRAFFIC), len(self.TRAFFIC), 0, 0, 0), p.where)
+        return rules
+
     def replay(self, *args, expect=None):
         p = self.run_cli("replay", "--store", self.store, "--target", self.url,
                          "--timeout", "10s", *args, expect=expect)
@@ -145,14 +169,7 @@ class Compressed(BodiesCase):
         self.assertNotIn("$.id", p.stdout)
 
     def test_learn_noise_then_match(self):
-        rules = self.tmpfile("noise.txt")
-        p = self.run_cli("replay", "--store", self.store, "--target", self.url,
-                         "--learn-noise", rules, expect=0)
-        self.assertIn("learned 1 rule into", p.stdout, p.where)
-        with open(rules) as f:
-            self.assertEqual([ln.strip() for ln in f if not ln.startswith("#")], ["$.ts"])
-        p = self.replay("--noise", rules, expect=0)
-        self.assertEqual(p.counts, (3, 3, 0, 0, 0), p.where)
+        self.learn(["$.ts"])
 
     def test_har_holds_decoded_text(self):
         har = self.tmpfile("doc.har")
@@ -191,6 +208,26 @@ class Redacted(BodiesCase):
             doc = json.load(f)
         self.assertEqual(doc["counts"]["redacted_fields"], 5)
         self.assertEqual(doc["results"][0]["redacted_fields"], 5)
+
+
+class TextPages(BodiesCase):
+    """Item 8: noise rules for HTML and other text bodies."""
+    TRAFFIC = [("GET", "/page", []), ("GET", "/page?enc=gzip", [("Accept-Encoding", "gzip")])]
+
+    def test_word_differences_are_reported(self):
+        p = self.replay(expect=1)
+        self.assertEqual(p.counts, (2, 0, 2, 0, 0), p.where)
+        self.assertEqual(len(re.findall(r'^    text line 4: "[0-9a-f]{32}" -> "[0-9a-f]{32}"$',
+                                        p.stdout, re.M)), 2, p.where)
+
+    def test_learn_noise_learns_from_pages(self):
+        self.learn(["text: ^[0-9a-f]{32}$",
+                    "text: ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$"])
+
+    def test_ignore_regex_applies_to_text(self):
+        p = self.replay("--ignore-regex", "^[0-9a-f]{32}$", "--ignore-regex", r"^\d{4}-\d\d-",
+                        expect=0)
+        self.assertEqual(p.counts, (2, 2, 0, 0, 0), p.where)
 
 
 if __name__ == "__main__":

@@ -443,10 +443,11 @@ static void test_text_diff(void **state)
     compare_result res;
     compare_responses(NULL, re, ra, &res);
     assert_false(res.match);
-    assert_int_equal(res.ndiffs, 1);
-    assert_int_equal(res.diffs[0].kind, DIFF_BODY);
+    assert_int_equal(res.ndiffs, 2);
+    assert_int_equal(res.diffs[0].kind, DIFF_TEXT);
+    assert_int_equal(res.diffs[1].kind, DIFF_BODY);
     char *got = diffs_text(&res);
-    assert_string_equal(got, "body: 39 bytes -> 43 bytes");
+    assert_string_equal(got, "text line 4: \"l4\" -> \"L4\"\nbody: 39 bytes -> 43 bytes");
     free(got);
     assert_non_null(res.text_diff);
     assert_string_equal(res.text_diff, "--- expected\n"
@@ -519,19 +520,110 @@ static void test_text_diff(void **state)
     record_free(ra);
 }
 
+#define PAGE                                                                                       \
+    "<html><body>\n<h1>Welcome</h1>\n<form><input type=\"hidden\" name=\"csrf\" value=\"%s\">"     \
+    "</form>\n<footer>Generated %s by app</footer>\n</body></html>\n"
+
+static record *page(const char *token, const char *ts)
+{
+    buf b = BUF_INIT;
+    buf_appendf(&b, PAGE, token, ts);
+    record *r = mk(200, "text/html; charset=utf-8", b.data);
+    buf_free(&b);
+    return r;
+}
+
+/* Issue 9 item 8: noise on HTML and other text bodies, word by word. */
+static void test_text_noise(void **state)
+{
+    (void)state;
+    record *p1 = page("a8f7e3b9c0d1e2f3a4b5c6d7e8f90123", "2026-01-02T03:04:05Z");
+    record *p2 = page("9c1d22e3f4a5b6c7d8e9f0a1b2c3d4e5", "2026-01-02T03:04:07Z");
+    compare_opts o = {NULL, NULL, 100};
+    compare_result res;
+    compare_responses(&o, p1, p2, &res);
+    char *got = diffs_text(&res);
+    assert_string_equal(got, "text line 3: \"a8f7e3b9c0d1e2f3a4b5c6d7e8f90123\" -> "
+                             "\"9c1d22e3f4a5b6c7d8e9f0a1b2c3d4e5\"\n"
+                             "text line 4: \"2026-01-02T03:04:05Z\" -> \"2026-01-02T03:04:07Z\"");
+    free(got);
+    assert_non_null(res.text_diff);
+    /* --learn-noise: the two words' shapes */
+    noise *n = noise_new();
+    assert_int_equal(noise_learn(n, &res), 2);
+    assert_true(noise_has(n, "text: ^[0-9a-f]{32}$"));
+    assert_true(noise_has(n, "text: ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"));
+    compare_result_free(&res);
+
+    /* learnt, they hide the next page's token and time, not a real change */
+    o.noise = n;
+    record *p3 = page("0123456789abcdef0123456789abcdef", "2027-11-30T23:59:59Z");
+    compare_responses(&o, p1, p3, &res);
+    assert_true(res.match);
+    compare_result_free(&res);
+    buf_reset(&p3->resp_body);
+    buf_appendf(&p3->resp_body, PAGE, "0123456789abcdef0123456789abcdef", "2027-11-30T23:59:59Z");
+    memcpy(strstr(p3->resp_body.data, "Welcome"), "Goodbye", 7);
+    compare_responses(&o, p1, p3, &res);
+    got = diffs_text(&res);
+    assert_string_equal(got, "text line 2: \"Welcome\" -> \"Goodbye\"");
+    free(got);
+    compare_result_free(&res);
+    /* a token of another shape (upper case, longer) is still a difference */
+    record_free(p3);
+    p3 = page("0123456789ABCDEF0123456789ABCDEF00", "2027-11-30T23:59:59Z");
+    compare_responses(&o, p1, p3, &res);
+    assert_false(res.match);
+    assert_int_equal(res.ndiffs, 1);
+    compare_result_free(&res);
+    noise_free(n);
+
+    /* --ignore-regex (a regex: rule) applies to the words of text bodies */
+    const char *const rx[] = {"regex: ^[0-9a-f]{32}$", "regex: ^\\d{4}-", NULL};
+    n = rules(rx);
+    o.noise = n;
+    compare_responses(&o, p1, p2, &res);
+    assert_true(res.match);
+    compare_result_free(&res);
+    noise_free(n);
+    o.noise = NULL;
+
+    /* words added or removed: the body differs; paired words are listed */
+    check_with(&o, "text/plain", "id 17 at 10:00\nok\n", "id 18 at 10:00\nok, with warnings\n",
+               "text line 1: \"17\" -> \"18\"\nbody: 18 bytes -> 33 bytes");
+    /* a form answer with a value restspy redacted */
+    check_with(&o, "application/x-www-form-urlencoded", "user=ann&password=[redacted]&n=1",
+               "user=ann&password=hunter2&n=1", "");
+
+    /* no shape in common: nothing learnt rather than a rule hiding all */
+    record *t1 = mk(200, "text/plain", "v=abc-1"), *t2 = mk(200, "text/plain", "v=ab.12");
+    compare_responses(&o, t1, t2, &res);
+    assert_false(res.match);
+    n = noise_new();
+    assert_int_equal(noise_learn(n, &res), 0);
+    noise_free(n);
+    compare_result_free(&res);
+    record_free(t1);
+    record_free(t2);
+    record_free(p1);
+    record_free(p2);
+    record_free(p3);
+}
+
 static void test_sniff_and_content_type(void **state)
 {
     (void)state;
     /* no content type: '{' or '[' makes it JSON */
     check_with(NULL, NULL, " {\"a\":1,\"b\":2}", "{\"b\":2,\"a\":1}", "");
     check_with(NULL, NULL, "[1]", "[2]", "$[0]: 1 -> 2");
-    /* a non-JSON content type compares bytes, even for JSON text */
+    /* a non-JSON content type compares text, even for JSON text */
     check_with(NULL, "text/plain", "{\"a\":1,\"b\":2}", "{\"b\":2,\"a\":1}",
-               "body: 13 bytes -> 13 bytes");
+               "text line 1: \"a\" -> \"b\"\ntext line 1: \":1\" -> \":2\"\n"
+               "text line 1: \"b\" -> \"a\"\ntext line 1: \":2\" -> \":1\"");
     /* vendor JSON types count */
     check_with(NULL, "application/problem+json; charset=utf-8", "{\"a\":1}", "{\"a\": 1.0}", "");
     /* text that is not JSON-looking */
-    check_with(NULL, NULL, "ok", "okay", "body: 2 bytes -> 4 bytes");
+    check_with(NULL, NULL, "ok", "okay", "text line 1: \"ok\" -> \"okay\"");
     /* empty bodies are equal; empty vs not is a body diff */
     check_with(NULL, "application/json", "", "", "");
     check_with(NULL, "application/json", "", "{}", "body: 0 bytes -> 2 bytes");
@@ -653,8 +745,8 @@ static void test_rule_syntax(void **state)
     (void)state;
     check_bad_rule("", "bad noise rule '': empty rule");
     check_bad_rule("updated_at",
-                   "bad noise rule 'updated_at': expected a JSON path ('$...'), 'header: NAME' or "
-                   "'regex: REGEX'");
+                   "bad noise rule 'updated_at': expected a JSON path ('$...'), 'header: NAME', "
+                   "'regex: REGEX' or 'text: REGEX'");
     check_bad_rule("$.a[", "bad noise rule '$.a[': expected '*', an index or a quoted name after "
                            "'['");
     check_bad_rule("$.a[1", "bad noise rule '$.a[1': expected ']'");
@@ -668,6 +760,7 @@ static void test_rule_syntax(void **state)
                    "bad noise rule 'header: X Y': a header name has no spaces or ':'");
     check_bad_rule("regex:  ", "bad noise rule 'regex:': expected a regex after 'regex:'");
     check_bad_rule("regex: a\nb", "bad noise rule 'regex: a\nb': a rule is one line");
+    check_bad_rule("text:", "bad noise rule 'text:': expected a regex after 'text:'");
     noise *n = noise_new();
     char err[256];
     assert_int_equal(noise_add(n, "regex: a(b", err, sizeof err), -1);
@@ -695,6 +788,11 @@ static void test_rule_syntax(void **state)
     assert_false(noise_has(n, "$.updated"));
     assert_false(noise_has(n, "garbage"));
     assert_int_equal(noise_count(n), 4);
+    /* text: is a kind of its own, not another spelling of regex: */
+    assert_int_equal(noise_add(n, "TEXT:  ^a$", err, sizeof err), 0);
+    assert_true(noise_has(n, "text: ^a$"));
+    assert_false(noise_has(n, "regex: ^a$"));
+    assert_int_equal(noise_count(n), 5);
     noise_free(n);
     noise_free(NULL);
     assert_int_equal(noise_count(NULL), 0);
@@ -879,8 +977,9 @@ static void test_learn(void **state)
     assert_true(res.match);
     compare_result_free(&res);
 
-    /* status and non-JSON bodies give no rule */
-    record *t1 = mk(200, "text/plain", "a"), *t2 = mk(201, "text/plain", "b");
+    /* status and binary bodies give no rule */
+    record *t1 = mkbin("\xff", 1), *t2 = mkbin("\xfe", 1);
+    t2->status = 201;
     o.noise = NULL;
     compare_responses(&o, t1, t2, &res);
     assert_int_equal(res.ndiffs, 2);
@@ -929,15 +1028,25 @@ static void test_equal_fast_path(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_equal),      cmocka_unit_test(test_json_paths),
-        cmocka_unit_test(test_json_arrays),     cmocka_unit_test(test_json_weird_keys),
-        cmocka_unit_test(test_value_cut),       cmocka_unit_test(test_max_diffs),
-        cmocka_unit_test(test_ignore_paths),    cmocka_unit_test(test_ignore_headers_and_selected),
-        cmocka_unit_test(test_redacted),        cmocka_unit_test(test_regex_rules),
-        cmocka_unit_test(test_text_diff),       cmocka_unit_test(test_sniff_and_content_type),
-        cmocka_unit_test(test_binary),          cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_status),          cmocka_unit_test(test_rule_syntax),
-        cmocka_unit_test(test_noise_file),      cmocka_unit_test(test_learn),
+        cmocka_unit_test(test_json_equal),
+        cmocka_unit_test(test_json_paths),
+        cmocka_unit_test(test_json_arrays),
+        cmocka_unit_test(test_json_weird_keys),
+        cmocka_unit_test(test_value_cut),
+        cmocka_unit_test(test_max_diffs),
+        cmocka_unit_test(test_ignore_paths),
+        cmocka_unit_test(test_ignore_headers_and_selected),
+        cmocka_unit_test(test_redacted),
+        cmocka_unit_test(test_regex_rules),
+        cmocka_unit_test(test_text_diff),
+        cmocka_unit_test(test_text_noise),
+        cmocka_unit_test(test_sniff_and_content_type),
+        cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_rule_syntax),
+        cmocka_unit_test(test_noise_file),
+        cmocka_unit_test(test_learn),
         cmocka_unit_test(test_equal_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
