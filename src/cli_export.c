@@ -208,6 +208,8 @@ static const char import_usage[] =
     "\n"
     "  --har FILE      a HAR 1.2 file\n"
     "  --jsonl FILE    JSON lines (restspy export --jsonl); both may be given\n"
+    "  --keep-cached   also store a HAR's browser cache hits (left out by default:\n"
+    "                  no request went out for them)\n"
     "  --store URL     store to write (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"
     "  -h, --help      show this help\n"
@@ -286,12 +288,17 @@ int cli_import(int argc, char **argv, char *const *envp)
     static const char cmd[] = "import";
     cliutil_read_opts ro = {0};
     const char *har = NULL, *jsonl = NULL;
+    bool keep_cached = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
         if (cliutil_is_help(a)) {
             fputs(import_usage, stdout);
             return 0;
+        }
+        if (strcmp(a, "--keep-cached") == 0) {
+            keep_cached = true;
+            continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--har", &har)) ||
             (m = cliutil_flag_value(cmd, argc, argv, &i, "--jsonl", &jsonl)) ||
@@ -308,13 +315,17 @@ int cli_import(int argc, char **argv, char *const *envp)
                             "--help)");
         return 2;
     }
+    if (keep_cached && !har) {
+        cliutil_errorf(cmd, "--keep-cached only applies to --har");
+        return 2;
+    }
 
     /* Every file is read before the store is touched: a bad file imports
      * nothing. */
     record **v = NULL, **w = NULL;
-    size_t n = 0, nw = 0;
+    size_t n = 0, nw = 0, cached = 0;
     char err[512];
-    if ((har && har_read(har, &v, &n, err, sizeof err) < 0) ||
+    if ((har && har_read(har, keep_cached, &v, &n, &cached, err, sizeof err) < 0) ||
         (jsonl && jsonl_read(jsonl, &w, &nw, err, sizeof err) < 0)) {
         cliutil_errorf(cmd, "%s", err);
         records_free(v, n);
@@ -383,6 +394,10 @@ int cli_import(int argc, char **argv, char *const *envp)
     printf("imported %llu request%s", stored, stored == 1 ? "" : "s");
     if (present)
         printf(" (%zu already in the store, skipped)", present);
+    if (cached)
+        printf(" (%zu browser cache hit%s left out: no request went out; --keep-cached keeps "
+               "them)",
+               cached, cached == 1 ? "" : "s");
     putchar('\n');
     if (refused) {
         cliutil_errorf(cmd, "%llu request%s could not be stored", refused, refused == 1 ? "" : "s");

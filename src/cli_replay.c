@@ -49,6 +49,8 @@ static const char usage[] =
     "  --store URL          store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --har FILE           a HAR 1.2 file (browsers' devtools, Charles, Postman, restspy)\n"
     "  --jsonl FILE         restspy's JSON lines (restspy export --jsonl)\n"
+    "  --keep-cached        also replay a HAR's browser cache hits (left out by\n"
+    "                       default: no request went out for them)\n"
     "  --config FILE        config file whose store setting to use\n"
     "\n"
     "Filters (as `restspy requests`; they apply to every source):\n"
@@ -138,6 +140,7 @@ typedef struct args {
     unsigned concurrency, loops;
     bool loops_given;
     bool ordered;
+    bool keep_cached;
     int compare; /* -1 default, 0 --no-compare, 1 --compare */
     strlist cmp_headers;
     noise *noise;
@@ -277,6 +280,10 @@ static int parse_args(int argc, char **argv, args *a)
         }
         if (strcmp(arg, "--ordered") == 0) {
             a->ordered = true;
+            continue;
+        }
+        if (strcmp(arg, "--keep-cached") == 0) {
+            a->keep_cached = true;
             continue;
         }
         if (strcmp(arg, "--compare") == 0 || strcmp(arg, "--no-compare") == 0) {
@@ -425,6 +432,10 @@ static int parse_args(int argc, char **argv, args *a)
         cliutil_errorf(cmd, "one source only: --store, --har or --jsonl");
         return 2;
     }
+    if (a->keep_cached && !a->har) {
+        cliutil_errorf(cmd, "--keep-cached only applies to --har");
+        return 2;
+    }
     if (!a->target) {
         cliutil_errorf(cmd, "--target is required (e.g. --target http://127.0.0.1:8000)");
         return 2;
@@ -460,12 +471,19 @@ static int load_cases(const args *a, char *const *envp, caselist *out)
 {
     char err[512];
     if (a->har || a->jsonl) {
-        int rc = a->har ? har_read(a->har, &out->v, &out->n, err, sizeof err)
-                        : jsonl_read(a->jsonl, &out->v, &out->n, err, sizeof err);
+        size_t cached = 0;
+        int rc = a->har
+                     ? har_read(a->har, a->keep_cached, &out->v, &out->n, &cached, err, sizeof err)
+                     : jsonl_read(a->jsonl, &out->v, &out->n, err, sizeof err);
         if (rc < 0) {
             cliutil_errorf(cmd, "%s", err);
             return 2;
         }
+        if (cached)
+            fprintf(stderr,
+                    "restspy replay: %zu browser cache hit%s in %s left out: no request went "
+                    "out (--keep-cached replays them)\n",
+                    cached, cached == 1 ? "" : "s", a->har);
         out->cap = out->n;
         cliutil_filter_apply(&a->f, out->v, &out->n);
         return 0;

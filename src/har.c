@@ -891,10 +891,50 @@ static void derive_ids(record **v, entry_digest *dg, size_t n)
     }
 }
 
-int har_read(const char *path, record ***out, size_t *n, char *err, size_t errlen)
+/* A browser's cache hit: the page got the answer without a request on the
+ * network, so there is nothing to replay (and the recorded "answer" is the
+ * cache's). Each browser marks it its own way: Chrome _fromCache ("memory",
+ * "disk") and a _transferSize of 0, WebKit a _fetchType "Memory Cache" or
+ * "Disk Cache", Firefox no network timing at all (time, send, wait and
+ * receive 0). An entry restspy wrote came from the wire: never a hit. */
+static bool is_cache_hit(json_t *e)
+{
+    if (json_object_get(e, "_restspy"))
+        return false;
+    json_t *resp = json_object_get(e, "response");
+    json_t *st = json_object_get(resp, "status");
+    if (!json_is_number(st) || json_number_value(st) <= 0)
+        return false; /* no answer: a failed request, not a hit */
+    json_t *fc = json_object_get(e, "_fromCache");
+    if ((json_is_string(fc) && json_string_length(fc)) || json_is_true(fc))
+        return true;
+    const char *ft = json_string_value(json_object_get(e, "_fetchType"));
+    if (ft && strcasestr(ft, "cache"))
+        return true;
+    json_t *ts = json_object_get(resp, "_transferSize");
+    if (!ts)
+        ts = json_object_get(e, "_transferSize");
+    if (json_is_number(ts) && json_number_value(ts) == 0)
+        return true;
+    json_t *tm = json_object_get(e, "timings"), *t = json_object_get(e, "time");
+    if (!json_is_object(tm) || !json_is_number(t) || json_number_value(t) > 0)
+        return false;
+    const char *parts[] = {"send", "wait", "receive"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(tm, parts[i]);
+        if (!json_is_number(v) || json_number_value(v) != 0)
+            return false;
+    }
+    return true;
+}
+
+int har_read(const char *path, bool keep_cached, record ***out, size_t *n, size_t *ncached,
+             char *err, size_t errlen)
 {
     *out = NULL;
     *n = 0;
+    if (ncached)
+        *ncached = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -922,6 +962,11 @@ int har_read(const char *path, record ***out, size_t *n, char *err, size_t errle
     entry_digest *dg = xmalloc((json_array_size(entries) + 1) * sizeof *dg);
     json_array_foreach(entries, i, e)
     {
+        if (!keep_cached && json_is_object(e) && is_cache_hit(e)) {
+            if (ncached)
+                (*ncached)++;
+            continue;
+        }
         char msg[256];
         record *r = entry_to_record(e, msg, sizeof msg);
         if (!r) {

@@ -27,10 +27,16 @@ void har_add(har_writer *w, const record *r);
 /* Closes the document; 0, or -1 when a write failed. Frees w. */
 int har_end(har_writer *w);
 
-/* Reads every entry of a HAR file into *out (a heap array of records the
- * caller frees with records_free). -1 with err ("FILE: not a HAR 1.2
- * document: ...", "FILE: entry 3: request.url missing"). */
-int har_read(const char *path, record ***out, size_t *n, char *err, size_t errlen);
+/* Reads the entries of a HAR file into *out (a heap array of records the
+ * caller frees with records_free). A browser's cache hit (the answer came
+ * from its cache, no request went out: _fromCache, _fetchType "... Cache",
+ * _transferSize 0, or no network timing at all) is left out unless
+ * keep_cached, and counted in *ncached (may be NULL). An entry without a
+ * restspy id gets one derived from its content and time (the same on every
+ * read). -1 with err ("FILE: not a HAR 1.2 document: ...", "FILE: entry 3:
+ * request.url missing"). */
+int har_read(const char *path, bool keep_cached, record ***out, size_t *n, size_t *ncached,
+             char *err, size_t errlen);
 
 /* One JSON object per line (record_to_json with headers and bodies). */
 void jsonl_write(FILE *f, const record *r);

@@ -218,5 +218,36 @@ class HarImport(unittest.TestCase):
                          ["/api/items", "/api/items", "/api/cart"])
 
 
+    def test_browser_cache_hits_are_left_out(self):
+        # Item 9: entries the browser answered from its cache (no request
+        # went out) are not stored or replayed unless --keep-cached.
+        echo = start_echo()
+        self.addCleanup(stop_echo, echo)
+        answer = '{"n": 0}'  # what the echo backend answers a GET
+        t = "2026-11-27T05:46:%02d.000Z"
+        net = chrome_entry(echo.url + "/net", t % 1, text=answer)
+        memory = chrome_entry(echo.url + "/memory", t % 2, text=answer, _fromCache="memory")
+        memory["response"]["_transferSize"] = 0
+        disk = chrome_entry(echo.url + "/disk", t % 3, text=answer)
+        disk["response"]["_transferSize"] = 0
+        har = os.path.join(self.tmp, "cached.har")
+        write_har(har, [net, memory, disk])
+
+        p = self.cli("replay", "--har", har, "--target", echo.url)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertTrue(p.stdout.startswith("1 request: 1 matched"), p.stdout)
+        self.assertIn("2 browser cache hits in %s left out" % har, p.stderr)
+        self.assertEqual([s[1] for s in echo.seen], ["/net"])
+        p = self.cli("replay", "--har", har, "--target", echo.url, "--keep-cached")
+        self.assertTrue(p.stdout.startswith("3 requests: 3 matched"), p.stdout)
+
+        p = self.cli("import", "--har", har, "--store", self.store)
+        self.assertEqual(p.stdout, "imported 1 request (2 browser cache hits left out: no "
+                                   "request went out; --keep-cached keeps them)\n", p.stderr)
+        p = self.cli("import", "--har", har, "--store", self.store, "--keep-cached")
+        self.assertEqual(p.stdout, "imported 2 requests (1 already in the store, skipped)\n")
+        self.assertEqual(self.count_rows(), 3)
+
+
 if __name__ == "__main__":
     unittest.main()

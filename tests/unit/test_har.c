@@ -425,7 +425,7 @@ static void test_har_round_trip(void **state)
     record **got;
     size_t n;
     char err[256];
-    if (har_read(path, &got, &n, err, sizeof err) != 0)
+    if (har_read(path, false, &got, &n, NULL, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(n, NMAKERS);
     for (size_t i = 0; i < n; i++)
@@ -434,7 +434,7 @@ static void test_har_round_trip(void **state)
 
     /* an empty export is a valid document too */
     write_har(path, NULL, 0);
-    assert_int_equal(har_read(path, &got, &n, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &got, &n, NULL, err, sizeof err), 0);
     assert_int_equal(n, 0);
     records_free(got, n);
 
@@ -660,7 +660,7 @@ static void test_har_foreign(void **state)
     record **v;
     size_t n;
     char err[256];
-    if (har_read(path, &v, &n, err, sizeof err) != 0)
+    if (har_read(path, false, &v, &n, NULL, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(n, 4);
     for (size_t i = 0; i < n; i++) {
@@ -784,7 +784,7 @@ static void test_har_codings(void **state)
     record **got;
     size_t n;
     char err[256];
-    if (har_read(path, &got, &n, err, sizeof err) != 0)
+    if (har_read(path, false, &got, &n, NULL, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(n, 1);
     assert_string_equal(got[0]->req_encoding, "gzip");
@@ -811,8 +811,8 @@ static void test_har_stable_ids(void **state)
     record **a, **b;
     size_t na, nb;
     char err[256];
-    assert_int_equal(har_read(path, &a, &na, err, sizeof err), 0);
-    assert_int_equal(har_read(path, &b, &nb, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &a, &na, NULL, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &b, &nb, NULL, err, sizeof err), 0);
     assert_int_equal(na, nb);
     for (size_t i = 0; i < na; i++) {
         assert_string_equal(a[i]->id, b[i]->id);
@@ -831,7 +831,7 @@ static void test_har_stable_ids(void **state)
     json_decref(root);
     write_text(path, txt);
     free(txt);
-    assert_int_equal(har_read(path, &b, &nb, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &b, &nb, NULL, err, sizeof err), 0);
     assert_int_equal(nb, na + 1);
     for (size_t i = 0; i < na; i++)
         assert_string_equal(a[i]->id, b[i]->id);
@@ -839,7 +839,7 @@ static void test_har_stable_ids(void **state)
     assert_int_equal(uuid7_time_ms(b[na]->id), uuid7_time_ms(b[0]->id));
     record **c;
     size_t nc;
-    assert_int_equal(har_read(path, &c, &nc, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &c, &nc, NULL, err, sizeof err), 0);
     assert_string_equal(c[na]->id, b[na]->id);
     records_free(c, nc);
     records_free(b, nb);
@@ -847,11 +847,61 @@ static void test_har_stable_ids(void **state)
     /* A restspy id in the file is kept as it is. */
     record *r = rec_empty();
     write_har(path, &r, 1);
-    assert_int_equal(har_read(path, &b, &nb, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &b, &nb, NULL, err, sizeof err), 0);
     assert_string_equal(b[0]->id, r->id);
     records_free(b, nb);
     record_free(r);
     records_free(a, na);
+    unlink(path);
+}
+
+/* One HAR entry for GET http://a<url> answered 200, with extra members
+ * (each ending in ',') and timings (the members after "timings"). */
+static void hit_entry(buf *b, const char *url, const char *extra, const char *timings)
+{
+    buf_appendf(b,
+                "%s{\"startedDateTime\":\"2026-11-27T05:46:18.123Z\",%s\"request\":"
+                "{\"method\":\"GET\",\"url\":\"http://a%s\"},\"response\":{\"status\":%d,"
+                "\"content\":{\"size\":2,\"text\":\"ok\"}},\"timings\":%s}",
+                b->data[b->len - 1] == '[' ? "" : ",", extra, url, strcmp(url, "/failed") ? 200 : 0,
+                timings);
+}
+
+/* Issue 9 item 9: a browser's cache hits are left out unless asked for. */
+static void test_har_cache_hits(void **state)
+{
+    (void)state;
+    static const char net[] = "{\"send\":0.1,\"wait\":5,\"receive\":1},\"time\":6.1";
+    static const char nonet[] = "{\"send\":0,\"wait\":0,\"receive\":0},\"time\":0";
+    buf text = BUF_INIT;
+    buf_append_str(&text, "{\"log\":{\"version\":\"1.2\",\"entries\":[");
+    hit_entry(&text, "/net", "", net);
+    hit_entry(&text, "/memory", "\"_fromCache\":\"memory\",", net);
+    hit_entry(&text, "/disk", "", "{\"send\":0,\"wait\":0.2,\"receive\":0.1},\"_transferSize\":0");
+    hit_entry(&text, "/webkit", "\"_fetchType\":\"Disk Cache\",", net);
+    hit_entry(&text, "/firefox", "", nonet);
+    /* a failed request (no answer) has no transfer either: kept */
+    hit_entry(&text, "/failed", "\"_transferSize\":0,", nonet);
+    /* restspy's own entries came from the wire, whatever their times */
+    hit_entry(&text, "/restspy", "\"_restspy\":{\"started_at\":1},", nonet);
+    buf_append_str(&text, "]}}");
+    char path[64], err[256];
+    tmp_path(path, sizeof path, "cache");
+    write_text(path, text.data);
+    buf_free(&text);
+    record **v;
+    size_t n, cached = 99;
+    assert_int_equal(har_read(path, false, &v, &n, &cached, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(cached, 4);
+    assert_string_equal(v[0]->path, "/net");
+    assert_string_equal(v[1]->path, "/failed");
+    assert_string_equal(v[2]->path, "/restspy");
+    records_free(v, n);
+    assert_int_equal(har_read(path, true, &v, &n, &cached, err, sizeof err), 0);
+    assert_int_equal(n, 7);
+    assert_int_equal(cached, 0);
+    records_free(v, n);
     unlink(path);
 }
 
@@ -863,7 +913,7 @@ static void expect_har_error(const char *text, const char *want)
     record **v = (record **)1;
     size_t n = 99;
     char err[256] = "";
-    assert_int_equal(har_read(path, &v, &n, err, sizeof err), -1);
+    assert_int_equal(har_read(path, false, &v, &n, NULL, err, sizeof err), -1);
     assert_null(v);
     assert_int_equal(n, 0);
     if (strncmp(err, path, strlen(path)) != 0 || !strstr(err, want))
@@ -920,7 +970,7 @@ static void test_har_errors(void **state)
     char err[256];
     record **v;
     size_t n;
-    assert_int_equal(har_read("/nonexistent/x.har", &v, &n, err, sizeof err), -1);
+    assert_int_equal(har_read("/nonexistent/x.har", false, &v, &n, NULL, err, sizeof err), -1);
     assert_string_equal(err, "/nonexistent/x.har: No such file or directory");
 }
 
@@ -1210,6 +1260,7 @@ int main(void)
         cmocka_unit_test(test_har_foreign),
         cmocka_unit_test(test_har_codings),
         cmocka_unit_test(test_har_stable_ids),
+        cmocka_unit_test(test_har_cache_hits),
         cmocka_unit_test(test_har_errors),
         cmocka_unit_test(test_jsonl_round_trip),
         cmocka_unit_test(test_jsonl_read_lines),
