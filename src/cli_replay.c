@@ -42,8 +42,10 @@ static const char usage[] =
     "usage: restspy replay [source] [filters] --target http://host:port [options]\n"
     "\n"
     "Replays captured requests against a server and compares its answers with\n"
-    "the recorded ones. Exit code: 0 all matched, 1 mismatches (or requests that\n"
-    "could not be replayed), 2 could not run (errors, no answers, interrupted).\n"
+    "the recorded ones. Exit code: 0 nothing differed, 1 mismatches (or requests\n"
+    "that could not be replayed), 2 could not run (errors, no answers, interrupted).\n"
+    "An answer whose recorded body is incomplete (cut at the capture cap) or was not\n"
+    "stored is reported as partly compared, never as matched.\n"
     "\n"
     "Source (one of; default: the store):\n"
     "  --store URL          store to read (default: the store setting, sqlite:restspy.db)\n"
@@ -622,7 +624,9 @@ static void on_answer(void *ud, replay_answer *a)
     }
     compare_result res;
     compare_responses(&x->copts, c, a->got, &res);
-    if (res.match) {
+    if (res.match && res.partial) {
+        report_add(x->rp, OUTCOME_PARTIAL, c, a->loop, &res, res.partial, lat);
+    } else if (res.match) {
         report_add(x->rp, OUTCOME_MATCH, c, a->loop, &res, NULL, lat);
     } else {
         x->mismatches++;

@@ -1575,7 +1575,21 @@ static void truncated_diff(cmpctx *c, const record *er, const record *ar, const 
     bool et = er->resp_truncated, at = ar->resp_truncated;
     size_t n = el < al ? el : al;
     bool ok = memcmp(e, a, n) == 0 && (at || al >= el) && (et || el >= al);
-    if (ok || !want_diff(c))
+    if (ok) {
+        /* Equal as far as both go: a match of that part only. */
+        buf b = BUF_INIT;
+        if (et)
+            buf_appendf(&b,
+                        "recorded body incomplete (%zu of %llu bytes recorded): only those "
+                        "compared",
+                        el, (unsigned long long)er->resp_body_size);
+        else
+            buf_appendf(&b, "answer decoded up to %zu bytes (--max-decoded): only those compared",
+                        al);
+        c->out->partial = buf_detach(&b);
+        return;
+    }
+    if (!want_diff(c))
         return;
     add_diff(c, DIFF_BODY, xstrdup("body"), bytes_text(el, et ? " (truncated)" : ""),
              bytes_text(al, at ? " (truncated)" : ""));
@@ -1608,6 +1622,14 @@ static void compare_body(cmpctx *c, const record *er, const record *ar)
     const char *e = er->resp_body.data ? er->resp_body.data : "";
     const char *a = ar->resp_body.data ? ar->resp_body.data : "";
     size_t el = er->resp_body.len, al = ar->resp_body.len;
+    if (er->resp_body_note) {
+        /* Not stored, or stored still encoded: nothing to hold the answer's
+         * body against. */
+        buf b = BUF_INIT;
+        buf_appendf(&b, "recorded body not compared (%s)", er->resp_body_note);
+        c->out->partial = buf_detach(&b);
+        return;
+    }
     if (er->resp_truncated || ar->resp_truncated) {
         truncated_diff(c, er, ar, e, el, a, al);
         return;
@@ -1665,6 +1687,7 @@ void compare_result_free(compare_result *r)
     }
     free(r->diffs);
     free(r->text_diff);
+    free(r->partial);
     memset(r, 0, sizeof *r);
 }
 

@@ -86,11 +86,19 @@ typedef struct compare_result {
                             bodies that differed (their shape), for
                             noise_learn; owned */
     size_t nrules;
+    char *partial; /* NULL when the bodies were compared whole; else why
+                      only part of them was ("recorded body incomplete
+                      (65536 of 120271 bytes recorded): only those
+                      compared", "recorded body not compared (dropped:
+                      ...)"): a match is then a match of that part only.
+                      Owned. */
 } compare_result;
 
 /* Compares actual against expected (both records: status, resp_headers,
- * resp_body, resp_truncated are read). A truncated expected body only has to
- * be a prefix of the actual one. */
+ * resp_body, resp_truncated, resp_body_note are read). A truncated body
+ * (the recorded one cut at capture, the answer cut at --max-decoded) only
+ * has to be a prefix of the other; a recorded body with a note (not
+ * stored, or not decoded) is not compared. Either way out->partial says so. */
 void compare_responses(const compare_opts *o, const record *expected, const record *actual,
                        compare_result *out);
 void compare_result_free(compare_result *r);

@@ -74,6 +74,11 @@ class Backend(BaseHTTPRequestHandler):
                                            time.strftime("%Y-%m-%dT%H:%M:%S") +
                                            ".%06dZ" % (time.time_ns() // 1000 % 1000000)))
             self._send(200, html.encode(), "text/html; charset=utf-8", enc=q.get("enc"))
+        elif path == "/big":
+            # Over the default capture cap (64K), the same on every answer.
+            items = [{"id": i, "name": "item %d" % i, "tags": ["a", "b", "c"]}
+                     for i in range(2500)]
+            self._send(200, json.dumps(items).encode())
         elif path == "/users":
             # Secrets restspy redacts at capture (default redact_fields and
             # redact_headers); the answer is otherwise the same every time.
@@ -228,6 +233,35 @@ class TextPages(BodiesCase):
         p = self.replay("--ignore-regex", "^[0-9a-f]{32}$", "--ignore-regex", r"^\d{4}-\d\d-",
                         expect=0)
         self.assertEqual(p.counts, (2, 2, 0, 0, 0), p.where)
+
+
+class OverTheCap(BodiesCase):
+    """Item 16: a recording cut at the capture cap is not a match."""
+    TRAFFIC = [("GET", "/big", [])]
+
+    def test_replay_says_partly_compared(self):
+        p = self.replay("--report", "json", self.tmpfile("r.json"), expect=0)
+        self.assertEqual(p.counts, (1, 0, 0, 0, 0), p.where)
+        m = re.search(r"^1 request: 0 matched, 0 mismatched, 0 errors, 0 not replayable, "
+                      r"1 partly compared in ", p.stdout, re.M)
+        self.assertIsNotNone(m, p.where)
+        self.assertRegex(p.stdout, r"\nPARTLY COMPARED recorded body incomplete \(65536 of "
+                                   r"\d+ bytes recorded\): only those compared: 1 request\n")
+        with open(self.tmpfile("r.json")) as f:
+            doc = json.load(f)
+        self.assertEqual((doc["counts"]["matched"], doc["counts"]["partial"]), (0, 1))
+        self.assertEqual(doc["results"][0]["outcome"], "partial")
+
+    def test_har_content_comment(self):
+        har = self.tmpfile("big.har")
+        self.run_cli("export", "--har", har, "--store", self.store, expect=0)
+        with open(har) as f:
+            content = json.load(f)["log"]["entries"][0]["response"]["content"]
+        self.assertEqual(len(content["text"]), 65536)
+        self.assertGreater(content["size"], 65536)
+        self.assertEqual(content["comment"],
+                         "restspy: body incomplete: text holds the first 65536 of its %d bytes"
+                         % content["size"])
 
 
 if __name__ == "__main__":

@@ -676,9 +676,39 @@ static void test_truncated(void **state)
     record *ra = mk(200, "application/json", "{\"items\":[1,2,3]}");
     compare_result res;
     compare_responses(NULL, re, ra, &res);
+    /* a match of the recorded part only, which the result says (issue 9
+     * item 16) */
     assert_true(res.match);
+    assert_string_equal(res.partial,
+                        "recorded body incomplete (13 of 100 bytes recorded): only those compared");
+    compare_result_free(&res);
+    /* the answer cut at --max-decoded: the same, from the other side */
+    record *rb = mk(200, "application/json", "{\"items\":[1,2,3]}");
+    rb->resp_truncated = true;
+    rb->resp_body.len = 5;
+    compare_responses(NULL, ra, rb, &res);
+    assert_true(res.match);
+    assert_string_equal(res.partial,
+                        "answer decoded up to 5 bytes (--max-decoded): only those compared");
+    compare_result_free(&res);
+    record_free(rb);
+    /* whole bodies: nothing partial */
+    compare_responses(NULL, ra, ra, &res);
+    assert_null(res.partial);
     compare_result_free(&res);
     record_free(ra);
+
+    /* a recorded body that was not stored is not compared at all */
+    record *rd = mk(200, "application/json", NULL);
+    rd->resp_body_note = xstrdup("dropped: not in the HAR file (500 bytes announced)");
+    ra = mk(200, "application/json", "{\"a\":1}");
+    compare_responses(NULL, rd, ra, &res);
+    assert_true(res.match);
+    assert_string_equal(res.partial, "recorded body not compared (dropped: not in the HAR file "
+                                     "(500 bytes announced))");
+    compare_result_free(&res);
+    record_free(ra);
+    record_free(rd);
 
     ra = mk(200, "application/json", "{\"items\":[1,3,3]}");
     compare_responses(NULL, re, ra, &res);

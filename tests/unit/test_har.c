@@ -511,6 +511,29 @@ static void check_har_entry(json_t *e)
     assert_true(sum > time - 1e-6 && sum < time + 1e-6);
 }
 
+/* Issue 9 item 16: a body over the capture cap says so where any HAR
+ * reader looks, not only in restspy's private fields. */
+static void test_har_truncated_comment(void **state)
+{
+    (void)state;
+    record *r = rec_utf8(); /* both bodies cut at capture */
+    char path[64];
+    tmp_path(path, sizeof path, "trunc");
+    write_har(path, &r, 1);
+    json_t *root = load(path);
+    json_t *e = json_array_get(get(get(root, "log"), "entries"), 0);
+    json_t *c = get(get(e, "response"), "content");
+    assert_int_equal(json_integer_value(get(c, "size")), 99999);
+    assert_string_equal(json_string_value(get(c, "comment")),
+                        "restspy: body incomplete: text holds the first 14 of its 99999 bytes");
+    json_t *pd = get(get(e, "request"), "postData");
+    assert_string_equal(json_string_value(get(pd, "comment")),
+                        "restspy: body incomplete: text holds the first 20 of its 4096 bytes");
+    json_decref(root);
+    record_free(r);
+    unlink(path);
+}
+
 static void test_har_required_fields(void **state)
 {
     (void)state;
@@ -744,6 +767,7 @@ static void test_har_codings(void **state)
     json_t *q = get(json_array_get(entries, 0), "request");
     json_t *s = get(json_array_get(entries, 0), "response");
     assert_string_equal(json_string_value(get(get(q, "postData"), "text")), "x=1");
+    assert_null(json_object_get(get(q, "postData"), "comment"));
     assert_null(json_object_get(get(q, "postData"), "comment"));
     assert_int_equal(json_integer_value(get(q, "bodySize")), 23);
     json_t *c = get(s, "content");
@@ -1257,6 +1281,7 @@ int main(void)
         cmocka_unit_test(test_record_json_base64_tolerant),
         cmocka_unit_test(test_har_round_trip),
         cmocka_unit_test(test_har_required_fields),
+        cmocka_unit_test(test_har_truncated_comment),
         cmocka_unit_test(test_har_foreign),
         cmocka_unit_test(test_har_codings),
         cmocka_unit_test(test_har_stable_ids),

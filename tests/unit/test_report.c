@@ -263,6 +263,47 @@ static void test_redacted_counts(void **state)
     report_free(rp);
 }
 
+/* Issue 9 item 16: a partly compared answer is never counted as matched. */
+static void test_partial(void **state)
+{
+    (void)state;
+    report *rp = report_new("http://t:1");
+    const char *why = "recorded body incomplete (65536 of 120271 bytes recorded): only those "
+                      "compared";
+    add(rp, OUTCOME_MATCH, ID(1), "GET", "/small", NULL, 200, 1, 0, NULL, NULL, 5);
+    add(rp, OUTCOME_PARTIAL, ID(2), "GET", "/big", NULL, 200, 2, 0, NULL, why, 5);
+    char *s = summary_text(rp, 5);
+    assert_string_equal(s, "2 requests: 1 matched, 0 mismatched, 0 errors, 0 not replayable, "
+                           "1 partly compared\n"
+                           "PARTLY COMPARED recorded body incomplete (65536 of 120271 bytes "
+                           "recorded): only those compared: 1 request\n");
+    free(s);
+    assert_int_equal(report_count(rp, OUTCOME_MATCH), 1);
+    assert_int_equal(report_count(rp, OUTCOME_PARTIAL), 1);
+    assert_int_equal(report_exit_code(rp), 0);
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".json");
+    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "counts"), "partial")),
+                     1);
+    json_t *r = json_array_get(json_object_get(j, "results"), 1);
+    assert_string_equal(json_string_value(json_object_get(r, "outcome")), "partial");
+    assert_string_equal(json_string_value(json_object_get(r, "detail")), why);
+    json_decref(j);
+    unlink(path);
+    tmp_path(path, sizeof path, ".xml");
+    assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
+    size_t len;
+    char *xml = read_all(path, &len);
+    assert_non_null(strstr(xml, "<system-out>partly compared: recorded body incomplete"));
+    assert_non_null(strstr(xml, " tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"0\""));
+    free(xml);
+    unlink(path);
+    report_free(rp);
+}
+
 /* The report deep-copies: the caller frees its result right after adding. */
 static void test_deep_copy(void **state)
 {
@@ -807,6 +848,7 @@ int main(void)
         cmocka_unit_test(test_summary_exact),
         cmocka_unit_test(test_summary_sent_loops_and_escapes),
         cmocka_unit_test(test_redacted_counts),
+        cmocka_unit_test(test_partial),
         cmocka_unit_test(test_deep_copy),
         cmocka_unit_test(test_from_compare),
         cmocka_unit_test(test_json),
