@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cliutil.h"
@@ -67,7 +68,8 @@ static const char usage[] =
     "  --limit N            only the newest N (default: all)\n"
     "\n"
     "Sending:\n"
-    "  --target URL         where to send them: http://host:port (required)\n"
+    "  --target URL         where to send them: http://host:port (required, with the\n"
+    "                       scheme; https is not supported)\n"
     "  --set-header 'N: v'  add or replace a request header (repeatable), e.g. fresh\n"
     "                       credentials for values redacted at capture\n"
     "  --drop-header N      remove a request header (repeatable)\n"
@@ -434,6 +436,14 @@ static int parse_args(int argc, char **argv, args *a)
         cliutil_errorf(cmd, "one source only: --store, --har or --jsonl");
         return 2;
     }
+    /* The engine speaks http:// only; "host:port" alone would be taken for
+     * a URL scheme by some and a host by others: say what is expected. */
+    if (a->target && strncasecmp(a->target, "http://", 7) != 0) {
+        cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port%s)", a->target,
+                       strncasecmp(a->target, "https://", 8) == 0 ? "; https is not supported"
+                                                                  : "");
+        return 2;
+    }
     if (a->keep_cached && !a->har) {
         cliutil_errorf(cmd, "--keep-cached only applies to --har");
         return 2;
@@ -522,7 +532,9 @@ static void fmt_eta(double secs, char *out, size_t len)
 static void on_progress(void *ud, const replay_progress *p)
 {
     progress *g = ud;
-    double rate = p->elapsed_s > 0 ? (double)p->done / p->elapsed_s : 0;
+    /* Answers per second: errors are no load done (a refused connection
+     * "completes" at any speed). */
+    double rate = p->elapsed_s > 0 ? (double)(p->done - p->errors) / p->elapsed_s : 0;
     uint64_t mm = g->mismatches ? *g->mismatches : 0;
     if (!g->tty) {
         int64_t el = (int64_t)(p->elapsed_s * 1e6);
@@ -619,7 +631,8 @@ static void on_answer(void *ud, replay_answer *a)
     }
     int64_t lat = a->got->upstream_us;
     if (!x->compare || c->status == 0) {
-        report_add(x->rp, OUTCOME_SENT, c, a->loop, NULL, NULL, lat);
+        report_add(x->rp, OUTCOME_SENT, c, a->loop, NULL,
+                   c->status ? "not compared (--no-compare)" : "no recorded response", lat);
         return;
     }
     compare_result res;

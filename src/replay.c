@@ -1043,7 +1043,7 @@ static void close_all(run *r)
 }
 
 /* Parses "http://host[:port][/]" into r->addr and hostport ("host:port" as
- * the Host header). 0 or -1 with err. */
+ * the Host header); the scheme is required. 0 or -1 with err. */
 static int resolve_target(run *r, const char *target, char *hostport, size_t hplen, char *err,
                           size_t errlen)
 {
@@ -1052,10 +1052,11 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
         return -1;
     }
     const char *s = target;
-    if (strncasecmp(s, "http://", 7) == 0)
+    if (strncasecmp(s, "http://", 7) == 0) {
         s += 7;
-    else if (strstr(s, "://")) {
-        snprintf(err, errlen, "target %s: only http:// is supported", target);
+    } else {
+        snprintf(err, errlen, "target %s: %s", target,
+                 strstr(s, "://") ? "only http:// is supported" : "expected http://host:port");
         return -1;
     }
     size_t hl = strcspn(s, "/?#");

@@ -49,6 +49,7 @@ struct report {
     buf strs;
     size_t counts[OUTCOME_LAST + 1];
     size_t redacted_fields, redacted_requests;
+    size_t sent_recorded; /* OUTCOME_SENT with a recorded response: --no-compare */
     unsigned max_loop;
 };
 
@@ -177,6 +178,8 @@ void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
     it->detail = str_put(rp, detail);
     it->mm = k == OUTCOME_MISMATCH && res ? mismatch_copy(res) : NULL;
     it->status_actual = actual_status(k, it->status_expected, it->mm);
+    if (k == OUTCOME_SENT && it->status_expected > 0)
+        rp->sent_recorded++;
     it->redacted = res ? res->nredacted : 0;
     if (it->redacted) {
         rp->redacted_fields += it->redacted;
@@ -409,14 +412,24 @@ void report_summary(const report *rp, FILE *f, size_t max_listed)
     buf_appendf(&b, "%zu request%s: %zu matched, %zu mismatched, %zu error%s, %zu not replayable",
                 rp->n, plural(rp->n), c[OUTCOME_MATCH], c[OUTCOME_MISMATCH], c[OUTCOME_ERROR],
                 plural(c[OUTCOME_ERROR]), c[OUTCOME_UNREPLAYABLE]);
-    if (c[OUTCOME_SENT])
-        buf_appendf(&b, ", %zu sent without recorded response", c[OUTCOME_SENT]);
+    /* Sent without comparing: because nothing was recorded to compare
+     * with, or because --no-compare said so. */
+    size_t unrecorded = c[OUTCOME_SENT] - rp->sent_recorded;
+    if (unrecorded)
+        buf_appendf(&b, ", %zu sent without recorded response", unrecorded);
+    if (rp->sent_recorded)
+        buf_appendf(&b, ", %zu sent, not compared", rp->sent_recorded);
     if (c[OUTCOME_PARTIAL])
         buf_appendf(&b, ", %zu partly compared", c[OUTCOME_PARTIAL]);
     if (rp->elapsed_s > 0) {
-        /* Unreplayable cases were never sent: they do not count as load. */
-        double rate = (double)(rp->n - c[OUTCOME_UNREPLAYABLE]) / rp->elapsed_s;
-        buf_appendf(&b, " in %.2f s (%.*f requests/s)", rp->elapsed_s, rate < 10 ? 1 : 0, rate);
+        /* The rate is of answers: errors (a refused connection answers
+         * nothing, at any speed) and unreplayable cases are no load done. */
+        size_t answered =
+            c[OUTCOME_MATCH] + c[OUTCOME_MISMATCH] + c[OUTCOME_SENT] + c[OUTCOME_PARTIAL];
+        double rate = (double)answered / rp->elapsed_s;
+        buf_appendf(&b, " in %.2f s", rp->elapsed_s);
+        if (answered)
+            buf_appendf(&b, " (%.*f requests/s)", rate < 10 ? 1 : 0, rate);
     }
     buf_append_char(&b, '\n');
     /* Apart from the differences: a match over hidden values is a match on

@@ -264,5 +264,58 @@ class OverTheCap(BodiesCase):
                          % content["size"])
 
 
+class Wording(BodiesCase):
+    """Item 17: each outcome worded as what happened."""
+    TRAFFIC = [("GET", "/doc", []), ("GET", "/users", [])]
+
+    def test_target_without_scheme_is_refused(self):
+        port = harness.free_port()
+        for target, why in (("127.0.0.1:%d" % port, "expected http://host:port"),
+                            ("https://127.0.0.1:%d" % port,
+                             "expected http://host:port; https is not supported")):
+            p = self.run_cli("replay", "--store", self.store, "--target", target, expect=2)
+            self.assertEqual(p.stderr, "restspy replay: bad value for --target: '%s' (%s)\n"
+                             % (target, why))
+            self.assertEqual(p.stdout, "")
+
+    def test_refused_run_has_no_rate(self):
+        p = self.run_cli("replay", "--store", self.store, "--target",
+                         "http://127.0.0.1:%d" % harness.free_port(), expect=2)
+        first = p.stdout.split("\n")[0]
+        self.assertRegex(first, r"^2 requests: 0 matched, 0 mismatched, 2 errors, "
+                                r"0 not replayable in \d+\.\d\d s$")
+        self.assertIn("ERROR connect: connection refused: 2 requests", p.stdout)
+
+    def test_no_compare_says_not_compared(self):
+        p = self.replay("--no-compare", expect=0)
+        self.assertRegex(p.stdout.split("\n")[0],
+                         r"^2 requests: 0 matched, 0 mismatched, 0 errors, 0 not replayable, "
+                         r"2 sent, not compared in ")
+        self.assertNotIn("without recorded response", p.stdout)
+
+    def test_missing_browser_bodies(self):
+        # A browser HAR saved without content: the bodies are announced, not
+        # there. That is not a truncation at capture.
+        har = self.tmpfile("nocontent.har")
+        entry = {"startedDateTime": "2026-11-27T05:46:18.123Z", "time": 3,
+                 "request": {"method": "POST", "url": self.url + "/doc", "headers": [],
+                             "bodySize": 3},
+                 "response": {"status": 200, "headers": [], "bodySize": 50,
+                              "content": {"size": 50, "mimeType": "application/json"}},
+                 "timings": {"send": 1, "wait": 1, "receive": 1}}
+        get = json.loads(json.dumps(entry))
+        get["request"].update(method="GET", bodySize=0)
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "entries": [entry, get]}}, f)
+        p = self.run_cli("replay", "--har", har, "--target", self.url, expect=1)
+        self.assertTrue(p.stdout.startswith("2 requests: 0 matched, 0 mismatched, 0 errors, "
+                                            "1 not replayable, 1 partly compared in "), p.where)
+        self.assertIn("\nNOT REPLAYABLE request body was not stored (dropped: not in the HAR "
+                      "file (3 bytes announced)): 1 request\n", p.stdout)
+        self.assertIn("\nPARTLY COMPARED recorded body not compared (dropped: not in the HAR "
+                      "file (50 bytes announced)): 1 request\n", p.stdout)
+        self.assertNotIn("truncated", p.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -101,8 +101,10 @@ static void test_counts_and_exit_codes(void **state)
             for (size_t i = 0; i < mixes[m].n[k]; i++) {
                 compare_result res = {
                     .diffs = NULL, .ndiffs = 0, .ndiffs_total = 0, .text_diff = NULL};
-                add(rp, (outcome_kind)k, ID(1), "GET", "/x", NULL, 200, (int64_t)i, 0,
-                    k == OUTCOME_MISMATCH ? &res : NULL, k == OUTCOME_ERROR ? "timeout" : NULL, 10);
+                /* sent: nothing recorded to compare with */
+                add(rp, (outcome_kind)k, ID(1), "GET", "/x", NULL, k == OUTCOME_SENT ? 0 : 200,
+                    (int64_t)i, 0, k == OUTCOME_MISMATCH ? &res : NULL,
+                    k == OUTCOME_ERROR ? "timeout" : NULL, 10);
                 total++;
             }
         }
@@ -164,7 +166,7 @@ static void test_summary_exact(void **state)
     report *rp = fixed_report();
     char *s = summary_text(rp, 10);
     assert_string_equal(
-        s, "7 requests: 1 matched, 2 mismatched, 3 errors, 1 not replayable in 2.00 s (3.0 "
+        s, "7 requests: 1 matched, 2 mismatched, 3 errors, 1 not replayable in 2.00 s (1.5 "
            "requests/s)\n"
            "MISMATCH GET /api/sites/paris/ (id " ID(
                2) "):\n"
@@ -260,6 +262,43 @@ static void test_redacted_counts(void **state)
     json_decref(j);
     unlink(path);
     assert_int_equal(report_exit_code(rp), 1);
+    report_free(rp);
+}
+
+/* Issue 9 item 17: the summary says what happened. */
+static void test_summary_wording(void **state)
+{
+    (void)state;
+    /* Every connection refused: no rate, nothing was answered. */
+    report *rp = report_new("http://127.0.0.1:1");
+    for (int i = 0; i < 3; i++)
+        add(rp, OUTCOME_ERROR, ID(1), "GET", "/x", NULL, 200, i, 0, NULL,
+            "connect: connection refused", -1);
+    report_set_elapsed(rp, 0.004);
+    char *s = summary_text(rp, 5);
+    assert_string_equal(s, "3 requests: 0 matched, 0 mismatched, 3 errors, 0 not replayable in "
+                           "0.00 s\nERROR connect: connection refused: 3 requests\n");
+    free(s);
+    report_free(rp);
+
+    /* --no-compare with recorded responses: sent, not compared; only what
+     * had no recorded response is "without recorded response". */
+    rp = report_new("http://t:1");
+    add(rp, OUTCOME_SENT, ID(1), "GET", "/a", NULL, 200, 1, 0, NULL, "not compared (--no-compare)",
+        5);
+    add(rp, OUTCOME_SENT, ID(2), "GET", "/b", NULL, 200, 2, 0, NULL, "not compared (--no-compare)",
+        5);
+    s = summary_text(rp, 5);
+    assert_string_equal(s, "2 requests: 0 matched, 0 mismatched, 0 errors, 0 not replayable, 2 "
+                           "sent, not compared\n");
+    free(s);
+    add(rp, OUTCOME_SENT, ID(3), "POST", "/c", NULL, 0, 3, 0, NULL, "no recorded response", 5);
+    report_set_elapsed(rp, 1.0);
+    s = summary_text(rp, 5);
+    assert_string_equal(s, "3 requests: 0 matched, 0 mismatched, 0 errors, 0 not replayable, 1 "
+                           "sent without recorded response, 2 sent, not compared in 1.00 s (3.0 "
+                           "requests/s)\n");
+    free(s);
     report_free(rp);
 }
 
@@ -849,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_summary_sent_loops_and_escapes),
         cmocka_unit_test(test_redacted_counts),
         cmocka_unit_test(test_partial),
+        cmocka_unit_test(test_summary_wording),
         cmocka_unit_test(test_deep_copy),
         cmocka_unit_test(test_from_compare),
         cmocka_unit_test(test_json),
