@@ -32,7 +32,9 @@ static const char export_usage[] =
     "                   readable by browsers' devtools and `restspy replay --har`\n"
     "  --jsonl FILE     one JSON object per line, with headers and bodies\n"
     "                   (`restspy replay --jsonl`, `restspy import --jsonl`)\n"
-    "  --curl           one curl command line per request, on standard output\n"
+    "  --curl           one curl command line per request, on standard output (the\n"
+    "                   bodies byte for byte; a request whose body was not stored or\n"
+    "                   is incomplete becomes a '# restspy:' comment line saying why)\n"
     "  --target URL     the server the curl lines call (default http://localhost)\n"
     "  --store URL      store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE    config file whose store setting to use\n"
@@ -59,6 +61,7 @@ typedef struct export_ctx {
     har_writer *har;
     const char *base;
     size_t n;
+    size_t commented; /* curl: requests written as comments, not commands */
 } export_ctx;
 
 static int export_one(const record *r, void *ud)
@@ -68,8 +71,8 @@ static int export_one(const record *r, void *ud)
         har_add(x->har, r);
     else if (x->kind == OUT_JSONL)
         jsonl_write(x->f, r);
-    else
-        curl_write(x->f, r, x->base);
+    else if (!curl_write(x->f, r, x->base))
+        x->commented++;
     x->n++;
     /* A closed pipe or a full disk: stop reading the store. */
     return ferror(x->f) ? 1 : 0;
@@ -161,7 +164,7 @@ int cli_export(int argc, char **argv, char *const *envp)
         rc = 1;
         goto out;
     }
-    export_ctx x = {kind, o.f, NULL, DEFAULT_CURL_BASE, 0};
+    export_ctx x = {kind, o.f, NULL, DEFAULT_CURL_BASE, 0, 0};
     char *trimmed = NULL; /* owned */
     if (base) {
         /* "http://host:port/" would give "//path" in every line. */
@@ -179,6 +182,11 @@ int cli_export(int argc, char **argv, char *const *envp)
     /* A store error discards the file; a write error is reported here. */
     if (cliutil_out_close(cmd, &o, rc != 0) < 0)
         rc = 1;
+    if (rc == 0 && x.commented)
+        fprintf(stderr,
+                "restspy export: %zu request%s written as a comment, not a command: %s body "
+                "cannot be sent as recorded (the '# restspy:' lines say why)\n",
+                x.commented, x.commented == 1 ? "" : "s", x.commented == 1 ? "its" : "their");
     if (rc == 0 && kind != OUT_CURL && strcmp(path, "-") != 0) {
         printf("exported %zu request%s to %s\n", x.n, x.n == 1 ? "" : "s", path);
         rc = cliutil_flush_stdout(cmd);
@@ -200,13 +208,16 @@ static const char import_usage[] =
     "\n"
     "  --har FILE      a HAR 1.2 file\n"
     "  --jsonl FILE    JSON lines (restspy export --jsonl); both may be given\n"
+    "  --keep-cached   also store a HAR's browser cache hits (left out by default:\n"
+    "                  no request went out for them)\n"
     "  --store URL     store to write (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"
     "  -h, --help      show this help\n"
     "\n"
-    "A record keeps its id (the file's, or a new one when the file has none). A\n"
-    "request whose id is already in the store (importing a store's own export)\n"
-    "is skipped and counted, never stored twice.\n";
+    "A record keeps its id: the file's, or for a HAR entry without one (a\n"
+    "browser's) an id derived from the entry's content and time, the same on\n"
+    "every import. A request whose id is already in the store (a store's own\n"
+    "export, the same file twice) is skipped and counted, never stored twice.\n";
 
 /* Written by the store's writer thread, read after store_close. */
 typedef struct import_ctx {
@@ -277,12 +288,17 @@ int cli_import(int argc, char **argv, char *const *envp)
     static const char cmd[] = "import";
     cliutil_read_opts ro = {0};
     const char *har = NULL, *jsonl = NULL;
+    bool keep_cached = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
         if (cliutil_is_help(a)) {
             fputs(import_usage, stdout);
             return 0;
+        }
+        if (strcmp(a, "--keep-cached") == 0) {
+            keep_cached = true;
+            continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--har", &har)) ||
             (m = cliutil_flag_value(cmd, argc, argv, &i, "--jsonl", &jsonl)) ||
@@ -299,13 +315,17 @@ int cli_import(int argc, char **argv, char *const *envp)
                             "--help)");
         return 2;
     }
+    if (keep_cached && !har) {
+        cliutil_errorf(cmd, "--keep-cached only applies to --har");
+        return 2;
+    }
 
     /* Every file is read before the store is touched: a bad file imports
      * nothing. */
     record **v = NULL, **w = NULL;
-    size_t n = 0, nw = 0;
+    size_t n = 0, nw = 0, cached = 0;
     char err[512];
-    if ((har && har_read(har, &v, &n, err, sizeof err) < 0) ||
+    if ((har && har_read(har, keep_cached, &v, &n, &cached, err, sizeof err) < 0) ||
         (jsonl && jsonl_read(jsonl, &w, &nw, err, sizeof err) < 0)) {
         cliutil_errorf(cmd, "%s", err);
         records_free(v, n);
@@ -374,6 +394,10 @@ int cli_import(int argc, char **argv, char *const *envp)
     printf("imported %llu request%s", stored, stored == 1 ? "" : "s");
     if (present)
         printf(" (%zu already in the store, skipped)", present);
+    if (cached)
+        printf(" (%zu browser cache hit%s left out: no request went out; --keep-cached keeps "
+               "them)",
+               cached, cached == 1 ? "" : "s");
     putchar('\n');
     if (refused) {
         cliutil_errorf(cmd, "%llu request%s could not be stored", refused, refused == 1 ? "" : "s");

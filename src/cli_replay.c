@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cliutil.h"
@@ -42,13 +43,17 @@ static const char usage[] =
     "usage: restspy replay [source] [filters] --target http://host:port [options]\n"
     "\n"
     "Replays captured requests against a server and compares its answers with\n"
-    "the recorded ones. Exit code: 0 all matched, 1 mismatches (or requests that\n"
-    "could not be replayed), 2 could not run (errors, no answers, interrupted).\n"
+    "the recorded ones. Exit code: 0 nothing differed, 1 mismatches (or requests\n"
+    "that could not be replayed), 2 could not run (errors, no answers, interrupted).\n"
+    "An answer whose recorded body is incomplete (cut at the capture cap) or was not\n"
+    "stored is reported as partly compared, never as matched.\n"
     "\n"
     "Source (one of; default: the store):\n"
     "  --store URL          store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --har FILE           a HAR 1.2 file (browsers' devtools, Charles, Postman, restspy)\n"
     "  --jsonl FILE         restspy's JSON lines (restspy export --jsonl)\n"
+    "  --keep-cached        also replay a HAR's browser cache hits (left out by\n"
+    "                       default: no request went out for them)\n"
     "  --config FILE        config file whose store setting to use\n"
     "\n"
     "Filters (as `restspy requests`; they apply to every source):\n"
@@ -63,7 +68,8 @@ static const char usage[] =
     "  --limit N            only the newest N (default: all)\n"
     "\n"
     "Sending:\n"
-    "  --target URL         where to send them: http://host:port (required)\n"
+    "  --target URL         where to send them: http://host:port (required, with the\n"
+    "                       scheme; https is not supported)\n"
     "  --set-header 'N: v'  add or replace a request header (repeatable), e.g. fresh\n"
     "                       credentials for values redacted at capture\n"
     "  --drop-header N      remove a request header (repeatable)\n"
@@ -80,12 +86,19 @@ static const char usage[] =
     "  --compare            compare status, selected headers and body\n"
     "  --no-compare         only send, do not compare\n"
     "  --compare-header N   also compare this response header (repeatable)\n"
+    "  --max-decoded SIZE   a compressed answer (gzip, deflate, br) is compared decoded,\n"
+    "                       as recorded bodies are stored; at most SIZE of it (default\n"
+    "                       64M), the rest as for a body truncated at capture\n"
     "  --ignore PATH        ignore a JSON path: $.updated_at, $..id, $.items[*].ts\n"
     "  --ignore-header N    ignore a response header\n"
-    "  --ignore-regex RE    two differing values that both match RE are equal\n"
-    "  --noise FILE         noise rules from FILE, one per line (repeatable)\n"
+    "  --ignore-regex RE    two differing values that both match RE are equal (JSON\n"
+    "                       values, header values, words of text bodies)\n"
+    "  --noise FILE         noise rules from FILE, one per line (repeatable): $.path,\n"
+    "                       header: NAME, regex: RE, $.path ~ RE, text: RE (words of\n"
+    "                       text bodies); binary bodies are compared byte for byte\n"
     "  --learn-noise FILE   replay every request twice and write what differed between\n"
-    "                       the two answers into FILE as rules (added to what FILE has)\n"
+    "                       the two answers into FILE as rules (added to what FILE has):\n"
+    "                       JSON paths, headers, and text: rules for words of text bodies\n"
     "\n"
     "Reporting:\n"
     "  --report json FILE   every outcome as JSON\n"
@@ -131,12 +144,14 @@ typedef struct args {
     unsigned concurrency, loops;
     bool loops_given;
     bool ordered;
+    bool keep_cached;
     int compare; /* -1 default, 0 --no-compare, 1 --compare */
     strlist cmp_headers;
     noise *noise;
     const char *learn;
     const char *report_json, *report_junit;
     uint64_t timeout_ms;
+    uint64_t max_decoded;
     size_t max_listed;
 } args;
 
@@ -271,6 +286,10 @@ static int parse_args(int argc, char **argv, args *a)
             a->ordered = true;
             continue;
         }
+        if (strcmp(arg, "--keep-cached") == 0) {
+            a->keep_cached = true;
+            continue;
+        }
         if (strcmp(arg, "--compare") == 0 || strcmp(arg, "--no-compare") == 0) {
             a->compare = arg[2] == 'c';
             continue;
@@ -345,6 +364,16 @@ static int parse_args(int argc, char **argv, args *a)
             a->timeout_ms = ms;
             continue;
         }
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--max-decoded", &v))) {
+            if (m < 0)
+                return 2;
+            if (util_parse_size(v, &a->max_decoded) < 0 || a->max_decoded == 0) {
+                cliutil_errorf(cmd, "bad value for --max-decoded: '%s' (expected a size like 64M)",
+                               v);
+                return 2;
+            }
+            continue;
+        }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--compare-header", &v))) {
             if (m < 0)
                 return 2;
@@ -407,6 +436,18 @@ static int parse_args(int argc, char **argv, args *a)
         cliutil_errorf(cmd, "one source only: --store, --har or --jsonl");
         return 2;
     }
+    /* The engine speaks http:// only; "host:port" alone would be taken for
+     * a URL scheme by some and a host by others: say what is expected. */
+    if (a->target && strncasecmp(a->target, "http://", 7) != 0) {
+        cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port%s)", a->target,
+                       strncasecmp(a->target, "https://", 8) == 0 ? "; https is not supported"
+                                                                  : "");
+        return 2;
+    }
+    if (a->keep_cached && !a->har) {
+        cliutil_errorf(cmd, "--keep-cached only applies to --har");
+        return 2;
+    }
     if (!a->target) {
         cliutil_errorf(cmd, "--target is required (e.g. --target http://127.0.0.1:8000)");
         return 2;
@@ -442,12 +483,19 @@ static int load_cases(const args *a, char *const *envp, caselist *out)
 {
     char err[512];
     if (a->har || a->jsonl) {
-        int rc = a->har ? har_read(a->har, &out->v, &out->n, err, sizeof err)
-                        : jsonl_read(a->jsonl, &out->v, &out->n, err, sizeof err);
+        size_t cached = 0;
+        int rc = a->har
+                     ? har_read(a->har, a->keep_cached, &out->v, &out->n, &cached, err, sizeof err)
+                     : jsonl_read(a->jsonl, &out->v, &out->n, err, sizeof err);
         if (rc < 0) {
             cliutil_errorf(cmd, "%s", err);
             return 2;
         }
+        if (cached)
+            fprintf(stderr,
+                    "restspy replay: %zu browser cache hit%s in %s left out: no request went "
+                    "out (--keep-cached replays them)\n",
+                    cached, cached == 1 ? "" : "s", a->har);
         out->cap = out->n;
         cliutil_filter_apply(&a->f, out->v, &out->n);
         return 0;
@@ -484,7 +532,9 @@ static void fmt_eta(double secs, char *out, size_t len)
 static void on_progress(void *ud, const replay_progress *p)
 {
     progress *g = ud;
-    double rate = p->elapsed_s > 0 ? (double)p->done / p->elapsed_s : 0;
+    /* Answers per second: errors are no load done (a refused connection
+     * "completes" at any speed). */
+    double rate = p->elapsed_s > 0 ? (double)(p->done - p->errors) / p->elapsed_s : 0;
     uint64_t mm = g->mismatches ? *g->mismatches : 0;
     if (!g->tty) {
         int64_t el = (int64_t)(p->elapsed_s * 1e6);
@@ -581,13 +631,16 @@ static void on_answer(void *ud, replay_answer *a)
     }
     int64_t lat = a->got->upstream_us;
     if (!x->compare || c->status == 0) {
-        report_add(x->rp, OUTCOME_SENT, c, a->loop, NULL, NULL, lat);
+        report_add(x->rp, OUTCOME_SENT, c, a->loop, NULL,
+                   c->status ? "not compared (--no-compare)" : "no recorded response", lat);
         return;
     }
     compare_result res;
     compare_responses(&x->copts, c, a->got, &res);
-    if (res.match) {
-        report_add(x->rp, OUTCOME_MATCH, c, a->loop, NULL, NULL, lat);
+    if (res.match && res.partial) {
+        report_add(x->rp, OUTCOME_PARTIAL, c, a->loop, &res, res.partial, lat);
+    } else if (res.match) {
+        report_add(x->rp, OUTCOME_MATCH, c, a->loop, &res, NULL, lat);
     } else {
         x->mismatches++;
         report_add(x->rp, OUTCOME_MISMATCH, c, a->loop, &res, NULL, lat);
@@ -624,6 +677,7 @@ static void fill_replay_opts(const args *a, replay_opts *o)
     o->loops = a->loops;
     o->ordered = a->ordered;
     o->timeout_ms = a->timeout_ms;
+    o->max_decoded = a->max_decoded;
     o->set_headers = a->set_headers.len ? &a->set_headers : NULL;
     o->drop_headers = a->drop.v;
     o->rewrites = a->rewrites;

@@ -487,6 +487,10 @@ record *cliutil_record_copy(const record *r)
     c->origin = dup_or_null(r->origin);
     c->error = dup_or_null(r->error);
     c->replication = dup_or_null(r->replication);
+    c->req_encoding = dup_or_null(r->req_encoding);
+    c->req_body_note = dup_or_null(r->req_body_note);
+    c->resp_encoding = dup_or_null(r->resp_encoding);
+    c->resp_body_note = dup_or_null(r->resp_body_note);
     c->applied_id = NULL;
     c->outbox = NULL;
     memset(&c->req_headers, 0, sizeof c->req_headers);

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "redact.h"
 #include "util.h"
 
 #define VALUE_MAX 80      /* bytes of a value shown in a diff before "…" */
@@ -316,22 +317,23 @@ static bool path_match(const seg *s, size_t ns, const comp *c, size_t nc, bool p
  * Noise rules
  * ---------------------------------------------------------------------- */
 
-typedef enum { RULE_PATH, RULE_HEADER, RULE_REGEX, RULE_PATH_REGEX } rule_kind;
+/* RULE_TEXT: a regex for the tokens of text (non-JSON) bodies only. */
+typedef enum { RULE_PATH, RULE_HEADER, RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT } rule_kind;
 
-typedef struct rule {
+typedef struct nrule {
     rule_kind kind;
     char *text; /* canonical text: what noise_save writes, noise_has compares */
     seg *segs;  /* RULE_PATH, RULE_PATH_REGEX */
     size_t nsegs;
     const char *header; /* RULE_HEADER: points into text */
-    regex_t re;         /* RULE_REGEX, RULE_PATH_REGEX, when compiled */
+    regex_t re;         /* RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT, when compiled */
     bool has_re;
-} rule;
+} nrule;
 
 struct noise {
-    rule *v;
+    nrule *v;
     size_t len, cap;
-    size_t npaths, nheaders, nregex; /* lets compare skip whole kinds */
+    size_t npaths, nheaders, nregex, ntext; /* lets compare skip whole kinds */
 };
 
 noise *noise_new(void)
@@ -339,7 +341,7 @@ noise *noise_new(void)
     return xcalloc(1, sizeof(noise));
 }
 
-static void rule_free(rule *r)
+static void rule_free(nrule *r)
 {
     free(r->text);
     segs_free(r->segs, r->nsegs);
@@ -442,7 +444,7 @@ static char *regex_translate(const char *src)
     return buf_detach(&b);
 }
 
-static int compile_regex(rule *r, const char *pat, const char **why, char *msg, size_t msglen)
+static int compile_regex(nrule *r, const char *pat, const char **why, char *msg, size_t msglen)
 {
     char *t = regex_translate(pat);
     int rc = regcomp(&r->re, t, REG_EXTENDED | REG_NOSUB);
@@ -480,7 +482,7 @@ static bool prefix_ieq(const char *s, const char *lit)
 
 /* Parses rule text into r (canonical text included). The regex is compiled
  * only when compile is set: noise_has needs the text alone. */
-static int rule_parse(const char *text, rule *r, bool compile, const char **why, char *msg,
+static int rule_parse(const char *text, nrule *r, bool compile, const char **why, char *msg,
                       size_t msglen)
 {
     memset(r, 0, sizeof *r);
@@ -520,23 +522,24 @@ static int rule_parse(const char *text, rule *r, bool compile, const char **why,
         rc = 0;
         goto out;
     }
-    if (prefix_ieq(s, "regex:")) {
-        s = skip_ws(s + 6);
+    if (prefix_ieq(s, "regex:") || prefix_ieq(s, "text:")) {
+        bool words = (*s | 0x20) == 't';
+        s = skip_ws(s + (words ? 5 : 6));
         if (!*s) {
-            *why = "expected a regex after 'regex:'";
+            *why = words ? "expected a regex after 'text:'" : "expected a regex after 'regex:'";
             goto out;
         }
         if (compile && compile_regex(r, s, why, msg, msglen) < 0)
             goto out;
-        r->kind = RULE_REGEX;
-        buf_append_str(&canon, "regex: ");
+        r->kind = words ? RULE_TEXT : RULE_REGEX;
+        buf_append_str(&canon, words ? "text: " : "regex: ");
         buf_append_str(&canon, s);
         r->text = buf_detach(&canon);
         rc = 0;
         goto out;
     }
     if (*s != '$') {
-        *why = "expected a JSON path ('$...'), 'header: NAME' or 'regex: REGEX'";
+        *why = "expected a JSON path ('$...'), 'header: NAME', 'regex: REGEX' or 'text: REGEX'";
         goto out;
     }
     if (parse_path(&s, &r->segs, &r->nsegs, why) < 0)
@@ -573,7 +576,7 @@ out:
     return rc;
 }
 
-static bool rule_same(const rule *a, const rule *b)
+static bool rule_same(const nrule *a, const nrule *b)
 {
     if (a->kind != b->kind)
         return false;
@@ -582,7 +585,7 @@ static bool rule_same(const rule *a, const rule *b)
     return strcmp(a->text, b->text) == 0;
 }
 
-static bool noise_has_rule(const noise *n, const rule *r)
+static bool noise_has_rule(const noise *n, const nrule *r)
 {
     for (size_t i = 0; i < n->len; i++)
         if (rule_same(&n->v[i], r))
@@ -591,7 +594,7 @@ static bool noise_has_rule(const noise *n, const rule *r)
 }
 
 /* Takes r (moved in) unless n already has it, then frees it. */
-static void noise_take(noise *n, rule *r)
+static void noise_take(noise *n, nrule *r)
 {
     if (noise_has_rule(n, r)) {
         rule_free(r);
@@ -606,13 +609,15 @@ static void noise_take(noise *n, rule *r)
         n->npaths++;
     else if (r->kind == RULE_HEADER)
         n->nheaders++;
+    else if (r->kind == RULE_TEXT)
+        n->ntext++;
     else
         n->nregex++;
 }
 
 int noise_add(noise *n, const char *rule_text, char *err, size_t errlen)
 {
-    rule r;
+    nrule r;
     const char *why = "";
     char msg[128];
     if (rule_parse(rule_text, &r, true, &why, msg, sizeof msg) < 0) {
@@ -627,7 +632,7 @@ int noise_add(noise *n, const char *rule_text, char *err, size_t errlen)
 
 bool noise_has(const noise *n, const char *rule_text)
 {
-    rule r;
+    nrule r;
     const char *why;
     char msg[8];
     if (!n || rule_parse(rule_text, &r, false, &why, msg, sizeof msg) < 0)
@@ -691,7 +696,7 @@ int noise_save(const noise *n, const char *path, char *err, size_t errlen)
         return -1;
     }
     fputs("# restspy noise rules: one per line (JSON path, 'header: NAME', 'regex: RE',\n"
-          "# or 'PATH ~ RE'); lines starting with '#' are comments\n",
+          "# 'text: RE' for text bodies, or 'PATH ~ RE'); lines starting with '#' are comments\n",
           f);
     for (size_t i = 0; n && i < n->len; i++) {
         fputs(n->v[i].text, f);
@@ -875,7 +880,7 @@ static bool regex_equal(const cmpctx *c, const char *e, const char *a, bool json
     if (!n || n->nregex == 0 || !e || !a)
         return false;
     for (size_t i = 0; i < n->len; i++) {
-        const rule *r = &n->v[i];
+        const nrule *r = &n->v[i];
         if (r->kind == RULE_PATH_REGEX) {
             if (!json || !path_match(r->segs, r->nsegs, c->path, c->depth, false))
                 continue;
@@ -921,12 +926,41 @@ static bool numbers_equal(const json_t *e, const json_t *a)
     return json_number_value(e) == json_number_value(a);
 }
 
+static bool is_marker(const char *s, size_t n)
+{
+    return n == sizeof REDACTED - 1 && memcmp(s, REDACTED, n) == 0;
+}
+
+/* A recorded value that is the redaction marker was hidden by restspy at
+ * capture: it says nothing about the answer, so any present value is equal
+ * to it, and counted as not compared (unless it is the marker as well). */
+static bool redacted_equal(cmpctx *c, const char *e, size_t el, const char *a, size_t al)
+{
+    if (!is_marker(e, el))
+        return false;
+    if (!is_marker(a, al))
+        c->out->nredacted++;
+    return true;
+}
+
+/* The same for JSON, where the answer's value may be of any type. */
+static bool json_redacted(cmpctx *c, const json_t *e, const json_t *a)
+{
+    if (!json_is_string(e) || !is_marker(json_string_value(e), json_string_length(e)))
+        return false;
+    if (!json_is_string(a) || !is_marker(json_string_value(a), json_string_length(a)))
+        c->out->nredacted++;
+    return true;
+}
+
 static void json_cmp(cmpctx *c, const json_t *e, const json_t *a)
 {
     if (!e || !a) {
         json_diff(c, e, a);
         return;
     }
+    if (json_redacted(c, e, a))
+        return;
     if (json_is_number(e) && json_is_number(a)) {
         if (!numbers_equal(e, a) && !json_regex_equal(c, e, a))
             json_diff(c, e, a);
@@ -1034,7 +1068,9 @@ static void compare_header(cmpctx *c, const record *e, const record *a, const ch
         return;
     char *ev = header_join(&e->resp_headers, name);
     char *av = header_join(&a->resp_headers, name);
-    bool same = (ev && av && strcmp(ev, av) == 0) || regex_equal(c, ev, av, false);
+    bool same = (ev && av && strcmp(ev, av) == 0) ||
+                (ev && av && redacted_equal(c, ev, strlen(ev), av, strlen(av))) ||
+                regex_equal(c, ev, av, false);
     if (!same && want_diff(c)) {
         buf p = BUF_INIT;
         buf_appendf(&p, "header: %s", name);
@@ -1161,16 +1197,25 @@ static void tout_line(tout *t, char kind, const line *l)
     }
 }
 
+/* How many lines (or tokens) e and a share at their start (*pre) and,
+ * after those, at their end (*suf). */
+static void common_ends(const line *e, size_t ne, const line *a, size_t na, size_t *pre,
+                        size_t *suf)
+{
+    size_t p = 0, s = 0;
+    while (p < ne && p < na && line_eq(&e[p], &a[p]))
+        p++;
+    while (s < ne - p && s < na - p && line_eq(&e[ne - 1 - s], &a[na - 1 - s]))
+        s++;
+    *pre = p;
+    *suf = s;
+}
+
 static char *unified_diff(const char *es, size_t el, const char *as, size_t al)
 {
-    size_t ne, na;
+    size_t ne, na, pre, suf;
     line *e = split_lines(es, el, &ne), *a = split_lines(as, al, &na);
-    size_t pre = 0;
-    while (pre < ne && pre < na && line_eq(&e[pre], &a[pre]))
-        pre++;
-    size_t suf = 0;
-    while (suf < ne - pre && suf < na - pre && line_eq(&e[ne - 1 - suf], &a[na - 1 - suf]))
-        suf++;
+    common_ends(e, ne, a, na, &pre, &suf);
 
     ops o = {NULL, 0, 0};
     size_t ctx0 = pre > TEXT_CONTEXT ? pre - TEXT_CONTEXT : 0;
@@ -1235,19 +1280,291 @@ static char *bytes_text(size_t n, const char *suffix)
     return buf_detach(&b);
 }
 
+/* Binary bodies (not UTF-8): compared byte for byte, no rule applies. */
 static void body_diff(cmpctx *c, const char *e, size_t el, const char *a, size_t al)
 {
     if (!want_diff(c))
         return;
     add_diff(c, DIFF_BODY, xstrdup("body"), bytes_text(el, ""), bytes_text(al, ""));
-    if (utf8_valid(e, el) && utf8_valid(a, al)) {
-        c->out->text_diff = unified_diff(e, el, a, al);
-    } else {
-        buf b = BUF_INIT;
-        buf_appendf(&b, "binary bodies differ: %zu vs %zu bytes, first difference at byte %zu", el,
-                    al, first_difference(e, el, a, al));
-        c->out->text_diff = buf_detach(&b);
+    buf b = BUF_INIT;
+    buf_appendf(&b, "binary bodies differ: %zu vs %zu bytes, first difference at byte %zu", el, al,
+                first_difference(e, el, a, al));
+    c->out->text_diff = buf_detach(&b);
+}
+
+/* ---- text bodies, token by token ----
+ * HTML, plain text, forms: noise there is a token (a CSRF token in a value
+ * attribute, a timestamp in a footer), so text is split into tokens and the
+ * two token lists are aligned (common ends trimmed, then the edit script of
+ * the middle, as for lines). A word that differs is a difference unless a
+ * text: or regex: rule matches both words, or the recorded one is the
+ * redaction marker; anything the alignment cannot pair (words added or
+ * removed, different punctuation or spacing) is a difference of the body.
+ * The tokens reuse the line type: nl marks a run of delimiters. */
+
+static bool is_delim(unsigned char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\f' || ch == '\v' ||
+           (ch && strchr("\"'`<>=&;,(){}", ch));
+}
+
+/* Maximal runs of delimiters and of other bytes, alternating. Words keep
+ * ':', '-', '.', '/', '[', ']': a timestamp, a URL path, the redaction
+ * marker stay one word. */
+static line *split_tokens(const char *s, size_t n, size_t *count)
+{
+    size_t cap = 16, k = 0, i = 0;
+    line *v = xmalloc(cap * sizeof *v);
+    while (i < n) {
+        bool d = is_delim((unsigned char)s[i]);
+        size_t j = i + 1;
+        while (j < n && is_delim((unsigned char)s[j]) == d)
+            j++;
+        if (k == cap) {
+            cap *= 2;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        v[k++] = (line){s + i, j - i, d};
+        i = j;
     }
+    *count = k;
+    return v;
+}
+
+/* Does a text: or regex: rule match both words? */
+static bool text_rule_equal(const cmpctx *c, const line *e, const line *a)
+{
+    const noise *n = c->n;
+    if (!n || n->ntext + n->nregex == 0)
+        return false;
+    char *es = xstrndup(e->p, e->len), *as = xstrndup(a->p, a->len);
+    bool eq = false;
+    for (size_t i = 0; i < n->len && !eq; i++) {
+        const nrule *r = &n->v[i];
+        eq = (r->kind == RULE_TEXT || r->kind == RULE_REGEX) &&
+             regexec(&r->re, es, 0, NULL, 0) == 0 && regexec(&r->re, as, 0, NULL, 0) == 0;
+    }
+    free(es);
+    free(as);
+    return eq;
+}
+
+static bool all_in(const char *s, size_t n, const char *set)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!s[i] || !strchr(set, s[i]))
+            return false;
+    return true;
+}
+
+/* The class of an alphanumeric run for a learned rule: the narrowest that
+ * holds both runs. */
+static const char *run_class(const char *x, size_t xl, const char *y, size_t yl)
+{
+    static const struct {
+        const char *set, *re;
+    } classes[] = {
+        {"0123456789", "[0-9]"},
+        {"0123456789abcdef", "[0-9a-f]"},
+        {"0123456789ABCDEF", "[0-9A-F]"},
+        {"abcdefghijklmnopqrstuvwxyz", "[a-z]"},
+        {"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "[A-Z]"},
+        {"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "[A-Za-z]"},
+    };
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
+        if (all_in(x, xl, classes[i].set) && all_in(y, yl, classes[i].set))
+            return classes[i].re;
+    return "[A-Za-z0-9]";
+}
+
+static bool is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+static bool is_letter(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+/* Length of the run at s: letters and digits together, or (fine) only
+ * digits or only letters. */
+static size_t word_run(const char *s, size_t n, bool fine)
+{
+    size_t i = 0;
+    if (fine) {
+        bool d = n && is_digit(s[0]);
+        while (i < n && (d ? is_digit(s[i]) : is_letter(s[i])))
+            i++;
+        return i;
+    }
+    while (i < n && (is_digit(s[i]) || is_letter(s[i])))
+        i++;
+    return i;
+}
+
+/* shape_rule's work at one grain (see there). */
+static bool shape_at(const line *x, const line *y, bool fine, buf *out)
+{
+    buf_append_str(out, "text: ^");
+    size_t i = 0, j = 0;
+    while (i < x->len || j < y->len) {
+        size_t rx = word_run(x->p + i, x->len - i, fine);
+        size_t ry = word_run(y->p + j, y->len - j, fine);
+        if (rx && ry && fine && rx == ry && memcmp(x->p + i, y->p + j, rx) == 0 &&
+            is_letter(x->p[i])) {
+            buf_append(out, x->p + i, rx); /* the same letters: the T of a time */
+        } else if (rx && ry && (!fine || is_digit(x->p[i]) == is_digit(y->p[j]))) {
+            buf_append_str(out, run_class(x->p + i, rx, y->p + j, ry));
+            if (rx != ry)
+                buf_append_char(out, '+');
+            else if (rx > 1)
+                buf_appendf(out, "{%zu}", rx);
+        } else if (!rx && !ry && i < x->len && j < y->len && x->p[i] == y->p[j]) {
+            if (strchr(".[]()*+?{}|^$\\", x->p[i]))
+                buf_append_char(out, '\\');
+            buf_append_char(out, x->p[i]);
+            rx = ry = 1;
+        } else {
+            return false;
+        }
+        i += rx;
+        j += ry;
+    }
+    buf_append_char(out, '$');
+    return true;
+}
+
+/* A text: rule for two words that differed between two answers to the same
+ * request: their common shape, anchored. First at the finer grain, where
+ * digits and letters are runs of their own and the same letters stay
+ * literal ("2026-01-02T03:04:05Z" and "...:07Z" give
+ * ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$), else with
+ * letters and digits as one run (two CSRF tokens give ^[0-9a-f]{32}$).
+ * Runs become a class with their length ({n}, or + when it varies); other
+ * bytes stay literal and must be the same in both words. False when they
+ * are not: no rule is better than one that hides everything. */
+static bool shape_rule(const line *x, const line *y, buf *out)
+{
+    if (shape_at(x, y, true, out))
+        return true;
+    buf_reset(out);
+    return shape_at(x, y, false, out);
+}
+
+static void add_learnable(compare_result *r, const line *e, const line *a)
+{
+    buf b = BUF_INIT;
+    if (!shape_rule(e, a, &b)) {
+        buf_free(&b);
+        return;
+    }
+    r->rules = xrealloc(r->rules, (r->nrules + 1) * sizeof *r->rules);
+    r->rules[r->nrules++] = buf_detach(&b);
+}
+
+static char *quoted_token(const line *t)
+{
+    buf b = BUF_INIT;
+    buf_append_json_str(&b, t->p, t->len);
+    cut_utf8(&b, VALUE_MAX);
+    return buf_detach(&b);
+}
+
+/* Walks the expected text once, so that line numbers cost O(size). */
+typedef struct line_cursor {
+    const char *pos;
+    size_t line;
+} line_cursor;
+
+static size_t line_of(line_cursor *lc, const char *p)
+{
+    for (; lc->pos < p; lc->pos++)
+        lc->line += *lc->pos == '\n';
+    return lc->line;
+}
+
+/* One aligned pair of tokens. False when it is a difference of structure. */
+static bool token_pair(cmpctx *c, line_cursor *lc, const line *e, const line *a, bool *differs)
+{
+    if (line_eq(e, a))
+        return true;
+    if (e->nl || a->nl)
+        return false; /* punctuation or spacing */
+    if (redacted_equal(c, e->p, e->len, a->p, a->len) || text_rule_equal(c, e, a))
+        return true;
+    *differs = true;
+    if (want_diff(c)) {
+        add_learnable(c->out, e, a); /* only as many as the diffs kept */
+        buf p = BUF_INIT;
+        buf_appendf(&p, "text line %zu", line_of(lc, e->p));
+        add_diff(c, DIFF_TEXT, buf_detach(&p), quoted_token(e), quoted_token(a));
+    }
+    return true;
+}
+
+/* Pairs the middle's replaced runs of equal length; false when a run
+ * adds or removes tokens. */
+static bool pair_runs(cmpctx *c, line_cursor *lc, const line *e, const line *a, const ops *o,
+                      bool *differs)
+{
+    bool ok = true;
+    size_t k = 0;
+    while (k < o->len) {
+        if (o->v[k].kind == ' ') {
+            k++;
+            continue;
+        }
+        size_t start = k, nd = 0, ni = 0;
+        while (k < o->len && o->v[k].kind != ' ') {
+            nd += o->v[k].kind == '-';
+            ni += o->v[k].kind == '+';
+            k++;
+        }
+        if (nd != ni) {
+            ok = false;
+            continue;
+        }
+        /* The m-th removal of the run against its m-th addition (they may
+         * come interleaved). */
+        size_t di = start, ai = start;
+        for (size_t m = 0; m < nd; m++, di++, ai++) {
+            while (o->v[di].kind != '-')
+                di++;
+            while (o->v[ai].kind != '+')
+                ai++;
+            ok &= token_pair(c, lc, &e[o->v[di].ei], &a[o->v[ai].ai], differs);
+        }
+    }
+    return ok;
+}
+
+static void text_compare(cmpctx *c, const char *es, size_t el, const char *as, size_t al)
+{
+    size_t ne, na, pre, suf;
+    line *e = split_tokens(es, el, &ne), *a = split_tokens(as, al, &na);
+    common_ends(e, ne, a, na, &pre, &suf);
+    size_t me = ne - pre - suf, ma = na - pre - suf;
+    line_cursor lc = {es, 1};
+    bool ok = true, differs = false;
+    if (me == ma) {
+        /* The same number of tokens: noise changes words, not structure. */
+        for (size_t i = 0; i < me; i++)
+            ok &= token_pair(c, &lc, &e[pre + i], &a[pre + i], &differs);
+    } else if (me && ma && (me + 1) <= LCS_MAX_CELLS / (ma + 1)) {
+        ops o = {NULL, 0, 0};
+        diff_middle(e + pre, me, a + pre, ma, pre, pre, &o);
+        ok = pair_runs(c, &lc, e, a, &o, &differs);
+        free(o.v);
+    } else {
+        ok = false;
+    }
+    if (!ok && want_diff(c))
+        add_diff(c, DIFF_BODY, xstrdup("body"), bytes_text(el, ""), bytes_text(al, ""));
+    if ((!ok || differs) && !c->out->text_diff)
+        c->out->text_diff = unified_diff(es, el, as, al);
+    free(e);
+    free(a);
 }
 
 /* A capped capture holds only the first bytes: the complete side must be at
@@ -1258,7 +1575,21 @@ static void truncated_diff(cmpctx *c, const record *er, const record *ar, const 
     bool et = er->resp_truncated, at = ar->resp_truncated;
     size_t n = el < al ? el : al;
     bool ok = memcmp(e, a, n) == 0 && (at || al >= el) && (et || el >= al);
-    if (ok || !want_diff(c))
+    if (ok) {
+        /* Equal as far as both go: a match of that part only. */
+        buf b = BUF_INIT;
+        if (et)
+            buf_appendf(&b,
+                        "recorded body incomplete (%zu of %llu bytes recorded): only those "
+                        "compared",
+                        el, (unsigned long long)er->resp_body_size);
+        else
+            buf_appendf(&b, "answer decoded up to %zu bytes (--max-decoded): only those compared",
+                        al);
+        c->out->partial = buf_detach(&b);
+        return;
+    }
+    if (!want_diff(c))
         return;
     add_diff(c, DIFF_BODY, xstrdup("body"), bytes_text(el, et ? " (truncated)" : ""),
              bytes_text(al, at ? " (truncated)" : ""));
@@ -1291,6 +1622,14 @@ static void compare_body(cmpctx *c, const record *er, const record *ar)
     const char *e = er->resp_body.data ? er->resp_body.data : "";
     const char *a = ar->resp_body.data ? ar->resp_body.data : "";
     size_t el = er->resp_body.len, al = ar->resp_body.len;
+    if (er->resp_body_note) {
+        /* Not stored, or stored still encoded: nothing to hold the answer's
+         * body against. */
+        buf b = BUF_INIT;
+        buf_appendf(&b, "recorded body not compared (%s)", er->resp_body_note);
+        c->out->partial = buf_detach(&b);
+        return;
+    }
     if (er->resp_truncated || ar->resp_truncated) {
         truncated_diff(c, er, ar, e, el, a, al);
         return;
@@ -1309,7 +1648,10 @@ static void compare_body(cmpctx *c, const record *er, const record *ar)
         json_decref(je);
         json_decref(ja);
     }
-    body_diff(c, e, el, a, al);
+    if (utf8_valid(e, el) && utf8_valid(a, al))
+        text_compare(c, e, el, a, al);
+    else
+        body_diff(c, e, el, a, al);
 }
 
 void compare_responses(const compare_opts *o, const record *expected, const record *actual,
@@ -1335,6 +1677,9 @@ void compare_result_free(compare_result *r)
 {
     if (!r)
         return;
+    for (size_t i = 0; i < r->nrules; i++)
+        free(r->rules[i]);
+    free(r->rules);
     for (size_t i = 0; i < r->ndiffs; i++) {
         free(r->diffs[i].path);
         free(r->diffs[i].expected);
@@ -1342,6 +1687,7 @@ void compare_result_free(compare_result *r)
     }
     free(r->diffs);
     free(r->text_diff);
+    free(r->partial);
     memset(r, 0, sizeof *r);
 }
 
@@ -1376,11 +1722,14 @@ size_t noise_learn(noise *n, const compare_result *r)
             segs_format(s, ns, &text);
             segs_free(s, ns);
         } else {
-            continue; /* status and non-JSON bodies have no rule to learn */
+            continue; /* status and bodies: no rule; text words: r->rules */
         }
         if (!noise_has(n, text.data) && noise_add(n, text.data, NULL, 0) == 0)
             added++;
         buf_free(&text);
     }
+    for (size_t i = 0; i < r->nrules; i++)
+        if (!noise_has(n, r->rules[i]) && noise_add(n, r->rules[i], NULL, 0) == 0)
+            added++;
     return added;
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,7 +10,11 @@
 #include <time.h>
 
 #include "buf.h"
+#include "coding.h"
+#include "httpmsg.h"
+#include "replay.h"
 #include "util.h"
+#include "uuid7.h"
 
 #ifndef RESTSPY_VERSION
 #define RESTSPY_VERSION "0"
@@ -298,6 +303,53 @@ static void set_body_text(json_t *o, const buf *b, const char *enc_key)
     }
 }
 
+/* A captured body as HAR sees it. text: the stored body (decoded when it
+ * had a Content-Encoding, as browsers write it). */
+typedef struct har_body {
+    const buf *text;
+    uint64_t wire_size; /* *_body_size: on the wire, encoded */
+    bool truncated;
+    const char *encoding; /* *_encoding */
+    const char *note;     /* *_body_note */
+} har_body;
+
+/* What a reader must know when text is not the whole decoded body, for
+ * HAR's comment field (the _restspy fields say it only to restspy). NULL
+ * when there is nothing to say; else owned by the caller. */
+static char *body_comment(const har_body *b)
+{
+    buf c = BUF_INIT;
+    if (b->note && strncmp(b->note, "dropped", 7) == 0)
+        buf_appendf(&c, "restspy: body not stored (%s)", b->note);
+    else if (b->note)
+        buf_appendf(&c, "restspy: body as received, still %s-encoded (%s)",
+                    b->encoding ? b->encoding : "content", b->note);
+    else if (b->truncated && b->encoding)
+        buf_appendf(&c,
+                    "restspy: body incomplete: text holds its first %zu bytes, decoded from "
+                    "%llu %s-encoded bytes",
+                    b->text->len, (unsigned long long)b->wire_size, b->encoding);
+    else if (b->truncated)
+        buf_appendf(&c, "restspy: body incomplete: text holds the first %zu of its %llu bytes",
+                    b->text->len, (unsigned long long)b->wire_size);
+    return c.len ? buf_detach(&c) : NULL;
+}
+
+/* HAR's content.size is the decoded length: the stored body's when it was
+ * decoded whole, else the size on the wire (the same bytes). */
+static uint64_t decoded_size(const har_body *b)
+{
+    return b->encoding && !b->note ? b->text->len : b->wire_size;
+}
+
+static void set_comment(json_t *o, const har_body *b)
+{
+    char *c = body_comment(b);
+    if (c)
+        json_object_set_new(o, "comment", json_string(c));
+    free(c);
+}
+
 static json_t *har_request(const record *r)
 {
     json_t *q = json_object();
@@ -310,13 +362,16 @@ static json_t *har_request(const record *r)
     json_object_set_new(q, "cookies", har_req_cookies(&r->req_headers));
     json_object_set_new(q, "headers", har_headers(&r->req_headers));
     json_object_set_new(q, "queryString", har_query(r->query));
-    if (r->req_body.len) {
+    har_body b = {&r->req_body, r->req_body_size, r->req_truncated, r->req_encoding,
+                  r->req_body_note};
+    if (r->req_body.len || r->req_body_note) {
         json_t *pd = json_object();
         const char *ct = record_headers_get(&r->req_headers, "content-type");
         json_object_set_new(pd, "mimeType", jstr_c(ct ? ct : "application/octet-stream"));
         /* HAR 1.2 has no encoding for postData: "_encoding" is a custom
          * field, which the spec allows with a leading underscore. */
         set_body_text(pd, &r->req_body, "_encoding");
+        set_comment(pd, &b);
         json_object_set_new(q, "postData", pd);
     }
     json_object_set_new(q, "headersSize", json_integer(-1));
@@ -332,12 +387,19 @@ static json_t *har_response(const record *r)
     json_object_set_new(s, "httpVersion", json_string("HTTP/1.1"));
     json_object_set_new(s, "cookies", har_resp_cookies(&r->resp_headers));
     json_object_set_new(s, "headers", har_headers(&r->resp_headers));
+    har_body b = {&r->resp_body, r->resp_body_size, r->resp_truncated, r->resp_encoding,
+                  r->resp_body_note};
     json_t *c = json_object();
-    json_object_set_new(c, "size", jsize(r->resp_body_size));
+    uint64_t size = decoded_size(&b);
+    json_object_set_new(c, "size", jsize(size));
+    /* Bytes the coding saved, when known (the whole body was decoded). */
+    if (b.encoding && !b.note && !b.truncated && size > b.wire_size)
+        json_object_set_new(c, "compression", jsize(size - b.wire_size));
     const char *ct = record_headers_get(&r->resp_headers, "content-type");
     json_object_set_new(c, "mimeType", jstr_c(ct ? ct : "x-unknown"));
     if (r->resp_body.len)
         set_body_text(c, &r->resp_body, "encoding");
+    set_comment(c, &b);
     json_object_set_new(s, "content", c);
     const char *loc = record_headers_get(&r->resp_headers, "location");
     json_object_set_new(s, "redirectURL", jstr_c(loc ? loc : ""));
@@ -374,6 +436,14 @@ static json_t *har_restspy(const record *r)
         json_object_set_new(x, "method", json_null());
     if (!origin_form(r->path))
         json_object_set_new(x, "path", jstr_c(r->path));
+    /* Content codings: only when set, as record_to_json writes them. */
+    const char *const codings[][2] = {{"req_encoding", r->req_encoding},
+                                      {"req_body_note", r->req_body_note},
+                                      {"resp_encoding", r->resp_encoding},
+                                      {"resp_body_note", r->resp_body_note}};
+    for (size_t i = 0; i < sizeof codings / sizeof codings[0]; i++)
+        if (codings[i][1])
+            json_object_set_new(x, codings[i][0], jstr_c(codings[i][1]));
     return x;
 }
 
@@ -627,12 +697,37 @@ static int map_foreign(json_t *c, json_t *e, json_t *resp, size_hints *hints)
     return 0;
 }
 
-static void apply_hint(int64_t hint, const buf *body, uint64_t *size, bool *truncated)
+/* A foreign file's body is decoded text (HAR's text is "HTTP decoded", as
+ * browsers write it): a body that had a Content-Encoding gets it as its
+ * *_encoding, as the proxy records a body it decoded. hint: the size the
+ * file announces, comparable with the text's when hint_decoded (content.size
+ * is decoded; request.bodySize is on the wire, so not for an encoded
+ * request). Beyond the text: no text at all means the body is not in the
+ * file (a browser export "without content"), which the note says, never
+ * "truncated at capture"; a shorter text is an incomplete body. */
+static void foreign_body(int64_t hint, bool hint_decoded, const record_headers *h, buf *body,
+                         uint64_t *size, bool *truncated, char **encoding, char **note)
 {
-    if (hint > 0 && (uint64_t)hint > body->len) {
-        *size = (uint64_t)hint;
-        *truncated = true;
+    const char *ce = record_headers_get(h, "content-encoding");
+    coding_kind k[CODING_MAX_LAYERS];
+    bool coded = ce && coding_parse(ce, k, NULL, 0) != 0;
+    if (coded && body->len)
+        *encoding = xstrdup(ce);
+    if (coded && !hint_decoded) {
+        if (hint > 0)
+            *size = (uint64_t)hint; /* on the wire, as *_body_size is */
+        return;
     }
+    if (hint <= 0 || (uint64_t)hint <= body->len)
+        return;
+    *size = (uint64_t)hint;
+    if (body->len) {
+        *truncated = true;
+        return;
+    }
+    buf b = BUF_INIT;
+    buf_appendf(&b, "dropped: not in the HAR file (%lld bytes announced)", (long long)hint);
+    *note = buf_detach(&b);
 }
 
 /* One HAR entry to a record, or NULL with err (without the file/entry prefix). */
@@ -714,8 +809,11 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
     r = record_from_json(txt, strlen(txt), err, errlen);
     free(txt);
     if (r && !rs) {
-        apply_hint(hints.req, &r->req_body, &r->req_body_size, &r->req_truncated);
-        apply_hint(hints.resp, &r->resp_body, &r->resp_body_size, &r->resp_truncated);
+        foreign_body(hints.req, false, &r->req_headers, &r->req_body, &r->req_body_size,
+                     &r->req_truncated, &r->req_encoding, &r->req_body_note);
+        if (r->status)
+            foreign_body(hints.resp, true, &r->resp_headers, &r->resp_body, &r->resp_body_size,
+                         &r->resp_truncated, &r->resp_encoding, &r->resp_body_note);
     }
     if (!r && strncmp(err, "time:", 5) == 0)
         snprintf(err, errlen, "startedDateTime: not an ISO 8601 date and time");
@@ -733,10 +831,110 @@ static void push(record ***v, size_t *n, size_t *cap, record *r)
     (*v)[(*n)++] = r;
 }
 
-int har_read(const char *path, record ***out, size_t *n, char *err, size_t errlen)
+/* Browser HARs carry no ids: an entry without a restspy id gets one
+ * derived from its content and time (uuid7_derive), so that importing the
+ * same file twice finds the first import's rows instead of storing
+ * everything again, and ids still sort by time. */
+typedef struct entry_digest {
+    unsigned char md[32]; /* SHA-256 of the entry's canonical JSON */
+    size_t pos;           /* its record's index */
+} entry_digest;
+
+static void sha256(const void *p, size_t n, unsigned char md[32])
+{
+    unsigned int len = 0;
+    if (!EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) || len != 32) {
+        fprintf(stderr, "restspy: SHA-256 failed (libcrypto)\n");
+        abort();
+    }
+}
+
+/* Key order and layout do not matter: the same entry written by another
+ * tool run gives the same digest. */
+static void entry_digest_of(json_t *e, unsigned char md[32])
+{
+    char *txt = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+    sha256(txt, strlen(txt), md);
+    free(txt);
+}
+
+/* By digest, then by position in the file. */
+static int digest_cmp(const void *a, const void *b)
+{
+    const entry_digest *x = a, *y = b;
+    int d = memcmp(x->md, y->md, sizeof x->md);
+    if (d)
+        return d;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Gives v[dg[i].pos] its derived id. The k-th of identical entries (k > 0:
+ * two same requests in the same millisecond) mixes k into its digest, so
+ * each keeps an id of its own, the same on every import of the file. */
+static void derive_ids(record **v, entry_digest *dg, size_t n)
+{
+    qsort(dg, n, sizeof *dg, digest_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        k = i > 0 && memcmp(dg[i].md, dg[i - 1].md, sizeof dg[i].md) == 0 ? k + 1 : 0;
+        unsigned char md[32];
+        memcpy(md, dg[i].md, sizeof md);
+        if (k) {
+            unsigned char in[32 + 8]; /* the digest, then k little-endian */
+            memcpy(in, dg[i].md, 32);
+            for (int b = 0; b < 8; b++)
+                in[32 + b] = (unsigned char)((uint64_t)k >> (8 * b));
+            sha256(in, sizeof in, md);
+        }
+        record *r = v[dg[i].pos];
+        uuid7_derive(r->started_at_us / 1000, md, r->id);
+    }
+}
+
+/* A browser's cache hit: the page got the answer without a request on the
+ * network, so there is nothing to replay (and the recorded "answer" is the
+ * cache's). Each browser marks it its own way: Chrome _fromCache ("memory",
+ * "disk") and a _transferSize of 0, WebKit a _fetchType "Memory Cache" or
+ * "Disk Cache", Firefox no network timing at all (time, send, wait and
+ * receive 0). An entry restspy wrote came from the wire: never a hit. */
+static bool is_cache_hit(json_t *e)
+{
+    if (json_object_get(e, "_restspy"))
+        return false;
+    json_t *resp = json_object_get(e, "response");
+    json_t *st = json_object_get(resp, "status");
+    if (!json_is_number(st) || json_number_value(st) <= 0)
+        return false; /* no answer: a failed request, not a hit */
+    json_t *fc = json_object_get(e, "_fromCache");
+    if ((json_is_string(fc) && json_string_length(fc)) || json_is_true(fc))
+        return true;
+    const char *ft = json_string_value(json_object_get(e, "_fetchType"));
+    if (ft && strcasestr(ft, "cache"))
+        return true;
+    json_t *ts = json_object_get(resp, "_transferSize");
+    if (!ts)
+        ts = json_object_get(e, "_transferSize");
+    if (json_is_number(ts) && json_number_value(ts) == 0)
+        return true;
+    json_t *tm = json_object_get(e, "timings"), *t = json_object_get(e, "time");
+    if (!json_is_object(tm) || !json_is_number(t) || json_number_value(t) > 0)
+        return false;
+    const char *parts[] = {"send", "wait", "receive"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(tm, parts[i]);
+        if (!json_is_number(v) || json_number_value(v) != 0)
+            return false;
+    }
+    return true;
+}
+
+int har_read(const char *path, bool keep_cached, record ***out, size_t *n, size_t *ncached,
+             char *err, size_t errlen)
 {
     *out = NULL;
     *n = 0;
+    if (ncached)
+        *ncached = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -759,24 +957,37 @@ int har_read(const char *path, record ***out, size_t *n, char *err, size_t errle
         return -1;
     }
     record **v = NULL;
-    size_t cnt = 0, cap = 0, i;
+    size_t cnt = 0, cap = 0, i, nd = 0;
     json_t *e;
+    entry_digest *dg = xmalloc((json_array_size(entries) + 1) * sizeof *dg);
     json_array_foreach(entries, i, e)
     {
+        if (!keep_cached && json_is_object(e) && is_cache_hit(e)) {
+            if (ncached)
+                (*ncached)++;
+            continue;
+        }
         char msg[256];
         record *r = entry_to_record(e, msg, sizeof msg);
         if (!r) {
             /* Entries are counted from 1, like lines. */
             snprintf(err, errlen, "%s: entry %zu: %s", path, i + 1, msg);
             records_free(v, cnt);
+            free(dg);
             json_decref(root);
             return -1;
         }
         if (!r->origin)
             r->origin = xstrdup("imported");
+        if (!json_is_string(json_object_get(json_object_get(e, "_restspy"), "id"))) {
+            entry_digest_of(e, dg[nd].md);
+            dg[nd++].pos = cnt;
+        }
         push(&v, &cnt, &cap, r);
     }
     json_decref(root);
+    derive_ids(v, dg, nd);
+    free(dg);
     *out = v;
     *n = cnt;
     return 0;
@@ -880,7 +1091,9 @@ static bool body_as_argument(const buf *b)
 
 /* The body as a printf format in single quotes. Octal escapes, not \x:
  * POSIX printf (dash, Debian's /bin/sh) has no \x. printf is a shell
- * builtin, so no argument size limit applies. */
+ * builtin, so no argument size limit applies. A leading '-' is escaped too:
+ * printf would take the format for an option (every multipart body starts
+ * with "--boundary") and print nothing. */
 static void append_printf_body(buf *out, const buf *b)
 {
     buf_append_str(out, "printf '");
@@ -890,7 +1103,7 @@ static void append_printf_body(buf *out, const buf *b)
             buf_append_str(out, "%%");
         } else if (c == '\\') {
             buf_append_str(out, "\\\\");
-        } else if (c >= 0x20 && c < 0x7f && c != '\'') {
+        } else if (c >= 0x20 && c < 0x7f && c != '\'' && !(i == 0 && c == '-')) {
             buf_append_char(out, (char)c);
         } else {
             char e[5] = {'\\', (char)('0' + (c >> 6)), (char)('0' + ((c >> 3) & 7)),
@@ -913,39 +1126,48 @@ static bool has_dot_segment(const char *p)
     return false;
 }
 
-void curl_write(FILE *f, const record *r, const char *base)
+/* Recorded headers curl computes itself (from the URL and the body), and
+ * any that could not go on the wire as one header line (replay leaves those
+ * out too). */
+static bool curl_skips_header(const record_header *h)
 {
-    buf out = BUF_INIT, url = BUF_INIT;
-    const buf *body = &r->req_body;
-    bool piped = body->len && !body_as_argument(body);
+    size_t nl = strlen(h->name);
+    return util_ieq(h->name, nl, "host") || util_ieq(h->name, nl, "content-length") ||
+           util_ieq(h->name, nl, "transfer-encoding") || !httpmsg_is_token(h->name, nl) ||
+           strpbrk(h->value, "\r\n");
+}
+
+/* The curl command for r with body (NULL: none) into out (appended). */
+static void append_curl(buf *out, const record *r, const char *base, const buf *body)
+{
+    buf url = BUF_INIT;
+    bool piped = body && body->len && !body_as_argument(body);
     if (piped)
-        append_printf_body(&out, body);
-    buf_append_str(&out, "curl -sS");
+        append_printf_body(out, body);
+    buf_append_str(out, "curl -sS");
     const char *m = r->method ? r->method : "GET";
-    if (strcmp(m, "HEAD") == 0) {
-        buf_append_str(&out, " -I"); /* -X HEAD would wait for a body */
+    bool head = strcmp(m, "HEAD") == 0;
+    if (head) {
+        buf_append_str(out, " -I"); /* -X HEAD would wait for a body */
     } else {
-        buf_append_str(&out, " -X ");
+        buf_append_str(out, " -X ");
         /* plain tokens (every real method) read better unquoted */
         if (strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
             strlen(m))
-            buf_append_str(&out, m);
+            buf_append_str(out, m);
         else
-            append_sq(&out, m, strlen(m));
+            append_sq(out, m, strlen(m));
     }
     append_url(&url, r, base);
     if (strpbrk(url.data, "[]{}"))
-        buf_append_str(&out, " -g"); /* no URL globbing: a[]=1 is a plain query */
+        buf_append_str(out, " -g"); /* no URL globbing: a[]=1 is a plain query */
     if (has_dot_segment(r->path))
-        buf_append_str(&out, " --path-as-is");
-    buf_append_char(&out, ' ');
-    append_sq(&out, url.data, url.len);
+        buf_append_str(out, " --path-as-is");
+    buf_append_char(out, ' ');
+    append_sq(out, url.data, url.len);
     for (size_t i = 0; i < r->req_headers.len; i++) {
         const record_header *h = &r->req_headers.v[i];
-        size_t nl = strlen(h->name);
-        /* curl computes these from the URL and the body it sends */
-        if (util_ieq(h->name, nl, "host") || util_ieq(h->name, nl, "content-length") ||
-            util_ieq(h->name, nl, "transfer-encoding"))
+        if (curl_skips_header(h))
             continue;
         buf hv = BUF_INIT;
         buf_append_str(&hv, h->name);
@@ -956,24 +1178,52 @@ void curl_write(FILE *f, const record *r, const char *base)
         } else {
             buf_append_char(&hv, ';');
         }
-        buf_append_str(&out, " -H ");
-        append_sq(&out, hv.data, hv.len);
+        buf_append_str(out, " -H ");
+        append_sq(out, hv.data, hv.len);
         buf_free(&hv);
     }
-    if (body->len) {
+    /* An empty body the client announced (Content-Length: 0) is sent as
+     * one: without data curl sends no Content-Length at all. */
+    bool announced = !head && record_headers_get(&r->req_headers, "content-length");
+    if (body && (body->len || announced)) {
         /* --data-binary adds a form Content-Type the request did not have */
         if (!record_headers_get(&r->req_headers, "content-type"))
-            buf_append_str(&out, " -H 'Content-Type:'");
-        buf_append_str(&out, " --data-binary ");
+            buf_append_str(out, " -H 'Content-Type:'");
+        buf_append_str(out, " --data-binary ");
         if (piped)
-            buf_append_str(&out, "@-");
+            buf_append_str(out, "@-");
         else
-            append_sq(&out, body->data, body->len);
+            append_sq(out, body->data ? body->data : "", body->len);
     }
-    if (r->req_truncated)
-        buf_append_str(&out, " # restspy: request body truncated at capture");
+    buf_free(&url);
+}
+
+bool curl_write(FILE *f, const record *r, const char *base)
+{
+    buf out = BUF_INIT, encoded = BUF_INIT;
+    char why[300];
+    const char *unfaithful = replay_body_unfaithful(r, why, sizeof why);
+    if (unfaithful) {
+        /* A command sending another body than the recorded one would still
+         * "work" (exit 0): the request is written as a comment instead,
+         * on one line whatever its bytes, so that the script runs the rest. */
+        buf cmd = BUF_INIT;
+        append_curl(&cmd, r, base, NULL);
+        buf_append_str(&out, "# restspy: not exported as a command, ");
+        buf_append_str(&out, unfaithful);
+        buf_append_str(&out, ": ");
+        for (size_t i = 0; i < cmd.len; i++)
+            buf_append_char(&out, cmd.data[i] == '\n' || cmd.data[i] == '\r' ? ' ' : cmd.data[i]);
+        buf_free(&cmd);
+    } else {
+        /* Sent as it was on the wire: a body stored decoded is encoded
+         * again under its recorded Content-Encoding header (rather than
+         * sent decoded without it), so the server gets what it got then. */
+        append_curl(&out, r, base, replay_wire_body(r, &encoded));
+    }
     buf_append_char(&out, '\n');
     fwrite(out.data, 1, out.len, f);
     buf_free(&out);
-    buf_free(&url);
+    buf_free(&encoded);
+    return unfaithful == NULL;
 }

@@ -1,15 +1,19 @@
 #include "replay.h"
 
+#include <assert.h>
 #include <llhttp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <uv.h>
 
+#include "coding.h"
 #include "httpmsg.h"
 #include "iostream.h"
+#include "redact.h"
 #include "util.h"
 
 /* How a run goes: every case is serialized once into one arena; then
@@ -23,7 +27,6 @@
  * its body buffer are reused when the callback leaves them); timeouts are
  * checked by one sweeping timer, so nothing is armed per request. */
 
-#define REDACTED_MARK "[redacted]"
 #define READBUF_LEN (64 * 1024)
 #define PROGRESS_MS 200
 /* A Content-Length above this is not trusted for preallocating the body. */
@@ -124,6 +127,7 @@ struct run {
     unsigned loops;
     uint64_t total, taken, done, errors;
     uint64_t timeout_ms;
+    uint64_t max_decoded; /* decoded bytes kept of a compressed answer */
     int64_t loop_span_us; /* pacing: one loop's length */
     int64_t t0;           /* mono µs at start */
     int64_t wall0;        /* wall-clock µs at start */
@@ -183,10 +187,56 @@ static bool set_header_sent(const char *n)
            strcasecmp(n, "transfer-encoding") != 0;
 }
 
+/* snprintf into out when there is one; returns out, or fallback without it. */
+static const char *reason(char *out, size_t len, const char *fallback, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static const char *reason(char *out, size_t len, const char *fallback, const char *fmt, ...)
+{
+    if (!out || len == 0)
+        return fallback;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+const char *replay_body_unfaithful(const record *c, char *out, size_t len)
+{
+    const char *note = c->req_body_note;
+    if (note && strncmp(note, "dropped", 7) == 0)
+        return reason(out, len, "request body was not stored", "request body was not stored (%s)",
+                      note);
+    if (c->req_truncated)
+        return reason(out, len, "request body is incomplete",
+                      "request body is incomplete: %zu of %llu bytes recorded", c->req_body.len,
+                      (unsigned long long)c->req_body_size);
+    char err[128];
+    coding_kind k[CODING_MAX_LAYERS];
+    if (c->req_encoding && !note && c->req_body.len &&
+        coding_parse(c->req_encoding, k, err, sizeof err) < 0)
+        return reason(out, len, "request body cannot be encoded as it was sent",
+                      "request body cannot be encoded as it was sent: %s", err);
+    return NULL;
+}
+
+const buf *replay_wire_body(const record *c, buf *tmp)
+{
+    assert(!replay_body_unfaithful(c, NULL, 0));
+    if (!c->req_encoding || c->req_body_note || c->req_body.len == 0)
+        return &c->req_body;
+    /* coding_parse accepted it (replay_body_unfaithful): cannot fail. */
+    int rc = coding_encode(c->req_encoding, c->req_body.data, c->req_body.len, tmp, NULL, 0);
+    assert(rc == 0);
+    (void)rc;
+    return tmp;
+}
+
 const char *replay_unreplayable(const replay_opts *o, const record *c, char *out, size_t len)
 {
-    if (c->req_truncated)
-        return "request body was truncated at capture";
+    const char *body = replay_body_unfaithful(c, out, len);
+    if (body)
+        return body;
     static const char prefix[] = "contains redacted values";
     size_t off = 0;
     bool found = false;
@@ -205,13 +255,12 @@ const char *replay_unreplayable(const replay_opts *o, const record *c, char *out
     }
     for (size_t i = 0; i < c->req_headers.len; i++) {
         const record_header *h = &c->req_headers.v[i];
-        if (strstr(h->value, REDACTED_MARK) && header_kept(o, &c->req_headers, h->name))
+        if (strstr(h->value, REDACTED) && header_kept(o, &c->req_headers, h->name))
             ADD_NAME(h->name);
     }
-    if (c->query && strstr(c->query, REDACTED_MARK))
+    if (c->query && strstr(c->query, REDACTED))
         ADD_NAME("query");
-    if (c->req_body.len &&
-        memmem(c->req_body.data, c->req_body.len, REDACTED_MARK, sizeof REDACTED_MARK - 1))
+    if (c->req_body.len && memmem(c->req_body.data, c->req_body.len, REDACTED, sizeof REDACTED - 1))
         ADD_NAME("body");
 #undef ADD_NAME
     if (!found)
@@ -290,14 +339,19 @@ static void case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
     }
     bool body_method = strcasecmp(method, "POST") == 0 || strcasecmp(method, "PUT") == 0 ||
                        strcasecmp(method, "PATCH") == 0;
-    if (c->req_body.len || body_method) {
+    /* The body as it was sent: a decoded recording goes out encoded again,
+     * under the Content-Encoding header it was recorded with. */
+    buf encoded = BUF_INIT;
+    const buf *body = replay_wire_body(c, &encoded);
+    if (body->len || body_method) {
         buf_append(w, "Content-Length: ", 16);
-        buf_append_u64(w, c->req_body.len);
+        buf_append_u64(w, body->len);
         buf_append(w, "\r\n", 2);
     }
     buf_append(w, "\r\n", 2);
-    if (c->req_body.len)
-        buf_append(w, c->req_body.data, c->req_body.len);
+    if (body->len)
+        buf_append(w, body->data, body->len);
+    buf_free(&encoded);
     k->wlen = w->len - k->woff;
 
     if (!newpath && !changed)
@@ -486,8 +540,9 @@ static void recycle(conn *c, record *g)
 {
     if (!c || c->spare || g->node || g->client_addr || g->method || g->scheme || g->host ||
         g->path || g->query || g->rule || g->origin || g->error || g->replication ||
-        g->applied_id || g->outbox || g->req_headers.v || g->req_body.data ||
-        g->headers_json[0].data || g->headers_json[1].data || g->resp_body.cap > PREALLOC_MAX) {
+        g->applied_id || g->outbox || g->req_headers.v || g->req_body.data || g->resp_encoding ||
+        g->resp_body_note || g->headers_json[0].data || g->headers_json[1].data ||
+        g->resp_body.cap > PREALLOC_MAX) {
         record_free(g);
         return;
     }
@@ -605,6 +660,13 @@ static void conn_complete(conn *c, bool reusable)
 {
     record *got = c->got;
     got->upstream_us = util_mono_us() - c->t_send;
+    /* Recordings hold decoded bodies: a compressed answer is compared,
+     * learned from and reported decoded too (resp_encoding says it was
+     * compressed; one that cannot be decoded stays as received, with an
+     * "undecoded: ..." note). After the latency: decoding is not the
+     * target's time. Only compressed answers pay for it. */
+    if (got->resp_body.len && record_headers_get(&got->resp_headers, "content-encoding"))
+        record_decode_bodies(got, 0, c->r->max_decoded, true);
     got->duration_us = got->upstream_us;
     got->started_at_us = c->r->wall0 + (c->t_send - c->r->t0);
     c->served++;
@@ -981,7 +1043,7 @@ static void close_all(run *r)
 }
 
 /* Parses "http://host[:port][/]" into r->addr and hostport ("host:port" as
- * the Host header). 0 or -1 with err. */
+ * the Host header); the scheme is required. 0 or -1 with err. */
 static int resolve_target(run *r, const char *target, char *hostport, size_t hplen, char *err,
                           size_t errlen)
 {
@@ -990,10 +1052,11 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
         return -1;
     }
     const char *s = target;
-    if (strncasecmp(s, "http://", 7) == 0)
+    if (strncasecmp(s, "http://", 7) == 0) {
         s += 7;
-    else if (strstr(s, "://")) {
-        snprintf(err, errlen, "target %s: only http:// is supported", target);
+    } else {
+        snprintf(err, errlen, "target %s: %s", target,
+                 strstr(s, "://") ? "only http:// is supported" : "expected http://host:port");
         return -1;
     }
     size_t hl = strcspn(s, "/?#");
@@ -1136,6 +1199,7 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
     uv_timer_init(&r->loop, &r->sweep);
     r->sweep.data = r;
     r->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
+    r->max_decoded = o->max_decoded ? o->max_decoded : REPLAY_MAX_DECODED;
     uv_async_init(&r->loop, &r->async, on_async);
     r->async.data = r;
     atomic_store(&g_async, &r->async);

@@ -17,7 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "record.h"
+
+/* Default for replay_opts.max_decoded: 64 MiB. */
+#define REPLAY_MAX_DECODED (64u << 20)
 
 typedef struct replay_rewrite {
     const char *from; /* path prefix */
@@ -31,6 +35,9 @@ typedef struct replay_opts {
     unsigned loops;       /* >= 1 */
     bool ordered;
     uint64_t timeout_ms;               /* per request: connect + answer */
+    uint64_t max_decoded;              /* a compressed answer is decoded up to this many
+                                          bytes (0 = REPLAY_MAX_DECODED); beyond, the
+                                          answer is marked truncated */
     const record_headers *set_headers; /* replace/add (may be NULL) */
     char *const *drop_headers;         /* lower-case names (may be NULL) */
     const replay_rewrite *rewrites;    /* first matching prefix wins */
@@ -39,9 +46,14 @@ typedef struct replay_opts {
 
 typedef struct replay_answer {
     const record *sent; /* the case as sent (after rewrites); owned by replay */
-    record *got;        /* status, resp_headers, resp_body (whole), upstream_us =
-                           latency; NULL on error. The callback may keep it (set
-                           the pointer to NULL) or leave it to be freed. */
+    record *got;        /* status, resp_headers, resp_body, upstream_us = latency;
+                           NULL on error. resp_body is the whole body, decoded
+                           when it had a Content-Encoding (resp_encoding then
+                           says which; resp_truncated when cut at max_decoded;
+                           resp_body_note "undecoded: ..." when it could not
+                           be decoded and is as received). The callback may
+                           keep it (set the pointer to NULL) or leave it to be
+                           freed. */
     const char *error;  /* NULL on success */
     size_t index;       /* case index */
     unsigned loop;      /* 0-based */
@@ -57,12 +69,30 @@ typedef struct replay_progress {
 /* Called about 5 times a second from the replay loop (may be NULL). */
 typedef void (*replay_progress_cb)(void *ud, const replay_progress *p);
 
-/* The cases that cannot be replayed as they were recorded: a request body
- * cut at the capture cap, or "[redacted]" in a header value or the body
- * that --set-header/--drop-header did not replace. NULL when replayable,
- * else a static reason ("request body was truncated at capture", "contains
- * redacted values: Authorization"): such cases are reported, never sent. */
-const char *replay_unreplayable(const replay_opts *o, const record *c, char *buf, size_t len);
+/* Why c's request body cannot be sent as it was recorded, or NULL: a body
+ * not stored ("dropped: ..." note: it could not be redacted, or the imported
+ * file did not hold it), one incomplete (cut at the capture cap, or shorter
+ * in the imported file than announced), or a decoded body whose
+ * Content-Encoding restspy cannot apply again. The reason is written into
+ * out when given ("request body was not stored (dropped: gzip: ...)",
+ * "request body is incomplete: 65536 of 120271 bytes recorded") and
+ * returned; without out a static text is. Shared by replay and `export
+ * --curl`, so that neither sends a body other than the one recorded. */
+const char *replay_body_unfaithful(const record *c, char *out, size_t len);
+
+/* c's request body as it went on the wire, for a c that
+ * replay_body_unfaithful accepts: the stored bytes, or, when the stored body
+ * is the decoded form of a req_encoding body, those bytes encoded again
+ * (into tmp, which the caller owns and frees). Returns &c->req_body or tmp. */
+const buf *replay_wire_body(const record *c, buf *tmp);
+
+/* The cases that cannot be replayed as they were recorded: a body
+ * replay_body_unfaithful refuses, or "[redacted]" in a header value, the
+ * query or the body that --set-header/--drop-header did not replace. NULL
+ * when replayable, else the reason (in out when given, else a static
+ * text: "contains redacted values: Authorization"): such cases are
+ * reported, never sent. */
+const char *replay_unreplayable(const replay_opts *o, const record *c, char *out, size_t len);
 
 /* Runs the cases (those replay_unreplayable refuses are skipped: the caller
  * reports them). Returns 0 when it ran to the end (whatever the answers), -1

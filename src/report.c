@@ -32,6 +32,7 @@ typedef struct rp_item {
     int status_actual;                  /* -1: unknown */
     int64_t latency_us;                 /* -1: unknown */
     int64_t started_at_us;              /* recorded time: the output order */
+    size_t redacted;                    /* fields not compared: redacted at capture */
     size_t method, path, query, detail; /* offsets into report.strs */
     rp_mismatch *mm;                    /* owned, or NULL */
 } rp_item;
@@ -46,7 +47,9 @@ struct report {
      * report_add runs once per answer at load-generator rates. Items hold
      * offsets, not pointers, since the block moves when it grows. */
     buf strs;
-    size_t counts[OUTCOME_SENT + 1];
+    size_t counts[OUTCOME_LAST + 1];
+    size_t redacted_fields, redacted_requests;
+    size_t sent_recorded; /* OUTCOME_SENT with a recorded response: --no-compare */
     unsigned max_loop;
 };
 
@@ -152,7 +155,7 @@ static int actual_status(outcome_kind k, int expected, const rp_mismatch *mm)
 void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
                 const compare_result *res, const char *detail, int64_t latency_us)
 {
-    if ((unsigned)k > OUTCOME_SENT)
+    if ((unsigned)k > OUTCOME_LAST)
         k = OUTCOME_ERROR;
     if (rp->n == rp->cap) {
         rp->cap = rp->cap ? rp->cap * 2 : 256;
@@ -175,6 +178,13 @@ void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
     it->detail = str_put(rp, detail);
     it->mm = k == OUTCOME_MISMATCH && res ? mismatch_copy(res) : NULL;
     it->status_actual = actual_status(k, it->status_expected, it->mm);
+    if (k == OUTCOME_SENT && it->status_expected > 0)
+        rp->sent_recorded++;
+    it->redacted = res ? res->nredacted : 0;
+    if (it->redacted) {
+        rp->redacted_fields += it->redacted;
+        rp->redacted_requests++;
+    }
     rp->counts[k]++;
     if (loop > rp->max_loop)
         rp->max_loop = loop;
@@ -187,7 +197,7 @@ void report_set_elapsed(report *rp, double seconds)
 
 size_t report_count(const report *rp, outcome_kind k)
 {
-    return (unsigned)k <= OUTCOME_SENT ? rp->counts[k] : 0;
+    return (unsigned)k <= OUTCOME_LAST ? rp->counts[k] : 0;
 }
 
 int report_exit_code(const report *rp)
@@ -402,14 +412,33 @@ void report_summary(const report *rp, FILE *f, size_t max_listed)
     buf_appendf(&b, "%zu request%s: %zu matched, %zu mismatched, %zu error%s, %zu not replayable",
                 rp->n, plural(rp->n), c[OUTCOME_MATCH], c[OUTCOME_MISMATCH], c[OUTCOME_ERROR],
                 plural(c[OUTCOME_ERROR]), c[OUTCOME_UNREPLAYABLE]);
-    if (c[OUTCOME_SENT])
-        buf_appendf(&b, ", %zu sent without recorded response", c[OUTCOME_SENT]);
+    /* Sent without comparing: because nothing was recorded to compare
+     * with, or because --no-compare said so. */
+    size_t unrecorded = c[OUTCOME_SENT] - rp->sent_recorded;
+    if (unrecorded)
+        buf_appendf(&b, ", %zu sent without recorded response", unrecorded);
+    if (rp->sent_recorded)
+        buf_appendf(&b, ", %zu sent, not compared", rp->sent_recorded);
+    if (c[OUTCOME_PARTIAL])
+        buf_appendf(&b, ", %zu partly compared", c[OUTCOME_PARTIAL]);
     if (rp->elapsed_s > 0) {
-        /* Unreplayable cases were never sent: they do not count as load. */
-        double rate = (double)(rp->n - c[OUTCOME_UNREPLAYABLE]) / rp->elapsed_s;
-        buf_appendf(&b, " in %.2f s (%.*f requests/s)", rp->elapsed_s, rate < 10 ? 1 : 0, rate);
+        /* The rate is of answers: errors (a refused connection answers
+         * nothing, at any speed) and unreplayable cases are no load done. */
+        size_t answered =
+            c[OUTCOME_MATCH] + c[OUTCOME_MISMATCH] + c[OUTCOME_SENT] + c[OUTCOME_PARTIAL];
+        double rate = (double)answered / rp->elapsed_s;
+        buf_appendf(&b, " in %.2f s", rp->elapsed_s);
+        if (answered)
+            buf_appendf(&b, " (%.*f requests/s)", rate < 10 ? 1 : 0, rate);
     }
     buf_append_char(&b, '\n');
+    /* Apart from the differences: a match over hidden values is a match on
+     * the rest only, and the reader should know how much was hidden. */
+    if (rp->redacted_fields)
+        buf_appendf(&b,
+                    "redacted: %zu field%s not compared (redacted at capture), in %zu request%s\n",
+                    rp->redacted_fields, plural(rp->redacted_fields), rp->redacted_requests,
+                    plural(rp->redacted_requests));
 
     if (c[OUTCOME_MISMATCH]) {
         const rp_item **v = sorted_items(rp);
@@ -426,6 +455,7 @@ void report_summary(const report *rp, FILE *f, size_t max_listed)
     }
     append_groups(rp, OUTCOME_ERROR, "ERROR", "unknown error", &b);
     append_groups(rp, OUTCOME_UNREPLAYABLE, "NOT REPLAYABLE", "unknown reason", &b);
+    append_groups(rp, OUTCOME_PARTIAL, "PARTLY COMPARED", "body not compared", &b);
 
     fwrite(b.data, 1, b.len, f);
     fflush(f);
@@ -471,8 +501,9 @@ static void flush_to(buf *b, FILE *f)
 
 /* ---- JSON -------------------------------------------------------------- */
 
-static const char *const outcome_names[] = {"match", "mismatch", "error", "unreplayable", "sent"};
-static const char *const diff_kind_names[] = {"status", "header", "json", "body"};
+static const char *const outcome_names[] = {"match",        "mismatch", "error",
+                                            "unreplayable", "sent",     "partial"};
+static const char *const diff_kind_names[] = {"status", "header", "json", "body", "text"};
 
 static void json_str(buf *b, const char *s)
 {
@@ -487,9 +518,9 @@ static void json_counts(const report *rp, buf *b)
     const size_t *c = rp->counts;
     buf_appendf(b,
                 "{\"requests\":%zu,\"matched\":%zu,\"mismatched\":%zu,\"errors\":%zu,"
-                "\"unreplayable\":%zu,\"sent\":%zu}",
+                "\"unreplayable\":%zu,\"sent\":%zu,\"partial\":%zu,\"redacted_fields\":%zu}",
                 rp->n, c[OUTCOME_MATCH], c[OUTCOME_MISMATCH], c[OUTCOME_ERROR],
-                c[OUTCOME_UNREPLAYABLE], c[OUTCOME_SENT]);
+                c[OUTCOME_UNREPLAYABLE], c[OUTCOME_SENT], c[OUTCOME_PARTIAL], rp->redacted_fields);
 }
 
 /* One result object. Members that would be null are left out (a match is
@@ -516,6 +547,8 @@ static void json_item(const report *rp, const rp_item *it, buf *b)
         buf_appendf(b, ",\"status_actual\":%d", it->status_actual);
     if (it->latency_us >= 0)
         buf_appendf(b, ",\"latency_us\":%lld", (long long)it->latency_us);
+    if (it->redacted)
+        buf_appendf(b, ",\"redacted_fields\":%zu", it->redacted);
     if (it->detail != NOSTR) {
         buf_append_str(b, ",\"detail\":");
         json_str(b, str_get(rp, it->detail));
@@ -532,7 +565,7 @@ static void json_item(const report *rp, const rp_item *it, buf *b)
             buf_append_str(b, ",\"actual\":");
             json_str(b, d->actual);
             buf_appendf(b, ",\"kind\":\"%s\"}",
-                        (unsigned)d->kind <= DIFF_BODY ? diff_kind_names[d->kind] : "body");
+                        (unsigned)d->kind <= DIFF_TEXT ? diff_kind_names[d->kind] : "body");
         }
         buf_append_char(b, ']');
     }
@@ -681,6 +714,13 @@ static void junit_item(const report *rp, const rp_item *it, buf *b, buf *tmp)
         buf_append_str(b, ">\n<skipped message=\"");
         xml_str(b, detail && *detail ? detail : "not replayable", true);
         buf_append_str(b, "\"/>\n</testcase>\n");
+        break;
+    case OUTCOME_PARTIAL:
+        /* It passed as far as it could be compared: JUnit has no outcome
+         * for that, so a passing test case says it on its output. */
+        buf_append_str(b, ">\n<system-out>partly compared: ");
+        xml_str(b, detail && *detail ? detail : "body not compared", false);
+        buf_append_str(b, "</system-out>\n</testcase>\n");
         break;
     default:
         buf_append_str(b, "/>\n");

@@ -59,9 +59,39 @@ static uint64_t next_state(uint64_t old, uint64_t now_ms, unsigned seed)
     return old + 1;
 }
 
-void uuid7_generate(char out[UUID7_STR_LEN + 1])
+/* The text of the id made of a 48-bit Unix ms time, a 12-bit rand_a and
+ * the 62 low bits of rand_b (its first byte's top two bits become the
+ * variant). */
+static void format_id(uint64_t ms, unsigned rand_a, const unsigned char rand_b[8],
+                      char out[UUID7_STR_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | ((rand_a >> 8) & 0x0f));
+    b[7] = (unsigned char)(rand_a & 0xff);
+    b[8] = (unsigned char)(0x80 | (rand_b[0] & 0x3f));
+    memcpy(b + 9, rand_b + 1, 7);
+
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+}
+
+void uuid7_derive(int64_t unix_ms, const unsigned char seed[10], char out[UUID7_STR_LEN + 1])
+{
+    uint64_t ms = unix_ms > 0 ? (uint64_t)unix_ms & 0xffffffffffffULL : 0;
+    format_id(ms, (unsigned)seed[0] << 4 | seed[1] >> 4, seed + 2, out);
+}
+
+void uuid7_generate(char out[UUID7_STR_LEN + 1])
+{
     unsigned char rnd[10];
     random_bytes(rnd, sizeof rnd);
 
@@ -74,24 +104,7 @@ void uuid7_generate(char out[UUID7_STR_LEN + 1])
     } while (!atomic_compare_exchange_weak_explicit(&g_last, &old, st, memory_order_relaxed,
                                                     memory_order_relaxed));
 
-    uint64_t ms = st >> 12;
-    unsigned counter = (unsigned)(st & 0xfff);
-    unsigned char b[16];
-    for (int i = 0; i < 6; i++)
-        b[i] = (unsigned char)(ms >> (40 - 8 * i));
-    b[6] = (unsigned char)(0x70 | (counter >> 8));
-    b[7] = (unsigned char)(counter & 0xff);
-    b[8] = (unsigned char)(0x80 | (rnd[0] & 0x3f));
-    memcpy(b + 9, rnd + 1, 7);
-
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
-    }
-    *o = '\0';
+    format_id(st >> 12, (unsigned)(st & 0xfff), rnd, out);
 }
 
 int64_t uuid7_time_ms(const char *id)

@@ -15,6 +15,12 @@
 /* Writes a new id as 36 lowercase chars plus NUL into out. */
 void uuid7_generate(char out[UUID7_STR_LEN + 1]);
 
+/* Writes the UUIDv7-shaped id of a thing that has no id of its own but must
+ * get the same one every time (an imported HAR entry): its time (Unix ms;
+ * ids still sort by it) and 74 bits of seed (a digest of its content, from
+ * seed[0..10)). Not unique by construction: as unique as the seeds are. */
+void uuid7_derive(int64_t unix_ms, const unsigned char seed[10], char out[UUID7_STR_LEN + 1]);
+
 /* The Unix time in ms encoded in id (text form), or -1 if id is not a UUIDv7. */
 int64_t uuid7_time_ms(const char *id);
 

@@ -326,6 +326,62 @@ static void test_ignore_headers_and_selected(void **state)
     record_free(a);
 }
 
+/* Issue 9 item 5: a value restspy redacted at capture matches anything and
+ * is counted apart, never reported as a difference. */
+static void test_redacted(void **state)
+{
+    (void)state;
+    compare_opts o = {NULL, NULL, 100};
+    static const struct {
+        const char *e, *a, *want;
+        size_t nredacted;
+    } cases[] = {
+        {"[{\"u\":\"a\",\"password\":\"[redacted]\"}]", "[{\"u\":\"a\",\"password\":\"hunter2\"}]",
+         "", 1},
+        /* any type: the recorded string stood for whatever was there */
+        {"{\"token\":\"[redacted]\",\"k\":{\"secret\":\"[redacted]\"}}",
+         "{\"token\":12345,\"k\":{\"secret\":{\"x\":[1]}}}", "", 2},
+        /* the marker on both sides is not "not compared" */
+        {"{\"password\":\"[redacted]\",\"n\":1}", "{\"password\":\"[redacted]\",\"n\":1.0}", "", 0},
+        /* a member gone from the answer is still a difference */
+        {"{\"password\":\"[redacted]\"}", "{}", "$.password: \"[redacted]\" -> (absent)", 0},
+        /* only the recorded side is trusted: "[redacted]" in the answer is a value */
+        {"{\"password\":\"x\"}", "{\"password\":\"[redacted]\"}",
+         "$.password: \"x\" -> \"[redacted]\"", 0},
+        /* a marker inside a longer string is text like any other */
+        {"{\"n\":\"a [redacted] b\"}", "{\"n\":\"a x b\"}", "$.n: \"a [redacted] b\" -> \"a x b\"",
+         0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        record *re = mk(200, "application/json", cases[i].e);
+        record *ra = mk(200, "application/json", cases[i].a);
+        compare_result res;
+        compare_responses(&o, re, ra, &res);
+        char *got = diffs_text(&res);
+        if (strcmp(got, cases[i].want) != 0 || res.nredacted != cases[i].nredacted)
+            fail_msg("case %zu: diffs \"%s\" (want \"%s\"), %zu redacted (want %zu)", i, got,
+                     cases[i].want, res.nredacted, cases[i].nredacted);
+        free(got);
+        compare_result_free(&res);
+        record_free(re);
+        record_free(ra);
+    }
+
+    /* A redacted header value, compared with --compare-header. */
+    char *hs[] = {"Set-Cookie", NULL};
+    o.headers = hs;
+    record *e = mk(200, "text/plain", "same"), *a = mk(200, "text/plain", "same");
+    hdr(e, "Set-Cookie", "[redacted]");
+    hdr(a, "Set-Cookie", "sid=abc; Path=/");
+    compare_result res;
+    compare_responses(&o, e, a, &res);
+    assert_true(res.match);
+    assert_int_equal(res.nredacted, 1);
+    compare_result_free(&res);
+    record_free(e);
+    record_free(a);
+}
+
 static void test_regex_rules(void **state)
 {
     (void)state;
@@ -387,10 +443,11 @@ static void test_text_diff(void **state)
     compare_result res;
     compare_responses(NULL, re, ra, &res);
     assert_false(res.match);
-    assert_int_equal(res.ndiffs, 1);
-    assert_int_equal(res.diffs[0].kind, DIFF_BODY);
+    assert_int_equal(res.ndiffs, 2);
+    assert_int_equal(res.diffs[0].kind, DIFF_TEXT);
+    assert_int_equal(res.diffs[1].kind, DIFF_BODY);
     char *got = diffs_text(&res);
-    assert_string_equal(got, "body: 39 bytes -> 43 bytes");
+    assert_string_equal(got, "text line 4: \"l4\" -> \"L4\"\nbody: 39 bytes -> 43 bytes");
     free(got);
     assert_non_null(res.text_diff);
     assert_string_equal(res.text_diff, "--- expected\n"
@@ -463,19 +520,110 @@ static void test_text_diff(void **state)
     record_free(ra);
 }
 
+#define PAGE                                                                                       \
+    "<html><body>\n<h1>Welcome</h1>\n<form><input type=\"hidden\" name=\"csrf\" value=\"%s\">"     \
+    "</form>\n<footer>Generated %s by app</footer>\n</body></html>\n"
+
+static record *page(const char *token, const char *ts)
+{
+    buf b = BUF_INIT;
+    buf_appendf(&b, PAGE, token, ts);
+    record *r = mk(200, "text/html; charset=utf-8", b.data);
+    buf_free(&b);
+    return r;
+}
+
+/* Issue 9 item 8: noise on HTML and other text bodies, word by word. */
+static void test_text_noise(void **state)
+{
+    (void)state;
+    record *p1 = page("a8f7e3b9c0d1e2f3a4b5c6d7e8f90123", "2026-01-02T03:04:05Z");
+    record *p2 = page("9c1d22e3f4a5b6c7d8e9f0a1b2c3d4e5", "2026-01-02T03:04:07Z");
+    compare_opts o = {NULL, NULL, 100};
+    compare_result res;
+    compare_responses(&o, p1, p2, &res);
+    char *got = diffs_text(&res);
+    assert_string_equal(got, "text line 3: \"a8f7e3b9c0d1e2f3a4b5c6d7e8f90123\" -> "
+                             "\"9c1d22e3f4a5b6c7d8e9f0a1b2c3d4e5\"\n"
+                             "text line 4: \"2026-01-02T03:04:05Z\" -> \"2026-01-02T03:04:07Z\"");
+    free(got);
+    assert_non_null(res.text_diff);
+    /* --learn-noise: the two words' shapes */
+    noise *n = noise_new();
+    assert_int_equal(noise_learn(n, &res), 2);
+    assert_true(noise_has(n, "text: ^[0-9a-f]{32}$"));
+    assert_true(noise_has(n, "text: ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"));
+    compare_result_free(&res);
+
+    /* learnt, they hide the next page's token and time, not a real change */
+    o.noise = n;
+    record *p3 = page("0123456789abcdef0123456789abcdef", "2027-11-30T23:59:59Z");
+    compare_responses(&o, p1, p3, &res);
+    assert_true(res.match);
+    compare_result_free(&res);
+    buf_reset(&p3->resp_body);
+    buf_appendf(&p3->resp_body, PAGE, "0123456789abcdef0123456789abcdef", "2027-11-30T23:59:59Z");
+    memcpy(strstr(p3->resp_body.data, "Welcome"), "Goodbye", 7);
+    compare_responses(&o, p1, p3, &res);
+    got = diffs_text(&res);
+    assert_string_equal(got, "text line 2: \"Welcome\" -> \"Goodbye\"");
+    free(got);
+    compare_result_free(&res);
+    /* a token of another shape (upper case, longer) is still a difference */
+    record_free(p3);
+    p3 = page("0123456789ABCDEF0123456789ABCDEF00", "2027-11-30T23:59:59Z");
+    compare_responses(&o, p1, p3, &res);
+    assert_false(res.match);
+    assert_int_equal(res.ndiffs, 1);
+    compare_result_free(&res);
+    noise_free(n);
+
+    /* --ignore-regex (a regex: rule) applies to the words of text bodies */
+    const char *const rx[] = {"regex: ^[0-9a-f]{32}$", "regex: ^\\d{4}-", NULL};
+    n = rules(rx);
+    o.noise = n;
+    compare_responses(&o, p1, p2, &res);
+    assert_true(res.match);
+    compare_result_free(&res);
+    noise_free(n);
+    o.noise = NULL;
+
+    /* words added or removed: the body differs; paired words are listed */
+    check_with(&o, "text/plain", "id 17 at 10:00\nok\n", "id 18 at 10:00\nok, with warnings\n",
+               "text line 1: \"17\" -> \"18\"\nbody: 18 bytes -> 33 bytes");
+    /* a form answer with a value restspy redacted */
+    check_with(&o, "application/x-www-form-urlencoded", "user=ann&password=[redacted]&n=1",
+               "user=ann&password=hunter2&n=1", "");
+
+    /* no shape in common: nothing learnt rather than a rule hiding all */
+    record *t1 = mk(200, "text/plain", "v=abc-1"), *t2 = mk(200, "text/plain", "v=ab.12");
+    compare_responses(&o, t1, t2, &res);
+    assert_false(res.match);
+    n = noise_new();
+    assert_int_equal(noise_learn(n, &res), 0);
+    noise_free(n);
+    compare_result_free(&res);
+    record_free(t1);
+    record_free(t2);
+    record_free(p1);
+    record_free(p2);
+    record_free(p3);
+}
+
 static void test_sniff_and_content_type(void **state)
 {
     (void)state;
     /* no content type: '{' or '[' makes it JSON */
     check_with(NULL, NULL, " {\"a\":1,\"b\":2}", "{\"b\":2,\"a\":1}", "");
     check_with(NULL, NULL, "[1]", "[2]", "$[0]: 1 -> 2");
-    /* a non-JSON content type compares bytes, even for JSON text */
+    /* a non-JSON content type compares text, even for JSON text */
     check_with(NULL, "text/plain", "{\"a\":1,\"b\":2}", "{\"b\":2,\"a\":1}",
-               "body: 13 bytes -> 13 bytes");
+               "text line 1: \"a\" -> \"b\"\ntext line 1: \":1\" -> \":2\"\n"
+               "text line 1: \"b\" -> \"a\"\ntext line 1: \":2\" -> \":1\"");
     /* vendor JSON types count */
     check_with(NULL, "application/problem+json; charset=utf-8", "{\"a\":1}", "{\"a\": 1.0}", "");
     /* text that is not JSON-looking */
-    check_with(NULL, NULL, "ok", "okay", "body: 2 bytes -> 4 bytes");
+    check_with(NULL, NULL, "ok", "okay", "text line 1: \"ok\" -> \"okay\"");
     /* empty bodies are equal; empty vs not is a body diff */
     check_with(NULL, "application/json", "", "", "");
     check_with(NULL, "application/json", "", "{}", "body: 0 bytes -> 2 bytes");
@@ -528,9 +676,39 @@ static void test_truncated(void **state)
     record *ra = mk(200, "application/json", "{\"items\":[1,2,3]}");
     compare_result res;
     compare_responses(NULL, re, ra, &res);
+    /* a match of the recorded part only, which the result says (issue 9
+     * item 16) */
     assert_true(res.match);
+    assert_string_equal(res.partial,
+                        "recorded body incomplete (13 of 100 bytes recorded): only those compared");
+    compare_result_free(&res);
+    /* the answer cut at --max-decoded: the same, from the other side */
+    record *rb = mk(200, "application/json", "{\"items\":[1,2,3]}");
+    rb->resp_truncated = true;
+    rb->resp_body.len = 5;
+    compare_responses(NULL, ra, rb, &res);
+    assert_true(res.match);
+    assert_string_equal(res.partial,
+                        "answer decoded up to 5 bytes (--max-decoded): only those compared");
+    compare_result_free(&res);
+    record_free(rb);
+    /* whole bodies: nothing partial */
+    compare_responses(NULL, ra, ra, &res);
+    assert_null(res.partial);
     compare_result_free(&res);
     record_free(ra);
+
+    /* a recorded body that was not stored is not compared at all */
+    record *rd = mk(200, "application/json", NULL);
+    rd->resp_body_note = xstrdup("dropped: not in the HAR file (500 bytes announced)");
+    ra = mk(200, "application/json", "{\"a\":1}");
+    compare_responses(NULL, rd, ra, &res);
+    assert_true(res.match);
+    assert_string_equal(res.partial, "recorded body not compared (dropped: not in the HAR file "
+                                     "(500 bytes announced))");
+    compare_result_free(&res);
+    record_free(ra);
+    record_free(rd);
 
     ra = mk(200, "application/json", "{\"items\":[1,3,3]}");
     compare_responses(NULL, re, ra, &res);
@@ -597,8 +775,8 @@ static void test_rule_syntax(void **state)
     (void)state;
     check_bad_rule("", "bad noise rule '': empty rule");
     check_bad_rule("updated_at",
-                   "bad noise rule 'updated_at': expected a JSON path ('$...'), 'header: NAME' or "
-                   "'regex: REGEX'");
+                   "bad noise rule 'updated_at': expected a JSON path ('$...'), 'header: NAME', "
+                   "'regex: REGEX' or 'text: REGEX'");
     check_bad_rule("$.a[", "bad noise rule '$.a[': expected '*', an index or a quoted name after "
                            "'['");
     check_bad_rule("$.a[1", "bad noise rule '$.a[1': expected ']'");
@@ -612,6 +790,7 @@ static void test_rule_syntax(void **state)
                    "bad noise rule 'header: X Y': a header name has no spaces or ':'");
     check_bad_rule("regex:  ", "bad noise rule 'regex:': expected a regex after 'regex:'");
     check_bad_rule("regex: a\nb", "bad noise rule 'regex: a\nb': a rule is one line");
+    check_bad_rule("text:", "bad noise rule 'text:': expected a regex after 'text:'");
     noise *n = noise_new();
     char err[256];
     assert_int_equal(noise_add(n, "regex: a(b", err, sizeof err), -1);
@@ -639,6 +818,11 @@ static void test_rule_syntax(void **state)
     assert_false(noise_has(n, "$.updated"));
     assert_false(noise_has(n, "garbage"));
     assert_int_equal(noise_count(n), 4);
+    /* text: is a kind of its own, not another spelling of regex: */
+    assert_int_equal(noise_add(n, "TEXT:  ^a$", err, sizeof err), 0);
+    assert_true(noise_has(n, "text: ^a$"));
+    assert_false(noise_has(n, "regex: ^a$"));
+    assert_int_equal(noise_count(n), 5);
     noise_free(n);
     noise_free(NULL);
     assert_int_equal(noise_count(NULL), 0);
@@ -823,8 +1007,9 @@ static void test_learn(void **state)
     assert_true(res.match);
     compare_result_free(&res);
 
-    /* status and non-JSON bodies give no rule */
-    record *t1 = mk(200, "text/plain", "a"), *t2 = mk(201, "text/plain", "b");
+    /* status and binary bodies give no rule */
+    record *t1 = mkbin("\xff", 1), *t2 = mkbin("\xfe", 1);
+    t2->status = 201;
     o.noise = NULL;
     compare_responses(&o, t1, t2, &res);
     assert_int_equal(res.ndiffs, 2);
@@ -881,8 +1066,10 @@ int main(void)
         cmocka_unit_test(test_max_diffs),
         cmocka_unit_test(test_ignore_paths),
         cmocka_unit_test(test_ignore_headers_and_selected),
+        cmocka_unit_test(test_redacted),
         cmocka_unit_test(test_regex_rules),
         cmocka_unit_test(test_text_diff),
+        cmocka_unit_test(test_text_noise),
         cmocka_unit_test(test_sniff_and_content_type),
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_truncated),

@@ -137,9 +137,52 @@ static record *rec_asterisk(void)
     return r;
 }
 
+/* Compressed on the wire, stored decoded (issue 9 item 4). */
+static record *rec_coded(void)
+{
+    record *r = record_new();
+    r->started_at_us = T0 + 6;
+    r->method = xstrdup("POST");
+    r->path = xstrdup("/c");
+    hdr(&r->req_headers, "Content-Type", "application/x-www-form-urlencoded");
+    hdr(&r->req_headers, "Content-Encoding", "gzip");
+    buf_append_str(&r->req_body, "x=1");
+    r->req_body_size = 23;
+    r->req_encoding = xstrdup("gzip");
+    r->status = 200;
+    hdr(&r->resp_headers, "Content-Type", "text/plain");
+    hdr(&r->resp_headers, "Content-Encoding", "br");
+    for (int i = 0; i < 1000; i++)
+        buf_append_char(&r->resp_body, 'a');
+    r->resp_body_size = 12;
+    r->resp_encoding = xstrdup("br");
+    return r;
+}
+
+/* Bodies that could not be decoded: the request's dropped (redaction on),
+ * the response's kept as received. */
+static record *rec_undecodable(void)
+{
+    record *r = record_new();
+    r->started_at_us = T0 + 7;
+    r->method = xstrdup("PUT");
+    r->path = xstrdup("/u");
+    hdr(&r->req_headers, "Content-Encoding", "gzip");
+    r->req_body_size = 50;
+    r->req_encoding = xstrdup("gzip");
+    r->req_body_note = xstrdup("dropped: gzip: incorrect header check");
+    r->status = 200;
+    hdr(&r->resp_headers, "Content-Encoding", "br");
+    buf_append(&r->resp_body, "\x8b\x00\xff", 3);
+    r->resp_body_size = 3;
+    r->resp_encoding = xstrdup("br");
+    r->resp_body_note = xstrdup("undecoded: br: damaged stream");
+    return r;
+}
+
 typedef record *(*maker)(void);
-static const maker MAKERS[] = {rec_utf8,   rec_binary,   rec_empty,
-                               rec_noresp, rec_unparsed, rec_asterisk};
+static const maker MAKERS[] = {rec_utf8,     rec_binary,   rec_empty, rec_noresp,
+                               rec_unparsed, rec_asterisk, rec_coded, rec_undecodable};
 #define NMAKERS (sizeof MAKERS / sizeof MAKERS[0])
 
 /* ---- helpers ---- */
@@ -217,6 +260,10 @@ static void records_eq(const record *a, const record *b, unsigned what)
     str_eq("rule", a->rule, b->rule);
     str_eq("origin", a->origin, b->origin);
     str_eq("error", a->error, b->error);
+    str_eq("req_encoding", a->req_encoding, b->req_encoding);
+    str_eq("req_body_note", a->req_body_note, b->req_body_note);
+    str_eq("resp_encoding", a->resp_encoding, b->resp_encoding);
+    str_eq("resp_body_note", a->resp_body_note, b->resp_body_note);
     if (what & EQ_REPLICATION)
         str_eq("replication", a->replication, b->replication);
 }
@@ -378,7 +425,7 @@ static void test_har_round_trip(void **state)
     record **got;
     size_t n;
     char err[256];
-    if (har_read(path, &got, &n, err, sizeof err) != 0)
+    if (har_read(path, false, &got, &n, NULL, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(n, NMAKERS);
     for (size_t i = 0; i < n; i++)
@@ -387,7 +434,7 @@ static void test_har_round_trip(void **state)
 
     /* an empty export is a valid document too */
     write_har(path, NULL, 0);
-    assert_int_equal(har_read(path, &got, &n, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &got, &n, NULL, err, sizeof err), 0);
     assert_int_equal(n, 0);
     records_free(got, n);
 
@@ -462,6 +509,29 @@ static void check_har_entry(json_t *e)
     }
     double time = json_number_value(get(e, "time"));
     assert_true(sum > time - 1e-6 && sum < time + 1e-6);
+}
+
+/* Issue 9 item 16: a body over the capture cap says so where any HAR
+ * reader looks, not only in restspy's private fields. */
+static void test_har_truncated_comment(void **state)
+{
+    (void)state;
+    record *r = rec_utf8(); /* both bodies cut at capture */
+    char path[64];
+    tmp_path(path, sizeof path, "trunc");
+    write_har(path, &r, 1);
+    json_t *root = load(path);
+    json_t *e = json_array_get(get(get(root, "log"), "entries"), 0);
+    json_t *c = get(get(e, "response"), "content");
+    assert_int_equal(json_integer_value(get(c, "size")), 99999);
+    assert_string_equal(json_string_value(get(c, "comment")),
+                        "restspy: body incomplete: text holds the first 14 of its 99999 bytes");
+    json_t *pd = get(get(e, "request"), "postData");
+    assert_string_equal(json_string_value(get(pd, "comment")),
+                        "restspy: body incomplete: text holds the first 20 of its 4096 bytes");
+    json_decref(root);
+    record_free(r);
+    unlink(path);
 }
 
 static void test_har_required_fields(void **state)
@@ -613,7 +683,7 @@ static void test_har_foreign(void **state)
     record **v;
     size_t n;
     char err[256];
-    if (har_read(path, &v, &n, err, sizeof err) != 0)
+    if (har_read(path, false, &v, &n, NULL, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(n, 4);
     for (size_t i = 0; i < n; i++) {
@@ -669,11 +739,192 @@ static void test_har_foreign(void **state)
     assert_int_equal(r->http_minor, 0);
     assert_string_equal(r->req_body.data, "a+b=1%262&c=%C3%A9");
     assert_int_equal(r->upstream_us, -1);
-    /* exported without content: 500 bytes announced, none kept */
+    /* exported without content: 500 bytes announced, none in the file,
+     * which is not a truncation at capture (issue 9 item 17) */
     assert_int_equal(r->resp_body.len, 0);
     assert_int_equal(r->resp_body_size, 500);
-    assert_true(r->resp_truncated);
+    assert_false(r->resp_truncated);
+    assert_string_equal(r->resp_body_note, "dropped: not in the HAR file (500 bytes announced)");
 
+    records_free(v, n);
+    unlink(path);
+}
+
+/* Issue 9 item 4: HAR holds decoded bodies (as browsers write them) with
+ * the Content-Encoding header kept, sizes that say so, and a comment for a
+ * body that is not the whole decoded one; a foreign HAR's body under a
+ * Content-Encoding is read as decoded. */
+static void test_har_codings(void **state)
+{
+    (void)state;
+    record *v[2] = {rec_coded(), rec_undecodable()};
+    char path[64];
+    tmp_path(path, sizeof path, "codings");
+    write_har(path, v, 2);
+    json_t *root = load(path);
+    json_t *entries = get(get(root, "log"), "entries");
+
+    json_t *q = get(json_array_get(entries, 0), "request");
+    json_t *s = get(json_array_get(entries, 0), "response");
+    assert_string_equal(json_string_value(get(get(q, "postData"), "text")), "x=1");
+    assert_null(json_object_get(get(q, "postData"), "comment"));
+    assert_null(json_object_get(get(q, "postData"), "comment"));
+    assert_int_equal(json_integer_value(get(q, "bodySize")), 23);
+    json_t *c = get(s, "content");
+    assert_int_equal(json_string_length(get(c, "text")), 1000);
+    assert_null(json_object_get(c, "encoding"));
+    assert_int_equal(json_integer_value(get(c, "size")), 1000);
+    assert_int_equal(json_integer_value(get(c, "compression")), 988);
+    assert_int_equal(json_integer_value(get(s, "bodySize")), 12);
+    assert_null(json_object_get(c, "comment"));
+    json_t *h = json_array_get(get(s, "headers"), 1);
+    assert_string_equal(json_string_value(get(h, "name")), "Content-Encoding");
+    assert_string_equal(json_string_value(get(h, "value")), "br");
+
+    q = get(json_array_get(entries, 1), "request");
+    s = get(json_array_get(entries, 1), "response");
+    assert_string_equal(json_string_value(get(get(q, "postData"), "text")), "");
+    assert_string_equal(json_string_value(get(get(q, "postData"), "comment")),
+                        "restspy: body not stored (dropped: gzip: incorrect header check)");
+    c = get(s, "content");
+    assert_string_equal(json_string_value(get(c, "comment")),
+                        "restspy: body as received, still br-encoded (undecoded: br: damaged "
+                        "stream)");
+    assert_int_equal(json_integer_value(get(c, "size")), 3);
+    assert_null(json_object_get(c, "compression"));
+    json_decref(root);
+
+    /* A foreign file: text is decoded, the header says how it travelled;
+     * an encoded request's bodySize is its size on the wire, not a sign of
+     * truncation. */
+    write_text(path, "{\"log\":{\"version\":\"1.2\",\"entries\":[{\"startedDateTime\":"
+                     "\"2026-11-27T05:46:18.123Z\",\"time\":1,\"request\":{\"method\":\"POST\","
+                     "\"url\":\"http://a/p\",\"headers\":[{\"name\":\"Content-Encoding\","
+                     "\"value\":\"gzip\"}],\"postData\":{\"mimeType\":\"text/plain\",\"text\":"
+                     "\"abc\"},\"bodySize\":23},\"response\":{\"status\":200,\"headers\":"
+                     "[{\"name\":\"content-encoding\",\"value\":\"br\"}],\"content\":{\"size\":"
+                     "11,\"mimeType\":\"application/json\",\"text\":\"{\\\"ok\\\":true}\"},"
+                     "\"bodySize\":9}}]}}");
+    record **got;
+    size_t n;
+    char err[256];
+    if (har_read(path, false, &got, &n, NULL, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0]->req_encoding, "gzip");
+    assert_null(got[0]->req_body_note);
+    assert_false(got[0]->req_truncated);
+    assert_int_equal(got[0]->req_body_size, 23);
+    assert_string_equal(got[0]->resp_encoding, "br");
+    assert_false(got[0]->resp_truncated);
+    assert_int_equal(got[0]->resp_body.len, 11);
+    records_free(got, n);
+    for (size_t i = 0; i < 2; i++)
+        record_free(v[i]);
+    unlink(path);
+}
+
+/* Issue 9 item 7: an entry without a restspy id gets one derived from its
+ * content and time, the same on every read, so a second import skips it. */
+static void test_har_stable_ids(void **state)
+{
+    (void)state;
+    char path[64];
+    tmp_path(path, sizeof path, "ids");
+    write_text(path, CHROME_HAR);
+    record **a, **b;
+    size_t na, nb;
+    char err[256];
+    assert_int_equal(har_read(path, false, &a, &na, NULL, err, sizeof err), 0);
+    assert_int_equal(har_read(path, false, &b, &nb, NULL, err, sizeof err), 0);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) {
+        assert_string_equal(a[i]->id, b[i]->id);
+        /* UUIDv7-shaped, with the entry's own time: ids sort by time */
+        assert_int_equal(uuid7_time_ms(a[i]->id), a[i]->started_at_us / 1000);
+    }
+    records_free(b, nb);
+
+    /* The same entries written another way (key order, spacing) and twice
+     * the first one (two identical requests in one millisecond): the same
+     * ids, and the copy gets its own, stable too. */
+    json_t *root = load(path);
+    json_t *entries = get(get(root, "log"), "entries");
+    json_array_append(entries, json_array_get(entries, 0));
+    char *txt = json_dumps(root, JSON_INDENT(3) | JSON_SORT_KEYS);
+    json_decref(root);
+    write_text(path, txt);
+    free(txt);
+    assert_int_equal(har_read(path, false, &b, &nb, NULL, err, sizeof err), 0);
+    assert_int_equal(nb, na + 1);
+    for (size_t i = 0; i < na; i++)
+        assert_string_equal(a[i]->id, b[i]->id);
+    assert_string_not_equal(b[na]->id, b[0]->id);
+    assert_int_equal(uuid7_time_ms(b[na]->id), uuid7_time_ms(b[0]->id));
+    record **c;
+    size_t nc;
+    assert_int_equal(har_read(path, false, &c, &nc, NULL, err, sizeof err), 0);
+    assert_string_equal(c[na]->id, b[na]->id);
+    records_free(c, nc);
+    records_free(b, nb);
+
+    /* A restspy id in the file is kept as it is. */
+    record *r = rec_empty();
+    write_har(path, &r, 1);
+    assert_int_equal(har_read(path, false, &b, &nb, NULL, err, sizeof err), 0);
+    assert_string_equal(b[0]->id, r->id);
+    records_free(b, nb);
+    record_free(r);
+    records_free(a, na);
+    unlink(path);
+}
+
+/* One HAR entry for GET http://a<url> answered 200, with extra members
+ * (each ending in ',') and timings (the members after "timings"). */
+static void hit_entry(buf *b, const char *url, const char *extra, const char *timings)
+{
+    buf_appendf(b,
+                "%s{\"startedDateTime\":\"2026-11-27T05:46:18.123Z\",%s\"request\":"
+                "{\"method\":\"GET\",\"url\":\"http://a%s\"},\"response\":{\"status\":%d,"
+                "\"content\":{\"size\":2,\"text\":\"ok\"}},\"timings\":%s}",
+                b->data[b->len - 1] == '[' ? "" : ",", extra, url, strcmp(url, "/failed") ? 200 : 0,
+                timings);
+}
+
+/* Issue 9 item 9: a browser's cache hits are left out unless asked for. */
+static void test_har_cache_hits(void **state)
+{
+    (void)state;
+    static const char net[] = "{\"send\":0.1,\"wait\":5,\"receive\":1},\"time\":6.1";
+    static const char nonet[] = "{\"send\":0,\"wait\":0,\"receive\":0},\"time\":0";
+    buf text = BUF_INIT;
+    buf_append_str(&text, "{\"log\":{\"version\":\"1.2\",\"entries\":[");
+    hit_entry(&text, "/net", "", net);
+    hit_entry(&text, "/memory", "\"_fromCache\":\"memory\",", net);
+    hit_entry(&text, "/disk", "", "{\"send\":0,\"wait\":0.2,\"receive\":0.1},\"_transferSize\":0");
+    hit_entry(&text, "/webkit", "\"_fetchType\":\"Disk Cache\",", net);
+    hit_entry(&text, "/firefox", "", nonet);
+    /* a failed request (no answer) has no transfer either: kept */
+    hit_entry(&text, "/failed", "\"_transferSize\":0,", nonet);
+    /* restspy's own entries came from the wire, whatever their times */
+    hit_entry(&text, "/restspy", "\"_restspy\":{\"started_at\":1},", nonet);
+    buf_append_str(&text, "]}}");
+    char path[64], err[256];
+    tmp_path(path, sizeof path, "cache");
+    write_text(path, text.data);
+    buf_free(&text);
+    record **v;
+    size_t n, cached = 99;
+    assert_int_equal(har_read(path, false, &v, &n, &cached, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(cached, 4);
+    assert_string_equal(v[0]->path, "/net");
+    assert_string_equal(v[1]->path, "/failed");
+    assert_string_equal(v[2]->path, "/restspy");
+    records_free(v, n);
+    assert_int_equal(har_read(path, true, &v, &n, &cached, err, sizeof err), 0);
+    assert_int_equal(n, 7);
+    assert_int_equal(cached, 0);
     records_free(v, n);
     unlink(path);
 }
@@ -686,7 +937,7 @@ static void expect_har_error(const char *text, const char *want)
     record **v = (record **)1;
     size_t n = 99;
     char err[256] = "";
-    assert_int_equal(har_read(path, &v, &n, err, sizeof err), -1);
+    assert_int_equal(har_read(path, false, &v, &n, NULL, err, sizeof err), -1);
     assert_null(v);
     assert_int_equal(n, 0);
     if (strncmp(err, path, strlen(path)) != 0 || !strstr(err, want))
@@ -743,7 +994,7 @@ static void test_har_errors(void **state)
     char err[256];
     record **v;
     size_t n;
-    assert_int_equal(har_read("/nonexistent/x.har", &v, &n, err, sizeof err), -1);
+    assert_int_equal(har_read("/nonexistent/x.har", false, &v, &n, NULL, err, sizeof err), -1);
     assert_string_equal(err, "/nonexistent/x.har: No such file or directory");
 }
 
@@ -846,21 +1097,28 @@ static void expect_curl(const record *r, const char *base, const char *want)
     free(s);
 }
 
-/* Runs the printf part of a piped curl line through /bin/sh: the bytes must
- * be the body. */
-static void check_printf_bytes(const char *line, const void *body, size_t n)
+/* Runs the printf part of a piped curl line through /bin/sh, then through
+ * filter (a command, or ""): the bytes must be the body. */
+static void check_piped_bytes(const char *line, const char *filter, const void *body, size_t n)
 {
     const char *bar = strstr(line, " | curl ");
     assert_non_null(bar);
-    char *cmd = xstrndup(line, (size_t)(bar - line));
-    FILE *p = popen(cmd, "r");
+    buf cmd = BUF_INIT;
+    buf_append(&cmd, line, (size_t)(bar - line));
+    buf_append_str(&cmd, filter);
+    FILE *p = popen(cmd.data, "r");
     assert_non_null(p);
     unsigned char got[256];
     size_t m = fread(got, 1, sizeof got, p);
     assert_int_equal(pclose(p), 0);
     assert_int_equal(m, n);
     assert_memory_equal(got, body, n);
-    free(cmd);
+    buf_free(&cmd);
+}
+
+static void check_printf_bytes(const char *line, const void *body, size_t n)
+{
+    check_piped_bytes(line, "", body, n);
 }
 
 static void test_curl(void **state)
@@ -932,10 +1190,85 @@ static void test_curl(void **state)
     free(r->path);
     r->path = xstrdup("/x");
     buf_append_str(&r->req_body, "abc");
+    r->req_body_size = 10;
     r->req_truncated = true;
+    /* an incomplete body: a comment saying so, never a command sending
+     * another body (issue 9 item 3) */
     expect_curl(r, "http://h:1",
-                "curl -sS -X PATCH 'http://h:1/x' -H 'Content-Type:' --data-binary 'abc'"
-                " # restspy: request body truncated at capture\n");
+                "# restspy: not exported as a command, request body is incomplete: 3 of 10 "
+                "bytes recorded: curl -sS -X PATCH 'http://h:1/x'\n");
+    record_free(r);
+}
+
+/* Issue 9 item 3: any byte sequence round-trips through the curl line, a
+ * body starting with '-' (every multipart body) included. */
+static void test_curl_bodies(void **state)
+{
+    (void)state;
+    static const char multipart[] = "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n"
+                                    "1\r\n--XyZ--\r\n";
+    record *r = record_new();
+    r->method = xstrdup("POST");
+    r->path = xstrdup("/up");
+    hdr(&r->req_headers, "Content-Type", "multipart/form-data; boundary=XyZ");
+    buf_append_str(&r->req_body, multipart);
+    char *line = curl_line(r, "http://h:1");
+    assert_true(strncmp(line, "printf '\\055-XyZ\\015\\012", 20) == 0);
+    check_printf_bytes(line, multipart, strlen(multipart));
+    free(line);
+
+    /* NUL bytes and a leading '-' on one line */
+    static const char nul[] = {'-', '-', 0, 'x', 0};
+    buf_reset(&r->req_body);
+    buf_append(&r->req_body, nul, sizeof nul);
+    line = curl_line(r, "http://h:1");
+    check_printf_bytes(line, nul, sizeof nul);
+    free(line);
+
+    /* one-line text starting with '-': a quoted argument, which curl takes
+     * as the value of --data-binary */
+    buf_reset(&r->req_body);
+    buf_append_str(&r->req_body, "-v \xc3\xa9");
+    expect_curl(r, "http://h:1",
+                "curl -sS -X POST 'http://h:1/up' -H 'Content-Type: multipart/form-data; "
+                "boundary=XyZ' --data-binary '-v \xc3\xa9'\n");
+
+    /* an empty body the client announced is sent as one */
+    buf_reset(&r->req_body);
+    hdr(&r->req_headers, "Content-Length", "0");
+    expect_curl(r, "http://h:1",
+                "curl -sS -X POST 'http://h:1/up' -H 'Content-Type: multipart/form-data; "
+                "boundary=XyZ' --data-binary ''\n");
+    record_free(r);
+
+    /* a body stored decoded goes out encoded again, under its header */
+    r = record_new();
+    r->method = xstrdup("PUT");
+    r->path = xstrdup("/z");
+    hdr(&r->req_headers, "Content-Encoding", "gzip");
+    buf_append_str(&r->req_body, "{\"a\":1}");
+    r->req_encoding = xstrdup("gzip");
+    line = curl_line(r, "http://h:1");
+    assert_true(strncmp(line, "printf '\\037\\213", 14) == 0);
+    assert_non_null(strstr(line, " -H 'Content-Encoding: gzip' "));
+    check_piped_bytes(line, " | gzip -dc", "{\"a\":1}", 7);
+    free(line);
+
+    /* not stored: a comment, on one line whatever the headers hold */
+    r->req_body_note = xstrdup("dropped: gzip: incorrect header check");
+    buf_reset(&r->req_body);
+    hdr(&r->req_headers, "X-Evil", "a\nrm -rf /");
+    expect_curl(r, "http://h:1",
+                "# restspy: not exported as a command, request body was not stored (dropped: "
+                "gzip: incorrect header check): curl -sS -X PUT 'http://h:1/z' -H "
+                "'Content-Encoding: gzip'\n");
+    /* stored as received (undecodable, redaction off): sent as it is */
+    free(r->req_body_note);
+    r->req_body_note = xstrdup("undecoded: gzip: incorrect header check");
+    buf_append_str(&r->req_body, "raw");
+    expect_curl(r, "http://h:1",
+                "curl -sS -X PUT 'http://h:1/z' -H 'Content-Encoding: gzip' -H 'Content-Type:' "
+                "--data-binary 'raw'\n");
     record_free(r);
 }
 
@@ -948,11 +1281,16 @@ int main(void)
         cmocka_unit_test(test_record_json_base64_tolerant),
         cmocka_unit_test(test_har_round_trip),
         cmocka_unit_test(test_har_required_fields),
+        cmocka_unit_test(test_har_truncated_comment),
         cmocka_unit_test(test_har_foreign),
+        cmocka_unit_test(test_har_codings),
+        cmocka_unit_test(test_har_stable_ids),
+        cmocka_unit_test(test_har_cache_hits),
         cmocka_unit_test(test_har_errors),
         cmocka_unit_test(test_jsonl_round_trip),
         cmocka_unit_test(test_jsonl_read_lines),
         cmocka_unit_test(test_curl),
+        cmocka_unit_test(test_curl_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "coding.h"
 #include "record.h"
 #include "replay.h"
 #include "util.h"
@@ -134,8 +135,18 @@ static bool handle(srv *s, sconn *c, size_t hlen, size_t blen)
         }
         line = eol + 2;
     }
-    json_t *o = json_pack("{sssssoss#}", "method", method, "target", target, "headers", hdrs,
-                          "body", head + hlen, (int)blen);
+    /* A compressed request body is echoed decoded (as received when it is
+     * not gzip after all), with its size on the wire. */
+    buf dec = BUF_INIT;
+    const char *ce = strcasestr(head, "\r\ncontent-encoding: gzip");
+    if (!ce || ce > head + hlen ||
+        coding_decode("gzip", head + hlen, blen, 1 << 20, &dec, NULL, 0) != CODING_OK) {
+        buf_reset(&dec);
+        buf_append(&dec, head + hlen, blen);
+    }
+    json_t *o = json_pack("{sssssoss#si}", "method", method, "target", target, "headers", hdrs,
+                          "body", dec.data ? dec.data : "", (int)dec.len, "wire", (int)blen);
+    buf_free(&dec);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     size_t bl = strlen(body);
@@ -167,6 +178,18 @@ static bool handle(srv *s, sconn *c, size_t hlen, size_t blen)
                              "Transfer-Encoding: chunked\r\n\r\n");
         buf_appendf(&c->out, "%zx\r\n%.*s\r\n%zx\r\n%s\r\n0\r\n\r\n", half, (int)half, body,
                     bl - half, body + half);
+    } else if (strncmp(target, "/gzip", 5) == 0 || strncmp(target, "/badgzip", 8) == 0) {
+        buf z = BUF_INIT;
+        if (target[1] == 'g')
+            assert_int_equal(coding_encode("gzip", body, bl, &z, NULL, 0), 0);
+        else
+            buf_append_str(&z, "not gzip");
+        buf_appendf(&c->out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    "Content-Encoding: gzip\r\nContent-Length: %zu\r\n\r\n",
+                    z.len);
+        buf_append(&c->out, z.data, z.len);
+        buf_free(&z);
     } else if (strncmp(target, "/eofbody", 8) == 0) {
         buf_appendf(&c->out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n%s", body);
         c->close_after = true;
@@ -829,6 +852,7 @@ static void test_bad_target(void **state)
     (void)state;
     record *cs[1] = {mk("GET", "/", NULL, NULL, 0)};
     const char *bad[] = {"https://127.0.0.1:1",
+                         "127.0.0.1:1", /* the scheme is required (issue 9 item 17) */
                          "http://",
                          "http://127.0.0.1:99999",
                          "http://127.0.0.1:80/base",
@@ -1008,6 +1032,82 @@ static void test_pacing(void **state)
     srv_stop(s);
 }
 
+/* Issue 9 item 4: a compressed answer is handed over decoded (recordings
+ * hold decoded bodies), capped at max_decoded; a request recorded decoded
+ * is sent encoded again, as it was on the wire. */
+static void test_codings(void **state)
+{
+    (void)state;
+    srv *s = srv_start(0);
+    char t[64];
+    target_of(t, sizeof t, s->port);
+    record *cs[4];
+    cs[0] = mk("POST", "/gzip", NULL, NULL, 0);
+    hdr(&cs[0]->req_headers, "Content-Type", "application/json");
+    hdr(&cs[0]->req_headers, "Content-Encoding", "gzip");
+    buf_append_str(&cs[0]->req_body, "{\"sent\":\"decoded in the store\"}");
+    cs[0]->req_encoding = xstrdup("gzip");
+    cs[1] = mk("GET", "/badgzip", NULL, NULL, 0);
+    cs[2] = mk("GET", "/gzip", "long=1", NULL, 0);
+    cs[3] = mk("POST", "/plain", NULL, NULL, 0);
+    hdr(&cs[3]->req_headers, "Content-Encoding", "gzip");
+    buf_append_str(&cs[3]->req_body, "stored as received");
+    cs[3]->req_encoding = xstrdup("gzip");
+    cs[3]->req_body_note = xstrdup("undecoded: gzip: incorrect header check");
+    replay_opts o = base_opts(t);
+    o.concurrency = 1;
+    col c;
+    col_init(&c, 4, 1);
+    record *kept[4] = {0};
+    c.kept = kept;
+    run_checked(&o, cs, 4, &c);
+
+    /* The request went out gzipped and came back decoded: the echo is
+     * JSON, not gzip bytes. */
+    got_t *g = col_find(&c, 0, 0);
+    json_t *j = echo_of(g);
+    assert_string_equal(json_string_value(json_object_get(j, "body")),
+                        "{\"sent\":\"decoded in the store\"}");
+    assert_int_not_equal(json_integer_value(json_object_get(j, "wire")), 31);
+    assert_string_equal(echo_header(j, "content-encoding", NULL), "gzip");
+    json_decref(j);
+
+    /* Undecodable: kept as received, with the reason. */
+    assert_non_null(kept[1]);
+    assert_int_equal(kept[1]->resp_body.len, 8);
+    assert_string_equal(kept[1]->resp_encoding, "gzip");
+    assert_non_null(kept[1]->resp_body_note);
+    assert_true(strncmp(kept[1]->resp_body_note, "undecoded: gzip", 15) == 0);
+    assert_false(kept[1]->resp_truncated);
+    record_free(kept[1]);
+
+    /* Stored as received: sent as it is, not encoded twice. */
+    assert_non_null(kept[3]);
+    j = json_loadb(kept[3]->resp_body.data, kept[3]->resp_body.len, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "body")), "stored as received");
+    json_decref(j);
+    record_free(kept[3]);
+    col_free(&c);
+
+    /* Capped: the first max_decoded bytes, marked truncated. */
+    o.max_decoded = 10;
+    col_init(&c, 4, 1);
+    c.kept = kept;
+    memset(kept, 0, sizeof kept);
+    run_checked(&o, cs, 4, &c);
+    assert_non_null(kept[1]);
+    record_free(kept[1]);
+    assert_non_null(kept[3]);
+    record_free(kept[3]);
+    g = col_find(&c, 2, 0);
+    assert_int_equal(strlen(g->body), 10);
+    assert_memory_equal(g->body, "{\"method\":", 10);
+    col_free(&c);
+    free_cases(cs, 4);
+    srv_stop(s);
+}
+
 static void test_unreplayable(void **state)
 {
     (void)state;
@@ -1018,9 +1118,16 @@ static void test_unreplayable(void **state)
     assert_null(replay_unreplayable(&o, r, b, sizeof b));
 
     r->req_truncated = true;
+    r->req_body_size = 70000;
     assert_string_equal(replay_unreplayable(&o, r, b, sizeof b),
-                        "request body was truncated at capture");
+                        "request body is incomplete: 0 of 70000 bytes recorded");
     r->req_truncated = false;
+    /* not stored (issue 9 item 3): never sent with an empty body instead */
+    r->req_body_note = xstrdup("dropped: br: damaged stream");
+    assert_string_equal(replay_unreplayable(&o, r, b, sizeof b),
+                        "request body was not stored (dropped: br: damaged stream)");
+    free(r->req_body_note);
+    r->req_body_note = NULL;
 
     hdr(&r->req_headers, "Authorization", "[redacted]");
     hdr(&r->req_headers, "Cookie", "a=[redacted]");
@@ -1098,6 +1205,7 @@ int main(void)
         cmocka_unit_test(test_target_dies),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_pacing),
+        cmocka_unit_test(test_codings),
         cmocka_unit_test(test_unreplayable),
         cmocka_unit_test(test_unreplayable_skipped),
     };

@@ -99,9 +99,12 @@ static void test_counts_and_exit_codes(void **state)
         size_t total = 0;
         for (int k = OUTCOME_MATCH; k <= OUTCOME_SENT; k++) {
             for (size_t i = 0; i < mixes[m].n[k]; i++) {
-                compare_result res = {false, NULL, 0, 0, NULL};
-                add(rp, (outcome_kind)k, ID(1), "GET", "/x", NULL, 200, (int64_t)i, 0,
-                    k == OUTCOME_MISMATCH ? &res : NULL, k == OUTCOME_ERROR ? "timeout" : NULL, 10);
+                compare_result res = {
+                    .diffs = NULL, .ndiffs = 0, .ndiffs_total = 0, .text_diff = NULL};
+                /* sent: nothing recorded to compare with */
+                add(rp, (outcome_kind)k, ID(1), "GET", "/x", NULL, k == OUTCOME_SENT ? 0 : 200,
+                    (int64_t)i, 0, k == OUTCOME_MISMATCH ? &res : NULL,
+                    k == OUTCOME_ERROR ? "timeout" : NULL, 10);
                 total++;
             }
         }
@@ -134,9 +137,12 @@ static report *fixed_report(void)
         {DIFF_JSON, "$.name", "\"Paris\"", "\"Paris!\""},
         {DIFF_JSON, "$.visits", "3", "4"},
     };
-    compare_result r1 = {false, d1, 2, 3, NULL};
+    compare_result r1 = {.diffs = d1, .ndiffs = 2, .ndiffs_total = 3, .text_diff = NULL};
     diff d2[] = {{DIFF_STATUS, "status", "201", "500"}};
-    compare_result r2 = {false, d2, 1, 1, "--- expected\n+++ actual\n-ok\n+fail\n"};
+    compare_result r2 = {.diffs = d2,
+                         .ndiffs = 1,
+                         .ndiffs_total = 1,
+                         .text_diff = "--- expected\n+++ actual\n-ok\n+fail\n"};
 
     add(rp, OUTCOME_ERROR, ID(4), "GET", "/a", NULL, 200, 4000, 0, NULL,
         "connect: connection refused", -1);
@@ -160,7 +166,7 @@ static void test_summary_exact(void **state)
     report *rp = fixed_report();
     char *s = summary_text(rp, 10);
     assert_string_equal(
-        s, "7 requests: 1 matched, 2 mismatched, 3 errors, 1 not replayable in 2.00 s (3.0 "
+        s, "7 requests: 1 matched, 2 mismatched, 3 errors, 1 not replayable in 2.00 s (1.5 "
            "requests/s)\n"
            "MISMATCH GET /api/sites/paris/ (id " ID(
                2) "):\n"
@@ -203,7 +209,8 @@ static void test_summary_sent_loops_and_escapes(void **state)
                 {DIFF_BODY, "body", "caf\xc3\xa9 \xe2\x82\xac",
                  "\xff\xc2\x9b"
                  "1m \xe2\x82"}};
-    compare_result r = {false, d, 2, 2, "-x\x1b]0;title\x07\n+y"};
+    compare_result r = {
+        .diffs = d, .ndiffs = 2, .ndiffs_total = 2, .text_diff = "-x\x1b]0;title\x07\n+y"};
     add(rp, OUTCOME_SENT, ID(1), "POST", "/p", NULL, 0, 1, 0, NULL, NULL, 5);
     add(rp, OUTCOME_MISMATCH, ID(2), "GET", "/q", "a=1", 200, 2, 1, &r, NULL, 5);
     add(rp, OUTCOME_ERROR, ID(3), "GET", "/z", NULL, 200, 3, 1, NULL, NULL, -1);
@@ -223,13 +230,129 @@ static void test_summary_sent_loops_and_escapes(void **state)
     report_free(rp);
 }
 
+/* Issue 9 item 5: fields redacted at capture are counted apart. */
+static void test_redacted_counts(void **state)
+{
+    (void)state;
+    report *rp = report_new("http://t:1");
+    compare_result m = {.match = true, .nredacted = 2};
+    diff d[] = {{DIFF_JSON, "$.n", "1", "2"}};
+    compare_result mm = {.diffs = d, .ndiffs = 1, .ndiffs_total = 1, .nredacted = 1};
+    add(rp, OUTCOME_MATCH, ID(1), "GET", "/u", NULL, 200, 1, 0, &m, NULL, 5);
+    add(rp, OUTCOME_MATCH, ID(2), "GET", "/v", NULL, 200, 2, 0, NULL, NULL, 5);
+    add(rp, OUTCOME_MISMATCH, ID(3), "GET", "/w", NULL, 200, 3, 0, &mm, NULL, 5);
+    char *s = summary_text(rp, 5);
+    assert_string_equal(s, "3 requests: 2 matched, 1 mismatched, 0 errors, 0 not replayable\n"
+                           "redacted: 3 fields not compared (redacted at capture), in 2 "
+                           "requests\n"
+                           "MISMATCH GET /w (id " ID(3) "):\n"
+                                                        "    $.n: 1 -> 2\n");
+    free(s);
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".json");
+    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "counts"), "redacted_fields")), 3);
+    json_t *res = json_object_get(j, "results");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(res, 0), "redacted_fields")),
+                     2);
+    assert_null(json_object_get(json_array_get(res, 1), "redacted_fields"));
+    json_decref(j);
+    unlink(path);
+    assert_int_equal(report_exit_code(rp), 1);
+    report_free(rp);
+}
+
+/* Issue 9 item 17: the summary says what happened. */
+static void test_summary_wording(void **state)
+{
+    (void)state;
+    /* Every connection refused: no rate, nothing was answered. */
+    report *rp = report_new("http://127.0.0.1:1");
+    for (int i = 0; i < 3; i++)
+        add(rp, OUTCOME_ERROR, ID(1), "GET", "/x", NULL, 200, i, 0, NULL,
+            "connect: connection refused", -1);
+    report_set_elapsed(rp, 0.004);
+    char *s = summary_text(rp, 5);
+    assert_string_equal(s, "3 requests: 0 matched, 0 mismatched, 3 errors, 0 not replayable in "
+                           "0.00 s\nERROR connect: connection refused: 3 requests\n");
+    free(s);
+    report_free(rp);
+
+    /* --no-compare with recorded responses: sent, not compared; only what
+     * had no recorded response is "without recorded response". */
+    rp = report_new("http://t:1");
+    add(rp, OUTCOME_SENT, ID(1), "GET", "/a", NULL, 200, 1, 0, NULL, "not compared (--no-compare)",
+        5);
+    add(rp, OUTCOME_SENT, ID(2), "GET", "/b", NULL, 200, 2, 0, NULL, "not compared (--no-compare)",
+        5);
+    s = summary_text(rp, 5);
+    assert_string_equal(s, "2 requests: 0 matched, 0 mismatched, 0 errors, 0 not replayable, 2 "
+                           "sent, not compared\n");
+    free(s);
+    add(rp, OUTCOME_SENT, ID(3), "POST", "/c", NULL, 0, 3, 0, NULL, "no recorded response", 5);
+    report_set_elapsed(rp, 1.0);
+    s = summary_text(rp, 5);
+    assert_string_equal(s, "3 requests: 0 matched, 0 mismatched, 0 errors, 0 not replayable, 1 "
+                           "sent without recorded response, 2 sent, not compared in 1.00 s (3.0 "
+                           "requests/s)\n");
+    free(s);
+    report_free(rp);
+}
+
+/* Issue 9 item 16: a partly compared answer is never counted as matched. */
+static void test_partial(void **state)
+{
+    (void)state;
+    report *rp = report_new("http://t:1");
+    const char *why = "recorded body incomplete (65536 of 120271 bytes recorded): only those "
+                      "compared";
+    add(rp, OUTCOME_MATCH, ID(1), "GET", "/small", NULL, 200, 1, 0, NULL, NULL, 5);
+    add(rp, OUTCOME_PARTIAL, ID(2), "GET", "/big", NULL, 200, 2, 0, NULL, why, 5);
+    char *s = summary_text(rp, 5);
+    assert_string_equal(s, "2 requests: 1 matched, 0 mismatched, 0 errors, 0 not replayable, "
+                           "1 partly compared\n"
+                           "PARTLY COMPARED recorded body incomplete (65536 of 120271 bytes "
+                           "recorded): only those compared: 1 request\n");
+    free(s);
+    assert_int_equal(report_count(rp, OUTCOME_MATCH), 1);
+    assert_int_equal(report_count(rp, OUTCOME_PARTIAL), 1);
+    assert_int_equal(report_exit_code(rp), 0);
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".json");
+    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "counts"), "partial")),
+                     1);
+    json_t *r = json_array_get(json_object_get(j, "results"), 1);
+    assert_string_equal(json_string_value(json_object_get(r, "outcome")), "partial");
+    assert_string_equal(json_string_value(json_object_get(r, "detail")), why);
+    json_decref(j);
+    unlink(path);
+    tmp_path(path, sizeof path, ".xml");
+    assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
+    size_t len;
+    char *xml = read_all(path, &len);
+    assert_non_null(strstr(xml, "<system-out>partly compared: recorded body incomplete"));
+    assert_non_null(strstr(xml, " tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"0\""));
+    free(xml);
+    unlink(path);
+    report_free(rp);
+}
+
 /* The report deep-copies: the caller frees its result right after adding. */
 static void test_deep_copy(void **state)
 {
     (void)state;
     report *rp = report_new("http://x:2");
     record *c = mkcase(ID(1), "DELETE", "/items/9", "force=1", 204, 7);
-    compare_result r = {false, xcalloc(2, sizeof(diff)), 2, 2, xstrdup("-a\n+b\n")};
+    compare_result r = {.diffs = xcalloc(2, sizeof(diff)),
+                        .ndiffs = 2,
+                        .ndiffs_total = 2,
+                        .text_diff = xstrdup("-a\n+b\n")};
     r.diffs[0] = (diff){DIFF_STATUS, xstrdup("status"), xstrdup("204"), xstrdup("404")};
     r.diffs[1] = (diff){DIFF_JSON, xstrdup("$.gone"), NULL, xstrdup("true")};
     char *detail = xstrdup("some detail");
@@ -307,7 +430,7 @@ static void test_json(void **state)
     (void)state;
     report *rp = fixed_report();
     diff d[] = {{DIFF_JSON, "$.gone", NULL, "\"x\\u0000y\""}, {DIFF_BODY, "body", "\xff", NULL}};
-    compare_result r = {false, d, 2, 2, NULL};
+    compare_result r = {.diffs = d, .ndiffs = 2, .ndiffs_total = 2, .text_diff = NULL};
     add(rp, OUTCOME_MISMATCH, ID(8), "GET", "/e", NULL, 200, 7000, 1, &r, NULL, 77);
     add(rp, OUTCOME_SENT, ID(9), "POST", "/f", NULL, 0, 8000, 0, NULL, NULL, 12);
     char path[64], err[256];
@@ -649,7 +772,7 @@ static void test_junit_hostile_bytes(void **state)
          "bad\xff\xfe utf8 \xc3\x28 \xed\xa0\x80 \xef\xbf\xbe end \xe2\x82"},
         {DIFF_HEADER, "header: X-Weird", "]]>", "\xc0\xaf \xf4\x90\x80\x80 ok \xf0\x9f\x98\x80"},
     };
-    compare_result r = {false, d, 3, 5, nul_text};
+    compare_result r = {.diffs = d, .ndiffs = 3, .ndiffs_total = 5, .text_diff = nul_text};
     add(rp, OUTCOME_MISMATCH, ID(1), "GET", "/q<&>\"'", "a=1&b=<2>", 200, 1, 0, &r, NULL, 1234);
     add(rp, OUTCOME_MATCH, ID(2), "GET", "/ok\x01\xff", NULL, 200, 2, 0, NULL, NULL, 10);
     add(rp, OUTCOME_ERROR, ID(3), "POST", "/e", NULL, 200, 3, 0, NULL,
@@ -763,6 +886,9 @@ int main(void)
         cmocka_unit_test(test_counts_and_exit_codes),
         cmocka_unit_test(test_summary_exact),
         cmocka_unit_test(test_summary_sent_loops_and_escapes),
+        cmocka_unit_test(test_redacted_counts),
+        cmocka_unit_test(test_partial),
+        cmocka_unit_test(test_summary_wording),
         cmocka_unit_test(test_deep_copy),
         cmocka_unit_test(test_from_compare),
         cmocka_unit_test(test_json),
