@@ -571,6 +571,30 @@ class Proxy:
         return log_json(self.log_path)
 
 
+# ----------------------------------------------------------- backends
+
+
+def start_backend(handler):
+    """A stdlib HTTP server for handler (a BaseHTTPRequestHandler class) on
+    a free 127.0.0.1 port, served by daemon threads. It has .url, and .lock
+    and .seen (a list) for handlers that keep what they received. Stop it
+    with stop_backend."""
+    import http.server
+    import threading
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    srv.lock = threading.Lock()
+    srv.seen = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.url = "http://127.0.0.1:%d" % srv.server_address[1]
+    return srv
+
+
+def stop_backend(srv):
+    srv.shutdown()
+    srv.server_close()
+
+
 # ------------------------------------------------------------ store, log
 
 

@@ -7,11 +7,9 @@ that cannot be decoded is dropped (redaction on) or kept as received
 import glob
 import gzip
 import json
-import os
-import threading
 import unittest
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import brotli  # Debian python3-brotli (scripts/install-deps)
 
@@ -90,15 +88,13 @@ class CodingCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = harness.make_tmpdir(cls.__name__)
-        cls.srv = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-        cls.srv.daemon_threads = True
-        threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
-        url = "http://127.0.0.1:%d" % cls.srv.server_address[1]
-        cls.proxy = harness.Proxy(cls.tmp, url, args=("--log-bodies", "on") + cls.PROXY_ARGS)
+        cls.srv = harness.start_backend(Upstream)
+        cls.proxy = harness.Proxy(cls.tmp, cls.srv.url,
+                                  args=("--log-bodies", "on") + cls.PROXY_ARGS)
         try:
             cls.proxy.start()
         except Exception:
-            cls.srv.shutdown()
+            harness.stop_backend(cls.srv)
             harness.remove_tmpdir(cls.tmp)
             raise
 
@@ -107,8 +103,7 @@ class CodingCase(unittest.TestCase):
         try:
             cls.proxy.check_stopped()
         finally:
-            cls.srv.shutdown()
-            cls.srv.server_close()
+            harness.stop_backend(cls.srv)
             harness.remove_tmpdir(cls.tmp)
 
     def get(self, path, enc_accept="gzip, deflate, br"):

@@ -11,9 +11,8 @@ import gzip
 import json
 import os
 import subprocess
-import threading
 import unittest
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import harness
 
@@ -53,21 +52,6 @@ class Echo(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
-def start_echo():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    srv.daemon_threads = True
-    srv.lock = threading.Lock()
-    srv.seen = []
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    srv.url = "http://127.0.0.1:%d" % srv.server_address[1]
-    return srv
-
-
-def stop_echo(srv):
-    srv.shutdown()
-    srv.server_close()
-
-
 MULTIPART = (b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
              b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n"
              b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\xff'%\\\r\n--XyZ--\r\n")
@@ -99,7 +83,7 @@ class CurlExport(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = harness.make_tmpdir("export")
-        cls.echo = start_echo()
+        cls.echo = harness.start_backend(Echo)
         try:
             proxy = harness.Proxy(cls.tmp, cls.echo.url, log=False).start()
             try:
@@ -112,13 +96,13 @@ class CurlExport(unittest.TestCase):
             cls.store = "sqlite:" + proxy.db_path
             cls.first = {s[1]: s for s in cls.echo.seen}
         except Exception:
-            stop_echo(cls.echo)
+            harness.stop_backend(cls.echo)
             harness.remove_tmpdir(cls.tmp)
             raise
 
     @classmethod
     def tearDownClass(cls):
-        stop_echo(cls.echo)
+        harness.stop_backend(cls.echo)
         harness.remove_tmpdir(cls.tmp)
 
     def test_script_replays_every_body_byte_for_byte(self):
@@ -221,8 +205,8 @@ class HarImport(unittest.TestCase):
     def test_browser_cache_hits_are_left_out(self):
         # Item 9: entries the browser answered from its cache (no request
         # went out) are not stored or replayed unless --keep-cached.
-        echo = start_echo()
-        self.addCleanup(stop_echo, echo)
+        echo = harness.start_backend(Echo)
+        self.addCleanup(harness.stop_backend, echo)
         answer = '{"n": 0}'  # what the echo backend answers a GET
         t = "2026-11-27T05:46:%02d.000Z"
         net = chrome_entry(echo.url + "/net", t % 1, text=answer)

@@ -9,11 +9,10 @@ import gzip
 import json
 import os
 import re
-import threading
 import time
 import unittest
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import brotli  # Debian python3-brotli (scripts/install-deps)
 
@@ -100,10 +99,8 @@ class BodiesCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = harness.make_tmpdir(cls.__name__)
-        cls.srv = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
-        cls.srv.daemon_threads = True
-        threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
-        cls.url = "http://127.0.0.1:%d" % cls.srv.server_address[1]
+        cls.srv = harness.start_backend(Backend)
+        cls.url = cls.srv.url
         try:
             proxy = harness.Proxy(cls.tmp, cls.url, args=cls.PROXY_ARGS, log=False).start()
             try:
@@ -118,8 +115,7 @@ class BodiesCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.srv.shutdown()
-        cls.srv.server_close()
+        harness.stop_backend(cls.srv)
         harness.remove_tmpdir(cls.tmp)
 
     def tmpfile(self, name):
