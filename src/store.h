@@ -36,7 +36,9 @@ typedef struct store_options {
     int on_full;              /* STORE_FULL_* */
     uint64_t max_rows;        /* 0 = no limit */
     uint64_t max_age_ms;      /* 0 = no limit */
-    uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes) */
+    uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes); also how
+                                 long store_open waits for another process
+                                 creating or migrating the same file */
     uint64_t commit_delay_us; /* group commit window: how long the writer waits
                                  for more records before a small batch (0: none) */
     bool read_only;           /* CLI readers: open without creating or migrating */

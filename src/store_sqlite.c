@@ -305,6 +305,59 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
+/* ---- opening beside other processes ----
+ *
+ * SQLite does not call the busy handler where waiting could deadlock: a
+ * journal mode switch that meets another connection's lock answers
+ * SQLITE_BUSY at once, and so may a BEGIN IMMEDIATE racing a switch. At open
+ * that is only another process creating or opening the same file (a proxy
+ * and a replicator started together), which is done within milliseconds, so
+ * the opener waits and tries again, up to the busy timeout, as the handler
+ * would have. */
+
+/* SQLITE_BUSY or SQLITE_LOCKED, extended codes included. */
+static bool sq_busy(int rc)
+{
+    return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/* After a busy rc: sleeps *nap_ms (1 ms at first, doubling to 32 ms) and
+ * returns true while the monotonic clock is before deadline_us; false
+ * (no sleep) once it is past, or when rc is not busy. */
+static bool sq_open_retry(int rc, int64_t deadline_us, unsigned *nap_ms)
+{
+    if (!sq_busy(rc) || util_mono_us() >= deadline_us)
+        return false;
+    sleep_ms(*nap_ms);
+    *nap_ms = *nap_ms >= 32 ? 32 : *nap_ms * 2;
+    return true;
+}
+
+/* Puts the file in WAL mode (a no-op when it is already). 0, or -1 with err
+ * after the deadline or on any other error. A file system without the shared
+ * memory WAL needs keeps its mode (SQLite answers the old one): the store
+ * still works there, only readers wait for the writer. */
+static int sq_set_wal(sqlite3 *db, int64_t deadline_us, char *err, size_t errlen)
+{
+    unsigned nap = 1;
+    for (;;) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW)
+                rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_OK)
+            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        if (rc == SQLITE_OK)
+            return 0;
+        if (!sq_open_retry(rc, deadline_us, &nap))
+            return -1;
+    }
+}
+
 /* ---- schema ---- */
 
 static int newer_schema(int64_t v, char *err, size_t errlen)
@@ -315,12 +368,17 @@ static int newer_schema(int64_t v, char *err, size_t errlen)
 }
 
 /* Applies the missing migrations, each step in its own IMMEDIATE transaction
- * so that two processes opening a fresh file at once cannot both migrate. */
-static int sq_migrate(sqlite3 *db, char *err, size_t errlen)
+ * so that two processes opening a fresh file at once cannot both migrate;
+ * one that finds the file busy waits until deadline_us (see sq_open_retry). */
+static int sq_migrate(sqlite3 *db, int64_t deadline_us, char *err, size_t errlen)
 {
     char e[256];
+    unsigned nap = 1;
     for (;;) {
-        if (sq_exec(db, "BEGIN IMMEDIATE", e, sizeof e) != SQLITE_OK) {
+        int rc = sq_exec(db, "BEGIN IMMEDIATE", e, sizeof e);
+        if (rc != SQLITE_OK) {
+            if (sq_open_retry(rc, deadline_us, &nap))
+                continue;
             snprintf(err, errlen, "cannot migrate store: %s", e);
             return -1;
         }
@@ -454,12 +512,15 @@ static int sq_open_rw(sq_store *s, char *err, size_t errlen)
     /* WAL: readers (the CLI) never block the writer and vice versa;
      * synchronous=NORMAL is durable across process crashes, which is what a
      * capture log needs, at a fraction of the fsyncs of FULL. */
-    if (sq_exec(s->db, "PRAGMA journal_mode=WAL", e, sizeof e) != SQLITE_OK ||
+    int64_t deadline =
+        util_mono_us() +
+        (int64_t)(s->opt.busy_timeout_ms > INT_MAX ? INT_MAX : s->opt.busy_timeout_ms) * 1000;
+    if (sq_set_wal(s->db, deadline, e, sizeof e) < 0 ||
         sq_exec(s->db, "PRAGMA synchronous=NORMAL", e, sizeof e) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open store %s: %s", s->path, e);
         return -1;
     }
-    if (sq_migrate(s->db, err, errlen) < 0)
+    if (sq_migrate(s->db, deadline, err, errlen) < 0)
         return -1;
     s->schema = STORE_SQLITE_SCHEMA_VERSION;
     if (prepare(s, SQ_INSERT, &s->ins, err, errlen) < 0 ||

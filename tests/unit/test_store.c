@@ -1,7 +1,8 @@
 /* Unit tests for store (SQLite backend): round trip, group commit, full-queue
  * policies, retention, migrations, lookups and queries; replication: the v1 ->
  * v2 migration, outbox rows, done callbacks, confirms, the ledger, counters,
- * outbox_wait and two writers on one file. */
+ * outbox_wait and two writers on one file; four processes creating one new
+ * file at once under CPU load. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,12 +10,16 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -1486,6 +1491,147 @@ static void test_two_stores_one_file(void **state)
     assert_int_equal(counter_value(f->path, "deduplicated"), TWO_PER_STORE);
 }
 
+/* ---- processes starting together on a new file (issue 9, item 29) ---- */
+
+#define RACE_PROCS 4
+#define RACE_ROUNDS 100 /* at most; under valgrind the time cap comes first */
+#define RACE_SECONDS 15
+#define RACE_BURNERS 4 /* on two cores: the load under which the race showed */
+
+/* A child: waits for the start signal (the pipe closing), opens the new
+ * store read-write as the proxy and the replicator do, writes one record
+ * and closes. Exits 0, or 1 after printing the store's error. */
+static void race_child(const fx *f, int start_fd)
+{
+    char c;
+    while (read(start_fd, &c, 1) < 0 && errno == EINTR)
+        ;
+    store_options o = opts(f);
+    o.busy_timeout_ms = 5000; /* the default busy_timeout */
+    char err[256] = "";
+    store *s = store_open(&o, err, sizeof err);
+    if (!s || store_start(s, err, sizeof err) != 0) {
+        fprintf(stderr, "child %d: %s\n", (int)getpid(), err);
+        store_close(s);
+        _exit(1);
+    }
+    /* A forked child inherits the parent's pool of random bytes (uuid7.c):
+     * its own id, so that the four records are four rows. */
+    record *r = mkrec(1, util_now_us());
+    snprintf(r->id, sizeof r->id, "01900000-0000-7000-8000-%012d", (int)getpid());
+    int rc = store_submit(s, r);
+    store_close(s);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+/* Busy loops until killed (or the parent dies, or two minutes passed): the
+ * CPU load under which the race showed. */
+static pid_t burner(void)
+{
+    pid_t p = fork();
+    if (p == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int64_t end = util_mono_us() + 120 * 1000000LL;
+        volatile uint64_t x = 0;
+        while (util_mono_us() < end)
+            for (int i = 0; i < 1000000; i++)
+                x++;
+        _exit(0);
+    }
+    return p;
+}
+
+/* Waits for pid at most until deadline (CLOCK_MONOTONIC µs): its exit code,
+ * or -1 after killing it. */
+static int wait_bounded(pid_t pid, int64_t deadline_us)
+{
+    for (;;) {
+        int st;
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        if (util_mono_us() > deadline_us) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(2000);
+    }
+}
+
+/* sql_int without assertions (-1 on error): used while burners run. */
+static int64_t race_rows(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Whether the file's header says WAL (bytes 18 and 19 are 2): no process
+ * may have gone on in rollback mode. */
+static bool race_wal(const char *path)
+{
+    unsigned char h[20] = {0};
+    FILE *fp = fopen(path, "rb");
+    size_t n = fp ? fread(h, 1, sizeof h, fp) : 0;
+    if (fp)
+        fclose(fp);
+    return n == sizeof h && h[18] == 2 && h[19] == 2;
+}
+
+static void test_processes_open_new_file_at_once(void **state)
+{
+    fx *f = *state;
+    pid_t burners[RACE_BURNERS];
+    for (int b = 0; b < RACE_BURNERS; b++)
+        burners[b] = burner();
+    int failed = 0, wrong = 0, round = 0;
+    int64_t stop = util_mono_us() + RACE_SECONDS * 1000000LL;
+    for (; round < RACE_ROUNDS && (round < 3 || util_mono_us() < stop); round++) {
+        const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < 4; i++) {
+            char p[160];
+            snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
+            unlink(p);
+        }
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t kids[RACE_PROCS];
+        for (int k = 0; k < RACE_PROCS; k++) {
+            kids[k] = fork();
+            assert_true(kids[k] >= 0);
+            if (kids[k] == 0) {
+                close(go[1]);
+                race_child(f, go[0]);
+            }
+        }
+        close(go[0]);
+        usleep(20000); /* every child waits on the pipe */
+        close(go[1]);  /* all start at once */
+        int64_t deadline = util_mono_us() + 60 * 1000000LL;
+        for (int k = 0; k < RACE_PROCS; k++)
+            if (wait_bounded(kids[k], deadline) != 0)
+                failed++;
+        if (!failed && (race_rows(f->path, "SELECT count(*) FROM requests") != RACE_PROCS ||
+                        race_rows(f->path, "PRAGMA user_version") != STORE_SQLITE_SCHEMA_VERSION ||
+                        !race_wal(f->path)))
+            wrong++;
+    }
+    /* The burners go before any assertion can leave the test. */
+    for (int b = 0; b < RACE_BURNERS; b++) {
+        kill(burners[b], SIGKILL);
+        waitpid(burners[b], NULL, 0);
+    }
+    assert_int_equal(failed, 0);
+    assert_int_equal(wrong, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1513,6 +1659,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_wait, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_stores_one_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_processes_open_new_file_at_once, fx_setup,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
