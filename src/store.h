@@ -42,6 +42,9 @@ typedef struct store_options {
     uint64_t commit_delay_us; /* group commit window: how long the writer waits
                                  for more records before a small batch (0: none) */
     bool read_only;           /* CLI readers: open without creating or migrating */
+    bool init_foreign;        /* add restspy's tables to an SQLite file that holds
+                                 other tables (store_init); else such a file is
+                                 refused, saying what it holds */
 } store_options;
 
 typedef struct store_stats {
@@ -56,7 +59,9 @@ typedef struct store_stats {
 } store_stats;
 
 /* Opens (creating and migrating unless read_only) the store. NULL with a
- * one-line err on failure (bad URL, cannot open, newer schema). */
+ * one-line err on failure (bad URL, cannot open, newer schema, a file that
+ * is not a restspy store: "PATH is not a restspy store: it holds tables a,
+ * b", or one a writer may not add its tables to without init_foreign). */
 store *store_open(const store_options *o, char *err, size_t errlen);
 
 /* Starts the writer thread. 0 or -1 with err. */

