@@ -45,7 +45,9 @@ static void put_safe_str(FILE *f, const char *s)
 static const char requests_usage[] =
     "usage: restspy requests [options]\n"
     "\n"
-    "Lists captured requests, oldest first (the newest --limit of them).\n"
+    "Lists captured requests, oldest first (the newest --limit of them). The ID\n"
+    "column shows the end of each id, as long as it takes to be unique in the\n"
+    "store: `restspy show` takes it as it is.\n"
     "\n"
     "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"
@@ -81,6 +83,7 @@ typedef struct rowlist {
     row *v;
     size_t len, cap;
     bool json;
+    size_t id_len; /* characters of each id shown: its end, unique in the store */
 } rowlist;
 
 /* A copy of s that is safe to print (see cliutil_append_safe). */
@@ -182,8 +185,25 @@ static void put_cell(const char *s, size_t width, bool pad)
             fputc(' ', stdout);
 }
 
+/* The short ids of l's rows (store_id_abbrev): 0, or 1 after reporting. */
+static int abbreviate_ids(const char *cmd, store *s, rowlist *l)
+{
+    const char **ids = xmalloc((l->len ? l->len : 1) * sizeof *ids);
+    for (size_t i = 0; i < l->len; i++)
+        ids[i] = l->v[i].id;
+    char err[512];
+    int rc = store_id_abbrev(s, ids, l->len, &l->id_len, err, sizeof err);
+    free(ids);
+    if (rc != 0) {
+        cliutil_errorf(cmd, "%s", err);
+        return 1;
+    }
+    return 0;
+}
+
 static void print_table(const rowlist *l, bool reversed, bool tty)
 {
+    int iw = (int)l->id_len;
     size_t tw = 4, mw = 6, dw = 8, pw = 4;
     bool any_error = false;
     bool all_today = true;
@@ -210,7 +230,7 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
         /* Fit the line to the terminal by cutting the path (errors are
          * short and more useful whole). */
         size_t width = (size_t)terminal_width();
-        size_t fixed = tw + 2 + UUID7_STR_LEN + 2 + mw + 2 + 6 + 2 + dw + 2;
+        size_t fixed = tw + 2 + l->id_len + 2 + mw + 2 + 6 + 2 + dw + 2;
         size_t rest = any_error ? ew + 2 : 0;
         size_t avail = width > fixed + rest ? width - fixed - rest : 0;
         if (avail < 20)
@@ -218,8 +238,8 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
         if (pw > avail)
             pw = avail;
     }
-    printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", UUID7_STR_LEN, "ID", (int)mw, "METHOD",
-           "STATUS", (int)dw, "DURATION");
+    printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", iw, "ID", (int)mw, "METHOD", "STATUS",
+           (int)dw, "DURATION");
     if (any_error)
         printf("%-*s  ERROR\n", (int)pw, "PATH");
     else
@@ -227,7 +247,8 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
     for (size_t k = 0; k < l->len; k++) {
         const row *w = &l->v[reversed ? l->len - 1 - k : k];
         const char *t = all_today ? w->time + 11 : w->time;
-        printf("%-*s  %-*s  ", (int)tw, t, UUID7_STR_LEN, w->id);
+        size_t idl = strlen(w->id);
+        printf("%-*s  %-*s  ", (int)tw, t, iw, w->id + (idl > l->id_len ? idl - l->id_len : 0));
         put_cell(w->method, mw, true);
         char st[16], d[32];
         if (w->status)
@@ -284,7 +305,12 @@ int cli_requests(int argc, char **argv, char *const *envp)
         store_close(s);
         return 1;
     }
+    rc = ro.json ? 0 : abbreviate_ids(cmd, s, &l);
     store_close(s);
+    if (rc) {
+        rowlist_free(&l);
+        return rc;
+    }
     if (ro.json) {
         for (size_t k = 0; k < l.len; k++)
             puts(l.v[q.newest_first ? l.len - 1 - k : k].json);
@@ -303,7 +329,9 @@ static const char show_usage[] =
     "usage: restspy show ID [options]\n"
     "\n"
     "Shows one captured request and its response in full. ID is the request id\n"
-    "(the X-Request-Id) or a unique prefix of it (at least 8 characters).\n"
+    "(the X-Request-Id), or any start or end of it that no other stored id\n"
+    "starts or ends with (at least 4 characters; `restspy requests` shows such\n"
+    "ends). An ambiguous ID is an error that lists the requests it matches.\n"
     "\n"
     "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"

@@ -354,11 +354,11 @@ int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_f
     if (with_ids && (m = cliutil_flag_value(cmd, argc, argv, i, "--id", &v))) {
         if (m < 0)
             return -1;
-        if (strlen(v) < 8 || strlen(v) > UUID7_STR_LEN) {
+        if (strlen(v) < STORE_ID_MIN || strlen(v) > UUID7_STR_LEN) {
             cliutil_errorf(cmd,
-                           "bad value for --id: '%s' (expected an id or a prefix of at "
-                           "least 8 characters)",
-                           v);
+                           "bad value for --id: '%s' (expected an id, or a start or end of "
+                           "one of at least %d characters)",
+                           v, STORE_ID_MIN);
             return -1;
         }
         f->ids = xrealloc(f->ids, (f->nids + 1) * sizeof *f->ids);
@@ -403,9 +403,13 @@ bool cliutil_filter_match(const cliutil_filter *f, const record *r)
         return false;
     if (!f->nids)
         return true;
-    for (size_t i = 0; i < f->nids; i++)
-        if (strncmp(r->id, f->ids[i], strlen(f->ids[i])) == 0)
+    size_t idl = strlen(r->id);
+    for (size_t i = 0; i < f->nids; i++) {
+        size_t n = strlen(f->ids[i]);
+        if (n <= idl && (strncasecmp(r->id, f->ids[i], n) == 0 ||
+                         strncasecmp(r->id + idl - n, f->ids[i], n) == 0))
             return true;
+    }
     return false;
 }
 

@@ -106,14 +106,16 @@ int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_f
 int cliutil_filter_check(const char *cmd, const cliutil_filter *f);
 
 /* True when r passes f's filters and, when ids were given, is one of them
- * (an id or a prefix of at least 8 characters). The limit is not applied. */
+ * (an id, or a start or end of one, any case: for requests read from files
+ * every request it names is selected, see store_get for the store's). The
+ * limit is not applied. */
 bool cliutil_filter_match(const cliutil_filter *f, const record *r);
 
 /* Calls fn for each request of s that f selects, oldest first; with a
  * limit, only the newest q.limit of them (still oldest first). fn must not
  * keep r; returning non-zero stops. --id values are looked up one by one
- * (store_get: an id or a unique prefix). 0, or 1 after reporting the
- * store's error or "no request with id ID". */
+ * (store_get: an id, or a start or end naming one request). 0, or 1 after
+ * reporting the store's error (an ambiguous id) or "no request with id ID". */
 int cliutil_filter_each(const char *cmd, store *s, const cliutil_filter *f,
                         int (*fn)(const record *r, void *ud), void *ud);
 

@@ -163,8 +163,30 @@ typedef struct store_query {
 int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
                      char *err, size_t errlen);
 
-/* Loads one record by id (or by a unique id prefix of at least 8 chars).
- * 1 found (*out owned by caller), 0 not found, -1 error with err. */
+/* ---- ids as people type them ----
+ *
+ * UUIDv7 ids begin with their timestamp, so requests captured close together
+ * share long prefixes while their random ends differ: a request is named by
+ * its whole id or by any start or end of it (at least STORE_ID_MIN
+ * characters, any case) that no other stored id starts or ends with. */
+
+#define STORE_ID_MIN 4   /* shortest key store_get takes */
+#define STORE_ID_SHORT 6 /* shortest short id store_id_abbrev gives */
+
+/* Loads one record by its id or by a key naming it alone (see above). 1
+ * found (*out owned by caller), 0 not found, -1 error with err: the key is
+ * too short, or ambiguous ("id 3f2a is ambiguous: it matches 3 requests
+ * (A, B, C); give more characters", at most 4 ids listed). */
 int store_get(store *s, const char *id, record **out, char *err, size_t errlen);
+
+/* The length of the short ids of ids[0..n) (ids of s): the smallest L of at
+ * least STORE_ID_SHORT such that the last L characters of each of them name
+ * it alone in s, as store_get takes them (no other stored id starts or ends
+ * with them), the same L for all so that a column of them lines up (as git
+ * abbreviates). UUID7_STR_LEN (the whole ids) when the ends of random ids
+ * collide (practically never). Reads every id of the store once. 0 with
+ * *len, or -1 with err. */
+int store_id_abbrev(store *s, const char *const *ids, size_t n, size_t *len, char *err,
+                    size_t errlen);
 
 #endif

@@ -15,7 +15,6 @@
  * table and reused. */
 #include "store_sqlite.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -1594,6 +1593,38 @@ static void reader_end(sq_store *s, sqlite3_stmt *st)
     pthread_mutex_unlock(&s->rlock);
 }
 
+/* Starts a one-off query (the CLI's): locks rlock and prepares sql on the
+ * read connection into *st. 0, or -1 with err ("cannot query store: ...").
+ * Always followed by oneoff_end. */
+static int oneoff_begin(sq_store *s, const char *sql, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    *st = NULL;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    if (!db)
+        return -1;
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
+        *st = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Ends what oneoff_begin started; rc is the last sqlite3_step's: anything
+ * but SQLITE_ROW or SQLITE_DONE is reported in err and makes it -1, else
+ * ret is returned. */
+static int oneoff_end(sq_store *s, sqlite3_stmt *st, int rc, int ret, char *err, size_t errlen)
+{
+    if (st && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+        ret = -1;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
 /* A bound parameter of a query being built. */
 typedef struct qparam {
     const char *s; /* text, or NULL for an integer */
@@ -1690,19 +1721,11 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
         add_int(p, &np, q->limit);
     }
 
-    int ret = 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3 *db = reader(s, err, errlen);
-    sqlite3_stmt *st = NULL;
-    if (!db) {
-        ret = -1;
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE;
+    int ret = oneoff_begin(s, sql.data, &st, err, errlen);
+    if (ret < 0)
         goto out;
-    }
-    if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
-        goto out;
-    }
     for (int i = 0; i < np; i++) {
         if (p[i].s)
             sqlite3_bind_text64(st, i + 1, p[i].s, p[i].slen, SQLITE_STATIC, SQLITE_UTF8);
@@ -1710,7 +1733,6 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
             sqlite3_bind_int64(st, i + 1, p[i].i);
     }
     int64_t matched = 0;
-    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (q->path_glob) {
             const char *path = (const char *)sqlite3_column_text(st, C_PATH);
@@ -1725,13 +1747,8 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
         if (stop || (q->limit > 0 && matched >= q->limit))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
-    }
 out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->rlock);
+    ret = oneoff_end(s, st, rc, ret, err, errlen);
     buf_free(&sql);
     return ret;
 }
@@ -1740,67 +1757,36 @@ static int sq_get(store *base, const char *id, record **out, char *err, size_t e
 {
     sq_store *s = sq(base);
     *out = NULL;
-    size_t n = strlen(id);
-    if (n < 8) {
-        snprintf(err, errlen, "id prefix %s is too short (give at least 8 characters)", id);
-        return -1;
-    }
-    if (n > UUID7_STR_LEN)
-        return 0;
-    /* Ids are stored in lower case (uuid7.h); accept them pasted in upper. */
-    char lo[UUID7_STR_LEN + 1], hi[UUID7_STR_LEN + 1];
-    for (size_t i = 0; i < n; i++)
-        lo[i] = (char)tolower((unsigned char)id[i]);
-    lo[n] = '\0';
-    memcpy(hi, lo, n + 1);
-    if ((unsigned char)hi[n - 1] == 0xff)
-        return 0; /* cannot be part of an id */
-    hi[n - 1]++;
-
-    int ret = 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3 *db = reader(s, err, errlen);
-    sqlite3_stmt *st = NULL;
-    if (!db) {
-        ret = -1;
-        goto out;
-    }
-    /* A range on the primary key serves both full ids and prefixes. */
     char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT %s FROM requests WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
-             select_columns(s));
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        record *r = row_to_record(st);
+    snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE id = ?1", select_columns(s));
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE;
+    int ret = oneoff_begin(s, sql, &st, err, errlen);
+    if (ret == 0) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW && n < UUID7_STR_LEN) {
-            record_free(r);
-            snprintf(err, errlen, "id prefix %s is ambiguous", id);
-            ret = -1;
-        } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
-            *out = r;
+        if (rc == SQLITE_ROW) {
+            *out = row_to_record(st);
             ret = 1;
-        } else {
-            record_free(r);
-            snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-            ret = -1;
         }
-    } else if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
     }
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->rlock);
-    return ret;
+    return oneoff_end(s, st, rc, ret, err, errlen);
+}
+
+static int sq_ids_each(store *base, int (*fn)(const char *id, size_t len, void *ud), void *ud,
+                       char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE;
+    /* Reads the primary key's index alone, never the rows. */
+    int ret = oneoff_begin(s, "SELECT id FROM requests ORDER BY id", &st, err, errlen);
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (id && fn(id, (size_t)sqlite3_column_bytes(st, 0), ud))
+            break;
+    }
+    return oneoff_end(s, st, rc, ret, err, errlen);
 }
 
 /* ---- replication reads ----
@@ -1973,6 +1959,7 @@ const store_backend store_sqlite_backend = {
     .close = sq_close,
     .query_each = sq_query_each,
     .get = sq_get,
+    .ids_each = sq_ids_each,
     .outbox_fetch = sq_outbox_fetch,
     .outbox_wait = sq_outbox_wait,
     .outbox_confirmed = sq_outbox_confirmed,

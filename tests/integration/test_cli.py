@@ -4,56 +4,27 @@ someone else's SQLite file is described and never silently taken over;
 empty results and bad filter values are stated; short ids are unique in
 the store and `show` takes any unambiguous prefix or suffix; `show` prints
 the decoded body of compressed traffic with its wire coding and notes."""
-import gzip
 import json
 import os
 import sqlite3
-import subprocess
 import threading
 import unittest
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import harness
-
-
-class Upstream(BaseHTTPRequestHandler):
-    """GET /users: a JSON list, gzipped when the client accepts gzip.
-    Anything else: 200 {"ok": true}."""
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def _send(self, body, enc=None):
-        self.send_response(200)
-        self.send_header("X-Request-Id", self.headers.get("X-Request-Id", ""))
-        self.send_header("Content-Type", "application/json")
-        if enc:
-            self.send_header("Content-Encoding", enc)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        if self.path == "/users":
-            doc = json.dumps([{"user": "u%d" % i, "mail": "u%d@example.test" % i}
-                              for i in range(8)]).encode()
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                self._send(gzip.compress(doc), "gzip")
-            else:
-                self._send(doc)
-        else:
-            self._send(b'{"ok":true}')
+# The module, not its classes: only this module's test cases run here.
+import test_codings
 
 
 class CliCase(unittest.TestCase):
-    """A temp dir and a local upstream per class; cli() runs restspy and
-    fails on a sanitizer report."""
+    """A temp dir and a local upstream per class (test_codings': GET
+    /users?enc=gzip answers JSON with passwords, gzipped); cli() runs
+    restspy and fails on a sanitizer report."""
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = harness.make_tmpdir(cls.__name__)
-        cls.srv = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+        cls.srv = ThreadingHTTPServer(("127.0.0.1", 0), test_codings.Upstream)
         cls.srv.daemon_threads = True
         threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
         cls.upstream = "http://127.0.0.1:%d" % cls.srv.server_address[1]
@@ -156,7 +127,7 @@ class ForeignFile(CliCase):
         p.args = ["--store-init"]
         p.start()
         try:
-            self.assertEqual(p.request("GET", "/x").status, 200)
+            self.assertEqual(p.request("GET", "/users?enc=gzip").status, 200)
             p.wait_rows(1)
         finally:
             p.check_stopped(self)
@@ -168,7 +139,7 @@ class ForeignFile(CliCase):
         self.assertEqual(db.execute("SELECT name FROM users").fetchall(), [("ann",)])
         db.close()
         r = self.cli("requests", "--store", "sqlite:" + p.db_path)
-        self.assertIn("/x", r.stdout)
+        self.assertIn("/users?enc=gzip", r.stdout)
 
     def test_store_init_from_config_and_environment(self):
         for how in ("config", "env"):
@@ -193,6 +164,72 @@ class ForeignFile(CliCase):
                 r = harness.run_cli(args, env=env)
                 self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
                 self.assertIn("imported 1 request", r.stdout)
+
+
+def same_ms_ids(n, seed):
+    """n UUIDv7-shaped ids of one millisecond (as a busy proxy makes them):
+    equal first 13 characters, random ends."""
+    import random
+    rnd = random.Random(seed)
+    ids = set()
+    while len(ids) < n:
+        ids.add("01938a2b-1c3d-7%03x-%04x-%012x" % (rnd.getrandbits(12),
+                                                    0x8000 | rnd.getrandbits(14),
+                                                    rnd.getrandbits(48)))
+    return sorted(ids)
+
+
+def table_rows(out):
+    """The rows of `restspy requests`' table as lists of columns."""
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    return [ln.split() for ln in lines[1:] if not ln.endswith(" requests")]
+
+
+class ShortIds(CliCase):
+    """Item 13: ids are shown and taken in a short form unique in the store."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.db = os.path.join(cls.tmp, "ids.db")
+        cls.ids = same_ms_ids(300, 13)
+        src = cls.db + ".jsonl"
+        with open(src, "w") as f:
+            for i, rid in enumerate(cls.ids):
+                f.write(json.dumps({"id": rid, "started_at": 1733300000000000 + i,
+                                    "method": "GET", "path": "/item/%d" % i,
+                                    "status": 200}) + "\n")
+        r = harness.run_cli(["import", "--jsonl", src, "--store", "sqlite:" + cls.db])
+        assert r.returncode == 0, r.stderr
+
+    def test_list_shows_unique_ends_that_show_takes(self):
+        r = self.cli("requests", "--store", "sqlite:" + self.db, "--limit", "0")
+        rows = table_rows(r.stdout)
+        self.assertEqual(len(rows), len(self.ids))
+        shorts = [row[2] for row in rows]  # date, time, id, ...
+        width = len(shorts[0])
+        self.assertTrue(6 <= width <= 9, shorts[:5])
+        self.assertEqual({len(x) for x in shorts}, {width})
+        by_path = {row[-1]: row[2] for row in rows}
+        for i in (0, 1, 150, 299):
+            rid, short = self.ids[i], by_path["/item/%d" % i]
+            self.assertTrue(rid.endswith(short))
+            r = self.cli("show", short, "--store", "sqlite:" + self.db, "--json")
+            self.assertEqual(json.loads(r.stdout)["id"], rid)
+        # The same ends select for export (and replay) with --id.
+        r = self.cli("export", "--jsonl", "-", "--store", "sqlite:" + self.db,
+                     "--id", by_path["/item/7"], "--id", self.ids[8][:18].upper())
+        self.assertEqual([json.loads(x)["id"] for x in r.stdout.splitlines()],
+                         self.ids[7:9])
+
+    def test_ambiguous_id_lists_candidates(self):
+        r = self.cli("show", self.ids[0][:8], "--store", "sqlite:" + self.db, rc=1)
+        self.assertIn("id %s is ambiguous: it matches 300 requests (%s, %s, %s, %s and 296 more)"
+                      % ((self.ids[0][:8],) + tuple(self.ids[:4])), r.stderr)
+        r = self.cli("show", "abc", "--store", "sqlite:" + self.db, rc=1)
+        self.assertIn("too short", r.stderr)
+        r = self.cli("show", "zzzzzz", "--store", "sqlite:" + self.db, rc=1)
+        self.assertIn("no request with id zzzzzz", r.stderr)
 
 
 if __name__ == "__main__":

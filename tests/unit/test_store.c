@@ -1,7 +1,8 @@
 /* Unit tests for store (SQLite backend): round trip, group commit, full-queue
  * policies, retention, migrations, lookups and queries; replication: the v1 ->
  * v2 migration, outbox rows, done callbacks, confirms, the ledger, counters,
- * outbox_wait and two writers on one file; four processes creating one new
+ * outbox_wait and two writers on one file; ids named by a prefix or a suffix
+ * and the short ids of lists; four processes creating one new
  * file at once under CPU load; someone else's SQLite file refused or, when
  * asked, given restspy's tables. */
 #include <setjmp.h>
@@ -760,41 +761,141 @@ static void test_foreign_file_clash_and_version(void **state)
     assert_string_equal(open_error(&o, err, sizeof err), want);
 }
 
-static void test_get_prefix(void **state)
+/* Stores records with the given ids (and nothing else) into f's file. */
+static void store_ids(const fx *f, const char *const *ids, size_t n)
 {
-    fx *f = *state;
     store_options o = opts(f);
     store *s = open_started(&o);
-    const char *ids[] = {"01900000-aaaa-7000-8000-00000000000a",
-                         "01900000-aaaa-7000-8000-00000000000b",
-                         "01900001-bbbb-7000-8000-00000000000c"};
-    for (int i = 0; i < 3; i++) {
-        record *r = mkrec(i, i);
+    for (size_t i = 0; i < n; i++) {
+        record *r = mkrec((int)i, (int64_t)i);
         snprintf(r->id, sizeof r->id, "%s", ids[i]);
         assert_int_equal(store_submit(s, r), 0);
     }
     store_close(s);
+}
 
-    s = open_ro(f);
+/* store_get's answer for key: the id found, "" for none, or the error. */
+static const char *get_id(store *s, const char *key, char *out, size_t len)
+{
     record *r = NULL;
-    char err[256] = "";
-    assert_int_equal(store_get(s, "01900000", &r, err, sizeof err), -1);
-    assert_string_equal(err, "id prefix 01900000 is ambiguous");
-    assert_null(r);
-    assert_int_equal(store_get(s, "01900001", &r, err, sizeof err), 1);
-    assert_string_equal(r->id, ids[2]);
+    char err[512] = "";
+    int rc = store_get(s, key, &r, err, sizeof err);
+    snprintf(out, len, "%s", rc > 0 ? r->id : rc == 0 ? "" : err);
     record_free(r);
-    assert_int_equal(store_get(s, "01900000-AAAA-7000-8000-00000000000B", &r, err, sizeof err), 1);
-    assert_string_equal(r->id, ids[1]);
-    record_free(r);
-    assert_int_equal(store_get(s, ids[0], &r, err, sizeof err), 1);
-    assert_string_equal(r->id, ids[0]);
-    record_free(r);
-    assert_int_equal(store_get(s, "01900002", &r, err, sizeof err), 0);
-    assert_null(r);
-    assert_int_equal(store_get(s, "01900000-aaaa-7000-8000-00000000000a0", &r, err, sizeof err), 0);
-    assert_int_equal(store_get(s, "0190", &r, err, sizeof err), -1);
-    assert_non_null(strstr(err, "too short"));
+    return out;
+}
+
+static void test_get_prefix_or_suffix(void **state)
+{
+    fx *f = *state;
+    static const char *const ids[] = {
+        "01900000-aaaa-7000-8000-00000000000a", "01900000-aaaa-7000-8000-00000000000b",
+        "01900001-bbbb-7000-8000-00000000000c", "01900002-cccc-7000-8000-000001900001",
+        "01900003-dddd-7000-8000-0000000f00ab", "01900003-dddd-7000-8000-0000000f01ab",
+        "01900003-dddd-7000-8000-0000000f02ab", "01900003-dddd-7000-8000-0000000f03ab",
+        "01900003-dddd-7000-8000-0000000f04ab", "01900003-dddd-7000-8000-0000000f05ab"};
+    store_ids(f, ids, sizeof ids / sizeof ids[0]);
+    store *s = open_ro(f);
+    char got[512];
+    /* Whole ids, any case. */
+    assert_string_equal(get_id(s, ids[0], got, sizeof got), ids[0]);
+    assert_string_equal(get_id(s, "01900000-AAAA-7000-8000-00000000000B", got, sizeof got), ids[1]);
+    /* A start or an end that names one request. */
+    assert_string_equal(get_id(s, "01900002", got, sizeof got), ids[3]);
+    assert_string_equal(get_id(s, "000c", got, sizeof got), ids[2]);
+    assert_string_equal(get_id(s, "f03AB", got, sizeof got), ids[7]);
+    assert_string_equal(get_id(s, "7000-8000-00000000000a", got, sizeof got), ids[0]);
+    /* Nothing, or too long to be an id. */
+    assert_string_equal(get_id(s, "0000", got, sizeof got), "");
+    assert_string_equal(get_id(s, "01900000-aaaa-7000-8000-00000000000a0", got, sizeof got), "");
+    /* Ambiguous: the candidates are listed. */
+    assert_string_equal(get_id(s, "01900000", got, sizeof got),
+                        "id 01900000 is ambiguous: it matches 2 requests "
+                        "(01900000-aaaa-7000-8000-00000000000a, "
+                        "01900000-aaaa-7000-8000-00000000000b); give more characters");
+    /* One id's start is another's end. */
+    assert_string_equal(get_id(s, "01900001", got, sizeof got),
+                        "id 01900001 is ambiguous: it matches 2 requests "
+                        "(01900001-bbbb-7000-8000-00000000000c, "
+                        "01900002-cccc-7000-8000-000001900001); give more characters");
+    assert_string_equal(get_id(s, "0ab", got, sizeof got),
+                        "id 0ab is too short (give at least 4 characters)");
+    assert_non_null(strstr(get_id(s, "01900003", got, sizeof got),
+                           "it matches 6 requests (01900003-dddd-7000-8000-0000000f00ab, "
+                           "01900003-dddd-7000-8000-0000000f01ab, "
+                           "01900003-dddd-7000-8000-0000000f02ab, "
+                           "01900003-dddd-7000-8000-0000000f03ab and 2 more)"));
+    store_close(s);
+}
+
+/* Checks that len is the short id length of ids[0..n) in s: each id's last
+ * len characters name it alone, and no shorter length (down to
+ * STORE_ID_SHORT) would do for all. */
+static void check_abbrev(store *s, const char *const *ids, size_t n, size_t len)
+{
+    char got[512];
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(get_id(s, ids[i] + UUID7_STR_LEN - len, got, sizeof got), ids[i]);
+    if (len == STORE_ID_SHORT || len == UUID7_STR_LEN)
+        return;
+    bool clash = false;
+    for (size_t i = 0; i < n && !clash; i++)
+        clash = strcmp(get_id(s, ids[i] + UUID7_STR_LEN - (len - 1), got, sizeof got), ids[i]);
+    assert_true(clash);
+}
+
+static void test_id_abbrev(void **state)
+{
+    fx *f = *state;
+    /* Captured close together: the starts are alike, the ends are not. */
+    enum { N = 1000 };
+    char(*gen)[UUID7_STR_LEN + 1] = xmalloc(N * sizeof *gen);
+    const char **ids = xmalloc(N * sizeof *ids);
+    for (size_t i = 0; i < N; i++) {
+        uuid7_generate(gen[i]);
+        ids[i] = gen[i];
+    }
+    store_ids(f, ids, N);
+    store *s = open_ro(f);
+    char err[256];
+    size_t len = 0;
+    assert_int_equal(store_id_abbrev(s, ids, 20, &len, err, sizeof err), 0);
+    check_abbrev(s, ids, 20, len);
+    assert_int_equal(store_id_abbrev(s, ids, N, &len, err, sizeof err), 0);
+    assert_in_range(len, STORE_ID_SHORT, 8);
+    check_abbrev(s, ids, N, len);
+    assert_int_equal(store_id_abbrev(s, ids, 0, &len, err, sizeof err), 0);
+    assert_int_equal(len, STORE_ID_SHORT);
+    store_close(s);
+    free(ids);
+    free(gen);
+}
+
+static void test_id_abbrev_clashes(void **state)
+{
+    fx *f = *state;
+    static const char *const ids[] = {
+        /* share their last 8 characters */
+        "01900000-aaaa-7000-8000-0000a1b2c3d4", "01900000-aaaa-7000-8000-0001a1b2c3d4",
+        /* its last 6 characters are the others' start */
+        "01900001-bbbb-7000-8000-000000019000", "01900001-cccc-7000-8000-000000000777",
+        /* share all of their random group */
+        "01900002-dddd-7000-8000-123456789abc", "01900003-dddd-7000-8000-123456789abc"};
+    store_ids(f, ids, sizeof ids / sizeof ids[0]);
+    store *s = open_ro(f);
+    char err[256];
+    size_t len = 0;
+    assert_int_equal(store_id_abbrev(s, ids, 2, &len, err, sizeof err), 0);
+    assert_int_equal(len, 9);
+    check_abbrev(s, ids, 2, len);
+    assert_int_equal(store_id_abbrev(s, ids + 2, 2, &len, err, sizeof err), 0);
+    assert_int_equal(len, 7);
+    check_abbrev(s, ids + 2, 2, len);
+    assert_int_equal(store_id_abbrev(s, ids + 3, 1, &len, err, sizeof err), 0);
+    assert_int_equal(len, STORE_ID_SHORT);
+    assert_int_equal(store_id_abbrev(s, ids, 6, &len, err, sizeof err), 0);
+    assert_int_equal(len, UUID7_STR_LEN);
+    check_abbrev(s, ids, 6, len);
     store_close(s);
 }
 
@@ -1756,7 +1857,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors_and_migration, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_file, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_file_clash_and_version, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_get_prefix, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_get_prefix_or_suffix, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_id_abbrev, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_id_abbrev_clashes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_rows, fx_setup, fx_teardown),
