@@ -45,15 +45,16 @@ static void put_safe_str(FILE *f, const char *s)
 static const char requests_usage[] =
     "usage: restspy requests [options]\n"
     "\n"
-    "Lists captured requests, oldest first (the newest --limit of them). The ID\n"
-    "column shows the end of each id, as long as it takes to be unique in the\n"
-    "store: `restspy show` takes it as it is.\n"
+    "Lists captured requests, oldest first (the newest --limit of them), and\n"
+    "their count (\"0 requests\" when none match). The ID column shows the end\n"
+    "of each id, as long as it takes to be unique in the store: `restspy show`\n"
+    "takes it as it is. A filter value no request can have is an error.\n"
     "\n"
     "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"
     "  --method M      only this method (case-insensitive)\n"
     "  --path GLOB     only paths matching GLOB ('*' within a segment, '**' any depth)\n"
-    "  --status S      a class (5xx), a code (404) or a range (200-299)\n"
+    "  --status S      a class (5xx), a code (404) or a range (200-299), 100-599\n"
     "  --since T       started at or after T: RFC 3339 (2026-11-27T05:00:00Z),\n"
     "                  a local date (2026-11-27) or an age (90s, 10m, 2h, 1d ago)\n"
     "  --until T       started before T (same forms as --since)\n"
@@ -126,14 +127,18 @@ static int collect_row(const record *r, void *ud)
     return 0;
 }
 
+static void row_free(row *w)
+{
+    free(w->method);
+    free(w->target);
+    free(w->error);
+    free(w->json);
+}
+
 static void rowlist_free(rowlist *l)
 {
-    for (size_t i = 0; i < l->len; i++) {
-        free(l->v[i].method);
-        free(l->v[i].target);
-        free(l->v[i].error);
-        free(l->v[i].json);
-    }
+    for (size_t i = 0; i < l->len; i++)
+        row_free(&l->v[i]);
     free(l->v);
 }
 
@@ -294,8 +299,11 @@ int cli_requests(int argc, char **argv, char *const *envp)
     int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);
     if (rc)
         return rc;
-    /* "The newest N, oldest first": fetch newest first, print reversed. */
+    /* "The newest N, oldest first": fetch newest first, print reversed;
+     * one more than N tells whether the limit left some out. */
     q.newest_first = q.limit > 0;
+    if (q.limit > 0 && q.limit < INT64_MAX)
+        q.limit++;
     rowlist l = {0};
     l.json = ro.json;
     char err[512];
@@ -305,6 +313,9 @@ int cli_requests(int argc, char **argv, char *const *envp)
         store_close(s);
         return 1;
     }
+    bool more = f.q.limit > 0 && l.len > (uint64_t)f.q.limit;
+    if (more)
+        row_free(&l.v[--l.len]); /* the oldest, fetched only to know */
     rc = ro.json ? 0 : abbreviate_ids(cmd, s, &l);
     store_close(s);
     if (rc) {
@@ -314,10 +325,14 @@ int cli_requests(int argc, char **argv, char *const *envp)
     if (ro.json) {
         for (size_t k = 0; k < l.len; k++)
             puts(l.v[q.newest_first ? l.len - 1 - k : k].json);
-    } else if (l.len) {
+    } else {
+        /* The header and the count even for none: an empty answer is
+         * stated, not left for the user to guess. */
         print_table(&l, q.newest_first, isatty(STDOUT_FILENO));
-    } else if (isatty(STDOUT_FILENO)) {
-        fprintf(stderr, "no matching requests\n");
+        printf("%zu request%s", l.len, l.len == 1 ? "" : "s");
+        if (more)
+            printf(" (the newest; more match: --limit 0 lists all)");
+        putchar('\n');
     }
     rowlist_free(&l);
     return cliutil_flush_stdout(cmd);

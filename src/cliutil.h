@@ -92,17 +92,26 @@ typedef struct cliutil_filter {
     const char **ids; /* --id values (pointing into argv); the array is heap,
                          released by cliutil_filter_free */
     size_t nids;
-    int64_t now_us; /* "now" for ages (--since 10m): taken once, at first use */
+    int64_t now_us;         /* "now" for ages (--since 10m): taken once, at first use */
+    const char *since_text; /* --since and --until as given (into argv), for errors */
+    const char *until_text;
+    unsigned seen; /* the single-valued flags given so far (a bit each) */
 } cliutil_filter;
 
 /* Matches argv[*i] against the filter flags (--method, --path, --status,
  * --since, --until, --origin, --node, --limit and, when with_ids, --id,
- * repeatable), filling f. 1 matched, 0 none of them, -1 a value is missing
- * or bad (reported; the caller exits with 2). */
+ * repeatable), filling f. A value no request can have is refused rather
+ * than matching nothing: a method that is not an HTTP token, a path glob
+ * not starting with / or *, a status outside 100-599 (5xx, 404, 200-299),
+ * an origin other than local, replicated or imported, a node name the node
+ * setting would refuse, a date that does not exist; so is a single-valued
+ * flag given twice. 1 matched, 0 none of them, -1 a value is missing or
+ * bad (reported; the caller exits with 2). */
 int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_filter *f,
                        bool with_ids);
 
-/* What no single flag can check ("--method ''"). 0, or 2 after reporting. */
+/* What no single flag can check: --since not before --until. 0, or 2 after
+ * reporting. */
 int cliutil_filter_check(const char *cmd, const cliutil_filter *f);
 
 /* True when r passes f's filters and, when ids were given, is one of them

@@ -4,6 +4,7 @@ someone else's SQLite file is described and never silently taken over;
 empty results and bad filter values are stated; short ids are unique in
 the store and `show` takes any unambiguous prefix or suffix; `show` prints
 the decoded body of compressed traffic with its wire coding and notes."""
+import base64
 import json
 import os
 import sqlite3
@@ -180,13 +181,15 @@ def same_ms_ids(n, seed):
 
 
 def table_rows(out):
-    """The rows of `restspy requests`' table as lists of columns."""
+    """The rows of `restspy requests`' table as lists of columns (between
+    the header and the count)."""
     lines = [ln for ln in out.splitlines() if ln.strip()]
-    return [ln.split() for ln in lines[1:] if not ln.endswith(" requests")]
+    return [ln.split() for ln in lines[1:-1]]
 
 
-class ShortIds(CliCase):
-    """Item 13: ids are shown and taken in a short form unique in the store."""
+class ImportedStore(CliCase):
+    """A store of 300 requests of one millisecond (GET /item/N, 200),
+    imported."""
 
     @classmethod
     def setUpClass(cls):
@@ -201,6 +204,10 @@ class ShortIds(CliCase):
                                     "status": 200}) + "\n")
         r = harness.run_cli(["import", "--jsonl", src, "--store", "sqlite:" + cls.db])
         assert r.returncode == 0, r.stderr
+
+
+class ShortIds(ImportedStore):
+    """Item 13: ids are shown and taken in a short form unique in the store."""
 
     def test_list_shows_unique_ends_that_show_takes(self):
         r = self.cli("requests", "--store", "sqlite:" + self.db, "--limit", "0")
@@ -230,6 +237,66 @@ class ShortIds(CliCase):
         self.assertIn("too short", r.stderr)
         r = self.cli("show", "zzzzzz", "--store", "sqlite:" + self.db, rc=1)
         self.assertIn("no request with id zzzzzz", r.stderr)
+
+
+class Listing(ImportedStore):
+    """Item 11: an empty result is stated; a filter value no request can
+    have is refused (requests, export and replay share the filters)."""
+
+    def test_empty_result_prints_header_and_count(self):
+        store = "sqlite:" + self.db
+        r = self.cli("requests", "--store", store, "--path", "/nothing/**")
+        lines = r.stdout.splitlines()
+        self.assertEqual(len(lines), 2, r.stdout)
+        self.assertEqual(lines[0].split(), ["TIME", "ID", "METHOD", "STATUS", "DURATION", "PATH"])
+        self.assertEqual(lines[1], "0 requests")
+        self.assertEqual(r.stderr, "")
+        # JSON lines stay JSON lines: nothing for nothing.
+        r = self.cli("requests", "--store", store, "--status", "404", "--json")
+        self.assertEqual(r.stdout, "")
+        # The count, and whether the limit left some out.
+        r = self.cli("requests", "--store", store, "--limit", "3")
+        self.assertEqual(r.stdout.splitlines()[-1],
+                         "3 requests (the newest; more match: --limit 0 lists all)")
+        self.assertEqual(len(table_rows(r.stdout)), 3)
+        r = self.cli("requests", "--store", store, "--path", "/item/7")
+        self.assertEqual(r.stdout.splitlines()[-1], "1 request")
+        r = self.cli("requests", "--store", store, "--limit", "300")
+        self.assertEqual(r.stdout.splitlines()[-1], "300 requests")
+
+    def test_bad_filter_values_refused(self):
+        store = "sqlite:" + self.db
+        bad = [("--status", "600"), ("--status", "6xx"), ("--status", "0xx"),
+               ("--status", "099"), ("--status", "200-600"), ("--status", "300-200"),
+               ("--origin", "foo"), ("--origin", ""), ("--origin", "Local"),
+               ("--method", ""), ("--method", "G T"), ("--path", "users"), ("--path", ""),
+               ("--node", "a b"), ("--node", ""), ("--since", "2026-02-30"),
+               ("--until", "2025-13-01"), ("--since", "2025-04-31T10:00:00Z"),
+               ("--since", "1h", "--until", "2h"),
+               ("--since", "2026-01-02", "--until", "2026-01-02"),
+               ("--method", "GET", "--method", "POST"), ("--status", "2xx", "--status", "404"),
+               ("--limit", "-1"), ("--limit", "1x"), ("--limit", "5", "--limit", "6")]
+        for args in bad:
+            for cmd in (["requests"], ["export", "--jsonl", "-"]):
+                with self.subTest(cmd=cmd[0], args=args):
+                    r = self.cli(*cmd, "--store", store, *args, rc=2)
+                    self.assertEqual(r.stdout, "")
+                    self.assertIn(args[0], r.stderr)
+        r = self.cli("replay", "--store", store, "--target", "http://127.0.0.1:9",
+                     "--status", "600", rc=2)
+        self.assertIn("--status", r.stderr)
+        # What can match is still taken.
+        good = [("--status", "5xx"), ("--status", "599"), ("--status", "100-199"),
+                ("--status", "200"), ("--origin", "imported"), ("--origin", "local"),
+                ("--node", "a-b_1"), ("--since", "2024-02-29"), ("--method", "get"),
+                ("--method", "PROPFIND"), ("--path", "*"), ("--path", "/item/**"),
+                ("--since", "2h", "--until", "1h")]
+        for args in good:
+            with self.subTest(args=args):
+                self.cli("requests", "--store", store, *args)
+        r = self.cli("requests", "--store", store, "--status", "200-299", "--origin",
+                     "imported", "--method", "GET", "--path", "/item/*", "--limit", "0")
+        self.assertEqual(r.stdout.splitlines()[-1], "300 requests")
 
 
 if __name__ == "__main__":
