@@ -353,15 +353,38 @@ static const char show_usage[] =
     "  --json          the record as JSON, with headers and bodies\n"
     "  -h, --help      show this help\n";
 
-static void show_body(const buf *b, uint64_t size, bool truncated)
+/* One body as stored: size is its size on the wire; enc its Content-Encoding
+ * when it had one (the stored body is then the decoded one, unless note
+ * says otherwise); note NULL, "undecoded: why" (stored as received) or
+ * "dropped: why" (not stored). */
+static void show_body(const buf *b, uint64_t size, bool truncated, const char *enc,
+                      const char *note)
 {
     const char *d = b->data ? b->data : "";
     if (b->len == 0) {
-        if (size)
+        if (note) {
+            printf("(%llu bytes, Content-Encoding ", (unsigned long long)size);
+            put_safe_str(stdout, enc);
+            fputs(", not stored: ", stdout);
+            put_safe_str(stdout, note);
+            fputs(")\n", stdout);
+        } else if (size) {
             printf("(%llu bytes, not captured)\n", (unsigned long long)size);
-        else
+        } else {
             printf("(no body)\n");
+        }
         return;
+    }
+    /* What the bytes below are, before them: a decoded body is not what
+     * went over the wire. */
+    if (enc || note) {
+        fputs(note ? "(" : "(decoded from ", stdout);
+        put_safe_str(stdout, note ? note : enc);
+        if (note) {
+            fputs("; shown as received, Content-Encoding ", stdout);
+            put_safe_str(stdout, enc);
+        }
+        printf(", %llu bytes on the wire)\n", (unsigned long long)size);
     }
     if (utf8_valid(d, b->len)) {
         size_t i = 0;
@@ -391,7 +414,9 @@ static void show_body(const buf *b, uint64_t size, bool truncated)
             printf("%.*s\n", (int)(e.len - i < 76 ? e.len - i : 76), e.data + i);
         buf_free(&e);
     }
-    if (truncated)
+    if (truncated && enc && !note)
+        printf("(truncated: the first %zu bytes of the decoded body)\n", b->len);
+    else if (truncated)
         printf("(truncated: first %zu of %llu bytes)\n", b->len, (unsigned long long)size);
 }
 
@@ -452,12 +477,13 @@ static void show_record(const record *r)
     printf("\n\n--- request ---\n");
     show_headers(&r->req_headers);
     fputc('\n', stdout);
-    show_body(&r->req_body, r->req_body_size, r->req_truncated);
+    show_body(&r->req_body, r->req_body_size, r->req_truncated, r->req_encoding, r->req_body_note);
     printf("\n--- response ---\n");
     if (r->status) {
         show_headers(&r->resp_headers);
         fputc('\n', stdout);
-        show_body(&r->resp_body, r->resp_body_size, r->resp_truncated);
+        show_body(&r->resp_body, r->resp_body_size, r->resp_truncated, r->resp_encoding,
+                  r->resp_body_note);
     } else {
         printf("(none)\n");
     }

@@ -299,5 +299,55 @@ class Listing(ImportedStore):
         self.assertEqual(r.stdout.splitlines()[-1], "300 requests")
 
 
+class ShowBodies(CliCase):
+    """Item 4 (show): compressed traffic is shown decoded, with its wire
+    coding, and a body that could not be decoded says why."""
+
+    def test_compressed_response_through_the_proxy(self):
+        p = harness.Proxy(self.tmp, self.upstream, name="show", log=False)
+        p.db_path = self.path("show.db")
+        p.start()
+        try:
+            gz = p.request("GET", "/users?enc=gzip", headers=[("Accept-Encoding", "gzip")])
+            self.assertEqual(gz.header("Content-Encoding"), "gzip")
+            zs = p.request("GET", "/zstd", headers=[("Accept-Encoding", "zstd")])
+            p.wait_rows(2)
+        finally:
+            p.check_stopped(self)
+        store = "sqlite:" + p.db_path
+        out = self.cli("show", gz.header("X-Request-Id"), "--store", store).stdout
+        resp = out.split("--- response ---", 1)[1]
+        self.assertIn("(decoded from gzip, %d bytes on the wire)\n[\n  {\n    \"user\": \"u0\","
+                      % len(gz.body), resp)
+        self.assertIn('"password": "[redacted]"', resp)
+        self.assertNotIn("binary data", out)
+        self.assertNotIn("truncated", out)
+        out = self.cli("show", zs.header("X-Request-Id"), "--store", store).stdout
+        self.assertIn("(%d bytes, Content-Encoding zstd, not stored: dropped: unsupported "
+                      "content coding 'zstd')" % len(zs.body), out)
+
+    def test_undecoded_and_truncated_bodies(self):
+        db = self.path("notes.db")
+        raw = b"not gzip at all \x00\x01\x02"
+        ids = same_ms_ids(2, 4)
+        self.import_records(db, [
+            {"id": ids[0], "method": "GET", "path": "/raw", "status": 200,
+             "resp_headers": [["Content-Encoding", "gzip"]],
+             "resp_body_b64": base64.b64encode(raw).decode(),
+             "resp_encoding": "gzip", "resp_body_note": "undecoded: gzip: incorrect header check"},
+            {"id": ids[1], "method": "POST", "path": "/big", "status": 201,
+             "req_headers": [["Content-Encoding", "br"]], "req_body": "x" * 100,
+             "req_body_size": 37, "req_truncated": True, "req_encoding": "br"},
+        ])
+        out = self.cli("show", ids[0], "--store", "sqlite:" + db).stdout
+        self.assertIn("(undecoded: gzip: incorrect header check; shown as received, "
+                      "Content-Encoding gzip, %d bytes on the wire)\n(%d bytes of binary data, "
+                      "base64:)" % (len(raw), len(raw)), out)
+        out = self.cli("show", ids[1], "--store", "sqlite:" + db).stdout
+        req = out.split("--- request ---", 1)[1].split("--- response ---")[0]
+        self.assertIn("(decoded from br, 37 bytes on the wire)\n" + "x" * 100 + "\n"
+                      "(truncated: the first 100 bytes of the decoded body)", req)
+
+
 if __name__ == "__main__":
     unittest.main()
