@@ -47,7 +47,7 @@ static const char export_usage[] =
     "  --until T        started before T (same forms as --since)\n"
     "  --origin O       only this origin (local, replicated, imported)\n"
     "  --node N         only requests captured by node N\n"
-    "  --id ID          only this request (repeatable; an id or a prefix of 8+ characters)\n"
+    "  --id ID          only this request (repeatable; an id, or a unique start or end of 4+)\n"
     "  --limit N        only the newest N (default: all)\n"
     "  -h, --help       show this help\n"
     "\n"
@@ -271,6 +271,7 @@ static store *open_writer(const char *cmd, const cliutil_read_opts *ro, char *co
     so.max_age_ms = c->max_age_ms;
     so.busy_timeout_ms = c->busy_timeout_ms;
     so.commit_delay_us = c->store_commit_delay_ms * 1000;
+    so.init_foreign = c->store_init;
     char err[512];
     store *s = store_open(&so, err, sizeof err);
     config_unref(c);

@@ -64,7 +64,7 @@ static const char usage[] =
     "  --until T            started before T (same forms as --since)\n"
     "  --origin O           only this origin (local, replicated, imported)\n"
     "  --node N             only requests captured by node N\n"
-    "  --id ID              only this request (repeatable; an id or a prefix of 8+ characters)\n"
+    "  --id ID              only this request (repeatable; an id, or a unique start or end of 4+)\n"
     "  --limit N            only the newest N (default: all)\n"
     "\n"
     "Sending:\n"

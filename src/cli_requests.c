@@ -45,13 +45,16 @@ static void put_safe_str(FILE *f, const char *s)
 static const char requests_usage[] =
     "usage: restspy requests [options]\n"
     "\n"
-    "Lists captured requests, oldest first (the newest --limit of them).\n"
+    "Lists captured requests, oldest first (the newest --limit of them), and\n"
+    "their count (\"0 requests\" when none match). The ID column shows the end\n"
+    "of each id, as long as it takes to be unique in the store: `restspy show`\n"
+    "takes it as it is. A filter value no request can have is an error.\n"
     "\n"
     "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"
     "  --method M      only this method (case-insensitive)\n"
     "  --path GLOB     only paths matching GLOB ('*' within a segment, '**' any depth)\n"
-    "  --status S      a class (5xx), a code (404) or a range (200-299)\n"
+    "  --status S      a class (5xx), a code (404) or a range (200-299), 100-599\n"
     "  --since T       started at or after T: RFC 3339 (2026-11-27T05:00:00Z),\n"
     "                  a local date (2026-11-27) or an age (90s, 10m, 2h, 1d ago)\n"
     "  --until T       started before T (same forms as --since)\n"
@@ -81,6 +84,7 @@ typedef struct rowlist {
     row *v;
     size_t len, cap;
     bool json;
+    size_t id_len; /* characters of each id shown: its end, unique in the store */
 } rowlist;
 
 /* A copy of s that is safe to print (see cliutil_append_safe). */
@@ -123,14 +127,18 @@ static int collect_row(const record *r, void *ud)
     return 0;
 }
 
+static void row_free(row *w)
+{
+    free(w->method);
+    free(w->target);
+    free(w->error);
+    free(w->json);
+}
+
 static void rowlist_free(rowlist *l)
 {
-    for (size_t i = 0; i < l->len; i++) {
-        free(l->v[i].method);
-        free(l->v[i].target);
-        free(l->v[i].error);
-        free(l->v[i].json);
-    }
+    for (size_t i = 0; i < l->len; i++)
+        row_free(&l->v[i]);
     free(l->v);
 }
 
@@ -182,8 +190,25 @@ static void put_cell(const char *s, size_t width, bool pad)
             fputc(' ', stdout);
 }
 
+/* The short ids of l's rows (store_id_abbrev): 0, or 1 after reporting. */
+static int abbreviate_ids(const char *cmd, store *s, rowlist *l)
+{
+    const char **ids = xmalloc((l->len ? l->len : 1) * sizeof *ids);
+    for (size_t i = 0; i < l->len; i++)
+        ids[i] = l->v[i].id;
+    char err[512];
+    int rc = store_id_abbrev(s, ids, l->len, &l->id_len, err, sizeof err);
+    free(ids);
+    if (rc != 0) {
+        cliutil_errorf(cmd, "%s", err);
+        return 1;
+    }
+    return 0;
+}
+
 static void print_table(const rowlist *l, bool reversed, bool tty)
 {
+    int iw = (int)l->id_len;
     size_t tw = 4, mw = 6, dw = 8, pw = 4;
     bool any_error = false;
     bool all_today = true;
@@ -210,7 +235,7 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
         /* Fit the line to the terminal by cutting the path (errors are
          * short and more useful whole). */
         size_t width = (size_t)terminal_width();
-        size_t fixed = tw + 2 + UUID7_STR_LEN + 2 + mw + 2 + 6 + 2 + dw + 2;
+        size_t fixed = tw + 2 + l->id_len + 2 + mw + 2 + 6 + 2 + dw + 2;
         size_t rest = any_error ? ew + 2 : 0;
         size_t avail = width > fixed + rest ? width - fixed - rest : 0;
         if (avail < 20)
@@ -218,8 +243,8 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
         if (pw > avail)
             pw = avail;
     }
-    printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", UUID7_STR_LEN, "ID", (int)mw, "METHOD",
-           "STATUS", (int)dw, "DURATION");
+    printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", iw, "ID", (int)mw, "METHOD", "STATUS",
+           (int)dw, "DURATION");
     if (any_error)
         printf("%-*s  ERROR\n", (int)pw, "PATH");
     else
@@ -227,7 +252,8 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
     for (size_t k = 0; k < l->len; k++) {
         const row *w = &l->v[reversed ? l->len - 1 - k : k];
         const char *t = all_today ? w->time + 11 : w->time;
-        printf("%-*s  %-*s  ", (int)tw, t, UUID7_STR_LEN, w->id);
+        size_t idl = strlen(w->id);
+        printf("%-*s  %-*s  ", (int)tw, t, iw, w->id + (idl > l->id_len ? idl - l->id_len : 0));
         put_cell(w->method, mw, true);
         char st[16], d[32];
         if (w->status)
@@ -273,8 +299,11 @@ int cli_requests(int argc, char **argv, char *const *envp)
     int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);
     if (rc)
         return rc;
-    /* "The newest N, oldest first": fetch newest first, print reversed. */
+    /* "The newest N, oldest first": fetch newest first, print reversed;
+     * one more than N tells whether the limit left some out. */
     q.newest_first = q.limit > 0;
+    if (q.limit > 0 && q.limit < INT64_MAX)
+        q.limit++;
     rowlist l = {0};
     l.json = ro.json;
     char err[512];
@@ -284,14 +313,26 @@ int cli_requests(int argc, char **argv, char *const *envp)
         store_close(s);
         return 1;
     }
+    bool more = f.q.limit > 0 && l.len > (uint64_t)f.q.limit;
+    if (more)
+        row_free(&l.v[--l.len]); /* the oldest, fetched only to know */
+    rc = ro.json ? 0 : abbreviate_ids(cmd, s, &l);
     store_close(s);
+    if (rc) {
+        rowlist_free(&l);
+        return rc;
+    }
     if (ro.json) {
         for (size_t k = 0; k < l.len; k++)
             puts(l.v[q.newest_first ? l.len - 1 - k : k].json);
-    } else if (l.len) {
+    } else {
+        /* The header and the count even for none: an empty answer is
+         * stated, not left for the user to guess. */
         print_table(&l, q.newest_first, isatty(STDOUT_FILENO));
-    } else if (isatty(STDOUT_FILENO)) {
-        fprintf(stderr, "no matching requests\n");
+        printf("%zu request%s", l.len, l.len == 1 ? "" : "s");
+        if (more)
+            printf(" (the newest; more match: --limit 0 lists all)");
+        putchar('\n');
     }
     rowlist_free(&l);
     return cliutil_flush_stdout(cmd);
@@ -303,22 +344,47 @@ static const char show_usage[] =
     "usage: restspy show ID [options]\n"
     "\n"
     "Shows one captured request and its response in full. ID is the request id\n"
-    "(the X-Request-Id) or a unique prefix of it (at least 8 characters).\n"
+    "(the X-Request-Id), or any start or end of it that no other stored id\n"
+    "starts or ends with (at least 4 characters; `restspy requests` shows such\n"
+    "ends). An ambiguous ID is an error that lists the requests it matches.\n"
     "\n"
     "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"
     "  --json          the record as JSON, with headers and bodies\n"
     "  -h, --help      show this help\n";
 
-static void show_body(const buf *b, uint64_t size, bool truncated)
+/* One body as stored: size is its size on the wire; enc its Content-Encoding
+ * when it had one (the stored body is then the decoded one, unless note
+ * says otherwise); note NULL, "undecoded: why" (stored as received) or
+ * "dropped: why" (not stored). */
+static void show_body(const buf *b, uint64_t size, bool truncated, const char *enc,
+                      const char *note)
 {
     const char *d = b->data ? b->data : "";
     if (b->len == 0) {
-        if (size)
+        if (note) {
+            printf("(%llu bytes, Content-Encoding ", (unsigned long long)size);
+            put_safe_str(stdout, enc);
+            fputs(", not stored: ", stdout);
+            put_safe_str(stdout, note);
+            fputs(")\n", stdout);
+        } else if (size) {
             printf("(%llu bytes, not captured)\n", (unsigned long long)size);
-        else
+        } else {
             printf("(no body)\n");
+        }
         return;
+    }
+    /* What the bytes below are, before them: a decoded body is not what
+     * went over the wire. */
+    if (enc || note) {
+        fputs(note ? "(" : "(decoded from ", stdout);
+        put_safe_str(stdout, note ? note : enc);
+        if (note) {
+            fputs("; shown as received, Content-Encoding ", stdout);
+            put_safe_str(stdout, enc);
+        }
+        printf(", %llu bytes on the wire)\n", (unsigned long long)size);
     }
     if (utf8_valid(d, b->len)) {
         size_t i = 0;
@@ -348,7 +414,9 @@ static void show_body(const buf *b, uint64_t size, bool truncated)
             printf("%.*s\n", (int)(e.len - i < 76 ? e.len - i : 76), e.data + i);
         buf_free(&e);
     }
-    if (truncated)
+    if (truncated && enc && !note)
+        printf("(truncated: the first %zu bytes of the decoded body)\n", b->len);
+    else if (truncated)
         printf("(truncated: first %zu of %llu bytes)\n", b->len, (unsigned long long)size);
 }
 
@@ -409,12 +477,13 @@ static void show_record(const record *r)
     printf("\n\n--- request ---\n");
     show_headers(&r->req_headers);
     fputc('\n', stdout);
-    show_body(&r->req_body, r->req_body_size, r->req_truncated);
+    show_body(&r->req_body, r->req_body_size, r->req_truncated, r->req_encoding, r->req_body_note);
     printf("\n--- response ---\n");
     if (r->status) {
         show_headers(&r->resp_headers);
         fputc('\n', stdout);
-        show_body(&r->resp_body, r->resp_body_size, r->resp_truncated);
+        show_body(&r->resp_body, r->resp_body_size, r->resp_truncated, r->resp_encoding,
+                  r->resp_body_note);
     } else {
         printf("(none)\n");
     }

@@ -1,6 +1,7 @@
 /* cliutil: command-line plumbing shared by the commands (see cliutil.h). */
 #include "cliutil.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "httpmsg.h"
 #include "rules.h"
 #include "util.h"
 
@@ -189,9 +191,18 @@ static int digits(const char *s, int n)
     return v;
 }
 
+/* Days in month mo (1-12) of year y (Gregorian). */
+static int month_days(int y, int mo)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return mo == 2 && leap ? 29 : days[mo - 1];
+}
+
 /* Parses a --since/--until value into µs since the epoch: an age ("10m",
  * meaning now minus that), a date (local midnight) or an RFC 3339 time
- * (local when it has no zone). 0 or -1. */
+ * (local when it has no zone). A day the month does not have (02-30) is
+ * an error, not the next month's. 0 or -1. */
 static int parse_time(const char *s, int64_t now_us, int64_t *out)
 {
     uint64_t ms;
@@ -202,7 +213,7 @@ static int parse_time(const char *s, int64_t now_us, int64_t *out)
     struct tm tm = {0};
     int y = digits(s, 4), mo, d;
     if (y < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 1 || mo > 12 || s[7] != '-' ||
-        (d = digits(s + 8, 2)) < 1 || d > 31)
+        (d = digits(s + 8, 2)) < 1 || d > month_days(y, mo))
         return -1;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
@@ -278,26 +289,89 @@ static int time_value(const char *cmd, const char *flag, const char *v, int64_t 
     return -1;
 }
 
-/* "5xx", "404" or "200-299". 0 or -1. */
+#define STATUS_MIN 100 /* the status codes HTTP defines (RFC 9110 15) */
+#define STATUS_MAX 599
+
+/* "5xx", "404" or "200-299", within STATUS_MIN..STATUS_MAX. 0 or -1. */
 static int parse_status(const char *s, int *lo, int *hi)
 {
     size_t n = strlen(s);
     int a, b;
     if (n == 3 && (s[1] == 'x' || s[1] == 'X') && (s[2] == 'x' || s[2] == 'X') &&
-        (a = digits(s, 1)) >= 1) {
+        (a = digits(s, 1)) >= STATUS_MIN / 100 && a <= STATUS_MAX / 100) {
         *lo = a * 100;
         *hi = a * 100 + 99;
         return 0;
     }
-    if (n == 3 && (a = digits(s, 3)) >= 100) {
+    if (n == 3 && (a = digits(s, 3)) >= STATUS_MIN && a <= STATUS_MAX) {
         *lo = *hi = a;
         return 0;
     }
-    if (n == 7 && s[3] == '-' && (a = digits(s, 3)) >= 100 && (b = digits(s + 4, 3)) >= a) {
+    if (n == 7 && s[3] == '-' && (a = digits(s, 3)) >= STATUS_MIN && (b = digits(s + 4, 3)) >= a &&
+        b <= STATUS_MAX) {
         *lo = a;
         *hi = b;
         return 0;
     }
+    return -1;
+}
+
+/* The origins a record can have (record.h). */
+static const char *const origins[] = {"local", "replicated", "imported", NULL};
+
+/* The single-valued filter flags, a bit each in cliutil_filter.seen. */
+static const char *const single_flags[] = {"--method", "--path", "--status", "--since", "--until",
+                                           "--origin", "--node", "--limit",  NULL};
+
+/* Reports a flag given twice. 0 the first time, -1 after reporting. */
+static int once(const char *cmd, cliutil_filter *f, const char *flag)
+{
+    for (unsigned b = 0; single_flags[b]; b++) {
+        if (strcmp(single_flags[b], flag) != 0)
+            continue;
+        if (f->seen & (1u << b)) {
+            cliutil_errorf(cmd, "%s given twice (it takes one value)", flag);
+            return -1;
+        }
+        f->seen |= 1u << b;
+        return 0;
+    }
+    assert(!"not a single-valued filter flag");
+    return 0;
+}
+
+/* Checks the value v of a flag that takes plain text (the pointer is kept
+ * in f): a value no record can have is refused. 0, or -1 after reporting. */
+static int check_text(const char *cmd, const char *flag, const char *v)
+{
+    const char *why = NULL;
+    char e[400];
+    if (strcmp(flag, "--method") == 0) {
+        if (!httpmsg_is_token(v, strlen(v)))
+            why = "expected a method such as GET";
+    } else if (strcmp(flag, "--path") == 0) {
+        if (v[0] != '/' && v[0] != '*')
+            why = "expected a path glob starting with / or *";
+    } else if (strcmp(flag, "--origin") == 0) {
+        size_t k = 0;
+        while (origins[k] && strcmp(origins[k], v) != 0)
+            k++;
+        if (!origins[k])
+            why = "expected local, replicated or imported";
+    } else {
+        /* --node: what the node setting takes, nothing else is stored. */
+        assert(strcmp(flag, "--node") == 0);
+        config *c = config_new();
+        if (config_set(c, "node", v, e, sizeof e) != 0) {
+            why = strstr(e, "(expected ");
+            why = why ? why + 1 : "expected a node name";
+            e[strlen(e) - 1] = '\0'; /* the closing parenthesis */
+        }
+        config_unref(c);
+    }
+    if (!why)
+        return 0;
+    cliutil_errorf(cmd, "bad value for %s: '%s' (%s)", flag, v, why);
     return -1;
 }
 
@@ -314,32 +388,44 @@ int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_f
     store_query *q = &f->q;
     const char *v;
     int m;
-    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--method", &q->method)) ||
-        (m = cliutil_flag_value(cmd, argc, argv, i, "--path", &q->path_glob)) ||
-        (m = cliutil_flag_value(cmd, argc, argv, i, "--origin", &q->origin)) ||
-        (m = cliutil_flag_value(cmd, argc, argv, i, "--node", &q->node)))
-        return m;
+    const char *const text_flags[] = {"--method", "--path", "--origin", "--node"};
+    const char **text_fields[] = {&q->method, &q->path_glob, &q->origin, &q->node};
+    for (size_t k = 0; k < sizeof text_flags / sizeof text_flags[0]; k++) {
+        if ((m = cliutil_flag_value(cmd, argc, argv, i, text_flags[k], &v))) {
+            if (m < 0 || once(cmd, f, text_flags[k]) < 0 || check_text(cmd, text_flags[k], v) < 0)
+                return -1;
+            *text_fields[k] = v;
+            return 1;
+        }
+    }
     if ((m = cliutil_flag_value(cmd, argc, argv, i, "--status", &v))) {
-        if (m < 0)
+        if (m < 0 || once(cmd, f, "--status") < 0)
             return -1;
         if (parse_status(v, &q->status_min, &q->status_max) < 0) {
-            cliutil_errorf(cmd, "bad value for --status: '%s' (expected 5xx, 404 or 200-299)", v);
+            cliutil_errorf(cmd,
+                           "bad value for --status: '%s' (expected a class like 5xx, a code like "
+                           "404 or a range like 200-299, within %d-%d)",
+                           v, STATUS_MIN, STATUS_MAX);
             return -1;
         }
         return 1;
     }
     if ((m = cliutil_flag_value(cmd, argc, argv, i, "--since", &v))) {
-        if (m < 0 || time_value(cmd, "--since", v, filter_now(f), &q->since_us) < 0)
+        if (m < 0 || once(cmd, f, "--since") < 0 ||
+            time_value(cmd, "--since", v, filter_now(f), &q->since_us) < 0)
             return -1;
+        f->since_text = v;
         return 1;
     }
     if ((m = cliutil_flag_value(cmd, argc, argv, i, "--until", &v))) {
-        if (m < 0 || time_value(cmd, "--until", v, filter_now(f), &q->until_us) < 0)
+        if (m < 0 || once(cmd, f, "--until") < 0 ||
+            time_value(cmd, "--until", v, filter_now(f), &q->until_us) < 0)
             return -1;
+        f->until_text = v;
         return 1;
     }
     if ((m = cliutil_flag_value(cmd, argc, argv, i, "--limit", &v))) {
-        if (m < 0)
+        if (m < 0 || once(cmd, f, "--limit") < 0)
             return -1;
         char *end;
         errno = 0;
@@ -354,11 +440,11 @@ int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_f
     if (with_ids && (m = cliutil_flag_value(cmd, argc, argv, i, "--id", &v))) {
         if (m < 0)
             return -1;
-        if (strlen(v) < 8 || strlen(v) > UUID7_STR_LEN) {
+        if (strlen(v) < STORE_ID_MIN || strlen(v) > UUID7_STR_LEN) {
             cliutil_errorf(cmd,
-                           "bad value for --id: '%s' (expected an id or a prefix of at "
-                           "least 8 characters)",
-                           v);
+                           "bad value for --id: '%s' (expected an id, or a start or end of "
+                           "one of at least %d characters)",
+                           v, STORE_ID_MIN);
             return -1;
         }
         f->ids = xrealloc(f->ids, (f->nids + 1) * sizeof *f->ids);
@@ -370,8 +456,9 @@ int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_f
 
 int cliutil_filter_check(const char *cmd, const cliutil_filter *f)
 {
-    if (f->q.method && !*f->q.method) {
-        cliutil_errorf(cmd, "bad value for --method: empty");
+    if (f->since_text && f->until_text && f->q.since_us >= f->q.until_us) {
+        cliutil_errorf(cmd, "--since %s is not before --until %s: no request can match",
+                       f->since_text, f->until_text);
         return 2;
     }
     return 0;
@@ -403,9 +490,13 @@ bool cliutil_filter_match(const cliutil_filter *f, const record *r)
         return false;
     if (!f->nids)
         return true;
-    for (size_t i = 0; i < f->nids; i++)
-        if (strncmp(r->id, f->ids[i], strlen(f->ids[i])) == 0)
+    size_t idl = strlen(r->id);
+    for (size_t i = 0; i < f->nids; i++) {
+        size_t n = strlen(f->ids[i]);
+        if (n <= idl && (strncasecmp(r->id, f->ids[i], n) == 0 ||
+                         strncasecmp(r->id + idl - n, f->ids[i], n) == 0))
             return true;
+    }
     return false;
 }
 

@@ -92,28 +92,39 @@ typedef struct cliutil_filter {
     const char **ids; /* --id values (pointing into argv); the array is heap,
                          released by cliutil_filter_free */
     size_t nids;
-    int64_t now_us; /* "now" for ages (--since 10m): taken once, at first use */
+    int64_t now_us;         /* "now" for ages (--since 10m): taken once, at first use */
+    const char *since_text; /* --since and --until as given (into argv), for errors */
+    const char *until_text;
+    unsigned seen; /* the single-valued flags given so far (a bit each) */
 } cliutil_filter;
 
 /* Matches argv[*i] against the filter flags (--method, --path, --status,
  * --since, --until, --origin, --node, --limit and, when with_ids, --id,
- * repeatable), filling f. 1 matched, 0 none of them, -1 a value is missing
- * or bad (reported; the caller exits with 2). */
+ * repeatable), filling f. A value no request can have is refused rather
+ * than matching nothing: a method that is not an HTTP token, a path glob
+ * not starting with / or *, a status outside 100-599 (5xx, 404, 200-299),
+ * an origin other than local, replicated or imported, a node name the node
+ * setting would refuse, a date that does not exist; so is a single-valued
+ * flag given twice. 1 matched, 0 none of them, -1 a value is missing or
+ * bad (reported; the caller exits with 2). */
 int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_filter *f,
                        bool with_ids);
 
-/* What no single flag can check ("--method ''"). 0, or 2 after reporting. */
+/* What no single flag can check: --since not before --until. 0, or 2 after
+ * reporting. */
 int cliutil_filter_check(const char *cmd, const cliutil_filter *f);
 
 /* True when r passes f's filters and, when ids were given, is one of them
- * (an id or a prefix of at least 8 characters). The limit is not applied. */
+ * (an id, or a start or end of one, any case: for requests read from files
+ * every request it names is selected, see store_get for the store's). The
+ * limit is not applied. */
 bool cliutil_filter_match(const cliutil_filter *f, const record *r);
 
 /* Calls fn for each request of s that f selects, oldest first; with a
  * limit, only the newest q.limit of them (still oldest first). fn must not
  * keep r; returning non-zero stops. --id values are looked up one by one
- * (store_get: an id or a unique prefix). 0, or 1 after reporting the
- * store's error or "no request with id ID". */
+ * (store_get: an id, or a start or end naming one request). 0, or 1 after
+ * reporting the store's error (an ambiguous id) or "no request with id ID". */
 int cliutil_filter_each(const char *cmd, store *s, const cliutil_filter *f,
                         int (*fn)(const record *r, void *ud), void *ud);
 

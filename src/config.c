@@ -151,6 +151,8 @@ static const keydef keys[] = {
      "retention: oldest record kept, e.g. 7d (0 = unlimited)"},
     {"busy_timeout", K_DUR, CFG(busy_timeout_ms), NOLIMIT, NULL, "5s", NULL,
      "how long SQLite waits for a lock held by another process"},
+    {"store_init", K_BOOL, CFG(store_init), NOLIMIT, NULL, "off", NULL,
+     "add restspy's tables to an SQLite file that already holds other tables"},
     {"store_commit_delay", K_DUR, CFG(store_commit_delay_ms), 0, 1000, NULL, "1ms", NULL,
      "group commit: how long the store writer waits to fill a batch (0 = never)"},
     {"redact", K_BOOL, CFG(redact), NOLIMIT, NULL, "on", NULL,
@@ -1080,7 +1082,8 @@ static const char *env_get(char *const *envp, const char *name)
 }
 
 /* One flag at argv[*i]: its key and value. Advances *i past a separate
- * value. -1 with err for an unknown option or a missing value. */
+ * value. A boolean key given bare (last, or followed by something that is
+ * not on/off) is on. -1 with err for an unknown option or a missing value. */
 static int next_flag(int argc, char **argv, int *i, const keydef **k, const char **value, char *err,
                      size_t errlen)
 {
@@ -1094,8 +1097,12 @@ static int next_flag(int argc, char **argv, int *i, const keydef **k, const char
         seterr(err, errlen, "unknown option --%.*s", (int)n, arg);
         return -1;
     }
+    bool ignored;
     if (eq) {
         *value = eq + 1;
+    } else if ((*k)->kind == K_BOOL &&
+               (*i + 1 >= argc || util_parse_bool(argv[*i + 1], &ignored) != 0)) {
+        *value = "on"; /* a bare switch: --store-init */
     } else if (*i + 1 < argc) {
         *value = argv[++*i];
     } else {

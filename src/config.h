@@ -89,6 +89,7 @@ typedef struct config {
     uint64_t max_age_ms;  /* retention; 0 = unlimited */
     uint64_t busy_timeout_ms;
     uint64_t store_commit_delay_ms; /* group commit window of the writer */
+    bool store_init;                /* add the tables to a foreign SQLite file */
 
     /* redaction */
     bool redact;

@@ -829,6 +829,7 @@ int replicator_main(int argc, char **argv, char *const *envp)
         .max_age_ms = cfg->max_age_ms,
         .busy_timeout_ms = cfg->busy_timeout_ms,
         .commit_delay_us = cfg->store_commit_delay_ms * 1000,
+        .init_foreign = cfg->store_init,
     };
     r.st = store_open(&o, err, sizeof err);
     if (!r.st || store_start(r.st, err, sizeof err) != 0) {

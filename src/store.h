@@ -36,10 +36,15 @@ typedef struct store_options {
     int on_full;              /* STORE_FULL_* */
     uint64_t max_rows;        /* 0 = no limit */
     uint64_t max_age_ms;      /* 0 = no limit */
-    uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes) */
+    uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes); also how
+                                 long store_open waits for another process
+                                 creating or migrating the same file */
     uint64_t commit_delay_us; /* group commit window: how long the writer waits
                                  for more records before a small batch (0: none) */
     bool read_only;           /* CLI readers: open without creating or migrating */
+    bool init_foreign;        /* add restspy's tables to an SQLite file that holds
+                                 other tables (store_init); else such a file is
+                                 refused, saying what it holds */
 } store_options;
 
 typedef struct store_stats {
@@ -54,7 +59,9 @@ typedef struct store_stats {
 } store_stats;
 
 /* Opens (creating and migrating unless read_only) the store. NULL with a
- * one-line err on failure (bad URL, cannot open, newer schema). */
+ * one-line err on failure (bad URL, cannot open, newer schema, a file that
+ * is not a restspy store: "PATH is not a restspy store: it holds tables a,
+ * b", or one a writer may not add its tables to without init_foreign). */
 store *store_open(const store_options *o, char *err, size_t errlen);
 
 /* Starts the writer thread. 0 or -1 with err. */
@@ -156,8 +163,30 @@ typedef struct store_query {
 int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
                      char *err, size_t errlen);
 
-/* Loads one record by id (or by a unique id prefix of at least 8 chars).
- * 1 found (*out owned by caller), 0 not found, -1 error with err. */
+/* ---- ids as people type them ----
+ *
+ * UUIDv7 ids begin with their timestamp, so requests captured close together
+ * share long prefixes while their random ends differ: a request is named by
+ * its whole id or by any start or end of it (at least STORE_ID_MIN
+ * characters, any case) that no other stored id starts or ends with. */
+
+#define STORE_ID_MIN 4   /* shortest key store_get takes */
+#define STORE_ID_SHORT 6 /* shortest short id store_id_abbrev gives */
+
+/* Loads one record by its id or by a key naming it alone (see above). 1
+ * found (*out owned by caller), 0 not found, -1 error with err: the key is
+ * too short, or ambiguous ("id 3f2a is ambiguous: it matches 3 requests
+ * (A, B, C); give more characters", at most 4 ids listed). */
 int store_get(store *s, const char *id, record **out, char *err, size_t errlen);
+
+/* The length of the short ids of ids[0..n) (ids of s): the smallest L of at
+ * least STORE_ID_SHORT such that the last L characters of each of them name
+ * it alone in s, as store_get takes them (no other stored id starts or ends
+ * with them), the same L for all so that a column of them lines up (as git
+ * abbreviates). UUID7_STR_LEN (the whole ids) when the ends of random ids
+ * collide (practically never). Reads every id of the store once. 0 with
+ * *len, or -1 with err. */
+int store_id_abbrev(store *s, const char *const *ids, size_t n, size_t *len, char *err,
+                    size_t errlen);
 
 #endif

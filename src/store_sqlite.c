@@ -15,7 +15,6 @@
  * table and reused. */
 #include "store_sqlite.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -31,8 +30,9 @@
 #include "util.h"
 
 /* Schema migrations, oldest first: migrations[i] takes user_version i to
- * i + 1. Each runs in its own transaction together with the version bump, so
- * a crash leaves the file at a well-defined version. Only ever append. */
+ * i + 1. The missing ones run in one transaction together with the version
+ * bump (sq_migrate), so a crash leaves the file at a well-defined version.
+ * Only ever append. */
 static const char *const migrations[] = {
     /* 0 -> 1: the initial schema. */
     "CREATE TABLE requests ("
@@ -305,6 +305,174 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
+/* ---- opening beside other processes ----
+ *
+ * SQLite does not call the busy handler where waiting could deadlock: a
+ * journal mode switch that meets another connection's lock answers
+ * SQLITE_BUSY at once, and so may a BEGIN IMMEDIATE racing a switch. At open
+ * that is only another process creating or opening the same file (a proxy
+ * and a replicator started together), which is done within milliseconds, so
+ * the opener waits and tries again, up to the busy timeout, as the handler
+ * would have. */
+
+/* SQLITE_BUSY or SQLITE_LOCKED, extended codes included. */
+static bool sq_busy(int rc)
+{
+    return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/* After a busy rc: sleeps *nap_ms (1 ms at first, doubling to 32 ms) and
+ * returns true while the monotonic clock is before deadline_us; false
+ * (no sleep) once it is past, or when rc is not busy. */
+static bool sq_open_retry(int rc, int64_t deadline_us, unsigned *nap_ms)
+{
+    if (!sq_busy(rc) || util_mono_us() >= deadline_us)
+        return false;
+    sleep_ms(*nap_ms);
+    *nap_ms = *nap_ms >= 32 ? 32 : *nap_ms * 2;
+    return true;
+}
+
+/* Puts the file in WAL mode (a no-op when it is already). SQLITE_OK, or
+ * SQLite's code with err after the deadline or on any other error. A file
+ * system without the shared memory WAL needs keeps its mode (SQLite answers
+ * the old one): the store still works there, only readers wait for the
+ * writer. */
+static int sq_set_wal(sqlite3 *db, int64_t deadline_us, char *err, size_t errlen)
+{
+    unsigned nap = 1;
+    for (;;) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW)
+                rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_OK)
+            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        if (rc == SQLITE_OK || !sq_open_retry(rc, deadline_us, &nap))
+            return rc;
+    }
+}
+
+/* ---- files that are not restspy's ----
+ *
+ * A restspy store has a user_version of 1 or more and a `requests` table. A
+ * file with tables of its own but neither is someone else's database: a
+ * reader says what it holds, and a writer adds restspy's tables to it only
+ * when asked (store_options.init_foreign), never silently. */
+
+#define DESCRIBE_MAX 8 /* names listed per kind; the rest are counted */
+
+/* Appends the names of one kind ("table", "view") of db's own objects to
+ * what, as "tables a, b" or "view v" (DESCRIBE_MAX at most, then "and N
+ * more"); control bytes in a name are shown as '?'. The count, or -1. */
+static int64_t describe_kind(sqlite3 *db, const char *kind, buf *what)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name FROM sqlite_master WHERE type = ?1 AND name NOT LIKE "
+                           "'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    buf names = BUF_INIT;
+    int64_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (++n > DESCRIBE_MAX)
+            continue;
+        if (n > 1)
+            buf_append_str(&names, ", ");
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        for (; name && *name; name++)
+            buf_append_char(&names, *name < 0x20 || *name == 0x7f ? '?' : (char)*name);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE && n > 0) {
+        buf_appendf(what, "%s%s%s %.*s", what->len ? "; " : "", kind, n > 1 ? "s" : "",
+                    (int)names.len, names.data);
+        if (n > DESCRIBE_MAX)
+            buf_appendf(what, " and %lld more", (long long)(n - DESCRIBE_MAX));
+    }
+    buf_free(&names);
+    return rc == SQLITE_DONE ? n : -1;
+}
+
+/* What db holds besides SQLite's own objects: "tables a, b; view v", or
+ * "" when nothing. *what is the caller's (a fresh buf). The number of
+ * objects, or -1 with err. */
+static int64_t sq_describe(sqlite3 *db, buf *what, char *err, size_t errlen)
+{
+    int64_t t = describe_kind(db, "table", what);
+    int64_t v = t < 0 ? -1 : describe_kind(db, "view", what);
+    if (v < 0) {
+        snprintf(err, errlen, "cannot read the schema: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    return t + v;
+}
+
+/* 1 when db has a `requests` table, 0 when not, -1 with err. */
+static int sq_has_requests(sqlite3 *db, char *err, size_t errlen)
+{
+    int64_t n;
+    char e[256];
+    if (sq_int_query(db,
+                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                     "'requests'",
+                     &n, e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the schema: %s", e);
+        return -1;
+    }
+    return n > 0;
+}
+
+/* The error for a file that is not a restspy store (version v), ending with
+ * hint (may be ""). Always -1. */
+static int not_a_store(sqlite3 *db, const char *path, int64_t v, const char *hint, char *err,
+                       size_t errlen)
+{
+    buf what = BUF_INIT;
+    if (sq_describe(db, &what, err, errlen) < 0) {
+        buf_free(&what);
+        return -1;
+    }
+    if (!what.len)
+        buf_append_str(&what, "no tables");
+    if (v)
+        buf_appendf(&what, " (user_version %lld)", (long long)v);
+    snprintf(err, errlen, "%s is not a restspy store: it holds %.*s%s", path, (int)what.len,
+             what.data, hint);
+    buf_free(&what);
+    return -1;
+}
+
+/* Checks, in the migration's transaction, that the file at version v is a
+ * restspy store, or one restspy may make into one: empty, or (init_foreign)
+ * someone else's at version 0. 0, or -1 with err. */
+static int sq_check_own(sqlite3 *db, const char *path, int64_t v, bool init_foreign, char *err,
+                        size_t errlen)
+{
+    if (v > 0) {
+        int has = sq_has_requests(db, err, errlen);
+        if (has != 0)
+            return has > 0 ? 0 : -1;
+        return not_a_store(db, path, v, "", err, errlen);
+    }
+    buf what = BUF_INIT;
+    int64_t n = sq_describe(db, &what, err, errlen);
+    buf_free(&what);
+    if (n <= 0 || init_foreign)
+        return n < 0 ? -1 : 0;
+    return not_a_store(db, path, 0,
+                       "; restspy adds its tables to a database that holds others only when "
+                       "asked (store_init = on, --store-init)",
+                       err, errlen);
+}
+
 /* ---- schema ---- */
 
 static int newer_schema(int64_t v, char *err, size_t errlen)
@@ -314,40 +482,56 @@ static int newer_schema(int64_t v, char *err, size_t errlen)
     return -1;
 }
 
-/* Applies the missing migrations, each step in its own IMMEDIATE transaction
- * so that two processes opening a fresh file at once cannot both migrate. */
-static int sq_migrate(sqlite3 *db, char *err, size_t errlen)
+/* Applies the missing migrations in one IMMEDIATE transaction together with
+ * the version bump, so that a crash leaves the file as it was or current,
+ * two processes opening a fresh file at once cannot both migrate, and a
+ * foreign file whose names clash with restspy's is left untouched. One that
+ * finds the file busy waits until deadline_us (see sq_open_retry). */
+static int sq_migrate(sqlite3 *db, const char *path, bool init_foreign, int64_t deadline_us,
+                      char *err, size_t errlen)
 {
     char e[256];
-    for (;;) {
-        if (sq_exec(db, "BEGIN IMMEDIATE", e, sizeof e) != SQLITE_OK) {
+    unsigned nap = 1;
+    int rc;
+    while ((rc = sq_exec(db, "BEGIN IMMEDIATE", e, sizeof e)) != SQLITE_OK) {
+        if (!sq_open_retry(rc, deadline_us, &nap)) {
             snprintf(err, errlen, "cannot migrate store: %s", e);
             return -1;
         }
-        int64_t v;
-        if (sq_int_query(db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
-            sq_exec(db, "ROLLBACK", NULL, 0);
-            snprintf(err, errlen, "cannot read store schema version: %s", e);
-            return -1;
-        }
-        if (v > STORE_SQLITE_SCHEMA_VERSION) {
-            sq_exec(db, "ROLLBACK", NULL, 0);
-            return newer_schema(v, err, errlen);
-        }
-        if (v == STORE_SQLITE_SCHEMA_VERSION) {
-            sq_exec(db, "COMMIT", NULL, 0);
-            return 0;
-        }
-        char bump[64];
-        snprintf(bump, sizeof bump, "PRAGMA user_version = %lld", (long long)v + 1);
-        if (sq_exec(db, migrations[v], e, sizeof e) != SQLITE_OK ||
-            sq_exec(db, bump, e, sizeof e) != SQLITE_OK ||
-            sq_exec(db, "COMMIT", e, sizeof e) != SQLITE_OK) {
-            sq_exec(db, "ROLLBACK", NULL, 0);
-            snprintf(err, errlen, "cannot migrate store to version %lld: %s", (long long)v + 1, e);
-            return -1;
+    }
+    int64_t v;
+    if (sq_int_query(db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read store schema version: %s", e);
+        goto fail;
+    }
+    if (v > STORE_SQLITE_SCHEMA_VERSION) {
+        newer_schema(v, err, errlen);
+        goto fail;
+    }
+    if (sq_check_own(db, path, v, init_foreign, err, errlen) < 0)
+        goto fail;
+    if (v == STORE_SQLITE_SCHEMA_VERSION) {
+        sq_exec(db, "COMMIT", NULL, 0);
+        return 0;
+    }
+    for (int64_t m = v; m < STORE_SQLITE_SCHEMA_VERSION; m++) {
+        if (sq_exec(db, migrations[m], e, sizeof e) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot migrate store %s to version %lld: %s", path,
+                     (long long)m + 1, e);
+            goto fail;
         }
     }
+    char bump[64];
+    snprintf(bump, sizeof bump, "PRAGMA user_version = %d", STORE_SQLITE_SCHEMA_VERSION);
+    if (sq_exec(db, bump, e, sizeof e) != SQLITE_OK ||
+        sq_exec(db, "COMMIT", e, sizeof e) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot migrate store %s: %s", path, e);
+        goto fail;
+    }
+    return 0;
+fail:
+    sq_exec(db, "ROLLBACK", NULL, 0);
+    return -1;
 }
 
 /* ---- open / start / close ---- */
@@ -454,12 +638,20 @@ static int sq_open_rw(sq_store *s, char *err, size_t errlen)
     /* WAL: readers (the CLI) never block the writer and vice versa;
      * synchronous=NORMAL is durable across process crashes, which is what a
      * capture log needs, at a fraction of the fsyncs of FULL. */
-    if (sq_exec(s->db, "PRAGMA journal_mode=WAL", e, sizeof e) != SQLITE_OK ||
-        sq_exec(s->db, "PRAGMA synchronous=NORMAL", e, sizeof e) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot open store %s: %s", s->path, e);
+    int64_t deadline =
+        util_mono_us() +
+        (int64_t)(s->opt.busy_timeout_ms > INT_MAX ? INT_MAX : s->opt.busy_timeout_ms) * 1000;
+    int rc = sq_set_wal(s->db, deadline, e, sizeof e);
+    if (rc == SQLITE_OK)
+        rc = sq_exec(s->db, "PRAGMA synchronous=NORMAL", e, sizeof e);
+    if (rc != SQLITE_OK) {
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            snprintf(err, errlen, "%s is not a restspy store: not an SQLite database", s->path);
+        else
+            snprintf(err, errlen, "cannot open store %s: %s", s->path, e);
         return -1;
     }
-    if (sq_migrate(s->db, err, errlen) < 0)
+    if (sq_migrate(s->db, s->path, s->opt.init_foreign, deadline, err, errlen) < 0)
         return -1;
     s->schema = STORE_SQLITE_SCHEMA_VERSION;
     if (prepare(s, SQ_INSERT, &s->ins, err, errlen) < 0 ||
@@ -496,15 +688,31 @@ static int sq_open_ro(sq_store *s, char *err, size_t errlen)
     s->rdb = s->db;
     char e[256];
     int64_t v;
-    if (sq_int_query(s->db, "PRAGMA user_version", &v, e, sizeof e) != SQLITE_OK) {
+    int rc = sq_int_query(s->db, "PRAGMA user_version", &v, e, sizeof e);
+    if ((rc & 0xff) == SQLITE_NOTADB) {
+        snprintf(err, errlen, "%s is not a restspy store: not an SQLite database", s->path);
+        return -1;
+    }
+    if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot read store %s: %s", s->path, e);
         return -1;
     }
     if (v > STORE_SQLITE_SCHEMA_VERSION)
         return newer_schema(v, err, errlen);
-    if (v == 0) {
-        snprintf(err, errlen, "no store at %s (the database is empty)", s->path);
+    int has = sq_has_requests(s->db, err, errlen);
+    if (has < 0)
         return -1;
+    if (!has) {
+        buf what = BUF_INIT;
+        int64_t n = sq_describe(s->db, &what, err, errlen);
+        buf_free(&what);
+        if (n < 0)
+            return -1;
+        if (n == 0 && v == 0) {
+            snprintf(err, errlen, "no store at %s (the database is empty)", s->path);
+            return -1;
+        }
+        return not_a_store(s->db, s->path, v, "", err, errlen);
     }
     /* A reader must not migrate: an older file is read as it is, and what
      * later versions added reads as empty (select_columns, the replication
@@ -1385,6 +1593,38 @@ static void reader_end(sq_store *s, sqlite3_stmt *st)
     pthread_mutex_unlock(&s->rlock);
 }
 
+/* Starts a one-off query (the CLI's): locks rlock and prepares sql on the
+ * read connection into *st. 0, or -1 with err ("cannot query store: ...").
+ * Always followed by oneoff_end. */
+static int oneoff_begin(sq_store *s, const char *sql, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    *st = NULL;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = reader(s, err, errlen);
+    if (!db)
+        return -1;
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
+        *st = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Ends what oneoff_begin started; rc is the last sqlite3_step's: anything
+ * but SQLITE_ROW or SQLITE_DONE is reported in err and makes it -1, else
+ * ret is returned. */
+static int oneoff_end(sq_store *s, sqlite3_stmt *st, int rc, int ret, char *err, size_t errlen)
+{
+    if (st && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+        ret = -1;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
 /* A bound parameter of a query being built. */
 typedef struct qparam {
     const char *s; /* text, or NULL for an integer */
@@ -1481,19 +1721,11 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
         add_int(p, &np, q->limit);
     }
 
-    int ret = 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3 *db = reader(s, err, errlen);
-    sqlite3_stmt *st = NULL;
-    if (!db) {
-        ret = -1;
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE;
+    int ret = oneoff_begin(s, sql.data, &st, err, errlen);
+    if (ret < 0)
         goto out;
-    }
-    if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
-        goto out;
-    }
     for (int i = 0; i < np; i++) {
         if (p[i].s)
             sqlite3_bind_text64(st, i + 1, p[i].s, p[i].slen, SQLITE_STATIC, SQLITE_UTF8);
@@ -1501,7 +1733,6 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
             sqlite3_bind_int64(st, i + 1, p[i].i);
     }
     int64_t matched = 0;
-    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (q->path_glob) {
             const char *path = (const char *)sqlite3_column_text(st, C_PATH);
@@ -1516,13 +1747,8 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
         if (stop || (q->limit > 0 && matched >= q->limit))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
-    }
 out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->rlock);
+    ret = oneoff_end(s, st, rc, ret, err, errlen);
     buf_free(&sql);
     return ret;
 }
@@ -1531,67 +1757,36 @@ static int sq_get(store *base, const char *id, record **out, char *err, size_t e
 {
     sq_store *s = sq(base);
     *out = NULL;
-    size_t n = strlen(id);
-    if (n < 8) {
-        snprintf(err, errlen, "id prefix %s is too short (give at least 8 characters)", id);
-        return -1;
-    }
-    if (n > UUID7_STR_LEN)
-        return 0;
-    /* Ids are stored in lower case (uuid7.h); accept them pasted in upper. */
-    char lo[UUID7_STR_LEN + 1], hi[UUID7_STR_LEN + 1];
-    for (size_t i = 0; i < n; i++)
-        lo[i] = (char)tolower((unsigned char)id[i]);
-    lo[n] = '\0';
-    memcpy(hi, lo, n + 1);
-    if ((unsigned char)hi[n - 1] == 0xff)
-        return 0; /* cannot be part of an id */
-    hi[n - 1]++;
-
-    int ret = 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3 *db = reader(s, err, errlen);
-    sqlite3_stmt *st = NULL;
-    if (!db) {
-        ret = -1;
-        goto out;
-    }
-    /* A range on the primary key serves both full ids and prefixes. */
     char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT %s FROM requests WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
-             select_columns(s));
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        record *r = row_to_record(st);
+    snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE id = ?1", select_columns(s));
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE;
+    int ret = oneoff_begin(s, sql, &st, err, errlen);
+    if (ret == 0) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW && n < UUID7_STR_LEN) {
-            record_free(r);
-            snprintf(err, errlen, "id prefix %s is ambiguous", id);
-            ret = -1;
-        } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
-            *out = r;
+        if (rc == SQLITE_ROW) {
+            *out = row_to_record(st);
             ret = 1;
-        } else {
-            record_free(r);
-            snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-            ret = -1;
         }
-    } else if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "cannot query store: %s", sqlite3_errmsg(db));
-        ret = -1;
     }
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->rlock);
-    return ret;
+    return oneoff_end(s, st, rc, ret, err, errlen);
+}
+
+static int sq_ids_each(store *base, int (*fn)(const char *id, size_t len, void *ud), void *ud,
+                       char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE;
+    /* Reads the primary key's index alone, never the rows. */
+    int ret = oneoff_begin(s, "SELECT id FROM requests ORDER BY id", &st, err, errlen);
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (id && fn(id, (size_t)sqlite3_column_bytes(st, 0), ud))
+            break;
+    }
+    return oneoff_end(s, st, rc, ret, err, errlen);
 }
 
 /* ---- replication reads ----
@@ -1764,6 +1959,7 @@ const store_backend store_sqlite_backend = {
     .close = sq_close,
     .query_each = sq_query_each,
     .get = sq_get,
+    .ids_each = sq_ids_each,
     .outbox_fetch = sq_outbox_fetch,
     .outbox_wait = sq_outbox_wait,
     .outbox_confirmed = sq_outbox_confirmed,

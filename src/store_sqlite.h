@@ -36,7 +36,13 @@ typedef struct store_backend {
     void (*close)(store *s);
     int (*query_each)(store *s, const store_query *q, int (*fn)(const record *r, void *ud),
                       void *ud, char *err, size_t errlen);
+    /* One record by its whole id (lower case): 1 found, 0 not, -1 error.
+     * store.c resolves prefixes and suffixes with ids_each. */
     int (*get)(store *s, const char *id, record **out, char *err, size_t errlen);
+    /* Calls fn for every stored id, in id order, until fn returns non-zero.
+     * 0, or -1 with err. */
+    int (*ids_each)(store *s, int (*fn)(const char *id, size_t len, void *ud), void *ud, char *err,
+                    size_t errlen);
     /* replication (schema version 2); same contracts as store.h */
     int (*outbox_fetch)(store *s, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
                         char *err, size_t errlen);

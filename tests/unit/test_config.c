@@ -740,6 +740,14 @@ static void test_flags(void **state)
     assert_int_equal(config_load(&c, 1, a6, env, NULL, NULL, err, sizeof err), -1);
     assert_string_equal(err, "option --workers needs a value");
 
+    /* a bare boolean switch is on; one followed by on/off takes it */
+    char *a6b[] = {"--store-init", "--redact", "off", "--log-bodies"};
+    assert_int_equal(config_load(&c, 4, a6b, env, NULL, NULL, err, sizeof err), 0);
+    assert_true(c->store_init);
+    assert_false(c->redact);
+    assert_true(c->log_bodies);
+    config_unref(c);
+
     char *a7[] = {"--workers", "300"};
     assert_int_equal(config_load(&c, 2, a7, env, NULL, NULL, err, sizeof err), -1);
     assert_string_equal(err, "bad value for workers: '300' (expected a whole number 0-256)");
@@ -885,6 +893,7 @@ static void test_each_key(void **state)
         "max_rows",
         "max_age",
         "busy_timeout",
+        "store_init",
         "store_commit_delay",
         "redact",
         "redact_headers",

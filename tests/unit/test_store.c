@@ -1,7 +1,10 @@
 /* Unit tests for store (SQLite backend): round trip, group commit, full-queue
  * policies, retention, migrations, lookups and queries; replication: the v1 ->
  * v2 migration, outbox rows, done callbacks, confirms, the ledger, counters,
- * outbox_wait and two writers on one file. */
+ * outbox_wait and two writers on one file; ids named by a prefix or a suffix
+ * and the short ids of lists; four processes creating one new
+ * file at once under CPU load; someone else's SQLite file refused or, when
+ * asked, given restspy's tables. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,12 +12,16 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -650,41 +657,245 @@ static void test_open_errors_and_migration(void **state)
     assert_null(store_open(&o, err, sizeof err));
 }
 
-static void test_get_prefix(void **state)
+/* ---- someone else's SQLite file (issue 9, item 12) ---- */
+
+/* store_open's error for f's file opened with o, which must fail. */
+static const char *open_error(const store_options *o, char *err, size_t errlen)
+{
+    store *s = store_open(o, err, errlen);
+    if (s) {
+        store_close(s);
+        fail_msg("store_open succeeded on %s", o->url);
+    }
+    return err;
+}
+
+static void test_foreign_file(void **state)
 {
     fx *f = *state;
+    char err[512], want[512];
+    store_options o = opts(f);
+    sql_exec(f->path, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+                      "CREATE TABLE orders (id INTEGER);"
+                      "INSERT INTO users (name) VALUES ('ann');"
+                      "CREATE VIEW names AS SELECT name FROM users;");
+
+    /* A reader says what the file holds. */
+    o.read_only = true;
+    snprintf(want, sizeof want,
+             "%s is not a restspy store: it holds tables orders, users; view names", f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+
+    /* A writer refuses to add its tables unless asked, and leaves the file
+     * as it was. */
+    o.read_only = false;
+    snprintf(want, sizeof want,
+             "%s is not a restspy store: it holds tables orders, users; view names; restspy "
+             "adds its tables to a database that holds others only when asked (store_init = "
+             "on, --store-init)",
+             f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'requests'"),
+                     0);
+
+    /* Asked: the tables are added beside the user's, which are untouched. */
+    o.init_foreign = true;
+    store *s = open_started(&o);
+    assert_int_equal(store_submit(s, mkrec(1, 1)), 0);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM users WHERE name = 'ann'"), 1);
+    /* From now on it is a store, for readers and writers alike. */
+    o.init_foreign = false;
+    s = open_started(&o);
+    store_close(s);
+    s = open_ro(f);
+    store_close(s);
+}
+
+static void test_foreign_file_clash_and_version(void **state)
+{
+    fx *f = *state;
+    char err[512], want[512];
+    store_options o = opts(f);
+    o.init_foreign = true;
+
+    /* A name restspy needs is taken: nothing is added, not even the
+     * tables of the steps before the clash. */
+    sql_exec(f->path, "CREATE TABLE outbox (x INTEGER);");
+    assert_non_null(strstr(open_error(&o, err, sizeof err), "table outbox already exists"));
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'requests'"),
+                     0);
+
+    /* A file another program versions (user_version set, no requests
+     * table) is not a store, whatever store_init says. */
+    sql_exec(f->path, "PRAGMA user_version = 2; CREATE TABLE a (x); DROP TABLE outbox;");
+    snprintf(want, sizeof want, "%s is not a restspy store: it holds table a (user_version 2)",
+             f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+    o.read_only = true;
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+
+    /* More names than are listed are counted. */
+    for (int i = 0; i < 10; i++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "CREATE TABLE t%d (x);", i);
+        sql_exec(f->path, sql);
+    }
+    snprintf(want, sizeof want,
+             "%s is not a restspy store: it holds tables a, t0, t1, t2, t3, t4, t5, t6 and 3 more "
+             "(user_version 2)",
+             f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+
+    /* Not a database at all. */
+    FILE *fp = fopen(f->path, "w");
+    fputs("this is not an sqlite file, just text that is long enough to have a header......", fp);
+    fclose(fp);
+    snprintf(want, sizeof want, "%s is not a restspy store: not an SQLite database", f->path);
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+    o.read_only = false;
+    assert_string_equal(open_error(&o, err, sizeof err), want);
+}
+
+/* Stores records with the given ids (and nothing else) into f's file. */
+static void store_ids(const fx *f, const char *const *ids, size_t n)
+{
     store_options o = opts(f);
     store *s = open_started(&o);
-    const char *ids[] = {"01900000-aaaa-7000-8000-00000000000a",
-                         "01900000-aaaa-7000-8000-00000000000b",
-                         "01900001-bbbb-7000-8000-00000000000c"};
-    for (int i = 0; i < 3; i++) {
-        record *r = mkrec(i, i);
+    for (size_t i = 0; i < n; i++) {
+        record *r = mkrec((int)i, (int64_t)i);
         snprintf(r->id, sizeof r->id, "%s", ids[i]);
         assert_int_equal(store_submit(s, r), 0);
     }
     store_close(s);
+}
 
-    s = open_ro(f);
+/* store_get's answer for key: the id found, "" for none, or the error. */
+static const char *get_id(store *s, const char *key, char *out, size_t len)
+{
     record *r = NULL;
-    char err[256] = "";
-    assert_int_equal(store_get(s, "01900000", &r, err, sizeof err), -1);
-    assert_string_equal(err, "id prefix 01900000 is ambiguous");
-    assert_null(r);
-    assert_int_equal(store_get(s, "01900001", &r, err, sizeof err), 1);
-    assert_string_equal(r->id, ids[2]);
+    char err[512] = "";
+    int rc = store_get(s, key, &r, err, sizeof err);
+    snprintf(out, len, "%s", rc > 0 ? r->id : rc == 0 ? "" : err);
     record_free(r);
-    assert_int_equal(store_get(s, "01900000-AAAA-7000-8000-00000000000B", &r, err, sizeof err), 1);
-    assert_string_equal(r->id, ids[1]);
-    record_free(r);
-    assert_int_equal(store_get(s, ids[0], &r, err, sizeof err), 1);
-    assert_string_equal(r->id, ids[0]);
-    record_free(r);
-    assert_int_equal(store_get(s, "01900002", &r, err, sizeof err), 0);
-    assert_null(r);
-    assert_int_equal(store_get(s, "01900000-aaaa-7000-8000-00000000000a0", &r, err, sizeof err), 0);
-    assert_int_equal(store_get(s, "0190", &r, err, sizeof err), -1);
-    assert_non_null(strstr(err, "too short"));
+    return out;
+}
+
+static void test_get_prefix_or_suffix(void **state)
+{
+    fx *f = *state;
+    static const char *const ids[] = {
+        "01900000-aaaa-7000-8000-00000000000a", "01900000-aaaa-7000-8000-00000000000b",
+        "01900001-bbbb-7000-8000-00000000000c", "01900002-cccc-7000-8000-000001900001",
+        "01900003-dddd-7000-8000-0000000f00ab", "01900003-dddd-7000-8000-0000000f01ab",
+        "01900003-dddd-7000-8000-0000000f02ab", "01900003-dddd-7000-8000-0000000f03ab",
+        "01900003-dddd-7000-8000-0000000f04ab", "01900003-dddd-7000-8000-0000000f05ab"};
+    store_ids(f, ids, sizeof ids / sizeof ids[0]);
+    store *s = open_ro(f);
+    char got[512];
+    /* Whole ids, any case. */
+    assert_string_equal(get_id(s, ids[0], got, sizeof got), ids[0]);
+    assert_string_equal(get_id(s, "01900000-AAAA-7000-8000-00000000000B", got, sizeof got), ids[1]);
+    /* A start or an end that names one request. */
+    assert_string_equal(get_id(s, "01900002", got, sizeof got), ids[3]);
+    assert_string_equal(get_id(s, "000c", got, sizeof got), ids[2]);
+    assert_string_equal(get_id(s, "f03AB", got, sizeof got), ids[7]);
+    assert_string_equal(get_id(s, "7000-8000-00000000000a", got, sizeof got), ids[0]);
+    /* Nothing, or too long to be an id. */
+    assert_string_equal(get_id(s, "0000", got, sizeof got), "");
+    assert_string_equal(get_id(s, "01900000-aaaa-7000-8000-00000000000a0", got, sizeof got), "");
+    /* Ambiguous: the candidates are listed. */
+    assert_string_equal(get_id(s, "01900000", got, sizeof got),
+                        "id 01900000 is ambiguous: it matches 2 requests "
+                        "(01900000-aaaa-7000-8000-00000000000a, "
+                        "01900000-aaaa-7000-8000-00000000000b); give more characters");
+    /* One id's start is another's end. */
+    assert_string_equal(get_id(s, "01900001", got, sizeof got),
+                        "id 01900001 is ambiguous: it matches 2 requests "
+                        "(01900001-bbbb-7000-8000-00000000000c, "
+                        "01900002-cccc-7000-8000-000001900001); give more characters");
+    assert_string_equal(get_id(s, "0ab", got, sizeof got),
+                        "id 0ab is too short (give at least 4 characters)");
+    assert_non_null(strstr(get_id(s, "01900003", got, sizeof got),
+                           "it matches 6 requests (01900003-dddd-7000-8000-0000000f00ab, "
+                           "01900003-dddd-7000-8000-0000000f01ab, "
+                           "01900003-dddd-7000-8000-0000000f02ab, "
+                           "01900003-dddd-7000-8000-0000000f03ab and 2 more)"));
+    store_close(s);
+}
+
+/* Checks that len is the short id length of ids[0..n) in s: each id's last
+ * len characters name it alone, and no shorter length (down to
+ * STORE_ID_SHORT) would do for all. */
+static void check_abbrev(store *s, const char *const *ids, size_t n, size_t len)
+{
+    char got[512];
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(get_id(s, ids[i] + UUID7_STR_LEN - len, got, sizeof got), ids[i]);
+    if (len == STORE_ID_SHORT || len == UUID7_STR_LEN)
+        return;
+    bool clash = false;
+    for (size_t i = 0; i < n && !clash; i++)
+        clash = strcmp(get_id(s, ids[i] + UUID7_STR_LEN - (len - 1), got, sizeof got), ids[i]);
+    assert_true(clash);
+}
+
+static void test_id_abbrev(void **state)
+{
+    fx *f = *state;
+    /* Captured close together: the starts are alike, the ends are not. */
+    enum { N = 1000 };
+    char(*gen)[UUID7_STR_LEN + 1] = xmalloc(N * sizeof *gen);
+    const char **ids = xmalloc(N * sizeof *ids);
+    for (size_t i = 0; i < N; i++) {
+        uuid7_generate(gen[i]);
+        ids[i] = gen[i];
+    }
+    store_ids(f, ids, N);
+    store *s = open_ro(f);
+    char err[256];
+    size_t len = 0;
+    assert_int_equal(store_id_abbrev(s, ids, 20, &len, err, sizeof err), 0);
+    check_abbrev(s, ids, 20, len);
+    assert_int_equal(store_id_abbrev(s, ids, N, &len, err, sizeof err), 0);
+    assert_in_range(len, STORE_ID_SHORT, 8);
+    check_abbrev(s, ids, N, len);
+    assert_int_equal(store_id_abbrev(s, ids, 0, &len, err, sizeof err), 0);
+    assert_int_equal(len, STORE_ID_SHORT);
+    store_close(s);
+    free(ids);
+    free(gen);
+}
+
+static void test_id_abbrev_clashes(void **state)
+{
+    fx *f = *state;
+    static const char *const ids[] = {
+        /* share their last 8 characters */
+        "01900000-aaaa-7000-8000-0000a1b2c3d4", "01900000-aaaa-7000-8000-0001a1b2c3d4",
+        /* its last 6 characters are the others' start */
+        "01900001-bbbb-7000-8000-000000019000", "01900001-cccc-7000-8000-000000000777",
+        /* share all of their random group */
+        "01900002-dddd-7000-8000-123456789abc", "01900003-dddd-7000-8000-123456789abc"};
+    store_ids(f, ids, sizeof ids / sizeof ids[0]);
+    store *s = open_ro(f);
+    char err[256];
+    size_t len = 0;
+    assert_int_equal(store_id_abbrev(s, ids, 2, &len, err, sizeof err), 0);
+    assert_int_equal(len, 9);
+    check_abbrev(s, ids, 2, len);
+    assert_int_equal(store_id_abbrev(s, ids + 2, 2, &len, err, sizeof err), 0);
+    assert_int_equal(len, 7);
+    check_abbrev(s, ids + 2, 2, len);
+    assert_int_equal(store_id_abbrev(s, ids + 3, 1, &len, err, sizeof err), 0);
+    assert_int_equal(len, STORE_ID_SHORT);
+    assert_int_equal(store_id_abbrev(s, ids, 6, &len, err, sizeof err), 0);
+    assert_int_equal(len, UUID7_STR_LEN);
+    check_abbrev(s, ids, 6, len);
     store_close(s);
 }
 
@@ -1486,6 +1697,147 @@ static void test_two_stores_one_file(void **state)
     assert_int_equal(counter_value(f->path, "deduplicated"), TWO_PER_STORE);
 }
 
+/* ---- processes starting together on a new file (issue 9, item 29) ---- */
+
+#define RACE_PROCS 4
+#define RACE_ROUNDS 100 /* at most; under valgrind the time cap comes first */
+#define RACE_SECONDS 15
+#define RACE_BURNERS 4 /* on two cores: the load under which the race showed */
+
+/* A child: waits for the start signal (the pipe closing), opens the new
+ * store read-write as the proxy and the replicator do, writes one record
+ * and closes. Exits 0, or 1 after printing the store's error. */
+static void race_child(const fx *f, int start_fd)
+{
+    char c;
+    while (read(start_fd, &c, 1) < 0 && errno == EINTR)
+        ;
+    store_options o = opts(f);
+    o.busy_timeout_ms = 5000; /* the default busy_timeout */
+    char err[256] = "";
+    store *s = store_open(&o, err, sizeof err);
+    if (!s || store_start(s, err, sizeof err) != 0) {
+        fprintf(stderr, "child %d: %s\n", (int)getpid(), err);
+        store_close(s);
+        _exit(1);
+    }
+    /* A forked child inherits the parent's pool of random bytes (uuid7.c):
+     * its own id, so that the four records are four rows. */
+    record *r = mkrec(1, util_now_us());
+    snprintf(r->id, sizeof r->id, "01900000-0000-7000-8000-%012d", (int)getpid());
+    int rc = store_submit(s, r);
+    store_close(s);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+/* Busy loops until killed (or the parent dies, or two minutes passed): the
+ * CPU load under which the race showed. */
+static pid_t burner(void)
+{
+    pid_t p = fork();
+    if (p == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int64_t end = util_mono_us() + 120 * 1000000LL;
+        volatile uint64_t x = 0;
+        while (util_mono_us() < end)
+            for (int i = 0; i < 1000000; i++)
+                x++;
+        _exit(0);
+    }
+    return p;
+}
+
+/* Waits for pid at most until deadline (CLOCK_MONOTONIC µs): its exit code,
+ * or -1 after killing it. */
+static int wait_bounded(pid_t pid, int64_t deadline_us)
+{
+    for (;;) {
+        int st;
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        if (util_mono_us() > deadline_us) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(2000);
+    }
+}
+
+/* sql_int without assertions (-1 on error): used while burners run. */
+static int64_t race_rows(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Whether the file's header says WAL (bytes 18 and 19 are 2): no process
+ * may have gone on in rollback mode. */
+static bool race_wal(const char *path)
+{
+    unsigned char h[20] = {0};
+    FILE *fp = fopen(path, "rb");
+    size_t n = fp ? fread(h, 1, sizeof h, fp) : 0;
+    if (fp)
+        fclose(fp);
+    return n == sizeof h && h[18] == 2 && h[19] == 2;
+}
+
+static void test_processes_open_new_file_at_once(void **state)
+{
+    fx *f = *state;
+    pid_t burners[RACE_BURNERS];
+    for (int b = 0; b < RACE_BURNERS; b++)
+        burners[b] = burner();
+    int failed = 0, wrong = 0, round = 0;
+    int64_t stop = util_mono_us() + RACE_SECONDS * 1000000LL;
+    for (; round < RACE_ROUNDS && (round < 3 || util_mono_us() < stop); round++) {
+        const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < 4; i++) {
+            char p[160];
+            snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
+            unlink(p);
+        }
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t kids[RACE_PROCS];
+        for (int k = 0; k < RACE_PROCS; k++) {
+            kids[k] = fork();
+            assert_true(kids[k] >= 0);
+            if (kids[k] == 0) {
+                close(go[1]);
+                race_child(f, go[0]);
+            }
+        }
+        close(go[0]);
+        usleep(20000); /* every child waits on the pipe */
+        close(go[1]);  /* all start at once */
+        int64_t deadline = util_mono_us() + 60 * 1000000LL;
+        for (int k = 0; k < RACE_PROCS; k++)
+            if (wait_bounded(kids[k], deadline) != 0)
+                failed++;
+        if (!failed && (race_rows(f->path, "SELECT count(*) FROM requests") != RACE_PROCS ||
+                        race_rows(f->path, "PRAGMA user_version") != STORE_SQLITE_SCHEMA_VERSION ||
+                        !race_wal(f->path)))
+            wrong++;
+    }
+    /* The burners go before any assertion can leave the test. */
+    for (int b = 0; b < RACE_BURNERS; b++) {
+        kill(burners[b], SIGKILL);
+        waitpid(burners[b], NULL, 0);
+    }
+    assert_int_equal(failed, 0);
+    assert_int_equal(wrong, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1503,7 +1855,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_id_kept_once, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_close_without_start_drains, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_open_errors_and_migration, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_get_prefix, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_file_clash_and_version, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_get_prefix_or_suffix, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_id_abbrev, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_id_abbrev_clashes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_rows, fx_setup, fx_teardown),
@@ -1513,6 +1869,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_wait, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_stores_one_file, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_processes_open_new_file_at_once, fx_setup,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
