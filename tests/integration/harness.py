@@ -726,6 +726,51 @@ def remove_tmpdir(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+class BackendProxyCase(unittest.TestCase):
+    """One restspy in front of an upstream the class provides, started in
+    setUpClass and stopped in tearDownClass (which fails the class on a
+    non-zero exit or a sanitizer report). Subclasses define
+    start_upstream() (returns its URL) and stop_upstream(), and may add
+    options (proxy_args()) or a function run in restspy's process before it
+    starts (proxy_preexec(), e.g. a resource limit)."""
+
+    @classmethod
+    def start_upstream(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def stop_upstream(cls):
+        pass
+
+    @classmethod
+    def proxy_args(cls):
+        return ()
+
+    @classmethod
+    def proxy_preexec(cls):
+        return None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = make_tmpdir(cls.__name__)
+        try:
+            cls.proxy = Proxy(cls.tmp, cls.start_upstream(), args=tuple(cls.proxy_args()))
+            cls.proxy.preexec = cls.proxy_preexec()
+            cls.proxy.start()
+        except Exception:
+            cls.stop_upstream()
+            remove_tmpdir(cls.tmp)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.proxy.check_stopped()
+        finally:
+            cls.stop_upstream()
+            remove_tmpdir(cls.tmp)
+
+
 class ProxyTestCase(unittest.TestCase):
     """A class with one sample app and one restspy in front of it, started in
     setUpClass and stopped in tearDownClass (which fails the class on a

@@ -82,29 +82,21 @@ class Upstream(BaseHTTPRequestHandler):
         self._send(201, b'{"ok":true}')
 
 
-class CodingCase(unittest.TestCase):
+class CodingCase(harness.BackendProxyCase):
     PROXY_ARGS = ()
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = harness.make_tmpdir(cls.__name__)
+    def start_upstream(cls):
         cls.srv = harness.start_backend(Upstream)
-        cls.proxy = harness.Proxy(cls.tmp, cls.srv.url,
-                                  args=("--log-bodies", "on") + cls.PROXY_ARGS)
-        try:
-            cls.proxy.start()
-        except Exception:
-            harness.stop_backend(cls.srv)
-            harness.remove_tmpdir(cls.tmp)
-            raise
+        return cls.srv.url
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.proxy.check_stopped()
-        finally:
-            harness.stop_backend(cls.srv)
-            harness.remove_tmpdir(cls.tmp)
+    def stop_upstream(cls):
+        harness.stop_backend(cls.srv)
+
+    @classmethod
+    def proxy_args(cls):
+        return ("--log-bodies", "on") + cls.PROXY_ARGS
 
     def get(self, path, enc_accept="gzip, deflate, br"):
         return self.proxy.request("GET", path, headers=[("Accept-Encoding", enc_accept)])

@@ -424,34 +424,26 @@ class EdgeApp(harness.ProxyTestCase):
 # ----------------------------------------- restspy in front of a fake server
 
 
-class FakeUpstreamCase(unittest.TestCase):
-    """restspy (one worker, plus proxy_args()) in front of a FakeUpstream of
-    the class's own."""
+class FakeUpstreamCase(harness.BackendProxyCase):
+    """restspy (one worker, plus extra_args()) in front of a FakeUpstream of
+    the class's own (cls.up)."""
+
+    @classmethod
+    def start_upstream(cls):
+        cls.up = FakeUpstream()
+        return cls.up.url
+
+    @classmethod
+    def stop_upstream(cls):
+        cls.up.stop()
 
     @classmethod
     def proxy_args(cls):
+        return ("--workers", "1") + tuple(cls.extra_args())
+
+    @classmethod
+    def extra_args(cls):
         return ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = harness.make_tmpdir(cls.__name__)
-        cls.up = FakeUpstream()
-        cls.proxy = harness.Proxy(cls.tmp, cls.up.url,
-                                  args=("--workers", "1") + tuple(cls.proxy_args()))
-        try:
-            cls.proxy.start()
-        except Exception:
-            cls.up.stop()
-            harness.remove_tmpdir(cls.tmp)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.proxy.check_stopped()
-        finally:
-            cls.up.stop()
-            harness.remove_tmpdir(cls.tmp)
 
 
 class EdgeFakeUpstream(FakeUpstreamCase):
@@ -543,7 +535,7 @@ class EdgeEarlyAnswer(FakeUpstreamCase):
     Replication is on (its broker is down: writes wait in the outbox)."""
 
     @classmethod
-    def proxy_args(cls):
+    def extra_args(cls):
         dead = harness.free_port()
         return ("--amqp", "amqp://guest:guest@127.0.0.1:%d/" % dead, "--node", "early",
                 "--secret", "s3cret")
@@ -635,7 +627,7 @@ class EdgeMaxConnections(FakeUpstreamCase):
     """--max-connections 2 on one worker."""
 
     @classmethod
-    def proxy_args(cls):
+    def extra_args(cls):
         return ("--max-connections", "2")
 
     def test_third_connection_refused(self):

@@ -8,24 +8,10 @@ import harness
 from harness import RawConn, raw_exchange, raw_request
 
 
-class UpstreamDown(unittest.TestCase):
+class UpstreamDown(harness.BackendProxyCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = harness.make_tmpdir(cls.__name__)
-        # A port nobody listens on.
-        cls.proxy = harness.Proxy(cls.tmp, "http://127.0.0.1:%d" % harness.free_port())
-        try:
-            cls.proxy.start()
-        except Exception:
-            harness.remove_tmpdir(cls.tmp)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.proxy.check_stopped()
-        finally:
-            harness.remove_tmpdir(cls.tmp)
+    def start_upstream(cls):
+        return "http://127.0.0.1:%d" % harness.free_port()  # nobody listens there
 
     def test_502_json(self):
         r = self.proxy.request("POST", "/api/sites/?x=1", body={"slug": "a"})

@@ -17,7 +17,7 @@ SECRET = "SECRET-framing-77aa"
 
 class Framing(FakeUpstreamCase):
     @classmethod
-    def proxy_args(cls):
+    def extra_args(cls):
         return ("--log-bodies", "on")
 
     def heads_with(self, marker):
@@ -205,7 +205,7 @@ class Framing(FakeUpstreamCase):
 
 class FramingHeadTimeout(FakeUpstreamCase):
     @classmethod
-    def proxy_args(cls):
+    def extra_args(cls):
         return ("--upstream-header-timeout", "1s")
 
     def test_dripped_status_line_bounded(self):
@@ -224,7 +224,7 @@ class HeldUp(FakeUpstreamCase):
     a large upload at flat memory."""
 
     @classmethod
-    def proxy_args(cls):
+    def extra_args(cls):
         return ("--header-timeout", "1s")
 
     def not_forwarded(self, raw, statuses):
@@ -339,23 +339,12 @@ class FileLimit(FakeUpstreamCase):
     cannot take, never crashes, and serves again once they leave."""
 
     @classmethod
-    def setUpClass(cls):
+    def proxy_preexec(cls):
         import resource
 
         def low_nofile():
             resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
-
-        cls.tmp = harness.make_tmpdir(cls.__name__)
-        from test_edge import FakeUpstream
-        cls.up = FakeUpstream()
-        cls.proxy = harness.Proxy(cls.tmp, cls.up.url, args=("--workers", "1"))
-        cls.proxy.preexec = low_nofile
-        try:
-            cls.proxy.start()
-        except Exception:
-            cls.up.stop()
-            harness.remove_tmpdir(cls.tmp)
-            raise
+        return low_nofile
 
     def test_sixty_connections_with_forty_fds(self):
         conns = []
