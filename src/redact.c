@@ -456,30 +456,43 @@ static bool form_name_listed(char *const *fields, const char *p, size_t n)
     return name_listed(fields, name, k);
 }
 
-static void form_scan(char *const *fields, rewrite *w)
+/* Hides the value of the name=value pair s[from..end) of w when its name is
+ * listed (a query or form field, a path parameter). */
+static void pair_scan(char *const *fields, rewrite *w, size_t from, size_t end)
 {
     const char *s = w->src;
+    const char *eq = memchr(s + from, '=', end - from);
+    if (!eq || !form_name_listed(fields, s + from, (size_t)(eq - s) - from))
+        return;
+    size_t v = (size_t)(eq - s) + 1;
+    if (!util_ieq(s + v, end - v, REDACTED))
+        rw_replace(w, v, end, REDACTED);
+}
+
+static void form_scan(char *const *fields, rewrite *w, const void *arg)
+{
+    (void)arg;
     size_t n = w->len;
     size_t i = 0;
     while (i < n) {
-        const char *amp = memchr(s + i, '&', n - i);
-        size_t end = amp ? (size_t)(amp - s) : n;
-        const char *eq = memchr(s + i, '=', end - i);
-        if (eq && form_name_listed(fields, s + i, (size_t)(eq - s) - i)) {
-            size_t v = (size_t)(eq - s) + 1;
-            if (!util_ieq(s + v, end - v, REDACTED))
-                rw_replace(w, v, end, REDACTED);
-        }
+        const char *amp = memchr(w->src + i, '&', n - i);
+        size_t end = amp ? (size_t)(amp - w->src) : n;
+        pair_scan(fields, w, i, end);
         i = end + 1;
     }
 }
 
-bool redact_form(char *const *fields, buf *body)
+/* A scan over a rewrite: finds what to hide and rw_replaces it. */
+typedef void (*scan_fn)(char *const *fields, rewrite *w, const void *arg);
+
+/* Runs scan over body and, when it changed something, puts the result in
+ * its place. */
+static bool rewrite_buf(char *const *fields, buf *body, scan_fn scan, const void *arg)
 {
     if (!fields || !fields[0] || body->len == 0)
         return false;
     rewrite w = {body->data, body->len, 0, BUF_INIT, false};
-    form_scan(fields, &w);
+    scan(fields, &w, arg);
     if (!rw_finish(&w))
         return false;
     buf_free(body);
@@ -487,23 +500,35 @@ bool redact_form(char *const *fields, buf *body)
     return true;
 }
 
-bool redact_query(char *const *fields, char **query)
+/* The same over a heap string (freed and replaced when changed). */
+static bool rewrite_str(char *const *fields, char **str, scan_fn scan)
 {
-    if (!fields || !fields[0] || !*query || !**query)
+    if (!fields || !fields[0] || !*str || !**str)
         return false;
-    rewrite w = {*query, strlen(*query), 0, BUF_INIT, false};
-    form_scan(fields, &w);
+    rewrite w = {*str, strlen(*str), 0, BUF_INIT, false};
+    scan(fields, &w, NULL);
     if (!rw_finish(&w))
         return false;
-    free(*query);
-    *query = buf_detach(&w.out);
+    free(*str);
+    *str = buf_detach(&w.out);
     return true;
+}
+
+bool redact_form(char *const *fields, buf *body)
+{
+    return rewrite_buf(fields, body, form_scan, NULL);
+}
+
+bool redact_query(char *const *fields, char **query)
+{
+    return rewrite_str(fields, query, form_scan);
 }
 
 /* Matrix parameters (RFC 3986 §3.3 path parameters, "/s;token=abc/x"):
  * within each segment, ';name=value' pairs up to the next ';' or '/'. */
-static void path_params_scan(char *const *fields, rewrite *w)
+static void path_params_scan(char *const *fields, rewrite *w, const void *arg)
 {
+    (void)arg;
     const char *s = w->src;
     size_t n = w->len;
     size_t i = 0;
@@ -515,27 +540,14 @@ static void path_params_scan(char *const *fields, rewrite *w)
         size_t end = name;
         while (end < n && s[end] != ';' && s[end] != '/')
             end++;
-        const char *eq = memchr(s + name, '=', end - name);
-        if (eq && form_name_listed(fields, s + name, (size_t)(eq - s) - name)) {
-            size_t v = (size_t)(eq - s) + 1;
-            if (!util_ieq(s + v, end - v, REDACTED))
-                rw_replace(w, v, end, REDACTED);
-        }
+        pair_scan(fields, w, name, end);
         i = end;
     }
 }
 
 bool redact_path(char *const *fields, char **path)
 {
-    if (!fields || !fields[0] || !*path || !strchr(*path, ';'))
-        return false;
-    rewrite w = {*path, strlen(*path), 0, BUF_INIT, false};
-    path_params_scan(fields, &w);
-    if (!rw_finish(&w))
-        return false;
-    free(*path);
-    *path = buf_detach(&w.out);
-    return true;
+    return rewrite_str(fields, path, path_params_scan);
 }
 
 /* ---- record ---- */
@@ -725,8 +737,9 @@ static const char *find(const char *h, size_t hn, const char *needle, size_t nn)
 
 /* multipart/form-data and its kin (RFC 7578, RFC 2046). A body cut at the
  * capture cap is handled up to its end. */
-static void multipart_scan(char *const *fields, const char *boundary, rewrite *w)
+static void multipart_scan(char *const *fields, rewrite *w, const void *arg)
 {
+    const char *boundary = arg;
     const char *s = w->src;
     size_t n = w->len;
     size_t blen = strlen(boundary);
@@ -770,15 +783,7 @@ static void multipart_scan(char *const *fields, const char *boundary, rewrite *w
 
 bool redact_multipart(char *const *fields, const char *boundary, buf *body)
 {
-    if (!fields || !fields[0] || body->len == 0)
-        return false;
-    rewrite w = {body->data, body->len, 0, BUF_INIT, false};
-    multipart_scan(fields, boundary, &w);
-    if (!rw_finish(&w))
-        return false;
-    buf_free(body);
-    *body = w.out;
-    return true;
+    return rewrite_buf(fields, body, multipart_scan, boundary);
 }
 
 static void redact_body(char *const *fields, const body_class *bc, buf *b)
