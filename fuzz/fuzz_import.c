@@ -25,8 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     record **v = NULL;
     size_t n = 0;
     char err[256];
+    /* Byte 0: JSON lines (odd) or HAR, keeping a browser's cache hits
+     * (bit 1) or not. */
     int rc = data[0] % 2 ? jsonl_read(path, &v, &n, err, sizeof err)
-                         : har_read(path, &v, &n, err, sizeof err);
+                         : har_read(path, data[0] & 2, &v, &n, NULL, err, sizeof err);
     if (rc == 0)
         records_free(v, n);
     close(fd);

@@ -336,7 +336,7 @@ static int once(const char *cmd, cliutil_filter *f, const char *flag)
         f->seen |= 1u << b;
         return 0;
     }
-    assert(!"not a single-valued filter flag");
+    assert(0 && "not a single-valued filter flag");
     return 0;
 }
 
