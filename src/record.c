@@ -670,10 +670,9 @@ record *record_from_json(const char *json, size_t len, char *err, size_t errlen)
     v = json_object_get(o, "id");
     if (!v || json_is_null(v)) {
         uuid7_generate(r->id);
-    } else if (json_is_string(v) && json_string_length(v) == UUID7_STR_LEN) {
-        memcpy(r->id, json_string_value(v), UUID7_STR_LEN + 1);
-    } else {
-        snprintf(err, errlen, "id: expected a %d-character UUID", UUID7_STR_LEN);
+    } else if (!json_is_string(v) ||
+               uuid7_canonical(json_string_value(v), json_string_length(v), r->id) < 0) {
+        snprintf(err, errlen, "id: expected a UUID (8-4-4-4-12 hex digits)");
         goto fail;
     }
     v = json_object_get(o, "started_at");

@@ -135,3 +135,19 @@ int64_t uuid7_time_ms(const char *id)
         return -1;
     return ms;
 }
+
+int uuid7_canonical(const char *s, size_t n, char out[UUID7_STR_LEN + 1])
+{
+    if (n != UUID7_STR_LEN)
+        return -1;
+    char tmp[UUID7_STR_LEN + 1];
+    for (size_t i = 0; i < n; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : hex_digit(s[i]) < 0)
+            return -1;
+        tmp[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] + ('a' - 'A') : s[i]);
+    }
+    tmp[n] = '\0';
+    memcpy(out, tmp, sizeof tmp);
+    return 0;
+}

@@ -8,6 +8,7 @@
 #ifndef RESTSPY_UUID7_H
 #define RESTSPY_UUID7_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define UUID7_STR_LEN 36
@@ -20,6 +21,12 @@ void uuid7_generate(char out[UUID7_STR_LEN + 1]);
  * ids still sort by it) and 74 bits of seed (a digest of its content, from
  * seed[0..10)). Not unique by construction: as unique as the seeds are. */
 void uuid7_derive(int64_t unix_ms, const unsigned char seed[10], char out[UUID7_STR_LEN + 1]);
+
+/* Copies the UUID text s[0..n) into out in the canonical form restspy
+ * stores (8-4-4-4-12 hex digits, lower case). Returns -1 (out untouched)
+ * when s is not a UUID in text form: any version is accepted, as an
+ * imported file may carry ids of other tools. */
+int uuid7_canonical(const char *s, size_t n, char out[UUID7_STR_LEN + 1]);
 
 /* The Unix time in ms encoded in id (text form), or -1 if id is not a UUIDv7. */
 int64_t uuid7_time_ms(const char *id);

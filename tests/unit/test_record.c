@@ -251,6 +251,26 @@ static void test_headers_from_json_bad(void **state)
     record_headers_free(&h);
 }
 
+/* Ids read from files are stored in one canonical form, so that `show`
+ * finds an id whatever case the file used; what is not a UUID is refused. */
+static void test_json_id_canonical(void **state)
+{
+    (void)state;
+    char err[128];
+    const char *up = "{\"id\":\"01A23FCC-9BDA-7472-A5D2-E214FC0FE428\",\"method\":\"GET\"}";
+    record *r = record_from_json(up, strlen(up), err, sizeof err);
+    assert_non_null(r);
+    assert_string_equal(r->id, "01a23fcc-9bda-7472-a5d2-e214fc0fe428");
+    record_free(r);
+    const char *bad[] = {"{\"id\":\"01a23fcc-9bda-7472-a5d2-e214fc0fe42g\"}",
+                         "{\"id\":\"01a23fcc+9bda-7472-a5d2-e214fc0fe428\"}",
+                         "{\"id\":\"01a23fcc\"}", "{\"id\":7}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(record_from_json(bad[i], strlen(bad[i]), err, sizeof err));
+        assert_string_equal(err, "id: expected a UUID (8-4-4-4-12 hex digits)");
+    }
+}
+
 static void test_set_target(void **state)
 {
     (void)state;
@@ -365,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_headers_from_json_bad),
         cmocka_unit_test(test_combined),
         cmocka_unit_test(test_set_target),
+        cmocka_unit_test(test_json_id_canonical),
         cmocka_unit_test(test_decode_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
