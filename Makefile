@@ -34,7 +34,7 @@ unit: build
 integration: asan
 	RESTSPY_BIN=$(abspath $(ASAN_BUILD))/restspy PYTHON=$(PYTHON) \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(PYTHON) tests/integration/run.py
+	  $(PYTHON) tests/integration/run.py --shuffle
 
 # libFuzzer harnesses (fuzz/, clang with ASan and UBSan): each starts from
 # its committed seeds (fuzz/corpus/NAME, read only) and runs FUZZ_SECONDS;

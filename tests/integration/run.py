@@ -3,13 +3,14 @@
 verbosely, then prints one line "N passed, N failed" (", N skipped" when some
 were) and exits non-zero on any failure or error, or when no test ran.
 
-Usage: run.py [-k PATTERN]... [MODULE_OR_TEST]...
+Usage: run.py [--shuffle [--seed N]] [-k PATTERN]... [MODULE_OR_TEST]...
   e.g. run.py test_proxy   run.py test_admin.AdminFlags   run.py -k redact
 Environment: RESTSPY_BIN (the binary under test, default build/restspy),
 PYTHON (interpreter with Django for the sample app), KEEP_TMP=1.
 """
 import argparse
 import os
+import random
 import sys
 import time
 import unittest
@@ -23,6 +24,22 @@ def iter_tests(suite):
             yield from iter_tests(t)
         else:
             yield t
+
+
+def shuffled(suite, rng):
+    """suite's tests grouped by class, the classes in a random order and the
+    tests of each class too. Tests that depended on running after another
+    one fail here, which is the point."""
+    by_class = {}
+    for t in iter_tests(suite):
+        by_class.setdefault(type(t), []).append(t)
+    groups = list(by_class.values())
+    rng.shuffle(groups)
+    out = unittest.TestSuite()
+    for g in groups:
+        rng.shuffle(g)
+        out.addTests(g)
+    return out
 
 
 def class_sizes(suite):
@@ -39,6 +56,11 @@ def main():
     ap = argparse.ArgumentParser(description="restspy integration tests")
     ap.add_argument("-k", dest="patterns", action="append", default=None,
                     help="only tests whose name contains this (unittest -k)")
+    ap.add_argument("--shuffle", action="store_true",
+                    help="run modules, classes and the tests of each class in a random order "
+                         "(a class's tests stay together: its fixtures start once)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of --shuffle (printed by every shuffled run, to repeat it)")
     ap.add_argument("names", nargs="*", help="modules or tests, e.g. test_proxy")
     opts = ap.parse_args()
 
@@ -50,6 +72,11 @@ def main():
         suite = loader.loadTestsFromNames(opts.names)
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
+
+    if opts.shuffle:
+        seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 31)
+        print("shuffled order, seed %d (run.py --shuffle --seed %d repeats it)" % (seed, seed))
+        suite = shuffled(suite, random.Random(seed))
 
     binary = os.environ.get("RESTSPY_BIN") or os.path.join(
         os.path.dirname(os.path.dirname(HERE)), "build", "restspy")
