@@ -522,7 +522,10 @@ class EdgeFakeUpstream(FakeUpstreamCase):
                 self.assertEqual((r.status, r.body), (200, b"short"), "request %d: %r" % (i, r))
                 time.sleep(0.2)
         after = self.proxy.stats()["upstream_connects"]
-        self.assertGreaterEqual(after - before, 20)
+        # Each /short connection is closed by the upstream after its answer,
+        # so every request after the first needs a new one; the first may
+        # reuse a connection an earlier test of the class left in the pool.
+        self.assertGreaterEqual(after - before, 19)
         self.assertLessEqual(after - before, 40)
         self.assertGreaterEqual(self.up.requests - reqs_before, 20)
         rows = self.proxy.wait_rows(20, "path = '/short'")
