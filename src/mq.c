@@ -345,11 +345,6 @@ int mq_declare_topology(mq *m, const char *node, int queue_type, char *err, size
     snprintf(apply_q, sizeof apply_q, "restspy.apply.%s", node);
     snprintf(dead_q, sizeof dead_q, "restspy.dead.%s", node);
 
-    if (declare_exchange(m, MQ_EXCHANGE_REQUESTS, err, errlen) < 0 ||
-        declare_exchange(m, MQ_EXCHANGE_INBOUND, err, errlen) < 0 ||
-        declare_exchange(m, MQ_EXCHANGE_DEAD, err, errlen) < 0)
-        return -1;
-
     amqp_table_entry_t apply_args[3] = {
         str_entry("x-queue-type", type),
         str_entry("x-dead-letter-exchange", MQ_EXCHANGE_DEAD),
@@ -361,12 +356,36 @@ int mq_declare_topology(mq *m, const char *node, int queue_type, char *err, size
     amqp_table_entry_t dead_args[1] = {str_entry("x-queue-type", type)};
     amqp_table_t dead_tab = {.num_entries = 1, .entries = dead_args};
 
-    if (declare_queue(m, apply_q, apply_tab, err, errlen) < 0 ||
+    /* restspy.inbound last, bound at once: peers' shovels publish into it
+     * (not mandatory), so on a fresh broker it must not take messages
+     * before the apply queue is bound to it. */
+    if (declare_exchange(m, MQ_EXCHANGE_REQUESTS, err, errlen) < 0 ||
+        declare_exchange(m, MQ_EXCHANGE_DEAD, err, errlen) < 0 ||
+        declare_queue(m, apply_q, apply_tab, err, errlen) < 0 ||
         declare_queue(m, dead_q, dead_tab, err, errlen) < 0 ||
-        bind_queue(m, apply_q, MQ_EXCHANGE_INBOUND, "#", err, errlen) < 0 ||
-        bind_queue(m, dead_q, MQ_EXCHANGE_DEAD, node, err, errlen) < 0)
+        bind_queue(m, dead_q, MQ_EXCHANGE_DEAD, node, err, errlen) < 0 ||
+        declare_exchange(m, MQ_EXCHANGE_INBOUND, err, errlen) < 0 ||
+        bind_queue(m, apply_q, MQ_EXCHANGE_INBOUND, "#", err, errlen) < 0)
         return -1;
     return 0;
+}
+
+int mq_queue_exists(mq *m, const char *queue, char *err, size_t errlen)
+{
+    if (check_alive(m, err, errlen) < 0)
+        return -1;
+    amqp_queue_declare(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0,
+                       amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(m->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 1;
+    bool missing = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+                   r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+                   ((const amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND;
+    char what[300];
+    snprintf(what, sizeof what, "look up queue %s", queue);
+    fail_reply(m, r, what, err, errlen);
+    return missing ? 0 : -1;
 }
 
 int mq_confirm_select(mq *m, char *err, size_t errlen)

@@ -9,10 +9,12 @@
  *
  * Topology (docs/replication.md), declared idempotently by
  * mq_declare_topology: topic exchanges restspy.requests (local proxies
- * publish here), restspy.inbound (federated from the peers'
- * restspy.requests), restspy.dead; queue restspy.apply.<node> bound to
- * restspy.inbound with "#" and dead-lettering to restspy.dead with routing
- * key <node>; queue restspy.dead.<node> bound to restspy.dead with <node>. */
+ * publish here), restspy.inbound (the peers' shovels publish here),
+ * restspy.dead; queue restspy.apply.<node> bound to restspy.inbound with
+ * "#" and dead-lettering to restspy.dead with routing key <node>; queue
+ * restspy.dead.<node> bound to restspy.dead with <node>. The per-peer
+ * queues restspy.out.<peer> and the shovels are `restspy federate`'s: only
+ * it knows the peers. */
 #ifndef RESTSPY_MQ_H
 #define RESTSPY_MQ_H
 
@@ -42,6 +44,11 @@ void mq_interrupt(mq *m);
 
 /* queue_type: QUEUE_CLASSIC or QUEUE_QUORUM (config.h). */
 int mq_declare_topology(mq *m, const char *node, int queue_type, char *err, size_t errlen);
+
+/* Whether queue exists (a passive declare): 1 yes, 0 no, -1 error. The
+ * broker answers "no" by closing the channel, so after 0 (as after -1) m is
+ * dead: only mq_close is left. */
+int mq_queue_exists(mq *m, const char *queue, char *err, size_t errlen);
 
 /* Publisher confirms: after mq_confirm_select, the n-th publish has delivery
  * tag n (1-based), and mq_poll reports the broker's acks and nacks. */
