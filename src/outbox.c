@@ -142,6 +142,18 @@ static void tell(outbox *o, const char *fmt, ...)
     o->log(o->log_ud, line);
 }
 
+/* The rate limit of the lines about a state that lasts (an outage, returns):
+ * true when a line may be told now, none having been told within
+ * log_interval; *told_at_us (monotonic, 0 = never) then records it. */
+static bool may_tell(outbox *o, int64_t *told_at_us)
+{
+    int64_t now = util_mono_us();
+    if (*told_at_us != 0 && now - *told_at_us < (int64_t)o->log_interval_ms * 1000)
+        return false;
+    *told_at_us = now;
+    return true;
+}
+
 /* A connection attempt failed (lost: a connection that worked was lost);
  * st.last_error says why. */
 static void went_down(outbox *o, bool lost)
@@ -156,8 +168,7 @@ static void went_down(outbox *o, bool lost)
     memcpy(why, o->st.last_error, sizeof why);
     pthread_mutex_unlock(&o->mu);
 
-    int64_t now = util_mono_us();
-    if (o->told_at_us != 0 && now - o->told_at_us < (int64_t)o->log_interval_ms * 1000)
+    if (!may_tell(o, &o->told_at_us))
         return;
     if (o->told_down)
         tell(o, "broker still unreachable after %.1fs (%llu attempts): %s", down_s,
@@ -166,7 +177,6 @@ static void went_down(outbox *o, bool lost)
         tell(o, "broker %s: %s; retrying, new records wait in the outbox",
              lost ? "connection lost" : "unreachable", why);
     o->told_down = true;
-    o->told_at_us = now;
 }
 
 /* A connection is up (first: the first one since the start). */
@@ -190,6 +200,12 @@ static void came_up(outbox *o, bool first)
     else if (first)
         tell(o, "connected to the broker");
     o->told_down = false;
+}
+
+/* The backoff after ms: doubled, at most retry_max. */
+static uint64_t doubled(const outbox *o, uint64_t ms)
+{
+    return ms * 2 > o->retry_max_ms ? o->retry_max_ms : ms * 2;
 }
 
 /* Sleeps ms unless a stop is requested first. */
@@ -231,7 +247,7 @@ static void on_return(outbox *o, const mq_event *ev)
     o->given_up = o->last_tag;
     o->unroutable = true;
     o->hold_until_us = util_mono_us() + (int64_t)o->hold_ms * 1000;
-    o->hold_ms = o->hold_ms * 2 > o->retry_max_ms ? o->retry_max_ms : o->hold_ms * 2;
+    o->hold_ms = doubled(o, o->hold_ms);
 
     const char *rk = ev->msg->routing_key ? ev->msg->routing_key : "";
     pthread_mutex_lock(&o->mu);
@@ -246,9 +262,7 @@ static void on_return(outbox *o, const mq_event *ev)
              rk, (unsigned)ev->reply_code, ev->reason ? ev->reason : "");
     pthread_mutex_unlock(&o->mu);
 
-    int64_t now = util_mono_us();
-    if (o->unroutable_told_at_us != 0 &&
-        now - o->unroutable_told_at_us < (int64_t)o->log_interval_ms * 1000)
+    if (!may_tell(o, &o->unroutable_told_at_us))
         return;
     if (o->told_unroutable)
         tell(o,
@@ -262,7 +276,6 @@ static void on_return(outbox *o, const mq_event *ev)
              "; run restspy federate; the records stay in the outbox and are retried",
              (unsigned)ev->reply_code, ev->reason ? ev->reason : "", rk);
     o->told_unroutable = true;
-    o->unroutable_told_at_us = now;
 }
 
 /* A publish made after the last return was confirmed: routing works. */
@@ -281,7 +294,6 @@ static void routed_again(outbox *o)
         tell(o, "publishes are routed again after %.1fs (%llu returned); sending the outbox",
              (double)(util_now_us() - since) / 1e6, (unsigned long long)returned);
     o->told_unroutable = false;
-    o->unroutable_told_at_us = 0;
 }
 
 /* Pops the contiguous confirmed prefix and tells the store. */
@@ -511,7 +523,7 @@ static void *outbox_main(void *arg)
         uint64_t half = backoff / 2;
         uint64_t delay = half + (half ? (uint64_t)rand_r(&o->rand_seed) % (half + 1) : 0);
         nap(o, delay);
-        backoff = backoff * 2 > o->retry_max_ms ? o->retry_max_ms : backoff * 2;
+        backoff = doubled(o, backoff);
     }
     pthread_mutex_lock(&o->mu);
     o->exited = true;

@@ -281,6 +281,12 @@ static void told_line(void *ud, const char *line)
     pthread_mutex_unlock(&t->mu);
 }
 
+static void print_told(const told *t)
+{
+    for (int i = 0; i < t->n && i < TOLD_MAX; i++)
+        print_message("told: %s\n", t->lines[i]);
+}
+
 static bool starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -478,8 +484,7 @@ static void broker_restart(void **state, bool hard)
     stop_timed(ob);
     /* Told (issue 9 item 6): connected, the outage once (the retries in it
      * say nothing within log_interval), and its end. */
-    for (int i = 0; i < t.n && i < TOLD_MAX; i++)
-        print_message("told: %s\n", t.lines[i]);
+    print_told(&t);
     assert_int_equal(t.n, 3);
     assert_string_equal(t.lines[0], "connected to the broker");
     assert_true(starts_with(t.lines[1], "broker connection lost: ") ||
@@ -611,8 +616,7 @@ static void test_unroutable_kept(void **state)
     assert_int_equal(st.confirmed, 30);
     assert_int_equal(st.reconnects, 0);
     stop_timed(ob);
-    for (int i = 0; i < t.n && i < TOLD_MAX; i++)
-        print_message("told: %s\n", t.lines[i]);
+    print_told(&t);
     /* Told once (the retries within log_interval say nothing), and the end. */
     assert_int_equal(t.n, 3);
     assert_string_equal(t.lines[0], "connected to the broker");
@@ -648,8 +652,7 @@ static void test_outage_told_rate_limited(void **state)
     close(fd);
     assert_false(st.connected);
     assert_true(st.down_since_us >= t0 && st.down_since_us <= util_now_us());
-    for (int i = 0; i < t.n && i < TOLD_MAX; i++)
-        print_message("told: %s\n", t.lines[i]);
+    print_told(&t);
     print_message("%llu failed attempts, %d lines\n", (unsigned long long)st.failed_attempts, t.n);
     /* ~1000 / (10..20 ms) attempts; lines at 0, 400 and 800 ms. */
     assert_true(st.failed_attempts >= 20);
