@@ -70,7 +70,7 @@ test: lint unit integration fuzz bench-smoke
 run: build
 	@PYTHON=$(PYTHON) scripts/demo
 
-# Two sites replicating through RabbitMQ federation (see docs/replication.md).
+# Two sites replicating through RabbitMQ queues and shovels (see docs/replication.md).
 run-sites: build
 	@PYTHON=$(PYTHON) scripts/demo-sites
 

@@ -110,7 +110,8 @@ def _start_two_rabbits(tmp):
         def go(tag=tag):
             try:
                 rmq, why = benchlib.start_rabbit(
-                    tmp, tag, plugins=("rabbitmq_management", "rabbitmq_federation"),
+                    tmp, tag, plugins=("rabbitmq_management", "rabbitmq_shovel",
+                                       "rabbitmq_shovel_management"),
                     advanced="{rabbit, [{collect_statistics_interval, 250}]}")
             except BaseException as e:  # die() is SystemExit
                 rmq, why = None, str(e)

@@ -135,12 +135,13 @@ static void append_replication(admin *a, buf *b)
                 ",\"replication\":{\"enabled\":%s,\"connected\":%s,\"published\":%llu,"
                 "\"confirmed\":%llu,\"reconnects\":%llu,\"nacks\":%llu,"
                 "\"last_confirmed_us\":%lld,\"down_since_us\":%lld,\"failed_attempts\":%llu,"
-                "\"last_error\":",
+                "\"returned\":%llu,\"unroutable_since_us\":%lld,\"last_error\":",
                 atomic_load(&g_flags.replicate) ? "true" : "false", os.connected ? "true" : "false",
                 (unsigned long long)os.published, (unsigned long long)os.confirmed,
                 (unsigned long long)os.reconnects, (unsigned long long)os.nacks,
                 (long long)os.last_confirmed_us, (long long)os.down_since_us,
-                (unsigned long long)os.failed_attempts);
+                (unsigned long long)os.failed_attempts, (unsigned long long)os.returned,
+                (long long)os.unroutable_since_us);
     if (os.last_error[0])
         buf_append_json_str(b, os.last_error, strlen(os.last_error));
     else
@@ -174,6 +175,15 @@ static int append_degraded(admin *a, buf *b)
                          (double)(util_now_us() - os.down_since_us) / 1e6, os.last_error);
             else
                 snprintf(why, sizeof why, "replication: connecting to the broker");
+            buf_append_json_str(b, why, strlen(why));
+            n++;
+        } else if (os.unroutable_since_us) {
+            char why[400];
+            snprintf(why, sizeof why,
+                     "replication: the broker returns publishes as unroutable for %.1fs (no "
+                     "queue bound to restspy.requests: run restspy federate); new records wait "
+                     "in the outbox",
+                     (double)(util_now_us() - os.unroutable_since_us) / 1e6);
             buf_append_json_str(b, why, strlen(why));
             n++;
         }

@@ -1,7 +1,9 @@
 /* cli_replication: `restspy replication status` and `restspy replication dead`.
  *
- * status only reads the store (opened read-only, so it runs next to the proxy
- * and the replicator that write the same file). dead talks to the broker: it
+ * status reads the store (opened read-only, so it runs next to the proxy
+ * and the replicator that write the same file) and, with --mgmt, what this
+ * site's broker holds for each peer (its queue restspy.out.<peer> and the
+ * shovel draining it, through the management API). dead talks to the broker: it
  * takes every message of restspy.dead.<node> with basic.get and no ack, lists
  * them, and gives each back (reject with requeue) unless it is being retried;
  * a retried message is republished to restspy.apply.<node> and acked out of
@@ -19,6 +21,7 @@
 #include "buf.h"
 #include "cliutil.h"
 #include "config.h"
+#include "mgmt.h"
 #include "mq.h"
 #include "repl_msg.h"
 #include "store.h"
@@ -62,9 +65,16 @@ static const char status_usage[] =
     "Shows the replication figures kept in the store: the outbox (requests\n"
     "waiting for the broker), the last publish the broker confirmed, and what\n"
     "this site's replicator applied, skipped as duplicates and dead-lettered.\n"
+    "With --mgmt, also what this site's broker holds for each peer: the writes\n"
+    "in its queue restspy.out.<peer> that the peer's broker does not have yet,\n"
+    "since when (the oldest one's time), and the state of the shovel moving\n"
+    "them (the management API's figures are a few seconds old).\n"
     "\n"
     "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
     "  --config FILE   config file whose store setting to use\n"
+    "  --mgmt URL      management API of this site's broker,\n"
+    "                  http://user:pass@host:15672 (as restspy federate)\n"
+    "  --vhost V       its virtual host (default /)\n"
     "  --json          one JSON object\n"
     "  -h, --help      show this help\n";
 
@@ -87,7 +97,224 @@ static void json_age(buf *b, const char *key, int64_t since_us, int64_t now)
         buf_append_str(b, "null");
 }
 
-static void print_status_json(const store_repl_stats *st, int64_t now)
+/* ---- status: what the broker holds for each peer (--mgmt) ---- */
+
+#define OUT_PREFIX "restspy.out."
+#define SHOVEL_PREFIX "restspy-to-"
+
+typedef struct peer_hold {
+    char *peer;        /* owned */
+    bool has_queue;    /* restspy.out.<peer> exists */
+    int64_t held;      /* messages in it (ready + unacked); -1 = not counted yet */
+    int64_t oldest_us; /* timestamp of its first message; 0 = none or unknown */
+    char *shovel;      /* restspy-to-<peer>'s state; NULL = no such shovel; owned */
+    char *reason;      /* why a shovel is not running, when told; owned */
+} peer_hold;
+
+typedef struct peer_holds {
+    peer_hold *v;
+    size_t n;
+    bool shovels_known; /* false: the shovel management plugin did not answer */
+} peer_holds;
+
+static void peers_free(peer_holds *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        free(h->v[i].peer);
+        free(h->v[i].shovel);
+        free(h->v[i].reason);
+    }
+    free(h->v);
+}
+
+/* The entry of peer (added when new). */
+static peer_hold *peer_entry(peer_holds *h, const char *peer)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->v[i].peer, peer) == 0)
+            return &h->v[i];
+    h->v = xrealloc(h->v, (h->n + 1) * sizeof *h->v);
+    peer_hold *e = &h->v[h->n++];
+    memset(e, 0, sizeof *e);
+    e->peer = xstrdup(peer);
+    e->held = -1;
+    return e;
+}
+
+/* A JSON integer field, or dflt when absent or not a number. */
+static int64_t json_i64(const json_t *o, const char *key, int64_t dflt)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? (int64_t)json_number_value(v) : dflt;
+}
+
+/* The out queues: their depth and the timestamp of their first message
+ * (the message's timestamp property, the write's time at its origin: the
+ * management API's head_message_timestamp, in seconds). */
+static int peers_queues(mgmt *g, peer_holds *h)
+{
+    char *path = mgmt_path(g, "queues", NULL);
+    buf b = BUF_INIT;
+    buf_appendf(&b, "%s?columns=name,messages,head_message_timestamp", path);
+    free(path);
+    json_t *list = NULL;
+    int rc = mgmt_get_json(g, b.data, false, &list);
+    buf_free(&b);
+    if (rc != 0)
+        return -1;
+    size_t i;
+    json_t *q;
+    json_array_foreach(list, i, q)
+    {
+        const char *name = json_string_value(json_object_get(q, "name"));
+        if (!name || strncmp(name, OUT_PREFIX, strlen(OUT_PREFIX)) != 0)
+            continue;
+        peer_hold *e = peer_entry(h, name + strlen(OUT_PREFIX));
+        e->has_queue = true;
+        e->held = json_i64(q, "messages", -1);
+        int64_t ts = json_i64(q, "head_message_timestamp", 0);
+        e->oldest_us = ts > 0 ? ts * 1000000 : 0;
+    }
+    json_decref(list);
+    return 0;
+}
+
+/* The shovels restspy-to-<peer> and their states (none known when the
+ * shovel management plugin is not there: 404). */
+static int peers_shovels(mgmt *g, peer_holds *h)
+{
+    char *path = mgmt_path(g, "shovels", NULL);
+    json_t *list = NULL;
+    int rc = mgmt_get_json(g, path, true, &list);
+    free(path);
+    if (rc < 0)
+        return -1;
+    h->shovels_known = rc == 0;
+    size_t i;
+    json_t *sh;
+    json_array_foreach(list, i, sh)
+    {
+        const char *name = json_string_value(json_object_get(sh, "name"));
+        const char *state = json_string_value(json_object_get(sh, "state"));
+        if (!name || strncmp(name, SHOVEL_PREFIX, strlen(SHOVEL_PREFIX)) != 0)
+            continue;
+        peer_hold *e = peer_entry(h, name + strlen(SHOVEL_PREFIX));
+        free(e->shovel);
+        e->shovel = xstrdup(state ? state : "unknown");
+        const char *why = json_string_value(json_object_get(sh, "reason"));
+        free(e->reason);
+        e->reason = why ? xstrdup(why) : NULL;
+    }
+    json_decref(list);
+    return 0;
+}
+
+static int peer_cmp(const void *a, const void *b)
+{
+    return strcmp(((const peer_hold *)a)->peer, ((const peer_hold *)b)->peer);
+}
+
+/* Fills h from the broker's management API. 0, 1 (the API failed) or 2 (a
+ * bad URL), told. */
+static int peers_collect(const char *cmd, const char *url, const char *vhost, peer_holds *h)
+{
+    mgmt g;
+    int rc = 2;
+    if (mgmt_init(&g, cmd, url, vhost) == 0 && mgmt_connect(&g) == 0)
+        rc = peers_queues(&g, h) == 0 && peers_shovels(&g, h) == 0 ? 0 : 1;
+    mgmt_free(&g);
+    if (h->n > 1)
+        qsort(h->v, h->n, sizeof *h->v, peer_cmp);
+    return rc;
+}
+
+/* "running", "starting", "terminated (reason)", "none" or "unknown". */
+static void shovel_state(const peer_holds *h, const peer_hold *e, buf *out)
+{
+    if (!h->shovels_known) {
+        buf_append_str(out, "unknown (shovel management plugin not enabled)");
+        return;
+    }
+    if (!e->shovel) {
+        buf_append_str(out, "none (run restspy federate)");
+        return;
+    }
+    append_safe(out, e->shovel);
+    if (e->reason && strcmp(e->shovel, "running") != 0) {
+        buf_append_str(out, " (");
+        append_safe(out, e->reason);
+        buf_append_char(out, ')');
+    }
+}
+
+static void peers_print_text(const peer_holds *h, int64_t now)
+{
+    if (h->n == 0) {
+        printf("peers                none (no " OUT_PREFIX "<peer> queue: run restspy federate)\n");
+        return;
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        const peer_hold *e = &h->v[i];
+        buf line = BUF_INIT;
+        buf_append_str(&line, "peer ");
+        append_safe(&line, e->peer);
+        while (line.len < 21)
+            buf_append_char(&line, ' ');
+        if (!e->has_queue)
+            buf_append_str(&line, "held -, no queue " OUT_PREFIX "<peer> (run restspy federate)");
+        else if (e->held < 0)
+            buf_append_str(&line, "held - (not counted yet)");
+        else
+            buf_appendf(&line, "held %lld", (long long)e->held);
+        if (e->held > 0 && e->oldest_us) {
+            char a[32];
+            fmt_age(now - e->oldest_us, a, sizeof a);
+            buf_appendf(&line, ", oldest %s", a);
+        }
+        buf_append_str(&line, ", shovel ");
+        shovel_state(h, e, &line);
+        puts(line.data);
+        buf_free(&line);
+    }
+}
+
+/* ,"peers":[{...}, ...] */
+static void peers_append_json(buf *b, const peer_holds *h, int64_t now)
+{
+    buf_append_str(b, ",\"peers\":[");
+    for (size_t i = 0; i < h->n; i++) {
+        const peer_hold *e = &h->v[i];
+        if (i)
+            buf_append_char(b, ',');
+        buf_append_str(b, "{\"peer\":");
+        buf_append_json_str(b, e->peer, strlen(e->peer));
+        buf_append_str(b, ",\"held\":");
+        if (e->has_queue && e->held >= 0)
+            buf_append_i64(b, e->held);
+        else
+            buf_append_str(b, "null");
+        bool oldest = e->held > 0 && e->oldest_us;
+        json_time(b, "oldest_us", oldest ? e->oldest_us : 0);
+        json_age(b, "oldest_age_s", oldest ? e->oldest_us : 0, now);
+        buf_append_str(b, ",\"queue\":");
+        buf_append_str(b, e->has_queue ? "true" : "false");
+        buf_append_str(b, ",\"shovel\":");
+        if (h->shovels_known && e->shovel)
+            buf_append_json_str(b, e->shovel, strlen(e->shovel));
+        else
+            buf_append_str(b, "null");
+        buf_append_str(b, ",\"shovel_reason\":");
+        if (e->reason)
+            buf_append_json_str(b, e->reason, strlen(e->reason));
+        else
+            buf_append_str(b, "null");
+        buf_append_char(b, '}');
+    }
+    buf_append_char(b, ']');
+}
+
+/* peers: NULL without --mgmt. */
+static void print_status_json(const store_repl_stats *st, const peer_holds *peers, int64_t now)
 {
     buf b = BUF_INIT;
     buf_appendf(&b, "{\"outbox_depth\":%lld", (long long)st->outbox_depth);
@@ -107,6 +334,8 @@ static void print_status_json(const store_repl_stats *st, int64_t now)
     json_age(&b, "replicator_lag_s", st->last_applied_msg_us, now);
     json_time(&b, "last_applied_us", st->last_applied_us);
     json_time(&b, "last_applied_msg_us", st->last_applied_msg_us);
+    if (peers)
+        peers_append_json(&b, peers, now);
     buf_append_char(&b, '}');
     puts(b.data);
     buf_free(&b);
@@ -162,18 +391,25 @@ static int cmd_status(int argc, char **argv, char *const *envp)
 {
     static const char cmd[] = "replication status";
     cliutil_read_opts ro = {0};
+    const char *mgmt_url = NULL, *vhost = "/";
     for (int i = 1; i < argc; i++) {
         int m;
         if (cliutil_is_help(argv[i])) {
             fputs(status_usage, stdout);
             return 0;
         }
-        if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro))) {
+        if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--mgmt", &mgmt_url)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--vhost", &vhost))) {
             if (m < 0)
                 return 2;
             continue;
         }
         return cliutil_bad_arg(cmd, argv[i]);
+    }
+    if (!*vhost) {
+        cliutil_errorf(cmd, "bad value for --vhost: empty");
+        return 2;
     }
 
     store *s = NULL;
@@ -188,11 +424,20 @@ static int cmd_status(int argc, char **argv, char *const *envp)
         cliutil_errorf(cmd, "%s", err);
         return 1;
     }
+    peer_holds peers = {0};
+    if (mgmt_url && (rc = peers_collect(cmd, mgmt_url, vhost, &peers)) != 0) {
+        peers_free(&peers);
+        return rc;
+    }
     int64_t now = util_now_us();
-    if (ro.json)
-        print_status_json(&st, now);
-    else
+    if (ro.json) {
+        print_status_json(&st, mgmt_url ? &peers : NULL, now);
+    } else {
         print_status_text(&st, now);
+        if (mgmt_url)
+            peers_print_text(&peers, now);
+    }
+    peers_free(&peers);
     return cliutil_flush_stdout(cmd);
 }
 

@@ -1,14 +1,36 @@
 /* federate: `restspy federate`, a site's broker set up for replication
  * through the RabbitMQ management HTTP API (or printed as commands).
  *
+ * What it sets up (docs/replication.md, "Topology"): this node's exchanges,
+ * queues and bindings as mq_declare_topology declares them; for each peer a
+ * durable queue restspy.out.<peer> bound to restspy.requests with "#" (it
+ * holds every write made here until that peer's broker has it) and a
+ * dynamic shovel restspy-to-<peer> that moves it to the peer's
+ * restspy.inbound, acking here only once the peer's broker confirmed
+ * (ack-mode on-confirm). Queues and shovels belong to restspy, not to a
+ * link's lifecycle: a graceful stop, a restart or an upgrade of either
+ * broker leaves them, and with them every message not yet delivered.
+ *
+ * Before a shovel may deliver, the peer's broker needs restspy.apply.<peer>
+ * bound to restspy.inbound (a shovel does not publish as mandatory: an
+ * exchange with no queue would drop what it brings). So each peer's broker
+ * is looked at over AMQP with the peer's URL, and its topology is declared
+ * there, as the peer's own restspy would, when that queue is missing.
+ *
+ * Sites set up by the restspy of before (exchange federation: an upstream
+ * per peer and the policy restspy-inbound) are moved over in place: an old
+ * upstream is removed once its peer holds this site's writes in its own
+ * restspy.out.<this node> (it ran this version of federate), so that nothing
+ * arrives twice for longer than the move and nothing is dropped meanwhile;
+ * the policy goes with the last of them.
+ *
  * Every step is idempotent, so the command can be re-run at any time (after
- * adding a peer, after a broker was rebuilt): exchanges and queues are
- * declared with PUT (RabbitMQ answers 204 when an equivalent one exists and
- * 400 "inequivalent arg" when it differs, which is reported as is),
- * bindings are looked up before they are created, and upstreams and the
- * policy are PUT by name. The declarations are the ones mq_declare_topology
- * makes over AMQP: both must stay identical, or the later declaration fails
- * with PRECONDITION_FAILED. */
+ * adding a peer, after a broker was rebuilt, on a live site): exchanges,
+ * queues and shovels are PUT (RabbitMQ answers 204 when an equivalent one
+ * exists and 400 "inequivalent arg" when it differs, which is reported as
+ * is; an unchanged shovel keeps running), bindings are looked up before they
+ * are created. The declarations must stay identical to mq_declare_topology's,
+ * or the later declaration fails with PRECONDITION_FAILED. */
 #include "federate.h"
 
 #include <jansson.h>
@@ -20,29 +42,37 @@
 #include "buf.h"
 #include "cliutil.h"
 #include "config.h"
-#include "httpc.h"
+#include "mgmt.h"
 #include "mq.h"
-#include "record.h"
 #include "util.h"
 
 #define CMD "federate"
-#define API_TIMEOUT_MS 15000
-#define POLICY_NAME "restspy-inbound"
-#define POLICY_PATTERN "^restspy\\.inbound$"
-#define EXCERPT_MAX 300
+#define OLD_POLICY "restspy-inbound" /* restspy's federation policy (before issue 10) */
+#define SHOVEL_PREFIX "restspy-to-"
+#define OUT_PREFIX "restspy.out."
+#define SHOVEL_RECONNECT_S 5
+#define PEER_HEARTBEAT_S 10
 
 static const char usage_text[] =
     "usage: restspy federate --mgmt URL --peer NAME=AMQP_URL [--peer ...] [options]\n"
     "\n"
     "Sets up this site's RabbitMQ broker for replication through its management\n"
-    "HTTP API, idempotently (safe to run again, e.g. after adding a peer):\n"
+    "HTTP API, idempotently (safe to run again at any time, e.g. after adding a\n"
+    "peer, on a live site):\n"
     "  - topic exchanges restspy.requests, restspy.inbound and restspy.dead;\n"
     "  - queue restspy.apply.<node> bound to restspy.inbound with '#', dead-lettering\n"
     "    to restspy.dead, and queue restspy.dead.<node> bound to restspy.dead;\n"
-    "  - one federation upstream per peer (the peer's restspy.requests, ack-mode\n"
-    "    on-confirm) and the policy restspy-inbound federating restspy.inbound\n"
-    "    from all upstreams of the vhost.\n"
-    "Needs the rabbitmq_management and rabbitmq_federation plugins.\n"
+    "  - per peer: queue restspy.out.<peer> bound to restspy.requests with '#' (it\n"
+    "    holds this site's writes until the peer's broker has them) and the shovel\n"
+    "    restspy-to-<peer> moving it to the peer's restspy.inbound (ack-mode\n"
+    "    on-confirm). A peer's broker without restspy.apply.<peer> gets its\n"
+    "    topology declared there (over AMQP, with the peer's URL);\n"
+    "  - the federation upstreams and policy of an older restspy are removed once\n"
+    "    each peer holds this site's writes (run federate on every site, then\n"
+    "    once more where it says so).\n"
+    "A peer added later gets the writes made after this run, not older ones.\n"
+    "Needs the rabbitmq_management, rabbitmq_shovel and rabbitmq_shovel_management\n"
+    "plugins.\n"
     "\n"
     "  --mgmt URL           management API of this site's broker,\n"
     "                       http://user:pass@host:15672 (required)\n"
@@ -50,11 +80,12 @@ static const char usage_text[] =
     "  --peer NAME=URL      a peer site: its node name and the AMQP URL at which\n"
     "                       this broker reaches the peer's broker,\n"
     "                       amqp://user:pass@host:5672 (repeat for each peer)\n"
-    "  --queue-type T       classic (default) or quorum, for restspy.apply.<node>\n"
-    "  --vhost V            virtual host (default /)\n"
+    "  --queue-type T       classic (default) or quorum, for this node's queues\n"
+    "  --vhost V            this broker's virtual host (default /); a peer's is\n"
+    "                       the one in its URL\n"
     "  --config FILE        config file whose node and queue_type settings to use\n"
     "  --print              print the equivalent commands (curl calls to the\n"
-    "                       management API, rabbitmqctl set_parameter/set_policy)\n"
+    "                       management API, rabbitmqctl set_parameter shovel)\n"
     "                       instead of running them\n"
     "  -h, --help           show this help\n"
     "\n"
@@ -66,206 +97,29 @@ typedef struct peer {
     char *uri;  /* owned */
 } peer;
 
+/* One declaration, in the order they are made: a PUT of an exchange or a
+ * queue, or a binding (looked up first, then POSTed). */
+typedef struct step {
+    char *path;      /* PUT: the object; binding: .../bindings/<vh>/e/<ex>/q/<q>; owned */
+    char *body;      /* owned */
+    char *what;      /* for the output; owned */
+    const char *key; /* binding key; NULL for a PUT */
+} step;
+
 typedef struct fed {
-    char *base;     /* scheme://host:port (no credentials); owned */
-    char *user;     /* decoded; NULL when the URL has none; owned */
-    char *pass;     /* decoded; owned */
-    char *auth_url; /* scheme://user:pass@host:port for httpc; owned */
-    char *prefix;   /* path prefix before /api ("" or "/rabbitmq"); owned */
+    mgmt g;
     const char *node;
     int queue_type;
-    const char *vhost;
-    char *vh; /* vhost percent-encoded for paths; owned */
     peer *peers;
     size_t npeers;
     bool print;
-    httpc *http;
+    step *steps;
+    size_t nsteps;
 } fed;
 
-/* ---- text helpers ---- */
-
-/* Percent-encodes everything but RFC 3986 unreserved characters: a vhost or
- * an object name becomes one path segment ("/" -> "%2F"). */
-static void append_pct(buf *b, const char *s)
+static const char *qtype_name(int t)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            buf_append_char(b, (char)c);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(b, e, 3);
-        }
-    }
-}
-
-/* Percent-decodes s[0..n) (user and password of a URL). Caller frees. */
-static char *pct_decode(const char *s, size_t n)
-{
-    buf b = BUF_INIT;
-    buf_append_pct_decoded(&b, s, n, 0);
-    buf_append_str(&b, ""); /* an empty input still yields a string */
-    return buf_detach(&b);
-}
-
-/* Appends s quoted for a POSIX shell: '...' with each ' as '\''. */
-static void append_sq(buf *b, const char *s)
-{
-    buf_append_char(b, '\'');
-    for (; *s; s++) {
-        if (*s == '\'')
-            buf_append_str(b, "'\\''");
-        else
-            buf_append_char(b, *s);
-    }
-    buf_append_char(b, '\'');
-}
-
-/* A URL for display: the password (between ':' and '@' of the userinfo)
- * replaced by "***". Caller frees. */
-static char *mask_url(const char *url)
-{
-    const char *auth = strstr(url, "://");
-    if (!auth)
-        return xstrdup(url);
-    auth += 3;
-    size_t hostlen = strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < hostlen; i++)
-        if (auth[i] == '@')
-            at = auth + i; /* the last '@' ends the userinfo */
-    if (!at)
-        return xstrdup(url);
-    const char *colon = memchr(auth, ':', (size_t)(at - auth));
-    if (!colon)
-        return xstrdup(url);
-    buf b = BUF_INIT;
-    buf_append(&b, url, (size_t)(colon + 1 - url));
-    buf_append_str(&b, "***");
-    buf_append_str(&b, at);
-    return buf_detach(&b);
-}
-
-/* The part of an answer body worth showing on one line: the "reason" of
- * RabbitMQ's JSON errors (whose HTML escapes are undone), else the start of
- * the body; control bytes become spaces. Caller frees. */
-static char *body_excerpt(const buf *body)
-{
-    const char *s = body->data ? body->data : "";
-    size_t n = body->len;
-    char *reason = NULL;
-    json_t *j = n ? json_loadb(s, n, 0, NULL) : NULL;
-    if (json_is_object(j)) {
-        const char *r = json_string_value(json_object_get(j, "reason"));
-        const char *e = json_string_value(json_object_get(j, "error"));
-        if (r || e)
-            reason = xstrdup(r ? r : e);
-    }
-    json_decref(j);
-    if (reason) {
-        s = reason;
-        n = strlen(reason);
-    }
-    static const struct {
-        const char *from;
-        char to;
-    } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&#39;", '\''}, {"&amp;", '&'}};
-    buf b = BUF_INIT;
-    bool space = false;
-    for (size_t i = 0; i < n && b.len < EXCERPT_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (reason && c == '&') {
-            size_t k;
-            for (k = 0; k < sizeof ents / sizeof ents[0]; k++) {
-                size_t el = strlen(ents[k].from);
-                if (n - i >= el && memcmp(s + i, ents[k].from, el) == 0) {
-                    buf_append_char(&b, ents[k].to);
-                    i += el - 1;
-                    break;
-                }
-            }
-            if (k < sizeof ents / sizeof ents[0]) {
-                space = false;
-                continue;
-            }
-        }
-        if (c < 0x20 || c == 0x7f) {
-            /* Runs of newlines and tabs collapse into one space. */
-            if (!space && b.len)
-                buf_append_char(&b, ' ');
-            space = true;
-            continue;
-        }
-        space = false;
-        buf_append_char(&b, (char)c);
-    }
-    while (b.len && b.data[b.len - 1] == ' ')
-        b.data[--b.len] = '\0';
-    if (b.len >= EXCERPT_MAX)
-        buf_append_str(&b, "...");
-    free(reason);
-    buf_append_str(&b, "");
-    return buf_detach(&b);
-}
-
-/* ---- the management URL ---- */
-
-/* Splits http://[user:pass@]host:port[/prefix] into f's fields. 0 or -1
- * (reported). */
-static int parse_mgmt(fed *f, const char *url)
-{
-    const char *p;
-    if (strncmp(url, "http://", 7) == 0) {
-        p = url + 7;
-    } else if (strncmp(url, "https://", 8) == 0) {
-        cliutil_errorf(CMD,
-                       "bad value for --mgmt: https is not supported; use the plain http listener "
-                       "(e.g. http://user:pass@host:15672)");
-        return -1;
-    } else {
-        cliutil_errorf(CMD, "bad value for --mgmt: '%s' (expected http://user:pass@host:15672)",
-                       url);
-        return -1;
-    }
-    size_t authlen = strcspn(p, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < authlen; i++)
-        if (p[i] == '@')
-            at = p + i;
-    const char *host = at ? at + 1 : p;
-    size_t hostlen = authlen - (size_t)(host - p);
-    if (hostlen == 0) {
-        cliutil_errorf(CMD, "bad value for --mgmt: '%s' has no host", url);
-        return -1;
-    }
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *uend = colon ? colon : at;
-        f->user = pct_decode(p, (size_t)(uend - p));
-        f->pass = colon ? pct_decode(colon + 1, (size_t)(at - colon - 1)) : xstrdup("");
-    }
-    buf b = BUF_INIT;
-    buf_append_str(&b, "http://");
-    buf_append(&b, host, hostlen);
-    f->base = buf_detach(&b);
-    buf_append_str(&b, "http://");
-    buf_append(&b, p, authlen);
-    f->auth_url = buf_detach(&b);
-
-    /* A path is a prefix (the API behind a reverse proxy); a trailing
-     * "/api" or "/" is dropped so that ".../api/" works too. */
-    const char *path = p + authlen;
-    size_t plen = strcspn(path, "?#");
-    while (plen && path[plen - 1] == '/')
-        plen--;
-    if (plen >= 4 && memcmp(path + plen - 4, "/api", 4) == 0)
-        plen -= 4;
-    while (plen && path[plen - 1] == '/')
-        plen--;
-    f->prefix = xstrndup(path, plen);
-    return 0;
+    return t == QUEUE_QUORUM ? "quorum" : "classic";
 }
 
 /* Node names: letters, digits, '-' and '_' (as the node setting). */
@@ -307,7 +161,7 @@ static int add_peer(fed *f, const char *arg)
         return -1;
     }
     /* "amqp://host:5672/" names the empty vhost in the AMQP URI spec, and the
-     * federation plugin follows it (the link then fails with a bare
+     * shovel plugin follows it (the shovel then fails with a bare
      * "not_allowed"), while restspy's own --amqp reads it as the default
      * vhost. The trailing '/' is dropped so that one URL means the same
      * thing everywhere. */
@@ -336,28 +190,16 @@ static void fed_free(fed *f)
         free(f->peers[i].uri);
     }
     free(f->peers);
-    free(f->base);
-    free(f->user);
-    free(f->pass);
-    free(f->auth_url);
-    free(f->prefix);
-    free(f->vh);
-    httpc_free(f->http);
+    for (size_t i = 0; i < f->nsteps; i++) {
+        free(f->steps[i].path);
+        free(f->steps[i].body);
+        free(f->steps[i].what);
+    }
+    free(f->steps);
+    mgmt_free(&f->g);
 }
 
 /* ---- the declarations ---- */
-
-/* "/api/<kind>/<vhost>/<name>" under f's prefix. Caller frees. */
-static char *api_path(const fed *f, const char *kind, const char *name)
-{
-    buf b = BUF_INIT;
-    buf_appendf(&b, "%s/api/%s/%s", f->prefix, kind, f->vh);
-    if (name) {
-        buf_append_char(&b, '/');
-        append_pct(&b, name);
-    }
-    return buf_detach(&b);
-}
 
 /* Compact JSON of j (consumed). Caller frees. */
 static char *dump(json_t *j)
@@ -379,18 +221,21 @@ static char *exchange_body(void)
  * go to restspy.dead with this node as routing key, into restspy.dead.<node>. */
 static char *apply_queue_body(const fed *f)
 {
-    return dump(json_pack(
-        "{s:b, s:b, s:{s:s, s:s, s:s}}", "durable", 1, "auto_delete", 0, "arguments",
-        "x-queue-type", f->queue_type == QUEUE_QUORUM ? "quorum" : "classic",
-        "x-dead-letter-exchange", MQ_EXCHANGE_DEAD, "x-dead-letter-routing-key", f->node));
+    return dump(json_pack("{s:b, s:b, s:{s:s, s:s, s:s}}", "durable", 1, "auto_delete", 0,
+                          "arguments", "x-queue-type", qtype_name(f->queue_type),
+                          "x-dead-letter-exchange", MQ_EXCHANGE_DEAD, "x-dead-letter-routing-key",
+                          f->node));
 }
 
-/* Same type as the apply queue (as mq_declare_topology): dead letters
- * deserve the durability that quorum was chosen for. */
-static char *dead_queue_body(const fed *f)
+/* The dead queue and the out queues: the apply queue's type (as
+ * mq_declare_topology): messages waiting for a peer or a person deserve the
+ * durability that quorum was chosen for. No dead-lettering on the out
+ * queues: nothing rejects there, the shovel requeues what it could not
+ * deliver. */
+static char *plain_queue_body(const fed *f)
 {
     return dump(json_pack("{s:b, s:b, s:{s:s}}", "durable", 1, "auto_delete", 0, "arguments",
-                          "x-queue-type", f->queue_type == QUEUE_QUORUM ? "quorum" : "classic"));
+                          "x-queue-type", qtype_name(f->queue_type)));
 }
 
 static char *binding_body(const char *key)
@@ -398,268 +243,322 @@ static char *binding_body(const char *key)
     return dump(json_pack("{s:s, s:{}}", "routing_key", key, "arguments"));
 }
 
-/* The upstream's value: the peer's restspy.requests (never its inbound
- * exchange, so nothing is forwarded twice and no mesh can loop), acked to
- * the peer only once this broker has confirmed it (no loss on a crash
- * between the two), max-hops 1 (the default, spelled out: a message crosses
- * one link at most). trust-user-id off: the peer cannot vouch for users. */
-static json_t *upstream_value(const peer *p)
+static void add_put(fed *f, const char *kind, const char *name, char *body, const char *label)
 {
-    return json_pack("{s:s, s:s, s:s, s:i, s:b}", "uri", p->uri, "exchange", MQ_EXCHANGE_REQUESTS,
-                     "ack-mode", "on-confirm", "max-hops", 1, "trust-user-id", 0);
+    f->steps = xrealloc(f->steps, (f->nsteps + 1) * sizeof *f->steps);
+    step *s = &f->steps[f->nsteps++];
+    s->path = mgmt_path(&f->g, kind, name);
+    s->body = body;
+    buf w = BUF_INIT;
+    buf_appendf(&w, "%s %s", label, name);
+    s->what = buf_detach(&w);
+    s->key = NULL;
 }
 
-static json_t *policy_definition(void)
+static void add_binding(fed *f, const char *ex, const char *queue, const char *key)
 {
-    return json_pack("{s:s}", "federation-upstream-set", "all");
+    f->steps = xrealloc(f->steps, (f->nsteps + 1) * sizeof *f->steps);
+    step *s = &f->steps[f->nsteps++];
+    buf b = BUF_INIT;
+    buf_appendf(&b, "%s/api/bindings/%s/e/", f->g.prefix, f->g.vh);
+    mgmt_append_pct(&b, ex);
+    buf_append_str(&b, "/q/");
+    mgmt_append_pct(&b, queue);
+    s->path = buf_detach(&b);
+    s->body = binding_body(key);
+    buf_appendf(&b, "binding %s -> %s (%s)", ex, queue, key);
+    s->what = buf_detach(&b);
+    s->key = key;
+}
+
+/* The steps in the order mq_declare_topology makes them, restspy.inbound
+ * last and bound at once (peers' shovels publish into it), then the out
+ * queues and their bindings. */
+static void plan(fed *f, const char *apply_q, const char *dead_q)
+{
+    add_put(f, "exchanges", MQ_EXCHANGE_REQUESTS, exchange_body(), "exchange");
+    add_put(f, "exchanges", MQ_EXCHANGE_DEAD, exchange_body(), "exchange");
+    add_put(f, "queues", apply_q, apply_queue_body(f), "queue");
+    add_put(f, "queues", dead_q, plain_queue_body(f), "queue");
+    add_binding(f, MQ_EXCHANGE_DEAD, dead_q, f->node);
+    add_put(f, "exchanges", MQ_EXCHANGE_INBOUND, exchange_body(), "exchange");
+    add_binding(f, MQ_EXCHANGE_INBOUND, apply_q, "#");
+    for (size_t i = 0; i < f->npeers; i++) {
+        char q[128];
+        snprintf(q, sizeof q, OUT_PREFIX "%s", f->peers[i].name);
+        add_put(f, "queues", q, plain_queue_body(f), "queue");
+        add_binding(f, MQ_EXCHANGE_REQUESTS, q, "#");
+    }
+}
+
+/* The shovel's source: this broker, by a direct (in-node) connection to the
+ * vhost. Caller frees. */
+static char *local_uri(const fed *f)
+{
+    if (strcmp(f->g.vhost, "/") == 0)
+        return xstrdup("amqp://");
+    buf b = BUF_INIT;
+    buf_append_str(&b, "amqp:///");
+    mgmt_append_pct(&b, f->g.vhost);
+    return buf_detach(&b);
+}
+
+/* The shovel of peer p: restspy.out.<peer> here to the peer's
+ * restspy.inbound, routing key and properties unchanged (no forward
+ * headers: the protocol's headers only), acked here once the peer's broker
+ * confirmed, never deleted, reconnecting by itself. */
+static json_t *shovel_value(const fed *f, const peer *p)
+{
+    char q[128];
+    snprintf(q, sizeof q, OUT_PREFIX "%s", p->name);
+    char *src = local_uri(f);
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:b}", "src-protocol",
+                          "amqp091", "src-uri", src, "src-queue", q, "src-delete-after", "never",
+                          "dest-protocol", "amqp091", "dest-uri", p->uri, "dest-exchange",
+                          MQ_EXCHANGE_INBOUND, "ack-mode", "on-confirm", "reconnect-delay",
+                          SHOVEL_RECONNECT_S, "dest-add-forward-headers", 0);
+    free(src);
+    return v;
+}
+
+/* ---- the peers' brokers (API mode only) ---- */
+
+/* Whether queue exists on the peer's broker: 1, 0, -1 with err. One
+ * connection per question: a "no" closes the channel. */
+static int peer_has(const char *url, const char *queue, char *err, size_t errlen)
+{
+    mq *m = mq_connect(url, PEER_HEARTBEAT_S, "restspy federate", err, errlen);
+    if (!m)
+        return -1;
+    int rc = mq_queue_exists(m, queue, err, errlen);
+    mq_close(m);
+    return rc;
+}
+
+/* Makes sure the peer's broker has somewhere to put what the shovel brings
+ * (see the top of the file), and tells whether it holds this site's writes
+ * already (*holds_ours: its restspy.out.<node> exists). 0, or -1 when the
+ * peer could not be looked at (the reason in err). */
+static int peer_prepare(const fed *f, const peer *p, bool *holds_ours, char *err, size_t errlen)
+{
+    *holds_ours = false;
+    if (strncmp(p->uri, "amqps://", 8) == 0) {
+        snprintf(err, errlen, "amqps:// is not supported by restspy's own client");
+        return -1;
+    }
+    /* The URL the shovel uses: the same broker and vhost. */
+    const char *url = p->uri;
+    char apply_q[128], ours[128];
+    snprintf(apply_q, sizeof apply_q, "restspy.apply.%s", p->name);
+    snprintf(ours, sizeof ours, OUT_PREFIX "%s", f->node);
+    int rc = -1;
+    int has = peer_has(url, apply_q, err, errlen);
+    if (has == 0) {
+        mq *m = mq_connect(url, PEER_HEARTBEAT_S, "restspy federate", err, errlen);
+        if (m && mq_declare_topology(m, p->name, f->queue_type, err, errlen) == 0) {
+            printf("peer %s: declared %s on its broker (%s, bound to %s)\n", p->name, apply_q,
+                   qtype_name(f->queue_type), MQ_EXCHANGE_INBOUND);
+            has = 1;
+        }
+        mq_close(m);
+    } else if (has == 1) {
+        printf("peer %s: %s is there\n", p->name, apply_q);
+    }
+    if (has == 1) {
+        int h = peer_has(url, ours, err, errlen);
+        if (h >= 0) {
+            *holds_ours = h == 1;
+            rc = 0;
+        }
+    }
+    return rc;
 }
 
 /* ---- running them ---- */
 
-typedef struct call {
-    const char *method;
-    char *path; /* owned */
-    char *body; /* owned; NULL = none */
-    char *what; /* "exchange restspy.requests" for the output; owned */
-} call;
-
-static void call_free(call *c)
+/* A binding is created unless one with that key exists (RabbitMQ treats a
+ * repeated binding as the same one, but looking first keeps the output
+ * truthful and never relies on it). */
+static int ensure_binding(fed *f, const step *s)
 {
-    free(c->path);
-    free(c->body);
-    free(c->what);
-}
-
-/* Sends one request; 2xx: 0 (and *out filled when out is given, else
- * freed). Anything else: reported as one line, -1. */
-static int api_send(fed *f, const char *method, const char *path, const char *body,
-                    httpc_response *out)
-{
-    record_headers h = {0};
-    static const char ct[] = "Content-Type", json_ct[] = "application/json";
-    static const char acc[] = "Accept";
-    if (body)
-        record_headers_add(&h, ct, sizeof ct - 1, json_ct, sizeof json_ct - 1);
-    record_headers_add(&h, acc, sizeof acc - 1, json_ct, sizeof json_ct - 1);
-    httpc_response r = {0};
-    char err[256];
-    int rc = httpc_request(f->http, method, path, &h, body, body ? strlen(body) : 0, &r, err,
-                           sizeof err);
-    record_headers_free(&h);
-    if (rc != 0) {
-        cliutil_errorf(CMD, "%s %s%s: %s", method, f->base, path, err);
-        httpc_response_free(&r);
+    json_t *list = NULL;
+    if (mgmt_get_json(&f->g, s->path, false, &list) != 0)
         return -1;
-    }
-    if (r.status / 100 != 2) {
-        char *ex = body_excerpt(&r.body);
-        const char *hint = "";
-        if (r.status == 401)
-            hint = " (check the user and password in --mgmt)";
-        else if (strstr(ex, "component federation-upstream not found"))
-            hint = " (enable the plugin: rabbitmq-plugins enable rabbitmq_federation "
-                   "rabbitmq_federation_management)";
-        else if (r.status == 404 && strstr(path, "/api/vhosts/"))
-            hint = " (no such vhost: create it or give --vhost)";
-        else if (strstr(ex, "inequivalent arg"))
-            hint = " (it was declared differently before: delete it or keep its settings)";
-        cliutil_errorf(CMD, "%s %s: %d %s%s", method, path, r.status, *ex ? ex : "(empty answer)",
-                       hint);
-        free(ex);
-        httpc_response_free(&r);
-        return -1;
-    }
-    if (out)
-        *out = r;
-    else
-        httpc_response_free(&r);
-    return 0;
-}
-
-/* A binding from exchange ex to queue q with key is created unless one with
- * that key exists (RabbitMQ treats a repeated binding as the same one, but
- * looking first keeps the output truthful and never relies on it). */
-static int ensure_binding(fed *f, const char *ex, const char *q, const char *key)
-{
-    buf b = BUF_INIT;
-    buf_appendf(&b, "%s/api/bindings/%s/e/", f->prefix, f->vh);
-    append_pct(&b, ex);
-    buf_append_str(&b, "/q/");
-    append_pct(&b, q);
-    char *path = buf_detach(&b);
-    httpc_response r = {0};
-    if (api_send(f, "GET", path, NULL, &r) != 0) {
-        free(path);
-        return -1;
-    }
-    json_t *list = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-    httpc_response_free(&r);
-    bool present = false;
     if (!json_is_array(list)) {
-        cliutil_errorf(CMD, "GET %s: the answer is not a JSON list", path);
+        cliutil_errorf(CMD, "GET %s: the answer is not a JSON list", s->path);
         json_decref(list);
-        free(path);
         return -1;
     }
+    bool present = false;
     size_t i;
     json_t *it;
     json_array_foreach(list, i, it)
     {
         const char *k = json_string_value(json_object_get(it, "routing_key"));
-        if (k && strcmp(k, key) == 0)
+        if (k && strcmp(k, s->key) == 0)
             present = true;
     }
     json_decref(list);
-    int rc = 0;
     if (present) {
-        printf("binding %s -> %s (%s): already there\n", ex, q, key);
-    } else {
-        char *body = binding_body(key);
-        rc = api_send(f, "POST", path, body, NULL);
-        free(body);
-        if (rc == 0)
-            printf("binding %s -> %s (%s): created\n", ex, q, key);
+        printf("%s: already there\n", s->what);
+        return 0;
     }
-    free(path);
-    return rc;
+    if (mgmt_send(&f->g, "POST", s->path, s->body, false, NULL) != 0)
+        return -1;
+    printf("%s: created\n", s->what);
+    return 0;
 }
 
-static int run_api(fed *f, const call *ex, size_t nex, const call *qs, size_t nq,
-                   const char *apply_q, const char *dead_q)
+static int put_shovel(fed *f, const peer *p)
 {
-    char err[256];
-    f->http = httpc_new(f->auth_url, API_TIMEOUT_MS, err, sizeof err);
-    if (!f->http) {
-        cliutil_errorf(CMD, "bad value for --mgmt: %s", err);
-        return 2;
+    char name[128];
+    snprintf(name, sizeof name, SHOVEL_PREFIX "%s", p->name);
+    char *path = mgmt_path(&f->g, "parameters/shovel", name);
+    char *body = dump(json_pack("{s:s, s:s, s:s, s:o}", "vhost", f->g.vhost, "component", "shovel",
+                                "name", name, "value", shovel_value(f, p)));
+    int rc = mgmt_send(&f->g, "PUT", path, body, false, NULL);
+    free(path);
+    free(body);
+    if (rc != 0)
+        return -1;
+    char *shown = mgmt_mask_url(p->uri);
+    printf("shovel %s: " OUT_PREFIX "%s -> %s %s (ack-mode on-confirm)\n", name, p->name, shown,
+           MQ_EXCHANGE_INBOUND);
+    free(shown);
+    return 0;
+}
+
+/* Removes the federation of an older restspy (see the top of the file):
+ * each upstream on restspy.requests whose peer holds our writes already,
+ * then the policy once none is left. 0 or -1 (told). */
+static int retire_federation(fed *f, const bool *holds_ours)
+{
+    char *path = mgmt_path(&f->g, "parameters/federation-upstream", NULL);
+    json_t *list = NULL;
+    int rc = mgmt_get_json(&f->g, path, true, &list);
+    free(path);
+    if (rc < 0)
+        return -1;
+    size_t kept = 0, i;
+    json_t *it;
+    json_array_foreach(list, i, it) /* a NULL or non-array list: no iteration */
+    {
+        const char *name = json_string_value(json_object_get(it, "name"));
+        const char *ex =
+            json_string_value(json_object_get(json_object_get(it, "value"), "exchange"));
+        if (!name || !ex || strcmp(ex, MQ_EXCHANGE_REQUESTS) != 0)
+            continue; /* not restspy's */
+        size_t k = 0;
+        while (k < f->npeers && strcmp(f->peers[k].name, name) != 0)
+            k++;
+        if (k == f->npeers) {
+            printf("federation upstream %s (older restspy): not a --peer here, left as is\n", name);
+            kept++;
+        } else if (!holds_ours[k]) {
+            printf("federation upstream %s (older restspy): kept until %s runs this restspy "
+                   "federate (its writes still come through it); run restspy federate here "
+                   "again then\n",
+                   name, name);
+            kept++;
+        } else {
+            char *up = mgmt_path(&f->g, "parameters/federation-upstream", name);
+            rc = mgmt_send(&f->g, "DELETE", up, NULL, true, NULL);
+            free(up);
+            if (rc < 0)
+                break;
+            printf("federation upstream %s (older restspy): removed (%s's writes come through "
+                   "its shovel now)\n",
+                   name, name);
+        }
     }
+    json_decref(list);
+    if (rc < 0)
+        return -1;
+    if (kept == 0) {
+        char *pp = mgmt_path(&f->g, "policies", OLD_POLICY);
+        rc = mgmt_send(&f->g, "DELETE", pp, NULL, true, NULL);
+        free(pp);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            printf("policy %s (older restspy's federation): removed\n", OLD_POLICY);
+    }
+    return 0;
+}
+
+static int run_api(fed *f)
+{
+    if (mgmt_connect(&f->g) != 0)
+        return 2;
     /* The vhost first: its absence would otherwise show up as a puzzling
      * 404 on the first exchange. */
-    char *vpath = api_path(f, "vhosts", NULL);
-    int rc = api_send(f, "GET", vpath, NULL, NULL);
+    char *vpath = mgmt_path(&f->g, "vhosts", NULL);
+    int rc = mgmt_send(&f->g, "GET", vpath, NULL, false, NULL);
     free(vpath);
     if (rc != 0)
         return 1;
-    for (size_t i = 0; i < nex; i++) {
-        if (api_send(f, ex[i].method, ex[i].path, ex[i].body, NULL) != 0)
-            return 1;
-        printf("%s: declared\n", ex[i].what);
+    for (size_t i = 0; i < f->nsteps; i++) {
+        const step *s = &f->steps[i];
+        if (s->key) {
+            if (ensure_binding(f, s) != 0)
+                return 1;
+        } else {
+            if (mgmt_send(&f->g, "PUT", s->path, s->body, false, NULL) != 0)
+                return 1;
+            printf("%s: declared\n", s->what);
+        }
     }
-    for (size_t i = 0; i < nq; i++) {
-        if (api_send(f, qs[i].method, qs[i].path, qs[i].body, NULL) != 0)
-            return 1;
-        printf("%s: declared (%s)\n", qs[i].what,
-               f->queue_type == QUEUE_QUORUM ? "quorum" : "classic");
+    bool *holds_ours = xcalloc(f->npeers ? f->npeers : 1, sizeof *holds_ours);
+    rc = 0;
+    for (size_t i = 0; i < f->npeers && rc == 0; i++) {
+        char err[512];
+        if (peer_prepare(f, &f->peers[i], &holds_ours[i], err, sizeof err) != 0)
+            cliutil_errorf(CMD,
+                           "peer %s: its broker was not looked at (%s); the shovel delivers "
+                           "once it answers, provided restspy.apply.%s exists there (run "
+                           "restspy federate there)",
+                           f->peers[i].name, err, f->peers[i].name);
+        if (put_shovel(f, &f->peers[i]) != 0)
+            rc = 1;
     }
-    if (ensure_binding(f, MQ_EXCHANGE_INBOUND, apply_q, "#") != 0 ||
-        ensure_binding(f, MQ_EXCHANGE_DEAD, dead_q, f->node) != 0)
-        return 1;
-    for (size_t i = 0; i < f->npeers; i++) {
-        const peer *p = &f->peers[i];
-        char *path = api_path(f, "parameters/federation-upstream", p->name);
-        char *body =
-            dump(json_pack("{s:s, s:s, s:s, s:o}", "vhost", f->vhost, "component",
-                           "federation-upstream", "name", p->name, "value", upstream_value(p)));
-        rc = api_send(f, "PUT", path, body, NULL);
-        free(path);
-        free(body);
-        if (rc != 0)
-            return 1;
-        char *shown = mask_url(p->uri);
-        printf("upstream %s: %s (exchange %s)\n", p->name, shown, MQ_EXCHANGE_REQUESTS);
-        free(shown);
-    }
-    char *ppath = api_path(f, "policies", POLICY_NAME);
-    char *pbody = dump(json_pack("{s:s, s:o, s:s, s:i}", "pattern", POLICY_PATTERN, "definition",
-                                 policy_definition(), "apply-to", "exchanges", "priority", 0));
-    rc = api_send(f, "PUT", ppath, pbody, NULL);
-    free(ppath);
-    free(pbody);
-    if (rc != 0)
-        return 1;
-    printf("policy %s: %s federated from all upstreams of vhost %s\n", POLICY_NAME,
-           MQ_EXCHANGE_INBOUND, f->vhost);
-    return 0;
+    if (rc == 0 && retire_federation(f, holds_ours) != 0)
+        rc = 1;
+    free(holds_ours);
+    return rc;
 }
 
 /* ---- --print ---- */
 
-static void print_curl(const fed *f, const char *method, const char *path, const char *body)
-{
-    buf b = BUF_INIT;
-    buf_appendf(&b, "curl -fsS -X %s", method);
-    if (f->user) {
-        buf_append_str(&b, " -u ");
-        buf c = BUF_INIT;
-        buf_appendf(&c, "%s:%s", f->user, f->pass);
-        append_sq(&b, c.data);
-        buf_free(&c);
-    }
-    if (body)
-        buf_append_str(&b, " -H 'Content-Type: application/json'");
-    buf_append_char(&b, ' ');
-    buf c = BUF_INIT;
-    buf_appendf(&c, "%s%s", f->base, path);
-    append_sq(&b, c.data);
-    buf_free(&c);
-    if (body) {
-        buf_append_str(&b, " -d ");
-        append_sq(&b, body);
-    }
-    puts(b.data);
-    buf_free(&b);
-}
-
-static void run_print(const fed *f, const call *ex, size_t nex, const call *qs, size_t nq,
-                      const char *apply_q, const char *dead_q)
+static void run_print(const fed *f)
 {
     printf("# restspy federate: node %s, vhost %s. Every command is idempotent.\n", f->node,
-           f->vhost);
+           f->g.vhost);
     printf("# exchanges, queues and bindings (management API):\n");
-    for (size_t i = 0; i < nex; i++)
-        print_curl(f, ex[i].method, ex[i].path, ex[i].body);
-    for (size_t i = 0; i < nq; i++)
-        print_curl(f, qs[i].method, qs[i].path, qs[i].body);
     /* A repeated POST of the same binding is a no-op in RabbitMQ, so the
      * printed form needs no look-up. */
-    const char *bind[2][3] = {{MQ_EXCHANGE_INBOUND, apply_q, "#"},
-                              {MQ_EXCHANGE_DEAD, dead_q, f->node}};
-    for (size_t i = 0; i < 2; i++) {
-        buf b = BUF_INIT;
-        buf_appendf(&b, "%s/api/bindings/%s/e/", f->prefix, f->vh);
-        append_pct(&b, bind[i][0]);
-        buf_append_str(&b, "/q/");
-        append_pct(&b, bind[i][1]);
-        char *body = binding_body(bind[i][2]);
-        print_curl(f, "POST", b.data, body);
-        free(body);
-        buf_free(&b);
-    }
-    printf("# federation (run on this site's broker):\n");
+    for (size_t i = 0; i < f->nsteps; i++)
+        mgmt_print_curl(&f->g, f->steps[i].key ? "POST" : "PUT", f->steps[i].path,
+                        f->steps[i].body);
+    if (f->npeers)
+        printf("# shovels (run on this site's broker). Before they deliver, each peer's\n"
+               "# broker needs restspy.apply.<peer> bound to restspy.inbound (restspy\n"
+               "# federate or restspy replicate ran there).\n");
     for (size_t i = 0; i < f->npeers; i++) {
         buf b = BUF_INIT;
         buf_append_str(&b, "rabbitmqctl set_parameter -p ");
-        append_sq(&b, f->vhost);
-        buf_append_str(&b, " federation-upstream ");
-        append_sq(&b, f->peers[i].name);
-        buf_append_char(&b, ' ');
-        char *v = dump(upstream_value(&f->peers[i]));
-        append_sq(&b, v);
+        mgmt_append_sq(&b, f->g.vhost);
+        buf_appendf(&b, " shovel " SHOVEL_PREFIX "%s ", f->peers[i].name);
+        char *v = dump(shovel_value(f, &f->peers[i]));
+        mgmt_append_sq(&b, v);
         free(v);
         puts(b.data);
         buf_free(&b);
     }
-    buf b = BUF_INIT;
-    buf_append_str(&b, "rabbitmqctl set_policy -p ");
-    append_sq(&b, f->vhost);
-    buf_append_str(&b, " --apply-to exchanges --priority 0 " POLICY_NAME " ");
-    append_sq(&b, POLICY_PATTERN);
-    buf_append_char(&b, ' ');
-    char *d = dump(policy_definition());
-    append_sq(&b, d);
-    free(d);
-    puts(b.data);
-    buf_free(&b);
+    printf("# moving from an older restspy's federation: once a peer's broker has\n"
+           "# restspy.out.%s (federate ran there), remove its upstream, then the policy:\n"
+           "#   rabbitmqctl clear_parameter -p '%s' federation-upstream PEER\n"
+           "#   rabbitmqctl clear_policy -p '%s' " OLD_POLICY "\n",
+           f->node, f->g.vhost, f->g.vhost);
 }
 
 /* ---- main ---- */
@@ -685,8 +584,8 @@ static int load_settings(const char *config_file, const char *node, const char *
 int federate_main(int argc, char **argv, char *const *envp)
 {
     fed f = {0};
-    const char *mgmt = NULL, *node = NULL, *qtype = NULL, *config_file = NULL, *v;
-    f.vhost = "/";
+    const char *mgmt_url = NULL, *node = NULL, *qtype = NULL, *config_file = NULL, *v;
+    const char *vhost = "/";
     int rc = 2;
     config *c = NULL;
 
@@ -702,10 +601,10 @@ int federate_main(int argc, char **argv, char *const *envp)
             f.print = true;
             continue;
         }
-        if ((m = cliutil_flag_value(CMD, argc, argv, &i, "--mgmt", &mgmt)) ||
+        if ((m = cliutil_flag_value(CMD, argc, argv, &i, "--mgmt", &mgmt_url)) ||
             (m = cliutil_flag_value(CMD, argc, argv, &i, "--node", &node)) ||
             (m = cliutil_flag_value(CMD, argc, argv, &i, "--queue-type", &qtype)) ||
-            (m = cliutil_flag_value(CMD, argc, argv, &i, "--vhost", &f.vhost)) ||
+            (m = cliutil_flag_value(CMD, argc, argv, &i, "--vhost", &vhost)) ||
             (m = cliutil_flag_value(CMD, argc, argv, &i, "--config", &config_file))) {
             if (m < 0)
                 goto out;
@@ -719,15 +618,15 @@ int federate_main(int argc, char **argv, char *const *envp)
         cliutil_bad_arg(CMD, a);
         goto out;
     }
-    if (!mgmt) {
+    if (!mgmt_url) {
         cliutil_errorf(CMD, "--mgmt URL is required (see restspy federate --help)");
         goto out;
     }
-    if (!*f.vhost) {
+    if (!*vhost) {
         cliutil_errorf(CMD, "bad value for --vhost: empty");
         goto out;
     }
-    if (parse_mgmt(&f, mgmt) != 0)
+    if (mgmt_init(&f.g, CMD, mgmt_url, vhost) != 0)
         goto out;
     if ((rc = load_settings(config_file, node, qtype, envp, &c)) != 0)
         goto out;
@@ -736,48 +635,22 @@ int federate_main(int argc, char **argv, char *const *envp)
     rc = 2;
     for (size_t i = 0; i < f.npeers; i++) {
         if (strcmp(f.peers[i].name, f.node) == 0) {
-            cliutil_errorf(CMD, "peer %s is this node: a site does not federate from itself",
+            cliutil_errorf(CMD, "peer %s is this node: a site does not replicate to itself",
                            f.node);
             goto out;
         }
     }
-    buf vb = BUF_INIT;
-    append_pct(&vb, f.vhost);
-    f.vh = buf_detach(&vb);
 
     char apply_q[128], dead_q[128];
     snprintf(apply_q, sizeof apply_q, "restspy.apply.%s", f.node);
     snprintf(dead_q, sizeof dead_q, "restspy.dead.%s", f.node);
-    const char *exn[3] = {MQ_EXCHANGE_REQUESTS, MQ_EXCHANGE_INBOUND, MQ_EXCHANGE_DEAD};
-    call ex[3], qs[2];
-    for (size_t i = 0; i < 3; i++) {
-        ex[i].method = "PUT";
-        ex[i].path = api_path(&f, "exchanges", exn[i]);
-        ex[i].body = exchange_body();
-        buf w = BUF_INIT;
-        buf_appendf(&w, "exchange %s", exn[i]);
-        ex[i].what = buf_detach(&w);
-    }
-    const char *qn[2] = {apply_q, dead_q};
-    for (size_t i = 0; i < 2; i++) {
-        qs[i].method = "PUT";
-        qs[i].path = api_path(&f, "queues", qn[i]);
-        qs[i].body = i == 0 ? apply_queue_body(&f) : dead_queue_body(&f);
-        buf w = BUF_INIT;
-        buf_appendf(&w, "queue %s", qn[i]);
-        qs[i].what = buf_detach(&w);
-    }
-
+    plan(&f, apply_q, dead_q);
     if (f.print) {
-        run_print(&f, ex, 3, qs, 2, apply_q, dead_q);
+        run_print(&f);
         rc = 0;
     } else {
-        rc = run_api(&f, ex, 3, qs, 2, apply_q, dead_q);
+        rc = run_api(&f);
     }
-    for (size_t i = 0; i < 3; i++)
-        call_free(&ex[i]);
-    for (size_t i = 0; i < 2; i++)
-        call_free(&qs[i]);
     if (fflush(stdout) != 0 && rc == 0) {
         cliutil_errorf(CMD, "cannot write output");
         rc = 1;

@@ -1,10 +1,11 @@
 /* federate: `restspy federate`, which sets up a site's broker for
  * replication through the RabbitMQ management HTTP API, idempotently:
  * the exchanges, this node's queues and bindings (as mq_declare_topology),
- * one federation upstream per peer (exchange restspy.requests, ack-mode
- * on-confirm) and the policy federating restspy.inbound from all of them.
- * --print prints the equivalent rabbitmqctl commands instead of calling the
- * API. */
+ * and per peer a durable queue restspy.out.<peer> bound to restspy.requests
+ * and a shovel moving it to the peer's restspy.inbound (ack-mode
+ * on-confirm); it removes the exchange federation an older restspy set up
+ * once the peers hold this site's writes. --print prints the equivalent
+ * commands instead of calling the API. */
 #ifndef RESTSPY_FEDERATE_H
 #define RESTSPY_FEDERATE_H
 

@@ -345,11 +345,6 @@ int mq_declare_topology(mq *m, const char *node, int queue_type, char *err, size
     snprintf(apply_q, sizeof apply_q, "restspy.apply.%s", node);
     snprintf(dead_q, sizeof dead_q, "restspy.dead.%s", node);
 
-    if (declare_exchange(m, MQ_EXCHANGE_REQUESTS, err, errlen) < 0 ||
-        declare_exchange(m, MQ_EXCHANGE_INBOUND, err, errlen) < 0 ||
-        declare_exchange(m, MQ_EXCHANGE_DEAD, err, errlen) < 0)
-        return -1;
-
     amqp_table_entry_t apply_args[3] = {
         str_entry("x-queue-type", type),
         str_entry("x-dead-letter-exchange", MQ_EXCHANGE_DEAD),
@@ -361,12 +356,36 @@ int mq_declare_topology(mq *m, const char *node, int queue_type, char *err, size
     amqp_table_entry_t dead_args[1] = {str_entry("x-queue-type", type)};
     amqp_table_t dead_tab = {.num_entries = 1, .entries = dead_args};
 
-    if (declare_queue(m, apply_q, apply_tab, err, errlen) < 0 ||
+    /* restspy.inbound last, bound at once: peers' shovels publish into it
+     * (not mandatory), so on a fresh broker it must not take messages
+     * before the apply queue is bound to it. */
+    if (declare_exchange(m, MQ_EXCHANGE_REQUESTS, err, errlen) < 0 ||
+        declare_exchange(m, MQ_EXCHANGE_DEAD, err, errlen) < 0 ||
+        declare_queue(m, apply_q, apply_tab, err, errlen) < 0 ||
         declare_queue(m, dead_q, dead_tab, err, errlen) < 0 ||
-        bind_queue(m, apply_q, MQ_EXCHANGE_INBOUND, "#", err, errlen) < 0 ||
-        bind_queue(m, dead_q, MQ_EXCHANGE_DEAD, node, err, errlen) < 0)
+        bind_queue(m, dead_q, MQ_EXCHANGE_DEAD, node, err, errlen) < 0 ||
+        declare_exchange(m, MQ_EXCHANGE_INBOUND, err, errlen) < 0 ||
+        bind_queue(m, apply_q, MQ_EXCHANGE_INBOUND, "#", err, errlen) < 0)
         return -1;
     return 0;
+}
+
+int mq_queue_exists(mq *m, const char *queue, char *err, size_t errlen)
+{
+    if (check_alive(m, err, errlen) < 0)
+        return -1;
+    amqp_queue_declare(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0,
+                       amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(m->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 1;
+    bool missing = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+                   r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+                   ((const amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND;
+    char what[300];
+    snprintf(what, sizeof what, "look up queue %s", queue);
+    fail_reply(m, r, what, err, errlen);
+    return missing ? 0 : -1;
 }
 
 int mq_confirm_select(mq *m, char *err, size_t errlen)
@@ -396,8 +415,10 @@ static void hdr_add(hdrs *h, const char *key, const char *value)
         h->e[h->n++] = str_entry(key, value);
 }
 
+/* mandatory: a message no queue takes comes back as a basic.return (see
+ * mq_poll) instead of being dropped by the exchange. */
 static int publish(mq *m, const char *exchange, const char *routing_key, const repl_msg *msg,
-                   const char *reason, uint64_t *tag, char *err, size_t errlen)
+                   const char *reason, bool mandatory, uint64_t *tag, char *err, size_t errlen)
 {
     if (check_alive(m, err, errlen) < 0)
         return -1;
@@ -436,7 +457,7 @@ static int publish(mq *m, const char *exchange, const char *routing_key, const r
     body.bytes = msg->body.data;
 
     int rc = amqp_basic_publish(m->conn, MQ_CHANNEL, amqp_cstring_bytes(exchange),
-                                bytes_of(routing_key ? routing_key : ""), 0, 0, &p, body);
+                                bytes_of(routing_key ? routing_key : ""), mandatory, 0, &p, body);
     if (rc != AMQP_STATUS_OK)
         return fail(m, err, errlen, "publish to %s: %s", exchange[0] ? exchange : "(default)",
                     amqp_error_string2(rc));
@@ -451,18 +472,18 @@ static int publish(mq *m, const char *exchange, const char *routing_key, const r
 int mq_publish(mq *m, const char *exchange, const repl_msg *msg, uint64_t *tag, char *err,
                size_t errlen)
 {
-    return publish(m, exchange, msg->routing_key, msg, NULL, tag, err, errlen);
+    return publish(m, exchange, msg->routing_key, msg, NULL, true, tag, err, errlen);
 }
 
 int mq_publish_dead(mq *m, const char *node, const repl_msg *msg, const char *reason, char *err,
                     size_t errlen)
 {
-    return publish(m, MQ_EXCHANGE_DEAD, node, msg, reason ? reason : "", NULL, err, errlen);
+    return publish(m, MQ_EXCHANGE_DEAD, node, msg, reason ? reason : "", false, NULL, err, errlen);
 }
 
 int mq_publish_to_queue(mq *m, const char *queue, const repl_msg *msg, char *err, size_t errlen)
 {
-    return publish(m, "", queue, msg, NULL, NULL, err, errlen);
+    return publish(m, "", queue, msg, NULL, false, NULL, err, errlen);
 }
 
 /* ---- consuming ---- */
@@ -612,6 +633,29 @@ bad:
     return -1;
 }
 
+/* A basic.return: the message that follows it (a mandatory publish that no
+ * queue took) becomes an MQ_RETURN event. The broker sends it before the
+ * confirm of that publish, and frames are read in arrival order, so the
+ * caller sees the return first. */
+static int take_return(mq *m, const amqp_basic_return_t *r, mq_event *ev, char *err, size_t errlen)
+{
+    /* Copied before read_content reads more frames (see the top). */
+    uint16_t code = r->reply_code;
+    char *text = dup_bytes(r->reply_text);
+    char *rk = dup_bytes(r->routing_key);
+    if (read_content(m, ev, err, errlen) < 0) {
+        free(text);
+        free(rk);
+        return -1;
+    }
+    free(ev->reason); /* an x-restspy-reason header: not what a return reports */
+    ev->kind = MQ_RETURN;
+    ev->reply_code = code;
+    ev->reason = text;
+    ev->msg->routing_key = rk;
+    return 0;
+}
+
 int mq_poll(mq *m, int timeout_ms, mq_event *ev, char *err, size_t errlen)
 {
     memset(ev, 0, sizeof *ev);
@@ -658,14 +702,15 @@ int mq_poll(mq *m, int timeout_ms, mq_event *ev, char *err, size_t errlen)
             ev->msg->routing_key = rk;
             return 0;
         }
+        case AMQP_BASIC_RETURN_METHOD:
+            return take_return(m, meth->decoded, ev, err, errlen);
         case AMQP_CHANNEL_CLOSE_METHOD:
         case AMQP_CONNECTION_CLOSE_METHOD:
             return fail_closed(m, meth, f.channel, "AMQP", err, errlen);
         case AMQP_BASIC_CANCEL_METHOD:
             return fail(m, err, errlen, "the broker cancelled the consumer (queue deleted?)");
         default:
-            /* connection.blocked/unblocked, basic.return, ...: nothing to
-             * do; a returned message's content frames are skipped above. */
+            /* connection.blocked/unblocked, ...: nothing to do. */
             continue;
         }
     }

@@ -9,10 +9,12 @@
  *
  * Topology (docs/replication.md), declared idempotently by
  * mq_declare_topology: topic exchanges restspy.requests (local proxies
- * publish here), restspy.inbound (federated from the peers'
- * restspy.requests), restspy.dead; queue restspy.apply.<node> bound to
- * restspy.inbound with "#" and dead-lettering to restspy.dead with routing
- * key <node>; queue restspy.dead.<node> bound to restspy.dead with <node>. */
+ * publish here), restspy.inbound (the peers' shovels publish here),
+ * restspy.dead; queue restspy.apply.<node> bound to restspy.inbound with
+ * "#" and dead-lettering to restspy.dead with routing key <node>; queue
+ * restspy.dead.<node> bound to restspy.dead with <node>. The per-peer
+ * queues restspy.out.<peer> and the shovels are `restspy federate`'s: only
+ * it knows the peers. */
 #ifndef RESTSPY_MQ_H
 #define RESTSPY_MQ_H
 
@@ -43,13 +45,21 @@ void mq_interrupt(mq *m);
 /* queue_type: QUEUE_CLASSIC or QUEUE_QUORUM (config.h). */
 int mq_declare_topology(mq *m, const char *node, int queue_type, char *err, size_t errlen);
 
+/* Whether queue exists (a passive declare): 1 yes, 0 no, -1 error. The
+ * broker answers "no" by closing the channel, so after 0 (as after -1) m is
+ * dead: only mq_close is left. */
+int mq_queue_exists(mq *m, const char *queue, char *err, size_t errlen);
+
 /* Publisher confirms: after mq_confirm_select, the n-th publish has delivery
  * tag n (1-based), and mq_poll reports the broker's acks and nacks. */
 int mq_confirm_select(mq *m, char *err, size_t errlen);
 
 /* Publishes msg persistently (delivery_mode 2, app_id restspy, message_id,
- * timestamp, content_type, x-restspy-* headers) with msg->routing_key.
- * *tag (may be NULL) gets its delivery tag when confirms are on. */
+ * timestamp, content_type, x-restspy-* headers) with msg->routing_key, as
+ * mandatory: when no queue takes it, the broker gives it back (an
+ * MQ_RETURN event from mq_poll, which comes before the confirm of that
+ * publish) instead of dropping it while confirming it. *tag (may be NULL)
+ * gets its delivery tag when confirms are on. */
 int mq_publish(mq *m, const char *exchange, const repl_msg *msg, uint64_t *tag, char *err,
                size_t errlen);
 
@@ -65,16 +75,24 @@ typedef enum {
     MQ_NONE = 0, /* timeout: nothing arrived (heartbeats were serviced) */
     MQ_CONFIRM,  /* a publisher confirm: tag, multiple, nack */
     MQ_DELIVERY, /* a consumed message: msg (caller frees), tag, redelivered */
+    MQ_RETURN,   /* a mandatory publish no queue took: msg (caller frees; its id
+                  * tells which publish, a return carries no delivery tag),
+                  * reply_code and reason (312 "NO_ROUTE"). Its confirm (an ack)
+                  * follows it: the ack says the broker is done with the
+                  * publish, not that anything holds it. */
 } mq_event_kind;
 
 typedef struct mq_event {
     mq_event_kind kind;
     uint64_t tag;
-    bool multiple;    /* MQ_CONFIRM: the ack covers every tag <= tag */
-    bool nack;        /* MQ_CONFIRM: the broker refused */
-    bool redelivered; /* MQ_DELIVERY */
-    repl_msg *msg;    /* MQ_DELIVERY: fields that are absent stay NULL */
-    char *reason;     /* MQ_DELIVERY: x-restspy-reason when present, caller frees */
+    bool multiple;       /* MQ_CONFIRM: the ack covers every tag <= tag */
+    bool nack;           /* MQ_CONFIRM: the broker refused */
+    bool redelivered;    /* MQ_DELIVERY */
+    uint16_t reply_code; /* MQ_RETURN */
+    repl_msg *msg;       /* MQ_DELIVERY, MQ_RETURN: fields that are absent stay NULL;
+                          * msg->routing_key is the one it was published with */
+    char *reason;        /* caller frees. MQ_DELIVERY: x-restspy-reason when present;
+                          * MQ_RETURN: the broker's reply text */
 } mq_event;
 
 /* Waits up to timeout_ms for the next event. 0 (ev->kind may be MQ_NONE) or

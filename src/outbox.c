@@ -12,6 +12,16 @@
  * next session republishes everything not confirmed (at least once; the
  * replicators dedupe by message_id).
  *
+ * Publishes are mandatory: one that no queue takes (no peer's
+ * restspy.out.<peer> is bound to restspy.requests: `restspy federate` was
+ * not run, or its queues were deleted) comes back as a basic.return, just
+ * before the broker acks it. The ack then means nothing is held, so the
+ * returned row must stay: the ring is cut at that row (its ack and those of
+ * the later publishes, "given up", are ignored), `sent` goes back to the
+ * row before it, and publishing pauses for a hold that doubles from
+ * retry_min to retry_max while the returns go on, then resumes in seq
+ * order. The connection stays up: the broker is fine, its routing is not.
+ *
  * Threads: the publisher thread owns the mq and the ring. `mu` guards the
  * stats, the stop flag and `cur` (the live connection, so that outbox_stop
  * can mq_interrupt a publish blocked on a full socket).
@@ -85,8 +95,15 @@ struct outbox {
     int64_t sent;      /* last seq published in this session */
     int64_t confirmed; /* last seq reported to the store */
     unsigned rand_seed;
-    bool told_down;     /* an outage was told and no connection came since */
-    int64_t told_at_us; /* monotonic time of the last outage line; 0 = none yet */
+    bool told_down;                /* an outage was told and no connection came since */
+    int64_t told_at_us;            /* monotonic time of the last outage line; 0 = none yet */
+    uint64_t last_tag;             /* delivery tag of the newest publish of this session */
+    uint64_t given_up;             /* publishes up to this tag were cut off by a return */
+    int64_t hold_until_us;         /* monotonic: no publish before this (after a return) */
+    uint64_t hold_ms;              /* the next hold */
+    bool unroutable;               /* a return came and no publish was routed since */
+    bool told_unroutable;          /* returns were told and no publish was routed since */
+    int64_t unroutable_told_at_us; /* monotonic time of the last such line */
 };
 
 static bool stopping(outbox *o)
@@ -125,6 +142,18 @@ static void tell(outbox *o, const char *fmt, ...)
     o->log(o->log_ud, line);
 }
 
+/* The rate limit of the lines about a state that lasts (an outage, returns):
+ * true when a line may be told now, none having been told within
+ * log_interval; *told_at_us (monotonic, 0 = never) then records it. */
+static bool may_tell(outbox *o, int64_t *told_at_us)
+{
+    int64_t now = util_mono_us();
+    if (*told_at_us != 0 && now - *told_at_us < (int64_t)o->log_interval_ms * 1000)
+        return false;
+    *told_at_us = now;
+    return true;
+}
+
 /* A connection attempt failed (lost: a connection that worked was lost);
  * st.last_error says why. */
 static void went_down(outbox *o, bool lost)
@@ -139,8 +168,7 @@ static void went_down(outbox *o, bool lost)
     memcpy(why, o->st.last_error, sizeof why);
     pthread_mutex_unlock(&o->mu);
 
-    int64_t now = util_mono_us();
-    if (o->told_at_us != 0 && now - o->told_at_us < (int64_t)o->log_interval_ms * 1000)
+    if (!may_tell(o, &o->told_at_us))
         return;
     if (o->told_down)
         tell(o, "broker still unreachable after %.1fs (%llu attempts): %s", down_s,
@@ -149,7 +177,6 @@ static void went_down(outbox *o, bool lost)
         tell(o, "broker %s: %s; retrying, new records wait in the outbox",
              lost ? "connection lost" : "unreachable", why);
     o->told_down = true;
-    o->told_at_us = now;
 }
 
 /* A connection is up (first: the first one since the start). */
@@ -173,6 +200,12 @@ static void came_up(outbox *o, bool first)
     else if (first)
         tell(o, "connected to the broker");
     o->told_down = false;
+}
+
+/* The backoff after ms: doubled, at most retry_max. */
+static uint64_t doubled(const outbox *o, uint64_t ms)
+{
+    return ms * 2 > o->retry_max_ms ? o->retry_max_ms : ms * 2;
 }
 
 /* Sleeps ms unless a stop is requested first. */
@@ -199,6 +232,70 @@ static inflight *ring_at(outbox *o, size_t i)
     return &o->ring[(o->head + i) % o->max_in_flight];
 }
 
+/* ---- publishes no queue took (see the top of the file) ---- */
+
+/* The broker returned the publish of row id: see the top of the file. */
+static void on_return(outbox *o, const mq_event *ev)
+{
+    size_t k = 0;
+    while (k < o->count && strcmp(ring_at(o, k)->id, ev->msg->id) != 0)
+        k++;
+    if (k == o->count)
+        return; /* already cut off by an earlier return */
+    o->sent = k > 0 ? ring_at(o, k - 1)->seq : o->confirmed;
+    o->count = k;
+    o->given_up = o->last_tag;
+    o->unroutable = true;
+    o->hold_until_us = util_mono_us() + (int64_t)o->hold_ms * 1000;
+    o->hold_ms = doubled(o, o->hold_ms);
+
+    const char *rk = ev->msg->routing_key ? ev->msg->routing_key : "";
+    pthread_mutex_lock(&o->mu);
+    int64_t wall = util_now_us();
+    if (o->st.unroutable_since_us == 0)
+        o->st.unroutable_since_us = wall;
+    uint64_t returned = ++o->st.returned;
+    double for_s = (double)(wall - o->st.unroutable_since_us) / 1e6;
+    snprintf(o->st.last_error, sizeof o->st.last_error,
+             "unroutable: no queue bound to " MQ_EXCHANGE_REQUESTS
+             " took routing key %.80s (%u %.40s): run restspy federate",
+             rk, (unsigned)ev->reply_code, ev->reason ? ev->reason : "");
+    pthread_mutex_unlock(&o->mu);
+
+    if (!may_tell(o, &o->unroutable_told_at_us))
+        return;
+    if (o->told_unroutable)
+        tell(o,
+             "publishes still unroutable after %.1fs (%llu returned): no queue bound "
+             "to " MQ_EXCHANGE_REQUESTS "; run restspy federate",
+             for_s, (unsigned long long)returned);
+    else
+        tell(o,
+             "the broker returned a publish as unroutable (%u %.40s, routing key %.80s): no "
+             "peer's queue is bound to " MQ_EXCHANGE_REQUESTS
+             "; run restspy federate; the records stay in the outbox and are retried",
+             (unsigned)ev->reply_code, ev->reason ? ev->reason : "", rk);
+    o->told_unroutable = true;
+}
+
+/* A publish made after the last return was confirmed: routing works. */
+static void routed_again(outbox *o)
+{
+    o->unroutable = false;
+    o->hold_ms = o->retry_min_ms;
+    pthread_mutex_lock(&o->mu);
+    int64_t since = o->st.unroutable_since_us;
+    uint64_t returned = o->st.returned;
+    o->st.unroutable_since_us = 0;
+    if (since && strncmp(o->st.last_error, "unroutable: ", 12) == 0)
+        o->st.last_error[0] = '\0';
+    pthread_mutex_unlock(&o->mu);
+    if (since && o->told_unroutable)
+        tell(o, "publishes are routed again after %.1fs (%llu returned); sending the outbox",
+             (double)(util_now_us() - since) / 1e6, (unsigned long long)returned);
+    o->told_unroutable = false;
+}
+
 /* Pops the contiguous confirmed prefix and tells the store. */
 static void advance(outbox *o)
 {
@@ -219,12 +316,20 @@ static void advance(outbox *o)
     o->st.confirmed += n;
     o->st.last_confirmed_us = util_now_us();
     pthread_mutex_unlock(&o->mu);
+    if (o->unroutable && last->tag > o->given_up)
+        routed_again(o);
 }
 
 /* 0, or -1 when the session must end (a nack, a tag we never sent). */
 static int on_confirm(outbox *o, const mq_event *ev)
 {
+    uint64_t first = o->count ? ring_at(o, 0)->tag : 0;
+    uint64_t last = o->count ? first + o->count - 1 : 0;
+    /* About publishes cut off by a return only: they go out again anyway. */
+    bool given_up = ev->tag <= o->given_up && (o->count == 0 || ev->tag > last);
     if (ev->nack) {
+        if (given_up && !ev->multiple)
+            return 0;
         pthread_mutex_lock(&o->mu);
         o->st.nacks++;
         pthread_mutex_unlock(&o->mu);
@@ -233,9 +338,7 @@ static int on_confirm(outbox *o, const mq_event *ev)
     }
     if (o->count == 0)
         return 0; /* already popped (a multiple ack repeating a range) */
-    uint64_t first = ring_at(o, 0)->tag;
-    uint64_t last = first + o->count - 1;
-    if (ev->tag > last) {
+    if (ev->tag > last && !given_up) {
         set_error(o, "broker confirmed unknown delivery tag %llu", (unsigned long long)ev->tag);
         return -1;
     }
@@ -265,7 +368,9 @@ static int pump(outbox *o, mq *m, int timeout_ms)
         int rc = 0;
         if (ev.kind == MQ_CONFIRM)
             rc = on_confirm(o, &ev);
-        repl_msg_free(ev.msg); /* never consuming; freed just in case */
+        else if (ev.kind == MQ_RETURN && ev.msg != NULL)
+            on_return(o, &ev);
+        repl_msg_free(ev.msg);
         free(ev.reason);
         if (rc < 0)
             return -1;
@@ -301,6 +406,7 @@ static int fill(outbox *o, mq *m, bool *store_failed)
         }
         inflight *f = ring_at(o, o->count++);
         f->tag = tag;
+        o->last_tag = tag;
         f->seq = rows[i].seq;
         f->acked = false;
         snprintf(f->id, sizeof f->id, "%s", rows[i].msg->id);
@@ -323,6 +429,9 @@ static bool session(outbox *o, mq *m)
     o->head = 0;
     o->count = 0;
     o->sent = o->confirmed;
+    o->last_tag = 0; /* tags start again on each channel */
+    o->given_up = 0;
+    o->hold_until_us = 0;
     for (;;) {
         if (stopping(o)) {
             /* Give what is in flight a moment to be confirmed. */
@@ -336,7 +445,9 @@ static bool session(outbox *o, mq *m)
         /* With publishes in flight, read the outbox only when the writer
          * committed something new (a counter check, not a query). */
         int n = 0;
-        if (o->count == 0 || store_outbox_wait(o->s, o->sent, 0) > 0)
+        int64_t hold_left_ms = (o->hold_until_us - util_mono_us()) / 1000;
+        bool hold = o->hold_until_us != 0 && hold_left_ms > 0;
+        if (!hold && (o->count == 0 || store_outbox_wait(o->s, o->sent, 0) > 0))
             n = fill(o, m, &store_failed);
         if (n < 0)
             break;
@@ -347,6 +458,10 @@ static bool session(outbox *o, mq *m)
             rc = pump(o, m, 0); /* more rows may be waiting: fetch again */
         } else if (o->count > 0) {
             rc = pump(o, m, OUTBOX_CONFIRM_POLL_MS);
+        } else if (hold) {
+            /* After a return: listen (heartbeats) until the hold is over. */
+            rc = pump(o, m,
+                      hold_left_ms < OUTBOX_IDLE_WAIT_MS ? (int)hold_left_ms : OUTBOX_IDLE_WAIT_MS);
         } else {
             /* Idle: wait for the writer, then keep the connection alive. */
             store_outbox_wait(o->s, o->sent, OUTBOX_IDLE_WAIT_MS);
@@ -408,7 +523,7 @@ static void *outbox_main(void *arg)
         uint64_t half = backoff / 2;
         uint64_t delay = half + (half ? (uint64_t)rand_r(&o->rand_seed) % (half + 1) : 0);
         nap(o, delay);
-        backoff = backoff * 2 > o->retry_max_ms ? o->retry_max_ms : backoff * 2;
+        backoff = doubled(o, backoff);
     }
     pthread_mutex_lock(&o->mu);
     o->exited = true;
@@ -441,6 +556,7 @@ outbox *outbox_start(store *s, const outbox_options *opt, char *err, size_t errl
     o->log_interval_ms =
         opt->log_interval_ms ? opt->log_interval_ms : OUTBOX_DEFAULT_LOG_INTERVAL_MS;
     o->st.down_since_us = util_now_us(); /* not connected yet */
+    o->hold_ms = o->retry_min_ms;
     o->ring = xcalloc(o->max_in_flight, sizeof *o->ring);
     o->rand_seed = (unsigned)util_mono_us() ^ (unsigned)(uintptr_t)o;
     pthread_mutex_init(&o->mu, NULL);

@@ -5,7 +5,9 @@
  * truth: this thread reads rows in seq order, publishes them to
  * restspy.requests with publisher confirms (several in flight), and tells the
  * store which rows the broker confirmed so they are deleted. Promises: a row
- * leaves the outbox only after the broker confirmed it; after any failure
+ * leaves the outbox only after the broker confirmed it AND a queue took it
+ * (publishes are mandatory: one the broker returns as unroutable stays, is
+ * counted in `returned`, told, and retried with backoff); after any failure
  * (broker down, connection lost, a nack) it reconnects with backoff and
  * republishes everything not confirmed, so delivery is at least once (the
  * replicators dedupe by message_id). A broker that is down or slow never
@@ -46,10 +48,13 @@ typedef struct outbox_stats {
     uint64_t confirmed; /* rows confirmed by the broker */
     uint64_t reconnects;
     uint64_t nacks;
-    int64_t last_confirmed_us; /* wall clock of the last confirm, 0 = none */
-    int64_t down_since_us;     /* wall clock since when it is not connected; 0 = connected */
-    uint64_t failed_attempts;  /* connections failed or lost since the last good one */
-    char last_error[256];      /* empty when none */
+    int64_t last_confirmed_us;   /* wall clock of the last confirm, 0 = none */
+    int64_t down_since_us;       /* wall clock since when it is not connected; 0 = connected */
+    uint64_t failed_attempts;    /* connections failed or lost since the last good one */
+    uint64_t returned;           /* publishes the broker returned as unroutable (kept) */
+    int64_t unroutable_since_us; /* wall clock of the first return since the last
+                                  * publish that was routed; 0 = routing works */
+    char last_error[256];        /* empty when none */
 } outbox_stats;
 
 /* Starts the thread (it connects by itself; a broker that is down is not an

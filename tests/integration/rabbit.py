@@ -3,7 +3,8 @@
 What it gives a test:
   * available(): (True, "") when Debian's rabbitmq-server is installed, else
     (False, why): tests skip with that message;
-  * Broker: one RabbitMQ node with the management and federation plugins,
+  * Broker: one RabbitMQ node with the management, shovel and federation
+    plugins,
     its own node name (unique per run), free ports (AMQP, Erlang
     distribution, management) and data directory, started from the package's
     lib directory (Debian's wrapper only runs the broker as user rabbitmq).
@@ -13,7 +14,7 @@ What it gives a test:
     then SIGKILL of its process group; every Broker is also stopped at exit
     (atexit), so a failing test cannot leave a node behind;
   * management API helpers: api(), publish(), get(), purge(), bindings(),
-    federation_links(), wait_federation(); exact queue figures through
+    shovels(), wait_shovels(), federation_links(); exact queue figures through
     `rabbitmqctl list_queues` (the management API's figures lag behind).
 Environment: RABBITMQ_LIB (default /usr/lib/rabbitmq/bin), KEEP_TMP=1 keeps
 the node's directory (logs: <dir>/log). On a machine shared with other
@@ -39,7 +40,10 @@ import urllib.request
 from harness import free_port, read_text
 
 RABBIT_LIB = os.environ.get("RABBITMQ_LIB", "/usr/lib/rabbitmq/bin")
-PLUGINS = "[rabbitmq_management,rabbitmq_federation,rabbitmq_federation_management]."
+# Shovels carry replication (restspy federate); federation stays enabled for
+# the test of moving a site set up by an older restspy.
+PLUGINS = ("[rabbitmq_management,rabbitmq_shovel,rabbitmq_shovel_management,"
+           "rabbitmq_federation,rabbitmq_federation_management].")
 
 _live = set()
 _live_lock = threading.Lock()
@@ -433,7 +437,31 @@ class Broker:
         st, doc = self.api("GET", "/api/federation-links/%s" % self.q(vhost))
         return doc if st == 200 and isinstance(doc, list) else []
 
-    def wait_federation(self, upstreams, exchange="restspy.inbound", timeout=60):
+    def shovels(self, vhost="/"):
+        """{name: shovel status} of the vhost's dynamic shovels (state:
+        running, starting, terminated; reason when terminated)."""
+        st, doc = self.api("GET", "/api/shovels/%s" % self.q(vhost))
+        if st != 200 or not isinstance(doc, list):
+            return {}
+        return {s.get("name"): s for s in doc}
+
+    def wait_shovels(self, names, timeout=60, vhost="/"):
+        """Waits until every shovel named in names runs. Raises BrokerError
+        with their states on timeout."""
+        want = set(names)
+        deadline = time.monotonic() + timeout
+        while True:
+            sh = self.shovels(vhost)
+            if all(sh.get(n, {}).get("state") == "running" for n in want):
+                return sh
+            if time.monotonic() > deadline:
+                raise BrokerError("%s: shovels not running after %ss: %s" %
+                                  (self.node, timeout,
+                                   {n: (sh.get(n, {}).get("state"), sh.get(n, {}).get("reason"))
+                                    for n in want}))
+            time.sleep(0.3)
+
+    def wait_federation(self, upstreams, exchange="restspy.inbound", timeout=60, vhost="/"):
         """Waits until this node has a running federation link for exchange
         from each upstream name. Raises BrokerError with the link states on
         timeout."""
@@ -441,7 +469,7 @@ class Broker:
         deadline = time.monotonic() + timeout
         links = []
         while True:
-            links = [ln for ln in self.federation_links() if ln.get("exchange") == exchange]
+            links = [ln for ln in self.federation_links(vhost) if ln.get("exchange") == exchange]
             running = {ln.get("upstream") for ln in links if ln.get("status") == "running"}
             if want <= running:
                 return links

@@ -101,7 +101,8 @@ static void free_event(mq_event *ev)
 }
 
 /* Polls until an event of kind arrives (others are collected into *acked
- * when they are confirms); fails the test after 10 s. */
+ * when they are confirms); fails the test after 10 s, or at once on a
+ * return that was not asked for (a publish no queue took). */
 static void poll_for(mq *m, mq_event_kind kind, mq_event *ev, uint64_t *acked_upto)
 {
     char err[256] = "";
@@ -116,6 +117,8 @@ static void poll_for(mq *m, mq_event_kind kind, mq_event *ev, uint64_t *acked_up
         }
         if (ev->kind == kind)
             return;
+        if (ev->kind == MQ_RETURN)
+            fail_msg("publish %s returned: %s", ev->msg->id, ev->reason);
         free_event(ev);
     }
     fail_msg("no event of kind %d within 10 s", (int)kind);
@@ -219,22 +222,43 @@ static void test_publish_confirms(void **state)
         assert_int_equal(mq_publish(m, MQ_EXCHANGE_REQUESTS, msg, &tag, err, sizeof err), 0);
         assert_int_equal(tag, i);
     }
-    /* Every tag gets acked (possibly several at once with multiple). */
+    /* No queue is bound to restspy.requests: every publish comes back (a
+     * return, with the message), and its return comes before the ack that
+     * ends it, so a publisher can tell "confirmed" from "held". Every tag
+     * gets acked (possibly several at once with multiple). */
     uint64_t upto = 0;
+    int returned = 0;
     int64_t until = util_mono_us() + 10 * 1000000LL;
     while (upto < 20 && util_mono_us() < until) {
         mq_event ev;
         assert_int_equal(mq_poll(m, 200, &ev, err, sizeof err), 0);
+        if (ev.kind == MQ_RETURN) {
+            returned++;
+            assert_string_equal(ev.msg->id, msg->id);
+            assert_same_msg(msg, ev.msg);
+            assert_string_equal(ev.msg->routing_key, "siteA.POST.api.items");
+            assert_int_equal(ev.reply_code, 312);
+            assert_string_equal(ev.reason, "NO_ROUTE");
+        }
         if (ev.kind == MQ_CONFIRM) {
             assert_false(ev.nack);
             assert_true(ev.tag <= 20);
             if (ev.multiple || ev.tag == upto + 1)
                 upto = ev.tag > upto ? ev.tag : upto;
+            assert_true((uint64_t)returned >= upto);
         }
+        free_event(&ev);
     }
     assert_int_equal(upto, 20);
-    /* Nothing more: a poll times out with MQ_NONE in about its timeout. */
+    assert_int_equal(returned, 20);
+    /* A publish a queue takes (restspy.inbound -> restspy.apply.pc) is
+     * acked and not returned. */
+    assert_int_equal(mq_publish(m, MQ_EXCHANGE_INBOUND, msg, NULL, err, sizeof err), 0);
     mq_event ev;
+    poll_for(m, MQ_CONFIRM, &ev, &upto);
+    assert_int_equal(ev.tag, 21);
+    free_event(&ev);
+    /* Nothing more: a poll times out with MQ_NONE in about its timeout. */
     int64_t t0 = util_mono_us();
     assert_int_equal(mq_poll(m, 300, &ev, err, sizeof err), 0);
     assert_int_equal(ev.kind, MQ_NONE);

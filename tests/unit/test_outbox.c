@@ -281,6 +281,12 @@ static void told_line(void *ud, const char *line)
     pthread_mutex_unlock(&t->mu);
 }
 
+static void print_told(const told *t)
+{
+    for (int i = 0; i < t->n && i < TOLD_MAX; i++)
+        print_message("told: %s\n", t->lines[i]);
+}
+
 static bool starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -462,6 +468,10 @@ static void broker_restart(void **state, bool hard)
     pthread_join(fd.th, NULL);
     assert_int_equal(fd.failures, 0);
     print_message("%d submitted, slowest store_submit %lld us\n", f->n, (long long)fd.slowest_us);
+    outbox_get_stats(ob, &st);
+    /* A durable queue of a restarted broker takes publishes again once the
+     * node accepts connections; a return here would be held, not lost. */
+    print_message("returned as unroutable: %llu\n", (unsigned long long)st.returned);
     assert_true(fd.slowest_us < 500000);
     wait_depth_zero(f, 20);
     outbox_get_stats(ob, &st);
@@ -474,8 +484,7 @@ static void broker_restart(void **state, bool hard)
     stop_timed(ob);
     /* Told (issue 9 item 6): connected, the outage once (the retries in it
      * say nothing within log_interval), and its end. */
-    for (int i = 0; i < t.n && i < TOLD_MAX; i++)
-        print_message("told: %s\n", t.lines[i]);
+    print_told(&t);
     assert_int_equal(t.n, 3);
     assert_string_equal(t.lines[0], "connected to the broker");
     assert_true(starts_with(t.lines[1], "broker connection lost: ") ||
@@ -561,6 +570,63 @@ static void test_stalled_broker(void **state)
     queue_delete("outbox.t5");
 }
 
+/* No queue is bound to restspy.requests (no peer set up with restspy
+ * federate, or its queue deleted): the broker returns every publish and
+ * then acks it. Before issue 10 the ack deleted the rows and the writes
+ * were gone; now they stay, the returns are counted, told and retried with
+ * backoff, and once a queue is bound everything arrives, in order. */
+static void test_unroutable_kept(void **state)
+{
+    NEED_BROKER();
+    fx *f = *state;
+    for (int i = 0; i < 20; i++)
+        submit(f);
+    told t = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    outbox_options o = options(B.url, 8, &t);
+    o.retry_min_ms = 50;
+    o.retry_max_ms = 200;
+    o.log_interval_ms = 60000;
+    outbox *ob = start_opts(f, &o);
+    outbox_stats st;
+    int64_t until = util_mono_us() + 10000000;
+    do {
+        testutil_sleep_ms(50);
+        outbox_get_stats(ob, &st);
+    } while (st.returned < 3 && util_mono_us() < until);
+    print_message("returned %llu, confirmed %llu: %s\n", (unsigned long long)st.returned,
+                  (unsigned long long)st.confirmed, st.last_error);
+    assert_true(st.returned >= 3); /* retried, not once and forgotten */
+    assert_true(st.connected);     /* the broker is fine; its routing is not */
+    assert_true(st.unroutable_since_us > 0);
+    assert_non_null(strstr(st.last_error, "unroutable: no queue bound to restspy.requests"));
+    assert_non_null(strstr(st.last_error, "run restspy federate"));
+    assert_int_equal(st.confirmed, 0);
+    assert_int_equal(depth(f), 20);
+    /* More rows meanwhile wait behind the first one. */
+    for (int i = 0; i < 10; i++)
+        submit(f);
+    testutil_sleep_ms(300);
+    assert_int_equal(depth(f), 30);
+
+    queue_on_requests("outbox.t6", 0);
+    wait_depth_zero(f, 10);
+    outbox_get_stats(ob, &st);
+    assert_int_equal(st.unroutable_since_us, 0);
+    assert_string_equal(st.last_error, "");
+    assert_int_equal(st.confirmed, 30);
+    assert_int_equal(st.reconnects, 0);
+    stop_timed(ob);
+    print_told(&t);
+    /* Told once (the retries within log_interval say nothing), and the end. */
+    assert_int_equal(t.n, 3);
+    assert_string_equal(t.lines[0], "connected to the broker");
+    assert_true(starts_with(t.lines[1], "the broker returned a publish as unroutable (312 "
+                                        "NO_ROUTE, routing key site-a.PUT.api.items.0)"));
+    assert_true(starts_with(t.lines[2], "publishes are routed again after "));
+    assert_int_equal(check_arrivals(f, "outbox.t6"), 0);
+    queue_delete("outbox.t6");
+}
+
 /* No broker: the outage is told at once, then once per log_interval
  * however often it retries, and the stats say since when (issue 9 item
  * 6). */
@@ -586,8 +652,7 @@ static void test_outage_told_rate_limited(void **state)
     close(fd);
     assert_false(st.connected);
     assert_true(st.down_since_us >= t0 && st.down_since_us <= util_now_us());
-    for (int i = 0; i < t.n && i < TOLD_MAX; i++)
-        print_message("told: %s\n", t.lines[i]);
+    print_told(&t);
     print_message("%llu failed attempts, %d lines\n", (unsigned long long)st.failed_attempts, t.n);
     /* ~1000 / (10..20 ms) attempts; lines at 0, 400 and 800 ms. */
     assert_true(st.failed_attempts >= 20);
@@ -642,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_broker_then_start, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outage_told_rate_limited, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stalled_broker, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unroutable_kept, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_broker_restart, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_broker_killed, fx_setup, fx_teardown),
     };
