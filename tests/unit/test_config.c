@@ -106,6 +106,13 @@ static void test_defaults(void **state)
     assert_int_equal(list_len(c->redact_fields), 9);
     for (size_t i = 0; i < 9; i++)
         assert_string_equal(c->redact_fields[i], fields[i]);
+    /* End-user credentials are not replicated unless asked (issue 10). */
+    const char *drop[] = {"authorization", "proxy-authorization", "cookie", "x-api-key"};
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(c->replicate_drop_headers[i], drop[i]);
+    assert_int_equal(c->retry_max_age_ms, 3600000);
+    assert_int_equal(c->retry_max_attempts, 0);
+    assert_int_equal(c->apply_order, APPLY_ORDER_RESOURCE);
     assert_int_equal(c->rules_len, 1);
     const rule *d = &c->rules[0];
     assert_string_equal(d->name, "default");
@@ -909,9 +916,12 @@ static void test_each_key(void **state)
         "amqp_log_interval",
         "healthz_degraded_status",
         "concurrency",
+        "apply_order",
         "prefetch",
         "retry_min",
         "retry_max",
+        "retry_max_age",
+        "retry_max_attempts",
         "set_header",
         "log_requests",
         "persist_requests",
