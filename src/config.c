@@ -193,9 +193,10 @@ static const keydef keys[] = {
     {"concurrency", K_INT, CFG(concurrency), 1, 64, NULL, "1", NULL,
      "replicator: requests applied at once (order kept as apply_order says)"},
     {"apply_order", K_CHOICE, CFG(apply_order), NOLIMIT, apply_orders, "resource", NULL,
-     "replicator: what a write waits for: resource (earlier writes to its path, the paths "
-     "above and below it; POSTs to one path side by side), strict (POSTs to one path in "
-     "order too) or origin (every earlier write from its site)"},
+     "replicator: what a write waits for: resource (earlier writes to its path and the paths "
+     "above and below it, but POSTs to one path run side by side and a POST waits for no "
+     "write below it but a DELETE), strict (all of those) or origin (every earlier write from "
+     "its site)"},
     {"prefetch", K_INT, CFG(prefetch), 1, 65535, NULL, "64", NULL,
      "replicator: messages taken from the broker ahead of their apply (each may hold a body "
      "up to replicate_max_body)"},
@@ -203,6 +204,9 @@ static const keydef keys[] = {
      "replicator: first wait before re-applying after a 5xx or unreachable upstream"},
     {"retry_max", K_DUR, CFG(retry_max_ms), 1, UINT64_MAX, NULL, "30s", NULL,
      "replicator: longest wait between re-applies (the wait doubles up to it)"},
+    {"stuck_after", K_DUR, CFG(stuck_after_ms), NOLIMIT, NULL, "30s", NULL,
+     "replicator: a write failing this long while the upstream applies others is stuck: from "
+     "then on it holds back only the later writes to its own resource"},
     {"retry_max_age", K_DUR, CFG(retry_max_age_ms), NOLIMIT, NULL, "1h", NULL,
      "replicator: a write still failing this long after its first failed answer is "
      "dead-lettered (0 = no limit)"},

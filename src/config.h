@@ -119,8 +119,9 @@ typedef struct config {
      * answers (0 = no limit on that count). */
     uint64_t retry_max_age_ms;
     uint64_t retry_max_attempts;
-    int apply_order;    /* APPLY_ORDER_* */
-    char **set_headers; /* "Name: value" added to applied requests; NULL-terminated */
+    int apply_order;         /* APPLY_ORDER_* */
+    uint64_t stuck_after_ms; /* failing this long (others applied): holds its resource only */
+    char **set_headers;      /* "Name: value" added to applied requests; NULL-terminated */
 
     /* rules in file order, then the default rule (always last, always
      * matches; named "default", set by the top-level keys log_requests etc.) */

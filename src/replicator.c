@@ -111,12 +111,23 @@ bool repl_waits_for(const repl_okey *later, const repl_okey *earlier, int order,
         return true; /* two copies are never applied side by side */
     if (order == APPLY_ORDER_ORIGIN)
         return strcmp(later->origin, earlier->origin) == 0;
-    bool same = strcmp(later->key, earlier->key) == 0;
-    if (same)
-        return !(later->post && earlier->post && order == APPLY_ORDER_RESOURCE);
+    bool relaxed = order == APPLY_ORDER_RESOURCE;
+    if (strcmp(later->key, earlier->key) == 0)
+        return !(relaxed && later->post && earlier->post);
     if (earlier_stuck)
         return false;
-    return key_covers(earlier->key, later->key) || key_covers(later->key, earlier->key);
+    if (key_covers(earlier->key, later->key))
+        return true; /* e.g. a member's write after a create in its collection */
+    if (key_covers(later->key, earlier->key))
+        return !(relaxed && later->post && !earlier->del);
+    return false;
+}
+
+bool repl_stuck(int64_t first_failed_us, int64_t ok_us, int64_t now_us, uint64_t stuck_after_ms)
+{
+    if (!first_failed_us || ok_us <= first_failed_us)
+        return false;
+    return now_us - first_failed_us >= (int64_t)(stuck_after_ms * 1000);
 }
 
 bool repl_unreachable(const char *err)
@@ -236,7 +247,6 @@ typedef struct item {
     bool loaded;
     int64_t attempts;        /* failures that spent the budget */
     int64_t first_failed_us; /* wall clock; 0 = none yet */
-    int64_t failed_mono;     /* end of its latest such failure; 0 = not failing */
     /* set by the worker */
     int outcome;
     char *reason;        /* OUT_DEAD: heap */
@@ -244,7 +254,7 @@ typedef struct item {
     char *answer;        /* OUT_RETRY: what the attempt got (heap) */
     bool spend;          /* OUT_RETRY: the failure spends the budget */
     bool answered;       /* the upstream gave an answer that is not a failure */
-    int64_t started_mono, ended_mono;
+    int64_t started_us;  /* wall clock: when the attempt started */
 } item;
 
 typedef struct repl repl;
@@ -288,7 +298,8 @@ struct repl {
     item *phead, *ptail; /* pending: every live delivery, in arrival order */
     size_t inflight;     /* items ST_RUN */
     bool dirty;          /* the pending list changed: schedule again */
-    int64_t ok_mono;     /* start of the latest attempt the upstream answered */
+    int64_t ok_us;       /* start of the latest attempt the upstream answered (wall clock) */
+    int64_t now_us;      /* wall clock of the current schedule pass */
 };
 
 static atomic_int g_stop; /* set by the signal thread */
@@ -493,7 +504,7 @@ static void attempt(worker *w, item *it)
     char why[256] = "";
     it->outcome = OUT_ABANDON;
     it->answered = false;
-    it->started_mono = util_mono_us();
+    it->started_us = util_now_us();
 
     if (repl_msg_verify(m, cfg->replicate_secret, why, sizeof why) != 0) {
         it->outcome = OUT_DEAD;
@@ -520,7 +531,6 @@ static void attempt(worker *w, item *it)
     }
     apply(w, it, &hdrs);
     record_headers_free(&hdrs);
-    it->ended_mono = util_mono_us();
     if (it->outcome == OUT_RETRY)
         load_budget(r, it);
 }
@@ -589,12 +599,9 @@ static void finish(repl *r, item *it)
     item_free(it);
 }
 
-/* Stuck: its latest failure spent budget, and since then the upstream has
- * answered an attempt that started after it: the upstream works, this
- * write fails on its own. */
 static bool stuck(const repl *r, const item *it)
 {
-    return it->failed_mono && it->failed_mono < r->ok_mono;
+    return repl_stuck(it->first_failed_us, r->ok_us, r->now_us, r->cfg->stuck_after_ms);
 }
 
 static bool waits(const repl *r, const item *later, const item *earlier)
@@ -625,6 +632,7 @@ static void run_item(repl *r, item *it)
 static int64_t schedule(repl *r)
 {
     int64_t now = util_mono_us(), next = INT64_MAX;
+    r->now_us = util_now_us();
     bool dirty = r->dirty;
     r->dirty = false;
     for (item *it = r->phead; it; it = it->pnext) {
@@ -661,7 +669,8 @@ static void dispatch(repl *r, repl_msg *msg, uint64_t tag)
     it->tag = tag;
     it->key = repl_resource_key(msg->target);
     it->ok = (repl_okey){msg->id, msg->origin ? msg->origin : "", it->key,
-                         msg->method && strcmp(msg->method, "POST") == 0};
+                         msg->method && strcmp(msg->method, "POST") == 0,
+                         msg->method && strcmp(msg->method, "DELETE") == 0};
     pthread_mutex_lock(&r->mu);
     it->gen = r->gen;
     pthread_mutex_unlock(&r->mu);
@@ -724,7 +733,6 @@ static void retry_later(repl *r, item *it)
         it->attempts++;
         if (!it->first_failed_us)
             it->first_failed_us = now;
-        it->failed_mono = it->ended_mono;
         if (repl_budget_spent(it->attempts, it->first_failed_us, now, cfg->retry_max_age_ms,
                               cfg->retry_max_attempts)) {
             it->reason = repl_budget_reason(it->attempts, it->first_failed_us, now, it->answer);
@@ -764,8 +772,8 @@ static void handle_done(repl *r)
         it->next = NULL;
         r->inflight--;
         r->dirty = true;
-        if (it->answered && it->started_mono > r->ok_mono)
-            r->ok_mono = it->started_mono;
+        if (it->answered && it->started_us > r->ok_us)
+            r->ok_us = it->started_us;
         char err[512] = "";
         if (!r->m || it->gen != gen || it->outcome == OUT_ABANDON) {
             /* Unacked on a channel that is gone: the broker redelivers it. */
@@ -981,6 +989,7 @@ static const char *const help_keys[] = {
     "prefetch",
     "retry_min",
     "retry_max",
+    "stuck_after",
     "retry_max_age",
     "retry_max_attempts",
     "upstream_timeout",

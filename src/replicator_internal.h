@@ -31,6 +31,7 @@ typedef struct repl_okey {
     const char *origin; /* origin node */
     const char *key;    /* repl_resource_key of its target */
     bool post;          /* method POST: a create when it goes to a collection */
+    bool del;           /* method DELETE */
 } repl_okey;
 
 /* Whether later must wait until earlier (taken from the queue before it,
@@ -38,15 +39,29 @@ typedef struct repl_okey {
  * order (APPLY_ORDER_*):
  *  - another copy of the same message (same id): always;
  *  - origin: every earlier write from the same origin;
- *  - resource and strict: a write to the same resource or to one above or
- *    below it (a collection and its members: /a/b waits for /a and /a/b/c,
- *    /a/bc does not), except two POSTs to the same path under resource
- *    (creates in one collection do not depend on each other);
+ *  - strict: a write to the same resource, or to one above or below it (a
+ *    collection and its members: /a/b and /a, /a/b and /a/b/c; not /a/b
+ *    and /a/bc);
+ *  - resource: as strict, but two POSTs to the same path do not wait for
+ *    each other (creates in one collection), and a POST waits for the
+ *    writes below it only when they are DELETEs (a re-create after a
+ *    delete; a create does not depend on the updates of other members);
  *  - a stuck earlier write (failing while the upstream applies others)
  *    holds back, under resource and strict, only the writes to its own
  *    resource: so one bad create does not stall a whole collection. */
 bool repl_waits_for(const repl_okey *later, const repl_okey *earlier, int order,
                     bool earlier_stuck);
+
+/* Whether a failing write is stuck: it has been failing (failures that
+ * spend its budget) for stuck_after_ms since first_failed_us, and the
+ * upstream has answered another write (an attempt started at ok_us) since
+ * that first failure: the upstream works, this write fails on its own.
+ * All wall clock, µs; first_failed_us 0 = not failing. A write failing for
+ * less long keeps the whole order: most failures are short (an
+ * application restarting, a database lock), and releasing the writes that
+ * follow it would apply them too early; when nothing was answered since it
+ * began failing, the upstream may be down for all. */
+bool repl_stuck(int64_t first_failed_us, int64_t ok_us, int64_t now_us, uint64_t stuck_after_ms);
 
 /* ---- the retry budget ---- */
 

@@ -288,9 +288,10 @@ class StuckWrites(StuckCase):
     def test_1_failing_create_holds_back_only_its_resource(self):
         """A create the app answers 500 forever (json-server's answer to a
         duplicate id) does not stall the site: the writes to other
-        resources, other creates in its collection and the updates of its
-        members are applied meanwhile, with one worker. It is listed as
-        stuck (attempts, last answer) while it is retried, then
+        resources and other creates in its collection are applied
+        meanwhile, with one worker, and the updates of its members once it
+        is stuck (failing for stuck_after while others are applied). It is
+        listed as stuck (attempts, last answer) while it is retried, then
         dead-lettered with its last answer when its budget is spent, and
         only then is the later write to its own resource applied."""
         def decide(method, path, body):
@@ -299,7 +300,7 @@ class StuckWrites(StuckCase):
             return (201 if method == "POST" else 200), True
 
         app = self.fake_app(decide)
-        r = self.start_replicator(app.url, "--retry-max-age", "8s")
+        r = self.start_replicator(app.url, "--retry-max-age", "8s", "--stuck-after", "1s")
         t0 = time.monotonic()
         poison = publish("/posts/", body={"id": "dup"})
         others = [publish("/comments/%d/" % i, "PUT", {"id": i}) for i in range(10)]

@@ -113,6 +113,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->retry_max_age_ms, 3600000);
     assert_int_equal(c->retry_max_attempts, 0);
     assert_int_equal(c->apply_order, APPLY_ORDER_RESOURCE);
+    assert_int_equal(c->stuck_after_ms, 30000);
     assert_int_equal(c->rules_len, 1);
     const rule *d = &c->rules[0];
     assert_string_equal(d->name, "default");
@@ -920,6 +921,7 @@ static void test_each_key(void **state)
         "prefetch",
         "retry_min",
         "retry_max",
+        "stuck_after",
         "retry_max_age",
         "retry_max_attempts",
         "set_header",

@@ -60,47 +60,56 @@ static void test_resource_key(void **state)
     free(k);
 }
 
-static repl_okey okey(const char *id, const char *origin, const char *key, bool post)
+static repl_okey okey(const char *id, const char *origin, const char *method, const char *key)
 {
-    return (repl_okey){id, origin, key, post};
+    return (repl_okey){id, origin, key, strcmp(method, "POST") == 0, strcmp(method, "DELETE") == 0};
 }
 
 static void test_waits_for(void **state)
 {
     (void)state;
     enum { R = APPLY_ORDER_RESOURCE, S = APPLY_ORDER_STRICT, O = APPLY_ORDER_ORIGIN };
-    repl_okey create = okey("1", "a", "/api/sites", true);
-    repl_okey create2 = okey("2", "a", "/api/sites", true);
-    repl_okey patch_x = okey("3", "a", "/api/sites/x", false);
-    repl_okey patch_x2 = okey("4", "b", "/api/sites/x", false);
-    repl_okey metric_x = okey("5", "a", "/api/sites/x/metrics", true);
-    repl_okey patch_xy = okey("6", "a", "/api/sites/xy", false);
-    repl_okey other = okey("7", "a", "/api/users/u", false);
-    repl_okey other_b = okey("8", "b", "/api/users/u", false);
-    repl_okey root = okey("9", "a", "/", false);
-    repl_okey copy = okey("1", "a", "/api/sites", true);
+    repl_okey create = okey("1", "a", "POST", "/api/sites");
+    repl_okey create2 = okey("2", "a", "POST", "/api/sites");
+    repl_okey patch_x = okey("3", "a", "PATCH", "/api/sites/x");
+    repl_okey patch_x2 = okey("4", "b", "PATCH", "/api/sites/x");
+    repl_okey metric_x = okey("5", "a", "POST", "/api/sites/x/metrics");
+    repl_okey patch_xy = okey("6", "a", "PATCH", "/api/sites/xy");
+    repl_okey other = okey("7", "a", "PUT", "/api/users/u");
+    repl_okey other_b = okey("8", "b", "PUT", "/api/users/u");
+    repl_okey root = okey("9", "a", "PUT", "/");
+    repl_okey del_x = okey("10", "a", "DELETE", "/api/sites/x");
+    repl_okey copy = okey("1", "a", "POST", "/api/sites");
 
     /* One resource keeps its order, whatever the origin. */
     assert_true(repl_waits_for(&patch_x2, &patch_x, R, false));
-    /* A member waits for a create in its collection, and a create for a
-     * member's write (a delete before a re-create); a sub-collection for
-     * its parent. */
+    /* A member waits for a create in its collection, a sub-collection for
+     * its parent, everything for a write to the root. */
     assert_true(repl_waits_for(&patch_x, &create, R, false));
-    assert_true(repl_waits_for(&create, &patch_x, R, false));
     assert_true(repl_waits_for(&metric_x, &patch_x, R, false));
     assert_true(repl_waits_for(&metric_x, &create, R, false));
     assert_true(repl_waits_for(&other, &root, R, false));
+    /* A write to a resource waits for the writes below it (a delete of a
+     * site after the creates of its metrics)... */
+    assert_true(repl_waits_for(&del_x, &metric_x, R, false));
+    assert_true(repl_waits_for(&patch_x, &metric_x, R, false));
+    /* ... but a create only for the deletes below it (a re-create), not for
+     * the updates of other members; strict waits for all. */
+    assert_true(repl_waits_for(&create, &del_x, R, false));
+    assert_false(repl_waits_for(&create, &patch_x, R, false));
+    assert_true(repl_waits_for(&create, &patch_x, S, false));
     /* Siblings and unrelated resources do not wait; "/api/sites/xy" is not
      * under "/api/sites/x". */
     assert_false(repl_waits_for(&patch_xy, &patch_x, R, false));
-    assert_false(repl_waits_for(&metric_x, &patch_xy, R, false));
-    assert_false(repl_waits_for(&other, &patch_x, R, false));
+    assert_false(repl_waits_for(&metric_x, &patch_xy, S, false));
+    assert_false(repl_waits_for(&other, &patch_x, S, false));
     /* Creates in one collection run side by side, unless strict. */
     assert_false(repl_waits_for(&create2, &create, R, false));
     assert_true(repl_waits_for(&create2, &create, S, false));
     /* A stuck write holds back its own resource only. */
     assert_false(repl_waits_for(&patch_x, &create, R, true));
     assert_false(repl_waits_for(&metric_x, &patch_x, S, true));
+    assert_false(repl_waits_for(&create, &del_x, R, true));
     assert_true(repl_waits_for(&patch_x2, &patch_x, R, true));
     assert_true(repl_waits_for(&create2, &create, S, true));
     /* Two copies of one message never run side by side. */
@@ -111,6 +120,25 @@ static void test_waits_for(void **state)
     assert_true(repl_waits_for(&other, &patch_x, O, true));
     assert_false(repl_waits_for(&other_b, &patch_x, O, false));
     assert_false(repl_waits_for(&patch_x2, &patch_x, O, false));
+}
+
+static void test_stuck(void **state)
+{
+    (void)state;
+    const int64_t t0 = 1700000000000000, s = 1000000;
+    /* Failing for 30 s, and the upstream answered another write since its
+     * first failure: stuck. */
+    assert_true(repl_stuck(t0, t0 + 1, t0 + 30 * s, 30000));
+    assert_true(repl_stuck(t0, t0 + 29 * s, t0 + 30 * s, 30000));
+    /* Not long enough: a short failure keeps the whole order. */
+    assert_false(repl_stuck(t0, t0 + 1, t0 + 29 * s, 30000));
+    /* Nothing answered since it began failing (the upstream may be down). */
+    assert_false(repl_stuck(t0, t0, t0 + 60 * s, 30000));
+    assert_false(repl_stuck(t0, t0 - s, t0 + 60 * s, 30000));
+    /* Not failing. */
+    assert_false(repl_stuck(0, t0, t0, 0));
+    /* stuck_after 0: as soon as another write is answered. */
+    assert_true(repl_stuck(t0, t0 + 1, t0 + 1, 0));
 }
 
 static void test_unreachable(void **state)
@@ -288,11 +316,11 @@ static void test_usage_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backoff),        cmocka_unit_test(test_resource_key),
-        cmocka_unit_test(test_waits_for),      cmocka_unit_test(test_unreachable),
-        cmocka_unit_test(test_budget),         cmocka_unit_test(test_apply_headers),
-        cmocka_unit_test(test_headers_remove), cmocka_unit_test(test_dead_reason),
-        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_backoff),       cmocka_unit_test(test_resource_key),
+        cmocka_unit_test(test_waits_for),     cmocka_unit_test(test_stuck),
+        cmocka_unit_test(test_unreachable),   cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_apply_headers), cmocka_unit_test(test_headers_remove),
+        cmocka_unit_test(test_dead_reason),   cmocka_unit_test(test_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
