@@ -408,17 +408,16 @@ static void deadlist_free(deadlist *l)
     free(l->v);
 }
 
-/* Index of the message whose id is id or starts with it (8+ chars,
+/* Index of the id of ids[0..n) that is id or starts with it (8+ chars,
  * case-insensitive). -1 none, -2 ambiguous. */
-static long find_dead(const deadlist *l, const char *id)
+static long find_id(const char *const *ids, size_t n, const char *id)
 {
-    size_t n = strlen(id);
+    size_t len = strlen(id);
     long found = -1;
-    for (size_t i = 0; i < l->len; i++) {
-        const char *mid = l->v[i].ev.msg->id;
-        if (strcasecmp(mid, id) == 0)
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(ids[i], id) == 0)
             return (long)i;
-        if (n >= 8 && strncasecmp(mid, id, n) == 0) {
+        if (len >= 8 && strncasecmp(ids[i], id, len) == 0) {
             if (found >= 0)
                 return -2;
             found = (long)i;
@@ -427,17 +426,36 @@ static long find_dead(const deadlist *l, const char *id)
     return found;
 }
 
+/* find_id over the dead letters of l. */
+static long find_dead(const deadlist *l, const char *id)
+{
+    const char **ids = xcalloc(l->len + 1, sizeof *ids);
+    for (size_t i = 0; i < l->len; i++)
+        ids[i] = l->v[i].ev.msg->id;
+    long k = find_id(ids, l->len, id);
+    free(ids);
+    return k;
+}
+
+/* Opens a dead letter's JSON object with the fields every form of it
+ * has: {"id", "origin", "method", "target", "timestamp", "reason". */
+static void json_dead_open(buf *b, const dead *d)
+{
+    const repl_msg *m = d->ev.msg;
+    buf_append_str(b, "{\"id\":");
+    buf_append_json_str(b, m->id, strlen(m->id));
+    json_str_or_null(b, "origin", m->origin);
+    json_str_or_null(b, "method", m->method);
+    json_str_or_null(b, "target", m->target);
+    buf_appendf(b, ",\"timestamp\":%lld", (long long)m->timestamp);
+    json_str_or_null(b, "reason", d->ev.reason);
+}
+
 static void print_dead_json(const dead *d)
 {
     const repl_msg *m = d->ev.msg;
     buf b = BUF_INIT;
-    buf_append_str(&b, "{\"id\":");
-    buf_append_json_str(&b, m->id, strlen(m->id));
-    json_str_or_null(&b, "origin", m->origin);
-    json_str_or_null(&b, "method", m->method);
-    json_str_or_null(&b, "target", m->target);
-    buf_appendf(&b, ",\"timestamp\":%lld", (long long)m->timestamp);
-    json_str_or_null(&b, "reason", d->ev.reason);
+    json_dead_open(&b, d);
     buf_appendf(&b, ",\"body_size\":%zu,\"retried\":%s,\"skipped\":%s}", m->body.len,
                 d->retry && d->confirmed ? "true" : "false", d->skipped ? "true" : "false");
     puts(b.data);
@@ -483,14 +501,8 @@ static void print_dead_show(const dead *d, bool json)
     size_t shown = m->body.len < SHOW_BODY_MAX ? m->body.len : SHOW_BODY_MAX;
     buf b = BUF_INIT;
     if (json) {
-        buf_append_str(&b, "{\"id\":");
-        buf_append_json_str(&b, m->id, strlen(m->id));
-        json_str_or_null(&b, "origin", m->origin);
-        json_str_or_null(&b, "method", m->method);
-        json_str_or_null(&b, "target", m->target);
-        buf_appendf(&b, ",\"timestamp\":%lld", (long long)m->timestamp);
+        json_dead_open(&b, d);
         json_str_or_null(&b, "content_type", m->content_type);
-        json_str_or_null(&b, "reason", d->ev.reason);
         buf_appendf(&b, ",\"signed\":%s,\"headers\":", m->signature ? "true" : "false");
         if (headers_ok) {
             buf_append_char(&b, '[');
@@ -571,26 +583,23 @@ static int open_ledger(const char *cmd, const config *c, store **out)
     return 0;
 }
 
-/* Records the skip of message id from origin in the ledger. 0, or 1 after
- * reporting. */
-static int skip_in_ledger(const char *cmd, const config *c, const char *id, const char *origin)
+/* find_id over the stuck rows v[0..n). */
+static long find_stuck(const store_stuck *v, size_t n, const char *id)
 {
-    store *st = NULL;
-    int rc = open_ledger(cmd, c, &st);
-    if (rc)
-        return rc;
-    char err[512] = "";
-    if (store_ledger_skip(st, id, origin, err, sizeof err) < 0) {
-        cliutil_errorf(cmd, "%s", err);
-        rc = 1;
-    }
-    store_close(st);
-    return rc;
+    const char **ids = xcalloc(n + 1, sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = v[i].message_id;
+    long k = find_id(ids, n, id);
+    free(ids);
+    return k;
 }
 
-/* --skip of a write that is not dead-lettered: one the replicator still
- * retries (a stuck row of the store). 0 skipped, or 1 after reporting. */
-static int skip_stuck(const char *cmd, const config *c, const char *id, const char *dead_q)
+/* Records the skip of message id in the store's ledger: a dead letter's
+ * (origin given), or, origin NULL, a write the replicator still retries,
+ * named by its id or a unique prefix of it among the stuck rows. 0, or 1
+ * after reporting. */
+static int skip_in_ledger(const char *cmd, const config *c, const char *id, const char *origin,
+                          const char *dead_q)
 {
     store *st = NULL;
     int rc = open_ledger(cmd, c, &st);
@@ -600,36 +609,32 @@ static int skip_stuck(const char *cmd, const config *c, const char *id, const ch
     store_stuck *v = NULL;
     size_t n = 0;
     int64_t total = 0;
-    long found = -1;
-    size_t idlen = strlen(id);
-    if (store_stuck_list(st, SIZE_MAX, &v, &n, &total, err, sizeof err) < 0) {
+    long k = 0;
+    bool stuck = !origin;
+    if (!origin && store_stuck_list(st, SIZE_MAX, &v, &n, &total, err, sizeof err) < 0) {
         cliutil_errorf(cmd, "%s", err);
         rc = 1;
-    }
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const char *mid = v[i].message_id;
-        if (strcasecmp(mid, id) == 0 || (idlen >= 8 && strncasecmp(mid, id, idlen) == 0)) {
-            if (found >= 0 && strcasecmp(mid, id) != 0) {
-                cliutil_errorf(cmd, "id prefix %s is ambiguous", id);
-                rc = 1;
-            }
-            found = (long)i;
+    } else if (!origin && (k = find_stuck(v, n, id)) < 0) {
+        if (k == -2)
+            cliutil_errorf(cmd, "id prefix %s is ambiguous", id);
+        else
+            cliutil_errorf(cmd, "no dead letter in %s and no stuck write with id %s", dead_q, id);
+        rc = 1;
+    } else {
+        if (!origin) {
+            id = v[k].message_id;
+            origin = v[k].origin;
+        }
+        if (store_ledger_skip(st, id, origin, err, sizeof err) < 0) {
+            cliutil_errorf(cmd, "%s", err);
+            rc = 1;
+        } else if (stuck) {
+            fprintf(stderr,
+                    "skipped %s: recorded in the ledger as skipped; the replicator drops it at "
+                    "its next attempt\n",
+                    id);
         }
     }
-    if (rc == 0 && found < 0) {
-        cliutil_errorf(cmd, "no dead letter in %s and no stuck write with id %s", dead_q, id);
-        rc = 1;
-    }
-    if (rc == 0 &&
-        store_ledger_skip(st, v[found].message_id, v[found].origin, err, sizeof err) < 0) {
-        cliutil_errorf(cmd, "%s", err);
-        rc = 1;
-    }
-    if (rc == 0)
-        fprintf(stderr,
-                "skipped %s: recorded in the ledger as skipped; the replicator drops it at its "
-                "next attempt\n",
-                v[found].message_id);
     store_stuck_free(v, n);
     store_close(st);
     return rc;
@@ -786,7 +791,7 @@ static int dead_decide(const char *cmd, const config *c, const dead_opts *o, dea
     }
     if (k < 0 && o->skip_id) {
         *handled = true;
-        return skip_stuck(cmd, c, id, dead_q);
+        return skip_in_ledger(cmd, c, id, NULL, dead_q);
     }
     if (k < 0) {
         cliutil_errorf(cmd, "no dead letter with id %s in %s", id, dead_q);
@@ -798,7 +803,7 @@ static int dead_decide(const char *cmd, const config *c, const dead_opts *o, dea
     if (o->show_id)
         *shown = k;
     if (o->skip_id) {
-        if (skip_in_ledger(cmd, c, d->ev.msg->id, d->ev.msg->origin) != 0)
+        if (skip_in_ledger(cmd, c, d->ev.msg->id, d->ev.msg->origin, dead_q) != 0)
             return 1;
         d->skipped = true; /* recorded: only now may it leave the dead queue */
     }
@@ -872,7 +877,7 @@ static int cmd_dead(int argc, char **argv, char *const *envp)
         }
     }
     if (rc != 0 || handled) {
-        /* the error line, or skip_stuck's, says it all */
+        /* the error line, or skip_in_ledger's, says it all */
     } else if (shown >= 0) {
         print_dead_show(&l.v[shown], o.json);
     } else if (o.json) {

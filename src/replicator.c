@@ -228,20 +228,23 @@ enum { OUT_ABANDON = 0, OUT_ACK, OUT_DEAD, OUT_RETRY };
 enum { ST_WAIT = 0, ST_RUN, ST_BACKOFF };
 
 /* One delivery, from its arrival to its ack, dead letter or abandonment.
- * Allocated by dispatch, freed by the main thread. While ST_RUN it belongs
- * to the worker that took it (the fields "set by the worker"); otherwise to
- * the main thread. */
+ * Allocated by dispatch, freed by the main thread. Its place in the order
+ * (the fields marked "mu") is under r->mu. While ST_RUN and not settled it
+ * belongs to the worker that took it (the fields "set by the worker");
+ * otherwise to the main thread. */
 typedef struct item {
-    struct item *next;          /* run queue or done list, under r->mu */
-    struct item *pprev, *pnext; /* the pending list (main thread) */
+    struct item *next;          /* mu: run queue or done list */
+    struct item *pprev, *pnext; /* mu: the pending list */
     repl_msg *msg;
     char *key;    /* repl_resource_key of the target (heap) */
     repl_okey ok; /* borrows msg and key */
     uint64_t tag;
     uint64_t gen;
-    int state;
-    struct item *blocker; /* ST_WAIT: the earlier item it was last seen waiting for */
-    int64_t due_mono;     /* ST_BACKOFF: when to try again */
+    int state;            /* mu */
+    bool settled;         /* mu: applied or refused: holds nothing back any more */
+    struct item *blocker; /* mu: ST_WAIT: the earlier item it was last seen waiting for */
+    int64_t due_mono;     /* mu: ST_BACKOFF: when to try again */
+    int64_t fail_since;   /* mu: first_failed_us, for the order's stuck test */
     unsigned tries;       /* attempts made in this process (the backoff's exponent) */
     /* the retry budget, from the stuck table at the first failure on */
     bool loaded;
@@ -286,6 +289,15 @@ struct repl {
     item *done_head, *done_tail;
     uint64_t gen;
     bool stopping;
+    /* The order: both the main thread (deliveries, backoffs, the end of an
+     * item) and a worker (the moment its item is settled, so that what
+     * waited for it starts without a round trip through the main thread)
+     * schedule. */
+    item *phead, *ptail; /* pending: every live delivery, in arrival order */
+    size_t inflight;     /* items ST_RUN the main thread has not taken back */
+    bool dirty;          /* the pending list changed: schedule again */
+    int64_t ok_us;       /* start of the latest attempt the upstream answered (wall clock) */
+    int64_t now_us;      /* wall clock of the current schedule pass */
 
     worker *w;
     unsigned nw;
@@ -295,11 +307,6 @@ struct repl {
     uint64_t pub_seq;
     pending_dead *pend;
     size_t npend, cappend;
-    item *phead, *ptail; /* pending: every live delivery, in arrival order */
-    size_t inflight;     /* items ST_RUN */
-    bool dirty;          /* the pending list changed: schedule again */
-    int64_t ok_us;       /* start of the latest attempt the upstream answered (wall clock) */
-    int64_t now_us;      /* wall clock of the current schedule pass */
 };
 
 static atomic_int g_stop; /* set by the signal thread */
@@ -535,6 +542,8 @@ static void attempt(worker *w, item *it)
         load_budget(r, it);
 }
 
+static int64_t schedule_locked(repl *r);
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -562,12 +571,21 @@ static void *worker_main(void *arg)
         else
             r->done_head = it;
         r->done_tail = it;
+        if (it->answered && it->started_us > r->ok_us)
+            r->ok_us = it->started_us;
+        if (it->outcome == OUT_ACK || it->outcome == OUT_DEAD) {
+            /* Its effect is committed (or it is refused): what waited for
+             * it may start now; the main thread acks it later. */
+            it->settled = true;
+            r->dirty = true;
+            schedule_locked(r);
+        }
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
 }
 
-/* ---- the pending list and its order (main thread) ---- */
+/* ---- the pending list and its order (under r->mu) ---- */
 
 static void pending_add(repl *r, item *it)
 {
@@ -581,9 +599,11 @@ static void pending_add(repl *r, item *it)
     r->dirty = true;
 }
 
-/* Takes it out of the pending list and frees it. */
-static void finish(repl *r, item *it)
+/* Takes it out of the pending list and frees it. Main thread, mu held. */
+static void finish_locked(repl *r, item *it)
 {
+    if (it->state == ST_RUN)
+        r->inflight--;
     if (it->pprev)
         it->pprev->pnext = it->pnext;
     else
@@ -601,19 +621,19 @@ static void finish(repl *r, item *it)
 
 static bool stuck(const repl *r, const item *it)
 {
-    return repl_stuck(it->first_failed_us, r->ok_us, r->now_us, r->cfg->stuck_after_ms);
+    return repl_stuck(it->fail_since, r->ok_us, r->now_us, r->cfg->stuck_after_ms);
 }
 
 static bool waits(const repl *r, const item *later, const item *earlier)
 {
-    return repl_waits_for(&later->ok, &earlier->ok, r->cfg->apply_order, stuck(r, earlier));
+    return !earlier->settled &&
+           repl_waits_for(&later->ok, &earlier->ok, r->cfg->apply_order, stuck(r, earlier));
 }
 
 static void run_item(repl *r, item *it)
 {
     it->state = ST_RUN;
     r->inflight++;
-    pthread_mutex_lock(&r->mu);
     it->next = NULL;
     if (r->run_tail)
         r->run_tail->next = it;
@@ -621,7 +641,6 @@ static void run_item(repl *r, item *it)
         r->run_head = it;
     r->run_tail = it;
     pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
 }
 
 /* Starts every pending item that may run now: a waiting one that no
@@ -629,7 +648,7 @@ static void run_item(repl *r, item *it)
  * time has come. Returns the monotonic time of the next backoff to end,
  * INT64_MAX for none. A waiting item remembers what held it back, so that
  * a long list is not scanned again and again. */
-static int64_t schedule(repl *r)
+static int64_t schedule_locked(repl *r)
 {
     int64_t now = util_mono_us(), next = INT64_MAX;
     r->now_us = util_now_us();
@@ -660,6 +679,21 @@ static int64_t schedule(repl *r)
     return next;
 }
 
+static int64_t schedule(repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int64_t next = schedule_locked(r);
+    pthread_mutex_unlock(&r->mu);
+    return next;
+}
+
+static void finish(repl *r, item *it)
+{
+    pthread_mutex_lock(&r->mu);
+    finish_locked(r, it);
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* ---- the broker side (main thread) ---- */
 
 static void dispatch(repl *r, repl_msg *msg, uint64_t tag)
@@ -673,9 +707,9 @@ static void dispatch(repl *r, repl_msg *msg, uint64_t tag)
                          msg->method && strcmp(msg->method, "DELETE") == 0};
     pthread_mutex_lock(&r->mu);
     it->gen = r->gen;
-    pthread_mutex_unlock(&r->mu);
     it->state = ST_WAIT;
     pending_add(r, it);
+    pthread_mutex_unlock(&r->mu);
 }
 
 static void lose_connection(repl *r, const char *err)
@@ -689,14 +723,14 @@ static void lose_connection(repl *r, const char *err)
     pthread_mutex_lock(&r->mu);
     r->gen++;
     pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
     /* Their delivery tags died with the channel: the broker redelivers
      * them. Those a worker holds are dropped when they come back. */
     for (item *it = r->phead, *nx; it; it = nx) {
         nx = it->pnext;
         if (it->state != ST_RUN)
-            finish(r, it);
+            finish_locked(r, it);
     }
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* Publishes the dead letter of it (reason set); its original is acked
@@ -754,8 +788,13 @@ static void retry_later(repl *r, item *it)
                        .last_answer = it->answer};
     snprintf(row.message_id, sizeof row.message_id, "%s", m->id);
     store_stuck_set(r->st, &row);
+    pthread_mutex_lock(&r->mu);
     it->state = ST_BACKOFF;
     it->due_mono = util_mono_us() + (int64_t)(ms > INT64_MAX / 1000 ? INT64_MAX / 1000 : ms) * 1000;
+    r->inflight--;
+    it->fail_since = it->first_failed_us;
+    r->dirty = true; /* its failure may make it stuck */
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* Acks, dead-letters or schedules again what the workers finished. */
@@ -770,10 +809,6 @@ static void handle_done(repl *r)
         item *it = list;
         list = it->next;
         it->next = NULL;
-        r->inflight--;
-        r->dirty = true;
-        if (it->answered && it->started_us > r->ok_us)
-            r->ok_us = it->started_us;
         char err[512] = "";
         if (!r->m || it->gen != gen || it->outcome == OUT_ABANDON) {
             /* Unacked on a channel that is gone: the broker redelivers it. */
@@ -893,12 +928,20 @@ static void sleep_interruptible(uint64_t ms)
         usleep(50000);
 }
 
+static size_t inflight(repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->inflight;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
 /* How long the next broker poll may wait: a moment while workers may
  * finish work (their acks go out between polls), else until the next
  * backoff ends, POLL_IDLE_MS at most. */
-static int poll_wait_ms(const repl *r, int64_t next_due_mono)
+static int poll_wait_ms(repl *r, int64_t next_due_mono)
 {
-    if (r->inflight)
+    if (inflight(r))
         return POLL_BUSY_MS;
     if (next_due_mono == INT64_MAX)
         return POLL_IDLE_MS;
@@ -948,11 +991,11 @@ static void run(repl *r)
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     int64_t deadline = util_mono_us() + (int64_t)(r->cfg->upstream_timeout_ms + 10000) * 1000;
-    while ((r->inflight || r->npend) && util_mono_us() < deadline) {
+    while ((inflight(r) || r->npend) && util_mono_us() < deadline) {
         handle_done(r);
         if (r->m)
             poll_once(r, POLL_BUSY_MS, false);
-        else if (r->inflight)
+        else if (inflight(r))
             usleep(POLL_BUSY_MS * 1000);
         else
             break;

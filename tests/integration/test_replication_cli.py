@@ -66,6 +66,14 @@ class ReplicationStatus(unittest.TestCase):
     def status(self, *args):
         return run_cli(["replication", "status", "--store", self.store] + list(args))
 
+    def clear(self, *tables):
+        """Empties tables of the shared store file (a test's own rows)."""
+        db = sqlite3.connect(self.proxy.db_path)
+        with db:
+            for t in tables:
+                db.execute("DELETE FROM " + t)
+        db.close()
+
     def test_1_zeros_without_broker(self):
         p = self.status("--json")
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -153,12 +161,7 @@ class ReplicationStatus(unittest.TestCase):
                           "the last 5m00s)\n", p.stdout)
             self.assertIn("last applied         ", p.stdout)
         finally:
-            db = sqlite3.connect(self.proxy.db_path)
-            with db:
-                db.execute("DELETE FROM outbox")
-                db.execute("DELETE FROM applied")
-                db.execute("DELETE FROM counters")
-            db.close()
+            self.clear("outbox", "applied", "counters")
 
     def test_4_lag_is_not_idle_time(self):
         """The lag says how long writes took to get here, not how long ago
@@ -184,10 +187,7 @@ class ReplicationStatus(unittest.TestCase):
             self.assertIn("apply lag            - (nothing applied in the last 5m00s)\n", text)
             self.assertIn("(1h00m ago)", text)
         finally:
-            db = sqlite3.connect(self.proxy.db_path)
-            with db:
-                db.execute("DELETE FROM applied")
-            db.close()
+            self.clear("applied")
 
     def test_5_stuck_writes(self):
         """The writes the replicator keeps failing to apply, as it notes
@@ -245,12 +245,7 @@ class ReplicationStatus(unittest.TestCase):
             self.assertNotIn("\x1b", p.stdout)  # the app's bytes cannot drive the terminal
             self.assertNotIn(done, p.stdout)
         finally:
-            db = sqlite3.connect(self.proxy.db_path)
-            with db:
-                db.execute("DELETE FROM stuck")
-                db.execute("DELETE FROM applied")
-                db.execute("DELETE FROM counters")
-            db.close()
+            self.clear("stuck", "applied", "counters")
 
     def test_3_errors(self):
         p = run_cli(["replication", "status", "--store",
