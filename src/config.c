@@ -473,6 +473,21 @@ static void set_str(char **field, char *v)
 
 /* Parses value for key k into base (a config or a rule). msg gets the
  * "bad value" line on error. */
+/* "expected a, b or c" for a NULL-terminated list of choices. */
+static void choices_text(const char *const *choices, char *out, size_t len)
+{
+    size_t n = 0;
+    while (choices[n])
+        n++;
+    int w = snprintf(out, len, "expected");
+    for (size_t i = 0; i < n && w >= 0 && (size_t)w < len; i++)
+        w += snprintf(out + w, len - (size_t)w, "%s%s",
+                      i == 0       ? " "
+                      : i + 1 == n ? " or "
+                                   : ", ",
+                      choices[i]);
+}
+
 static int apply_key(const keydef *k, void *base, const char *value, char *msg, size_t msglen)
 {
     void *field = (char *)base + k->off;
@@ -559,7 +574,7 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
                 return 0;
             }
         }
-        snprintf(expect, sizeof expect, "expected %s or %s", k->choices[0], k->choices[1]);
+        choices_text(k->choices, expect, sizeof expect);
         break;
     case K_BOOL: {
         bool b;

@@ -286,6 +286,10 @@ static void test_bad_values(void **state)
         {"foo", "1", "unknown key 'foo'"},
         {"log_format", "xml", "bad value for log_format: 'xml' (expected json or combined)"},
         {"store_on_full", "maybe", "bad value for store_on_full: 'maybe' (expected block or drop)"},
+        {"apply_order", "path",
+         "bad value for apply_order: 'path' (expected resource, strict or origin)"},
+        {"retry_max_age", "soon",
+         "bad value for retry_max_age: 'soon' (expected a duration like 10, 10s, 500ms or 2m)"},
         {"log_headers", "perhaps", "bad value for log_headers: 'perhaps' (expected on or off)"},
         {"max_header_size", "lots",
          "bad value for max_header_size: 'lots' (expected a size like 512, 64K or 1M, at "
