@@ -73,6 +73,7 @@ static const char *const full_policies[] = {"block", "drop", NULL};
 static const char *const durabilities[] = {"sync", "async", NULL};
 static const char *const repl_ons[] = {"2xx", "any", NULL};
 static const char *const queue_types[] = {"classic", "quorum", NULL};
+static const char *const apply_orders[] = {"resource", "strict", "origin", NULL};
 
 /* Built-in values of a rule; the same literals back the default rule's
  * top-level keys, so both tables agree by construction. */
@@ -174,8 +175,11 @@ static const keydef keys[] = {
     {"replicate_max_body", K_SIZE, CFG(replicate_max_body), 0, CAP_MAX, NULL, "16M", NULL,
      "larger request bodies are not replicated (recorded and counted)"},
     {"replicate_drop_headers", K_LIST, CFG(replicate_drop_headers), NOLIMIT, NULL,
-     "cookie,proxy-authorization,x-forwarded-for,x-forwarded-proto,x-real-ip", NULL,
-     "comma-separated request headers not replicated"},
+     "authorization,proxy-authorization,cookie,x-api-key,x-forwarded-for,x-forwarded-proto,"
+     "x-real-ip",
+     NULL,
+     "comma-separated request headers not replicated (end-user credentials stay at their "
+     "site: a peer's replicator authenticates with its own set_header)"},
     {"queue_type", K_CHOICE, CFG(queue_type), NOLIMIT, queue_types, "classic", NULL,
      "type of the replicator's queue restspy.apply.<node>: classic or quorum"},
     {"amqp_heartbeat", K_DUR, CFG(amqp_heartbeat_ms), 1000, 3600000, NULL, "30s", NULL,
@@ -187,7 +191,12 @@ static const keydef keys[] = {
      "HTTP status of /healthz while degraded (e.g. broker unreachable); 503 takes the node "
      "out of a load balancer"},
     {"concurrency", K_INT, CFG(concurrency), 1, 64, NULL, "1", NULL,
-     "replicator: requests applied at once (order kept per path)"},
+     "replicator: requests applied at once (order kept as apply_order says)"},
+    {"apply_order", K_CHOICE, CFG(apply_order), NOLIMIT, apply_orders, "resource", NULL,
+     "replicator: what a write waits for: resource (earlier writes to its path and the paths "
+     "above and below it, but POSTs to one path run side by side and a POST waits for no "
+     "write below it but a DELETE), strict (all of those) or origin (every earlier write from "
+     "its site)"},
     {"prefetch", K_INT, CFG(prefetch), 1, 65535, NULL, "64", NULL,
      "replicator: messages taken from the broker ahead of their apply (each may hold a body "
      "up to replicate_max_body)"},
@@ -195,6 +204,15 @@ static const keydef keys[] = {
      "replicator: first wait before re-applying after a 5xx or unreachable upstream"},
     {"retry_max", K_DUR, CFG(retry_max_ms), 1, UINT64_MAX, NULL, "30s", NULL,
      "replicator: longest wait between re-applies (the wait doubles up to it)"},
+    {"stuck_after", K_DUR, CFG(stuck_after_ms), NOLIMIT, NULL, "30s", NULL,
+     "replicator: a write failing this long while the upstream applies others is stuck: from "
+     "then on it holds back only the later writes to its own resource"},
+    {"retry_max_age", K_DUR, CFG(retry_max_age_ms), NOLIMIT, NULL, "1h", NULL,
+     "replicator: a write still failing this long after its first failed answer is "
+     "dead-lettered (0 = no limit)"},
+    {"retry_max_attempts", K_COUNT, CFG(retry_max_attempts), NOLIMIT, NULL, "0", NULL,
+     "replicator: a write whose apply failed this many times is dead-lettered (0 = no limit: "
+     "retry_max_age decides)"},
     {"set_header", K_HEADERS, CFG(set_headers), NOLIMIT, NULL, NULL, "(none)",
      "replicator: 'Name: value' set on applied requests; repeat to add more"},
     {"log_requests", K_BOOL, RUL(log), NOLIMIT, NULL, RULE_DEF_LOG, NULL,
@@ -455,6 +473,21 @@ static void set_str(char **field, char *v)
 
 /* Parses value for key k into base (a config or a rule). msg gets the
  * "bad value" line on error. */
+/* "expected a, b or c" for a NULL-terminated list of choices. */
+static void choices_text(const char *const *choices, char *out, size_t len)
+{
+    size_t n = 0;
+    while (choices[n])
+        n++;
+    int w = snprintf(out, len, "expected");
+    for (size_t i = 0; i < n && w >= 0 && (size_t)w < len; i++)
+        w += snprintf(out + w, len - (size_t)w, "%s%s",
+                      i == 0       ? " "
+                      : i + 1 == n ? " or "
+                                   : ", ",
+                      choices[i]);
+}
+
 static int apply_key(const keydef *k, void *base, const char *value, char *msg, size_t msglen)
 {
     void *field = (char *)base + k->off;
@@ -541,7 +574,7 @@ static int apply_key(const keydef *k, void *base, const char *value, char *msg, 
                 return 0;
             }
         }
-        snprintf(expect, sizeof expect, "expected %s or %s", k->choices[0], k->choices[1]);
+        choices_text(k->choices, expect, sizeof expect);
         break;
     case K_BOOL: {
         bool b;

@@ -20,6 +20,8 @@ enum { STORE_FULL_BLOCK = 0, STORE_FULL_DROP = 1 };
 enum { REPL_SYNC = 0, REPL_ASYNC = 1 };
 enum { REPL_ON_2XX = 0, REPL_ON_ANY = 1 };
 enum { QUEUE_CLASSIC = 0, QUEUE_QUORUM = 1 };
+/* apply_order: what a replicated write waits for (docs/replication.md) */
+enum { APPLY_ORDER_RESOURCE = 0, APPLY_ORDER_STRICT = 1, APPLY_ORDER_ORIGIN = 2 };
 
 /* Method bits for rule matching; RULE_METHOD_ANY when none given. */
 enum {
@@ -108,11 +110,18 @@ typedef struct config {
     uint64_t amqp_log_interval_ms; /* the proxy's broker outage lines on stderr */
     int healthz_degraded_status;   /* /healthz while degraded: 200 (default) or e.g. 503 */
     /* the replicator (`restspy replicate`) */
-    int concurrency;       /* apply workers; per-path order is kept */
+    int concurrency;       /* requests applied at once; order per apply_order */
     int prefetch;          /* deliveries unacked at once (at least concurrency) */
     uint64_t retry_min_ms; /* backoff after a 5xx/unreachable upstream ... */
     uint64_t retry_max_ms; /* ... doubling up to this */
-    char **set_headers;    /* "Name: value" added to applied requests; NULL-terminated */
+    /* The retry budget of a write that keeps failing: dead-lettered once
+     * its first failed answer is this old, or after this many failed
+     * answers (0 = no limit on that count). */
+    uint64_t retry_max_age_ms;
+    uint64_t retry_max_attempts;
+    int apply_order;         /* APPLY_ORDER_* */
+    uint64_t stuck_after_ms; /* failing this long (others applied): holds its resource only */
+    char **set_headers;      /* "Name: value" added to applied requests; NULL-terminated */
 
     /* rules in file order, then the default rule (always last, always
      * matches; named "default", set by the top-level keys log_requests etc.) */

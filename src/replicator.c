@@ -1,19 +1,34 @@
 /* replicator: `restspy replicate`.
  *
  * Threads: the main thread owns the AMQP connection (rabbitmq-c is
- * single-threaded) and does every broker call: it takes deliveries, hands
- * each to the worker of its partition, and acks or dead-letters what the
- * workers finished. Workers own one httpc each and do the slow parts
- * (ledger lookup, the HTTP apply, waiting for the store commit). A signal
- * thread turns SIGTERM/SIGINT into a flag, so no other thread ever sees
- * EINTR in the middle of a broker or HTTP exchange.
+ * single-threaded) and does every broker call, and it alone orders the
+ * work: it keeps every delivery it took in a pending list (arrival order),
+ * starts each one as soon as no earlier pending write holds it back
+ * (repl_waits_for: apply_order), puts failed ones back after their backoff,
+ * and acks or dead-letters what the workers finished. Workers take started
+ * items from one run queue, make one attempt each (ledger lookup, the HTTP
+ * apply, waiting for the store commit) and hand them back: a write waiting
+ * for its backoff occupies no worker, so a write that keeps failing delays
+ * only the writes that must wait for it. A signal thread turns
+ * SIGTERM/SIGINT into a flag, so no other thread ever sees EINTR in the
+ * middle of a broker or HTTP exchange.
+ *
+ * The retry budget: a failure that says something about the message (a
+ * 5xx, 408 or 429 answer, a timeout or reset after the request was sent)
+ * counts; an upstream that cannot be reached at all does not (every write
+ * waits then). Once a write has failed for retry_max_age since its first
+ * counted failure, or retry_max_attempts times, it is dead-lettered with
+ * its last answer. Each failure is noted in the store's `stuck` table (what
+ * `replication status` shows, and the budget spent, which a restart does
+ * not reset).
  *
  * Connection generations: delivery tags belong to one channel. Every
  * reconnect starts a new generation; work of an older one is abandoned or,
  * if already applied, simply not acked (the broker redelivers it and the
- * ledger turns the redelivery into a skip). Since a redelivered message has
- * the same path, it lands on the same worker behind any old copy still in
- * flight, so two copies are never applied side by side. */
+ * ledger turns the redelivery into a skip). An old copy still being applied
+ * stays in the pending list until its worker hands it back, and a
+ * redelivered copy (same message id) always waits for it, so two copies are
+ * never applied side by side. */
 #include "replicator.h"
 
 #include <ctype.h>
@@ -60,17 +75,85 @@ uint64_t repl_backoff_ms(unsigned attempt, uint64_t min_ms, uint64_t max_ms)
     return d < max_ms ? d : max_ms;
 }
 
-unsigned repl_partition(const char *target, unsigned n)
+char *repl_resource_key(const char *target)
 {
-    if (n <= 1 || !target)
-        return 0;
-    /* FNV-1a over the path: cheap, and well spread for similar paths. */
-    uint32_t h = 2166136261u;
-    for (const char *p = target; *p && *p != '?'; p++) {
-        h ^= (unsigned char)*p;
-        h *= 16777619u;
+    buf b = BUF_INIT;
+    const char *p = target ? target : "";
+    while (*p && *p != '?') {
+        while (*p == '/')
+            p++;
+        const char *seg = p;
+        while (*p && *p != '/' && *p != '?')
+            p++;
+        if (p > seg) {
+            buf_append_char(&b, '/');
+            buf_append(&b, seg, (size_t)(p - seg));
+        }
     }
-    return h % n;
+    if (!b.len)
+        buf_append_char(&b, '/');
+    return buf_detach(&b);
+}
+
+/* Whether key a is b or a resource above it ("/a" is above "/a/b"; "/"
+ * above everything). */
+static bool key_covers(const char *a, const char *b)
+{
+    if (strcmp(a, "/") == 0)
+        return true;
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && (b[n] == '\0' || b[n] == '/');
+}
+
+bool repl_waits_for(const repl_okey *later, const repl_okey *earlier, int order, bool earlier_stuck)
+{
+    if (strcmp(later->id, earlier->id) == 0)
+        return true; /* two copies are never applied side by side */
+    if (order == APPLY_ORDER_ORIGIN)
+        return strcmp(later->origin, earlier->origin) == 0;
+    bool relaxed = order == APPLY_ORDER_RESOURCE;
+    if (strcmp(later->key, earlier->key) == 0)
+        return !(relaxed && later->post && earlier->post);
+    if (earlier_stuck)
+        return false;
+    if (key_covers(earlier->key, later->key))
+        return true; /* e.g. a member's write after a create in its collection */
+    if (key_covers(later->key, earlier->key))
+        return !(relaxed && later->post && !earlier->del);
+    return false;
+}
+
+bool repl_stuck(int64_t first_failed_us, int64_t ok_us, int64_t now_us, uint64_t stuck_after_ms)
+{
+    if (!first_failed_us || ok_us <= first_failed_us)
+        return false;
+    return now_us - first_failed_us >= (int64_t)(stuck_after_ms * 1000);
+}
+
+bool repl_unreachable(const char *err)
+{
+    return strncmp(err, "connect: ", 9) == 0 || strncmp(err, "resolve ", 8) == 0;
+}
+
+bool repl_budget_spent(int64_t attempts, int64_t first_failed_us, int64_t now_us,
+                       uint64_t max_age_ms, uint64_t max_attempts)
+{
+    if (attempts <= 0 || !first_failed_us)
+        return false;
+    if (max_attempts && (uint64_t)attempts >= max_attempts)
+        return true;
+    return max_age_ms && now_us - first_failed_us >= (int64_t)(max_age_ms * 1000);
+}
+
+char *repl_budget_reason(int64_t attempts, int64_t first_failed_us, int64_t now_us,
+                         const char *last_answer)
+{
+    char d[32];
+    util_fmt_duration(now_us - first_failed_us, d, sizeof d);
+    buf b = BUF_INIT;
+    buf_appendf(&b, "retry budget spent: %lld failed attempt%s in %s; last: %s",
+                (long long)attempts, attempts == 1 ? "" : "s", d, last_answer ? last_answer : "-");
+    return buf_detach(&b);
 }
 
 void repl_headers_remove(record_headers *h, const char *name)
@@ -137,27 +220,51 @@ char *repl_dead_reason(int status, const buf *body)
 
 /* ---- state ---- */
 
-enum { OUT_ABANDON = 0, OUT_ACK, OUT_DEAD };
+enum { OUT_ABANDON = 0, OUT_ACK, OUT_DEAD, OUT_RETRY };
 
-/* One delivery on its way through a worker and back. Owned by whichever
- * queue holds it; the main thread frees it at the end. */
+/* Where an item is: waiting for an earlier write (ST_WAIT), in the run
+ * queue or being applied (ST_RUN: a worker's until it is back in the done
+ * list), or waiting to be tried again (ST_BACKOFF). */
+enum { ST_WAIT = 0, ST_RUN, ST_BACKOFF };
+
+/* One delivery, from its arrival to its ack, dead letter or abandonment.
+ * Allocated by dispatch, freed by the main thread. Its place in the order
+ * (the fields marked "mu") is under r->mu. While ST_RUN and not settled it
+ * belongs to the worker that took it (the fields "set by the worker");
+ * otherwise to the main thread. */
 typedef struct item {
-    struct item *next;
+    struct item *next;          /* mu: run queue or done list */
+    struct item *pprev, *pnext; /* mu: the pending list */
     repl_msg *msg;
+    char *key;    /* repl_resource_key of the target (heap) */
+    repl_okey ok; /* borrows msg and key */
     uint64_t tag;
     uint64_t gen;
+    int state;            /* mu */
+    bool settled;         /* mu: applied or refused: holds nothing back any more */
+    struct item *blocker; /* mu: ST_WAIT: the earlier item it was last seen waiting for */
+    int64_t due_mono;     /* mu: ST_BACKOFF: when to try again */
+    int64_t fail_since;   /* mu: first_failed_us, for the order's stuck test */
+    unsigned tries;       /* attempts made in this process (the backoff's exponent) */
+    /* the retry budget, from the stuck table at the first failure on */
+    bool loaded;
+    int64_t attempts;        /* failures that spent the budget */
+    int64_t first_failed_us; /* wall clock; 0 = none yet */
+    /* set by the worker */
     int outcome;
     char *reason;        /* OUT_DEAD: heap */
     const char *counter; /* OUT_ACK: counter to bump once acked, or NULL */
+    char *answer;        /* OUT_RETRY: what the attempt got (heap) */
+    bool spend;          /* OUT_RETRY: the failure spends the budget */
+    bool answered;       /* the upstream gave an answer that is not a failure */
+    int64_t started_us;  /* wall clock: when the attempt started */
 } item;
 
 typedef struct repl repl;
 
 typedef struct worker {
     repl *r;
-    unsigned idx;
     pthread_t th;
-    item *head, *tail; /* under r->mu */
     httpc *hc;
     /* store commit of the current capture: set by the writer thread */
     pthread_mutex_t cmu;
@@ -176,12 +283,21 @@ struct repl {
     store *st;
     pthread_mutex_t ledger_mu; /* store_ledger_has is not promised thread-safe */
 
-    pthread_mutex_t mu; /* guards everything below */
+    pthread_mutex_t mu; /* guards everything below, up to the main thread's part */
     pthread_cond_t cv;  /* workers: new item, new generation, stopping */
+    item *run_head, *run_tail;
     item *done_head, *done_tail;
     uint64_t gen;
     bool stopping;
-    size_t inflight; /* dispatched and not yet back in the done list */
+    /* The order: both the main thread (deliveries, backoffs, the end of an
+     * item) and a worker (the moment its item is settled, so that what
+     * waited for it starts without a round trip through the main thread)
+     * schedule. */
+    item *phead, *ptail; /* pending: every live delivery, in arrival order */
+    size_t inflight;     /* items ST_RUN the main thread has not taken back */
+    bool dirty;          /* the pending list changed: schedule again */
+    int64_t ok_us;       /* start of the latest attempt the upstream answered (wall clock) */
+    int64_t now_us;      /* wall clock of the current schedule pass */
 
     worker *w;
     unsigned nw;
@@ -213,40 +329,13 @@ static void item_free(item *it)
     if (!it)
         return;
     repl_msg_free(it->msg);
+    free(it->key);
     free(it->reason);
+    free(it->answer);
     free(it);
 }
 
 /* ---- workers ---- */
-
-static bool abandoned(repl *r, const item *it)
-{
-    pthread_mutex_lock(&r->mu);
-    bool a = r->stopping || it->gen != r->gen;
-    pthread_mutex_unlock(&r->mu);
-    return a;
-}
-
-/* Sleeps ms unless the item is abandoned first. false when abandoned. */
-static bool backoff_wait(repl *r, const item *it, uint64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&r->mu);
-    while (!r->stopping && it->gen == r->gen) {
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    bool ok = !r->stopping && it->gen == r->gen;
-    pthread_mutex_unlock(&r->mu);
-    return ok;
-}
 
 static void on_committed(void *ud, int status)
 {
@@ -303,14 +392,126 @@ static record *capture(repl *r, const repl_msg *m, record_headers *sent, httpc_r
     return rec;
 }
 
-/* Applies one message; sets it->outcome (and reason/counter). */
-static void process(worker *w, item *it)
+/* A failed attempt: the item is tried again later; spend says whether the
+ * failure spends its retry budget. Takes answer (heap). */
+static void failed(item *it, char *answer, bool spend)
+{
+    it->outcome = OUT_RETRY;
+    free(it->answer);
+    it->answer = answer;
+    it->spend = spend;
+}
+
+/* At the item's first failure in this process: the budget it spent in an
+ * earlier run (its stuck row), so that restarting the replicator does not
+ * give a failing write a fresh budget. */
+static void load_budget(repl *r, item *it)
+{
+    if (it->loaded)
+        return;
+    store_stuck row;
+    char err[256] = "";
+    pthread_mutex_lock(&r->ledger_mu);
+    int rc = store_stuck_get(r->st, it->msg->id, &row, err, sizeof err);
+    pthread_mutex_unlock(&r->ledger_mu);
+    if (rc < 0) {
+        logf_("reading the retry budget of %s failed: %s", it->msg->id, err);
+        return; /* read again at its next failure */
+    }
+    it->loaded = true;
+    if (rc == 1) {
+        it->attempts = row.attempts;
+        it->first_failed_us = row.first_failed_us;
+        store_stuck_row_free(&row);
+    }
+}
+
+/* The ledger lookup and the HTTP request of one attempt, with the headers
+ * it is applied with. */
+static void apply(worker *w, item *it, const record_headers *hdrs)
+{
+    repl *r = w->r;
+    repl_msg *m = it->msg;
+    char err[512] = "";
+    pthread_mutex_lock(&r->ledger_mu);
+    int has = store_ledger_has(r->st, m->id, err, sizeof err);
+    pthread_mutex_unlock(&r->ledger_mu);
+    if (has < 0) {
+        buf a = BUF_INIT;
+        buf_appendf(&a, "ledger lookup failed: %s", err);
+        failed(it, buf_detach(&a), false);
+        return;
+    }
+    if (has > 0) {
+        /* Applied before (a redelivery), or skipped by an operator. */
+        it->outcome = OUT_ACK;
+        it->counter = has == 1 ? "deduplicated" : NULL;
+        return;
+    }
+    httpc_response resp;
+    int64_t t0 = util_now_us(), m0 = util_mono_us();
+    int rc = httpc_request(w->hc, m->method, m->target, hdrs, m->body.data, m->body.len, &resp, err,
+                           sizeof err);
+    int64_t dur = util_mono_us() - m0;
+    if (rc != 0) {
+        /* Unreachable: nothing was sent, the message is not at fault. A
+         * failure after the request went out (timeout, reset) may be. */
+        failed(it, xstrdup(err), !repl_unreachable(err));
+        httpc_response_free(&resp);
+        return;
+    }
+    /* 408 and 429 say "later", not "never": retried like a 5xx. */
+    if (resp.status >= 500 || resp.status == 408 || resp.status == 429) {
+        failed(it, repl_dead_reason(resp.status, &resp.body), true);
+        httpc_response_free(&resp);
+        return;
+    }
+    it->answered = true;
+    if (resp.status >= 400) {
+        it->outcome = OUT_DEAD;
+        it->reason = repl_dead_reason(resp.status, &resp.body);
+        httpc_response_free(&resp);
+        return;
+    }
+    /* Applied: the capture row and the ledger row commit together, and
+     * only then may the message be acked. */
+    record_headers sent = {0};
+    for (size_t i = 0; i < hdrs->len; i++)
+        record_headers_add(&sent, hdrs->v[i].name, strlen(hdrs->v[i].name), hdrs->v[i].value,
+                           strlen(hdrs->v[i].value));
+    record *rec = capture(r, m, &sent, &resp, t0, dur);
+    httpc_response_free(&resp);
+    pthread_mutex_lock(&w->cmu);
+    w->cdone = false;
+    pthread_mutex_unlock(&w->cmu);
+    int status = -1;
+    if (store_submit_cb(r->st, rec, on_committed, w) == 0) {
+        pthread_mutex_lock(&w->cmu);
+        while (!w->cdone)
+            pthread_cond_wait(&w->ccv, &w->cmu);
+        status = w->cstatus;
+        pthread_mutex_unlock(&w->cmu);
+    }
+    if (status == 0) {
+        it->outcome = OUT_ACK;
+        return;
+    }
+    /* Not recorded: apply again (same Idempotency-Key) rather than ack
+     * something the ledger does not know. Not the message's fault. */
+    failed(it, xstrdup("the store did not commit the ledger row"), false);
+}
+
+/* Makes one attempt at applying the item's message; sets it->outcome (and
+ * reason, counter or answer). */
+static void attempt(worker *w, item *it)
 {
     repl *r = w->r;
     const config *cfg = r->cfg;
     repl_msg *m = it->msg;
     char why[256] = "";
     it->outcome = OUT_ABANDON;
+    it->answered = false;
+    it->started_us = util_now_us();
 
     if (repl_msg_verify(m, cfg->replicate_secret, why, sizeof why) != 0) {
         it->outcome = OUT_DEAD;
@@ -335,78 +536,13 @@ static void process(worker *w, item *it)
         it->reason = xstrdup("malformed message: bad x-restspy-headers");
         return;
     }
-
-    for (unsigned attempt = 0;; attempt++) {
-        if (attempt > 0) {
-            uint64_t ms = repl_backoff_ms(attempt - 1, cfg->retry_min_ms, cfg->retry_max_ms);
-            if (!backoff_wait(r, it, ms))
-                break;
-        }
-        if (abandoned(r, it))
-            break;
-        char err[512] = "";
-        pthread_mutex_lock(&r->ledger_mu);
-        int has = store_ledger_has(r->st, m->id, err, sizeof err);
-        pthread_mutex_unlock(&r->ledger_mu);
-        if (has < 0) {
-            logf_("ledger lookup for %s failed: %s; retrying", m->id, err);
-            continue;
-        }
-        if (has == 1) {
-            it->outcome = OUT_ACK;
-            it->counter = "deduplicated";
-            break;
-        }
-        httpc_response resp;
-        int64_t t0 = util_now_us(), m0 = util_mono_us();
-        int rc = httpc_request(w->hc, m->method, m->target, &hdrs, m->body.data, m->body.len, &resp,
-                               err, sizeof err);
-        int64_t dur = util_mono_us() - m0;
-        /* 408 and 429 say "later", not "never": retried like a 5xx. */
-        if (rc != 0 || resp.status >= 500 || resp.status == 408 || resp.status == 429) {
-            if (rc == 0)
-                snprintf(err, sizeof err, "upstream answered %d", resp.status);
-            logf_(
-                "apply %s %s %s: %s; retrying in %llu ms", m->id, m->method, m->target, err,
-                (unsigned long long)repl_backoff_ms(attempt, cfg->retry_min_ms, cfg->retry_max_ms));
-            httpc_response_free(&resp);
-            continue;
-        }
-        if (resp.status >= 400) {
-            it->outcome = OUT_DEAD;
-            it->reason = repl_dead_reason(resp.status, &resp.body);
-            httpc_response_free(&resp);
-            break;
-        }
-        /* Applied: the capture row and the ledger row commit together, and
-         * only then may the message be acked. */
-        record_headers sent = {0};
-        for (size_t i = 0; i < hdrs.len; i++)
-            record_headers_add(&sent, hdrs.v[i].name, strlen(hdrs.v[i].name), hdrs.v[i].value,
-                               strlen(hdrs.v[i].value));
-        record *rec = capture(r, m, &sent, &resp, t0, dur);
-        httpc_response_free(&resp);
-        pthread_mutex_lock(&w->cmu);
-        w->cdone = false;
-        pthread_mutex_unlock(&w->cmu);
-        int status = -1;
-        if (store_submit_cb(r->st, rec, on_committed, w) == 0) {
-            pthread_mutex_lock(&w->cmu);
-            while (!w->cdone)
-                pthread_cond_wait(&w->ccv, &w->cmu);
-            status = w->cstatus;
-            pthread_mutex_unlock(&w->cmu);
-        }
-        if (status == 0) {
-            it->outcome = OUT_ACK;
-            break;
-        }
-        /* Not recorded: apply again (same Idempotency-Key) rather than ack
-         * something the ledger does not know. */
-        logf_("apply %s: the store did not commit the ledger row; retrying", m->id);
-    }
+    apply(w, it, &hdrs);
     record_headers_free(&hdrs);
+    if (it->outcome == OUT_RETRY)
+        load_budget(r, it);
 }
+
+static int64_t schedule_locked(repl *r);
 
 static void *worker_main(void *arg)
 {
@@ -414,19 +550,19 @@ static void *worker_main(void *arg)
     repl *r = w->r;
     pthread_mutex_lock(&r->mu);
     for (;;) {
-        while (!w->head && !r->stopping)
+        while (!r->run_head && !r->stopping)
             pthread_cond_wait(&r->cv, &r->mu);
-        item *it = w->head;
+        item *it = r->run_head;
         if (!it)
             break; /* stopping with nothing queued */
-        w->head = it->next;
-        if (!w->head)
-            w->tail = NULL;
+        r->run_head = it->next;
+        if (!r->run_head)
+            r->run_tail = NULL;
         it->next = NULL;
         bool skip = r->stopping || it->gen != r->gen;
         pthread_mutex_unlock(&r->mu);
         if (!skip)
-            process(w, it);
+            attempt(w, it);
         else
             it->outcome = OUT_ABANDON;
         pthread_mutex_lock(&r->mu);
@@ -435,9 +571,127 @@ static void *worker_main(void *arg)
         else
             r->done_head = it;
         r->done_tail = it;
+        if (it->answered && it->started_us > r->ok_us)
+            r->ok_us = it->started_us;
+        if (it->outcome == OUT_ACK || it->outcome == OUT_DEAD) {
+            /* Its effect is committed (or it is refused): what waited for
+             * it may start now; the main thread acks it later. */
+            it->settled = true;
+            r->dirty = true;
+            schedule_locked(r);
+        }
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
+}
+
+/* ---- the pending list and its order (under r->mu) ---- */
+
+static void pending_add(repl *r, item *it)
+{
+    it->pprev = r->ptail;
+    it->pnext = NULL;
+    if (r->ptail)
+        r->ptail->pnext = it;
+    else
+        r->phead = it;
+    r->ptail = it;
+    r->dirty = true;
+}
+
+/* Takes it out of the pending list and frees it. Main thread, mu held. */
+static void finish_locked(repl *r, item *it)
+{
+    if (it->state == ST_RUN)
+        r->inflight--;
+    if (it->pprev)
+        it->pprev->pnext = it->pnext;
+    else
+        r->phead = it->pnext;
+    if (it->pnext)
+        it->pnext->pprev = it->pprev;
+    else
+        r->ptail = it->pprev;
+    for (item *p = r->phead; p; p = p->pnext)
+        if (p->blocker == it)
+            p->blocker = NULL;
+    r->dirty = true;
+    item_free(it);
+}
+
+static bool stuck(const repl *r, const item *it)
+{
+    return repl_stuck(it->fail_since, r->ok_us, r->now_us, r->cfg->stuck_after_ms);
+}
+
+static bool waits(const repl *r, const item *later, const item *earlier)
+{
+    return !earlier->settled &&
+           repl_waits_for(&later->ok, &earlier->ok, r->cfg->apply_order, stuck(r, earlier));
+}
+
+static void run_item(repl *r, item *it)
+{
+    it->state = ST_RUN;
+    r->inflight++;
+    it->next = NULL;
+    if (r->run_tail)
+        r->run_tail->next = it;
+    else
+        r->run_head = it;
+    r->run_tail = it;
+    pthread_cond_signal(&r->cv);
+}
+
+/* Starts every pending item that may run now: a waiting one that no
+ * earlier pending item holds back (apply_order), a backed-off one whose
+ * time has come. Returns the monotonic time of the next backoff to end,
+ * INT64_MAX for none. A waiting item remembers what held it back, so that
+ * a long list is not scanned again and again. */
+static int64_t schedule_locked(repl *r)
+{
+    int64_t now = util_mono_us(), next = INT64_MAX;
+    r->now_us = util_now_us();
+    bool dirty = r->dirty;
+    r->dirty = false;
+    for (item *it = r->phead; it; it = it->pnext) {
+        if (it->state == ST_BACKOFF) {
+            if (it->due_mono <= now)
+                run_item(r, it);
+            else if (it->due_mono < next)
+                next = it->due_mono;
+            continue;
+        }
+        if (it->state != ST_WAIT || !dirty)
+            continue;
+        if (it->blocker && waits(r, it, it->blocker))
+            continue;
+        it->blocker = NULL;
+        for (item *e = r->phead; e != it; e = e->pnext) {
+            if (waits(r, it, e)) {
+                it->blocker = e;
+                break;
+            }
+        }
+        if (!it->blocker)
+            run_item(r, it);
+    }
+    return next;
+}
+
+static int64_t schedule(repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int64_t next = schedule_locked(r);
+    pthread_mutex_unlock(&r->mu);
+    return next;
+}
+
+static void finish(repl *r, item *it)
+{
+    pthread_mutex_lock(&r->mu);
+    finish_locked(r, it);
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* ---- the broker side (main thread) ---- */
@@ -447,16 +701,14 @@ static void dispatch(repl *r, repl_msg *msg, uint64_t tag)
     item *it = xcalloc(1, sizeof *it);
     it->msg = msg;
     it->tag = tag;
-    worker *w = &r->w[repl_partition(msg->target, r->nw)];
+    it->key = repl_resource_key(msg->target);
+    it->ok = (repl_okey){msg->id, msg->origin ? msg->origin : "", it->key,
+                         msg->method && strcmp(msg->method, "POST") == 0,
+                         msg->method && strcmp(msg->method, "DELETE") == 0};
     pthread_mutex_lock(&r->mu);
     it->gen = r->gen;
-    if (w->tail)
-        w->tail->next = it;
-    else
-        w->head = it;
-    w->tail = it;
-    r->inflight++;
-    pthread_cond_broadcast(&r->cv);
+    it->state = ST_WAIT;
+    pending_add(r, it);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -471,10 +723,81 @@ static void lose_connection(repl *r, const char *err)
     pthread_mutex_lock(&r->mu);
     r->gen++;
     pthread_cond_broadcast(&r->cv);
+    /* Their delivery tags died with the channel: the broker redelivers
+     * them. Those a worker holds are dropped when they come back. */
+    for (item *it = r->phead, *nx; it; it = nx) {
+        nx = it->pnext;
+        if (it->state != ST_RUN)
+            finish_locked(r, it);
+    }
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Acks or dead-letters what the workers finished. */
+/* Publishes the dead letter of it (reason set); its original is acked
+ * once the broker confirms it. */
+static void dead_letter(repl *r, item *it)
+{
+    char err[512] = "";
+    if (mq_publish_dead(r->m, r->cfg->node, it->msg, it->reason, err, sizeof err) != 0) {
+        lose_connection(r, err);
+        return;
+    }
+    logf_("dead-lettered %s %s %s from %s: %s", it->msg->id,
+          it->msg->method ? it->msg->method : "-", it->msg->target ? it->msg->target : "-",
+          it->msg->origin ? it->msg->origin : "-", it->reason);
+    /* A crash before the confirm dead-letters it twice, never zero times. */
+    if (r->npend == r->cappend) {
+        r->cappend = r->cappend ? r->cappend * 2 : 8;
+        r->pend = xrealloc(r->pend, r->cappend * sizeof *r->pend);
+    }
+    r->pend[r->npend++] = (pending_dead){++r->pub_seq, it->tag};
+    store_stuck_clear(r->st, it->msg->id);
+}
+
+/* A failed attempt: counted against the budget, then tried again after
+ * the backoff, or dead-lettered with its last answer once the budget is
+ * spent. */
+static void retry_later(repl *r, item *it)
+{
+    const config *cfg = r->cfg;
+    const repl_msg *m = it->msg;
+    int64_t now = util_now_us();
+    it->tries++;
+    if (it->spend) {
+        it->attempts++;
+        if (!it->first_failed_us)
+            it->first_failed_us = now;
+        if (repl_budget_spent(it->attempts, it->first_failed_us, now, cfg->retry_max_age_ms,
+                              cfg->retry_max_attempts)) {
+            it->reason = repl_budget_reason(it->attempts, it->first_failed_us, now, it->answer);
+            dead_letter(r, it);
+            finish(r, it);
+            return;
+        }
+    }
+    uint64_t ms = repl_backoff_ms(it->tries - 1, cfg->retry_min_ms, cfg->retry_max_ms);
+    logf_("apply %s %s %s: %s; retrying in %llu ms (%lld failed attempt%s counted)", m->id,
+          m->method, m->target, it->answer ? it->answer : "-", (unsigned long long)ms,
+          (long long)it->attempts, it->attempts == 1 ? "" : "s");
+    store_stuck row = {.origin = m->origin,
+                       .method = m->method,
+                       .target = m->target,
+                       .first_failed_us = it->first_failed_us,
+                       .last_failed_us = now,
+                       .attempts = it->attempts,
+                       .last_answer = it->answer};
+    snprintf(row.message_id, sizeof row.message_id, "%s", m->id);
+    store_stuck_set(r->st, &row);
+    pthread_mutex_lock(&r->mu);
+    it->state = ST_BACKOFF;
+    it->due_mono = util_mono_us() + (int64_t)(ms > INT64_MAX / 1000 ? INT64_MAX / 1000 : ms) * 1000;
+    r->inflight--;
+    it->fail_since = it->first_failed_us;
+    r->dirty = true; /* its failure may make it stuck */
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Acks, dead-letters or schedules again what the workers finished. */
 static void handle_done(repl *r)
 {
     pthread_mutex_lock(&r->mu);
@@ -485,33 +808,25 @@ static void handle_done(repl *r)
     while (list) {
         item *it = list;
         list = it->next;
-        pthread_mutex_lock(&r->mu);
-        r->inflight--;
-        pthread_mutex_unlock(&r->mu);
+        it->next = NULL;
         char err[512] = "";
         if (!r->m || it->gen != gen || it->outcome == OUT_ABANDON) {
             /* Unacked on a channel that is gone: the broker redelivers it. */
+            finish(r, it);
         } else if (it->outcome == OUT_ACK) {
             if (mq_ack(r->m, it->tag, err, sizeof err) != 0)
                 lose_connection(r, err);
             else if (it->counter)
                 store_counter_add(r->st, it->counter, 1);
-        } else if (mq_publish_dead(r->m, r->cfg->node, it->msg, it->reason, err, sizeof err) != 0) {
-            lose_connection(r, err);
+            if (it->tries)
+                store_stuck_clear(r->st, it->msg->id); /* an apply clears it already */
+            finish(r, it);
+        } else if (it->outcome == OUT_DEAD) {
+            dead_letter(r, it);
+            finish(r, it);
         } else {
-            logf_("dead-lettered %s %s %s from %s: %s", it->msg->id,
-                  it->msg->method ? it->msg->method : "-", it->msg->target ? it->msg->target : "-",
-                  it->msg->origin ? it->msg->origin : "-", it->reason);
-            /* The original is acked once the broker confirms the dead
-             * letter: a crash in between dead-letters it twice, never zero
-             * times. */
-            if (r->npend == r->cappend) {
-                r->cappend = r->cappend ? r->cappend * 2 : 8;
-                r->pend = xrealloc(r->pend, r->cappend * sizeof *r->pend);
-            }
-            r->pend[r->npend++] = (pending_dead){++r->pub_seq, it->tag};
+            retry_later(r, it);
         }
-        item_free(it);
     }
 }
 
@@ -545,14 +860,6 @@ static void handle_confirm(repl *r, const mq_event *ev)
         }
     }
     r->npend = j;
-}
-
-static size_t inflight(repl *r)
-{
-    pthread_mutex_lock(&r->mu);
-    size_t n = r->inflight;
-    pthread_mutex_unlock(&r->mu);
-    return n;
 }
 
 /* One wait on the broker: deliveries are dispatched (or, while stopping,
@@ -590,8 +897,9 @@ static int connect_broker(repl *r, char *err, size_t errlen)
     snprintf(queue, sizeof queue, "restspy.apply.%s", cfg->node);
     /* Deliveries ahead of the applies: with too few (it was 4 per worker),
      * a worker finished them all and idled until the loop's poll timed out,
-     * capping one worker near 800 applies/s (bench/repl_lag.py). Order
-     * within a partition is the broker's. */
+     * capping one worker near 800 applies/s (bench/repl_lag.py). A write
+     * held back behind another (apply_order) or backing off counts against
+     * it too. */
     unsigned pf = cfg->prefetch > 0 ? (unsigned)cfg->prefetch : 64;
     if (pf < r->nw)
         pf = r->nw;
@@ -618,6 +926,27 @@ static void sleep_interruptible(uint64_t ms)
     int64_t end = util_mono_us() + (int64_t)ms * 1000;
     while (!atomic_load(&g_stop) && util_mono_us() < end)
         usleep(50000);
+}
+
+static size_t inflight(repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->inflight;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* How long the next broker poll may wait: a moment while workers may
+ * finish work (their acks go out between polls), else until the next
+ * backoff ends, POLL_IDLE_MS at most. */
+static int poll_wait_ms(repl *r, int64_t next_due_mono)
+{
+    if (inflight(r))
+        return POLL_BUSY_MS;
+    if (next_due_mono == INT64_MAX)
+        return POLL_IDLE_MS;
+    int64_t left = (next_due_mono - util_mono_us() + 999) / 1000;
+    return left < 1 ? 1 : left > POLL_IDLE_MS ? POLL_IDLE_MS : (int)left;
 }
 
 static void run(repl *r)
@@ -649,8 +978,9 @@ static void run(repl *r)
             announced = true;
         }
         handle_done(r);
+        int64_t next = r->m ? schedule(r) : INT64_MAX;
         if (r->m)
-            poll_once(r, inflight(r) ? POLL_BUSY_MS : POLL_IDLE_MS, true);
+            poll_once(r, poll_wait_ms(r, next), true);
     }
 
     /* Stop: no new work; what is being applied finishes (bounded by the
@@ -690,13 +1020,31 @@ static void *signal_main(void *arg)
 /* ---- command line ---- */
 
 static const char *const help_keys[] = {
-    "amqp",           "upstream",      "node",
-    "store",          "config",        "replicate_secret",
-    "set_header",     "concurrency",   "prefetch",
-    "retry_min",      "retry_max",     "upstream_timeout",
-    "amqp_heartbeat", "queue_type",    "busy_timeout",
-    "store_queue",    "store_batch",   "redact",
-    "redact_headers", "redact_fields", NULL,
+    "amqp",
+    "upstream",
+    "node",
+    "store",
+    "config",
+    "replicate_secret",
+    "set_header",
+    "concurrency",
+    "apply_order",
+    "prefetch",
+    "retry_min",
+    "retry_max",
+    "stuck_after",
+    "retry_max_age",
+    "retry_max_attempts",
+    "upstream_timeout",
+    "amqp_heartbeat",
+    "queue_type",
+    "busy_timeout",
+    "store_queue",
+    "store_batch",
+    "redact",
+    "redact_headers",
+    "redact_fields",
+    NULL,
 };
 
 static void print_key(const char *key, const char *def, const char *help, void *ud)
@@ -720,9 +1068,14 @@ static void usage(void)
            "Applies the requests that peer sites replicated (queue restspy.apply.NAME)\n"
            "to the local upstream, each exactly once: a message is acked only after\n"
            "its effect and its row in the store's `applied` ledger are committed.\n"
-           "Upstream 5xx, 408, 429 or unreachable: retried with backoff, in order;\n"
-           "other 4xx: dead-lettered\n"
-           "to restspy.dead.NAME with the reason. SIGTERM/SIGINT stop it cleanly.\n"
+           "Upstream answers 4xx other than 408 and 429: dead-lettered to\n"
+           "restspy.dead.NAME at once, with the status and a body excerpt. 5xx, 408,\n"
+           "429, a timeout or a reset: retried with backoff until the retry budget\n"
+           "(--retry-max-age, --retry-max-attempts) is spent, then dead-lettered with\n"
+           "the last answer. An upstream that refuses connections is retried without\n"
+           "spending the budget. A write waits only for the earlier writes its\n"
+           "--apply-order names; one that keeps failing holds back its own resource\n"
+           "only. SIGTERM/SIGINT stop it cleanly.\n"
            "Every option is also a config-file key and a RESTSPY_<KEY> variable.\n\n"
            "options:\n");
     config_each_key(print_key, NULL);
@@ -839,6 +1192,10 @@ int replicator_main(int argc, char **argv, char *const *envp)
         goto out_sig;
     }
 
+    /* The budget, for `restspy replication status` to say when a stuck
+     * write will be dead-lettered. */
+    store_counter_set(r.st, "retry_max_age_ms", (int64_t)cfg->retry_max_age_ms);
+    store_counter_set(r.st, "retry_max_attempts", (int64_t)cfg->retry_max_attempts);
     pthread_mutex_init(&r.mu, NULL);
     pthread_mutex_init(&r.ledger_mu, NULL);
     pthread_condattr_t ca;
@@ -849,7 +1206,6 @@ int replicator_main(int argc, char **argv, char *const *envp)
     for (unsigned i = 0; i < r.nw; i++) {
         worker *w = &r.w[i];
         w->r = &r;
-        w->idx = i;
         pthread_mutex_init(&w->cmu, NULL);
         pthread_cond_init(&w->ccv, NULL);
         pthread_create(&w->th, NULL, worker_main, w);
@@ -864,14 +1220,9 @@ int replicator_main(int argc, char **argv, char *const *envp)
     for (unsigned i = 0; i < r.nw; i++)
         pthread_join(r.w[i].th, NULL);
     handle_done(&r); /* last acks */
-    /* Anything still queued belongs to no worker now. */
-    for (unsigned i = 0; i < r.nw; i++) {
-        while (r.w[i].head) {
-            item *it = r.w[i].head;
-            r.w[i].head = it->next;
-            item_free(it);
-        }
-    }
+    /* What is left waits unacked: the broker redelivers it. */
+    while (r.phead)
+        finish(&r, r.phead);
     mq_close(r.m);
     r.m = NULL;
     store_close(r.st);

@@ -5,17 +5,23 @@
  * workers and their HTTP connections to the upstream. For each message:
  * verify the signature (a replicator with a secret dead-letters unsigned or
  * forged messages with the reason), skip its own origin, skip a message
- * already in the `applied` ledger (ack, count as deduplicated), otherwise
- * apply it with Idempotency-Key: <message_id>, X-Restspy-Replicated-From:
- * <origin> and the --set-header overrides; 2xx/3xx: capture it (origin
- * "replicated") and write the ledger row in one transaction, then ack; 4xx:
- * dead-letter with the status and a body excerpt, then ack; 5xx, 408, 429
- * or unreachable: retry with capped exponential backoff, keeping order and
- * acking nothing meanwhile. Order: one message at a time by default; with
- * --concurrency N messages are partitioned by path, so requests to one
- * resource keep their order. Promises: a message is acked only after its
- * effect and its ledger row are committed, so a crash at any point leads to
- * a redelivery that the ledger turns into a skip: exactly-once effect. */
+ * already in the `applied` ledger (ack; applied before: counted as
+ * deduplicated; skipped by an operator: not applied), otherwise apply it
+ * with Idempotency-Key: <message_id>, X-Restspy-Replicated-From: <origin>
+ * and the --set-header overrides. 2xx/3xx: capture it (origin
+ * "replicated") and write the ledger row in one transaction, then ack. A
+ * 4xx other than 408 and 429: dead-letter with the status and a body
+ * excerpt, then ack. 5xx, 408, 429, a timeout or a reset: retry with capped
+ * exponential backoff until the retry budget (retry_max_age,
+ * retry_max_attempts) is spent, then dead-letter with the last answer; an
+ * upstream that refuses connections is retried without spending it.
+ * Order (apply_order): by default a write waits only for earlier writes to
+ * its resource, to the resources above it and below it; a stuck write
+ * (failing while the upstream applies others) holds back only its own
+ * resource. Promises: a message is acked only after its effect and its
+ * ledger row are committed, so a crash at any point leads to a redelivery
+ * that the ledger turns into a skip: exactly-once effect (but for the
+ * window docs/replication.md describes, which Idempotency-Key closes). */
 #ifndef RESTSPY_REPLICATOR_H
 #define RESTSPY_REPLICATOR_H
 

@@ -314,3 +314,52 @@ int store_repl_stats_get(store *s, store_repl_stats *out, char *err, size_t errl
 {
     return s->be->repl_stats_get(s, out, err, errlen);
 }
+
+void store_stuck_set(store *s, const store_stuck *row)
+{
+    s->be->stuck_set(s, row);
+}
+
+void store_stuck_clear(store *s, const char *message_id)
+{
+    s->be->stuck_clear(s, message_id);
+}
+
+int store_stuck_get(store *s, const char *message_id, store_stuck *out, char *err, size_t errlen)
+{
+    return s->be->stuck_get(s, message_id, out, err, errlen);
+}
+
+int store_stuck_list(store *s, size_t max, store_stuck **out, size_t *n, int64_t *total, char *err,
+                     size_t errlen)
+{
+    return s->be->stuck_list(s, max, out, n, total, err, errlen);
+}
+
+void store_stuck_row_free(store_stuck *row)
+{
+    free(row->origin);
+    free(row->method);
+    free(row->target);
+    free(row->last_answer);
+    row->origin = row->method = row->target = row->last_answer = NULL;
+}
+
+void store_stuck_free(store_stuck *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        store_stuck_row_free(&v[i]);
+    free(v);
+}
+
+int store_ledger_skip(store *s, const char *message_id, const char *origin, char *err,
+                      size_t errlen)
+{
+    return s->be->ledger_skip(s, message_id, origin, err, errlen);
+}
+
+int store_repl_lag_get(store *s, int64_t since_us, size_t max_samples, store_repl_lag *out,
+                       char *err, size_t errlen)
+{
+    return s->be->repl_lag_get(s, since_us, max_samples, out, err, errlen);
+}

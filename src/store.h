@@ -117,7 +117,8 @@ int store_outbox_wait(store *s, int64_t after_seq, int timeout_ms);
  * confirm time goes to counters.last_confirmed_us. Thread-safe, never blocks. */
 void store_outbox_confirmed(store *s, int64_t upto, const char *last_id);
 
-/* 1 when message_id is in the applied ledger, 0 when not, -1 error. */
+/* 1 when message_id is in the applied ledger as applied, 2 when it is
+ * there as skipped (schema version 4), 0 when not, -1 error. */
 int store_ledger_has(store *s, const char *message_id, char *err, size_t errlen);
 
 /* Adds delta to counter name (created at 0) in the writer's next
@@ -133,15 +134,85 @@ typedef struct store_repl_stats {
     char last_confirmed_id[UUID7_STR_LEN + 1];
     int64_t published;           /* counters.published */
     int64_t not_replicated;      /* counters.not_replicated (body too large, ...) */
-    int64_t applied;             /* rows in `applied` */
-    int64_t last_applied_us;     /* applied_at of the newest ledger row, 0 = none */
+    int64_t applied;             /* rows in `applied` as applied (not skipped) */
+    int64_t last_applied_us;     /* applied_at of the newest applied row, 0 = none */
     int64_t last_applied_msg_us; /* time of that message (from its UUIDv7 id) */
     int64_t deduplicated;        /* counters.deduplicated */
     int64_t dead_lettered;       /* counters.dead_lettered */
+    int64_t skipped;             /* ledger rows in state 'skipped' (not counted in applied) */
+    int64_t retry_max_age_ms;    /* the replicator's budget (counters), -1 = unknown */
+    int64_t retry_max_attempts;  /* -1 = unknown */
 } store_repl_stats;
 
 /* Reads the figures above (read connection). 0 or -1 with err. */
 int store_repl_stats_get(store *s, store_repl_stats *out, char *err, size_t errlen);
+
+/* ---- the replicator's failing writes, skips and lag (schema version 4) ----
+ *
+ * Table `stuck` (message_id TEXT PRIMARY KEY, origin, method, target,
+ * first_failed_at µs, last_failed_at µs, attempts, last_answer) holds the
+ * messages the replicator has tried and failed to apply and still holds:
+ * what `restspy replication status` lists, and the retry budget spent so
+ * far, which survives a restart of the replicator. The `applied` ledger's
+ * column `state` is NULL for an applied message and 'skipped' for one
+ * acknowledged without being applied (`restspy replication dead --skip`).
+ * A reader of an older file sees no stuck messages and no skips. */
+
+typedef struct store_stuck {
+    char message_id[UUID7_STR_LEN + 1];
+    char *origin, *method, *target; /* heap, may be NULL */
+    int64_t first_failed_us;        /* first failure that spent the budget; 0 = none yet */
+    int64_t last_failed_us;         /* latest failure of any kind */
+    int64_t attempts;               /* failures that spent the budget */
+    char *last_answer;              /* heap: "upstream answered 500: ..." or a transport error */
+} store_stuck;
+
+/* Frees the strings of one row (and sets them NULL). */
+void store_stuck_row_free(store_stuck *row);
+/* Frees the rows v[0..n) and then v itself. NULL is fine. */
+void store_stuck_free(store_stuck *v, size_t n);
+
+/* Writes row (copied) into `stuck`, replacing the message's previous row, in
+ * the writer's next transaction. Thread-safe, never blocks. */
+void store_stuck_set(store *s, const store_stuck *row);
+
+/* Deletes the stuck row of message_id (if any) in the writer's next
+ * transaction. Thread-safe, never blocks. */
+void store_stuck_clear(store *s, const char *message_id);
+
+/* Reads the stuck row of message_id into *out (its strings owned by the
+ * caller: store_stuck_row_free). 1 found, 0 none (*out zeroed), -1 error.
+ * Read connection. */
+int store_stuck_get(store *s, const char *message_id, store_stuck *out, char *err, size_t errlen);
+
+/* The stuck messages that are not in the ledger, oldest first failure
+ * first (those not yet spending their budget last), at most max of them in
+ * *out (caller frees with store_stuck_free), *n of them, *total all of
+ * them. 0 or -1 with err. */
+int store_stuck_list(store *s, size_t max, store_stuck **out, size_t *n, int64_t *total, char *err,
+                     size_t errlen);
+
+/* Records message_id (from origin) in the ledger as skipped, clears its
+ * stuck row and counts it, in one transaction of its own committed before
+ * it returns: the replicator then acks the message without applying it
+ * whenever it comes (store_ledger_has answers 2). Only on a store opened
+ * for writing and not started (the CLI). 1 skipped, 0 already in the
+ * ledger (applied or skipped before: nothing changed), -1 with err. */
+int store_ledger_skip(store *s, const char *message_id, const char *origin, char *err,
+                      size_t errlen);
+
+/* The apply lag over a recent window: for each message applied (not
+ * skipped) since since_us, the delay from its origin time (the time in its
+ * UUIDv7 id: when the request reached the origin's proxy) to its ledger
+ * commit here, negative delays (clock skew) counted as 0; the newest
+ * max_samples applies at most. n = 0 when nothing was applied since. */
+typedef struct store_repl_lag {
+    int64_t n;
+    int64_t p50_us, p99_us, max_us; /* nearest-rank percentiles */
+} store_repl_lag;
+
+int store_repl_lag_get(store *s, int64_t since_us, size_t max_samples, store_repl_lag *out,
+                       char *err, size_t errlen);
 
 /* ---- reading (CLI) ---- */
 

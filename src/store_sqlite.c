@@ -15,6 +15,7 @@
  * table and reused. */
 #include "store_sqlite.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -98,6 +99,20 @@ static const char *const migrations[] = {
     "ALTER TABLE requests ADD COLUMN req_body_note TEXT;"
     "ALTER TABLE requests ADD COLUMN resp_encoding TEXT;"
     "ALTER TABLE requests ADD COLUMN resp_body_note TEXT;",
+    /* 3 -> 4: the replicator's failing writes and skips (store.h). stuck:
+     * the messages it failed to apply and still holds, with the retry
+     * budget they spent; applied.state: NULL applied, 'skipped'
+     * acknowledged without being applied. */
+    "ALTER TABLE applied ADD COLUMN state TEXT;"
+    "CREATE TABLE stuck ("
+    " message_id TEXT PRIMARY KEY,"
+    " origin TEXT,"
+    " method TEXT,"
+    " target TEXT,"
+    " first_failed_at INTEGER NOT NULL,"
+    " last_failed_at INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " last_answer TEXT);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,
@@ -183,6 +198,17 @@ enum {
 
 #define SQ_DELETE_OUTBOX "DELETE FROM outbox WHERE seq <= ?"
 
+#define SQ_STUCK_SET                                                                               \
+    "INSERT INTO stuck (message_id, origin, method, target, first_failed_at, last_failed_at, "     \
+    "attempts, last_answer) VALUES (?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(message_id) DO UPDATE "   \
+    "SET origin = ?2, method = ?3, target = ?4, first_failed_at = ?5, last_failed_at = ?6, "       \
+    "attempts = ?7, last_answer = ?8"
+
+#define SQ_STUCK_DELETE "DELETE FROM stuck WHERE message_id = ?1"
+
+#define SQ_STUCK_COLUMNS                                                                           \
+    "message_id, origin, method, target, first_failed_at, last_failed_at, attempts, last_answer"
+
 #define PRUNE_CHUNK 1000
 #define AGE_PRUNE_EVERY_US 1000000 /* age retention runs at most once a second */
 #define BACKOFF_MIN_MS 10
@@ -204,13 +230,22 @@ typedef struct sq_op {
     bool set; /* false: add */
 } sq_op;
 
+/* A change of the `stuck` table waiting for the writer's next transaction:
+ * set (upsert row) or clear (delete the message's row). */
+typedef struct sq_stuck_op {
+    bool set;
+    store_stuck row; /* owns its strings; only message_id when clearing */
+} sq_stuck_op;
+
 /* Work for the writer's next transaction besides records: counter updates
- * (at most one per name, see sq_counter), and outbox confirms merged into one
- * (deleting seq <= the highest confirmed is the same as deleting each range
- * in turn). */
+ * (at most one per name, see sq_counter), stuck-table changes (at most one
+ * per message, the latest), and outbox confirms merged into one (deleting
+ * seq <= the highest confirmed is the same as deleting each range in turn). */
 typedef struct sq_ops {
     sq_op *v;
     size_t len, cap;
+    sq_stuck_op *sv;
+    size_t slen, scap;
     int64_t confirm_upto; /* 0 = nothing confirmed */
     int64_t confirm_us;   /* wall clock of the latest confirm */
     char confirm_id[UUID7_STR_LEN + 1];
@@ -229,7 +264,7 @@ typedef struct sq_store {
     /* The queries made once per message (the publisher's fetch, the
      * replicator's ledger lookup), prepared once on rdb: preparing was three
      * quarters of the publisher's instructions (callgrind). Under rlock. */
-    sqlite3_stmt *r_outbox_fetch, *r_ledger_has;
+    sqlite3_stmt *r_outbox_fetch, *r_ledger_has, *r_stuck_get;
 
     /* queue, guarded by mu */
     pthread_mutex_t mu;
@@ -257,7 +292,7 @@ typedef struct sq_store {
     pthread_t thread;
 
     /* writer-only */
-    sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox;
+    sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox, *stuck_set, *stuck_del;
     buf reqh, resph;                 /* header JSON of the record being inserted */
     int64_t rows;                    /* row count, tracked for max_rows (counted on open) */
     int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
@@ -571,17 +606,21 @@ static void ops_free(sq_ops *o)
     for (size_t i = 0; i < o->len; i++)
         free(o->v[i].name);
     free(o->v);
+    for (size_t i = 0; i < o->slen; i++)
+        store_stuck_row_free(&o->sv[i].row);
+    free(o->sv);
     memset(o, 0, sizeof *o);
 }
 
 static bool ops_pending(const sq_ops *o)
 {
-    return o->len || o->confirm_upto > 0;
+    return o->len || o->slen || o->confirm_upto > 0;
 }
 
 static void finalize_writer_stmts(sq_store *s)
 {
-    sqlite3_stmt **v[] = {&s->ins, &s->ins_outbox, &s->ins_applied, &s->counter, &s->del_outbox};
+    sqlite3_stmt **v[] = {&s->ins,        &s->ins_outbox, &s->ins_applied, &s->counter,
+                          &s->del_outbox, &s->stuck_set,  &s->stuck_del};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         sqlite3_finalize(*v[i]);
         *v[i] = NULL;
@@ -596,6 +635,7 @@ static void sq_free(sq_store *s)
     finalize_writer_stmts(s);
     sqlite3_finalize(s->r_outbox_fetch);
     sqlite3_finalize(s->r_ledger_has);
+    sqlite3_finalize(s->r_stuck_get);
     if (s->rdb && s->rdb != s->db)
         sqlite3_close(s->rdb);
     sqlite3_close(s->db);
@@ -658,7 +698,9 @@ static int sq_open_rw(sq_store *s, char *err, size_t errlen)
         prepare(s, SQ_INSERT_OUTBOX, &s->ins_outbox, err, errlen) < 0 ||
         prepare(s, SQ_INSERT_APPLIED, &s->ins_applied, err, errlen) < 0 ||
         prepare(s, SQ_COUNTER, &s->counter, err, errlen) < 0 ||
-        prepare(s, SQ_DELETE_OUTBOX, &s->del_outbox, err, errlen) < 0)
+        prepare(s, SQ_DELETE_OUTBOX, &s->del_outbox, err, errlen) < 0 ||
+        prepare(s, SQ_STUCK_SET, &s->stuck_set, err, errlen) < 0 ||
+        prepare(s, SQ_STUCK_DELETE, &s->stuck_del, err, errlen) < 0)
         return -1;
     if (s->opt.max_rows &&
         sq_int_query(s->db, "SELECT count(*) FROM requests", &s->rows, e, sizeof e) != SQLITE_OK) {
@@ -947,6 +989,51 @@ static void sq_outbox_confirmed(store *base, int64_t upto, const char *last_id)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Queues a stuck-table change, replacing any pending one for the same
+ * message (the latest state is the one that matters). */
+static void stuck_op(sq_store *s, bool set, const store_stuck *row, const char *message_id)
+{
+    if (s->opt.read_only || !message_id || !*message_id)
+        return;
+    pthread_mutex_lock(&s->mu);
+    sq_ops *o = &s->ops;
+    size_t i = 0;
+    while (i < o->slen && strcmp(o->sv[i].row.message_id, message_id) != 0)
+        i++;
+    if (i == o->slen) {
+        if (o->slen == o->scap) {
+            o->scap = o->scap ? o->scap * 2 : 8;
+            o->sv = xrealloc(o->sv, o->scap * sizeof *o->sv);
+        }
+        memset(&o->sv[i], 0, sizeof o->sv[i]);
+        o->slen++;
+    } else {
+        store_stuck_row_free(&o->sv[i].row);
+    }
+    sq_stuck_op *op = &o->sv[i];
+    op->set = set;
+    if (set) {
+        op->row = *row;
+        op->row.origin = row->origin ? xstrdup(row->origin) : NULL;
+        op->row.method = row->method ? xstrdup(row->method) : NULL;
+        op->row.target = row->target ? xstrdup(row->target) : NULL;
+        op->row.last_answer = row->last_answer ? xstrdup(row->last_answer) : NULL;
+    }
+    snprintf(op->row.message_id, sizeof op->row.message_id, "%s", message_id);
+    pthread_cond_signal(&s->nonempty);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void sq_stuck_set(store *base, const store_stuck *row)
+{
+    stuck_op(sq(base), true, row, row->message_id);
+}
+
+static void sq_stuck_clear(store *base, const char *message_id)
+{
+    stuck_op(sq(base), false, NULL, message_id);
+}
+
 static int sq_outbox_wait(store *base, int64_t after_seq, int timeout_ms)
 {
     sq_store *s = sq(base);
@@ -1132,6 +1219,11 @@ static int insert_record(sq_store *s, const record *r, int64_t now_us, int64_t *
         sqlite3_bind_int64(st, 3, now_us);
         sqlite3_bind_int(st, 4, r->status);
         rc = run(s, st, NULL, e, elen);
+        /* Applied: no longer stuck, in the same transaction. */
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_text(s->stuck_del, 1, r->applied_id, -1, SQLITE_STATIC);
+            rc = run(s, s->stuck_del, NULL, e, elen);
+        }
     }
     return rc;
 }
@@ -1148,6 +1240,30 @@ static int counter_op(sq_store *s, const char *name, const char *text, int64_t v
         sqlite3_bind_int64(st, 2, value);
     sqlite3_bind_int(st, 3, set);
     return run(s, st, NULL, e, elen);
+}
+
+/* The stuck-table changes of o. They run before the batch's records, so
+ * that a record's ledger row (which clears its stuck row) has the last
+ * word over a failure noted just before its apply. */
+static int apply_stuck_ops(sq_store *s, const sq_ops *o, char *e, size_t elen)
+{
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < o->slen; i++) {
+        const store_stuck *row = &o->sv[i].row;
+        sqlite3_stmt *st = o->sv[i].set ? s->stuck_set : s->stuck_del;
+        sqlite3_bind_text(st, 1, row->message_id, -1, SQLITE_STATIC);
+        if (o->sv[i].set) {
+            bind_text(st, 1, row->origin);
+            bind_text(st, 2, row->method);
+            bind_text(st, 3, row->target);
+            sqlite3_bind_int64(st, 5, row->first_failed_us);
+            sqlite3_bind_int64(st, 6, row->last_failed_us);
+            sqlite3_bind_int64(st, 7, row->attempts);
+            bind_text(st, 7, row->last_answer);
+        }
+        rc = run(s, st, NULL, e, elen);
+    }
+    return rc;
 }
 
 static int apply_ops(sq_store *s, const sq_ops *o, char *e, size_t elen)
@@ -1183,6 +1299,12 @@ static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_
     if (rc != SQLITE_OK)
         return rc;
     int64_t now = util_now_us();
+    rc = apply_stuck_ops(s, ops, e, elen);
+    if (rc != SQLITE_OK) {
+        if (record_error(rc))
+            *bad = n;
+        return rc;
+    }
     for (size_t i = 0; i < n; i++) {
         rc = insert_record(s, b[i].r, now, inserted, max_seq, e, elen);
         if (rc != SQLITE_OK) {
@@ -1851,12 +1973,15 @@ static int sq_ledger_has(store *base, const char *message_id, char *err, size_t 
 {
     sq_store *s = sq(base);
     sqlite3_stmt *st;
-    int ret = reader_begin(s, &s->r_ledger_has, "SELECT 1 FROM applied WHERE message_id = ?1",
-                           "applied ledger", &st, err, errlen);
+    int ret =
+        reader_begin(s, &s->r_ledger_has,
+                     s->schema >= 4 ? "SELECT state IS NOT NULL FROM applied WHERE message_id = ?1"
+                                    : "SELECT 0 FROM applied WHERE message_id = ?1",
+                     "applied ledger", &st, err, errlen);
     if (ret > 0) {
         sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
-        ret = rc == SQLITE_ROW ? 1 : 0;
+        ret = rc == SQLITE_ROW ? 1 + sqlite3_column_int(st, 0) : 0;
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
             snprintf(err, errlen, "cannot read the applied ledger: %s",
                      sqlite3_errmsg(sqlite3_db_handle(st)));
@@ -1869,15 +1994,21 @@ static int sq_ledger_has(store *base, const char *message_id, char *err, size_t 
 
 /* The figures, each query a step of one read transaction so that they agree
  * with each other (a confirm moves rows from depth to published at once). */
-static int repl_stats_read(sqlite3 *db, store_repl_stats *out)
+static int repl_stats_read(sqlite3 *db, int64_t schema, store_repl_stats *out)
 {
-    static const char *const sql[] = {
+    /* Since version 4 a ledger row may be a skip (state 'skipped'): it is
+     * counted apart and is not the last apply. */
+    const char *const sql[] = {
         "SELECT count(*) FROM outbox",
         "SELECT created_at FROM outbox ORDER BY seq LIMIT 1",
         "SELECT name, value FROM counters",
-        "SELECT count(*) FROM applied",
-        "SELECT message_id, applied_at FROM applied ORDER BY applied_at DESC LIMIT 1",
+        schema >= 4 ? "SELECT count(*) - count(state), count(state) FROM applied"
+                    : "SELECT count(*), 0 FROM applied",
+        schema >= 4 ? "SELECT message_id, applied_at FROM applied WHERE state IS NULL "
+                      "ORDER BY applied_at DESC LIMIT 1"
+                    : "SELECT message_id, applied_at FROM applied ORDER BY applied_at DESC LIMIT 1",
     };
+    out->retry_max_age_ms = out->retry_max_attempts = -1;
     for (size_t q = 0; q < sizeof sql / sizeof sql[0]; q++) {
         sqlite3_stmt *st;
         int rc = sqlite3_prepare_v2(db, sql[q], -1, &st, NULL);
@@ -1891,6 +2022,7 @@ static int repl_stats_read(sqlite3 *db, store_repl_stats *out)
                 out->oldest_unpublished_us = v;
             } else if (q == 3) {
                 out->applied = v;
+                out->skipped = sqlite3_column_int64(st, 1);
             } else if (q == 4) {
                 const char *id = (const char *)sqlite3_column_text(st, 0);
                 int64_t ms = id ? uuid7_time_ms(id) : -1;
@@ -1910,6 +2042,10 @@ static int repl_stats_read(sqlite3 *db, store_repl_stats *out)
                     out->dead_lettered = v;
                 else if (strcmp(name, "last_confirmed_us") == 0)
                     out->last_confirmed_us = v;
+                else if (strcmp(name, "retry_max_age_ms") == 0)
+                    out->retry_max_age_ms = v;
+                else if (strcmp(name, "retry_max_attempts") == 0)
+                    out->retry_max_attempts = v;
                 else if (strcmp(name, "last_confirmed_id") == 0) {
                     const unsigned char *t = sqlite3_column_text(st, 1);
                     snprintf(out->last_confirmed_id, sizeof out->last_confirmed_id, "%s",
@@ -1937,7 +2073,7 @@ static int sq_repl_stats_get(store *base, store_repl_stats *out, char *err, size
         char e[256];
         int rc = sq_exec(db, "BEGIN", e, sizeof e);
         if (rc == SQLITE_OK)
-            rc = repl_stats_read(db, out);
+            rc = repl_stats_read(db, s->schema, out);
         if (rc != SQLITE_OK) {
             snprintf(err, errlen, "cannot read replication figures: %s", sqlite3_errmsg(db));
             memset(out, 0, sizeof *out);
@@ -1947,6 +2083,200 @@ static int sq_repl_stats_get(store *base, store_repl_stats *out, char *err, size
             sq_exec(db, "COMMIT", NULL, 0);
     }
     pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
+/* ---- the replicator's failing writes, skips and lag ---- */
+
+/* Fills row's fields but message_id from a statement that selects
+ * SQ_STUCK_COLUMNS: origin is column first (message_id before it). */
+static void row_to_stuck(sqlite3_stmt *st, int first, store_stuck *row)
+{
+    set_str(&row->origin, st, first);
+    set_str(&row->method, st, first + 1);
+    set_str(&row->target, st, first + 2);
+    row->first_failed_us = sqlite3_column_int64(st, first + 3);
+    row->last_failed_us = sqlite3_column_int64(st, first + 4);
+    row->attempts = sqlite3_column_int64(st, first + 5);
+    set_str(&row->last_answer, st, first + 6);
+}
+
+static int sq_stuck_get(store *base, const char *message_id, store_stuck *out, char *err,
+                        size_t errlen)
+{
+    sq_store *s = sq(base);
+    memset(out, 0, sizeof *out);
+    if (s->schema < 4)
+        return 0;
+    sqlite3_stmt *st;
+    int ret = reader_begin(s, &s->r_stuck_get,
+                           "SELECT " SQ_STUCK_COLUMNS " FROM stuck WHERE message_id = ?1",
+                           "stuck messages", &st, err, errlen);
+    if (ret > 0) {
+        sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        ret = rc == SQLITE_ROW ? 1 : 0;
+        if (rc == SQLITE_ROW) {
+            snprintf(out->message_id, sizeof out->message_id, "%s", message_id);
+            row_to_stuck(st, 1, out);
+        } else if (rc != SQLITE_DONE) {
+            snprintf(err, errlen, "cannot read the stuck messages: %s",
+                     sqlite3_errmsg(sqlite3_db_handle(st)));
+            ret = -1;
+        }
+    }
+    reader_end(s, st);
+    return ret;
+}
+
+static int sq_stuck_list(store *base, size_t max, store_stuck **out, size_t *n, int64_t *total,
+                         char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    *out = NULL;
+    *n = 0;
+    *total = 0;
+    if (s->schema < 4)
+        return 0;
+    /* A row whose message is in the ledger is history (a skip recorded
+     * while the replicator was noting a failure of it): not listed. The
+     * table is small (what the replicator holds), so it is read whole. */
+    sqlite3_stmt *st;
+    int rc = SQLITE_OK;
+    int ret = oneoff_begin(s,
+                           "SELECT " SQ_STUCK_COLUMNS " FROM stuck WHERE message_id NOT IN "
+                           "(SELECT message_id FROM applied) ORDER BY first_failed_at = 0, "
+                           "first_failed_at, last_failed_at",
+                           &st, err, errlen);
+    size_t cap = 0;
+    store_stuck *v = NULL;
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        (*total)++;
+        if (*n >= max)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        store_stuck *row = &v[(*n)++];
+        memset(row, 0, sizeof *row);
+        const unsigned char *id = sqlite3_column_text(st, 0);
+        snprintf(row->message_id, sizeof row->message_id, "%s", id ? (const char *)id : "");
+        row_to_stuck(st, 1, row);
+    }
+    if (oneoff_end(s, st, rc, ret, err, errlen) < 0) {
+        store_stuck_free(v, *n);
+        *n = 0;
+        *total = 0;
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int sq_ledger_skip(store *base, const char *message_id, const char *origin, char *err,
+                          size_t errlen)
+{
+    sq_store *s = sq(base);
+    pthread_mutex_lock(&s->mu);
+    bool started = s->started;
+    pthread_mutex_unlock(&s->mu);
+    /* The writer thread owns db once started: this is for the CLI only. */
+    assert(!started && !s->opt.read_only);
+    if (started || s->opt.read_only) {
+        snprintf(err, errlen, "cannot record a skip on this store");
+        return -1;
+    }
+    char e[256] = "";
+    int64_t inserted = 0;
+    sqlite3_stmt *ins = NULL, *del = NULL;
+    int rc = sq_exec(s->db, "BEGIN IMMEDIATE", e, sizeof e);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT OR IGNORE INTO applied (message_id, origin, applied_at, "
+                                "status, state) VALUES (?1, ?2, ?3, NULL, 'skipped')",
+                                -1, &ins, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(ins, 1, message_id, -1, SQLITE_STATIC);
+        bind_text(ins, 1, origin);
+        sqlite3_bind_int64(ins, 3, util_now_us());
+        rc = run(s, ins, &inserted, e, sizeof e);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db, SQ_STUCK_DELETE, -1, &del, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(del, 1, message_id, -1, SQLITE_STATIC);
+        rc = run(s, del, NULL, e, sizeof e);
+    }
+    if (rc == SQLITE_OK)
+        rc = sq_exec(s->db, "COMMIT", e, sizeof e);
+    if (rc != SQLITE_OK && !e[0])
+        snprintf(e, sizeof e, "%s", sqlite3_errmsg(s->db));
+    sqlite3_finalize(ins);
+    sqlite3_finalize(del);
+    if (rc != SQLITE_OK) {
+        if (!sqlite3_get_autocommit(s->db))
+            sq_exec(s->db, "ROLLBACK", NULL, 0);
+        snprintf(err, errlen, "cannot record the skip of %s in the ledger: %s", message_id, e);
+        return -1;
+    }
+    return inserted > 0 ? 1 : 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile p (0-100] of the ascending v[0..n), n > 0. */
+static int64_t percentile(const int64_t *v, size_t n, unsigned p)
+{
+    size_t k = (n * p + 99) / 100;
+    return v[k ? k - 1 : 0];
+}
+
+static int sq_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_repl_lag *out,
+                           char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    memset(out, 0, sizeof *out);
+    if (s->schema < 2 || max_samples == 0)
+        return 0;
+    sqlite3_stmt *st;
+    if (oneoff_begin(s,
+                     s->schema >= 4 ? "SELECT message_id, applied_at FROM applied WHERE applied_at "
+                                      ">= ?1 AND state IS NULL ORDER BY applied_at DESC LIMIT ?2"
+                                    : "SELECT message_id, applied_at FROM applied WHERE applied_at "
+                                      ">= ?1 ORDER BY applied_at DESC LIMIT ?2",
+                     &st, err, errlen) < 0)
+        return oneoff_end(s, st, SQLITE_OK, -1, err, errlen);
+    sqlite3_bind_int64(st, 1, since_us);
+    sqlite3_bind_int64(st, 2, max_samples > INT64_MAX ? INT64_MAX : (int64_t)max_samples);
+    int64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        int64_t ms = id ? uuid7_time_ms(id) : -1;
+        if (ms < 0)
+            continue; /* not a restspy id: no origin time */
+        int64_t lag = sqlite3_column_int64(st, 1) - ms * 1000;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        v[n++] = lag > 0 ? lag : 0;
+    }
+    int ret = oneoff_end(s, st, rc, 0, err, errlen);
+    if (ret == 0 && n) {
+        qsort(v, n, sizeof *v, cmp_i64);
+        out->n = (int64_t)n;
+        out->p50_us = percentile(v, n, 50);
+        out->p99_us = percentile(v, n, 99);
+        out->max_us = v[n - 1];
+    }
+    free(v);
     return ret;
 }
 
@@ -1966,4 +2296,10 @@ const store_backend store_sqlite_backend = {
     .ledger_has = sq_ledger_has,
     .counter = sq_counter,
     .repl_stats_get = sq_repl_stats_get,
+    .stuck_set = sq_stuck_set,
+    .stuck_clear = sq_stuck_clear,
+    .stuck_get = sq_stuck_get,
+    .stuck_list = sq_stuck_list,
+    .ledger_skip = sq_ledger_skip,
+    .repl_lag_get = sq_repl_lag_get,
 };

@@ -52,6 +52,16 @@ typedef struct store_backend {
     /* set: false adds value to the counter, true replaces it */
     void (*counter)(store *s, const char *name, int64_t value, bool set);
     int (*repl_stats_get)(store *s, store_repl_stats *out, char *err, size_t errlen);
+    /* the replicator's failing writes, skips and lag (schema version 4) */
+    void (*stuck_set)(store *s, const store_stuck *row);
+    void (*stuck_clear)(store *s, const char *message_id);
+    int (*stuck_get)(store *s, const char *message_id, store_stuck *out, char *err, size_t errlen);
+    int (*stuck_list)(store *s, size_t max, store_stuck **out, size_t *n, int64_t *total, char *err,
+                      size_t errlen);
+    int (*ledger_skip)(store *s, const char *message_id, const char *origin, char *err,
+                       size_t errlen);
+    int (*repl_lag_get)(store *s, int64_t since_us, size_t max_samples, store_repl_lag *out,
+                        char *err, size_t errlen);
 } store_backend;
 
 /* First member of every backend's handle. */
@@ -62,7 +72,7 @@ struct store {
 extern const store_backend store_sqlite_backend;
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SQLITE_SCHEMA_VERSION 3
+#define STORE_SQLITE_SCHEMA_VERSION 4
 
 /* TEST ONLY: while paused, the writer thread takes nothing from the queue, so
  * a test can fill the queue deterministically (DROP and BLOCK policies).

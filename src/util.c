@@ -235,3 +235,20 @@ int util_listen_addr(const char *s, char *out, size_t outlen)
     int port;
     return util_split_hostport(out, h, sizeof h, &port);
 }
+
+void util_fmt_duration(int64_t us, char *out, size_t len)
+{
+    if (us < 0)
+        us = 0;
+    int64_t s = us / 1000000;
+    if (us < 1000000)
+        snprintf(out, len, "%lldms", (long long)(us / 1000));
+    else if (s < 60)
+        snprintf(out, len, "%.1fs", (double)us / 1e6);
+    else if (s < 3600)
+        snprintf(out, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else if (s < 86400)
+        snprintf(out, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else
+        snprintf(out, len, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+}

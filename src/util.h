@@ -22,6 +22,10 @@ int64_t util_now_us(void);
 /* Monotonic clock in microseconds (durations). */
 int64_t util_mono_us(void);
 
+/* A duration in µs as people read it: "850ms", "12.3s", "4m05s", "3h12m",
+ * "2d04h" (negative as 0). */
+void util_fmt_duration(int64_t us, char *out, size_t len);
+
 /* ASCII case-insensitive comparison of s (length n) with NUL-terminated lit. */
 bool util_ieq(const char *s, size_t n, const char *lit);
 

@@ -106,6 +106,14 @@ static void test_defaults(void **state)
     assert_int_equal(list_len(c->redact_fields), 9);
     for (size_t i = 0; i < 9; i++)
         assert_string_equal(c->redact_fields[i], fields[i]);
+    /* End-user credentials are not replicated unless asked (issue 10). */
+    const char *drop[] = {"authorization", "proxy-authorization", "cookie", "x-api-key"};
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(c->replicate_drop_headers[i], drop[i]);
+    assert_int_equal(c->retry_max_age_ms, 3600000);
+    assert_int_equal(c->retry_max_attempts, 0);
+    assert_int_equal(c->apply_order, APPLY_ORDER_RESOURCE);
+    assert_int_equal(c->stuck_after_ms, 30000);
     assert_int_equal(c->rules_len, 1);
     const rule *d = &c->rules[0];
     assert_string_equal(d->name, "default");
@@ -278,6 +286,10 @@ static void test_bad_values(void **state)
         {"foo", "1", "unknown key 'foo'"},
         {"log_format", "xml", "bad value for log_format: 'xml' (expected json or combined)"},
         {"store_on_full", "maybe", "bad value for store_on_full: 'maybe' (expected block or drop)"},
+        {"apply_order", "path",
+         "bad value for apply_order: 'path' (expected resource, strict or origin)"},
+        {"retry_max_age", "soon",
+         "bad value for retry_max_age: 'soon' (expected a duration like 10, 10s, 500ms or 2m)"},
         {"log_headers", "perhaps", "bad value for log_headers: 'perhaps' (expected on or off)"},
         {"max_header_size", "lots",
          "bad value for max_header_size: 'lots' (expected a size like 512, 64K or 1M, at "
@@ -909,9 +921,13 @@ static void test_each_key(void **state)
         "amqp_log_interval",
         "healthz_degraded_status",
         "concurrency",
+        "apply_order",
         "prefetch",
         "retry_min",
         "retry_max",
+        "stuck_after",
+        "retry_max_age",
+        "retry_max_attempts",
         "set_header",
         "log_requests",
         "persist_requests",

@@ -1,6 +1,7 @@
-/* Unit tests for the replicator's pure decisions: backoff, partitioning,
- * the headers a message is applied with, dead-letter reasons, and the
- * command's usage errors (which need no broker). */
+/* Unit tests for the replicator's pure decisions: backoff, the order of
+ * writes, the retry budget, the headers a message is applied with,
+ * dead-letter reasons, and the command's usage errors (which need no
+ * broker). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "config.h"
 #include "record.h"
 #include "repl_msg.h"
 #include "replicator.h"
@@ -35,26 +37,146 @@ static void test_backoff(void **state)
     assert_int_equal(repl_backoff_ms(0, 0, 10), 1);
 }
 
-static void test_partition(void **state)
+static void test_resource_key(void **state)
 {
     (void)state;
-    assert_int_equal(repl_partition("/api/sites/a/", 1), 0);
-    assert_int_equal(repl_partition(NULL, 8), 0);
-    /* The query does not change the partition: one resource, one worker. */
-    for (unsigned n = 2; n < 9; n++) {
-        unsigned p = repl_partition("/api/sites/a/", n);
-        assert_true(p < n);
-        assert_int_equal(repl_partition("/api/sites/a/?x=1", n), p);
+    static const char *const cases[][2] = {
+        {"/api/sites/a/", "/api/sites/a"},
+        {"/api/sites/a/?x=1", "/api/sites/a"},
+        {"/api/sites/a", "/api/sites/a"},
+        {"//api///sites//", "/api/sites"},
+        {"/", "/"},
+        {"", "/"},
+        {"/?q=/a/b", "/"},
+        {"/a%2Fb/c", "/a%2Fb/c"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *k = repl_resource_key(cases[i][0]);
+        assert_string_equal(k, cases[i][1]);
+        free(k);
     }
-    /* Different paths spread over the workers. */
-    unsigned seen[4] = {0};
-    for (int i = 0; i < 64; i++) {
-        char path[64];
-        snprintf(path, sizeof path, "/api/sites/site-%d/", i);
-        seen[repl_partition(path, 4)]++;
-    }
-    for (int i = 0; i < 4; i++)
-        assert_true(seen[i] > 4);
+    char *k = repl_resource_key(NULL);
+    assert_string_equal(k, "/");
+    free(k);
+}
+
+static repl_okey okey(const char *id, const char *origin, const char *method, const char *key)
+{
+    return (repl_okey){id, origin, key, strcmp(method, "POST") == 0, strcmp(method, "DELETE") == 0};
+}
+
+static void test_waits_for(void **state)
+{
+    (void)state;
+    enum { R = APPLY_ORDER_RESOURCE, S = APPLY_ORDER_STRICT, O = APPLY_ORDER_ORIGIN };
+    repl_okey create = okey("1", "a", "POST", "/api/sites");
+    repl_okey create2 = okey("2", "a", "POST", "/api/sites");
+    repl_okey patch_x = okey("3", "a", "PATCH", "/api/sites/x");
+    repl_okey patch_x2 = okey("4", "b", "PATCH", "/api/sites/x");
+    repl_okey metric_x = okey("5", "a", "POST", "/api/sites/x/metrics");
+    repl_okey patch_xy = okey("6", "a", "PATCH", "/api/sites/xy");
+    repl_okey other = okey("7", "a", "PUT", "/api/users/u");
+    repl_okey other_b = okey("8", "b", "PUT", "/api/users/u");
+    repl_okey root = okey("9", "a", "PUT", "/");
+    repl_okey del_x = okey("10", "a", "DELETE", "/api/sites/x");
+    repl_okey copy = okey("1", "a", "POST", "/api/sites");
+
+    /* One resource keeps its order, whatever the origin. */
+    assert_true(repl_waits_for(&patch_x2, &patch_x, R, false));
+    /* A member waits for a create in its collection, a sub-collection for
+     * its parent, everything for a write to the root. */
+    assert_true(repl_waits_for(&patch_x, &create, R, false));
+    assert_true(repl_waits_for(&metric_x, &patch_x, R, false));
+    assert_true(repl_waits_for(&metric_x, &create, R, false));
+    assert_true(repl_waits_for(&other, &root, R, false));
+    /* A write to a resource waits for the writes below it (a delete of a
+     * site after the creates of its metrics)... */
+    assert_true(repl_waits_for(&del_x, &metric_x, R, false));
+    assert_true(repl_waits_for(&patch_x, &metric_x, R, false));
+    /* ... but a create only for the deletes below it (a re-create), not for
+     * the updates of other members; strict waits for all. */
+    assert_true(repl_waits_for(&create, &del_x, R, false));
+    assert_false(repl_waits_for(&create, &patch_x, R, false));
+    assert_true(repl_waits_for(&create, &patch_x, S, false));
+    /* Siblings and unrelated resources do not wait; "/api/sites/xy" is not
+     * under "/api/sites/x". */
+    assert_false(repl_waits_for(&patch_xy, &patch_x, R, false));
+    assert_false(repl_waits_for(&metric_x, &patch_xy, S, false));
+    assert_false(repl_waits_for(&other, &patch_x, S, false));
+    /* Creates in one collection run side by side, unless strict. */
+    assert_false(repl_waits_for(&create2, &create, R, false));
+    assert_true(repl_waits_for(&create2, &create, S, false));
+    /* A stuck write holds back its own resource only. */
+    assert_false(repl_waits_for(&patch_x, &create, R, true));
+    assert_false(repl_waits_for(&metric_x, &patch_x, S, true));
+    assert_false(repl_waits_for(&create, &del_x, R, true));
+    assert_true(repl_waits_for(&patch_x2, &patch_x, R, true));
+    assert_true(repl_waits_for(&create2, &create, S, true));
+    /* Two copies of one message never run side by side. */
+    assert_true(repl_waits_for(&copy, &create, R, true));
+    assert_true(repl_waits_for(&copy, &create, O, true));
+    /* origin: everything from the site, stuck or not; nothing else. */
+    assert_true(repl_waits_for(&other, &patch_x, O, false));
+    assert_true(repl_waits_for(&other, &patch_x, O, true));
+    assert_false(repl_waits_for(&other_b, &patch_x, O, false));
+    assert_false(repl_waits_for(&patch_x2, &patch_x, O, false));
+}
+
+static void test_stuck(void **state)
+{
+    (void)state;
+    const int64_t t0 = 1700000000000000, s = 1000000;
+    /* Failing for 30 s, and the upstream answered another write since its
+     * first failure: stuck. */
+    assert_true(repl_stuck(t0, t0 + 1, t0 + 30 * s, 30000));
+    assert_true(repl_stuck(t0, t0 + 29 * s, t0 + 30 * s, 30000));
+    /* Not long enough: a short failure keeps the whole order. */
+    assert_false(repl_stuck(t0, t0 + 1, t0 + 29 * s, 30000));
+    /* Nothing answered since it began failing (the upstream may be down). */
+    assert_false(repl_stuck(t0, t0, t0 + 60 * s, 30000));
+    assert_false(repl_stuck(t0, t0 - s, t0 + 60 * s, 30000));
+    /* Not failing. */
+    assert_false(repl_stuck(0, t0, t0, 0));
+    /* stuck_after 0: as soon as another write is answered. */
+    assert_true(repl_stuck(t0, t0 + 1, t0 + 1, 0));
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    assert_true(repl_unreachable("connect: Connection refused"));
+    assert_true(repl_unreachable("resolve nope.invalid: Name or service not known"));
+    assert_false(repl_unreachable("timeout"));
+    assert_false(repl_unreachable("recv: Connection reset by peer"));
+    assert_false(repl_unreachable("invalid response: connection closed without a response"));
+    assert_false(repl_unreachable(""));
+}
+
+static void test_budget(void **state)
+{
+    (void)state;
+    const int64_t t0 = 1700000000000000, s = 1000000;
+    /* Nothing failed yet: never spent. */
+    assert_false(repl_budget_spent(0, 0, t0, 1, 1));
+    assert_false(repl_budget_spent(3, 0, t0, 1, 1));
+    /* The age. */
+    assert_false(repl_budget_spent(1, t0, t0 + 3599 * s, 3600000, 0));
+    assert_true(repl_budget_spent(1, t0, t0 + 3600 * s, 3600000, 0));
+    /* The attempts. */
+    assert_false(repl_budget_spent(4, t0, t0 + 1, 0, 5));
+    assert_true(repl_budget_spent(5, t0, t0 + 1, 0, 5));
+    /* Both limits: the first reached decides; 0 and 0 retries for ever. */
+    assert_true(repl_budget_spent(5, t0, t0 + 1, 3600000, 5));
+    assert_true(repl_budget_spent(2, t0, t0 + 7200 * s, 3600000, 5));
+    assert_false(repl_budget_spent(1000000, t0, t0 + 1000000 * s, 0, 0));
+
+    char *r = repl_budget_reason(5, t0, t0 + 2100000, "upstream answered 500: dup");
+    assert_string_equal(r, "retry budget spent: 5 failed attempts in 2.1s; last: upstream "
+                           "answered 500: dup");
+    free(r);
+    r = repl_budget_reason(1, t0, t0 + 3600 * s, NULL);
+    assert_string_equal(r, "retry budget spent: 1 failed attempt in 1h00m; last: -");
+    free(r);
 }
 
 static repl_msg *sample_msg(const char *headers_json)
@@ -194,7 +316,9 @@ static void test_usage_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backoff),       cmocka_unit_test(test_partition),
+        cmocka_unit_test(test_backoff),       cmocka_unit_test(test_resource_key),
+        cmocka_unit_test(test_waits_for),     cmocka_unit_test(test_stuck),
+        cmocka_unit_test(test_unreachable),   cmocka_unit_test(test_budget),
         cmocka_unit_test(test_apply_headers), cmocka_unit_test(test_headers_remove),
         cmocka_unit_test(test_dead_reason),   cmocka_unit_test(test_usage_errors),
     };

@@ -237,7 +237,7 @@ static void test_roundtrip(void **state)
     store_close(s);
 
     /* The schema as promised. */
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('requests') WHERE "
                                       "name IN ('id','node','started_at','duration_us',"
                                       "'upstream_us','client_addr','method','scheme','host',"
@@ -618,7 +618,7 @@ static void test_open_errors_and_migration(void **state)
     store *s = store_open(&o, err, sizeof err);
     assert_non_null(s);
     store_close(s);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 0);
     s = store_open(&o, err, sizeof err); /* reopening is a no-op migration */
     assert_non_null(s);
@@ -628,10 +628,10 @@ static void test_open_errors_and_migration(void **state)
 
     sql_exec(f->path, "PRAGMA user_version = 7");
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (3)");
+    assert_string_equal(err, "store schema version 7 is newer than this restspy (4)");
     o.read_only = true;
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (3)");
+    assert_string_equal(err, "store schema version 7 is newer than this restspy (4)");
     o.read_only = false;
 
     /* Not a database at all. */
@@ -1199,7 +1199,7 @@ static void test_migration_v1_to_v2(void **state)
     memcpy(id, nr->id, sizeof id);
     assert_int_equal(store_submit(s, nr), 0);
     store_close(s);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE id = "
                                       "'01900000-0000-7000-8000-000000000001' AND node = 'old' "
@@ -1220,6 +1220,15 @@ static void test_migration_v1_to_v2(void **state)
                                       "origin = 'c'"),
                      1);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('counters')"), 2);
+    /* Version 4: the ledger's state and the stuck messages. */
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('applied') WHERE "
+                                      "name = 'state'"),
+                     1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('stuck') WHERE "
+                                      "name IN ('message_id','origin','method','target',"
+                                      "'first_failed_at','last_failed_at','attempts',"
+                                      "'last_answer')"),
+                     8);
 
     s = open_ro(f);
     assert_int_equal(store_get(s, id, &r, err, sizeof err), 1);
@@ -1493,6 +1502,224 @@ static void test_ledger(void **state)
     /* A reader (another process) sees the ledger. */
     s = open_ro(f);
     assert_int_equal(store_ledger_has(s, mid, err, sizeof err), 1);
+    store_close(s);
+}
+
+/* Polls until the stuck row of id is there (want 1) or gone (want 0). */
+static void wait_stuck(store *s, const char *id, int want, store_stuck *out)
+{
+    char err[256] = "";
+    for (int i = 0; i < 2000; i++) {
+        int rc = store_stuck_get(s, id, out, err, sizeof err);
+        if (rc < 0)
+            fail_msg("stuck get: %s", err);
+        if (rc == want)
+            return;
+        store_stuck_row_free(out);
+        usleep(5000);
+    }
+    fail_msg("stuck row of %s: not %s", id, want ? "there" : "gone");
+}
+
+static store_stuck stuck_row(const char *id, int64_t first, int64_t attempts, const char *answer)
+{
+    store_stuck row = {.origin = "peer",
+                       .method = "POST",
+                       .target = "/api/sites/",
+                       .first_failed_us = first,
+                       .last_failed_us = first + 5,
+                       .attempts = attempts,
+                       .last_answer = (char *)answer};
+    snprintf(row.message_id, sizeof row.message_id, "%s", id);
+    return row;
+}
+
+/* The replicator's failing writes: noted, replaced, listed oldest failure
+ * first, cleared by the ledger row of their apply (same transaction) or
+ * by hand, and read back by another process. */
+static void test_stuck(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    char a[UUID7_STR_LEN + 1], b[UUID7_STR_LEN + 1], c[UUID7_STR_LEN + 1];
+    uuid7_generate(a);
+    uuid7_generate(b);
+    uuid7_generate(c);
+    char err[256] = "";
+    store_stuck got;
+    assert_int_equal(store_stuck_get(s, a, &got, err, sizeof err), 0);
+
+    store_stuck row = stuck_row(a, 2000, 1, "upstream answered 500: dup");
+    store_stuck_set(s, &row);
+    row = stuck_row(a, 2000, 2, "upstream answered 503");
+    store_stuck_set(s, &row); /* replaces the first */
+    row = stuck_row(b, 1000, 7, "timeout");
+    store_stuck_set(s, &row);
+    row = stuck_row(c, 0, 0, "connect: Connection refused"); /* unreachable: no budget spent */
+    store_stuck_set(s, &row);
+    wait_stuck(s, c, 1, &got);
+    store_stuck_row_free(&got);
+    assert_int_equal(store_stuck_get(s, a, &got, err, sizeof err), 1);
+    assert_string_equal(got.message_id, a);
+    assert_string_equal(got.origin, "peer");
+    assert_string_equal(got.method, "POST");
+    assert_string_equal(got.target, "/api/sites/");
+    assert_int_equal(got.first_failed_us, 2000);
+    assert_int_equal(got.last_failed_us, 2005);
+    assert_int_equal(got.attempts, 2);
+    assert_string_equal(got.last_answer, "upstream answered 503");
+    store_stuck_row_free(&got);
+
+    store_stuck *v = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    assert_int_equal(store_stuck_list(s, 2, &v, &n, &total, err, sizeof err), 0);
+    assert_int_equal(total, 3);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].message_id, b);
+    assert_string_equal(v[1].message_id, a);
+    store_stuck_free(v, n);
+
+    /* Applied: its ledger row clears it, even when the failure was noted
+     * just before, in the same transaction. */
+    row = stuck_row(a, 2000, 3, "upstream answered 503");
+    store_stuck_set(s, &row);
+    record *r = mkrec(1, 1);
+    r->applied_id = xstrdup(a);
+    r->status = 201;
+    assert_int_equal(store_submit(s, r), 0);
+    store_stuck_clear(s, b);
+    wait_stuck(s, b, 0, &got);
+    wait_stuck(s, a, 0, &got);
+    assert_int_equal(store_stuck_list(s, 10, &v, &n, &total, err, sizeof err), 0);
+    assert_int_equal(total, 1);
+    assert_string_equal(v[0].message_id, c);
+    assert_int_equal(v[0].first_failed_us, 0);
+    assert_string_equal(v[0].last_answer, "connect: Connection refused");
+    store_stuck_free(v, n);
+    store_close(s);
+
+    /* Another process reads them; a file of version 3 has none. */
+    s = open_ro(f);
+    assert_int_equal(store_stuck_list(s, 10, &v, &n, &total, err, sizeof err), 0);
+    assert_int_equal(total, 1);
+    store_stuck_free(v, n);
+    store_close(s);
+    sql_exec(f->path, "DROP TABLE stuck; PRAGMA user_version = 3");
+    s = open_ro(f);
+    assert_int_equal(store_stuck_list(s, 10, &v, &n, &total, err, sizeof err), 0);
+    assert_int_equal(total, 0);
+    assert_null(v);
+    assert_int_equal(store_stuck_get(s, c, &got, err, sizeof err), 0);
+    store_close(s);
+}
+
+/* A skip is a ledger row in state 'skipped', committed at once by a store
+ * that is not started (the CLI); the replicator's lookup tells it from an
+ * apply, and the figures count it apart. */
+static void test_ledger_skip(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    char applied[UUID7_STR_LEN + 1], skipped[UUID7_STR_LEN + 1];
+    uuid7_generate(applied);
+    uuid7_generate(skipped);
+    record *r = mkrec(1, 1);
+    r->applied_id = xstrdup(applied);
+    r->status = 201;
+    assert_int_equal(store_submit(s, r), 0);
+    store_stuck row = stuck_row(skipped, 1000, 4, "upstream answered 500");
+    store_stuck_set(s, &row);
+    store_close(s);
+
+    char err[256] = "";
+    s = store_open(&o, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(store_ledger_skip(s, skipped, "peer", err, sizeof err), 1);
+    assert_int_equal(store_ledger_skip(s, skipped, "peer", err, sizeof err), 0);
+    assert_int_equal(store_ledger_skip(s, applied, "peer", err, sizeof err), 0);
+    store_close(s);
+
+    s = open_ro(f);
+    assert_int_equal(store_ledger_has(s, applied, err, sizeof err), 1);
+    assert_int_equal(store_ledger_has(s, skipped, err, sizeof err), 2);
+    store_stuck got;
+    assert_int_equal(store_stuck_get(s, skipped, &got, err, sizeof err), 0);
+    store_repl_stats rs = repl_stats(s);
+    assert_int_equal(rs.applied, 1);
+    assert_int_equal(rs.skipped, 1);
+    /* The last apply is the apply, not the later skip. */
+    assert_int_equal(rs.last_applied_msg_us, uuid7_time_ms(applied) * 1000);
+    store_close(s);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM applied WHERE message_id = '%s' AND origin = 'peer' AND "
+             "state = 'skipped' AND status IS NULL",
+             skipped);
+    assert_int_equal(sql_int(f->path, sql), 1);
+}
+
+/* An applied row whose message was made at origin_ms and committed here
+ * at applied_us. */
+static void insert_applied(const char *path, int64_t origin_ms, int64_t applied_us,
+                           const char *state)
+{
+    char id[UUID7_STR_LEN + 1], sql[300];
+    unsigned char seed[10] = {0};
+    memcpy(seed, &applied_us, sizeof applied_us);
+    uuid7_derive(origin_ms, seed, id);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO applied (message_id, origin, applied_at, status, state) VALUES "
+             "('%s', 'peer', %lld, 201, %s)",
+             id, (long long)applied_us, state ? state : "NULL");
+    sql_exec(path, sql);
+}
+
+/* The lag figures: origin time to ledger commit, over the window asked
+ * for, skips and older applies left out, clock skew counted as 0. */
+static void test_repl_lag(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_close(s);
+    const int64_t now = util_now_us() / 1000 * 1000; /* whole ms, as ids hold them */
+    /* 100 applies in the last minute with lags 1..100 ms. */
+    for (int i = 1; i <= 100; i++) {
+        int64_t at = now - 60000000 + i * 1000;
+        insert_applied(f->path, (at - i * 1000) / 1000, at, NULL);
+    }
+    insert_applied(f->path, now / 1000 - 3600000, now - 1000, "'skipped'"); /* a skip */
+    insert_applied(f->path, now / 1000 - 900000, now - 600000000, NULL);    /* 10 min ago */
+
+    s = open_ro(f);
+    char err[256] = "";
+    store_repl_lag lag;
+    assert_int_equal(store_repl_lag_get(s, now - 300000000, 10000, &lag, err, sizeof err), 0);
+    assert_int_equal(lag.n, 100);
+    assert_int_equal(lag.p50_us, 50000);
+    assert_int_equal(lag.p99_us, 99000);
+    assert_int_equal(lag.max_us, 100000);
+    /* The newest 10 only. */
+    assert_int_equal(store_repl_lag_get(s, now - 300000000, 10, &lag, err, sizeof err), 0);
+    assert_int_equal(lag.n, 10);
+    assert_int_equal(lag.p50_us, 95000);
+    assert_int_equal(lag.max_us, 100000);
+    /* Nothing in the window. */
+    assert_int_equal(store_repl_lag_get(s, now + 1000000, 100, &lag, err, sizeof err), 0);
+    assert_int_equal(lag.n, 0);
+    assert_int_equal(lag.p99_us, 0);
+    store_close(s);
+
+    /* A message from a site whose clock is ahead: lag 0, not negative. */
+    sql_exec(f->path, "DELETE FROM applied");
+    insert_applied(f->path, now / 1000 + 5000, now, NULL);
+    s = open_ro(f);
+    assert_int_equal(store_repl_lag_get(s, now - 1000000, 100, &lag, err, sizeof err), 0);
+    assert_int_equal(lag.n, 1);
+    assert_int_equal(lag.max_us, 0);
     store_close(s);
 }
 
@@ -1842,6 +2069,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stuck, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_skip, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_repl_lag, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_commit_delay, fx_setup, fx_teardown),
