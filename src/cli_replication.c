@@ -637,6 +637,7 @@ typedef struct dead {
     mq_event ev; /* owns ev.msg and ev.reason */
     bool retry;
     bool confirmed; /* the republish was confirmed by the broker */
+    bool returned;  /* the broker could not route the republish: it stays dead */
     bool skipped;   /* recorded in the ledger as skipped */
     uint64_t pub_tag;
 } dead;
@@ -921,6 +922,16 @@ static int republish(mq *m, deadlist *l, const char *queue, char *err, size_t er
             free(ev.reason);
             continue;
         }
+        if (ev.kind == MQ_RETURN) {
+            /* The apply queue is gone: its ack will follow, but nothing
+             * holds the message, so it must stay in the dead queue. */
+            for (size_t i = 0; i < l->len; i++)
+                if (l->v[i].retry && ev.msg && strcmp(l->v[i].ev.msg->id, ev.msg->id) == 0)
+                    l->v[i].returned = true;
+            repl_msg_free(ev.msg);
+            free(ev.reason);
+            continue;
+        }
         if (ev.kind != MQ_CONFIRM)
             continue;
         for (size_t i = 0; i < l->len; i++) {
@@ -930,7 +941,7 @@ static int republish(mq *m, deadlist *l, const char *queue, char *err, size_t er
             if (d->pub_tag == ev.tag || (ev.multiple && d->pub_tag < ev.tag)) {
                 d->pub_tag = 0; /* answered */
                 waiting--;
-                if (ev.nack)
+                if (ev.nack || d->returned)
                     nacked++;
                 else
                     d->confirmed = true;
@@ -938,7 +949,10 @@ static int republish(mq *m, deadlist *l, const char *queue, char *err, size_t er
         }
     }
     if (nacked) {
-        snprintf(err, errlen, "the broker refused %zu republished message(s)", nacked);
+        snprintf(err, errlen,
+                 "the broker refused or could not route %zu republished message(s) (is %s "
+                 "there? the replicator declares it when it starts); they stay dead-lettered",
+                 nacked, queue);
         return -1;
     }
     return 0;

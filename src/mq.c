@@ -478,12 +478,12 @@ int mq_publish(mq *m, const char *exchange, const repl_msg *msg, uint64_t *tag, 
 int mq_publish_dead(mq *m, const char *node, const repl_msg *msg, const char *reason, char *err,
                     size_t errlen)
 {
-    return publish(m, MQ_EXCHANGE_DEAD, node, msg, reason ? reason : "", false, NULL, err, errlen);
+    return publish(m, MQ_EXCHANGE_DEAD, node, msg, reason ? reason : "", true, NULL, err, errlen);
 }
 
 int mq_publish_to_queue(mq *m, const char *queue, const repl_msg *msg, char *err, size_t errlen)
 {
-    return publish(m, "", queue, msg, NULL, false, NULL, err, errlen);
+    return publish(m, "", queue, msg, NULL, true, NULL, err, errlen);
 }
 
 /* ---- consuming ---- */

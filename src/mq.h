@@ -64,7 +64,10 @@ int mq_publish(mq *m, const char *exchange, const repl_msg *msg, uint64_t *tag, 
                size_t errlen);
 
 /* Dead-letters msg: publishes it to restspy.dead with routing key node and
- * header x-restspy-reason = reason (plus x-restspy-dead-at, Unix seconds). */
+ * header x-restspy-reason = reason (plus x-restspy-dead-at, Unix seconds).
+ * Mandatory, as every publish that hands a message over: when
+ * restspy.dead.<node> is gone, it comes back as MQ_RETURN and the caller
+ * must keep the original. */
 int mq_publish_dead(mq *m, const char *node, const repl_msg *msg, const char *reason, char *err,
                     size_t errlen);
 
@@ -108,7 +111,7 @@ int mq_reject(mq *m, uint64_t tag, bool requeue, char *err, size_t errlen);
 int mq_get(mq *m, const char *queue, mq_event *ev, char *err, size_t errlen);
 
 /* Publishes msg to the default exchange with routing key queue (a requeue
- * of a dead letter straight into an apply queue). */
+ * of a dead letter straight into an apply queue); mandatory, as above. */
 int mq_publish_to_queue(mq *m, const char *queue, const repl_msg *msg, char *err, size_t errlen);
 
 #endif

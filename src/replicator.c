@@ -881,6 +881,20 @@ static void poll_once(repl *r, int ms, bool take)
             repl_msg_free(ev.msg); /* stays unacked: redelivered later */
     } else if (ev.kind == MQ_CONFIRM) {
         handle_confirm(r, &ev);
+    } else if (ev.kind == MQ_RETURN) {
+        /* A dead letter no queue took (restspy.dead.<node> was deleted):
+         * its confirm will be an ack, which must not ack the original.
+         * Dropping the connection leaves every original unacked (the
+         * broker redelivers them) and the reconnect declares the topology,
+         * so the next dead-lettering is kept. */
+        char why[600];
+        snprintf(why, sizeof why,
+                 "dead letter %s returned by the broker (%s): declaring %s.%s again",
+                 ev.msg && ev.msg->id[0] ? ev.msg->id : "?", ev.reason ? ev.reason : "unroutable",
+                 MQ_EXCHANGE_DEAD, r->cfg->node);
+        repl_msg_free(ev.msg);
+        free(ev.reason);
+        lose_connection(r, why);
     }
 }
 

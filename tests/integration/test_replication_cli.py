@@ -408,6 +408,19 @@ class ReplicationDead(unittest.TestCase):
         self.assertEqual(self.broker.depth(self.dead_q), 0)
         self.assertEqual(self.broker.depth(self.apply_q), 3)
 
+    def test_retry_declares_a_missing_apply_queue(self):
+        """--retry while restspy.apply.<node> is gone (deleted by hand):
+        the command declares the topology before it republishes, so the
+        message lands in a queue instead of being confirmed into nowhere
+        (the republish is mandatory too: a queue deleted in between makes
+        the broker return it, and it stays dead-lettered)."""
+        self.broker.api_ok("DELETE", "/api/queues/%2F/" + self.apply_q)
+        self.addCleanup(self.declare)
+        p = self.dead("--retry", self.ids[0])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.broker.depth(self.dead_q), 2)
+        self.assertEqual(self.broker.depth(self.apply_q), 1)
+
     def test_show_one(self):
         """--show prints one dead letter whole (headers, body, reason) and
         leaves it, and every other, in the dead queue."""

@@ -407,6 +407,35 @@ class StuckWrites(StuckCase):
                 " dead_lettered=2 retried=1 skipped=1")
 
 
+class DeadQueueGone(StuckCase):
+
+    def test_7_dead_letter_kept_when_the_dead_queue_is_gone(self):
+        """A write the app refuses (4xx) whose dead letter no queue takes
+        (restspy.dead.b deleted by hand): the broker returns it, so the
+        original is not acked; the replicator reconnects, declares the
+        topology again, and the write is dead-lettered once, visibly. Before,
+        the returned dead letter was confirmed like a delivered one and the
+        write was lost."""
+        app = self.fake_app(lambda method, path, body: (404, False))
+        r = self.start_replicator(app.url)
+        _broker.api_ok("DELETE", "/api/queues/%2F/restspy.dead.b")
+        self.addCleanup(lambda: _broker.api_ok(
+            "PUT", "/api/queues/%2F/restspy.dead.b",
+            {"durable": True, "arguments": {"x-queue-type": "classic"}}))
+        mid = publish("/gone/1/", "PUT", {"x": 1})
+        self.assertTrue(wait_until(lambda: "returned by the broker" in r.stderr(), timeout=15),
+                        r.stderr()[-3000:])
+
+        def dead_once():
+            try:
+                return [m["properties"]["message_id"] for m in dead_letters()] == [mid]
+            except Exception:
+                return False
+        self.assertTrue(wait_until(dead_once, timeout=20), r.stderr()[-3000:])
+        self.assertEqual(_broker.depth("restspy.apply.b"), 0)
+        figures("dead_queue_gone", 1, 1, 0, " dead_lettered=1")
+
+
 class LedgerWindow(StuckCase):
     """The documented window: the app committed a write, the replicator was
     killed before its ledger row. The test holds the replicator's store
