@@ -277,7 +277,7 @@ def main():
     ap.add_argument("--publish-rows", type=int, default=None,
                     help="messages (%d)" % PUBLISH_ROWS)
     ap.add_argument("--sink", action="store_true",
-                    help="bind a durable queue to restspy.requests (a peer's federation link)")
+                    help="bind a durable queue to restspy.requests (a peer's out queue, as restspy federate declares it)")
     ap.add_argument("--json", default=None, help="also write the raw result to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()

@@ -3,8 +3,9 @@
 
 Site A: nginx backend A, RabbitMQ node A, `restspy proxy --amqp` (store A).
 Site B: nginx backend B, RabbitMQ node B, `restspy replicate` (store B).
-Both brokers are wired with `restspy federate` (each federates its
-restspy.inbound from the other's restspy.requests, as scripts/demo-sites).
+Both brokers are wired with `restspy federate` (on each, a durable queue
+restspy.out.<peer> bound to restspy.requests and a shovel moving it into
+the peer's restspy.inbound, as scripts/demo-sites).
 
 A paced client POSTs a small JSON body to proxy A at a fixed rate on an
 absolute schedule (each write has a due time; a late send is recorded, not
@@ -20,14 +21,14 @@ answer, the capture + outbox row waiting in A's store queue and group-commit
 window (store_commit_delay) and its commit; the publisher noticing the row
 (woken by the commit when it is idle; while publishes are unconfirmed it
 only looks again after the next confirm, so the broker's confirm latency is
-partly in); the persistent publish to A's restspy.requests, the federation
-queue on A, the federation link republishing into B's restspy.inbound and
-restspy.apply.b; delivery to the replicator (prefetch 4 x concurrency),
+partly in); the persistent publish to A's restspy.requests, the out
+queue restspy.out.b on A, the shovel republishing into B's restspy.inbound
+and restspy.apply.b; delivery to the replicator (prefetch 4 x concurrency),
 queueing behind earlier messages, signature check, ledger lookup, the HTTP
 apply to backend B, and B's store queue and group-commit window. applied_at
 is read right after BEGIN IMMEDIATE of B's transaction, so B's COMMIT (WAL,
 synchronous=NORMAL: no fsync) and the ack to B's broker are not in it, nor
-are A's confirm itself and the federation link's ack to A.
+are A's confirm itself and the shovel's ack to A.
 
 The client sends each request head and body in one write (see
 OneWriteConnection) and uses the path /bench/lag (warm-up: /bench/warmup).
@@ -103,7 +104,7 @@ def summary(vals):
 
 def _start_two_rabbits(tmp):
     """Starts RabbitMQ nodes A and B in parallel (benchlib.start_rabbit,
-    with the management and federation plugins; queue depths in the
+    with the management and shovel plugins; queue depths in the
     management API every 250 ms instead of 5 s, for the sampler)."""
     nodes, errs, threads = {}, {}, []
     for tag in ("lagA", "lagB"):
@@ -234,11 +235,9 @@ class Sampler(threading.Thread):
                                    "messages_ready,messages_unacknowledged" % port, auth=True)
                     for q in qs:
                         name = q["name"]
-                        if name.startswith("federation:"):
-                            name = "federation queue"
                         # ready: waiting for a consumer; unacked: delivered,
-                        # not yet acked (the federation link acks on B's
-                        # confirm, the replicator after its ledger commit)
+                        # not yet acked (the shovel acks restspy.out.b on
+                        # B's confirm, the replicator after its ledger commit)
                         for k in ("messages_ready", "messages_unacknowledged"):
                             if q.get(k):
                                 smp["%s %s %s" % (site, name, k[9:])] = q[k]
@@ -341,8 +340,8 @@ def run(restspy_bin, nginx_bin, tmp, quick, rate=1000, duration=None, durability
         A, B = nodes["lagA"], nodes["lagB"]
         res["broker_start_s"] = round(time.monotonic() - t_start, 1)
 
-        # --- federation, as docs/replication.md: each broker federates
-        # restspy.inbound from the other's restspy.requests
+        # --- the link, as docs/replication.md: each broker gets an out
+        # queue and a shovel per peer
         for me, node, peer, other in (("a", A, "b", B), ("b", B, "a", A)):
             r = subprocess.run([restspy_bin, "federate", "--mgmt", node["mgmt_url"], "--node", me,
                                 "--peer", "%s=%s" % (peer, other["url"].rstrip("/"))],
@@ -405,9 +404,9 @@ def run(restspy_bin, nginx_bin, tmp, quick, rate=1000, duration=None, durability
         db_a = _db(db_a_path)
         db_b = _db(db_b_path)
 
-        # --- warm-up: the federation link must run before the measured
-        # writes (a message published before it is dropped by the exchange)
-        log("repl_lag: waiting for the federation link (warm-up writes)")
+        # --- warm-up: the shovel must run before the measured writes (they
+        # would wait in restspy.out.b and count as lag)
+        log("repl_lag: waiting for the shovel (warm-up writes)")
         deadline = time.monotonic() + 45
         while True:
             if _post(pport, WARM_PATH, '{"warmup":true}') // 100 != 2:
@@ -415,7 +414,7 @@ def run(restspy_bin, nginx_bin, tmp, quick, rate=1000, duration=None, durability
             if db_b.execute("SELECT count(*) FROM applied").fetchone()[0] > 0:
                 break
             if time.monotonic() > deadline:
-                raise LagError("no warm-up write reached site B within 45 s (federation link "
+                raise LagError("no warm-up write reached site B within 45 s (shovel "
                                "down?): " + _tail(rlog))
             time.sleep(0.25)
         # then 100 more, all of which must arrive (the link is up now)
