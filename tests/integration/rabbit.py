@@ -62,6 +62,19 @@ def available():
     return True, ""
 
 
+def require():
+    """For a test that needs brokers: returns when one can be started;
+    otherwise fails (RuntimeError) under CI, where a suite must not shrink
+    silently, and skips (unittest.SkipTest, with the reason) elsewhere."""
+    import unittest
+    ok, why = available()
+    if ok:
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("RabbitMQ is needed under CI: " + why)
+    raise unittest.SkipTest(why)
+
+
 def _stop_all_at_exit():
     with _live_lock:
         brokers = list(_live)

@@ -51,9 +51,7 @@ def setup_module(name, tags):
     """For a test module's setUpModule: starts one broker per tag (in
     parallel) and a temporary directory, both removed when the module is
     done."""
-    ok, why = rabbit.available()
-    if not ok:
-        raise unittest.SkipTest(why)
+    rabbit.require()
     _tmp[0] = make_tmpdir(name)
     unittest.addModuleCleanup(_module_cleanup)
     started = time.monotonic()

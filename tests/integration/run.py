@@ -120,6 +120,11 @@ def main():
     print(line, flush=True)
     if failed or not result.wasSuccessful():
         return 1
+    if skipped and os.environ.get("CI"):
+        # Under CI a skip is a test that did not run: the suite must not
+        # shrink silently (a missing dependency, a broker that cannot start).
+        print("%d skipped under CI: a failure" % skipped, file=sys.stderr)
+        return 1
     if result.testsRun == 0:
         print("no tests ran", file=sys.stderr)
         return 1

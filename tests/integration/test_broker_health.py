@@ -11,9 +11,7 @@ from harness import App, Proxy
 
 class BrokerComesUp(unittest.TestCase):
     def setUp(self):
-        ok, why = rabbit.available()
-        if not ok:
-            self.skipTest(why)
+        rabbit.require()
         self.tmp = harness.make_tmpdir("brokerhealth")
         self.addCleanup(harness.remove_tmpdir, self.tmp)
         self.app = App(self.tmp).start()

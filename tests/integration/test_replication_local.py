@@ -3,7 +3,6 @@ port): what enters the outbox, what is skipped and why, and that a broker
 that is down never delays or fails a client request, even with sync
 durability."""
 import json
-import os
 import signal
 import sqlite3
 import time

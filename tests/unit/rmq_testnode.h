@@ -8,8 +8,9 @@
  * 127.0.0.1 only, on the first free slot of AMQP 5701-5704 (distribution port
  * +20000, node names mqA..mqD@localhost), so that test programs running in
  * parallel each get their own; guest/guest may log in; when rabbitmq-server
- * is not installed the group setup succeeds and the tests that need a broker
- * skip; a hung test is killed, its node first, by a SIGALRM watchdog before
+ * is not installed the tests that need a broker skip, loudly, except under
+ * CI (the CI environment variable set), where they fail: a suite must not
+ * shrink silently; a hung test is killed, its node first, by a SIGALRM watchdog before
  * meson's 120 s timeout, so no broker outlives its test. One node per test
  * program: the watchdog knows one. */
 #ifndef RESTSPY_RMQ_TESTNODE_H
@@ -52,11 +53,14 @@ int rmq_testnode_start(rmq_testnode *n, bool wipe);
  * 20 s; waits for it and sets n->pid to 0. No-op when pid is 0. */
 void rmq_testnode_stop(rmq_testnode *n);
 
-/* In a test that needs the broker: skips it (with the reason) when the group
- * setup found no rabbitmq-server. Needs cmocka.h. */
+/* In a test that needs the broker: when the group setup found no
+ * rabbitmq-server, fails it under CI and skips it (with the reason)
+ * elsewhere. Needs cmocka.h and stdlib.h. */
 #define RMQ_TESTNODE_NEED(n)                                                                       \
     do {                                                                                           \
         if (!(n)->available) {                                                                     \
+            if (getenv("CI") && *getenv("CI"))                                                     \
+                fail_msg("rabbitmq-server is not installed (" RMQ_SERVER "): needed under CI");    \
             print_message("rabbitmq-server is not installed (" RMQ_SERVER "): skipped\n");         \
             skip();                                                                                \
         }                                                                                          \
