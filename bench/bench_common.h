@@ -82,16 +82,15 @@ static inline record *bench_make_record(const char *node)
     r->query = xstrdup("page=2&sort=name");
     r->http_minor = 1;
     for (size_t i = 0; i < 15; i++)
-        record_headers_add(&r->req_headers, bench_req_headers[i][0],
-                           strlen(bench_req_headers[i][0]), bench_req_headers[i][1],
-                           strlen(bench_req_headers[i][1]));
+        http_headers_add(&r->req_headers, bench_req_headers[i][0], strlen(bench_req_headers[i][0]),
+                         bench_req_headers[i][1], strlen(bench_req_headers[i][1]));
     buf_append_str(&r->req_body, BENCH_REQ_BODY);
     r->req_body_size = r->req_body.len;
     r->status = 200;
     for (size_t i = 0; i < 15; i++)
-        record_headers_add(&r->resp_headers, bench_resp_headers[i][0],
-                           strlen(bench_resp_headers[i][0]), bench_resp_headers[i][1],
-                           strlen(bench_resp_headers[i][1]));
+        http_headers_add(&r->resp_headers, bench_resp_headers[i][0],
+                         strlen(bench_resp_headers[i][0]), bench_resp_headers[i][1],
+                         strlen(bench_resp_headers[i][1]));
     buf_append_str(&r->resp_body, BENCH_RESP_BODY);
     r->resp_body_size = r->resp_body.len;
     r->resp_bytes_sent = r->resp_body.len + 400;

@@ -354,8 +354,8 @@ static void run_plain(const opts *o)
     plain_row p = {.r = bench_make_record("bench")};
     buf_init(&p.reqh);
     buf_init(&p.resph);
-    record_headers_to_json(&p.r->req_headers, &p.reqh);
-    record_headers_to_json(&p.r->resp_headers, &p.resph);
+    http_headers_to_json(&p.r->req_headers, &p.reqh);
+    http_headers_to_json(&p.r->resp_headers, &p.resph);
     int id_col = 0, started_col = 0;
     for (int i = 0; i < ncol; i++) {
         if (bind_column(ins, i + 1, names[i], &p) != SQLITE_OK)

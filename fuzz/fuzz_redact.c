@@ -59,10 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         c.redact = true;
         c.redact_fields = fields;
         record *r = record_new();
-        record_headers_add(&r->req_headers, "Content-Type", 12, in, first);
+        http_headers_add(&r->req_headers, "Content-Type", 12, in, first);
         if (nl)
             buf_append(&r->req_body, nl + 1, n - first - 1);
-        record_headers_add(&r->resp_headers, "Content-Encoding", 16, in, first);
+        http_headers_add(&r->resp_headers, "Content-Encoding", 16, in, first);
         buf_append(&r->resp_body, in, n);
         r->path = xstrndup(in, first);
         record_decode_bodies(r, 4096, 4096, false);

@@ -135,7 +135,7 @@ typedef struct args {
     const char *har, *jsonl;
     cliutil_filter f;
     const char *target;
-    record_headers set_headers;
+    http_headers set_headers;
     strlist drop;     /* lower-case names */
     strlist rw_texts; /* owns the rewrites' strings */
     replay_rewrite *rewrites;
@@ -158,7 +158,7 @@ typedef struct args {
 static void args_free(args *a)
 {
     cliutil_filter_free(&a->f);
-    record_headers_free(&a->set_headers);
+    http_headers_free(&a->set_headers);
     strlist_free(&a->drop);
     strlist_free(&a->rw_texts);
     free(a->rewrites);
@@ -204,7 +204,7 @@ static int parse_speed(const char *v, double *out)
     return 0;
 }
 
-static int parse_set_header(const char *v, record_headers *h)
+static int parse_set_header(const char *v, http_headers *h)
 {
     const char *colon = strchr(v, ':');
     size_t nl = colon ? (size_t)(colon - v) : 0;
@@ -220,7 +220,7 @@ static int parse_set_header(const char *v, record_headers *h)
     size_t vl = strlen(val);
     while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
         vl--;
-    record_headers_add(h, v, nl, val, vl);
+    http_headers_add(h, v, nl, val, vl);
     return 0;
 }
 

@@ -744,7 +744,7 @@ static void print_dead_table(const deadlist *l)
 static void print_dead_show(const dead *d, bool json)
 {
     const repl_msg *m = d->ev.msg;
-    record_headers h = {0};
+    http_headers h = {0};
     bool headers_ok = m->headers && repl_msg_headers(m, &h) == 0;
     size_t shown = m->body.len < SHOW_BODY_MAX ? m->body.len : SHOW_BODY_MAX;
     buf b = BUF_INIT;
@@ -803,7 +803,7 @@ static void print_dead_show(const dead *d, bool json)
         }
         fputs(b.data, stdout);
     }
-    record_headers_free(&h);
+    http_headers_free(&h);
     buf_free(&b);
 }
 

@@ -420,7 +420,7 @@ static void show_body(const buf *b, uint64_t size, bool truncated, const char *e
         printf("(truncated: first %zu of %llu bytes)\n", b->len, (unsigned long long)size);
 }
 
-static void show_headers(const record_headers *h)
+static void show_headers(const http_headers *h)
 {
     for (size_t i = 0; i < h->len; i++) {
         put_safe_str(stdout, h->v[i].name);

@@ -549,11 +549,11 @@ static char *dup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
-static void copy_headers(record_headers *dst, const record_headers *src)
+static void copy_headers(http_headers *dst, const http_headers *src)
 {
     for (size_t i = 0; i < src->len; i++)
-        record_headers_add(dst, src->v[i].name, strlen(src->v[i].name), src->v[i].value,
-                           strlen(src->v[i].value));
+        http_headers_add(dst, src->v[i].name, strlen(src->v[i].name), src->v[i].value,
+                         strlen(src->v[i].value));
 }
 
 static void copy_buf(buf *dst, const buf *src)

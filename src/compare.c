@@ -1026,7 +1026,7 @@ static bool header_ignored(const noise *n, const char *name)
 
 /* All values of name joined with ", " (repeats are one list in HTTP), or
  * NULL when absent. Owned by the caller. */
-static char *header_join(const record_headers *h, const char *name)
+static char *header_join(const http_headers *h, const char *name)
 {
     buf b = BUF_INIT;
     bool found = false;
@@ -1045,7 +1045,7 @@ static char *header_join(const record_headers *h, const char *name)
 
 /* Equal without allocating in the common case: the same values in the same
  * order (a single header each, usually). */
-static bool headers_same(const record_headers *e, const record_headers *a, const char *name)
+static bool headers_same(const http_headers *e, const http_headers *a, const char *name)
 {
     size_t i = 0, j = 0;
     for (;;) {
@@ -1607,7 +1607,7 @@ static void truncated_diff(cmpctx *c, const record *er, const record *ar, const 
 
 static bool looks_json(const record *r)
 {
-    const char *ct = record_headers_get(&r->resp_headers, "Content-Type");
+    const char *ct = http_headers_get(&r->resp_headers, "Content-Type");
     if (ct)
         return strcasestr(ct, "json") != NULL;
     const char *s = r->resp_body.data;

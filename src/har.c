@@ -148,7 +148,7 @@ static json_t *name_value(json_t *name, json_t *value)
     return o;
 }
 
-static json_t *har_headers(const record_headers *h)
+static json_t *har_headers(const http_headers *h)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < h->len; i++)
@@ -198,7 +198,7 @@ static json_t *cookie_pair(const char *s, size_t n)
 }
 
 /* Cookie: a=1; b=2 -> [{name, value}, ...] over every Cookie header. */
-static json_t *har_req_cookies(const record_headers *h)
+static json_t *har_req_cookies(const http_headers *h)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < h->len; i++) {
@@ -220,7 +220,7 @@ static json_t *har_req_cookies(const record_headers *h)
 /* Set-Cookie: name=value; Path=/; Domain=x; HttpOnly; Secure -> one cookie
  * per header (Expires is left out: HAR wants ISO 8601, the header has an
  * HTTP-date, and the field is optional). */
-static json_t *har_resp_cookies(const record_headers *h)
+static json_t *har_resp_cookies(const http_headers *h)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < h->len; i++) {
@@ -255,7 +255,7 @@ static json_t *har_resp_cookies(const record_headers *h)
 /* The request's Host, as a client would have addressed it. */
 static const char *url_host(const record *r)
 {
-    const char *h = record_headers_get(&r->req_headers, "host");
+    const char *h = http_headers_get(&r->req_headers, "host");
     if (h && *h)
         return h;
     return r->host && *r->host ? r->host : "localhost";
@@ -366,7 +366,7 @@ static json_t *har_request(const record *r)
                   r->req_body_note};
     if (r->req_body.len || r->req_body_note) {
         json_t *pd = json_object();
-        const char *ct = record_headers_get(&r->req_headers, "content-type");
+        const char *ct = http_headers_get(&r->req_headers, "content-type");
         json_object_set_new(pd, "mimeType", jstr_c(ct ? ct : "application/octet-stream"));
         /* HAR 1.2 has no encoding for postData: "_encoding" is a custom
          * field, which the spec allows with a leading underscore. */
@@ -395,13 +395,13 @@ static json_t *har_response(const record *r)
     /* Bytes the coding saved, when known (the whole body was decoded). */
     if (b.encoding && !b.note && !b.truncated && size > b.wire_size)
         json_object_set_new(c, "compression", jsize(size - b.wire_size));
-    const char *ct = record_headers_get(&r->resp_headers, "content-type");
+    const char *ct = http_headers_get(&r->resp_headers, "content-type");
     json_object_set_new(c, "mimeType", jstr_c(ct ? ct : "x-unknown"));
     if (r->resp_body.len)
         set_body_text(c, &r->resp_body, "encoding");
     set_comment(c, &b);
     json_object_set_new(s, "content", c);
-    const char *loc = record_headers_get(&r->resp_headers, "location");
+    const char *loc = http_headers_get(&r->resp_headers, "location");
     json_object_set_new(s, "redirectURL", jstr_c(loc ? loc : ""));
     json_object_set_new(s, "headersSize", json_integer(-1));
     json_object_set_new(s, "bodySize", jsize(r->resp_body_size));
@@ -705,10 +705,10 @@ static int map_foreign(json_t *c, json_t *e, json_t *resp, size_hints *hints)
  * request). Beyond the text: no text at all means the body is not in the
  * file (a browser export "without content"), which the note says, never
  * "truncated at capture"; a shorter text is an incomplete body. */
-static void foreign_body(int64_t hint, bool hint_decoded, const record_headers *h, buf *body,
+static void foreign_body(int64_t hint, bool hint_decoded, const http_headers *h, buf *body,
                          uint64_t *size, bool *truncated, char **encoding, char **note)
 {
-    const char *ce = record_headers_get(h, "content-encoding");
+    const char *ce = http_headers_get(h, "content-encoding");
     coding_kind k[CODING_MAX_LAYERS];
     bool coded = ce && coding_parse(ce, k, NULL, 0) != 0;
     if (coded && body->len)
@@ -1129,7 +1129,7 @@ static bool has_dot_segment(const char *p)
 /* Recorded headers curl computes itself (from the URL and the body), and
  * any that could not go on the wire as one header line (replay leaves those
  * out too). */
-static bool curl_skips_header(const record_header *h)
+static bool curl_skips_header(const http_header *h)
 {
     size_t nl = strlen(h->name);
     return util_ieq(h->name, nl, "host") || util_ieq(h->name, nl, "content-length") ||
@@ -1166,7 +1166,7 @@ static void append_curl(buf *out, const record *r, const char *base, const buf *
     buf_append_char(out, ' ');
     append_sq(out, url.data, url.len);
     for (size_t i = 0; i < r->req_headers.len; i++) {
-        const record_header *h = &r->req_headers.v[i];
+        const http_header *h = &r->req_headers.v[i];
         if (curl_skips_header(h))
             continue;
         buf hv = BUF_INIT;
@@ -1184,10 +1184,10 @@ static void append_curl(buf *out, const record *r, const char *base, const buf *
     }
     /* An empty body the client announced (Content-Length: 0) is sent as
      * one: without data curl sends no Content-Length at all. */
-    bool announced = !head && record_headers_get(&r->req_headers, "content-length");
+    bool announced = !head && http_headers_get(&r->req_headers, "content-length");
     if (body && (body->len || announced)) {
         /* --data-binary adds a form Content-Type the request did not have */
-        if (!record_headers_get(&r->req_headers, "content-type"))
+        if (!http_headers_get(&r->req_headers, "content-type"))
             buf_append_str(out, " -H 'Content-Type:'");
         buf_append_str(out, " --data-binary ");
         if (piped)

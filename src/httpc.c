@@ -134,7 +134,7 @@ void httpc_response_free(httpc_response *r)
 {
     if (!r)
         return;
-    record_headers_free(&r->headers);
+    http_headers_free(&r->headers);
     buf_free(&r->body);
     r->status = 0;
 }
@@ -276,8 +276,8 @@ static int on_header_value_complete(llhttp_t *p)
         s->bad_header = true;
         return -1;
     }
-    record_headers_add(&s->out->headers, s->hname.data, s->hname.len,
-                       s->hval.data ? s->hval.data : "", s->hval.len);
+    http_headers_add(&s->out->headers, s->hname.data, s->hname.len,
+                     s->hval.data ? s->hval.data : "", s->hval.len);
     buf_reset(&s->hname);
     buf_reset(&s->hval);
     return 0;
@@ -309,7 +309,7 @@ static int on_message_complete(llhttp_t *p)
     rstate *s = p->data;
     if (s->interim) {
         /* 100 Continue and friends: the final answer follows. */
-        record_headers_free(&s->out->headers);
+        http_headers_free(&s->out->headers);
         s->out->status = 0;
         s->interim = false;
         return 0;
@@ -353,7 +353,7 @@ static bool skip_header(const char *name)
 /* Builds the request head; -1 with err when a header cannot be sent as is
  * (a name that is not a token, a value with CR or LF: header injection). */
 static int build_head(httpc *c, buf *out, const char *method, const char *target,
-                      const record_headers *h, size_t len, char *err, size_t errlen)
+                      const http_headers *h, size_t len, char *err, size_t errlen)
 {
     if (!httpmsg_is_token(method, strlen(method)) || !*target || strpbrk(target, " \r\n\t")) {
         seterr(err, errlen, "invalid request: bad method or target");
@@ -519,7 +519,7 @@ out:
     return rc;
 }
 
-int httpc_request(httpc *c, const char *method, const char *target, const record_headers *headers,
+int httpc_request(httpc *c, const char *method, const char *target, const http_headers *headers,
                   const void *body, size_t len, httpc_response *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);

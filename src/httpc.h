@@ -25,7 +25,7 @@ void httpc_free(httpc *c);
 
 typedef struct httpc_response {
     int status;
-    record_headers headers;
+    http_headers headers;
     buf body;
 } httpc_response;
 
@@ -37,7 +37,7 @@ void httpc_response_free(httpc_response *r);
  * on a fresh connection when a reused one turns out closed before any
  * response byte. 0, or -1 with err: "connect: Connection refused",
  * "timeout", "invalid response: ...". */
-int httpc_request(httpc *c, const char *method, const char *target, const record_headers *headers,
+int httpc_request(httpc *c, const char *method, const char *target, const http_headers *headers,
                   const void *body, size_t len, httpc_response *out, char *err, size_t errlen);
 
 #endif

@@ -79,12 +79,12 @@ static bool list_has(const char *v, const char *token)
     return false;
 }
 
-static bool is_connection(const record_header *e)
+static bool is_connection(const http_header *e)
 {
     return (e->name[0] | 0x20) == 'c' && strcasecmp(e->name, "connection") == 0;
 }
 
-bool httpmsg_connection_has(const record_headers *h, const char *token)
+bool httpmsg_connection_has(const http_headers *h, const char *token)
 {
     for (size_t i = 0; i < h->len; i++)
         if (is_connection(&h->v[i]) && list_has(h->v[i].value, token))
@@ -92,13 +92,13 @@ bool httpmsg_connection_has(const record_headers *h, const char *token)
     return false;
 }
 
-bool httpmsg_drop_header(const record_headers *h, const char *name)
+bool httpmsg_drop_header(const http_headers *h, const char *name)
 {
     return httpmsg_is_hop_by_hop(name, strlen(name)) || httpmsg_connection_has(h, name);
 }
 
 /* The Transfer-Encoding rules of httpmsg_check_request over every TE line. */
-static int check_transfer_encoding(const record_headers *h, int http_minor, const char **why)
+static int check_transfer_encoding(const http_headers *h, int http_minor, const char **why)
 {
     bool seen = false;
     int chunked = 0, tokens = 0;
@@ -134,7 +134,7 @@ static int check_transfer_encoding(const record_headers *h, int http_minor, cons
     return 0;
 }
 
-int httpmsg_check_request(const record_headers *h, int http_major, int http_minor, const char **why)
+int httpmsg_check_request(const http_headers *h, int http_major, int http_minor, const char **why)
 {
     if (http_major != 1) {
         *why = "http version not supported";
@@ -158,7 +158,7 @@ int httpmsg_check_request(const record_headers *h, int http_major, int http_mino
 /* Whether a Connection header of h names a header that is not hop-by-hop
  * anyway. Usually it says only "keep-alive" or "close": then hop-by-hop is
  * a question of the name alone, and no header needs the list scanned. */
-static bool has_connection(const record_headers *h)
+static bool has_connection(const http_headers *h)
 {
     for (size_t i = 0; i < h->len; i++) {
         if (!is_connection(&h->v[i]))
@@ -173,7 +173,7 @@ static bool has_connection(const record_headers *h)
 }
 
 /* Whether the header name (length nl) is not forwarded; conn: has_connection. */
-static bool drop(const record_headers *h, bool conn, const char *name, size_t nl)
+static bool drop(const http_headers *h, bool conn, const char *name, size_t nl)
 {
     return httpmsg_is_hop_by_hop(name, nl) || (conn && httpmsg_connection_has(h, name));
 }
@@ -188,7 +188,7 @@ static void header_line(buf *out, const char *name, const char *value)
 
 void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
 {
-    const record_headers *h = &r->req_headers;
+    const http_headers *h = &r->req_headers;
     buf_append_str(out, r->method);
     buf_append_char(out, ' ');
     buf_append_str(out, r->path);
@@ -250,7 +250,7 @@ void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
 }
 
 void httpmsg_response_head(buf *out, int status, const char *reason, size_t reason_len,
-                           const record_headers *h, httpmsg_body body, bool keep_alive, bool http10)
+                           const http_headers *h, httpmsg_body body, bool keep_alive, bool http10)
 {
     buf_appendf(out, "HTTP/1.1 %03d ", status);
     if (reason && reason_len)

@@ -24,11 +24,11 @@ bool httpmsg_is_token(const char *s, size_t n);
 bool httpmsg_is_hop_by_hop(const char *name, size_t n);
 
 /* True when a Connection header of h lists token (case-insensitive). */
-bool httpmsg_connection_has(const record_headers *h, const char *token);
+bool httpmsg_connection_has(const http_headers *h, const char *token);
 
 /* True when header name must not be forwarded: fixed hop-by-hop names and
  * every name listed by a Connection header of h. */
-bool httpmsg_drop_header(const record_headers *h, const char *name);
+bool httpmsg_drop_header(const http_headers *h, const char *name);
 
 /* Checks the framing and Host rules of RFC 9112 on a parsed request head,
  * before any of it is forwarded (a request restspy refuses must never reach
@@ -42,8 +42,7 @@ bool httpmsg_drop_header(const record_headers *h, const char *name);
  *  - 501: a transfer coding other than chunked (§6.1; as nginx answers),
  *    which restspy does not implement: llhttp would otherwise read such a
  *    body as absent and the bytes as the next request. */
-int httpmsg_check_request(const record_headers *h, int http_major, int http_minor,
-                          const char **why);
+int httpmsg_check_request(const http_headers *h, int http_major, int http_minor, const char **why);
 
 typedef struct httpmsg_req_opts {
     const char *client_ip;    /* appended to X-Forwarded-For */
@@ -70,8 +69,7 @@ typedef enum {
  * used). keep_alive false adds Connection: close; true with http10 adds
  * Connection: keep-alive. */
 void httpmsg_response_head(buf *out, int status, const char *reason, size_t reason_len,
-                           const record_headers *h, httpmsg_body body, bool keep_alive,
-                           bool http10);
+                           const http_headers *h, httpmsg_body body, bool keep_alive, bool http10);
 
 /* Appends a whole JSON error answer: {"error":"...","request_id":"..."}. */
 void httpmsg_error_response(buf *out, int status, const char *error, const char *request_id,

@@ -257,17 +257,17 @@ static const char *hint_for(int status, const char *excerpt, const char *path)
 int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, bool missing_ok,
               httpc_response *out)
 {
-    record_headers h = {0};
+    http_headers h = {0};
     static const char ct[] = "Content-Type", json_ct[] = "application/json";
     static const char acc[] = "Accept";
     if (body)
-        record_headers_add(&h, ct, sizeof ct - 1, json_ct, sizeof json_ct - 1);
-    record_headers_add(&h, acc, sizeof acc - 1, json_ct, sizeof json_ct - 1);
+        http_headers_add(&h, ct, sizeof ct - 1, json_ct, sizeof json_ct - 1);
+    http_headers_add(&h, acc, sizeof acc - 1, json_ct, sizeof json_ct - 1);
     httpc_response r = {0};
     char err[256];
     int rc = httpc_request(g->http, method, path, &h, body, body ? strlen(body) : 0, &r, err,
                            sizeof err);
-    record_headers_free(&h);
+    http_headers_free(&h);
     if (rc != 0) {
         cliutil_errorf(g->cmd, "%s %s%s: %s", method, g->base, path, err);
         httpc_response_free(&r);

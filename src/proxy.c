@@ -540,7 +540,7 @@ static void on_up_eof(void *owner, upstream_conn *up, int status)
         buf_init(&c->uphead);
         llhttp_init(&c->rp, HTTP_RESPONSE, &resp_settings);
         c->rp.data = c;
-        record_headers_free(&c->rec->resp_headers);
+        http_headers_free(&c->rec->resp_headers);
         buf_reset(&c->reason);
         c->resp_head_bytes = 0;
         c->up_ready = false;
@@ -627,8 +627,8 @@ static int r_on_header_value_complete(llhttp_t *p)
         return -1;
     if (!httpmsg_is_token(c->rhname.data, c->rhname.len))
         return -1; /* an invalid response: 502 */
-    record_headers_add(&c->rec->resp_headers, c->rhname.data ? c->rhname.data : "", c->rhname.len,
-                       c->rhval.data ? c->rhval.data : "", c->rhval.len);
+    http_headers_add(&c->rec->resp_headers, c->rhname.data ? c->rhname.data : "", c->rhname.len,
+                     c->rhval.data ? c->rhval.data : "", c->rhval.len);
     buf_reset(&c->rhname);
     buf_reset(&c->rhval);
     return 0;
@@ -660,7 +660,7 @@ static int r_on_headers_complete(llhttp_t *p)
             if (PARSER_STOP(c))
                 return -1; /* the client is gone: r was sunk with it */
         }
-        record_headers_free(&r->resp_headers);
+        http_headers_free(&r->resp_headers);
         buf_reset(&c->reason);
         return 0;
     }
@@ -867,8 +867,8 @@ static int q_on_header_value_complete(llhttp_t *p)
         return -1;
     if (!httpmsg_is_token(c->hname.data, c->hname.len))
         return fail_cb(c, 400, "bad request: invalid header name");
-    record_headers_add(&c->rec->req_headers, c->hname.data ? c->hname.data : "", c->hname.len,
-                       c->hval.data ? c->hval.data : "", c->hval.len);
+    http_headers_add(&c->rec->req_headers, c->hname.data ? c->hname.data : "", c->hname.len,
+                     c->hval.data ? c->hval.data : "", c->hval.len);
     buf_reset(&c->hname);
     buf_reset(&c->hval);
     return 0;
@@ -905,16 +905,16 @@ static const char *split_target(conn *c)
             return "bad request: invalid request target";
         free(r->host);
         r->host = xstrndup(auth, alen);
-        record_headers *h = &r->req_headers;
+        http_headers *h = &r->req_headers;
         bool had = false;
         for (size_t i = 0; i < h->len; i++) {
             if (util_ieq(h->v[i].name, strlen(h->v[i].name), "host")) {
-                record_header_set_value(h, i, r->host);
+                http_header_set_value(h, i, r->host);
                 had = true;
             }
         }
         if (!had) /* an HTTP/1.0 request may have none */
-            record_headers_add(h, "Host", 4, r->host, alen);
+            http_headers_add(h, "Host", 4, r->host, alen);
         u = slash ? slash : "/";
         n = slash ? n - skip - alen : 1;
     }
@@ -935,7 +935,7 @@ static int q_on_headers_complete(llhttp_t *p)
     STAT_INC(requests);
 
     r->http_minor = p->http_minor;
-    const char *h = record_headers_get(&r->req_headers, "host");
+    const char *h = http_headers_get(&r->req_headers, "host");
     if (h)
         r->host = xstrdup(h);
     if (llhttp_get_method(p) == HTTP_CONNECT) {
@@ -964,7 +964,7 @@ static int q_on_headers_complete(llhttp_t *p)
      * the replicator was pointed at a proxy. */
     c->repl = r->do_replicate && w->sh->replicating &&
               (c->rule->replicate_methods & rules_method_bit(r->method, strlen(r->method))) &&
-              !record_headers_get(&r->req_headers, "x-restspy-replicated-from") && p->upgrade == 0;
+              !http_headers_get(&r->req_headers, "x-restspy-replicated-from") && p->upgrade == 0;
     c->repl_too_big =
         c->repl && (p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->replicate_max_body;
 
@@ -978,7 +978,7 @@ static int q_on_headers_complete(llhttp_t *p)
         return fail_cb(c, 413, "payload too large");
 
     bool strip_expect = false;
-    const char *expect = record_headers_get(&r->req_headers, "expect");
+    const char *expect = http_headers_get(&r->req_headers, "expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1) {
         /* Answer it ourselves, like nginx: the body is streamed as soon as
          * it comes, so there is no reason to make the client wait. */
@@ -1262,10 +1262,10 @@ static void txn_fail(conn *c, int status, const char *error, const char *detail)
         r->resp_bytes_sent = r->resp_body_size;
         /* The record holds what the client got: not the upstream's refused
          * (maybe huge) head or a 1xx's headers. */
-        record_headers_reset(&r->resp_headers);
+        http_headers_reset(&r->resp_headers);
         buf_reset(&r->resp_body);
         buf_append(&r->resp_body, body, r->resp_body_size);
-        record_headers_add(&r->resp_headers, "Content-Type", 12, "application/json", 16);
+        http_headers_add(&r->resp_headers, "Content-Type", 12, "application/json", 16);
         c->resp_started = true;
         client_write_buf(c, &out);
         buf_free(&out);

@@ -41,8 +41,8 @@ void record_free(record *r)
     free(r->resp_encoding);
     free(r->resp_body_note);
     repl_msg_free(r->outbox);
-    record_headers_free(&r->req_headers);
-    record_headers_free(&r->resp_headers);
+    http_headers_free(&r->req_headers);
+    http_headers_free(&r->resp_headers);
     buf_free(&r->req_body);
     buf_free(&r->resp_body);
     buf_free(&r->headers_json[0]);
@@ -61,10 +61,10 @@ void record_set_target(record *r, const char *target, size_t n)
 
 /* ---- content codings ---- */
 
-static void decode_body(buf *body, bool *truncated, bool cut, const record_headers *h, uint64_t cap,
+static void decode_body(buf *body, bool *truncated, bool cut, const http_headers *h, uint64_t cap,
                         bool keep_undecodable, char **encoding, char **note)
 {
-    const char *ce = record_headers_get(h, "content-encoding");
+    const char *ce = http_headers_get(h, "content-encoding");
     if (!ce || body->len == 0)
         return;
     coding_kind k[CODING_MAX_LAYERS];
@@ -110,100 +110,6 @@ void record_decode_bodies(record *r, uint64_t req_cap, uint64_t resp_cap, bool k
                 &r->req_encoding, &r->req_body_note);
     decode_body(&r->resp_body, &r->resp_truncated, cut, &r->resp_headers, resp_cap,
                 keep_undecodable, &r->resp_encoding, &r->resp_body_note);
-}
-
-struct record_hblock {
-    struct record_hblock *next;
-    size_t used, cap;
-    char data[];
-};
-
-#define HBLOCK_SIZE 1024
-
-/* n bytes of h's string storage. */
-static char *hstore(record_headers *h, size_t n)
-{
-    struct record_hblock *b = h->blocks;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > HBLOCK_SIZE ? n : HBLOCK_SIZE;
-        b = xmalloc(sizeof *b + cap);
-        b->used = 0;
-        b->cap = cap;
-        b->next = h->blocks;
-        h->blocks = b;
-    }
-    char *p = b->data + b->used;
-    b->used += n;
-    return p;
-}
-
-static void hblocks_free(record_headers *h)
-{
-    struct record_hblock *b = h->blocks;
-    while (b) {
-        struct record_hblock *next = b->next;
-        free(b);
-        b = next;
-    }
-    h->blocks = NULL;
-}
-
-/* "name\0value\0" in h's storage. */
-static void set_entry(record_headers *h, record_header *e, const char *name, size_t nlen,
-                      const char *value, size_t vlen)
-{
-    char *p = hstore(h, nlen + vlen + 2);
-    memcpy(p, name, nlen);
-    p[nlen] = '\0';
-    memcpy(p + nlen + 1, value, vlen);
-    p[nlen + 1 + vlen] = '\0';
-    e->name = p;
-    e->value = p + nlen + 1;
-}
-
-void record_headers_add(record_headers *h, const char *name, size_t nlen, const char *value,
-                        size_t vlen)
-{
-    if (h->len == h->cap) {
-        h->cap = h->cap ? h->cap * 2 : 16;
-        h->v = xrealloc(h->v, h->cap * sizeof *h->v);
-    }
-    set_entry(h, &h->v[h->len], name, nlen, value, vlen);
-    h->len++;
-}
-
-void record_header_set_value(record_headers *h, size_t i, const char *value)
-{
-    record_header *e = &h->v[i];
-    set_entry(h, e, e->name, strlen(e->name), value, strlen(value));
-}
-
-void record_header_clear(record_header *e)
-{
-    e->name = e->value = NULL;
-}
-
-void record_headers_reset(record_headers *h)
-{
-    hblocks_free(h);
-    h->len = 0;
-}
-
-const char *record_headers_get(const record_headers *h, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < h->len; i++)
-        if (util_ieq(name, n, h->v[i].name))
-            return h->v[i].value;
-    return NULL;
-}
-
-void record_headers_free(record_headers *h)
-{
-    hblocks_free(h);
-    free(h->v);
-    h->v = NULL;
-    h->len = h->cap = 0;
 }
 
 /* ---- JSON ---- */
@@ -277,21 +183,6 @@ static void append_bool(buf *out, bool v)
         buf_append(out, "true", 4);
     else
         buf_append(out, "false", 5);
-}
-
-void record_headers_to_json(const record_headers *h, buf *out)
-{
-    buf_append_char(out, '[');
-    for (size_t i = 0; i < h->len; i++) {
-        if (i)
-            buf_append_char(out, ',');
-        buf_append_char(out, '[');
-        buf_append_json_str(out, h->v[i].name, strlen(h->v[i].name));
-        buf_append_char(out, ',');
-        buf_append_json_str(out, h->v[i].value, strlen(h->v[i].value));
-        buf_append_char(out, ']');
-    }
-    buf_append_char(out, ']');
 }
 
 static void append_body(buf *out, const char *name, const buf *b)
@@ -386,8 +277,8 @@ void record_cache_headers_json(record *r)
 {
     buf_reset(&r->headers_json[0]);
     buf_reset(&r->headers_json[1]);
-    record_headers_to_json(&r->req_headers, &r->headers_json[0]);
-    record_headers_to_json(&r->resp_headers, &r->headers_json[1]);
+    http_headers_to_json(&r->req_headers, &r->headers_json[0]);
+    http_headers_to_json(&r->resp_headers, &r->headers_json[1]);
 }
 
 void record_append_headers_json(const record *r, int which, buf *out)
@@ -396,36 +287,7 @@ void record_append_headers_json(const record *r, int which, buf *out)
     if (c->len)
         buf_append(out, c->data, c->len);
     else
-        record_headers_to_json(which ? &r->resp_headers : &r->req_headers, out);
-}
-
-int record_headers_from_json(record_headers *h, const char *json, size_t len)
-{
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &jerr);
-    if (!root)
-        return -1;
-    int rc = -1;
-    if (!json_is_array(root))
-        goto out;
-    /* Validate everything first so a bad entry leaves h untouched. */
-    size_t n = json_array_size(root);
-    for (size_t i = 0; i < n; i++) {
-        json_t *pair = json_array_get(root, i);
-        if (!json_is_array(pair) || json_array_size(pair) != 2 ||
-            !json_is_string(json_array_get(pair, 0)) || !json_is_string(json_array_get(pair, 1)))
-            goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *pair = json_array_get(root, i);
-        json_t *k = json_array_get(pair, 0), *v = json_array_get(pair, 1);
-        record_headers_add(h, json_string_value(k), json_string_length(k), json_string_value(v),
-                           json_string_length(v));
-    }
-    rc = 0;
-out:
-    json_decref(root);
-    return rc;
+        http_headers_to_json(which ? &r->resp_headers : &r->req_headers, out);
 }
 
 /* ---- JSON back into a record ---- */
@@ -600,7 +462,7 @@ static int json_take_bool(json_t *o, const char *k, bool *dst, char *err, size_t
     return 0;
 }
 
-static int json_take_headers(json_t *o, const char *k, record_headers *h, char *err, size_t errlen)
+static int json_take_headers(json_t *o, const char *k, http_headers *h, char *err, size_t errlen)
 {
     json_t *a = json_object_get(o, k);
     if (!a || json_is_null(a))
@@ -614,8 +476,8 @@ static int json_take_headers(json_t *o, const char *k, record_headers *h, char *
         if (!json_is_array(pair) || json_array_size(pair) != 2 || !json_is_string(hn) ||
             !json_is_string(hv))
             goto bad;
-        record_headers_add(h, json_string_value(hn), json_string_length(hn), json_string_value(hv),
-                           json_string_length(hv));
+        http_headers_add(h, json_string_value(hn), json_string_length(hn), json_string_value(hv),
+                         json_string_length(hv));
     }
     return 0;
 bad:
@@ -821,7 +683,7 @@ void record_to_combined(const record *r, buf *out)
     else
         buf_append_char(out, '-');
     buf_append_char(out, ' ');
-    append_quoted_or_dash(out, record_headers_get(&r->req_headers, "referer"));
+    append_quoted_or_dash(out, http_headers_get(&r->req_headers, "referer"));
     buf_append_char(out, ' ');
-    append_quoted_or_dash(out, record_headers_get(&r->req_headers, "user-agent"));
+    append_quoted_or_dash(out, http_headers_get(&r->req_headers, "user-agent"));
 }

@@ -12,26 +12,8 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "headers.h"
 #include "uuid7.h"
-
-/* The strings live in blocks owned by their list (record_headers.blocks),
- * never moved, freed with the list: a request carries a dozen headers or
- * more, and an allocation (and a free, often on the store's writer thread)
- * for each was a large part of the per-request cost. Change them only
- * through the functions below. */
-typedef struct record_header {
-    char *name;  /* as received, NUL-terminated */
-    char *value; /* as received (after trimming OWS), NUL-terminated */
-} record_header;
-
-struct record_hblock;
-
-typedef struct record_headers {
-    record_header *v;
-    size_t len;
-    size_t cap;
-    struct record_hblock *blocks; /* the strings' storage */
-} record_headers;
 
 typedef struct record {
     char id[UUID7_STR_LEN + 1]; /* UUIDv7 text, also the X-Request-Id */
@@ -46,12 +28,12 @@ typedef struct record {
     char *path;     /* raw request-target path, percent-encoding kept */
     char *query;    /* after '?', without it; NULL when the target had none */
     int http_minor; /* client's HTTP/1.x minor version (for the combined log) */
-    record_headers req_headers;
+    http_headers req_headers;
     buf req_body;
     uint64_t req_body_size;
     bool req_truncated;
     int status; /* 0 when no response was sent */
-    record_headers resp_headers;
+    http_headers resp_headers;
     buf resp_body;
     uint64_t resp_body_size;
     bool resp_truncated;
@@ -71,7 +53,7 @@ typedef struct record {
     char *origin; /* "local", "replicated", "imported" */
     char *error;  /* NULL on success, else a short text ("upstream timeout") */
 
-    /* record_headers_to_json of req_headers [0] and resp_headers [1], when
+    /* http_headers_to_json of req_headers [0] and resp_headers [1], when
      * record_cache_headers_json has run (empty otherwise): the log line and
      * the store row then share one encoding. Valid only while the headers
      * do not change. */
@@ -114,20 +96,6 @@ void record_decode_bodies(record *r, uint64_t req_cap, uint64_t resp_cap, bool k
  * from a failed request has its query apart (and redacted) like any other. */
 void record_set_target(record *r, const char *target, size_t n);
 
-/* Appends a copy of (name, value). */
-void record_headers_add(record_headers *h, const char *name, size_t nlen, const char *value,
-                        size_t vlen);
-/* First header named name (case-insensitive) or NULL. */
-const char *record_headers_get(const record_headers *h, const char *name);
-/* Replaces the value of h's entry i with a copy of value. */
-void record_header_set_value(record_headers *h, size_t i, const char *value);
-/* Forgets e's strings (for callers removing entries from a list; their
- * memory goes with the list's). */
-void record_header_clear(record_header *e);
-/* Empties h, keeping its entry array for reuse. */
-void record_headers_reset(record_headers *h);
-void record_headers_free(record_headers *h);
-
 /* Encodes both header lists once into r->headers_json (after redaction:
  * the headers must not change afterwards). */
 void record_cache_headers_json(record *r);
@@ -157,11 +125,5 @@ void record_to_combined(const record *r, buf *out);
  * NULL with err. Unknown members are ignored; "time" is not needed when
  * "started_at" is there. */
 record *record_from_json(const char *json, size_t len, char *err, size_t errlen);
-
-/* Headers as the JSON text stored in the req_headers/resp_headers columns:
- * [["Name","value"],...]. */
-void record_headers_to_json(const record_headers *h, buf *out);
-/* Parses that JSON text back into h (appending). 0, or -1 on bad input. */
-int record_headers_from_json(record_headers *h, const char *json, size_t len);
 
 #endif

@@ -22,14 +22,14 @@ static bool name_listed(char *const *names, const char *s, size_t n)
     return false;
 }
 
-bool redact_headers(char *const *names, record_headers *h)
+bool redact_headers(char *const *names, http_headers *h)
 {
     bool changed = false;
     for (size_t i = 0; i < h->len; i++) {
-        record_header *e = &h->v[i];
+        http_header *e = &h->v[i];
         if (!name_listed(names, e->name, strlen(e->name)) || strcmp(e->value, REDACTED) == 0)
             continue;
-        record_header_set_value(h, i, REDACTED);
+        http_header_set_value(h, i, REDACTED);
         changed = true;
     }
     return changed;
@@ -808,9 +808,9 @@ void redact_record(const config *c, record *r)
     /* Classify the bodies before the headers are touched: Content-Type may
      * itself be listed in redact_headers. */
     body_class req, resp;
-    classify(record_headers_get(&r->req_headers, "content-type"), r->req_body.data, r->req_body.len,
+    classify(http_headers_get(&r->req_headers, "content-type"), r->req_body.data, r->req_body.len,
              &req);
-    classify(record_headers_get(&r->resp_headers, "content-type"), r->resp_body.data,
+    classify(http_headers_get(&r->resp_headers, "content-type"), r->resp_body.data,
              r->resp_body.len, &resp);
     redact_headers(c->redact_headers, &r->req_headers);
     redact_headers(c->redact_headers, &r->resp_headers);

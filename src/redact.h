@@ -33,7 +33,7 @@ void redact_record(const config *c, record *r);
 
 /* The pieces, exposed for tests and for replay. Each returns true when it
  * changed something. fields is NULL-terminated, lower case. */
-bool redact_headers(char *const *names, record_headers *h);
+bool redact_headers(char *const *names, http_headers *h);
 bool redact_json(char *const *fields, buf *body);
 bool redact_form(char *const *fields, buf *body);
 /* query: a heap string (freed and replaced when changed). */

@@ -45,7 +45,7 @@ void repl_msg_free(repl_msg *m)
 /* Headers that describe this hop or this connection's framing: the applier
  * sends the body with its own framing to its own upstream, so carrying them
  * would be wrong, or (Host) would address the origin's upstream. */
-static bool not_replicated(const record_headers *h, const char *name, char *const *drop)
+static bool not_replicated(const http_headers *h, const char *name, char *const *drop)
 {
     static const char *const fixed[] = {"host", "content-length", "transfer-encoding", "expect"};
     if (httpmsg_drop_header(h, name))
@@ -59,7 +59,7 @@ static bool not_replicated(const record_headers *h, const char *name, char *cons
     return false;
 }
 
-static char *headers_json(const record_headers *h, char *const *drop)
+static char *headers_json(const http_headers *h, char *const *drop)
 {
     buf out = BUF_INIT;
     size_t n = 0;
@@ -99,7 +99,7 @@ repl_msg *repl_msg_from_record(const record *r, const char *origin, buf *body, c
     m->target = buf_detach(&t);
 
     m->headers = headers_json(&r->req_headers, drop);
-    const char *ct = record_headers_get(&r->req_headers, "content-type");
+    const char *ct = http_headers_get(&r->req_headers, "content-type");
     m->content_type = ct ? xstrdup(ct) : NULL;
     m->routing_key = repl_routing_key(m->origin, m->method, r->path ? r->path : "");
     if (body) {
@@ -247,9 +247,9 @@ static bool field_ok(const char *s, bool allow_space, bool allow_tab)
  * name that is a token, a value without CR or LF. */
 static const char *headers_problem(const char *json)
 {
-    record_headers h = {0};
+    http_headers h = {0};
     const char *why = NULL;
-    if (record_headers_from_json(&h, json, strlen(json)) != 0)
+    if (http_headers_from_json(&h, json, strlen(json)) != 0)
         why = "x-restspy-headers is not a JSON array of [name, value] strings";
     for (size_t i = 0; !why && i < h.len; i++) {
         if (!httpmsg_is_token(h.v[i].name, strlen(h.v[i].name)))
@@ -257,7 +257,7 @@ static const char *headers_problem(const char *json)
         else if (strpbrk(h.v[i].value, "\r\n"))
             why = "x-restspy-headers has a CR or LF in a value";
     }
-    record_headers_free(&h);
+    http_headers_free(&h);
     return why;
 }
 
@@ -316,9 +316,9 @@ int repl_msg_verify(const repl_msg *m, const char *secret, char *why, size_t why
     return 0;
 }
 
-int repl_msg_headers(const repl_msg *m, record_headers *h)
+int repl_msg_headers(const repl_msg *m, http_headers *h)
 {
     if (!m->headers)
         return -1;
-    return record_headers_from_json(h, m->headers, strlen(m->headers));
+    return http_headers_from_json(h, m->headers, strlen(m->headers));
 }

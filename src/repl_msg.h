@@ -60,6 +60,6 @@ void repl_msg_sign(repl_msg *m, const char *secret);
 int repl_msg_verify(const repl_msg *m, const char *secret, char *why, size_t whylen);
 
 /* Parses m->headers back into h (appending). 0 or -1. */
-int repl_msg_headers(const repl_msg *m, record_headers *h);
+int repl_msg_headers(const repl_msg *m, http_headers *h);
 
 #endif

@@ -174,11 +174,11 @@ static bool is_own_header(const char *n)
 }
 
 /* True when the recorded header goes on the wire as it is. */
-static bool header_kept(const replay_opts *o, const record_headers *h, const char *n)
+static bool header_kept(const replay_opts *o, const http_headers *h, const char *n)
 {
     if (httpmsg_drop_header(h, n) || is_own_header(n) || name_in_list(o->drop_headers, n))
         return false;
-    return !(o->set_headers && record_headers_get(o->set_headers, n));
+    return !(o->set_headers && http_headers_get(o->set_headers, n));
 }
 
 static bool set_header_sent(const char *n)
@@ -254,7 +254,7 @@ const char *replay_unreplayable(const replay_opts *o, const record *c, char *out
         off = w > 0 && (size_t)w < len ? (size_t)w : len - 1;
     }
     for (size_t i = 0; i < c->req_headers.len; i++) {
-        const record_header *h = &c->req_headers.v[i];
+        const http_header *h = &c->req_headers.v[i];
         if (strstr(h->value, REDACTED) && header_kept(o, &c->req_headers, h->name))
             ADD_NAME(h->name);
     }
@@ -318,12 +318,12 @@ static void case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
         buf_append_str(w, c->query);
     }
     buf_append(w, " HTTP/1.1\r\n", 11);
-    const char *host = o->set_headers ? record_headers_get(o->set_headers, "host") : NULL;
+    const char *host = o->set_headers ? http_headers_get(o->set_headers, "host") : NULL;
     wire_header(w, "Host", host ? host : hostport);
 
     bool changed = false;
     for (size_t i = 0; i < c->req_headers.len; i++) {
-        const record_header *h = &c->req_headers.v[i];
+        const http_header *h = &c->req_headers.v[i];
         if (header_kept(o, &c->req_headers, h->name))
             wire_header(w, h->name, h->value);
         else if (name_in_list(o->drop_headers, h->name))
@@ -331,7 +331,7 @@ static void case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
     }
     if (o->set_headers) {
         for (size_t i = 0; i < o->set_headers->len; i++) {
-            const record_header *h = &o->set_headers->v[i];
+            const http_header *h = &o->set_headers->v[i];
             if (strcasecmp(h->name, "host") != 0 && set_header_sent(h->name))
                 wire_header(w, h->name, h->value);
             changed = true;
@@ -366,18 +366,17 @@ static void case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
         k->own_path = true;
     }
     for (size_t i = 0; i < c->req_headers.len; i++) {
-        const record_header *h = &c->req_headers.v[i];
+        const http_header *h = &c->req_headers.v[i];
         if (name_in_list(o->drop_headers, h->name))
             continue;
-        if (o->set_headers && record_headers_get(o->set_headers, h->name))
+        if (o->set_headers && http_headers_get(o->set_headers, h->name))
             continue;
-        record_headers_add(&v->req_headers, h->name, strlen(h->name), h->value, strlen(h->value));
+        http_headers_add(&v->req_headers, h->name, strlen(h->name), h->value, strlen(h->value));
     }
     if (o->set_headers)
         for (size_t i = 0; i < o->set_headers->len; i++) {
-            const record_header *h = &o->set_headers->v[i];
-            record_headers_add(&v->req_headers, h->name, strlen(h->name), h->value,
-                               strlen(h->value));
+            const http_header *h = &o->set_headers->v[i];
+            http_headers_add(&v->req_headers, h->name, strlen(h->name), h->value, strlen(h->value));
         }
     k->view = v;
 }
@@ -387,7 +386,7 @@ static void case_free(rcase *k)
     if (k->view) {
         if (k->own_path)
             free(k->view->path);
-        record_headers_free(&k->view->req_headers);
+        http_headers_free(&k->view->req_headers);
         free(k->view);
     }
 }
@@ -546,8 +545,8 @@ static void recycle(conn *c, record *g)
         record_free(g);
         return;
     }
-    record_headers h = g->resp_headers;
-    record_headers_reset(&h);
+    http_headers h = g->resp_headers;
+    http_headers_reset(&h);
     buf b = g->resp_body;
     buf_reset(&b);
     memset(g, 0, sizeof *g);
@@ -665,7 +664,7 @@ static void conn_complete(conn *c, bool reusable)
      * compressed; one that cannot be decoded stays as received, with an
      * "undecoded: ..." note). After the latency: decoding is not the
      * target's time. Only compressed answers pay for it. */
-    if (got->resp_body.len && record_headers_get(&got->resp_headers, "content-encoding"))
+    if (got->resp_body.len && http_headers_get(&got->resp_headers, "content-encoding"))
         record_decode_bodies(got, 0, c->r->max_decoded, true);
     got->duration_us = got->upstream_us;
     got->started_at_us = c->r->wall0 + (c->t_send - c->r->t0);
@@ -907,8 +906,8 @@ static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 static int r_on_header_value_complete(llhttp_t *p)
 {
     conn *c = p->data;
-    record_headers_add(&c->got->resp_headers, c->hname.data, c->hname.len,
-                       c->hval.data ? c->hval.data : "", c->hval.len);
+    http_headers_add(&c->got->resp_headers, c->hname.data, c->hname.len,
+                     c->hval.data ? c->hval.data : "", c->hval.len);
     buf_reset(&c->hname);
     buf_reset(&c->hval);
     return 0;
@@ -922,7 +921,7 @@ static int r_on_headers_complete(llhttp_t *p)
         if (status == 101)
             return -1; /* nobody asked for an upgrade */
         /* Interim answer: the final one follows. */
-        record_headers_free(&c->got->resp_headers);
+        http_headers_free(&c->got->resp_headers);
         return 0;
     }
     c->got->status = status;

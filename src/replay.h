@@ -34,13 +34,13 @@ typedef struct replay_opts {
     double speed;         /* 0 = as fast as possible; else recorded spacing / speed */
     unsigned loops;       /* >= 1 */
     bool ordered;
-    uint64_t timeout_ms;               /* per request: connect + answer */
-    uint64_t max_decoded;              /* a compressed answer is decoded up to this many
-                                          bytes (0 = REPLAY_MAX_DECODED); beyond, the
-                                          answer is marked truncated */
-    const record_headers *set_headers; /* replace/add (may be NULL) */
-    char *const *drop_headers;         /* lower-case names (may be NULL) */
-    const replay_rewrite *rewrites;    /* first matching prefix wins */
+    uint64_t timeout_ms;             /* per request: connect + answer */
+    uint64_t max_decoded;            /* a compressed answer is decoded up to this many
+                                        bytes (0 = REPLAY_MAX_DECODED); beyond, the
+                                        answer is marked truncated */
+    const http_headers *set_headers; /* replace/add (may be NULL) */
+    char *const *drop_headers;       /* lower-case names (may be NULL) */
+    const replay_rewrite *rewrites;  /* first matching prefix wins */
     size_t nrewrites;
 } replay_opts;
 

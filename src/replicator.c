@@ -156,12 +156,12 @@ char *repl_budget_reason(int64_t attempts, int64_t first_failed_us, int64_t now_
     return buf_detach(&b);
 }
 
-void repl_headers_remove(record_headers *h, const char *name)
+void repl_headers_remove(http_headers *h, const char *name)
 {
     size_t nl = strlen(name), j = 0;
     for (size_t i = 0; i < h->len; i++) {
         if (util_ieq(h->v[i].name, strlen(h->v[i].name), name) && strlen(h->v[i].name) == nl) {
-            record_header_clear(&h->v[i]);
+            http_header_clear(&h->v[i]);
         } else {
             h->v[j++] = h->v[i];
         }
@@ -169,18 +169,18 @@ void repl_headers_remove(record_headers *h, const char *name)
     h->len = j;
 }
 
-static void headers_set(record_headers *h, const char *name, const char *value)
+static void headers_set(http_headers *h, const char *name, const char *value)
 {
     repl_headers_remove(h, name);
-    record_headers_add(h, name, strlen(name), value, strlen(value));
+    http_headers_add(h, name, strlen(name), value, strlen(value));
 }
 
-int repl_apply_headers(const repl_msg *m, char *const *set_headers, record_headers *out)
+int repl_apply_headers(const repl_msg *m, char *const *set_headers, http_headers *out)
 {
     if (m->headers && repl_msg_headers(m, out) != 0)
         return -1;
-    if (m->content_type && *m->content_type && !record_headers_get(out, "Content-Type"))
-        record_headers_add(out, "Content-Type", 12, m->content_type, strlen(m->content_type));
+    if (m->content_type && *m->content_type && !http_headers_get(out, "Content-Type"))
+        http_headers_add(out, "Content-Type", 12, m->content_type, strlen(m->content_type));
     headers_set(out, "Idempotency-Key", m->id);
     headers_set(out, "X-Restspy-Replicated-From", m->origin ? m->origin : "");
     for (size_t i = 0; set_headers && set_headers[i]; i++) {
@@ -195,7 +195,7 @@ int repl_apply_headers(const repl_msg *m, char *const *set_headers, record_heade
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
             vl--;
         repl_headers_remove(out, name);
-        record_headers_add(out, name, strlen(name), v, vl);
+        http_headers_add(out, name, strlen(name), v, vl);
         free(name);
     }
     return 0;
@@ -357,7 +357,7 @@ static void copy_capped(buf *dst, const void *data, size_t len, bool *truncated)
 
 /* Builds the capture row of an applied message; takes the headers (sent)
  * and the response. */
-static record *capture(repl *r, const repl_msg *m, record_headers *sent, httpc_response *resp,
+static record *capture(repl *r, const repl_msg *m, http_headers *sent, httpc_response *resp,
                        int64_t started_us, int64_t dur_us)
 {
     record *rec = record_new();
@@ -428,7 +428,7 @@ static void load_budget(repl *r, item *it)
 
 /* The ledger lookup and the HTTP request of one attempt, with the headers
  * it is applied with. */
-static void apply(worker *w, item *it, const record_headers *hdrs)
+static void apply(worker *w, item *it, const http_headers *hdrs)
 {
     repl *r = w->r;
     repl_msg *m = it->msg;
@@ -475,10 +475,10 @@ static void apply(worker *w, item *it, const record_headers *hdrs)
     }
     /* Applied: the capture row and the ledger row commit together, and
      * only then may the message be acked. */
-    record_headers sent = {0};
+    http_headers sent = {0};
     for (size_t i = 0; i < hdrs->len; i++)
-        record_headers_add(&sent, hdrs->v[i].name, strlen(hdrs->v[i].name), hdrs->v[i].value,
-                           strlen(hdrs->v[i].value));
+        http_headers_add(&sent, hdrs->v[i].name, strlen(hdrs->v[i].name), hdrs->v[i].value,
+                         strlen(hdrs->v[i].value));
     record *rec = capture(r, m, &sent, &resp, t0, dur);
     httpc_response_free(&resp);
     pthread_mutex_lock(&w->cmu);
@@ -529,15 +529,15 @@ static void attempt(worker *w, item *it)
         it->counter = "skipped_own";
         return;
     }
-    record_headers hdrs = {0};
+    http_headers hdrs = {0};
     if (repl_apply_headers(m, cfg->set_headers, &hdrs) != 0) {
-        record_headers_free(&hdrs);
+        http_headers_free(&hdrs);
         it->outcome = OUT_DEAD;
         it->reason = xstrdup("malformed message: bad x-restspy-headers");
         return;
     }
     apply(w, it, &hdrs);
-    record_headers_free(&hdrs);
+    http_headers_free(&hdrs);
     if (it->outcome == OUT_RETRY)
         load_budget(r, it);
 }

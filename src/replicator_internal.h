@@ -88,10 +88,10 @@ char *repl_budget_reason(int64_t attempts, int64_t first_failed_us, int64_t now_
  * X-Restspy-Replicated-From: <origin> (replacing any that came with the
  * message) and the set_headers ("Name: value", NULL-terminated, may be NULL)
  * replacing same-named ones. -1 when the message's header JSON is bad. */
-int repl_apply_headers(const repl_msg *m, char *const *set_headers, record_headers *out);
+int repl_apply_headers(const repl_msg *m, char *const *set_headers, http_headers *out);
 
 /* Removes every header named name (case-insensitive) from h. */
-void repl_headers_remove(record_headers *h, const char *name);
+void repl_headers_remove(http_headers *h, const char *name);
 
 /* The dead-letter reason for an upstream answer: "upstream answered 404:
  * <first bytes of the body, control bytes as spaces>". Caller frees. */

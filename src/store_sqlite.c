@@ -1607,13 +1607,13 @@ static void set_str(char **dst, sqlite3_stmt *st, int col)
         *dst = xstrndup((const char *)t, (size_t)sqlite3_column_bytes(st, col));
 }
 
-static void set_headers(record_headers *h, sqlite3_stmt *st, int col)
+static void set_headers(http_headers *h, sqlite3_stmt *st, int col)
 {
     const unsigned char *t = sqlite3_column_text(st, col);
     /* A malformed column (edited by hand) leaves the headers empty rather
      * than hiding the whole record. */
-    if (t && record_headers_from_json(h, (const char *)t, (size_t)sqlite3_column_bytes(st, col)))
-        record_headers_free(h);
+    if (t && http_headers_from_json(h, (const char *)t, (size_t)sqlite3_column_bytes(st, col)))
+        http_headers_free(h);
 }
 
 static void set_body(buf *b, sqlite3_stmt *st, int col)

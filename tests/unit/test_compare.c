@@ -18,7 +18,7 @@ static record *mk(int status, const char *ct, const char *body)
     record *r = record_new();
     r->status = status;
     if (ct)
-        record_headers_add(&r->resp_headers, "Content-Type", 12, ct, strlen(ct));
+        http_headers_add(&r->resp_headers, "Content-Type", 12, ct, strlen(ct));
     if (body)
         buf_append_str(&r->resp_body, body);
     r->resp_body_size = r->resp_body.len;
@@ -34,7 +34,7 @@ static record *mkbin(const char *body, size_t len)
 
 static void hdr(record *r, const char *name, const char *value)
 {
-    record_headers_add(&r->resp_headers, name, strlen(name), value, strlen(value));
+    http_headers_add(&r->resp_headers, name, strlen(name), value, strlen(value));
 }
 
 /* Every diff formatted, one per line (no trailing newline). */

@@ -19,9 +19,9 @@
 
 /* ---- fixtures ---- */
 
-static void hdr(record_headers *h, const char *n, const char *v)
+static void hdr(http_headers *h, const char *n, const char *v)
 {
-    record_headers_add(h, n, strlen(n), v, strlen(v));
+    http_headers_add(h, n, strlen(n), v, strlen(v));
 }
 
 /* POST with a UTF-8 JSON body, repeated headers, cookies, an encoded query,
@@ -214,7 +214,7 @@ static void str_eq(const char *field, const char *a, const char *b)
         fail_msg("%s: \"%s\" != \"%s\"", field, a, b);
 }
 
-static void headers_eq(const char *field, const record_headers *a, const record_headers *b)
+static void headers_eq(const char *field, const http_headers *a, const http_headers *b)
 {
     if (a->len != b->len)
         fail_msg("%s: %zu headers != %zu", field, a->len, b->len);
@@ -706,10 +706,10 @@ static void test_har_foreign(void **state)
     assert_string_equal(r->query, "page=2&q=a%20b");
     assert_int_equal(r->req_headers.len, 2); /* pseudo-headers dropped */
     assert_string_equal(r->req_headers.v[0].name, "accept");
-    assert_string_equal(record_headers_get(&r->req_headers, "Cookie"), "sid=1");
+    assert_string_equal(http_headers_get(&r->req_headers, "Cookie"), "sid=1");
     assert_int_equal(r->req_body.len, 0);
     assert_int_equal(r->status, 200);
-    assert_string_equal(record_headers_get(&r->resp_headers, "Content-Type"), "application/json");
+    assert_string_equal(http_headers_get(&r->resp_headers, "Content-Type"), "application/json");
     assert_int_equal(r->resp_body.len, 11);
     assert_memory_equal(r->resp_body.data, "{\"ok\":true}", 11);
     assert_int_equal(r->resp_body_size, 11);

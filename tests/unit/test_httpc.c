@@ -259,9 +259,9 @@ static void test_content_length_and_request(void **state)
     char err[256];
     httpc *c = httpc_new(base, 2000, err, sizeof err);
     assert_non_null(c);
-    record_headers h = {0};
-    record_headers_add(&h, "X-Test", 6, "1", 1);
-    record_headers_add(&h, "Content-Length", 14, "999", 3); /* replaced by the real one */
+    http_headers h = {0};
+    http_headers_add(&h, "X-Test", 6, "1", 1);
+    http_headers_add(&h, "Content-Length", 14, "999", 3); /* replaced by the real one */
     httpc_response r;
     int rc = httpc_request(c, "POST", "/api/x?y=1", &h, "{\"a\":1}", 7, &r, err, sizeof err);
     assert_int_equal(rc, 0);
@@ -269,7 +269,7 @@ static void test_content_length_and_request(void **state)
     assert_int_equal(r.body.len, 5);
     assert_memory_equal(r.body.data, "hello", 5);
     assert_int_equal(r.headers.len, 3);
-    assert_string_equal(record_headers_get(&r.headers, "x-a"), "b");
+    assert_string_equal(http_headers_get(&r.headers, "x-a"), "b");
     httpc_response_free(&r);
     httpc_free(c);
     pthread_join(s->th, NULL);
@@ -287,7 +287,7 @@ static void test_content_length_and_request(void **state)
     close(s->lfd);
     buf_free(&s->requests);
     free(s);
-    record_headers_free(&h);
+    http_headers_free(&h);
     free(base);
 }
 
@@ -501,7 +501,7 @@ static void test_no_body_answers(void **state)
     assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
     assert_int_equal(r.status, 304);
     assert_int_equal(r.headers.len, 1);
-    assert_string_equal(record_headers_get(&r.headers, "ETag"), "\"x\"");
+    assert_string_equal(http_headers_get(&r.headers, "ETag"), "\"x\"");
     httpc_response_free(&r);
     httpc_free(c);
     assert_int_equal(accepted_after(s), 1);
@@ -540,13 +540,13 @@ static void test_bad_input(void **state)
     assert_non_null(c);
     httpc_free(c);
     c = httpc_new("http://127.0.0.1:9", 1000, err, sizeof err);
-    record_headers h = {0};
-    record_headers_add(&h, "X-Evil", 6, "a\r\nX-Injected: 1", 17);
+    http_headers h = {0};
+    http_headers_add(&h, "X-Evil", 6, "a\r\nX-Injected: 1", 17);
     httpc_response r;
     assert_int_equal(httpc_request(c, "POST", "/", &h, "", 0, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "invalid request"));
     httpc_response_free(&r);
-    record_headers_free(&h);
+    http_headers_free(&h);
     assert_int_equal(httpc_request(c, "GET", "/a b", NULL, NULL, 0, &r, err, sizeof err), -1);
     httpc_response_free(&r);
     httpc_free(c);

@@ -18,9 +18,9 @@ static record *req(const char *method, const char *path, const char *query)
     return r;
 }
 
-static void add(record_headers *h, const char *n, const char *v)
+static void add(http_headers *h, const char *n, const char *v)
 {
-    record_headers_add(h, n, strlen(n), v, strlen(v));
+    http_headers_add(h, n, strlen(n), v, strlen(v));
 }
 
 static void test_hop_by_hop(void **state)
@@ -38,14 +38,14 @@ static void test_hop_by_hop(void **state)
     assert_false(httpmsg_is_hop_by_hop("Upgrades", 8));
     assert_false(httpmsg_is_hop_by_hop("Connectio", 9));
     assert_false(httpmsg_is_hop_by_hop("X-Request", 9));
-    record_headers h = {0};
+    http_headers h = {0};
     add(&h, "Connection", "keep-alive, X-Secret-Hop ,Foo");
     assert_true(httpmsg_connection_has(&h, "x-secret-hop"));
     assert_true(httpmsg_connection_has(&h, "foo"));
     assert_false(httpmsg_connection_has(&h, "fo"));
     assert_true(httpmsg_drop_header(&h, "X-Secret-Hop"));
     assert_false(httpmsg_drop_header(&h, "X-Other"));
-    record_headers_free(&h);
+    http_headers_free(&h);
 }
 
 static void test_token(void **state)
@@ -134,7 +134,7 @@ static void test_upgrade_head(void **state)
 static void test_response_head(void **state)
 {
     (void)state;
-    record_headers h = {0};
+    http_headers h = {0};
     add(&h, "Content-Type", "application/json");
     add(&h, "Content-Length", "12");
     add(&h, "Connection", "close");
@@ -157,7 +157,7 @@ static void test_response_head(void **state)
     assert_non_null(strstr(out.data, "HTTP/1.1 200 Fine\r\n"));
     assert_non_null(strstr(out.data, "Connection: keep-alive\r\n\r\n"));
     buf_free(&out);
-    record_headers_free(&h);
+    http_headers_free(&h);
 }
 
 /* A header the upstream names in its Connection header is hop-by-hop too;
@@ -165,7 +165,7 @@ static void test_response_head(void **state)
 static void test_response_connection_listed(void **state)
 {
     (void)state;
-    record_headers h = {0};
+    http_headers h = {0};
     add(&h, "X-Hop", "private");
     add(&h, "Connection", "X-Hop");
     add(&h, "X-Kept", "1");
@@ -177,7 +177,7 @@ static void test_response_connection_listed(void **state)
                                   "Content-Length: 0\r\n"
                                   "\r\n");
     buf_free(&out);
-    record_headers_free(&h);
+    http_headers_free(&h);
 }
 
 static void test_error_response(void **state)
@@ -253,7 +253,7 @@ static void test_check_request(void **state)
          0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        record_headers h = {0};
+        http_headers h = {0};
         for (int k = 0; k < 4 && cases[i].headers[k][0]; k++)
             add(&h, cases[i].headers[k][0], cases[i].headers[k][1]);
         const char *why = NULL;
@@ -263,7 +263,7 @@ static void test_check_request(void **state)
             fail_msg("case %zu: status %d, want %d", i, st, cases[i].status);
         if (cases[i].why)
             assert_string_equal(why, cases[i].why);
-        record_headers_free(&h);
+        http_headers_free(&h);
     }
 }
 

@@ -76,7 +76,7 @@ static record *make_record(void)
     r->status = 200;
     r->http_minor = 1;
     r->started_at_us = 1795758378123456LL;
-    record_headers_add(&r->req_headers, "User-Agent", 10, "t", 1);
+    http_headers_add(&r->req_headers, "User-Agent", 10, "t", 1);
     return r;
 }
 

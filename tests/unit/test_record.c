@@ -28,14 +28,14 @@ static record *sample(void)
     r->path = xstrdup("/v1/items");
     r->query = xstrdup("a=1&b=2");
     r->http_minor = 1;
-    record_headers_add(&r->req_headers, "Content-Type", 12, "application/json", 16);
-    record_headers_add(&r->req_headers, "User-Agent", 10, "curl/8.0 \"x\"", 12);
-    record_headers_add(&r->req_headers, "X-Dup", 5, "1", 1);
-    record_headers_add(&r->req_headers, "X-Dup", 5, "2", 1);
+    http_headers_add(&r->req_headers, "Content-Type", 12, "application/json", 16);
+    http_headers_add(&r->req_headers, "User-Agent", 10, "curl/8.0 \"x\"", 12);
+    http_headers_add(&r->req_headers, "X-Dup", 5, "1", 1);
+    http_headers_add(&r->req_headers, "X-Dup", 5, "2", 1);
     buf_append_str(&r->req_body, "{\"k\":\"v\"}");
     r->req_body_size = 9;
     r->status = 201;
-    record_headers_add(&r->resp_headers, "Content-Length", 14, "2", 1);
+    http_headers_add(&r->resp_headers, "Content-Length", 14, "2", 1);
     buf_append_str(&r->resp_body, "ok");
     r->resp_body_size = 2;
     r->resp_bytes_sent = 123;
@@ -72,16 +72,16 @@ static void test_new_free(void **state)
 static void test_headers(void **state)
 {
     (void)state;
-    record_headers h = {0};
-    assert_null(record_headers_get(&h, "x"));
+    http_headers h = {0};
+    assert_null(http_headers_get(&h, "x"));
     for (int i = 0; i < 40; i++)
-        record_headers_add(&h, "X-N", 3, "v", 1);
-    record_headers_add(&h, "Content-Type", 12, "text/plain; x", 10); /* value cut by len */
+        http_headers_add(&h, "X-N", 3, "v", 1);
+    http_headers_add(&h, "Content-Type", 12, "text/plain; x", 10); /* value cut by len */
     assert_int_equal(h.len, 41);
-    assert_string_equal(record_headers_get(&h, "content-type"), "text/plain");
-    assert_string_equal(record_headers_get(&h, "CONTENT-TYPE"), "text/plain");
-    assert_null(record_headers_get(&h, "content-typ"));
-    record_headers_free(&h);
+    assert_string_equal(http_headers_get(&h, "content-type"), "text/plain");
+    assert_string_equal(http_headers_get(&h, "CONTENT-TYPE"), "text/plain");
+    assert_null(http_headers_get(&h, "content-typ"));
+    http_headers_free(&h);
     assert_int_equal(h.len, 0);
     assert_null(h.v);
 }
@@ -162,7 +162,7 @@ static void test_json_headers_bodies(void **state)
     buf_reset(&r->resp_body);
     buf_append(&r->resp_body, bin, sizeof bin);
     /* invalid UTF-8 in a header value must still give valid JSON */
-    record_headers_add(&r->resp_headers, "X-Bad", 5, "a\xff\xfe\"b", 5);
+    http_headers_add(&r->resp_headers, "X-Bad", 5, "a\xff\xfe\"b", 5);
     buf b = BUF_INIT;
     record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &b);
     json_t *j = parse(&b);
@@ -186,17 +186,17 @@ static void test_json_headers_bodies(void **state)
 
     /* headers JSON round trip */
     buf hb = BUF_INIT;
-    record_headers_to_json(&r->req_headers, &hb);
+    http_headers_to_json(&r->req_headers, &hb);
     assert_string_equal(hb.data, "[[\"Content-Type\",\"application/json\"],[\"User-Agent\","
                                  "\"curl/8.0 \\\"x\\\"\"],[\"X-Dup\",\"1\"],[\"X-Dup\",\"2\"]]");
-    record_headers h = {0};
-    assert_int_equal(record_headers_from_json(&h, hb.data, hb.len), 0);
+    http_headers h = {0};
+    assert_int_equal(http_headers_from_json(&h, hb.data, hb.len), 0);
     assert_int_equal(h.len, 4);
     for (size_t i = 0; i < h.len; i++) {
         assert_string_equal(h.v[i].name, r->req_headers.v[i].name);
         assert_string_equal(h.v[i].value, r->req_headers.v[i].value);
     }
-    record_headers_free(&h);
+    http_headers_free(&h);
     buf_free(&hb);
     buf_free(&b);
     record_free(r);
@@ -216,7 +216,7 @@ static void test_cached_headers_json(void **state)
     record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &cached);
     assert_string_equal(plain.data, cached.data);
     buf hb = BUF_INIT, hc = BUF_INIT;
-    record_headers_to_json(&r->resp_headers, &hb);
+    http_headers_to_json(&r->resp_headers, &hb);
     record_append_headers_json(r, 1, &hc);
     assert_string_equal(hb.data, hc.data);
     buf_free(&hb);
@@ -229,8 +229,8 @@ static void test_cached_headers_json(void **state)
 static void test_headers_from_json_bad(void **state)
 {
     (void)state;
-    record_headers h = {0};
-    record_headers_add(&h, "A", 1, "1", 1);
+    http_headers h = {0};
+    http_headers_add(&h, "A", 1, "1", 1);
     const char *bad[] = {"",
                          "{}",
                          "[[\"a\"]]",
@@ -239,16 +239,16 @@ static void test_headers_from_json_bad(void **state)
                          "[[\"a\",\"b\"",
                          "[[\"a\",\"b\",\"c\"]]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        assert_int_equal(record_headers_from_json(&h, bad[i], strlen(bad[i])), -1);
+        assert_int_equal(http_headers_from_json(&h, bad[i], strlen(bad[i])), -1);
         assert_int_equal(h.len, 1); /* untouched */
     }
-    assert_int_equal(record_headers_from_json(&h, "[]", 2), 0);
+    assert_int_equal(http_headers_from_json(&h, "[]", 2), 0);
     const char *nul = "[[\"B\",\"x\\u0000y\"]]";
-    assert_int_equal(record_headers_from_json(&h, nul, strlen(nul)), 0);
+    assert_int_equal(http_headers_from_json(&h, nul, strlen(nul)), 0);
     assert_int_equal(h.len, 2);
     assert_string_equal(h.v[1].name, "B");
     assert_string_equal(h.v[1].value, "x"); /* NUL inside: C string stops there */
-    record_headers_free(&h);
+    http_headers_free(&h);
 }
 
 /* Ids read from files are stored in one canonical form, so that `show`
@@ -294,11 +294,11 @@ static void test_decode_bodies(void **state)
     (void)state;
     const char *doc = "{\"password\":\"s3cret\"}";
     record *r = record_new();
-    record_headers_add(&r->resp_headers, "Content-Encoding", 16, "gzip", 4);
+    http_headers_add(&r->resp_headers, "Content-Encoding", 16, "gzip", 4);
     char err[100];
     assert_int_equal(coding_encode("gzip", doc, strlen(doc), &r->resp_body, err, sizeof err), 0);
     r->resp_body_size = r->resp_body.len;
-    record_headers_add(&r->req_headers, "Content-Encoding", 16, "br", 2);
+    http_headers_add(&r->req_headers, "Content-Encoding", 16, "br", 2);
     buf_append_str(&r->req_body, "not brotli");
     record_decode_bodies(r, 1000, 1000, false);
     assert_string_equal(r->resp_body.data, doc);
@@ -312,9 +312,9 @@ static void test_decode_bodies(void **state)
 
     /* Kept as received when asked; cut at the cap otherwise. */
     r = record_new();
-    record_headers_add(&r->req_headers, "Content-Encoding", 16, "zstd", 4);
+    http_headers_add(&r->req_headers, "Content-Encoding", 16, "zstd", 4);
     buf_append_str(&r->req_body, "zzz");
-    record_headers_add(&r->resp_headers, "Content-Encoding", 16, "deflate", 7);
+    http_headers_add(&r->resp_headers, "Content-Encoding", 16, "deflate", 7);
     assert_int_equal(coding_encode("deflate", doc, strlen(doc), &r->resp_body, err, sizeof err), 0);
     record_decode_bodies(r, 1000, 5, true);
     assert_string_equal(r->req_body.data, "zzz");
@@ -326,7 +326,7 @@ static void test_decode_bodies(void **state)
 
     /* A copy cut at the cap mid-stream is a short body, not a damaged one. */
     r = record_new();
-    record_headers_add(&r->resp_headers, "Content-Encoding", 16, "gzip", 4);
+    http_headers_add(&r->resp_headers, "Content-Encoding", 16, "gzip", 4);
     assert_int_equal(coding_encode("gzip", doc, strlen(doc), &r->resp_body, err, sizeof err), 0);
     r->resp_body.len -= 6;
     r->resp_truncated = true;
@@ -340,7 +340,7 @@ static void test_combined(void **state)
 {
     (void)state;
     record *r = sample();
-    record_headers_add(&r->req_headers, "Referer", 7, "http://a/\x01\\", 11);
+    http_headers_add(&r->req_headers, "Referer", 7, "http://a/\x01\\", 11);
     buf b = BUF_INIT;
     record_to_combined(r, &b);
     assert_string_equal(b.data,

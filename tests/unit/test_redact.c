@@ -283,11 +283,11 @@ static void test_form_query(void **state)
 static void test_headers(void **state)
 {
     (void)state;
-    record_headers h = {0};
-    record_headers_add(&h, "Authorization", 13, "Bearer abc", 10);
-    record_headers_add(&h, "Accept", 6, "*/*", 3);
-    record_headers_add(&h, "COOKIE", 6, "a=b", 3);
-    record_headers_add(&h, "Cookie", 6, "c=d", 3);
+    http_headers h = {0};
+    http_headers_add(&h, "Authorization", 13, "Bearer abc", 10);
+    http_headers_add(&h, "Accept", 6, "*/*", 3);
+    http_headers_add(&h, "COOKIE", 6, "a=b", 3);
+    http_headers_add(&h, "Cookie", 6, "c=d", 3);
     assert_true(redact_headers(hdrs, &h));
     assert_string_equal(h.v[0].value, REDACTED);
     assert_string_equal(h.v[1].value, "*/*");
@@ -296,20 +296,19 @@ static void test_headers(void **state)
     assert_string_equal(h.v[0].name, "Authorization");
     assert_false(redact_headers(hdrs, &h)); /* second pass: nothing left */
     assert_false(redact_headers(NULL, &h));
-    record_headers_free(&h);
+    http_headers_free(&h);
 }
 
 static record *make_record(void)
 {
     record *r = record_new();
     r->query = xstrdup("token=abc&page=2");
-    record_headers_add(&r->req_headers, "Authorization", 13, "Basic xyz", 9);
-    record_headers_add(&r->req_headers, "Content-Type", 12, "application/json; charset=utf-8", 31);
+    http_headers_add(&r->req_headers, "Authorization", 13, "Basic xyz", 9);
+    http_headers_add(&r->req_headers, "Content-Type", 12, "application/json; charset=utf-8", 31);
     buf_append_str(&r->req_body, "{\"user\":\"u\",\"password\":\"p\"}");
     r->req_body_size = 27;
-    record_headers_add(&r->resp_headers, "Set-Cookie", 10, "s=1", 3);
-    record_headers_add(&r->resp_headers, "Content-Type", 12, "application/x-www-form-urlencoded",
-                       33);
+    http_headers_add(&r->resp_headers, "Set-Cookie", 10, "s=1", 3);
+    http_headers_add(&r->resp_headers, "Content-Type", 12, "application/x-www-form-urlencoded", 33);
     buf_append_str(&r->resp_body, "secret=1&ok=2");
     r->resp_body_size = 13;
     return r;
@@ -350,7 +349,7 @@ static void test_record(void **state)
 
     /* +json types, sniffing without Content-Type, other types left alone */
     r = record_new();
-    record_headers_add(&r->req_headers, "content-type", 12, "Application/Problem+JSON", 24);
+    http_headers_add(&r->req_headers, "content-type", 12, "Application/Problem+JSON", 24);
     buf_append_str(&r->req_body, "{\"token\":1}");
     buf_append_str(&r->resp_body, " \n[{\"token\":1}]");
     redact_record(&c, r);
@@ -362,7 +361,7 @@ static void test_record(void **state)
     /* By content, whatever the declared type (issue 9 item 26): JSON sent as
      * text/plain, a form without a type; other text is left alone. */
     r = record_new();
-    record_headers_add(&r->req_headers, "Content-Type", 12, "text/plain", 10);
+    http_headers_add(&r->req_headers, "Content-Type", 12, "text/plain", 10);
     buf_append_str(&r->req_body, "{\"token\":1}");
     buf_append_str(&r->resp_body, "token=1"); /* no type, a form */
     redact_record(&c, r);
@@ -370,9 +369,9 @@ static void test_record(void **state)
     assert_string_equal(r->resp_body.data, "token=[redacted]");
     record_free(r);
     r = record_new();
-    record_headers_add(&r->req_headers, "Content-Type", 12, "text/plain", 10);
+    http_headers_add(&r->req_headers, "Content-Type", 12, "text/plain", 10);
     buf_append_str(&r->req_body, "the token = 1, see?");
-    record_headers_add(&r->resp_headers, "Content-Type", 12, "image/png", 9);
+    http_headers_add(&r->resp_headers, "Content-Type", 12, "image/png", 9);
     buf_append_str(&r->resp_body, "token=1");
     redact_record(&c, r);
     assert_string_equal(r->req_body.data, "the token = 1, see?");
@@ -458,8 +457,8 @@ static void test_multipart(void **state)
     c.redact = true;
     c.redact_fields = mf;
     record *r = record_new();
-    record_headers_add(&r->req_headers, "Content-Type", 12, "multipart/form-data; boundary=\"XyZ\"",
-                       35);
+    http_headers_add(&r->req_headers, "Content-Type", 12, "multipart/form-data; boundary=\"XyZ\"",
+                     35);
     buf_append(&r->req_body, body, 121); /* ends in "hunt" */
     redact_record(&c, r);
     assert_null(strstr(r->req_body.data, "hunt"));

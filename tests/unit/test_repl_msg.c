@@ -33,9 +33,9 @@
  *   printf %s "$EX_BODY" | sha256sum */
 #define EX_SIGNATURE "0aac00eea82ece239e2ae46f6dd639de34f5ec30779eb333f27112619a4367e8"
 
-static void add(record_headers *h, const char *n, const char *v)
+static void add(http_headers *h, const char *n, const char *v)
 {
-    record_headers_add(h, n, strlen(n), v, strlen(v));
+    http_headers_add(h, n, strlen(n), v, strlen(v));
 }
 
 /* The request of the worked example, as the proxy captures it. */
@@ -47,7 +47,7 @@ static record *example_record(void)
     r->method = strdup("POST");
     r->path = strdup("/api/sites/");
     r->query = strdup("dry_run=1");
-    record_headers *h = &r->req_headers;
+    http_headers *h = &r->req_headers;
     add(h, "Host", "api.example.com");
     add(h, "Content-Type", "application/json");
     add(h, "Content-Length", "47");
@@ -202,7 +202,7 @@ static void test_headers_filter(void **state)
     record *r = record_new();
     r->method = strdup("PUT");
     r->path = strdup("/x");
-    record_headers *h = &r->req_headers;
+    http_headers *h = &r->req_headers;
     add(h, "HOST", "h");
     add(h, "X-First", "1");
     add(h, "content-length", "3");
@@ -230,7 +230,7 @@ static void test_headers_filter(void **state)
     assert_string_equal(m->content_type, "text/plain; charset=utf-8");
 
     /* Parsed back: same names, values, order and repeats. */
-    record_headers back = {0};
+    http_headers back = {0};
     assert_int_equal(repl_msg_headers(m, &back), 0);
     assert_int_equal(back.len, 6);
     assert_string_equal(back.v[0].name, "X-First");
@@ -238,11 +238,11 @@ static void test_headers_filter(void **state)
     assert_string_equal(back.v[2].name, "x-rep");
     assert_string_equal(back.v[4].value, "say \"hi\"\\");
     assert_string_equal(back.v[5].value, "three");
-    record_headers_free(&back);
+    http_headers_free(&back);
     repl_msg_free(m);
 
     /* Nothing left: an empty array. Without a drop list Cookie stays. */
-    record_headers_free(h);
+    http_headers_free(h);
     add(h, "Host", "h");
     add(h, "Cookie", "a=1");
     m = repl_msg_from_record(r, "o", NULL, drop);
@@ -260,7 +260,7 @@ static void test_headers_parse_errors(void **state)
 {
     (void)state;
     repl_msg *m = repl_msg_new();
-    record_headers h = {0};
+    http_headers h = {0};
     assert_int_equal(repl_msg_headers(m, &h), -1); /* absent */
     m->headers = strdup("[[\"A\",\"1\"],[\"B\"]]");
     assert_int_equal(repl_msg_headers(m, &h), -1);
@@ -274,7 +274,7 @@ static void test_headers_parse_errors(void **state)
     assert_int_equal(repl_msg_headers(m, &h), 0); /* appends */
     assert_int_equal(h.len, 2);
     assert_string_equal(h.v[1].name, "A");
-    record_headers_free(&h);
+    http_headers_free(&h);
     repl_msg_free(m);
 }
 

@@ -381,9 +381,9 @@ static record *mk(const char *method, const char *path, const char *query, const
     return r;
 }
 
-static void hdr(record_headers *h, const char *n, const char *v)
+static void hdr(http_headers *h, const char *n, const char *v)
 {
-    record_headers_add(h, n, strlen(n), v, strlen(v));
+    http_headers_add(h, n, strlen(n), v, strlen(v));
 }
 
 typedef struct got_t {
@@ -570,7 +570,7 @@ static void test_basic_keepalive(void **state)
             /* A kept answer is whole and stays valid after the run. */
             assert_non_null(kept[i]);
             assert_int_equal(kept[i]->status, 200);
-            assert_string_equal(record_headers_get(&kept[i]->resp_headers, "content-type"),
+            assert_string_equal(http_headers_get(&kept[i]->resp_headers, "content-type"),
                                 "application/json");
             assert_true(kept[i]->resp_body.len > 0);
             assert_int_equal(kept[i]->resp_body_size, kept[i]->resp_body.len);
@@ -629,7 +629,7 @@ static void test_headers_rewrites_bodies(void **state)
     cs[1] = mk("PUT", "/api", NULL, NULL, 0); /* empty body: Content-Length: 0 */
     cs[2] = mk("DELETE", "/other/api/x", NULL, NULL, 0);
 
-    record_headers set = {0};
+    http_headers set = {0};
     hdr(&set, "Authorization", "Bearer new");
     hdr(&set, "X-Extra", "yes");
     char *drop[] = {"x-drop", NULL};
@@ -685,8 +685,8 @@ static void test_headers_rewrites_bodies(void **state)
 
     /* The caller's cases are untouched. */
     assert_string_equal(cs[0]->path, "/api/items");
-    assert_string_equal(record_headers_get(&cs[0]->req_headers, "authorization"), "Bearer old");
-    record_headers_free(&set);
+    assert_string_equal(http_headers_get(&cs[0]->req_headers, "authorization"), "Bearer old");
+    http_headers_free(&set);
     col_free(&c);
     free_cases(cs, 3);
     srv_stop(s);
@@ -1136,7 +1136,7 @@ static void test_unreplayable(void **state)
     assert_non_null(replay_unreplayable(&o, r, NULL, 0));
 
     /* --set-header replaces one, --drop-header removes the other. */
-    record_headers set = {0};
+    http_headers set = {0};
     hdr(&set, "authorization", "Bearer fresh");
     char *drop[] = {"cookie", NULL};
     o.set_headers = &set;
@@ -1160,7 +1160,7 @@ static void test_unreplayable(void **state)
     const char *t = replay_unreplayable(&o, r, tiny, sizeof tiny);
     assert_non_null(t);
     assert_true(strlen(t) < sizeof tiny);
-    record_headers_free(&set);
+    http_headers_free(&set);
     record_free(r);
 }
 

@@ -191,7 +191,7 @@ static repl_msg *sample_msg(const char *headers_json)
     return m;
 }
 
-static size_t count_named(const record_headers *h, const char *name)
+static size_t count_named(const http_headers *h, const char *name)
 {
     size_t n = 0;
     for (size_t i = 0; i < h->len; i++)
@@ -207,52 +207,52 @@ static void test_apply_headers(void **state)
                              "[\"Authorization\",\"Bearer site-a-token\"],"
                              "[\"X-Restspy-Replicated-From\",\"forged\"]]");
     char *set[] = {"Authorization: Bearer site-b-token ", "X-Extra:1", NULL};
-    record_headers h = {0};
+    http_headers h = {0};
     assert_int_equal(repl_apply_headers(m, set, &h), 0);
-    assert_string_equal(record_headers_get(&h, "Accept"), "*/*");
-    assert_string_equal(record_headers_get(&h, "Content-Type"), "application/json");
-    assert_string_equal(record_headers_get(&h, "Idempotency-Key"), m->id);
+    assert_string_equal(http_headers_get(&h, "Accept"), "*/*");
+    assert_string_equal(http_headers_get(&h, "Content-Type"), "application/json");
+    assert_string_equal(http_headers_get(&h, "Idempotency-Key"), m->id);
     assert_int_equal(count_named(&h, "Idempotency-Key"), 1);
-    assert_string_equal(record_headers_get(&h, "X-Restspy-Replicated-From"), "site-a");
+    assert_string_equal(http_headers_get(&h, "X-Restspy-Replicated-From"), "site-a");
     assert_int_equal(count_named(&h, "X-Restspy-Replicated-From"), 1);
     /* --set-header replaces, and its value is trimmed. */
-    assert_string_equal(record_headers_get(&h, "Authorization"), "Bearer site-b-token");
+    assert_string_equal(http_headers_get(&h, "Authorization"), "Bearer site-b-token");
     assert_int_equal(count_named(&h, "Authorization"), 1);
-    assert_string_equal(record_headers_get(&h, "X-Extra"), "1");
-    record_headers_free(&h);
+    assert_string_equal(http_headers_get(&h, "X-Extra"), "1");
+    http_headers_free(&h);
     repl_msg_free(m);
 
     /* The message's own Content-Type is kept as is. */
     m = sample_msg("[[\"content-type\",\"text/plain\"]]");
     assert_int_equal(repl_apply_headers(m, NULL, &h), 0);
     assert_int_equal(count_named(&h, "Content-Type"), 1);
-    assert_string_equal(record_headers_get(&h, "Content-Type"), "text/plain");
-    record_headers_free(&h);
+    assert_string_equal(http_headers_get(&h, "Content-Type"), "text/plain");
+    http_headers_free(&h);
     repl_msg_free(m);
 
     /* No header JSON at all is fine; bad JSON is not. */
     m = sample_msg(NULL);
     assert_int_equal(repl_apply_headers(m, NULL, &h), 0);
     assert_int_equal(h.len, 3);
-    record_headers_free(&h);
+    http_headers_free(&h);
     repl_msg_free(m);
     m = sample_msg("[[\"A\"");
     assert_int_equal(repl_apply_headers(m, NULL, &h), -1);
-    record_headers_free(&h);
+    http_headers_free(&h);
     repl_msg_free(m);
 }
 
 static void test_headers_remove(void **state)
 {
     (void)state;
-    record_headers h = {0};
-    record_headers_add(&h, "A", 1, "1", 1);
-    record_headers_add(&h, "AB", 2, "2", 1);
-    record_headers_add(&h, "a", 1, "3", 1);
+    http_headers h = {0};
+    http_headers_add(&h, "A", 1, "1", 1);
+    http_headers_add(&h, "AB", 2, "2", 1);
+    http_headers_add(&h, "a", 1, "3", 1);
     repl_headers_remove(&h, "a");
     assert_int_equal(h.len, 1);
     assert_string_equal(h.v[0].name, "AB");
-    record_headers_free(&h);
+    http_headers_free(&h);
 }
 
 static void test_dead_reason(void **state)

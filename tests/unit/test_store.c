@@ -204,15 +204,15 @@ static void test_roundtrip(void **state)
     record *a = mkrec(1, 1700000000000001);
     free(a->query);
     a->query = xstrdup("x=1&y=%20");
-    record_headers_add(&a->req_headers, "Host", 4, "example.test", 12);
-    record_headers_add(&a->req_headers, "X-Dup", 5, "1", 1);
-    record_headers_add(&a->req_headers, "X-Dup", 5, "2 \"quoted\"", 10);
+    http_headers_add(&a->req_headers, "Host", 4, "example.test", 12);
+    http_headers_add(&a->req_headers, "X-Dup", 5, "1", 1);
+    http_headers_add(&a->req_headers, "X-Dup", 5, "2 \"quoted\"", 10);
     static const char bin[] = {'\x00', '\xff', '\x01', 'a', '\x00', '\x80'};
     buf_append(&a->req_body, bin, sizeof bin);
     a->req_body_size = 1000;
     a->req_truncated = true;
     a->status = 201;
-    record_headers_add(&a->resp_headers, "Content-Type", 12, "application/json", 16);
+    http_headers_add(&a->resp_headers, "Content-Type", 12, "application/json", 16);
     buf_append_str(&a->resp_body, "{\"ok\":true}");
     a->resp_body_size = 11;
     char ida[UUID7_STR_LEN + 1];
@@ -290,7 +290,7 @@ static void test_roundtrip(void **state)
     assert_int_equal(r->req_body_size, 1000);
     assert_true(r->req_truncated);
     assert_int_equal(r->status, 201);
-    assert_string_equal(record_headers_get(&r->resp_headers, "content-type"), "application/json");
+    assert_string_equal(http_headers_get(&r->resp_headers, "content-type"), "application/json");
     assert_int_equal(r->resp_body.len, 11);
     assert_memory_equal(r->resp_body.data, "{\"ok\":true}", 11);
     assert_int_equal(r->resp_body_size, 11);
