@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "record.h"
+#include "headers.h"
 
 typedef struct httpc httpc;
 

@@ -186,15 +186,15 @@ static void header_line(buf *out, const char *name, const char *value)
     buf_append(out, "\r\n", 2);
 }
 
-void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o)
+void httpmsg_request_head(buf *out, const httpmsg_request *q, const httpmsg_req_opts *o)
 {
-    const http_headers *h = &r->req_headers;
-    buf_append_str(out, r->method);
+    const http_headers *h = q->headers;
+    buf_append_str(out, q->method);
     buf_append_char(out, ' ');
-    buf_append_str(out, r->path);
-    if (r->query) {
+    buf_append_str(out, q->path);
+    if (q->query) {
         buf_append_char(out, '?');
-        buf_append_str(out, r->query);
+        buf_append_str(out, q->query);
     }
     buf_append(out, " HTTP/1.1\r\n", 11);
 

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "buf.h"
-#include "record.h"
+#include "headers.h"
 
 /* True when s[0..n) is a non-empty RFC 9110 token (a valid header name).
  * llhttp's default build lets a space before the colon through ("X-A : 1");
@@ -53,9 +53,17 @@ typedef struct httpmsg_req_opts {
     bool strip_expect;        /* restspy answered Expect: 100-continue itself */
 } httpmsg_req_opts;
 
+/* The request a head is written for: what the client sent, as parsed. */
+typedef struct httpmsg_request {
+    const char *method;
+    const char *path;  /* raw, percent-encoding kept */
+    const char *query; /* after '?', without it; NULL when none */
+    const http_headers *headers;
+} httpmsg_request;
+
 /* Appends the upstream request head (request line, headers, blank line) for
- * r's method, path, query and headers. Content-Length is kept unless chunked. */
-void httpmsg_request_head(buf *out, const record *r, const httpmsg_req_opts *o);
+ * q. Content-Length is kept unless chunked. */
+void httpmsg_request_head(buf *out, const httpmsg_request *q, const httpmsg_req_opts *o);
 
 typedef enum {
     HTTPMSG_BODY_NONE,    /* no body (HEAD, 1xx, 204, 304): headers kept as-is */

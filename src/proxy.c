@@ -1000,7 +1000,8 @@ static int q_on_headers_complete(llhttp_t *p)
         .strip_expect = strip_expect,
     };
     buf_reset(&c->upq);
-    httpmsg_request_head(&c->upq, r, &o);
+    httpmsg_request q = {r->method, r->path, r->query, &r->req_headers};
+    httpmsg_request_head(&c->upq, &q, &o);
 
     llhttp_init(&c->rp, HTTP_RESPONSE, &resp_settings);
     c->rp.data = c;

@@ -3,19 +3,30 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "httpmsg.h"
 
-static record *req(const char *method, const char *path, const char *query)
+/* A request to write a head for; its headers are filled by the test. */
+typedef struct req {
+    httpmsg_request q;
+    http_headers h;
+} req;
+
+static req *req_new(const char *method, const char *path, const char *query)
 {
-    record *r = record_new();
-    r->method = strdup(method);
-    r->path = strdup(path);
-    r->query = query ? strdup(query) : NULL;
+    req *r = calloc(1, sizeof *r);
+    r->q = (httpmsg_request){method, path, query, &r->h};
     return r;
+}
+
+static void req_free(req *r)
+{
+    http_headers_free(&r->h);
+    free(r);
 }
 
 static void add(http_headers *h, const char *n, const char *v)
@@ -64,23 +75,23 @@ static void test_token(void **state)
 static void test_request_head(void **state)
 {
     (void)state;
-    record *r = req("POST", "/api/x", "a=1&b=2");
-    add(&r->req_headers, "Host", "example.test");
-    add(&r->req_headers, "Connection", "keep-alive, Foo");
-    add(&r->req_headers, "Foo", "dropped");
-    add(&r->req_headers, "Keep-Alive", "timeout=5");
-    add(&r->req_headers, "X-Multi", "1");
-    add(&r->req_headers, "X-Multi", "2");
-    add(&r->req_headers, "X-Forwarded-For", "10.0.0.1");
-    add(&r->req_headers, "Transfer-Encoding", "chunked");
-    add(&r->req_headers, "Expect", "100-continue");
+    req *r = req_new("POST", "/api/x", "a=1&b=2");
+    add(&r->h, "Host", "example.test");
+    add(&r->h, "Connection", "keep-alive, Foo");
+    add(&r->h, "Foo", "dropped");
+    add(&r->h, "Keep-Alive", "timeout=5");
+    add(&r->h, "X-Multi", "1");
+    add(&r->h, "X-Multi", "2");
+    add(&r->h, "X-Forwarded-For", "10.0.0.1");
+    add(&r->h, "Transfer-Encoding", "chunked");
+    add(&r->h, "Expect", "100-continue");
     buf out = BUF_INIT;
     httpmsg_req_opts o = {.client_ip = "127.0.0.1",
                           .request_id = "rid",
                           .default_host = "up:80",
                           .chunked = true,
                           .strip_expect = true};
-    httpmsg_request_head(&out, r, &o);
+    httpmsg_request_head(&out, &r->q, &o);
     assert_string_equal(out.data, "POST /api/x?a=1&b=2 HTTP/1.1\r\n"
                                   "Host: example.test\r\n"
                                   "X-Multi: 1\r\n"
@@ -91,19 +102,19 @@ static void test_request_head(void **state)
                                   "Transfer-Encoding: chunked\r\n"
                                   "\r\n");
     buf_free(&out);
-    record_free(r);
+    req_free(r);
 }
 
 static void test_request_head_defaults(void **state)
 {
     (void)state;
-    record *r = req("GET", "/", NULL);
-    add(&r->req_headers, "X-Request-Id", "client-id");
-    add(&r->req_headers, "X-Forwarded-Proto", "https");
-    add(&r->req_headers, "Content-Length", "0");
+    req *r = req_new("GET", "/", NULL);
+    add(&r->h, "X-Request-Id", "client-id");
+    add(&r->h, "X-Forwarded-Proto", "https");
+    add(&r->h, "Content-Length", "0");
     buf out = BUF_INIT;
     httpmsg_req_opts o = {.client_ip = "::1", .request_id = "rid", .default_host = "up:8000"};
-    httpmsg_request_head(&out, r, &o);
+    httpmsg_request_head(&out, &r->q, &o);
     assert_string_equal(out.data, "GET / HTTP/1.1\r\n"
                                   "X-Request-Id: client-id\r\n"
                                   "X-Forwarded-Proto: https\r\n"
@@ -112,23 +123,23 @@ static void test_request_head_defaults(void **state)
                                   "X-Forwarded-For: ::1\r\n"
                                   "\r\n");
     buf_free(&out);
-    record_free(r);
+    req_free(r);
 }
 
 static void test_upgrade_head(void **state)
 {
     (void)state;
-    record *r = req("GET", "/ws", NULL);
-    add(&r->req_headers, "Host", "h");
-    add(&r->req_headers, "Connection", "Upgrade");
-    add(&r->req_headers, "Upgrade", "websocket");
+    req *r = req_new("GET", "/ws", NULL);
+    add(&r->h, "Host", "h");
+    add(&r->h, "Connection", "Upgrade");
+    add(&r->h, "Upgrade", "websocket");
     buf out = BUF_INIT;
     httpmsg_req_opts o = {.client_ip = "1.2.3.4", .request_id = "r", .upgrade = true};
-    httpmsg_request_head(&out, r, &o);
+    httpmsg_request_head(&out, &r->q, &o);
     assert_non_null(strstr(out.data, "\r\nUpgrade: websocket\r\n"));
     assert_non_null(strstr(out.data, "\r\nConnection: upgrade\r\n\r\n"));
     buf_free(&out);
-    record_free(r);
+    req_free(r);
 }
 
 static void test_response_head(void **state)
