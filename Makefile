@@ -75,13 +75,13 @@ run-sites: build
 	@PYTHON=$(PYTHON) scripts/demo-sites
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c fuzz/*.c
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*/*.c fuzz/*.c
 
 # Static checks: cppcheck clean and the committed .clang-format respected.
 lint: deps
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c11 \
 	  --suppress=missingIncludeSystem -I src src fuzz
-	clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c fuzz/*.c
+	clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*/*.c fuzz/*.c
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

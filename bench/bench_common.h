@@ -21,9 +21,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "buf.h"
-#include "record.h"
-#include "util.h"
+#include "base/buf.h"
+#include "capture/record.h"
+#include "base/util.h"
 
 #define BENCH_REQ_BODY "{\"name\":\"gadget\",\"qty\":3,\"note\":\"bench request body\"}"
 #define BENCH_RESP_BODY                                                                            \

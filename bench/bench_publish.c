@@ -44,11 +44,11 @@
 #include <unistd.h>
 
 #include "bench_common.h"
-#include "config.h"
-#include "outbox.h"
-#include "repl_msg.h"
-#include "store.h"
-#include "util.h"
+#include "capture/config.h"
+#include "replication/outbox.h"
+#include "formats/repl_msg.h"
+#include "store/store.h"
+#include "base/util.h"
 
 #define PROG "bench_publish"
 #define EXCHANGE "restspy.requests"

@@ -36,11 +36,11 @@
 #include <unistd.h>
 
 #include "bench_common.h"
-#include "config.h"
-#include "record.h"
-#include "store.h"
-#include "util.h"
-#include "uuid7.h"
+#include "capture/config.h"
+#include "capture/record.h"
+#include "store/store.h"
+#include "base/util.h"
+#include "base/uuid7.h"
 
 #define PROG "bench_store"
 

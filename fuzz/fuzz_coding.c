@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "coding.h"
+#include "http/coding.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

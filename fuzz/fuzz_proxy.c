@@ -14,12 +14,12 @@
 #include <string.h>
 #include <uv.h>
 
-#include "config.h"
-#include "logsink.h"
-#include "proxy.h"
-#include "stats.h"
-#include "upstream.h"
-#include "util.h"
+#include "capture/config.h"
+#include "capture/logsink.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+#include "proxy/upstream.h"
+#include "base/util.h"
 
 #define FUZZ_SEP "\n@@@\n"
 #define DEFAULT_ANSWER "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "redact.h"
-#include "util.h"
+#include "capture/redact.h"
+#include "base/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 #define RMQ_CTL "/usr/lib/rabbitmq/bin/rabbitmqctl"
 

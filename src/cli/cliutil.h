@@ -1,0 +1,155 @@
+/* cliutil: the command-line plumbing shared by the commands that are not the
+ * proxy (`restspy requests`, `show`, `replication`, `federate`, ...).
+ *
+ * Owns nothing: every buffer and result is the caller's. Promises one
+ * behaviour for every command: errors are one line on stderr,
+ * "restspy <cmd>: <message>"; a flag takes its value as `--flag value` or
+ * `--flag=value`; settings come through config_load, so --config,
+ * RESTSPY_* variables and the config file work, with the same precedence,
+ * for every command; exit codes are 0 success, 1 runtime failure, 2 usage
+ * error. */
+#ifndef RESTSPY_CLIUTIL_H
+#define RESTSPY_CLIUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base/buf.h"
+#include "capture/config.h"
+#include "store/store.h"
+
+/* Prints "restspy <cmd>: <fmt...>\n" on stderr. cmd is what the user typed
+ * after restspy ("requests", "replication status"). */
+void cliutil_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True when arg asks for help: -h or --help. */
+bool cliutil_is_help(const char *arg);
+
+/* Matches argv[*i] against the flag name ("--store"): "--store VALUE" (the
+ * value is the next argument, *i is advanced past it) or "--store=VALUE".
+ * 1 matched (*val points into argv), 0 not this flag (a longer flag such as
+ * --stores is not this one), -1 the value is missing (reported as
+ * "<name> needs a value"; the caller exits with 2). */
+int cliutil_flag_value(const char *cmd, int argc, char **argv, int *i, const char *name,
+                       const char **val);
+
+/* The options of every command that reads the store. */
+typedef struct cliutil_read_opts {
+    const char *store_url;   /* --store URL; NULL when not given */
+    const char *config_file; /* --config FILE; NULL when not given */
+    bool json;               /* --json */
+} cliutil_read_opts;
+
+/* Matches argv[*i] against --store, --config (as cliutil_flag_value) and
+ * --json, filling o. 1 matched, 0 none of them, -1 a value is missing
+ * (reported; the caller exits with 2). */
+int cliutil_read_opt(const char *cmd, int argc, char **argv, int *i, cliutil_read_opts *o);
+
+/* Reports an argument the command does not take: "unknown option ARG" when
+ * it starts with '-', else "unexpected argument 'ARG'", both followed by
+ * "(see restspy <cmd> --help)". Returns 2, the exit code. */
+int cliutil_bad_arg(const char *cmd, const char *arg);
+
+/* Loads the config for a command from the file, the environment and the
+ * given flags: nflags entries of flags are pairs of flag name ("--store")
+ * and value, a NULL value meaning not given (at most 8 pairs are used).
+ * Precedence and validation are config_load's. Returns 0 with *out (one
+ * reference, the caller's), or 2 after reporting config_load's error. */
+int cliutil_config_load(const char *cmd, char *const *envp, const char *const *flags, size_t nflags,
+                        config **out);
+
+/* Opens read-only (so that it works next to a proxy writing the same file)
+ * the store named by o->store_url / o->config_file / RESTSPY_STORE / the
+ * config file. Returns 0 with *out (the caller closes it), 2 when the config
+ * is bad, 1 when the store is off (reported as "the store is off (store =
+ * off): <why_off>") or cannot be opened, each reported. */
+int cliutil_open_store(const char *cmd, const cliutil_read_opts *o, char *const *envp,
+                       const char *why_off, store **out);
+
+/* Appends s[0..n) with every control byte and DEL as \xHH, so that text that
+ * came from the outside (paths, headers, bodies, broker reasons) cannot drive
+ * the user's terminal; newline and tab are kept when multiline. */
+void cliutil_append_safe(buf *b, const char *s, size_t n, bool multiline);
+
+/* Formats us (µs since the epoch, rounded down to the second) in local time
+ * as "YYYY-MM-DD HH:MM:SS", followed by ".mmm" (the milliseconds) when
+ * with_ms. When today is not NULL, *today tells whether the date is today's
+ * (local). 32 bytes of out are always enough. */
+void cliutil_fmt_local(int64_t us, bool with_ms, char *out, size_t len, bool *today);
+
+/* Flushes stdout. 0, or 1 (the exit code) after reporting "cannot write
+ * output: <reason>" (a closed pipe, a full disk). */
+int cliutil_flush_stdout(const char *cmd);
+
+/* ---- selecting captured requests (`requests`, `replay`, `export`) ---- */
+
+/* The filters of every command that selects captured requests. */
+typedef struct cliutil_filter {
+    store_query q;    /* --method --path --status --since --until --origin --node;
+                         q.limit is --limit (the caller sets its default first) */
+    const char **ids; /* --id values (pointing into argv); the array is heap,
+                         released by cliutil_filter_free */
+    size_t nids;
+    int64_t now_us;         /* "now" for ages (--since 10m): taken once, at first use */
+    const char *since_text; /* --since and --until as given (into argv), for errors */
+    const char *until_text;
+    unsigned seen; /* the single-valued flags given so far (a bit each) */
+} cliutil_filter;
+
+/* Matches argv[*i] against the filter flags (--method, --path, --status,
+ * --since, --until, --origin, --node, --limit and, when with_ids, --id,
+ * repeatable), filling f. A value no request can have is refused rather
+ * than matching nothing: a method that is not an HTTP token, a path glob
+ * not starting with / or *, a status outside 100-599 (5xx, 404, 200-299),
+ * an origin other than local, replicated or imported, a node name the node
+ * setting would refuse, a date that does not exist; so is a single-valued
+ * flag given twice. 1 matched, 0 none of them, -1 a value is missing or
+ * bad (reported; the caller exits with 2). */
+int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_filter *f,
+                       bool with_ids);
+
+/* What no single flag can check: --since not before --until. 0, or 2 after
+ * reporting. */
+int cliutil_filter_check(const char *cmd, const cliutil_filter *f);
+
+/* True when r passes f's filters and, when ids were given, is one of them
+ * (an id, or a start or end of one, any case: for requests read from files
+ * every request it names is selected, see store_get for the store's). The
+ * limit is not applied. */
+bool cliutil_filter_match(const cliutil_filter *f, const record *r);
+
+/* Calls fn for each request of s that f selects, oldest first; with a
+ * limit, only the newest q.limit of them (still oldest first). fn must not
+ * keep r; returning non-zero stops. --id values are looked up one by one
+ * (store_get: an id, or a start or end naming one request). 0, or 1 after
+ * reporting the store's error (an ambiguous id) or "no request with id ID". */
+int cliutil_filter_each(const char *cmd, store *s, const cliutil_filter *f,
+                        int (*fn)(const record *r, void *ud), void *ud);
+
+/* For requests read from files: keeps those of v[0..*n) that f selects
+ * (freeing the others), in recorded order (stable sort on started_at), the
+ * newest q.limit of them when there is a limit. */
+void cliutil_filter_apply(const cliutil_filter *f, record **v, size_t *n);
+
+void cliutil_filter_free(cliutil_filter *f);
+
+/* A deep copy of r (without replication's outbox message and ledger id,
+ * which belong to the row being written, not to the request). */
+record *cliutil_record_copy(const record *r);
+
+/* Writes a file whole or not at all: cliutil_out_open returns a stream on a
+ * temporary file next to path (stdout when path is "-"), cliutil_out_close
+ * flushes it and renames it to path, or removes it when anything failed (or
+ * when discard). 0, or -1 after reporting "cannot write PATH: reason". */
+typedef struct cliutil_out {
+    FILE *f;
+    const char *path; /* the caller's */
+    char *tmp;        /* owned; NULL for stdout */
+} cliutil_out;
+
+int cliutil_out_open(const char *cmd, const char *path, cliutil_out *o);
+int cliutil_out_close(const char *cmd, cliutil_out *o, bool discard);
+
+#endif

@@ -1,0 +1,65 @@
+/* repl_msg: the replication message, what a proxy publishes for a write
+ * request and what a replicator applies, with its canonical form and its
+ * HMAC-SHA256 signature. docs/protocol.md is the normative description; this
+ * module is its reference implementation.
+ *
+ * Owns every field of a repl_msg (heap, freed by repl_msg_free). Promises:
+ * the canonical form covers every field that changes what is applied, so a
+ * message altered in any of them fails repl_msg_verify; verification runs in
+ * constant time with respect to the signature. */
+#ifndef RESTSPY_REPL_MSG_H
+#define RESTSPY_REPL_MSG_H
+
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "capture/record.h"
+#include "base/uuid7.h"
+
+typedef struct repl_msg {
+    char id[UUID7_STR_LEN + 1]; /* message_id property = the capture id */
+    int64_t timestamp;          /* timestamp property: Unix seconds */
+    char *origin;               /* header x-restspy-origin: origin node */
+    char *method;               /* header x-restspy-method */
+    char *target;               /* header x-restspy-target: path, then '?' query if any */
+    char *headers;              /* header x-restspy-headers: JSON [["Name","value"],...] */
+    char *content_type;         /* content_type property; NULL when none */
+    char *signature;            /* header x-restspy-signature: 64 lowercase hex; NULL = unsigned */
+    char *routing_key;          /* <origin>.<METHOD>.<segments> */
+    buf body;                   /* the raw request body (complete, not the capture copy) */
+} repl_msg;
+
+repl_msg *repl_msg_new(void);
+void repl_msg_free(repl_msg *m);
+
+/* Builds the message for a captured request. Must run before redaction: it
+ * carries the real header values. body (the full request body) is moved into
+ * the message and left empty. Headers left out: hop-by-hop ones (and those
+ * named by Connection), Host, Content-Length, Transfer-Encoding, Expect, and
+ * those in drop (NULL-terminated lower-case names; may be NULL). The
+ * content_type is the request's Content-Type. Not signed yet. */
+repl_msg *repl_msg_from_record(const record *r, const char *origin, buf *body, char *const *drop);
+
+/* <origin>.<METHOD>.<path segments joined by '.'>: empty segments are
+ * skipped; '.', '*' and '#' inside a segment become '_' (they are special in
+ * topic routing); the result is cut to 255 bytes (the AMQP limit). The query
+ * is not part of it. Caller frees. */
+char *repl_routing_key(const char *origin, const char *method, const char *path);
+
+/* Appends the canonical form that is signed (see docs/protocol.md). */
+void repl_msg_canonical(const repl_msg *m, buf *out);
+
+/* Sets m->signature from secret; a NULL or empty secret leaves the message
+ * unsigned (signature NULL). */
+void repl_msg_sign(repl_msg *m, const char *secret);
+
+/* 0 when m carries a valid signature for secret. -1 with a reason in why
+ * ("unsigned message", "bad signature", "malformed message: no
+ * x-restspy-method") otherwise. A NULL/empty secret accepts any well-formed
+ * message. */
+int repl_msg_verify(const repl_msg *m, const char *secret, char *why, size_t whylen);
+
+/* Parses m->headers back into h (appending). 0 or -1. */
+int repl_msg_headers(const repl_msg *m, http_headers *h);
+
+#endif

@@ -1,0 +1,396 @@
+#include "http/httpmsg.h"
+
+#include <assert.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/util.h"
+
+/* RFC 9110 tchar: a table, as this runs on every header name. */
+static const bool tchar[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,  ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1,  ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,  ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,  ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,  ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
+    ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,  ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,  ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,  ['Y'] = 1, ['Z'] = 1, ['!'] = 1, ['#'] = 1,
+    ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1,
+};
+
+bool httpmsg_is_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!tchar[(unsigned char)s[i]])
+            return false;
+    return true;
+}
+
+bool httpmsg_is_hop_by_hop(const char *name, size_t n)
+{
+    /* By length first: most names are not hop-by-hop and fail here. */
+    switch (n) {
+    case 2:
+        return util_ieq(name, n, "te");
+    case 7:
+        return util_ieq(name, n, "trailer") || util_ieq(name, n, "upgrade");
+    case 10:
+        return util_ieq(name, n, "connection") || util_ieq(name, n, "keep-alive");
+    case 16:
+        return util_ieq(name, n, "proxy-connection");
+    case 17:
+        return util_ieq(name, n, "transfer-encoding");
+    default:
+        return false;
+    }
+}
+
+/* The next comma-separated token of a header value at or after v (spaces
+ * and tabs around it trimmed): its start in *t and length in *n; returns
+ * where the scan goes on, or NULL when no token is left. */
+static const char *next_token(const char *v, const char **t, size_t *n)
+{
+    while (*v == ' ' || *v == '\t' || *v == ',')
+        v++;
+    if (!*v)
+        return NULL;
+    const char *s = v;
+    while (*v && *v != ',')
+        v++;
+    const char *e = v;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *t = s;
+    *n = (size_t)(e - s);
+    return v;
+}
+
+static bool list_has(const char *v, const char *token)
+{
+    size_t tl = strlen(token), n;
+    const char *t;
+    while ((v = next_token(v, &t, &n)) != NULL)
+        if (n == tl && strncasecmp(t, token, tl) == 0)
+            return true;
+    return false;
+}
+
+static bool is_connection(const http_header *e)
+{
+    return (e->name[0] | 0x20) == 'c' && strcasecmp(e->name, "connection") == 0;
+}
+
+bool httpmsg_connection_has(const http_headers *h, const char *token)
+{
+    for (size_t i = 0; i < h->len; i++)
+        if (is_connection(&h->v[i]) && list_has(h->v[i].value, token))
+            return true;
+    return false;
+}
+
+bool httpmsg_drop_header(const http_headers *h, const char *name)
+{
+    return httpmsg_is_hop_by_hop(name, strlen(name)) || httpmsg_connection_has(h, name);
+}
+
+/* The Transfer-Encoding rules of httpmsg_check_request over every TE line. */
+static int check_transfer_encoding(const http_headers *h, int http_minor, const char **why)
+{
+    bool seen = false;
+    int chunked = 0, tokens = 0;
+    for (size_t i = 0; i < h->len; i++) {
+        if (!util_ieq(h->v[i].name, strlen(h->v[i].name), "transfer-encoding"))
+            continue;
+        seen = true;
+        const char *v = h->v[i].value, *t;
+        size_t n;
+        while ((v = next_token(v, &t, &n)) != NULL) {
+            tokens++;
+            if (!util_ieq(t, n, "chunked")) {
+                *why = "not implemented: transfer coding other than chunked";
+                return 501;
+            }
+            chunked++;
+        }
+    }
+    if (!seen)
+        return 0;
+    if (http_minor == 0) {
+        *why = "bad request: Transfer-Encoding in an HTTP/1.0 request";
+        return 400;
+    }
+    if (tokens == 0) {
+        *why = "bad request: empty Transfer-Encoding";
+        return 400;
+    }
+    if (chunked > 1) {
+        *why = "bad request: chunked applied more than once";
+        return 400;
+    }
+    return 0;
+}
+
+int httpmsg_check_request(const http_headers *h, int http_major, int http_minor, const char **why)
+{
+    if (http_major != 1) {
+        *why = "http version not supported";
+        return 505;
+    }
+    size_t hosts = 0;
+    for (size_t i = 0; i < h->len; i++)
+        if (util_ieq(h->v[i].name, strlen(h->v[i].name), "host"))
+            hosts++;
+    if (hosts > 1) {
+        *why = "bad request: several Host headers";
+        return 400;
+    }
+    if (hosts == 0 && http_minor >= 1) {
+        *why = "bad request: missing Host header";
+        return 400;
+    }
+    return check_transfer_encoding(h, http_minor, why);
+}
+
+/* Whether a Connection header of h names a header that is not hop-by-hop
+ * anyway. Usually it says only "keep-alive" or "close": then hop-by-hop is
+ * a question of the name alone, and no header needs the list scanned. */
+static bool has_connection(const http_headers *h)
+{
+    for (size_t i = 0; i < h->len; i++) {
+        if (!is_connection(&h->v[i]))
+            continue;
+        const char *v = h->v[i].value, *t;
+        size_t n;
+        while ((v = next_token(v, &t, &n)) != NULL)
+            if (!util_ieq(t, n, "close") && !httpmsg_is_hop_by_hop(t, n))
+                return true;
+    }
+    return false;
+}
+
+/* Whether the header name (length nl) is not forwarded; conn: has_connection. */
+static bool drop(const http_headers *h, bool conn, const char *name, size_t nl)
+{
+    return httpmsg_is_hop_by_hop(name, nl) || (conn && httpmsg_connection_has(h, name));
+}
+
+static void header_line(buf *out, const char *name, const char *value)
+{
+    buf_append_str(out, name);
+    buf_append(out, ": ", 2);
+    buf_append_str(out, value);
+    buf_append(out, "\r\n", 2);
+}
+
+void httpmsg_request_head(buf *out, const httpmsg_request *q, const httpmsg_req_opts *o)
+{
+    const http_headers *h = q->headers;
+    buf_append_str(out, q->method);
+    buf_append_char(out, ' ');
+    buf_append_str(out, q->path);
+    if (q->query) {
+        buf_append_char(out, '?');
+        buf_append_str(out, q->query);
+    }
+    buf_append(out, " HTTP/1.1\r\n", 11);
+
+    bool have_host = false, have_proto = false, have_id = false;
+    const char *xff = NULL;
+    bool conn = has_connection(h);
+    for (size_t i = 0; i < h->len; i++) {
+        const char *n = h->v[i].name;
+        size_t nl = strlen(n);
+        if (drop(h, conn, n, nl)) {
+            if (o->upgrade && util_ieq(n, nl, "upgrade"))
+                header_line(out, n, h->v[i].value);
+            continue;
+        }
+        if (o->chunked && util_ieq(n, nl, "content-length"))
+            continue;
+        if (o->strip_expect && util_ieq(n, nl, "expect"))
+            continue;
+        if (util_ieq(n, nl, "x-forwarded-for")) {
+            /* Several X-Forwarded-For lines are one list: keep the last as
+             * the one restspy extends, and pass the earlier ones on. */
+            if (xff)
+                header_line(out, "X-Forwarded-For", xff);
+            xff = h->v[i].value;
+            continue;
+        }
+        if (util_ieq(n, nl, "host"))
+            have_host = true;
+        else if (util_ieq(n, nl, "x-forwarded-proto"))
+            have_proto = true;
+        else if (util_ieq(n, nl, "x-request-id"))
+            have_id = true;
+        header_line(out, n, h->v[i].value);
+    }
+    if (!have_host && o->default_host)
+        header_line(out, "Host", o->default_host);
+    buf_append_str(out, "X-Forwarded-For: ");
+    if (xff) {
+        buf_append_str(out, xff);
+        buf_append(out, ", ", 2);
+    }
+    buf_append_str(out, o->client_ip);
+    buf_append(out, "\r\n", 2);
+    if (!have_proto)
+        header_line(out, "X-Forwarded-Proto", "http");
+    if (!have_id)
+        header_line(out, "X-Request-Id", o->request_id);
+    if (o->chunked)
+        buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    if (o->upgrade)
+        buf_append_str(out, "Connection: upgrade\r\n");
+    buf_append(out, "\r\n", 2);
+}
+
+void httpmsg_response_head(buf *out, int status, const char *reason, size_t reason_len,
+                           const http_headers *h, httpmsg_body body, bool keep_alive, bool http10)
+{
+    buf_appendf(out, "HTTP/1.1 %03d ", status);
+    if (reason && reason_len)
+        buf_append(out, reason, reason_len);
+    else
+        buf_append_str(out, httpmsg_reason(status));
+    buf_append(out, "\r\n", 2);
+    bool conn = has_connection(h);
+    for (size_t i = 0; i < h->len; i++) {
+        const char *n = h->v[i].name;
+        size_t nl = strlen(n);
+        if (drop(h, conn, n, nl)) {
+            if (body == HTTPMSG_BODY_UPGRADE && util_ieq(n, nl, "upgrade"))
+                header_line(out, n, h->v[i].value);
+            continue;
+        }
+        if ((body == HTTPMSG_BODY_CHUNKED || body == HTTPMSG_BODY_CLOSE) &&
+            util_ieq(n, nl, "content-length"))
+            continue;
+        header_line(out, n, h->v[i].value);
+    }
+    if (body == HTTPMSG_BODY_CHUNKED)
+        buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    if (body == HTTPMSG_BODY_UPGRADE)
+        buf_append_str(out, "Connection: upgrade\r\n");
+    else if (!keep_alive)
+        buf_append_str(out, "Connection: close\r\n");
+    else if (http10)
+        buf_append_str(out, "Connection: keep-alive\r\n");
+    buf_append(out, "\r\n", 2);
+}
+
+void httpmsg_error_response(buf *out, int status, const char *error, const char *request_id,
+                            bool keep_alive)
+{
+    buf body = BUF_INIT;
+    buf_append_str(&body, "{\"error\":");
+    buf_append_json_str(&body, error, strlen(error));
+    buf_append_str(&body, ",\"request_id\":");
+    buf_append_json_str(&body, request_id, strlen(request_id));
+    buf_append_str(&body, "}\n");
+    buf_appendf(out, "HTTP/1.1 %03d %s\r\n", status, httpmsg_reason(status));
+    buf_append_str(out, "Content-Type: application/json\r\n");
+    buf_appendf(out, "Content-Length: %zu\r\n", body.len);
+    header_line(out, "X-Request-Id", request_id);
+    if (!keep_alive)
+        buf_append_str(out, "Connection: close\r\n");
+    buf_append(out, "\r\n", 2);
+    buf_append(out, body.data, body.len);
+    buf_free(&body);
+}
+
+const char *httpmsg_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 103:
+        return "Early Hints";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
+    }
+}
+
+void httpmsg_chunk_header(buf *out, size_t n)
+{
+    buf_appendf(out, "%zx\r\n", n);
+}
+
+bool httpmsg_chunk_crlf(unsigned *need, const char *p, size_t n)
+{
+    assert(*need <= 2);
+    while (*need && n) {
+        if (*p != "\r\n"[2 - *need])
+            return false;
+        p++;
+        n--;
+        (*need)--;
+    }
+    return true;
+}

@@ -1,0 +1,36 @@
+/* admin: the small HTTP API for operators, on its own address.
+ *
+ * Owns its listening socket and its connections, on the main thread's loop
+ * (never a worker's, so a busy proxy cannot starve it). Serves
+ *   GET /healthz        {"status":"ok"}, or {"status":"degraded","reasons":[..]}
+ *                       (the broker unreachable) with healthz_degraded_status
+ *   GET /stats          counters (stats.h) plus store, log and replication figures
+ *   GET /flags          {"log":..,"persist":..,"replicate":..,"log_format":".."}
+ *   PUT /flags          JSON with any of those keys: switches them at run time,
+ *                       all or nothing; 409 for persist or replicate on when
+ *                       the store or the broker is not configured
+ * One request per connection (Connection: close). Promises: with a token set,
+ * every request needs "Authorization: Bearer <token>" (compared in constant
+ * time) or gets 401, except GET /healthz without any Authorization header,
+ * which gets the status alone (liveness for load balancers); without one, a request whose Host does
+ * not name the listener (or a name in admin_hosts) gets 421, against DNS rebinding; errors are JSON
+ * {"error":"..."}. */
+#ifndef RESTSPY_ADMIN_H
+#define RESTSPY_ADMIN_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "replication/outbox.h"
+#include "proxy/proxy.h"
+
+typedef struct admin admin;
+
+/* Binds addr ("host:port"). NULL with err on failure. token may be NULL. */
+admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_shared *sh,
+                   outbox *ob, int workers, char *err, size_t errlen);
+
+/* Closes the listener and every admin connection; frees when closed. */
+void admin_stop(admin *a);
+
+#endif

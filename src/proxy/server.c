@@ -1,0 +1,300 @@
+#include "proxy/server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy/admin.h"
+#include "capture/config.h"
+#include "proxy/listener.h"
+#include "capture/logsink.h"
+#include "replication/outbox.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+#include "store/store.h"
+#include "base/util.h"
+
+typedef struct server {
+    uv_loop_t *loop;
+    int argc;
+    char **argv;
+    char *const *envp;
+    proxy_shared sh;
+    listener *l;
+    admin *adm;
+    outbox *ob;
+    uv_signal_t sigterm, sigint, sighup;
+    bool signals_on;
+    bool stopping;
+    int exit_code;
+} server;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: restspy proxy --upstream http://HOST:PORT [options]\n\n"
+               "Forwards HTTP/1.1 requests to the upstream and logs and persists each one\n"
+               "as its route rule says. Every option is also a config-file key and a\n"
+               "RESTSPY_<KEY> environment variable (flags beat env beat file).\n\n"
+               "options:\n");
+}
+
+static void print_key(const char *key, const char *def, const char *help, void *ud)
+{
+    FILE *f = ud;
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", key);
+    for (char *p = flag + 2; *p; p++)
+        if (*p == '_')
+            *p = '-';
+    fprintf(f, "  %-28s %s (default: %s)\n", flag, help, def && *def ? def : "none");
+}
+
+/* Closes every handle but the signal ones: closing those would give the
+ * signals back their default action (death) while the store is still being
+ * flushed, so they stay installed, unreferenced, until the process ends. */
+static void close_walk(uv_handle_t *h, void *ud)
+{
+    (void)ud;
+    if (h->type != UV_SIGNAL && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop(server *s)
+{
+    if (s->stopping)
+        return; /* a second signal while draining changes nothing */
+    s->stopping = true;
+    fprintf(stderr, "restspy: stopping: finishing requests in flight\n");
+    admin_stop(s->adm);
+    s->adm = NULL;
+    uv_unref((uv_handle_t *)&s->sighup);
+    uv_unref((uv_handle_t *)&s->sigterm);
+    uv_unref((uv_handle_t *)&s->sigint);
+    /* Workers drain on their own threads; this waits for them. */
+    listener_stop(s->l, s->sh.cfg->grace_period_ms);
+    s->l = NULL;
+    uv_walk(s->loop, close_walk, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    stop(h->data);
+}
+
+static void reload(server *s)
+{
+    char err[512] = "";
+    if (logsink_reopen(s->sh.log, err, sizeof err) < 0)
+        fprintf(stderr, "restspy: cannot reopen the log: %s (keeping the old file)\n", err);
+    config *c = NULL;
+    if (config_load(&c, s->argc - 1, s->argv + 1, s->envp, NULL, NULL, err, sizeof err) < 0 ||
+        config_validate(c, err, sizeof err) < 0) {
+        fprintf(stderr, "restspy: config reload failed: %s (keeping the running config)\n", err);
+        config_unref(c);
+        return;
+    }
+    proxy_shared_set_config(&s->sh, c);
+    config_unref(c);
+    fprintf(stderr, "restspy: config reloaded%s%s\n", c->config_path ? " from " : "",
+            c->config_path ? c->config_path : "");
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    server *s = h->data;
+    if (!s->stopping)
+        reload(s);
+}
+
+/* The outbox's broker connection lines (publisher thread; one fprintf per
+ * line, so lines of several threads never mix). */
+static void log_replication(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "restspy: replication: %s\n", line);
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return true;
+    }
+    return false;
+}
+
+/* "http://host:port[/]" -> "host:port" (port 80 when absent). */
+static int upstream_hostport(const char *url, char *out, size_t outlen)
+{
+    if (strncmp(url, "http://", 7) != 0)
+        return -1;
+    const char *h = url + 7;
+    size_t n = strcspn(h, "/");
+    if (n == 0 || n + 4 >= outlen)
+        return -1;
+    memcpy(out, h, n);
+    out[n] = '\0';
+    if (!strchr(out, ':') || (out[0] == '[' && !strstr(out, "]:")))
+        strcat(out, ":80");
+    return 0;
+}
+
+int server_main(int argc, char **argv, char *const *envp)
+{
+    if (wants_help(argc, argv)) {
+        usage(stdout);
+        config_each_key(print_key, stdout);
+        return 0;
+    }
+    char err[512] = "";
+    config *cfg = NULL;
+    int npos = 0;
+    int *pos = xcalloc((size_t)argc + 1, sizeof *pos);
+    if (config_load(&cfg, argc - 1, argv + 1, envp, pos, &npos, err, sizeof err) < 0 ||
+        config_validate(cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "restspy proxy: %s\n", err);
+        free(pos);
+        config_unref(cfg);
+        return 2;
+    }
+    if (npos > 0) {
+        fprintf(stderr, "restspy proxy: unexpected argument '%s' (see restspy proxy --help)\n",
+                argv[1 + pos[0]]);
+        free(pos);
+        config_unref(cfg);
+        return 2;
+    }
+    free(pos);
+    if (!cfg->upstream) {
+        fprintf(stderr, "restspy proxy: --upstream is required (e.g. --upstream "
+                        "http://127.0.0.1:8000)\n");
+        config_unref(cfg);
+        return 2;
+    }
+
+    server s = {0};
+    s.loop = uv_default_loop();
+    s.argc = argc;
+    s.argv = argv;
+    s.envp = envp;
+    s.exit_code = 0;
+    pthread_mutex_init(&s.sh.cfg_lock, NULL);
+
+    int rc = 1;
+    if (upstream_hostport(cfg->upstream, s.sh.upstream_host, sizeof s.sh.upstream_host) < 0 ||
+        listener_resolve(s.sh.upstream_host, &s.sh.upstream_addr, err, sizeof err) < 0) {
+        if (!*err)
+            snprintf(err, sizeof err, "bad upstream URL '%s'", cfg->upstream);
+        fprintf(stderr, "restspy proxy: upstream: %s\n", err);
+        config_unref(cfg);
+        return 1;
+    }
+    unsigned jflags =
+        (cfg->log_headers ? RECORD_JSON_HEADERS : 0u) | (cfg->log_bodies ? RECORD_JSON_BODIES : 0u);
+    s.sh.log = logsink_open(cfg->log, cfg->log_format, jflags, err, sizeof err);
+    if (!s.sh.log) {
+        fprintf(stderr, "restspy proxy: log: %s\n", err);
+        config_unref(cfg);
+        return 1;
+    }
+    if (strcmp(cfg->store, "off") != 0) {
+        store_options o = {
+            .url = cfg->store,
+            .queue_max = cfg->store_queue,
+            .batch_max = cfg->store_batch,
+            .on_full = cfg->store_on_full,
+            .max_rows = cfg->max_rows,
+            .max_age_ms = cfg->max_age_ms,
+            .busy_timeout_ms = cfg->busy_timeout_ms,
+            .commit_delay_us = cfg->store_commit_delay_ms * 1000,
+            .init_foreign = cfg->store_init,
+        };
+        s.sh.store = store_open(&o, err, sizeof err);
+        if (!s.sh.store || store_start(s.sh.store, err, sizeof err) < 0) {
+            fprintf(stderr, "restspy proxy: store: %s\n", err);
+            goto out;
+        }
+    }
+    if (cfg->amqp && !s.sh.store) {
+        fprintf(stderr, "restspy proxy: replication (amqp) needs a store for its outbox\n");
+        goto out;
+    }
+    if (cfg->amqp) {
+        /* The publisher connects by itself: a broker that is down now is
+         * not an error, the outbox just waits. */
+        outbox_options oo = {
+            .amqp_url = cfg->amqp,
+            .node = cfg->node,
+            .queue_type = cfg->queue_type,
+            .heartbeat_s = (unsigned)(cfg->amqp_heartbeat_ms / 1000),
+            .max_in_flight = 256,
+            .retry_min_ms = cfg->retry_min_ms,
+            .retry_max_ms = cfg->retry_max_ms,
+            .log = log_replication,
+            .log_interval_ms = cfg->amqp_log_interval_ms,
+        };
+        s.ob = outbox_start(s.sh.store, &oo, err, sizeof err);
+        if (!s.ob) {
+            fprintf(stderr, "restspy proxy: outbox: %s\n", err);
+            goto out;
+        }
+        s.sh.replicating = true;
+    }
+    atomic_store(&g_flags.log, strcmp(cfg->log, "off") != 0);
+    atomic_store(&g_flags.persist, s.sh.store != NULL);
+    atomic_store(&g_flags.replicate, s.sh.replicating);
+    proxy_shared_set_config(&s.sh, cfg);
+
+    int workers = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
+    signal(SIGPIPE, SIG_IGN);
+    s.l = listener_start(&s.sh, cfg->listen, workers, err, sizeof err);
+    if (!s.l) {
+        fprintf(stderr, "restspy proxy: %s\n", err);
+        goto out;
+    }
+    if (strcmp(cfg->admin, "off") != 0) {
+        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, &s.sh, s.ob, workers, err,
+                            sizeof err);
+        if (!s.adm) {
+            fprintf(stderr, "restspy proxy: %s\n", err);
+            listener_stop(s.l, 0);
+            s.l = NULL;
+            goto out;
+        }
+    }
+    uv_signal_init(s.loop, &s.sigterm);
+    uv_signal_init(s.loop, &s.sigint);
+    uv_signal_init(s.loop, &s.sighup);
+    s.sigterm.data = s.sigint.data = s.sighup.data = &s;
+    uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&s.sighup, on_hup, SIGHUP);
+    s.signals_on = true;
+    fprintf(stderr,
+            "restspy %s: listening on %s, upstream %s, store %s, log %s, admin %s, "
+            "%d worker%s, node %s\n",
+            RESTSPY_VERSION, cfg->listen, cfg->upstream, cfg->store, cfg->log, cfg->admin, workers,
+            workers == 1 ? "" : "s", cfg->node);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    rc = s.exit_code;
+    fprintf(stderr, "restspy: stopped\n");
+
+out:
+    if (s.l)
+        listener_stop(s.l, 0);
+    uv_walk(s.loop, close_walk, NULL);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    if (!s.signals_on)
+        uv_loop_close(s.loop); /* else the signal handles keep it open: see close_walk */
+    outbox_stop(s.ob);         /* unconfirmed rows stay in the outbox for the next start */
+    store_close(s.sh.store);   /* commits every record still queued */
+    logsink_close(s.sh.log);
+    config_unref(s.sh.cfg);
+    config_unref(cfg);
+    pthread_mutex_destroy(&s.sh.cfg_lock);
+    return rc;
+}

@@ -1,0 +1,62 @@
+/* report: what a replay found, for people and for CI systems.
+ *
+ * Owns the collected outcomes of a run. Promises: the readable summary gives
+ * counts first (matched, mismatched, errors, not replayable, partly
+ * compared: never counted as matched), then each
+ * mismatching request with its method, path and differences, and how many
+ * recorded fields were not compared because restspy redacted them at
+ * capture (counted apart, in the summary and the JSON); the JSON
+ * report holds every outcome; the JUnit XML has one testcase per request
+ * (failure for a mismatch, error for an error, skipped for not replayable),
+ * with counts that agree with the summary, and is well-formed XML whatever
+ * bytes the answers contained. */
+#ifndef RESTSPY_REPORT_H
+#define RESTSPY_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "replay/compare.h"
+#include "capture/record.h"
+
+typedef enum {
+    OUTCOME_MATCH,
+    OUTCOME_MISMATCH,
+    OUTCOME_ERROR,        /* no answer (connection refused, timeout, ...) */
+    OUTCOME_UNREPLAYABLE, /* truncated or redacted: not sent */
+    OUTCOME_SENT,         /* no recorded response to compare with */
+    OUTCOME_PARTIAL,      /* no difference in what could be compared, but only
+                             part of the body could be (recorded body cut at
+                             capture or not stored): not a match */
+} outcome_kind;
+
+#define OUTCOME_LAST OUTCOME_PARTIAL
+
+typedef struct report report;
+
+report *report_new(const char *target);
+void report_free(report *rp);
+
+/* Adds one outcome. c: the case; res: the comparison (MATCH or MISMATCH:
+ * its redacted count is kept; a MISMATCH's differences are copied);
+ * detail: the error or reason text (ERROR/UNREPLAYABLE/PARTIAL); latency_us
+ * or -1. */
+void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
+                const compare_result *res, const char *detail, int64_t latency_us);
+
+void report_set_elapsed(report *rp, double seconds);
+
+size_t report_count(const report *rp, outcome_kind k);
+
+/* The readable summary (stdout); at most max_listed mismatches in detail. */
+void report_summary(const report *rp, FILE *f, size_t max_listed);
+int report_write_json(const report *rp, const char *path, char *err, size_t errlen);
+int report_write_junit(const report *rp, const char *path, char *err, size_t errlen);
+
+/* 0 nothing differed (everything matched, was partly compared without a
+ * difference, or was only sent), 1 mismatches or unreplayable cases, 2
+ * errors (could not get answers). */
+int report_exit_code(const report *rp);
+
+#endif

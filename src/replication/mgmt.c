@@ -1,0 +1,336 @@
+/* mgmt: the RabbitMQ management API client (see mgmt.h). */
+#include "replication/mgmt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cliutil.h"
+#include "capture/record.h"
+#include "base/util.h"
+
+#define MGMT_TIMEOUT_MS 15000
+#define EXCERPT_MAX 300
+
+/* ---- text helpers ---- */
+
+void mgmt_append_pct(buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            buf_append_char(b, (char)c);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            buf_append(b, e, 3);
+        }
+    }
+}
+
+/* Percent-decodes s[0..n) (user and password of a URL). Caller frees. */
+static char *pct_decode(const char *s, size_t n)
+{
+    buf b = BUF_INIT;
+    buf_append_pct_decoded(&b, s, n, 0);
+    buf_append_str(&b, ""); /* an empty input still yields a string */
+    return buf_detach(&b);
+}
+
+void mgmt_append_sq(buf *b, const char *s)
+{
+    buf_append_char(b, '\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            buf_append_str(b, "'\\''");
+        else
+            buf_append_char(b, *s);
+    }
+    buf_append_char(b, '\'');
+}
+
+char *mgmt_mask_url(const char *url)
+{
+    const char *auth = strstr(url, "://");
+    if (!auth)
+        return xstrdup(url);
+    auth += 3;
+    size_t hostlen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < hostlen; i++)
+        if (auth[i] == '@')
+            at = auth + i; /* the last '@' ends the userinfo */
+    if (!at)
+        return xstrdup(url);
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (!colon)
+        return xstrdup(url);
+    buf b = BUF_INIT;
+    buf_append(&b, url, (size_t)(colon + 1 - url));
+    buf_append_str(&b, "***");
+    buf_append_str(&b, at);
+    return buf_detach(&b);
+}
+
+/* The part of an answer body worth showing on one line: the "reason" of
+ * RabbitMQ's JSON errors (whose HTML escapes are undone), else the start of
+ * the body; control bytes become spaces. Caller frees. */
+static char *body_excerpt(const buf *body)
+{
+    const char *s = body->data ? body->data : "";
+    size_t n = body->len;
+    char *reason = NULL;
+    json_t *j = n ? json_loadb(s, n, 0, NULL) : NULL;
+    if (json_is_object(j)) {
+        const char *r = json_string_value(json_object_get(j, "reason"));
+        const char *e = json_string_value(json_object_get(j, "error"));
+        if (r || e)
+            reason = xstrdup(r ? r : e);
+    }
+    json_decref(j);
+    if (reason) {
+        s = reason;
+        n = strlen(reason);
+    }
+    static const struct {
+        const char *from;
+        char to;
+    } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&#39;", '\''}, {"&amp;", '&'}};
+    buf b = BUF_INIT;
+    bool space = false;
+    for (size_t i = 0; i < n && b.len < EXCERPT_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (reason && c == '&') {
+            size_t k;
+            for (k = 0; k < sizeof ents / sizeof ents[0]; k++) {
+                size_t el = strlen(ents[k].from);
+                if (n - i >= el && memcmp(s + i, ents[k].from, el) == 0) {
+                    buf_append_char(&b, ents[k].to);
+                    i += el - 1;
+                    break;
+                }
+            }
+            if (k < sizeof ents / sizeof ents[0]) {
+                space = false;
+                continue;
+            }
+        }
+        if (c < 0x20 || c == 0x7f) {
+            /* Runs of newlines and tabs collapse into one space. */
+            if (!space && b.len)
+                buf_append_char(&b, ' ');
+            space = true;
+            continue;
+        }
+        space = false;
+        buf_append_char(&b, (char)c);
+    }
+    while (b.len && b.data[b.len - 1] == ' ')
+        b.data[--b.len] = '\0';
+    if (b.len >= EXCERPT_MAX)
+        buf_append_str(&b, "...");
+    free(reason);
+    buf_append_str(&b, "");
+    return buf_detach(&b);
+}
+
+/* ---- the URL ---- */
+
+int mgmt_init(mgmt *g, const char *cmd, const char *url, const char *vhost)
+{
+    memset(g, 0, sizeof *g);
+    g->cmd = cmd;
+    g->vhost = vhost;
+    buf vb = BUF_INIT;
+    mgmt_append_pct(&vb, vhost);
+    buf_append_str(&vb, "");
+    g->vh = buf_detach(&vb);
+
+    const char *p;
+    if (strncmp(url, "http://", 7) == 0) {
+        p = url + 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        cliutil_errorf(cmd,
+                       "bad value for --mgmt: https is not supported; use the plain http listener "
+                       "(e.g. http://user:pass@host:15672)");
+        return -1;
+    } else {
+        cliutil_errorf(cmd, "bad value for --mgmt: '%s' (expected http://user:pass@host:15672)",
+                       url);
+        return -1;
+    }
+    size_t authlen = strcspn(p, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < authlen; i++)
+        if (p[i] == '@')
+            at = p + i;
+    const char *host = at ? at + 1 : p;
+    size_t hostlen = authlen - (size_t)(host - p);
+    if (hostlen == 0) {
+        cliutil_errorf(cmd, "bad value for --mgmt: '%s' has no host", url);
+        return -1;
+    }
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *uend = colon ? colon : at;
+        g->user = pct_decode(p, (size_t)(uend - p));
+        g->pass = colon ? pct_decode(colon + 1, (size_t)(at - colon - 1)) : xstrdup("");
+    }
+    buf b = BUF_INIT;
+    buf_append_str(&b, "http://");
+    buf_append(&b, host, hostlen);
+    g->base = buf_detach(&b);
+    buf_append_str(&b, "http://");
+    buf_append(&b, p, authlen);
+    g->auth_url = buf_detach(&b);
+
+    /* A path is a prefix (the API behind a reverse proxy); a trailing
+     * "/api" or "/" is dropped so that ".../api/" works too. */
+    const char *path = p + authlen;
+    size_t plen = strcspn(path, "?#");
+    while (plen && path[plen - 1] == '/')
+        plen--;
+    if (plen >= 4 && memcmp(path + plen - 4, "/api", 4) == 0)
+        plen -= 4;
+    while (plen && path[plen - 1] == '/')
+        plen--;
+    g->prefix = xstrndup(path, plen);
+    return 0;
+}
+
+int mgmt_connect(mgmt *g)
+{
+    char err[256];
+    g->http = httpc_new(g->auth_url, MGMT_TIMEOUT_MS, err, sizeof err);
+    if (!g->http) {
+        cliutil_errorf(g->cmd, "bad value for --mgmt: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+void mgmt_free(mgmt *g)
+{
+    free(g->vh);
+    free(g->base);
+    free(g->user);
+    free(g->pass);
+    free(g->auth_url);
+    free(g->prefix);
+    httpc_free(g->http);
+    memset(g, 0, sizeof *g);
+}
+
+char *mgmt_path(const mgmt *g, const char *kind, const char *name)
+{
+    buf b = BUF_INIT;
+    buf_appendf(&b, "%s/api/%s/%s", g->prefix, kind, g->vh);
+    if (name) {
+        buf_append_char(&b, '/');
+        mgmt_append_pct(&b, name);
+    }
+    return buf_detach(&b);
+}
+
+/* ---- requests ---- */
+
+/* What to do about a refusal, when the cause is a usual one. */
+static const char *hint_for(int status, const char *excerpt, const char *path)
+{
+    if (status == 401)
+        return " (check the user and password in --mgmt)";
+    if (strstr(excerpt, "component shovel not found") ||
+        (status == 404 && strstr(path, "/api/shovels/")))
+        return " (enable the plugins: rabbitmq-plugins enable rabbitmq_shovel "
+               "rabbitmq_shovel_management)";
+    if (strstr(excerpt, "component federation-upstream not found"))
+        return " (enable the plugin: rabbitmq-plugins enable rabbitmq_federation "
+               "rabbitmq_federation_management)";
+    if (status == 404 && strstr(path, "/api/vhosts/"))
+        return " (no such vhost: create it or give --vhost)";
+    if (strstr(excerpt, "inequivalent arg"))
+        return " (it was declared differently before: delete it or keep its settings)";
+    return "";
+}
+
+int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, bool missing_ok,
+              httpc_response *out)
+{
+    http_headers h = {0};
+    static const char ct[] = "Content-Type", json_ct[] = "application/json";
+    static const char acc[] = "Accept";
+    if (body)
+        http_headers_add(&h, ct, sizeof ct - 1, json_ct, sizeof json_ct - 1);
+    http_headers_add(&h, acc, sizeof acc - 1, json_ct, sizeof json_ct - 1);
+    httpc_response r = {0};
+    char err[256];
+    int rc = httpc_request(g->http, method, path, &h, body, body ? strlen(body) : 0, &r, err,
+                           sizeof err);
+    http_headers_free(&h);
+    if (rc != 0) {
+        cliutil_errorf(g->cmd, "%s %s%s: %s", method, g->base, path, err);
+        httpc_response_free(&r);
+        return -1;
+    }
+    if (r.status == 404 && missing_ok) {
+        httpc_response_free(&r);
+        return 1;
+    }
+    if (r.status / 100 != 2) {
+        char *ex = body_excerpt(&r.body);
+        cliutil_errorf(g->cmd, "%s %s: %d %s%s", method, path, r.status,
+                       *ex ? ex : "(empty answer)", hint_for(r.status, ex, path));
+        free(ex);
+        httpc_response_free(&r);
+        return -1;
+    }
+    if (out)
+        *out = r;
+    else
+        httpc_response_free(&r);
+    return 0;
+}
+
+int mgmt_get_json(mgmt *g, const char *path, bool missing_ok, json_t **out)
+{
+    *out = NULL;
+    httpc_response r = {0};
+    int rc = mgmt_send(g, "GET", path, NULL, missing_ok, &r);
+    if (rc != 0)
+        return rc;
+    json_error_t je;
+    *out = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, &je);
+    httpc_response_free(&r);
+    if (!*out) {
+        cliutil_errorf(g->cmd, "GET %s: the answer is not JSON (%s)", path, je.text);
+        return -1;
+    }
+    return 0;
+}
+
+void mgmt_print_curl(const mgmt *g, const char *method, const char *path, const char *body)
+{
+    buf b = BUF_INIT;
+    buf_appendf(&b, "curl -fsS -X %s", method);
+    if (g->user) {
+        buf_append_str(&b, " -u ");
+        buf c = BUF_INIT;
+        buf_appendf(&c, "%s:%s", g->user, g->pass);
+        mgmt_append_sq(&b, c.data);
+        buf_free(&c);
+    }
+    if (body)
+        buf_append_str(&b, " -H 'Content-Type: application/json'");
+    buf_append_char(&b, ' ');
+    buf c = BUF_INIT;
+    buf_appendf(&c, "%s%s", g->base, path);
+    mgmt_append_sq(&b, c.data);
+    buf_free(&c);
+    if (body) {
+        buf_append_str(&b, " -d ");
+        mgmt_append_sq(&b, body);
+    }
+    puts(b.data);
+    buf_free(&b);
+}

@@ -1,0 +1,263 @@
+/* store: where capture records are persisted, behind one small interface.
+ *
+ * The proxy only calls store_submit; the CLI only calls the query functions.
+ * A store URL picks the backend: "sqlite:PATH" (the default, SQLite in WAL
+ * mode); other schemes can be added later (e.g. "postgres:...") without the
+ * proxy changing.
+ *
+ * Writing: a writer thread owns the database connection, takes records from a
+ * bounded queue and commits them in batches (group commit: one transaction
+ * per batch of up to store_batch records, whatever has queued while the
+ * previous commit ran). store_submit never does I/O. When the queue is full,
+ * on_full = STORE_FULL_BLOCK makes store_submit wait for room (backpressure:
+ * intake slows, nothing is lost); STORE_FULL_DROP drops the record and counts
+ * it. A failed commit is retried (with backoff) and counted, never dropped.
+ * Retention (max_rows, max_age_ms) is applied by the writer thread in small
+ * deletes between batches, never in one long transaction.
+ *
+ * Schema: table `requests` with the columns of record.h (see README), indexed
+ * on started_at, (method, path) and status, versioned with PRAGMA
+ * user_version and migrated forward on open. */
+#ifndef RESTSPY_STORE_H
+#define RESTSPY_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "capture/record.h"
+#include "formats/repl_msg.h"
+
+typedef struct store store;
+
+typedef struct store_options {
+    const char *url;          /* "sqlite:restspy.db" */
+    uint64_t queue_max;       /* records */
+    uint64_t batch_max;       /* records per transaction */
+    int on_full;              /* STORE_FULL_* */
+    uint64_t max_rows;        /* 0 = no limit */
+    uint64_t max_age_ms;      /* 0 = no limit */
+    uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes); also how
+                                 long store_open waits for another process
+                                 creating or migrating the same file */
+    uint64_t commit_delay_us; /* group commit window: how long the writer waits
+                                 for more records before a small batch (0: none) */
+    bool read_only;           /* CLI readers: open without creating or migrating */
+    bool init_foreign;        /* add restspy's tables to an SQLite file that holds
+                                 other tables (store_init); else such a file is
+                                 refused, saying what it holds */
+} store_options;
+
+typedef struct store_stats {
+    uint64_t submitted; /* accepted by store_submit */
+    uint64_t written;   /* committed */
+    uint64_t dropped;   /* refused under STORE_FULL_DROP */
+    uint64_t queued;    /* waiting now */
+    uint64_t batches;   /* transactions committed */
+    uint64_t errors;    /* failed commits (retried) */
+    uint64_t pruned;    /* rows deleted by retention */
+    uint64_t blocked;   /* store_submit calls that had to wait for room */
+} store_stats;
+
+/* Opens (creating and migrating unless read_only) the store. NULL with a
+ * one-line err on failure (bad URL, cannot open, newer schema, a file that
+ * is not a restspy store: "PATH is not a restspy store: it holds tables a,
+ * b", or one a writer may not add its tables to without init_foreign). */
+store *store_open(const store_options *o, char *err, size_t errlen);
+
+/* Starts the writer thread. 0 or -1 with err. */
+int store_start(store *s, char *err, size_t errlen);
+
+/* Queues r for writing; takes ownership of r in every case. Returns 0, or -1
+ * if the record was dropped (STORE_FULL_DROP and the queue was full, or the
+ * store is closing). Thread-safe. */
+int store_submit(store *s, record *r);
+
+void store_get_stats(store *s, store_stats *out);
+
+/* As store_submit, and done(ud, status) runs on the writer thread once the
+ * record's transaction is committed (status 0) or the record is dropped
+ * (status -1: drop policy, a record SQLite refuses, or a store closing with a
+ * dead disk). done must be quick and must not call into the store: the proxy
+ * uses it to post to its event loop (replicate_durability = sync). */
+typedef void (*store_done_fn)(void *ud, int status);
+int store_submit_cb(store *s, record *r, store_done_fn done, void *ud);
+
+/* Stops intake, commits everything queued, joins the writer, closes. NULL is
+ * fine. */
+void store_close(store *s);
+
+/* ---- replication (schema version 2) ----
+ *
+ * A record with r->outbox set gets a row in table `outbox` (seq INTEGER
+ * PRIMARY KEY AUTOINCREMENT, the message's fields as columns, created_at) in
+ * the same transaction as its `requests` row, whose new `replication` column
+ * holds r->replication. A record with r->applied_id set gets a row in table
+ * `applied` (message_id TEXT PRIMARY KEY, origin, applied_at µs, status) in
+ * its transaction: the replicator's exactly-once ledger. Table `counters`
+ * (name TEXT PRIMARY KEY, value INTEGER) keeps replication figures that must
+ * survive restarts and be read by other processes. */
+
+typedef struct store_outbox_row {
+    int64_t seq;
+    repl_msg *msg; /* owned by the row; freed by store_outbox_rows_free */
+} store_outbox_row;
+
+/* Reads up to max unpublished rows with seq > after_seq, in seq order, on a
+ * read connection (never blocks the writer). *n gets the count. */
+int store_outbox_fetch(store *s, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
+                       char *err, size_t errlen);
+void store_outbox_rows_free(store_outbox_row *rows, size_t n);
+
+/* Blocks until the writer has committed an outbox row with seq > after_seq,
+ * or timeout_ms passed, or the store is closing. 1 new rows, 0 timeout. */
+int store_outbox_wait(store *s, int64_t after_seq, int timeout_ms);
+
+/* The broker confirmed every row with seq <= upto: the writer deletes them
+ * (in its next transaction) and counts them in counters.published; the
+ * confirm time goes to counters.last_confirmed_us. Thread-safe, never blocks. */
+void store_outbox_confirmed(store *s, int64_t upto, const char *last_id);
+
+/* 1 when message_id is in the applied ledger as applied, 2 when it is
+ * there as skipped (schema version 4), 0 when not, -1 error. */
+int store_ledger_has(store *s, const char *message_id, char *err, size_t errlen);
+
+/* Adds delta to counter name (created at 0) in the writer's next
+ * transaction. Thread-safe, never blocks. */
+void store_counter_add(store *s, const char *name, int64_t delta);
+/* Sets counter name to value in the writer's next transaction. */
+void store_counter_set(store *s, const char *name, int64_t value);
+
+typedef struct store_repl_stats {
+    int64_t outbox_depth;          /* rows not yet confirmed */
+    int64_t oldest_unpublished_us; /* created_at of the oldest, 0 = none */
+    int64_t last_confirmed_us;     /* 0 = never */
+    char last_confirmed_id[UUID7_STR_LEN + 1];
+    int64_t published;           /* counters.published */
+    int64_t not_replicated;      /* counters.not_replicated (body too large, ...) */
+    int64_t applied;             /* rows in `applied` as applied (not skipped) */
+    int64_t last_applied_us;     /* applied_at of the newest applied row, 0 = none */
+    int64_t last_applied_msg_us; /* time of that message (from its UUIDv7 id) */
+    int64_t deduplicated;        /* counters.deduplicated */
+    int64_t dead_lettered;       /* counters.dead_lettered */
+    int64_t skipped;             /* ledger rows in state 'skipped' (not counted in applied) */
+    int64_t retry_max_age_ms;    /* the replicator's budget (counters), -1 = unknown */
+    int64_t retry_max_attempts;  /* -1 = unknown */
+} store_repl_stats;
+
+/* Reads the figures above (read connection). 0 or -1 with err. */
+int store_repl_stats_get(store *s, store_repl_stats *out, char *err, size_t errlen);
+
+/* ---- the replicator's failing writes, skips and lag (schema version 4) ----
+ *
+ * Table `stuck` (message_id TEXT PRIMARY KEY, origin, method, target,
+ * first_failed_at µs, last_failed_at µs, attempts, last_answer) holds the
+ * messages the replicator has tried and failed to apply and still holds:
+ * what `restspy replication status` lists, and the retry budget spent so
+ * far, which survives a restart of the replicator. The `applied` ledger's
+ * column `state` is NULL for an applied message and 'skipped' for one
+ * acknowledged without being applied (`restspy replication dead --skip`).
+ * A reader of an older file sees no stuck messages and no skips. */
+
+typedef struct store_stuck {
+    char message_id[UUID7_STR_LEN + 1];
+    char *origin, *method, *target; /* heap, may be NULL */
+    int64_t first_failed_us;        /* first failure that spent the budget; 0 = none yet */
+    int64_t last_failed_us;         /* latest failure of any kind */
+    int64_t attempts;               /* failures that spent the budget */
+    char *last_answer;              /* heap: "upstream answered 500: ..." or a transport error */
+} store_stuck;
+
+/* Frees the strings of one row (and sets them NULL). */
+void store_stuck_row_free(store_stuck *row);
+/* Frees the rows v[0..n) and then v itself. NULL is fine. */
+void store_stuck_free(store_stuck *v, size_t n);
+
+/* Writes row (copied) into `stuck`, replacing the message's previous row, in
+ * the writer's next transaction. Thread-safe, never blocks. */
+void store_stuck_set(store *s, const store_stuck *row);
+
+/* Deletes the stuck row of message_id (if any) in the writer's next
+ * transaction. Thread-safe, never blocks. */
+void store_stuck_clear(store *s, const char *message_id);
+
+/* Reads the stuck row of message_id into *out (its strings owned by the
+ * caller: store_stuck_row_free). 1 found, 0 none (*out zeroed), -1 error.
+ * Read connection. */
+int store_stuck_get(store *s, const char *message_id, store_stuck *out, char *err, size_t errlen);
+
+/* The stuck messages that are not in the ledger, oldest first failure
+ * first (those not yet spending their budget last), at most max of them in
+ * *out (caller frees with store_stuck_free), *n of them, *total all of
+ * them. 0 or -1 with err. */
+int store_stuck_list(store *s, size_t max, store_stuck **out, size_t *n, int64_t *total, char *err,
+                     size_t errlen);
+
+/* Records message_id (from origin) in the ledger as skipped, clears its
+ * stuck row and counts it, in one transaction of its own committed before
+ * it returns: the replicator then acks the message without applying it
+ * whenever it comes (store_ledger_has answers 2). Only on a store opened
+ * for writing and not started (the CLI). 1 skipped, 0 already in the
+ * ledger (applied or skipped before: nothing changed), -1 with err. */
+int store_ledger_skip(store *s, const char *message_id, const char *origin, char *err,
+                      size_t errlen);
+
+/* The apply lag over a recent window: for each message applied (not
+ * skipped) since since_us, the delay from its origin time (the time in its
+ * UUIDv7 id: when the request reached the origin's proxy) to its ledger
+ * commit here, negative delays (clock skew) counted as 0; the newest
+ * max_samples applies at most. n = 0 when nothing was applied since. */
+typedef struct store_repl_lag {
+    int64_t n;
+    int64_t p50_us, p99_us, max_us; /* nearest-rank percentiles */
+} store_repl_lag;
+
+int store_repl_lag_get(store *s, int64_t since_us, size_t max_samples, store_repl_lag *out,
+                       char *err, size_t errlen);
+
+/* ---- reading (CLI) ---- */
+
+typedef struct store_query {
+    const char *method;    /* exact, case-insensitive; NULL = any */
+    const char *path_glob; /* rules_glob_match syntax; NULL = any */
+    int status_min;        /* inclusive; 0 = any */
+    int status_max;        /* inclusive */
+    int64_t since_us;      /* started_at >= since_us; 0 = any */
+    int64_t until_us;      /* started_at < until_us; 0 = any */
+    const char *origin;    /* NULL = any */
+    const char *node;      /* NULL = any */
+    int64_t limit;         /* 0 = no limit */
+    bool newest_first;     /* order by started_at DESC (default ASC) */
+} store_query;
+
+/* Calls fn for each matching record (fn must not keep r; it is freed after
+ * fn returns). fn returning non-zero stops the scan. 0, or -1 with err. */
+int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
+                     char *err, size_t errlen);
+
+/* ---- ids as people type them ----
+ *
+ * UUIDv7 ids begin with their timestamp, so requests captured close together
+ * share long prefixes while their random ends differ: a request is named by
+ * its whole id or by any start or end of it (at least STORE_ID_MIN
+ * characters, any case) that no other stored id starts or ends with. */
+
+#define STORE_ID_MIN 4   /* shortest key store_get takes */
+#define STORE_ID_SHORT 6 /* shortest short id store_id_abbrev gives */
+
+/* Loads one record by its id or by a key naming it alone (see above). 1
+ * found (*out owned by caller), 0 not found, -1 error with err: the key is
+ * too short, or ambiguous ("id 3f2a is ambiguous: it matches 3 requests
+ * (A, B, C); give more characters", at most 4 ids listed). */
+int store_get(store *s, const char *id, record **out, char *err, size_t errlen);
+
+/* The length of the short ids of ids[0..n) (ids of s): the smallest L of at
+ * least STORE_ID_SHORT such that the last L characters of each of them name
+ * it alone in s, as store_get takes them (no other stored id starts or ends
+ * with them), the same L for all so that a column of them lines up (as git
+ * abbreviates). UUID7_STR_LEN (the whole ids) when the ends of random ids
+ * collide (practically never). Reads every id of the store once. 0 with
+ * *len, or -1 with err. */
+int store_id_abbrev(store *s, const char *const *ids, size_t n, size_t *len, char *err,
+                    size_t errlen);
+
+#endif

@@ -1,0 +1,573 @@
+/* Unit tests for httpc against a scripted server thread on 127.0.0.1:0:
+ * body framings, keep-alive reuse and the retry on a connection the server
+ * closed, bad answers, timeouts, refused connections. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "http/httpc.h"
+#include "base/util.h"
+
+/* ---- the scripted server ---- */
+
+typedef struct srv srv;
+/* Serves one accepted connection (conn_no counts from 0); the fd is closed
+ * after it returns. */
+typedef void (*srv_handler)(srv *s, int fd, int conn_no);
+
+struct srv {
+    int lfd;
+    int port;
+    int conns; /* connections to accept before the thread ends */
+    int accepted;
+    srv_handler handler;
+    buf requests; /* every request received, concatenated */
+    int nrequests;
+    volatile int quit; /* set by the test: stop waiting for connections */
+    pthread_t th;
+};
+
+static void *srv_main(void *arg)
+{
+    srv *s = arg;
+    for (int i = 0; i < s->conns; i++) {
+        int ready = 0;
+        for (int w = 0; w < 50 && !s->quit && !ready; w++) {
+            struct pollfd p = {.fd = s->lfd, .events = POLLIN};
+            ready = poll(&p, 1, 100) == 1;
+        }
+        if (!ready)
+            break;
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            break;
+        s->accepted++;
+        s->handler(s, fd, i);
+        close(fd);
+    }
+    return NULL;
+}
+
+static srv *srv_start(srv_handler h, int conns)
+{
+    srv *s = xcalloc(1, sizeof *s);
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(s->lfd, 8), 0);
+    socklen_t al = sizeof a;
+    getsockname(s->lfd, (struct sockaddr *)&a, &al);
+    s->port = ntohs(a.sin_port);
+    s->conns = conns;
+    s->handler = h;
+    pthread_create(&s->th, NULL, srv_main, s);
+    return s;
+}
+
+/* Joins the thread (after the client is done) and frees. */
+static void srv_stop(srv *s)
+{
+    s->quit = 1;
+    pthread_join(s->th, NULL);
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+}
+
+static char *base_url(const srv *s, const char *userinfo)
+{
+    char u[128];
+    snprintf(u, sizeof u, "http://%s%s127.0.0.1:%d/ignored/path", userinfo ? userinfo : "",
+             userinfo ? "@" : "", s->port);
+    return xstrdup(u);
+}
+
+/* Reads one request (head and Content-Length body) into s->requests. 0, or
+ * -1 when the client closed first. */
+static int read_request(srv *s, int fd)
+{
+    buf r = BUF_INIT;
+    char tmp[4096];
+    size_t need = 0;
+    for (;;) {
+        if (need == 0 && r.len) {
+            char *end = strstr(r.data, "\r\n\r\n");
+            if (end) {
+                size_t headlen = (size_t)(end - r.data) + 4;
+                char *cl = strcasestr(r.data, "\r\nContent-Length:");
+                size_t bl = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+                need = headlen + bl;
+            }
+        }
+        if (need && r.len >= need)
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5000) != 1)
+            break;
+        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+        if (n <= 0) {
+            buf_free(&r);
+            return -1;
+        }
+        buf_append(&r, tmp, (size_t)n);
+    }
+    buf_append(&s->requests, r.data, r.len);
+    s->nrequests++;
+    buf_free(&r);
+    return 0;
+}
+
+static void put(int fd, const char *text)
+{
+    size_t n = strlen(text);
+    while (n) {
+        ssize_t w = send(fd, text, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return;
+        text += w;
+        n -= (size_t)w;
+    }
+}
+
+/* ---- handlers ---- */
+
+static void h_length(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX-A: b\r\nX-A: c\r\n\r\nhello");
+}
+
+static void h_chunked(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+}
+
+static void h_close(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbye ");
+    usleep(20000); /* the body arrives in two pieces */
+    put(fd, "bye");
+}
+
+static void h_two(srv *s, int fd, int no)
+{
+    (void)no;
+    for (int i = 0; i < 2; i++)
+        if (read_request(s, fd) == 0)
+            put(fd, i == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
+                           : "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo");
+}
+
+/* First connection: answers one request, reads the second and closes
+ * without a word (a server's idle timeout racing the reuse). */
+static void h_race(srv *s, int fd, int no)
+{
+    if (read_request(s, fd) != 0)
+        return;
+    if (no == 0) {
+        put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none");
+        read_request(s, fd);
+        return;
+    }
+    put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain");
+}
+
+/* First connection: answers, then closes at once (idle close noticed before
+ * reuse). */
+static void h_idle_close(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+}
+
+static void h_silent_close(srv *s, int fd, int no)
+{
+    (void)no;
+    read_request(s, fd);
+}
+
+static void h_garbage(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 2OO NOPE\r\n\r\n");
+}
+
+static void h_hang(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) == 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, 3000); /* until the client gives up and closes */
+    }
+}
+
+static void h_head_then_get(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+    if (read_request(s, fd) == 0)
+        put(fd, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n");
+}
+
+static void h_huge(srv *s, int fd, int no)
+{
+    (void)no;
+    if (read_request(s, fd) != 0)
+        return;
+    put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 17825792\r\n\r\n");
+    static char chunk[65536];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 272; i++)
+        if (send(fd, chunk, sizeof chunk, MSG_NOSIGNAL) <= 0)
+            return;
+}
+
+/* ---- tests ---- */
+
+static void test_content_length_and_request(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_length, 1);
+    char *base = base_url(s, "us%65r:p%40ss");
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    assert_non_null(c);
+    http_headers h = {0};
+    http_headers_add(&h, "X-Test", 6, "1", 1);
+    http_headers_add(&h, "Content-Length", 14, "999", 3); /* replaced by the real one */
+    httpc_response r;
+    int rc = httpc_request(c, "POST", "/api/x?y=1", &h, "{\"a\":1}", 7, &r, err, sizeof err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(r.body.len, 5);
+    assert_memory_equal(r.body.data, "hello", 5);
+    assert_int_equal(r.headers.len, 3);
+    assert_string_equal(http_headers_get(&r.headers, "x-a"), "b");
+    httpc_response_free(&r);
+    httpc_free(c);
+    pthread_join(s->th, NULL);
+    const char *q = s->requests.data;
+    assert_non_null(strstr(q, "POST /api/x?y=1 HTTP/1.1\r\n"));
+    char host[64];
+    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", s->port);
+    assert_non_null(strstr(q, host));
+    assert_non_null(strstr(q, "\r\nX-Test: 1\r\n"));
+    assert_non_null(strstr(q, "\r\nContent-Length: 7\r\n"));
+    assert_null(strstr(q, "999"));
+    /* "user:p@ss" */
+    assert_non_null(strstr(q, "\r\nAuthorization: Basic dXNlcjpwQHNz\r\n"));
+    assert_non_null(strstr(q, "\r\n\r\n{\"a\":1}"));
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+    http_headers_free(&h);
+    free(base);
+}
+
+static void test_chunked(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_chunked, 1);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 11);
+    assert_memory_equal(r.body.data, "hello world", 11);
+    httpc_response_free(&r);
+    httpc_free(c);
+    srv_stop(s);
+    free(base);
+}
+
+static void test_close_delimited(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_close, 1);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 7);
+    assert_memory_equal(r.body.data, "bye bye", 7);
+    httpc_response_free(&r);
+    httpc_free(c);
+    srv_stop(s);
+    free(base);
+}
+
+static int accepted_after(srv *s)
+{
+    s->quit = 1;
+    pthread_join(s->th, NULL);
+    int n = s->accepted;
+    s->conns = 0;
+    return n;
+}
+
+static void test_keepalive_reuse(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_two, 2);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    const char *want[] = {"one", "two"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+        assert_int_equal(r.body.len, 3);
+        assert_memory_equal(r.body.data, want[i], 3);
+        httpc_response_free(&r);
+    }
+    httpc_free(c);
+    /* Both requests went over the first connection. */
+    assert_int_equal(accepted_after(s), 1);
+    assert_int_equal(s->nrequests, 2);
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+    free(base);
+}
+
+static void test_retry_after_server_close(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_race, 2);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof err), 0);
+    httpc_response_free(&r);
+    int rc = httpc_request(c, "PUT", "/b", NULL, "x", 1, &r, err, sizeof err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body.data, "again", 5);
+    httpc_response_free(&r);
+    httpc_free(c);
+    assert_int_equal(accepted_after(s), 2);
+    assert_int_equal(s->nrequests, 3); /* /a, /b lost, /b again */
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+    free(base);
+}
+
+static void test_idle_close_reconnects(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_idle_close, 2);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof err), 0);
+    httpc_response_free(&r);
+    usleep(50000); /* let the close arrive */
+    assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_memory_equal(r.body.data, "ok", 2);
+    httpc_response_free(&r);
+    httpc_free(c);
+    assert_int_equal(accepted_after(s), 2);
+    assert_int_equal(s->nrequests, 2);
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+    free(base);
+}
+
+static void test_fresh_connection_closed_is_an_error(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_silent_close, 2);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "invalid response"));
+    httpc_response_free(&r);
+    httpc_free(c);
+    assert_int_equal(accepted_after(s), 1); /* not retried: it was not a reused one */
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+    free(base);
+}
+
+static void test_garbage(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_garbage, 1);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    assert_true(strncmp(err, "invalid response", 16) == 0);
+    httpc_response_free(&r);
+    httpc_free(c);
+    srv_stop(s);
+    free(base);
+}
+
+static void test_timeout(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_hang, 1);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 200, err, sizeof err);
+    httpc_response r;
+    int64_t t0 = util_mono_us();
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    int64_t took = util_mono_us() - t0;
+    assert_string_equal(err, "timeout");
+    assert_true(took >= 150000 && took < 2000000);
+    httpc_response_free(&r);
+    httpc_free(c);
+    srv_stop(s);
+    free(base);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    socklen_t al = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    close(fd); /* nobody listens there now */
+    char base[64], err[256];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    httpc *c = httpc_new(base, 1000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    assert_string_equal(err, "connect: Connection refused");
+    httpc_response_free(&r);
+    httpc_free(c);
+}
+
+static void test_no_body_answers(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_head_then_get, 1);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    httpc_response r;
+    /* HEAD: Content-Length 5 but no body follows. */
+    assert_int_equal(httpc_request(c, "HEAD", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 0);
+    httpc_response_free(&r);
+    assert_int_equal(httpc_request(c, "DELETE", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(r.status, 204);
+    httpc_response_free(&r);
+    /* An interim 100 is skipped; the 304 has no body. */
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.headers.len, 1);
+    assert_string_equal(http_headers_get(&r.headers, "ETag"), "\"x\"");
+    httpc_response_free(&r);
+    httpc_free(c);
+    assert_int_equal(accepted_after(s), 1);
+    assert_null(strstr(s->requests.data, "Content-Length")); /* none for HEAD/DELETE/GET */
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+    free(base);
+}
+
+static void test_body_too_large(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_huge, 1);
+    char *base = base_url(s, NULL);
+    char err[256];
+    httpc *c = httpc_new(base, 10000, err, sizeof err);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "larger than 16777216"));
+    httpc_response_free(&r);
+    httpc_free(c);
+    srv_stop(s);
+    free(base);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_null(httpc_new("https://x:1", 1000, err, sizeof err));
+    assert_non_null(strstr(err, "bad URL"));
+    assert_null(httpc_new("http://", 1000, err, sizeof err));
+    assert_null(httpc_new("http://host:99999", 1000, err, sizeof err));
+    httpc *c = httpc_new("http://[::1]:9", 1000, err, sizeof err);
+    assert_non_null(c);
+    httpc_free(c);
+    c = httpc_new("http://127.0.0.1:9", 1000, err, sizeof err);
+    http_headers h = {0};
+    http_headers_add(&h, "X-Evil", 6, "a\r\nX-Injected: 1", 17);
+    httpc_response r;
+    assert_int_equal(httpc_request(c, "POST", "/", &h, "", 0, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "invalid request"));
+    httpc_response_free(&r);
+    http_headers_free(&h);
+    assert_int_equal(httpc_request(c, "GET", "/a b", NULL, NULL, 0, &r, err, sizeof err), -1);
+    httpc_response_free(&r);
+    httpc_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_content_length_and_request),
+        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_close_delimited),
+        cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_retry_after_server_close),
+        cmocka_unit_test(test_idle_close_reconnects),
+        cmocka_unit_test(test_fresh_connection_closed_is_an_error),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_no_body_answers),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
