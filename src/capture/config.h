@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capture/rules.h"
+
 enum { LOG_FORMAT_JSON = 0, LOG_FORMAT_COMBINED = 1 };
 enum { STORE_FULL_BLOCK = 0, STORE_FULL_DROP = 1 };
 enum { REPL_SYNC = 0, REPL_ASYNC = 1 };
@@ -22,32 +24,6 @@ enum { REPL_ON_2XX = 0, REPL_ON_ANY = 1 };
 enum { QUEUE_CLASSIC = 0, QUEUE_QUORUM = 1 };
 /* apply_order: what a replicated write waits for (docs/replication.md) */
 enum { APPLY_ORDER_RESOURCE = 0, APPLY_ORDER_STRICT = 1, APPLY_ORDER_ORIGIN = 2 };
-
-/* Method bits for rule matching; RULE_METHOD_ANY when none given. */
-enum {
-    RULE_M_GET = 1 << 0,
-    RULE_M_HEAD = 1 << 1,
-    RULE_M_POST = 1 << 2,
-    RULE_M_PUT = 1 << 3,
-    RULE_M_PATCH = 1 << 4,
-    RULE_M_DELETE = 1 << 5,
-    RULE_M_OPTIONS = 1 << 6,
-    RULE_M_OTHER = 1 << 7, /* any other method (TRACE, PROPFIND, ...) */
-    RULE_METHOD_ANY = 0xff,
-};
-
-typedef struct rule {
-    char *name;
-    unsigned methods; /* RULE_M_* bits */
-    char *path;       /* glob; "*" one segment, "**" any depth; NULL = any */
-    char *host;       /* exact host (port ignored, case-insensitive); NULL = any */
-    bool log;
-    bool persist;
-    bool replicate;             /* replicate matching requests whose method is in: */
-    unsigned replicate_methods; /* RULE_M_* bits; default POST, PUT, PATCH, DELETE */
-    uint64_t req_body_cap;      /* bytes of request body kept in the record */
-    uint64_t resp_body_cap;     /* bytes of response body kept */
-} rule;
 
 typedef struct config {
     /* where */

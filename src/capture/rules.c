@@ -128,8 +128,8 @@ static bool rule_matches(const rule *r, unsigned mbit, const char *host, const c
     return true;
 }
 
-const rule *rules_match(const config *c, const char *method, size_t mlen, const char *host,
-                        const char *path, size_t plen)
+const rule *rules_match(const rule *rules, size_t n, const char *method, size_t mlen,
+                        const char *host, const char *path, size_t plen)
 {
     /* Only reached with a config that lost its default rule, which
      * config_new never produces; it keeps the never-NULL promise anyway. */
@@ -143,8 +143,8 @@ const rule *rules_match(const config *c, const char *method, size_t mlen, const 
     if (q)
         plen = (size_t)(q - path);
     unsigned mbit = rules_method_bit(method, mlen);
-    for (size_t i = 0; i < c->rules_len; i++)
-        if (rule_matches(&c->rules[i], mbit, host, path, plen))
-            return &c->rules[i];
-    return c->rules_len ? &c->rules[c->rules_len - 1] : &fallback;
+    for (size_t i = 0; i < n; i++)
+        if (rule_matches(&rules[i], mbit, host, path, plen))
+            return &rules[i];
+    return n ? &rules[n - 1] : &fallback;
 }

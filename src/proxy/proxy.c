@@ -952,7 +952,8 @@ static int q_on_headers_complete(llhttp_t *p)
         refuse = 400;
     if (refuse)
         return fail_cb(c, refuse, why);
-    c->rule = rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path));
+    c->rule = rules_match(cfg->rules, cfg->rules_len, r->method, strlen(r->method), r->host,
+                          r->path, strlen(r->path));
     r->rule = xstrdup(c->rule->name);
     r->do_log = c->rule->log && atomic_load_explicit(&g_flags.log, memory_order_relaxed);
     r->do_persist = c->rule->persist && w->sh->store &&

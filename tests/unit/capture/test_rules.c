@@ -180,7 +180,8 @@ static config *with_rules(void)
 
 static const char *match(const config *c, const char *method, const char *host, const char *path)
 {
-    const rule *r = rules_match(c, method, strlen(method), host, path, strlen(path));
+    const rule *r =
+        rules_match(c->rules, c->rules_len, method, strlen(method), host, path, strlen(path));
     assert_non_null(r);
     return r->name;
 }
@@ -203,17 +204,17 @@ static void test_match_order_and_fields(void **state)
     /* default rule catches everything else and is last */
     assert_string_equal(match(c, "GET", NULL, "/other"), "default");
     assert_string_equal(match(c, "GET", NULL, ""), "default");
-    const rule *d = rules_match(c, "GET", 3, NULL, "/x", 2);
+    const rule *d = rules_match(c->rules, c->rules_len, "GET", 3, NULL, "/x", 2);
     assert_ptr_equal(d, &c->rules[c->rules_len - 1]);
     /* the default rule replicates writes only (issue 3) */
     assert_true(d->log && d->persist && d->replicate);
     assert_int_equal(d->replicate_methods, RULE_M_POST | RULE_M_PUT | RULE_M_PATCH | RULE_M_DELETE);
     assert_int_equal(d->methods, RULE_METHOD_ANY);
     /* the fields come along */
-    const rule *w = rules_match(c, "PUT", 3, NULL, "/api/x", 6);
+    const rule *w = rules_match(c->rules, c->rules_len, "PUT", 3, NULL, "/api/x", 6);
     assert_true(w->replicate);
     assert_int_equal(w->req_body_cap, 64 * 1024);
-    const rule *a = rules_match(c, "GET", 3, NULL, "/api/x", 6);
+    const rule *a = rules_match(c->rules, c->rules_len, "GET", 3, NULL, "/api/x", 6);
     assert_int_equal(a->req_body_cap, 1024);
     assert_false(a->replicate);
     config_unref(c);
@@ -267,9 +268,9 @@ static void test_default_only(void **state)
     (void)state;
     config *c = config_new();
     assert_int_equal(c->rules_len, 1);
-    const rule *r = rules_match(c, "GET", 3, NULL, "/", 1);
+    const rule *r = rules_match(c->rules, c->rules_len, "GET", 3, NULL, "/", 1);
     assert_string_equal(r->name, "default");
-    r = rules_match(c, "BREW", 4, "teapot", "/coffee", 7);
+    r = rules_match(c->rules, c->rules_len, "BREW", 4, "teapot", "/coffee", 7);
     assert_string_equal(r->name, "default");
     config_unref(c);
 }
