@@ -54,4 +54,17 @@ int util_split_host(const char *s, int default_port, char *host_out, size_t host
  * when s is none of these or the result does not fit in outlen. */
 int util_listen_addr(const char *s, char *out, size_t outlen);
 
+/* Narrows the text (*s, *n) to drop leading and trailing whitespace. */
+void util_trim(const char **s, size_t *n);
+
+/* The one way an error message reaches a caller's (err, errlen) buffer:
+ * printf-style, truncated to fit. err may be NULL or errlen 0 (the caller
+ * wants no text): then it does nothing. */
+void util_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sleeps ms milliseconds, resuming after signals, so a handled signal
+ * (SIGHUP, SIGTERM with its flag set) cannot cut a back-off short. */
+void util_sleep_ms(uint64_t ms);
+
 #endif

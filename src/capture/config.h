@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "capture/rules.h"
 
@@ -134,9 +135,16 @@ int config_load(config **out, int argc, char **argv, char *const *envp, int *pos
  * admin_token; caps and limits in range). -1 with err. */
 int config_validate(const config *c, char *err, size_t errlen);
 
-/* Key documentation for --help and the README: calls fn for each key with
- * its name, default as text and one-line description. */
+/* Calls fn for each key, in table order, with its name, default as text
+ * and one-line description. */
 void config_each_key(void (*fn)(const char *key, const char *def, const char *help, void *ud),
                      void *ud);
+
+/* Key documentation, from the settings table: writes the keys named in
+ * only (NULL-terminated; NULL = every key, in table order) to f as --help
+ * lines ("  --key-name   what it does (default: x)"), or, when markdown, as
+ * the settings table of the README (key | default | meaning), which
+ * `restspy proxy --help --markdown` prints and test_docs compares. */
+void config_print_keys(FILE *f, const char *const *only, bool markdown);
 
 #endif

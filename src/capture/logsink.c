@@ -53,19 +53,6 @@ struct logsink {
     bool started;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int open_file(const char *path)
 {
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -177,7 +164,7 @@ static void *writer_main(void *arg)
 logsink *logsink_open(const char *target, int format, unsigned json_flags, char *err, size_t errlen)
 {
     if (!target || !*target) {
-        set_err(err, errlen, "log target is empty");
+        util_seterr(err, errlen, "log target is empty");
         return NULL;
     }
     logsink *s = xcalloc(1, sizeof *s);
@@ -197,7 +184,7 @@ logsink *logsink_open(const char *target, int format, unsigned json_flags, char 
         s->kind = TARGET_FILE;
         s->fd = open_file(target);
         if (s->fd < 0) {
-            set_err(err, errlen, "cannot open log file %s: %s", target, strerror(errno));
+            util_seterr(err, errlen, "cannot open log file %s: %s", target, strerror(errno));
             free(s);
             return NULL;
         }
@@ -213,7 +200,7 @@ logsink *logsink_open(const char *target, int format, unsigned json_flags, char 
     pthread_cond_init(&s->room, NULL);
     int rc = pthread_create(&s->thread, NULL, writer_main, s);
     if (rc != 0) {
-        set_err(err, errlen, "cannot start log writer thread: %s", strerror(rc));
+        util_seterr(err, errlen, "cannot start log writer thread: %s", strerror(rc));
         s->started = false;
         logsink_close(s);
         return NULL;
@@ -283,7 +270,7 @@ int logsink_reopen(logsink *s, char *err, size_t errlen)
         return 0;
     int nfd = open_file(s->path);
     if (nfd < 0) {
-        set_err(err, errlen, "cannot reopen log file %s: %s", s->path, strerror(errno));
+        util_seterr(err, errlen, "cannot reopen log file %s: %s", s->path, strerror(errno));
         return -1;
     }
     /* Lines queued before the reopen belong to the old file (logrotate has

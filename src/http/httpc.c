@@ -50,23 +50,10 @@ typedef struct rstate {
     bool bad_header;
 } rstate;
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen)
 {
     if (!base || strncmp(base, "http://", 7) != 0) {
-        seterr(err, errlen, "bad URL '%s' (expected http://host:port)", base ? base : "");
+        util_seterr(err, errlen, "bad URL '%s' (expected http://host:port)", base ? base : "");
         return NULL;
     }
     const char *auth = base + 7;
@@ -75,7 +62,7 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
     const char *hp = at ? at + 1 : auth;
     size_t hplen = alen - (size_t)(hp - auth);
     if (hplen == 0 || hplen >= 256) {
-        seterr(err, errlen, "bad URL '%s' (no host)", base);
+        util_seterr(err, errlen, "bad URL '%s' (no host)", base);
         return NULL;
     }
     char hostport[262];
@@ -90,7 +77,7 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
     int port = 0;
     if (util_split_hostport(withport, c->host, sizeof c->host, &port) != 0 || !c->host[0] ||
         port <= 0 || port > 65535) {
-        seterr(err, errlen, "bad URL '%s' (expected http://host:port)", base);
+        util_seterr(err, errlen, "bad URL '%s' (expected http://host:port)", base);
         free(c);
         return NULL;
     }
@@ -211,7 +198,7 @@ static int conn_open(httpc *c, int64_t deadline, char *err, size_t errlen)
     hints.ai_flags = AI_NUMERICSERV;
     int g = getaddrinfo(c->host, c->port, &hints, &res);
     if (g != 0) {
-        seterr(err, errlen, "resolve %s: %s", c->host, gai_strerror(g));
+        util_seterr(err, errlen, "resolve %s: %s", c->host, gai_strerror(g));
         return -1;
     }
     int last = ECONNREFUSED;
@@ -229,9 +216,9 @@ static int conn_open(httpc *c, int64_t deadline, char *err, size_t errlen)
     }
     freeaddrinfo(res);
     if (timed_out)
-        seterr(err, errlen, "timeout");
+        util_seterr(err, errlen, "timeout");
     else
-        seterr(err, errlen, "connect: %s", strerror(last));
+        util_seterr(err, errlen, "connect: %s", strerror(last));
     return -1;
 }
 
@@ -356,7 +343,7 @@ static int build_head(httpc *c, buf *out, const char *method, const char *target
                       const http_headers *h, size_t len, char *err, size_t errlen)
 {
     if (!httpmsg_is_token(method, strlen(method)) || !*target || strpbrk(target, " \r\n\t")) {
-        seterr(err, errlen, "invalid request: bad method or target");
+        util_seterr(err, errlen, "invalid request: bad method or target");
         return -1;
     }
     buf_appendf(out, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, c->host_header);
@@ -364,7 +351,7 @@ static int build_head(httpc *c, buf *out, const char *method, const char *target
     for (size_t i = 0; h && i < h->len; i++) {
         const char *n = h->v[i].name, *v = h->v[i].value;
         if (!httpmsg_is_token(n, strlen(n)) || !value_ok(v)) {
-            seterr(err, errlen, "invalid request: bad header '%.40s'", n);
+            util_seterr(err, errlen, "invalid request: bad header '%.40s'", n);
             return -1;
         }
         if (skip_header(n))
@@ -421,12 +408,12 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
     if (send_all(c->fd, head->data, head->len, deadline, &se) != 0 ||
         (len && send_all(c->fd, body, len, deadline, &se) != 0)) {
         if (se == ETIMEDOUT) {
-            seterr(err, errlen, "timeout");
+            util_seterr(err, errlen, "timeout");
             return XCH_FAIL;
         }
         if (reused)
             return XCH_RETRY;
-        seterr(err, errlen, "send: %s", strerror(se));
+        util_seterr(err, errlen, "send: %s", strerror(se));
         return XCH_FAIL;
     }
 
@@ -447,11 +434,11 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             int w = wait_fd(c->fd, POLLIN, deadline);
             if (w == 0) {
-                seterr(err, errlen, "timeout");
+                util_seterr(err, errlen, "timeout");
                 goto out;
             }
             if (w < 0) {
-                seterr(err, errlen, "poll: %s", strerror(errno));
+                util_seterr(err, errlen, "poll: %s", strerror(errno));
                 goto out;
             }
             continue;
@@ -461,7 +448,7 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
                 rc = XCH_RETRY;
                 goto out;
             }
-            seterr(err, errlen, "recv: %s", strerror(errno));
+            util_seterr(err, errlen, "recv: %s", strerror(errno));
             goto out;
         }
         if (n == 0) {
@@ -470,7 +457,7 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
                     rc = XCH_RETRY;
                     goto out;
                 }
-                seterr(err, errlen, "invalid response: connection closed without a response");
+                util_seterr(err, errlen, "invalid response: connection closed without a response");
                 goto out;
             }
             /* A body delimited by the close ends here. */
@@ -480,8 +467,8 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
                 rc = XCH_OK;
                 goto out;
             }
-            seterr(err, errlen,
-                   "invalid response: connection closed before the end of the response");
+            util_seterr(err, errlen,
+                        "invalid response: connection closed before the end of the response");
             goto out;
         }
         got += (size_t)n;
@@ -496,12 +483,13 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
         }
         if (e != HPE_OK) {
             if (s.too_big)
-                seterr(err, errlen, "invalid response: larger than %u bytes",
-                       s.header_bytes > HTTPC_MAX_HEADERS ? HTTPC_MAX_HEADERS : HTTPC_MAX_BODY);
+                util_seterr(err, errlen, "invalid response: larger than %u bytes",
+                            s.header_bytes > HTTPC_MAX_HEADERS ? HTTPC_MAX_HEADERS
+                                                               : HTTPC_MAX_BODY);
             else if (s.bad_header)
-                seterr(err, errlen, "invalid response: bad header name");
+                util_seterr(err, errlen, "invalid response: bad header name");
             else
-                seterr(err, errlen, "invalid response: %s", llhttp_get_error_reason(&p));
+                util_seterr(err, errlen, "invalid response: %s", llhttp_get_error_reason(&p));
             goto out;
         }
         if (s.done) {

@@ -38,17 +38,6 @@ static void usage(FILE *f)
                "options:\n");
 }
 
-static void print_key(const char *key, const char *def, const char *help, void *ud)
-{
-    FILE *f = ud;
-    char flag[64];
-    snprintf(flag, sizeof flag, "--%s", key);
-    for (char *p = flag + 2; *p; p++)
-        if (*p == '_')
-            *p = '-';
-    fprintf(f, "  %-28s %s (default: %s)\n", flag, help, def && *def ? def : "none");
-}
-
 /* Closes every handle but the signal ones: closing those would give the
  * signals back their default action (death) while the store is still being
  * flushed, so they stay installed, unreferenced, until the process ends. */
@@ -116,12 +105,13 @@ static void log_replication(void *ud, const char *line)
     fprintf(stderr, "restspy: replication: %s\n", line);
 }
 
-static bool wants_help(int argc, char **argv)
+/* Whether argv (before any "--") holds one of the two words. */
+static bool has_arg(int argc, char **argv, const char *a, const char *b)
 {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--"))
             break;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+        if (!strcmp(argv[i], a) || (b && !strcmp(argv[i], b)))
             return true;
     }
     return false;
@@ -145,9 +135,12 @@ static int upstream_hostport(const char *url, char *out, size_t outlen)
 
 int server_main(int argc, char **argv, char *const *envp)
 {
-    if (wants_help(argc, argv)) {
-        usage(stdout);
-        config_each_key(print_key, stdout);
+    if (has_arg(argc, argv, "--help", "-h")) {
+        /* --markdown: the README's settings table, from the same table. */
+        bool markdown = has_arg(argc, argv, "--markdown", NULL);
+        if (!markdown)
+            usage(stdout);
+        config_print_keys(stdout, NULL, markdown);
         return 0;
     }
     char err[512] = "";

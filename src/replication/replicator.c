@@ -1061,21 +1061,6 @@ static const char *const help_keys[] = {
     NULL,
 };
 
-static void print_key(const char *key, const char *def, const char *help, void *ud)
-{
-    (void)ud;
-    for (size_t i = 0; help_keys[i]; i++) {
-        if (strcmp(help_keys[i], key) != 0)
-            continue;
-        char flag[64];
-        snprintf(flag, sizeof flag, "--%s", key);
-        for (char *p = flag + 2; *p; p++)
-            if (*p == '_')
-                *p = '-';
-        printf("  %-26s %s (default: %s)\n", flag, help, def && *def ? def : "none");
-    }
-}
-
 static void usage(void)
 {
     printf("usage: restspy replicate --amqp URL --upstream URL --node NAME [options]\n\n"
@@ -1092,8 +1077,8 @@ static void usage(void)
            "only. SIGTERM/SIGINT stop it cleanly.\n"
            "Every option is also a config-file key and a RESTSPY_<KEY> variable.\n\n"
            "options:\n");
-    config_each_key(print_key, NULL);
-    printf("  %-26s %s\n", "--secret S", "same as --replicate-secret");
+    config_print_keys(stdout, help_keys, false);
+    printf("  %-28s %s\n", "--secret S", "same as --replicate-secret");
 }
 
 static bool wants_help(int argc, char **argv)

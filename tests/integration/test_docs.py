@@ -24,6 +24,17 @@ class Docs(unittest.TestCase):
         missing = [k for k in keys if f"`{k}`" not in readme]
         self.assertEqual(missing, [], "keys missing from README.md")
 
+    def test_settings_table_is_generated(self):
+        """README's settings table is exactly what the settings table in
+        the code prints (`restspy proxy --help --markdown`)."""
+        out = subprocess.run([RESTSPY_BIN, "proxy", "--help", "--markdown"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        self.assertTrue(out.startswith("| key | default | meaning |\n"), out[:200])
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        self.assertIn(out, readme, "README's settings table differs from "
+                      "`restspy proxy --help --markdown`: paste its output")
+
     def test_ports_agree(self):
         """README and docs use one port plan (proxy 8080/8180, admin
         8081/8181): a proxy never listens on an admin port."""
