@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 10
 # when another python3 comes first on PATH.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build asan test unit integration fuzz bench-smoke run run-sites clean format lint
+.PHONY: all deps build asan test unit integration fuzz bench-smoke run run-sites clean format lint docs
 
 all: build
 
@@ -82,6 +82,13 @@ lint: deps
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c11 \
 	  --suppress=missingIncludeSystem -I src src fuzz
 	clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*/*.c fuzz/*.c
+	$(PYTHON) scripts/check-layers
+
+# The architecture picture from the real includes (scripts/check-layers
+# --dot); test_docs fails when the committed graph differs from the code's.
+docs: deps
+	$(PYTHON) scripts/check-layers --dot > docs/architecture.dot
+	dot -Tsvg docs/architecture.dot > docs/architecture.svg
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

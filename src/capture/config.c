@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
-#include "capture/config_keys.h"
+#include "capture/config_internal.h"
 
 /* The public struct is embedded so the header can stay a plain struct
  * (readers use fields directly) while the reference count stays private. */

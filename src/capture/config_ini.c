@@ -1,5 +1,5 @@
 /* config_ini: reading an INI file into a config (see config.h,
- * config_load_file). Keys go through the settings table (config_keys.h)
+ * config_load_file). Keys go through the settings table (config_internal.h)
  * like flags and environment variables do. */
 #include "capture/config.h"
 
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "base/util.h"
-#include "capture/config_keys.h"
+#include "capture/config_internal.h"
 
 /* ---- INI files ----
  * inih parses the key = value lines; a custom reader feeds it line by line

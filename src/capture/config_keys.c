@@ -1,7 +1,7 @@
 /* config_keys: the settings table and one setter per type (see
- * config_keys.h). Defaults are applied through the same setters as files,
+ * config_internal.h). Defaults are applied through the same setters as files,
  * the environment and flags, so the documented default is the real one. */
-#include "capture/config_keys.h"
+#include "capture/config_internal.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/url.h"
 #include "base/util.h"
 #include "capture/rules.h"
 
@@ -353,36 +354,21 @@ static int parse_methods(const char *s, unsigned *out)
 }
 
 /* "http://host[:port][/]" -> "http://host:port" (port 80 when absent), so
- * the proxy can split it with util_split_hostport without re-validating.
- * NULL when s is not of that form. */
+ * that every reader can take host and port from it without re-validating.
+ * NULL when s is not of that form (a path, a query or credentials). */
 static char *normalize_upstream(const char *s)
 {
-    if (strncasecmp(s, "http://", 7) != 0)
+    url u;
+    if (url_parse(s, strlen(s), &u, NULL) != 0 || !url_is(&u, "http") || u.userinfo || u.query ||
+        (u.path_len > 1) || (u.path_len == 1 && u.path[0] != '/') ||
+        u.path + u.path_len != s + strlen(s))
         return NULL;
-    const char *hp = s + 7;
-    size_t n = strlen(hp);
-    if (n && hp[n - 1] == '/')
-        n--;
-    if (n == 0 || memchr(hp, '/', n) || memchr(hp, '?', n) || memchr(hp, '@', n))
+    char hp[300];
+    if (url_hostport(&u, hp, sizeof hp) != 0)
         return NULL;
-    char buf[300];
-    if (n + 4 >= sizeof buf - 7)
-        return NULL;
-    bool has_port;
-    if (hp[0] == '[') {
-        const char *rb = memchr(hp, ']', n);
-        if (!rb)
-            return NULL;
-        has_port = (size_t)(rb - hp) + 1 < n;
-    } else {
-        has_port = memchr(hp, ':', n) != NULL;
-    }
-    snprintf(buf, sizeof buf, "http://%.*s%s", (int)n, hp, has_port ? "" : ":80");
-    char host[256];
-    int port;
-    if (util_split_hostport(buf + 7, host, sizeof host, &port) != 0 || port == 0)
-        return NULL;
-    return xstrdup(buf);
+    char out[310];
+    snprintf(out, sizeof out, "http://%s", hp);
+    return xstrdup(out);
 }
 
 static bool valid_host_name(const char *s)

@@ -5,6 +5,7 @@
  * does (slow connect, a trickle of bytes, silence). */
 #include "http/httpc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <llhttp.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "http/httpmsg.h"
+#include "base/url.h"
 #include "base/util.h"
 
 #define HTTPC_MAX_BODY (16u << 20)     /* 16 MiB: API answers, not downloads */
@@ -52,40 +54,21 @@ typedef struct rstate {
 
 httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen)
 {
-    if (!base || strncmp(base, "http://", 7) != 0) {
-        util_seterr(err, errlen, "bad URL '%s' (expected http://host:port)", base ? base : "");
+    url u;
+    const char *why = NULL;
+    if (!base || url_parse(base, strlen(base), &u, &why) != 0 || !url_is(&u, "http")) {
+        util_seterr(err, errlen, "bad URL '%s' (%s)", base ? base : "",
+                    why && strcmp(why, "no host") == 0 ? "no host" : "expected http://host:port");
         return NULL;
     }
-    const char *auth = base + 7;
-    size_t alen = strcspn(auth, "/?#");
-    const char *at = memchr(auth, '@', alen);
-    const char *hp = at ? at + 1 : auth;
-    size_t hplen = alen - (size_t)(hp - auth);
-    if (hplen == 0 || hplen >= 256) {
-        util_seterr(err, errlen, "bad URL '%s' (no host)", base);
-        return NULL;
-    }
-    char hostport[262];
-    memcpy(hostport, hp, hplen);
-    hostport[hplen] = '\0';
-    /* util_split_hostport wants a port: default to 80. */
-    char withport[270];
-    bool has_port =
-        hostport[0] == '[' ? strstr(hostport, "]:") != NULL : strchr(hostport, ':') != NULL;
-    snprintf(withport, sizeof withport, "%s%s", hostport, has_port ? "" : ":80");
     httpc *c = xcalloc(1, sizeof *c);
-    int port = 0;
-    if (util_split_hostport(withport, c->host, sizeof c->host, &port) != 0 || !c->host[0] ||
-        port <= 0 || port > 65535) {
-        util_seterr(err, errlen, "bad URL '%s' (expected http://host:port)", base);
-        free(c);
-        return NULL;
-    }
-    snprintf(c->port, sizeof c->port, "%d", port);
-    c->host_header = xstrdup(hostport);
-    if (at) {
+    static_assert(sizeof c->host == sizeof u.host, "url hosts fit");
+    memcpy(c->host, u.host, sizeof c->host);
+    snprintf(c->port, sizeof c->port, "%d", u.port);
+    c->host_header = xstrndup(u.authority, u.authority_len);
+    if (u.userinfo) {
         buf cred = BUF_INIT, b = BUF_INIT;
-        buf_append_pct_decoded(&cred, auth, (size_t)(at - auth), 0);
+        buf_append_pct_decoded(&cred, u.userinfo, u.userinfo_len, 0);
         buf_append_str(&b, "Basic ");
         buf_append_base64(&b, cred.data ? cred.data : "", cred.len);
         c->auth = buf_detach(&b);

@@ -12,6 +12,7 @@
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
 #include "store/store.h"
+#include "base/url.h"
 #include "base/util.h"
 
 typedef struct server {
@@ -117,22 +118,6 @@ static bool has_arg(int argc, char **argv, const char *a, const char *b)
     return false;
 }
 
-/* "http://host:port[/]" -> "host:port" (port 80 when absent). */
-static int upstream_hostport(const char *url, char *out, size_t outlen)
-{
-    if (strncmp(url, "http://", 7) != 0)
-        return -1;
-    const char *h = url + 7;
-    size_t n = strcspn(h, "/");
-    if (n == 0 || n + 4 >= outlen)
-        return -1;
-    memcpy(out, h, n);
-    out[n] = '\0';
-    if (!strchr(out, ':') || (out[0] == '[' && !strstr(out, "]:")))
-        strcat(out, ":80");
-    return 0;
-}
-
 int server_main(int argc, char **argv, char *const *envp)
 {
     if (has_arg(argc, argv, "--help", "-h")) {
@@ -178,7 +163,9 @@ int server_main(int argc, char **argv, char *const *envp)
     pthread_mutex_init(&s.sh.cfg_lock, NULL);
 
     int rc = 1;
-    if (upstream_hostport(cfg->upstream, s.sh.upstream_host, sizeof s.sh.upstream_host) < 0 ||
+    url up;
+    if (url_parse(cfg->upstream, strlen(cfg->upstream), &up, NULL) < 0 ||
+        url_hostport(&up, s.sh.upstream_host, sizeof s.sh.upstream_host) < 0 ||
         listener_resolve(s.sh.upstream_host, &s.sh.upstream_addr, err, sizeof err) < 0) {
         if (!*err)
             snprintf(err, sizeof err, "bad upstream URL '%s'", cfg->upstream);

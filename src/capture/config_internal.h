@@ -1,4 +1,5 @@
-/* config_keys: the settings table (internal to capture/config*.c).
+/* config_internal: the settings table (private to the config module:
+ * config.c, config_keys.c, config_ini.c).
  *
  * Owns the one table of settings: for each key its name, type, where it
  * lands (config or default rule), limits, default and one-line doc, and
@@ -6,8 +7,8 @@
  * the README's settings table) and config_ini.c (files) read keys only
  * through here, so a key added to the table is parsed, checked, documented
  * and freed everywhere at once. */
-#ifndef RESTSPY_CONFIG_KEYS_H
-#define RESTSPY_CONFIG_KEYS_H
+#ifndef RESTSPY_CONFIG_INTERNAL_H
+#define RESTSPY_CONFIG_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
