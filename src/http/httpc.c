@@ -42,7 +42,7 @@ struct httpc {
 /* Parser state of one response; lives on httpc_request's stack. */
 typedef struct rstate {
     httpc_response *out;
-    buf hname, hval;
+    httpmsg_hcollect hc;
     size_t header_bytes;
     bool head_req;
     bool interim;   /* current message is a 1xx: its headers are dropped */
@@ -223,7 +223,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         s->too_big = true;
         return -1;
     }
-    buf_append(&s->hname, at, len);
+    httpmsg_hcollect_name(&s->hc, at, len);
     return 0;
 }
 
@@ -235,21 +235,16 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         s->too_big = true;
         return -1;
     }
-    buf_append(&s->hval, at, len);
-    return 0;
+    return httpmsg_hcollect_value(&s->hc, at, len, NULL);
 }
 
 static int on_header_value_complete(llhttp_t *p)
 {
     rstate *s = p->data;
-    if (!httpmsg_is_token(s->hname.data, s->hname.len)) {
+    if (httpmsg_hcollect_done(&s->hc, &s->out->headers) != 0) {
         s->bad_header = true;
         return -1;
     }
-    http_headers_add(&s->out->headers, s->hname.data, s->hname.len,
-                     s->hval.data ? s->hval.data : "", s->hval.len);
-    buf_reset(&s->hname);
-    buf_reset(&s->hval);
     return 0;
 }
 
@@ -481,8 +476,7 @@ static int exchange(httpc *c, const char *method, const buf *head, const void *b
         }
     }
 out:
-    buf_free(&s.hname);
-    buf_free(&s.hval);
+    httpmsg_hcollect_free(&s.hc);
     if (rc == XCH_OK && s.keepalive)
         c->used = true;
     else

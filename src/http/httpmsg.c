@@ -394,3 +394,46 @@ bool httpmsg_chunk_crlf(unsigned *need, const char *p, size_t n)
     }
     return true;
 }
+
+/* ---- the header collector ---- */
+
+void httpmsg_hcollect_name(httpmsg_hcollect *hc, const char *at, size_t len)
+{
+    buf_append(&hc->name, at, len);
+}
+
+int httpmsg_hcollect_value(httpmsg_hcollect *hc, const char *at, size_t len, const char *feed_end)
+{
+    if (feed_end && hc->value.len && !hc->value_cut)
+        return -1;
+    buf_append(&hc->value, at, len);
+    hc->value_cut = at + len == feed_end;
+    return 0;
+}
+
+int httpmsg_hcollect_done(httpmsg_hcollect *hc, http_headers *into)
+{
+    int rc = -1;
+    if (httpmsg_is_token(hc->name.data, hc->name.len)) {
+        if (into)
+            http_headers_add(into, hc->name.data, hc->name.len,
+                             hc->value.data ? hc->value.data : "", hc->value.len);
+        rc = 0;
+    }
+    httpmsg_hcollect_reset(hc);
+    return rc;
+}
+
+void httpmsg_hcollect_reset(httpmsg_hcollect *hc)
+{
+    buf_reset(&hc->name);
+    buf_reset(&hc->value);
+    hc->value_cut = false;
+}
+
+void httpmsg_hcollect_free(httpmsg_hcollect *hc)
+{
+    buf_free(&hc->name);
+    buf_free(&hc->value);
+    hc->value_cut = false;
+}

@@ -97,4 +97,36 @@ bool httpmsg_chunk_crlf(unsigned *need, const char *p, size_t n);
 /* Appends the chunk-size line for a chunk of n bytes ("1a2\r\n"). */
 void httpmsg_chunk_header(buf *out, size_t n);
 
+/* The one header collector: llhttp reports a header name or value in
+ * pieces (a read can end inside either), and every parser in restspy (the
+ * proxy's both ways, the admin API, the HTTP client, replay) gathers them
+ * through this, so all agree on what a valid header is. Zero-initialized
+ * means empty; name and value are owned and reset after each header. */
+typedef struct httpmsg_hcollect {
+    buf name, value;
+    bool value_cut; /* the last value piece ended where its read did */
+} httpmsg_hcollect;
+
+/* Appends a piece of the header name. */
+void httpmsg_hcollect_name(httpmsg_hcollect *hc, const char *at, size_t len);
+
+/* Appends a piece of the value. feed_end is the end of the bytes handed to
+ * llhttp in this call, or NULL to accept any split. With feed_end, a piece
+ * that continues a value whose last piece did NOT end with its read is
+ * obsolete line folding (llhttp joins folded lines): -1, nothing appended
+ * (RFC 9112 §5.2 allows refusing it, as nginx and HAProxy do: a folded
+ * line can hide a header from one hop). 0 otherwise. */
+int httpmsg_hcollect_value(httpmsg_hcollect *hc, const char *at, size_t len, const char *feed_end);
+
+/* Ends the current header: when its name is a token (httpmsg_is_token),
+ * appends it to into (when not NULL) and returns 0; else -1 with nothing
+ * appended. Either way the collector is empty again. */
+int httpmsg_hcollect_done(httpmsg_hcollect *hc, http_headers *into);
+
+/* Empties the collector (a new message), keeping its buffers. */
+void httpmsg_hcollect_reset(httpmsg_hcollect *hc);
+
+/* Frees the collector's buffers. */
+void httpmsg_hcollect_free(httpmsg_hcollect *hc);
+
 #endif

@@ -9,6 +9,8 @@
 
 #include "base/buf.h"
 #include "base/iostream.h"
+#include "http/headers.h"
+#include "http/httpmsg.h"
 #include "proxy/listener.h"
 #include "proxy/stats.h"
 #include "base/util.h"
@@ -40,8 +42,9 @@ typedef struct aconn {
     int open_handles;
     admin *a;
     llhttp_t p;
-    buf url, hname, hval, body, auth, host;
-    int nhost; /* Host headers seen */
+    buf url, body;
+    httpmsg_hcollect hc;
+    http_headers headers; /* the request's, owned */
     size_t total;
     bool done;
 } aconn;
@@ -52,11 +55,9 @@ static void aconn_closed(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     buf_free(&c->url);
-    buf_free(&c->hname);
-    buf_free(&c->hval);
+    httpmsg_hcollect_free(&c->hc);
+    http_headers_free(&c->headers);
     buf_free(&c->body);
-    buf_free(&c->auth);
-    buf_free(&c->host);
     free(c);
 }
 
@@ -319,13 +320,13 @@ static void handle_put_flags(aconn *c)
 }
 
 /* Constant-time comparison: the token must not leak through timing. */
-static bool token_ok(const admin *a, const buf *auth)
+static bool token_ok(const admin *a, const char *auth)
 {
     if (!a->token)
         return true;
-    if (!auth->data || auth->len < 7 || strncasecmp(auth->data, "Bearer ", 7) != 0)
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return false;
-    const char *v = auth->data + 7;
+    const char *v = auth + 7;
     size_t n = strlen(v), m = strlen(a->token);
     unsigned char diff = (unsigned char)(n != m);
     for (size_t i = 0; i < m; i++)
@@ -378,19 +379,23 @@ static bool host_ok(const admin *a, const char *value, size_t len)
  * status alone, never the reasons. */
 static bool admitted(aconn *c, bool healthz, bool *details)
 {
-    *details = token_ok(c->a, &c->auth);
-    if (!*details && !(healthz && c->auth.len == 0)) {
+    const char *auth = http_headers_get(&c->headers, "authorization");
+    *details = token_ok(c->a, auth);
+    if (!*details && !(healthz && !auth)) {
         reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
         return false;
     }
     if (c->a->token)
         return true; /* the token is the defence: any Host */
-    if (c->nhost > 1) {
+    int nhost = 0;
+    for (size_t i = 0; i < c->headers.len; i++)
+        nhost += util_ieq(c->headers.v[i].name, strlen(c->headers.v[i].name), "host");
+    if (nhost > 1) {
         reply_error(c, 400, "Bad Request", "several Host headers");
         return false;
     }
-    const char *host = c->host.data ? c->host.data : "";
-    if (c->nhost == 1 && !host_ok(c->a, host, c->host.len)) {
+    const char *host = http_headers_get(&c->headers, "host");
+    if (host && !host_ok(c->a, host, strlen(host))) {
         buf m = BUF_INIT;
         buf_appendf(&m,
                     "Host '%.200s' does not name this admin listener; add the name to "
@@ -448,32 +453,20 @@ static int a_on_url(llhttp_t *p, const char *at, size_t len)
 static int a_on_field(llhttp_t *p, const char *at, size_t len)
 {
     aconn *c = p->data;
-    buf_append(&c->hname, at, len);
+    httpmsg_hcollect_name(&c->hc, at, len);
     return 0;
 }
 
 static int a_on_value(llhttp_t *p, const char *at, size_t len)
 {
     aconn *c = p->data;
-    buf_append(&c->hval, at, len);
-    return 0;
+    return httpmsg_hcollect_value(&c->hc, at, len, NULL);
 }
 
 static int a_on_value_complete(llhttp_t *p)
 {
     aconn *c = p->data;
-    const char *name = c->hname.data ? c->hname.data : "";
-    if (util_ieq(name, c->hname.len, "authorization")) {
-        buf_reset(&c->auth);
-        buf_append(&c->auth, c->hval.data ? c->hval.data : "", c->hval.len);
-    } else if (util_ieq(name, c->hname.len, "host")) {
-        c->nhost++;
-        buf_reset(&c->host);
-        buf_append(&c->host, c->hval.data ? c->hval.data : "", c->hval.len);
-    }
-    buf_reset(&c->hname);
-    buf_reset(&c->hval);
-    return 0;
+    return httpmsg_hcollect_done(&c->hc, &c->headers); /* -1: not a token, 400 */
 }
 
 static int a_on_body(llhttp_t *p, const char *at, size_t len)
