@@ -263,6 +263,47 @@ void buf_append_base64(buf *b, const void *data, size_t n)
     b->data[b->len] = '\0';
 }
 
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+int buf_append_base64_decoded(buf *out, const char *s, size_t n)
+{
+    buf_reserve(out, n / 4 * 3 + 3);
+    unsigned acc = 0;
+    int bits = 0;
+    size_t i = 0;
+    for (; i < n && s[i] != '='; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+            continue;
+        int v = b64_value(c);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf_append_char(out, (char)((acc >> bits) & 0xff));
+        }
+    }
+    for (; i < n; i++)
+        if (s[i] != '=' && s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return -1;
+    return 0;
+}
+
 char *buf_detach(buf *b)
 {
     char *d = b->data;

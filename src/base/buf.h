@@ -38,6 +38,10 @@ void buf_append_i64(buf *b, long long v);
 void buf_append_json_str(buf *b, const char *s, size_t n);
 /* Appends standard base64 of data. */
 void buf_append_base64(buf *b, const void *data, size_t n);
+/* Appends the bytes that standard (or URL-safe) base64 text s (length n)
+ * stands for, ignoring whitespace (MIME line breaks) and tolerating missing
+ * padding. 0, or -1 on any other byte (out then holds a partial result). */
+int buf_append_base64_decoded(buf *out, const char *s, size_t n);
 /* Takes the data out: the caller owns the returned (NUL-terminated) string;
  * the buf is left empty. */
 char *buf_detach(buf *b);

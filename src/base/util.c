@@ -280,3 +280,14 @@ void util_trim(const char **s, size_t *n)
     while (*n && isspace((unsigned char)(*s)[*n - 1]))
         (*n)--;
 }
+
+int util_digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}

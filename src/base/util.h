@@ -54,6 +54,10 @@ int util_split_host(const char *s, int default_port, char *host_out, size_t host
  * when s is none of these or the result does not fit in outlen. */
 int util_listen_addr(const char *s, char *out, size_t outlen);
 
+/* The value of exactly n decimal digits at s, or -1 when one of them is
+ * not a digit. n at most 9. */
+int util_digits(const char *s, int n);
+
 /* Narrows the text (*s, *n) to drop leading and trailing whitespace. */
 void util_trim(const char **s, size_t *n);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/rfc3339.h"
 #include "base/util.h"
 
 record *record_new(void)
@@ -114,53 +115,11 @@ void record_decode_bodies(record *r, uint64_t req_cap, uint64_t resp_cap, bool k
 
 /* ---- JSON ---- */
 
-static void put_digits(char *p, unsigned v, int n)
-{
-    while (n-- > 0) {
-        p[n] = (char)('0' + v % 10);
-        v /= 10;
-    }
-}
-
-/* Splits a µs epoch into a broken-down UTC time and the µs remainder
- * (floored, so times before 1970 still read forwards). */
-static void split_time(int64_t us, struct tm *tm, unsigned *frac)
-{
-    int64_t sec = us / 1000000;
-    int64_t rem = us % 1000000;
-    if (rem < 0) {
-        rem += 1000000;
-        sec--;
-    }
-    time_t t = (time_t)sec;
-    if (!gmtime_r(&t, tm))
-        memset(tm, 0, sizeof *tm);
-    *frac = (unsigned)rem;
-}
-
-/* "2026-11-27T05:46:18.123456Z", written by hand: snprintf/strftime showed up
- * in profiles of the log line path. */
+/* "2026-11-27T05:46:18.123456Z" */
 static void append_rfc3339(buf *out, int64_t us)
 {
-    struct tm tm;
-    unsigned frac;
-    split_time(us, &tm, &frac);
-    char s[27];
-    put_digits(s, (unsigned)(tm.tm_year + 1900), 4);
-    s[4] = '-';
-    put_digits(s + 5, (unsigned)(tm.tm_mon + 1), 2);
-    s[7] = '-';
-    put_digits(s + 8, (unsigned)tm.tm_mday, 2);
-    s[10] = 'T';
-    put_digits(s + 11, (unsigned)tm.tm_hour, 2);
-    s[13] = ':';
-    put_digits(s + 14, (unsigned)tm.tm_min, 2);
-    s[16] = ':';
-    put_digits(s + 17, (unsigned)tm.tm_sec, 2);
-    s[19] = '.';
-    put_digits(s + 20, frac, 6);
-    s[26] = 'Z';
-    buf_append(out, s, sizeof s);
+    char s[RFC3339_MAX];
+    buf_append(out, s, rfc3339_format(us, 6, s));
 }
 
 static void key(buf *out, const char *k)
@@ -292,119 +251,16 @@ void record_append_headers_json(const record *r, int which, buf *out)
 
 /* ---- JSON back into a record ---- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil): timegm() would do, but it is not in C11 and depends on the
- * process' TZ handling. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static int take_digits(const char **p, int n, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return -1;
-        v = v * 10 + (unsigned)(c - '0');
-    }
-    *p += n;
-    *out = v;
-    return 0;
-}
-
-/* RFC 3339 ("2026-11-27T05:46:18.123456Z", any number of fraction digits,
- * "Z" or "+01:00") to µs since the epoch. Foreign files (HAR from Firefox)
- * use offsets, hence more than what append_rfc3339 writes. 0 or -1. */
+/* RFC 3339 with seconds and a zone ("2026-11-27T05:46:18.123456Z", any
+ * number of fraction digits, "Z" or "+01:00") to µs since the epoch.
+ * Foreign files (HAR from Firefox) use offsets, hence more than what
+ * append_rfc3339 writes. 0 or -1. */
 static int parse_rfc3339(const char *s, int64_t *out)
 {
-    unsigned y, mo, d, h, mi, sec, oh = 0, om = 0;
-    const char *p = s;
-    if (take_digits(&p, 4, &y) || *p++ != '-' || take_digits(&p, 2, &mo) || *p++ != '-' ||
-        take_digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
+    rfc3339_time t;
+    if (rfc3339_parse(s, &t) != 0 || !t.has_seconds || !t.has_zone)
         return -1;
-    p++;
-    if (take_digits(&p, 2, &h) || *p++ != ':' || take_digits(&p, 2, &mi) || *p++ != ':' ||
-        take_digits(&p, 2, &sec))
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-        return -1;
-    unsigned frac = 0;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        for (; *p >= '0' && *p <= '9'; p++, n++)
-            if (n < 6)
-                frac = frac * 10 + (unsigned)(*p - '0');
-        if (n == 0)
-            return -1;
-        for (; n < 6; n++)
-            frac *= 10;
-    }
-    int sign = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        sign = *p++ == '+' ? 1 : -1;
-        if (take_digits(&p, 2, &oh) || *p++ != ':' || take_digits(&p, 2, &om) || oh > 23 || om > 59)
-            return -1;
-    } else {
-        return -1;
-    }
-    if (*p)
-        return -1;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec;
-    t -= sign * ((int64_t)oh * 3600 + (int64_t)om * 60);
-    *out = t * 1000000 + frac;
-    return 0;
-}
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes standard (or URL-safe) base64 into out, ignoring whitespace (MIME
- * line breaks) and tolerating missing padding. 0, or -1 on other bytes. */
-static int b64_decode(const char *s, size_t n, buf *out)
-{
-    buf_reserve(out, n / 4 * 3 + 3);
-    unsigned acc = 0;
-    int bits = 0;
-    size_t i = 0;
-    for (; i < n && s[i] != '='; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-            continue;
-        int v = b64_value(c);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf_append_char(out, (char)((acc >> bits) & 0xff));
-        }
-    }
-    for (; i < n; i++)
-        if (s[i] != '=' && s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-            return -1;
+    *out = rfc3339_utc_us(&t);
     return 0;
 }
 
@@ -501,7 +357,7 @@ static int json_take_body(json_t *o, const char *k, buf *body, uint64_t *size, c
         buf_append(body, json_string_value(t), json_string_length(t));
     } else if (b && !json_is_null(b)) {
         if (!json_is_string(b) ||
-            b64_decode(json_string_value(b), json_string_length(b), body) != 0) {
+            buf_append_base64_decoded(body, json_string_value(b), json_string_length(b)) != 0) {
             snprintf(err, errlen, "%s: not valid base64", kb);
             return -1;
         }
@@ -641,20 +497,20 @@ void record_to_combined(const record *r, buf *out)
 
     struct tm tm;
     unsigned frac;
-    split_time(r->started_at_us, &tm, &frac);
+    rfc3339_split(r->started_at_us, &tm, &frac);
     char t[29];
     memcpy(t, " - - [", 6);
-    put_digits(t + 6, (unsigned)tm.tm_mday, 2);
+    rfc3339_digits(t + 6, (unsigned)tm.tm_mday, 2);
     t[8] = '/';
     memcpy(t + 9, months[tm.tm_mon % 12], 3);
     t[12] = '/';
-    put_digits(t + 13, (unsigned)(tm.tm_year + 1900), 4);
+    rfc3339_digits(t + 13, (unsigned)(tm.tm_year + 1900), 4);
     t[17] = ':';
-    put_digits(t + 18, (unsigned)tm.tm_hour, 2);
+    rfc3339_digits(t + 18, (unsigned)tm.tm_hour, 2);
     t[20] = ':';
-    put_digits(t + 21, (unsigned)tm.tm_min, 2);
+    rfc3339_digits(t + 21, (unsigned)tm.tm_min, 2);
     t[23] = ':';
-    put_digits(t + 24, (unsigned)tm.tm_sec, 2);
+    rfc3339_digits(t + 24, (unsigned)tm.tm_sec, 2);
     memcpy(t + 26, " +0", 3);
     buf_append(out, t, sizeof t);
     buf_append_str(out, "000] \"");

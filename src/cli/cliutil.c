@@ -16,6 +16,7 @@
 
 #include "http/httpmsg.h"
 #include "capture/rules.h"
+#include "base/rfc3339.h"
 #include "base/util.h"
 
 void cliutil_errorf(const char *cmd, const char *fmt, ...)
@@ -180,25 +181,6 @@ int cliutil_flush_stdout(const char *cmd)
 /* ---- selecting captured requests ---- */
 
 /* Parses n decimal digits at s. -1 if any is not a digit. */
-static int digits(const char *s, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* Days in month mo (1-12) of year y (Gregorian). */
-static int month_days(int y, int mo)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return mo == 2 && leap ? 29 : days[mo - 1];
-}
-
 /* Parses a --since/--until value into µs since the epoch: an age ("10m",
  * meaning now minus that), a date (local midnight) or an RFC 3339 time
  * (local when it has no zone). A day the month does not have (02-30) is
@@ -210,68 +192,24 @@ static int parse_time(const char *s, int64_t now_us, int64_t *out)
         *out = now_us - (int64_t)ms * 1000;
         return 0;
     }
-    struct tm tm = {0};
-    int y = digits(s, 4), mo, d;
-    if (y < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 1 || mo > 12 || s[7] != '-' ||
-        (d = digits(s + 8, 2)) < 1 || d > month_days(y, mo))
+    rfc3339_time t;
+    if (rfc3339_parse(s, &t) != 0)
         return -1;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    const char *p = s + 10;
-    int64_t frac_us = 0;
-    bool local = true;
-    int64_t offset_s = 0;
-    if (*p) {
-        if (*p != 'T' && *p != 't' && *p != ' ')
-            return -1;
-        p++;
-        int h = digits(p, 2), mi, sec = 0;
-        if (h < 0 || h > 23 || p[2] != ':' || (mi = digits(p + 3, 2)) < 0 || mi > 59)
-            return -1;
-        p += 5;
-        if (*p == ':') {
-            if ((sec = digits(p + 1, 2)) < 0 || sec > 60)
-                return -1;
-            p += 3;
-            if (*p == '.') {
-                p++;
-                int64_t scale = 100000;
-                if (!isdigit((unsigned char)*p))
-                    return -1;
-                for (; isdigit((unsigned char)*p); p++) {
-                    frac_us += (*p - '0') * scale;
-                    scale /= 10;
-                }
-            }
-        }
-        tm.tm_hour = h;
-        tm.tm_min = mi;
-        tm.tm_sec = sec;
-        if (*p == 'Z' || *p == 'z') {
-            local = false;
-            p++;
-        } else if (*p == '+' || *p == '-') {
-            int oh = digits(p + 1, 2), om;
-            if (oh < 0 || oh > 23 || p[3] != ':' || (om = digits(p + 4, 2)) < 0 || om > 59)
-                return -1;
-            offset_s = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
-            local = false;
-            p += 6;
-        }
-        if (*p)
-            return -1;
+    if (t.has_zone) {
+        *out = rfc3339_utc_us(&t);
+        return 0;
     }
-    time_t t;
-    if (local) {
-        tm.tm_isdst = -1;
-        t = mktime(&tm);
-    } else {
-        t = timegm(&tm);
-    }
-    if (t == (time_t)-1)
+    struct tm tm = {.tm_year = t.year - 1900,
+                    .tm_mon = t.month - 1,
+                    .tm_mday = t.day,
+                    .tm_hour = t.hour,
+                    .tm_min = t.min,
+                    .tm_sec = t.sec,
+                    .tm_isdst = -1};
+    time_t lt = mktime(&tm);
+    if (lt == (time_t)-1)
         return -1;
-    *out = ((int64_t)t - offset_s) * 1000000 + frac_us;
+    *out = (int64_t)lt * 1000000 + t.frac_us;
     return 0;
 }
 
@@ -298,16 +236,16 @@ static int parse_status(const char *s, int *lo, int *hi)
     size_t n = strlen(s);
     int a, b;
     if (n == 3 && (s[1] == 'x' || s[1] == 'X') && (s[2] == 'x' || s[2] == 'X') &&
-        (a = digits(s, 1)) >= STATUS_MIN / 100 && a <= STATUS_MAX / 100) {
+        (a = util_digits(s, 1)) >= STATUS_MIN / 100 && a <= STATUS_MAX / 100) {
         *lo = a * 100;
         *hi = a * 100 + 99;
         return 0;
     }
-    if (n == 3 && (a = digits(s, 3)) >= STATUS_MIN && a <= STATUS_MAX) {
+    if (n == 3 && (a = util_digits(s, 3)) >= STATUS_MIN && a <= STATUS_MAX) {
         *lo = *hi = a;
         return 0;
     }
-    if (n == 7 && s[3] == '-' && (a = digits(s, 3)) >= STATUS_MIN && (b = digits(s + 4, 3)) >= a &&
+    if (n == 7 && s[3] == '-' && (a = util_digits(s, 3)) >= STATUS_MIN && (b = util_digits(s + 4, 3)) >= a &&
         b <= STATUS_MAX) {
         *lo = a;
         *hi = b;

@@ -82,12 +82,41 @@ static void test_pct_decoding(void **state)
     buf_free(&b);
 }
 
+/* Decoding takes what encoding writes back, and what MIME and URL-safe
+ * writers produce; any other byte fails. */
+static void test_base64_decoding(void **state)
+{
+    (void)state;
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        buf enc = BUF_INIT, dec = BUF_INIT;
+        buf_append_base64(&enc, plain[i], strlen(plain[i]));
+        assert_int_equal(buf_append_base64_decoded(&dec, enc.data ? enc.data : "", enc.len), 0);
+        assert_int_equal(dec.len, strlen(plain[i]));
+        if (dec.len)
+            assert_memory_equal(dec.data, plain[i], dec.len);
+        buf_free(&enc);
+        buf_free(&dec);
+    }
+    buf d = BUF_INIT;
+    assert_int_equal(buf_append_base64_decoded(&d, "Zm9v\r\nYmFy", 10), 0); /* MIME break */
+    assert_int_equal(d.len, 6);
+    assert_memory_equal(d.data, "foobar", 6);
+    buf_reset(&d);
+    assert_int_equal(buf_append_base64_decoded(&d, "_-8", 3), 0); /* URL-safe, no padding */
+    assert_int_equal(d.len, 2);
+    assert_memory_equal(d.data, "\xff\xef", 2);
+    buf_reset(&d);
+    assert_int_equal(buf_append_base64_decoded(&d, "Zm9v!", 5), -1);
+    assert_int_equal(buf_append_base64_decoded(&d, "Zg==Zg", 6), -1); /* data after padding */
+    buf_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_append_and_detach),
-        cmocka_unit_test(test_json_str),
-        cmocka_unit_test(test_base64_and_utf8),
+        cmocka_unit_test(test_append_and_detach), cmocka_unit_test(test_json_str),
+        cmocka_unit_test(test_base64_and_utf8),   cmocka_unit_test(test_base64_decoding),
         cmocka_unit_test(test_pct_decoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
