@@ -3,6 +3,9 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+# Integration test units (classes, or modules with fixtures) run at once:
+# most of their time is spent waiting on brokers, apps and timeouts.
+INTEGRATION_JOBS ?= 3
 # Seconds each libFuzzer harness runs in `make fuzz` (make test's short run).
 FUZZ_SECONDS ?= 10
 # Debian's own interpreter: the one python3-django is installed for, even
@@ -34,7 +37,7 @@ unit: build
 integration: asan
 	RESTSPY_BIN=$(abspath $(ASAN_BUILD))/restspy PYTHON=$(PYTHON) \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(PYTHON) tests/integration/run.py --shuffle
+	  $(PYTHON) tests/integration/run.py --shuffle --jobs $(INTEGRATION_JOBS)
 
 # libFuzzer harnesses (fuzz/, clang with ASan and UBSan): each starts from
 # its committed seeds (fuzz/corpus/NAME, read only) and runs FUZZ_SECONDS;

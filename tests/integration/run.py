@@ -3,15 +3,22 @@
 verbosely, then prints one line "N passed, N failed" (", N skipped" when some
 were) and exits non-zero on any failure or error, or when no test ran.
 
-Usage: run.py [--shuffle [--seed N]] [-k PATTERN]... [MODULE_OR_TEST]...
+Usage: run.py [--shuffle [--seed N]] [--jobs N] [-k PATTERN]... [MODULE_OR_TEST]...
   e.g. run.py test_proxy   run.py test_admin.AdminFlags   run.py -k redact
+--jobs N runs N units at once, each in a process of its own: a unit is a
+test class, or a whole module when the module has fixtures of its own
+(setUpModule: brokers, a recorded corpus). Each unit's output is printed
+whole when it ends, then the totals and the slowest units.
 Environment: RESTSPY_BIN (the binary under test, default build/restspy),
 PYTHON (interpreter with Django for the sample app), KEEP_TMP=1.
 """
 import argparse
 import os
 import random
+import re
+import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -52,6 +59,86 @@ def class_sizes(suite):
     return sizes
 
 
+def units(suite):
+    """The units --jobs schedules, in suite order: 'module' for a module
+    with setUpModule (its fixtures start once), else 'module.Class'."""
+    out = []
+    for t in iter_tests(suite):
+        mod = sys.modules.get(type(t).__module__)
+        if mod is not None and hasattr(mod, "setUpModule"):
+            u = type(t).__module__
+        elif isinstance(t, unittest.TestCase) and type(t).__module__ != "unittest.loader":
+            u = "%s.%s" % (type(t).__module__, type(t).__qualname__)
+        else:
+            u = t.id().rsplit(".", 1)[-1]  # a module that failed to import: its name
+        if u not in out:
+            out.append(u)
+    return out
+
+
+SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", re.M)
+
+
+def run_parallel(unit_names, opts, seed):
+    """Runs each unit in its own run.py process, jobs at a time. Returns the
+    exit status; prints each unit's output when it ends, then the totals."""
+    lock = threading.Lock()
+    todo = list(unit_names)
+    totals = {"passed": 0, "failed": 0, "skipped": 0, "bad": 0}
+    took = []
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                unit = todo.pop(0)
+            cmd = [sys.executable, os.path.abspath(__file__), unit]
+            if opts.shuffle:
+                cmd[2:2] = ["--shuffle", "--seed", str(seed)]
+            for p in opts.patterns or []:
+                cmd[2:2] = ["-k", p]
+            t0 = time.monotonic()
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+            dt = time.monotonic() - t0
+            out = p.stdout.decode("utf-8", "replace")
+            m = None
+            for m in SUMMARY.finditer(out):
+                pass
+            with lock:
+                sys.stdout.write("==== %s (%.1fs, exit %d)\n%s" % (unit, dt, p.returncode, out))
+                sys.stdout.flush()
+                took.append((dt, unit))
+                if m:
+                    totals["passed"] += int(m.group(1))
+                    totals["failed"] += int(m.group(2))
+                    totals["skipped"] += int(m.group(3) or 0)
+                if p.returncode != 0:
+                    totals["bad"] += 1
+                    if not m or int(m.group(2)) == 0 and int(m.group(3) or 0) == 0:
+                        totals["failed"] += 1  # died, or no test ran
+
+    threads = [threading.Thread(target=worker) for _ in range(opts.jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took.sort(reverse=True)
+    print("slowest units: " + ", ".join("%s %.0fs" % (u, d) for d, u in took[:8]))
+    line = "%d passed, %d failed" % (totals["passed"], totals["failed"])
+    if totals["skipped"]:
+        line += ", %d skipped" % totals["skipped"]
+    print(line, flush=True)
+    if totals["bad"]:
+        print("%d units failed" % totals["bad"], file=sys.stderr)
+        return 1
+    if totals["passed"] == 0:
+        print("no tests ran", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description="restspy integration tests")
     ap.add_argument("-k", dest="patterns", action="append", default=None,
@@ -61,6 +148,9 @@ def main():
                          "(a class's tests stay together: its fixtures start once)")
     ap.add_argument("--seed", type=int, default=None,
                     help="seed of --shuffle (printed by every shuffled run, to repeat it)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="units (classes, or modules with fixtures) run at once, each in "
+                         "its own process")
     ap.add_argument("names", nargs="*", help="modules or tests, e.g. test_proxy")
     opts = ap.parse_args()
 
@@ -73,10 +163,16 @@ def main():
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
 
+    seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 31)
     if opts.shuffle:
-        seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 31)
         print("shuffled order, seed %d (run.py --shuffle --seed %d repeats it)" % (seed, seed))
         suite = shuffled(suite, random.Random(seed))
+    if opts.jobs > 1:
+        started = time.monotonic()
+        rc = run_parallel(units(suite), opts, seed)
+        print("integration tests took %.1fs with %d jobs" % (time.monotonic() - started,
+                                                             opts.jobs))
+        return rc
 
     binary = os.environ.get("RESTSPY_BIN") or os.path.join(
         os.path.dirname(os.path.dirname(HERE)), "build", "restspy")
