@@ -1,5 +1,7 @@
 """The README stays current: every configuration key restspy knows is
-documented there, and every command's --help works."""
+documented there, every command's --help works, and every command line
+the docs show uses options that exist."""
+import glob
 import os
 import re
 import subprocess
@@ -57,13 +59,62 @@ class Docs(unittest.TestCase):
         self.assertIn("### Not supported yet", readme)
         self.assertIn("TLS", readme.split("### Not supported yet", 1)[1][:400])
 
+    def commands(self):
+        """The commands `restspy --help` lists: ["proxy", ..., "replication
+        status", "replication dead", ...]."""
+        out = subprocess.run([RESTSPY_BIN, "--help"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        cmds = []
+        for m in re.finditer(r"^  ([a-z]+)(?: ([a-z|]+))?", out.split("commands:", 1)[1], re.M):
+            subs = m.group(2).split("|") if m.group(2) and "|" in m.group(2) else [None]
+            cmds += [m.group(1) + (" " + sub if sub else "") for sub in subs]
+        return cmds
+
+    def help_of(self, cmd):
+        r = subprocess.run([RESTSPY_BIN] + cmd.split() + ["--help"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, "%s --help: %s" % (cmd, r.stderr))
+        self.assertIn("usage", r.stdout.lower(), cmd)
+        return r.stdout
+
     def test_every_command_has_help(self):
-        for cmd in (["--help"], ["proxy", "--help"], ["requests", "--help"],
-                    ["show", "--help"]):
-            r = subprocess.run([RESTSPY_BIN] + cmd, capture_output=True, text=True,
-                               timeout=30)
-            self.assertEqual(r.returncode, 0, cmd)
-            self.assertIn("usage", r.stdout.lower(), cmd)
+        cmds = self.commands()
+        self.assertGreaterEqual(len(cmds), 10, cmds)
+        self.assertIn("replication status", cmds)
+        for cmd in cmds:
+            with self.subTest(cmd=cmd):
+                self.help_of(cmd)
+
+    def test_every_command_line_in_the_docs(self):
+        """Each `restspy ...` line in a code block of README.md or docs/
+        names a command that exists, and each --flag it uses is one that
+        command's --help lists."""
+        cmds = self.commands()
+        helps = {}
+        checked = 0
+        for name in ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+            with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+                text = f.read()
+            for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+                for line in re.sub(r"\\\n\s*", " ", block).split("\n"):
+                    line = re.split(r"\s#", line)[0]  # a shell comment
+                    m = re.search(r"(?:^|[\s/$])restspy ([a-z]+)( [a-z]+)?(?=[\s]|$)(.*)", line)
+                    if not m:
+                        continue
+                    cmd = m.group(1)
+                    rest = (m.group(2) or "") + m.group(3)
+                    if m.group(2) and cmd + m.group(2) in cmds:
+                        cmd, rest = cmd + m.group(2), m.group(3)
+                    rest = re.split(r"&&|;|\s&$", rest)[0]
+                    with self.subTest(doc=name, line=line.strip()[:80]):
+                        self.assertIn(cmd, cmds, "no such command")
+                        if cmd not in helps:
+                            helps[cmd] = self.help_of(cmd)
+                        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest):
+                            self.assertRegex(helps[cmd], r"(?<![\w-])%s(?![\w-])" % flag,
+                                             "%s is not an option of restspy %s" % (flag, cmd))
+                        checked += 1
+        self.assertGreater(checked, 30)
 
 
 if __name__ == "__main__":
