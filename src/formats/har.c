@@ -12,7 +12,6 @@
 #include "base/buf.h"
 #include "http/coding.h"
 #include "http/httpmsg.h"
-#include "replay/replay.h"
 #include "base/util.h"
 #include "base/uuid7.h"
 
@@ -1202,7 +1201,7 @@ bool curl_write(FILE *f, const record *r, const char *base)
 {
     buf out = BUF_INIT, encoded = BUF_INIT;
     char why[300];
-    const char *unfaithful = replay_body_unfaithful(r, why, sizeof why);
+    const char *unfaithful = record_req_body_unfaithful(r, why, sizeof why);
     if (unfaithful) {
         /* A command sending another body than the recorded one would still
          * "work" (exit 0): the request is written as a comment instead,
@@ -1219,7 +1218,7 @@ bool curl_write(FILE *f, const record *r, const char *base)
         /* Sent as it was on the wire: a body stored decoded is encoded
          * again under its recorded Content-Encoding header (rather than
          * sent decoded without it), so the server gets what it got then. */
-        append_curl(&out, r, base, replay_wire_body(r, &encoded));
+        append_curl(&out, r, base, record_req_wire_body(r, &encoded));
     }
     buf_append_char(&out, '\n');
     fwrite(out.data, 1, out.len, f);

@@ -3,14 +3,12 @@
 #include <assert.h>
 #include <llhttp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <uv.h>
 
-#include "http/coding.h"
 #include "http/httpmsg.h"
 #include "base/iostream.h"
 #include "capture/redact.h"
@@ -187,54 +185,9 @@ static bool set_header_sent(const char *n)
            strcasecmp(n, "transfer-encoding") != 0;
 }
 
-/* snprintf into out when there is one; returns out, or fallback without it. */
-static const char *reason(char *out, size_t len, const char *fallback, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static const char *reason(char *out, size_t len, const char *fallback, const char *fmt, ...)
-{
-    if (!out || len == 0)
-        return fallback;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, len, fmt, ap);
-    va_end(ap);
-    return out;
-}
-
-const char *replay_body_unfaithful(const record *c, char *out, size_t len)
-{
-    const char *note = c->req_body_note;
-    if (note && strncmp(note, "dropped", 7) == 0)
-        return reason(out, len, "request body was not stored", "request body was not stored (%s)",
-                      note);
-    if (c->req_truncated)
-        return reason(out, len, "request body is incomplete",
-                      "request body is incomplete: %zu of %llu bytes recorded", c->req_body.len,
-                      (unsigned long long)c->req_body_size);
-    char err[128];
-    coding_kind k[CODING_MAX_LAYERS];
-    if (c->req_encoding && !note && c->req_body.len &&
-        coding_parse(c->req_encoding, k, err, sizeof err) < 0)
-        return reason(out, len, "request body cannot be encoded as it was sent",
-                      "request body cannot be encoded as it was sent: %s", err);
-    return NULL;
-}
-
-const buf *replay_wire_body(const record *c, buf *tmp)
-{
-    assert(!replay_body_unfaithful(c, NULL, 0));
-    if (!c->req_encoding || c->req_body_note || c->req_body.len == 0)
-        return &c->req_body;
-    /* coding_parse accepted it (replay_body_unfaithful): cannot fail. */
-    int rc = coding_encode(c->req_encoding, c->req_body.data, c->req_body.len, tmp, NULL, 0);
-    assert(rc == 0);
-    (void)rc;
-    return tmp;
-}
-
 const char *replay_unreplayable(const replay_opts *o, const record *c, char *out, size_t len)
 {
-    const char *body = replay_body_unfaithful(c, out, len);
+    const char *body = record_req_body_unfaithful(c, out, len);
     if (body)
         return body;
     static const char prefix[] = "contains redacted values";
@@ -342,7 +295,7 @@ static void case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
     /* The body as it was sent: a decoded recording goes out encoded again,
      * under the Content-Encoding header it was recorded with. */
     buf encoded = BUF_INIT;
-    const buf *body = replay_wire_body(c, &encoded);
+    const buf *body = record_req_wire_body(c, &encoded);
     if (body->len || body_method) {
         buf_append(w, "Content-Length: ", 16);
         buf_append_u64(w, body->len);
