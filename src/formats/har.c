@@ -82,53 +82,6 @@ static void iso8601_ms(int64_t us, char *out, size_t len)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(rem / 1000));
 }
 
-static const char *reason_phrase(int status)
-{
-    static const struct {
-        int code;
-        const char *text;
-    } tbl[] = {
-        {100, "Continue"},
-        {101, "Switching Protocols"},
-        {200, "OK"},
-        {201, "Created"},
-        {202, "Accepted"},
-        {203, "Non-Authoritative Information"},
-        {204, "No Content"},
-        {206, "Partial Content"},
-        {301, "Moved Permanently"},
-        {302, "Found"},
-        {303, "See Other"},
-        {304, "Not Modified"},
-        {307, "Temporary Redirect"},
-        {308, "Permanent Redirect"},
-        {400, "Bad Request"},
-        {401, "Unauthorized"},
-        {403, "Forbidden"},
-        {404, "Not Found"},
-        {405, "Method Not Allowed"},
-        {406, "Not Acceptable"},
-        {408, "Request Timeout"},
-        {409, "Conflict"},
-        {410, "Gone"},
-        {411, "Length Required"},
-        {412, "Precondition Failed"},
-        {413, "Content Too Large"},
-        {415, "Unsupported Media Type"},
-        {422, "Unprocessable Content"},
-        {429, "Too Many Requests"},
-        {500, "Internal Server Error"},
-        {501, "Not Implemented"},
-        {502, "Bad Gateway"},
-        {503, "Service Unavailable"},
-        {504, "Gateway Timeout"},
-    };
-    for (size_t i = 0; i < sizeof tbl / sizeof tbl[0]; i++)
-        if (tbl[i].code == status)
-            return tbl[i].text;
-    return "";
-}
-
 /* Form-style decoding ('+' is a space); a '%' without two hex digits stays. */
 static json_t *pct_decoded(const char *s, size_t n)
 {
@@ -382,7 +335,10 @@ static json_t *har_response(const record *r)
 {
     json_t *s = json_object();
     json_object_set_new(s, "status", json_integer(r->status));
-    json_object_set_new(s, "statusText", json_string(reason_phrase(r->status)));
+    /* recorded is the status, not the upstream's phrase: the standard one,
+     * or "" for a code without one (0: no response was sent) */
+    const char *phrase = httpmsg_reason_lookup(r->status);
+    json_object_set_new(s, "statusText", json_string(phrase ? phrase : ""));
     json_object_set_new(s, "httpVersion", json_string("HTTP/1.1"));
     json_object_set_new(s, "cookies", har_resp_cookies(&r->resp_headers));
     json_object_set_new(s, "headers", har_headers(&r->resp_headers));
