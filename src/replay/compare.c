@@ -5,8 +5,8 @@
  * mismatch pays for JSON parsing, path building and value formatting. */
 #include "replay/compare.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "capture/redact.h"
 #include "base/util.h"
@@ -326,8 +328,8 @@ typedef struct nrule {
     seg *segs;  /* RULE_PATH, RULE_PATH_REGEX */
     size_t nsegs;
     const char *header; /* RULE_HEADER: points into text */
-    regex_t re;         /* RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT, when compiled */
-    bool has_re;
+    pcre2_code *re;     /* RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT: compiled once,
+                           when the rule is added (NULL before); owned */
 } nrule;
 
 struct noise {
@@ -345,8 +347,7 @@ static void rule_free(nrule *r)
 {
     free(r->text);
     segs_free(r->segs, r->nsegs);
-    if (r->has_re)
-        regfree(&r->re);
+    pcre2_code_free(r->re);
 }
 
 void noise_free(noise *n)
@@ -364,99 +365,37 @@ size_t noise_count(const noise *n)
     return n ? n->len : 0;
 }
 
-/* POSIX ERE has no \d, \w, \s; users write them anyway (^\d{4}-), so they
- * are rewritten to bracket expressions, also inside brackets ([\d.]). */
-static char *regex_translate(const char *src)
-{
-    buf b = BUF_INIT;
-    bool in_br = false;
-    for (size_t i = 0; src[i]; i++) {
-        char c = src[i];
-        if (in_br) {
-            if (c == '[' && (src[i + 1] == ':' || src[i + 1] == '=' || src[i + 1] == '.')) {
-                char close = src[i + 1];
-                buf_append(&b, src + i, 2);
-                i += 2;
-                while (src[i] && !(src[i] == close && src[i + 1] == ']'))
-                    buf_append_char(&b, src[i++]);
-                if (!src[i])
-                    break;
-                buf_append(&b, src + i, 2);
-                i++;
-            } else if (c == '\\' && (src[i + 1] == 'd' || src[i + 1] == 'w' || src[i + 1] == 's')) {
-                i++;
-                buf_append_str(&b, src[i] == 'd'   ? "0-9"
-                                   : src[i] == 'w' ? "A-Za-z0-9_"
-                                                   : "[:space:]");
-            } else {
-                if (c == ']')
-                    in_br = false;
-                buf_append_char(&b, c);
-            }
-            continue;
-        }
-        if (c == '\\' && src[i + 1]) {
-            i++;
-            switch (src[i]) {
-            case 'd':
-                buf_append_str(&b, "[0-9]");
-                break;
-            case 'D':
-                buf_append_str(&b, "[^0-9]");
-                break;
-            case 'w':
-                buf_append_str(&b, "[A-Za-z0-9_]");
-                break;
-            case 'W':
-                buf_append_str(&b, "[^A-Za-z0-9_]");
-                break;
-            case 's':
-                buf_append_str(&b, "[[:space:]]");
-                break;
-            case 'S':
-                buf_append_str(&b, "[^[:space:]]");
-                break;
-            case 't':
-                buf_append_char(&b, '\t');
-                break;
-            case 'n':
-                buf_append_char(&b, '\n');
-                break;
-            case 'r':
-                buf_append_char(&b, '\r');
-                break;
-            default:
-                buf_append_char(&b, '\\');
-                buf_append_char(&b, src[i]);
-            }
-            continue;
-        }
-        buf_append_char(&b, c);
-        if (c == '[') {
-            in_br = true;
-            /* A leading '^' negates and a ']' right after is a literal. */
-            if (src[i + 1] == '^')
-                buf_append_char(&b, src[++i]);
-            if (src[i + 1] == ']')
-                buf_append_char(&b, src[++i]);
-        }
-    }
-    return buf_detach(&b);
-}
-
+/* Regexes are PCRE2 (Perl syntax: \d, \s, \w, lookaround, lazy
+ * quantifiers), what users write, compiled once in UTF mode so that '.' is
+ * one character of a UTF-8 value. MATCH_INVALID_UTF lets a header value that
+ * is not UTF-8 be searched rather than refused. Without UCP, \d, \s and \w
+ * stay ASCII ([0-9] for ids and timestamps), as before. */
 static int compile_regex(nrule *r, const char *pat, const char **why, char *msg, size_t msglen)
 {
-    char *t = regex_translate(pat);
-    int rc = regcomp(&r->re, t, REG_EXTENDED | REG_NOSUB);
-    free(t);
-    if (rc != 0) {
-        regerror(rc, &r->re, msg, msglen);
-        regfree(&r->re);
+    int code;
+    PCRE2_SIZE off;
+    r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &code, &off, NULL);
+    if (!r->re) {
+        PCRE2_UCHAR text[120];
+        pcre2_get_error_message(code, text, sizeof text); /* cut when longer */
+        snprintf(msg, msglen, "%s at offset %zu", (const char *)text, (size_t)off);
         *why = msg;
         return -1;
     }
-    r->has_re = true;
     return 0;
+}
+
+/* Does r's regex match somewhere in s[0..n)? A match that fails with an
+ * error (PCRE2's backtracking limit reached) counts as no match: the two
+ * values then stay a difference, never hidden by accident. */
+static bool rule_matches(const nrule *r, const char *s, size_t n)
+{
+    assert(r->re); /* noise_add compiles every regex rule it keeps */
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    int rc = pcre2_match(r->re, (PCRE2_SPTR)s, n, 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    return rc >= 0;
 }
 
 static const char *skip_ws(const char *s)
@@ -619,7 +558,7 @@ int noise_add(noise *n, const char *rule_text, char *err, size_t errlen)
 {
     nrule r;
     const char *why = "";
-    char msg[128];
+    char msg[160];
     if (rule_parse(rule_text, &r, true, &why, msg, sizeof msg) < 0) {
         size_t len = trimmed_len(rule_text);
         seterr(err, errlen, "bad noise rule '%.*s': %s", (int)(len > 100 ? 100 : len), rule_text,
@@ -887,7 +826,7 @@ static bool regex_equal(const cmpctx *c, const char *e, const char *a, bool json
         } else if (r->kind != RULE_REGEX) {
             continue;
         }
-        if (regexec(&r->re, e, 0, NULL, 0) == 0 && regexec(&r->re, a, 0, NULL, 0) == 0)
+        if (rule_matches(r, e, strlen(e)) && rule_matches(r, a, strlen(a)))
             return true;
     }
     return false;
@@ -1337,15 +1276,12 @@ static bool text_rule_equal(const cmpctx *c, const line *e, const line *a)
     const noise *n = c->n;
     if (!n || n->ntext + n->nregex == 0)
         return false;
-    char *es = xstrndup(e->p, e->len), *as = xstrndup(a->p, a->len);
     bool eq = false;
     for (size_t i = 0; i < n->len && !eq; i++) {
         const nrule *r = &n->v[i];
-        eq = (r->kind == RULE_TEXT || r->kind == RULE_REGEX) &&
-             regexec(&r->re, es, 0, NULL, 0) == 0 && regexec(&r->re, as, 0, NULL, 0) == 0;
+        eq = (r->kind == RULE_TEXT || r->kind == RULE_REGEX) && rule_matches(r, e->p, e->len) &&
+             rule_matches(r, a->p, a->len);
     }
-    free(es);
-    free(as);
     return eq;
 }
 

@@ -27,7 +27,10 @@
  *   regex: ^\d{4}-\d\d-\d\dT   two differing string values that both match
  *                              are equal (anywhere)
  *   $.token ~ ^[0-9a-f]+$   the same, only at that path
- *   text: ^[0-9a-f]{32}$    the same, only for words of text bodies */
+ *   text: ^[0-9a-f]{32}$    the same, only for words of text bodies
+ * Regexes are PCRE2 (Perl syntax: \d, \s, \w, lookaround) over UTF-8,
+ * found anywhere unless anchored; \d, \s and \w are ASCII. A pattern PCRE2
+ * refuses makes noise_add fail ("... at offset N"). */
 #ifndef RESTSPY_COMPARE_H
 #define RESTSPY_COMPARE_H
 

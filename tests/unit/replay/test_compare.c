@@ -434,6 +434,85 @@ static void test_regex_rules(void **state)
     noise_free(n);
 }
 
+static void check_bad_rule(const char *rule, const char *want_err);
+
+/* Regexes are PCRE2: the patterns users write (\d, \s, lookahead, anchors,
+ * UTF-8) work as in Perl; \d and \s stay ASCII; a bad one is refused. */
+static void test_regex_pcre2(void **state)
+{
+    (void)state;
+    const char *const r[] = {
+        "$.d ~ ^\\d+$",                 /* digits only */
+        "$.s ~ ^\\w+\\s\\w+$",          /* one blank between two words */
+        "$.k ~ ^(?=.*\\d)[a-z\\d]{8}$", /* lookahead: at least one digit */
+        "$.n ~ ^(?!admin)[a-z]+$",      /* negative lookahead */
+        "$.u ~ \\d{4}",                 /* unanchored: anywhere */
+        "$.c ~ ^caf.$",                 /* '.' is one UTF-8 character */
+        "$.g ~ ^\\x{3b1}+\\d$",         /* a code point by number */
+        NULL,
+    };
+    noise *n = rules(r);
+    check_json(n, "{\"d\":\"123\"}", "{\"d\":\"4567\"}", "");
+    check_json(n, "{\"d\":\"123\"}", "{\"d\":\"12a\"}", "$.d: \"123\" -> \"12a\"");
+    /* \d is ASCII: an Arabic-Indic digit is not one */
+    check_json(n, "{\"d\":\"1\"}", "{\"d\":\"\xd9\xa1\"}", "$.d: \"1\" -> \"\xd9\xa1\"");
+    check_json(n, "{\"s\":\"a b\"}", "{\"s\":\"c\\td\"}", "");
+    check_json(n, "{\"s\":\"a b\"}", "{\"s\":\"ab\"}", "$.s: \"a b\" -> \"ab\"");
+    check_json(n, "{\"k\":\"abcd1234\"}", "{\"k\":\"zzzz9999\"}", "");
+    check_json(n, "{\"k\":\"abcd1234\"}", "{\"k\":\"abcdefgh\"}",
+               "$.k: \"abcd1234\" -> \"abcdefgh\"");
+    check_json(n, "{\"n\":\"alice\"}", "{\"n\":\"bob\"}", "");
+    check_json(n, "{\"n\":\"alice\"}", "{\"n\":\"admin\"}", "$.n: \"alice\" -> \"admin\"");
+    check_json(n, "{\"u\":\"at 2024 ok\"}", "{\"u\":\"at 2025 then\"}", "");
+    check_json(n, "{\"u\":\"at 2024\"}", "{\"u\":\"at 202\"}", "$.u: \"at 2024\" -> \"at 202\"");
+    check_json(n, "{\"c\":\"caf\xc3\xa9\"}", "{\"c\":\"caf\xc3\xa8\"}", "");
+    check_json(n, "{\"c\":\"caf\xc3\xa9\"}", "{\"c\":\"cafe!\"}",
+               "$.c: \"caf\xc3\xa9\" -> \"cafe!\"");
+    check_json(n,
+               "{\"g\":\"\xce\xb1\xce\xb1"
+               "1\"}",
+               "{\"g\":\"\xce\xb1"
+               "2\"}",
+               "");
+    noise_free(n);
+
+    /* a header value that is not UTF-8 is still searched */
+    const char *const rh[] = {"regex: ^v=\\d+", NULL};
+    n = rules(rh);
+    char *hs[] = {"X-V", NULL};
+    record *e = mk(200, NULL, "x"), *a = mk(200, NULL, "x");
+    hdr(e, "X-V", "v=1 \xff\xfe");
+    hdr(a, "X-V", "v=22 \xff");
+    compare_opts o = {n, hs, 0};
+    compare_result res;
+    compare_responses(&o, e, a, &res);
+    assert_true(res.match);
+    compare_result_free(&res);
+    record_free(e);
+    record_free(a);
+    noise_free(n);
+
+    /* text: rules on words of a text body, with a lookahead */
+    const char *const rt[] = {"text: ^(?=[0-9a-f]*[a-f])[0-9a-f]{6}$", NULL};
+    n = rules(rt);
+    o = (compare_opts){n, NULL, 0};
+    check_with(&o, "text/plain", "token 1a2b3c ok\n", "token ffee00 ok\n", "");
+    check_with(&o, "text/plain", "token 123456 ok\n", "token 654321 ok\n",
+               "text line 1: \"123456\" -> \"654321\"");
+    noise_free(n);
+
+    /* bad patterns: one clear line, what PCRE2 says and where */
+    check_bad_rule("regex: a(b",
+                   "bad noise rule 'regex: a(b': missing closing parenthesis at offset 3");
+    check_bad_rule("$.x ~ [z-a]", "bad noise rule '$.x ~ [z-a]': range out of order in character "
+                                  "class at offset 3");
+    check_bad_rule("text: x{2,1}",
+                   "bad noise rule 'text: x{2,1}': numbers out of order in {} quantifier at "
+                   "offset 5");
+    check_bad_rule("regex: \xff", "bad noise rule 'regex: \xff': UTF-8 error: illegal byte (0xfe "
+                                  "or 0xff) at offset 0");
+}
+
 static void test_text_diff(void **state)
 {
     (void)state;
@@ -1058,25 +1137,16 @@ static void test_equal_fast_path(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_equal),
-        cmocka_unit_test(test_json_paths),
-        cmocka_unit_test(test_json_arrays),
-        cmocka_unit_test(test_json_weird_keys),
-        cmocka_unit_test(test_value_cut),
-        cmocka_unit_test(test_max_diffs),
-        cmocka_unit_test(test_ignore_paths),
-        cmocka_unit_test(test_ignore_headers_and_selected),
-        cmocka_unit_test(test_redacted),
-        cmocka_unit_test(test_regex_rules),
-        cmocka_unit_test(test_text_diff),
-        cmocka_unit_test(test_text_noise),
-        cmocka_unit_test(test_sniff_and_content_type),
-        cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_status),
-        cmocka_unit_test(test_rule_syntax),
-        cmocka_unit_test(test_noise_file),
-        cmocka_unit_test(test_learn),
+        cmocka_unit_test(test_json_equal),      cmocka_unit_test(test_json_paths),
+        cmocka_unit_test(test_json_arrays),     cmocka_unit_test(test_json_weird_keys),
+        cmocka_unit_test(test_value_cut),       cmocka_unit_test(test_max_diffs),
+        cmocka_unit_test(test_ignore_paths),    cmocka_unit_test(test_ignore_headers_and_selected),
+        cmocka_unit_test(test_redacted),        cmocka_unit_test(test_regex_rules),
+        cmocka_unit_test(test_regex_pcre2),     cmocka_unit_test(test_text_diff),
+        cmocka_unit_test(test_text_noise),      cmocka_unit_test(test_sniff_and_content_type),
+        cmocka_unit_test(test_binary),          cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_status),          cmocka_unit_test(test_rule_syntax),
+        cmocka_unit_test(test_noise_file),      cmocka_unit_test(test_learn),
         cmocka_unit_test(test_equal_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
