@@ -24,7 +24,9 @@
 #define TEXT_LINE_MAX 160 /* bytes of a line shown in a unified diff */
 #define TEXT_DIFF_LINES 40
 #define TEXT_CONTEXT 2
-#define LCS_MAX_CELLS (1u << 20) /* bigger middles are shown as replaced */
+/* Line or word comparisons one edit script may make (diff_middle): a bound
+ * on the time a pathological pair of bodies costs. */
+#define DIFF_MAX_WORK (1u << 24)
 #define JSON_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
 static const char ellipsis[] = "\xe2\x80\xa6"; /* "…" */
@@ -1071,40 +1073,162 @@ static void ops_add(ops *o, char kind, size_t ei, size_t ai)
     o->v[o->len++] = (op){kind, ei, ai};
 }
 
-/* Edit script of the middle (after common prefix and suffix are trimmed):
- * LCS when small enough, else everything removed then added, which is still
- * a correct (if not minimal) diff and keeps the cost bounded. */
-static void diff_middle(const line *e, size_t ne, const line *a, size_t na, size_t e0, size_t a0,
-                        ops *o)
+/* Edit scripts: Myers' O(ND) algorithm in linear space (E. W. Myers, "An
+ * O(ND) Difference Algorithm and Its Variations", Algorithmica 1986, §4b).
+ * The middle snake of the furthest-reaching forward and backward paths
+ * splits a problem into two smaller ones, so memory is O(N+M) and time
+ * O((N+M)·D) for D lines removed or added: a long body with few changes
+ * costs little, whatever its length. Work is bounded: after DIFF_MAX_WORK
+ * comparisons, the parts still unsolved are shown as wholly replaced (a
+ * correct but not minimal script) and the caller is told. */
+
+typedef struct myers {
+    const line *e, *a;
+    bool *gone;         /* gone[i]: e[i] is removed */
+    bool *added;        /* added[j]: a[j] is added */
+    ptrdiff_t *vf, *vb; /* furthest x on each diagonal, forward / backward */
+    size_t work;        /* comparisons left */
+    bool exact;         /* false once the work bound was hit */
+} myers;
+
+static bool myers_eq(myers *m, ptrdiff_t i, ptrdiff_t j)
 {
-    if (ne == 0 || na == 0 || (ne + 1) > LCS_MAX_CELLS / (na + 1)) {
-        for (size_t i = 0; i < ne; i++)
-            ops_add(o, '-', e0 + i, a0);
-        for (size_t j = 0; j < na; j++)
-            ops_add(o, '+', e0 + ne, a0 + j);
-        return;
-    }
-    /* L[i][j] = LCS length of e[i..] and a[j..]; fits 16 bits because
-     * min(ne, na) <= sqrt(LCS_MAX_CELLS). */
-    size_t w = na + 1;
-    unsigned short *L = xcalloc((ne + 1) * w, sizeof *L);
-    for (size_t i = ne; i-- > 0;)
-        for (size_t j = na; j-- > 0;)
-            L[i * w + j] = line_eq(&e[i], &a[j])
-                               ? (unsigned short)(L[(i + 1) * w + j + 1] + 1)
-                               : (L[(i + 1) * w + j] >= L[i * w + j + 1] ? L[(i + 1) * w + j]
-                                                                         : L[i * w + j + 1]);
-    size_t i = 0, j = 0;
-    while (i < ne || j < na) {
-        if (i < ne && j < na && line_eq(&e[i], &a[j])) {
-            ops_add(o, ' ', e0 + i++, a0 + j++);
-        } else if (j == na || (i < ne && L[(i + 1) * w + j] >= L[i * w + j + 1])) {
-            ops_add(o, '-', e0 + i++, a0 + j);
-        } else {
-            ops_add(o, '+', e0 + i, a0 + j++);
+    if (m->work)
+        m->work--;
+    return line_eq(&m->e[i], &m->a[j]);
+}
+
+/* The middle snake of e[x0..x0+n) against a[y0..y0+k) (both non-empty, no
+ * common first or last line): *sx, *sy, relative to x0, y0, is a point on an
+ * optimal path. False when they have no line in common, or when the work
+ * bound is hit (m->exact is then cleared). */
+static bool myers_split(myers *m, ptrdiff_t x0, ptrdiff_t n, ptrdiff_t y0, ptrdiff_t k,
+                        ptrdiff_t *sx, ptrdiff_t *sy)
+{
+    ptrdiff_t maxd = (n + k + 1) / 2, off = maxd, vlen = 2 * maxd + 2;
+    ptrdiff_t *vf = m->vf, *vb = m->vb;
+    for (ptrdiff_t i = 0; i < vlen; i++)
+        vf[i] = vb[i] = -1;
+    vf[off + 1] = vb[off + 1] = 0;
+    ptrdiff_t delta = n - k;
+    bool front = delta % 2 != 0; /* odd: the forward paths meet the backward ones */
+    ptrdiff_t fstart = 0, fend = 0, bstart = 0, bend = 0;
+    for (ptrdiff_t d = 0; d < maxd; d++) {
+        /* the diagonals visited count as work too */
+        size_t visits = 2 * (size_t)d + 2;
+        m->work = m->work > visits ? m->work - visits : 0;
+        if (m->work == 0) {
+            m->exact = false;
+            return false;
+        }
+        for (ptrdiff_t kf = -d + fstart; kf <= d - fend; kf += 2) {
+            ptrdiff_t i = off + kf;
+            ptrdiff_t x =
+                kf == -d || (kf != d && vf[i - 1] < vf[i + 1]) ? vf[i + 1] : vf[i - 1] + 1;
+            ptrdiff_t y = x - kf;
+            while (x < n && y < k && myers_eq(m, x0 + x, y0 + y)) {
+                x++;
+                y++;
+            }
+            vf[i] = x;
+            if (x > n) {
+                fend += 2; /* off the right edge */
+            } else if (y > k) {
+                fstart += 2; /* off the bottom edge */
+            } else if (front) {
+                ptrdiff_t j = off + delta - kf;
+                if (j >= 0 && j < vlen && vb[j] != -1 && x >= n - vb[j]) {
+                    *sx = x;
+                    *sy = y;
+                    return true;
+                }
+            }
+        }
+        for (ptrdiff_t kb = -d + bstart; kb <= d - bend; kb += 2) {
+            ptrdiff_t i = off + kb;
+            ptrdiff_t x =
+                kb == -d || (kb != d && vb[i - 1] < vb[i + 1]) ? vb[i + 1] : vb[i - 1] + 1;
+            ptrdiff_t y = x - kb;
+            while (x < n && y < k && myers_eq(m, x0 + n - x - 1, y0 + k - y - 1)) {
+                x++;
+                y++;
+            }
+            vb[i] = x;
+            if (x > n) {
+                bend += 2;
+            } else if (y > k) {
+                bstart += 2;
+            } else if (!front) {
+                ptrdiff_t j = off + delta - kb;
+                if (j >= 0 && j < vlen && vf[j] != -1 && vf[j] >= n - x) {
+                    *sx = vf[j];
+                    *sy = vf[j] - (j - off);
+                    return true;
+                }
+            }
         }
     }
-    free(L);
+    return false;
+}
+
+/* Marks what e[x0..x1) against a[y0..y1) removes and adds. */
+static void myers_solve(myers *m, ptrdiff_t x0, ptrdiff_t x1, ptrdiff_t y0, ptrdiff_t y1)
+{
+    while (x0 < x1 && y0 < y1 && line_eq(&m->e[x0], &m->a[y0])) {
+        x0++;
+        y0++;
+    }
+    while (x0 < x1 && y0 < y1 && line_eq(&m->e[x1 - 1], &m->a[y1 - 1])) {
+        x1--;
+        y1--;
+    }
+    ptrdiff_t sx, sy;
+    if (x0 == x1 || y0 == y1 || !myers_split(m, x0, x1 - x0, y0, y1 - y0, &sx, &sy)) {
+        for (ptrdiff_t i = x0; i < x1; i++)
+            m->gone[i] = true;
+        for (ptrdiff_t j = y0; j < y1; j++)
+            m->added[j] = true;
+        return;
+    }
+    /* Each half has fewer differences than the whole: the recursion is
+     * O(log D) deep. */
+    myers_solve(m, x0, x0 + sx, y0, y0 + sy);
+    myers_solve(m, x0 + sx, x1, y0 + sy, y1);
+}
+
+/* Appends the edit script of e[0..ne) against a[0..na) to o (indexes offset
+ * by e0, a0): kept lines ' ', and in each changed block its removed lines
+ * '-' before its added ones '+'. True when minimal; false when the work
+ * bound made some block wholly replaced instead. */
+static bool diff_middle(const line *e, size_t ne, const line *a, size_t na, size_t e0, size_t a0,
+                        ops *o)
+{
+    size_t vlen = ne + na + 3;
+    myers m = {e,
+               a,
+               xcalloc(ne + 1, sizeof(bool)),
+               xcalloc(na + 1, sizeof(bool)),
+               xmalloc(vlen * sizeof(ptrdiff_t)),
+               xmalloc(vlen * sizeof(ptrdiff_t)),
+               DIFF_MAX_WORK,
+               true};
+    myers_solve(&m, 0, (ptrdiff_t)ne, 0, (ptrdiff_t)na);
+    size_t i = 0, j = 0;
+    while (i < ne || j < na) {
+        if (i < ne && j < na && !m.gone[i] && !m.added[j]) {
+            ops_add(o, ' ', e0 + i++, a0 + j++);
+            continue;
+        }
+        while (i < ne && m.gone[i])
+            ops_add(o, '-', e0 + i++, a0 + j);
+        while (j < na && m.added[j])
+            ops_add(o, '+', e0 + i, a0 + j++);
+    }
+    free(m.gone);
+    free(m.added);
+    free(m.vf);
+    free(m.vb);
+    return m.exact;
 }
 
 typedef struct tout {
@@ -1160,12 +1284,17 @@ static char *unified_diff(const char *es, size_t el, const char *as, size_t al)
     size_t ctx0 = pre > TEXT_CONTEXT ? pre - TEXT_CONTEXT : 0;
     for (size_t i = ctx0; i < pre; i++)
         ops_add(&o, ' ', i, i);
-    diff_middle(e + pre, ne - pre - suf, a + pre, na - pre - suf, pre, pre, &o);
+    bool exact = diff_middle(e + pre, ne - pre - suf, a + pre, na - pre - suf, pre, pre, &o);
     for (size_t k = 0; k < suf && k < TEXT_CONTEXT; k++)
         ops_add(&o, ' ', ne - suf + k, na - suf + k);
 
     tout t = {BUF_INIT, 2, false};
     buf_append_str(&t.b, "--- expected\n+++ actual\n");
+    if (!exact) {
+        buf_append_str(&t.b, "(too many differences for a minimal diff: some changed blocks "
+                             "are shown whole)\n");
+        t.lines++;
+    }
     size_t k = 0;
     while (k < o.len && !t.full) {
         while (k < o.len && o.v[k].kind == ' ')
@@ -1487,10 +1616,12 @@ static void text_compare(cmpctx *c, const char *es, size_t el, const char *as, s
         /* The same number of tokens: noise changes words, not structure. */
         for (size_t i = 0; i < me; i++)
             ok &= token_pair(c, &lc, &e[pre + i], &a[pre + i], &differs);
-    } else if (me && ma && (me + 1) <= LCS_MAX_CELLS / (ma + 1)) {
+    } else if (me && ma) {
+        /* Words are paired only along a minimal script: a cut one could
+         * pair words that do not belong together. */
         ops o = {NULL, 0, 0};
-        diff_middle(e + pre, me, a + pre, ma, pre, pre, &o);
-        ok = pair_runs(c, &lc, e, a, &o, &differs);
+        ok = diff_middle(e + pre, me, a + pre, ma, pre, pre, &o) &&
+             pair_runs(c, &lc, e, a, &o, &differs);
         free(o.v);
     } else {
         ok = false;

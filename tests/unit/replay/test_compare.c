@@ -599,6 +599,96 @@ static void test_text_diff(void **state)
     record_free(ra);
 }
 
+/* text_diff of two text/plain bodies (NULL when they match). */
+static char *text_diff_of(const char *e, const char *a)
+{
+    record *re = mk(200, "text/plain", e), *ra = mk(200, "text/plain", a);
+    compare_result res;
+    compare_responses(NULL, re, ra, &res);
+    char *d = res.text_diff ? xstrdup(res.text_diff) : NULL;
+    compare_result_free(&res);
+    record_free(re);
+    record_free(ra);
+    return d;
+}
+
+static void check_text_diff(const char *e, const char *a, const char *want)
+{
+    char *got = text_diff_of(e, a);
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("text diff\n  want:\n%s\n  got:\n%s", want, got ? got : "(none)");
+    free(got);
+}
+
+/* The line diff is Myers' (minimal, linear space): edge cases. */
+static void test_text_diff_edges(void **state)
+{
+    (void)state;
+    /* empty sides */
+    check_text_diff("", "a\nb\n", "--- expected\n+++ actual\n@@ -0,0 +1,2 @@\n+a\n+b\n");
+    check_text_diff("a\nb\n", "", "--- expected\n+++ actual\n@@ -1,2 +0,0 @@\n-a\n-b\n");
+    /* identical: no diff at all */
+    assert_null(text_diff_of("a\nb\n", "a\nb\n"));
+    /* all different: removed lines first, then the added ones */
+    check_text_diff("a\nb\nc\n", "x\ny\n",
+                    "--- expected\n+++ actual\n@@ -1,3 +1,2 @@\n-a\n-b\n-c\n+x\n+y\n");
+    /* Myers' own example (ABCABBA against CBABAC): D = 5, a longest
+     * common part (b a b a) kept */
+    check_text_diff("a\nb\nc\na\nb\nb\na\n", "c\nb\na\nb\na\nc\n",
+                    "--- expected\n+++ actual\n@@ -1,7 +1,6 @@\n-a\n+c\n b\n-c\n a\n b\n-b\n"
+                    " a\n+c\n");
+
+    /* long bodies (3,000 lines: beyond the old 1M-cell LCS table) with two
+     * small changes far apart: two exact hunks, not one replaced block */
+    buf be = BUF_INIT, ba = BUF_INIT;
+    for (int i = 0; i < 3000; i++) {
+        buf_appendf(&be, "line %d\n", i);
+        buf_appendf(&ba, i == 1500 ? "LINE %d\n" : "line %d\n", i);
+        if (i == 2500)
+            buf_append_str(&ba, "inserted\n");
+    }
+    check_text_diff(be.data, ba.data,
+                    "--- expected\n+++ actual\n@@ -1499,5 +1499,5 @@\n line 1498\n line 1499\n"
+                    "-line 1500\n+LINE 1500\n line 1501\n line 1502\n@@ -2500,4 +2500,5 @@\n"
+                    " line 2499\n line 2500\n+inserted\n line 2501\n line 2502\n");
+    /* the same at word level: the changed word is paired and listed */
+    buf_reset(&be);
+    buf_reset(&ba);
+    for (int i = 0; i < 3000; i++) {
+        buf_appendf(&be, "w%d ", i);
+        buf_appendf(&ba, i == 10 ? "W%d " : "w%d ", i);
+        if (i == 2000)
+            buf_append_str(&ba, "extra ");
+    }
+    record *re = mk(200, "text/plain", be.data), *ra = mk(200, "text/plain", ba.data);
+    compare_result res;
+    compare_responses(NULL, re, ra, &res);
+    char *got = diffs_text(&res);
+    assert_string_equal(got, "text line 1: \"w10\" -> \"W10\"\nbody: 16890 bytes -> 16896 bytes");
+    free(got);
+    compare_result_free(&res);
+    record_free(re);
+    record_free(ra);
+
+    /* beyond the work bound (6,000 lines against 6,000 others): the diff
+     * says it is not minimal, and words are not paired */
+    buf_reset(&be);
+    buf_reset(&ba);
+    for (int i = 0; i < 6000; i++) {
+        buf_appendf(&be, "e%d\n", i);
+        buf_appendf(&ba, "a%d\n", i);
+    }
+    buf_append_str(&ba, "one more\n");
+    got = text_diff_of(be.data, ba.data);
+    assert_non_null(got);
+    assert_non_null(strstr(got, "--- expected\n+++ actual\n(too many differences for a minimal "
+                                "diff: some changed blocks are shown whole)\n@@ -1,6000 "
+                                "+1,6001 @@\n-e0\n-e1\n"));
+    free(got);
+    buf_free(&be);
+    buf_free(&ba);
+}
+
 #define PAGE                                                                                       \
     "<html><body>\n<h1>Welcome</h1>\n<form><input type=\"hidden\" name=\"csrf\" value=\"%s\">"     \
     "</form>\n<footer>Generated %s by app</footer>\n</body></html>\n"
@@ -1137,16 +1227,27 @@ static void test_equal_fast_path(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_equal),      cmocka_unit_test(test_json_paths),
-        cmocka_unit_test(test_json_arrays),     cmocka_unit_test(test_json_weird_keys),
-        cmocka_unit_test(test_value_cut),       cmocka_unit_test(test_max_diffs),
-        cmocka_unit_test(test_ignore_paths),    cmocka_unit_test(test_ignore_headers_and_selected),
-        cmocka_unit_test(test_redacted),        cmocka_unit_test(test_regex_rules),
-        cmocka_unit_test(test_regex_pcre2),     cmocka_unit_test(test_text_diff),
-        cmocka_unit_test(test_text_noise),      cmocka_unit_test(test_sniff_and_content_type),
-        cmocka_unit_test(test_binary),          cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_status),          cmocka_unit_test(test_rule_syntax),
-        cmocka_unit_test(test_noise_file),      cmocka_unit_test(test_learn),
+        cmocka_unit_test(test_json_equal),
+        cmocka_unit_test(test_json_paths),
+        cmocka_unit_test(test_json_arrays),
+        cmocka_unit_test(test_json_weird_keys),
+        cmocka_unit_test(test_value_cut),
+        cmocka_unit_test(test_max_diffs),
+        cmocka_unit_test(test_ignore_paths),
+        cmocka_unit_test(test_ignore_headers_and_selected),
+        cmocka_unit_test(test_redacted),
+        cmocka_unit_test(test_regex_rules),
+        cmocka_unit_test(test_regex_pcre2),
+        cmocka_unit_test(test_text_diff),
+        cmocka_unit_test(test_text_diff_edges),
+        cmocka_unit_test(test_text_noise),
+        cmocka_unit_test(test_sniff_and_content_type),
+        cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_rule_syntax),
+        cmocka_unit_test(test_noise_file),
+        cmocka_unit_test(test_learn),
         cmocka_unit_test(test_equal_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
