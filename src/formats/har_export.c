@@ -4,6 +4,7 @@
  * command lines. Reading them back is har_import.c's. */
 #include "formats/har.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -414,6 +415,7 @@ static json_t *har_entry(const record *r)
     int64_t wait = r->upstream_us > 0 ? r->upstream_us : 0;
     if (wait > total)
         wait = total;
+    assert(wait >= 0 && wait <= total); /* so that receive is not negative */
     json_object_set_new(e, "startedDateTime", json_string(ts));
     json_object_set_new(e, "time", json_real((double)total / 1000.0));
     json_object_set_new(e, "request", har_request(r));
@@ -438,6 +440,7 @@ struct har_writer {
 
 har_writer *har_begin(FILE *f)
 {
+    assert(f);
     har_writer *w = xcalloc(1, sizeof *w);
     w->f = f;
     if (fputs("{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"restspy\",\"version\":"

@@ -61,6 +61,7 @@ static bool want_diff(cmpctx *c)
 static void add_diff(cmpctx *c, diff_kind k, char *path, char *e, char *a)
 {
     compare_result *o = c->out;
+    assert(o->ndiffs < c->max); /* want_diff said there is room */
     if (o->ndiffs == c->dcap) {
         c->dcap = c->dcap ? c->dcap * 2 : 4;
         if (c->dcap > c->max)

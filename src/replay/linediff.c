@@ -4,6 +4,7 @@
  * The lines and tokens it aligns point into the caller's bodies. */
 #include "replay/linediff.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -85,6 +86,7 @@ static bool myers_eq(myers *m, ptrdiff_t i, ptrdiff_t j)
 static bool myers_split(myers *m, ptrdiff_t x0, ptrdiff_t n, ptrdiff_t y0, ptrdiff_t k,
                         ptrdiff_t *sx, ptrdiff_t *sy)
 {
+    assert(n > 0 && k > 0);
     ptrdiff_t maxd = (n + k + 1) / 2, off = maxd, vlen = 2 * maxd + 2;
     ptrdiff_t *vf = m->vf, *vb = m->vb;
     for (ptrdiff_t i = 0; i < vlen; i++)

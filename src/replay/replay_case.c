@@ -287,6 +287,7 @@ void replay_parts_push(run *r, size_t pi)
 
 size_t replay_parts_pop(run *r)
 {
+    assert(r->nheap > 0);
     size_t top = r->heap[0];
     size_t last = r->heap[--r->nheap];
     size_t i = 0, n = r->nheap;

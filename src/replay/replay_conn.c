@@ -31,6 +31,7 @@ static void conn_go(conn *c);
 /* Hands the next job to c. False when none is available now. */
 static bool take_job(run *r, conn *c)
 {
+    assert(!c->has_job); /* one request per connection at a time */
     if (r->stopping || r->taken >= r->total)
         return false;
     if (r->parts) {
@@ -87,6 +88,7 @@ static void recycle(conn *c, record *g)
  * got it (NULL when none did). */
 void replay_deliver(run *r, conn *c, size_t ci, unsigned loop, record *got, const char *error)
 {
+    assert(r->done < r->total); /* exactly one callback per case and loop */
     rcase *k = &r->cases[ci];
     replay_answer a = {k->view ? k->view : k->rec, got, error, k->index, loop};
     r->done++;
@@ -106,6 +108,7 @@ void replay_deliver(run *r, conn *c, size_t ci, unsigned loop, record *got, cons
 
 void replay_conn_deliver(conn *c, const char *error)
 {
+    assert(c->has_job);
     record *got = error ? NULL : c->got;
     if (error && c->got)
         recycle(c, c->got);
@@ -228,6 +231,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         replay_conn_close(c, AFTER_NOTHING);
         return;
     }
+    assert(c->has_job && c->got); /* C_BUSY: the answer is being built */
     if (n < 0) {
         c->connected = false;
         if (n == UV_EOF && c->resp_started) {
@@ -278,6 +282,8 @@ static void conn_send(conn *c, int64_t now)
 {
     run *r = c->r;
     rcase *k = &r->cases[c->ci];
+    /* a job on an open socket; the last answer was delivered or recycled */
+    assert(c->has_job && c->connected && !c->got);
     llhttp_init(&c->parser, HTTP_RESPONSE, &resp_settings);
     c->parser.data = c;
     c->resp_started = c->resp_done = false;
