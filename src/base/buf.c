@@ -312,3 +312,12 @@ char *buf_detach(buf *b)
     buf_init(b);
     return d;
 }
+
+size_t utf8_cut_len(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return max;
+}

@@ -57,4 +57,8 @@ void buf_append_pct_decoded(buf *b, const char *s, size_t n, int plus_is_space);
 /* 1 when s[0..n) is valid UTF-8 without NUL bytes, else 0. */
 int utf8_valid(const char *s, size_t n);
 
+/* Length of s[0..n) cut to at most max bytes on a UTF-8 character
+ * boundary, so a shortened value never ends in half a character. */
+size_t utf8_cut_len(const char *s, size_t n, size_t max);
+
 #endif

@@ -3,7 +3,9 @@
 #include "http/coding.h"
 #include "formats/repl_msg.h"
 
+#include <assert.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,4 +544,52 @@ void record_to_combined(const record *r, buf *out)
     append_quoted_or_dash(out, http_headers_get(&r->req_headers, "referer"));
     buf_append_char(out, ' ');
     append_quoted_or_dash(out, http_headers_get(&r->req_headers, "user-agent"));
+}
+
+/* ------------------------------------------------------------------ */
+/* the request body as it was sent (replay, export --curl)             */
+
+/* snprintf into out when there is one; returns out, or fallback without it. */
+static const char *body_reason(char *out, size_t len, const char *fallback, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static const char *body_reason(char *out, size_t len, const char *fallback, const char *fmt, ...)
+{
+    if (!out || len == 0)
+        return fallback;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+const char *record_req_body_unfaithful(const record *c, char *out, size_t len)
+{
+    const char *note = c->req_body_note;
+    if (note && strncmp(note, "dropped", 7) == 0)
+        return body_reason(out, len, "request body was not stored",
+                           "request body was not stored (%s)", note);
+    if (c->req_truncated)
+        return body_reason(out, len, "request body is incomplete",
+                           "request body is incomplete: %zu of %llu bytes recorded",
+                           c->req_body.len, (unsigned long long)c->req_body_size);
+    char err[128];
+    coding_kind k[CODING_MAX_LAYERS];
+    if (c->req_encoding && !note && c->req_body.len &&
+        coding_parse(c->req_encoding, k, err, sizeof err) < 0)
+        return body_reason(out, len, "request body cannot be encoded as it was sent",
+                           "request body cannot be encoded as it was sent: %s", err);
+    return NULL;
+}
+
+const buf *record_req_wire_body(const record *c, buf *tmp)
+{
+    assert(!record_req_body_unfaithful(c, NULL, 0));
+    if (!c->req_encoding || c->req_body_note || c->req_body.len == 0)
+        return &c->req_body;
+    /* coding_parse accepted it (record_req_body_unfaithful): cannot fail. */
+    int rc = coding_encode(c->req_encoding, c->req_body.data, c->req_body.len, tmp, NULL, 0);
+    assert(rc == 0);
+    (void)rc;
+    return tmp;
 }

@@ -126,4 +126,21 @@ void record_to_combined(const record *r, buf *out);
  * "started_at" is there. */
 record *record_from_json(const char *json, size_t len, char *err, size_t errlen);
 
+/* Why c's request body cannot be sent as it was recorded, or NULL: a body
+ * not stored ("dropped: ..." note: it could not be redacted, or the imported
+ * file did not hold it), one incomplete (cut at the capture cap, or shorter
+ * in the imported file than announced), or a decoded body whose
+ * Content-Encoding restspy cannot apply again. The reason is written into
+ * out when given ("request body was not stored (dropped: gzip: ...)",
+ * "request body is incomplete: 65536 of 120271 bytes recorded") and
+ * returned; without out a static text is. Shared by replay and `export
+ * --curl`, so that neither sends a body other than the one recorded. */
+const char *record_req_body_unfaithful(const record *c, char *out, size_t len);
+
+/* c's request body as it went on the wire, for a c that
+ * record_req_body_unfaithful accepts: the stored bytes, or, when the stored body
+ * is the decoded form of a req_encoding body, those bytes encoded again
+ * (into tmp, which the caller owns and frees). Returns &c->req_body or tmp. */
+const buf *record_req_wire_body(const record *c, buf *tmp);
+
 #endif

@@ -47,8 +47,8 @@ int jsonl_read(const char *path, record ***out, size_t *n, char *err, size_t err
  * byte: one-line text as a quoted argument, anything else (binary, NUL
  * bytes, several lines, a leading '@') through --data-binary @- fed by a
  * printf of escapes. A body stored decoded is sent encoded again with its
- * recorded Content-Encoding (replay_wire_body). A request whose body cannot
- * be sent as recorded (replay_body_unfaithful: not stored, incomplete) is
+ * recorded Content-Encoding (record_req_wire_body). A request whose body cannot
+ * be sent as recorded (record_req_body_unfaithful: not stored, incomplete) is
  * written as a comment line saying why, never as a command sending another
  * body; false then, true for a command. */
 bool curl_write(FILE *f, const record *r, const char *base);

@@ -83,7 +83,13 @@ void httpmsg_response_head(buf *out, int status, const char *reason, size_t reas
 void httpmsg_error_response(buf *out, int status, const char *error, const char *request_id,
                             bool keep_alive);
 
-/* Standard reason phrase ("Not Found"), or "Unknown". */
+/* The one reason-phrase table: the standard phrase of status ("Not Found",
+ * RFC 9110 §15 and the registered codes beside it), or NULL for a code
+ * without one. The string is static. */
+const char *httpmsg_reason_lookup(int status);
+
+/* httpmsg_reason_lookup(status), or "Unknown" for a code without a phrase
+ * (a status line needs some text). */
 const char *httpmsg_reason(int status);
 
 /* Checks the CRLF that must follow each chunk's data (RFC 9112 §7.1),

@@ -1,54 +1,31 @@
-/* compare: response comparison and noise rules (see compare.h).
+/* compare: response comparison (see compare.h).
+ *
+ * Owns the comparison itself: status, headers, JSON bodies structurally,
+ * text bodies word by word, binary and truncated bodies, and the results.
+ * The noise rules it applies are noise.c's (noise.h); line and word
+ * alignment and the unified diff are linediff.c's.
  *
  * The fast path is what replay lives on: identical status, compared headers
  * and body bytes are a match with no allocation and no parsing. Only a
  * mismatch pays for JSON parsing, path building and value formatting. */
 #include "replay/compare.h"
 
-#include <errno.h>
-#include <regex.h>
-#include <stdarg.h>
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
-#include "capture/redact.h"
 #include "base/util.h"
+#include "capture/redact.h"
+#include "replay/linediff.h"
+#include "replay/noise.h"
 
-#define VALUE_MAX 80      /* bytes of a value shown in a diff before "…" */
-#define TEXT_LINE_MAX 160 /* bytes of a line shown in a unified diff */
-#define TEXT_DIFF_LINES 40
-#define TEXT_CONTEXT 2
-#define LCS_MAX_CELLS (1u << 20) /* bigger middles are shown as replaced */
+#define VALUE_MAX 80 /* bytes of a value shown in a diff before "…" */
 #define JSON_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
 static const char ellipsis[] = "\xe2\x80\xa6"; /* "…" */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* Length of s[0..n) cut to at most max bytes on a UTF-8 character
- * boundary, so a shortened value never ends in half a character. */
-static size_t utf8_cut_len(const char *s, size_t n, size_t max)
-{
-    if (n <= max)
-        return n;
-    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-        max--;
-    return max;
-}
 
 /* Cuts b to at most max bytes and marks the cut with "…". */
 static void cut_utf8(buf *b, size_t max)
@@ -61,665 +38,6 @@ static void cut_utf8(buf *b, size_t max)
 }
 
 /* ------------------------------------------------------------------------
- * JSON paths
- * ---------------------------------------------------------------------- */
-
-typedef enum {
-    SEG_KEY,   /* .name or ["name"] */
-    SEG_DESC,  /* ..name: that member at any depth below */
-    SEG_INDEX, /* [3] */
-    SEG_ANY,   /* [*] or .*: any element or member */
-} seg_kind;
-
-typedef struct seg {
-    seg_kind kind;
-    char *key; /* SEG_KEY, SEG_DESC: owned, may hold NULs (klen) */
-    size_t klen;
-    size_t index; /* SEG_INDEX */
-} seg;
-
-/* One step of the path being compared; keys point into the parsed JSON. */
-typedef struct comp {
-    const char *key; /* NULL for an array index */
-    size_t klen;
-    size_t index;
-} comp;
-
-static bool is_ident(const char *k, size_t n)
-{
-    if (n == 0 || !((k[0] >= 'A' && k[0] <= 'Z') || (k[0] >= 'a' && k[0] <= 'z') || k[0] == '_'))
-        return false;
-    for (size_t i = 1; i < n; i++) {
-        char c = k[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_'))
-            return false;
-    }
-    return true;
-}
-
-/* ".name" for identifiers, ["weird key"] otherwise (prefix "." or ".."). */
-static void append_key(buf *b, const char *dots, const char *k, size_t n)
-{
-    if (is_ident(k, n)) {
-        buf_append_str(b, dots);
-        buf_append(b, k, n);
-    } else {
-        if (dots[1] == '.')
-            buf_append_str(b, ".."); /* $..["x y"]: the dots say "any depth" */
-        buf_append_char(b, '[');
-        buf_append_json_str(b, k, n);
-        buf_append_char(b, ']');
-    }
-}
-
-static void segs_format(const seg *s, size_t n, buf *b)
-{
-    buf_append_char(b, '$');
-    for (size_t i = 0; i < n; i++) {
-        switch (s[i].kind) {
-        case SEG_KEY:
-            append_key(b, ".", s[i].key, s[i].klen);
-            break;
-        case SEG_DESC:
-            append_key(b, "..", s[i].key, s[i].klen);
-            break;
-        case SEG_INDEX:
-            buf_appendf(b, "[%zu]", s[i].index);
-            break;
-        case SEG_ANY:
-            buf_append_str(b, "[*]");
-            break;
-        }
-    }
-}
-
-static void segs_free(seg *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(s[i].key);
-    free(s);
-}
-
-static char *comps_format(const comp *c, size_t n)
-{
-    buf b = BUF_INIT;
-    buf_append_char(&b, '$');
-    for (size_t i = 0; i < n; i++) {
-        if (c[i].key)
-            append_key(&b, ".", c[i].key, c[i].klen);
-        else
-            buf_appendf(&b, "[%zu]", c[i].index);
-    }
-    return buf_detach(&b);
-}
-
-/* Bytes allowed in a dotted member name: everything that cannot start the
- * next step, the regex separator or a comment. */
-static bool name_byte(char c)
-{
-    return c && c != '.' && c != '[' && c != ']' && c != ' ' && c != '\t' && c != '~' && c != '#' &&
-           c != '\r' && c != '\n';
-}
-
-/* Parses a JSON string literal at *p (just after '[') up to its closing
- * quote; the key is decoded by jansson so every JSON escape works. */
-static int parse_quoted(const char **p, char **key, size_t *klen, const char **why)
-{
-    const char *s = *p, *q = s + 1;
-    while (*q && *q != '"') {
-        if (*q == '\\' && q[1])
-            q++;
-        q++;
-    }
-    if (*q != '"') {
-        *why = "unterminated string";
-        return -1;
-    }
-    json_t *j = json_loadb(s, (size_t)(q - s + 1), JSON_FLAGS, NULL);
-    if (!j || !json_is_string(j)) {
-        json_decref(j);
-        *why = "bad string";
-        return -1;
-    }
-    *klen = json_string_length(j);
-    *key = xmalloc(*klen + 1);
-    memcpy(*key, json_string_value(j), *klen + 1);
-    json_decref(j);
-    *p = q + 1;
-    return 0;
-}
-
-/* Parses a path starting at *p ('$'). On success *p points after it. */
-static int parse_path(const char **p, seg **out, size_t *nout, const char **why)
-{
-    const char *s = *p;
-    seg *v = NULL;
-    size_t n = 0, cap = 0;
-    if (*s != '$') {
-        *why = "a path starts with '$'";
-        return -1;
-    }
-    s++;
-    for (;;) {
-        seg g = {SEG_KEY, NULL, 0, 0};
-        if (*s == '.') {
-            s++;
-            bool desc = *s == '.';
-            if (desc) {
-                s++;
-                g.kind = SEG_DESC;
-            }
-            if (desc && *s == '[' && s[1] == '"') {
-                s++;
-                if (parse_quoted(&s, &g.key, &g.klen, why) < 0)
-                    goto fail;
-                if (*s != ']') {
-                    free(g.key);
-                    *why = "expected ']'";
-                    goto fail;
-                }
-                s++;
-            } else {
-                const char *b = s;
-                while (name_byte(*s))
-                    s++;
-                if (s == b) {
-                    *why = "expected a member name after '.'";
-                    goto fail;
-                }
-                if (s - b == 1 && *b == '*') {
-                    if (desc) {
-                        *why = "'..*' is not supported";
-                        goto fail;
-                    }
-                    g.kind = SEG_ANY;
-                } else {
-                    g.key = xstrndup(b, (size_t)(s - b));
-                    g.klen = (size_t)(s - b);
-                }
-            }
-        } else if (*s == '[') {
-            s++;
-            if (*s == '*') {
-                g.kind = SEG_ANY;
-                s++;
-            } else if (*s == '"') {
-                if (parse_quoted(&s, &g.key, &g.klen, why) < 0)
-                    goto fail;
-            } else if (*s >= '0' && *s <= '9') {
-                g.kind = SEG_INDEX;
-                while (*s >= '0' && *s <= '9') {
-                    if (g.index > (SIZE_MAX - 9) / 10) {
-                        *why = "index too big";
-                        goto fail;
-                    }
-                    g.index = g.index * 10 + (size_t)(*s++ - '0');
-                }
-            } else {
-                *why = "expected '*', an index or a quoted name after '['";
-                goto fail;
-            }
-            if (*s != ']') {
-                free(g.key);
-                *why = "expected ']'";
-                goto fail;
-            }
-            s++;
-        } else {
-            break;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4;
-            v = xrealloc(v, cap * sizeof *v);
-        }
-        v[n++] = g;
-    }
-    *p = s;
-    *out = v;
-    *nout = n;
-    return 0;
-fail:
-    segs_free(v, n);
-    return -1;
-}
-
-/* Does the rule path match the compared path? With prefix, a match of the
- * first steps is enough: an ignored member hides its whole subtree. */
-static bool path_match(const seg *s, size_t ns, const comp *c, size_t nc, bool prefix)
-{
-    for (; ns > 0; s++, ns--, c++, nc--) {
-        switch (s->kind) {
-        case SEG_DESC:
-            for (size_t i = 0; i < nc; i++)
-                if (c[i].key && c[i].klen == s->klen && memcmp(c[i].key, s->key, s->klen) == 0 &&
-                    path_match(s + 1, ns - 1, c + i + 1, nc - i - 1, prefix))
-                    return true;
-            return false;
-        case SEG_KEY:
-            if (nc == 0 || !c->key || c->klen != s->klen || memcmp(c->key, s->key, s->klen) != 0)
-                return false;
-            break;
-        case SEG_INDEX:
-            if (nc == 0 || c->key || c->index != s->index)
-                return false;
-            break;
-        case SEG_ANY:
-            if (nc == 0)
-                return false;
-            break;
-        }
-    }
-    return prefix || nc == 0;
-}
-
-/* ------------------------------------------------------------------------
- * Noise rules
- * ---------------------------------------------------------------------- */
-
-/* RULE_TEXT: a regex for the tokens of text (non-JSON) bodies only. */
-typedef enum { RULE_PATH, RULE_HEADER, RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT } rule_kind;
-
-typedef struct nrule {
-    rule_kind kind;
-    char *text; /* canonical text: what noise_save writes, noise_has compares */
-    seg *segs;  /* RULE_PATH, RULE_PATH_REGEX */
-    size_t nsegs;
-    const char *header; /* RULE_HEADER: points into text */
-    regex_t re;         /* RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT, when compiled */
-    bool has_re;
-} nrule;
-
-struct noise {
-    nrule *v;
-    size_t len, cap;
-    size_t npaths, nheaders, nregex, ntext; /* lets compare skip whole kinds */
-};
-
-noise *noise_new(void)
-{
-    return xcalloc(1, sizeof(noise));
-}
-
-static void rule_free(nrule *r)
-{
-    free(r->text);
-    segs_free(r->segs, r->nsegs);
-    if (r->has_re)
-        regfree(&r->re);
-}
-
-void noise_free(noise *n)
-{
-    if (!n)
-        return;
-    for (size_t i = 0; i < n->len; i++)
-        rule_free(&n->v[i]);
-    free(n->v);
-    free(n);
-}
-
-size_t noise_count(const noise *n)
-{
-    return n ? n->len : 0;
-}
-
-/* POSIX ERE has no \d, \w, \s; users write them anyway (^\d{4}-), so they
- * are rewritten to bracket expressions, also inside brackets ([\d.]). */
-static char *regex_translate(const char *src)
-{
-    buf b = BUF_INIT;
-    bool in_br = false;
-    for (size_t i = 0; src[i]; i++) {
-        char c = src[i];
-        if (in_br) {
-            if (c == '[' && (src[i + 1] == ':' || src[i + 1] == '=' || src[i + 1] == '.')) {
-                char close = src[i + 1];
-                buf_append(&b, src + i, 2);
-                i += 2;
-                while (src[i] && !(src[i] == close && src[i + 1] == ']'))
-                    buf_append_char(&b, src[i++]);
-                if (!src[i])
-                    break;
-                buf_append(&b, src + i, 2);
-                i++;
-            } else if (c == '\\' && (src[i + 1] == 'd' || src[i + 1] == 'w' || src[i + 1] == 's')) {
-                i++;
-                buf_append_str(&b, src[i] == 'd'   ? "0-9"
-                                   : src[i] == 'w' ? "A-Za-z0-9_"
-                                                   : "[:space:]");
-            } else {
-                if (c == ']')
-                    in_br = false;
-                buf_append_char(&b, c);
-            }
-            continue;
-        }
-        if (c == '\\' && src[i + 1]) {
-            i++;
-            switch (src[i]) {
-            case 'd':
-                buf_append_str(&b, "[0-9]");
-                break;
-            case 'D':
-                buf_append_str(&b, "[^0-9]");
-                break;
-            case 'w':
-                buf_append_str(&b, "[A-Za-z0-9_]");
-                break;
-            case 'W':
-                buf_append_str(&b, "[^A-Za-z0-9_]");
-                break;
-            case 's':
-                buf_append_str(&b, "[[:space:]]");
-                break;
-            case 'S':
-                buf_append_str(&b, "[^[:space:]]");
-                break;
-            case 't':
-                buf_append_char(&b, '\t');
-                break;
-            case 'n':
-                buf_append_char(&b, '\n');
-                break;
-            case 'r':
-                buf_append_char(&b, '\r');
-                break;
-            default:
-                buf_append_char(&b, '\\');
-                buf_append_char(&b, src[i]);
-            }
-            continue;
-        }
-        buf_append_char(&b, c);
-        if (c == '[') {
-            in_br = true;
-            /* A leading '^' negates and a ']' right after is a literal. */
-            if (src[i + 1] == '^')
-                buf_append_char(&b, src[++i]);
-            if (src[i + 1] == ']')
-                buf_append_char(&b, src[++i]);
-        }
-    }
-    return buf_detach(&b);
-}
-
-static int compile_regex(nrule *r, const char *pat, const char **why, char *msg, size_t msglen)
-{
-    char *t = regex_translate(pat);
-    int rc = regcomp(&r->re, t, REG_EXTENDED | REG_NOSUB);
-    free(t);
-    if (rc != 0) {
-        regerror(rc, &r->re, msg, msglen);
-        regfree(&r->re);
-        *why = msg;
-        return -1;
-    }
-    r->has_re = true;
-    return 0;
-}
-
-static const char *skip_ws(const char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    return s;
-}
-
-/* Length of s without trailing blanks (and CR/LF, for lines of a file). */
-static size_t trimmed_len(const char *s)
-{
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        n--;
-    return n;
-}
-
-static bool prefix_ieq(const char *s, const char *lit)
-{
-    return strncasecmp(s, lit, strlen(lit)) == 0;
-}
-
-/* Parses rule text into r (canonical text included). The regex is compiled
- * only when compile is set: noise_has needs the text alone. */
-static int rule_parse(const char *text, nrule *r, bool compile, const char **why, char *msg,
-                      size_t msglen)
-{
-    memset(r, 0, sizeof *r);
-    char *line = xstrdup(skip_ws(text));
-    line[trimmed_len(line)] = '\0';
-    const char *s = line;
-    buf canon = BUF_INIT;
-    int rc = -1;
-    if (*s == '\0') {
-        *why = "empty rule";
-        goto out;
-    }
-    if (strpbrk(s, "\r\n")) {
-        *why = "a rule is one line"; /* noise_save could not write it back */
-        goto out;
-    }
-    if (prefix_ieq(s, "header:")) {
-        s = skip_ws(s + 7);
-        const char *b = s;
-        while (*s && *s != ' ' && *s != '\t' && *s != ':' && *s != '#')
-            s++;
-        if (s == b) {
-            *why = "expected a header name after 'header:'";
-            goto out;
-        }
-        size_t nlen = (size_t)(s - b);
-        s = skip_ws(s);
-        if (*s && !(*s == '#' && s > b + nlen)) {
-            *why = "a header name has no spaces or ':'";
-            goto out;
-        }
-        r->kind = RULE_HEADER;
-        buf_append_str(&canon, "header: ");
-        buf_append(&canon, b, nlen);
-        r->text = buf_detach(&canon);
-        r->header = r->text + 8;
-        rc = 0;
-        goto out;
-    }
-    if (prefix_ieq(s, "regex:") || prefix_ieq(s, "text:")) {
-        bool words = (*s | 0x20) == 't';
-        s = skip_ws(s + (words ? 5 : 6));
-        if (!*s) {
-            *why = words ? "expected a regex after 'text:'" : "expected a regex after 'regex:'";
-            goto out;
-        }
-        if (compile && compile_regex(r, s, why, msg, msglen) < 0)
-            goto out;
-        r->kind = words ? RULE_TEXT : RULE_REGEX;
-        buf_append_str(&canon, words ? "text: " : "regex: ");
-        buf_append_str(&canon, s);
-        r->text = buf_detach(&canon);
-        rc = 0;
-        goto out;
-    }
-    if (*s != '$') {
-        *why = "expected a JSON path ('$...'), 'header: NAME', 'regex: REGEX' or 'text: REGEX'";
-        goto out;
-    }
-    if (parse_path(&s, &r->segs, &r->nsegs, why) < 0)
-        goto out;
-    const char *end = s;
-    s = skip_ws(s);
-    segs_format(r->segs, r->nsegs, &canon);
-    if (*s == '~') {
-        s = skip_ws(s + 1);
-        if (!*s) {
-            *why = "expected a regex after '~'";
-            goto out;
-        }
-        if (compile && compile_regex(r, s, why, msg, msglen) < 0)
-            goto out;
-        r->kind = RULE_PATH_REGEX;
-        buf_append_str(&canon, " ~ ");
-        buf_append_str(&canon, s);
-    } else if (*s == '\0' || (*s == '#' && s > end)) {
-        r->kind = RULE_PATH;
-    } else {
-        *why = "unexpected text after the path";
-        goto out;
-    }
-    r->text = buf_detach(&canon);
-    rc = 0;
-out:
-    if (rc < 0) {
-        buf_free(&canon);
-        rule_free(r);
-        memset(r, 0, sizeof *r);
-    }
-    free(line);
-    return rc;
-}
-
-static bool rule_same(const nrule *a, const nrule *b)
-{
-    if (a->kind != b->kind)
-        return false;
-    if (a->kind == RULE_HEADER)
-        return strcasecmp(a->header, b->header) == 0;
-    return strcmp(a->text, b->text) == 0;
-}
-
-static bool noise_has_rule(const noise *n, const nrule *r)
-{
-    for (size_t i = 0; i < n->len; i++)
-        if (rule_same(&n->v[i], r))
-            return true;
-    return false;
-}
-
-/* Takes r (moved in) unless n already has it, then frees it. */
-static void noise_take(noise *n, nrule *r)
-{
-    if (noise_has_rule(n, r)) {
-        rule_free(r);
-        return;
-    }
-    if (n->len == n->cap) {
-        n->cap = n->cap ? n->cap * 2 : 8;
-        n->v = xrealloc(n->v, n->cap * sizeof *n->v);
-    }
-    n->v[n->len++] = *r;
-    if (r->kind == RULE_PATH)
-        n->npaths++;
-    else if (r->kind == RULE_HEADER)
-        n->nheaders++;
-    else if (r->kind == RULE_TEXT)
-        n->ntext++;
-    else
-        n->nregex++;
-}
-
-int noise_add(noise *n, const char *rule_text, char *err, size_t errlen)
-{
-    nrule r;
-    const char *why = "";
-    char msg[128];
-    if (rule_parse(rule_text, &r, true, &why, msg, sizeof msg) < 0) {
-        size_t len = trimmed_len(rule_text);
-        seterr(err, errlen, "bad noise rule '%.*s': %s", (int)(len > 100 ? 100 : len), rule_text,
-               why);
-        return -1;
-    }
-    noise_take(n, &r);
-    return 0;
-}
-
-bool noise_has(const noise *n, const char *rule_text)
-{
-    nrule r;
-    const char *why;
-    char msg[8];
-    if (!n || rule_parse(rule_text, &r, false, &why, msg, sizeof msg) < 0)
-        return false;
-    bool has = noise_has_rule(n, &r);
-    rule_free(&r);
-    return has;
-}
-
-int noise_load(noise *n, const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    /* All or nothing: a file with a bad line adds no rule at all. */
-    noise *tmp = noise_new();
-    char *line = NULL;
-    size_t cap = 0, lineno = 0;
-    int rc = 0;
-    char e[300];
-    while (getline(&line, &cap, f) >= 0) {
-        lineno++;
-        const char *s = skip_ws(line);
-        if (*s == '#' || trimmed_len(s) == 0)
-            continue;
-        if (noise_add(tmp, s, e, sizeof e) < 0) {
-            seterr(err, errlen, "%s:%zu: %s", path, lineno, e);
-            rc = -1;
-            break;
-        }
-    }
-    if (rc == 0 && ferror(f)) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
-        rc = -1;
-    }
-    free(line);
-    fclose(f);
-    if (rc == 0)
-        for (size_t i = 0; i < tmp->len; i++)
-            noise_take(n, &tmp->v[i]);
-    else
-        for (size_t i = 0; i < tmp->len; i++)
-            rule_free(&tmp->v[i]);
-    tmp->len = 0;
-    noise_free(tmp);
-    return rc;
-}
-
-int noise_save(const noise *n, const char *path, char *err, size_t errlen)
-{
-    /* Written to a temporary file and renamed, so a crash never leaves a
-     * half-written rule file that the next run would reject. */
-    buf tmpname = BUF_INIT;
-    buf_appendf(&tmpname, "%s.tmp", path);
-    FILE *f = fopen(tmpname.data, "w");
-    if (!f) {
-        seterr(err, errlen, "%s: %s", tmpname.data, strerror(errno));
-        buf_free(&tmpname);
-        return -1;
-    }
-    fputs("# restspy noise rules: one per line (JSON path, 'header: NAME', 'regex: RE',\n"
-          "# 'text: RE' for text bodies, or 'PATH ~ RE'); lines starting with '#' are comments\n",
-          f);
-    for (size_t i = 0; n && i < n->len; i++) {
-        fputs(n->v[i].text, f);
-        fputc('\n', f);
-    }
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        seterr(err, errlen, "%s: %s", tmpname.data, strerror(errno ? errno : EIO));
-        unlink(tmpname.data);
-        buf_free(&tmpname);
-        return -1;
-    }
-    if (rename(tmpname.data, path) != 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
-        unlink(tmpname.data);
-        buf_free(&tmpname);
-        return -1;
-    }
-    buf_free(&tmpname);
-    return 0;
-}
-
-/* ------------------------------------------------------------------------
  * Comparison
  * ---------------------------------------------------------------------- */
 
@@ -728,7 +46,7 @@ typedef struct cmpctx {
     compare_result *out;
     size_t max; /* diffs kept */
     size_t dcap;
-    comp *path; /* current JSON path, for rules and diff paths */
+    noise_step *path; /* current JSON path, for rules and diff paths */
     size_t depth, pcap;
 } cmpctx;
 
@@ -743,6 +61,7 @@ static bool want_diff(cmpctx *c)
 static void add_diff(cmpctx *c, diff_kind k, char *path, char *e, char *a)
 {
     compare_result *o = c->out;
+    assert(o->ndiffs < c->max); /* want_diff said there is room */
     if (o->ndiffs == c->dcap) {
         c->dcap = c->dcap ? c->dcap * 2 : 4;
         if (c->dcap > c->max)
@@ -841,18 +160,6 @@ static char *cut_text(const char *s, size_t n)
     return buf_detach(&b);
 }
 
-static bool json_ignored(const cmpctx *c)
-{
-    const noise *n = c->n;
-    if (!n || n->npaths == 0)
-        return false;
-    for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_PATH &&
-            path_match(n->v[i].segs, n->v[i].nsegs, c->path, c->depth, true))
-            return true;
-    return false;
-}
-
 /* The text a regex sees: a string's content, a number's JSON text. */
 static const char *regex_subject(const json_t *v, char *tmp, size_t tmplen)
 {
@@ -872,41 +179,21 @@ static const char *regex_subject(const json_t *v, char *tmp, size_t tmplen)
     return NULL;
 }
 
-/* Two differing values are equal when one regex rule that applies here
- * (global, or for exactly this path) matches both. path NULL: not JSON. */
-static bool regex_equal(const cmpctx *c, const char *e, const char *a, bool json)
-{
-    const noise *n = c->n;
-    if (!n || n->nregex == 0 || !e || !a)
-        return false;
-    for (size_t i = 0; i < n->len; i++) {
-        const nrule *r = &n->v[i];
-        if (r->kind == RULE_PATH_REGEX) {
-            if (!json || !path_match(r->segs, r->nsegs, c->path, c->depth, false))
-                continue;
-        } else if (r->kind != RULE_REGEX) {
-            continue;
-        }
-        if (regexec(&r->re, e, 0, NULL, 0) == 0 && regexec(&r->re, a, 0, NULL, 0) == 0)
-            return true;
-    }
-    return false;
-}
-
 static bool json_regex_equal(const cmpctx *c, const json_t *e, const json_t *a)
 {
-    if (!c->n || c->n->nregex == 0)
+    if (!noise_has_regex(c->n))
         return false;
     char te[48], ta[48];
-    return regex_equal(c, regex_subject(e, te, sizeof te), regex_subject(a, ta, sizeof ta), true);
+    return noise_regex_equal(c->n, c->path, c->depth, regex_subject(e, te, sizeof te),
+                             regex_subject(a, ta, sizeof ta), true);
 }
 
 static void json_diff(cmpctx *c, const json_t *e, const json_t *a)
 {
-    if (json_ignored(c))
+    if (noise_json_ignored(c->n, c->path, c->depth))
         return;
     if (want_diff(c))
-        add_diff(c, DIFF_JSON, comps_format(c->path, c->depth), value_text(e), value_text(a));
+        add_diff(c, DIFF_JSON, noise_path_format(c->path, c->depth), value_text(e), value_text(a));
 }
 
 static void push(cmpctx *c, const char *key, size_t klen, size_t index)
@@ -915,7 +202,7 @@ static void push(cmpctx *c, const char *key, size_t klen, size_t index)
         c->pcap = c->pcap ? c->pcap * 2 : 16;
         c->path = xrealloc(c->path, c->pcap * sizeof *c->path);
     }
-    c->path[c->depth++] = (comp){key, klen, index};
+    c->path[c->depth++] = (noise_step){key, klen, index};
 }
 
 static bool numbers_equal(const json_t *e, const json_t *a)
@@ -1014,16 +301,6 @@ static void json_cmp(cmpctx *c, const json_t *e, const json_t *a)
 
 /* ---- headers ---- */
 
-static bool header_ignored(const noise *n, const char *name)
-{
-    if (!n || n->nheaders == 0)
-        return false;
-    for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_HEADER && strcasecmp(n->v[i].header, name) == 0)
-            return true;
-    return false;
-}
-
 /* All values of name joined with ", " (repeats are one list in HTTP), or
  * NULL when absent. Owned by the caller. */
 static char *header_join(const http_headers *h, const char *name)
@@ -1064,13 +341,13 @@ static bool headers_same(const http_headers *e, const http_headers *a, const cha
 
 static void compare_header(cmpctx *c, const record *e, const record *a, const char *name)
 {
-    if (header_ignored(c->n, name) || headers_same(&e->resp_headers, &a->resp_headers, name))
+    if (noise_header_ignored(c->n, name) || headers_same(&e->resp_headers, &a->resp_headers, name))
         return;
     char *ev = header_join(&e->resp_headers, name);
     char *av = header_join(&a->resp_headers, name);
     bool same = (ev && av && strcmp(ev, av) == 0) ||
                 (ev && av && redacted_equal(c, ev, strlen(ev), av, strlen(av))) ||
-                regex_equal(c, ev, av, false);
+                noise_regex_equal(c->n, c->path, c->depth, ev, av, false);
     if (!same && want_diff(c)) {
         buf p = BUF_INIT;
         buf_appendf(&p, "header: %s", name);
@@ -1079,190 +356,6 @@ static void compare_header(cmpctx *c, const record *e, const record *a, const ch
     }
     free(ev);
     free(av);
-}
-
-/* ---- text bodies ---- */
-
-typedef struct line {
-    const char *p;
-    size_t len;
-    bool nl; /* ends with '\n' */
-} line;
-
-static line *split_lines(const char *s, size_t n, size_t *count)
-{
-    size_t cap = 16, k = 0;
-    line *v = xmalloc(cap * sizeof *v);
-    size_t i = 0;
-    while (i < n) {
-        const char *nl = memchr(s + i, '\n', n - i);
-        size_t end = nl ? (size_t)(nl - s) : n;
-        if (k == cap) {
-            cap *= 2;
-            v = xrealloc(v, cap * sizeof *v);
-        }
-        v[k++] = (line){s + i, end - i, nl != NULL};
-        i = nl ? end + 1 : n;
-    }
-    *count = k;
-    return v;
-}
-
-static bool line_eq(const line *a, const line *b)
-{
-    return a->len == b->len && a->nl == b->nl && memcmp(a->p, b->p, a->len) == 0;
-}
-
-typedef struct op {
-    char kind;     /* ' ', '-', '+' */
-    size_t ei, ai; /* line index in expected / actual (next one for '+'/'-') */
-} op;
-
-typedef struct ops {
-    op *v;
-    size_t len, cap;
-} ops;
-
-static void ops_add(ops *o, char kind, size_t ei, size_t ai)
-{
-    if (o->len == o->cap) {
-        o->cap = o->cap ? o->cap * 2 : 64;
-        o->v = xrealloc(o->v, o->cap * sizeof *o->v);
-    }
-    o->v[o->len++] = (op){kind, ei, ai};
-}
-
-/* Edit script of the middle (after common prefix and suffix are trimmed):
- * LCS when small enough, else everything removed then added, which is still
- * a correct (if not minimal) diff and keeps the cost bounded. */
-static void diff_middle(const line *e, size_t ne, const line *a, size_t na, size_t e0, size_t a0,
-                        ops *o)
-{
-    if (ne == 0 || na == 0 || (ne + 1) > LCS_MAX_CELLS / (na + 1)) {
-        for (size_t i = 0; i < ne; i++)
-            ops_add(o, '-', e0 + i, a0);
-        for (size_t j = 0; j < na; j++)
-            ops_add(o, '+', e0 + ne, a0 + j);
-        return;
-    }
-    /* L[i][j] = LCS length of e[i..] and a[j..]; fits 16 bits because
-     * min(ne, na) <= sqrt(LCS_MAX_CELLS). */
-    size_t w = na + 1;
-    unsigned short *L = xcalloc((ne + 1) * w, sizeof *L);
-    for (size_t i = ne; i-- > 0;)
-        for (size_t j = na; j-- > 0;)
-            L[i * w + j] = line_eq(&e[i], &a[j])
-                               ? (unsigned short)(L[(i + 1) * w + j + 1] + 1)
-                               : (L[(i + 1) * w + j] >= L[i * w + j + 1] ? L[(i + 1) * w + j]
-                                                                         : L[i * w + j + 1]);
-    size_t i = 0, j = 0;
-    while (i < ne || j < na) {
-        if (i < ne && j < na && line_eq(&e[i], &a[j])) {
-            ops_add(o, ' ', e0 + i++, a0 + j++);
-        } else if (j == na || (i < ne && L[(i + 1) * w + j] >= L[i * w + j + 1])) {
-            ops_add(o, '-', e0 + i++, a0 + j);
-        } else {
-            ops_add(o, '+', e0 + i, a0 + j++);
-        }
-    }
-    free(L);
-}
-
-typedef struct tout {
-    buf b;
-    size_t lines;
-    bool full;
-} tout;
-
-static void tout_line(tout *t, char kind, const line *l)
-{
-    if (t->full)
-        return;
-    if (t->lines >= TEXT_DIFF_LINES) {
-        buf_append_str(&t->b, ellipsis);
-        buf_append_str(&t->b, " (diff cut)\n");
-        t->full = true;
-        return;
-    }
-    size_t n = utf8_cut_len(l->p, l->len, TEXT_LINE_MAX);
-    buf_append_char(&t->b, kind);
-    buf_append(&t->b, l->p, n);
-    if (n < l->len)
-        buf_append_str(&t->b, ellipsis);
-    buf_append_char(&t->b, '\n');
-    t->lines++;
-    if (!l->nl && !t->full) {
-        buf_append_str(&t->b, "\\ No newline at end of file\n");
-        t->lines++;
-    }
-}
-
-/* How many lines (or tokens) e and a share at their start (*pre) and,
- * after those, at their end (*suf). */
-static void common_ends(const line *e, size_t ne, const line *a, size_t na, size_t *pre,
-                        size_t *suf)
-{
-    size_t p = 0, s = 0;
-    while (p < ne && p < na && line_eq(&e[p], &a[p]))
-        p++;
-    while (s < ne - p && s < na - p && line_eq(&e[ne - 1 - s], &a[na - 1 - s]))
-        s++;
-    *pre = p;
-    *suf = s;
-}
-
-static char *unified_diff(const char *es, size_t el, const char *as, size_t al)
-{
-    size_t ne, na, pre, suf;
-    line *e = split_lines(es, el, &ne), *a = split_lines(as, al, &na);
-    common_ends(e, ne, a, na, &pre, &suf);
-
-    ops o = {NULL, 0, 0};
-    size_t ctx0 = pre > TEXT_CONTEXT ? pre - TEXT_CONTEXT : 0;
-    for (size_t i = ctx0; i < pre; i++)
-        ops_add(&o, ' ', i, i);
-    diff_middle(e + pre, ne - pre - suf, a + pre, na - pre - suf, pre, pre, &o);
-    for (size_t k = 0; k < suf && k < TEXT_CONTEXT; k++)
-        ops_add(&o, ' ', ne - suf + k, na - suf + k);
-
-    tout t = {BUF_INIT, 2, false};
-    buf_append_str(&t.b, "--- expected\n+++ actual\n");
-    size_t k = 0;
-    while (k < o.len && !t.full) {
-        while (k < o.len && o.v[k].kind == ' ')
-            k++;
-        if (k == o.len)
-            break;
-        /* A hunk: context before, changes, and runs of context shorter than
-         * two contexts joined into it. */
-        size_t start = k > TEXT_CONTEXT ? k - TEXT_CONTEXT : 0;
-        size_t end = k; /* one past the last change */
-        for (size_t m = k; m < o.len; m++) {
-            if (o.v[m].kind != ' ')
-                end = m + 1;
-            else if (m - end >= 2 * TEXT_CONTEXT)
-                break;
-        }
-        size_t stop = end + TEXT_CONTEXT < o.len ? end + TEXT_CONTEXT : o.len;
-        size_t ecount = 0, acount = 0;
-        for (size_t m = start; m < stop; m++) {
-            ecount += o.v[m].kind != '+';
-            acount += o.v[m].kind != '-';
-        }
-        size_t estart = o.v[start].ei + (ecount ? 1 : 0);
-        size_t astart = o.v[start].ai + (acount ? 1 : 0);
-        if (t.lines < TEXT_DIFF_LINES) {
-            buf_appendf(&t.b, "@@ -%zu,%zu +%zu,%zu @@\n", estart, ecount, astart, acount);
-            t.lines++;
-        }
-        for (size_t m = start; m < stop; m++)
-            tout_line(&t, o.v[m].kind, o.v[m].kind == '+' ? &a[o.v[m].ai] : &e[o.v[m].ei]);
-        k = stop;
-    }
-    free(o.v);
-    free(e);
-    free(a);
-    return buf_detach(&t.b);
 }
 
 static size_t first_difference(const char *e, size_t el, const char *a, size_t al)
@@ -1300,7 +393,7 @@ static void body_diff(cmpctx *c, const char *e, size_t el, const char *a, size_t
  * text: or regex: rule matches both words, or the recorded one is the
  * redaction marker; anything the alignment cannot pair (words added or
  * removed, different punctuation or spacing) is a difference of the body.
- * The tokens reuse the line type: nl marks a run of delimiters. */
+ * The tokens reuse linediff's line type: nl marks a run of delimiters. */
 
 static bool is_delim(unsigned char ch)
 {
@@ -1311,10 +404,10 @@ static bool is_delim(unsigned char ch)
 /* Maximal runs of delimiters and of other bytes, alternating. Words keep
  * ':', '-', '.', '/', '[', ']': a timestamp, a URL path, the redaction
  * marker stay one word. */
-static line *split_tokens(const char *s, size_t n, size_t *count)
+static linediff_line *split_tokens(const char *s, size_t n, size_t *count)
 {
     size_t cap = 16, k = 0, i = 0;
-    line *v = xmalloc(cap * sizeof *v);
+    linediff_line *v = xmalloc(cap * sizeof *v);
     while (i < n) {
         bool d = is_delim((unsigned char)s[i]);
         size_t j = i + 1;
@@ -1324,29 +417,11 @@ static line *split_tokens(const char *s, size_t n, size_t *count)
             cap *= 2;
             v = xrealloc(v, cap * sizeof *v);
         }
-        v[k++] = (line){s + i, j - i, d};
+        v[k++] = (linediff_line){s + i, j - i, d};
         i = j;
     }
     *count = k;
     return v;
-}
-
-/* Does a text: or regex: rule match both words? */
-static bool text_rule_equal(const cmpctx *c, const line *e, const line *a)
-{
-    const noise *n = c->n;
-    if (!n || n->ntext + n->nregex == 0)
-        return false;
-    char *es = xstrndup(e->p, e->len), *as = xstrndup(a->p, a->len);
-    bool eq = false;
-    for (size_t i = 0; i < n->len && !eq; i++) {
-        const nrule *r = &n->v[i];
-        eq = (r->kind == RULE_TEXT || r->kind == RULE_REGEX) &&
-             regexec(&r->re, es, 0, NULL, 0) == 0 && regexec(&r->re, as, 0, NULL, 0) == 0;
-    }
-    free(es);
-    free(as);
-    return eq;
 }
 
 static bool all_in(const char *s, size_t n, const char *set)
@@ -1404,7 +479,7 @@ static size_t word_run(const char *s, size_t n, bool fine)
 }
 
 /* shape_rule's work at one grain (see there). */
-static bool shape_at(const line *x, const line *y, bool fine, buf *out)
+static bool shape_at(const linediff_line *x, const linediff_line *y, bool fine, buf *out)
 {
     buf_append_str(out, "text: ^");
     size_t i = 0, j = 0;
@@ -1444,7 +519,7 @@ static bool shape_at(const line *x, const line *y, bool fine, buf *out)
  * Runs become a class with their length ({n}, or + when it varies); other
  * bytes stay literal and must be the same in both words. False when they
  * are not: no rule is better than one that hides everything. */
-static bool shape_rule(const line *x, const line *y, buf *out)
+static bool shape_rule(const linediff_line *x, const linediff_line *y, buf *out)
 {
     if (shape_at(x, y, true, out))
         return true;
@@ -1452,7 +527,7 @@ static bool shape_rule(const line *x, const line *y, buf *out)
     return shape_at(x, y, false, out);
 }
 
-static void add_learnable(compare_result *r, const line *e, const line *a)
+static void add_learnable(compare_result *r, const linediff_line *e, const linediff_line *a)
 {
     buf b = BUF_INIT;
     if (!shape_rule(e, a, &b)) {
@@ -1463,7 +538,7 @@ static void add_learnable(compare_result *r, const line *e, const line *a)
     r->rules[r->nrules++] = buf_detach(&b);
 }
 
-static char *quoted_token(const line *t)
+static char *quoted_token(const linediff_line *t)
 {
     buf b = BUF_INIT;
     buf_append_json_str(&b, t->p, t->len);
@@ -1485,13 +560,15 @@ static size_t line_of(line_cursor *lc, const char *p)
 }
 
 /* One aligned pair of tokens. False when it is a difference of structure. */
-static bool token_pair(cmpctx *c, line_cursor *lc, const line *e, const line *a, bool *differs)
+static bool token_pair(cmpctx *c, line_cursor *lc, const linediff_line *e, const linediff_line *a,
+                       bool *differs)
 {
-    if (line_eq(e, a))
+    if (linediff_eq(e, a))
         return true;
     if (e->nl || a->nl)
         return false; /* punctuation or spacing */
-    if (redacted_equal(c, e->p, e->len, a->p, a->len) || text_rule_equal(c, e, a))
+    if (redacted_equal(c, e->p, e->len, a->p, a->len) ||
+        noise_text_equal(c->n, e->p, e->len, a->p, a->len))
         return true;
     *differs = true;
     if (want_diff(c)) {
@@ -1505,8 +582,8 @@ static bool token_pair(cmpctx *c, line_cursor *lc, const line *e, const line *a,
 
 /* Pairs the middle's replaced runs of equal length; false when a run
  * adds or removes tokens. */
-static bool pair_runs(cmpctx *c, line_cursor *lc, const line *e, const line *a, const ops *o,
-                      bool *differs)
+static bool pair_runs(cmpctx *c, line_cursor *lc, const linediff_line *e, const linediff_line *a,
+                      const linediff_ops *o, bool *differs)
 {
     bool ok = true;
     size_t k = 0;
@@ -1542,8 +619,8 @@ static bool pair_runs(cmpctx *c, line_cursor *lc, const line *e, const line *a, 
 static void text_compare(cmpctx *c, const char *es, size_t el, const char *as, size_t al)
 {
     size_t ne, na, pre, suf;
-    line *e = split_tokens(es, el, &ne), *a = split_tokens(as, al, &na);
-    common_ends(e, ne, a, na, &pre, &suf);
+    linediff_line *e = split_tokens(es, el, &ne), *a = split_tokens(as, al, &na);
+    linediff_common_ends(e, ne, a, na, &pre, &suf);
     size_t me = ne - pre - suf, ma = na - pre - suf;
     line_cursor lc = {es, 1};
     bool ok = true, differs = false;
@@ -1551,10 +628,12 @@ static void text_compare(cmpctx *c, const char *es, size_t el, const char *as, s
         /* The same number of tokens: noise changes words, not structure. */
         for (size_t i = 0; i < me; i++)
             ok &= token_pair(c, &lc, &e[pre + i], &a[pre + i], &differs);
-    } else if (me && ma && (me + 1) <= LCS_MAX_CELLS / (ma + 1)) {
-        ops o = {NULL, 0, 0};
-        diff_middle(e + pre, me, a + pre, ma, pre, pre, &o);
-        ok = pair_runs(c, &lc, e, a, &o, &differs);
+    } else if (me && ma) {
+        /* Words are paired only along a minimal script: a cut one could
+         * pair words that do not belong together. */
+        linediff_ops o = {NULL, 0, 0};
+        ok = linediff_script(e + pre, me, a + pre, ma, pre, pre, &o) &&
+             pair_runs(c, &lc, e, a, &o, &differs);
         free(o.v);
     } else {
         ok = false;
@@ -1562,7 +641,7 @@ static void text_compare(cmpctx *c, const char *es, size_t el, const char *as, s
     if (!ok && want_diff(c))
         add_diff(c, DIFF_BODY, xstrdup("body"), bytes_text(el, ""), bytes_text(al, ""));
     if ((!ok || differs) && !c->out->text_diff)
-        c->out->text_diff = unified_diff(es, el, as, al);
+        c->out->text_diff = linediff_unified(es, el, as, al);
     free(e);
     free(a);
 }
@@ -1711,16 +790,8 @@ size_t noise_learn(noise *n, const compare_result *r)
         } else if (d->kind == DIFF_JSON) {
             /* Every index becomes [*]: a timestamp that differed in one list
              * item will differ in the others next time. */
-            const char *p = d->path, *why;
-            seg *s;
-            size_t ns;
-            if (parse_path(&p, &s, &ns, &why) < 0 || *p)
+            if (!noise_path_any_index(d->path, &text))
                 continue; /* not a path this module wrote */
-            for (size_t k = 0; k < ns; k++)
-                if (s[k].kind == SEG_INDEX)
-                    s[k].kind = SEG_ANY;
-            segs_format(s, ns, &text);
-            segs_free(s, ns);
         } else {
             continue; /* status and bodies: no rule; text words: r->rules */
         }

@@ -1,9 +1,9 @@
 /* compare: does a replayed response match the recorded one, and if not,
  * exactly where not.
  *
- * Owns noise rule sets and comparison results. Promises: JSON bodies are
- * compared structurally (object key order ignored, numbers compared as
- * numbers: 1, 1.0 and 1e0 are equal), and every difference is reported as a
+ * Owns comparison results. Promises: JSON bodies are compared structurally
+ * (object key order ignored, numbers compared as numbers: 1, 1.0 and 1e0
+ * are equal), and every difference is reported as a
  * JSON path with both values ("$.items[3].status: \"ok\" -> \"down\"");
  * text (UTF-8) bodies word by word (HTML, forms, plain text: a word that
  * differs is "text line 12: \"a8f7\" -> \"9c1d\"", words added or removed
@@ -17,17 +17,7 @@
  * headers, and regexes that make two values (JSON values, header values,
  * words of text bodies) equal when both match. Noise cannot cover binary
  * bodies, nor bodies cut at the capture cap (compared as a prefix).
- *
- * Noise rule syntax (one per line in a file, '#' starts a comment; the same
- * text as the --ignore* flags):
- *   $.updated_at            ignore that member
- *   $..id                   ignore every member named id, at any depth
- *   $.items[*].ts, $.a[2]   array wildcards and indexes
- *   header: Date            ignore a response header (case-insensitive)
- *   regex: ^\d{4}-\d\d-\d\dT   two differing string values that both match
- *                              are equal (anywhere)
- *   $.token ~ ^[0-9a-f]+$   the same, only at that path
- *   text: ^[0-9a-f]{32}$    the same, only for words of text bodies */
+ * The noise rules themselves (syntax, rule sets) are noise.h's. */
 #ifndef RESTSPY_COMPARE_H
 #define RESTSPY_COMPARE_H
 
@@ -36,20 +26,7 @@
 
 #include "base/buf.h"
 #include "capture/record.h"
-
-typedef struct noise noise;
-
-noise *noise_new(void);
-void noise_free(noise *n);
-/* Adds one rule (syntax above). -1 with err ("bad noise rule '...': ..."). */
-int noise_add(noise *n, const char *rule, char *err, size_t errlen);
-/* Adds every rule of a file. -1 with err ("FILE:LINE: ..."). */
-int noise_load(noise *n, const char *path, char *err, size_t errlen);
-/* Writes the rules, one per line, in a form noise_load reads back. */
-int noise_save(const noise *n, const char *path, char *err, size_t errlen);
-size_t noise_count(const noise *n);
-/* True when n already has exactly this rule (learn-noise dedupes with it). */
-bool noise_has(const noise *n, const char *rule);
+#include "replay/noise.h"
 
 typedef struct compare_opts {
     const noise *noise;   /* may be NULL */

@@ -69,25 +69,8 @@ typedef struct replay_progress {
 /* Called about 5 times a second from the replay loop (may be NULL). */
 typedef void (*replay_progress_cb)(void *ud, const replay_progress *p);
 
-/* Why c's request body cannot be sent as it was recorded, or NULL: a body
- * not stored ("dropped: ..." note: it could not be redacted, or the imported
- * file did not hold it), one incomplete (cut at the capture cap, or shorter
- * in the imported file than announced), or a decoded body whose
- * Content-Encoding restspy cannot apply again. The reason is written into
- * out when given ("request body was not stored (dropped: gzip: ...)",
- * "request body is incomplete: 65536 of 120271 bytes recorded") and
- * returned; without out a static text is. Shared by replay and `export
- * --curl`, so that neither sends a body other than the one recorded. */
-const char *replay_body_unfaithful(const record *c, char *out, size_t len);
-
-/* c's request body as it went on the wire, for a c that
- * replay_body_unfaithful accepts: the stored bytes, or, when the stored body
- * is the decoded form of a req_encoding body, those bytes encoded again
- * (into tmp, which the caller owns and frees). Returns &c->req_body or tmp. */
-const buf *replay_wire_body(const record *c, buf *tmp);
-
 /* The cases that cannot be replayed as they were recorded: a body
- * replay_body_unfaithful refuses, or "[redacted]" in a header value, the
+ * record_req_body_unfaithful refuses, or "[redacted]" in a header value, the
  * query or the body that --set-header/--drop-header did not replace. NULL
  * when replayable, else the reason (in out when given, else a static
  * text: "contains redacted values: Authorization"): such cases are

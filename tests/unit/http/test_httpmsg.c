@@ -206,6 +206,17 @@ static void test_error_response(void **state)
     buf_free(&out);
     assert_string_equal(httpmsg_reason(431), "Request Header Fields Too Large");
     assert_string_equal(httpmsg_reason(599), "Unknown");
+    /* the one table (HAR's statusText uses it too): RFC 9110 phrases */
+    assert_string_equal(httpmsg_reason_lookup(203), "Non-Authoritative Information");
+    assert_string_equal(httpmsg_reason_lookup(303), "See Other");
+    assert_string_equal(httpmsg_reason_lookup(410), "Gone");
+    assert_string_equal(httpmsg_reason_lookup(413), "Content Too Large");
+    assert_string_equal(httpmsg_reason_lookup(414), "URI Too Long");
+    assert_string_equal(httpmsg_reason_lookup(422), "Unprocessable Content");
+    assert_string_equal(httpmsg_reason_lookup(505), "HTTP Version Not Supported");
+    assert_null(httpmsg_reason_lookup(0));
+    assert_null(httpmsg_reason_lookup(306));
+    assert_null(httpmsg_reason_lookup(599));
     buf_init(&out);
     httpmsg_chunk_header(&out, 0x1a2);
     assert_string_equal(out.data, "1a2\r\n");

@@ -85,6 +85,24 @@ static noise *rules(const char *const *list)
     return n;
 }
 
+/* Do two answers whose only difference is header name (ev -> av) match
+ * under n? */
+static bool header_match(const noise *n, const char *name, const char *ev, const char *av)
+{
+    char *hs[] = {(char *)name, NULL};
+    record *e = mk(200, NULL, "x"), *a = mk(200, NULL, "x");
+    hdr(e, name, ev);
+    hdr(a, name, av);
+    compare_opts o = {n, hs, 0};
+    compare_result res;
+    compare_responses(&o, e, a, &res);
+    bool match = res.match;
+    compare_result_free(&res);
+    record_free(e);
+    record_free(a);
+    return match;
+}
+
 static void test_json_equal(void **state)
 {
     (void)state;
@@ -396,17 +414,7 @@ static void test_regex_rules(void **state)
     /* \d is digits only */
     check_json(n, "{\"t\":\"abcd-01-01T\"}", "{\"t\":\"2024-01-01T\"}",
                "$.t: \"abcd-01-01T\" -> \"2024-01-01T\"");
-    char *hs[] = {"Last-Modified", NULL};
-    record *e = mk(200, NULL, "x"), *a = mk(200, NULL, "x");
-    hdr(e, "Last-Modified", "2024-01-01T00:00:00Z");
-    hdr(a, "Last-Modified", "2024-02-01T00:00:00Z");
-    compare_opts o = {n, hs, 0};
-    compare_result res;
-    compare_responses(&o, e, a, &res);
-    assert_true(res.match);
-    compare_result_free(&res);
-    record_free(e);
-    record_free(a);
+    assert_true(header_match(n, "Last-Modified", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"));
     noise_free(n);
 
     /* per path: only at that path; numbers are matched by their text */
@@ -432,6 +440,76 @@ static void test_regex_rules(void **state)
                "{\"a\":\"a-b\",\"b\":\"a1.c\",\"c\":\"x y_\"}",
                "$.a: \"abc\" -> \"a-b\"\n$.b: \"ab.c\" -> \"a1.c\"\n$.c: \"xy !\" -> \"x y_\"");
     noise_free(n);
+}
+
+static void check_bad_rule(const char *rule, const char *want_err);
+
+/* Regexes are PCRE2: the patterns users write (\d, \s, lookahead, anchors,
+ * UTF-8) work as in Perl; \d and \s stay ASCII; a bad one is refused. */
+static void test_regex_pcre2(void **state)
+{
+    (void)state;
+    const char *const r[] = {
+        "$.d ~ ^\\d+$",                 /* digits only */
+        "$.s ~ ^\\w+\\s\\w+$",          /* one blank between two words */
+        "$.k ~ ^(?=.*\\d)[a-z\\d]{8}$", /* lookahead: at least one digit */
+        "$.n ~ ^(?!admin)[a-z]+$",      /* negative lookahead */
+        "$.u ~ \\d{4}",                 /* unanchored: anywhere */
+        "$.c ~ ^caf.$",                 /* '.' is one UTF-8 character */
+        "$.g ~ ^\\x{3b1}+\\d$",         /* a code point by number */
+        NULL,
+    };
+    noise *n = rules(r);
+    check_json(n, "{\"d\":\"123\"}", "{\"d\":\"4567\"}", "");
+    check_json(n, "{\"d\":\"123\"}", "{\"d\":\"12a\"}", "$.d: \"123\" -> \"12a\"");
+    /* \d is ASCII: an Arabic-Indic digit is not one */
+    check_json(n, "{\"d\":\"1\"}", "{\"d\":\"\xd9\xa1\"}", "$.d: \"1\" -> \"\xd9\xa1\"");
+    check_json(n, "{\"s\":\"a b\"}", "{\"s\":\"c\\td\"}", "");
+    check_json(n, "{\"s\":\"a b\"}", "{\"s\":\"ab\"}", "$.s: \"a b\" -> \"ab\"");
+    check_json(n, "{\"k\":\"abcd1234\"}", "{\"k\":\"zzzz9999\"}", "");
+    check_json(n, "{\"k\":\"abcd1234\"}", "{\"k\":\"abcdefgh\"}",
+               "$.k: \"abcd1234\" -> \"abcdefgh\"");
+    check_json(n, "{\"n\":\"alice\"}", "{\"n\":\"bob\"}", "");
+    check_json(n, "{\"n\":\"alice\"}", "{\"n\":\"admin\"}", "$.n: \"alice\" -> \"admin\"");
+    check_json(n, "{\"u\":\"at 2024 ok\"}", "{\"u\":\"at 2025 then\"}", "");
+    check_json(n, "{\"u\":\"at 2024\"}", "{\"u\":\"at 202\"}", "$.u: \"at 2024\" -> \"at 202\"");
+    check_json(n, "{\"c\":\"caf\xc3\xa9\"}", "{\"c\":\"caf\xc3\xa8\"}", "");
+    check_json(n, "{\"c\":\"caf\xc3\xa9\"}", "{\"c\":\"cafe!\"}",
+               "$.c: \"caf\xc3\xa9\" -> \"cafe!\"");
+    check_json(n,
+               "{\"g\":\"\xce\xb1\xce\xb1"
+               "1\"}",
+               "{\"g\":\"\xce\xb1"
+               "2\"}",
+               "");
+    noise_free(n);
+
+    /* a header value that is not UTF-8 is still searched */
+    const char *const rh[] = {"regex: ^v=\\d+", NULL};
+    n = rules(rh);
+    assert_true(header_match(n, "X-V", "v=1 \xff\xfe", "v=22 \xff"));
+    assert_false(header_match(n, "X-V", "v=1 \xff", "w=2 \xff"));
+    noise_free(n);
+
+    /* text: rules on words of a text body, with a lookahead */
+    const char *const rt[] = {"text: ^(?=[0-9a-f]*[a-f])[0-9a-f]{6}$", NULL};
+    n = rules(rt);
+    compare_opts o = {n, NULL, 0};
+    check_with(&o, "text/plain", "token 1a2b3c ok\n", "token ffee00 ok\n", "");
+    check_with(&o, "text/plain", "token 123456 ok\n", "token 654321 ok\n",
+               "text line 1: \"123456\" -> \"654321\"");
+    noise_free(n);
+
+    /* bad patterns: one clear line, what PCRE2 says and where */
+    check_bad_rule("regex: a(b",
+                   "bad noise rule 'regex: a(b': missing closing parenthesis at offset 3");
+    check_bad_rule("$.x ~ [z-a]", "bad noise rule '$.x ~ [z-a]': range out of order in character "
+                                  "class at offset 3");
+    check_bad_rule("text: x{2,1}",
+                   "bad noise rule 'text: x{2,1}': numbers out of order in {} quantifier at "
+                   "offset 5");
+    check_bad_rule("regex: \xff", "bad noise rule 'regex: \xff': UTF-8 error: illegal byte (0xfe "
+                                  "or 0xff) at offset 0");
 }
 
 static void test_text_diff(void **state)
@@ -518,6 +596,96 @@ static void test_text_diff(void **state)
     compare_result_free(&res);
     record_free(re);
     record_free(ra);
+}
+
+/* text_diff of two text/plain bodies (NULL when they match). */
+static char *text_diff_of(const char *e, const char *a)
+{
+    record *re = mk(200, "text/plain", e), *ra = mk(200, "text/plain", a);
+    compare_result res;
+    compare_responses(NULL, re, ra, &res);
+    char *d = res.text_diff ? xstrdup(res.text_diff) : NULL;
+    compare_result_free(&res);
+    record_free(re);
+    record_free(ra);
+    return d;
+}
+
+static void check_text_diff(const char *e, const char *a, const char *want)
+{
+    char *got = text_diff_of(e, a);
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("text diff\n  want:\n%s\n  got:\n%s", want, got ? got : "(none)");
+    free(got);
+}
+
+/* The line diff is Myers' (minimal, linear space): edge cases. */
+static void test_text_diff_edges(void **state)
+{
+    (void)state;
+    /* empty sides */
+    check_text_diff("", "a\nb\n", "--- expected\n+++ actual\n@@ -0,0 +1,2 @@\n+a\n+b\n");
+    check_text_diff("a\nb\n", "", "--- expected\n+++ actual\n@@ -1,2 +0,0 @@\n-a\n-b\n");
+    /* identical: no diff at all */
+    assert_null(text_diff_of("a\nb\n", "a\nb\n"));
+    /* all different: removed lines first, then the added ones */
+    check_text_diff("a\nb\nc\n", "x\ny\n",
+                    "--- expected\n+++ actual\n@@ -1,3 +1,2 @@\n-a\n-b\n-c\n+x\n+y\n");
+    /* Myers' own example (ABCABBA against CBABAC): D = 5, a longest
+     * common part (b a b a) kept */
+    check_text_diff("a\nb\nc\na\nb\nb\na\n", "c\nb\na\nb\na\nc\n",
+                    "--- expected\n+++ actual\n@@ -1,7 +1,6 @@\n-a\n+c\n b\n-c\n a\n b\n-b\n"
+                    " a\n+c\n");
+
+    /* long bodies (3,000 lines: beyond the old 1M-cell LCS table) with two
+     * small changes far apart: two exact hunks, not one replaced block */
+    buf be = BUF_INIT, ba = BUF_INIT;
+    for (int i = 0; i < 3000; i++) {
+        buf_appendf(&be, "line %d\n", i);
+        buf_appendf(&ba, i == 1500 ? "LINE %d\n" : "line %d\n", i);
+        if (i == 2500)
+            buf_append_str(&ba, "inserted\n");
+    }
+    check_text_diff(be.data, ba.data,
+                    "--- expected\n+++ actual\n@@ -1499,5 +1499,5 @@\n line 1498\n line 1499\n"
+                    "-line 1500\n+LINE 1500\n line 1501\n line 1502\n@@ -2500,4 +2500,5 @@\n"
+                    " line 2499\n line 2500\n+inserted\n line 2501\n line 2502\n");
+    /* the same at word level: the changed word is paired and listed */
+    buf_reset(&be);
+    buf_reset(&ba);
+    for (int i = 0; i < 3000; i++) {
+        buf_appendf(&be, "w%d ", i);
+        buf_appendf(&ba, i == 10 ? "W%d " : "w%d ", i);
+        if (i == 2000)
+            buf_append_str(&ba, "extra ");
+    }
+    record *re = mk(200, "text/plain", be.data), *ra = mk(200, "text/plain", ba.data);
+    compare_result res;
+    compare_responses(NULL, re, ra, &res);
+    char *got = diffs_text(&res);
+    assert_string_equal(got, "text line 1: \"w10\" -> \"W10\"\nbody: 16890 bytes -> 16896 bytes");
+    free(got);
+    compare_result_free(&res);
+    record_free(re);
+    record_free(ra);
+
+    /* beyond the work bound (6,000 lines against 6,000 others): the diff
+     * says it is not minimal, and words are not paired */
+    buf_reset(&be);
+    buf_reset(&ba);
+    for (int i = 0; i < 6000; i++) {
+        buf_appendf(&be, "e%d\n", i);
+        buf_appendf(&ba, "a%d\n", i);
+    }
+    buf_append_str(&ba, "one more\n");
+    got = text_diff_of(be.data, ba.data);
+    assert_non_null(got);
+    assert_non_null(strstr(got, "--- expected\n+++ actual\n(too many differences for a minimal "
+                                "diff: some changed blocks are shown whole)\n@@ -1,6000 "
+                                "+1,6001 @@\n-e0\n-e1\n"));
+    free(got);
+    buf_free(&be);
+    buf_free(&ba);
 }
 
 #define PAGE                                                                                       \
@@ -1068,7 +1236,9 @@ int main(void)
         cmocka_unit_test(test_ignore_headers_and_selected),
         cmocka_unit_test(test_redacted),
         cmocka_unit_test(test_regex_rules),
+        cmocka_unit_test(test_regex_pcre2),
         cmocka_unit_test(test_text_diff),
+        cmocka_unit_test(test_text_diff_edges),
         cmocka_unit_test(test_text_noise),
         cmocka_unit_test(test_sniff_and_content_type),
         cmocka_unit_test(test_binary),
