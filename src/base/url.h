@@ -36,7 +36,9 @@ typedef struct url {
 
 /* Parses the absolute URL s (length n) into u. 0, or -1 with *why (may be
  * NULL) pointing to a short static reason: "expected scheme://",
- * "no host", "bad port", "bad character" ... u is unspecified on error. */
+ * "no host", "bad port", "bad character" ... On error u is partly filled,
+ * for better messages: scheme when one was read (else ""), authority when
+ * the parse reached it (else NULL). */
 int url_parse(const char *s, size_t n, url *u, const char **why);
 
 /* Whether u's scheme is scheme (lower case literal). */

@@ -16,6 +16,7 @@
 #include "cli/cliutil.h"
 #include "formats/har.h"
 #include "store/store.h"
+#include "base/url.h"
 #include "base/util.h"
 
 #define DEFAULT_CURL_BASE "http://localhost"
@@ -28,28 +29,21 @@ static const char export_usage[] =
     "Writes captured requests, oldest first, in one of three forms (FILE may be\n"
     "'-' for standard output; a file is written whole or not at all):\n"
     "\n"
-    "  --har FILE       HAR 1.2 (timings, headers, bodies; base64 for binary bodies),\n"
-    "                   readable by browsers' devtools and `restspy replay --har`\n"
-    "  --jsonl FILE     one JSON object per line, with headers and bodies\n"
-    "                   (`restspy replay --jsonl`, `restspy import --jsonl`)\n"
-    "  --curl           one curl command line per request, on standard output (the\n"
-    "                   bodies byte for byte; a request whose body was not stored or\n"
-    "                   is incomplete becomes a '# restspy:' comment line saying why)\n"
-    "  --target URL     the server the curl lines call (default http://localhost)\n"
-    "  --store URL      store to read (default: the store setting, sqlite:restspy.db)\n"
-    "  --config FILE    config file whose store setting to use\n"
+    "  --har FILE           HAR 1.2 (timings, headers, bodies; base64 for binary bodies),\n"
+    "                       readable by browsers' devtools and `restspy replay --har`\n"
+    "  --jsonl FILE         one JSON object per line, with headers and bodies\n"
+    "                       (`restspy replay --jsonl`, `restspy import --jsonl`)\n"
+    "  --curl               one curl command line per request, on standard output (the\n"
+    "                       bodies byte for byte; a request whose body was not stored or\n"
+    "                       is incomplete becomes a '# restspy:' comment line saying why)\n"
+    "  --target URL         the server the curl lines call (default http://localhost)\n"
+    "  --store URL          store to read (default: the store setting, sqlite:restspy.db)\n"
+    "  --config FILE        config file whose store setting to use\n"
     "\n"
-    "Filters (as `restspy requests`):\n"
-    "  --method M       only this method (case-insensitive)\n"
-    "  --path GLOB      only paths matching GLOB ('*' within a segment, '**' any depth)\n"
-    "  --status S       a class (5xx), a code (404) or a range (200-299)\n"
-    "  --since T        started at or after T: RFC 3339, a local date or an age (10m)\n"
-    "  --until T        started before T (same forms as --since)\n"
-    "  --origin O       only this origin (local, replicated, imported)\n"
-    "  --node N         only requests captured by node N\n"
-    "  --id ID          only this request (repeatable; an id, or a unique start or end of 4+)\n"
-    "  --limit N        only the newest N (default: all)\n"
-    "  -h, --help       show this help\n"
+    "Filters (as `restspy requests`):\n" CLIUTIL_FILTERS_HELP
+    "  --id ID              only this request (repeatable; an id, or a unique start or end of 4+)\n"
+    "  --limit N            only the newest N (default: all)\n"
+    "  -h, --help           show this help\n"
     "\n"
     "Values redacted at capture stay redacted ([redacted]) in every form.\n";
 
@@ -149,7 +143,9 @@ int cli_export(int argc, char **argv, char *const *envp)
         cliutil_errorf(cmd, "--target only applies to --curl");
         goto out;
     }
-    if (base && strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
+    url bu;
+    if (base && (url_parse(base, strlen(base), &bu, NULL) != 0 ||
+                 !(url_is(&bu, "http") || url_is(&bu, "https")))) {
         cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port)", base);
         goto out;
     }

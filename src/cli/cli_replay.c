@@ -25,6 +25,7 @@
 #include "http/httpmsg.h"
 #include "replay/replay.h"
 #include "replay/report.h"
+#include "base/url.h"
 #include "base/util.h"
 
 #define DEFAULT_CONCURRENCY 8
@@ -56,14 +57,7 @@ static const char usage[] =
     "                       default: no request went out for them)\n"
     "  --config FILE        config file whose store setting to use\n"
     "\n"
-    "Filters (as `restspy requests`; they apply to every source):\n"
-    "  --method M           only this method (case-insensitive)\n"
-    "  --path GLOB          only paths matching GLOB ('*' within a segment, '**' any depth)\n"
-    "  --status S           recorded status: a class (5xx), a code (404) or a range (200-299)\n"
-    "  --since T            started at or after T: RFC 3339, a local date or an age (10m)\n"
-    "  --until T            started before T (same forms as --since)\n"
-    "  --origin O           only this origin (local, replicated, imported)\n"
-    "  --node N             only requests captured by node N\n"
+    "Filters (as `restspy requests`; they apply to every source):\n" CLIUTIL_FILTERS_HELP
     "  --id ID              only this request (repeatable; an id, or a unique start or end of 4+)\n"
     "  --limit N            only the newest N (default: all)\n"
     "\n"
@@ -438,10 +432,10 @@ static int parse_args(int argc, char **argv, args *a)
     }
     /* The engine speaks http:// only; "host:port" alone would be taken for
      * a URL scheme by some and a host by others: say what is expected. */
-    if (a->target && strncasecmp(a->target, "http://", 7) != 0) {
+    url tu;
+    if (a->target && (url_parse(a->target, strlen(a->target), &tu, NULL), !url_is(&tu, "http"))) {
         cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port%s)", a->target,
-                       strncasecmp(a->target, "https://", 8) == 0 ? "; https is not supported"
-                                                                  : "");
+                       url_is(&tu, "https") ? "; https is not supported" : "");
         return 2;
     }
     if (a->keep_cached && !a->har) {

@@ -245,8 +245,8 @@ static int parse_status(const char *s, int *lo, int *hi)
         *lo = *hi = a;
         return 0;
     }
-    if (n == 7 && s[3] == '-' && (a = util_digits(s, 3)) >= STATUS_MIN && (b = util_digits(s + 4, 3)) >= a &&
-        b <= STATUS_MAX) {
+    if (n == 7 && s[3] == '-' && (a = util_digits(s, 3)) >= STATUS_MIN &&
+        (b = util_digits(s + 4, 3)) >= a && b <= STATUS_MAX) {
         *lo = a;
         *hi = b;
         return 0;

@@ -98,6 +98,19 @@ typedef struct cliutil_filter {
     unsigned seen; /* the single-valued flags given so far (a bit each) */
 } cliutil_filter;
 
+/* The --help lines of the filters every command that reads the store
+ * takes (cliutil_filter_opt), in one place so the commands agree; options
+ * are in a 21-column field. --id and --limit differ per command. */
+#define CLIUTIL_FILTERS_HELP                                                                       \
+    "  --method M           only this method (case-insensitive)\n"                                 \
+    "  --path GLOB          only paths matching GLOB ('*' within a segment, '**' any depth)\n"     \
+    "  --status S           recorded status: a class (5xx), a code (404) or a range (200-299)\n"   \
+    "  --since T            started at or after T: RFC 3339 (2026-11-27T05:00:00Z),\n"             \
+    "                       a local date (2026-11-27) or an age (90s, 10m, 2h, 1d ago)\n"          \
+    "  --until T            started before T (same forms as --since)\n"                            \
+    "  --origin O           only this origin (local, replicated, imported)\n"                      \
+    "  --node N             only requests captured by node N\n"
+
 /* Matches argv[*i] against the filter flags (--method, --path, --status,
  * --since, --until, --origin, --node, --limit and, when with_ids, --id,
  * repeatable), filling f. A value no request can have is refused rather

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/url.h"
 #include "base/util.h"
 #include "base/uuid7.h"
 #include "http/coding.h"
@@ -31,37 +32,32 @@ static void set_str(json_t *o, const char *k, const char *s, size_t n)
 /* Splits an absolute URL into scheme, host (with port, without userinfo),
  * path and query (null when there is no '?'); a fragment is dropped. An
  * origin-form URL ("/p?q") is accepted too (no scheme or host). 0 or -1. */
-static int map_url(json_t *c, const char *url)
+static int map_url(json_t *c, const char *text)
 {
-    const char *p = url, *end = url + strcspn(url, "#");
-    const char *sep = strstr(url, "://");
-    if (sep && sep < end && sep > url) {
-        for (const char *s = url; s < sep; s++)
-            if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-                  (s > url && ((*s >= '0' && *s <= '9') || *s == '+' || *s == '-' || *s == '.'))))
-                return -1;
-        set_str(c, "scheme", url, (size_t)(sep - url));
-        p = sep + 3;
-        const char *ae = p + strcspn(p, "/?#");
-        if (ae == p)
-            return -1;
-        const char *at = p;
-        for (const char *s = p; s < ae; s++)
-            if (*s == '@')
-                at = s + 1;
-        set_str(c, "host", at, (size_t)(ae - at));
-        p = ae;
-    } else if (*url != '/') {
+    url u;
+    if (*text == '/') {
+        /* origin-form: read it as the path of a URL of no host */
+        memset(&u, 0, sizeof u);
+        const char *end = text + strcspn(text, "#");
+        const char *qm = memchr(text, '?', (size_t)(end - text));
+        u.path = text;
+        u.path_len = (size_t)((qm ? qm : end) - text);
+        if (qm) {
+            u.query = qm + 1;
+            u.query_len = (size_t)(end - qm - 1);
+        }
+    } else if (url_parse(text, strlen(text), &u, NULL) == 0) {
+        json_object_set_new(c, "scheme", json_string(u.scheme));
+        set_str(c, "host", u.authority, u.authority_len);
+    } else {
         return -1;
     }
-    const char *qm = memchr(p, '?', (size_t)(end - p));
-    const char *pe = qm ? qm : end;
-    if (pe == p)
+    if (u.path_len == 0)
         json_object_set_new(c, "path", json_string("/"));
     else
-        set_str(c, "path", p, (size_t)(pe - p));
-    if (qm)
-        set_str(c, "query", qm + 1, (size_t)(end - qm - 1));
+        set_str(c, "path", u.path, u.path_len);
+    if (u.query)
+        set_str(c, "query", u.query, u.query_len);
     return 0;
 }
 
@@ -248,7 +244,7 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
     json_t *resp = json_object_get(e, "response");
     json_t *rs = json_object_get(e, "_restspy");
     json_t *method = json_object_get(req, "method");
-    json_t *url = json_object_get(req, "url");
+    json_t *jurl = json_object_get(req, "url");
     json_t *started = json_object_get(e, "startedDateTime");
     if (!json_is_object(req)) {
         snprintf(err, errlen, "request missing");
@@ -258,7 +254,7 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
         snprintf(err, errlen, "request.method missing");
         return NULL;
     }
-    if (!json_is_string(url)) {
+    if (!json_is_string(jurl)) {
         snprintf(err, errlen, "request.url missing");
         return NULL;
     }
@@ -279,8 +275,8 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
     record *r = NULL;
     size_hints hints = {-1, -1};
     json_object_set(c, "method", method);
-    if (map_url(c, json_string_value(url))) {
-        snprintf(err, errlen, "request.url is not a URL: \"%.80s\"", json_string_value(url));
+    if (map_url(c, json_string_value(jurl))) {
+        snprintf(err, errlen, "request.url is not a URL: \"%.80s\"", json_string_value(jurl));
         goto out;
     }
     if (json_is_string(started))

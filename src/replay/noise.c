@@ -21,18 +21,6 @@
 
 #define JSON_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------------
  * JSON paths
  * ---------------------------------------------------------------------- */
@@ -525,8 +513,8 @@ int noise_add(noise *n, const char *rule_text, char *err, size_t errlen)
     char msg[160];
     if (rule_parse(rule_text, &r, true, &why, msg, sizeof msg) < 0) {
         size_t len = trimmed_len(rule_text);
-        seterr(err, errlen, "bad noise rule '%.*s': %s", (int)(len > 100 ? 100 : len), rule_text,
-               why);
+        util_seterr(err, errlen, "bad noise rule '%.*s': %s", (int)(len > 100 ? 100 : len),
+                    rule_text, why);
         return -1;
     }
     noise_take(n, &r);
@@ -549,7 +537,7 @@ int noise_load(noise *n, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        util_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     /* All or nothing: a file with a bad line adds no rule at all. */
@@ -564,13 +552,13 @@ int noise_load(noise *n, const char *path, char *err, size_t errlen)
         if (*s == '#' || trimmed_len(s) == 0)
             continue;
         if (noise_add(tmp, s, e, sizeof e) < 0) {
-            seterr(err, errlen, "%s:%zu: %s", path, lineno, e);
+            util_seterr(err, errlen, "%s:%zu: %s", path, lineno, e);
             rc = -1;
             break;
         }
     }
     if (rc == 0 && ferror(f)) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        util_seterr(err, errlen, "%s: %s", path, strerror(errno));
         rc = -1;
     }
     free(line);
@@ -594,7 +582,7 @@ int noise_save(const noise *n, const char *path, char *err, size_t errlen)
     buf_appendf(&tmpname, "%s.tmp", path);
     FILE *f = fopen(tmpname.data, "w");
     if (!f) {
-        seterr(err, errlen, "%s: %s", tmpname.data, strerror(errno));
+        util_seterr(err, errlen, "%s: %s", tmpname.data, strerror(errno));
         buf_free(&tmpname);
         return -1;
     }
@@ -607,13 +595,13 @@ int noise_save(const noise *n, const char *path, char *err, size_t errlen)
     }
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
-        seterr(err, errlen, "%s: %s", tmpname.data, strerror(errno ? errno : EIO));
+        util_seterr(err, errlen, "%s: %s", tmpname.data, strerror(errno ? errno : EIO));
         unlink(tmpname.data);
         buf_free(&tmpname);
         return -1;
     }
     if (rename(tmpname.data, path) != 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        util_seterr(err, errlen, "%s: %s", path, strerror(errno));
         unlink(tmpname.data);
         buf_free(&tmpname);
         return -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "base/url.h"
 #include "base/util.h"
 #include "replay/replay_run.h"
 
@@ -137,61 +138,30 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
         snprintf(err, errlen, "no target given");
         return -1;
     }
-    const char *s = target;
-    if (strncasecmp(s, "http://", 7) == 0) {
-        s += 7;
-    } else {
-        snprintf(err, errlen, "target %s: %s", target,
-                 strstr(s, "://") ? "only http:// is supported" : "expected http://host:port");
+    url u;
+    const char *why = "bad host";
+    if (url_parse(target, strlen(target), &u, &why) != 0 || !url_is(&u, "http")) {
+        bool schemed = strstr(target, "://") != NULL;
+        if (u.scheme[0] && !url_is(&u, "http"))
+            why = "only http:// is supported";
+        else if (!schemed)
+            why = "expected http://host:port";
+        else if (!u.ipv6 && u.authority && memchr(u.authority, ':', u.authority_len) &&
+                 memchr(u.authority, ':', u.authority_len) !=
+                     memrchr(u.authority, ':', u.authority_len))
+            why = "put an IPv6 address in brackets";
+        else if (strcmp(why, "bad port") != 0)
+            why = "bad host";
+        snprintf(err, errlen, "target %s: %s", target, why);
         return -1;
     }
-    size_t hl = strcspn(s, "/?#");
-    if (s[hl] == '/' && s[hl + 1] != '\0') {
+    if (u.path_len > 1 || u.query || u.userinfo) {
         snprintf(err, errlen, "target %s: a path is not supported (use --rewrite-path)", target);
         return -1;
     }
-    char host[256];
-    if (hl == 0 || hl >= sizeof host) {
-        snprintf(err, errlen, "target %s: bad host", target);
-        return -1;
-    }
-    const char *hs = s, *he = s + hl, *colon = NULL;
-    if (*s == '[') {
-        /* [IPv6] or [IPv6]:port */
-        const char *rb = memchr(s, ']', hl);
-        if (!rb || (rb + 1 < he && rb[1] != ':')) {
-            snprintf(err, errlen, "target %s: bad host", target);
-            return -1;
-        }
-        hs = s + 1;
-        colon = rb + 1 < he ? rb + 1 : NULL;
-        he = rb;
-    } else {
-        colon = memchr(s, ':', hl);
-        if (colon && memchr(colon + 1, ':', (size_t)(s + hl - colon - 1))) {
-            snprintf(err, errlen, "target %s: put an IPv6 address in brackets", target);
-            return -1;
-        }
-        if (colon)
-            he = colon;
-    }
-    int port = 80;
-    if (colon) {
-        char *end;
-        long p = strtol(colon + 1, &end, 10);
-        if (end != s + hl || p <= 0 || p > 65535 || colon + 1 == end) {
-            snprintf(err, errlen, "target %s: bad port", target);
-            return -1;
-        }
-        port = (int)p;
-    }
-    if (he == hs) {
-        snprintf(err, errlen, "target %s: bad host", target);
-        return -1;
-    }
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
-    snprintf(hostport, hplen, "%.*s", (int)hl, s);
+    const char *host = u.host;
+    int port = u.port;
+    snprintf(hostport, hplen, "%.*s", (int)u.authority_len, u.authority);
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%d", port);
     struct addrinfo hints;
@@ -320,8 +290,7 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
     sigaction(SIGPIPE, &oldpipe, NULL);
 
     for (unsigned i = 0; i < r->nconns; i++) {
-        buf_free(&r->conns[i].hname);
-        buf_free(&r->conns[i].hval);
+        httpmsg_hcollect_free(&r->conns[i].hc);
         record_free(r->conns[i].got);
         record_free(r->conns[i].spare);
     }

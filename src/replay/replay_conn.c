@@ -287,8 +287,7 @@ static void conn_send(conn *c, int64_t now)
     llhttp_init(&c->parser, HTTP_RESPONSE, &resp_settings);
     c->parser.data = c;
     c->resp_started = c->resp_done = false;
-    buf_reset(&c->hname);
-    buf_reset(&c->hval);
+    httpmsg_hcollect_reset(&c->hc);
     if (c->spare) {
         c->got = c->spare;
         c->spare = NULL;
@@ -425,25 +424,20 @@ void replay_conn_next(conn *c)
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    buf_append(&c->hname, at, len);
+    httpmsg_hcollect_name(&c->hc, at, len);
     return 0;
 }
 
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    buf_append(&c->hval, at, len);
-    return 0;
+    return httpmsg_hcollect_value(&c->hc, at, len, NULL);
 }
 
 static int r_on_header_value_complete(llhttp_t *p)
 {
     conn *c = p->data;
-    http_headers_add(&c->got->resp_headers, c->hname.data, c->hname.len,
-                     c->hval.data ? c->hval.data : "", c->hval.len);
-    buf_reset(&c->hname);
-    buf_reset(&c->hval);
-    return 0;
+    return httpmsg_hcollect_done(&c->hc, &c->got->resp_headers); /* -1: not a token */
 }
 
 static int r_on_headers_complete(llhttp_t *p)

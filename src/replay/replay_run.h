@@ -18,6 +18,7 @@
 
 #include "base/buf.h"
 #include "capture/record.h"
+#include "http/httpmsg.h"
 
 /* replay.h's types, named by their tags: replay.c includes this header, so
  * this header does not include replay.h (no include cycle). */
@@ -77,9 +78,9 @@ typedef struct conn {
     int64_t t_send;   /* mono µs when the request was written */
     int64_t deadline; /* mono µs when the job times out; 0 when none runs */
     llhttp_t parser;
-    buf hname, hval; /* the header being parsed; reused for the whole run */
-    record *got;     /* the answer being built (owned until delivered) */
-    record *spare;   /* a delivered answer the callback left, emptied for reuse */
+    httpmsg_hcollect hc; /* the header being parsed; reused for the whole run */
+    record *got;         /* the answer being built (owned until delivered) */
+    record *spare;       /* a delivered answer the callback left, emptied for reuse */
     char err[160];
 } conn;
 
