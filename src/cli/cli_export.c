@@ -383,7 +383,7 @@ int cli_import(int argc, char **argv, char *const *envp)
             free(r->replication);
             r->replication = NULL;
             r->do_persist = true;
-            store_submit_cb(s, r, on_committed, &x);
+            store_submit_unit(s, &(store_unit){.rec = r, .rec_row = true}, on_committed, &x);
         }
     }
     free(dup);

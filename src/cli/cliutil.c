@@ -582,8 +582,6 @@ record *cliutil_record_copy(const record *r)
     c->req_body_note = dup_or_null(r->req_body_note);
     c->resp_encoding = dup_or_null(r->resp_encoding);
     c->resp_body_note = dup_or_null(r->resp_body_note);
-    c->applied_id = NULL;
-    c->outbox = NULL;
     memset(&c->req_headers, 0, sizeof c->req_headers);
     memset(&c->resp_headers, 0, sizeof c->resp_headers);
     copy_headers(&c->req_headers, &r->req_headers);

@@ -384,7 +384,6 @@ static record *capture(repl *r, const repl_msg *m, http_headers *sent, httpc_res
     rec->resp_body_size = resp->body.len;
     rec->rule = xstrdup("replicated");
     rec->do_persist = true;
-    rec->applied_id = xstrdup(m->id);
     record_decode_bodies(rec, CAPTURE_CAP, CAPTURE_CAP, !redact_bodies(r->cfg));
     /* What is applied carries real credentials (--set-header); the row must
      * not. */
@@ -485,7 +484,8 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
     w->cdone = false;
     pthread_mutex_unlock(&w->cmu);
     int status = -1;
-    if (store_submit_cb(r->st, rec, on_committed, w) == 0) {
+    store_unit u = {.rec = rec, .rec_row = true, .applied_id = xstrdup(m->id)};
+    if (store_submit_unit(r->st, &u, on_committed, w) == 0) {
         pthread_mutex_lock(&w->cmu);
         while (!w->cdone)
             pthread_cond_wait(&w->ccv, &w->cmu);

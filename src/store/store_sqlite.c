@@ -216,9 +216,9 @@ enum {
 #define CLOSE_MAX_FAILURES 10 /* at shutdown a dead disk must not hang us forever */
 #define QUEUE_INITIAL 1024
 
-/* A queued record and whom to tell once it is committed or dropped. */
+/* A queued unit and whom to tell once it is committed or dropped. */
 typedef struct sq_item {
-    record *r; /* owned */
+    store_unit u; /* owns what store_unit says */
     store_done_fn done;
     void *ud;
 } sq_item;
@@ -271,7 +271,7 @@ typedef struct sq_store {
     pthread_cond_t nonempty; /* writer waits (CLOCK_MONOTONIC) */
     pthread_cond_t room;     /* submitters wait under STORE_FULL_BLOCK */
     pthread_cond_t outbox;   /* outbox_wait (CLOCK_MONOTONIC); broadcast on commit */
-    sq_item *ring;           /* owns the queued records */
+    sq_item *ring;           /* owns the queued units */
     size_t ring_alloc;       /* grows up to cap as needed */
     size_t cap;              /* queue_max */
     size_t head, count;
@@ -279,11 +279,11 @@ typedef struct sq_store {
     bool closing, paused, started;
     bool gathering; /* the writer collects a batch: submitters need not wake it */
     size_t waiting; /* queued records whose submitter waits for the commit */
-    /* Committed records waiting to be freed by the next submitters: the
+    /* Committed units waiting to be freed by the next submitters: the
      * threads that allocated them free them on their own heaps, cheaply,
      * where the writer's frees took the allocator's locks (a tenth of the
-     * writer's time per row, perf). */
-    record **parked;
+     * writer's time per row, perf). Owned. */
+    store_unit *parked;
     size_t nparked, parked_cap;
     store_stats st;
     sq_ops ops;         /* pending for the next transaction */
@@ -302,6 +302,15 @@ typedef struct sq_store {
 static sq_store *sq(store *s)
 {
     return (sq_store *)s;
+}
+
+/* Frees what a unit owns (store_unit). */
+static void unit_free(store_unit *u)
+{
+    record_free(u->rec);
+    repl_msg_free(u->outbox);
+    free(u->applied_id);
+    memset(u, 0, sizeof *u);
 }
 
 /* ---- small SQLite helpers ---- */
@@ -630,7 +639,7 @@ static void finalize_writer_stmts(sq_store *s)
 static void sq_free(sq_store *s)
 {
     for (size_t i = 0; i < s->nparked; i++)
-        record_free(s->parked[i]);
+        unit_free(&s->parked[i]);
     free(s->parked);
     finalize_writer_stmts(s);
     sqlite3_finalize(s->r_outbox_fetch);
@@ -644,7 +653,7 @@ static void sq_free(sq_store *s)
         sq_item *it = &s->ring[(s->head + i) % s->ring_alloc];
         if (it->done)
             it->done(it->ud, -1);
-        record_free(it->r);
+        unit_free(&it->u);
     }
     free(s->ring);
     ops_free(&s->ops);
@@ -847,32 +856,34 @@ static void sq_close(store *base)
 
 /* ---- intake ---- */
 
-/* A record that is not queued: its owner learns at once, and it is freed. */
-static int refuse(record *r, store_done_fn done, void *ud)
+/* A unit that is not queued: its owner learns at once, and it is freed. */
+static int refuse(store_unit *u, store_done_fn done, void *ud)
 {
     if (done)
         done(ud, -1);
-    record_free(r);
+    unit_free(u);
     return -1;
 }
 
-static int sq_submit_cb(store *base, record *r, store_done_fn done, void *ud)
+static int sq_submit(store *base, const store_unit *unit, store_done_fn done, void *ud)
 {
     sq_store *s = sq(base);
+    store_unit u = *unit; /* ours from here on */
+    record *r = u.rec;
     if (s->opt.read_only)
-        return refuse(r, done, ud);
+        return refuse(&u, done, ud);
     /* The headers' JSON is encoded here, on the submitting thread, unless
      * the caller already did (for its log line): the writer is one thread
      * for every worker, so what can be done before the queue is done in
      * parallel (about a sixth of the writer's time per row, perf). */
-    if (!r->outbox_only && !r->headers_json[0].len)
+    if (u.rec_row && !r->headers_json[0].len)
         record_cache_headers_json(r);
     pthread_mutex_lock(&s->mu);
     if (s->count == s->cap && !s->closing) {
         if (s->opt.on_full == STORE_FULL_DROP) {
             s->st.dropped++;
             pthread_mutex_unlock(&s->mu);
-            return refuse(r, done, ud);
+            return refuse(&u, done, ud);
         }
         s->st.blocked++;
         while (s->count == s->cap && !s->closing)
@@ -881,7 +892,7 @@ static int sq_submit_cb(store *base, record *r, store_done_fn done, void *ud)
     if (s->closing) {
         s->st.dropped++;
         pthread_mutex_unlock(&s->mu);
-        return refuse(r, done, ud);
+        return refuse(&u, done, ud);
     }
     if (s->count == s->ring_alloc) {
         /* Grow (in order) instead of allocating queue_max slots up front. */
@@ -897,7 +908,7 @@ static int sq_submit_cb(store *base, record *r, store_done_fn done, void *ud)
         s->head = 0;
     }
     sq_item *it = &s->ring[(s->head + s->count) % s->ring_alloc];
-    it->r = r;
+    it->u = u;
     it->done = done;
     it->ud = ud;
     s->count++;
@@ -909,15 +920,15 @@ static int sq_submit_cb(store *base, record *r, store_done_fn done, void *ud)
      * batch is full, or at once for a record someone waits for. */
     if (!s->gathering || done || s->count >= (s->opt.batch_max ? s->opt.batch_max : 1))
         pthread_cond_signal(&s->nonempty);
-    /* Two committed records freed per record submitted: the parked ones
-     * cannot pile up while records keep coming. */
-    record *gone[2];
+    /* Two committed units freed per unit submitted: the parked ones cannot
+     * pile up while units keep coming. */
+    store_unit gone[2];
     size_t ngone = 0;
     while (ngone < 2 && s->nparked)
         gone[ngone++] = s->parked[--s->nparked];
     pthread_mutex_unlock(&s->mu);
     for (size_t i = 0; i < ngone; i++)
-        record_free(gone[i]);
+        unit_free(&gone[i]);
     return 0;
 }
 
@@ -1182,15 +1193,16 @@ static bool record_error(int rc)
     }
 }
 
-/* Writes every row of one record: its request, its outbox message (*max_seq
+/* Writes every row of one unit: its request, its outbox message (*max_seq
  * raised to its seq), its ledger entry. The ledger's origin is r->node: a
  * replicator's capture carries the origin node there. */
-static int insert_record(sq_store *s, const record *r, int64_t now_us, int64_t *inserted,
-                         int64_t *max_seq, char *e, size_t elen)
+static int insert_unit(sq_store *s, const store_unit *u, int64_t now_us, int64_t *inserted,
+                       int64_t *max_seq, char *e, size_t elen)
 {
+    const record *r = u->rec;
     int64_t changes = 0;
     int rc = SQLITE_OK;
-    if (!r->outbox_only) {
+    if (u->rec_row) {
         rc = bind_record(s, r);
         if (rc == SQLITE_OK)
             rc = run(s, s->ins, &changes, e, elen);
@@ -1200,8 +1212,8 @@ static int insert_record(sq_store *s, const record *r, int64_t now_us, int64_t *
             return rc;
     }
     *inserted += changes;
-    if (r->outbox) {
-        rc = bind_outbox(s->ins_outbox, r->outbox, now_us);
+    if (u->outbox) {
+        rc = bind_outbox(s->ins_outbox, u->outbox, now_us);
         if (rc == SQLITE_OK)
             rc = run(s, s->ins_outbox, NULL, e, elen);
         else
@@ -1212,16 +1224,16 @@ static int insert_record(sq_store *s, const record *r, int64_t now_us, int64_t *
         if (seq > *max_seq)
             *max_seq = seq;
     }
-    if (r->applied_id) {
+    if (u->applied_id) {
         sqlite3_stmt *st = s->ins_applied;
-        sqlite3_bind_text(st, 1, r->applied_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, u->applied_id, -1, SQLITE_STATIC);
         bind_text(st, 1, r->node);
         sqlite3_bind_int64(st, 3, now_us);
         sqlite3_bind_int(st, 4, r->status);
         rc = run(s, st, NULL, e, elen);
         /* Applied: no longer stuck, in the same transaction. */
         if (rc == SQLITE_OK) {
-            sqlite3_bind_text(s->stuck_del, 1, r->applied_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s->stuck_del, 1, u->applied_id, -1, SQLITE_STATIC);
             rc = run(s, s->stuck_del, NULL, e, elen);
         }
     }
@@ -1306,7 +1318,7 @@ static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_
         return rc;
     }
     for (size_t i = 0; i < n; i++) {
-        rc = insert_record(s, b[i].r, now, inserted, max_seq, e, elen);
+        rc = insert_unit(s, &b[i].u, now, inserted, max_seq, e, elen);
         if (rc != SQLITE_OK) {
             if (record_error(rc))
                 *bad = i;
@@ -1329,9 +1341,9 @@ static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_
  * at most; two store batches). */
 #define PARKED_MAX 1024
 
-/* Hands committed records to the submitters to free (see `parked`); with
+/* Hands committed units to the submitters to free (see `parked`); with
  * no submitters coming (too many parked), the writer frees them itself. */
-static void park_records(sq_store *s, sq_item *b, size_t n)
+static void park_units(sq_store *s, sq_item *b, size_t n)
 {
     pthread_mutex_lock(&s->mu);
     size_t room = PARKED_MAX - s->nparked; /* nparked never passes PARKED_MAX */
@@ -1343,10 +1355,10 @@ static void park_records(sq_store *s, sq_item *b, size_t n)
         s->parked = xrealloc(s->parked, s->parked_cap * sizeof *s->parked);
     }
     for (size_t i = 0; i < keep; i++)
-        s->parked[s->nparked++] = b[i].r;
+        s->parked[s->nparked++] = b[i].u;
     pthread_mutex_unlock(&s->mu);
     for (size_t i = keep; i < n; i++)
-        record_free(b[i].r);
+        unit_free(&b[i].u);
 }
 
 static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
@@ -1375,8 +1387,8 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
             continue;
         }
         if (bad != SIZE_MAX) {
-            fprintf(stderr, "restspy: store: cannot store request %s (dropped): %s\n", b[bad].r->id,
-                    e);
+            fprintf(stderr, "restspy: store: cannot store request %s (dropped): %s\n",
+                    b[bad].u.rec->id, e);
             sq_item it = b[bad];
             memmove(b + bad, b + bad + 1, (n - bad - 1) * sizeof *b);
             n--;
@@ -1385,7 +1397,7 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
             s->st.dropped++;
             s->inflight--;
             pthread_mutex_unlock(&s->mu);
-            refuse(it.r, it.done, it.ud);
+            refuse(&it.u, it.done, it.ud);
             continue;
         }
         pthread_mutex_lock(&s->mu);
@@ -1404,7 +1416,7 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
             s->inflight = 0;
             pthread_mutex_unlock(&s->mu);
             for (size_t i = 0; i < n; i++)
-                refuse(b[i].r, b[i].done, b[i].ud);
+                refuse(&b[i].u, b[i].done, b[i].ud);
             return;
         }
         sleep_ms(backoff);
@@ -1429,7 +1441,7 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
     for (size_t i = 0; i < n; i++)
         if (b[i].done)
             b[i].done(b[i].ud, 0);
-    park_records(s, b, n);
+    park_units(s, b, n);
 }
 
 static bool rows_excess(const sq_store *s)
@@ -1519,13 +1531,13 @@ static void *sq_writer_main(void *arg)
     for (;;) {
         if (s->count == 0 && s->nparked) {
             /* Idle: no submitter will free the parked records soon. */
-            record **v = s->parked;
+            store_unit *v = s->parked;
             size_t nv = s->nparked;
             s->parked = NULL;
             s->nparked = s->parked_cap = 0;
             pthread_mutex_unlock(&s->mu);
             for (size_t i = 0; i < nv; i++)
-                record_free(v[i]);
+                unit_free(&v[i]);
             free(v);
             pthread_mutex_lock(&s->mu);
             continue;
@@ -2284,7 +2296,7 @@ const store_backend store_sqlite_backend = {
     .scheme = "sqlite",
     .open = sq_open,
     .start = sq_start,
-    .submit_cb = sq_submit_cb,
+    .submit = sq_submit,
     .get_stats = sq_get_stats,
     .close = sq_close,
     .query_each = sq_query_each,

@@ -30,8 +30,8 @@ typedef struct store_backend {
     /* target: the URL after "scheme:". Same contract as store_open. */
     store *(*open)(const char *target, const store_options *o, char *err, size_t errlen);
     int (*start)(store *s, char *err, size_t errlen);
-    /* done may be NULL (plain store_submit). */
-    int (*submit_cb)(store *s, record *r, store_done_fn done, void *ud);
+    /* done may be NULL. Same contract as store_submit_unit. */
+    int (*submit)(store *s, const store_unit *u, store_done_fn done, void *ud);
     void (*get_stats)(store *s, store_stats *out);
     void (*close)(store *s);
     int (*query_each)(store *s, const store_query *q, int (*fn)(const record *r, void *ud),
