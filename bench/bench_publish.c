@@ -399,7 +399,6 @@ static void run_restspy(const opts *o)
     so.url = url;
     so.queue_max = c->store_queue;
     so.batch_max = c->store_batch;
-    so.on_full = STORE_FULL_BLOCK;
     so.busy_timeout_ms = c->busy_timeout_ms;
     so.commit_delay_us = c->store_commit_delay_ms * 1000;
     store *s = store_open(&so, err, sizeof err);

@@ -148,7 +148,6 @@ static void run_restspy(const opts *o)
     so.url = url;
     so.queue_max = o->queue ? o->queue : c->store_queue;
     so.batch_max = o->batch ? o->batch : c->store_batch;
-    so.on_full = STORE_FULL_BLOCK;
     so.busy_timeout_ms = c->busy_timeout_ms;
     so.commit_delay_us =
         o->commit_delay_us >= 0 ? (uint64_t)o->commit_delay_us : c->store_commit_delay_ms * 1000;

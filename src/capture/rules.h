@@ -9,21 +9,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/glob.h"
 #include "capture/config.h"
 
 /* The RULE_M_* bit of a method name (length n); RULE_M_OTHER if unknown. */
 unsigned rules_method_bit(const char *method, size_t n);
 
-/* Longest glob rules_glob_match accepts; config rejects longer path globs. */
-#define RULES_GLOB_MAX 1023
-
-/* Glob match of a path (length n, query excluded): '*' matches one segment
- * or part of one (no '/'), '**' any number of segments (including none, so
- * a '/' followed by '**' also matches nothing: the glob for everything under
- * /api matches "/api" itself), other characters literally. Runs in
- * O(len(glob) * n) whatever the input, so a hostile path cannot make it
- * backtrack; a glob longer than RULES_GLOB_MAX never matches. */
-bool rules_glob_match(const char *glob, const char *path, size_t n);
+/* Longest path glob a rule may have: config rejects longer ones (glob_match
+ * would never match them). */
+#define RULES_GLOB_MAX GLOB_MAX
 
 /* The rule for a request. host may be NULL (no Host header); its ":port" is
  * ignored. path may still carry its "?query": matching stops at the '?'. */

@@ -266,7 +266,7 @@ static store *open_writer(const char *cmd, const cliutil_read_opts *ro, char *co
     so.url = c->store;
     so.queue_max = c->store_queue;
     so.batch_max = c->store_batch;
-    so.on_full = STORE_FULL_BLOCK;
+    so.drop_when_full = false; /* an import waits for room, never drops */
     so.max_rows = c->max_rows;
     so.max_age_ms = c->max_age_ms;
     so.busy_timeout_ms = c->busy_timeout_ms;

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "http/httpmsg.h"
-#include "capture/rules.h"
+#include "base/glob.h"
 #include "base/util.h"
 
 void cliutil_errorf(const char *cmd, const char *fmt, ...)
@@ -474,7 +474,7 @@ bool cliutil_filter_match(const cliutil_filter *f, const record *r)
     const store_query *q = &f->q;
     if (q->method && !(r->method && strcasecmp(q->method, r->method) == 0))
         return false;
-    if (q->path_glob && !(r->path && rules_glob_match(q->path_glob, r->path, strlen(r->path))))
+    if (q->path_glob && !(r->path && glob_match(q->path_glob, r->path, strlen(r->path))))
         return false;
     if (q->status_min && r->status < q->status_min)
         return false;

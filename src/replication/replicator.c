@@ -1191,7 +1191,7 @@ int replicator_main(int argc, char **argv, char *const *envp)
         .url = cfg->store,
         .queue_max = cfg->store_queue,
         .batch_max = cfg->store_batch,
-        .on_full = STORE_FULL_BLOCK, /* a ledger row is never dropped */
+        .drop_when_full = false, /* a ledger row is never dropped */
         .max_rows = cfg->max_rows,
         .max_age_ms = cfg->max_age_ms,
         .busy_timeout_ms = cfg->busy_timeout_ms,

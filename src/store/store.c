@@ -1,7 +1,7 @@
 /* store: URL dispatch and the generic front over the backends.
  *
  * Everything here is a thin forward through the backend vtable (see
- * store_sqlite.h), except picking the backend from the URL and resolving the
+ * store/backend.h), except picking the backend from the URL and resolving the
  * ids people type (store_get's prefixes and suffixes, store_id_abbrev). "off"
  * is not a URL: callers that honour store = off must not call store_open, and
  * store_open("off") fails with a message saying so. */
@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "base/buf.h"
-#include "store/store_sqlite.h"
 #include "base/util.h"
+#include "store/backend.h"
 
 static const store_backend *const backends[] = {
     &store_sqlite_backend,

@@ -1,20 +1,20 @@
 /* store: where capture records are persisted, behind one small interface.
  *
  * The proxy only calls store_submit_unit; the CLI only calls the query
- * functions.
- * A store URL picks the backend: "sqlite:PATH" (the default, SQLite in WAL
- * mode); other schemes can be added later (e.g. "postgres:...") without the
- * proxy changing.
+ * functions. A store URL picks the backend: "sqlite:PATH" (the default,
+ * SQLite in WAL mode); other schemes can be added later (e.g.
+ * "postgres:...", see store/backend.h) without the proxy changing.
  *
  * Writing: a writer thread owns the database connection, takes units of work
- * (store_unit: a record and the rows that commit with it) from a bounded queue and commits them in
- * batches (group commit: one transaction per batch of up to store_batch records, whatever has
- * queued while the previous commit ran). store_submit never does I/O. When the queue is full,
- * on_full = STORE_FULL_BLOCK makes store_submit wait for room (backpressure:
- * intake slows, nothing is lost); STORE_FULL_DROP drops the record and counts
- * it. A failed commit is retried (with backoff) and counted, never dropped.
- * Retention (max_rows, max_age_ms) is applied by the writer thread in small
- * deletes between batches, never in one long transaction.
+ * (store_unit: a record and the rows that commit with it) from a bounded
+ * queue and commits them in batches (group commit: one transaction per batch
+ * of up to batch_max units, whatever has queued while the previous commit
+ * ran). store_submit_unit never does I/O. When the queue is full, it waits
+ * for room (backpressure: intake slows, nothing is lost), or with
+ * drop_when_full drops the unit and counts it. A failed commit is retried
+ * (with backoff) and counted, never dropped. Retention (max_rows,
+ * max_age_ms) is applied by the writer thread in small deletes between
+ * batches, never in one long transaction.
  *
  * Schema: table `requests` with the columns of record.h (see README), indexed
  * on started_at, (method, path) and status, versioned with PRAGMA
@@ -30,11 +30,13 @@
 
 typedef struct store store;
 
+/* The store's settings, filled by its caller (from the proxy's or the
+ * CLI's configuration): the store knows no configuration file. */
 typedef struct store_options {
     const char *url;          /* "sqlite:restspy.db" */
     uint64_t queue_max;       /* records */
     uint64_t batch_max;       /* records per transaction */
-    int on_full;              /* STORE_FULL_* */
+    bool drop_when_full;      /* queue full: drop the unit (else wait for room) */
     uint64_t max_rows;        /* 0 = no limit */
     uint64_t max_age_ms;      /* 0 = no limit */
     uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes); also how
@@ -49,14 +51,14 @@ typedef struct store_options {
 } store_options;
 
 typedef struct store_stats {
-    uint64_t submitted; /* accepted by store_submit */
+    uint64_t submitted; /* accepted by store_submit_unit */
     uint64_t written;   /* committed */
-    uint64_t dropped;   /* refused under STORE_FULL_DROP */
+    uint64_t dropped;   /* refused: drop_when_full, closing, or refused by SQLite */
     uint64_t queued;    /* waiting now */
     uint64_t batches;   /* transactions committed */
     uint64_t errors;    /* failed commits (retried) */
     uint64_t pruned;    /* rows deleted by retention */
-    uint64_t blocked;   /* store_submit calls that had to wait for room */
+    uint64_t blocked;   /* store_submit_unit calls that had to wait for room */
 } store_stats;
 
 /* Opens (creating and migrating unless read_only) the store. NULL with a
@@ -245,7 +247,7 @@ int store_repl_lag_get(store *s, int64_t since_us, size_t max_samples, store_rep
 
 typedef struct store_query {
     const char *method;    /* exact, case-insensitive; NULL = any */
-    const char *path_glob; /* rules_glob_match syntax; NULL = any */
+    const char *path_glob; /* glob_match syntax (base/glob.h); NULL = any */
     int status_min;        /* inclusive; 0 = any */
     int status_max;        /* inclusive */
     int64_t since_us;      /* started_at >= since_us; 0 = any */

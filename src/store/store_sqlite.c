@@ -26,9 +26,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "capture/config.h"
-#include "capture/rules.h"
+#include "base/glob.h"
 #include "base/util.h"
+#include "store/backend.h"
+#include "store/store.h"
 
 /* Schema migrations, oldest first: migrations[i] takes user_version i to
  * i + 1. The missing ones run in one transaction together with the version
@@ -269,7 +270,7 @@ typedef struct sq_store {
     /* queue, guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t nonempty; /* writer waits (CLOCK_MONOTONIC) */
-    pthread_cond_t room;     /* submitters wait under STORE_FULL_BLOCK */
+    pthread_cond_t room;     /* submitters wait for room (not drop_when_full) */
     pthread_cond_t outbox;   /* outbox_wait (CLOCK_MONOTONIC); broadcast on commit */
     sq_item *ring;           /* owns the queued units */
     size_t ring_alloc;       /* grows up to cap as needed */
@@ -880,7 +881,7 @@ static int sq_submit(store *base, const store_unit *unit, store_done_fn done, vo
         record_cache_headers_json(r);
     pthread_mutex_lock(&s->mu);
     if (s->count == s->cap && !s->closing) {
-        if (s->opt.on_full == STORE_FULL_DROP) {
+        if (s->opt.drop_when_full) {
             s->st.dropped++;
             pthread_mutex_unlock(&s->mu);
             return refuse(&u, done, ud);
@@ -1786,7 +1787,7 @@ static void add_int(qparam *p, int *np, int64_t v)
  * the text before the first star, cut back to before its last slash (so a
  * trailing slash-doublestar, which may match zero segments, still covers the
  * bare prefix: "/api" for "/api" + "/" + "**"). The SQL range on that prefix
- * only narrows the scan; rules_glob_match decides. */
+ * only narrows the scan; glob_match decides. */
 static size_t glob_safe_prefix(const char *glob)
 {
     size_t lit = strcspn(glob, "*");
@@ -1870,8 +1871,7 @@ static int sq_query_each(store *base, const store_query *q, int (*fn)(const reco
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (q->path_glob) {
             const char *path = (const char *)sqlite3_column_text(st, C_PATH);
-            if (!path ||
-                !rules_glob_match(q->path_glob, path, (size_t)sqlite3_column_bytes(st, C_PATH)))
+            if (!path || !glob_match(q->path_glob, path, (size_t)sqlite3_column_bytes(st, C_PATH)))
                 continue;
         }
         record *r = row_to_record(st);

@@ -68,7 +68,6 @@ static int fx_setup(void **state)
     o.url = f->db.url;
     o.queue_max = 10000;
     o.batch_max = 50;
-    o.on_full = STORE_FULL_BLOCK;
     o.busy_timeout_ms = 1000;
     char err[256] = "";
     f->s = store_open(&o, err, sizeof err);

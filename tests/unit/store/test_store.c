@@ -24,7 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "capture/config.h"
 #include "capture/record.h"
 #include "formats/repl_msg.h"
 #include "store/store.h"
@@ -60,7 +59,7 @@ static store_options opts(const fx *f)
     o.url = f->url;
     o.queue_max = 10000;
     o.batch_max = 100;
-    o.on_full = STORE_FULL_BLOCK;
+    o.drop_when_full = false;
     o.busy_timeout_ms = 1000;
     return o;
 }
@@ -447,7 +446,7 @@ static void test_drop_policy(void **state)
     fx *f = *state;
     store_options o = opts(f);
     o.queue_max = 4;
-    o.on_full = STORE_FULL_DROP;
+    o.drop_when_full = true;
     store *s = open_started(&o);
     store_sqlite_test_pause(s, true);
     int ok = 0, refused = 0;
@@ -1373,7 +1372,7 @@ static void test_callbacks(void **state)
     fx *f = *state;
     store_options o = opts(f);
     o.queue_max = 4;
-    o.on_full = STORE_FULL_DROP;
+    o.drop_when_full = true;
     store *s = open_started(&o);
     cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER, .path = f->path};
     cbarg args[6];
