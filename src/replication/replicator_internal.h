@@ -1,7 +1,8 @@
 /* replicator_internal: the replicator's pure decisions (backoff, order,
  * retry budget, applied headers, dead-letter reasons), apart from its
- * threads and sockets so that unit tests can pin them down. Private to
- * replicator.c and tests/unit/test_replicator.c. */
+ * threads and sockets so that unit tests can pin them down. Implemented by
+ * replicator_policy.c; private to the replicator's files and
+ * tests/unit/replication/test_replicator.c. */
 #ifndef RESTSPY_REPLICATOR_INTERNAL_H
 #define RESTSPY_REPLICATOR_INTERNAL_H
 
