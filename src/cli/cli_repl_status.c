@@ -189,8 +189,10 @@ static int peers_collect(const char *cmd, const char *url, const char *vhost, pe
 {
     mgmt g;
     int rc = 2;
-    if (mgmt_init(&g, cmd, url, vhost) == 0 && mgmt_connect(&g) == 0)
+    if (mgmt_init(&g, url, vhost) == 0 && mgmt_connect(&g) == 0)
         rc = peers_queues(&g, h) == 0 && peers_shovels(&g, h) == 0 ? 0 : 1;
+    if (g.err)
+        cliutil_errorf(cmd, "%s", g.err);
     mgmt_free(&g);
     if (h->n > 1)
         qsort(h->v, h->n, sizeof *h->v, peer_cmp);
