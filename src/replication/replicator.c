@@ -35,9 +35,9 @@
  * never applied side by side. */
 #include "replication/replicator.h"
 
-#include <ctype.h>
-#include <errno.h>
+#include <assert.h>
 #include <pthread.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -45,14 +45,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "capture/config.h"
-#include "http/httpc.h"
 #include "replication/mq.h"
-#include "capture/record.h"
-#include "capture/redact.h"
 #include "formats/repl_msg.h"
 #include "replication/replicator_internal.h"
 #include "replication/replicator_state.h"
@@ -105,8 +101,10 @@ static void pending_add(repl *r, item *it)
 /* Takes it out of the pending list and frees it. Main thread, mu held. */
 static void finish_locked(repl *r, item *it)
 {
-    if (it->state == ST_RUN)
+    if (it->state == ST_RUN) {
+        assert(r->inflight > 0); /* every ST_RUN item is counted */
         r->inflight--;
+    }
     if (it->pprev)
         it->pprev->pnext = it->pnext;
     else
@@ -135,6 +133,7 @@ static bool waits(const repl *r, const item *later, const item *earlier)
 
 static void run_item(repl *r, item *it)
 {
+    assert(it->state == ST_WAIT || it->state == ST_BACKOFF); /* started once per attempt */
     it->state = ST_RUN;
     r->inflight++;
     it->next = NULL;
@@ -292,6 +291,7 @@ static void retry_later(repl *r, item *it)
     snprintf(row.message_id, sizeof row.message_id, "%s", m->id);
     store_stuck_set(r->st, &row);
     pthread_mutex_lock(&r->mu);
+    assert(it->state == ST_RUN && r->inflight > 0); /* handed back by its worker */
     it->state = ST_BACKOFF;
     it->due_mono = util_mono_us() + (int64_t)(ms > INT64_MAX / 1000 ? INT64_MAX / 1000 : ms) * 1000;
     r->inflight--;

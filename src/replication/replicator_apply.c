@@ -1,6 +1,7 @@
 /* replicator_apply: the replicator's workers: one attempt at an item each
  * time (verification, ledger lookup, the HTTP apply, the capture row and its
  * ledger row committed together), handed back to the main thread. */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +241,7 @@ void *repl_worker_main(void *arg)
         if (!r->run_head)
             r->run_tail = NULL;
         it->next = NULL;
+        assert(it->state == ST_RUN); /* the run queue holds started items only */
         bool skip = r->stopping || it->gen != r->gen;
         pthread_mutex_unlock(&r->mu);
         if (!skip)

@@ -525,6 +525,7 @@ static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_
 static void park_units(sq_store *s, sq_item *b, size_t n)
 {
     pthread_mutex_lock(&s->mu);
+    assert(s->nparked <= PARKED_MAX);
     size_t room = PARKED_MAX - s->nparked; /* nparked never passes PARKED_MAX */
     size_t keep = n < room ? n : room;
     if (keep && s->nparked + keep > s->parked_cap) {
@@ -574,6 +575,7 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
             pthread_mutex_lock(&s->mu);
             s->st.errors++;
             s->st.dropped++;
+            assert(s->inflight > 0); /* the refused unit was taken by the writer */
             s->inflight--;
             pthread_mutex_unlock(&s->mu);
             refuse(&it.u, it.done, it.ud);
@@ -756,8 +758,10 @@ void *sq_writer_main(void *arg)
         size_t n = 0;
         if (!s->paused) {
             while (n < bmax && s->count) {
-                if (s->ring[s->head].done)
+                if (s->ring[s->head].done) {
+                    assert(s->waiting > 0); /* counts the queued units with a callback */
                     s->waiting--;
+                }
                 batch[n++] = s->ring[s->head];
                 s->head = (s->head + 1) % s->ring_alloc;
                 s->count--;
