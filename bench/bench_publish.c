@@ -13,7 +13,7 @@
  * federation link (purged before, checked to hold every message and
  * deleted after).
  *
- * --mode restspy: --rows records with r->outbox set are submitted through
+ * --mode restspy: --rows records with an outbox message are submitted through
  * the store (proxy defaults, like configuration 8 of bench/run) and
  * committed before the clock starts. Then outbox_start with the proxy's
  * settings (--in-flight, default 256 as in server.c); the clock runs until
@@ -399,7 +399,6 @@ static void run_restspy(const opts *o)
     so.url = url;
     so.queue_max = c->store_queue;
     so.batch_max = c->store_batch;
-    so.on_full = STORE_FULL_BLOCK;
     so.busy_timeout_ms = c->busy_timeout_ms;
     so.commit_delay_us = c->store_commit_delay_ms * 1000;
     store *s = store_open(&so, err, sizeof err);
@@ -411,7 +410,7 @@ static void run_restspy(const opts *o)
         bench_die(PROG, "store_start: %s", err);
     int writer = bench_new_tid(tids, ntids);
 
-    /* Fill the outbox the way the proxy does (attach_outbox). */
+    /* Fill the outbox the way the proxy does (outbox_message). */
     filled fl = {.status = 0};
     pthread_mutex_init(&fl.mu, NULL);
     pthread_cond_init(&fl.cond, NULL);
@@ -421,8 +420,9 @@ static void run_restspy(const opts *o)
         record *r = NULL;
         repl_msg *m = make_msg(o->secret, &r);
         body_len = m->body.len;
-        r->outbox = m;
-        int rc = i + 1 < o->rows ? store_submit(s, r) : store_submit_cb(s, r, on_filled, &fl);
+        store_unit u = {.rec = r, .rec_row = true, .outbox = m};
+        int rc = i + 1 < o->rows ? store_submit_unit(s, &u, NULL, NULL)
+                                 : store_submit_unit(s, &u, on_filled, &fl);
         if (rc != 0)
             bench_die(PROG, "store_submit refused record %llu", (unsigned long long)i);
     }

@@ -7,7 +7,7 @@
  * like the proxy's (bench_common.h) and store_submit them as fast as the
  * store accepts (backpressure). The clock starts when the producers are
  * started and stops when the last record of every producer has been
- * committed (its store_submit_cb callback ran: the writer commits in queue
+ * committed (its store_submit_unit callback ran: the writer commits in queue
  * order, so everything before it is committed too). store_close (final
  * checkpoint) is timed separately. Reported: the writer's batches and the
  * average batch size it ended up using (and as "batch" the rows per
@@ -130,8 +130,9 @@ static void *producer_main(void *arg)
     producer *p = arg;
     for (uint64_t i = 0; i < p->rows; i++) {
         record *r = bench_make_record("bench");
-        int rc = i + 1 < p->rows ? store_submit(p->sh->s, r)
-                                 : store_submit_cb(p->sh->s, r, on_done, p->sh);
+        store_unit u = {.rec = r, .rec_row = true};
+        int rc = i + 1 < p->rows ? store_submit_unit(p->sh->s, &u, NULL, NULL)
+                                 : store_submit_unit(p->sh->s, &u, on_done, p->sh);
         if (rc != 0)
             bench_die(PROG, "store_submit refused record %llu", (unsigned long long)i);
     }
@@ -147,7 +148,6 @@ static void run_restspy(const opts *o)
     so.url = url;
     so.queue_max = o->queue ? o->queue : c->store_queue;
     so.batch_max = o->batch ? o->batch : c->store_batch;
-    so.on_full = STORE_FULL_BLOCK;
     so.busy_timeout_ms = c->busy_timeout_ms;
     so.commit_delay_us =
         o->commit_delay_us >= 0 ? (uint64_t)o->commit_delay_us : c->store_commit_delay_ms * 1000;

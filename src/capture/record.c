@@ -1,7 +1,6 @@
 #include "capture/record.h"
 
 #include "http/coding.h"
-#include "formats/repl_msg.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -38,12 +37,10 @@ void record_free(record *r)
     free(r->origin);
     free(r->error);
     free(r->replication);
-    free(r->applied_id);
     free(r->req_encoding);
     free(r->req_body_note);
     free(r->resp_encoding);
     free(r->resp_body_note);
-    repl_msg_free(r->outbox);
     http_headers_free(&r->req_headers);
     http_headers_free(&r->resp_headers);
     buf_free(&r->req_body);

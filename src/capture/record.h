@@ -64,13 +64,10 @@ typedef struct record {
     bool do_persist;
     bool do_replicate;
 
-    /* Replication (filled only where it applies; see store.h). */
-    char *replication;       /* requests.replication: NULL, "queued", "skipped: ..." */
-    struct repl_msg *outbox; /* when set, the store writes it as an outbox row in
-                                the record's transaction; owned by the record */
-    char *applied_id;        /* replicator: message_id for the `applied` ledger */
-    bool outbox_only;        /* write the outbox row but no `requests` row (the
-                                rule replicates but does not persist) */
+    /* requests.replication, filled only where replication applies: NULL,
+     * "queued", "skipped: ...". What commits with the record (its outbox
+     * message, its ledger entry) is the store's unit of work (store.h). */
+    char *replication;
 } record;
 
 /* A zeroed record with a fresh id, origin "local" and upstream_us -1. */

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/glob.h"
+
 /* Method bits for rule matching; RULE_METHOD_ANY when none given. */
 enum {
     RULE_M_GET = 1 << 0,
@@ -42,16 +44,9 @@ typedef struct rule {
 /* The RULE_M_* bit of a method name (length n); RULE_M_OTHER if unknown. */
 unsigned rules_method_bit(const char *method, size_t n);
 
-/* Longest glob rules_glob_match accepts; config rejects longer path globs. */
-#define RULES_GLOB_MAX 1023
-
-/* Glob match of a path (length n, query excluded): '*' matches one segment
- * or part of one (no '/'), '**' any number of segments (including none, so
- * a '/' followed by '**' also matches nothing: the glob for everything under
- * /api matches "/api" itself), other characters literally. Runs in
- * O(len(glob) * n) whatever the input, so a hostile path cannot make it
- * backtrack; a glob longer than RULES_GLOB_MAX never matches. */
-bool rules_glob_match(const char *glob, const char *path, size_t n);
+/* Longest path glob a rule may have: config rejects longer ones (glob_match
+ * would never match them). */
+#define RULES_GLOB_MAX GLOB_MAX
 
 /* The rule for a request among rules[0..n), the last being the default
  * rule. host may be NULL (no Host header); its ":port" is ignored. path may

@@ -15,6 +15,11 @@ int cli_show(int argc, char **argv, char *const *envp);
  * requeued out of the broker's restspy.dead.<node> queue. */
 int cli_replication(int argc, char **argv, char *const *envp);
 
+/* `restspy federate`: sets up this site's broker for replication
+ * (replication/federate.h). Exit code: 0 done, 1 the broker refused or
+ * could not be reached, 2 usage error. */
+int cli_federate(int argc, char **argv, char *const *envp);
+
 /* `restspy replay`: replays requests from the store (the `requests` filters),
  * a HAR file or a JSON lines file against --target and compares the answers
  * with the recorded ones (compare.h, report.h). Exit code: 0 all matched, 1

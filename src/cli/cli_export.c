@@ -262,7 +262,7 @@ static store *open_writer(const char *cmd, const cliutil_read_opts *ro, char *co
     so.url = c->store;
     so.queue_max = c->store_queue;
     so.batch_max = c->store_batch;
-    so.on_full = STORE_FULL_BLOCK;
+    so.drop_when_full = false; /* an import waits for room, never drops */
     so.max_rows = c->max_rows;
     so.max_age_ms = c->max_age_ms;
     so.busy_timeout_ms = c->busy_timeout_ms;
@@ -379,7 +379,7 @@ int cli_import(int argc, char **argv, char *const *envp)
             free(r->replication);
             r->replication = NULL;
             r->do_persist = true;
-            store_submit_cb(s, r, on_committed, &x);
+            store_submit_unit(s, &(store_unit){.rec = r, .rec_row = true}, on_committed, &x);
         }
     }
     free(dup);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "http/httpmsg.h"
-#include "capture/rules.h"
+#include "base/glob.h"
 #include "base/rfc3339.h"
 #include "base/util.h"
 
@@ -412,7 +412,7 @@ bool cliutil_filter_match(const cliutil_filter *f, const record *r)
     const store_query *q = &f->q;
     if (q->method && !(r->method && strcasecmp(q->method, r->method) == 0))
         return false;
-    if (q->path_glob && !(r->path && rules_glob_match(q->path_glob, r->path, strlen(r->path))))
+    if (q->path_glob && !(r->path && glob_match(q->path_glob, r->path, strlen(r->path))))
         return false;
     if (q->status_min && r->status < q->status_min)
         return false;
@@ -520,8 +520,6 @@ record *cliutil_record_copy(const record *r)
     c->req_body_note = dup_or_null(r->req_body_note);
     c->resp_encoding = dup_or_null(r->resp_encoding);
     c->resp_body_note = dup_or_null(r->resp_body_note);
-    c->applied_id = NULL;
-    c->outbox = NULL;
     memset(&c->req_headers, 0, sizeof c->req_headers);
     memset(&c->resp_headers, 0, sizeof c->resp_headers);
     copy_headers(&c->req_headers, &r->req_headers);

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "replication/federate.h"
 #include "replication/replicator.h"
 #include "proxy/server.h"
 
@@ -52,7 +51,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "replicate"))
         return replicator_main(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "federate"))
-        return federate_main(argc - 1, argv + 1, environ);
+        return cli_federate(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "replication"))
         return cli_replication(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "replay"))

@@ -161,23 +161,25 @@ static config *worker_config(proxy_worker *w)
 /* Hands the finished record to the sinks; they own or drop it after this. */
 static void on_commit_thread(void *ud, int status);
 
-/* The outbox message, when the request is to be replicated. Runs before
- * redaction: peers must get the real request. */
-static void attach_outbox(conn *c, record *r)
+/* The outbox message (the caller's), when the request is to be
+ * replicated, else NULL. Runs before redaction: peers must get the real
+ * request. */
+static repl_msg *outbox_message(conn *c, record *r)
 {
     if (!c->repl)
-        return;
+        return NULL;
     if (c->repl_too_big) {
         r->replication = xstrdup("skipped: body over replicate_max_body");
         store_counter_add(c->w->sh->store, "not_replicated", 1);
-        return;
+        return NULL;
     }
     if (!c->req_done || !c->repl_status_ok)
-        return;
-    r->outbox =
+        return NULL;
+    repl_msg *m =
         repl_msg_from_record(r, c->cfg->node, &c->repl_body, c->cfg->replicate_drop_headers);
-    repl_msg_sign(r->outbox, c->cfg->replicate_secret);
+    repl_msg_sign(m, c->cfg->replicate_secret);
     r->replication = xstrdup("queued");
+    return m;
 }
 
 /* Hands the finished record to the sinks; they own or drop it after this.
@@ -186,7 +188,7 @@ static void sink_record(conn *c)
 {
     record *r = c->rec;
     c->rec = NULL;
-    attach_outbox(c, r);
+    repl_msg *outbox = outbox_message(c, r);
     if (r->do_log || r->do_persist) {
         /* Redaction must see the decoded bodies (and the outbox above kept
          * the request as it was sent). */
@@ -203,14 +205,16 @@ static void sink_record(conn *c)
         STAT_INC(logged);
     }
     store *st = c->w->sh->store;
-    if (!st || (!r->do_persist && !r->outbox)) {
+    if (!st || (!r->do_persist && !outbox)) {
         record_free(r);
+        repl_msg_free(outbox);
         return;
     }
-    r->outbox_only = !r->do_persist;
+    /* The record and its outbox row commit together (store_unit). */
+    store_unit u = {.rec = r, .rec_row = r->do_persist, .outbox = outbox};
     if (r->do_persist)
         STAT_INC(captured);
-    if (c->hold && r->outbox) {
+    if (c->hold && outbox) {
         commit_box *b = c->w->commits;
         commit_ticket *t = xcalloc(1, sizeof *t);
         t->c = c;
@@ -219,9 +223,9 @@ static void sink_record(conn *c)
         b->refs++;
         pthread_mutex_unlock(&b->lock);
         c->ticket = t;
-        store_submit_cb(st, r, on_commit_thread, t); /* may wait (backpressure) */
+        store_submit_unit(st, &u, on_commit_thread, t); /* may wait (backpressure) */
     } else {
-        store_submit(st, r); /* takes ownership, may wait (backpressure) */
+        store_submit_unit(st, &u, NULL, NULL); /* takes ownership, may wait (backpressure) */
     }
 }
 

@@ -186,7 +186,7 @@ int server_main(int argc, char **argv, char *const *envp)
             .url = cfg->store,
             .queue_max = cfg->store_queue,
             .batch_max = cfg->store_batch,
-            .on_full = cfg->store_on_full,
+            .drop_when_full = cfg->store_on_full == STORE_FULL_DROP,
             .max_rows = cfg->max_rows,
             .max_age_ms = cfg->max_age_ms,
             .busy_timeout_ms = cfg->busy_timeout_ms,

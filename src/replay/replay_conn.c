@@ -67,9 +67,8 @@ static void recycle(conn *c, record *g)
 {
     if (!c || c->spare || g->node || g->client_addr || g->method || g->scheme || g->host ||
         g->path || g->query || g->rule || g->origin || g->error || g->replication ||
-        g->applied_id || g->outbox || g->req_headers.v || g->req_body.data || g->resp_encoding ||
-        g->resp_body_note || g->headers_json[0].data || g->headers_json[1].data ||
-        g->resp_body.cap > PREALLOC_MAX) {
+        g->req_headers.v || g->req_body.data || g->resp_encoding || g->resp_body_note ||
+        g->headers_json[0].data || g->headers_json[1].data || g->resp_body.cap > PREALLOC_MAX) {
         record_free(g);
         return;
     }

@@ -1,5 +1,6 @@
-/* federate: `restspy federate`, a site's broker set up for replication
- * through the RabbitMQ management HTTP API (or printed as commands).
+/* federate: a site's broker set up for replication through the RabbitMQ
+ * management HTTP API (or printed as commands); `restspy federate`, its
+ * command line, is cli/cli_federate.c.
  *
  * What it sets up (docs/replication.md, "Topology"): this node's exchanges,
  * queues and bindings as mq_declare_topology declares them; for each peer a
@@ -33,69 +34,25 @@
  * or the later declaration fails with PRECONDITION_FAILED. */
 #include "replication/federate.h"
 
+#include <assert.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/buf.h"
-#include "cli/cliutil.h"
 #include "capture/config.h"
 #include "replication/mgmt.h"
 #include "replication/mq.h"
 #include "base/util.h"
 
-#define CMD "federate"
 #define OLD_POLICY "restspy-inbound" /* restspy's federation policy (before issue 10) */
 #define SHOVEL_PREFIX "restspy-to-"
 #define OUT_PREFIX "restspy.out."
 #define SHOVEL_RECONNECT_S 5
 #define PEER_HEARTBEAT_S 10
-
-static const char usage_text[] =
-    "usage: restspy federate --mgmt URL --peer NAME=AMQP_URL [--peer ...] [options]\n"
-    "\n"
-    "Sets up this site's RabbitMQ broker for replication through its management\n"
-    "HTTP API, idempotently (safe to run again at any time, e.g. after adding a\n"
-    "peer, on a live site):\n"
-    "  - topic exchanges restspy.requests, restspy.inbound and restspy.dead;\n"
-    "  - queue restspy.apply.<node> bound to restspy.inbound with '#', dead-lettering\n"
-    "    to restspy.dead, and queue restspy.dead.<node> bound to restspy.dead;\n"
-    "  - per peer: queue restspy.out.<peer> bound to restspy.requests with '#' (it\n"
-    "    holds this site's writes until the peer's broker has them) and the shovel\n"
-    "    restspy-to-<peer> moving it to the peer's restspy.inbound (ack-mode\n"
-    "    on-confirm). A peer's broker without restspy.apply.<peer> gets its\n"
-    "    topology declared there (over AMQP, with the peer's URL);\n"
-    "  - the federation upstreams and policy of an older restspy are removed once\n"
-    "    each peer holds this site's writes (run federate on every site, then\n"
-    "    once more where it says so).\n"
-    "A peer added later gets the writes made after this run, not older ones.\n"
-    "Needs the rabbitmq_management, rabbitmq_shovel and rabbitmq_shovel_management\n"
-    "plugins.\n"
-    "\n"
-    "  --mgmt URL           management API of this site's broker,\n"
-    "                       http://user:pass@host:15672 (required)\n"
-    "  --node NAME          this node (default: the node setting, else the host name)\n"
-    "  --peer NAME=URL      a peer site: its node name and the AMQP URL at which\n"
-    "                       this broker reaches the peer's broker,\n"
-    "                       amqp://user:pass@host:5672 (repeat for each peer)\n"
-    "  --queue-type T       classic (default) or quorum, for this node's queues\n"
-    "  --vhost V            this broker's virtual host (default /); a peer's is\n"
-    "                       the one in its URL\n"
-    "  --config FILE        config file whose node and queue_type settings to use\n"
-    "  --print              print the equivalent commands (curl calls to the\n"
-    "                       management API, rabbitmqctl set_parameter shovel)\n"
-    "                       instead of running them\n"
-    "  -h, --help           show this help\n"
-    "\n"
-    "Exit codes: 0 done, 1 the broker refused or could not be reached (its answer\n"
-    "is shown), 2 usage error. See docs/replication.md.\n";
-
-typedef struct peer {
-    char *name; /* owned */
-    char *uri;  /* owned */
-} peer;
 
 /* One declaration, in the order they are made: a PUT of an exchange or a
  * queue, or a binding (looked up first, then POSTed). */
@@ -107,13 +64,13 @@ typedef struct step {
 } step;
 
 typedef struct fed {
-    mgmt g;
+    mgmt *g; /* the caller's */
+    const federate_opts *o;
     const char *node;
     int queue_type;
-    peer *peers;
+    const federate_peer *peers; /* the caller's */
     size_t npeers;
-    bool print;
-    step *steps;
+    step *steps; /* owned */
     size_t nsteps;
 } fed;
 
@@ -122,81 +79,14 @@ static const char *qtype_name(int t)
     return t == QUEUE_QUORUM ? "quorum" : "classic";
 }
 
-/* Node names: letters, digits, '-' and '_' (as the node setting). */
-static bool valid_name(const char *s)
-{
-    if (!*s || strlen(s) > 64)
-        return false;
-    for (; *s; s++) {
-        char c = *s;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
-
-/* NAME=amqp://... into f->peers. 0 or -1 (reported). */
-static int add_peer(fed *f, const char *arg)
-{
-    const char *eq = strchr(arg, '=');
-    if (!eq) {
-        cliutil_errorf(CMD, "bad value for --peer: '%s' (expected NAME=amqp://user:pass@host:5672)",
-                       arg);
-        return -1;
-    }
-    char *name = xstrndup(arg, (size_t)(eq - arg));
-    const char *uri = eq + 1;
-    if (!valid_name(name)) {
-        cliutil_errorf(CMD, "bad peer name '%s' (letters, digits, '-' and '_', at most 64)", name);
-        free(name);
-        return -1;
-    }
-    bool amqp = strncmp(uri, "amqp://", 7) == 0 && uri[7];
-    bool amqps = strncmp(uri, "amqps://", 8) == 0 && uri[8];
-    if (!amqp && !amqps) {
-        cliutil_errorf(CMD, "bad URL for peer %s: '%s' (expected amqp://user:pass@host:5672)", name,
-                       uri);
-        free(name);
-        return -1;
-    }
-    /* "amqp://host:5672/" names the empty vhost in the AMQP URI spec, and the
-     * shovel plugin follows it (the shovel then fails with a bare
-     * "not_allowed"), while restspy's own --amqp reads it as the default
-     * vhost. The trailing '/' is dropped so that one URL means the same
-     * thing everywhere. */
-    size_t ulen = strlen(uri);
-    const char *slash = strchr(uri + (amqp ? 7 : 8), '/');
-    if (slash && slash == uri + ulen - 1)
-        ulen--;
-    for (size_t i = 0; i < f->npeers; i++) {
-        if (strcmp(f->peers[i].name, name) == 0) {
-            cliutil_errorf(CMD, "peer %s is given twice", name);
-            free(name);
-            return -1;
-        }
-    }
-    f->peers = xrealloc(f->peers, (f->npeers + 1) * sizeof *f->peers);
-    f->peers[f->npeers].name = name;
-    f->peers[f->npeers].uri = xstrndup(uri, ulen);
-    f->npeers++;
-    return 0;
-}
-
 static void fed_free(fed *f)
 {
-    for (size_t i = 0; i < f->npeers; i++) {
-        free(f->peers[i].name);
-        free(f->peers[i].uri);
-    }
-    free(f->peers);
     for (size_t i = 0; i < f->nsteps; i++) {
         free(f->steps[i].path);
         free(f->steps[i].body);
         free(f->steps[i].what);
     }
     free(f->steps);
-    mgmt_free(&f->g);
 }
 
 /* ---- the declarations ---- */
@@ -247,7 +137,7 @@ static void add_put(fed *f, const char *kind, const char *name, char *body, cons
 {
     f->steps = xrealloc(f->steps, (f->nsteps + 1) * sizeof *f->steps);
     step *s = &f->steps[f->nsteps++];
-    s->path = mgmt_path(&f->g, kind, name);
+    s->path = mgmt_path(f->g, kind, name);
     s->body = body;
     buf w = BUF_INIT;
     buf_appendf(&w, "%s %s", label, name);
@@ -260,7 +150,7 @@ static void add_binding(fed *f, const char *ex, const char *queue, const char *k
     f->steps = xrealloc(f->steps, (f->nsteps + 1) * sizeof *f->steps);
     step *s = &f->steps[f->nsteps++];
     buf b = BUF_INIT;
-    buf_appendf(&b, "%s/api/bindings/%s/e/", f->g.prefix, f->g.vh);
+    buf_appendf(&b, "%s/api/bindings/%s/e/", f->g->prefix, f->g->vh);
     mgmt_append_pct(&b, ex);
     buf_append_str(&b, "/q/");
     mgmt_append_pct(&b, queue);
@@ -295,11 +185,11 @@ static void plan(fed *f, const char *apply_q, const char *dead_q)
  * vhost. Caller frees. */
 static char *local_uri(const fed *f)
 {
-    if (strcmp(f->g.vhost, "/") == 0)
+    if (strcmp(f->g->vhost, "/") == 0)
         return xstrdup("amqp://");
     buf b = BUF_INIT;
     buf_append_str(&b, "amqp:///");
-    mgmt_append_pct(&b, f->g.vhost);
+    mgmt_append_pct(&b, f->g->vhost);
     return buf_detach(&b);
 }
 
@@ -307,7 +197,7 @@ static char *local_uri(const fed *f)
  * restspy.inbound, routing key and properties unchanged (no forward
  * headers: the protocol's headers only), acked here once the peer's broker
  * confirmed, never deleted, reconnecting by itself. */
-static json_t *shovel_value(const fed *f, const peer *p)
+static json_t *shovel_value(const fed *f, const federate_peer *p)
 {
     char q[128];
     snprintf(q, sizeof q, OUT_PREFIX "%s", p->name);
@@ -339,7 +229,8 @@ static int peer_has(const char *url, const char *queue, char *err, size_t errlen
  * (see the top of the file), and tells whether it holds this site's writes
  * already (*holds_ours: its restspy.out.<node> exists). 0, or -1 when the
  * peer could not be looked at (the reason in err). */
-static int peer_prepare(const fed *f, const peer *p, bool *holds_ours, char *err, size_t errlen)
+static int peer_prepare(const fed *f, const federate_peer *p, bool *holds_ours, char *err,
+                        size_t errlen)
 {
     *holds_ours = false;
     if (strncmp(p->uri, "amqps://", 8) == 0) {
@@ -376,16 +267,31 @@ static int peer_prepare(const fed *f, const peer *p, bool *holds_ours, char *err
 
 /* ---- running them ---- */
 
+/* Tells o->warn (if any) one line: something that does not stop the run. */
+static void warn(const fed *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void warn(const fed *f, const char *fmt, ...)
+{
+    if (!f->o->warn)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    f->o->warn(f->o->warn_ud, line);
+}
+
 /* A binding is created unless one with that key exists (RabbitMQ treats a
  * repeated binding as the same one, but looking first keeps the output
  * truthful and never relies on it). */
 static int ensure_binding(fed *f, const step *s)
 {
     json_t *list = NULL;
-    if (mgmt_get_json(&f->g, s->path, false, &list) != 0)
+    if (mgmt_get_json(f->g, s->path, false, &list) != 0)
         return -1;
     if (!json_is_array(list)) {
-        cliutil_errorf(CMD, "GET %s: the answer is not a JSON list", s->path);
+        mgmt_fail(f->g, "GET %s: the answer is not a JSON list", s->path);
         json_decref(list);
         return -1;
     }
@@ -403,20 +309,20 @@ static int ensure_binding(fed *f, const step *s)
         printf("%s: already there\n", s->what);
         return 0;
     }
-    if (mgmt_send(&f->g, "POST", s->path, s->body, false, NULL) != 0)
+    if (mgmt_send(f->g, "POST", s->path, s->body, false, NULL) != 0)
         return -1;
     printf("%s: created\n", s->what);
     return 0;
 }
 
-static int put_shovel(fed *f, const peer *p)
+static int put_shovel(fed *f, const federate_peer *p)
 {
     char name[128];
     snprintf(name, sizeof name, SHOVEL_PREFIX "%s", p->name);
-    char *path = mgmt_path(&f->g, "parameters/shovel", name);
-    char *body = dump(json_pack("{s:s, s:s, s:s, s:o}", "vhost", f->g.vhost, "component", "shovel",
+    char *path = mgmt_path(f->g, "parameters/shovel", name);
+    char *body = dump(json_pack("{s:s, s:s, s:s, s:o}", "vhost", f->g->vhost, "component", "shovel",
                                 "name", name, "value", shovel_value(f, p)));
-    int rc = mgmt_send(&f->g, "PUT", path, body, false, NULL);
+    int rc = mgmt_send(f->g, "PUT", path, body, false, NULL);
     free(path);
     free(body);
     if (rc != 0)
@@ -433,9 +339,9 @@ static int put_shovel(fed *f, const peer *p)
  * then the policy once none is left. 0 or -1 (told). */
 static int retire_federation(fed *f, const bool *holds_ours)
 {
-    char *path = mgmt_path(&f->g, "parameters/federation-upstream", NULL);
+    char *path = mgmt_path(f->g, "parameters/federation-upstream", NULL);
     json_t *list = NULL;
-    int rc = mgmt_get_json(&f->g, path, true, &list);
+    int rc = mgmt_get_json(f->g, path, true, &list);
     free(path);
     if (rc < 0)
         return -1;
@@ -461,8 +367,8 @@ static int retire_federation(fed *f, const bool *holds_ours)
                    name, name);
             kept++;
         } else {
-            char *up = mgmt_path(&f->g, "parameters/federation-upstream", name);
-            rc = mgmt_send(&f->g, "DELETE", up, NULL, true, NULL);
+            char *up = mgmt_path(f->g, "parameters/federation-upstream", name);
+            rc = mgmt_send(f->g, "DELETE", up, NULL, true, NULL);
             free(up);
             if (rc < 0)
                 break;
@@ -475,8 +381,8 @@ static int retire_federation(fed *f, const bool *holds_ours)
     if (rc < 0)
         return -1;
     if (kept == 0) {
-        char *pp = mgmt_path(&f->g, "policies", OLD_POLICY);
-        rc = mgmt_send(&f->g, "DELETE", pp, NULL, true, NULL);
+        char *pp = mgmt_path(f->g, "policies", OLD_POLICY);
+        rc = mgmt_send(f->g, "DELETE", pp, NULL, true, NULL);
         free(pp);
         if (rc < 0)
             return -1;
@@ -488,12 +394,12 @@ static int retire_federation(fed *f, const bool *holds_ours)
 
 static int run_api(fed *f)
 {
-    if (mgmt_connect(&f->g) != 0)
+    if (mgmt_connect(f->g) != 0)
         return 2;
     /* The vhost first: its absence would otherwise show up as a puzzling
      * 404 on the first exchange. */
-    char *vpath = mgmt_path(&f->g, "vhosts", NULL);
-    int rc = mgmt_send(&f->g, "GET", vpath, NULL, false, NULL);
+    char *vpath = mgmt_path(f->g, "vhosts", NULL);
+    int rc = mgmt_send(f->g, "GET", vpath, NULL, false, NULL);
     free(vpath);
     if (rc != 0)
         return 1;
@@ -503,7 +409,7 @@ static int run_api(fed *f)
             if (ensure_binding(f, s) != 0)
                 return 1;
         } else {
-            if (mgmt_send(&f->g, "PUT", s->path, s->body, false, NULL) != 0)
+            if (mgmt_send(f->g, "PUT", s->path, s->body, false, NULL) != 0)
                 return 1;
             printf("%s: declared\n", s->what);
         }
@@ -513,11 +419,10 @@ static int run_api(fed *f)
     for (size_t i = 0; i < f->npeers && rc == 0; i++) {
         char err[512];
         if (peer_prepare(f, &f->peers[i], &holds_ours[i], err, sizeof err) != 0)
-            cliutil_errorf(CMD,
-                           "peer %s: its broker was not looked at (%s); the shovel delivers "
-                           "once it answers, provided restspy.apply.%s exists there (run "
-                           "restspy federate there)",
-                           f->peers[i].name, err, f->peers[i].name);
+            warn(f,
+                 "peer %s: its broker was not looked at (%s); the shovel delivers once it "
+                 "answers, provided restspy.apply.%s exists there (run restspy federate there)",
+                 f->peers[i].name, err, f->peers[i].name);
         if (put_shovel(f, &f->peers[i]) != 0)
             rc = 1;
     }
@@ -532,13 +437,12 @@ static int run_api(fed *f)
 static void run_print(const fed *f)
 {
     printf("# restspy federate: node %s, vhost %s. Every command is idempotent.\n", f->node,
-           f->g.vhost);
+           f->g->vhost);
     printf("# exchanges, queues and bindings (management API):\n");
     /* A repeated POST of the same binding is a no-op in RabbitMQ, so the
      * printed form needs no look-up. */
     for (size_t i = 0; i < f->nsteps; i++)
-        mgmt_print_curl(&f->g, f->steps[i].key ? "POST" : "PUT", f->steps[i].path,
-                        f->steps[i].body);
+        mgmt_print_curl(f->g, f->steps[i].key ? "POST" : "PUT", f->steps[i].path, f->steps[i].body);
     if (f->npeers)
         printf("# shovels (run on this site's broker). Before they deliver, each peer's\n"
                "# broker needs restspy.apply.<peer> bound to restspy.inbound (restspy\n"
@@ -546,7 +450,7 @@ static void run_print(const fed *f)
     for (size_t i = 0; i < f->npeers; i++) {
         buf b = BUF_INIT;
         buf_append_str(&b, "rabbitmqctl set_parameter -p ");
-        mgmt_append_sq(&b, f->g.vhost);
+        mgmt_append_sq(&b, f->g->vhost);
         buf_appendf(&b, " shovel " SHOVEL_PREFIX "%s ", f->peers[i].name);
         char *v = dump(shovel_value(f, &f->peers[i]));
         mgmt_append_sq(&b, v);
@@ -558,105 +462,29 @@ static void run_print(const fed *f)
            "# restspy.out.%s (federate ran there), remove its upstream, then the policy:\n"
            "#   rabbitmqctl clear_parameter -p '%s' federation-upstream PEER\n"
            "#   rabbitmqctl clear_policy -p '%s' " OLD_POLICY "\n",
-           f->node, f->g.vhost, f->g.vhost);
+           f->node, f->g->vhost, f->g->vhost);
 }
 
-/* ---- main ---- */
+/* ---- the entry ---- */
 
-/* node and queue_type through config_load, so that --config, RESTSPY_NODE
- * and RESTSPY_QUEUE_TYPE work as for every command. 0 or 2 (reported). */
-static int load_settings(const char *config_file, const char *node, const char *qtype,
-                         char *const *envp, config **out)
+int federate_run(mgmt *g, const federate_opts *o)
 {
-    const char *flags[] = {"--config", config_file, "--node", node, "--queue-type", qtype};
-    if (cliutil_config_load(CMD, envp, flags, 6, out) != 0)
-        return 2;
-    if (!(*out)->node || !valid_name((*out)->node)) {
-        cliutil_errorf(CMD, "no usable node name ('%s'): give --node NAME",
-                       (*out)->node ? (*out)->node : "");
-        config_unref(*out);
-        *out = NULL;
-        return 2;
-    }
-    return 0;
-}
-
-int federate_main(int argc, char **argv, char *const *envp)
-{
-    fed f = {0};
-    const char *mgmt_url = NULL, *node = NULL, *qtype = NULL, *config_file = NULL, *v;
-    const char *vhost = "/";
-    int rc = 2;
-    config *c = NULL;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int m;
-        if (cliutil_is_help(a)) {
-            fputs(usage_text, stdout);
-            rc = 0;
-            goto out;
-        }
-        if (strcmp(a, "--print") == 0) {
-            f.print = true;
-            continue;
-        }
-        if ((m = cliutil_flag_value(CMD, argc, argv, &i, "--mgmt", &mgmt_url)) ||
-            (m = cliutil_flag_value(CMD, argc, argv, &i, "--node", &node)) ||
-            (m = cliutil_flag_value(CMD, argc, argv, &i, "--queue-type", &qtype)) ||
-            (m = cliutil_flag_value(CMD, argc, argv, &i, "--vhost", &vhost)) ||
-            (m = cliutil_flag_value(CMD, argc, argv, &i, "--config", &config_file))) {
-            if (m < 0)
-                goto out;
-            continue;
-        }
-        if ((m = cliutil_flag_value(CMD, argc, argv, &i, "--peer", &v))) {
-            if (m < 0 || add_peer(&f, v) != 0)
-                goto out;
-            continue;
-        }
-        cliutil_bad_arg(CMD, a);
-        goto out;
-    }
-    if (!mgmt_url) {
-        cliutil_errorf(CMD, "--mgmt URL is required (see restspy federate --help)");
-        goto out;
-    }
-    if (!*vhost) {
-        cliutil_errorf(CMD, "bad value for --vhost: empty");
-        goto out;
-    }
-    if (mgmt_init(&f.g, CMD, mgmt_url, vhost) != 0)
-        goto out;
-    if ((rc = load_settings(config_file, node, qtype, envp, &c)) != 0)
-        goto out;
-    f.node = c->node;
-    f.queue_type = c->queue_type;
-    rc = 2;
-    for (size_t i = 0; i < f.npeers; i++) {
-        if (strcmp(f.peers[i].name, f.node) == 0) {
-            cliutil_errorf(CMD, "peer %s is this node: a site does not replicate to itself",
-                           f.node);
-            goto out;
-        }
-    }
-
+    assert(o->node && (o->peers || !o->npeers));
+    fed f = {.g = g,
+             .o = o,
+             .node = o->node,
+             .queue_type = o->queue_type,
+             .peers = o->peers,
+             .npeers = o->npeers};
     char apply_q[128], dead_q[128];
     snprintf(apply_q, sizeof apply_q, "restspy.apply.%s", f.node);
     snprintf(dead_q, sizeof dead_q, "restspy.dead.%s", f.node);
     plan(&f, apply_q, dead_q);
-    if (f.print) {
+    int rc = 0;
+    if (o->print)
         run_print(&f);
-        rc = 0;
-    } else {
+    else
         rc = run_api(&f);
-    }
-    if (fflush(stdout) != 0 && rc == 0) {
-        cliutil_errorf(CMD, "cannot write output");
-        rc = 1;
-    }
-out:
-    config_unref(c);
     fed_free(&f);
     return rc;
 }

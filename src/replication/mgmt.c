@@ -1,11 +1,11 @@
 /* mgmt: the RabbitMQ management API client (see mgmt.h). */
 #include "replication/mgmt.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cliutil.h"
 #include "capture/record.h"
 #include "base/util.h"
 
@@ -135,12 +135,27 @@ static char *body_excerpt(const buf *body)
     return buf_detach(&b);
 }
 
+int mgmt_fail(mgmt *g, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    free(g->err);
+    g->err = xmalloc(n > 0 ? (size_t)n + 1 : 1);
+    g->err[0] = '\0';
+    va_start(ap, fmt);
+    if (n > 0)
+        vsnprintf(g->err, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 /* ---- the URL ---- */
 
-int mgmt_init(mgmt *g, const char *cmd, const char *url, const char *vhost)
+int mgmt_init(mgmt *g, const char *url, const char *vhost)
 {
     memset(g, 0, sizeof *g);
-    g->cmd = cmd;
     g->vhost = vhost;
     buf vb = BUF_INIT;
     mgmt_append_pct(&vb, vhost);
@@ -151,14 +166,11 @@ int mgmt_init(mgmt *g, const char *cmd, const char *url, const char *vhost)
     if (strncmp(url, "http://", 7) == 0) {
         p = url + 7;
     } else if (strncmp(url, "https://", 8) == 0) {
-        cliutil_errorf(cmd,
-                       "bad value for --mgmt: https is not supported; use the plain http listener "
-                       "(e.g. http://user:pass@host:15672)");
-        return -1;
+        return mgmt_fail(g, "bad value for --mgmt: https is not supported; use the plain http "
+                            "listener (e.g. http://user:pass@host:15672)");
     } else {
-        cliutil_errorf(cmd, "bad value for --mgmt: '%s' (expected http://user:pass@host:15672)",
-                       url);
-        return -1;
+        return mgmt_fail(g, "bad value for --mgmt: '%s' (expected http://user:pass@host:15672)",
+                         url);
     }
     size_t authlen = strcspn(p, "/?#");
     const char *at = NULL;
@@ -168,8 +180,7 @@ int mgmt_init(mgmt *g, const char *cmd, const char *url, const char *vhost)
     const char *host = at ? at + 1 : p;
     size_t hostlen = authlen - (size_t)(host - p);
     if (hostlen == 0) {
-        cliutil_errorf(cmd, "bad value for --mgmt: '%s' has no host", url);
-        return -1;
+        return mgmt_fail(g, "bad value for --mgmt: '%s' has no host", url);
     }
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -203,10 +214,8 @@ int mgmt_connect(mgmt *g)
 {
     char err[256];
     g->http = httpc_new(g->auth_url, MGMT_TIMEOUT_MS, err, sizeof err);
-    if (!g->http) {
-        cliutil_errorf(g->cmd, "bad value for --mgmt: %s", err);
-        return -1;
-    }
+    if (!g->http)
+        return mgmt_fail(g, "bad value for --mgmt: %s", err);
     return 0;
 }
 
@@ -219,6 +228,7 @@ void mgmt_free(mgmt *g)
     free(g->auth_url);
     free(g->prefix);
     httpc_free(g->http);
+    free(g->err);
     memset(g, 0, sizeof *g);
 }
 
@@ -269,9 +279,8 @@ int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, b
                            sizeof err);
     http_headers_free(&h);
     if (rc != 0) {
-        cliutil_errorf(g->cmd, "%s %s%s: %s", method, g->base, path, err);
         httpc_response_free(&r);
-        return -1;
+        return mgmt_fail(g, "%s %s%s: %s", method, g->base, path, err);
     }
     if (r.status == 404 && missing_ok) {
         httpc_response_free(&r);
@@ -279,8 +288,8 @@ int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, b
     }
     if (r.status / 100 != 2) {
         char *ex = body_excerpt(&r.body);
-        cliutil_errorf(g->cmd, "%s %s: %d %s%s", method, path, r.status,
-                       *ex ? ex : "(empty answer)", hint_for(r.status, ex, path));
+        mgmt_fail(g, "%s %s: %d %s%s", method, path, r.status, *ex ? ex : "(empty answer)",
+                  hint_for(r.status, ex, path));
         free(ex);
         httpc_response_free(&r);
         return -1;
@@ -302,10 +311,8 @@ int mgmt_get_json(mgmt *g, const char *path, bool missing_ok, json_t **out)
     json_error_t je;
     *out = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, &je);
     httpc_response_free(&r);
-    if (!*out) {
-        cliutil_errorf(g->cmd, "GET %s: the answer is not JSON (%s)", path, je.text);
-        return -1;
-    }
+    if (!*out)
+        return mgmt_fail(g, "GET %s: the answer is not JSON (%s)", path, je.text);
     return 0;
 }
 

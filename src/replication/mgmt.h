@@ -3,11 +3,12 @@
  * federate`, `restspy replication status --mgmt`).
  *
  * Owns the parsed --mgmt URL (user and password decoded, kept out of every
- * line it prints) and one HTTP connection. Promises: every failure is told
- * as ONE line on stderr through cliutil_errorf under the caller's command
- * name, with the broker's status and reason and, for the usual causes (bad
- * credentials, a plugin not enabled, no such vhost, a declaration that
- * differs from an existing one), what to do. */
+ * line it prints) and one HTTP connection. Promises: every failure returns
+ * -1 with g->err set to ONE line (without a command name: the caller tells
+ * it under its own), with the broker's status and reason and, for the usual
+ * causes (bad credentials, a plugin not enabled, no such vhost, a
+ * declaration that differs from an existing one), what to do. Nothing is
+ * printed but what mgmt_print_curl prints. */
 #ifndef RESTSPY_MGMT_H
 #define RESTSPY_MGMT_H
 
@@ -18,7 +19,6 @@
 #include "http/httpc.h"
 
 typedef struct mgmt {
-    const char *cmd;   /* command name for error lines (not owned) */
     const char *vhost; /* not owned */
     char *vh;          /* vhost percent-encoded for paths; owned */
     char *base;        /* http://host:port, no credentials; owned */
@@ -27,17 +27,22 @@ typedef struct mgmt {
     char *auth_url;    /* http://user:pass@host:port for httpc; owned */
     char *prefix;      /* path before /api ("" or "/rabbitmq"); owned */
     httpc *http;       /* NULL until mgmt_connect */
+    char *err;         /* the latest failure (see above); owned; NULL before any */
 } mgmt;
 
-/* Parses url (http://[user:pass@]host:port[/prefix][/api]) for vhost (both
- * must outlive g). 0, or -1 with the reason told (a usage error). g is
- * zeroed first; mgmt_free it either way. */
-int mgmt_init(mgmt *g, const char *cmd, const char *url, const char *vhost);
+/* Parses url (http://[user:pass@]host:port[/prefix][/api]) for vhost (which
+ * must outlive g). 0, or -1 with g->err (a usage error). g is zeroed first;
+ * mgmt_free it either way. */
+int mgmt_init(mgmt *g, const char *url, const char *vhost);
 
-/* Prepares the HTTP client (no request yet). 0, or -1 told. */
+/* Prepares the HTTP client (no request yet). 0, or -1 with g->err. */
 int mgmt_connect(mgmt *g);
 
 void mgmt_free(mgmt *g);
+
+/* Sets g->err (replacing it) to the failure fmt says, ONE line: for a
+ * caller that finds an answer of the API unusable. Always -1. */
+int mgmt_fail(mgmt *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* "<prefix>/api/<kind>/<vhost>[/<name>]", name percent-encoded. Caller
  * frees. */
@@ -49,12 +54,12 @@ void mgmt_append_pct(buf *b, const char *s);
 
 /* Sends one request (body: JSON or NULL). A 2xx answer: 0, with *out
  * filled when out is given (caller frees it with httpc_response_free).
- * A 404 when missing_ok: 1, nothing told. Anything else: -1, told. */
+ * A 404 when missing_ok: 1. Anything else: -1 with g->err. */
 int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, bool missing_ok,
               httpc_response *out);
 
 /* GET path and parse the answer as JSON: 0 with *out (caller decrefs), 1
- * when missing_ok and the answer is 404 (*out NULL), -1 told. */
+ * when missing_ok and the answer is 404 (*out NULL), -1 with g->err. */
 int mgmt_get_json(mgmt *g, const char *path, bool missing_ok, json_t **out);
 
 /* Appends s quoted for a POSIX shell ('...' with each ' as '\''). */

@@ -34,6 +34,7 @@
  * retry. The connection coming back is told only after a told outage. */
 #include "replication/outbox.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -229,6 +230,7 @@ static void nap(outbox *o, uint64_t ms)
 
 static inflight *ring_at(outbox *o, size_t i)
 {
+    assert(i < o->max_in_flight); /* the ring holds max_in_flight entries */
     return &o->ring[(o->head + i) % o->max_in_flight];
 }
 
@@ -404,6 +406,7 @@ static int fill(outbox *o, mq *m, bool *store_failed)
             published = -1;
             break;
         }
+        assert(o->count < o->max_in_flight); /* the ring is never overfilled */
         inflight *f = ring_at(o, o->count++);
         f->tag = tag;
         o->last_tag = tag;

@@ -1,20 +1,21 @@
 /* store: URL dispatch and the generic front over the backends.
  *
  * Everything here is a thin forward through the backend vtable (see
- * store_sqlite.h), except picking the backend from the URL and resolving the
+ * store/backend.h), except picking the backend from the URL and resolving the
  * ids people type (store_get's prefixes and suffixes, store_id_abbrev). "off"
  * is not a URL: callers that honour store = off must not call store_open, and
  * store_open("off") fails with a message saying so. */
 #include "store/store.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/buf.h"
-#include "store/store_sqlite.h"
 #include "base/util.h"
+#include "store/backend.h"
 
 static const store_backend *const backends[] = {
     &store_sqlite_backend,
@@ -49,14 +50,16 @@ int store_start(store *s, char *err, size_t errlen)
     return s->be->start(s, err, errlen);
 }
 
-int store_submit(store *s, record *r)
+int store_submit_unit(store *s, const store_unit *u, store_done_fn done, void *ud)
 {
-    return s->be->submit_cb(s, r, NULL, NULL);
+    assert(u->rec); /* every unit has its record (store_unit) */
+    return s->be->submit(s, u, done, ud);
 }
 
-int store_submit_cb(store *s, record *r, store_done_fn done, void *ud)
+int store_submit(store *s, record *r)
 {
-    return s->be->submit_cb(s, r, done, ud);
+    store_unit u = {.rec = r, .rec_row = true};
+    return store_submit_unit(s, &u, NULL, NULL);
 }
 
 void store_get_stats(store *s, store_stats *out)

@@ -1,19 +1,20 @@
 /* store: where capture records are persisted, behind one small interface.
  *
- * The proxy only calls store_submit; the CLI only calls the query functions.
- * A store URL picks the backend: "sqlite:PATH" (the default, SQLite in WAL
- * mode); other schemes can be added later (e.g. "postgres:...") without the
- * proxy changing.
+ * The proxy only calls store_submit_unit; the CLI only calls the query
+ * functions. A store URL picks the backend: "sqlite:PATH" (the default,
+ * SQLite in WAL mode); other schemes can be added later (e.g.
+ * "postgres:...", see store/backend.h) without the proxy changing.
  *
- * Writing: a writer thread owns the database connection, takes records from a
- * bounded queue and commits them in batches (group commit: one transaction
- * per batch of up to store_batch records, whatever has queued while the
- * previous commit ran). store_submit never does I/O. When the queue is full,
- * on_full = STORE_FULL_BLOCK makes store_submit wait for room (backpressure:
- * intake slows, nothing is lost); STORE_FULL_DROP drops the record and counts
- * it. A failed commit is retried (with backoff) and counted, never dropped.
- * Retention (max_rows, max_age_ms) is applied by the writer thread in small
- * deletes between batches, never in one long transaction.
+ * Writing: a writer thread owns the database connection, takes units of work
+ * (store_unit: a record and the rows that commit with it) from a bounded
+ * queue and commits them in batches (group commit: one transaction per batch
+ * of up to batch_max units, whatever has queued while the previous commit
+ * ran). store_submit_unit never does I/O. When the queue is full, it waits
+ * for room (backpressure: intake slows, nothing is lost), or with
+ * drop_when_full drops the unit and counts it. A failed commit is retried
+ * (with backoff) and counted, never dropped. Retention (max_rows,
+ * max_age_ms) is applied by the writer thread in small deletes between
+ * batches, never in one long transaction.
  *
  * Schema: table `requests` with the columns of record.h (see README), indexed
  * on started_at, (method, path) and status, versioned with PRAGMA
@@ -29,11 +30,13 @@
 
 typedef struct store store;
 
+/* The store's settings, filled by its caller (from the proxy's or the
+ * CLI's configuration): the store knows no configuration file. */
 typedef struct store_options {
     const char *url;          /* "sqlite:restspy.db" */
     uint64_t queue_max;       /* records */
     uint64_t batch_max;       /* records per transaction */
-    int on_full;              /* STORE_FULL_* */
+    bool drop_when_full;      /* queue full: drop the unit (else wait for room) */
     uint64_t max_rows;        /* 0 = no limit */
     uint64_t max_age_ms;      /* 0 = no limit */
     uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes); also how
@@ -48,14 +51,14 @@ typedef struct store_options {
 } store_options;
 
 typedef struct store_stats {
-    uint64_t submitted; /* accepted by store_submit */
+    uint64_t submitted; /* accepted by store_submit_unit */
     uint64_t written;   /* committed */
-    uint64_t dropped;   /* refused under STORE_FULL_DROP */
+    uint64_t dropped;   /* refused: drop_when_full, closing, or refused by SQLite */
     uint64_t queued;    /* waiting now */
     uint64_t batches;   /* transactions committed */
     uint64_t errors;    /* failed commits (retried) */
     uint64_t pruned;    /* rows deleted by retention */
-    uint64_t blocked;   /* store_submit calls that had to wait for room */
+    uint64_t blocked;   /* store_submit_unit calls that had to wait for room */
 } store_stats;
 
 /* Opens (creating and migrating unless read_only) the store. NULL with a
@@ -67,20 +70,46 @@ store *store_open(const store_options *o, char *err, size_t errlen);
 /* Starts the writer thread. 0 or -1 with err. */
 int store_start(store *s, char *err, size_t errlen);
 
-/* Queues r for writing; takes ownership of r in every case. Returns 0, or -1
- * if the record was dropped (STORE_FULL_DROP and the queue was full, or the
- * store is closing). Thread-safe. */
+/* A unit of work: what commits together, in one transaction, or not at all.
+ *
+ *   rec         the capture (never NULL). Its `requests` row is written when
+ *               rec_row; it also gives the ledger row its origin (rec->node:
+ *               a replicator's capture carries the origin node there) and
+ *               its status.
+ *   rec_row     write rec as a `requests` row. false: only the unit's other
+ *               rows are written (a rule that replicates but does not persist).
+ *   outbox      NULL, or a message for table `outbox` (see below).
+ *   applied_id  NULL, or the message_id for the `applied` ledger (the
+ *               replicator's exactly-once record); writing it also clears the
+ *               message's `stuck` row.
+ *
+ * store_submit_unit takes ownership of rec, outbox and applied_id in every
+ * case (accepted, refused or dropped); the struct itself stays the
+ * caller's. */
+typedef struct store_unit {
+    record *rec;
+    bool rec_row;
+    repl_msg *outbox;
+    char *applied_id;
+} store_unit;
+
+/* done(ud, status) runs on the writer thread once the unit's transaction is
+ * committed (status 0) or the unit is dropped (status -1: drop policy, a
+ * unit SQLite refuses, or a store closing with a dead disk). done must be
+ * quick and must not call into the store: the proxy uses it to post to its
+ * event loop (replicate_durability = sync), the replicator to ack. */
+typedef void (*store_done_fn)(void *ud, int status);
+
+/* Queues u for writing (see store_unit for what it owns). done may be NULL.
+ * Returns 0, or -1 if the unit was dropped (the drop policy and the queue was
+ * full, or the store is closing); done has then run already. Never does
+ * I/O; may wait for room (backpressure). Thread-safe. */
+int store_submit_unit(store *s, const store_unit *u, store_done_fn done, void *ud);
+
+/* store_submit_unit of r alone, as a `requests` row, without a callback. */
 int store_submit(store *s, record *r);
 
 void store_get_stats(store *s, store_stats *out);
-
-/* As store_submit, and done(ud, status) runs on the writer thread once the
- * record's transaction is committed (status 0) or the record is dropped
- * (status -1: drop policy, a record SQLite refuses, or a store closing with a
- * dead disk). done must be quick and must not call into the store: the proxy
- * uses it to post to its event loop (replicate_durability = sync). */
-typedef void (*store_done_fn)(void *ud, int status);
-int store_submit_cb(store *s, record *r, store_done_fn done, void *ud);
 
 /* Stops intake, commits everything queued, joins the writer, closes. NULL is
  * fine. */
@@ -88,10 +117,10 @@ void store_close(store *s);
 
 /* ---- replication (schema version 2) ----
  *
- * A record with r->outbox set gets a row in table `outbox` (seq INTEGER
+ * A unit with an outbox message gets a row in table `outbox` (seq INTEGER
  * PRIMARY KEY AUTOINCREMENT, the message's fields as columns, created_at) in
- * the same transaction as its `requests` row, whose new `replication` column
- * holds r->replication. A record with r->applied_id set gets a row in table
+ * the same transaction as its `requests` row, whose `replication` column
+ * holds rec->replication. A unit with an applied_id gets a row in table
  * `applied` (message_id TEXT PRIMARY KEY, origin, applied_at µs, status) in
  * its transaction: the replicator's exactly-once ledger. Table `counters`
  * (name TEXT PRIMARY KEY, value INTEGER) keeps replication figures that must
@@ -218,7 +247,7 @@ int store_repl_lag_get(store *s, int64_t since_us, size_t max_samples, store_rep
 
 typedef struct store_query {
     const char *method;    /* exact, case-insensitive; NULL = any */
-    const char *path_glob; /* rules_glob_match syntax; NULL = any */
+    const char *path_glob; /* glob_match syntax (base/glob.h); NULL = any */
     int status_min;        /* inclusive; 0 = any */
     int status_max;        /* inclusive */
     int64_t since_us;      /* started_at >= since_us; 0 = any */

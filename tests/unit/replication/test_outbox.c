@@ -1,6 +1,6 @@
 /* Unit tests for outbox: a real SQLite store in /tmp and a real RabbitMQ node
  * started by the test (rmq_testnode.h) on a free port of 5701-5704. Rows
- * submitted with r->outbox reach restspy.requests in order and leave the
+ * submitted with an outbox message reach restspy.requests in order and leave the
  * outbox once confirmed; a broker stopped mid-way and restarted, a broker
  * that nacks, and a broker that is not there lose nothing. Skipped when the
  * broker is not installed. */
@@ -68,7 +68,6 @@ static int fx_setup(void **state)
     o.url = f->db.url;
     o.queue_max = 10000;
     o.batch_max = 50;
-    o.on_full = STORE_FULL_BLOCK;
     o.busy_timeout_ms = 1000;
     char err[256] = "";
     f->s = store_open(&o, err, sizeof err);
@@ -123,9 +122,9 @@ static int submit_rc(fx *f)
     buf_appendf(&m->body, "body %d", i);
     for (size_t k = 0; k < f->pad; k++)
         buf_append_char(&m->body, 'x');
-    r->outbox = m;
     f->n++;
-    return store_submit(f->s, r);
+    return store_submit_unit(f->s, &(store_unit){.rec = r, .rec_row = true, .outbox = m}, NULL,
+                             NULL);
 }
 
 static void submit(fx *f)

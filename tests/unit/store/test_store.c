@@ -24,7 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "capture/config.h"
 #include "capture/record.h"
 #include "formats/repl_msg.h"
 #include "store/store.h"
@@ -60,7 +59,7 @@ static store_options opts(const fx *f)
     o.url = f->url;
     o.queue_max = 10000;
     o.batch_max = 100;
-    o.on_full = STORE_FULL_BLOCK;
+    o.drop_when_full = false;
     o.busy_timeout_ms = 1000;
     return o;
 }
@@ -103,6 +102,24 @@ static record *mkrec(int i, int64_t started)
     r->status = 200;
     r->rule = xstrdup("default");
     return r;
+}
+
+/* Submits r as a request row with a callback (store_submit_unit). */
+static int submit_cb(store *s, record *r, store_done_fn done, void *ud)
+{
+    return store_submit_unit(s, &(store_unit){.rec = r, .rec_row = true}, done, ud);
+}
+
+/* Submits r as a request row with the outbox message m (taken; may be
+ * NULL) and a ledger row for applied_id (copied; may be NULL) in its
+ * transaction. */
+static int submit_with(store *s, record *r, repl_msg *m, const char *applied_id)
+{
+    store_unit u = {.rec = r,
+                    .rec_row = true,
+                    .outbox = m,
+                    .applied_id = applied_id ? xstrdup(applied_id) : NULL};
+    return store_submit_unit(s, &u, NULL, NULL);
 }
 
 /* Polls the writer's counters until pred holds (or fails after 10 s). */
@@ -429,7 +446,7 @@ static void test_drop_policy(void **state)
     fx *f = *state;
     store_options o = opts(f);
     o.queue_max = 4;
-    o.on_full = STORE_FULL_DROP;
+    o.drop_when_full = true;
     store *s = open_started(&o);
     store_sqlite_test_pause(s, true);
     int ok = 0, refused = 0;
@@ -1252,7 +1269,7 @@ static void test_commit_delay_skipped_for_waiters(void **state)
     record *r = mkrec(0, 1);
     memcpy(arg.id, r->id, sizeof arg.id);
     int64_t t0 = util_mono_us();
-    assert_int_equal(store_submit_cb(s, r, on_done, &arg), 0);
+    assert_int_equal(submit_cb(s, r, on_done, &arg), 0);
     wait_callbacks(&log, 1);
     assert_int_equal(log.status[0], 0);
     assert_true(util_mono_us() - t0 < 5 * 1000 * 1000);
@@ -1271,15 +1288,15 @@ static void test_outbox_rows(void **state)
     for (int i = 0; i < 6; i++) {
         record *r = mkrec(i, 1000 + i);
         r->replication = xstrdup("queued");
-        r->outbox = mkmsg(r, i);
-        if (i == 3) { /* a message without a method: SQLite refuses the record */
-            free(r->outbox->method);
-            r->outbox->method = NULL;
+        store_unit u = {.rec = r, .rec_row = true, .outbox = mkmsg(r, i)};
+        if (i == 3) { /* a message without a method: SQLite refuses the unit */
+            free(u.outbox->method);
+            u.outbox->method = NULL;
         }
         memcpy(ids[i], r->id, sizeof ids[i]);
         args[i] = (cbarg){.log = &log, .idx = i};
         memcpy(args[i].id, r->id, sizeof args[i].id);
-        assert_int_equal(store_submit_cb(s, r, on_done, &args[i]), 0);
+        assert_int_equal(store_submit_unit(s, &u, on_done, &args[i]), 0);
     }
     /* A record with no outbox message is just a request row. */
     assert_int_equal(store_submit(s, mkrec(9, 2000)), 0);
@@ -1355,7 +1372,7 @@ static void test_callbacks(void **state)
     fx *f = *state;
     store_options o = opts(f);
     o.queue_max = 4;
-    o.on_full = STORE_FULL_DROP;
+    o.drop_when_full = true;
     store *s = open_started(&o);
     cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER, .path = f->path};
     cbarg args[6];
@@ -1364,7 +1381,7 @@ static void test_callbacks(void **state)
         record *r = mkrec(i, i);
         args[i] = (cbarg){.log = &log, .idx = i};
         memcpy(args[i].id, r->id, sizeof args[i].id);
-        int rc = store_submit_cb(s, r, on_done, &args[i]);
+        int rc = submit_cb(s, r, on_done, &args[i]);
         if (i < 4) {
             assert_int_equal(rc, 0);
             assert_int_equal(cblog_count(&log), 0); /* nothing before the commit */
@@ -1390,7 +1407,7 @@ static void test_callbacks(void **state)
     record *r = mkrec(0, 0);
     args[0] = (cbarg){.log = &log, .idx = 42};
     log.path = NULL;
-    assert_int_equal(store_submit_cb(s, r, on_done, &args[0]), -1);
+    assert_int_equal(submit_cb(s, r, on_done, &args[0]), -1);
     assert_int_equal(cblog_count(&log), 7);
     assert_int_equal(log.idx[6], 42);
     assert_int_equal(log.status[6], -1);
@@ -1405,9 +1422,8 @@ static void test_outbox_confirmed(void **state)
     char ids[5][UUID7_STR_LEN + 1];
     for (int i = 0; i < 5; i++) {
         record *r = mkrec(i, i);
-        r->outbox = mkmsg(r, i);
         memcpy(ids[i], r->id, sizeof ids[i]);
-        assert_int_equal(store_submit(s, r), 0);
+        assert_int_equal(submit_with(s, r, mkmsg(r, i), NULL), 0);
     }
     wait_stats(s, written_ge, 5);
     store_outbox_row rows[5];
@@ -1473,13 +1489,11 @@ static void test_ledger(void **state)
     free(r->node);
     r->node = xstrdup("site-b");
     r->status = 201;
-    r->applied_id = xstrdup(mid);
-    assert_int_equal(store_submit(s, r), 0);
+    assert_int_equal(submit_with(s, r, NULL, mid), 0);
     /* The same message again (a redelivery racing the first): one ledger row. */
     record *r2 = mkrec(2, 2);
-    r2->applied_id = xstrdup(mid);
     r2->status = 500;
-    assert_int_equal(store_submit(s, r2), 0);
+    assert_int_equal(submit_with(s, r2, NULL, mid), 0);
     wait_stats(s, written_ge, 2);
     assert_int_equal(store_ledger_has(s, mid, err, sizeof err), 1);
     assert_int_equal(store_ledger_has(s, "01900000-0000-7000-8000-000000000000", err, sizeof err),
@@ -1586,9 +1600,8 @@ static void test_stuck(void **state)
     row = stuck_row(a, 2000, 3, "upstream answered 503");
     store_stuck_set(s, &row);
     record *r = mkrec(1, 1);
-    r->applied_id = xstrdup(a);
     r->status = 201;
-    assert_int_equal(store_submit(s, r), 0);
+    assert_int_equal(submit_with(s, r, NULL, a), 0);
     store_stuck_clear(s, b);
     wait_stuck(s, b, 0, &got);
     wait_stuck(s, a, 0, &got);
@@ -1627,9 +1640,8 @@ static void test_ledger_skip(void **state)
     uuid7_generate(applied);
     uuid7_generate(skipped);
     record *r = mkrec(1, 1);
-    r->applied_id = xstrdup(applied);
     r->status = 201;
-    assert_int_equal(store_submit(s, r), 0);
+    assert_int_equal(submit_with(s, r, NULL, applied), 0);
     store_stuck row = stuck_row(skipped, 1000, 4, "upstream answered 500");
     store_stuck_set(s, &row);
     store_close(s);
@@ -1830,8 +1842,7 @@ static void test_outbox_wait(void **state)
     assert_int_equal(w.result, -1);
     /* An outbox row does, right after its commit. */
     record *r = mkrec(1, 1);
-    r->outbox = mkmsg(r, 1);
-    assert_int_equal(store_submit(s, r), 0);
+    assert_int_equal(submit_with(s, r, mkmsg(r, 1), NULL), 0);
     pthread_join(t, NULL);
     assert_int_equal(w.result, 1);
     assert_true(w.took_us < 5000000);
@@ -1872,15 +1883,15 @@ static void *submit_two(void *arg)
     intptr_t bad = 0;
     for (int i = 0; i < TWO_PER_STORE; i++) {
         record *r = mkrec(i, util_now_us());
+        repl_msg *m = NULL;
+        char mid[UUID7_STR_LEN + 1] = "";
         if (a->which == 0) { /* the proxy: requests with outbox rows */
-            r->outbox = mkmsg(r, i);
+            m = mkmsg(r, i);
         } else { /* the replicator: captures with ledger rows and counters */
-            char mid[UUID7_STR_LEN + 1];
             uuid7_generate(mid);
-            r->applied_id = xstrdup(mid);
             store_counter_add(a->s, "deduplicated", 1);
         }
-        if (store_submit(a->s, r) != 0)
+        if (submit_with(a->s, r, m, mid[0] ? mid : NULL) != 0)
             bad++;
         if (i % 50 == 0)
             usleep(1000); /* several batches, so that the two writers interleave */

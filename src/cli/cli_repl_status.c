@@ -1,0 +1,578 @@
+/* cli_repl_status: `restspy replication status`: the figures, the apply lag
+ * and the stuck writes from the store (opened read-only, so it runs next to
+ * the proxy and the replicator that write the same file), and with --mgmt
+ * what this site's broker holds for each peer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/util.h"
+#include "capture/config.h"
+#include "cli/cli_repl.h"
+#include "cli/cliutil.h"
+#include "formats/repl_msg.h"
+#include "replication/mgmt.h"
+#include "replication/mq.h"
+#include "store/store.h"
+
+#define LAG_WINDOW_MS 300000   /* status: the apply lag over the last 5 minutes ... */
+#define LAG_SAMPLES_MAX 100000 /* ... of the newest applies at most */
+#define STUCK_LIST_MAX 20      /* status: stuck messages listed (all are counted) */
+
+/* ---- status ---- */
+
+static const char status_usage[] =
+    "usage: restspy replication status [options]\n"
+    "\n"
+    "Shows the replication figures kept in the store: the outbox (requests\n"
+    "waiting for the broker), the last publish the broker confirmed, and what\n"
+    "this site's replicator applied, skipped as duplicates and dead-lettered;\n"
+    "the apply lag (origin to apply here, p50/p99 over a recent window); and\n"
+    "the writes the replicator keeps failing to apply (stuck), with their\n"
+    "attempts and last answer, before their retry budget dead-letters them.\n"
+    "With --mgmt, also what this site's broker holds for each peer: the writes\n"
+    "in its queue restspy.out.<peer> that the peer's broker does not have yet,\n"
+    "since when (the oldest one's time), and the state of the shovel moving\n"
+    "them (the management API's figures are a few seconds old).\n"
+    "\n"
+    "  --store URL     store to read (default: the store setting, sqlite:restspy.db)\n"
+    "  --config FILE   config file whose store setting to use\n"
+    "  --window DUR    the lag's window (default 5m: the applies of the last 5 minutes)\n"
+    "  --mgmt URL      management API of this site's broker,\n"
+    "                  http://user:pass@host:15672 (as restspy federate)\n"
+    "  --vhost V       its virtual host (default /)\n"
+    "  --json          one JSON object\n"
+    "  -h, --help      show this help\n";
+
+/* Appends "key": value, or null when the figure is unknown (0 = never). */
+static void json_time(buf *b, const char *key, int64_t us)
+{
+    buf_appendf(b, ",\"%s\":", key);
+    if (us)
+        buf_append_i64(b, us);
+    else
+        buf_append_str(b, "null");
+}
+
+static void json_age(buf *b, const char *key, int64_t since_us, int64_t now)
+{
+    buf_appendf(b, ",\"%s\":", key);
+    if (since_us)
+        buf_appendf(b, "%.3f", (double)(now - since_us) / 1e6);
+    else
+        buf_append_str(b, "null");
+}
+
+/* ---- status: what the broker holds for each peer (--mgmt) ---- */
+
+#define OUT_PREFIX "restspy.out."
+#define SHOVEL_PREFIX "restspy-to-"
+
+typedef struct peer_hold {
+    char *peer;        /* owned */
+    bool has_queue;    /* restspy.out.<peer> exists */
+    int64_t held;      /* messages in it (ready + unacked); -1 = not counted yet */
+    int64_t oldest_us; /* timestamp of its first message; 0 = none or unknown */
+    char *shovel;      /* restspy-to-<peer>'s state; NULL = no such shovel; owned */
+    char *reason;      /* why a shovel is not running, when told; owned */
+} peer_hold;
+
+typedef struct peer_holds {
+    peer_hold *v;
+    size_t n;
+    bool shovels_known; /* false: the shovel management plugin did not answer */
+} peer_holds;
+
+static void peers_free(peer_holds *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        free(h->v[i].peer);
+        free(h->v[i].shovel);
+        free(h->v[i].reason);
+    }
+    free(h->v);
+}
+
+/* The entry of peer (added when new). */
+static peer_hold *peer_entry(peer_holds *h, const char *peer)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->v[i].peer, peer) == 0)
+            return &h->v[i];
+    h->v = xrealloc(h->v, (h->n + 1) * sizeof *h->v);
+    peer_hold *e = &h->v[h->n++];
+    memset(e, 0, sizeof *e);
+    e->peer = xstrdup(peer);
+    e->held = -1;
+    return e;
+}
+
+/* A JSON integer field, or dflt when absent or not a number. */
+static int64_t json_i64(const json_t *o, const char *key, int64_t dflt)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? (int64_t)json_number_value(v) : dflt;
+}
+
+/* The out queues: their depth and the timestamp of their first message
+ * (the message's timestamp property, the write's time at its origin: the
+ * management API's head_message_timestamp, in seconds). */
+static int peers_queues(mgmt *g, peer_holds *h)
+{
+    char *path = mgmt_path(g, "queues", NULL);
+    buf b = BUF_INIT;
+    buf_appendf(&b, "%s?columns=name,messages,head_message_timestamp", path);
+    free(path);
+    json_t *list = NULL;
+    int rc = mgmt_get_json(g, b.data, false, &list);
+    buf_free(&b);
+    if (rc != 0)
+        return -1;
+    size_t i;
+    json_t *q;
+    json_array_foreach(list, i, q)
+    {
+        const char *name = json_string_value(json_object_get(q, "name"));
+        if (!name || strncmp(name, OUT_PREFIX, strlen(OUT_PREFIX)) != 0)
+            continue;
+        peer_hold *e = peer_entry(h, name + strlen(OUT_PREFIX));
+        e->has_queue = true;
+        e->held = json_i64(q, "messages", -1);
+        int64_t ts = json_i64(q, "head_message_timestamp", 0);
+        e->oldest_us = ts > 0 ? ts * 1000000 : 0;
+    }
+    json_decref(list);
+    return 0;
+}
+
+/* The shovels restspy-to-<peer> and their states (none known when the
+ * shovel management plugin is not there: 404). */
+static int peers_shovels(mgmt *g, peer_holds *h)
+{
+    char *path = mgmt_path(g, "shovels", NULL);
+    json_t *list = NULL;
+    int rc = mgmt_get_json(g, path, true, &list);
+    free(path);
+    if (rc < 0)
+        return -1;
+    h->shovels_known = rc == 0;
+    size_t i;
+    json_t *sh;
+    json_array_foreach(list, i, sh)
+    {
+        const char *name = json_string_value(json_object_get(sh, "name"));
+        const char *state = json_string_value(json_object_get(sh, "state"));
+        if (!name || strncmp(name, SHOVEL_PREFIX, strlen(SHOVEL_PREFIX)) != 0)
+            continue;
+        peer_hold *e = peer_entry(h, name + strlen(SHOVEL_PREFIX));
+        free(e->shovel);
+        e->shovel = xstrdup(state ? state : "unknown");
+        const char *why = json_string_value(json_object_get(sh, "reason"));
+        free(e->reason);
+        e->reason = why ? xstrdup(why) : NULL;
+    }
+    json_decref(list);
+    return 0;
+}
+
+static int peer_cmp(const void *a, const void *b)
+{
+    return strcmp(((const peer_hold *)a)->peer, ((const peer_hold *)b)->peer);
+}
+
+/* Fills h from the broker's management API. 0, 1 (the API failed) or 2 (a
+ * bad URL), told. */
+static int peers_collect(const char *cmd, const char *url, const char *vhost, peer_holds *h)
+{
+    mgmt g;
+    int rc = 2;
+    if (mgmt_init(&g, url, vhost) == 0 && mgmt_connect(&g) == 0)
+        rc = peers_queues(&g, h) == 0 && peers_shovels(&g, h) == 0 ? 0 : 1;
+    if (g.err)
+        cliutil_errorf(cmd, "%s", g.err);
+    mgmt_free(&g);
+    if (h->n > 1)
+        qsort(h->v, h->n, sizeof *h->v, peer_cmp);
+    return rc;
+}
+
+/* "running", "starting", "terminated (reason)", "none" or "unknown". */
+static void shovel_state(const peer_holds *h, const peer_hold *e, buf *out)
+{
+    if (!h->shovels_known) {
+        buf_append_str(out, "unknown (shovel management plugin not enabled)");
+        return;
+    }
+    if (!e->shovel) {
+        buf_append_str(out, "none (run restspy federate)");
+        return;
+    }
+    cli_repl_append_safe(out, e->shovel);
+    if (e->reason && strcmp(e->shovel, "running") != 0) {
+        buf_append_str(out, " (");
+        cli_repl_append_safe(out, e->reason);
+        buf_append_char(out, ')');
+    }
+}
+
+static void peers_print_text(const peer_holds *h, int64_t now)
+{
+    if (h->n == 0) {
+        printf("peers                none (no " OUT_PREFIX "<peer> queue: run restspy federate)\n");
+        return;
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        const peer_hold *e = &h->v[i];
+        buf line = BUF_INIT;
+        buf_append_str(&line, "peer ");
+        cli_repl_append_safe(&line, e->peer);
+        while (line.len < 21)
+            buf_append_char(&line, ' ');
+        if (!e->has_queue)
+            buf_append_str(&line, "held -, no queue " OUT_PREFIX "<peer> (run restspy federate)");
+        else if (e->held < 0)
+            buf_append_str(&line, "held - (not counted yet)");
+        else
+            buf_appendf(&line, "held %lld", (long long)e->held);
+        if (e->held > 0 && e->oldest_us) {
+            char a[32];
+            util_fmt_duration(now - e->oldest_us, a, sizeof a);
+            buf_appendf(&line, ", oldest %s", a);
+        }
+        buf_append_str(&line, ", shovel ");
+        shovel_state(h, e, &line);
+        puts(line.data);
+        buf_free(&line);
+    }
+}
+
+/* ,"peers":[{...}, ...] */
+static void peers_append_json(buf *b, const peer_holds *h, int64_t now)
+{
+    buf_append_str(b, ",\"peers\":[");
+    for (size_t i = 0; i < h->n; i++) {
+        const peer_hold *e = &h->v[i];
+        if (i)
+            buf_append_char(b, ',');
+        buf_append_str(b, "{\"peer\":");
+        buf_append_json_str(b, e->peer, strlen(e->peer));
+        buf_append_str(b, ",\"held\":");
+        if (e->has_queue && e->held >= 0)
+            buf_append_i64(b, e->held);
+        else
+            buf_append_str(b, "null");
+        bool oldest = e->held > 0 && e->oldest_us;
+        json_time(b, "oldest_us", oldest ? e->oldest_us : 0);
+        json_age(b, "oldest_age_s", oldest ? e->oldest_us : 0, now);
+        buf_append_str(b, ",\"queue\":");
+        buf_append_str(b, e->has_queue ? "true" : "false");
+        buf_append_str(b, ",\"shovel\":");
+        if (h->shovels_known && e->shovel)
+            buf_append_json_str(b, e->shovel, strlen(e->shovel));
+        else
+            buf_append_str(b, "null");
+        buf_append_str(b, ",\"shovel_reason\":");
+        if (e->reason)
+            buf_append_json_str(b, e->reason, strlen(e->reason));
+        else
+            buf_append_str(b, "null");
+        buf_append_char(b, '}');
+    }
+    buf_append_char(b, ']');
+}
+
+/* "2026-11-27 05:46:18 (12.3s ago)" or "never". */
+static void when(int64_t us, int64_t now, char *out, size_t len)
+{
+    if (!us) {
+        snprintf(out, len, "never");
+        return;
+    }
+    char t[32], a[32];
+    cliutil_fmt_local(us, false, t, sizeof t, NULL);
+    util_fmt_duration(now - us, a, sizeof a);
+    snprintf(out, len, "%s (%s ago)", t, a);
+}
+
+/* ---- status: how the applies go (lag, stuck writes) ---- */
+
+/* What status reads besides store_repl_stats: the apply lag over the
+ * window and the writes the replicator keeps failing to apply. */
+typedef struct apply_status {
+    int64_t window_us;
+    store_repl_lag lag;
+    store_stuck *stuck; /* oldest failure first, STUCK_LIST_MAX at most */
+    size_t nstuck;
+    int64_t stuck_total;
+} apply_status;
+
+static int read_apply_status(store *s, int64_t window_us, int64_t now, apply_status *x, char *err,
+                             size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    x->window_us = window_us;
+    if (store_repl_lag_get(s, now - window_us, LAG_SAMPLES_MAX, &x->lag, err, errlen) != 0)
+        return -1;
+    return store_stuck_list(s, STUCK_LIST_MAX, &x->stuck, &x->nstuck, &x->stuck_total, err, errlen);
+}
+
+static void apply_status_free(apply_status *x)
+{
+    store_stuck_free(x->stuck, x->nstuck);
+    x->stuck = NULL;
+    x->nstuck = 0;
+}
+
+static void json_seconds(buf *b, const char *key, int64_t us)
+{
+    buf_appendf(b, ",\"%s\":%.3f", key, (double)us / 1e6);
+}
+
+static void append_apply_json(buf *b, const store_repl_stats *st, const apply_status *x,
+                              int64_t now)
+{
+    buf_appendf(b, ",\"skipped\":%lld", (long long)st->skipped);
+    buf_append_str(b, ",\"lag\":{");
+    buf_appendf(b, "\"window_s\":%.3f,\"applies\":%lld", (double)x->window_us / 1e6,
+                (long long)x->lag.n);
+    if (x->lag.n) {
+        json_seconds(b, "p50_s", x->lag.p50_us);
+        json_seconds(b, "p99_s", x->lag.p99_us);
+        json_seconds(b, "max_s", x->lag.max_us);
+    } else {
+        buf_append_str(b, ",\"p50_s\":null,\"p99_s\":null,\"max_s\":null");
+    }
+    buf_append_char(b, '}');
+    if (st->retry_max_age_ms >= 0)
+        json_seconds(b, "retry_max_age_s", st->retry_max_age_ms * 1000);
+    else
+        buf_append_str(b, ",\"retry_max_age_s\":null");
+    if (st->retry_max_attempts >= 0)
+        buf_appendf(b, ",\"retry_max_attempts\":%lld", (long long)st->retry_max_attempts);
+    else
+        buf_append_str(b, ",\"retry_max_attempts\":null");
+    buf_appendf(b, ",\"stuck_total\":%lld,\"stuck\":[", (long long)x->stuck_total);
+    for (size_t i = 0; i < x->nstuck; i++) {
+        const store_stuck *k = &x->stuck[i];
+        buf_append_str(b, i ? ",{\"id\":" : "{\"id\":");
+        buf_append_json_str(b, k->message_id, strlen(k->message_id));
+        cli_repl_json_str_or_null(b, "origin", k->origin);
+        cli_repl_json_str_or_null(b, "method", k->method);
+        cli_repl_json_str_or_null(b, "target", k->target);
+        int64_t ms = uuid7_time_ms(k->message_id);
+        if (ms >= 0)
+            json_seconds(b, "age_s", now - ms * 1000);
+        else
+            buf_append_str(b, ",\"age_s\":null");
+        buf_appendf(b, ",\"attempts\":%lld", (long long)k->attempts);
+        json_time(b, "first_failed_us", k->first_failed_us);
+        json_time(b, "last_failed_us", k->last_failed_us);
+        cli_repl_json_str_or_null(b, "last_answer", k->last_answer);
+        buf_append_char(b, '}');
+    }
+    buf_append_char(b, ']');
+}
+
+/* "1h00m or 5 failed attempts", "no limit" */
+static void fmt_budget(const store_repl_stats *st, char *out, size_t len)
+{
+    char age[32] = "";
+    if (st->retry_max_age_ms > 0)
+        util_fmt_duration(st->retry_max_age_ms * 1000, age, sizeof age);
+    if (st->retry_max_age_ms > 0 && st->retry_max_attempts > 0)
+        snprintf(out, len, "%s or %lld failed attempts", age, (long long)st->retry_max_attempts);
+    else if (st->retry_max_age_ms > 0)
+        snprintf(out, len, "%s", age);
+    else if (st->retry_max_attempts > 0)
+        snprintf(out, len, "%lld failed attempts", (long long)st->retry_max_attempts);
+    else
+        snprintf(out, len, "no limit");
+}
+
+static void print_stuck_table(const apply_status *x, int64_t now)
+{
+    printf("  %-*s  %-12s  %-7s  %-30s  %8s  %8s  %11s  %s\n", UUID7_STR_LEN, "ID", "ORIGIN",
+           "METHOD", "TARGET", "AGE", "ATTEMPTS", "FAILING FOR", "LAST ANSWER");
+    for (size_t i = 0; i < x->nstuck; i++) {
+        const store_stuck *k = &x->stuck[i];
+        char age[32] = "-", failing[32] = "-";
+        int64_t ms = uuid7_time_ms(k->message_id);
+        if (ms >= 0)
+            util_fmt_duration(now - ms * 1000, age, sizeof age);
+        if (k->first_failed_us)
+            util_fmt_duration(now - k->first_failed_us, failing, sizeof failing);
+        buf id = BUF_INIT, origin = BUF_INIT, method = BUF_INIT, target = BUF_INIT,
+            answer = BUF_INIT;
+        cli_repl_append_safe(&id, k->message_id);
+        cli_repl_append_safe(&origin, k->origin);
+        cli_repl_append_safe(&method, k->method);
+        cli_repl_append_safe(&target, k->target);
+        cli_repl_append_safe(&answer, k->last_answer);
+        printf("  %-*s  %-12s  %-7s  %-30s  %8s  %8lld  %11s  %s\n", UUID7_STR_LEN, id.data,
+               origin.data, method.data, target.data, age, (long long)k->attempts, failing,
+               answer.data);
+        buf_free(&id);
+        buf_free(&origin);
+        buf_free(&method);
+        buf_free(&target);
+        buf_free(&answer);
+    }
+    if (x->stuck_total > (int64_t)x->nstuck)
+        printf("  ... and %lld more\n", (long long)(x->stuck_total - (int64_t)x->nstuck));
+}
+
+static void print_apply_text(const store_repl_stats *st, const apply_status *x, int64_t now)
+{
+    char w[96], win[32];
+    printf("skipped              %lld\n", (long long)st->skipped);
+    util_fmt_duration(x->window_us, win, sizeof win);
+    if (x->lag.n) {
+        char p50[32], p99[32], max[32];
+        util_fmt_duration(x->lag.p50_us, p50, sizeof p50);
+        util_fmt_duration(x->lag.p99_us, p99, sizeof p99);
+        util_fmt_duration(x->lag.max_us, max, sizeof max);
+        printf("apply lag            p50 %s, p99 %s, max %s (%lld applies in the last %s)\n", p50,
+               p99, max, (long long)x->lag.n, win);
+    } else {
+        printf("apply lag            - (nothing applied in the last %s)\n", win);
+    }
+    when(st->last_applied_us, now, w, sizeof w);
+    printf("last applied         %s\n", w);
+    printf("stuck                %lld", (long long)x->stuck_total);
+    if (st->retry_max_age_ms >= 0 && st->retry_max_attempts >= 0) {
+        fmt_budget(st, w, sizeof w);
+        printf(" (retry budget: %s, then dead-lettered)", w);
+    }
+    putchar('\n');
+    if (x->nstuck)
+        print_stuck_table(x, now);
+}
+
+/* peers: NULL without --mgmt. */
+static void print_status_json(const store_repl_stats *st, const apply_status *x,
+                              const peer_holds *peers, int64_t now)
+{
+    buf b = BUF_INIT;
+    buf_appendf(&b, "{\"outbox_depth\":%lld", (long long)st->outbox_depth);
+    json_time(&b, "oldest_unpublished_us", st->oldest_unpublished_us);
+    json_age(&b, "oldest_unpublished_age_s", st->oldest_unpublished_us, now);
+    json_time(&b, "last_confirmed_us", st->last_confirmed_us);
+    buf_append_str(&b, ",\"last_confirmed_id\":");
+    if (st->last_confirmed_id[0])
+        buf_append_json_str(&b, st->last_confirmed_id, strlen(st->last_confirmed_id));
+    else
+        buf_append_str(&b, "null");
+    buf_appendf(&b,
+                ",\"published\":%lld,\"not_replicated\":%lld,\"applied\":%lld,"
+                "\"deduplicated\":%lld,\"dead_lettered\":%lld",
+                (long long)st->published, (long long)st->not_replicated, (long long)st->applied,
+                (long long)st->deduplicated, (long long)st->dead_lettered);
+    json_time(&b, "last_applied_us", st->last_applied_us);
+    json_age(&b, "last_applied_age_s", st->last_applied_us, now);
+    json_time(&b, "last_applied_msg_us", st->last_applied_msg_us);
+    append_apply_json(&b, st, x, now);
+    if (peers)
+        peers_append_json(&b, peers, now);
+    buf_append_char(&b, '}');
+    puts(b.data);
+    buf_free(&b);
+}
+
+static void print_status_text(const store_repl_stats *st, const apply_status *x, int64_t now)
+{
+    char w[96], a[32];
+    printf("outbox depth         %lld\n", (long long)st->outbox_depth);
+    if (st->oldest_unpublished_us) {
+        util_fmt_duration(now - st->oldest_unpublished_us, a, sizeof a);
+        printf("oldest unpublished   %s\n", a);
+    } else {
+        printf("oldest unpublished   -\n");
+    }
+    when(st->last_confirmed_us, now, w, sizeof w);
+    printf("last confirmed       %s", w);
+    if (st->last_confirmed_id[0]) {
+        buf b = BUF_INIT;
+        cli_repl_append_safe(&b, st->last_confirmed_id);
+        printf(", id %s", b.data);
+        buf_free(&b);
+    }
+    printf("\npublished            %lld\n", (long long)st->published);
+    printf("not replicated       %lld\n", (long long)st->not_replicated);
+    printf("applied              %lld\n", (long long)st->applied);
+    printf("deduplicated         %lld\n", (long long)st->deduplicated);
+    printf("dead-lettered        %lld\n", (long long)st->dead_lettered);
+    print_apply_text(st, x, now);
+}
+
+int cli_repl_status(int argc, char **argv, char *const *envp)
+{
+    static const char cmd[] = "replication status";
+    cliutil_read_opts ro = {0};
+    const char *mgmt_url = NULL, *vhost = "/";
+    uint64_t window_ms = LAG_WINDOW_MS;
+    for (int i = 1; i < argc; i++) {
+        int m;
+        const char *window = NULL;
+        if (cliutil_is_help(argv[i])) {
+            fputs(status_usage, stdout);
+            return 0;
+        }
+        if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--window", &window)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--mgmt", &mgmt_url)) ||
+            (m = cliutil_flag_value(cmd, argc, argv, &i, "--vhost", &vhost))) {
+            if (m < 0)
+                return 2;
+            if (window && (util_parse_duration_ms(window, false, &window_ms) != 0 ||
+                           window_ms == 0 || window_ms > INT64_MAX / 1000)) {
+                cliutil_errorf(cmd,
+                               "bad value for --window: '%s' (expected a duration such as "
+                               "5m, 90s or 1h)",
+                               window);
+                return 2;
+            }
+            continue;
+        }
+        return cliutil_bad_arg(cmd, argv[i]);
+    }
+    if (!*vhost) {
+        cliutil_errorf(cmd, "bad value for --vhost: empty");
+        return 2;
+    }
+
+    store *s = NULL;
+    int rc = cliutil_open_store(cmd, &ro, envp, "there are no replication figures", &s);
+    if (rc)
+        return rc;
+    char err[512];
+    store_repl_stats st;
+    apply_status x;
+    int64_t now = util_now_us();
+    rc = store_repl_stats_get(s, &st, err, sizeof err);
+    if (rc == 0)
+        rc = read_apply_status(s, (int64_t)window_ms * 1000, now, &x, err, sizeof err);
+    store_close(s);
+    if (rc != 0) {
+        cliutil_errorf(cmd, "%s", err);
+        return 1;
+    }
+    peer_holds peers = {0};
+    if (mgmt_url && (rc = peers_collect(cmd, mgmt_url, vhost, &peers)) != 0) {
+        peers_free(&peers);
+        apply_status_free(&x);
+        return rc;
+    }
+    if (ro.json) {
+        print_status_json(&st, &x, mgmt_url ? &peers : NULL, now);
+    } else {
+        print_status_text(&st, &x, now);
+        if (mgmt_url)
+            peers_print_text(&peers, now);
+    }
+    peers_free(&peers);
+    apply_status_free(&x);
+    return cliutil_flush_stdout(cmd);
+}

@@ -1,0 +1,268 @@
+/* replicator_apply: the replicator's workers: one attempt at an item each
+ * time (verification, ledger lookup, the HTTP apply, the capture row and its
+ * ledger row committed together), handed back to the main thread. */
+#include <assert.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "capture/config.h"
+#include "capture/record.h"
+#include "capture/redact.h"
+#include "formats/repl_msg.h"
+#include "http/httpc.h"
+#include "replication/replicator_internal.h"
+#include "store/store.h"
+
+#define CAPTURE_CAP (64u << 10) /* bytes of each body kept in the capture row */
+
+/* ---- workers ---- */
+
+static void on_committed(void *ud, int status)
+{
+    worker *w = ud;
+    pthread_mutex_lock(&w->cmu);
+    w->cdone = true;
+    w->cstatus = status;
+    pthread_cond_signal(&w->ccv);
+    pthread_mutex_unlock(&w->cmu);
+}
+
+static void copy_capped(buf *dst, const void *data, size_t len, bool *truncated)
+{
+    size_t n = len < CAPTURE_CAP ? len : CAPTURE_CAP;
+    if (n)
+        buf_append(dst, data, n);
+    *truncated = len > n;
+}
+
+/* Builds the capture row of an applied message; takes the headers (sent)
+ * and the response. */
+static record *capture(repl *r, const repl_msg *m, http_headers *sent, httpc_response *resp,
+                       int64_t started_us, int64_t dur_us)
+{
+    record *rec = record_new();
+    /* The origin's capture id: both sites' rows of one write share it. */
+    memcpy(rec->id, m->id, sizeof rec->id);
+    free(rec->origin);
+    rec->origin = xstrdup("replicated");
+    rec->node = xstrdup(m->origin);
+    rec->started_at_us = started_us;
+    rec->duration_us = dur_us;
+    rec->upstream_us = dur_us;
+    rec->method = xstrdup(m->method);
+    rec->scheme = xstrdup("http");
+    record_set_target(rec, m->target, strlen(m->target));
+    rec->http_minor = 1;
+    rec->req_headers = *sent;
+    memset(sent, 0, sizeof *sent);
+    copy_capped(&rec->req_body, m->body.data, m->body.len, &rec->req_truncated);
+    rec->req_body_size = m->body.len;
+    rec->status = resp->status;
+    rec->resp_headers = resp->headers;
+    memset(&resp->headers, 0, sizeof resp->headers);
+    copy_capped(&rec->resp_body, resp->body.data, resp->body.len, &rec->resp_truncated);
+    rec->resp_body_size = resp->body.len;
+    rec->rule = xstrdup("replicated");
+    rec->do_persist = true;
+    record_decode_bodies(rec, CAPTURE_CAP, CAPTURE_CAP, !redact_bodies(r->cfg));
+    /* What is applied carries real credentials (--set-header); the row must
+     * not. */
+    redact_record(r->cfg, rec);
+    return rec;
+}
+
+/* A failed attempt: the item is tried again later; spend says whether the
+ * failure spends its retry budget. Takes answer (heap). */
+static void failed(item *it, char *answer, bool spend)
+{
+    it->outcome = OUT_RETRY;
+    free(it->answer);
+    it->answer = answer;
+    it->spend = spend;
+}
+
+/* At the item's first failure in this process: the budget it spent in an
+ * earlier run (its stuck row), so that restarting the replicator does not
+ * give a failing write a fresh budget. */
+static void load_budget(repl *r, item *it)
+{
+    if (it->loaded)
+        return;
+    store_stuck row;
+    char err[256] = "";
+    pthread_mutex_lock(&r->ledger_mu);
+    int rc = store_stuck_get(r->st, it->msg->id, &row, err, sizeof err);
+    pthread_mutex_unlock(&r->ledger_mu);
+    if (rc < 0) {
+        repl_logf("reading the retry budget of %s failed: %s", it->msg->id, err);
+        return; /* read again at its next failure */
+    }
+    it->loaded = true;
+    if (rc == 1) {
+        it->attempts = row.attempts;
+        it->first_failed_us = row.first_failed_us;
+        store_stuck_row_free(&row);
+    }
+}
+
+/* The ledger lookup and the HTTP request of one attempt, with the headers
+ * it is applied with. */
+static void apply(worker *w, item *it, const http_headers *hdrs)
+{
+    repl *r = w->r;
+    repl_msg *m = it->msg;
+    char err[512] = "";
+    pthread_mutex_lock(&r->ledger_mu);
+    int has = store_ledger_has(r->st, m->id, err, sizeof err);
+    pthread_mutex_unlock(&r->ledger_mu);
+    if (has < 0) {
+        buf a = BUF_INIT;
+        buf_appendf(&a, "ledger lookup failed: %s", err);
+        failed(it, buf_detach(&a), false);
+        return;
+    }
+    if (has > 0) {
+        /* Applied before (a redelivery), or skipped by an operator. */
+        it->outcome = OUT_ACK;
+        it->counter = has == 1 ? "deduplicated" : NULL;
+        return;
+    }
+    httpc_response resp;
+    int64_t t0 = util_now_us(), m0 = util_mono_us();
+    int rc = httpc_request(w->hc, m->method, m->target, hdrs, m->body.data, m->body.len, &resp, err,
+                           sizeof err);
+    int64_t dur = util_mono_us() - m0;
+    if (rc != 0) {
+        /* Unreachable: nothing was sent, the message is not at fault. A
+         * failure after the request went out (timeout, reset) may be. */
+        failed(it, xstrdup(err), !repl_unreachable(err));
+        httpc_response_free(&resp);
+        return;
+    }
+    /* 408 and 429 say "later", not "never": retried like a 5xx. */
+    if (resp.status >= 500 || resp.status == 408 || resp.status == 429) {
+        failed(it, repl_dead_reason(resp.status, &resp.body), true);
+        httpc_response_free(&resp);
+        return;
+    }
+    it->answered = true;
+    if (resp.status >= 400) {
+        it->outcome = OUT_DEAD;
+        it->reason = repl_dead_reason(resp.status, &resp.body);
+        httpc_response_free(&resp);
+        return;
+    }
+    /* Applied: the capture row and the ledger row commit together, and
+     * only then may the message be acked. */
+    http_headers sent = {0};
+    for (size_t i = 0; i < hdrs->len; i++)
+        http_headers_add(&sent, hdrs->v[i].name, strlen(hdrs->v[i].name), hdrs->v[i].value,
+                         strlen(hdrs->v[i].value));
+    record *rec = capture(r, m, &sent, &resp, t0, dur);
+    httpc_response_free(&resp);
+    pthread_mutex_lock(&w->cmu);
+    w->cdone = false;
+    pthread_mutex_unlock(&w->cmu);
+    int status = -1;
+    store_unit u = {.rec = rec, .rec_row = true, .applied_id = xstrdup(m->id)};
+    if (store_submit_unit(r->st, &u, on_committed, w) == 0) {
+        pthread_mutex_lock(&w->cmu);
+        while (!w->cdone)
+            pthread_cond_wait(&w->ccv, &w->cmu);
+        status = w->cstatus;
+        pthread_mutex_unlock(&w->cmu);
+    }
+    if (status == 0) {
+        it->outcome = OUT_ACK;
+        return;
+    }
+    /* Not recorded: apply again (same Idempotency-Key) rather than ack
+     * something the ledger does not know. Not the message's fault. */
+    failed(it, xstrdup("the store did not commit the ledger row"), false);
+}
+
+/* Makes one attempt at applying the item's message; sets it->outcome (and
+ * reason, counter or answer). */
+static void attempt(worker *w, item *it)
+{
+    repl *r = w->r;
+    const config *cfg = r->cfg;
+    repl_msg *m = it->msg;
+    char why[256] = "";
+    it->outcome = OUT_ABANDON;
+    it->answered = false;
+    it->started_us = util_now_us();
+
+    if (repl_msg_verify(m, cfg->replicate_secret, why, sizeof why) != 0) {
+        it->outcome = OUT_DEAD;
+        it->reason = xstrdup(why[0] ? why : "malformed message");
+        return;
+    }
+    if (!m->id[0] || !m->origin || !m->method || !m->target || m->target[0] != '/') {
+        /* Without an id there is no ledger entry and no Idempotency-Key. */
+        it->outcome = OUT_DEAD;
+        it->reason = xstrdup("malformed message: no message_id, origin, method or target");
+        return;
+    }
+    if (strcmp(m->origin, cfg->node) == 0) {
+        it->outcome = OUT_ACK;
+        it->counter = "skipped_own";
+        return;
+    }
+    http_headers hdrs = {0};
+    if (repl_apply_headers(m, cfg->set_headers, &hdrs) != 0) {
+        http_headers_free(&hdrs);
+        it->outcome = OUT_DEAD;
+        it->reason = xstrdup("malformed message: bad x-restspy-headers");
+        return;
+    }
+    apply(w, it, &hdrs);
+    http_headers_free(&hdrs);
+    if (it->outcome == OUT_RETRY)
+        load_budget(r, it);
+}
+
+void *repl_worker_main(void *arg)
+{
+    worker *w = arg;
+    repl *r = w->r;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->run_head && !r->stopping)
+            pthread_cond_wait(&r->cv, &r->mu);
+        item *it = r->run_head;
+        if (!it)
+            break; /* stopping with nothing queued */
+        r->run_head = it->next;
+        if (!r->run_head)
+            r->run_tail = NULL;
+        it->next = NULL;
+        assert(it->state == ST_RUN); /* the run queue holds started items only */
+        bool skip = r->stopping || it->gen != r->gen;
+        pthread_mutex_unlock(&r->mu);
+        if (!skip)
+            attempt(w, it);
+        else
+            it->outcome = OUT_ABANDON;
+        pthread_mutex_lock(&r->mu);
+        if (r->done_tail)
+            r->done_tail->next = it;
+        else
+            r->done_head = it;
+        r->done_tail = it;
+        if (it->answered && it->started_us > r->ok_us)
+            r->ok_us = it->started_us;
+        if (it->outcome == OUT_ACK || it->outcome == OUT_DEAD) {
+            /* Its effect is committed (or it is refused): what waited for
+             * it may start now; the main thread acks it later. */
+            it->settled = true;
+            r->dirty = true;
+            repl_schedule_locked(r);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}

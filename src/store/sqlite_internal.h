@@ -1,0 +1,289 @@
+/* sqlite_internal: what the files of the SQLite backend share (private to
+ * them: store_sqlite.c, sqlite_schema.c, sqlite_writer.c, sqlite_query.c,
+ * sqlite_repl.c): the column lists, the handle and the helpers each part
+ * offers the others. Threads and ownership: see store_sqlite.c. */
+#ifndef RESTSPY_SQLITE_INTERNAL_H
+#define RESTSPY_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "store/backend.h"
+#include "store/store.h"
+
+/* Column order shared by the INSERT and every SELECT. A reader of a version
+ * 1 file selects NULL for the columns added since (see select_columns). */
+#define SQ_COLUMNS_V1                                                                              \
+    "id, node, started_at, duration_us, upstream_us, client_addr, method, scheme, host, path, "    \
+    "query, req_headers, req_body, req_body_size, req_truncated, status, resp_headers, "           \
+    "resp_body, resp_body_size, resp_truncated, rule, origin, error"
+#define SQ_COLUMNS_V2 SQ_COLUMNS_V1 ", replication"
+#define SQ_COLUMNS_V3 ", req_encoding, req_body_note, resp_encoding, resp_body_note"
+#define SQ_COLUMNS SQ_COLUMNS_V2 SQ_COLUMNS_V3
+
+enum {
+    C_ID,
+    C_NODE,
+    C_STARTED_AT,
+    C_DURATION,
+    C_UPSTREAM,
+    C_CLIENT,
+    C_METHOD,
+    C_SCHEME,
+    C_HOST,
+    C_PATH,
+    C_QUERY,
+    C_REQ_HEADERS,
+    C_REQ_BODY,
+    C_REQ_BODY_SIZE,
+    C_REQ_TRUNC,
+    C_STATUS,
+    C_RESP_HEADERS,
+    C_RESP_BODY,
+    C_RESP_BODY_SIZE,
+    C_RESP_TRUNC,
+    C_RULE,
+    C_ORIGIN,
+    C_ERROR,
+    C_REPLICATION,
+    C_REQ_ENCODING,
+    C_REQ_BODY_NOTE,
+    C_RESP_ENCODING,
+    C_RESP_BODY_NOTE,
+    C_COUNT
+};
+
+/* INSERT OR IGNORE: a record arriving twice (replication redelivers) is kept
+ * once instead of wedging the writer on a constraint error. */
+#define SQ_INSERT                                                                                  \
+    "INSERT OR IGNORE INTO requests (" SQ_COLUMNS ") VALUES "                                      \
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+#define SQ_OUTBOX_COLUMNS                                                                          \
+    "seq, message_id, timestamp, origin, method, target, headers, content_type, signature, "       \
+    "routing_key, body"
+enum {
+    O_SEQ,
+    O_ID,
+    O_TIMESTAMP,
+    O_ORIGIN,
+    O_METHOD,
+    O_TARGET,
+    O_HEADERS,
+    O_CTYPE,
+    O_SIG,
+    O_RKEY,
+    O_BODY
+};
+
+#define SQ_INSERT_OUTBOX                                                                           \
+    "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, target, headers, "     \
+    "content_type, signature, routing_key, body) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+/* OR IGNORE: two replicators racing on one message keep the first row. */
+#define SQ_INSERT_APPLIED                                                                          \
+    "INSERT OR IGNORE INTO applied (message_id, origin, applied_at, status) VALUES (?,?,?,?)"
+
+/* One statement for both counter operations: ?3 true sets, false adds. */
+#define SQ_COUNTER                                                                                 \
+    "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET "          \
+    "value = CASE WHEN ?3 THEN excluded.value ELSE value + excluded.value END"
+
+#define SQ_DELETE_OUTBOX "DELETE FROM outbox WHERE seq <= ?"
+
+#define SQ_STUCK_SET                                                                               \
+    "INSERT INTO stuck (message_id, origin, method, target, first_failed_at, last_failed_at, "     \
+    "attempts, last_answer) VALUES (?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(message_id) DO UPDATE "   \
+    "SET origin = ?2, method = ?3, target = ?4, first_failed_at = ?5, last_failed_at = ?6, "       \
+    "attempts = ?7, last_answer = ?8"
+
+#define SQ_STUCK_DELETE "DELETE FROM stuck WHERE message_id = ?1"
+
+#define SQ_STUCK_COLUMNS                                                                           \
+    "message_id, origin, method, target, first_failed_at, last_failed_at, attempts, last_answer"
+
+/* A queued unit and whom to tell once it is committed or dropped. */
+typedef struct sq_item {
+    store_unit u; /* owns what store_unit says */
+    store_done_fn done;
+    void *ud;
+} sq_item;
+
+/* A counter operation waiting for the writer's next transaction. */
+typedef struct sq_op {
+    char *name; /* owned */
+    int64_t value;
+    bool set; /* false: add */
+} sq_op;
+
+/* A change of the `stuck` table waiting for the writer's next transaction:
+ * set (upsert row) or clear (delete the message's row). */
+typedef struct sq_stuck_op {
+    bool set;
+    store_stuck row; /* owns its strings; only message_id when clearing */
+} sq_stuck_op;
+
+/* Work for the writer's next transaction besides records: counter updates
+ * (at most one per name, see sq_counter), stuck-table changes (at most one
+ * per message, the latest), and outbox confirms merged into one (deleting
+ * seq <= the highest confirmed is the same as deleting each range in turn). */
+typedef struct sq_ops {
+    sq_op *v;
+    size_t len, cap;
+    sq_stuck_op *sv;
+    size_t slen, scap;
+    int64_t confirm_upto; /* 0 = nothing confirmed */
+    int64_t confirm_us;   /* wall clock of the latest confirm */
+    char confirm_id[UUID7_STR_LEN + 1];
+} sq_ops;
+
+typedef struct sq_store {
+    store base; /* first: a store * is a sq_store * */
+    char *path;
+    store_options opt; /* copy; opt.url is not kept */
+    int64_t schema;    /* the file's version: a reader may see an older one */
+
+    sqlite3 *db; /* read-write (writer) or the read-only connection */
+
+    pthread_mutex_t rlock; /* serializes queries on rdb */
+    sqlite3 *rdb;          /* == db when read_only; else lazily opened */
+    /* The queries made once per message (the publisher's fetch, the
+     * replicator's ledger lookup), prepared once on rdb: preparing was three
+     * quarters of the publisher's instructions (callgrind). Under rlock. */
+    sqlite3_stmt *r_outbox_fetch, *r_ledger_has, *r_stuck_get;
+
+    /* queue, guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty; /* writer waits (CLOCK_MONOTONIC) */
+    pthread_cond_t room;     /* submitters wait for room (not drop_when_full) */
+    pthread_cond_t outbox;   /* outbox_wait (CLOCK_MONOTONIC); broadcast on commit */
+    sq_item *ring;           /* owns the queued units */
+    size_t ring_alloc;       /* grows up to cap as needed */
+    size_t cap;              /* queue_max */
+    size_t head, count;
+    size_t inflight; /* taken by the writer, not yet committed */
+    bool closing, paused, started;
+    bool gathering; /* the writer collects a batch: submitters need not wake it */
+    size_t waiting; /* queued records whose submitter waits for the commit */
+    /* Committed units waiting to be freed by the next submitters: the
+     * threads that allocated them free them on their own heaps, cheaply,
+     * where the writer's frees took the allocator's locks (a tenth of the
+     * writer's time per row, perf). Owned. */
+    store_unit *parked;
+    size_t nparked, parked_cap;
+    store_stats st;
+    sq_ops ops;         /* pending for the next transaction */
+    int64_t outbox_seq; /* highest committed outbox seq known to this process */
+    int outbox_waiters; /* threads in outbox_wait: close waits for them to leave */
+    pthread_t thread;
+
+    /* writer-only */
+    sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox, *stuck_set, *stuck_del;
+    buf reqh, resph;                 /* header JSON of the record being inserted */
+    int64_t rows;                    /* row count, tracked for max_rows (counted on open) */
+    int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
+    int64_t rows_hold_until_mono_us; /* after a failed delete: not before */
+} sq_store;
+
+static inline sq_store *sq(store *s)
+{
+    return (sq_store *)s;
+}
+
+/* ---- store_sqlite.c: small SQLite helpers, connections ---- */
+
+/* sqlite3_exec; err (may be NULL) gets the message. SQLite's rc. */
+int sq_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
+/* The first column of sql's first row in *out. SQLite's rc, err on error. */
+int sq_int_query(sqlite3 *db, const char *sql, int64_t *out, char *err, size_t errlen);
+void sq_sleep_ms(unsigned ms);
+/* A connection to path (read-write and created, or read-only) with the busy
+ * timeout set; NULL with err. */
+sqlite3 *sq_connect(const char *path, bool read_only, uint64_t busy_ms, char *err, size_t errlen);
+
+/* ---- sqlite_schema.c ---- */
+
+/* Puts the file in WAL mode, waiting for other openers until deadline_us.
+ * SQLITE_OK, or SQLite's code with err. */
+int sq_set_wal(sqlite3 *db, int64_t deadline_us, char *err, size_t errlen);
+/* Brings the file to STORE_SQLITE_SCHEMA_VERSION in one transaction (or
+ * refuses a file that is not a store). 0, or -1 with err. */
+int sq_migrate(sqlite3 *db, const char *path, bool init_foreign, int64_t deadline_us, char *err,
+               size_t errlen);
+/* 1 when db has a `requests` table, 0 when not, -1 with err. */
+int sq_has_requests(sqlite3 *db, char *err, size_t errlen);
+/* What db holds ("tables a, b; view v") appended to what; the number of
+ * objects, or -1 with err. */
+int64_t sq_describe(sqlite3 *db, buf *what, char *err, size_t errlen);
+/* The error for a file that is not a restspy store. Always -1. */
+int sq_not_a_store(sqlite3 *db, const char *path, int64_t v, const char *hint, char *err,
+                   size_t errlen);
+/* The error for a file of a newer schema. Always -1. */
+int sq_newer_schema(int64_t v, char *err, size_t errlen);
+
+/* ---- sqlite_writer.c ---- */
+
+/* Frees what a unit owns (store_unit). */
+void sq_unit_free(store_unit *u);
+void sq_ops_free(sq_ops *o);
+bool sq_ops_pending(const sq_ops *o);
+/* The writer thread (arg: the sq_store); also run in place by a close of a
+ * store never started, to drain its queue. */
+void *sq_writer_main(void *arg);
+/* Binds v (NULL: SQL NULL) to the 0-based column col (SQLITE_STATIC). */
+int sq_bind_text(sqlite3_stmt *st, int col, const char *v);
+/* Steps a bound writer statement to completion and resets it; *changes (may
+ * be NULL) gets the rows changed; e gets the error. */
+int sq_run(sq_store *s, sqlite3_stmt *st, int64_t *changes, char *e, size_t elen);
+int sq_submit(store *base, const store_unit *unit, store_done_fn done, void *ud);
+void sq_get_stats(store *base, store_stats *out);
+void sq_counter(store *base, const char *name, int64_t value, bool set);
+void sq_outbox_confirmed(store *base, int64_t upto, const char *last_id);
+void sq_stuck_set(store *base, const store_stuck *row);
+void sq_stuck_clear(store *base, const char *message_id);
+int sq_outbox_wait(store *base, int64_t after_seq, int timeout_ms);
+
+/* ---- sqlite_query.c ---- */
+
+/* Column readers: a copy of the text (NULL for SQL NULL) into *dst
+ * (replacing it), the blob appended to b. */
+void sq_set_str(char **dst, sqlite3_stmt *st, int col);
+void sq_set_body(buf *b, sqlite3_stmt *st, int col);
+/* The read connection (opened on first use); called with rlock held. */
+sqlite3 *sq_reader(sq_store *s, char *err, size_t errlen);
+/* A per-message query on the read connection, its statement prepared once
+ * into *slot: 1 ready (*st), 0 the file predates replication, -1 error.
+ * Always followed by sq_reader_end (rlock is held in between). */
+int sq_reader_begin(sq_store *s, sqlite3_stmt **slot, const char *sql, const char *what,
+                    sqlite3_stmt **st, char *err, size_t errlen);
+void sq_reader_end(sq_store *s, sqlite3_stmt *st);
+/* A one-off query on the read connection: 0 with *st, or -1 with err.
+ * Always followed by sq_oneoff_end, which reports a failed step (rc) and
+ * returns ret or -1. */
+int sq_oneoff_begin(sq_store *s, const char *sql, sqlite3_stmt **st, char *err, size_t errlen);
+int sq_oneoff_end(sq_store *s, sqlite3_stmt *st, int rc, int ret, char *err, size_t errlen);
+int sq_query_each(store *base, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
+                  char *err, size_t errlen);
+int sq_get(store *base, const char *id, record **out, char *err, size_t errlen);
+int sq_ids_each(store *base, int (*fn)(const char *id, size_t len, void *ud), void *ud, char *err,
+                size_t errlen);
+
+/* ---- sqlite_repl.c ---- */
+
+int sq_outbox_fetch(store *base, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
+                    char *err, size_t errlen);
+int sq_ledger_has(store *base, const char *message_id, char *err, size_t errlen);
+int sq_repl_stats_get(store *base, store_repl_stats *out, char *err, size_t errlen);
+int sq_stuck_get(store *base, const char *message_id, store_stuck *out, char *err, size_t errlen);
+int sq_stuck_list(store *base, size_t max, store_stuck **out, size_t *n, int64_t *total, char *err,
+                  size_t errlen);
+int sq_ledger_skip(store *base, const char *message_id, const char *origin, char *err,
+                   size_t errlen);
+int sq_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_repl_lag *out,
+                    char *err, size_t errlen);
+
+#endif
