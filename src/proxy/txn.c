@@ -1,0 +1,494 @@
+/* txn: the request/response transaction on a connection (see proxy.h).
+ *
+ * Owns the request in flight from its first byte to its end: the request
+ * parser's callbacks and their checks (sizes, framing, target, refusals
+ * before anything is forwarded), the rule and the capture decision, the
+ * forwarding decisions (keep-alive, Expect, the head sent upstream), the
+ * JSON error answers, and the request's end (timings, the record to
+ * commit.c, the next request or the close). */
+#include "proxy/proxy_internal.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "base/util.h"
+#include "proxy/stats.h"
+
+/* ------------------------------------------------------------------ */
+/* request parsing (client -> upstream)                                */
+
+static int fail_cb(conn *c, int status, const char *text)
+{
+    c->err_status = status;
+    c->err_text = text;
+    return -1;
+}
+
+static void txn_begin(conn *c)
+{
+    proxy_worker *w = c->w;
+    c->rec = record_new();
+    c->cfg = worker_config(w);
+    config_ref(c->cfg);
+    c->rule = NULL;
+    c->rec->started_at_us = util_now_us();
+    c->rec->node = xstrdup(c->cfg->node);
+    c->rec->client_addr = xstrdup(c->client_addr);
+    c->rec->scheme = xstrdup("http");
+    c->t0 = util_mono_us();
+    c->up_t0 = 0;
+    c->ph = PH_HEAD;
+    c->keep_alive = false;
+    c->head_req = c->upgrade_req = c->req_chunked = c->req_done = false;
+    c->cap_req = c->cap_resp = false;
+    c->resp_started = c->resp_done = c->up_keepalive = false;
+    c->err_status = 0;
+    c->err_text = NULL;
+    c->header_bytes = 0;
+    c->req_crlf = c->resp_crlf = 0;
+    c->resp_head_bytes = 0;
+    c->interim = 0;
+    c->resp_err = NULL;
+    buf_reset(&c->url);
+    buf_reset(&c->hname);
+    buf_reset(&c->hval);
+    buf_reset(&c->uphead);
+    c->retried = false;
+    c->body_drain = false;
+    c->repl = c->repl_too_big = c->repl_status_ok = c->hold = false;
+    buf_free(&c->repl_body);
+    buf_reset(&c->held);
+}
+
+static int q_on_message_begin(llhttp_t *p)
+{
+    conn *c = p->data;
+    if (c->closing)
+        return -1;
+    if (!c->rec)
+        txn_begin(c);
+    uv_timer_start(&c->ctimer, on_ctimer, c->cfg->header_timeout_ms, 0);
+    return 0;
+}
+
+static int q_on_method_complete(llhttp_t *p)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    c->rec->method = xstrdup(llhttp_method_name(llhttp_get_method(p)));
+    return 0;
+}
+
+static int q_on_url(llhttp_t *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    if (c->url.len + len > c->cfg->max_request_line)
+        return fail_cb(c, 414, "uri too long");
+    buf_append(&c->url, at, len);
+    return 0;
+}
+
+static int header_budget(conn *c, size_t len)
+{
+    c->header_bytes += len;
+    if (c->header_bytes > c->cfg->max_header_size)
+        return fail_cb(c, 431, "request header fields too large");
+    return 0;
+}
+
+static int q_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    buf_append(&c->hname, at, len);
+    return header_budget(c, len + 4); /* ": " and CRLF count too */
+}
+
+static int q_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    /* A value comes in pieces when a read ends inside it; a piece that
+     * follows one ending before the read did is obsolete line folding
+     * (llhttp joins the lines). RFC 9112 §5.2 allows refusing it, as nginx
+     * and HAProxy do: a folded line can hide a header from one hop. */
+    if (c->hval.len && !c->hval_cut)
+        return fail_cb(c, 400, "bad request: obsolete line folding in a header");
+    buf_append(&c->hval, at, len);
+    c->hval_cut = at + len == c->feed_end;
+    return header_budget(c, len);
+}
+
+static int q_on_header_value_complete(llhttp_t *p)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    if (!httpmsg_is_token(c->hname.data, c->hname.len))
+        return fail_cb(c, 400, "bad request: invalid header name");
+    http_headers_add(&c->rec->req_headers, c->hname.data ? c->hname.data : "", c->hname.len,
+                     c->hval.data ? c->hval.data : "", c->hval.len);
+    buf_reset(&c->hname);
+    buf_reset(&c->hval);
+    return 0;
+}
+
+/* A request target byte llhttp's default build lets through but RFC 9112
+ * does not: controls (a raw TAB among them) and DEL. Raw bytes >= 0x80
+ * stay allowed: clients send UTF-8 paths and backends accept them. */
+static bool target_byte_bad(unsigned char ch)
+{
+    return ch < 0x21 || ch == 0x7f;
+}
+
+/* Splits the request target into path and query (RFC 9112 §3.2), or
+ * returns why it is refused. An absolute-form target (http[s]://host/path)
+ * is reduced to its path, and its authority wins over the Host header
+ * (§3.2.2): it becomes the Host forwarded and recorded. */
+static const char *split_target(conn *c)
+{
+    record *r = c->rec;
+    const char *u = c->url.data ? c->url.data : "";
+    size_t n = c->url.len;
+    for (size_t i = 0; i < n; i++)
+        if (target_byte_bad((unsigned char)u[i]))
+            return "bad request: invalid character in request target";
+    size_t skip = n >= 7 && strncasecmp(u, "http://", 7) == 0    ? 7
+                  : n >= 8 && strncasecmp(u, "https://", 8) == 0 ? 8
+                                                                 : 0;
+    if (skip) {
+        const char *auth = u + skip;
+        const char *slash = memchr(auth, '/', n - skip);
+        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
+        if (alen == 0 || memchr(auth, '?', alen) || memchr(auth, '@', alen))
+            return "bad request: invalid request target";
+        free(r->host);
+        r->host = xstrndup(auth, alen);
+        http_headers *h = &r->req_headers;
+        bool had = false;
+        for (size_t i = 0; i < h->len; i++) {
+            if (util_ieq(h->v[i].name, strlen(h->v[i].name), "host")) {
+                http_header_set_value(h, i, r->host);
+                had = true;
+            }
+        }
+        if (!had) /* an HTTP/1.0 request may have none */
+            http_headers_add(h, "Host", 4, r->host, alen);
+        u = slash ? slash : "/";
+        n = slash ? n - skip - alen : 1;
+    }
+    if (n == 0 || (u[0] != '/' && !(n == 1 && u[0] == '*')))
+        return "bad request: invalid request target";
+    record_set_target(r, u, n);
+    return NULL;
+}
+
+static int q_on_headers_complete(llhttp_t *p)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    proxy_worker *w = c->w;
+    record *r = c->rec;
+    const config *cfg = c->cfg;
+    STAT_INC(requests);
+
+    r->http_minor = p->http_minor;
+    const char *h = http_headers_get(&r->req_headers, "host");
+    if (h)
+        r->host = xstrdup(h);
+    if (llhttp_get_method(p) == HTTP_CONNECT) {
+        /* An authority-form target: restspy is not a forward proxy. */
+        r->path = xstrndup(c->url.data ? c->url.data : "", c->url.len);
+        return fail_cb(c, 405, "method not allowed: CONNECT");
+    }
+    /* Everything that refuses the request comes before anything of it is
+     * forwarded (below): llhttp's own checks that run after this callback
+     * (an unknown Transfer-Encoding) are repeated here for that reason. */
+    const char *why;
+    int refuse = httpmsg_check_request(&r->req_headers, p->http_major, p->http_minor, &why);
+    if (!refuse && (why = split_target(c)) != NULL)
+        refuse = 400;
+    if (refuse)
+        return fail_cb(c, refuse, why);
+    c->rule = rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path));
+    r->rule = xstrdup(c->rule->name);
+    r->do_log = c->rule->log && atomic_load_explicit(&g_flags.log, memory_order_relaxed);
+    r->do_persist = c->rule->persist && w->sh->store &&
+                    atomic_load_explicit(&g_flags.persist, memory_order_relaxed);
+    r->do_replicate =
+        c->rule->replicate && atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
+    c->cap_req = c->cap_resp = r->do_persist || (r->do_log && cfg->log_bodies);
+    /* A request a replicator applied is never replicated again, even when
+     * the replicator was pointed at a proxy. */
+    c->repl = r->do_replicate && w->sh->replicating &&
+              (c->rule->replicate_methods & rules_method_bit(r->method, strlen(r->method))) &&
+              !http_headers_get(&r->req_headers, "x-restspy-replicated-from") && p->upgrade == 0;
+    c->repl_too_big =
+        c->repl && (p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->replicate_max_body;
+
+    c->keep_alive = llhttp_should_keep_alive(p) && !w->draining;
+    c->head_req = llhttp_get_method(p) == HTTP_HEAD;
+    c->upgrade_req = p->upgrade != 0;
+    c->req_chunked = (p->flags & F_CHUNKED) != 0;
+    bool has_body = c->req_chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    if (cfg->max_body_size && (p->flags & F_CONTENT_LENGTH) &&
+        p->content_length > cfg->max_body_size)
+        return fail_cb(c, 413, "payload too large");
+
+    bool strip_expect = false;
+    const char *expect = http_headers_get(&r->req_headers, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1) {
+        /* Answer it ourselves, like nginx: the body is streamed as soon as
+         * it comes, so there is no reason to make the client wait. */
+        strip_expect = true;
+        if (has_body) {
+            uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
+            client_write(c, &b, 1);
+            if (PARSER_STOP(c))
+                return -1; /* the client is gone: r was sunk with it */
+        }
+    }
+
+    httpmsg_req_opts o = {
+        .client_ip = c->client_ip,
+        .request_id = r->id,
+        .default_host = w->sh->upstream_host,
+        .chunked = c->req_chunked,
+        .upgrade = c->upgrade_req,
+        .strip_expect = strip_expect,
+    };
+    buf_reset(&c->upq);
+    httpmsg_request q = {r->method, r->path, r->query, &r->req_headers};
+    httpmsg_request_head(&c->upq, &q, &o);
+
+    relay_open(c, has_body);
+
+    c->ph = PH_BODY;
+    if (has_body)
+        uv_timer_start(&c->ctimer, on_ctimer, cfg->client_timeout_ms, 0);
+    else
+        uv_timer_stop(&c->ctimer);
+    return 0;
+}
+
+static int q_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    record *r = c->rec;
+    r->req_body_size += len;
+    if (c->cfg->max_body_size && r->req_body_size > c->cfg->max_body_size)
+        return fail_cb(c, 413, "payload too large");
+    if (c->req_chunked && p->content_length == 0) {
+        c->req_crlf = 2;
+        if (!httpmsg_chunk_crlf(&c->req_crlf, at + len, (size_t)(c->feed_end - (at + len))))
+            return fail_cb(c, 400, "bad request: invalid chunked body (no CRLF after chunk data)");
+    }
+    if (c->cap_req && r->req_body.len < c->rule->req_body_cap) {
+        size_t room = (size_t)(c->rule->req_body_cap - r->req_body.len);
+        buf_append(&r->req_body, at, len < room ? len : room);
+    }
+    if (c->repl && !c->repl_too_big) {
+        if (c->repl_body.len + len > c->cfg->replicate_max_body) {
+            c->repl_too_big = true;
+            buf_free(&c->repl_body);
+        } else {
+            buf_append(&c->repl_body, at, len);
+        }
+    }
+    relay_send_body(c, at, len);
+    return c->closing ? -1 : 0;
+}
+
+static int q_on_message_complete(llhttp_t *p)
+{
+    conn *c = p->data;
+    if (PARSER_STOP(c))
+        return -1;
+    c->req_done = true;
+    c->rec->req_truncated = c->cap_req && c->rec->req_body_size > c->rec->req_body.len;
+    if (c->req_chunked) {
+        uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
+        relay_send(c, &b, 1);
+    }
+    if (c->ph == PH_BODY)
+        c->ph = PH_WAIT;
+    uv_timer_stop(&c->ctimer);
+    /* From here the upstream has upstream_header_timeout for its final
+     * head, however slowly it trickles in (each read restarts utimer). */
+    if (c->ph == PH_WAIT && !c->resp_started)
+        uv_timer_start(&c->ctimer, on_ctimer, c->cfg->upstream_header_timeout_ms, 0);
+    /* Pause so that a pipelined request waits until this one is answered;
+     * an Upgrade request pauses by itself (HPE_PAUSED_UPGRADE). */
+    return c->upgrade_req ? 0 : HPE_PAUSED;
+}
+
+const llhttp_settings_t txn_request_settings = {
+    .on_message_begin = q_on_message_begin,
+    .on_method_complete = q_on_method_complete,
+    .on_url = q_on_url,
+    .on_header_field = q_on_header_field,
+    .on_header_value = q_on_header_value,
+    .on_header_value_complete = q_on_header_value_complete,
+    .on_headers_complete = q_on_headers_complete,
+    .on_body = q_on_body,
+    .on_message_complete = q_on_message_complete,
+};
+
+/* ------------------------------------------------------------------ */
+/* the request's end                                                   */
+
+static void count_status(int status)
+{
+    if (status >= 500)
+        STAT_INC(responses_5xx);
+    else if (status >= 400)
+        STAT_INC(responses_4xx);
+    else if (status >= 300)
+        STAT_INC(responses_3xx);
+    else if (status >= 200)
+        STAT_INC(responses_2xx);
+    else if (status >= 100)
+        STAT_INC(responses_1xx);
+}
+
+/* Ends the request in flight: record timings, give back the upstream
+ * connection, sink the record. */
+void txn_close_record(conn *c, bool upstream_reusable)
+{
+    uv_timer_stop(&c->utimer);
+    if (c->up) {
+        upstream_release(c->up, upstream_reusable);
+        c->up = NULL;
+    }
+    c->up_ready = false;
+    c->up_paused = false;
+    upq_clear(c);
+    io_cork_clear(&c->ucork);
+    record *r = c->rec;
+    int64_t now = util_mono_us();
+    r->duration_us = now - c->t0;
+    r->upstream_us = c->up_t0 ? now - c->up_t0 : -1;
+    count_status(r->status);
+    if (r->error)
+        STAT_INC(errors);
+    sink_record(c);
+    config_unref(c->cfg);
+    c->cfg = NULL;
+    c->rule = NULL;
+}
+
+void txn_finish(conn *c)
+{
+    bool reusable = c->up_keepalive && c->req_done && c->resp_done && !c->rec->error;
+    /* After a half-close, requests already received are still answered. */
+    c->again = c->keep_alive && c->req_done && (!c->client_eof || c->pending.len) &&
+               c->resp_mode != HTTPMSG_BODY_CLOSE;
+    txn_close_record(c, reusable);
+    if (c->ticket) {
+        c->ph = PH_COMMIT; /* txn_continue runs once the commit is in */
+        return;
+    }
+    flush_held(c); /* hold mode without an outbox row (e.g. store refused) */
+    c->hold = false;
+    txn_continue(c);
+}
+
+/* After a request: the next one on the connection, or the close. */
+void txn_continue(conn *c)
+{
+    if (c->closing)
+        return; /* a failed write of the held bytes closed it */
+    if (!c->again || c->w->draining || c->in_feed || (c->client_eof && !c->pending.len)) {
+        conn_close(c, true);
+        return;
+    }
+    /* Next request: parse what is pending, then read more. */
+    c->ph = PH_IDLE;
+    uv_timer_start(&c->ctimer, on_ctimer, worker_config(c->w)->idle_timeout_ms, 0);
+    llhttp_resume(&c->cp);
+    c->parser_paused = false;
+    feed_pending(c);
+    if (c->closing)
+        return;
+    if (c->client_eof && !c->parser_paused) {
+        /* The client is gone and no complete request is left. */
+        if (c->rec)
+            txn_fail(c, 0, "client closed connection", NULL);
+        else
+            conn_close(c, true);
+        return;
+    }
+    if (c->pending.len < PENDING_MAX)
+        client_resume_reading(c);
+}
+
+/* Answers the request in flight with a JSON error (status != 0), or, when
+ * the response has already started (status 0), aborts the connection. The
+ * record keeps the error either way. */
+void txn_fail(conn *c, int status, const char *error, const char *detail)
+{
+    if (c->closing)
+        return;
+    if (!c->rec)
+        txn_begin(c);
+    record *r = c->rec;
+    if (!r->error) {
+        buf e = BUF_INIT;
+        buf_append_str(&e, error);
+        if (detail && *detail) {
+            buf_append(&e, " (", 2);
+            buf_append_str(&e, detail);
+            buf_append_char(&e, ')');
+        }
+        r->error = buf_detach(&e);
+    }
+    if (status >= 500)
+        STAT_INC(upstream_errors);
+    else if (status >= 400)
+        STAT_INC(bad_requests);
+    if (!c->rule) {
+        /* The request never got through its headers: capture what there is,
+         * by the default rule. */
+        const config *cfg = c->cfg;
+        const rule *d = &cfg->rules[cfg->rules_len - 1];
+        /* Split like any target, so that its query is redacted. */
+        if (!r->path)
+            record_set_target(r, c->url.data ? c->url.data : "", c->url.len);
+        if (!r->rule)
+            r->rule = xstrdup(d->name);
+        r->do_log = d->log && atomic_load(&g_flags.log);
+        r->do_persist = d->persist && c->w->sh->store && atomic_load(&g_flags.persist);
+    }
+    if (status && !c->resp_started && !c->closing) {
+        buf out = BUF_INIT;
+        httpmsg_error_response(&out, status, error, r->id, false);
+        r->status = status;
+        const char *body = strstr(out.data, "\r\n\r\n") + 4;
+        r->resp_body_size = out.len - (size_t)(body - out.data);
+        r->resp_bytes_sent = r->resp_body_size;
+        /* The record holds what the client got: not the upstream's refused
+         * (maybe huge) head or a 1xx's headers. */
+        http_headers_reset(&r->resp_headers);
+        buf_reset(&r->resp_body);
+        buf_append(&r->resp_body, body, r->resp_body_size);
+        http_headers_add(&r->resp_headers, "Content-Type", 12, "application/json", 16);
+        c->resp_started = true;
+        client_write_buf(c, &out);
+        buf_free(&out);
+        if (c->closing)
+            return; /* the write failed: conn_close has sunk the record */
+        txn_close_record(c, false);
+        conn_close(c, true);
+    } else {
+        txn_close_record(c, false);
+        conn_close(c, false);
+    }
+}
