@@ -23,33 +23,33 @@ static void on_commit_thread(void *ud, int status);
  * redaction: peers must get the real request. */
 static void attach_outbox(conn *c, record *r)
 {
-    if (!c->repl)
+    if (!c->txn.repl)
         return;
-    if (c->repl_too_big) {
+    if (c->txn.repl_too_big) {
         r->replication = xstrdup("skipped: body over replicate_max_body");
         store_counter_add(c->w->sh->store, "not_replicated", 1);
         return;
     }
-    if (!c->req_done || !c->repl_status_ok)
+    if (!c->txn.req_done || !c->txn.repl_status_ok)
         return;
-    r->outbox =
-        repl_msg_from_record(r, c->cfg->node, &c->repl_body, c->cfg->replicate_drop_headers);
-    repl_msg_sign(r->outbox, c->cfg->replicate_secret);
+    r->outbox = repl_msg_from_record(r, c->txn.cfg->node, &c->txn.repl_body,
+                                     c->txn.cfg->replicate_drop_headers);
+    repl_msg_sign(r->outbox, c->txn.cfg->replicate_secret);
     r->replication = xstrdup("queued");
 }
 
 /* Hands the finished record to the sinks; they own or drop it after this.
- * In hold mode it starts the wait for the commit (c->ticket). */
+ * In hold mode it starts the wait for the commit (c->txn.ticket). */
 void sink_record(conn *c)
 {
-    record *r = c->rec;
-    c->rec = NULL;
+    record *r = c->txn.rec;
+    c->txn.rec = NULL;
     attach_outbox(c, r);
     if (r->do_log || r->do_persist) {
         /* Redaction must see the decoded bodies (and the outbox above kept
          * the request as it was sent). */
-        const config *cfg = c->cfg;
-        const rule *ru = c->rule ? c->rule : &cfg->rules[cfg->rules_len - 1];
+        const config *cfg = c->txn.cfg;
+        const rule *ru = c->txn.rule ? c->txn.rule : &cfg->rules[cfg->rules_len - 1];
         record_decode_bodies(r, ru->req_body_cap, ru->resp_body_cap, !redact_bodies(cfg));
         redact_record(cfg, r);
     }
@@ -68,7 +68,7 @@ void sink_record(conn *c)
     r->outbox_only = !r->do_persist;
     if (r->do_persist)
         STAT_INC(captured);
-    if (c->hold && r->outbox) {
+    if (c->txn.hold && r->outbox) {
         commit_box *b = c->w->commits;
         commit_ticket *t = xcalloc(1, sizeof *t);
         t->c = c;
@@ -76,7 +76,7 @@ void sink_record(conn *c)
         pthread_mutex_lock(&b->lock);
         b->refs++;
         pthread_mutex_unlock(&b->lock);
-        c->ticket = t;
+        c->txn.ticket = t;
         store_submit_cb(st, r, on_commit_thread, t); /* may wait (backpressure) */
     } else {
         store_submit(st, r); /* takes ownership, may wait (backpressure) */
@@ -87,7 +87,7 @@ void sink_record(conn *c)
  * response. */
 static void conn_committed(conn *c, int status)
 {
-    c->ticket = NULL;
+    c->txn.ticket = NULL;
     if (status != 0) {
         /* Never complete the answer to a write that is not durable: the
          * client sees a cut response, as if restspy had crashed. */
@@ -95,7 +95,7 @@ static void conn_committed(conn *c, int status)
         return;
     }
     flush_held(c);
-    c->hold = false;
+    c->txn.hold = false;
     txn_continue(c);
 }
 

@@ -54,10 +54,10 @@ static void on_client_written(uv_stream_t *s, int status)
             conn_close(c, false);
         return;
     }
-    if (c->up_paused && c->up && io_queued(s) < IO_LOW_WATER) {
-        c->up_paused = false;
-        upstream_resume(c->up);
-        if (c->ph != PH_TUNNEL && !c->resp_done)
+    if (c->txn.up_paused && c->txn.up && io_queued(s) < IO_LOW_WATER) {
+        c->txn.up_paused = false;
+        upstream_resume(c->txn.up);
+        if (c->ph != PH_TUNNEL && !c->txn.resp_done)
             uv_timer_again(&c->utimer);
     }
 }
@@ -80,7 +80,7 @@ void flush_held(conn *c)
  * requests in sync durability only). */
 void client_write(conn *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (!c->hold) {
+    if (!c->txn.hold) {
         client_send(c, bufs, n);
         return;
     }
@@ -109,9 +109,9 @@ static void client_send(conn *c, const uv_buf_t *bufs, unsigned n)
     }
     /* Backpressure: a slow client pauses the upstream instead of letting
      * its response pile up in memory. */
-    if (c->up && !c->up_paused && io_queued((uv_stream_t *)&c->tcp) >= IO_HIGH_WATER) {
-        c->up_paused = true;
-        upstream_pause(c->up);
+    if (c->txn.up && !c->txn.up_paused && io_queued((uv_stream_t *)&c->tcp) >= IO_HIGH_WATER) {
+        c->txn.up_paused = true;
+        upstream_pause(c->txn.up);
         uv_timer_stop(&c->utimer);
     }
 }
@@ -139,7 +139,7 @@ static void check_client_backpressure(conn *c)
 {
     if (c->ph != PH_BODY && c->ph != PH_TUNNEL)
         return;
-    size_t queued = c->up_ready ? upstream_queued(c->up) : c->upq.len;
+    size_t queued = c->txn.up_ready ? upstream_queued(c->txn.up) : c->upq.len;
     if (queued >= IO_HIGH_WATER && !c->paused_bp) {
         c->paused_bp = true;
         client_pause_reading(c);
@@ -154,7 +154,7 @@ void unpause_client(conn *c)
         return;
     c->paused_bp = false;
     if (c->ph == PH_BODY)
-        uv_timer_start(&c->ctimer, on_ctimer, c->cfg->client_timeout_ms, 0);
+        uv_timer_start(&c->ctimer, on_ctimer, c->txn.cfg->client_timeout_ms, 0);
     client_resume_reading(c);
 }
 
@@ -181,10 +181,10 @@ void on_ctimer(uv_timer_t *t)
         break;
     case PH_HEAD:
     case PH_BODY:
-        txn_fail(c, c->resp_started ? 0 : 408, "request timeout", NULL);
+        txn_fail(c, c->txn.resp_started ? 0 : 408, "request timeout", NULL);
         break;
     case PH_WAIT:
-        if (!c->resp_started)
+        if (!c->txn.resp_started)
             txn_fail(c, 504, "upstream timeout", "no response head within upstream_header_timeout");
         break;
     default:
@@ -202,7 +202,7 @@ static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void tunnel_from_client(conn *c, const char *data, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    if (upstream_write(c->up, &b, 1) < 0)
+    if (upstream_write(c->txn.up, &b, 1) < 0)
         conn_close(c, false);
     else
         check_client_backpressure(c);
@@ -210,7 +210,7 @@ static void tunnel_from_client(conn *c, const char *data, size_t len)
 
 static void client_feed(conn *c, const char *data, size_t len)
 {
-    if (c->req_crlf && !httpmsg_chunk_crlf(&c->req_crlf, data, len)) {
+    if (c->txn.req_crlf && !httpmsg_chunk_crlf(&c->txn.req_crlf, data, len)) {
         txn_fail(c, 400, "bad request: invalid chunked body (no CRLF after chunk data)", NULL);
         return;
     }
@@ -237,15 +237,15 @@ static void client_feed(conn *c, const char *data, size_t len)
             buf_append(&c->pending, pos, rest);
         if (c->pending.len >= PENDING_MAX)
             client_pause_reading(c);
-        if (c->body_drain && c->rec && c->resp_done)
+        if (c->txn.body_drain && c->txn.rec && c->txn.resp_done)
             txn_finish(c); /* answered early; the body has now ended too */
         return;
     }
     if (err != HPE_OK) {
         /* A callback's own answer (431, 413, ...): llhttp reports it as
          * HPE_USER or as the failing callback's code (HPE_CB_*). */
-        if (c->err_status)
-            txn_fail(c, c->err_status, c->err_text, NULL);
+        if (c->txn.err_status)
+            txn_fail(c, c->txn.err_status, c->txn.err_text, NULL);
         else
             txn_fail(c, 400, "bad request", llhttp_get_error_reason(&c->cp));
         return;
@@ -267,7 +267,7 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
             c->client_eof = true; /* the held answer still goes out */
         } else if (c->ph == PH_TUNNEL || c->ph == PH_IDLE) {
             conn_close(c, c->ph == PH_TUNNEL);
-        } else if (c->ph == PH_WAIT || (c->req_done && c->rec)) {
+        } else if (c->ph == PH_WAIT || (c->txn.req_done && c->txn.rec)) {
             c->client_eof = true; /* half-close: still deliver the answer */
         } else {
             txn_fail(c, 0, "client closed connection", n == UV_EOF ? NULL : uv_strerror((int)n));
@@ -329,7 +329,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
     buf_free(&c->rhval);
     buf_free(&c->reason);
     buf_free(&c->uphead);
-    buf_free(&c->repl_body);
+    buf_free(&c->txn.repl_body);
     buf_free(&c->held);
     io_cork_free(&c->ccork);
     io_cork_free(&c->ucork);
@@ -357,19 +357,19 @@ void conn_close(conn *c, bool graceful)
     }
     c->ccork.on = false;
     io_cork_clear(&c->ccork);
-    if (c->rec) {
+    if (c->txn.rec) {
         /* A request still in flight: capture it before it goes. */
-        if (!c->rec->error)
-            c->rec->error = xstrdup(c->w->draining ? "shutdown" : "connection closed");
+        if (!c->txn.rec->error)
+            c->txn.rec->error = xstrdup(c->w->draining ? "shutdown" : "connection closed");
         txn_close_record(c, false);
     }
-    if (c->up) {
-        upstream_release(c->up, false);
-        c->up = NULL;
+    if (c->txn.up) {
+        upstream_release(c->txn.up, false);
+        c->txn.up = NULL;
     }
-    if (c->ticket) {
-        c->ticket->c = NULL; /* its commit is dropped when it arrives */
-        c->ticket = NULL;
+    if (c->txn.ticket) {
+        c->txn.ticket->c = NULL; /* its commit is dropped when it arrives */
+        c->txn.ticket = NULL;
     }
     c->closing = true;
     client_pause_reading(c);
@@ -454,7 +454,7 @@ void proxy_drain(proxy_worker *w)
     conn *c = w->conns;
     while (c) {
         conn *next = c->next;
-        if (c->ph == PH_IDLE && !c->rec)
+        if (c->ph == PH_IDLE && !c->txn.rec)
             conn_close(c, true);
         c = next;
     }

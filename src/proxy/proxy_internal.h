@@ -35,6 +35,52 @@ typedef enum {
     PH_COMMIT, /* answered but for its last bytes: waiting for the store's commit */
 } phase;
 
+/* The request in flight on a connection: everything that lives for one
+ * request. txn_begin frees what the previous one still owned and then
+ * zeroes it whole (one store of the struct, no field left behind).
+ * Ownership: rec is owned from txn_begin until sink_record hands it to the
+ * sinks (NULL outside a request); cfg is a reference taken by txn_begin and
+ * dropped by txn_close_record; rule points into cfg; up is lent by the pool
+ * until txn_close_record releases it (a tunnel keeps it to the close);
+ * repl_body is owned here (freed by the next txn_begin or the close); ticket
+ * is shared with the store's writer thread until the commit arrives. */
+struct txn {
+    record *rec;
+    config *cfg;
+    const rule *rule; /* NULL until the headers are in */
+    int64_t t0;       /* monotonic µs at the first byte */
+    int64_t up_t0;    /* monotonic µs when the request went upstream */
+    bool keep_alive, head_req, upgrade_req, req_chunked, req_done;
+    bool cap_req, cap_resp;
+    int err_status; /* set by parser callbacks before returning HPE_USER */
+    const char *err_text;
+    size_t header_bytes;
+    unsigned req_crlf; /* bytes of a chunk's closing CRLF still to check */
+
+    /* upstream side of the request */
+    upstream_conn *up;
+    bool up_ready;          /* connected and the head is written */
+    bool up_paused;         /* upstream reads paused: the client is not keeping up */
+    unsigned resp_crlf;     /* as req_crlf, for the response */
+    size_t resp_head_bytes; /* of the response head being parsed */
+    uint64_t interim;       /* 1xx answers relayed for this request */
+    const char *resp_err;   /* why a response callback refused it (502) */
+    bool resp_started, resp_done, up_keepalive;
+    httpmsg_body resp_mode;
+    bool retried;    /* a bodyless request resent once on a fresh connection */
+    bool body_drain; /* answered before the request body ended: the rest is
+                        read and captured, not forwarded */
+
+    /* replication of the request */
+    bool repl;                    /* candidate (rule, flag, method, amqp); may be dropped later */
+    bool repl_too_big;            /* its body passed replicate_max_body */
+    bool repl_status_ok;          /* the upstream answered as replicate_on wants */
+    bool hold;                    /* sync durability: the last client write waits */
+    buf repl_body;                /* the whole request body, up to replicate_max_body */
+    bool again;                   /* after the commit: go on with the next request */
+    struct commit_ticket *ticket; /* the commit being waited for */
+};
+
 struct conn {
     uv_tcp_t tcp;
     uv_timer_t ctimer; /* idle / header / body-read timeout (client side) */
@@ -55,56 +101,25 @@ struct conn {
     io_cork ucork; /* toward the upstream, on while a request is parsed */
 
     llhttp_t cp; /* request parser, lives as long as the connection */
+    llhttp_t rp; /* response parser, re-initialised for each request */
     buf pending; /* bytes read but not parsed yet (pipelined requests) */
 
-    /* request parsing scratch */
-    buf url, hname, hval;
-    size_t header_bytes;
-    const char *feed_end; /* end of the bytes llhttp_execute has, in callbacks */
-    bool hval_cut;        /* the header value so far ends where a read ended */
-    unsigned req_crlf;    /* bytes of a chunk's closing CRLF still to check */
+    /* Scratch buffers, owned by the connection and freed with it: each
+     * request resets them but keeps their memory (regrowing them cost
+     * reallocations per request). */
+    buf url, hname, hval;  /* request target and header being parsed */
+    buf rhname, rhval;     /* response header being parsed */
+    buf reason;            /* response reason phrase */
+    buf upq;               /* bytes for the upstream while it is connecting */
+    buf uphead;            /* copy of a bodyless request's head sent on a pooled
+                              connection, to retry once if that connection was dead */
+    buf held;              /* hold mode: the last bytes written to the client, not sent yet */
+    const char *feed_end;  /* end of the bytes llhttp_execute has, in callbacks */
+    const char *rfeed_end; /* as feed_end, for the response parser */
+    bool hval_cut;         /* the header value so far ends where a read ended */
 
-    /* the request in flight (rec != NULL) */
     phase ph;
-    record *rec;
-    config *cfg; /* reference held for the request: rule points into it */
-    const rule *rule;
-    int64_t t0;    /* monotonic µs at the first byte */
-    int64_t up_t0; /* monotonic µs when the request went upstream */
-    bool keep_alive, head_req, upgrade_req, req_chunked, req_done;
-    bool cap_req, cap_resp;
-    int err_status; /* set by parser callbacks before returning HPE_USER */
-    const char *err_text;
-
-    /* upstream side of the request */
-    upstream_conn *up;
-    bool up_ready;  /* connected and the head is written */
-    bool up_paused; /* upstream reads paused: the client is not keeping up */
-    buf upq;        /* bytes for the upstream while it is connecting */
-    llhttp_t rp;    /* response parser */
-    buf rhname, rhval, reason;
-    const char *rfeed_end;  /* as feed_end, for the response parser */
-    unsigned resp_crlf;     /* as req_crlf, for the response */
-    size_t resp_head_bytes; /* of the response head being parsed */
-    uint64_t interim;       /* 1xx answers relayed for this request */
-    const char *resp_err;   /* why a response callback refused it (502) */
-    bool resp_started, resp_done, up_keepalive;
-    httpmsg_body resp_mode;
-    buf uphead; /* copy of a bodyless request's head sent on a pooled
-                   connection, to retry once if that connection was dead */
-    bool retried;
-    bool body_drain; /* answered before the request body ended: the rest is
-                        read and captured, not forwarded */
-
-    /* replication of the request in flight */
-    bool repl;                    /* candidate (rule, flag, method, amqp); may be dropped later */
-    bool repl_too_big;            /* its body passed replicate_max_body */
-    bool repl_status_ok;          /* the upstream answered as replicate_on wants */
-    bool hold;                    /* sync durability: the last client write waits */
-    buf repl_body;                /* the whole request body, up to replicate_max_body */
-    buf held;                     /* the last bytes written to the client, not sent yet */
-    bool again;                   /* after the commit: go on with the next request */
-    struct commit_ticket *ticket; /* the commit being waited for */
+    struct txn txn; /* the request in flight (txn.rec != NULL) */
 };
 
 /* Commits reported by the store's writer thread reach the worker's loop
@@ -128,7 +143,7 @@ typedef struct commit_ticket {
 /* A callback can close the connection (a write to a client that has gone
  * fails) while llhttp still holds the rest of the buffer: every callback
  * then stops the parser instead of touching the request that is gone. */
-#define PARSER_STOP(c) ((c)->closing || !(c)->rec)
+#define PARSER_STOP(c) ((c)->closing || !(c)->txn.rec)
 
 /* ---- connection.c: the client side */
 

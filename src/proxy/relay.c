@@ -31,9 +31,9 @@ void upq_clear(conn *c)
  * connects and gathering them while the upstream cork is on. */
 void relay_send(conn *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->body_drain)
+    if (c->txn.body_drain)
         return;
-    if (!c->up_ready) {
+    if (!c->txn.up_ready) {
         for (unsigned i = 0; i < n; i++)
             buf_append(&c->upq, bufs[i].base, bufs[i].len);
         return;
@@ -42,7 +42,7 @@ void relay_send(conn *c, const uv_buf_t *bufs, unsigned n)
         return;
     uv_buf_t v[4];
     unsigned m = io_cork_gather(&c->ucork, bufs, n, v);
-    int rc = upstream_write(c->up, v, m);
+    int rc = upstream_write(c->txn.up, v, m);
     io_cork_clear(&c->ucork);
     if (rc < 0)
         txn_fail(c, 502, "upstream unreachable", "write failed");
@@ -52,7 +52,7 @@ void relay_send(conn *c, const uv_buf_t *bufs, unsigned n)
 void relay_uncork(conn *c)
 {
     c->ucork.on = false;
-    if (c->ucork.b.len && c->up_ready && !c->closing)
+    if (c->ucork.b.len && c->txn.up_ready && !c->closing)
         relay_send(c, NULL, 0);
     io_cork_clear(&c->ucork);
 }
@@ -60,7 +60,7 @@ void relay_uncork(conn *c)
 /* Forwards one piece of request body, re-framed when chunked. */
 void relay_send_body(conn *c, const char *at, size_t len)
 {
-    if (!c->req_chunked) {
+    if (!c->txn.req_chunked) {
         uv_buf_t b = uv_buf_init((char *)at, (unsigned)len);
         relay_send(c, &b, 1);
         return;
@@ -82,15 +82,15 @@ static void on_up_connect(void *owner, upstream_conn *up, int status)
     conn *c = owner;
     (void)up;
     if (status < 0) {
-        c->up = NULL; /* already closed by the pool */
+        c->txn.up = NULL; /* already closed by the pool */
         if (status == UV_ETIMEDOUT)
             txn_fail(c, 504, "upstream timeout", "connect");
         else
             txn_fail(c, 502, "upstream unreachable", uv_strerror(status));
         return;
     }
-    c->up_ready = true;
-    c->up_t0 = util_mono_us();
+    c->txn.up_ready = true;
+    c->txn.up_t0 = util_mono_us();
     /* Through the cork: a pooled connection is ready while the request is
      * still being parsed, and its head then leaves with the body. */
     uv_buf_t b = uv_buf_init(c->upq.data, (unsigned)c->upq.len);
@@ -99,7 +99,7 @@ static void on_up_connect(void *owner, upstream_conn *up, int status)
     if (c->closing)
         return; /* the write failed: answered 502 */
     start_upstream_timer(c);
-    if (upstream_queued(c->up) < IO_LOW_WATER)
+    if (upstream_queued(c->txn.up) < IO_LOW_WATER)
         unpause_client(c);
 }
 
@@ -122,17 +122,17 @@ void start_tunnel(conn *c, const char *rest, size_t restlen)
      * not HTTP). */
     c->ph = PH_TUNNEL;
     STAT_INC(upgrades);
-    c->rec->do_persist = false;
-    upstream_conn *up = c->up;
-    c->up = NULL; /* keep the connection out of txn_close_record */
+    c->txn.rec->do_persist = false;
+    upstream_conn *up = c->txn.up;
+    c->txn.up = NULL; /* keep the connection out of txn_close_record */
     txn_close_record(c, false);
-    c->up = up;
-    c->up_ready = true;
+    c->txn.up = up;
+    c->txn.up_ready = true;
     if (restlen)
         tunnel_from_upstream(c, rest, restlen);
     if (c->pending.len) {
         uv_buf_t b = uv_buf_init(c->pending.data, (unsigned)c->pending.len);
-        upstream_write(c->up, &b, 1);
+        upstream_write(c->txn.up, &b, 1);
         buf_free(&c->pending);
     }
     uv_timer_stop(&c->ctimer);
@@ -152,20 +152,20 @@ static const llhttp_settings_t resp_settings;
  * was answered, and close the client's connection. */
 static void resp_complete(conn *c)
 {
-    if (c->req_done || c->upgrade_req) {
+    if (c->txn.req_done || c->txn.upgrade_req) {
         txn_finish(c);
         return;
     }
     uv_timer_stop(&c->utimer);
-    if (c->up) {
-        upstream_release(c->up, false);
-        c->up = NULL;
+    if (c->txn.up) {
+        upstream_release(c->txn.up, false);
+        c->txn.up = NULL;
     }
-    c->up_ready = false;
-    c->up_paused = false;
+    c->txn.up_ready = false;
+    c->txn.up_paused = false;
     buf_free(&c->upq);
     io_cork_clear(&c->ucork);
-    c->body_drain = true;
+    c->txn.body_drain = true;
     unpause_client(c);
 }
 
@@ -177,11 +177,11 @@ static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t 
         tunnel_from_upstream(c, data, len);
         return;
     }
-    if (c->resp_done)
+    if (c->txn.resp_done)
         return; /* bytes after a complete response: ignored, not reused */
     uv_timer_again(&c->utimer);
-    if (c->resp_crlf && !httpmsg_chunk_crlf(&c->resp_crlf, data, len)) {
-        c->up_keepalive = false;
+    if (c->txn.resp_crlf && !httpmsg_chunk_crlf(&c->txn.resp_crlf, data, len)) {
+        c->txn.up_keepalive = false;
         txn_fail(c, 0, "upstream sent an invalid response", "no CRLF after chunk data");
         return;
     }
@@ -197,13 +197,13 @@ static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t 
         return;
     }
     if (err != HPE_OK && err != HPE_PAUSED) {
-        c->up_keepalive = false;
-        const char *why = c->resp_err ? c->resp_err : "upstream sent an invalid response";
-        const char *detail = c->resp_err ? NULL : llhttp_get_error_reason(&c->rp);
-        txn_fail(c, c->resp_started ? 0 : 502, why, detail);
+        c->txn.up_keepalive = false;
+        const char *why = c->txn.resp_err ? c->txn.resp_err : "upstream sent an invalid response";
+        const char *detail = c->txn.resp_err ? NULL : llhttp_get_error_reason(&c->rp);
+        txn_fail(c, c->txn.resp_started ? 0 : 502, why, detail);
         return;
     }
-    if (c->resp_done)
+    if (c->txn.resp_done)
         resp_complete(c);
 }
 
@@ -215,42 +215,42 @@ static void on_up_eof(void *owner, upstream_conn *up, int status)
         conn_close(c, true);
         return;
     }
-    c->up_keepalive = false;
-    if (status == UV_EOF && c->resp_started && !c->resp_done) {
+    c->txn.up_keepalive = false;
+    if (status == UV_EOF && c->txn.resp_started && !c->txn.resp_done) {
         /* A body delimited by the close completes here. */
         llhttp_errno_t err = llhttp_finish(&c->rp);
         if (c->closing)
             return;
-        if (err == HPE_OK && c->resp_done) {
+        if (err == HPE_OK && c->txn.resp_done) {
             resp_complete(c);
             return;
         }
     }
-    if (c->resp_done) {
+    if (c->txn.resp_done) {
         resp_complete(c);
         return;
     }
-    if (!c->resp_started && !c->retried && c->uphead.len && c->req_done) {
+    if (!c->txn.resp_started && !c->txn.retried && c->uphead.len && c->txn.req_done) {
         /* A pooled connection the backend had closed: the request had no
          * body, so send it once more on a fresh connection. */
-        c->retried = true;
-        upstream_release(c->up, false);
+        c->txn.retried = true;
+        upstream_release(c->txn.up, false);
         uv_timer_stop(&c->utimer);
         buf_free(&c->upq);
         c->upq = c->uphead;
         buf_init(&c->uphead);
         llhttp_init(&c->rp, HTTP_RESPONSE, &resp_settings);
         c->rp.data = c;
-        http_headers_free(&c->rec->resp_headers);
+        http_headers_free(&c->txn.rec->resp_headers);
         buf_reset(&c->reason);
-        c->resp_head_bytes = 0;
-        c->up_ready = false;
+        c->txn.resp_head_bytes = 0;
+        c->txn.up_ready = false;
         bool ready;
-        c->up = upstream_acquire(c->w->pool, &up_handler, c, true, &ready);
+        c->txn.up = upstream_acquire(c->w->pool, &up_handler, c, true, &ready);
         return;
     }
     const char *what = status == UV_EOF ? "connection closed" : uv_strerror(status);
-    txn_fail(c, c->resp_started ? 0 : 502, "upstream unreachable", what);
+    txn_fail(c, c->txn.resp_started ? 0 : 502, "upstream unreachable", what);
 }
 
 static const upstream_handler up_handler = {on_up_connect, on_up_data, on_up_eof, on_up_drain};
@@ -258,13 +258,13 @@ static const upstream_handler up_handler = {on_up_connect, on_up_data, on_up_eof
 static void on_utimer(uv_timer_t *t)
 {
     conn *c = t->data;
-    if (c->rec && !c->resp_done)
-        txn_fail(c, c->resp_started ? 0 : 504, "upstream timeout", NULL);
+    if (c->txn.rec && !c->txn.resp_done)
+        txn_fail(c, c->txn.resp_started ? 0 : 504, "upstream timeout", NULL);
 }
 
 static void start_upstream_timer(conn *c)
 {
-    uint64_t ms = c->cfg->upstream_timeout_ms;
+    uint64_t ms = c->txn.cfg->upstream_timeout_ms;
     uv_timer_start(&c->utimer, on_utimer, ms, ms);
 }
 
@@ -275,7 +275,7 @@ static void start_upstream_timer(conn *c)
  * it has started). */
 static int resp_refuse(conn *c, const char *why)
 {
-    c->resp_err = why;
+    c->txn.resp_err = why;
     return -1;
 }
 
@@ -283,8 +283,8 @@ static int resp_refuse(conn *c, const char *why)
  * upstream could make restspy keep, log and store megabytes of headers. */
 static int resp_head_budget(conn *c, size_t len)
 {
-    c->resp_head_bytes += len;
-    if (c->resp_head_bytes > c->cfg->max_upstream_header_size)
+    c->txn.resp_head_bytes += len;
+    if (c->txn.resp_head_bytes > c->txn.cfg->max_upstream_header_size)
         return resp_refuse(c, "upstream sent too big header");
     return 0;
 }
@@ -323,7 +323,7 @@ static int r_on_header_value_complete(llhttp_t *p)
         return -1;
     if (!httpmsg_is_token(c->rhname.data, c->rhname.len))
         return -1; /* an invalid response: 502 */
-    http_headers_add(&c->rec->resp_headers, c->rhname.data ? c->rhname.data : "", c->rhname.len,
+    http_headers_add(&c->txn.rec->resp_headers, c->rhname.data ? c->rhname.data : "", c->rhname.len,
                      c->rhval.data ? c->rhval.data : "", c->rhval.len);
     buf_reset(&c->rhname);
     buf_reset(&c->rhval);
@@ -335,16 +335,16 @@ static int r_on_headers_complete(llhttp_t *p)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
-    record *r = c->rec;
+    record *r = c->txn.rec;
     int status = p->status_code;
     bool http10 = r->http_minor == 0;
 
-    c->resp_head_bytes = 0;
+    c->txn.resp_head_bytes = 0;
     if (status >= 100 && status < 200 && status != 101) {
         /* Interim answer: relay it (HTTP/1.1 clients only; 100 Continue was
          * already answered by restspy itself), then expect the final one.
          * Their number is bounded: each one restarts the upstream timeout. */
-        if (++c->interim > c->cfg->max_interim_responses)
+        if (++c->txn.interim > c->txn.cfg->max_interim_responses)
             return resp_refuse(c, "upstream sent too many interim responses");
         if (status != 100 && !http10) {
             buf head = BUF_INIT;
@@ -364,35 +364,36 @@ static int r_on_headers_complete(llhttp_t *p)
     r->status = status;
     if (c->ph == PH_WAIT)
         uv_timer_stop(&c->ctimer); /* the response head timeout */
-    if (c->repl) {
-        c->repl_status_ok = c->cfg->replicate_on == REPL_ON_ANY || (status >= 200 && status < 300);
-        c->hold =
-            c->repl_status_ok && !c->repl_too_big && c->cfg->replicate_durability == REPL_SYNC;
+    if (c->txn.repl) {
+        c->txn.repl_status_ok =
+            c->txn.cfg->replicate_on == REPL_ON_ANY || (status >= 200 && status < 300);
+        c->txn.hold = c->txn.repl_status_ok && !c->txn.repl_too_big &&
+                      c->txn.cfg->replicate_durability == REPL_SYNC;
     }
     httpmsg_body mode;
     if (status == 101) {
-        if (!c->upgrade_req)
+        if (!c->txn.upgrade_req)
             return -1; /* a 101 nobody asked for */
         mode = HTTPMSG_BODY_UPGRADE;
-    } else if (c->head_req || status == 204 || status == 304) {
+    } else if (c->txn.head_req || status == 204 || status == 304) {
         mode = HTTPMSG_BODY_NONE;
     } else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) {
         mode = HTTPMSG_BODY_LENGTH;
     } else {
         mode = http10 ? HTTPMSG_BODY_CLOSE : HTTPMSG_BODY_CHUNKED;
     }
-    c->resp_mode = mode;
-    if (mode == HTTPMSG_BODY_CLOSE || c->upgrade_req)
-        c->keep_alive = false;
+    c->txn.resp_mode = mode;
+    if (mode == HTTPMSG_BODY_CLOSE || c->txn.upgrade_req)
+        c->txn.keep_alive = false;
     buf head = BUF_INIT;
     httpmsg_response_head(&head, status, c->reason.data, c->reason.len, &r->resp_headers, mode,
-                          c->keep_alive, http10);
-    c->resp_started = true;
+                          c->txn.keep_alive, http10);
+    c->txn.resp_started = true;
     client_write_buf(c, &head);
     buf_free(&head);
     if (status == 101)
         return 2; /* no body; llhttp_execute returns HPE_PAUSED_UPGRADE */
-    return c->head_req ? 1 : 0;
+    return c->txn.head_req ? 1 : 0;
 }
 
 static int r_on_body(llhttp_t *p, const char *at, size_t len)
@@ -400,9 +401,9 @@ static int r_on_body(llhttp_t *p, const char *at, size_t len)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
-    record *r = c->rec;
-    if (c->cap_resp && r->resp_body.len < c->rule->resp_body_cap) {
-        size_t room = (size_t)(c->rule->resp_body_cap - r->resp_body.len);
+    record *r = c->txn.rec;
+    if (c->txn.cap_resp && r->resp_body.len < c->txn.rule->resp_body_cap) {
+        size_t room = (size_t)(c->txn.rule->resp_body_cap - r->resp_body.len);
         buf_append(&r->resp_body, at, len < room ? len : room);
     }
     r->resp_body_size += len;
@@ -410,11 +411,11 @@ static int r_on_body(llhttp_t *p, const char *at, size_t len)
     if ((p->flags & F_CHUNKED) && p->content_length == 0) {
         /* This chunk's data ends here: its CRLF follows (maybe in the next
          * read). Checked before the data is relayed. */
-        c->resp_crlf = 2;
-        if (!httpmsg_chunk_crlf(&c->resp_crlf, at + len, (size_t)(c->rfeed_end - (at + len))))
+        c->txn.resp_crlf = 2;
+        if (!httpmsg_chunk_crlf(&c->txn.resp_crlf, at + len, (size_t)(c->rfeed_end - (at + len))))
             return resp_refuse(c, "upstream sent an invalid response (no CRLF after chunk data)");
     }
-    if (c->resp_mode == HTTPMSG_BODY_CHUNKED) {
+    if (c->txn.resp_mode == HTTPMSG_BODY_CHUNKED) {
         char head[24];
         int hl = snprintf(head, sizeof head, "%zx\r\n", len);
         uv_buf_t b[3] = {uv_buf_init(head, (unsigned)hl), uv_buf_init((char *)at, (unsigned)len),
@@ -432,18 +433,19 @@ static int r_on_message_complete(llhttp_t *p)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
-    if (!c->resp_started)
+    if (!c->txn.resp_started)
         return 0; /* end of an interim (1xx) answer: the final one follows */
-    if (c->resp_mode == HTTPMSG_BODY_CHUNKED) {
+    if (c->txn.resp_mode == HTTPMSG_BODY_CHUNKED) {
         uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
         client_write(c, &b, 1);
         if (PARSER_STOP(c))
             return -1; /* the client is gone: the write closed the connection */
     }
-    c->resp_done = true;
-    c->up_keepalive = llhttp_should_keep_alive(p);
-    c->rec->resp_truncated = c->rec->resp_body_size > c->rec->resp_body.len && c->cap_resp;
-    return c->rec->status == 101 ? 0 : HPE_PAUSED;
+    c->txn.resp_done = true;
+    c->txn.up_keepalive = llhttp_should_keep_alive(p);
+    c->txn.rec->resp_truncated =
+        c->txn.rec->resp_body_size > c->txn.rec->resp_body.len && c->txn.cap_resp;
+    return c->txn.rec->status == 101 ? 0 : HPE_PAUSED;
 }
 
 static const llhttp_settings_t resp_settings = {
@@ -464,10 +466,10 @@ void relay_open(conn *c, bool has_body)
     buf_reset(&c->rhname);
     buf_reset(&c->rhval);
     bool ready;
-    c->up_ready = false;
-    c->up = upstream_acquire(c->w->pool, &up_handler, c, false, &ready);
-    if (ready && !has_body && !c->upgrade_req)
+    c->txn.up_ready = false;
+    c->txn.up = upstream_acquire(c->w->pool, &up_handler, c, false, &ready);
+    if (ready && !has_body && !c->txn.upgrade_req)
         buf_append(&c->uphead, c->upq.data, c->upq.len);
     if (ready)
-        on_up_connect(c, c->up, 0);
+        on_up_connect(c, c->txn.up, 0);
 }

@@ -8,6 +8,7 @@
  * commit.c, the next request or the close). */
 #include "proxy/proxy_internal.h"
 
+#include <assert.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,44 +20,34 @@
 
 static int fail_cb(conn *c, int status, const char *text)
 {
-    c->err_status = status;
-    c->err_text = text;
+    c->txn.err_status = status;
+    c->txn.err_text = text;
     return -1;
 }
 
+/* Starts a request: the previous one has let go of its record, config,
+ * upstream connection and commit (txn_close_record, conn_committed), so
+ * only the replication copy of its body is left to free before the
+ * transaction is zeroed whole. */
 static void txn_begin(conn *c)
 {
-    proxy_worker *w = c->w;
-    c->rec = record_new();
-    c->cfg = worker_config(w);
-    config_ref(c->cfg);
-    c->rule = NULL;
-    c->rec->started_at_us = util_now_us();
-    c->rec->node = xstrdup(c->cfg->node);
-    c->rec->client_addr = xstrdup(c->client_addr);
-    c->rec->scheme = xstrdup("http");
-    c->t0 = util_mono_us();
-    c->up_t0 = 0;
+    struct txn *t = &c->txn;
+    assert(!t->rec && !t->cfg && !t->up && !t->ticket && !t->hold);
+    buf_free(&t->repl_body);
+    *t = (struct txn){0};
+    t->rec = record_new();
+    t->cfg = worker_config(c->w);
+    config_ref(t->cfg);
+    t->rec->started_at_us = util_now_us();
+    t->rec->node = xstrdup(t->cfg->node);
+    t->rec->client_addr = xstrdup(c->client_addr);
+    t->rec->scheme = xstrdup("http");
+    t->t0 = util_mono_us();
     c->ph = PH_HEAD;
-    c->keep_alive = false;
-    c->head_req = c->upgrade_req = c->req_chunked = c->req_done = false;
-    c->cap_req = c->cap_resp = false;
-    c->resp_started = c->resp_done = c->up_keepalive = false;
-    c->err_status = 0;
-    c->err_text = NULL;
-    c->header_bytes = 0;
-    c->req_crlf = c->resp_crlf = 0;
-    c->resp_head_bytes = 0;
-    c->interim = 0;
-    c->resp_err = NULL;
     buf_reset(&c->url);
     buf_reset(&c->hname);
     buf_reset(&c->hval);
     buf_reset(&c->uphead);
-    c->retried = false;
-    c->body_drain = false;
-    c->repl = c->repl_too_big = c->repl_status_ok = c->hold = false;
-    buf_free(&c->repl_body);
     buf_reset(&c->held);
 }
 
@@ -65,9 +56,9 @@ static int q_on_message_begin(llhttp_t *p)
     conn *c = p->data;
     if (c->closing)
         return -1;
-    if (!c->rec)
+    if (!c->txn.rec)
         txn_begin(c);
-    uv_timer_start(&c->ctimer, on_ctimer, c->cfg->header_timeout_ms, 0);
+    uv_timer_start(&c->ctimer, on_ctimer, c->txn.cfg->header_timeout_ms, 0);
     return 0;
 }
 
@@ -76,7 +67,7 @@ static int q_on_method_complete(llhttp_t *p)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
-    c->rec->method = xstrdup(llhttp_method_name(llhttp_get_method(p)));
+    c->txn.rec->method = xstrdup(llhttp_method_name(llhttp_get_method(p)));
     return 0;
 }
 
@@ -85,7 +76,7 @@ static int q_on_url(llhttp_t *p, const char *at, size_t len)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
-    if (c->url.len + len > c->cfg->max_request_line)
+    if (c->url.len + len > c->txn.cfg->max_request_line)
         return fail_cb(c, 414, "uri too long");
     buf_append(&c->url, at, len);
     return 0;
@@ -93,8 +84,8 @@ static int q_on_url(llhttp_t *p, const char *at, size_t len)
 
 static int header_budget(conn *c, size_t len)
 {
-    c->header_bytes += len;
-    if (c->header_bytes > c->cfg->max_header_size)
+    c->txn.header_bytes += len;
+    if (c->txn.header_bytes > c->txn.cfg->max_header_size)
         return fail_cb(c, 431, "request header fields too large");
     return 0;
 }
@@ -131,7 +122,7 @@ static int q_on_header_value_complete(llhttp_t *p)
         return -1;
     if (!httpmsg_is_token(c->hname.data, c->hname.len))
         return fail_cb(c, 400, "bad request: invalid header name");
-    http_headers_add(&c->rec->req_headers, c->hname.data ? c->hname.data : "", c->hname.len,
+    http_headers_add(&c->txn.rec->req_headers, c->hname.data ? c->hname.data : "", c->hname.len,
                      c->hval.data ? c->hval.data : "", c->hval.len);
     buf_reset(&c->hname);
     buf_reset(&c->hval);
@@ -152,7 +143,7 @@ static bool target_byte_bad(unsigned char ch)
  * (§3.2.2): it becomes the Host forwarded and recorded. */
 static const char *split_target(conn *c)
 {
-    record *r = c->rec;
+    record *r = c->txn.rec;
     const char *u = c->url.data ? c->url.data : "";
     size_t n = c->url.len;
     for (size_t i = 0; i < n; i++)
@@ -194,8 +185,8 @@ static int q_on_headers_complete(llhttp_t *p)
     if (PARSER_STOP(c))
         return -1;
     proxy_worker *w = c->w;
-    record *r = c->rec;
-    const config *cfg = c->cfg;
+    record *r = c->txn.rec;
+    const config *cfg = c->txn.cfg;
     STAT_INC(requests);
 
     r->http_minor = p->http_minor;
@@ -216,27 +207,28 @@ static int q_on_headers_complete(llhttp_t *p)
         refuse = 400;
     if (refuse)
         return fail_cb(c, refuse, why);
-    c->rule = rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path));
-    r->rule = xstrdup(c->rule->name);
-    r->do_log = c->rule->log && atomic_load_explicit(&g_flags.log, memory_order_relaxed);
-    r->do_persist = c->rule->persist && w->sh->store &&
+    c->txn.rule = rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path));
+    r->rule = xstrdup(c->txn.rule->name);
+    r->do_log = c->txn.rule->log && atomic_load_explicit(&g_flags.log, memory_order_relaxed);
+    r->do_persist = c->txn.rule->persist && w->sh->store &&
                     atomic_load_explicit(&g_flags.persist, memory_order_relaxed);
     r->do_replicate =
-        c->rule->replicate && atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
-    c->cap_req = c->cap_resp = r->do_persist || (r->do_log && cfg->log_bodies);
+        c->txn.rule->replicate && atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
+    c->txn.cap_req = c->txn.cap_resp = r->do_persist || (r->do_log && cfg->log_bodies);
     /* A request a replicator applied is never replicated again, even when
      * the replicator was pointed at a proxy. */
-    c->repl = r->do_replicate && w->sh->replicating &&
-              (c->rule->replicate_methods & rules_method_bit(r->method, strlen(r->method))) &&
-              !http_headers_get(&r->req_headers, "x-restspy-replicated-from") && p->upgrade == 0;
-    c->repl_too_big =
-        c->repl && (p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->replicate_max_body;
+    c->txn.repl =
+        r->do_replicate && w->sh->replicating &&
+        (c->txn.rule->replicate_methods & rules_method_bit(r->method, strlen(r->method))) &&
+        !http_headers_get(&r->req_headers, "x-restspy-replicated-from") && p->upgrade == 0;
+    c->txn.repl_too_big =
+        c->txn.repl && (p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->replicate_max_body;
 
-    c->keep_alive = llhttp_should_keep_alive(p) && !w->draining;
-    c->head_req = llhttp_get_method(p) == HTTP_HEAD;
-    c->upgrade_req = p->upgrade != 0;
-    c->req_chunked = (p->flags & F_CHUNKED) != 0;
-    bool has_body = c->req_chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    c->txn.keep_alive = llhttp_should_keep_alive(p) && !w->draining;
+    c->txn.head_req = llhttp_get_method(p) == HTTP_HEAD;
+    c->txn.upgrade_req = p->upgrade != 0;
+    c->txn.req_chunked = (p->flags & F_CHUNKED) != 0;
+    bool has_body = c->txn.req_chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
     if (cfg->max_body_size && (p->flags & F_CONTENT_LENGTH) &&
         p->content_length > cfg->max_body_size)
         return fail_cb(c, 413, "payload too large");
@@ -259,8 +251,8 @@ static int q_on_headers_complete(llhttp_t *p)
         .client_ip = c->client_ip,
         .request_id = r->id,
         .default_host = w->sh->upstream_host,
-        .chunked = c->req_chunked,
-        .upgrade = c->upgrade_req,
+        .chunked = c->txn.req_chunked,
+        .upgrade = c->txn.upgrade_req,
         .strip_expect = strip_expect,
     };
     buf_reset(&c->upq);
@@ -282,25 +274,25 @@ static int q_on_body(llhttp_t *p, const char *at, size_t len)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
-    record *r = c->rec;
+    record *r = c->txn.rec;
     r->req_body_size += len;
-    if (c->cfg->max_body_size && r->req_body_size > c->cfg->max_body_size)
+    if (c->txn.cfg->max_body_size && r->req_body_size > c->txn.cfg->max_body_size)
         return fail_cb(c, 413, "payload too large");
-    if (c->req_chunked && p->content_length == 0) {
-        c->req_crlf = 2;
-        if (!httpmsg_chunk_crlf(&c->req_crlf, at + len, (size_t)(c->feed_end - (at + len))))
+    if (c->txn.req_chunked && p->content_length == 0) {
+        c->txn.req_crlf = 2;
+        if (!httpmsg_chunk_crlf(&c->txn.req_crlf, at + len, (size_t)(c->feed_end - (at + len))))
             return fail_cb(c, 400, "bad request: invalid chunked body (no CRLF after chunk data)");
     }
-    if (c->cap_req && r->req_body.len < c->rule->req_body_cap) {
-        size_t room = (size_t)(c->rule->req_body_cap - r->req_body.len);
+    if (c->txn.cap_req && r->req_body.len < c->txn.rule->req_body_cap) {
+        size_t room = (size_t)(c->txn.rule->req_body_cap - r->req_body.len);
         buf_append(&r->req_body, at, len < room ? len : room);
     }
-    if (c->repl && !c->repl_too_big) {
-        if (c->repl_body.len + len > c->cfg->replicate_max_body) {
-            c->repl_too_big = true;
-            buf_free(&c->repl_body);
+    if (c->txn.repl && !c->txn.repl_too_big) {
+        if (c->txn.repl_body.len + len > c->txn.cfg->replicate_max_body) {
+            c->txn.repl_too_big = true;
+            buf_free(&c->txn.repl_body);
         } else {
-            buf_append(&c->repl_body, at, len);
+            buf_append(&c->txn.repl_body, at, len);
         }
     }
     relay_send_body(c, at, len);
@@ -312,9 +304,10 @@ static int q_on_message_complete(llhttp_t *p)
     conn *c = p->data;
     if (PARSER_STOP(c))
         return -1;
-    c->req_done = true;
-    c->rec->req_truncated = c->cap_req && c->rec->req_body_size > c->rec->req_body.len;
-    if (c->req_chunked) {
+    c->txn.req_done = true;
+    c->txn.rec->req_truncated =
+        c->txn.cap_req && c->txn.rec->req_body_size > c->txn.rec->req_body.len;
+    if (c->txn.req_chunked) {
         uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
         relay_send(c, &b, 1);
     }
@@ -323,11 +316,11 @@ static int q_on_message_complete(llhttp_t *p)
     uv_timer_stop(&c->ctimer);
     /* From here the upstream has upstream_header_timeout for its final
      * head, however slowly it trickles in (each read restarts utimer). */
-    if (c->ph == PH_WAIT && !c->resp_started)
-        uv_timer_start(&c->ctimer, on_ctimer, c->cfg->upstream_header_timeout_ms, 0);
+    if (c->ph == PH_WAIT && !c->txn.resp_started)
+        uv_timer_start(&c->ctimer, on_ctimer, c->txn.cfg->upstream_header_timeout_ms, 0);
     /* Pause so that a pipelined request waits until this one is answered;
      * an Upgrade request pauses by itself (HPE_PAUSED_UPGRADE). */
-    return c->upgrade_req ? 0 : HPE_PAUSED;
+    return c->txn.upgrade_req ? 0 : HPE_PAUSED;
 }
 
 const llhttp_settings_t txn_request_settings = {
@@ -364,40 +357,41 @@ static void count_status(int status)
 void txn_close_record(conn *c, bool upstream_reusable)
 {
     uv_timer_stop(&c->utimer);
-    if (c->up) {
-        upstream_release(c->up, upstream_reusable);
-        c->up = NULL;
+    if (c->txn.up) {
+        upstream_release(c->txn.up, upstream_reusable);
+        c->txn.up = NULL;
     }
-    c->up_ready = false;
-    c->up_paused = false;
+    c->txn.up_ready = false;
+    c->txn.up_paused = false;
     upq_clear(c);
     io_cork_clear(&c->ucork);
-    record *r = c->rec;
+    record *r = c->txn.rec;
     int64_t now = util_mono_us();
-    r->duration_us = now - c->t0;
-    r->upstream_us = c->up_t0 ? now - c->up_t0 : -1;
+    r->duration_us = now - c->txn.t0;
+    r->upstream_us = c->txn.up_t0 ? now - c->txn.up_t0 : -1;
     count_status(r->status);
     if (r->error)
         STAT_INC(errors);
     sink_record(c);
-    config_unref(c->cfg);
-    c->cfg = NULL;
-    c->rule = NULL;
+    config_unref(c->txn.cfg);
+    c->txn.cfg = NULL;
+    c->txn.rule = NULL;
 }
 
 void txn_finish(conn *c)
 {
-    bool reusable = c->up_keepalive && c->req_done && c->resp_done && !c->rec->error;
+    bool reusable =
+        c->txn.up_keepalive && c->txn.req_done && c->txn.resp_done && !c->txn.rec->error;
     /* After a half-close, requests already received are still answered. */
-    c->again = c->keep_alive && c->req_done && (!c->client_eof || c->pending.len) &&
-               c->resp_mode != HTTPMSG_BODY_CLOSE;
+    c->txn.again = c->txn.keep_alive && c->txn.req_done && (!c->client_eof || c->pending.len) &&
+                   c->txn.resp_mode != HTTPMSG_BODY_CLOSE;
     txn_close_record(c, reusable);
-    if (c->ticket) {
+    if (c->txn.ticket) {
         c->ph = PH_COMMIT; /* txn_continue runs once the commit is in */
         return;
     }
     flush_held(c); /* hold mode without an outbox row (e.g. store refused) */
-    c->hold = false;
+    c->txn.hold = false;
     txn_continue(c);
 }
 
@@ -406,7 +400,7 @@ void txn_continue(conn *c)
 {
     if (c->closing)
         return; /* a failed write of the held bytes closed it */
-    if (!c->again || c->w->draining || c->in_feed || (c->client_eof && !c->pending.len)) {
+    if (!c->txn.again || c->w->draining || c->in_feed || (c->client_eof && !c->pending.len)) {
         conn_close(c, true);
         return;
     }
@@ -420,7 +414,7 @@ void txn_continue(conn *c)
         return;
     if (c->client_eof && !c->parser_paused) {
         /* The client is gone and no complete request is left. */
-        if (c->rec)
+        if (c->txn.rec)
             txn_fail(c, 0, "client closed connection", NULL);
         else
             conn_close(c, true);
@@ -437,9 +431,9 @@ void txn_fail(conn *c, int status, const char *error, const char *detail)
 {
     if (c->closing)
         return;
-    if (!c->rec)
+    if (!c->txn.rec)
         txn_begin(c);
-    record *r = c->rec;
+    record *r = c->txn.rec;
     if (!r->error) {
         buf e = BUF_INIT;
         buf_append_str(&e, error);
@@ -454,10 +448,10 @@ void txn_fail(conn *c, int status, const char *error, const char *detail)
         STAT_INC(upstream_errors);
     else if (status >= 400)
         STAT_INC(bad_requests);
-    if (!c->rule) {
+    if (!c->txn.rule) {
         /* The request never got through its headers: capture what there is,
          * by the default rule. */
-        const config *cfg = c->cfg;
+        const config *cfg = c->txn.cfg;
         const rule *d = &cfg->rules[cfg->rules_len - 1];
         /* Split like any target, so that its query is redacted. */
         if (!r->path)
@@ -467,7 +461,7 @@ void txn_fail(conn *c, int status, const char *error, const char *detail)
         r->do_log = d->log && atomic_load(&g_flags.log);
         r->do_persist = d->persist && c->w->sh->store && atomic_load(&g_flags.persist);
     }
-    if (status && !c->resp_started && !c->closing) {
+    if (status && !c->txn.resp_started && !c->closing) {
         buf out = BUF_INIT;
         httpmsg_error_response(&out, status, error, r->id, false);
         r->status = status;
@@ -480,7 +474,7 @@ void txn_fail(conn *c, int status, const char *error, const char *detail)
         buf_reset(&r->resp_body);
         buf_append(&r->resp_body, body, r->resp_body_size);
         http_headers_add(&r->resp_headers, "Content-Type", 12, "application/json", 16);
-        c->resp_started = true;
+        c->txn.resp_started = true;
         client_write_buf(c, &out);
         buf_free(&out);
         if (c->closing)
