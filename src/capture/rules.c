@@ -128,8 +128,7 @@ static bool rule_matches(const rule *r, unsigned mbit, const char *host, const c
     return true;
 }
 
-const rule *rules_match(const config *c, const char *method, size_t mlen, const char *host,
-                        const char *path, size_t plen)
+const rule *rules_default(const config *c)
 {
     /* Only reached with a config that lost its default rule, which
      * config_new never produces; it keeps the never-NULL promise anyway. */
@@ -139,6 +138,12 @@ const rule *rules_match(const config *c, const char *method, size_t mlen, const 
                                   .persist = true,
                                   .req_body_cap = 64 * 1024,
                                   .resp_body_cap = 64 * 1024};
+    return c->rules_len ? &c->rules[c->rules_len - 1] : &fallback;
+}
+
+const rule *rules_match(const config *c, const char *method, size_t mlen, const char *host,
+                        const char *path, size_t plen)
+{
     const char *q = memchr(path, '?', plen);
     if (q)
         plen = (size_t)(q - path);
@@ -146,5 +151,5 @@ const rule *rules_match(const config *c, const char *method, size_t mlen, const 
     for (size_t i = 0; i < c->rules_len; i++)
         if (rule_matches(&c->rules[i], mbit, host, path, plen))
             return &c->rules[i];
-    return c->rules_len ? &c->rules[c->rules_len - 1] : &fallback;
+    return rules_default(c);
 }

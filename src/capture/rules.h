@@ -25,6 +25,9 @@ unsigned rules_method_bit(const char *method, size_t n);
  * backtrack; a glob longer than RULES_GLOB_MAX never matches. */
 bool rules_glob_match(const char *glob, const char *path, size_t n);
 
+/* The default rule: the config's last, which matches everything (never NULL). */
+const rule *rules_default(const config *c);
+
 /* The rule for a request. host may be NULL (no Host header); its ":port" is
  * ignored. path may still carry its "?query": matching stops at the '?'. */
 const rule *rules_match(const config *c, const char *method, size_t mlen, const char *host,

@@ -7,6 +7,7 @@
  * the worker's loop that outlives the worker while commits are in flight). */
 #include "proxy/proxy_internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 #include "base/util.h"
@@ -43,13 +44,15 @@ static void attach_outbox(conn *c, record *r)
 void sink_record(conn *c)
 {
     record *r = c->txn.rec;
+    assert(r && !c->txn.ticket);
     c->txn.rec = NULL;
     attach_outbox(c, r);
     if (r->do_log || r->do_persist) {
         /* Redaction must see the decoded bodies (and the outbox above kept
          * the request as it was sent). */
         const config *cfg = c->txn.cfg;
-        const rule *ru = c->txn.rule ? c->txn.rule : &cfg->rules[cfg->rules_len - 1];
+        const rule *ru = c->txn.rule; /* set by the decision that set do_log and do_persist */
+        assert(ru);
         record_decode_bodies(r, ru->req_body_cap, ru->resp_body_cap, !redact_bodies(cfg));
         redact_record(cfg, r);
     }
@@ -87,6 +90,7 @@ void sink_record(conn *c)
  * response. */
 static void conn_committed(conn *c, int status)
 {
+    assert(c->ph == PH_COMMIT && c->txn.ticket && !c->txn.rec);
     c->txn.ticket = NULL;
     if (status != 0) {
         /* Never complete the answer to a write that is not durable: the

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "base/util.h"
+#include "capture/decision.h"
 #include "proxy/stats.h"
 
 /* ------------------------------------------------------------------ */
@@ -179,6 +180,39 @@ static const char *split_target(conn *c)
     return NULL;
 }
 
+/* The capture decision for the request in flight, made once: matched is
+ * its rule, or NULL when it never got through its headers (txn_fail). Sets
+ * the rule the request is captured by, the record's do_* and what the
+ * transaction keeps (bodies, the replication copy). */
+static void txn_decide(conn *c, const rule *matched, bool from_peer, bool upgrade)
+{
+    struct txn *t = &c->txn;
+    record *r = t->rec;
+    assert(!t->rule && !r->rule);
+    const proxy_shared *sh = c->w->sh;
+    capture_input in = {
+        .rule = matched,
+        .method = r->method,
+        .method_len = r->method ? strlen(r->method) : 0,
+        .from_peer = from_peer,
+        .upgrade = upgrade,
+        .flag_log = atomic_load_explicit(&g_flags.log, memory_order_relaxed),
+        .flag_persist = atomic_load_explicit(&g_flags.persist, memory_order_relaxed),
+        .flag_replicate = atomic_load_explicit(&g_flags.replicate, memory_order_relaxed),
+        .have_store = sh->store != NULL,
+        .have_amqp = sh->replicating,
+        .log_bodies = t->cfg->log_bodies,
+    };
+    capture_decision d = capture_decide(t->cfg, &in);
+    t->rule = d.rule;
+    r->rule = xstrdup(d.rule->name);
+    r->do_log = d.log;
+    r->do_persist = d.persist;
+    r->do_replicate = d.replicate;
+    t->cap_req = t->cap_resp = d.bodies;
+    t->repl = d.outbox;
+}
+
 static int q_on_headers_complete(llhttp_t *p)
 {
     conn *c = p->data;
@@ -207,20 +241,9 @@ static int q_on_headers_complete(llhttp_t *p)
         refuse = 400;
     if (refuse)
         return fail_cb(c, refuse, why);
-    c->txn.rule = rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path));
-    r->rule = xstrdup(c->txn.rule->name);
-    r->do_log = c->txn.rule->log && atomic_load_explicit(&g_flags.log, memory_order_relaxed);
-    r->do_persist = c->txn.rule->persist && w->sh->store &&
-                    atomic_load_explicit(&g_flags.persist, memory_order_relaxed);
-    r->do_replicate =
-        c->txn.rule->replicate && atomic_load_explicit(&g_flags.replicate, memory_order_relaxed);
-    c->txn.cap_req = c->txn.cap_resp = r->do_persist || (r->do_log && cfg->log_bodies);
-    /* A request a replicator applied is never replicated again, even when
-     * the replicator was pointed at a proxy. */
-    c->txn.repl =
-        r->do_replicate && w->sh->replicating &&
-        (c->txn.rule->replicate_methods & rules_method_bit(r->method, strlen(r->method))) &&
-        !http_headers_get(&r->req_headers, "x-restspy-replicated-from") && p->upgrade == 0;
+    txn_decide(c, rules_match(cfg, r->method, strlen(r->method), r->host, r->path, strlen(r->path)),
+               http_headers_get(&r->req_headers, "x-restspy-replicated-from") != NULL,
+               p->upgrade != 0);
     c->txn.repl_too_big =
         c->txn.repl && (p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->replicate_max_body;
 
@@ -356,6 +379,7 @@ static void count_status(int status)
  * connection, sink the record. */
 void txn_close_record(conn *c, bool upstream_reusable)
 {
+    assert(c->txn.rec && c->txn.cfg);
     uv_timer_stop(&c->utimer);
     if (c->txn.up) {
         upstream_release(c->txn.up, upstream_reusable);
@@ -380,6 +404,7 @@ void txn_close_record(conn *c, bool upstream_reusable)
 
 void txn_finish(conn *c)
 {
+    assert(c->txn.rec && c->txn.resp_done);
     bool reusable =
         c->txn.up_keepalive && c->txn.req_done && c->txn.resp_done && !c->txn.rec->error;
     /* After a half-close, requests already received are still answered. */
@@ -450,16 +475,11 @@ void txn_fail(conn *c, int status, const char *error, const char *detail)
         STAT_INC(bad_requests);
     if (!c->txn.rule) {
         /* The request never got through its headers: capture what there is,
-         * by the default rule. */
-        const config *cfg = c->txn.cfg;
-        const rule *d = &cfg->rules[cfg->rules_len - 1];
-        /* Split like any target, so that its query is redacted. */
+         * by the default rule. Split like any target, so that its query is
+         * redacted. */
         if (!r->path)
             record_set_target(r, c->url.data ? c->url.data : "", c->url.len);
-        if (!r->rule)
-            r->rule = xstrdup(d->name);
-        r->do_log = d->log && atomic_load(&g_flags.log);
-        r->do_persist = d->persist && c->w->sh->store && atomic_load(&g_flags.persist);
+        txn_decide(c, NULL, false, false);
     }
     if (status && !c->txn.resp_started && !c->closing) {
         buf out = BUF_INIT;
