@@ -8,6 +8,7 @@
  * request does is txn.c's; the upstream side is relay.c's. */
 #include "proxy/proxy_internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -181,6 +182,7 @@ void on_ctimer(uv_timer_t *t)
         break;
     case PH_HEAD:
     case PH_BODY:
+        assert(c->txn.rec);
         txn_fail(c, c->txn.resp_started ? 0 : 408, "request timeout", NULL);
         break;
     case PH_WAIT:
@@ -371,6 +373,8 @@ void conn_close(conn *c, bool graceful)
         c->txn.ticket->c = NULL; /* its commit is dropped when it arrives */
         c->txn.ticket = NULL;
     }
+    /* Nothing of a request is left to the connection's memory. */
+    assert(!c->txn.rec && !c->txn.cfg && !c->txn.up && !c->txn.ticket);
     c->closing = true;
     client_pause_reading(c);
     proxy_worker *w = c->w;

