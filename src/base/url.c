@@ -26,7 +26,7 @@ static int fail(const char **why, const char *reason)
 }
 
 /* "scheme:" at s: copies it lower-cased. Returns its length, or 0. */
-static size_t take_scheme(const char *s, size_t n, url *u)
+static size_t take_scheme(const char *s, size_t n, url_parts *u)
 {
     size_t i = 0;
     while (i < n && i + 1 < sizeof u->scheme &&
@@ -41,7 +41,7 @@ static size_t take_scheme(const char *s, size_t n, url *u)
 }
 
 /* host[:port] (hp, length n) into u->host, u->port. */
-static int take_hostport(const char *hp, size_t n, url *u, const char **why)
+static int take_hostport(const char *hp, size_t n, url_parts *u, const char **why)
 {
     const char *colon = NULL;
     const char *h = hp;
@@ -89,7 +89,7 @@ static int take_hostport(const char *hp, size_t n, url *u, const char **why)
     return 0;
 }
 
-int url_parse(const char *s, size_t n, url *u, const char **why)
+int url_parse(const char *s, size_t n, url_parts *u, const char **why)
 {
     memset(u, 0, sizeof *u);
     for (size_t i = 0; i < n; i++)
@@ -132,12 +132,12 @@ int url_parse(const char *s, size_t n, url *u, const char **why)
     return 0;
 }
 
-bool url_is(const url *u, const char *scheme)
+bool url_is(const url_parts *u, const char *scheme)
 {
     return strcmp(u->scheme, scheme) == 0;
 }
 
-int url_hostport(const url *u, char *out, size_t len)
+int url_hostport(const url_parts *u, char *out, size_t len)
 {
     if (u->port <= 0)
         return -1;

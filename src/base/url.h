@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct url {
+typedef struct url_parts {
     char scheme[16];      /* lower case: "http", "https", "amqp", ... */
     const char *userinfo; /* "user:pass" before '@', still %-encoded; NULL when none */
     size_t userinfo_len;
@@ -32,20 +32,20 @@ typedef struct url {
     size_t path_len;   /* 0 when the URL has no path */
     const char *query; /* after '?', up to '#'; NULL when none */
     size_t query_len;
-} url;
+} url_parts;
 
 /* Parses the absolute URL s (length n) into u. 0, or -1 with *why (may be
  * NULL) pointing to a short static reason: "expected scheme://",
  * "no host", "bad port", "bad character" ... On error u is partly filled,
  * for better messages: scheme when one was read (else ""), authority when
  * the parse reached it (else NULL). */
-int url_parse(const char *s, size_t n, url *u, const char **why);
+int url_parse(const char *s, size_t n, url_parts *u, const char **why);
 
 /* Whether u's scheme is scheme (lower case literal). */
-bool url_is(const url *u, const char *scheme);
+bool url_is(const url_parts *u, const char *scheme);
 
 /* Writes "host:port" ("[v6]:port" for IPv6) for connecting, NUL-terminated.
  * 0, or -1 when it does not fit in len or u has no port. */
-int url_hostport(const url *u, char *out, size_t len);
+int url_hostport(const url_parts *u, char *out, size_t len);
 
 #endif

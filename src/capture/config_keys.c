@@ -358,7 +358,7 @@ static int parse_methods(const char *s, unsigned *out)
  * NULL when s is not of that form (a path, a query or credentials). */
 static char *normalize_upstream(const char *s)
 {
-    url u;
+    url_parts u;
     if (url_parse(s, strlen(s), &u, NULL) != 0 || !url_is(&u, "http") || u.userinfo || u.query ||
         (u.path_len > 1) || (u.path_len == 1 && u.path[0] != '/') ||
         u.path + u.path_len != s + strlen(s))

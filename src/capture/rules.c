@@ -48,8 +48,7 @@ static bool rule_matches(const rule *r, unsigned mbit, const char *host, const c
     return true;
 }
 
-const rule *rules_match(const rule *rules, size_t n, const char *method, size_t mlen,
-                        const char *host, const char *path, size_t plen)
+const rule *rules_default(const rule *rules, size_t n)
 {
     /* Only reached with a config that lost its default rule, which
      * config_new never produces; it keeps the never-NULL promise anyway. */
@@ -59,6 +58,12 @@ const rule *rules_match(const rule *rules, size_t n, const char *method, size_t 
                                   .persist = true,
                                   .req_body_cap = 64 * 1024,
                                   .resp_body_cap = 64 * 1024};
+    return n ? &rules[n - 1] : &fallback;
+}
+
+const rule *rules_match(const rule *rules, size_t n, const char *method, size_t mlen,
+                        const char *host, const char *path, size_t plen)
+{
     const char *q = memchr(path, '?', plen);
     if (q)
         plen = (size_t)(q - path);
@@ -66,5 +71,5 @@ const rule *rules_match(const rule *rules, size_t n, const char *method, size_t 
     for (size_t i = 0; i < n; i++)
         if (rule_matches(&rules[i], mbit, host, path, plen))
             return &rules[i];
-    return n ? &rules[n - 1] : &fallback;
+    return rules_default(rules, n);
 }

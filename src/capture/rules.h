@@ -48,6 +48,10 @@ unsigned rules_method_bit(const char *method, size_t n);
  * would never match them). */
 #define RULES_GLOB_MAX GLOB_MAX
 
+/* The default rule of rules[0..n): the last, which matches everything
+ * (never NULL, even for an empty list). */
+const rule *rules_default(const rule *rules, size_t n);
+
 /* The rule for a request among rules[0..n), the last being the default
  * rule. host may be NULL (no Host header); its ":port" is ignored. path may
  * still carry its "?query": matching stops at the '?'. */

@@ -143,7 +143,7 @@ int cli_export(int argc, char **argv, char *const *envp)
         cliutil_errorf(cmd, "--target only applies to --curl");
         goto out;
     }
-    url bu;
+    url_parts bu;
     if (base && (url_parse(base, strlen(base), &bu, NULL) != 0 ||
                  !(url_is(&bu, "http") || url_is(&bu, "https")))) {
         cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port)", base);

@@ -34,7 +34,7 @@ static void set_str(json_t *o, const char *k, const char *s, size_t n)
  * origin-form URL ("/p?q") is accepted too (no scheme or host). 0 or -1. */
 static int map_url(json_t *c, const char *text)
 {
-    url u;
+    url_parts u;
     if (*text == '/') {
         /* origin-form: read it as the path of a URL of no host */
         memset(&u, 0, sizeof u);
@@ -244,7 +244,7 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
     json_t *resp = json_object_get(e, "response");
     json_t *rs = json_object_get(e, "_restspy");
     json_t *method = json_object_get(req, "method");
-    json_t *jurl = json_object_get(req, "url");
+    json_t *url = json_object_get(req, "url");
     json_t *started = json_object_get(e, "startedDateTime");
     if (!json_is_object(req)) {
         snprintf(err, errlen, "request missing");
@@ -254,7 +254,7 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
         snprintf(err, errlen, "request.method missing");
         return NULL;
     }
-    if (!json_is_string(jurl)) {
+    if (!json_is_string(url)) {
         snprintf(err, errlen, "request.url missing");
         return NULL;
     }
@@ -275,8 +275,8 @@ static record *entry_to_record(json_t *e, char *err, size_t errlen)
     record *r = NULL;
     size_hints hints = {-1, -1};
     json_object_set(c, "method", method);
-    if (map_url(c, json_string_value(jurl))) {
-        snprintf(err, errlen, "request.url is not a URL: \"%.80s\"", json_string_value(jurl));
+    if (map_url(c, json_string_value(url))) {
+        snprintf(err, errlen, "request.url is not a URL: \"%.80s\"", json_string_value(url));
         goto out;
     }
     if (json_is_string(started))

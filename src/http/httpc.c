@@ -54,7 +54,7 @@ typedef struct rstate {
 
 httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen)
 {
-    url u;
+    url_parts u;
     const char *why = NULL;
     if (!base || url_parse(base, strlen(base), &u, &why) != 0 || !url_is(&u, "http")) {
         util_seterr(err, errlen, "bad URL '%s' (%s)", base ? base : "",

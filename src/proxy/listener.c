@@ -168,8 +168,7 @@ static int startup_lock(int port, const char *addr, char *err, size_t errlen)
             close(fd);
             return -1;
         }
-        struct timespec ts = {0, STARTUP_LOCK_POLL_MS * 1000000L};
-        nanosleep(&ts, NULL);
+        util_sleep_ms(STARTUP_LOCK_POLL_MS);
     }
     return fd;
 }

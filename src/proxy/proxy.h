@@ -1,7 +1,10 @@
-/* proxy: one client connection, from its first byte to its close, and every
- * request on it: parse (llhttp, strict), choose the rule, forward to the
- * upstream while streaming bodies both ways, capture the record, hand it to
- * the sinks.
+/* proxy: the reverse proxy proper, the main header of src/proxy/. One client
+ * connection, from its first byte to its close, and every request on it:
+ * parse (llhttp, strict), choose the rule, forward to the upstream while
+ * streaming bodies both ways, capture the record, hand it to the sinks.
+ * A request's path reads connection.c -> txn.c -> relay.c -> commit.c (see
+ * proxy_internal.h); upstream.c is the backend connection pool, listener.c
+ * the worker threads, admin.c the operators' API, server.c the command.
  *
  * Owns client connections and the requests in flight on them. Runs entirely
  * on its worker's event loop (no locks except inside the sinks). Promises:

@@ -163,7 +163,7 @@ int server_main(int argc, char **argv, char *const *envp)
     pthread_mutex_init(&s.sh.cfg_lock, NULL);
 
     int rc = 1;
-    url up;
+    url_parts up;
     if (url_parse(cfg->upstream, strlen(cfg->upstream), &up, NULL) < 0 ||
         url_hostport(&up, s.sh.upstream_host, sizeof s.sh.upstream_host) < 0 ||
         listener_resolve(s.sh.upstream_host, &s.sh.upstream_addr, err, sizeof err) < 0) {

@@ -16,7 +16,7 @@ struct upstream_conn {
     upstream_conn *next, *prev; /* idle list */
     int open_handles;
     int connect_err; /* a connect that failed at once, reported on the next tick */
-    bool connecting, idle, closing, reused, reading, above_high;
+    bool connecting, idle, closing, reading, above_high;
 };
 
 struct upstream_pool {
@@ -66,7 +66,7 @@ static void idle_unlink(upstream_conn *up)
 }
 
 /* Closes the socket and the timer; the struct is freed when both are. */
-static void conn_close(upstream_conn *up)
+static void up_close(upstream_conn *up)
 {
     if (up->closing)
         return;
@@ -109,7 +109,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     if (!up->owner) {
         /* Idle: the backend closed, or sent bytes nobody asked for. */
-        conn_close(up);
+        up_close(up);
         return;
     }
     if (n < 0) {
@@ -137,7 +137,7 @@ static void on_connect_timeout(uv_timer_t *t)
     const upstream_handler *h = up->h;
     void *owner = up->owner;
     up->connecting = false;
-    conn_close(up); /* the pending connect completes with UV_ECANCELED */
+    up_close(up); /* the pending connect completes with UV_ECANCELED */
     if (h)
         h->on_connect(owner, up, up->connect_err ? up->connect_err : UV_ETIMEDOUT);
 }
@@ -152,7 +152,7 @@ static void on_connected(uv_connect_t *req, int status)
     const upstream_handler *h = up->h;
     void *owner = up->owner;
     if (status < 0) {
-        conn_close(up);
+        up_close(up);
         h->on_connect(owner, up, status);
         return;
     }
@@ -163,7 +163,7 @@ static void on_connected(uv_connect_t *req, int status)
 
 static void on_idle_timeout(uv_timer_t *t)
 {
-    conn_close(t->data);
+    up_close(t->data);
 }
 
 upstream_conn *upstream_acquire(upstream_pool *p, const upstream_handler *h, void *owner,
@@ -177,7 +177,6 @@ upstream_conn *upstream_acquire(upstream_pool *p, const upstream_handler *h, voi
         uv_timer_stop(&up->timer);
         up->h = h;
         up->owner = owner;
-        up->reused = true;
         *ready = true;
         STAT_INC(upstream_reused);
         return up;
@@ -243,11 +242,6 @@ void upstream_resume(upstream_conn *up)
     start_reading(up);
 }
 
-bool upstream_was_reused(const upstream_conn *up)
-{
-    return up->reused;
-}
-
 void upstream_release(upstream_conn *up, bool reusable)
 {
     upstream_pool *p = up->pool;
@@ -256,7 +250,7 @@ void upstream_release(upstream_conn *up, bool reusable)
     if (!reusable || up->connecting || up->closing || p->closing || p->nidle >= p->keepalive_max ||
         io_queued((uv_stream_t *)&up->tcp) > 0) {
         up->connecting = false;
-        conn_close(up);
+        up_close(up);
         return;
     }
     start_reading(up);
@@ -269,17 +263,12 @@ void upstream_release(upstream_conn *up, bool reusable)
     uv_timer_start(&up->timer, on_idle_timeout, p->idle_timeout_ms, 0);
 }
 
-size_t upstream_pool_idle(const upstream_pool *p)
-{
-    return p->nidle;
-}
-
 void upstream_pool_close(upstream_pool *p, void (*done)(void *ud), void *ud)
 {
     p->closing = true;
     p->done = done;
     p->done_ud = ud;
     while (p->nidle)
-        conn_close(p->idle.next);
+        up_close(p->idle.next);
     pool_maybe_done(p);
 }

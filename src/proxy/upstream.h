@@ -46,16 +46,11 @@ int upstream_write(upstream_conn *up, const uv_buf_t *bufs, unsigned n);
 size_t upstream_queued(const upstream_conn *up);
 void upstream_pause(upstream_conn *up);
 void upstream_resume(upstream_conn *up);
-/* True when the connection came from the idle pool. */
-bool upstream_was_reused(const upstream_conn *up);
 
 /* The owner is done. reusable: the exchange ended cleanly and the backend
  * allows keep-alive, so it may go back to the pool (if there is room);
  * otherwise it is closed. */
 void upstream_release(upstream_conn *up, bool reusable);
-
-/* Idle connections now in the pool. */
-size_t upstream_pool_idle(const upstream_pool *p);
 
 /* Closes idle connections and frees the pool once every lent connection has
  * been released and closed. done runs when all handles are closed. */

@@ -138,7 +138,7 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
         snprintf(err, errlen, "no target given");
         return -1;
     }
-    url u;
+    url_parts u;
     const char *why = "bad host";
     if (url_parse(target, strlen(target), &u, &why) != 0 || !url_is(&u, "http")) {
         bool schemed = strstr(target, "://") != NULL;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "capture/record.h"
+#include "base/url.h"
 #include "base/util.h"
 
 #define MGMT_TIMEOUT_MS 15000
@@ -52,24 +53,16 @@ void mgmt_append_sq(buf *b, const char *s)
 
 char *mgmt_mask_url(const char *url)
 {
-    const char *auth = strstr(url, "://");
-    if (!auth)
+    url_parts u;
+    if (url_parse(url, strlen(url), &u, NULL) != 0 || !u.userinfo)
         return xstrdup(url);
-    auth += 3;
-    size_t hostlen = strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < hostlen; i++)
-        if (auth[i] == '@')
-            at = auth + i; /* the last '@' ends the userinfo */
-    if (!at)
-        return xstrdup(url);
-    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    const char *colon = memchr(u.userinfo, ':', u.userinfo_len);
     if (!colon)
         return xstrdup(url);
     buf b = BUF_INIT;
     buf_append(&b, url, (size_t)(colon + 1 - url));
     buf_append_str(&b, "***");
-    buf_append_str(&b, at);
+    buf_append_str(&b, u.authority - 1); /* from the '@' */
     return buf_detach(&b);
 }
 
@@ -162,44 +155,37 @@ int mgmt_init(mgmt *g, const char *url, const char *vhost)
     buf_append_str(&vb, "");
     g->vh = buf_detach(&vb);
 
-    const char *p;
-    if (strncmp(url, "http://", 7) == 0) {
-        p = url + 7;
-    } else if (strncmp(url, "https://", 8) == 0) {
-        return mgmt_fail(g, "bad value for --mgmt: https is not supported; use the plain http "
-                            "listener (e.g. http://user:pass@host:15672)");
-    } else {
+    url_parts u;
+    const char *why = NULL;
+    if (url_parse(url, strlen(url), &u, &why) != 0 || !url_is(&u, "http")) {
+        if (url_is(&u, "https"))
+            return mgmt_fail(g, "bad value for --mgmt: https is not supported; use the plain "
+                                "http listener (e.g. http://user:pass@host:15672)");
+        if (url_is(&u, "http") && why && strcmp(why, "no host") == 0)
+            return mgmt_fail(g, "bad value for --mgmt: '%s' has no host", url);
         return mgmt_fail(g, "bad value for --mgmt: '%s' (expected http://user:pass@host:15672)",
                          url);
     }
-    size_t authlen = strcspn(p, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < authlen; i++)
-        if (p[i] == '@')
-            at = p + i;
-    const char *host = at ? at + 1 : p;
-    size_t hostlen = authlen - (size_t)(host - p);
-    if (hostlen == 0) {
-        return mgmt_fail(g, "bad value for --mgmt: '%s' has no host", url);
-    }
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *uend = colon ? colon : at;
-        g->user = pct_decode(p, (size_t)(uend - p));
-        g->pass = colon ? pct_decode(colon + 1, (size_t)(at - colon - 1)) : xstrdup("");
+    if (u.userinfo) {
+        const char *colon = memchr(u.userinfo, ':', u.userinfo_len);
+        const char *uend = colon ? colon : u.userinfo + u.userinfo_len;
+        g->user = pct_decode(u.userinfo, (size_t)(uend - u.userinfo));
+        g->pass = colon ? pct_decode(colon + 1, u.userinfo_len - (size_t)(colon + 1 - u.userinfo))
+                        : xstrdup("");
     }
     buf b = BUF_INIT;
     buf_append_str(&b, "http://");
-    buf_append(&b, host, hostlen);
+    buf_append(&b, u.authority, u.authority_len);
     g->base = buf_detach(&b);
     buf_append_str(&b, "http://");
-    buf_append(&b, p, authlen);
+    buf_append(&b, u.userinfo ? u.userinfo : u.authority,
+               (size_t)(u.authority + u.authority_len - (u.userinfo ? u.userinfo : u.authority)));
     g->auth_url = buf_detach(&b);
 
     /* A path is a prefix (the API behind a reverse proxy); a trailing
      * "/api" or "/" is dropped so that ".../api/" works too. */
-    const char *path = p + authlen;
-    size_t plen = strcspn(path, "?#");
+    const char *path = u.path;
+    size_t plen = u.path_len;
     while (plen && path[plen - 1] == '/')
         plen--;
     if (plen >= 4 && memcmp(path + plen - 4, "/api", 4) == 0)

@@ -53,19 +53,6 @@ struct mq {
     size_t npending, pending_cap;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static struct timeval tv_ms(int64_t ms)
 {
     if (ms < 0)
@@ -93,7 +80,7 @@ static int fail(mq *m, char *err, size_t errlen, const char *fmt, ...)
 static int check_alive(mq *m, char *err, size_t errlen)
 {
     if (m->dead) {
-        set_err(err, errlen, "AMQP connection is closed");
+        util_seterr(err, errlen, "AMQP connection is closed");
         return -1;
     }
     /* Per channel: amqp_maybe_release_buffers would also free frames that
@@ -179,14 +166,14 @@ static int rpc_check(mq *m, const char *what, char *err, size_t errlen)
 mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *err, size_t errlen)
 {
     if (url == NULL || strncmp(url, "amqps://", 8) == 0) {
-        set_err(err, errlen, "AMQP URL %s: only amqp:// is supported", url ? url : "(null)");
+        util_seterr(err, errlen, "AMQP URL %s: only amqp:// is supported", url ? url : "(null)");
         return NULL;
     }
     /* amqp_parse_url decodes in place and points into its argument. */
     char *copy = xstrdup(url);
     struct amqp_connection_info ci;
     if (amqp_parse_url(copy, &ci) != AMQP_STATUS_OK) {
-        set_err(err, errlen, "bad AMQP URL: %s", url);
+        util_seterr(err, errlen, "bad AMQP URL: %s", url);
         free(copy);
         return NULL;
     }
@@ -200,14 +187,14 @@ mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *er
     m->shut_fd = -1;
     m->conn = amqp_new_connection();
     if (m->conn == NULL) {
-        set_err(err, errlen, "AMQP: cannot allocate a connection");
+        util_seterr(err, errlen, "AMQP: cannot allocate a connection");
         free(m);
         free(copy);
         return NULL;
     }
     amqp_socket_t *sock = amqp_tcp_socket_new(m->conn);
     if (sock == NULL) {
-        set_err(err, errlen, "AMQP: cannot allocate a socket");
+        util_seterr(err, errlen, "AMQP: cannot allocate a socket");
         goto fail;
     }
     struct timeval tv = tv_ms(MQ_CONNECT_TIMEOUT_MS);
@@ -215,7 +202,8 @@ mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *er
     if (rc != AMQP_STATUS_OK) {
         /* rabbitmq-c drops the OS error (refused, unreachable): its own
          * text is all there is. */
-        set_err(err, errlen, "AMQP connect to %s:%d: %s", ci.host, ci.port, amqp_error_string2(rc));
+        util_seterr(err, errlen, "AMQP connect to %s:%d: %s", ci.host, ci.port,
+                    amqp_error_string2(rc));
         goto fail;
     }
     m->shut_fd = dup(amqp_socket_get_sockfd(sock));
@@ -249,7 +237,8 @@ mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *er
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         char why[200];
         fail_reply(m, r, "AMQP login", why, sizeof why);
-        set_err(err, errlen, "%s (%s:%d vhost %s user %s)", why, ci.host, ci.port, vhost, ci.user);
+        util_seterr(err, errlen, "%s (%s:%d vhost %s user %s)", why, ci.host, ci.port, vhost,
+                    ci.user);
         goto fail;
     }
     amqp_channel_open(m->conn, MQ_CHANNEL);
@@ -337,7 +326,7 @@ int mq_declare_topology(mq *m, const char *node, int queue_type, char *err, size
     if (check_alive(m, err, errlen) < 0)
         return -1;
     if (node == NULL || node[0] == '\0' || strlen(node) > 200) {
-        set_err(err, errlen, "declare topology: bad node name");
+        util_seterr(err, errlen, "declare topology: bad node name");
         return -1;
     }
     const char *type = queue_type == QUEUE_QUORUM ? "quorum" : "classic";

@@ -441,7 +441,7 @@ static void sleep_interruptible(uint64_t ms)
 {
     int64_t end = util_mono_us() + (int64_t)ms * 1000;
     while (!atomic_load(&g_stop) && util_mono_us() < end)
-        usleep(50000);
+        util_sleep_ms(50);
 }
 
 static size_t inflight(repl *r)
@@ -512,7 +512,7 @@ static void run(repl *r)
         if (r->m)
             poll_once(r, POLL_BUSY_MS, false);
         else if (inflight(r))
-            usleep(POLL_BUSY_MS * 1000);
+            util_sleep_ms(POLL_BUSY_MS);
         else
             break;
     }

@@ -200,7 +200,6 @@ static inline sq_store *sq(store *s)
 int sq_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* The first column of sql's first row in *out. SQLite's rc, err on error. */
 int sq_int_query(sqlite3 *db, const char *sql, int64_t *out, char *err, size_t errlen);
-void sq_sleep_ms(unsigned ms);
 /* A connection to path (read-write and created, or read-only) with the busy
  * timeout set; NULL with err. */
 sqlite3 *sq_connect(const char *path, bool read_only, uint64_t busy_ms, char *err, size_t errlen);

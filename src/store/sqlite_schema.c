@@ -119,7 +119,7 @@ static bool sq_open_retry(int rc, int64_t deadline_us, unsigned *nap_ms)
 {
     if (!sq_busy(rc) || util_mono_us() >= deadline_us)
         return false;
-    sq_sleep_ms(*nap_ms);
+    util_sleep_ms(*nap_ms);
     *nap_ms = *nap_ms >= 32 ? 32 : *nap_ms * 2;
     return true;
 }

@@ -600,7 +600,7 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
                 refuse(&b[i].u, b[i].done, b[i].ud);
             return;
         }
-        sq_sleep_ms(backoff);
+        util_sleep_ms(backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     sq_ops_free(ops);

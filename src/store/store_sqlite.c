@@ -62,13 +62,6 @@ int sq_int_query(sqlite3 *db, const char *sql, int64_t *out, char *err, size_t e
     return rc;
 }
 
-void sq_sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
-
 /* ---- open / start / close ---- */
 
 /* Before SQLite's first use: no global memory statistics. With them on,

@@ -9,9 +9,9 @@
 
 #include "base/url.h"
 
-static url parse_ok(const char *s)
+static url_parts parse_ok(const char *s)
 {
-    url u;
+    url_parts u;
     const char *why = NULL;
     if (url_parse(s, strlen(s), &u, &why) != 0)
         fail_msg("refused '%s': %s", s, why);
@@ -21,7 +21,7 @@ static url parse_ok(const char *s)
 static void test_parts(void **state)
 {
     (void)state;
-    url u = parse_ok("HTTP://user:p%40ss@Example.com:8080/a/b?x=1&y=2#frag");
+    url_parts u = parse_ok("HTTP://user:p%40ss@Example.com:8080/a/b?x=1&y=2#frag");
     assert_string_equal(u.scheme, "http");
     assert_int_equal(u.userinfo_len, 11);
     assert_memory_equal(u.userinfo, "user:p%40ss", 11);
@@ -43,7 +43,7 @@ static void test_parts(void **state)
 static void test_defaults(void **state)
 {
     (void)state;
-    url u = parse_ok("http://127.0.0.1");
+    url_parts u = parse_ok("http://127.0.0.1");
     assert_int_equal(u.port, 80);
     assert_false(u.port_given);
     assert_int_equal(u.path_len, 0);
@@ -53,10 +53,10 @@ static void test_defaults(void **state)
     assert_int_equal(parse_ok("amqp://guest:guest@h/vhost").port, 5672);
     assert_int_equal(parse_ok("amqps://h").port, 5671);
     assert_int_equal(parse_ok("ftp://h").port, 0); /* no default known */
-    url q = parse_ok("http://h?only=query");
+    url_parts q = parse_ok("http://h?only=query");
     assert_int_equal(q.path_len, 0);
     assert_int_equal(q.query_len, 10);
-    url e = parse_ok("http://h/p?");
+    url_parts e = parse_ok("http://h/p?");
     assert_non_null(e.query);
     assert_int_equal(e.query_len, 0);
     char hp[8];
@@ -66,7 +66,7 @@ static void test_defaults(void **state)
 static void test_ipv6(void **state)
 {
     (void)state;
-    url u = parse_ok("http://[::1]:9000/x");
+    url_parts u = parse_ok("http://[::1]:9000/x");
     assert_true(u.ipv6);
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 9000);
@@ -101,7 +101,7 @@ static void test_refused(void **state)
         "http://user@",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        url u;
+        url_parts u;
         const char *why = NULL;
         if (url_parse(bad[i], strlen(bad[i]), &u, &why) != -1)
             fail_msg("accepted '%s'", bad[i]);
@@ -110,7 +110,7 @@ static void test_refused(void **state)
     /* a host longer than the buffer is refused, not truncated */
     char longu[400] = "http://";
     memset(longu + 7, 'a', 300);
-    url u;
+    url_parts u;
     assert_int_equal(url_parse(longu, strlen(longu), &u, NULL), -1);
     /* n bounds the parse: the text need not be NUL-terminated */
     assert_int_equal(url_parse("http://h:80garbage", 11, &u, NULL), 0);
