@@ -6,12 +6,12 @@
  * (repl_msg_from_record of the record in bench_common.h, signed with
  * --secret): persistent, app_id, message_id, timestamp, content_type and
  * the x-restspy-* headers, routing key <node>.POST.api.items, to the topic
- * exchange restspy.requests. Without --sink-queue nothing is bound to that
- * exchange on a single node (peers' federation links would bind their
- * queues), so the broker confirms unroutable messages; with --sink-queue Q a
- * durable classic queue Q bound with "#" stands in for one peer's
- * federation link (purged before, checked to hold every message and
- * deleted after).
+ * exchange restspy.requests. restspy publishes mandatory: a message no
+ * queue takes is returned and stays in the outbox, so --mode restspy needs
+ * --sink-queue (limits.py always passes it). With --sink-queue Q a durable
+ * classic queue Q bound with "#" stands in for one peer's out queue
+ * (restspy.out.<peer>, as restspy federate declares it): purged before,
+ * checked to hold every message and deleted after.
  *
  * --mode restspy: --rows records with an outbox message are submitted through
  * the store (proxy defaults, like configuration 8 of bench/run) and
@@ -546,6 +546,9 @@ int main(int argc, char **argv)
     if (o.sink && !*o.sink)
         bench_die(PROG, "--sink-queue needs a queue name");
     if (strcmp(o.mode, "restspy") == 0) {
+        if (!o.sink)
+            bench_die(PROG, "--mode restspy needs --sink-queue: restspy publishes mandatory, "
+                            "and a message no queue takes stays in the outbox");
         run_restspy(&o);
     } else if (strcmp(o.mode, "plain") == 0) {
         config *c = config_new();

@@ -296,6 +296,14 @@ static int bind_column(sqlite3_stmt *st, int i, const char *col, const plain_row
         return bind_text_or_null(st, i, r->error);
     if (IS("replication"))
         return bind_text_or_null(st, i, r->replication);
+    if (IS("req_encoding"))
+        return bind_text_or_null(st, i, r->req_encoding);
+    if (IS("resp_encoding"))
+        return bind_text_or_null(st, i, r->resp_encoding);
+    if (IS("req_body_note"))
+        return bind_text_or_null(st, i, r->req_body_note);
+    if (IS("resp_body_note"))
+        return bind_text_or_null(st, i, r->resp_body_note);
 #undef IS
     bench_die(PROG, "column requests.%s is new to bench_store: teach bind_column about it", col);
 }

@@ -25,7 +25,7 @@ benchmark process is reported too (steadier than wall time when the machine
 is shared).
 
 Standalone: bench/limits.py [--quick] [--build build] [--reps N]
-            [--store-rows N] [--publish-rows N] [--sink] [--json FILE] [--keep]
+            [--store-rows N] [--publish-rows N] [--json FILE] [--keep]
 From another script: limits.run(build_dir, tmp, quick) -> dict, then
 limits.table(result) -> markdown. Progress goes to stderr.
 """
@@ -127,7 +127,7 @@ def _summarize(runs, pairs):
     return s
 
 
-def run(build_dir, tmp, quick, reps=None, store_rows=None, publish_rows=None, sink=False):
+def run(build_dir, tmp, quick, reps=None, store_rows=None, publish_rows=None, sink=True):
     """Runs both pairs; returns a dict (see table()). tmp is created if
     needed; the RabbitMQ node (under tmp/limits) is started and stopped
     here. Raises RuntimeError when the programs cannot be built."""
@@ -276,8 +276,6 @@ def main():
     ap.add_argument("--store-rows", type=int, default=None, help="rows (%d)" % STORE_ROWS)
     ap.add_argument("--publish-rows", type=int, default=None,
                     help="messages (%d)" % PUBLISH_ROWS)
-    ap.add_argument("--sink", action="store_true",
-                    help="bind a durable queue to restspy.requests (a peer's out queue, as restspy federate declares it)")
     ap.add_argument("--json", default=None, help="also write the raw result to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
@@ -285,7 +283,7 @@ def main():
     t0 = time.monotonic()
     try:
         res = run(os.path.abspath(a.build), tmp, a.quick, reps=a.reps, store_rows=a.store_rows,
-                  publish_rows=a.publish_rows, sink=a.sink)
+                  publish_rows=a.publish_rows)
     except RuntimeError as e:
         log("bench/limits.py: %s" % e)
         return 2
