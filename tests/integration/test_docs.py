@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import subprocess
+import sys
 import unittest
 
 from harness import restspy_bin
@@ -36,6 +37,24 @@ class Docs(unittest.TestCase):
             readme = f.read()
         self.assertIn(out, readme, "README's settings table differs from "
                       "`restspy proxy --help --markdown`: paste its output")
+
+    def test_architecture_picture_is_the_code(self):
+        """docs/architecture.dot is what scripts/check-layers --dot draws
+        from today's includes (`make docs` renews it and the SVG), and the
+        README links the page that shows it."""
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "check-layers"),
+                              "--dot"], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        with open(os.path.join(ROOT, "docs", "architecture.dot"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), out, "docs/architecture.dot is stale: run make docs")
+        with open(os.path.join(ROOT, "docs", "architecture.svg"), encoding="utf-8") as f:
+            svg = f.read()
+        for folder in re.findall(r'^  "(\w+)" \[label=', out, re.M):
+            self.assertIn(folder + "/", svg)
+        with open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8") as f:
+            self.assertIn("(architecture.svg)", f.read())
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            self.assertIn("(docs/architecture.md)", f.read())
 
     def test_ports_agree(self):
         """README and docs use one port plan (proxy 8080/8180, admin
