@@ -1,4 +1,9 @@
-/* util: allocation that never returns NULL, time, and small string helpers.
+/* Folder base/ (this is its main header): what every other folder stands on
+ * and that knows nothing of HTTP or capture: allocation, buffers, the URL
+ * parser, RFC 3339 times, globs, UUIDv7 ids, the write stream over libuv.
+ * Promises: uses libc and libuv only, includes no other folder of src/.
+ *
+ * util: allocation that never returns NULL, time, and small string helpers.
  *
  * Owns nothing. Promises: x*alloc abort the process with a message on
  * out-of-memory (like Redis' zmalloc), so callers never check for NULL; every

@@ -1,4 +1,9 @@
-/* record: the capture record, one per proxied request, and its encodings.
+/* Folder capture/ (this is its main header): what is captured and how: the
+ * record, the rules and the capture decision, redaction, the access log,
+ * and every setting. Promises: uses base/ and http/ only; knows nothing of
+ * where records go (store, replication).
+ *
+ * record: the capture record, one per proxied request, and its encodings.
  *
  * A record owns every string, header and body buffer it points to (all heap,
  * released by record_free). The proxy fills one while a request is in flight,

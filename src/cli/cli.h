@@ -1,4 +1,8 @@
-/* cli: the commands that read what was captured (`restspy requests`,
+/* Folder cli/ (this is its main header): main.c and one file per command,
+ * with the plumbing they share (cliutil.h). The only folder that may use
+ * every other one.
+ *
+ * cli: the commands that read what was captured (`restspy requests`,
  * `restspy show`, `restspy replication`). Each takes the arguments after its command name
  * (argv[0] is the command name) and returns the process exit code:
  * 0 success, 1 runtime failure (store cannot be opened, record not found),

@@ -1,4 +1,8 @@
-/* har: captured traffic as files: HAR 1.2 (browsers' devtools, Charles,
+/* Folder formats/ (this is its main header): records as text that leaves
+ * restspy: HAR, JSON lines, curl, and the replication message with its
+ * signature (docs/protocol.md). Promises: uses base/, http/ and capture/.
+ *
+ * har: captured traffic as files: HAR 1.2 (browsers' devtools, Charles,
  * Postman, restspy itself), restspy's JSON lines, and curl command lines.
  *
  * Owns nothing beyond the call. Promises: har_write produces valid HAR 1.2

@@ -1,4 +1,9 @@
-/* httpmsg: the HTTP/1.1 text restspy writes (heads for upstream requests and
+/* Folder http/ (this is its main header): HTTP/1.1 as text and on the wire,
+ * without capture: header lists, the one header collector, message heads,
+ * hop-by-hop rules, reason phrases, content codings, a blocking client.
+ * Promises: uses base/ only.
+ *
+ * httpmsg: the HTTP/1.1 text restspy writes (heads for upstream requests and
  * client responses, JSON error answers) and the header rules of RFC 9110.
  *
  * Owns nothing and does no I/O, so every rule here is unit-tested on its own.

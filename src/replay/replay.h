@@ -1,4 +1,8 @@
-/* replay: sends recorded requests to a target as fast as it allows (or at
+/* Folder replay/ (this is its main header): sending recorded requests again
+ * and judging the answers: the engine, comparison, noise rules, diffs and
+ * reports. Promises: uses base/ to store/; not the proxy or replication.
+ *
+ * replay: sends recorded requests to a target as fast as it allows (or at
  * the recorded pace) and hands every answer back for comparison.
  *
  * Owns its event loop, its connections to the target (keep-alive, one

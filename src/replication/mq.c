@@ -622,6 +622,23 @@ bad:
     return -1;
 }
 
+/* A delivery (from basic.deliver or basic.get-ok: the method's fields are
+ * copied before read_content reuses the frame memory) into ev. 0 or -1. */
+static int take_delivery(mq *m, uint64_t tag, bool redelivered, amqp_bytes_t routing_key,
+                         mq_event *ev, char *err, size_t errlen)
+{
+    char *rk = dup_bytes(routing_key);
+    if (read_content(m, ev, err, errlen) < 0) {
+        free(rk);
+        return -1;
+    }
+    ev->kind = MQ_DELIVERY;
+    ev->tag = tag;
+    ev->redelivered = redelivered;
+    ev->msg->routing_key = rk;
+    return 0;
+}
+
 /* A basic.return: the message that follows it (a mandatory publish that no
  * queue took) becomes an MQ_RETURN event. The broker sends it before the
  * confirm of that publish, and frames are read in arrival order, so the
@@ -678,18 +695,8 @@ int mq_poll(mq *m, int timeout_ms, mq_event *ev, char *err, size_t errlen)
             return mq_poll(m, 0, ev, err, errlen);
         case AMQP_BASIC_DELIVER_METHOD: {
             const amqp_basic_deliver_t *d = meth->decoded;
-            uint64_t tag = d->delivery_tag;
-            bool redelivered = d->redelivered;
-            char *rk = dup_bytes(d->routing_key);
-            if (read_content(m, ev, err, errlen) < 0) {
-                free(rk);
-                return -1;
-            }
-            ev->kind = MQ_DELIVERY;
-            ev->tag = tag;
-            ev->redelivered = redelivered;
-            ev->msg->routing_key = rk;
-            return 0;
+            return take_delivery(m, d->delivery_tag, d->redelivered, d->routing_key, ev, err,
+                                 errlen);
         }
         case AMQP_BASIC_RETURN_METHOD:
             return take_return(m, meth->decoded, ev, err, errlen);
@@ -739,16 +746,7 @@ int mq_get(mq *m, const char *queue, mq_event *ev, char *err, size_t errlen)
     if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
         return 0;
     const amqp_basic_get_ok_t *g = r.reply.decoded;
-    uint64_t tag = g->delivery_tag;
-    bool redelivered = g->redelivered;
-    char *rk = dup_bytes(g->routing_key);
-    if (read_content(m, ev, err, errlen) < 0) {
-        free(rk);
+    if (take_delivery(m, g->delivery_tag, g->redelivered, g->routing_key, ev, err, errlen) < 0)
         return -1;
-    }
-    ev->kind = MQ_DELIVERY;
-    ev->tag = tag;
-    ev->redelivered = redelivered;
-    ev->msg->routing_key = rk;
     return 1;
 }

@@ -1,4 +1,10 @@
-/* replicator: `restspy replicate`, which applies peers' requests to the local
+/* Folder replication/ (this is its main header): moving writes between
+ * sites: the AMQP connection, the outbox publisher, the replicator, the
+ * federation setup and the management API client. Promises: uses
+ * everything below it (base/ to store/), never cli/ (`restspy replicate`'s
+ * flags are the replicator's own, through the settings table).
+ *
+ * replicator: `restspy replicate`, which applies peers' requests to the local
  * upstream.
  *
  * Owns the consumer of queue restspy.apply.<node> (manual acks), the apply

@@ -1,4 +1,9 @@
-/* store: where capture records are persisted, behind one small interface.
+/* Folder store/ (this is its main header): persistence behind one
+ * interface, the unit of work, and the SQLite backend (schema and
+ * migrations, writer, queries, replication tables). Promises: uses base/,
+ * http/, capture/ and formats/; no command line, no configuration.
+ *
+ * store: where capture records are persisted, behind one small interface.
  *
  * The proxy only calls store_submit_unit; the CLI only calls the query
  * functions. A store URL picks the backend: "sqlite:PATH" (the default,
