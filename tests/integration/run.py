@@ -7,8 +7,11 @@ Usage: run.py [--shuffle [--seed N]] [--jobs N] [-k PATTERN]... [MODULE_OR_TEST]
   e.g. run.py test_proxy   run.py test_admin.AdminFlags   run.py -k redact
 --jobs N runs N units at once, each in a process of its own: a unit is a
 test class, or a whole module when the module has fixtures of its own
-(setUpModule: brokers, a recorded corpus). Each unit's output is printed
-whole when it ends, then the totals and the slowest units.
+(setUpModule: brokers, a recorded corpus). Those modules are the long ones:
+they start first, and at most --heavy of them (default 2) run at once, so
+that the brokers and apps of several replication scenarios do not crowd two
+cores. Each unit's output is printed whole when it ends, then the totals
+and the slowest units.
 Environment: RESTSPY_BIN (the binary under test, default build/restspy),
 PYTHON (interpreter with Django for the sample app), KEEP_TMP=1.
 """
@@ -60,39 +63,57 @@ def class_sizes(suite):
 
 
 def units(suite):
-    """The units --jobs schedules, in suite order: 'module' for a module
-    with setUpModule (its fixtures start once), else 'module.Class'."""
+    """The units --jobs schedules, as (name, heavy) in suite order: a module
+    with setUpModule is one heavy unit (its fixtures start once), else each
+    'module.Class' is one."""
     out = []
     for t in iter_tests(suite):
         mod = sys.modules.get(type(t).__module__)
-        if mod is not None and hasattr(mod, "setUpModule"):
+        heavy = mod is not None and hasattr(mod, "setUpModule")
+        if heavy:
             u = type(t).__module__
         elif isinstance(t, unittest.TestCase) and type(t).__module__ != "unittest.loader":
             u = "%s.%s" % (type(t).__module__, type(t).__qualname__)
         else:
             u = t.id().rsplit(".", 1)[-1]  # a module that failed to import: its name
-        if u not in out:
-            out.append(u)
+        if (u, heavy) not in out:
+            out.append((u, heavy))
     return out
 
 
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", re.M)
 
 
-def run_parallel(unit_names, opts, seed):
-    """Runs each unit in its own run.py process, jobs at a time. Returns the
-    exit status; prints each unit's output when it ends, then the totals."""
-    lock = threading.Lock()
-    todo = list(unit_names)
+def run_parallel(unit_list, opts, seed):
+    """Runs each unit in its own run.py process, jobs at a time, heavy units
+    first and at most opts.heavy of them at once. Returns the exit status;
+    prints each unit's output when it ends, then the totals."""
+    cond = threading.Condition()
+    todo = [u for u in unit_list if u[1]] + [u for u in unit_list if not u[1]]
+    running_heavy = [0]
     totals = {"passed": 0, "failed": 0, "skipped": 0, "bad": 0}
     took = []
 
+    def take():
+        """The next unit this worker may start (waits while only heavy ones
+        are left and opts.heavy of them run), or None when none is left."""
+        with cond:
+            while True:
+                if not todo:
+                    return None
+                for i, (name, heavy) in enumerate(todo):
+                    if not heavy or running_heavy[0] < opts.heavy:
+                        del todo[i]
+                        running_heavy[0] += heavy
+                        return name, heavy
+                cond.wait()
+
     def worker():
         while True:
-            with lock:
-                if not todo:
-                    return
-                unit = todo.pop(0)
+            got = take()
+            if got is None:
+                return
+            unit, heavy = got
             cmd = [sys.executable, os.path.abspath(__file__), unit]
             if opts.shuffle:
                 cmd[2:2] = ["--shuffle", "--seed", str(seed)]
@@ -106,7 +127,7 @@ def run_parallel(unit_names, opts, seed):
             m = None
             for m in SUMMARY.finditer(out):
                 pass
-            with lock:
+            with cond:
                 sys.stdout.write("==== %s (%.1fs, exit %d)\n%s" % (unit, dt, p.returncode, out))
                 sys.stdout.flush()
                 took.append((dt, unit))
@@ -118,6 +139,8 @@ def run_parallel(unit_names, opts, seed):
                     totals["bad"] += 1
                     if not m or int(m.group(2)) == 0 and int(m.group(3) or 0) == 0:
                         totals["failed"] += 1  # died, or no test ran
+                running_heavy[0] -= heavy
+                cond.notify_all()
 
     threads = [threading.Thread(target=worker) for _ in range(opts.jobs)]
     for t in threads:
@@ -151,6 +174,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=1,
                     help="units (classes, or modules with fixtures) run at once, each in "
                          "its own process")
+    ap.add_argument("--heavy", type=int, default=2,
+                    help="with --jobs: modules with fixtures of their own run at once")
     ap.add_argument("names", nargs="*", help="modules or tests, e.g. test_proxy")
     opts = ap.parse_args()
 
