@@ -166,8 +166,14 @@ class Replication(ReplicationCase):
         for _ in range(2):
             b.replicator.start()
             base = len(b.ledger())
-            self.assertTrue(wait_until(lambda: len(b.ledger()) >= base + 10, timeout=30,
-                                       interval=0.02), "B stopped applying")
+            # Generous: with other broker scenarios running beside this one
+            # (run.py --jobs), the sample app's SQLite answers 500 "database
+            # is locked" for a while and each retry backs off.
+            self.assertTrue(wait_until(lambda: len(b.ledger()) >= base + 10, timeout=90,
+                                       interval=0.02),
+                            "B stopped applying (%d applied, %d before the restart); "
+                            "replicator stderr:\n%s" % (len(b.ledger()), base,
+                                                         b.replicator.stderr()[-3000:]))
             b.replicator.kill()
             kills.append(len(b.ledger()))
         b.replicator.start()
