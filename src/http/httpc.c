@@ -1,56 +1,63 @@
-/* httpc: blocking HTTP/1.1 client over one keep-alive connection.
+/* httpc: the blocking HTTP client (see httpc.h), on libcurl's easy
+ * interface.
  *
- * The socket is non-blocking and every wait goes through poll() against one
- * deadline per call, so no call can outlive its timeout whatever the peer
- * does (slow connect, a trickle of bytes, silence). */
+ * One easy handle per httpc: libcurl keeps its connection alive between
+ * requests and, when a reused connection turns out closed before any byte
+ * of the answer, sends the request once more on a new one (what the
+ * hand-written client did). What stays ours: the request's checks (a header
+ * that would inject another, a target with blanks), the headers libcurl
+ * must not add or duplicate (Host from the base URL, Content-Length from
+ * the body, no Accept or Expect of its own), the size limits, and the
+ * error texts callers classify ("connect: ...", "resolve ...", "timeout",
+ * "invalid response: ..."). Trade-off: libcurl reads answers more
+ * leniently than llhttp's strict mode did (a bare LF, a doubled
+ * Content-Length with one value); the proxy, which relays answers to
+ * clients, keeps llhttp. */
 #include "http/httpc.h"
 
 #include <assert.h>
+#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <llhttp.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "http/httpmsg.h"
 #include "base/url.h"
 #include "base/util.h"
+#include "http/httpmsg.h"
 
 #define HTTPC_MAX_BODY (16u << 20)     /* 16 MiB: API answers, not downloads */
 #define HTTPC_MAX_HEADERS (256u << 10) /* whole header section */
 
 struct httpc {
-    char host[256];    /* for getaddrinfo, without brackets */
-    char port[8];      /* as text, for getaddrinfo */
+    CURL *easy;        /* owns the kept-alive connection */
+    char *base;        /* "scheme://host:port" as given, for each request URL */
     char *host_header; /* "host:port" as given in the base URL; owned */
     char *auth;        /* "Basic ..." or NULL; owned */
     uint64_t timeout_ms;
-    int fd;    /* -1 when not connected */
-    bool used; /* fd already carried a complete exchange */
+    char errbuf[CURL_ERROR_SIZE];
 };
 
-/* Parser state of one response; lives on httpc_request's stack. */
+/* What the callbacks fill while one answer arrives; on httpc_request's
+ * stack. */
 typedef struct rstate {
     httpc_response *out;
-    httpmsg_hcollect hc;
     size_t header_bytes;
-    bool head_req;
-    bool interim;   /* current message is a 1xx: its headers are dropped */
-    bool done;      /* the final response is complete */
-    bool keepalive; /* llhttp's verdict at the end of the response */
-    bool too_big;
-    bool bad_header;
+    bool too_big;    /* a limit was passed: the callbacks stopped the transfer */
+    bool bad_header; /* a header name that is not a token */
 } rstate;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+/* curl_global_init is not thread-safe; the replicator makes its clients
+ * from several threads' point of view, so it runs once, first. */
+static void global_init(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        abort(); /* no TLS library, no memory: nothing can work */
+}
 
 httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen)
 {
@@ -61,13 +68,17 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
                     why && strcmp(why, "no host") == 0 ? "no host" : "expected http://host:port");
         return NULL;
     }
+    pthread_once(&global_once, global_init);
     httpc *c = xcalloc(1, sizeof *c);
-    static_assert(sizeof c->host == sizeof u.host, "url hosts fit");
-    memcpy(c->host, u.host, sizeof c->host);
-    snprintf(c->port, sizeof c->port, "%d", u.port);
+    c->easy = curl_easy_init();
+    if (!c->easy)
+        abort();
+    buf b = BUF_INIT;
+    buf_appendf(&b, "http://%.*s", (int)u.authority_len, u.authority);
+    c->base = buf_detach(&b);
     c->host_header = xstrndup(u.authority, u.authority_len);
     if (u.userinfo) {
-        buf cred = BUF_INIT, b = BUF_INIT;
+        buf cred = BUF_INIT;
         buf_append_pct_decoded(&cred, u.userinfo, u.userinfo_len, 0);
         buf_append_str(&b, "Basic ");
         buf_append_base64(&b, cred.data ? cred.data : "", cred.len);
@@ -78,24 +89,18 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
         buf_free(&cred);
     }
     c->timeout_ms = timeout_ms;
-    c->fd = -1;
     return c;
-}
-
-static void conn_close(httpc *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    c->used = false;
 }
 
 void httpc_free(httpc *c)
 {
     if (!c)
         return;
-    conn_close(c);
+    curl_easy_cleanup(c->easy);
+    free(c->base);
     free(c->host_header);
+    if (c->auth)
+        memset(c->auth, 0, strlen(c->auth));
     free(c->auth);
     free(c);
 }
@@ -109,196 +114,54 @@ void httpc_response_free(httpc_response *r)
     r->status = 0;
 }
 
-/* Milliseconds left until deadline (µs, monotonic), at least 0. */
-static int remaining_ms(int64_t deadline)
+/* ---- the answer, as libcurl hands it over ---- */
+
+/* One header line ("Name: value\r\n"), a status line or the blank line. A
+ * status line starts a message: an interim 1xx's headers are dropped when
+ * the final status line comes. */
+static size_t on_header(char *at, size_t size, size_t n, void *ud)
 {
-    int64_t left = (deadline - util_mono_us() + 999) / 1000;
-    if (left < 0)
+    rstate *s = ud;
+    size_t len = size * n;
+    s->header_bytes += len;
+    if (s->header_bytes > HTTPC_MAX_HEADERS) {
+        s->too_big = true;
         return 0;
-    if (left > 1 << 30)
-        return 1 << 30;
-    return (int)left;
-}
-
-/* Waits for events on fd until deadline. 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = events};
-        int ms = remaining_ms(deadline);
-        int n = poll(&p, 1, ms);
-        if (n > 0)
-            return 1;
-        if (n == 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
     }
-}
-
-static int try_connect(const struct addrinfo *ai, int64_t deadline, int *fd_out, int *err_out,
-                       bool *timed_out)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-        *err_out = errno;
-        return -1;
+    if (len >= 5 && memcmp(at, "HTTP/", 5) == 0) {
+        http_headers_free(&s->out->headers);
+        return len;
     }
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        if (errno != EINPROGRESS) {
-            *err_out = errno;
-            close(fd);
-            return -1;
-        }
-        int w = wait_fd(fd, POLLOUT, deadline);
-        if (w <= 0) {
-            *err_out = w == 0 ? ETIMEDOUT : errno;
-            *timed_out = w == 0;
-            close(fd);
-            return -1;
-        }
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
-            *err_out = soerr ? soerr : errno;
-            close(fd);
-            return -1;
-        }
-    }
-    int one = 1;
-    /* Requests are written head then body: without this, Nagle would hold
-     * the body back until the server acks the head. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    *fd_out = fd;
-    return 0;
-}
-
-static int conn_open(httpc *c, int64_t deadline, char *err, size_t errlen)
-{
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int g = getaddrinfo(c->host, c->port, &hints, &res);
-    if (g != 0) {
-        util_seterr(err, errlen, "resolve %s: %s", c->host, gai_strerror(g));
-        return -1;
-    }
-    int last = ECONNREFUSED;
-    bool timed_out = false;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd;
-        if (try_connect(ai, deadline, &fd, &last, &timed_out) == 0) {
-            freeaddrinfo(res);
-            c->fd = fd;
-            c->used = false;
-            return 0;
-        }
-        if (timed_out)
-            break;
-    }
-    freeaddrinfo(res);
-    if (timed_out)
-        util_seterr(err, errlen, "timeout");
-    else
-        util_seterr(err, errlen, "connect: %s", strerror(last));
-    return -1;
-}
-
-/* An idle kept-alive connection that is readable has been closed by the
- * server (or sent junk): either way it cannot carry a request. */
-static bool idle_conn_dead(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, 0) != 0;
-}
-
-/* ---- response parsing ---- */
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    rstate *s = p->data;
-    s->header_bytes += len;
-    if (s->header_bytes > HTTPC_MAX_HEADERS) {
-        s->too_big = true;
-        return -1;
-    }
-    httpmsg_hcollect_name(&s->hc, at, len);
-    return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    rstate *s = p->data;
-    s->header_bytes += len;
-    if (s->header_bytes > HTTPC_MAX_HEADERS) {
-        s->too_big = true;
-        return -1;
-    }
-    return httpmsg_hcollect_value(&s->hc, at, len, NULL);
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    rstate *s = p->data;
-    if (httpmsg_hcollect_done(&s->hc, &s->out->headers) != 0) {
+    size_t end = len;
+    while (end && (at[end - 1] == '\n' || at[end - 1] == '\r'))
+        end--;
+    if (end == 0)
+        return len; /* the blank line */
+    const char *colon = memchr(at, ':', end);
+    if (!colon || !httpmsg_is_token(at, (size_t)(colon - at))) {
         s->bad_header = true;
-        return -1;
+        return 0;
     }
-    return 0;
+    const char *v = colon + 1;
+    size_t vlen = end - (size_t)(v - at);
+    util_trim(&v, &vlen);
+    http_headers_add(&s->out->headers, at, (size_t)(colon - at), v, vlen);
+    return len;
 }
 
-static int on_headers_complete(llhttp_t *p)
+static size_t on_body(char *at, size_t size, size_t n, void *ud)
 {
-    rstate *s = p->data;
-    int status = p->status_code;
-    s->interim = status >= 100 && status < 200 && status != 101;
-    s->out->status = status;
-    /* llhttp knows 1xx/204/304 carry no body; a HEAD answer it cannot know. */
-    return s->head_req && !s->interim ? 1 : 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    rstate *s = p->data;
+    rstate *s = ud;
+    size_t len = size * n;
     if (s->out->body.len + len > HTTPC_MAX_BODY) {
         s->too_big = true;
-        return -1;
-    }
-    buf_append(&s->out->body, at, len);
-    return 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    rstate *s = p->data;
-    if (s->interim) {
-        /* 100 Continue and friends: the final answer follows. */
-        http_headers_free(&s->out->headers);
-        s->out->status = 0;
-        s->interim = false;
         return 0;
     }
-    s->done = true;
-    s->keepalive = llhttp_should_keep_alive(p);
-    return HPE_PAUSED; /* bytes after the response are not ours */
+    buf_append(&s->out->body, at, len);
+    return len;
 }
 
-static llhttp_settings_t settings;
-static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
-
-static void settings_init(void)
-{
-    llhttp_settings_init(&settings);
-    settings.on_header_field = on_header_field;
-    settings.on_header_value = on_header_value;
-    settings.on_header_value_complete = on_header_value_complete;
-    settings.on_headers_complete = on_headers_complete;
-    settings.on_body = on_body;
-    settings.on_message_complete = on_message_complete;
-}
-
-/* ---- one exchange ---- */
+/* ---- the request ---- */
 
 static bool value_ok(const char *v)
 {
@@ -308,180 +171,124 @@ static bool value_ok(const char *v)
     return true;
 }
 
+/* Headers the client writes itself (from the base URL and the body) or
+ * that belong to one hop. */
 static bool skip_header(const char *name)
 {
     size_t n = strlen(name);
     return util_ieq(name, n, "host") || util_ieq(name, n, "content-length") ||
-           util_ieq(name, n, "transfer-encoding") || util_ieq(name, n, "connection");
+           util_ieq(name, n, "transfer-encoding") || util_ieq(name, n, "connection") ||
+           util_ieq(name, n, "expect");
 }
 
-/* Builds the request head; -1 with err when a header cannot be sent as is
- * (a name that is not a token, a value with CR or LF: header injection). */
-static int build_head(httpc *c, buf *out, const char *method, const char *target,
-                      const http_headers *h, size_t len, char *err, size_t errlen)
+/* The header list for libcurl, or NULL with err when a header cannot be
+ * sent as is (a name that is not a token, a value with CR or LF: header
+ * injection). *ok false then. */
+static struct curl_slist *header_list(const httpc *c, const http_headers *h, bool *ok, char *err,
+                                      size_t errlen)
 {
-    if (!httpmsg_is_token(method, strlen(method)) || !*target || strpbrk(target, " \r\n\t")) {
-        util_seterr(err, errlen, "invalid request: bad method or target");
-        return -1;
-    }
-    buf_appendf(out, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, c->host_header);
-    bool has_auth = false;
+    struct curl_slist *list = NULL;
+    buf line = BUF_INIT;
+    bool has_auth = false, has_accept = false;
+    *ok = true;
+    buf_appendf(&line, "Host: %s", c->host_header);
+    list = curl_slist_append(list, line.data);
     for (size_t i = 0; h && i < h->len; i++) {
         const char *n = h->v[i].name, *v = h->v[i].value;
         if (!httpmsg_is_token(n, strlen(n)) || !value_ok(v)) {
             util_seterr(err, errlen, "invalid request: bad header '%.40s'", n);
-            return -1;
+            *ok = false;
+            break;
         }
         if (skip_header(n))
             continue;
-        if (util_ieq(n, strlen(n), "authorization"))
-            has_auth = true;
-        buf_appendf(out, "%s: %s\r\n", n, v);
+        has_auth |= util_ieq(n, strlen(n), "authorization");
+        has_accept |= util_ieq(n, strlen(n), "accept");
+        buf_reset(&line);
+        /* "Name;" is libcurl's way to send a header with an empty value. */
+        if (*v)
+            buf_appendf(&line, "%s: %s", n, v);
+        else
+            buf_appendf(&line, "%s;", n);
+        list = curl_slist_append(list, line.data);
     }
-    if (c->auth && !has_auth)
-        buf_appendf(out, "Authorization: %s\r\n", c->auth);
+    if (*ok && c->auth && !has_auth) {
+        buf_reset(&line);
+        buf_appendf(&line, "Authorization: %s", c->auth);
+        list = curl_slist_append(list, line.data);
+    }
+    /* libcurl's own additions, which the caller did not ask for. */
+    if (!has_accept)
+        list = curl_slist_append(list, "Accept:");
+    list = curl_slist_append(list, "Expect:");
+    buf_free(&line);
+    if (!*ok || !list) {
+        curl_slist_free_all(list);
+        *ok = false;
+        return NULL;
+    }
+    return list;
+}
+
+static void set_method(CURL *e, const char *method, const void *body, size_t len)
+{
     size_t ml = strlen(method);
+    if (util_ieq(method, ml, "HEAD")) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        return;
+    }
+    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+    /* A body, or a method that always carries one (Content-Length: 0). */
     if (len > 0 || util_ieq(method, ml, "POST") || util_ieq(method, ml, "PUT") ||
-        util_ieq(method, ml, "PATCH"))
-        buf_appendf(out, "Content-Length: %zu\r\n", len);
-    buf_append_str(out, "\r\n");
-    return 0;
+        util_ieq(method, ml, "PATCH")) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 }
 
-/* Writes all of data. 0, or -1 with *sys_err set (ETIMEDOUT on timeout). */
-static int send_all(int fd, const char *data, size_t len, int64_t deadline, int *sys_err)
+/* The error text callers classify, from libcurl's code. */
+static void describe(httpc *c, CURLcode rc, const rstate *s, char *err, size_t errlen)
 {
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-            continue;
+    long oserr = 0;
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        util_seterr(err, errlen, "timeout");
+        return;
+    case CURLE_COULDNT_CONNECT:
+        curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &oserr);
+        util_seterr(err, errlen, "connect: %s", strerror(oserr ? (int)oserr : ECONNREFUSED));
+        return;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        util_seterr(err, errlen, "resolve %s: %s", c->host_header, c->errbuf);
+        return;
+    case CURLE_GOT_NOTHING:
+        util_seterr(err, errlen, "invalid response: connection closed without a response");
+        return;
+    case CURLE_WRITE_ERROR:
+        if (s->too_big) {
+            util_seterr(err, errlen, "invalid response: larger than %u bytes",
+                        s->header_bytes > HTTPC_MAX_HEADERS ? HTTPC_MAX_HEADERS : HTTPC_MAX_BODY);
+            return;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(fd, POLLOUT, deadline);
-            if (w <= 0) {
-                *sys_err = w == 0 ? ETIMEDOUT : errno;
-                return -1;
-            }
-            continue;
+        if (s->bad_header) {
+            util_seterr(err, errlen, "invalid response: bad header name");
+            return;
         }
-        *sys_err = n < 0 ? errno : EPIPE;
-        return -1;
+        break;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+        curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &oserr);
+        util_seterr(err, errlen, "%s: %s", rc == CURLE_SEND_ERROR ? "send" : "recv",
+                    oserr ? strerror((int)oserr) : c->errbuf);
+        return;
+    default:
+        break;
     }
-    return 0;
-}
-
-enum { XCH_OK = 0, XCH_FAIL = -1, XCH_RETRY = -2 };
-
-/* One attempt on the current connection. XCH_RETRY: the connection was a
- * reused one and died before any response byte (the caller may resend). */
-static int exchange(httpc *c, const char *method, const buf *head, const void *body, size_t len,
-                    httpc_response *out, int64_t deadline, char *err, size_t errlen)
-{
-    bool reused = c->used;
-    int se = 0;
-    if (send_all(c->fd, head->data, head->len, deadline, &se) != 0 ||
-        (len && send_all(c->fd, body, len, deadline, &se) != 0)) {
-        if (se == ETIMEDOUT) {
-            util_seterr(err, errlen, "timeout");
-            return XCH_FAIL;
-        }
-        if (reused)
-            return XCH_RETRY;
-        util_seterr(err, errlen, "send: %s", strerror(se));
-        return XCH_FAIL;
-    }
-
-    pthread_once(&settings_once, settings_init);
-    rstate s = {0};
-    s.out = out;
-    s.head_req = util_ieq(method, strlen(method), "HEAD");
-    llhttp_t p;
-    llhttp_init(&p, HTTP_RESPONSE, &settings);
-    p.data = &s;
-    size_t got = 0;
-    char rb[16384];
-    int rc = XCH_FAIL;
-    for (;;) {
-        ssize_t n = recv(c->fd, rb, sizeof rb, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(c->fd, POLLIN, deadline);
-            if (w == 0) {
-                util_seterr(err, errlen, "timeout");
-                goto out;
-            }
-            if (w < 0) {
-                util_seterr(err, errlen, "poll: %s", strerror(errno));
-                goto out;
-            }
-            continue;
-        }
-        if (n < 0) {
-            if (got == 0 && reused) {
-                rc = XCH_RETRY;
-                goto out;
-            }
-            util_seterr(err, errlen, "recv: %s", strerror(errno));
-            goto out;
-        }
-        if (n == 0) {
-            if (got == 0) {
-                if (reused) {
-                    rc = XCH_RETRY;
-                    goto out;
-                }
-                util_seterr(err, errlen, "invalid response: connection closed without a response");
-                goto out;
-            }
-            /* A body delimited by the close ends here. */
-            llhttp_errno_t e = llhttp_finish(&p);
-            if ((e == HPE_OK || e == HPE_PAUSED) && s.done) {
-                s.keepalive = false;
-                rc = XCH_OK;
-                goto out;
-            }
-            util_seterr(err, errlen,
-                        "invalid response: connection closed before the end of the response");
-            goto out;
-        }
-        got += (size_t)n;
-        llhttp_errno_t e = llhttp_execute(&p, rb, (size_t)n);
-        if (e == HPE_PAUSED) {
-            /* Bytes beyond the response: the connection is out of step. */
-            const char *pos = llhttp_get_error_pos(&p);
-            if (pos && pos < rb + n)
-                s.keepalive = false;
-            rc = XCH_OK;
-            goto out;
-        }
-        if (e != HPE_OK) {
-            if (s.too_big)
-                util_seterr(err, errlen, "invalid response: larger than %u bytes",
-                            s.header_bytes > HTTPC_MAX_HEADERS ? HTTPC_MAX_HEADERS
-                                                               : HTTPC_MAX_BODY);
-            else if (s.bad_header)
-                util_seterr(err, errlen, "invalid response: bad header name");
-            else
-                util_seterr(err, errlen, "invalid response: %s", llhttp_get_error_reason(&p));
-            goto out;
-        }
-        if (s.done) {
-            rc = XCH_OK;
-            goto out;
-        }
-    }
-out:
-    httpmsg_hcollect_free(&s.hc);
-    if (rc == XCH_OK && s.keepalive)
-        c->used = true;
-    else
-        conn_close(c);
-    return rc;
+    util_seterr(err, errlen, "invalid response: %s",
+                c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
 }
 
 int httpc_request(httpc *c, const char *method, const char *target, const http_headers *headers,
@@ -490,31 +297,45 @@ int httpc_request(httpc *c, const char *method, const char *target, const http_h
     memset(out, 0, sizeof *out);
     if (err && errlen)
         err[0] = '\0';
-    buf head = BUF_INIT;
-    if (build_head(c, &head, method, target, headers, len, err, errlen) != 0) {
-        buf_free(&head);
+    if (!httpmsg_is_token(method, strlen(method)) || !*target || target[0] != '/' ||
+        strpbrk(target, " \r\n\t")) {
+        util_seterr(err, errlen, "invalid request: bad method or target");
         return -1;
     }
-    int64_t deadline = util_mono_us() + (int64_t)(c->timeout_ms * 1000);
-    int rc = XCH_FAIL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (c->fd >= 0 && c->used && idle_conn_dead(c->fd))
-            conn_close(c);
-        if (c->fd < 0 && conn_open(c, deadline, err, errlen) != 0) {
-            rc = XCH_FAIL;
-            break;
-        }
-        rc = exchange(c, method, &head, body, len, out, deadline, err, errlen);
-        if (rc != XCH_RETRY)
-            break;
-        /* The server closed a kept-alive connection just as it was reused;
-         * nothing was answered, so the request goes once more on a new one. */
-        httpc_response_free(out);
+    bool ok;
+    struct curl_slist *hl = header_list(c, headers, &ok, err, errlen);
+    if (!ok)
+        return -1;
+    buf full = BUF_INIT;
+    buf_appendf(&full, "%s%s", c->base, target);
+    rstate s = {.out = out};
+    CURL *e = c->easy;
+    c->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_URL, full.data);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for resolves */
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &s);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+    set_method(e, method, body, len);
+    CURLcode rc = curl_easy_perform(e);
+    /* The options point at this call's list and URL: forget them. */
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+    curl_slist_free_all(hl);
+    buf_free(&full);
+    if (rc != CURLE_OK) {
+        describe(c, rc, &s, err, errlen);
+        return -1;
     }
-    buf_free(&head);
-    if (rc == XCH_RETRY) {
-        conn_close(c);
-        rc = XCH_FAIL;
-    }
-    return rc == XCH_OK ? 0 : -1;
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    out->status = (int)status;
+    return 0;
 }

@@ -1,12 +1,14 @@
-/* httpc: a small blocking HTTP/1.1 client for restspy's own tools (the
- * replicator applying messages, `federate` talking to the RabbitMQ
- * management API).
+/* httpc: the blocking HTTP/1.1 client of restspy's own tools (the
+ * replicator applying messages, `federate` and `replication status` talking
+ * to the RabbitMQ management API), on libcurl.
  *
- * Owns one keep-alive connection to one http:// origin, reconnecting when the
- * server closed it. Responses are parsed with llhttp (strict framing, like
- * the proxy). Promises: every call is bounded by the timeout; a response
- * body is read whole into memory up to max_body (then it fails), which suits
- * API answers, not bulk transfers. Not thread-safe: one httpc per thread. */
+ * Owns one libcurl handle and so one keep-alive connection to one http://
+ * origin, reconnecting when the server closed it. Promises: every call is
+ * bounded by the timeout; a response body is read whole into memory up to
+ * 16 MiB (then it fails), which suits API answers, not bulk transfers; the
+ * request carries exactly the caller's headers plus Host, Content-Length
+ * and the base URL's Basic authorization. Not thread-safe: one httpc per
+ * thread. */
 #ifndef RESTSPY_HTTPC_H
 #define RESTSPY_HTTPC_H
 
