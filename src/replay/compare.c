@@ -483,12 +483,14 @@ static bool shape_at(const linediff_line *x, const linediff_line *y, bool fine, 
 {
     buf_append_str(out, "text: ^");
     size_t i = 0, j = 0;
+    bool literal = false; /* a byte kept as it is: the fine grain found a shape */
     while (i < x->len || j < y->len) {
         size_t rx = word_run(x->p + i, x->len - i, fine);
         size_t ry = word_run(y->p + j, y->len - j, fine);
         if (rx && ry && fine && rx == ry && memcmp(x->p + i, y->p + j, rx) == 0 &&
             is_letter(x->p[i])) {
             buf_append(out, x->p + i, rx); /* the same letters: the T of a time */
+            literal = true;
         } else if (rx && ry && (!fine || is_digit(x->p[i]) == is_digit(y->p[j]))) {
             buf_append_str(out, run_class(x->p + i, rx, y->p + j, ry));
             if (rx != ry)
@@ -499,6 +501,7 @@ static bool shape_at(const linediff_line *x, const linediff_line *y, bool fine, 
             if (strchr(".[]()*+?{}|^$\\", x->p[i]))
                 buf_append_char(out, '\\');
             buf_append_char(out, x->p[i]);
+            literal = true;
             rx = ry = 1;
         } else {
             return false;
@@ -506,6 +509,12 @@ static bool shape_at(const linediff_line *x, const linediff_line *y, bool fine, 
         i += rx;
         j += ry;
     }
+    /* At the fine grain, two words of letters and digits only whose runs
+     * happen to alternate alike (random hex tokens do, now and then) have
+     * no shape worth a rule of their own: the coarse grain's one class
+     * ([0-9a-f]{32}) is the rule. */
+    if (fine && !literal)
+        return false;
     buf_append_char(out, '$');
     return true;
 }

@@ -763,6 +763,20 @@ static void test_text_noise(void **state)
     check_with(&o, "application/x-www-form-urlencoded", "user=ann&password=[redacted]&n=1",
                "user=ann&password=hunter2&n=1", "");
 
+    /* two tokens whose digit and letter runs alternate alike (as random
+     * hex sometimes does) still give the one hex rule, not a rule of their
+     * accidental runs */
+    record *h1 = page("123ab4c56d7e8f90a1b2c3d4e5f6a7b8", "2026-01-02T03:04:05Z");
+    record *h2 = page("456cd7e89f0a1b23c4d5e6f7a8b9c0d1", "2026-01-02T03:04:05Z");
+    compare_responses(&o, h1, h2, &res);
+    n = noise_new();
+    assert_int_equal(noise_learn(n, &res), 1);
+    assert_true(noise_has(n, "text: ^[0-9a-f]{32}$"));
+    noise_free(n);
+    compare_result_free(&res);
+    record_free(h1);
+    record_free(h2);
+
     /* no shape in common: nothing learnt rather than a rule hiding all */
     record *t1 = mk(200, "text/plain", "v=abc-1"), *t2 = mk(200, "text/plain", "v=ab.12");
     compare_responses(&o, t1, t2, &res);
