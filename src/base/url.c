@@ -60,6 +60,8 @@ static int take_hostport(const char *hp, size_t n, url_parts *u, const char **wh
         }
     } else {
         colon = memchr(hp, ':', n);
+        if (colon && memchr(colon + 1, ':', n - (size_t)(colon + 1 - hp)))
+            return fail(why, "put an IPv6 address in brackets");
         if (colon)
             hl = (size_t)(colon - hp);
     }
@@ -92,10 +94,10 @@ static int take_hostport(const char *hp, size_t n, url_parts *u, const char **wh
 int url_parse(const char *s, size_t n, url_parts *u, const char **why)
 {
     memset(u, 0, sizeof *u);
+    size_t sl = take_scheme(s, n, u); /* first: callers word errors by scheme */
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
             return fail(why, "bad character");
-    size_t sl = take_scheme(s, n, u);
     if (!sl)
         return fail(why, "expected scheme://");
     const char *auth = s + sl + 3;

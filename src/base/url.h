@@ -36,7 +36,8 @@ typedef struct url_parts {
 
 /* Parses the absolute URL s (length n) into u. 0, or -1 with *why (may be
  * NULL) pointing to a short static reason: "expected scheme://",
- * "no host", "bad port", "bad character" ... On error u is partly filled,
+ * "no host", "bad port", "bad character", "put an IPv6 address in
+ * brackets" ... On error u is partly filled,
  * for better messages: scheme when one was read (else ""), authority when
  * the parse reached it (else NULL). */
 int url_parse(const char *s, size_t n, url_parts *u, const char **why);

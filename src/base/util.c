@@ -1,5 +1,6 @@
 #include "base/util.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -283,6 +284,7 @@ void util_trim(const char **s, size_t *n)
 
 int util_digits(const char *s, int n)
 {
+    assert(n >= 0 && n <= 9); /* the header's promise: no int overflow */
     int v = 0;
     for (int i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')

@@ -432,8 +432,12 @@ static int parse_args(int argc, char **argv, args *a)
     }
     /* The engine speaks http:// only; "host:port" alone would be taken for
      * a URL scheme by some and a host by others: say what is expected. */
+    /* Only the scheme is checked here (a parse error still fills it); the
+     * engine says what else is wrong with the target. */
     url_parts tu;
-    if (a->target && (url_parse(a->target, strlen(a->target), &tu, NULL), !url_is(&tu, "http"))) {
+    if (a->target)
+        url_parse(a->target, strlen(a->target), &tu, NULL);
+    if (a->target && !url_is(&tu, "http")) {
         cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port%s)", a->target,
                        url_is(&tu, "https") ? "; https is not supported" : "");
         return 2;

@@ -92,6 +92,14 @@ const char *http_headers_get(const http_headers *h, const char *name)
     return NULL;
 }
 
+size_t http_headers_count(const http_headers *h, const char *name)
+{
+    size_t n = strlen(name), count = 0;
+    for (size_t i = 0; i < h->len; i++)
+        count += util_ieq(name, n, h->v[i].name);
+    return count;
+}
+
 void http_headers_free(http_headers *h)
 {
     hblocks_free(h);

@@ -37,6 +37,10 @@ void http_headers_add(http_headers *h, const char *name, size_t nlen, const char
                       size_t vlen);
 /* First header named name (case-insensitive) or NULL. */
 const char *http_headers_get(const http_headers *h, const char *name);
+
+/* How many headers of h are named name (case-insensitive): a message with
+ * several Host headers is refused by whoever reads it. */
+size_t http_headers_count(const http_headers *h, const char *name);
 /* Replaces the value of h's entry i with a copy of value. */
 void http_header_set_value(http_headers *h, size_t i, const char *value);
 /* Forgets e's strings (for callers removing entries from a list; their

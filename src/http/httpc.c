@@ -36,7 +36,6 @@ struct httpc {
     char *base;        /* "scheme://host:port" as given, for each request URL */
     char *host_header; /* "host:port" as given in the base URL; owned */
     char *auth;        /* "Basic ..." or NULL; owned */
-    uint64_t timeout_ms;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -48,6 +47,9 @@ typedef struct rstate {
     bool too_big;    /* a limit was passed: the callbacks stopped the transfer */
     bool bad_header; /* a header name that is not a token */
 } rstate;
+
+static size_t on_header(char *at, size_t size, size_t n, void *ud);
+static size_t on_body(char *at, size_t size, size_t n, void *ud);
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 
@@ -73,6 +75,16 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
     c->easy = curl_easy_init();
     if (!c->easy)
         abort();
+    /* What every request of this client shares; httpc_request sets the rest. */
+    CURL *e = c->easy;
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for resolves */
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
     buf b = BUF_INIT;
     buf_appendf(&b, "http://%.*s", (int)u.authority_len, u.authority);
     c->base = buf_detach(&b);
@@ -88,7 +100,6 @@ httpc *httpc_new(const char *base, uint64_t timeout_ms, char *err, size_t errlen
             memset(cred.data, 0, cred.len);
         buf_free(&cred);
     }
-    c->timeout_ms = timeout_ms;
     return c;
 }
 
@@ -313,16 +324,8 @@ int httpc_request(httpc *c, const char *method, const char *target, const http_h
     c->errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_URL, full.data);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for resolves */
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &s);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
     set_method(e, method, body, len);
     CURLcode rc = curl_easy_perform(e);
     /* The options point at this call's list and URL: forget them. */

@@ -140,10 +140,7 @@ int httpmsg_check_request(const http_headers *h, int http_major, int http_minor,
         *why = "http version not supported";
         return 505;
     }
-    size_t hosts = 0;
-    for (size_t i = 0; i < h->len; i++)
-        if (util_ieq(h->v[i].name, strlen(h->v[i].name), "host"))
-            hosts++;
+    size_t hosts = http_headers_count(h, "host");
     if (hosts > 1) {
         *why = "bad request: several Host headers";
         return 400;

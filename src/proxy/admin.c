@@ -387,10 +387,7 @@ static bool admitted(aconn *c, bool healthz, bool *details)
     }
     if (c->a->token)
         return true; /* the token is the defence: any Host */
-    int nhost = 0;
-    for (size_t i = 0; i < c->headers.len; i++)
-        nhost += util_ieq(c->headers.v[i].name, strlen(c->headers.v[i].name), "host");
-    if (nhost > 1) {
+    if (http_headers_count(&c->headers, "host") > 1) {
         reply_error(c, 400, "Bad Request", "several Host headers");
         return false;
     }

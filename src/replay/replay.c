@@ -139,18 +139,14 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
         return -1;
     }
     url_parts u;
-    const char *why = "bad host";
+    const char *why = NULL;
     if (url_parse(target, strlen(target), &u, &why) != 0 || !url_is(&u, "http")) {
-        bool schemed = strstr(target, "://") != NULL;
         if (u.scheme[0] && !url_is(&u, "http"))
             why = "only http:// is supported";
-        else if (!schemed)
+        else if (!strstr(target, "://"))
             why = "expected http://host:port";
-        else if (!u.ipv6 && u.authority && memchr(u.authority, ':', u.authority_len) &&
-                 memchr(u.authority, ':', u.authority_len) !=
-                     memrchr(u.authority, ':', u.authority_len))
-            why = "put an IPv6 address in brackets";
-        else if (strcmp(why, "bad port") != 0)
+        else if (strcmp(why, "bad port") != 0 &&
+                 strcmp(why, "put an IPv6 address in brackets") != 0)
             why = "bad host";
         snprintf(err, errlen, "target %s: %s", target, why);
         return -1;

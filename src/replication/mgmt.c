@@ -61,8 +61,8 @@ char *mgmt_mask_url(const char *url)
         return xstrdup(url);
     buf b = BUF_INIT;
     buf_append(&b, url, (size_t)(colon + 1 - url));
-    buf_append_str(&b, "***");
-    buf_append_str(&b, u.authority - 1); /* from the '@' */
+    buf_append_str(&b, "***@");
+    buf_append_str(&b, u.authority); /* and all that follows it */
     return buf_detach(&b);
 }
 

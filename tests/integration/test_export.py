@@ -105,6 +105,14 @@ class CurlExport(unittest.TestCase):
         harness.stop_backend(cls.echo)
         harness.remove_tmpdir(cls.tmp)
 
+    def test_bad_target_is_refused(self):
+        for target in ("ftp://x", "127.0.0.1:8000", "http://"):
+            p = harness.run_cli(["export", "--curl", "--store", self.store, "--target", target])
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(p.stderr, "restspy export: bad value for --target: '%s' "
+                             "(expected http://host:port)\n" % target)
+            self.assertEqual(p.stdout, "")
+
     def test_script_replays_every_body_byte_for_byte(self):
         p = harness.run_cli(["export", "--curl", "--store", self.store, "--target", self.echo.url])
         self.assertEqual(p.returncode, 0, p.stderr)

@@ -274,6 +274,16 @@ class Wording(BodiesCase):
                              % (target, why))
             self.assertEqual(p.stdout, "")
 
+    def test_malformed_target_is_refused(self):
+        """What the engine finds wrong with an http:// target, in one line."""
+        for target, why in (("http://127.0.0.1:99999", "bad port"),
+                            ("http://127.0.0.1:1/api", "a path is not supported (use "
+                                                       "--rewrite-path)"),
+                            ("http://::1:80", "put an IPv6 address in brackets"),
+                            ("http://bad host", "bad host")):
+            p = self.run_cli("replay", "--store", self.store, "--target", target, expect=2)
+            self.assertEqual(p.stderr, "restspy replay: target %s: %s\n" % (target, why))
+
     def test_refused_run_has_no_rate(self):
         p = self.run_cli("replay", "--store", self.store, "--target",
                          "http://127.0.0.1:%d" % harness.free_port(), expect=2)

@@ -107,6 +107,11 @@ static void test_refused(void **state)
             fail_msg("accepted '%s'", bad[i]);
         assert_non_null(why);
     }
+    /* an unbracketed IPv6 address says how to write it */
+    const char *why = NULL;
+    url_parts v6;
+    assert_int_equal(url_parse("http://::1:80/", 14, &v6, &why), -1);
+    assert_string_equal(why, "put an IPv6 address in brackets");
     /* a host longer than the buffer is refused, not truncated */
     char longu[400] = "http://";
     memset(longu + 7, 'a', 300);
