@@ -79,17 +79,25 @@ void relay_send_body(conn *c, const char *at, size_t len)
 
 static void start_upstream_timer(conn *c);
 
+/* TLS with the upstream failed: the error names the upstream and says why
+ * ("upstream certificate verify failed: ..."); a response already started
+ * is cut instead. */
+static void fail_tls(conn *c, const char *why)
+{
+    char e[300];
+    snprintf(e, sizeof e, "upstream %s", why);
+    txn_fail(c, c->txn.resp_started ? 0 : 502, e, NULL);
+}
+
 static void on_up_connect(void *owner, upstream_conn *up, int status, const char *why)
 {
     conn *c = owner;
     (void)up;
     if (status < 0) {
         c->txn.up = NULL; /* already closed by the pool */
-        if (why) {
-            char e[300];
-            snprintf(e, sizeof e, "upstream %s", why); /* "upstream certificate verify failed: " */
-            txn_fail(c, 502, e, NULL);
-        } else if (status == UV_ETIMEDOUT)
+        if (why)
+            fail_tls(c, why);
+        else if (status == UV_ETIMEDOUT)
             txn_fail(c, 504, "upstream timeout", "connect");
         else
             txn_fail(c, 502, "upstream unreachable", uv_strerror(status));
@@ -260,9 +268,7 @@ static void on_up_eof(void *owner, upstream_conn *up, int status)
     }
     const char *tls_err = upstream_tls_error(up);
     if (tls_err) {
-        char e[300];
-        snprintf(e, sizeof e, "upstream %s", tls_err);
-        txn_fail(c, c->txn.resp_started ? 0 : 502, e, NULL);
+        fail_tls(c, tls_err);
         return;
     }
     const char *what = status == UV_EOF ? "connection closed" : uv_strerror(status);
