@@ -109,6 +109,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 }
 
 static void tls_read(upstream_conn *up, const char *data, size_t len);
+static void handshake_done(upstream_conn *up, const char *why);
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
@@ -117,6 +118,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     if (up->tls && n > 0) {
         tls_read(up, b->base, (size_t)n);
+        return;
+    }
+    if (up->tls && up->connecting) {
+        /* Closed in the middle of the handshake: the owner is still
+         * waiting for on_connect, which says so. */
+        char why[sizeof up->tls_err];
+        snprintf(why, sizeof why, "handshake failed: %s",
+                 n == UV_EOF ? "connection closed" : uv_strerror((int)n));
+        handshake_done(up, why);
         return;
     }
     if (!up->owner) {

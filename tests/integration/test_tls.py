@@ -409,5 +409,33 @@ class TlsAlertUpstream(unittest.TestCase):
         self.assertTrue(r.json()["error"].startswith("upstream TLS failed: "), r.json())
 
 
+    def test_handshake_failures_give_502(self):
+        # A plain HTTP server named as https://, and one that closes at once.
+        lsock = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(lsock.close)
+
+        def serve():
+            while True:
+                try:
+                    s, _ = lsock.accept()
+                except OSError:
+                    return
+                s.close()
+        import threading
+        threading.Thread(target=serve, daemon=True).start()
+        for url, text in ((BACKEND.url.replace("http://", "https://"), "wrong version number"),
+                          ("https://127.0.0.1:%d" % lsock.getsockname()[1],
+                           "connection closed")):
+            tmp = tempfile.mkdtemp(dir=TMP)
+            p = harness.Proxy(tmp, url, args=["--upstream-ca", PKI["ca"]["cert"]])
+            p.start()
+            self.addCleanup(lambda p=p: p.check_stopped(self))
+            r = p.request("GET", "/handshake")
+            self.assertEqual(r.status, 502, r)
+            err = r.json()["error"]
+            self.assertTrue(err.startswith("upstream handshake failed: "), err)
+            self.assertIn(text, err)
+
+
 if __name__ == "__main__":
     unittest.main()
