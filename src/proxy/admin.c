@@ -12,6 +12,7 @@
 #include "http/headers.h"
 #include "http/httpmsg.h"
 #include "proxy/listener.h"
+#include "proxy/metrics.h"
 #include "proxy/stats.h"
 #include "base/util.h"
 
@@ -84,16 +85,17 @@ static void on_timeout(uv_timer_t *t)
     aconn_close(t->data);
 }
 
-static void reply(aconn *c, int status, const char *reason, const char *json, size_t len)
+/* Answers with body (of type ctype) and closes. */
+static void reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
+                     size_t len)
 {
     buf out = BUF_INIT;
     buf_appendf(&out,
-                "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                 "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
-                status, reason, len + 1,
+                status, reason, ctype, len,
                 status == 401 ? "WWW-Authenticate: Bearer realm=\"restspy\"\r\n" : "");
-    buf_append(&out, json, len);
-    buf_append_char(&out, '\n');
+    buf_append(&out, body, len);
     uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
     if (c->tls) {
         tls_conn_write(c->tls, &b, 1, NULL);
@@ -109,6 +111,15 @@ static void reply(aconn *c, int status, const char *reason, const char *json, si
         free(req);
         aconn_close(c);
     }
+}
+
+static void reply(aconn *c, int status, const char *reason, const char *json, size_t len)
+{
+    buf b = BUF_INIT;
+    buf_append(&b, json, len);
+    buf_append_char(&b, '\n');
+    reply_as(c, status, reason, "application/json", b.data, b.len);
+    buf_free(&b);
 }
 
 static void reply_error(aconn *c, int status, const char *reason, const char *msg)
@@ -251,6 +262,23 @@ static void handle_stats(aconn *c)
     flags_json(a, &b);
     buf_append_char(&b, '}');
     reply(c, 200, "OK", b.data, b.len);
+    buf_free(&b);
+}
+
+/* GET /metrics: Prometheus' text format (metrics.h). */
+static void handle_metrics(aconn *c)
+{
+    admin *a = c->a;
+    metrics_sources src = {
+        .store = a->sh->store,
+        .ob = a->ob,
+        .log = a->sh->log,
+        .node = a->sh->cfg->node, /* read as is: see host_ok */
+        .workers = a->workers,
+    };
+    buf b = BUF_INIT;
+    metrics_render(&b, &src);
+    reply_as(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     buf_free(&b);
 }
 
@@ -432,6 +460,11 @@ static void route(aconn *c)
             handle_stats(c);
         else
             reply_error(c, 405, "Method Not Allowed", "use GET");
+    } else if (util_ieq(path, plen, "/metrics")) {
+        if (get)
+            handle_metrics(c);
+        else
+            reply_error(c, 405, "Method Not Allowed", "use GET");
     } else if (util_ieq(path, plen, "/flags")) {
         if (get) {
             buf b = BUF_INIT;
@@ -444,7 +477,8 @@ static void route(aconn *c)
             reply_error(c, 405, "Method Not Allowed", "use GET or PUT");
         }
     } else {
-        reply_error(c, 404, "Not Found", "no such endpoint (try /healthz, /stats, /flags)");
+        reply_error(c, 404, "Not Found",
+                    "no such endpoint (try /healthz, /stats, /metrics, /flags)");
     }
 }
 

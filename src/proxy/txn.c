@@ -359,20 +359,6 @@ const llhttp_settings_t txn_request_settings = {
 /* ------------------------------------------------------------------ */
 /* the request's end                                                   */
 
-static void count_status(int status)
-{
-    if (status >= 500)
-        STAT_INC(responses_5xx);
-    else if (status >= 400)
-        STAT_INC(responses_4xx);
-    else if (status >= 300)
-        STAT_INC(responses_3xx);
-    else if (status >= 200)
-        STAT_INC(responses_2xx);
-    else if (status >= 100)
-        STAT_INC(responses_1xx);
-}
-
 /* Ends the request in flight: record timings, give back the upstream
  * connection, sink the record. */
 void txn_close_record(conn *c, bool upstream_reusable)
@@ -391,7 +377,7 @@ void txn_close_record(conn *c, bool upstream_reusable)
     int64_t now = util_mono_us();
     r->duration_us = now - c->txn.t0;
     r->upstream_us = c->txn.up_t0 ? now - c->txn.up_t0 : -1;
-    count_status(r->status);
+    stats_request_done(r->method, r->status, r->duration_us, r->upstream_us);
     if (r->error)
         STAT_INC(errors);
     sink_record(c);

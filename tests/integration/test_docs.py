@@ -68,15 +68,21 @@ class Docs(unittest.TestCase):
         self.assertEqual(bad, [])
 
     def test_no_promise_of_what_is_missing(self):
-        """Nothing says metrics are served until /metrics exists (issue 13);
-        the README says TLS is not supported yet."""
+        """The README documents what exists (TLS, /metrics) and says what
+        does not yet (HTTP/2, the web console)."""
         with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
             readme = f.read()
         out = subprocess.run([RESTSPY_BIN, "proxy", "--help"], capture_output=True,
                              text=True, timeout=30, check=True).stdout
         self.assertNotIn("metrics listener", readme + out)
+        self.assertIn("### TLS", readme)
+        self.assertIn("--tls-cert", out)
+        self.assertIn("| `GET /metrics` |", readme)
         self.assertIn("### Not supported yet", readme)
-        self.assertIn("TLS", readme.split("### Not supported yet", 1)[1][:400])
+        missing = readme.split("### Not supported yet", 1)[1][:400]
+        self.assertIn("HTTP/2", missing)
+        self.assertIn("console", missing)
+        self.assertNotIn("TLS", missing)
 
     def commands(self):
         """The commands `restspy --help` lists: ["proxy", ..., "replication
