@@ -39,21 +39,21 @@ static void onef(buf *out, const char *name, const char *type, const char *help,
 
 #define LOAD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
 
-/* A histogram; its count is the sum of the buckets read, so that the +Inf
- * bucket and _count agree even while workers add to it. */
-static void histogram(buf *out, const char *name, const char *help, stats_hist *h)
+static void snapshot(buf *out, const char *name, const char *help, const hist_snapshot *s)
 {
     head(out, name, "histogram", help);
-    unsigned long long cum = 0;
-    for (size_t i = 0; i <= STATS_BUCKETS; i++) {
-        cum += LOAD(h->bucket[i]);
-        if (i < STATS_BUCKETS)
-            buf_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", name, stats_bucket_le[i], cum);
-        else
-            buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
-    }
-    buf_appendf(out, "%s_sum %.6f\n%s_count %llu\n", name, (double)LOAD(h->sum_us) / 1e6, name,
-                cum);
+    for (size_t i = 0; i < HIST_BUCKETS; i++)
+        buf_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", name, hist_le[i],
+                    (unsigned long long)s->cum[i]);
+    buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+                (unsigned long long)s->count, name, s->sum_s, name, (unsigned long long)s->count);
+}
+
+static void histogram(buf *out, const char *name, const char *help, const hist *h)
+{
+    hist_snapshot hs;
+    hist_read(h, &hs);
+    snapshot(out, name, help, &hs);
 }
 
 static void requests(buf *out)
@@ -133,6 +133,10 @@ static void capture(buf *out, const metrics_sources *src)
         (unsigned long long)s.errors);
     one(out, "restspy_store_pruned_total", "counter", "Rows deleted by retention.",
         (unsigned long long)s.pruned);
+    snapshot(out, "restspy_store_commit_seconds",
+             "The store writer's transactions, from BEGIN to the end of COMMIT.", &s.commit_time);
+    snapshot(out, "restspy_store_latency_seconds",
+             "From a record's submission to its commit (the writer's queue included).", &s.latency);
 }
 
 static void replication(buf *out, const metrics_sources *src)

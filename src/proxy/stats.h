@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/hist.h"
 
 typedef struct stats {
     _Atomic uint64_t requests; /* requests whose headers were parsed */
@@ -40,24 +41,13 @@ extern stats g_stats;
  * (few labels: anything else is "OTHER"; status 0, no answer, is "none"). */
 #define STATS_METHODS 8
 #define STATS_CLASSES 6
-/* Upper bounds (seconds) of the duration histograms' buckets, +Inf aside. */
-#define STATS_BUCKETS 14
-extern const double stats_bucket_le[STATS_BUCKETS];
 extern const char *const stats_method_names[STATS_METHODS];
 extern const char *const stats_class_names[STATS_CLASSES];
 
-/* A histogram of durations: per-bucket counts (not cumulative) and the sum,
- * bumped with relaxed atomics from any worker. */
-typedef struct stats_hist {
-    _Atomic uint64_t bucket[STATS_BUCKETS + 1]; /* the last is +Inf */
-    _Atomic uint64_t sum_us;
-    _Atomic uint64_t count;
-} stats_hist;
-
 typedef struct stats_requests {
     _Atomic uint64_t by[STATS_METHODS][STATS_CLASSES];
-    stats_hist duration; /* first byte to the end of the answer */
-    stats_hist upstream; /* request sent upstream to the end of its answer */
+    hist duration; /* first byte to the end of the answer */
+    hist upstream; /* request sent upstream to the end of its answer */
 } stats_requests;
 
 extern stats_requests g_requests;

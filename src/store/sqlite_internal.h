@@ -111,6 +111,7 @@ typedef struct sq_item {
     store_unit u; /* owns what store_unit says */
     store_done_fn done;
     void *ud;
+    int64_t t_us; /* monotonic, when submitted */
 } sq_item;
 
 /* A counter operation waiting for the writer's next transaction. */
@@ -176,9 +177,10 @@ typedef struct sq_store {
     store_unit *parked;
     size_t nparked, parked_cap;
     store_stats st;
-    sq_ops ops;         /* pending for the next transaction */
-    int64_t outbox_seq; /* highest committed outbox seq known to this process */
-    int outbox_waiters; /* threads in outbox_wait: close waits for them to leave */
+    hist commit_time, latency; /* the writer's; read into st by get_stats */
+    sq_ops ops;                /* pending for the next transaction */
+    int64_t outbox_seq;        /* highest committed outbox seq known to this process */
+    int outbox_waiters;        /* threads in outbox_wait: close waits for them to leave */
     pthread_t thread;
 
     /* writer-only */

@@ -90,6 +90,7 @@ int sq_submit(store *base, const store_unit *unit, store_done_fn done, void *ud)
     it->u = u;
     it->done = done;
     it->ud = ud;
+    it->t_us = util_mono_us();
     s->count++;
     s->st.submitted++;
     if (done)
@@ -118,6 +119,8 @@ void sq_get_stats(store *base, store_stats *out)
     *out = s->st;
     out->queued = s->count + s->inflight;
     pthread_mutex_unlock(&s->mu);
+    hist_read(&s->commit_time, &out->commit_time);
+    hist_read(&s->latency, &out->latency);
 }
 
 void store_sqlite_test_pause(store *base, bool paused)
@@ -550,9 +553,11 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
     while (n || sq_ops_pending(ops)) {
         char e[256] = "";
         size_t bad = SIZE_MAX;
+        int64_t t0 = util_mono_us();
         int rc = try_batch(s, b, n, ops, &bad, &inserted, &max_seq, e, sizeof e);
         if (rc == SQLITE_OK) {
             committed = true;
+            hist_observe_us(&s->commit_time, util_mono_us() - t0);
             break;
         }
         if (sqlite3_get_autocommit(s->db) == 0)
@@ -617,6 +622,11 @@ static void write_batch(sq_store *s, sq_item *b, size_t n, sq_ops *ops)
     }
     s->inflight = 0;
     pthread_mutex_unlock(&s->mu);
+    if (committed) {
+        int64_t now = util_mono_us();
+        for (size_t i = 0; i < n; i++)
+            hist_observe_us(&s->latency, now - b[i].t_us);
+    }
     /* After the commit, in submit order: a sync-durability proxy releases
      * each response only now that its outbox row is on disk. */
     for (size_t i = 0; i < n; i++)

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/hist.h"
 #include "capture/record.h"
 #include "formats/repl_msg.h"
 
@@ -56,14 +57,16 @@ typedef struct store_options {
 } store_options;
 
 typedef struct store_stats {
-    uint64_t submitted; /* accepted by store_submit_unit */
-    uint64_t written;   /* committed */
-    uint64_t dropped;   /* refused: drop_when_full, closing, or refused by SQLite */
-    uint64_t queued;    /* waiting now */
-    uint64_t batches;   /* transactions committed */
-    uint64_t errors;    /* failed commits (retried) */
-    uint64_t pruned;    /* rows deleted by retention */
-    uint64_t blocked;   /* store_submit_unit calls that had to wait for room */
+    uint64_t submitted;        /* accepted by store_submit_unit */
+    uint64_t written;          /* committed */
+    uint64_t dropped;          /* refused: drop_when_full, closing, or refused by SQLite */
+    uint64_t queued;           /* waiting now */
+    uint64_t batches;          /* transactions committed */
+    uint64_t errors;           /* failed commits (retried) */
+    uint64_t pruned;           /* rows deleted by retention */
+    uint64_t blocked;          /* store_submit_unit calls that had to wait for room */
+    hist_snapshot commit_time; /* per batch: BEGIN to COMMIT done */
+    hist_snapshot latency;     /* per unit: submitted to committed (queue wait included) */
 } store_stats;
 
 /* Opens (creating and migrating unless read_only) the store. NULL with a

@@ -379,6 +379,10 @@ static void test_threads(void **state)
     assert_int_equal(st.written, NTHREADS * PER_THREAD);
     assert_int_equal(st.dropped, 0);
     assert_int_equal(st.queued, 0);
+    /* every committed unit's latency is counted, and every batch's commit */
+    assert_int_equal(st.latency.count, NTHREADS * PER_THREAD);
+    assert_int_equal(st.commit_time.count, st.batches);
+    assert_true(st.latency.sum_s > 0);
     store_close(s);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), NTHREADS * PER_THREAD);
     assert_int_equal(sql_int(f->path, "SELECT count(DISTINCT id) FROM requests"),
