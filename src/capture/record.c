@@ -590,3 +590,50 @@ const buf *record_req_wire_body(const record *c, buf *tmp)
     (void)rc;
     return tmp;
 }
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void copy_headers(http_headers *dst, const http_headers *src)
+{
+    for (size_t i = 0; i < src->len; i++)
+        http_headers_add(dst, src->v[i].name, strlen(src->v[i].name), src->v[i].value,
+                         strlen(src->v[i].value));
+}
+
+static void copy_buf(buf *dst, const buf *src)
+{
+    buf_init(dst);
+    if (src->len)
+        buf_append(dst, src->data, src->len);
+}
+
+record *record_copy(const record *r)
+{
+    record *c = xmalloc(sizeof *c);
+    *c = *r;
+    c->node = dup_or_null(r->node);
+    c->client_addr = dup_or_null(r->client_addr);
+    c->method = dup_or_null(r->method);
+    c->scheme = dup_or_null(r->scheme);
+    c->host = dup_or_null(r->host);
+    c->path = dup_or_null(r->path);
+    c->query = dup_or_null(r->query);
+    c->rule = dup_or_null(r->rule);
+    c->origin = dup_or_null(r->origin);
+    c->error = dup_or_null(r->error);
+    c->replication = dup_or_null(r->replication);
+    c->req_encoding = dup_or_null(r->req_encoding);
+    c->req_body_note = dup_or_null(r->req_body_note);
+    c->resp_encoding = dup_or_null(r->resp_encoding);
+    c->resp_body_note = dup_or_null(r->resp_body_note);
+    memset(&c->req_headers, 0, sizeof c->req_headers);
+    memset(&c->resp_headers, 0, sizeof c->resp_headers);
+    copy_headers(&c->req_headers, &r->req_headers);
+    copy_headers(&c->resp_headers, &r->resp_headers);
+    copy_buf(&c->req_body, &r->req_body);
+    copy_buf(&c->resp_body, &r->resp_body);
+    return c;
+}

@@ -77,6 +77,11 @@ typedef struct record {
 
 /* A zeroed record with a fresh id, origin "local" and upstream_us -1. */
 record *record_new(void);
+
+/* A deep copy of r (every string, header and body its own), owned by the
+ * caller (record_free); without replication's outbox message and ledger
+ * id, which belong to the row being written, not to the request. */
+record *record_copy(const record *r);
 void record_free(record *r);
 
 /* Replaces each captured body that has a Content-Encoding (gzip, deflate,

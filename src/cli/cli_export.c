@@ -189,7 +189,7 @@ int cli_export(int argc, char **argv, char *const *envp)
     }
     free(trimmed);
 out:
-    cliutil_filter_free(&f);
+    reqfilter_free(&f);
     return rc;
 }
 

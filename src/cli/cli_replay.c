@@ -151,7 +151,7 @@ typedef struct args {
 
 static void args_free(args *a)
 {
-    cliutil_filter_free(&a->f);
+    reqfilter_free(&a->f);
     http_headers_free(&a->set_headers);
     strlist_free(&a->drop);
     strlist_free(&a->rw_texts);
@@ -472,7 +472,7 @@ static int keep_copy(const record *r, void *ud)
         l->cap = l->cap ? l->cap * 2 : 256;
         l->v = xrealloc(l->v, l->cap * sizeof *l->v);
     }
-    l->v[l->n++] = cliutil_record_copy(r);
+    l->v[l->n++] = record_copy(r);
     return 0;
 }
 
@@ -495,7 +495,7 @@ static int load_cases(const args *a, char *const *envp, caselist *out)
                     "out (--keep-cached replays them)\n",
                     cached, cached == 1 ? "" : "s", a->har);
         out->cap = out->n;
-        cliutil_filter_apply(&a->f, out->v, &out->n);
+        reqfilter_apply(&a->f, out->v, &out->n);
         return 0;
     }
     store *s = NULL;

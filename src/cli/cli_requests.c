@@ -261,12 +261,11 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
     }
 }
 
-int cli_requests(int argc, char **argv, char *const *envp)
+/* The command, with the filter f its caller frees on every path. */
+static int run(int argc, char **argv, char *const *envp, cliutil_filter *f)
 {
     static const char cmd[] = "requests";
     cliutil_read_opts ro = {0};
-    cliutil_filter f = {0};
-    f.q.limit = DEFAULT_LIMIT;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -276,16 +275,16 @@ int cli_requests(int argc, char **argv, char *const *envp)
             return 0;
         }
         if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro)) ||
-            (m = cliutil_filter_opt(cmd, argc, argv, &i, &f, false))) {
+            (m = cliutil_filter_opt(cmd, argc, argv, &i, f, false))) {
             if (m < 0)
                 return 2;
             continue;
         }
         return cliutil_bad_arg(cmd, a);
     }
-    if (cliutil_filter_check(cmd, &f))
+    if (cliutil_filter_check(cmd, f))
         return 2;
-    store_query q = f.q;
+    store_query q = f->q;
 
     store *s = NULL;
     int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);
@@ -305,7 +304,7 @@ int cli_requests(int argc, char **argv, char *const *envp)
         store_close(s);
         return 1;
     }
-    bool more = f.q.limit > 0 && l.len > (uint64_t)f.q.limit;
+    bool more = f->q.limit > 0 && l.len > (uint64_t)f->q.limit;
     if (more)
         row_free(&l.v[--l.len]); /* the oldest, fetched only to know */
     rc = ro.json ? 0 : abbreviate_ids(cmd, s, &l);
@@ -328,6 +327,15 @@ int cli_requests(int argc, char **argv, char *const *envp)
     }
     rowlist_free(&l);
     return cliutil_flush_stdout(cmd);
+}
+
+int cli_requests(int argc, char **argv, char *const *envp)
+{
+    cliutil_filter f = {0};
+    f.q.limit = DEFAULT_LIMIT;
+    int rc = run(argc, argv, envp, &f);
+    reqfilter_free(&f);
+    return rc;
 }
 
 /* ---- `restspy show` ---- */

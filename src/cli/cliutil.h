@@ -18,6 +18,7 @@
 
 #include "base/buf.h"
 #include "capture/config.h"
+#include "store/reqfilter.h"
 #include "store/store.h"
 
 /* Prints "restspy <cmd>: <fmt...>\n" on stderr. cmd is what the user typed
@@ -85,18 +86,9 @@ int cliutil_flush_stdout(const char *cmd);
 
 /* ---- selecting captured requests (`requests`, `replay`, `export`) ---- */
 
-/* The filters of every command that selects captured requests. */
-typedef struct cliutil_filter {
-    store_query q;    /* --method --path --status --since --until --origin --node;
-                         q.limit is --limit (the caller sets its default first) */
-    const char **ids; /* --id values (pointing into argv); the array is heap,
-                         released by cliutil_filter_free */
-    size_t nids;
-    int64_t now_us;         /* "now" for ages (--since 10m): taken once, at first use */
-    const char *since_text; /* --since and --until as given (into argv), for errors */
-    const char *until_text;
-    unsigned seen; /* the single-valued flags given so far (a bit each) */
-} cliutil_filter;
+/* The filters of every command that selects captured requests: the store's
+ * reqfilter (the admin API uses the same one), reported the CLI's way. */
+typedef reqfilter cliutil_filter;
 
 /* The --help lines of the filters every command that reads the store
  * takes (cliutil_filter_opt), in one place so the commands agree; options
@@ -127,12 +119,6 @@ int cliutil_filter_opt(const char *cmd, int argc, char **argv, int *i, cliutil_f
  * reporting. */
 int cliutil_filter_check(const char *cmd, const cliutil_filter *f);
 
-/* True when r passes f's filters and, when ids were given, is one of them
- * (an id, or a start or end of one, any case: for requests read from files
- * every request it names is selected, see store_get for the store's). The
- * limit is not applied. */
-bool cliutil_filter_match(const cliutil_filter *f, const record *r);
-
 /* Calls fn for each request of s that f selects, oldest first; with a
  * limit, only the newest q.limit of them (still oldest first). fn must not
  * keep r; returning non-zero stops. --id values are looked up one by one
@@ -141,16 +127,9 @@ bool cliutil_filter_match(const cliutil_filter *f, const record *r);
 int cliutil_filter_each(const char *cmd, store *s, const cliutil_filter *f,
                         int (*fn)(const record *r, void *ud), void *ud);
 
-/* For requests read from files: keeps those of v[0..*n) that f selects
- * (freeing the others), in recorded order (stable sort on started_at), the
- * newest q.limit of them when there is a limit. */
-void cliutil_filter_apply(const cliutil_filter *f, record **v, size_t *n);
-
-void cliutil_filter_free(cliutil_filter *f);
-
-/* A deep copy of r (without replication's outbox message and ledger id,
- * which belong to the row being written, not to the request). */
-record *cliutil_record_copy(const record *r);
+/* Matching, applying to requests read from files, freeing and copying
+ * records are reqfilter's and record's own: reqfilter_match,
+ * reqfilter_apply, reqfilter_free, record_copy. */
 
 /* Writes a file whole or not at all: cliutil_out_open returns a stream on a
  * temporary file next to path (stdout when path is "-"), cliutil_out_close
