@@ -1,7 +1,6 @@
-#include "proxy/admin.h"
+#include "proxy/admin_internal.h"
 
 #include <arpa/inet.h>
-#include <jansson.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,45 +11,7 @@
 #include "http/headers.h"
 #include "http/httpmsg.h"
 #include "proxy/listener.h"
-#include "proxy/metrics.h"
-#include "proxy/stats.h"
 #include "base/util.h"
-
-/* An admin request is small: anything larger is refused. */
-#define ADMIN_MAX_REQUEST (64 * 1024)
-/* A client that has not sent its whole request by then is dropped, so an
- * idle or slow connection can neither pin memory nor delay a stop. */
-#define ADMIN_TIMEOUT_MS 10000
-
-struct admin {
-    uv_tcp_t server;
-    proxy_shared *sh;
-    outbox *ob; /* NULL when replication is off */
-    char *token;
-    tls_server *tls; /* a reference, or NULL (plain HTTP) */
-    /* The names of the listener for the Host check: as configured and as
-     * a numeric address (IPv6 without brackets), and its port. */
-    char bind_host[256];
-    char bind_numeric[INET6_ADDRSTRLEN];
-    int port;
-    int workers;
-    int64_t started_us;
-    bool closing;
-};
-
-typedef struct aconn {
-    uv_tcp_t tcp;
-    tls_conn *tls; /* owned; NULL on a plain listener */
-    uv_timer_t timer;
-    int open_handles;
-    admin *a;
-    llhttp_t p;
-    buf url, body;
-    httpmsg_hcollect hc;
-    http_headers headers; /* the request's, owned */
-    size_t total;
-    bool done;
-} aconn;
 
 static void aconn_closed(uv_handle_t *h)
 {
@@ -86,8 +47,8 @@ static void on_timeout(uv_timer_t *t)
 }
 
 /* Answers with body (of type ctype) and closes. */
-static void reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
-                     size_t len)
+void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
+                    size_t len)
 {
     buf out = BUF_INIT;
     buf_appendf(&out,
@@ -113,245 +74,22 @@ static void reply_as(aconn *c, int status, const char *reason, const char *ctype
     }
 }
 
-static void reply(aconn *c, int status, const char *reason, const char *json, size_t len)
+void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len)
 {
     buf b = BUF_INIT;
     buf_append(&b, json, len);
     buf_append_char(&b, '\n');
-    reply_as(c, status, reason, "application/json", b.data, b.len);
+    admin_reply_as(c, status, reason, "application/json", b.data, b.len);
     buf_free(&b);
 }
 
-static void reply_error(aconn *c, int status, const char *reason, const char *msg)
+void admin_reply_error(aconn *c, int status, const char *reason, const char *msg)
 {
     buf b = BUF_INIT;
     buf_append_str(&b, "{\"error\":");
     buf_append_json_str(&b, msg, strlen(msg));
     buf_append_char(&b, '}');
-    reply(c, status, reason, b.data, b.len);
-    buf_free(&b);
-}
-
-static void flags_json(admin *a, buf *b)
-{
-    buf_appendf(b, "{\"log\":%s,\"persist\":%s,\"replicate\":%s,\"log_format\":\"%s\"}",
-                atomic_load(&g_flags.log) ? "true" : "false",
-                atomic_load(&g_flags.persist) ? "true" : "false",
-                atomic_load(&g_flags.replicate) ? "true" : "false",
-                logsink_format(a->sh->log) == LOG_FORMAT_COMBINED ? "combined" : "json");
-}
-
-/* "replication": the publisher's state and the outbox as the store sees it
- * (null when replication is off). */
-static void append_replication(admin *a, buf *b)
-{
-    if (!a->ob) {
-        buf_append_str(b, ",\"replication\":null");
-        return;
-    }
-    outbox_stats os;
-    outbox_get_stats(a->ob, &os);
-    buf_appendf(b,
-                ",\"replication\":{\"enabled\":%s,\"connected\":%s,\"published\":%llu,"
-                "\"confirmed\":%llu,\"reconnects\":%llu,\"nacks\":%llu,"
-                "\"last_confirmed_us\":%lld,\"down_since_us\":%lld,\"failed_attempts\":%llu,"
-                "\"returned\":%llu,\"unroutable_since_us\":%lld,\"last_error\":",
-                atomic_load(&g_flags.replicate) ? "true" : "false", os.connected ? "true" : "false",
-                (unsigned long long)os.published, (unsigned long long)os.confirmed,
-                (unsigned long long)os.reconnects, (unsigned long long)os.nacks,
-                (long long)os.last_confirmed_us, (long long)os.down_since_us,
-                (unsigned long long)os.failed_attempts, (unsigned long long)os.returned,
-                (long long)os.unroutable_since_us);
-    if (os.last_error[0])
-        buf_append_json_str(b, os.last_error, strlen(os.last_error));
-    else
-        buf_append_str(b, "null");
-    store_repl_stats rs;
-    char err[256];
-    if (a->sh->store && store_repl_stats_get(a->sh->store, &rs, err, sizeof err) == 0)
-        buf_appendf(b,
-                    ",\"outbox_depth\":%lld,\"oldest_unpublished_us\":%lld,"
-                    "\"not_replicated\":%lld",
-                    (long long)rs.outbox_depth, (long long)rs.oldest_unpublished_us,
-                    (long long)rs.not_replicated);
-    buf_append_char(b, '}');
-}
-
-/* Why the proxy is degraded: each reason as a JSON string appended to b,
- * comma-separated. Returns how many. Degraded is still serving: requests
- * are proxied and captured, something behind them is not right. */
-static int append_degraded(admin *a, buf *b)
-{
-    int n = 0;
-    if (a->ob) {
-        outbox_stats os;
-        outbox_get_stats(a->ob, &os);
-        if (!os.connected) {
-            char why[400];
-            if (os.last_error[0])
-                snprintf(why, sizeof why,
-                         "replication: broker unreachable for %.1fs (%s); new records wait in "
-                         "the outbox",
-                         (double)(util_now_us() - os.down_since_us) / 1e6, os.last_error);
-            else
-                snprintf(why, sizeof why, "replication: connecting to the broker");
-            buf_append_json_str(b, why, strlen(why));
-            n++;
-        } else if (os.unroutable_since_us) {
-            char why[400];
-            snprintf(why, sizeof why,
-                     "replication: the broker returns publishes as unroutable for %.1fs (no "
-                     "queue bound to restspy.requests: run restspy federate); new records wait "
-                     "in the outbox",
-                     (double)(util_now_us() - os.unroutable_since_us) / 1e6);
-            buf_append_json_str(b, why, strlen(why));
-            n++;
-        }
-    }
-    return n;
-}
-
-/* GET /healthz: {"status":"ok"}, or {"status":"degraded"} with the reasons
- * when details may be shown, answered with healthz_degraded_status. */
-static void handle_healthz(aconn *c, bool details)
-{
-    buf reasons = BUF_INIT, b = BUF_INIT;
-    int n = append_degraded(c->a, &reasons);
-    buf_appendf(&b, "{\"status\":\"%s\"", n ? "degraded" : "ok");
-    if (n && details)
-        buf_appendf(&b, ",\"reasons\":[%s]", reasons.data);
-    buf_append_char(&b, '}');
-    /* Read as is: see host_ok. */
-    int status = n ? c->a->sh->cfg->healthz_degraded_status : 200;
-    reply(c, status,
-          status == 200   ? "OK"
-          : status == 503 ? "Service Unavailable"
-                          : "Degraded",
-          b.data, b.len);
-    buf_free(&reasons);
-    buf_free(&b);
-}
-
-static void handle_stats(aconn *c)
-{
-    admin *a = c->a;
-    buf b = BUF_INIT;
-    buf_append_char(&b, '{');
-    stats_append_json(&b);
-    buf_appendf(&b, ",\"workers\":%d,\"uptime_s\":%lld", a->workers,
-                (long long)((util_now_us() - a->started_us) / 1000000));
-    buf_appendf(&b, ",\"log\":{\"lines\":%llu,\"errors\":%llu}",
-                (unsigned long long)logsink_lines(a->sh->log),
-                (unsigned long long)logsink_errors(a->sh->log));
-    if (a->sh->store) {
-        store_stats s;
-        store_get_stats(a->sh->store, &s);
-        buf_appendf(&b,
-                    ",\"store\":{\"submitted\":%llu,\"written\":%llu,\"dropped\":%llu,"
-                    "\"queued\":%llu,\"batches\":%llu,\"errors\":%llu,\"pruned\":%llu,"
-                    "\"blocked\":%llu}",
-                    (unsigned long long)s.submitted, (unsigned long long)s.written,
-                    (unsigned long long)s.dropped, (unsigned long long)s.queued,
-                    (unsigned long long)s.batches, (unsigned long long)s.errors,
-                    (unsigned long long)s.pruned, (unsigned long long)s.blocked);
-    } else {
-        buf_append_str(&b, ",\"store\":null");
-    }
-    append_replication(a, &b);
-    buf_append_str(&b, ",\"flags\":");
-    flags_json(a, &b);
-    buf_append_char(&b, '}');
-    reply(c, 200, "OK", b.data, b.len);
-    buf_free(&b);
-}
-
-/* GET /metrics: Prometheus' text format (metrics.h). */
-static void handle_metrics(aconn *c)
-{
-    admin *a = c->a;
-    metrics_sources src = {
-        .store = a->sh->store,
-        .ob = a->ob,
-        .log = a->sh->log,
-        .node = a->sh->cfg->node, /* read as is: see host_ok */
-        .workers = a->workers,
-    };
-    buf b = BUF_INIT;
-    metrics_render(&b, &src);
-    reply_as(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-    buf_free(&b);
-}
-
-/* Why a valid PUT /flags body cannot be applied, or NULL: a flag switched on
- * whose machinery this process does not have (it is set up at start). */
-static const char *flags_conflict(const admin *a, const json_t *j)
-{
-    if (json_is_true(json_object_get(j, "persist")) && !a->sh->store)
-        return "cannot switch persist on: the store is off (set store and restart)";
-    if (json_is_true(json_object_get(j, "replicate")) && !a->sh->replicating)
-        return "cannot switch replicate on: no broker is configured (set amqp and restart)";
-    return NULL;
-}
-
-/* Applies a PUT /flags body; all or nothing. */
-static void handle_put_flags(aconn *c)
-{
-    json_error_t jerr;
-    json_t *j = json_loadb(c->body.data ? c->body.data : "", c->body.len, 0, &jerr);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        reply_error(c, 400, "Bad Request", "body must be a JSON object");
-        return;
-    }
-    const char *key;
-    json_t *v;
-    int fmt = -1;
-    json_object_foreach(j, key, v)
-    {
-        if (!strcmp(key, "log") || !strcmp(key, "persist") || !strcmp(key, "replicate")) {
-            if (!json_is_boolean(v)) {
-                json_decref(j);
-                reply_error(c, 400, "Bad Request", "flags log, persist, replicate are booleans");
-                return;
-            }
-        } else if (!strcmp(key, "log_format")) {
-            const char *s = json_string_value(v);
-            if (s && !strcmp(s, "json"))
-                fmt = LOG_FORMAT_JSON;
-            else if (s && !strcmp(s, "combined"))
-                fmt = LOG_FORMAT_COMBINED;
-            else {
-                json_decref(j);
-                reply_error(c, 400, "Bad Request", "log_format is \"json\" or \"combined\"");
-                return;
-            }
-        } else {
-            buf m = BUF_INIT;
-            buf_appendf(&m, "unknown flag '%s' (known: log, persist, replicate, log_format)", key);
-            json_decref(j);
-            reply_error(c, 400, "Bad Request", m.data);
-            buf_free(&m);
-            return;
-        }
-    }
-    const char *why = flags_conflict(c->a, j);
-    if (why) {
-        json_decref(j);
-        reply_error(c, 409, "Conflict", why);
-        return;
-    }
-    if ((v = json_object_get(j, "log")))
-        atomic_store(&g_flags.log, json_is_true(v));
-    if ((v = json_object_get(j, "persist")))
-        atomic_store(&g_flags.persist, json_is_true(v));
-    if ((v = json_object_get(j, "replicate")))
-        atomic_store(&g_flags.replicate, json_is_true(v));
-    if (fmt >= 0)
-        logsink_set_format(c->a->sh->log, fmt);
-    json_decref(j);
-    buf b = BUF_INIT;
-    flags_json(c->a, &b);
-    reply(c, 200, "OK", b.data, b.len);
+    admin_reply(c, status, reason, b.data, b.len);
     buf_free(&b);
 }
 
@@ -418,13 +156,13 @@ static bool admitted(aconn *c, bool healthz, bool *details)
     const char *auth = http_headers_get(&c->headers, "authorization");
     *details = token_ok(c->a, auth);
     if (!*details && !(healthz && !auth)) {
-        reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
+        admin_reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
         return false;
     }
     if (c->a->token)
         return true; /* the token is the defence: any Host */
     if (http_headers_count(&c->headers, "host") > 1) {
-        reply_error(c, 400, "Bad Request", "several Host headers");
+        admin_reply_error(c, 400, "Bad Request", "several Host headers");
         return false;
     }
     const char *host = http_headers_get(&c->headers, "host");
@@ -434,7 +172,7 @@ static bool admitted(aconn *c, bool healthz, bool *details)
                     "Host '%.200s' does not name this admin listener; add the name to "
                     "admin_hosts or set admin_token",
                     host);
-        reply_error(c, 421, "Misdirected Request", m.data);
+        admin_reply_error(c, 421, "Misdirected Request", m.data);
         buf_free(&m);
         return false;
     }
@@ -452,33 +190,33 @@ static void route(aconn *c)
     bool get = !strcmp(method, "GET");
     if (util_ieq(path, plen, "/healthz")) {
         if (get)
-            handle_healthz(c, details);
+            admin_healthz(c, details);
         else
-            reply_error(c, 405, "Method Not Allowed", "use GET");
+            admin_reply_error(c, 405, "Method Not Allowed", "use GET");
     } else if (util_ieq(path, plen, "/stats")) {
         if (get)
-            handle_stats(c);
+            admin_stats(c);
         else
-            reply_error(c, 405, "Method Not Allowed", "use GET");
+            admin_reply_error(c, 405, "Method Not Allowed", "use GET");
     } else if (util_ieq(path, plen, "/metrics")) {
         if (get)
-            handle_metrics(c);
+            admin_metrics(c);
         else
-            reply_error(c, 405, "Method Not Allowed", "use GET");
+            admin_reply_error(c, 405, "Method Not Allowed", "use GET");
     } else if (util_ieq(path, plen, "/flags")) {
         if (get) {
             buf b = BUF_INIT;
-            flags_json(c->a, &b);
-            reply(c, 200, "OK", b.data, b.len);
+            admin_flags_json(c->a, &b);
+            admin_reply(c, 200, "OK", b.data, b.len);
             buf_free(&b);
         } else if (!strcmp(method, "PUT") || !strcmp(method, "PATCH")) {
-            handle_put_flags(c);
+            admin_flags_put(c);
         } else {
-            reply_error(c, 405, "Method Not Allowed", "use GET or PUT");
+            admin_reply_error(c, 405, "Method Not Allowed", "use GET or PUT");
         }
     } else {
-        reply_error(c, 404, "Not Found",
-                    "no such endpoint (try /healthz, /stats, /metrics, /flags)");
+        admin_reply_error(c, 404, "Not Found",
+                          "no such endpoint (try /healthz, /stats, /metrics, /flags)");
     }
 }
 
@@ -550,12 +288,12 @@ static int a_data(void *ud, const char *data, size_t n)
     aconn *c = ud;
     c->total += n;
     if (c->total > ADMIN_MAX_REQUEST) {
-        reply_error(c, 413, "Content Too Large", "admin request too large");
+        admin_reply_error(c, 413, "Content Too Large", "admin request too large");
         return 1;
     }
     llhttp_errno_t e = llhttp_execute(&c->p, data, n);
     if (e != HPE_OK && e != HPE_PAUSED && !c->done)
-        reply_error(c, 400, "Bad Request", llhttp_get_error_reason(&c->p));
+        admin_reply_error(c, 400, "Bad Request", llhttp_get_error_reason(&c->p));
     return c->done;
 }
 
@@ -577,7 +315,7 @@ static void a_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (rc == TLS_NOT_TLS) {
         tls_conn_free(c->tls); /* answered in plain text, as the request came */
         c->tls = NULL;
-        reply_error(c, 400, "Bad Request", "plain HTTP request sent to an HTTPS port");
+        admin_reply_error(c, 400, "Bad Request", "plain HTTP request sent to an HTTPS port");
     } else if (rc != TLS_OK && !c->done) {
         aconn_close(c);
     }
