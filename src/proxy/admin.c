@@ -179,6 +179,66 @@ static bool admitted(aconn *c, bool healthz, bool *details)
     return true;
 }
 
+/* A route's handlers get what follows its path (prefix routes: "" for an
+ * exact one), the query string (after '?', "" when none) and whether the
+ * client may see details (see admitted). */
+typedef void (*route_fn)(aconn *c, const char *rest, const char *query, bool details);
+
+static void get_healthz(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)query;
+    admin_healthz(c, details);
+}
+
+static void get_stats(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)query, (void)details;
+    admin_stats(c);
+}
+
+static void get_metrics(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)query, (void)details;
+    admin_metrics(c);
+}
+
+static void get_flags(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)query, (void)details;
+    buf b = BUF_INIT;
+    admin_flags_json(c->a, &b);
+    admin_reply(c, 200, "OK", b.data, b.len);
+    buf_free(&b);
+}
+
+static void put_flags(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)query, (void)details;
+    admin_flags_put(c);
+}
+
+static void get_requests(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)details;
+    admin_api_requests(c, query);
+}
+
+static void get_request(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)query, (void)details;
+    admin_api_request(c, rest);
+}
+
+static const struct route {
+    const char *path;
+    bool prefix; /* path is followed by an argument ("/api/requests/ID") */
+    route_fn get, put;
+} routes[] = {
+    {"/healthz", false, get_healthz, NULL},       {"/stats", false, get_stats, NULL},
+    {"/metrics", false, get_metrics, NULL},       {"/flags", false, get_flags, put_flags},
+    {"/api/requests", false, get_requests, NULL}, {"/api/requests/", true, get_request, NULL},
+};
+
 static void route(aconn *c)
 {
     const char *method = llhttp_method_name(llhttp_get_method(&c->p));
@@ -187,37 +247,31 @@ static void route(aconn *c)
     bool details;
     if (!admitted(c, util_ieq(path, plen, "/healthz"), &details))
         return;
-    bool get = !strcmp(method, "GET");
-    if (util_ieq(path, plen, "/healthz")) {
-        if (get)
-            admin_healthz(c, details);
-        else
-            admin_reply_error(c, 405, "Method Not Allowed", "use GET");
-    } else if (util_ieq(path, plen, "/stats")) {
-        if (get)
-            admin_stats(c);
-        else
-            admin_reply_error(c, 405, "Method Not Allowed", "use GET");
-    } else if (util_ieq(path, plen, "/metrics")) {
-        if (get)
-            admin_metrics(c);
-        else
-            admin_reply_error(c, 405, "Method Not Allowed", "use GET");
-    } else if (util_ieq(path, plen, "/flags")) {
-        if (get) {
-            buf b = BUF_INIT;
-            admin_flags_json(c->a, &b);
-            admin_reply(c, 200, "OK", b.data, b.len);
-            buf_free(&b);
-        } else if (!strcmp(method, "PUT") || !strcmp(method, "PATCH")) {
-            admin_flags_put(c);
-        } else {
-            admin_reply_error(c, 405, "Method Not Allowed", "use GET or PUT");
-        }
-    } else {
-        admin_reply_error(c, 404, "Not Found",
-                          "no such endpoint (try /healthz, /stats, /metrics, /flags)");
+    const struct route *rt = NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !rt; i++) {
+        size_t n = strlen(routes[i].path);
+        if (routes[i].prefix ? plen > n && strncasecmp(path, routes[i].path, n) == 0
+                             : util_ieq(path, plen, routes[i].path))
+            rt = &routes[i];
     }
+    if (!rt) {
+        admin_reply_error(c, 404, "Not Found",
+                          "no such endpoint (try /healthz, /stats, /metrics, /flags, "
+                          "/api/requests)");
+        return;
+    }
+    /* The argument and the query, NUL-terminated copies. */
+    size_t n = strlen(rt->path);
+    char *rest = xstrndup(path + (rt->prefix ? n : plen), rt->prefix ? plen - n : 0);
+    const char *query = path[plen] == '?' ? path + plen + 1 : "";
+    route_fn fn = !strcmp(method, "GET")                               ? rt->get
+                  : !strcmp(method, "PUT") || !strcmp(method, "PATCH") ? rt->put
+                                                                       : NULL;
+    if (fn)
+        fn(c, rest, query, details);
+    else
+        admin_reply_error(c, 405, "Method Not Allowed", rt->put ? "use GET or PUT" : "use GET");
+    free(rest);
 }
 
 static int a_on_url(llhttp_t *p, const char *at, size_t len)

@@ -1,6 +1,7 @@
 /* admin_internal: what the files of the admin API share (inside proxy/):
  * admin.c (the listener, its connections, the token and Host checks and
- * the routes) and admin_status.c (health, counters, metrics and flags).
+ * the routes), admin_status.c (health, counters, metrics and flags) and
+ * admin_api.c (the captured requests, for the console).
  * Nothing outside the admin module includes it. */
 #ifndef RESTSPY_ADMIN_INTERNAL_H
 #define RESTSPY_ADMIN_INTERNAL_H
@@ -72,5 +73,16 @@ void admin_metrics(aconn *c);
 void admin_flags_json(admin *a, buf *b);
 /* PUT /flags: switches flags at run time. */
 void admin_flags_put(aconn *c);
+
+/* ---- admin_api.c: the captured requests for the console */
+
+/* GET /api/requests?FILTERS: {"requests":[...], "more":bool,
+ * "next_until":"RFC 3339"|null}, newest first, a page (limit=, 50 by
+ * default, at most 1000) at a time; FILTERS are reqfilter's (method, path,
+ * status, since, until, origin, node, id). 400 with why for a bad one. */
+void admin_api_requests(aconn *c, const char *query);
+/* GET /api/requests/ID: the request whole (headers and bodies), ID an id
+ * or a start or end of one (store_get); 404 or 400 (ambiguous). */
+void admin_api_request(aconn *c, const char *id);
 
 #endif

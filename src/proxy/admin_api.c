@@ -1,0 +1,168 @@
+/* admin_api: the captured requests as JSON for the console (issue 13):
+ * a page of the history with the filters `restspy requests` takes (one
+ * implementation: reqfilter), and one request whole. See admin_internal.h.
+ *
+ * Queries run on the admin's loop (the main thread), never on a worker:
+ * the store answers them on its own read connection, so the proxy keeps
+ * serving while a page is read. */
+#include "proxy/admin_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rfc3339.h"
+#include "base/util.h"
+#include "capture/record.h"
+#include "store/reqfilter.h"
+
+/* A page holds at most this many requests (limit=), 50 when not said. */
+#define PAGE_DEFAULT 50
+#define PAGE_MAX 1000
+
+typedef struct page {
+    buf out;
+    int64_t n, want;
+    int64_t last_us; /* started_at of the last request written */
+    bool more;
+} page;
+
+static int page_add(const record *r, void *ud)
+{
+    page *p = ud;
+    if (p->n == p->want) {
+        p->more = true; /* the one past the page, read only to know */
+        return 1;
+    }
+    if (p->n++)
+        buf_append_char(&p->out, ',');
+    record_to_json(r, 0, &p->out);
+    p->last_us = r->started_at_us;
+    return 0;
+}
+
+/* Fills f from the query string q (name=value&..., percent-encoded). 0, or
+ * -1 with err naming the parameter. */
+static int parse_filters(const char *q, reqfilter *f, int64_t *limit, char *err, size_t errlen)
+{
+    int rc = 0;
+    buf name = BUF_INIT, value = BUF_INIT;
+    while (q && *q && rc == 0) {
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        size_t nl = eq ? (size_t)(eq - q) : n;
+        buf_reset(&name);
+        buf_reset(&value);
+        buf_append_pct_decoded(&name, q, nl, 1);
+        if (eq)
+            buf_append_pct_decoded(&value, eq + 1, n - nl - 1, 1);
+        buf_append_char(&name, '\0');
+        buf_append_char(&value, '\0');
+        if (name.len > 1 && strcmp(name.data, "limit") == 0) {
+            char *end;
+            long long v = strtoll(value.data, &end, 10);
+            if (end == value.data || *end || v < 1 || v > PAGE_MAX) {
+                util_seterr(err, errlen, "bad value for limit: '%s' (expected 1 to %d)", value.data,
+                            PAGE_MAX);
+                rc = -1;
+            }
+            *limit = v;
+        } else if (name.len > 1) {
+            int s = reqfilter_set(f, name.data, name.data, value.data, err, errlen);
+            if (s == 0) {
+                util_seterr(err, errlen,
+                            "unknown parameter '%s' (filters: method, path, status, since, until, "
+                            "origin, node, id, and limit)",
+                            name.data);
+                rc = -1;
+            } else if (s < 0) {
+                rc = -1;
+            }
+        }
+        q += n + (q[n] == '&');
+    }
+    buf_free(&name);
+    buf_free(&value);
+    if (rc == 0)
+        rc = reqfilter_check(f, "since", "until", err, errlen);
+    return rc;
+}
+
+void admin_api_requests(aconn *c, const char *query)
+{
+    store *s = c->a->sh->store;
+    if (!s) {
+        admin_reply_error(c, 404, "Not Found", "the store is off: no request is kept");
+        return;
+    }
+    reqfilter f = {0};
+    int64_t limit = PAGE_DEFAULT;
+    char err[512];
+    if (parse_filters(query, &f, &limit, err, sizeof err) < 0) {
+        admin_reply_error(c, 400, "Bad Request", err);
+        reqfilter_free(&f);
+        return;
+    }
+    page p = {.want = limit};
+    buf_append_str(&p.out, "{\"requests\":[");
+    int rc;
+    if (f.nids) {
+        /* Named requests: all of them, oldest first, as the CLI gives them. */
+        p.want = INT64_MAX;
+        rc = reqfilter_each(s, &f, page_add, &p, err, sizeof err);
+    } else {
+        /* Newest first, one more than the page to know whether there are. */
+        store_query q = f.q;
+        q.newest_first = true;
+        q.limit = limit + 1;
+        rc = store_query_each(s, &q, page_add, &p, err, sizeof err);
+    }
+    if (rc != 0) {
+        admin_reply_error(c, strstr(err, "no request with id") ? 404 : 400,
+                          strstr(err, "no request with id") ? "Not Found" : "Bad Request", err);
+    } else {
+        /* The next page: the same filters with until= the last one's time
+         * (requests started in the very same microsecond as the last one
+         * of a page are on neither page: a trade for a cursor people can
+         * read and type). */
+        buf_appendf(&p.out, "],\"more\":%s,\"next_until\":", p.more ? "true" : "false");
+        if (p.more) {
+            char t[RFC3339_MAX];
+            rfc3339_format(p.last_us, 6, t);
+            buf_appendf(&p.out, "\"%s\"}", t);
+        } else {
+            buf_append_str(&p.out, "null}");
+        }
+        admin_reply(c, 200, "OK", p.out.data, p.out.len);
+    }
+    buf_free(&p.out);
+    reqfilter_free(&f);
+}
+
+void admin_api_request(aconn *c, const char *id)
+{
+    store *s = c->a->sh->store;
+    if (!s) {
+        admin_reply_error(c, 404, "Not Found", "the store is off: no request is kept");
+        return;
+    }
+    buf key = BUF_INIT;
+    buf_append_pct_decoded(&key, id, strlen(id), 0);
+    buf_append_char(&key, '\0');
+    record *r = NULL;
+    char err[512];
+    int found = store_get(s, key.data, &r, err, sizeof err);
+    if (found < 0) {
+        admin_reply_error(c, 400, "Bad Request", err);
+    } else if (found == 0) {
+        snprintf(err, sizeof err, "no request with id %.100s", key.data);
+        admin_reply_error(c, 404, "Not Found", err);
+    } else {
+        buf out = BUF_INIT;
+        record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &out);
+        admin_reply(c, 200, "OK", out.data, out.len);
+        buf_free(&out);
+        record_free(r);
+    }
+    buf_free(&key);
+}

@@ -1,0 +1,112 @@
+"""The admin API the web console reads (issue 13): a page of captured
+requests with the filters of `restspy requests` (the same implementation,
+reqfilter), paging by next_until, one request whole, and the errors a
+console can get: a bad filter, an unknown parameter, a missing id, a store
+that is off, a missing token."""
+import urllib.parse
+import uuid
+
+import harness
+
+
+class ConsoleApi(harness.ProxyTestCase):
+    ADMIN_TOKEN = "console-token"
+
+    def api(self, endpoint, **params):
+        q = urllib.parse.urlencode(params)
+        return self.proxy.admin("GET", endpoint + ("?" + q if q else ""))
+
+    def send(self, n, marker, method="GET", status=200):
+        """n requests carrying marker; their ids, oldest first."""
+        for i in range(n):
+            r = self.proxy.request(method, "/api/status/%d/?m=%s&i=%d" % (status, marker, i),
+                                   body={} if method != "GET" else None)
+            self.assertEqual(r.status, status, r)
+        rows = self.proxy.wait_rows(n, "query LIKE ?", ("%m=" + marker + "%",))
+        self.assertEqual(len(rows), n)
+        return [row["id"] for row in sorted(rows, key=lambda row: row["started_at"])]
+
+    def test_pages_newest_first_with_filters(self):
+        marker = uuid.uuid4().hex[:10]
+        ids = self.send(5, marker)
+        got, until = [], None
+        while True:
+            params = {"path": "/api/status/*/", "limit": 2, "method": "get", "status": "2xx"}
+            if until:
+                params["until"] = until
+            r = self.api("/api/requests", **params)
+            self.assertEqual(r.status, 200, r)
+            doc = r.json()
+            got += [x["id"] for x in doc["requests"] if "m=" + marker in (x["query"] or "")]
+            self.assertLessEqual(len(doc["requests"]), 2)
+            if not doc["more"]:
+                self.assertIsNone(doc["next_until"])
+                break
+            until = doc["next_until"]
+        self.assertEqual(got, list(reversed(ids)))  # newest first, each once
+        one = self.api("/api/requests", limit=1).json()["requests"][0]
+        for key in ("id", "time", "method", "path", "status", "duration_us", "origin", "rule"):
+            self.assertIn(key, one)
+        self.assertNotIn("req_headers", one)  # the list is light; the detail is whole
+
+    def test_other_filters_narrow(self):
+        marker = uuid.uuid4().hex[:10]
+        self.send(2, marker, method="POST", status=201)
+        self.send(1, marker + "x", status=404)
+        posts = self.api("/api/requests", method="POST", status="201", limit=1000).json()
+        self.assertTrue(posts["requests"])
+        self.assertTrue(all(x["method"] == "POST" and x["status"] == 201
+                            for x in posts["requests"]))
+        nf = self.api("/api/requests", status="404", origin="local", since="10m").json()
+        self.assertTrue(any("m=" + marker + "x" in (x["query"] or "") for x in nf["requests"]))
+        self.assertEqual(self.api("/api/requests", status="404", until="1d").json()["requests"],
+                         [])
+
+    def test_detail_whole_by_id_or_its_end(self):
+        marker = uuid.uuid4().hex[:10]
+        rid = self.send(1, marker, method="POST", status=201)[0]
+        for key in (rid, rid[-10:]):
+            r = self.api("/api/requests/" + key)
+            self.assertEqual(r.status, 200, r)
+            doc = r.json()
+            self.assertEqual(doc["id"], rid)
+            self.assertIn("req_headers", doc)
+            self.assertIn("resp_body", doc)
+
+    def test_errors(self):
+        cases = [
+            ({"status": "7xx"}, "bad value for status: '7xx'"),
+            ({"method": "GE T"}, "bad value for method"),
+            ({"since": "2026-02-30"}, "bad value for since"),
+            ({"since": "1h", "until": "2h"}, "since 1h is not before until 2h"),
+            ({"colour": "red"}, "unknown parameter 'colour'"),
+            ({"limit": "0"}, "bad value for limit"),
+            ({"limit": "5000"}, "bad value for limit"),
+        ]
+        for params, text in cases:
+            r = self.api("/api/requests", **params)
+            self.assertEqual(r.status, 400, (params, r))
+            self.assertIn(text, r.json()["error"])
+        r = self.api("/api/requests/ffffffffffff")
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("no request with id", r.json()["error"])
+        r = self.api("/api/requests/ab")
+        self.assertEqual(r.status, 400, r)
+        r = self.proxy.admin("GET", "/api/requests", auth=False)
+        self.assertEqual(r.status, 401, r)
+        r = self.proxy.admin("PUT", "/api/requests", body={})
+        self.assertEqual(r.status, 405, r)
+
+
+class ConsoleApiStoreOff(harness.ProxyTestCase):
+    PROXY_ARGS = ("--store", "off")
+
+    def test_store_off_says_so(self):
+        r = self.proxy.admin("GET", "/api/requests")
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("the store is off", r.json()["error"])
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
