@@ -610,7 +610,19 @@ static void copy_buf(buf *dst, const buf *src)
         buf_append(dst, src->data, src->len);
 }
 
+static record *copy(const record *r, bool whole);
+
 record *record_copy(const record *r)
+{
+    return copy(r, true);
+}
+
+record *record_copy_light(const record *r)
+{
+    return copy(r, false);
+}
+
+static record *copy(const record *r, bool whole)
 {
     record *c = xmalloc(sizeof *c);
     *c = *r;
@@ -631,9 +643,15 @@ record *record_copy(const record *r)
     c->resp_body_note = dup_or_null(r->resp_body_note);
     memset(&c->req_headers, 0, sizeof c->req_headers);
     memset(&c->resp_headers, 0, sizeof c->resp_headers);
-    copy_headers(&c->req_headers, &r->req_headers);
-    copy_headers(&c->resp_headers, &r->resp_headers);
-    copy_buf(&c->req_body, &r->req_body);
-    copy_buf(&c->resp_body, &r->resp_body);
+    buf_init(&c->req_body);
+    buf_init(&c->resp_body);
+    buf_init(&c->headers_json[0]); /* a cache of r's, not shared */
+    buf_init(&c->headers_json[1]);
+    if (whole) {
+        copy_headers(&c->req_headers, &r->req_headers);
+        copy_headers(&c->resp_headers, &r->resp_headers);
+        copy_buf(&c->req_body, &r->req_body);
+        copy_buf(&c->resp_body, &r->resp_body);
+    }
     return c;
 }

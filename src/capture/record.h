@@ -82,6 +82,9 @@ record *record_new(void);
  * caller (record_free); without replication's outbox message and ledger
  * id, which belong to the row being written, not to the request. */
 record *record_copy(const record *r);
+/* As record_copy, without headers and bodies (empty): what a list shows and
+ * a filter reads, cheap enough to take per request. */
+record *record_copy_light(const record *r);
 void record_free(record *r);
 
 /* Replaces each captured body that has a Content-Encoding (gzip, deflate,

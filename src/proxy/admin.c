@@ -30,6 +30,7 @@ static void aconn_close(aconn *c)
 {
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
+    admin_live_drop(c);
     uv_close((uv_handle_t *)&c->timer, aconn_closed);
     uv_close((uv_handle_t *)&c->tcp, aconn_closed);
 }
@@ -46,6 +47,18 @@ static void on_timeout(uv_timer_t *t)
     aconn_close(t->data);
 }
 
+int admin_write(aconn *c, const char *data, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    return c->tls ? tls_conn_write(c->tls, &b, 1, NULL)
+                  : io_write((uv_stream_t *)&c->tcp, &b, 1, NULL);
+}
+
+void admin_close(aconn *c)
+{
+    aconn_close(c);
+}
+
 /* Answers with body (of type ctype) and closes. */
 void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
                     size_t len)
@@ -57,13 +70,9 @@ void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype,
                 status, reason, ctype, len,
                 status == 401 ? "WWW-Authenticate: Bearer realm=\"restspy\"\r\n" : "");
     buf_append(&out, body, len);
-    uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
-    if (c->tls) {
-        tls_conn_write(c->tls, &b, 1, NULL);
+    admin_write(c, out.data, out.len);
+    if (c->tls)
         tls_conn_close_notify(c->tls);
-    } else {
-        io_write((uv_stream_t *)&c->tcp, &b, 1, NULL);
-    }
     buf_free(&out);
     c->done = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -223,6 +232,12 @@ static void get_requests(aconn *c, const char *rest, const char *query, bool det
     admin_api_requests(c, query);
 }
 
+static void get_live(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)details;
+    admin_live_start(c, query);
+}
+
 static void get_request(aconn *c, const char *rest, const char *query, bool details)
 {
     (void)query, (void)details;
@@ -237,6 +252,7 @@ static const struct route {
     {"/healthz", false, get_healthz, NULL},       {"/stats", false, get_stats, NULL},
     {"/metrics", false, get_metrics, NULL},       {"/flags", false, get_flags, put_flags},
     {"/api/requests", false, get_requests, NULL}, {"/api/requests/", true, get_request, NULL},
+    {"/api/live", false, get_live, NULL},
 };
 
 static void route(aconn *c)
@@ -257,7 +273,7 @@ static void route(aconn *c)
     if (!rt) {
         admin_reply_error(c, 404, "Not Found",
                           "no such endpoint (try /healthz, /stats, /metrics, /flags, "
-                          "/api/requests)");
+                          "/api/requests, /api/live)");
         return;
     }
     /* The argument and the query, NUL-terminated copies. */
@@ -354,12 +370,12 @@ static int a_data(void *ud, const char *data, size_t n)
 static void a_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     aconn *c = s->data;
-    if (c->done || n == 0)
-        return;
     if (n < 0) {
-        aconn_close(c);
+        aconn_close(c); /* also how a live stream learns its client left */
         return;
     }
+    if (c->done || n == 0)
+        return;
     if (!c->tls) {
         a_data(c, b->base, (size_t)n);
         return;
@@ -429,6 +445,11 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, tls_ser
     a->started_us = util_now_us();
     uv_tcp_init(loop, &a->server);
     a->server.data = a;
+    uv_timer_init(loop, &a->live_timer);
+    a->live_timer.data = a;
+    a->open_handles = 2;
+    a->tap = sh->tap;
+    admin_live_init(a);
     int rc = uv_tcp_bind(&a->server, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&a->server, 64, on_admin_conn);
@@ -443,6 +464,8 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, tls_ser
 static void admin_closed(uv_handle_t *h)
 {
     admin *a = h->data;
+    if (--a->open_handles > 0)
+        return;
     tls_server_unref(a->tls);
     free(a->token);
     free(a);
@@ -453,5 +476,7 @@ void admin_stop(admin *a)
     if (!a || a->closing)
         return;
     a->closing = true;
+    admin_live_stop(a);
+    uv_close((uv_handle_t *)&a->live_timer, admin_closed);
     uv_close((uv_handle_t *)&a->server, admin_closed);
 }

@@ -14,7 +14,6 @@
 #include "base/rfc3339.h"
 #include "base/util.h"
 #include "capture/record.h"
-#include "store/reqfilter.h"
 
 /* A page holds at most this many requests (limit=), 50 when not said. */
 #define PAGE_DEFAULT 50
@@ -41,9 +40,23 @@ static int page_add(const record *r, void *ud)
     return 0;
 }
 
-/* Fills f from the query string q (name=value&..., percent-encoded). 0, or
- * -1 with err naming the parameter. */
-static int parse_filters(const char *q, reqfilter *f, int64_t *limit, char *err, size_t errlen)
+/* A whole number parameter within lo..hi. 0, or -1 with err. */
+static int number(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out, char *err,
+                  size_t errlen)
+{
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end || n < lo || n > hi) {
+        util_seterr(err, errlen, "bad value for %s: '%s' (expected %lld to %lld)", name, v,
+                    (long long)lo, (long long)hi);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+int admin_parse_query(const char *q, reqfilter *f, const admin_number *nums, size_t nnums,
+                      char *err, size_t errlen)
 {
     int rc = 0;
     buf name = BUF_INIT, value = BUF_INIT;
@@ -58,28 +71,30 @@ static int parse_filters(const char *q, reqfilter *f, int64_t *limit, char *err,
             buf_append_pct_decoded(&value, eq + 1, n - nl - 1, 1);
         buf_append_char(&name, '\0');
         buf_append_char(&value, '\0');
-        if (name.len > 1 && strcmp(name.data, "limit") == 0) {
-            char *end;
-            long long v = strtoll(value.data, &end, 10);
-            if (end == value.data || *end || v < 1 || v > PAGE_MAX) {
-                util_seterr(err, errlen, "bad value for limit: '%s' (expected 1 to %d)", value.data,
-                            PAGE_MAX);
-                rc = -1;
-            }
-            *limit = v;
-        } else if (name.len > 1) {
-            int s = reqfilter_set(f, name.data, name.data, value.data, err, errlen);
-            if (s == 0) {
-                util_seterr(err, errlen,
-                            "unknown parameter '%s' (filters: method, path, status, since, until, "
-                            "origin, node, id, and limit)",
-                            name.data);
-                rc = -1;
-            } else if (s < 0) {
-                rc = -1;
-            }
-        }
         q += n + (q[n] == '&');
+        if (name.len == 1)
+            continue;
+        size_t k = 0;
+        while (k < nnums && strcmp(nums[k].name, name.data) != 0)
+            k++;
+        if (k < nnums) {
+            rc = number(name.data, value.data, nums[k].lo, nums[k].hi, nums[k].out, err, errlen);
+            continue;
+        }
+        int s = reqfilter_set(f, name.data, name.data, value.data, err, errlen);
+        if (s == 0) {
+            buf also = BUF_INIT;
+            for (size_t i = 0; i < nnums; i++)
+                buf_appendf(&also, ", %s", nums[i].name);
+            util_seterr(err, errlen,
+                        "unknown parameter '%s' (filters: method, path, status, since, until, "
+                        "origin, node, id%s)",
+                        name.data, also.len ? also.data : "");
+            buf_free(&also);
+            rc = -1;
+        } else if (s < 0) {
+            rc = -1;
+        }
     }
     buf_free(&name);
     buf_free(&value);
@@ -98,7 +113,8 @@ void admin_api_requests(aconn *c, const char *query)
     reqfilter f = {0};
     int64_t limit = PAGE_DEFAULT;
     char err[512];
-    if (parse_filters(query, &f, &limit, err, sizeof err) < 0) {
+    admin_number nums[] = {{"limit", 1, PAGE_MAX, &limit}};
+    if (admin_parse_query(query, &f, nums, 1, err, sizeof err) < 0) {
         admin_reply_error(c, 400, "Bad Request", err);
         reqfilter_free(&f);
         return;

@@ -15,6 +15,8 @@
 #include "http/headers.h"
 #include "http/httpmsg.h"
 #include "proxy/admin.h"
+#include "proxy/tap.h"
+#include "store/reqfilter.h"
 
 /* An admin request is small: anything larger is refused. */
 #define ADMIN_MAX_REQUEST (64 * 1024)
@@ -36,6 +38,12 @@ struct admin {
     int workers;
     int64_t started_us;
     bool closing;
+    /* the live consoles (admin_live.c) */
+    tap *tap;              /* the server's; NULL when there is none */
+    struct live *lives;    /* the subscribed connections */
+    uv_timer_t live_timer; /* skipped-event notes and keep-alive comments */
+    bool live_timer_on;
+    int open_handles; /* the server and live_timer: freed when both are closed */
 };
 
 typedef struct aconn {
@@ -50,7 +58,13 @@ typedef struct aconn {
     http_headers headers; /* the request's, owned */
     size_t total;
     bool done;
+    struct live *live; /* set while the connection is a live stream */
 } aconn;
+
+/* Writes raw bytes to the connection (through TLS when it has it). */
+int admin_write(aconn *c, const char *data, size_t len);
+/* Closes the connection now (no graceful end). */
+void admin_close(aconn *c);
 
 /* Answers with body (of type ctype, copied) and closes the connection. */
 void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
@@ -76,6 +90,19 @@ void admin_flags_put(aconn *c);
 
 /* ---- admin_api.c: the captured requests for the console */
 
+/* A whole-number query parameter besides the filters (limit=, rate=). */
+typedef struct admin_number {
+    const char *name;
+    int64_t lo, hi;
+    int64_t *out;
+} admin_number;
+
+/* Fills f from the query string q (name=value&..., percent-encoded): the
+ * filters of reqfilter and the numbers nums[0..nnums). 0, or -1 with err
+ * naming the parameter ("unknown parameter 'x' (filters: ...)"). */
+int admin_parse_query(const char *q, reqfilter *f, const admin_number *nums, size_t nnums,
+                      char *err, size_t errlen);
+
 /* GET /api/requests?FILTERS: {"requests":[...], "more":bool,
  * "next_until":"RFC 3339"|null}, newest first, a page (limit=, 50 by
  * default, at most 1000) at a time; FILTERS are reqfilter's (method, path,
@@ -84,5 +111,20 @@ void admin_api_requests(aconn *c, const char *query);
 /* GET /api/requests/ID: the request whole (headers and bodies), ID an id
  * or a start or end of one (store_get); 404 or 400 (ambiguous). */
 void admin_api_request(aconn *c, const char *id);
+
+/* ---- admin_live.c: GET /api/live, Server-Sent Events */
+
+/* Makes c a live stream of the requests captured from now on that the
+ * query's filters select, at most rate= events a second (20 by default, at
+ * most 1000); beyond it, and when the client reads too slowly, events are
+ * skipped and counted in an "event: skipped" note each second. 400 for a
+ * bad parameter, 404 without a tap. */
+void admin_live_start(aconn *c, const char *query);
+/* Hands the tap's records to the streams (admin_start, on the loop). */
+void admin_live_init(admin *a);
+/* Forgets c's subscription (its connection closes). */
+void admin_live_drop(aconn *c);
+/* Ends every live stream (the admin stops). */
+void admin_live_stop(admin *a);
 
 #endif

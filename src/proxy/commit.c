@@ -5,6 +5,7 @@
  * and, in sync durability, the wait for the store's commit before the held
  * end of the response goes out (a mailbox from the store's writer thread to
  * the worker's loop that outlives the worker while commits are in flight). */
+#include "proxy/tap.h"
 #include "proxy/proxy_internal.h"
 
 #include <assert.h>
@@ -57,6 +58,9 @@ void sink_record(conn *c)
         record_decode_bodies(r, ru->req_body_cap, ru->resp_body_cap, !redact_bodies(cfg));
         redact_record(cfg, r);
     }
+    /* A live console sees what the log and the store get. */
+    if ((r->do_log || r->do_persist) && tap_wanted(c->w->sh->tap))
+        tap_publish(c->w->sh->tap, r);
     /* Logged as JSON and persisted: encode the headers once for both. */
     if (r->do_log && r->do_persist && c->w->sh->store && logsink_wants_headers_json(c->w->sh->log))
         record_cache_headers_json(r);

@@ -43,6 +43,7 @@ typedef struct proxy_shared {
     struct sockaddr_storage upstream_addr;
     char upstream_host[300]; /* "host:port", the Host for clients that sent none */
     tls_client *up_tls;      /* an https upstream's TLS context, or NULL (plain http) */
+    struct tap *tap;         /* the live consoles' feed (admin on), or NULL */
     pthread_mutex_t cfg_lock;
     config *cfg;              /* current config; replaced on reload */
     tls_server *tls;          /* the listener's certificates with cfg, or NULL (plain) */

@@ -11,6 +11,7 @@
 #include "replication/outbox.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
+#include "proxy/tap.h"
 #include "store/store.h"
 #include "base/url.h"
 #include "base/util.h"
@@ -63,6 +64,8 @@ static void stop(server *s)
     /* Workers drain on their own threads; this waits for them. */
     listener_stop(s->l, s->sh.cfg->grace_period_ms);
     s->l = NULL;
+    tap_free(s->sh.tap); /* the workers that published to it are gone */
+    s->sh.tap = NULL;
     uv_walk(s->loop, close_walk, NULL);
 }
 
@@ -302,6 +305,8 @@ int server_main(int argc, char **argv, char *const *envp)
     atomic_store(&g_flags.replicate, s.sh.replicating);
     proxy_shared_set_config(&s.sh, cfg, tls);
 
+    if (strcmp(cfg->admin, "off") != 0)
+        s.sh.tap = tap_new(s.loop); /* before the workers, which read it */
     int workers = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
     signal(SIGPIPE, SIG_IGN);
     s.l = listener_start(&s.sh, cfg->listen, workers, err, sizeof err);
@@ -339,6 +344,8 @@ int server_main(int argc, char **argv, char *const *envp)
 out:
     if (s.l)
         listener_stop(s.l, 0);
+    tap_free(s.sh.tap);
+    s.sh.tap = NULL;
     uv_walk(s.loop, close_walk, NULL);
     uv_run(s.loop, UV_RUN_DEFAULT);
     if (!s.signals_on)

@@ -3,6 +3,9 @@ requests with the filters of `restspy requests` (the same implementation,
 reqfilter), paging by next_until, one request whole, and the errors a
 console can get: a bad filter, an unknown parameter, a missing id, a store
 that is off, a missing token."""
+import json
+import socket
+import time
 import urllib.parse
 import uuid
 
@@ -96,6 +99,101 @@ class ConsoleApi(harness.ProxyTestCase):
         self.assertEqual(r.status, 401, r)
         r = self.proxy.admin("PUT", "/api/requests", body={})
         self.assertEqual(r.status, 405, r)
+
+
+class LiveStream:
+    """A client of GET /api/live reading its Server-Sent Events."""
+
+    def __init__(self, proxy, **params):
+        q = urllib.parse.urlencode(params)
+        self.s = socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=10)
+        self.s.sendall(("GET /api/live%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                        "Authorization: Bearer %s\r\n\r\n"
+                        % ("?" + q if q else "", proxy.admin_port, proxy.admin_token)).encode())
+        self.data = b""
+        while b"\r\n\r\n" not in self.data:
+            self.data += self.s.recv(4096)
+        self.head, _, self.data = self.data.partition(b"\r\n\r\n")
+
+    def events(self, until, timeout=5.0):
+        """(event, data) pairs read until until(events) holds or timeout."""
+        out = []
+        end = time.monotonic() + timeout
+        while not until(out) and time.monotonic() < end:
+            while b"\n\n" in self.data:
+                block, _, self.data = self.data.partition(b"\n\n")
+                ev = {}
+                for line in block.decode().split("\n"):
+                    if line.startswith("event: "):
+                        ev["event"] = line[7:]
+                    elif line.startswith("data: "):
+                        ev["data"] = json.loads(line[6:])
+                if "event" in ev:
+                    out.append((ev["event"], ev.get("data")))
+            if until(out):
+                break
+            self.s.settimeout(max(0.05, end - time.monotonic()))
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            self.data += chunk
+        return out
+
+    def close(self):
+        self.s.close()
+
+
+class Live(harness.ProxyTestCase):
+    ADMIN_TOKEN = "live-token"
+
+    def test_request_appears_within_a_second_filtered(self):
+        marker = uuid.uuid4().hex[:10]
+        live = LiveStream(self.proxy, method="POST", path="/api/status/*/")
+        self.addCleanup(live.close)
+        self.assertIn(b"text/event-stream", live.head)
+        self.proxy.request("GET", "/api/status/200/?m=" + marker)  # filtered out
+        t0 = time.monotonic()
+        self.proxy.request("POST", "/api/status/201/?m=" + marker, body={})
+        evs = live.events(lambda e: any(k == "request" for k, _ in e), timeout=5)
+        self.assertLess(time.monotonic() - t0, 1.5)
+        reqs = [d for k, d in evs if k == "request"]
+        self.assertEqual(len(reqs), 1, evs)
+        self.assertEqual(reqs[0]["method"], "POST")
+        self.assertEqual(reqs[0]["status"], 201)
+        self.assertEqual(reqs[0]["query"], "m=" + marker)
+        self.assertNotIn("req_headers", reqs[0])
+
+    def test_rate_limited_with_a_skipped_note(self):
+        live = LiveStream(self.proxy, rate=2, path="/api/status/*/")
+        self.addCleanup(live.close)
+        for _ in range(8):
+            self.proxy.request("GET", "/api/status/200/")
+        evs = live.events(lambda e: any(k == "skipped" for k, _ in e), timeout=5)
+        reqs = [d for k, d in evs if k == "request"]
+        skipped = sum(d["count"] for k, d in evs if k == "skipped")
+        self.assertLessEqual(len(reqs), 3, evs)
+        self.assertEqual(len(reqs) + skipped, 8, evs)
+
+    def test_closed_stream_and_bad_parameters(self):
+        live = LiveStream(self.proxy)
+        live.close()
+        # the proxy goes on serving, and a new stream works
+        self.assertEqual(self.proxy.request("GET", "/api/status/200/").status, 200)
+        again = LiveStream(self.proxy)
+        self.addCleanup(again.close)
+        self.proxy.request("GET", "/api/status/204/")
+        evs = again.events(lambda e: any(k == "request" for k, _ in e))
+        self.assertTrue(evs)
+        for params, text in (({"rate": "0"}, "bad value for rate"),
+                             ({"status": "9xx"}, "bad value for status"),
+                             ({"limit": "5"}, "limit does not apply to a live stream"),
+                             ({"colour": "red"}, "unknown parameter 'colour'")):
+            r = self.proxy.admin("GET", "/api/live?" + urllib.parse.urlencode(params))
+            self.assertEqual(r.status, 400, r)
+            self.assertIn(text, r.json()["error"])
 
 
 class ConsoleApiStoreOff(harness.ProxyTestCase):
