@@ -160,8 +160,37 @@ static bool host_ok(const admin *a, const char *value, size_t len)
  * request to /healthz without any Authorization header is admitted when a
  * token is set (a load balancer's probe often cannot send one) and gets the
  * status alone, never the reasons. */
+/* A request that changes something must come from the console's own page
+ * (or from a tool, which sends no Origin): a browser on another site can
+ * send a simple POST to a loopback admin without any preflight, and the
+ * bearer token, when there is one, is not the only defence worth having.
+ * Reads are not checked: the answers are not readable cross-site (no
+ * CORS headers are ever sent). */
+static bool same_origin(aconn *c)
+{
+    const char *site = http_headers_get(&c->headers, "sec-fetch-site");
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return false;
+    const char *origin = http_headers_get(&c->headers, "origin");
+    if (!origin)
+        return true;
+    const char *host = http_headers_get(&c->headers, "host");
+    buf own = BUF_INIT;
+    buf_appendf(&own, "%s://%s", c->tls ? "https" : "http", host ? host : "");
+    bool ok = strcasecmp(origin, own.data) == 0;
+    buf_free(&own);
+    return ok;
+}
+
 static bool admitted(aconn *c, bool healthz, bool *details)
 {
+    const char *method = llhttp_method_name(llhttp_get_method(&c->p));
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && !same_origin(c)) {
+        admin_reply_error(c, 403, "Forbidden",
+                          "cross-site request refused: the admin API changes things only for "
+                          "its own page or a tool");
+        return false;
+    }
     const char *auth = http_headers_get(&c->headers, "authorization");
     *details = token_ok(c->a, auth);
     if (!*details && !(healthz && !auth)) {

@@ -196,6 +196,29 @@ class Live(harness.ProxyTestCase):
             self.assertIn(text, r.json()["error"])
 
 
+class CrossSite(harness.ProxyTestCase):
+    """Without a token (loopback), a page of another site could still send a
+    simple POST or PUT to the admin: changes are refused unless they come
+    from the admin's own origin or from a tool (no Origin at all)."""
+
+    def test_cross_site_changes_refused(self):
+        own = "http://127.0.0.1:%d" % self.proxy.admin_port
+        for headers in ({"Origin": "http://evil.example"},
+                        {"Origin": "null"},
+                        {"Sec-Fetch-Site": "cross-site"},
+                        {"Sec-Fetch-Site": "same-site", "Origin": own}):
+            r = self.proxy.admin("PUT", "/flags", body={"log": False}, headers=headers)
+            self.assertEqual(r.status, 403, (headers, r))
+            self.assertIn("cross-site request refused", r.json()["error"])
+        self.assertTrue(self.proxy.admin("GET", "/flags").json()["log"])
+        for headers in ({}, {"Origin": own, "Sec-Fetch-Site": "same-origin"}):
+            r = self.proxy.admin("PUT", "/flags", body={"log": True}, headers=headers)
+            self.assertEqual(r.status, 200, (headers, r))
+        # reads stay open to any page's requests (their answers are not readable there)
+        r = self.proxy.admin("GET", "/flags", headers={"Origin": "http://evil.example"})
+        self.assertEqual(r.status, 200, r)
+
+
 class ConsoleApiStoreOff(harness.ProxyTestCase):
     PROXY_ARGS = ("--store", "off")
 
