@@ -131,13 +131,109 @@ http {
     return d, conf
 
 
-def start_backend(nginx, tmp, port):
-    server = "server { listen 127.0.0.1:%d; location / { return 200 '%s'; } }" % (port, BODY)
-    d, conf = nginx_conf(tmp, "backend", 1, server)
+def nginx_tls(pki):
+    """nginx directives serving pki's certificate. nginx 1.22's default
+    ssl_protocols stop at TLSv1.2 (TLSv1.3 joined the default in 1.23.4):
+    named here so that every server in the bench speaks TLS 1.3 with
+    OpenSSL's default TLS 1.3 suites."""
+    return "ssl_certificate %s; ssl_certificate_key %s; ssl_protocols TLSv1.2 TLSv1.3;" % (
+        pki["cert"], pki["key"])
+
+
+def start_backend(nginx, tmp, port, pki=None):
+    """The nginx backend on port; over TLS with pki's certificate when
+    given (the HTTPS upstream of bench/run's configurations 15 and 16)."""
+    server = "server { listen 127.0.0.1:%d%s; %s location / { return 200 '%s'; } }" % (
+        port, " ssl" if pki else "", nginx_tls(pki) if pki else "", BODY)
+    name = "backend-tls" if pki else "backend"
+    d, conf = nginx_conf(tmp, name, 1, server)
     proc = spawn([nginx, "-p", d, "-e", d + "/error.log", "-c", conf], d + "/stdout.log")
-    if not wait_port(port, proc, "backend nginx", http=True):
-        die("backend nginx did not start (see %s/error.log)" % d)
+    # the readiness probe speaks plain HTTP: a TLS port only gets a TCP check
+    if not wait_port(port, proc, "backend nginx", http=not pki):
+        die("%s nginx did not start (see %s/error.log)" % (name, d))
     return proc
+
+
+# OPENSSL_CONF for a TLS server that must not resume sessions: no TLS 1.3
+# tickets (NumTickets 0: OpenSSL then has nothing to resume from), no TLS 1.2
+# tickets; otherwise Debian's system defaults (/etc/ssl/openssl.cnf). nginx,
+# HAProxy and restspy all create their contexts after OpenSSL loaded this
+# file, so one mechanism turns resumption off in all three alike.
+NO_RESUMPTION_CNF = """openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1.2
+CipherString = DEFAULT:@SECLEVEL=2
+Options = -SessionTicket
+NumTickets = 0
+"""
+
+
+def _openssl(*args):
+    subprocess.run(("openssl",) + args, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+
+
+def bench_pki(tmp, key_type):
+    """The certificate the TLS configurations serve, from the test CA
+    (tests/integration/tlsca.py): its `server` certificate (EC P-256) for
+    key_type "ec", or an RSA-2048 key with the same names signed by the same
+    CA for "rsa". Returns a dict: ca, cert (full chain), key, combined
+    (chain + key in one PEM, HAProxy's crt), no_resumption (an OPENSSL_CONF
+    path, see NO_RESUMPTION_CNF), label."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "tests", "integration"))
+    import tlsca
+    d = os.path.join(tmp, "pki")
+    pki = tlsca.make_pki(d)
+    out = {"ca": pki["ca"]["cert"], "cert": pki["server"]["cert"], "key": pki["server"]["key"],
+           "label": "EC P-256"}
+    if key_type == "rsa":
+        key, csr, leaf = d + "/rsa.key", d + "/rsa.csr", d + "/rsa.leaf.pem"
+        ext = d + "/server.ext"  # tlsca's extensions of `server`: same names and usage
+        _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                 "-subj", "/CN=localhost", "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", out["ca"], "-CAkey", pki["ca"]["key"],
+                 "-CAcreateserial", "-days", "30", "-sha256", "-extfile", ext, "-out", leaf)
+        out.update(cert=d + "/rsa.pem", key=key, label="RSA 2048")
+        with open(out["cert"], "w") as f, open(leaf) as a, open(out["ca"]) as b:
+            f.write(a.read() + b.read())
+    out["combined"] = d + "/combined.pem"
+    with open(out["combined"], "w") as f, open(out["cert"]) as a, open(out["key"]) as b:
+        f.write(a.read() + b.read())
+    out["no_resumption"] = d + "/no-resumption.cnf"
+    with open(out["no_resumption"], "w") as f:
+        f.write(NO_RESUMPTION_CNF)
+    return out
+
+
+def tls_probe(port, ca):
+    """What a client gets from the TLS port: protocol, cipher, and whether a
+    second connection offering the first one's session resumed it. Returns
+    a dict, or {"error": ...}."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca)
+    session, out = None, {}
+    try:
+        for attempt in (0, 1):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+                    # a GET read to its end: TLS 1.3 tickets arrive after the handshake
+                    s.sendall(b"GET /ready HTTP/1.1\r\nHost: localhost\r\n"
+                              b"Connection: close\r\n\r\n")
+                    while s.recv(65536):
+                        pass
+                    if attempt == 0:
+                        out = {"protocol": s.version(), "cipher": s.cipher()[0]}
+                        session = s.session
+                    else:
+                        out["resumed"] = s.session_reused
+    except (OSError, ssl.SSLError) as e:
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+    return out
 
 
 class RssSampler(threading.Thread):
