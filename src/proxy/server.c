@@ -333,10 +333,10 @@ int server_main(int argc, char **argv, char *const *envp)
     uv_signal_start(&s.sighup, on_hup, SIGHUP);
     s.signals_on = true;
     fprintf(stderr,
-            "restspy %s: listening on %s, upstream %s, store %s, log %s, admin %s, "
+            "restspy %s: listening on %s%s, upstream %s, store %s, log %s, admin %s%s, "
             "%d worker%s, node %s\n",
-            RESTSPY_VERSION, cfg->listen, cfg->upstream, cfg->store, cfg->log, cfg->admin, workers,
-            workers == 1 ? "" : "s", cfg->node);
+            RESTSPY_VERSION, cfg->listen, tls ? " (TLS)" : "", cfg->upstream, cfg->store, cfg->log,
+            cfg->admin, admin_tls ? " (TLS)" : "", workers, workers == 1 ? "" : "s", cfg->node);
     uv_run(s.loop, UV_RUN_DEFAULT);
     rc = s.exit_code;
     fprintf(stderr, "restspy: stopped\n");
