@@ -89,6 +89,7 @@ int cli_export(int argc, char **argv, char *const *envp)
     cliutil_filter f = {0};
     out_kind kind = OUT_NONE;
     const char *path = NULL, *base = NULL, *v;
+    char *trimmed = NULL; /* the curl base, owned */
     int rc = 2;
 
     for (int i = 1; i < argc; i++) {
@@ -143,10 +144,9 @@ int cli_export(int argc, char **argv, char *const *envp)
         cliutil_errorf(cmd, "--target only applies to --curl");
         goto out;
     }
-    url_parts bu;
-    if (base && (url_parse(base, strlen(base), &bu, NULL) != 0 ||
-                 !(url_is(&bu, "http") || url_is(&bu, "https")))) {
-        cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port)", base);
+    char err[128];
+    if (base && !(trimmed = curl_base(base, err, sizeof err))) {
+        cliutil_errorf(cmd, "bad value for --target: '%s' (%s)", base, err);
         goto out;
     }
 
@@ -160,15 +160,7 @@ int cli_export(int argc, char **argv, char *const *envp)
         rc = 1;
         goto out;
     }
-    export_ctx x = {kind, o.f, NULL, DEFAULT_CURL_BASE, 0, 0};
-    char *trimmed = NULL; /* owned */
-    if (base) {
-        /* "http://host:port/" would give "//path" in every line. */
-        size_t bl = strlen(base);
-        while (bl > 0 && base[bl - 1] == '/')
-            bl--;
-        x.base = trimmed = xstrndup(base, bl);
-    }
+    export_ctx x = {kind, o.f, NULL, trimmed ? trimmed : DEFAULT_CURL_BASE, 0, 0};
     if (kind == OUT_HAR)
         x.har = har_begin(o.f);
     rc = cliutil_filter_each(cmd, s, &f, export_one, &x);
@@ -187,8 +179,8 @@ int cli_export(int argc, char **argv, char *const *envp)
         printf("exported %zu request%s to %s\n", x.n, x.n == 1 ? "" : "s", path);
         rc = cliutil_flush_stdout(cmd);
     }
-    free(trimmed);
 out:
+    free(trimmed);
     reqfilter_free(&f);
     return rc;
 }

@@ -57,6 +57,12 @@ int jsonl_read(const char *path, record ***out, size_t *n, char *err, size_t err
  * body; false then, true for a command. */
 bool curl_write(FILE *f, const record *r, const char *base);
 
+/* The base curl_write takes, from what a user gave (--target, target=): an
+ * http:// or https:// URL with a host, its trailing slashes dropped (they
+ * would double every path's). Owned by the caller; NULL with err "expected
+ * http://host:port" when it is not one. */
+char *curl_base(const char *target, char *err, size_t errlen);
+
 void records_free(record **v, size_t n);
 
 #endif

@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "base/buf.h"
+#include "base/url.h"
+#include "base/util.h"
 #include "http/httpmsg.h"
 #include "base/util.h"
 
@@ -647,4 +649,18 @@ bool curl_write(FILE *f, const record *r, const char *base)
     buf_free(&out);
     buf_free(&encoded);
     return unfaithful == NULL;
+}
+
+char *curl_base(const char *target, char *err, size_t errlen)
+{
+    url_parts u;
+    if (url_parse(target, strlen(target), &u, NULL) != 0 ||
+        !(url_is(&u, "http") || url_is(&u, "https"))) {
+        util_seterr(err, errlen, "expected http://host:port");
+        return NULL;
+    }
+    size_t n = strlen(target);
+    while (n > 0 && target[n - 1] == '/')
+        n--;
+    return xstrndup(target, n);
 }

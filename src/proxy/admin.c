@@ -59,16 +59,16 @@ void admin_close(aconn *c)
     aconn_close(c);
 }
 
-/* Answers with body (of type ctype) and closes. */
-void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
-                    size_t len)
+void admin_reply_headers(aconn *c, int status, const char *reason, const char *ctype,
+                         const char *extra, const char *body, size_t len)
 {
     buf out = BUF_INIT;
     buf_appendf(&out,
                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+                "Cache-Control: no-store\r\n%s%sConnection: close\r\n\r\n",
                 status, reason, ctype, len,
-                status == 401 ? "WWW-Authenticate: Bearer realm=\"restspy\"\r\n" : "");
+                status == 401 ? "WWW-Authenticate: Bearer realm=\"restspy\"\r\n" : "",
+                extra ? extra : "");
     buf_append(&out, body, len);
     admin_write(c, out.data, out.len);
     if (c->tls)
@@ -81,6 +81,12 @@ void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype,
         free(req);
         aconn_close(c);
     }
+}
+
+void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
+                    size_t len)
+{
+    admin_reply_headers(c, status, reason, ctype, NULL, body, len);
 }
 
 void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len)
@@ -269,8 +275,8 @@ static void get_live(aconn *c, const char *rest, const char *query, bool details
 
 static void get_request(aconn *c, const char *rest, const char *query, bool details)
 {
-    (void)query, (void)details;
-    admin_api_request(c, rest);
+    (void)details;
+    admin_api_request(c, rest, query);
 }
 
 static const struct route {

@@ -14,6 +14,7 @@
 #include "base/rfc3339.h"
 #include "base/util.h"
 #include "capture/record.h"
+#include "formats/har.h"
 
 /* A page holds at most this many requests (limit=), 50 when not said. */
 #define PAGE_DEFAULT 50
@@ -155,15 +156,97 @@ void admin_api_requests(aconn *c, const char *query)
     reqfilter_free(&f);
 }
 
-void admin_api_request(aconn *c, const char *id)
+/* The base the curl lines call by default: this proxy's own listener
+ * (a wildcard address as loopback). Owned by the caller. */
+static char *own_base(const config *cfg)
+{
+    char host[256];
+    int port;
+    if (util_split_hostport(cfg->listen, host, sizeof host, &port) != 0)
+        return xstrdup("http://localhost");
+    bool any = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+    bool v6 = !any && strchr(host, ':');
+    buf b = BUF_INIT;
+    buf_appendf(&b, "%s://%s%s%s:%d", cfg->tls_cert ? "https" : "http", v6 ? "[" : "",
+                any ? "127.0.0.1" : host, v6 ? "]" : "", port);
+    return buf_detach(&b);
+}
+
+/* The value of name in the query string q, decoded, or NULL (owned). */
+static char *query_value(const char *q, const char *name)
+{
+    size_t nl = strlen(name);
+    while (q && *q) {
+        size_t n = strcspn(q, "&");
+        if (n > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+            buf v = BUF_INIT;
+            buf_append_pct_decoded(&v, q + nl + 1, n - nl - 1, 1);
+            buf_append_char(&v, '\0');
+            return buf_detach(&v);
+        }
+        q += n + (q[n] == '&');
+    }
+    return NULL;
+}
+
+/* Writes r as HAR or as a curl line (into memory, then the answer). */
+static void send_as(aconn *c, const record *r, bool har, const char *query)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        admin_reply_error(c, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    char *target = NULL, *base = NULL;
+    char err[160];
+    if (har) {
+        har_writer *w = har_begin(f);
+        har_add(w, r);
+        har_end(w);
+    } else {
+        target = query_value(query, "target");
+        base = target ? curl_base(target, err, sizeof err) : own_base(c->a->sh->cfg);
+        if (base) {
+            curl_write(f, r, base);
+        }
+    }
+    fclose(f);
+    if (!har && !base) {
+        buf m = BUF_INIT;
+        buf_appendf(&m, "bad value for target: '%.200s' (%s)", target, err);
+        admin_reply_error(c, 400, "Bad Request", m.data);
+        buf_free(&m);
+    } else if (har) {
+        char disp[160];
+        snprintf(disp, sizeof disp,
+                 "Content-Disposition: attachment; filename=\"restspy-%s.har\"\r\n", r->id);
+        admin_reply_headers(c, 200, "OK", "application/json", disp, text, len);
+    } else {
+        admin_reply_as(c, 200, "OK", "text/plain; charset=utf-8", text, len);
+    }
+    free(text);
+    free(target);
+    free(base);
+}
+
+void admin_api_request(aconn *c, const char *rest, const char *query)
 {
     store *s = c->a->sh->store;
     if (!s) {
         admin_reply_error(c, 404, "Not Found", "the store is off: no request is kept");
         return;
     }
+    size_t idl = strcspn(rest, "/");
+    const char *as = rest[idl] ? rest + idl + 1 : "";
+    if (*as && strcmp(as, "har") != 0 && strcmp(as, "curl") != 0) {
+        admin_reply_error(c, 404, "Not Found",
+                          "no such endpoint (try /api/requests/ID, ID/har or ID/curl)");
+        return;
+    }
     buf key = BUF_INIT;
-    buf_append_pct_decoded(&key, id, strlen(id), 0);
+    buf_append_pct_decoded(&key, rest, idl, 0);
     buf_append_char(&key, '\0');
     record *r = NULL;
     char err[512];
@@ -173,12 +256,14 @@ void admin_api_request(aconn *c, const char *id)
     } else if (found == 0) {
         snprintf(err, sizeof err, "no request with id %.100s", key.data);
         admin_reply_error(c, 404, "Not Found", err);
+    } else if (*as) {
+        send_as(c, r, strcmp(as, "har") == 0, query);
     } else {
         buf out = BUF_INIT;
         record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &out);
         admin_reply(c, 200, "OK", out.data, out.len);
         buf_free(&out);
-        record_free(r);
     }
+    record_free(r);
     buf_free(&key);
 }

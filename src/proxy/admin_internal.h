@@ -66,7 +66,11 @@ int admin_write(aconn *c, const char *data, size_t len);
 /* Closes the connection now (no graceful end). */
 void admin_close(aconn *c);
 
-/* Answers with body (of type ctype, copied) and closes the connection. */
+/* Answers with body (of type ctype, copied) and closes the connection;
+ * extra (may be NULL): more header lines, each ending in CRLF. */
+void admin_reply_headers(aconn *c, int status, const char *reason, const char *ctype,
+                         const char *extra, const char *body, size_t len);
+/* admin_reply_headers without extra headers. */
 void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
                     size_t len);
 /* Answers with a JSON body (a newline is added). */
@@ -109,8 +113,11 @@ int admin_parse_query(const char *q, reqfilter *f, const admin_number *nums, siz
  * status, since, until, origin, node, id). 400 with why for a bad one. */
 void admin_api_requests(aconn *c, const char *query);
 /* GET /api/requests/ID: the request whole (headers and bodies), ID an id
- * or a start or end of one (store_get); 404 or 400 (ambiguous). */
-void admin_api_request(aconn *c, const char *id);
+ * or a start or end of one (store_get); 404 or 400 (ambiguous).
+ * ID/har: a HAR 1.2 file of it (as `restspy export --har`, an attachment);
+ * ID/curl: the curl command line `restspy export --curl` writes, against
+ * target= (default: this proxy's listener). */
+void admin_api_request(aconn *c, const char *rest, const char *query);
 
 /* ---- admin_live.c: GET /api/live, Server-Sent Events */
 

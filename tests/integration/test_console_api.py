@@ -76,6 +76,31 @@ class ConsoleApi(harness.ProxyTestCase):
             self.assertIn("req_headers", doc)
             self.assertIn("resp_body", doc)
 
+    def test_har_and_curl_of_one(self):
+        marker = uuid.uuid4().hex[:10]
+        rid = self.send(1, marker, method="POST", status=201)[0]
+        r = self.api("/api/requests/%s/har" % rid[-8:])
+        self.assertEqual(r.status, 200, r)
+        self.assertIn('attachment; filename="restspy-%s.har"' % rid,
+                      r.header("Content-Disposition"))
+        har = r.json()
+        self.assertEqual(har["log"]["version"], "1.2")
+        self.assertEqual(len(har["log"]["entries"]), 1)
+        self.assertIn("m=" + marker, har["log"]["entries"][0]["request"]["url"])
+        r = self.api("/api/requests/%s/curl" % rid)
+        self.assertEqual(r.status, 200, r)
+        line = r.body.decode()
+        self.assertTrue(line.startswith("curl "), line)
+        self.assertIn("http://127.0.0.1:%d/api/status/201/?m=%s" % (self.proxy.port, marker), line)
+        r = self.api("/api/requests/%s/curl" % rid, target="https://staging.example:8443/")
+        self.assertIn("https://staging.example:8443/api/status/201/", r.body.decode())
+        r = self.api("/api/requests/%s/curl" % rid, target="ftp://x")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("bad value for target: 'ftp://x' (expected http://host:port)",
+                      r.json()["error"])
+        r = self.api("/api/requests/%s/pdf" % rid)
+        self.assertEqual(r.status, 404, r)
+
     def test_errors(self):
         cases = [
             ({"status": "7xx"}, "bad value for status: '7xx'"),
