@@ -230,6 +230,13 @@ void admin_flags_put(aconn *c)
     json_decref(j);
     buf b = BUF_INIT;
     admin_flags_json(c->a, &b);
+    /* A switch that changes what is captured is itself on the record. */
+    char peer[INET6_ADDRSTRLEN + 8] = "?";
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        uv_ip_name((struct sockaddr *)&ss, peer, sizeof peer);
+    fprintf(stderr, "restspy: flags set by %s: %s\n", peer, b.data);
     admin_reply(c, 200, "OK", b.data, b.len);
     buf_free(&b);
 }

@@ -132,6 +132,8 @@ class Admin(harness.ProxyTestCase):
         self.assertFalse(any("nolog=" + m in ln for ln in self.proxy.log_lines()))
         # Stored all the same.
         self.assertEqual(len(self.proxy.wait_rows(1, "query = ?", ("nolog=" + m,))), 1)
+        # Each switch is itself logged, with who made it.
+        self.assertIn('restspy: flags set by 127.0.0.1: {"log":false,', self.proxy.stderr())
 
     def test_flags_bad_requests(self):
         for body in (b"not json", b'{"log_format":"xml"}', b'{"persist":"yes"}', b"[1]"):
