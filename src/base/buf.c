@@ -321,3 +321,35 @@ size_t utf8_cut_len(const char *s, size_t n, size_t max)
         max--;
     return max;
 }
+
+void buf_json_add_str(buf *b, const char *key, const char *v)
+{
+    buf_appendf(b, ",\"%s\":", key);
+    if (v)
+        buf_append_json_str(b, v, strlen(v));
+    else
+        buf_append_str(b, "null");
+}
+
+void buf_json_add_us(buf *b, const char *key, int64_t us)
+{
+    buf_appendf(b, ",\"%s\":", key);
+    if (us)
+        buf_append_i64(b, us);
+    else
+        buf_append_str(b, "null");
+}
+
+void buf_json_add_age(buf *b, const char *key, int64_t since_us, int64_t now_us)
+{
+    buf_appendf(b, ",\"%s\":", key);
+    if (since_us)
+        buf_appendf(b, "%.3f", (double)(now_us - since_us) / 1e6);
+    else
+        buf_append_str(b, "null");
+}
+
+void buf_json_add_seconds(buf *b, const char *key, int64_t us)
+{
+    buf_appendf(b, ",\"%s\":%.3f", key, (double)us / 1e6);
+}

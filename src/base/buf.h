@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct buf {
     char *data;
@@ -36,6 +37,15 @@ void buf_append_i64(buf *b, long long v);
  * UTF-8 are written as \u00XX escapes of the byte value, so the result is
  * always valid JSON (lossless for valid UTF-8). */
 void buf_append_json_str(buf *b, const char *s, size_t n);
+
+/* Members of a JSON object being written, each with its leading comma:
+ * ,"key":"v" (null when v is NULL); ,"key":us (null when us is 0, "never");
+ * ,"key":seconds since since_us at now (null when since_us is 0); and
+ * ,"key":seconds for a duration in µs (3 decimals). */
+void buf_json_add_str(buf *b, const char *key, const char *v);
+void buf_json_add_us(buf *b, const char *key, int64_t us);
+void buf_json_add_age(buf *b, const char *key, int64_t since_us, int64_t now_us);
+void buf_json_add_seconds(buf *b, const char *key, int64_t us);
 /* Appends standard base64 of data. */
 void buf_append_base64(buf *b, const void *data, size_t n);
 /* Appends the bytes that standard (or URL-safe) base64 text s (length n)

@@ -9,9 +9,6 @@
  * (a reason quoting an upstream body) cannot drive the terminal. */
 void cli_repl_append_safe(buf *b, const char *s);
 
-/* Appends ,"key": with v as a JSON string, or null when v is NULL. */
-void cli_repl_json_str_or_null(buf *b, const char *key, const char *v);
-
 /* `restspy replication status`, argv[0] "status". The exit status. */
 int cli_repl_status(int argc, char **argv, char *const *envp);
 

@@ -104,11 +104,11 @@ static void json_dead_open(buf *b, const dead *d)
     const repl_msg *m = d->ev.msg;
     buf_append_str(b, "{\"id\":");
     buf_append_json_str(b, m->id, strlen(m->id));
-    cli_repl_json_str_or_null(b, "origin", m->origin);
-    cli_repl_json_str_or_null(b, "method", m->method);
-    cli_repl_json_str_or_null(b, "target", m->target);
+    buf_json_add_str(b, "origin", m->origin);
+    buf_json_add_str(b, "method", m->method);
+    buf_json_add_str(b, "target", m->target);
     buf_appendf(b, ",\"timestamp\":%lld", (long long)m->timestamp);
-    cli_repl_json_str_or_null(b, "reason", d->ev.reason);
+    buf_json_add_str(b, "reason", d->ev.reason);
 }
 
 static void print_dead_json(const dead *d)
@@ -162,7 +162,7 @@ static void print_dead_show(const dead *d, bool json)
     buf b = BUF_INIT;
     if (json) {
         json_dead_open(&b, d);
-        cli_repl_json_str_or_null(&b, "content_type", m->content_type);
+        buf_json_add_str(&b, "content_type", m->content_type);
         buf_appendf(&b, ",\"signed\":%s,\"headers\":", m->signature ? "true" : "false");
         if (headers_ok) {
             buf_append_char(&b, '[');

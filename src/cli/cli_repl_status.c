@@ -16,11 +16,8 @@
 #include "formats/repl_msg.h"
 #include "replication/mgmt.h"
 #include "replication/mq.h"
+#include "replication/repl_status.h"
 #include "store/store.h"
-
-#define LAG_WINDOW_MS 300000   /* status: the apply lag over the last 5 minutes ... */
-#define LAG_SAMPLES_MAX 100000 /* ... of the newest applies at most */
-#define STUCK_LIST_MAX 20      /* status: stuck messages listed (all are counted) */
 
 /* ---- status ---- */
 
@@ -46,25 +43,6 @@ static const char status_usage[] =
     "  --vhost V       its virtual host (default /)\n"
     "  --json          one JSON object\n"
     "  -h, --help      show this help\n";
-
-/* Appends "key": value, or null when the figure is unknown (0 = never). */
-static void json_time(buf *b, const char *key, int64_t us)
-{
-    buf_appendf(b, ",\"%s\":", key);
-    if (us)
-        buf_append_i64(b, us);
-    else
-        buf_append_str(b, "null");
-}
-
-static void json_age(buf *b, const char *key, int64_t since_us, int64_t now)
-{
-    buf_appendf(b, ",\"%s\":", key);
-    if (since_us)
-        buf_appendf(b, "%.3f", (double)(now - since_us) / 1e6);
-    else
-        buf_append_str(b, "null");
-}
 
 /* ---- status: what the broker holds for each peer (--mgmt) ---- */
 
@@ -265,8 +243,8 @@ static void peers_append_json(buf *b, const peer_holds *h, int64_t now)
         else
             buf_append_str(b, "null");
         bool oldest = e->held > 0 && e->oldest_us;
-        json_time(b, "oldest_us", oldest ? e->oldest_us : 0);
-        json_age(b, "oldest_age_s", oldest ? e->oldest_us : 0, now);
+        buf_json_add_us(b, "oldest_us", oldest ? e->oldest_us : 0);
+        buf_json_add_age(b, "oldest_age_s", oldest ? e->oldest_us : 0, now);
         buf_append_str(b, ",\"queue\":");
         buf_append_str(b, e->has_queue ? "true" : "false");
         buf_append_str(b, ",\"shovel\":");
@@ -299,83 +277,6 @@ static void when(int64_t us, int64_t now, char *out, size_t len)
 
 /* ---- status: how the applies go (lag, stuck writes) ---- */
 
-/* What status reads besides store_repl_stats: the apply lag over the
- * window and the writes the replicator keeps failing to apply. */
-typedef struct apply_status {
-    int64_t window_us;
-    store_repl_lag lag;
-    store_stuck *stuck; /* oldest failure first, STUCK_LIST_MAX at most */
-    size_t nstuck;
-    int64_t stuck_total;
-} apply_status;
-
-static int read_apply_status(store *s, int64_t window_us, int64_t now, apply_status *x, char *err,
-                             size_t errlen)
-{
-    memset(x, 0, sizeof *x);
-    x->window_us = window_us;
-    if (store_repl_lag_get(s, now - window_us, LAG_SAMPLES_MAX, &x->lag, err, errlen) != 0)
-        return -1;
-    return store_stuck_list(s, STUCK_LIST_MAX, &x->stuck, &x->nstuck, &x->stuck_total, err, errlen);
-}
-
-static void apply_status_free(apply_status *x)
-{
-    store_stuck_free(x->stuck, x->nstuck);
-    x->stuck = NULL;
-    x->nstuck = 0;
-}
-
-static void json_seconds(buf *b, const char *key, int64_t us)
-{
-    buf_appendf(b, ",\"%s\":%.3f", key, (double)us / 1e6);
-}
-
-static void append_apply_json(buf *b, const store_repl_stats *st, const apply_status *x,
-                              int64_t now)
-{
-    buf_appendf(b, ",\"skipped\":%lld", (long long)st->skipped);
-    buf_append_str(b, ",\"lag\":{");
-    buf_appendf(b, "\"window_s\":%.3f,\"applies\":%lld", (double)x->window_us / 1e6,
-                (long long)x->lag.n);
-    if (x->lag.n) {
-        json_seconds(b, "p50_s", x->lag.p50_us);
-        json_seconds(b, "p99_s", x->lag.p99_us);
-        json_seconds(b, "max_s", x->lag.max_us);
-    } else {
-        buf_append_str(b, ",\"p50_s\":null,\"p99_s\":null,\"max_s\":null");
-    }
-    buf_append_char(b, '}');
-    if (st->retry_max_age_ms >= 0)
-        json_seconds(b, "retry_max_age_s", st->retry_max_age_ms * 1000);
-    else
-        buf_append_str(b, ",\"retry_max_age_s\":null");
-    if (st->retry_max_attempts >= 0)
-        buf_appendf(b, ",\"retry_max_attempts\":%lld", (long long)st->retry_max_attempts);
-    else
-        buf_append_str(b, ",\"retry_max_attempts\":null");
-    buf_appendf(b, ",\"stuck_total\":%lld,\"stuck\":[", (long long)x->stuck_total);
-    for (size_t i = 0; i < x->nstuck; i++) {
-        const store_stuck *k = &x->stuck[i];
-        buf_append_str(b, i ? ",{\"id\":" : "{\"id\":");
-        buf_append_json_str(b, k->message_id, strlen(k->message_id));
-        cli_repl_json_str_or_null(b, "origin", k->origin);
-        cli_repl_json_str_or_null(b, "method", k->method);
-        cli_repl_json_str_or_null(b, "target", k->target);
-        int64_t ms = uuid7_time_ms(k->message_id);
-        if (ms >= 0)
-            json_seconds(b, "age_s", now - ms * 1000);
-        else
-            buf_append_str(b, ",\"age_s\":null");
-        buf_appendf(b, ",\"attempts\":%lld", (long long)k->attempts);
-        json_time(b, "first_failed_us", k->first_failed_us);
-        json_time(b, "last_failed_us", k->last_failed_us);
-        cli_repl_json_str_or_null(b, "last_answer", k->last_answer);
-        buf_append_char(b, '}');
-    }
-    buf_append_char(b, ']');
-}
-
 /* "1h00m or 5 failed attempts", "no limit" */
 static void fmt_budget(const store_repl_stats *st, char *out, size_t len)
 {
@@ -392,7 +293,7 @@ static void fmt_budget(const store_repl_stats *st, char *out, size_t len)
         snprintf(out, len, "no limit");
 }
 
-static void print_stuck_table(const apply_status *x, int64_t now)
+static void print_stuck_table(const repl_status *x, int64_t now)
 {
     printf("  %-*s  %-12s  %-7s  %-30s  %8s  %8s  %11s  %s\n", UUID7_STR_LEN, "ID", "ORIGIN",
            "METHOD", "TARGET", "AGE", "ATTEMPTS", "FAILING FOR", "LAST ANSWER");
@@ -424,7 +325,7 @@ static void print_stuck_table(const apply_status *x, int64_t now)
         printf("  ... and %lld more\n", (long long)(x->stuck_total - (int64_t)x->nstuck));
 }
 
-static void print_apply_text(const store_repl_stats *st, const apply_status *x, int64_t now)
+static void print_apply_text(const store_repl_stats *st, const repl_status *x, int64_t now)
 {
     char w[96], win[32];
     printf("skipped              %lld\n", (long long)st->skipped);
@@ -452,36 +353,7 @@ static void print_apply_text(const store_repl_stats *st, const apply_status *x, 
 }
 
 /* peers: NULL without --mgmt. */
-static void print_status_json(const store_repl_stats *st, const apply_status *x,
-                              const peer_holds *peers, int64_t now)
-{
-    buf b = BUF_INIT;
-    buf_appendf(&b, "{\"outbox_depth\":%lld", (long long)st->outbox_depth);
-    json_time(&b, "oldest_unpublished_us", st->oldest_unpublished_us);
-    json_age(&b, "oldest_unpublished_age_s", st->oldest_unpublished_us, now);
-    json_time(&b, "last_confirmed_us", st->last_confirmed_us);
-    buf_append_str(&b, ",\"last_confirmed_id\":");
-    if (st->last_confirmed_id[0])
-        buf_append_json_str(&b, st->last_confirmed_id, strlen(st->last_confirmed_id));
-    else
-        buf_append_str(&b, "null");
-    buf_appendf(&b,
-                ",\"published\":%lld,\"not_replicated\":%lld,\"applied\":%lld,"
-                "\"deduplicated\":%lld,\"dead_lettered\":%lld",
-                (long long)st->published, (long long)st->not_replicated, (long long)st->applied,
-                (long long)st->deduplicated, (long long)st->dead_lettered);
-    json_time(&b, "last_applied_us", st->last_applied_us);
-    json_age(&b, "last_applied_age_s", st->last_applied_us, now);
-    json_time(&b, "last_applied_msg_us", st->last_applied_msg_us);
-    append_apply_json(&b, st, x, now);
-    if (peers)
-        peers_append_json(&b, peers, now);
-    buf_append_char(&b, '}');
-    puts(b.data);
-    buf_free(&b);
-}
-
-static void print_status_text(const store_repl_stats *st, const apply_status *x, int64_t now)
+static void print_status_text(const store_repl_stats *st, const repl_status *x, int64_t now)
 {
     char w[96], a[32];
     printf("outbox depth         %lld\n", (long long)st->outbox_depth);
@@ -512,7 +384,7 @@ int cli_repl_status(int argc, char **argv, char *const *envp)
     static const char cmd[] = "replication status";
     cliutil_read_opts ro = {0};
     const char *mgmt_url = NULL, *vhost = "/";
-    uint64_t window_ms = LAG_WINDOW_MS;
+    uint64_t window_ms = REPL_STATUS_WINDOW_MS;
     for (int i = 1; i < argc; i++) {
         int m;
         const char *window = NULL;
@@ -548,31 +420,36 @@ int cli_repl_status(int argc, char **argv, char *const *envp)
     if (rc)
         return rc;
     char err[512];
-    store_repl_stats st;
-    apply_status x;
-    int64_t now = util_now_us();
-    rc = store_repl_stats_get(s, &st, err, sizeof err);
-    if (rc == 0)
-        rc = read_apply_status(s, (int64_t)window_ms * 1000, now, &x, err, sizeof err);
+    repl_status x;
+    rc = repl_status_read(s, (int64_t)window_ms * 1000, &x, err, sizeof err);
     store_close(s);
     if (rc != 0) {
         cliutil_errorf(cmd, "%s", err);
+        repl_status_free(&x);
         return 1;
     }
+    int64_t now = x.now_us;
     peer_holds peers = {0};
     if (mgmt_url && (rc = peers_collect(cmd, mgmt_url, vhost, &peers)) != 0) {
         peers_free(&peers);
-        apply_status_free(&x);
+        repl_status_free(&x);
         return rc;
     }
     if (ro.json) {
-        print_status_json(&st, &x, mgmt_url ? &peers : NULL, now);
+        buf b = BUF_INIT;
+        buf_append_char(&b, '{');
+        repl_status_json(&x, &b);
+        if (mgmt_url)
+            peers_append_json(&b, &peers, now);
+        buf_append_char(&b, '}');
+        puts(b.data);
+        buf_free(&b);
     } else {
-        print_status_text(&st, &x, now);
+        print_status_text(&x.st, &x, now);
         if (mgmt_url)
             peers_print_text(&peers, now);
     }
     peers_free(&peers);
-    apply_status_free(&x);
+    repl_status_free(&x);
     return cliutil_flush_stdout(cmd);
 }

@@ -34,15 +34,6 @@ void cli_repl_append_safe(buf *b, const char *s)
         buf_append_char(b, '-');
 }
 
-void cli_repl_json_str_or_null(buf *b, const char *key, const char *v)
-{
-    buf_appendf(b, ",\"%s\":", key);
-    if (v)
-        buf_append_json_str(b, v, strlen(v));
-    else
-        buf_append_str(b, "null");
-}
-
 /* ---- dispatch ---- */
 
 static const char usage[] =

@@ -267,6 +267,12 @@ static void get_requests(aconn *c, const char *rest, const char *query, bool det
     admin_api_requests(c, query);
 }
 
+static void get_replication(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)details;
+    admin_replication(c, query);
+}
+
 static void get_live(aconn *c, const char *rest, const char *query, bool details)
 {
     (void)rest, (void)details;
@@ -284,10 +290,14 @@ static const struct route {
     bool prefix; /* path is followed by an argument ("/api/requests/ID") */
     route_fn get, put;
 } routes[] = {
-    {"/healthz", false, get_healthz, NULL},       {"/stats", false, get_stats, NULL},
-    {"/metrics", false, get_metrics, NULL},       {"/flags", false, get_flags, put_flags},
-    {"/api/requests", false, get_requests, NULL}, {"/api/requests/", true, get_request, NULL},
+    {"/healthz", false, get_healthz, NULL},
+    {"/stats", false, get_stats, NULL},
+    {"/metrics", false, get_metrics, NULL},
+    {"/flags", false, get_flags, put_flags},
+    {"/api/requests", false, get_requests, NULL},
+    {"/api/requests/", true, get_request, NULL},
     {"/api/live", false, get_live, NULL},
+    {"/api/replication", false, get_replication, NULL},
 };
 
 static void route(aconn *c)
@@ -308,7 +318,7 @@ static void route(aconn *c)
     if (!rt) {
         admin_reply_error(c, 404, "Not Found",
                           "no such endpoint (try /healthz, /stats, /metrics, /flags, "
-                          "/api/requests, /api/live)");
+                          "/api/requests, /api/live, /api/replication)");
         return;
     }
     /* The argument and the query, NUL-terminated copies. */

@@ -91,6 +91,9 @@ void admin_metrics(aconn *c);
 void admin_flags_json(admin *a, buf *b);
 /* PUT /flags: switches flags at run time. */
 void admin_flags_put(aconn *c);
+/* GET /api/replication[?window=5m]: {"publisher": {...}|null, then the
+ * figures `restspy replication status --json` prints (repl_status)}. */
+void admin_replication(aconn *c, const char *query);
 
 /* ---- admin_api.c: the captured requests for the console */
 

@@ -8,6 +8,7 @@
 
 #include "base/util.h"
 #include "proxy/metrics.h"
+#include "replication/repl_status.h"
 #include "proxy/stats.h"
 
 void admin_flags_json(admin *a, buf *b)
@@ -21,29 +22,33 @@ void admin_flags_json(admin *a, buf *b)
 
 /* "replication": the publisher's state and the outbox as the store sees it
  * (null when replication is off). */
-static void append_replication(admin *a, buf *b)
+/* The publisher's state as JSON members (no braces); replication is on. */
+static void publisher_members(admin *a, buf *b)
 {
-    if (!a->ob) {
-        buf_append_str(b, ",\"replication\":null");
-        return;
-    }
     outbox_stats os;
     outbox_get_stats(a->ob, &os);
     buf_appendf(b,
-                ",\"replication\":{\"enabled\":%s,\"connected\":%s,\"published\":%llu,"
+                "\"enabled\":%s,\"connected\":%s,\"published\":%llu,"
                 "\"confirmed\":%llu,\"reconnects\":%llu,\"nacks\":%llu,"
                 "\"last_confirmed_us\":%lld,\"down_since_us\":%lld,\"failed_attempts\":%llu,"
-                "\"returned\":%llu,\"unroutable_since_us\":%lld,\"last_error\":",
+                "\"returned\":%llu,\"unroutable_since_us\":%lld",
                 atomic_load(&g_flags.replicate) ? "true" : "false", os.connected ? "true" : "false",
                 (unsigned long long)os.published, (unsigned long long)os.confirmed,
                 (unsigned long long)os.reconnects, (unsigned long long)os.nacks,
                 (long long)os.last_confirmed_us, (long long)os.down_since_us,
                 (unsigned long long)os.failed_attempts, (unsigned long long)os.returned,
                 (long long)os.unroutable_since_us);
-    if (os.last_error[0])
-        buf_append_json_str(b, os.last_error, strlen(os.last_error));
-    else
-        buf_append_str(b, "null");
+    buf_json_add_str(b, "last_error", os.last_error[0] ? os.last_error : NULL);
+}
+
+static void append_replication(admin *a, buf *b)
+{
+    if (!a->ob) {
+        buf_append_str(b, ",\"replication\":null");
+        return;
+    }
+    buf_append_str(b, ",\"replication\":{");
+    publisher_members(a, b);
     store_repl_stats rs;
     char err[256];
     if (a->sh->store && store_repl_stats_get(a->sh->store, &rs, err, sizeof err) == 0)
@@ -239,4 +244,46 @@ void admin_flags_put(aconn *c)
     fprintf(stderr, "restspy: flags set by %s: %s\n", peer, b.data);
     admin_reply(c, 200, "OK", b.data, b.len);
     buf_free(&b);
+}
+
+void admin_replication(aconn *c, const char *query)
+{
+    admin *a = c->a;
+    if (!a->sh->store) {
+        admin_reply_error(c, 404, "Not Found",
+                          "the store is off: there are no replication figures");
+        return;
+    }
+    uint64_t window_ms = REPL_STATUS_WINDOW_MS;
+    char err[512];
+    if (*query) {
+        if (strncmp(query, "window=", 7) != 0 || strchr(query, '&') ||
+            util_parse_duration_ms(query + 7, false, &window_ms) != 0 || window_ms == 0 ||
+            window_ms > INT64_MAX / 1000) {
+            admin_reply_error(c, 400, "Bad Request",
+                              "expected window=DURATION (5m, 90s, 1h) or nothing");
+            return;
+        }
+    }
+    repl_status x;
+    if (repl_status_read(a->sh->store, (int64_t)window_ms * 1000, &x, err, sizeof err) != 0) {
+        repl_status_free(&x);
+        admin_reply_error(c, 500, "Internal Server Error", err);
+        return;
+    }
+    buf b = BUF_INIT;
+    buf_append_str(&b, "{\"publisher\":");
+    if (a->ob) {
+        buf_append_char(&b, '{');
+        publisher_members(a, &b);
+        buf_append_char(&b, '}');
+    } else {
+        buf_append_str(&b, "null");
+    }
+    buf_append_char(&b, ',');
+    repl_status_json(&x, &b);
+    buf_append_char(&b, '}');
+    admin_reply(c, 200, "OK", b.data, b.len);
+    buf_free(&b);
+    repl_status_free(&x);
 }

@@ -101,6 +101,25 @@ class ConsoleApi(harness.ProxyTestCase):
         r = self.api("/api/requests/%s/pdf" % rid)
         self.assertEqual(r.status, 404, r)
 
+    def test_replication_figures(self):
+        """Without --amqp: no publisher, and the store's figures as `restspy
+        replication status --json` prints them (one implementation)."""
+        r = self.api("/api/replication")
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        self.assertIsNone(doc["publisher"])
+        cli = harness.run_cli(["replication", "status", "--json", "--store",
+                               "sqlite:" + self.proxy.db_path])
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        want = json.loads(cli.stdout)
+        for key in ("outbox_depth", "published", "applied", "dead_lettered", "stuck_total",
+                    "lag", "retry_max_attempts"):
+            self.assertEqual(doc[key], want[key], key)
+        self.assertEqual(self.api("/api/replication", window="1h").json()["lag"]["window_s"],
+                         3600.0)
+        r = self.api("/api/replication", window="soon")
+        self.assertEqual(r.status, 400, r)
+
     def test_errors(self):
         cases = [
             ({"status": "7xx"}, "bad value for status: '7xx'"),
