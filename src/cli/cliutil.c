@@ -55,6 +55,21 @@ int cliutil_flag_value(const char *cmd, int argc, char **argv, int *i, const cha
     return 1;
 }
 
+int cliutil_tls_flag(const char *cmd, int argc, char **argv, int *i, hclient_tls *t)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--insecure") == 0 || strcmp(a, "-k") == 0) {
+        t->insecure = true;
+        return 1;
+    }
+    int m;
+    if ((m = cliutil_flag_value(cmd, argc, argv, i, "--cacert", &t->ca_file)) ||
+        (m = cliutil_flag_value(cmd, argc, argv, i, "--cert", &t->cert_file)) ||
+        (m = cliutil_flag_value(cmd, argc, argv, i, "--key", &t->key_file)))
+        return m;
+    return 0;
+}
+
 int cliutil_read_opt(const char *cmd, int argc, char **argv, int *i, cliutil_read_opts *o)
 {
     if (strcmp(argv[*i], "--json") == 0) {

@@ -648,11 +648,12 @@ int replicator_main(int argc, char **argv, char *const *envp)
     r.nw = cfg->concurrency > 0 ? (unsigned)cfg->concurrency : 1;
     r.w = xcalloc(r.nw, sizeof *r.w);
     for (unsigned i = 0; i < r.nw; i++) {
-        r.w[i].hc = httpc_new(cfg->upstream, cfg->upstream_timeout_ms, err, sizeof err);
+        hclient_opts ho = {.base = cfg->upstream, .timeout_ms = cfg->upstream_timeout_ms};
+        r.w[i].hc = hclient_sync_new(&ho, err, sizeof err);
         if (!r.w[i].hc) {
             fprintf(stderr, "restspy replicate: upstream: %s\n", err);
             for (unsigned j = 0; j < i; j++)
-                httpc_free(r.w[j].hc);
+                hclient_sync_free(r.w[j].hc);
             free(r.w);
             config_unref(cfg);
             return 2;
@@ -744,7 +745,7 @@ out_sig:
     sigaction(SIGPIPE, &oldpipe, NULL);
     pthread_sigmask(SIG_SETMASK, &oldset, NULL);
     for (unsigned i = 0; i < r.nw; i++)
-        httpc_free(r.w[i].hc);
+        hclient_sync_free(r.w[i].hc);
     free(r.w);
     free(r.pend);
     config_unref(cfg);

@@ -1,6 +1,6 @@
-/* Unit tests for httpc against a scripted server thread on 127.0.0.1:0:
- * body framings, keep-alive reuse and the retry on a connection the server
- * closed, bad answers, timeouts, refused connections. */
+/* Unit tests for hclient (its blocking form, then the async one) against a scripted server thread
+ * on 127.0.0.1:0: body framings, keep-alive reuse and the retry on a connection the server closed,
+ * bad answers, timeouts, refused connections. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
-#include "http/httpc.h"
+#include "http/hclient.h"
 #include "base/util.h"
 
 /* ---- the scripted server ---- */
@@ -251,27 +251,34 @@ static void h_huge(srv *s, int fd, int no)
 
 /* ---- tests ---- */
 
+/* The blocking client on base, as the replicator makes it. */
+static hclient_sync *mk(const char *base, uint64_t timeout_ms, char *err, size_t errlen)
+{
+    hclient_opts o = {.base = base, .timeout_ms = timeout_ms};
+    return hclient_sync_new(&o, err, errlen);
+}
+
 static void test_content_length_and_request(void **state)
 {
     (void)state;
     srv *s = srv_start(h_length, 1);
     char *base = base_url(s, "us%65r:p%40ss");
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
     assert_non_null(c);
     http_headers h = {0};
     http_headers_add(&h, "X-Test", 6, "1", 1);
     http_headers_add(&h, "Content-Length", 14, "999", 3); /* replaced by the real one */
-    httpc_response r;
-    int rc = httpc_request(c, "POST", "/api/x?y=1", &h, "{\"a\":1}", 7, &r, err, sizeof err);
+    hclient_response r;
+    int rc = hclient_sync_request(c, "POST", "/api/x?y=1", &h, "{\"a\":1}", 7, &r, err, sizeof err);
     assert_int_equal(rc, 0);
     assert_int_equal(r.status, 201);
     assert_int_equal(r.body.len, 5);
     assert_memory_equal(r.body.data, "hello", 5);
     assert_int_equal(r.headers.len, 3);
     assert_string_equal(http_headers_get(&r.headers, "x-a"), "b");
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     pthread_join(s->th, NULL);
     const char *q = s->requests.data;
     assert_non_null(strstr(q, "POST /api/x?y=1 HTTP/1.1\r\n"));
@@ -297,14 +304,14 @@ static void test_chunked(void **state)
     srv *s = srv_start(h_chunked, 1);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.body.len, 11);
     assert_memory_equal(r.body.data, "hello world", 11);
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     srv_stop(s);
     free(base);
 }
@@ -315,14 +322,14 @@ static void test_close_delimited(void **state)
     srv *s = srv_start(h_close, 1);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.body.len, 7);
     assert_memory_equal(r.body.data, "bye bye", 7);
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     srv_stop(s);
     free(base);
 }
@@ -342,16 +349,17 @@ static void test_keepalive_reuse(void **state)
     srv *s = srv_start(h_two, 2);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
     const char *want[] = {"one", "two"};
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+        assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err),
+                         0);
         assert_int_equal(r.body.len, 3);
         assert_memory_equal(r.body.data, want[i], 3);
-        httpc_response_free(&r);
+        hclient_response_free(&r);
     }
-    httpc_free(c);
+    hclient_sync_free(c);
     /* Both requests went over the first connection. */
     assert_int_equal(accepted_after(s), 1);
     assert_int_equal(s->nrequests, 2);
@@ -367,16 +375,16 @@ static void test_retry_after_server_close(void **state)
     srv *s = srv_start(h_race, 2);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof err), 0);
-    httpc_response_free(&r);
-    int rc = httpc_request(c, "PUT", "/b", NULL, "x", 1, &r, err, sizeof err);
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof err), 0);
+    hclient_response_free(&r);
+    int rc = hclient_sync_request(c, "PUT", "/b", NULL, "x", 1, &r, err, sizeof err);
     assert_int_equal(rc, 0);
     assert_int_equal(r.status, 200);
     assert_memory_equal(r.body.data, "again", 5);
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 2);
     assert_int_equal(s->nrequests, 3); /* /a, /b lost, /b again */
     close(s->lfd);
@@ -391,15 +399,15 @@ static void test_idle_close_reconnects(void **state)
     srv *s = srv_start(h_idle_close, 2);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof err), 0);
-    httpc_response_free(&r);
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof err), 0);
+    hclient_response_free(&r);
     usleep(50000); /* let the close arrive */
-    assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(hclient_sync_request(c, "GET", "/b", NULL, NULL, 0, &r, err, sizeof err), 0);
     assert_memory_equal(r.body.data, "ok", 2);
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 2);
     assert_int_equal(s->nrequests, 2);
     close(s->lfd);
@@ -414,12 +422,12 @@ static void test_fresh_connection_closed_is_an_error(void **state)
     srv *s = srv_start(h_silent_close, 2);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "invalid response"));
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 1); /* not retried: it was not a reused one */
     close(s->lfd);
     buf_free(&s->requests);
@@ -433,12 +441,12 @@ static void test_garbage(void **state)
     srv *s = srv_start(h_garbage, 1);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
     assert_true(strncmp(err, "invalid response", 16) == 0);
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     srv_stop(s);
     free(base);
 }
@@ -449,15 +457,15 @@ static void test_timeout(void **state)
     srv *s = srv_start(h_hang, 1);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 200, err, sizeof err);
-    httpc_response r;
+    hclient_sync *c = mk(base, 200, err, sizeof err);
+    hclient_response r;
     int64_t t0 = util_mono_us();
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
     int64_t took = util_mono_us() - t0;
     assert_string_equal(err, "timeout");
     assert_true(took >= 150000 && took < 2000000);
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     srv_stop(s);
     free(base);
 }
@@ -473,12 +481,12 @@ static void test_refused(void **state)
     close(fd); /* nobody listens there now */
     char base[64], err[256];
     snprintf(base, sizeof base, "http://127.0.0.1:%d", ntohs(a.sin_port));
-    httpc *c = httpc_new(base, 1000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    hclient_sync *c = mk(base, 1000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
     assert_string_equal(err, "connect: Connection refused");
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
 }
 
 static void test_no_body_answers(void **state)
@@ -487,23 +495,23 @@ static void test_no_body_answers(void **state)
     srv *s = srv_start(h_head_then_get, 1);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 2000, err, sizeof err);
-    httpc_response r;
+    hclient_sync *c = mk(base, 2000, err, sizeof err);
+    hclient_response r;
     /* HEAD: Content-Length 5 but no body follows. */
-    assert_int_equal(httpc_request(c, "HEAD", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(hclient_sync_request(c, "HEAD", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.body.len, 0);
-    httpc_response_free(&r);
-    assert_int_equal(httpc_request(c, "DELETE", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    hclient_response_free(&r);
+    assert_int_equal(hclient_sync_request(c, "DELETE", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
     assert_int_equal(r.status, 204);
-    httpc_response_free(&r);
+    hclient_response_free(&r);
     /* An interim 100 is skipped; the 304 has no body. */
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), 0);
     assert_int_equal(r.status, 304);
     assert_int_equal(r.headers.len, 1);
     assert_string_equal(http_headers_get(&r.headers, "ETag"), "\"x\"");
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 1);
     assert_null(strstr(s->requests.data, "Content-Length")); /* none for HEAD/DELETE/GET */
     close(s->lfd);
@@ -518,12 +526,12 @@ static void test_body_too_large(void **state)
     srv *s = srv_start(h_huge, 1);
     char *base = base_url(s, NULL);
     char err[256];
-    httpc *c = httpc_new(base, 10000, err, sizeof err);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
+    hclient_sync *c = mk(base, 10000, err, sizeof err);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "larger than 16777216"));
-    httpc_response_free(&r);
-    httpc_free(c);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
     srv_stop(s);
     free(base);
 }
@@ -532,24 +540,143 @@ static void test_bad_input(void **state)
 {
     (void)state;
     char err[256];
-    assert_null(httpc_new("https://x:1", 1000, err, sizeof err));
+    assert_null(mk("ftp://x:1", 1000, err, sizeof err));
     assert_non_null(strstr(err, "bad URL"));
-    assert_null(httpc_new("http://", 1000, err, sizeof err));
-    assert_null(httpc_new("http://host:99999", 1000, err, sizeof err));
-    httpc *c = httpc_new("http://[::1]:9", 1000, err, sizeof err);
+    hclient_sync *tls = mk("https://x:1", 1000, err, sizeof err); /* https is accepted */
+    assert_non_null(tls);
+    hclient_sync_free(tls);
+    hclient_opts ko = {.base = "https://x:1", .tls = {.key_file = "k.pem"}};
+    assert_null(hclient_sync_new(&ko, err, sizeof err));
+    assert_string_equal(err, "--key needs --cert");
+    assert_null(mk("http://", 1000, err, sizeof err));
+    assert_null(mk("http://host:99999", 1000, err, sizeof err));
+    hclient_sync *c = mk("http://[::1]:9", 1000, err, sizeof err);
     assert_non_null(c);
-    httpc_free(c);
-    c = httpc_new("http://127.0.0.1:9", 1000, err, sizeof err);
+    hclient_sync_free(c);
+    c = mk("http://127.0.0.1:9", 1000, err, sizeof err);
     http_headers h = {0};
     http_headers_add(&h, "X-Evil", 6, "a\r\nX-Injected: 1", 17);
-    httpc_response r;
-    assert_int_equal(httpc_request(c, "POST", "/", &h, "", 0, &r, err, sizeof err), -1);
+    hclient_response r;
+    assert_int_equal(hclient_sync_request(c, "POST", "/", &h, "", 0, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "invalid request"));
-    httpc_response_free(&r);
+    hclient_response_free(&r);
     http_headers_free(&h);
-    assert_int_equal(httpc_request(c, "GET", "/a b", NULL, NULL, 0, &r, err, sizeof err), -1);
-    httpc_response_free(&r);
-    httpc_free(c);
+    assert_int_equal(hclient_sync_request(c, "GET", "/a b", NULL, NULL, 0, &r, err, sizeof err),
+                     -1);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
+}
+
+/* ---- the async form ---- */
+
+static void h_three(srv *s, int fd, int no)
+{
+    (void)no;
+    for (int i = 0; i < 3; i++)
+        if (read_request(s, fd) == 0)
+            put(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk");
+}
+
+typedef struct got {
+    int n;
+    int status[4];
+    char body[4];
+    char *error[4];
+    hclient *free_in_cb; /* freed from the callback of the answer that ends the test */
+} got;
+
+static void on_got(void *ud, hclient_result *res)
+{
+    got *g = ud;
+    assert_true(g->n < 4);
+    g->status[g->n] = res->status;
+    g->body[g->n] = res->body.len == 1 ? res->body.data[0] : '?';
+    g->error[g->n] = res->error ? xstrdup(res->error) : NULL;
+    if (res->error)
+        assert_int_not_equal(res->fail, HCLIENT_OK);
+    else
+        assert_true(res->total_us > 0 && res->started_us > 0);
+    g->n++;
+    if (g->free_in_cb && g->n == 3)
+        hclient_free(g->free_in_cb);
+}
+
+/* Three requests started at once on one connection: queued by libcurl,
+ * answered in order over the kept-alive connection; the host name is never
+ * resolved (connect_addr), the Host header still carries it; the client is
+ * freed from the last callback. */
+static void test_async_queue_and_connect_addr(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_three, 2);
+    char base[96], err[256];
+    snprintf(base, sizeof base, "http://api.example.invalid:%d", s->port);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    hclient_opts o = {
+        .base = base, .timeout_ms = 2000, .max_conns = 1, .connect_addr = "127.0.0.1"};
+    hclient *c = hclient_new(&loop, &o, err, sizeof err);
+    assert_non_null(c);
+    hclient_msg *m = hclient_msg_new(c, "GET", "/q", NULL, NULL, NULL, 0, err, sizeof err);
+    hclient_msg *mh = hclient_msg_new(c, "GET", "/h", NULL, "other:1", NULL, 0, err, sizeof err);
+    assert_non_null(m);
+    assert_null(hclient_msg_new(c, "GET", "/x", NULL, "a\r\nB: c", NULL, 0, err, sizeof err));
+    assert_non_null(strstr(err, "invalid request"));
+    got g = {.free_in_cb = c};
+    hclient_start(c, m, 0, on_got, &g);
+    hclient_start(c, mh, 0, on_got, &g);
+    hclient_start(c, m, 0, on_got, &g);
+    assert_int_equal(g.n, 0); /* never from hclient_start */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(g.n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_null(g.error[i]);
+        assert_int_equal(g.status[i], 200);
+        assert_int_equal(g.body[i], 'k');
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+    hclient_msg_free(m);
+    hclient_msg_free(mh);
+    assert_int_equal(accepted_after(s), 1);
+    assert_int_equal(s->nrequests, 3);
+    char host[64];
+    snprintf(host, sizeof host, "\r\nHost: api.example.invalid:%d\r\n", s->port);
+    assert_non_null(strstr(s->requests.data, host));
+    assert_non_null(strstr(s->requests.data, "GET /h HTTP/1.1\r\nHost: other:1\r\n"));
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+}
+
+/* A per-request timeout shorter than the client's; a refused connect says
+ * its errno; freeing the client with a request in flight calls nothing. */
+static void test_async_errors(void **state)
+{
+    (void)state;
+    srv *s = srv_start(h_hang, 1);
+    char base[64], err[256];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", s->port);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    hclient_opts o = {.base = base, .timeout_ms = 10000};
+    hclient *c = hclient_new(&loop, &o, err, sizeof err);
+    hclient_msg *m = hclient_msg_new(c, "GET", "/", NULL, NULL, NULL, 0, err, sizeof err);
+    got g = {0};
+    int64_t t0 = util_mono_us();
+    hclient_start(c, m, 150, on_got, &g);
+    while (g.n < 1)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(util_mono_us() - t0 < 2000000);
+    assert_string_equal(g.error[0], "timeout");
+    hclient_start(c, m, 0, on_got, &g); /* in flight when freed */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    hclient_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    hclient_msg_free(m);
+    free(g.error[0]);
+    srv_stop(s);
 }
 
 int main(void)
@@ -568,6 +695,8 @@ int main(void)
         cmocka_unit_test(test_no_body_answers),
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_async_queue_and_connect_addr),
+        cmocka_unit_test(test_async_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
