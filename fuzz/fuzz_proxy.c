@@ -204,7 +204,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     snprintf(g_sh.upstream_host, sizeof g_sh.upstream_host, "upstream.test");
     atomic_store(&g_flags.log, true);
-    proxy_shared_set_config(&g_sh, cfg);
+    proxy_shared_set_config(&g_sh, cfg, NULL);
     config_unref(cfg);
     return 0;
 }
@@ -233,7 +233,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     f->pw.sh = &g_sh;
     f->pw.readbuf = f->readbuf;
     f->pw.readbuf_len = sizeof f->readbuf;
-    f->pw.pool = upstream_pool_new(&f->loop, (const struct sockaddr *)&up_addr, 4, 200, 100,
+    f->pw.pool = upstream_pool_new(&f->loop, (const struct sockaddr *)&up_addr, 4, 200, 100, NULL,
                                    f->readbuf, sizeof f->readbuf);
     proxy_worker_init(&f->pw);
 

@@ -1,7 +1,9 @@
 /* Folder base/ (this is its main header): what every other folder stands on
  * and that knows nothing of HTTP or capture: allocation, buffers, the URL
- * parser, RFC 3339 times, globs, UUIDv7 ids, the write stream over libuv.
- * Promises: uses libc and libuv only, includes no other folder of src/.
+ * parser, RFC 3339 times, globs, UUIDv7 ids, the write stream over libuv
+ * and TLS over it.
+ * Promises: uses libc, libuv and OpenSSL only, includes no other folder of
+ * src/.
  *
  * util: allocation that never returns NULL, time, and small string helpers.
  *

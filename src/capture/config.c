@@ -236,6 +236,36 @@ static bool is_loopback(const char *host)
     return false;
 }
 
+static size_t list_len(char *const *l)
+{
+    size_t n = 0;
+    while (l && l[n])
+        n++;
+    return n;
+}
+
+/* The TLS keys that only make sense together (what is in the files is
+ * checked when TLS is set up). */
+static int validate_tls(const config *c, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    if (list_len(c->tls_key) > list_len(c->tls_cert))
+        why = "tls_key given more times than tls_cert (the Nth key belongs to the Nth certificate)";
+    else if (c->admin_tls_key && !c->admin_tls_cert)
+        why = "admin_tls_key needs admin_tls_cert";
+    else if (c->upstream_key && !c->upstream_cert)
+        why = "upstream_key needs upstream_cert";
+    else if ((c->upstream_ca || c->upstream_insecure || c->upstream_sni || c->upstream_cert) &&
+             c->upstream && strncmp(c->upstream, "https://", 8) != 0)
+        why = "upstream_ca, upstream_insecure, upstream_sni and upstream_cert need an https:// "
+              "upstream";
+    if (why) {
+        util_seterr(err, errlen, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
 int config_validate(const config *c, char *err, size_t errlen)
 {
     if (c->admin && strcmp(c->admin, "off") != 0 && !c->admin_token) {
@@ -254,6 +284,8 @@ int config_validate(const config *c, char *err, size_t errlen)
                     (unsigned long long)c->store_batch, (unsigned long long)c->store_queue);
         return -1;
     }
+    if (validate_tls(c, err, errlen) < 0)
+        return -1;
     if (c->rules_len == 0 || strcmp(c->rules[c->rules_len - 1].name, "default") != 0) {
         util_seterr(err, errlen, "the default rule is missing");
         return -1;

@@ -44,6 +44,23 @@ typedef struct config {
      * NULL-terminated, lower case, "name" or "name:port"; NULL = none. */
     char **admin_hosts;
 
+    /* TLS (docs: README "TLS"). Listener certificates: the Nth key belongs
+     * to the Nth certificate; a certificate file without its key file holds
+     * both. NULL-terminated lists of paths; NULL = plain HTTP. */
+    char **tls_cert;
+    char **tls_key;
+    char *admin_tls_cert; /* the admin listener's; NULL = plain HTTP */
+    char *admin_tls_key;
+    uint64_t tls_handshake_timeout_ms; /* accept to handshake done */
+    /* an https:// upstream: verification (on unless upstream_insecure)
+     * against the system store plus upstream_ca; SNI and the name checked
+     * are upstream_sni or the upstream's host; optional client certificate */
+    char *upstream_ca;
+    bool upstream_insecure;
+    char *upstream_sni;
+    char *upstream_cert;
+    char *upstream_key;
+
     /* limits and timeouts (ms) */
     uint64_t max_header_size;             /* bytes of the whole header section -> 431 */
     uint64_t max_request_line;            /* bytes of the request target -> 414 */

@@ -39,6 +39,8 @@ typedef enum {
     K_AMQP,     /* char*, amqp://...; "" unsets */
     K_HEADERS,  /* char**, "Name: value" items; each setting appends one */
     K_HOSTS,    /* char**, host or host:port names, lower case, NULL-terminated */
+    K_FILE,     /* char*, a path that must be readable; "" unsets */
+    K_FILES,    /* char**, readable paths; each setting appends one, "" empties */
     K_NKINDS
 } key_kind;
 

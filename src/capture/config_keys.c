@@ -39,7 +39,28 @@ static const keydef keys[] = {
     {"listen", K_LISTEN, CFG(listen), NOLIMIT, NULL, "127.0.0.1:8080", NULL,
      "address the proxy listens on: host:port, :port (all interfaces) or port (loopback)"},
     {"upstream", K_UPSTREAM, CFG(upstream), NOLIMIT, NULL, NULL, "(none; proxy requires it)",
-     "backend requests are forwarded to: http://host:port"},
+     "backend requests are forwarded to: http://host:port or https://host:port"},
+    {"tls_cert", K_FILES, CFG(tls_cert), NOLIMIT, NULL, NULL, "(none: plain HTTP)",
+     "PEM certificate chain the proxy listener serves over TLS; repeat for more names "
+     "(chosen by SNI, the first is the default)"},
+    {"tls_key", K_FILES, CFG(tls_key), NOLIMIT, NULL, NULL, "(in the tls_cert file)",
+     "PEM private key of the tls_cert in the same position; repeat as tls_cert"},
+    {"admin_tls_cert", K_FILE, CFG(admin_tls_cert), NOLIMIT, NULL, NULL, "(none: plain HTTP)",
+     "PEM certificate chain the admin listener serves over TLS"},
+    {"admin_tls_key", K_FILE, CFG(admin_tls_key), NOLIMIT, NULL, NULL, "(in admin_tls_cert)",
+     "PEM private key of admin_tls_cert"},
+    {"tls_handshake_timeout", K_DUR, CFG(tls_handshake_timeout_ms), 1, UINT64_MAX, NULL, "10s",
+     NULL, "time a client has to finish its TLS handshake"},
+    {"upstream_ca", K_FILE, CFG(upstream_ca), NOLIMIT, NULL, NULL, "(system store only)",
+     "PEM CA certificates trusted for an https upstream, besides the system store"},
+    {"upstream_insecure", K_BOOL, CFG(upstream_insecure), NOLIMIT, NULL, "off", NULL,
+     "do not verify an https upstream's certificate (logged once at start)"},
+    {"upstream_sni", K_HOST, CFG(upstream_sni), NOLIMIT, NULL, NULL, "(the upstream's host)",
+     "name sent as SNI to an https upstream and checked in its certificate"},
+    {"upstream_cert", K_FILE, CFG(upstream_cert), NOLIMIT, NULL, NULL, "(none)",
+     "PEM client certificate presented to an https upstream (mutual TLS)"},
+    {"upstream_key", K_FILE, CFG(upstream_key), NOLIMIT, NULL, NULL, "(in upstream_cert)",
+     "PEM private key of upstream_cert"},
     {"config", K_CONFIG, CFG(config_path), NOLIMIT, NULL, NULL, "(none)",
      "INI file to load (flag or RESTSPY_CONFIG; not valid inside a file)"},
     {"store", K_STORE, CFG(store), NOLIMIT, NULL, "sqlite:restspy.db", NULL,
@@ -299,6 +320,17 @@ static void free_list(char **list)
 }
 
 /* "a, B ,,c" -> {"a", "b", "c", NULL}; "" -> {NULL}. Never fails. */
+/* Appends a copy of v to the NULL-terminated list *list (NULL = empty). */
+static void list_append(char ***list, const char *v)
+{
+    size_t n = 0;
+    while (*list && (*list)[n])
+        n++;
+    *list = xrealloc(*list, (n + 2) * sizeof **list);
+    (*list)[n] = xstrdup(v);
+    (*list)[n + 1] = NULL;
+}
+
 static char **parse_list(const char *s)
 {
     size_t cap = 1;
@@ -359,23 +391,26 @@ static int parse_methods(const char *s, unsigned *out)
 static char *normalize_upstream(const char *s)
 {
     url_parts u;
-    if (url_parse(s, strlen(s), &u, NULL) != 0 || !url_is(&u, "http") || u.userinfo || u.query ||
-        (u.path_len > 1) || (u.path_len == 1 && u.path[0] != '/') ||
+    if (url_parse(s, strlen(s), &u, NULL) != 0 || !(url_is(&u, "http") || url_is(&u, "https")) ||
+        u.userinfo || u.query || (u.path_len > 1) || (u.path_len == 1 && u.path[0] != '/') ||
         u.path + u.path_len != s + strlen(s))
         return NULL;
     char hp[300];
     if (url_hostport(&u, hp, sizeof hp) != 0)
         return NULL;
-    char out[310];
-    snprintf(out, sizeof out, "http://%s", hp);
+    char out[320]; /* "https://" and hp */
+    snprintf(out, sizeof out, "%s://%s", url_is(&u, "https") ? "https" : "http", hp);
     return xstrdup(out);
 }
 
 static bool valid_host_name(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || strpbrk(s, " \t/"))
+    if (n == 0 || strpbrk(s, "/"))
         return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+            return false; /* spaces and control bytes are in no host name */
     if (s[0] == '[')
         return n > 2 && s[n - 1] == ']';
     return strchr(s, ':') == NULL; /* a port would never match: requests' ports are ignored */
@@ -433,13 +468,9 @@ static int set_upstream(const keydef *k, void *field, const char *value, char *e
         set_str(field, NULL);
         return 0;
     }
-    if (strncasecmp(value, "https://", 8) == 0) {
-        snprintf(expect, elen, "https upstreams are not supported; use http://host:port");
-        return -1;
-    }
     char *norm = normalize_upstream(value);
     if (!norm) {
-        snprintf(expect, elen, "expected http://host:port");
+        snprintf(expect, elen, "expected http://host:port or https://host:port");
         return -1;
     }
     set_str(field, norm);
@@ -598,13 +629,44 @@ static int set_header(const keydef *k, void *field, const char *value, char *exp
         snprintf(expect, elen, "expected 'Name: value'");
         return -1;
     }
+    list_append(field, value);
+    return 0;
+}
+
+/* A file is checked for readability when it is set, so that a typo fails
+ * with the key's name; what is in it is checked where it is used (TLS). */
+static bool readable(const char *path, char *expect, size_t elen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(expect, elen, "cannot read it: %s", strerror(errno));
+        return false;
+    }
+    fclose(f);
+    return true;
+}
+
+static int set_file(const keydef *k, void *field, const char *value, char *expect, size_t elen)
+{
+    (void)k;
+    if (*value && !readable(value, expect, elen))
+        return -1;
+    set_str(field, *value ? xstrdup(value) : NULL);
+    return 0;
+}
+
+static int set_files(const keydef *k, void *field, const char *value, char *expect, size_t elen)
+{
+    (void)k;
     char ***list = field;
-    size_t n = 0;
-    while (*list && (*list)[n])
-        n++;
-    *list = xrealloc(*list, (n + 2) * sizeof **list);
-    (*list)[n] = xstrdup(value);
-    (*list)[n + 1] = NULL;
+    if (!*value) {
+        free_list(*list);
+        *list = NULL;
+        return 0;
+    }
+    if (!readable(value, expect, elen))
+        return -1;
+    list_append(list, value);
     return 0;
 }
 
@@ -656,7 +718,8 @@ static const struct {
     [K_LIST] = {set_list, OWNS_LIST},        [K_METHODS] = {set_methods, OWNS_NONE},
     [K_GLOB] = {set_glob, OWNS_STR},         [K_HOST] = {set_host, OWNS_STR},
     [K_AMQP] = {set_amqp, OWNS_STR},         [K_HEADERS] = {set_header, OWNS_LIST},
-    [K_HOSTS] = {set_hosts, OWNS_LIST},
+    [K_HOSTS] = {set_hosts, OWNS_LIST},      [K_FILE] = {set_file, OWNS_STR},
+    [K_FILES] = {set_files, OWNS_LIST},
 };
 
 int config_key_apply(const keydef *k, void *base, const char *value, char *err, size_t errlen)

@@ -236,7 +236,7 @@ void httpmsg_request_head(buf *out, const httpmsg_request *q, const httpmsg_req_
     buf_append_str(out, o->client_ip);
     buf_append(out, "\r\n", 2);
     if (!have_proto)
-        header_line(out, "X-Forwarded-Proto", "http");
+        header_line(out, "X-Forwarded-Proto", o->proto ? o->proto : "http");
     if (!have_id)
         header_line(out, "X-Request-Id", o->request_id);
     if (o->chunked)

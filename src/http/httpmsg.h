@@ -53,6 +53,7 @@ typedef struct httpmsg_req_opts {
     const char *client_ip;    /* appended to X-Forwarded-For */
     const char *request_id;   /* X-Request-Id when the client sent none */
     const char *default_host; /* Host when the client sent none */
+    const char *proto;        /* X-Forwarded-Proto when the client sent none: "http", "https" */
     bool chunked;             /* body is forwarded with chunked framing */
     bool upgrade;             /* keep Upgrade, send Connection: upgrade */
     bool strip_expect;        /* restspy answered Expect: 100-continue itself */

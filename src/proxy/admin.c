@@ -26,6 +26,7 @@ struct admin {
     proxy_shared *sh;
     outbox *ob; /* NULL when replication is off */
     char *token;
+    tls_server *tls; /* a reference, or NULL (plain HTTP) */
     /* The names of the listener for the Host check: as configured and as
      * a numeric address (IPv6 without brackets), and its port. */
     char bind_host[256];
@@ -38,6 +39,7 @@ struct admin {
 
 typedef struct aconn {
     uv_tcp_t tcp;
+    tls_conn *tls; /* owned; NULL on a plain listener */
     uv_timer_t timer;
     int open_handles;
     admin *a;
@@ -58,6 +60,7 @@ static void aconn_closed(uv_handle_t *h)
     httpmsg_hcollect_free(&c->hc);
     http_headers_free(&c->headers);
     buf_free(&c->body);
+    tls_conn_free(c->tls);
     free(c);
 }
 
@@ -92,7 +95,12 @@ static void reply(aconn *c, int status, const char *reason, const char *json, si
     buf_append(&out, json, len);
     buf_append_char(&out, '\n');
     uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
-    io_write((uv_stream_t *)&c->tcp, &b, 1, NULL);
+    if (c->tls) {
+        tls_conn_write(c->tls, &b, 1, NULL);
+        tls_conn_close_notify(c->tls);
+    } else {
+        io_write((uv_stream_t *)&c->tcp, &b, 1, NULL);
+    }
     buf_free(&out);
     c->done = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -502,6 +510,21 @@ static void a_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(rb, sizeof rb);
 }
 
+/* Request bytes (decrypted, on a TLS listener); non-zero once answered. */
+static int a_data(void *ud, const char *data, size_t n)
+{
+    aconn *c = ud;
+    c->total += n;
+    if (c->total > ADMIN_MAX_REQUEST) {
+        reply_error(c, 413, "Content Too Large", "admin request too large");
+        return 1;
+    }
+    llhttp_errno_t e = llhttp_execute(&c->p, data, n);
+    if (e != HPE_OK && e != HPE_PAUSED && !c->done)
+        reply_error(c, 400, "Bad Request", llhttp_get_error_reason(&c->p));
+    return c->done;
+}
+
 static void a_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     aconn *c = s->data;
@@ -511,14 +534,19 @@ static void a_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         aconn_close(c);
         return;
     }
-    c->total += (size_t)n;
-    if (c->total > ADMIN_MAX_REQUEST) {
-        reply_error(c, 413, "Content Too Large", "admin request too large");
+    if (!c->tls) {
+        a_data(c, b->base, (size_t)n);
         return;
     }
-    llhttp_errno_t e = llhttp_execute(&c->p, b->base, (size_t)n);
-    if (e != HPE_OK && e != HPE_PAUSED && !c->done)
-        reply_error(c, 400, "Bad Request", llhttp_get_error_reason(&c->p));
+    char err[256];
+    int rc = tls_conn_feed(c->tls, b->base, (size_t)n, a_data, c, err, sizeof err);
+    if (rc == TLS_NOT_TLS) {
+        tls_conn_free(c->tls); /* answered in plain text, as the request came */
+        c->tls = NULL;
+        reply_error(c, 400, "Bad Request", "plain HTTP request sent to an HTTPS port");
+    } else if (rc != TLS_OK && !c->done) {
+        aconn_close(c);
+    }
 }
 
 static void on_admin_conn(uv_stream_t *server, int status)
@@ -536,14 +564,24 @@ static void on_admin_conn(uv_stream_t *server, int status)
         aconn_close(c);
         return;
     }
+    if (a->tls)
+        c->tls = tls_conn_server(a->tls, (uv_stream_t *)&c->tcp);
     uv_timer_start(&c->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
     llhttp_init(&c->p, HTTP_REQUEST, &admin_settings);
     c->p.data = c;
     uv_read_start((uv_stream_t *)&c->tcp, a_alloc, a_read);
 }
 
-admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_shared *sh,
-                   outbox *ob, int workers, char *err, size_t errlen)
+void admin_set_tls(admin *a, tls_server *tls)
+{
+    if (tls)
+        tls_server_ref(tls);
+    tls_server_unref(a->tls);
+    a->tls = tls;
+}
+
+admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, tls_server *tls,
+                   proxy_shared *sh, outbox *ob, int workers, char *err, size_t errlen)
 {
     uv_once(&admin_once, admin_settings_init);
     struct sockaddr_storage ss;
@@ -553,6 +591,7 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_s
     a->sh = sh;
     a->ob = ob;
     a->token = token ? xstrdup(token) : NULL;
+    admin_set_tls(a, tls);
     /* addr resolved above, so it splits. */
     if (util_split_hostport(addr, a->bind_host, sizeof a->bind_host, &a->port) != 0)
         abort();
@@ -578,6 +617,7 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_s
 static void admin_closed(uv_handle_t *h)
 {
     admin *a = h->data;
+    tls_server_unref(a->tls);
     free(a->token);
     free(a);
 }

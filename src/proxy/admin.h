@@ -26,9 +26,15 @@
 
 typedef struct admin admin;
 
-/* Binds addr ("host:port"). NULL with err on failure. token may be NULL. */
-admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, proxy_shared *sh,
-                   outbox *ob, int workers, char *err, size_t errlen);
+/* Binds addr ("host:port"). NULL with err on failure. token may be NULL.
+ * tls (may be NULL: plain HTTP): the admin listener's certificates (a
+ * reference is taken). */
+admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, tls_server *tls,
+                   proxy_shared *sh, outbox *ob, int workers, char *err, size_t errlen);
+
+/* Serves tls (a reference is taken; NULL: plain HTTP) to the connections
+ * accepted from now on (SIGHUP's certificate reload). */
+void admin_set_tls(admin *a, tls_server *tls);
 
 /* Closes the listener and every admin connection; frees when closed. */
 void admin_stop(admin *a);

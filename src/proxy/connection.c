@@ -18,15 +18,20 @@
 /* ------------------------------------------------------------------ */
 /* config                                                              */
 
-void proxy_shared_set_config(proxy_shared *sh, config *cfg)
+void proxy_shared_set_config(proxy_shared *sh, config *cfg, tls_server *tls)
 {
     config_ref(cfg);
+    if (tls)
+        tls_server_ref(tls);
     pthread_mutex_lock(&sh->cfg_lock);
     config *old = sh->cfg;
+    tls_server *old_tls = sh->tls;
     sh->cfg = cfg;
+    sh->tls = tls;
     atomic_fetch_add(&sh->cfg_gen, 1);
     pthread_mutex_unlock(&sh->cfg_lock);
     config_unref(old);
+    tls_server_unref(old_tls);
 }
 
 config *worker_config(proxy_worker *w)
@@ -35,11 +40,16 @@ config *worker_config(proxy_worker *w)
     if (gen != w->cfg_gen || !w->cfg) {
         pthread_mutex_lock(&w->sh->cfg_lock);
         config *n = w->sh->cfg;
+        tls_server *t = w->sh->tls;
         config_ref(n);
+        if (t)
+            tls_server_ref(t);
         w->cfg_gen = atomic_load(&w->sh->cfg_gen);
         pthread_mutex_unlock(&w->sh->cfg_lock);
         config_unref(w->cfg);
+        tls_server_unref(w->tls);
         w->cfg = n;
+        w->tls = t;
     }
     return w->cfg;
 }
@@ -102,7 +112,8 @@ static void client_send(conn *c, const uv_buf_t *bufs, unsigned n)
     for (unsigned i = 0; i < m; i++)
         total += v[i].len;
     STAT_ADD(bytes_out, total);
-    int rc = io_write((uv_stream_t *)&c->tcp, v, m, on_client_written);
+    int rc = c->tls ? tls_conn_write(c->tls, v, m, on_client_written)
+                    : io_write((uv_stream_t *)&c->tcp, v, m, on_client_written);
     io_cork_clear(&c->ccork);
     if (rc < 0) {
         conn_close(c, false);
@@ -135,6 +146,7 @@ void client_write_buf(conn *c, const buf *b)
  * (or the connect queue) holds more than the high-water mark. */
 static void client_pause_reading(conn *c);
 static void client_feed(conn *c, const char *data, size_t len);
+static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 static void check_client_backpressure(conn *c)
 {
@@ -178,6 +190,8 @@ void on_ctimer(uv_timer_t *t)
     conn *c = t->data;
     switch (c->ph) {
     case PH_IDLE:
+        if (c->tls && !tls_conn_ready(c->tls))
+            STAT_INC(tls_handshake_failures); /* tls_handshake_timeout */
         conn_close(c, false);
         break;
     case PH_HEAD:
@@ -257,6 +271,83 @@ static void client_feed(conn *c, const char *data, size_t len)
     check_client_backpressure(c);
 }
 
+/* Bytes of the client's stream (decrypted, on a TLS listener). */
+static void client_data(conn *c, const char *data, size_t len)
+{
+    if (c->ph == PH_TUNNEL) {
+        tunnel_from_client(c, data, len);
+        return;
+    }
+    if (c->parser_paused) {
+        /* Pipelined bytes: parsed once the request in flight is answered. */
+        buf_append(&c->pending, data, len);
+        if (c->pending.len >= PENDING_MAX)
+            client_pause_reading(c);
+        return;
+    }
+    client_feed(c, data, len);
+}
+
+static int on_client_plain(void *ud, const char *data, size_t len)
+{
+    conn *c = ud;
+    client_data(c, data, len);
+    return c->closing;
+}
+
+/* A plain HTTP request on a TLS port gets a plain answer that says so (as
+ * nginx's 497), not a handshake failure the client cannot read. */
+static void refuse_plain(conn *c)
+{
+    static const char body[] = "{\"error\":\"plain HTTP request sent to an HTTPS port\"}\n";
+    char out[256];
+    int n = snprintf(out, sizeof out,
+                     "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof body - 1, body);
+    assert(n > 0 && (size_t)n < sizeof out);
+    uv_buf_t b = uv_buf_init(out, (unsigned)n);
+    STAT_INC(bad_requests);
+    if (io_write((uv_stream_t *)&c->tcp, &b, 1, NULL) < 0) {
+        conn_close(c, false);
+        return;
+    }
+    tls_conn_free(c->tls); /* the close must not send a TLS alert */
+    c->tls = NULL;
+    conn_close(c, true);
+}
+
+/* Ciphertext from a client of a TLS listener. The handshake runs under its
+ * own timeout; once it is done the idle timeout takes over. */
+static void tls_read(conn *c, const char *data, size_t len)
+{
+    bool was_ready = tls_conn_ready(c->tls);
+    char err[256];
+    int rc = tls_conn_feed(c->tls, data, len, on_client_plain, c, err, sizeof err);
+    if (c->closing)
+        return;
+    if (rc == TLS_NOT_TLS) {
+        refuse_plain(c);
+        return;
+    }
+    if (rc == TLS_ERROR) {
+        STAT_INC(tls_handshake_failures);
+        conn_close(c, false);
+        return;
+    }
+    if (rc == TLS_CLOSED) {
+        on_client_read((uv_stream_t *)&c->tcp, UV_EOF, NULL);
+        return;
+    }
+    if (was_ready || !tls_conn_ready(c->tls))
+        return;
+    STAT_INC(tls_handshakes);
+    if (tls_conn_resumed(c->tls))
+        STAT_INC(tls_resumed);
+    if (c->ph == PH_IDLE && !c->txn.rec)
+        uv_timer_start(&c->ctimer, on_ctimer, worker_config(c->w)->idle_timeout_ms, 0);
+}
+
 static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     conn *c = s->data;
@@ -277,18 +368,10 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     STAT_ADD(bytes_in, (uint64_t)n);
-    if (c->ph == PH_TUNNEL) {
-        tunnel_from_client(c, b->base, (size_t)n);
-        return;
-    }
-    if (c->parser_paused) {
-        /* Pipelined bytes: parsed once the request in flight is answered. */
-        buf_append(&c->pending, b->base, (size_t)n);
-        if (c->pending.len >= PENDING_MAX)
-            client_pause_reading(c);
-        return;
-    }
-    client_feed(c, b->base, (size_t)n);
+    if (c->tls)
+        tls_read(c, b->base, (size_t)n);
+    else
+        client_data(c, b->base, (size_t)n);
 }
 
 void client_resume_reading(conn *c)
@@ -333,6 +416,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
     buf_free(&c->held);
     io_cork_free(&c->ccork);
     io_cork_free(&c->ucork);
+    tls_conn_free(c->tls);
     free(c);
     proxy_check_drained(w);
 }
@@ -388,6 +472,8 @@ void conn_close(conn *c, bool graceful)
     uv_close((uv_handle_t *)&c->utimer, on_conn_handle_closed);
     /* Graceful: let queued bytes (an error answer, the end of a response)
      * reach the client, then close. */
+    if (graceful && c->tls)
+        tls_conn_close_notify(c->tls);
     if (graceful && uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) == 0)
         return;
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
@@ -446,7 +532,10 @@ void proxy_accept(proxy_worker *w, uv_stream_t *listener)
     llhttp_init(&c->cp, HTTP_REQUEST, &txn_request_settings);
     c->cp.data = c;
     c->ph = PH_IDLE;
-    uv_timer_start(&c->ctimer, on_ctimer, cfg->idle_timeout_ms, 0);
+    if (w->tls)
+        c->tls = tls_conn_server(w->tls, (uv_stream_t *)&c->tcp);
+    uv_timer_start(&c->ctimer, on_ctimer,
+                   c->tls ? cfg->tls_handshake_timeout_ms : cfg->idle_timeout_ms, 0);
     client_resume_reading(c);
 }
 

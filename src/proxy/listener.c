@@ -275,9 +275,10 @@ listener *listener_start(proxy_shared *sh, const char *listen_addr, int nworkers
         w->pw.readbuf = w->readbuf;
         w->pw.readbuf_len = sizeof w->readbuf;
         config *cfg = sh->cfg;
-        w->pw.pool = upstream_pool_new(&w->loop, (const struct sockaddr *)&sh->upstream_addr,
-                                       cfg->upstream_keepalive, cfg->upstream_connect_timeout_ms,
-                                       cfg->idle_timeout_ms, w->readbuf, sizeof w->readbuf);
+        w->pw.pool =
+            upstream_pool_new(&w->loop, (const struct sockaddr *)&sh->upstream_addr,
+                              cfg->upstream_keepalive, cfg->upstream_connect_timeout_ms,
+                              cfg->idle_timeout_ms, sh->up_tls, w->readbuf, sizeof w->readbuf);
         proxy_worker_init(&w->pw);
         uv_tcp_init(&w->loop, &w->server);
         w->server.data = w;
@@ -310,6 +311,7 @@ void listener_stop(listener *l, uint64_t grace_ms)
         worker *w = l->w[i];
         uv_thread_join(&w->thread);
         config_unref(w->pw.cfg);
+        tls_server_unref(w->pw.tls);
         uv_loop_close(&w->loop);
         worker_free(w);
     }

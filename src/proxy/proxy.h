@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "base/tls.h"
 #include "capture/config.h"
 #include "capture/logsink.h"
 #include "store/store.h"
@@ -41,8 +42,10 @@ typedef struct proxy_shared {
     logsink *log;     /* never NULL ("off" is a sink that drops) */
     struct sockaddr_storage upstream_addr;
     char upstream_host[300]; /* "host:port", the Host for clients that sent none */
+    tls_client *up_tls;      /* an https upstream's TLS context, or NULL (plain http) */
     pthread_mutex_t cfg_lock;
     config *cfg;              /* current config; replaced on reload */
+    tls_server *tls;          /* the listener's certificates with cfg, or NULL (plain) */
     _Atomic uint64_t cfg_gen; /* bumped on every replacement */
 } proxy_shared;
 
@@ -56,7 +59,8 @@ typedef struct proxy_worker {
     upstream_pool *pool;
     char *readbuf; /* the loop's read buffer, shared by all its sockets */
     size_t readbuf_len;
-    config *cfg; /* this loop's reference to the current config */
+    config *cfg;     /* this loop's reference to the current config */
+    tls_server *tls; /* and to its certificates (NULL: plain HTTP) */
     uint64_t cfg_gen;
     conn *conns; /* list of open client connections */
     size_t nconns;
@@ -71,9 +75,11 @@ void proxy_worker_init(proxy_worker *w);
 /* Closes them; commits that arrive later are dropped safely. */
 void proxy_worker_close(proxy_worker *w);
 
-/* Installs cfg as the current config (takes a reference) and bumps the
- * generation: each worker picks it up before its next request. */
-void proxy_shared_set_config(proxy_shared *sh, config *cfg);
+/* Installs cfg and the listener's certificates made from it (NULL: plain
+ * HTTP) as the current ones (takes a reference to each) and bumps the
+ * generation: each worker picks them up before its next request or
+ * connection. Connections keep the certificates they started with. */
+void proxy_shared_set_config(proxy_shared *sh, config *cfg, tls_server *tls);
 
 /* Accepts one pending connection from listener (refuses it past
  * max_connections). */

@@ -83,6 +83,7 @@ struct txn {
 
 struct conn {
     uv_tcp_t tcp;
+    tls_conn *tls;     /* NULL on a plain HTTP listener; owned, freed with the connection */
     uv_timer_t ctimer; /* idle / header / body-read timeout (client side) */
     uv_timer_t utimer; /* upstream response timeout */
     uv_shutdown_t sreq;

@@ -79,13 +79,25 @@ void relay_send_body(conn *c, const char *at, size_t len)
 
 static void start_upstream_timer(conn *c);
 
-static void on_up_connect(void *owner, upstream_conn *up, int status)
+/* TLS with the upstream failed: the error names the upstream and says why
+ * ("upstream certificate verify failed: ..."); a response already started
+ * is cut instead. */
+static void fail_tls(conn *c, const char *why)
+{
+    char e[300];
+    snprintf(e, sizeof e, "upstream %s", why);
+    txn_fail(c, c->txn.resp_started ? 0 : 502, e, NULL);
+}
+
+static void on_up_connect(void *owner, upstream_conn *up, int status, const char *why)
 {
     conn *c = owner;
     (void)up;
     if (status < 0) {
         c->txn.up = NULL; /* already closed by the pool */
-        if (status == UV_ETIMEDOUT)
+        if (why)
+            fail_tls(c, why);
+        else if (status == UV_ETIMEDOUT)
             txn_fail(c, 504, "upstream timeout", "connect");
         else
             txn_fail(c, 502, "upstream unreachable", uv_strerror(status));
@@ -252,6 +264,11 @@ static void on_up_eof(void *owner, upstream_conn *up, int status)
         c->txn.up_ready = false;
         bool ready;
         c->txn.up = upstream_acquire(c->w->pool, &up_handler, c, true, &ready);
+        return;
+    }
+    const char *tls_err = upstream_tls_error(up);
+    if (tls_err) {
+        fail_tls(c, tls_err);
         return;
     }
     const char *what = status == UV_EOF ? "connection closed" : uv_strerror(status);
@@ -469,5 +486,5 @@ void relay_open(conn *c, bool has_body)
     if (ready && !has_body && !c->txn.upgrade_req)
         buf_append(&c->uphead, c->upq.data, c->upq.len);
     if (ready)
-        on_up_connect(c, c->txn.up, 0);
+        on_up_connect(c, c->txn.up, 0, NULL);
 }

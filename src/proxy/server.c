@@ -72,6 +72,59 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     stop(h->data);
 }
 
+static size_t count(char *const *list)
+{
+    size_t n = 0;
+    while (list && list[n])
+        n++;
+    return n;
+}
+
+/* The certificates of the proxy listener (*out NULL: plain HTTP) and of the
+ * admin listener, from cfg. -1 with err when a file does not hold what it
+ * should (the files were readable when the config was read). */
+static int make_tls(const config *cfg, tls_server **out, tls_server **admin_out, char *err,
+                    size_t errlen)
+{
+    *out = *admin_out = NULL;
+    size_t n = count(cfg->tls_cert);
+    if (n &&
+        !(*out = tls_server_new(cfg->tls_cert, n, cfg->tls_key, count(cfg->tls_key), err, errlen)))
+        return -1;
+    char *const acert[] = {cfg->admin_tls_cert}, *const akey[] = {cfg->admin_tls_key};
+    if (cfg->admin_tls_cert &&
+        !(*admin_out = tls_server_new(acert, 1, akey, cfg->admin_tls_key ? 1 : 0, err, errlen))) {
+        tls_server_unref(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* An https upstream's TLS context (*out NULL for http). */
+static int make_upstream_tls(const config *cfg, const url_parts *up, tls_client **out, char *err,
+                             size_t errlen)
+{
+    *out = NULL;
+    if (!url_is(up, "https"))
+        return 0;
+    tls_client_opts o = {
+        .ca_file = cfg->upstream_ca,
+        .insecure = cfg->upstream_insecure,
+        .name = cfg->upstream_sni ? cfg->upstream_sni : up->host,
+        .cert_file = cfg->upstream_cert,
+        .key_file = cfg->upstream_key,
+    };
+    if (!(*out = tls_client_new(&o, err, errlen)))
+        return -1;
+    if (cfg->upstream_insecure)
+        fprintf(stderr,
+                "restspy: WARNING: upstream_insecure is on: the certificate of %s is not "
+                "verified, so anyone on the path can read and change this traffic\n",
+                cfg->upstream);
+    return 0;
+}
+
 static void reload(server *s)
 {
     char err[512] = "";
@@ -84,7 +137,18 @@ static void reload(server *s)
         config_unref(c);
         return;
     }
-    proxy_shared_set_config(&s->sh, c);
+    tls_server *tls, *admin_tls;
+    if (make_tls(c, &tls, &admin_tls, err, sizeof err) < 0) {
+        fprintf(stderr, "restspy: config reload failed: tls: %s (keeping the running config)\n",
+                err);
+        config_unref(c);
+        return;
+    }
+    proxy_shared_set_config(&s->sh, c, tls);
+    if (s->adm)
+        admin_set_tls(s->adm, admin_tls);
+    tls_server_unref(tls);
+    tls_server_unref(admin_tls);
     config_unref(c);
     fprintf(stderr, "restspy: config reloaded%s%s\n", c->config_path ? " from " : "",
             c->config_path ? c->config_path : "");
@@ -173,6 +237,15 @@ int server_main(int argc, char **argv, char *const *envp)
         config_unref(cfg);
         return 1;
     }
+    tls_server *tls = NULL, *admin_tls = NULL;
+    if (make_tls(cfg, &tls, &admin_tls, err, sizeof err) < 0 ||
+        make_upstream_tls(cfg, &up, &s.sh.up_tls, err, sizeof err) < 0) {
+        fprintf(stderr, "restspy proxy: tls: %s\n", err);
+        tls_server_unref(tls);
+        tls_server_unref(admin_tls);
+        config_unref(cfg);
+        return 2;
+    }
     unsigned jflags =
         (cfg->log_headers ? RECORD_JSON_HEADERS : 0u) | (cfg->log_bodies ? RECORD_JSON_BODIES : 0u);
     s.sh.log = logsink_open(cfg->log, cfg->log_format, jflags, err, sizeof err);
@@ -227,7 +300,7 @@ int server_main(int argc, char **argv, char *const *envp)
     atomic_store(&g_flags.log, strcmp(cfg->log, "off") != 0);
     atomic_store(&g_flags.persist, s.sh.store != NULL);
     atomic_store(&g_flags.replicate, s.sh.replicating);
-    proxy_shared_set_config(&s.sh, cfg);
+    proxy_shared_set_config(&s.sh, cfg, tls);
 
     int workers = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
     signal(SIGPIPE, SIG_IGN);
@@ -237,8 +310,8 @@ int server_main(int argc, char **argv, char *const *envp)
         goto out;
     }
     if (strcmp(cfg->admin, "off") != 0) {
-        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, &s.sh, s.ob, workers, err,
-                            sizeof err);
+        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, admin_tls, &s.sh, s.ob, workers,
+                            err, sizeof err);
         if (!s.adm) {
             fprintf(stderr, "restspy proxy: %s\n", err);
             listener_stop(s.l, 0);
@@ -275,6 +348,10 @@ out:
     logsink_close(s.sh.log);
     config_unref(s.sh.cfg);
     config_unref(cfg);
+    tls_server_unref(s.sh.tls);
+    tls_server_unref(tls);
+    tls_server_unref(admin_tls);
+    tls_client_free(s.sh.up_tls);
     pthread_mutex_destroy(&s.sh.cfg_lock);
     return rc;
 }

@@ -30,6 +30,9 @@ void stats_append_json(buf *out)
     buf_append_i64(
         out, (long long)atomic_load_explicit(&g_stats.active_connections, memory_order_relaxed));
     FIELD(refused_connections);
+    FIELD(tls_handshakes);
+    FIELD(tls_resumed);
+    FIELD(tls_handshake_failures);
     FIELD(upstream_connects);
     FIELD(upstream_reused);
     FIELD(upgrades);

@@ -23,10 +23,13 @@ typedef struct stats {
     _Atomic uint64_t bytes_out;       /* to clients */
     _Atomic uint64_t connections;     /* accepted */
     _Atomic int64_t active_connections;
-    _Atomic uint64_t refused_connections; /* over max_connections */
-    _Atomic uint64_t upstream_connects;   /* new upstream connections */
-    _Atomic uint64_t upstream_reused;     /* requests on a pooled connection */
-    _Atomic uint64_t upgrades;            /* tunneled Upgrade requests */
+    _Atomic uint64_t refused_connections;    /* over max_connections */
+    _Atomic uint64_t upstream_connects;      /* new upstream connections */
+    _Atomic uint64_t upstream_reused;        /* requests on a pooled connection */
+    _Atomic uint64_t upgrades;               /* tunneled Upgrade requests */
+    _Atomic uint64_t tls_handshakes;         /* TLS listener: handshakes completed */
+    _Atomic uint64_t tls_resumed;            /* of which resumed a session */
+    _Atomic uint64_t tls_handshake_failures; /* failed or timed out */
     _Atomic uint64_t logged;
     _Atomic uint64_t captured; /* records handed to the store */
 } stats;

@@ -47,7 +47,7 @@ static void txn_begin(conn *c)
     t->rec->started_at_us = util_now_us();
     t->rec->node = xstrdup(t->cfg->node);
     t->rec->client_addr = xstrdup(c->client_addr);
-    t->rec->scheme = xstrdup("http");
+    t->rec->scheme = xstrdup(c->tls ? "https" : "http");
     t->t0 = util_mono_us();
     c->ph = PH_HEAD;
     buf_reset(&c->url);
@@ -271,6 +271,7 @@ static int q_on_headers_complete(llhttp_t *p)
         .client_ip = c->client_ip,
         .request_id = r->id,
         .default_host = w->sh->upstream_host,
+        .proto = c->tls ? "https" : "http",
         .chunked = c->txn.req_chunked,
         .upgrade = c->txn.upgrade_req,
         .strip_expect = strip_expect,

@@ -8,7 +8,9 @@
 
 struct upstream_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer; /* connect timeout, then idle timeout */
+    tls_conn *tls;     /* https upstream: owned, freed with the struct */
+    char tls_err[200]; /* why TLS failed after the handshake ("" if it did not) */
+    uv_timer_t timer;  /* connect timeout, then idle timeout */
     uv_connect_t creq;
     upstream_pool *pool;
     const upstream_handler *h;
@@ -23,6 +25,7 @@ struct upstream_pool {
     uv_loop_t *loop;
     struct sockaddr_storage addr;
     uint64_t keepalive_max, connect_timeout_ms, idle_timeout_ms;
+    tls_client *tls;
     char *readbuf;
     size_t readbuf_len;
     upstream_conn idle; /* sentinel of the idle list */
@@ -50,6 +53,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (--up->open_handles > 0)
         return;
     upstream_pool *p = up->pool;
+    tls_conn_free(up->tls);
     free(up);
     p->live--;
     pool_maybe_done(p);
@@ -80,7 +84,8 @@ static void up_close(upstream_conn *up)
 
 upstream_pool *upstream_pool_new(uv_loop_t *loop, const struct sockaddr *addr,
                                  uint64_t keepalive_max, uint64_t connect_timeout_ms,
-                                 uint64_t idle_timeout_ms, char *readbuf, size_t readbuf_len)
+                                 uint64_t idle_timeout_ms, tls_client *tls, char *readbuf,
+                                 size_t readbuf_len)
 {
     upstream_pool *p = xcalloc(1, sizeof *p);
     p->loop = loop;
@@ -89,6 +94,7 @@ upstream_pool *upstream_pool_new(uv_loop_t *loop, const struct sockaddr *addr,
     p->keepalive_max = keepalive_max;
     p->connect_timeout_ms = connect_timeout_ms;
     p->idle_timeout_ms = idle_timeout_ms;
+    p->tls = tls;
     p->readbuf = readbuf;
     p->readbuf_len = readbuf_len;
     p->idle.next = p->idle.prev = &p->idle;
@@ -102,11 +108,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(up->pool->readbuf, (unsigned)up->pool->readbuf_len);
 }
 
+static void tls_read(upstream_conn *up, const char *data, size_t len);
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     upstream_conn *up = s->data;
     if (n == 0)
         return;
+    if (up->tls && n > 0) {
+        tls_read(up, b->base, (size_t)n);
+        return;
+    }
     if (!up->owner) {
         /* Idle: the backend closed, or sent bytes nobody asked for. */
         up_close(up);
@@ -121,6 +133,58 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     up->h->on_data(up->owner, up, b->base, (size_t)n);
+}
+
+/* The handshake is over (why NULL) or failed. */
+static void handshake_done(upstream_conn *up, const char *why)
+{
+    const upstream_handler *h = up->h;
+    void *owner = up->owner;
+    up->connecting = false;
+    uv_timer_stop(&up->timer);
+    if (why)
+        up_close(up);
+    h->on_connect(owner, up, why ? UV_EPROTO : 0, why);
+}
+
+static int on_plain(void *ud, const char *data, size_t len)
+{
+    upstream_conn *up = ud;
+    if (!up->owner) {
+        up_close(up); /* idle: bytes nobody asked for */
+        return 1;
+    }
+    up->h->on_data(up->owner, up, data, len);
+    return up->closing;
+}
+
+/* Ciphertext from an https upstream. */
+static void tls_read(upstream_conn *up, const char *data, size_t len)
+{
+    char why[sizeof up->tls_err];
+    int rc = tls_conn_feed(up->tls, data, len, on_plain, up, why, sizeof why);
+    if (up->closing)
+        return;
+    if (up->connecting) {
+        if (rc != TLS_OK)
+            handshake_done(up, rc == TLS_ERROR ? why : "handshake failed: connection closed");
+        else if (tls_conn_ready(up->tls))
+            handshake_done(up, NULL);
+        return;
+    }
+    if (rc == TLS_OK)
+        return;
+    if (!up->owner) {
+        up_close(up);
+        return;
+    }
+    const upstream_handler *h = up->h;
+    void *owner = up->owner;
+    uv_read_stop((uv_stream_t *)&up->tcp);
+    up->reading = false;
+    if (rc == TLS_ERROR)
+        memcpy(up->tls_err, why, sizeof why);
+    h->on_eof(owner, up, rc == TLS_CLOSED ? UV_EOF : UV_EPROTO);
 }
 
 static void start_reading(upstream_conn *up)
@@ -139,7 +203,7 @@ static void on_connect_timeout(uv_timer_t *t)
     up->connecting = false;
     up_close(up); /* the pending connect completes with UV_ECANCELED */
     if (h)
-        h->on_connect(owner, up, up->connect_err ? up->connect_err : UV_ETIMEDOUT);
+        h->on_connect(owner, up, up->connect_err ? up->connect_err : UV_ETIMEDOUT, NULL);
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -147,18 +211,27 @@ static void on_connected(uv_connect_t *req, int status)
     upstream_conn *up = req->data;
     if (!up->connecting)
         return; /* timed out or released meanwhile */
-    up->connecting = false;
-    uv_timer_stop(&up->timer);
     const upstream_handler *h = up->h;
     void *owner = up->owner;
     if (status < 0) {
+        up->connecting = false;
+        uv_timer_stop(&up->timer);
         up_close(up);
-        h->on_connect(owner, up, status);
+        h->on_connect(owner, up, status, NULL);
         return;
     }
     uv_tcp_nodelay(&up->tcp, 1);
+    if (up->pool->tls) {
+        /* Still connecting until the handshake is done, under the same
+         * connect timeout. */
+        up->tls = tls_conn_client(up->pool->tls, (uv_stream_t *)&up->tcp);
+        start_reading(up);
+        return;
+    }
+    up->connecting = false;
+    uv_timer_stop(&up->timer);
     start_reading(up);
-    h->on_connect(owner, up, 0);
+    h->on_connect(owner, up, 0, NULL);
 }
 
 static void on_idle_timeout(uv_timer_t *t)
@@ -218,10 +291,16 @@ static void on_write_done(uv_stream_t *s, int status)
 
 int upstream_write(upstream_conn *up, const uv_buf_t *bufs, unsigned n)
 {
-    int rc = io_write((uv_stream_t *)&up->tcp, bufs, n, on_write_done);
+    int rc = up->tls ? tls_conn_write(up->tls, bufs, n, on_write_done)
+                     : io_write((uv_stream_t *)&up->tcp, bufs, n, on_write_done);
     if (rc == 0 && io_queued((uv_stream_t *)&up->tcp) >= IO_HIGH_WATER)
         up->above_high = true;
     return rc;
+}
+
+const char *upstream_tls_error(const upstream_conn *up)
+{
+    return up->tls_err[0] ? up->tls_err : NULL;
 }
 
 size_t upstream_queued(const upstream_conn *up)

@@ -253,9 +253,11 @@ static void test_upstream(void **state)
     assert_int_equal(config_set(c, "upstream", "http://[::1]:8000", err, sizeof err), 0);
     assert_string_equal(c->upstream, "http://[::1]:8000");
 
-    assert_int_equal(config_set(c, "upstream", "https://backend:443", err, sizeof err), -1);
-    assert_non_null(strstr(err, "https upstreams are not supported"));
-    assert_non_null(strstr(err, "bad value for upstream: 'https://backend:443'"));
+    assert_int_equal(config_set(c, "upstream", "HTTPS://backend", err, sizeof err), 0);
+    assert_string_equal(c->upstream, "https://backend:443");
+    assert_int_equal(config_set(c, "upstream", "ftp://backend:21", err, sizeof err), -1);
+    assert_non_null(strstr(err, "expected http://host:port or https://host:port"));
+    assert_non_null(strstr(err, "bad value for upstream: 'ftp://backend:21'"));
     const char *bad[] = {"backend:80",     "http://",         "http://:80",
                          "http://h:99999", "http://h:80/api", "http://u@h:80",
                          "ftp://h:21",     "http://h:0",      "http://h:x"};
@@ -265,7 +267,7 @@ static void test_upstream(void **state)
             fail_msg("accepted upstream %s", bad[i]);
         assert_non_null(strstr(err, "expected http://host:port"));
     }
-    assert_string_equal(c->upstream, "http://[::1]:8000"); /* unchanged by failures */
+    assert_string_equal(c->upstream, "https://backend:443"); /* unchanged by failures */
     assert_int_equal(config_set(c, "upstream", "", err, sizeof err), 0);
     assert_null(c->upstream);
     config_unref(c);
@@ -874,6 +876,16 @@ static void test_each_key(void **state)
     static const char *const all[] = {
         "listen",
         "upstream",
+        "tls_cert",
+        "tls_key",
+        "admin_tls_cert",
+        "admin_tls_key",
+        "tls_handshake_timeout",
+        "upstream_ca",
+        "upstream_insecure",
+        "upstream_sni",
+        "upstream_cert",
+        "upstream_key",
         "config",
         "store",
         "log",
@@ -998,6 +1010,54 @@ static void test_each_key(void **state)
     config_unref(c);
 }
 
+/* TLS keys: files must be readable when set, tls_cert and tls_key repeat
+ * (and "" empties them), and keys that only make sense together are
+ * checked by config_validate. */
+static void test_tls_keys(void **state)
+{
+    (void)state;
+    config *c = config_new();
+    char err[256];
+    const char *readable = "/etc/hostname";
+    assert_null(c->tls_cert);
+    assert_int_equal(c->tls_handshake_timeout_ms, 10000);
+    assert_int_equal(config_set(c, "tls_cert", readable, err, sizeof err), 0);
+    assert_int_equal(config_set(c, "tls_cert", readable, err, sizeof err), 0);
+    assert_int_equal(list_len(c->tls_cert), 2);
+    assert_int_equal(config_set(c, "tls_cert", "/nonexistent/cert.pem", err, sizeof err), -1);
+    assert_non_null(strstr(err, "bad value for tls_cert: '/nonexistent/cert.pem' (cannot read it"));
+    assert_int_equal(list_len(c->tls_cert), 2);
+    assert_int_equal(config_set(c, "upstream_ca", "/nonexistent/ca.pem", err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot read it"));
+    assert_int_equal(config_validate(c, err, sizeof err), 0);
+
+    assert_int_equal(config_set(c, "tls_key", readable, err, sizeof err), 0);
+    assert_int_equal(config_set(c, "tls_key", readable, err, sizeof err), 0);
+    assert_int_equal(config_set(c, "tls_key", readable, err, sizeof err), 0);
+    assert_int_equal(config_validate(c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "tls_key given more times than tls_cert"));
+    assert_int_equal(config_set(c, "tls_key", "", err, sizeof err), 0);
+    assert_null(c->tls_key);
+    assert_int_equal(config_validate(c, err, sizeof err), 0);
+
+    assert_int_equal(config_set(c, "admin_tls_key", readable, err, sizeof err), 0);
+    assert_int_equal(config_validate(c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "admin_tls_key needs admin_tls_cert"));
+    assert_int_equal(config_set(c, "admin_tls_cert", readable, err, sizeof err), 0);
+    assert_int_equal(config_validate(c, err, sizeof err), 0);
+
+    assert_int_equal(config_set(c, "upstream", "http://backend:80", err, sizeof err), 0);
+    assert_int_equal(config_set(c, "upstream_insecure", "on", err, sizeof err), 0);
+    assert_int_equal(config_validate(c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "need an https:// upstream"));
+    assert_int_equal(config_set(c, "upstream", "https://backend", err, sizeof err), 0);
+    assert_int_equal(config_validate(c, err, sizeof err), 0);
+    assert_int_equal(config_set(c, "upstream_key", readable, err, sizeof err), 0);
+    assert_int_equal(config_validate(c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "upstream_key needs upstream_cert"));
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1008,7 +1068,7 @@ int main(void)
         cmocka_unit_test(test_file_errors), cmocka_unit_test(test_file_long_line_and_missing),
         cmocka_unit_test(test_precedence),  cmocka_unit_test(test_env),
         cmocka_unit_test(test_flags),       cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_each_key),
+        cmocka_unit_test(test_each_key),    cmocka_unit_test(test_tls_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
