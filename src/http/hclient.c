@@ -57,7 +57,8 @@ typedef struct hreq {
 struct hclient {
     uv_loop_t *loop;
     CURLM *multi;
-    uv_timer_t timer;
+    uv_timer_t timer; /* libcurl's timeout, when it is not 0 */
+    uv_idle_t kick;   /* libcurl's timeout of 0: see timer_cb */
     hsock *socks;
     hreq *busy, *pool;
     char *url_base;                       /* "scheme://host:port" for each request URL; owned */
@@ -195,16 +196,28 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     return 0;
 }
 
+static void on_kick(uv_idle_t *k)
+{
+    uv_idle_stop(k);
+    on_timer(&((hclient *)k->data)->timer);
+}
+
 static int timer_cb(CURLM *m, long ms, void *userp)
 {
     (void)m;
     hclient *c = userp;
     if (c->closing)
         return 0;
-    /* Never act from here (libcurl's rule): the loop's next turn does. */
-    if (ms < 0)
-        uv_timer_stop(&c->timer);
-    else
+    /* Never act from here (libcurl's rule): the loop's next turn does. A
+     * timeout of 0 (a request was added) runs from an idle handle, not a
+     * 0 ms timer: libuv runs a timer restarted at 0 within the same timer
+     * phase, so a run of requests answered at once would starve every
+     * socket and async handle of the loop. */
+    uv_timer_stop(&c->timer);
+    uv_idle_stop(&c->kick);
+    if (ms == 0)
+        uv_idle_start(&c->kick, on_kick);
+    else if (ms > 0)
         uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
     return 0;
 }
@@ -386,7 +399,9 @@ hclient *hclient_new(uv_loop_t *loop, const hclient_opts *o, char *err, size_t e
                       c->https ? (long)CURLPIPE_MULTIPLEX : (long)CURLPIPE_NOTHING);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
-    c->open_handles = 1;
+    uv_idle_init(loop, &c->kick);
+    c->kick.data = c;
+    c->open_handles = 2;
     return c;
 }
 
@@ -416,6 +431,7 @@ static void destroy(hclient *c)
     while (c->socks)
         sock_close(c, c->socks);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->kick, on_handle_closed);
 }
 
 void hclient_free(hclient *c)

@@ -9,13 +9,16 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -679,6 +682,149 @@ static void test_async_errors(void **state)
     srv_stop(s);
 }
 
+/* ---- https: a real TLS server, `openssl s_server -www`, with
+ * certificates from the test CA (tests/integration/tlsca.py) ---- */
+
+/* The test CA's files in a new directory under /tmp (dir, 64 bytes). */
+static void make_pki(char *dir)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    /* build/test_hclient: the source tree is the build directory's parent. */
+    for (int up = 0; up < 2; up++)
+        *strrchr(exe, '/') = '\0';
+    snprintf(dir, 64, "/tmp/hclient-pki-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "python3 %s/tests/integration/tlsca.py %s/pki >/dev/null", exe, dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t al = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Starts s_server on 127.0.0.1 with certificate name; with client_ca it
+ * requires a client certificate. Returns when it accepts connections. */
+static pid_t tls_server(const char *dir, const char *name, bool client_ca, int *port)
+{
+    *port = free_port();
+    char acc[32], cert[128], key[128], ca[128];
+    snprintf(acc, sizeof acc, "127.0.0.1:%d", *port);
+    snprintf(cert, sizeof cert, "%s/pki/%s.pem", dir, name);
+    snprintf(key, sizeof key, "%s/pki/%s.key", dir, name);
+    snprintf(ca, sizeof ca, "%s/pki/ca.pem", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (client_ca)
+            execlp("openssl", "openssl", "s_server", "-quiet", "-accept", acc, "-cert", cert,
+                   "-key", key, "-www", "-Verify", "1", "-CAfile", ca, (char *)NULL);
+        else
+            execlp("openssl", "openssl", "s_server", "-quiet", "-accept", acc, "-cert", cert,
+                   "-key", key, "-www", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)*port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok)
+            return pid;
+        usleep(50000);
+    }
+    fail_msg("openssl s_server did not start");
+    return pid;
+}
+
+static void tls_server_stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+/* One GET over https with tls; 0 with the status in *status, or -1 with err. */
+static int https_get(const char *host, int port, hclient_tls tls, int *status, char *err,
+                     size_t errlen)
+{
+    char base[96];
+    snprintf(base, sizeof base, "https://%s:%d", host, port);
+    hclient_opts o = {.base = base, .timeout_ms = 5000, .tls = tls};
+    hclient_sync *c = hclient_sync_new(&o, err, errlen);
+    assert_non_null(c);
+    hclient_response r;
+    int rc = hclient_sync_request(c, "GET", "/", NULL, NULL, 0, &r, err, errlen);
+    *status = r.status;
+    if (rc == 0)
+        assert_true(r.body.len > 0);
+    hclient_response_free(&r);
+    hclient_sync_free(c);
+    return rc;
+}
+
+/* Verification against --cacert, its failure without it, --insecure; the
+ * SNI and host name override; a client certificate the server requires. */
+static void test_https(void **state)
+{
+    (void)state;
+    char dir[64], err[512], ca[128], ccert[128], ckey[128];
+    make_pki(dir);
+    snprintf(ca, sizeof ca, "%s/pki/ca.pem", dir);
+    snprintf(ccert, sizeof ccert, "%s/pki/client.pem", dir);
+    snprintf(ckey, sizeof ckey, "%s/pki/client.key", dir);
+    int port, status;
+
+    pid_t pid = tls_server(dir, "server", false, &port);
+    assert_int_equal(
+        https_get("localhost", port, (hclient_tls){.ca_file = ca}, &status, err, sizeof err), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(https_get("localhost", port, (hclient_tls){0}, &status, err, sizeof err), -1);
+    assert_true(strncmp(err, "tls: ", 5) == 0);
+    assert_non_null(strstr(err, "certificate"));
+    assert_int_equal(
+        https_get("localhost", port, (hclient_tls){.insecure = true}, &status, err, sizeof err), 0);
+    tls_server_stop(pid);
+
+    /* A certificate for other.test only, reached at 127.0.0.1. */
+    pid = tls_server(dir, "other", false, &port);
+    assert_int_equal(
+        https_get("127.0.0.1", port, (hclient_tls){.ca_file = ca}, &status, err, sizeof err), -1);
+    assert_true(strncmp(err, "tls: ", 5) == 0);
+    assert_int_equal(https_get("127.0.0.1", port, (hclient_tls){.ca_file = ca, .sni = "other.test"},
+                               &status, err, sizeof err),
+                     0);
+    assert_int_equal(status, 200);
+    tls_server_stop(pid);
+
+    pid = tls_server(dir, "server", true, &port);
+    assert_int_equal(
+        https_get("localhost", port, (hclient_tls){.ca_file = ca}, &status, err, sizeof err), -1);
+    hclient_tls mutual = {.ca_file = ca, .cert_file = ccert, .key_file = ckey};
+    assert_int_equal(https_get("localhost", port, mutual, &status, err, sizeof err), 0);
+    assert_int_equal(status, 200);
+    tls_server_stop(pid);
+
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    assert_int_equal(system(rm), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -697,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_async_queue_and_connect_addr),
         cmocka_unit_test(test_async_errors),
+        cmocka_unit_test(test_https),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
