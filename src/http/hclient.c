@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/url.h"
 #include "base/util.h"
@@ -31,11 +32,15 @@
 #define HCLIENT_KEEP_BODY (1u << 20)     /* a pooled body buffer above is freed */
 #define HCLIENT_DEFAULT_TIMEOUT_MS 30000
 
-/* One socket libcurl asked to watch; on the client's list until closed. */
+/* One socket libcurl asked to watch, from then until libcurl closes it
+ * (close_cb): a kept-alive connection between two requests keeps its poll
+ * handle, so that a request on it costs no epoll_ctl and no allocation. */
 typedef struct hsock {
     uv_poll_t poll;
     hclient *c;
     curl_socket_t fd;
+    int events; /* what the poll handle watches; 0 when stopped */
+    bool idle;  /* libcurl does not watch it now (between requests) */
     struct hsock *prev, *next;
 } hsock;
 
@@ -60,6 +65,8 @@ struct hclient {
     uv_timer_t timer; /* libcurl's timeout, when it is not 0 */
     uv_idle_t kick;   /* libcurl's timeout of 0: see timer_cb */
     hsock *socks;
+    hsock **byfd; /* socks by descriptor (nbyfd of them); owned */
+    size_t nbyfd;
     hreq *busy, *pool;
     char *url_base;                       /* "scheme://host:port" for each request URL; owned */
     char *host_header;                    /* "host:port" as given in the base URL; owned */
@@ -107,6 +114,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     curl_slist_free_all(c->connect_to);
+    free(c->byfd);
     free(c->url_base);
     free(c->host_header);
     if (c->auth)
@@ -120,6 +128,8 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void sock_close(hclient *c, hsock *h)
 {
+    assert((size_t)h->fd < c->nbyfd && c->byfd[h->fd] == h);
+    c->byfd[h->fd] = NULL;
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -137,6 +147,13 @@ static void on_poll(uv_poll_t *p, int status, int events)
 {
     hsock *h = p->data;
     hclient *c = h->c;
+    if (h->idle) {
+        /* A kept-alive socket between requests: the server closed it or
+         * sent what nobody asked for; libcurl finds out when it reuses it. */
+        uv_poll_stop(p);
+        h->events = 0;
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -157,43 +174,75 @@ static void on_timer(uv_timer_t *t)
     check_done(c);
 }
 
+static hsock *sock_find(const hclient *c, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < c->nbyfd ? c->byfd[fd] : NULL;
+}
+
+static hsock *sock_open(hclient *c, curl_socket_t fd)
+{
+    hsock *h = xcalloc(1, sizeof *h);
+    if (uv_poll_init_socket(c->loop, &h->poll, fd) < 0) {
+        free(h);
+        return NULL;
+    }
+    h->c = c;
+    h->fd = fd;
+    h->poll.data = h;
+    h->next = c->socks;
+    if (c->socks)
+        c->socks->prev = h;
+    c->socks = h;
+    c->open_handles++;
+    if ((size_t)fd >= c->nbyfd) {
+        size_t n = (size_t)fd * 2 + 16;
+        c->byfd = xrealloc(c->byfd, n * sizeof *c->byfd);
+        memset(c->byfd + c->nbyfd, 0, (n - c->nbyfd) * sizeof *c->byfd);
+        c->nbyfd = n;
+    }
+    c->byfd[fd] = h;
+    return h;
+}
+
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)e;
+    (void)socketp;
     hclient *c = userp;
-    hsock *h = socketp;
+    hsock *h = sock_find(c, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (h) {
-            curl_multi_assign(c->multi, fd, NULL);
-            sock_close(c, h);
-        }
+        /* Between two requests of a kept-alive connection: the handle stays
+         * (and keeps its events, which a quiet socket never raises). */
+        if (h)
+            h->idle = true;
         return 0;
     }
     if (c->closing)
         return 0;
-    if (!h) {
-        h = xcalloc(1, sizeof *h);
-        if (uv_poll_init_socket(c->loop, &h->poll, fd) < 0) {
-            free(h);
-            return -1;
-        }
-        h->c = c;
-        h->fd = fd;
-        h->poll.data = h;
-        h->next = c->socks;
-        if (c->socks)
-            c->socks->prev = h;
-        c->socks = h;
-        c->open_handles++;
-        curl_multi_assign(c->multi, fd, h);
-    }
+    if (!h && !(h = sock_open(c, fd)))
+        return -1;
+    h->idle = false;
     int ev = 0;
     if (what & CURL_POLL_IN)
         ev |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         ev |= UV_WRITABLE;
-    uv_poll_start(&h->poll, ev, on_poll);
+    if (ev != h->events) {
+        uv_poll_start(&h->poll, ev, on_poll);
+        h->events = ev;
+    }
     return 0;
+}
+
+/* libcurl closes a socket: its poll handle goes first, so that a socket
+ * opened later on the same descriptor gets a handle of its own. */
+static int close_cb(void *clientp, curl_socket_t fd)
+{
+    hclient *c = clientp;
+    hsock *h = sock_find(c, fd);
+    if (h)
+        sock_close(c, h);
+    return close(fd);
 }
 
 static void on_kick(uv_idle_t *k)
@@ -295,6 +344,8 @@ static void easy_setup(hclient *c, hreq *q)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, c->https ? "https" : "http");
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c);
     if (c->connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, c->connect_to);
     if (!c->https)
