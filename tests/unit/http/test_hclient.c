@@ -83,14 +83,20 @@ static srv *srv_start(srv_handler h, int conns)
     return s;
 }
 
+/* Frees s once its thread has ended (srv_stop, or accepted_after). */
+static void srv_free(srv *s)
+{
+    close(s->lfd);
+    buf_free(&s->requests);
+    free(s);
+}
+
 /* Joins the thread (after the client is done) and frees. */
 static void srv_stop(srv *s)
 {
     s->quit = 1;
     pthread_join(s->th, NULL);
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
 }
 
 static char *base_url(const srv *s, const char *userinfo)
@@ -294,9 +300,7 @@ static void test_content_length_and_request(void **state)
     /* "user:p@ss" */
     assert_non_null(strstr(q, "\r\nAuthorization: Basic dXNlcjpwQHNz\r\n"));
     assert_non_null(strstr(q, "\r\n\r\n{\"a\":1}"));
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
     http_headers_free(&h);
     free(base);
 }
@@ -366,9 +370,7 @@ static void test_keepalive_reuse(void **state)
     /* Both requests went over the first connection. */
     assert_int_equal(accepted_after(s), 1);
     assert_int_equal(s->nrequests, 2);
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
     free(base);
 }
 
@@ -390,9 +392,7 @@ static void test_retry_after_server_close(void **state)
     hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 2);
     assert_int_equal(s->nrequests, 3); /* /a, /b lost, /b again */
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
     free(base);
 }
 
@@ -413,9 +413,7 @@ static void test_idle_close_reconnects(void **state)
     hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 2);
     assert_int_equal(s->nrequests, 2);
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
     free(base);
 }
 
@@ -432,9 +430,7 @@ static void test_fresh_connection_closed_is_an_error(void **state)
     hclient_response_free(&r);
     hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 1); /* not retried: it was not a reused one */
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
     free(base);
 }
 
@@ -517,9 +513,7 @@ static void test_no_body_answers(void **state)
     hclient_sync_free(c);
     assert_int_equal(accepted_after(s), 1);
     assert_null(strstr(s->requests.data, "Content-Length")); /* none for HEAD/DELETE/GET */
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
     free(base);
 }
 
@@ -646,9 +640,7 @@ static void test_async_queue_and_connect_addr(void **state)
     snprintf(host, sizeof host, "\r\nHost: api.example.invalid:%d\r\n", s->port);
     assert_non_null(strstr(s->requests.data, host));
     assert_non_null(strstr(s->requests.data, "GET /h HTTP/1.1\r\nHost: other:1\r\n"));
-    close(s->lfd);
-    buf_free(&s->requests);
-    free(s);
+    srv_free(s);
 }
 
 /* A per-request timeout shorter than the client's; a refused connect says
