@@ -45,8 +45,8 @@ int cliutil_tls_flag(const char *cmd, int argc, char **argv, int *i, hclient_tls
 
 /* The help lines of those flags, for a usage text. */
 #define CLIUTIL_TLS_HELP                                                                           \
-    "  --cacert FILE        CA certificates (PEM) to verify an https:// server with\n"             \
-    "                       (default: the system's)\n"                                             \
+    "  --cacert FILE        CA certificates (PEM) trusted for an https:// server,\n"               \
+    "                       besides the system's\n"                                                \
     "  -k, --insecure       do not verify the server's certificate (logged)\n"                     \
     "  --cert FILE          client certificate (PEM) for mutual TLS\n"                             \
     "  --key FILE           its private key (PEM; default: in --cert's file)\n"

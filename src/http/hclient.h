@@ -30,13 +30,15 @@
 #include "base/buf.h"
 #include "http/headers.h"
 
-/* Default and ceiling of hclient_opts.max_body: 16 MiB. */
+/* Default of hclient_opts.max_body: 16 MiB. */
 #define HCLIENT_MAX_BODY (16u << 20)
 
 /* TLS to an https:// origin, with curl's own option names. Strings are the
  * caller's and must outlive hclient_new only (libcurl copies them). */
 typedef struct hclient_tls {
-    const char *ca_file;   /* --cacert: PEM CA bundle to verify with (NULL: system store) */
+    const char *ca_file;   /* --cacert: PEM CAs trusted besides the system store
+                              (Debian's libcurl keeps its CA path /etc/ssl/certs
+                              when a CA file is set), or NULL */
     bool insecure;         /* --insecure: no certificate or host name check */
     const char *cert_file; /* --cert: client certificate (PEM), or NULL */
     const char *key_file;  /* --key: its key (PEM); NULL: in cert_file */
@@ -58,7 +60,8 @@ typedef struct hclient hclient;
 
 /* An hclient on loop (which must outlive it). NULL with err when the base
  * URL or the options are bad ("bad URL 'x' (expected http[s]://host:port)",
- * "--cert needs ...") . */
+ * "--key needs --cert"). TLS files are read when the first connection is
+ * made: a bad one fails each request with "tls: ...". */
 hclient *hclient_new(uv_loop_t *loop, const hclient_opts *o, char *err, size_t errlen);
 
 /* Ends every request in flight without its callback, then releases the
