@@ -1,6 +1,7 @@
 /* mgmt: the RabbitMQ management API client (see mgmt.h). */
 #include "replication/mgmt.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,10 @@ int mgmt_init(mgmt *g, const char *url, const char *vhost)
 int mgmt_connect(mgmt *g)
 {
     char err[256];
+    /* An https API that resets the connection while OpenSSL writes must
+     * give an error, not kill the command (libcurl leaves SIGPIPE alone:
+     * its clients run with CURLOPT_NOSIGNAL for threads). */
+    (void)signal(SIGPIPE, SIG_IGN);
     hclient_opts o = {.base = g->auth_url, .timeout_ms = MGMT_TIMEOUT_MS, .tls = g->tls};
     g->http = hclient_sync_new(&o, err, sizeof err);
     if (!g->http)
