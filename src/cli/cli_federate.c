@@ -40,7 +40,7 @@ static const char usage_text[] =
     "plugins.\n"
     "\n"
     "  --mgmt URL           management API of this site's broker,\n"
-    "                       http://user:pass@host:15672 (required)\n"
+    "                       http[s]://user:pass@host:15672 (required)\n" CLIUTIL_TLS_HELP
     "  --node NAME          this node (default: the node setting, else the host name)\n"
     "  --peer NAME=URL      a peer site: its node name and the AMQP URL at which\n"
     "                       this broker reaches the peer's broker,\n"
@@ -166,6 +166,7 @@ int cli_federate(int argc, char **argv, char *const *envp)
     mgmt g = {0};
     const char *mgmt_url = NULL, *node = NULL, *qtype = NULL, *config_file = NULL, *v;
     const char *vhost = "/";
+    hclient_tls tls = {0};
     int rc = 2;
     config *c = NULL;
 
@@ -181,7 +182,8 @@ int cli_federate(int argc, char **argv, char *const *envp)
             f.o.print = true;
             continue;
         }
-        if ((m = cliutil_flag_value(CMD, argc, argv, &i, "--mgmt", &mgmt_url)) ||
+        if ((m = cliutil_tls_flag(CMD, argc, argv, &i, &tls)) ||
+            (m = cliutil_flag_value(CMD, argc, argv, &i, "--mgmt", &mgmt_url)) ||
             (m = cliutil_flag_value(CMD, argc, argv, &i, "--node", &node)) ||
             (m = cliutil_flag_value(CMD, argc, argv, &i, "--queue-type", &qtype)) ||
             (m = cliutil_flag_value(CMD, argc, argv, &i, "--vhost", &vhost)) ||
@@ -210,6 +212,10 @@ int cli_federate(int argc, char **argv, char *const *envp)
         cliutil_errorf(CMD, "%s", g.err);
         goto out;
     }
+    g.tls = tls;
+    if (tls.insecure)
+        cliutil_errorf(CMD,
+                       "warning: --insecure: the management API's certificate is not verified");
     if ((rc = load_settings(config_file, node, qtype, envp, &c)) != 0)
         goto out;
     f.o.node = c->node;

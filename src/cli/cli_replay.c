@@ -41,7 +41,7 @@
 static const char cmd[] = "replay";
 
 static const char usage[] =
-    "usage: restspy replay [source] [filters] --target http://host:port [options]\n"
+    "usage: restspy replay [source] [filters] --target http[s]://host:port [options]\n"
     "\n"
     "Replays captured requests against a server and compares its answers with\n"
     "the recorded ones. Exit code: 0 nothing differed, 1 mismatches (or requests\n"
@@ -62,8 +62,9 @@ static const char usage[] =
     "  --limit N            only the newest N (default: all)\n"
     "\n"
     "Sending:\n"
-    "  --target URL         where to send them: http://host:port (required, with the\n"
-    "                       scheme; https is not supported)\n"
+    "  --target URL         where to send them: http://host:port or https://host:port\n"
+    "                       (required, with the scheme); HTTP/1.1, or HTTP/2 when an\n"
+    "                       https target offers it\n" CLIUTIL_TLS_HELP
     "  --set-header 'N: v'  add or replace a request header (repeatable), e.g. fresh\n"
     "                       credentials for values redacted at capture\n"
     "  --drop-header N      remove a request header (repeatable)\n"
@@ -126,6 +127,7 @@ static void strlist_free(strlist *l)
 
 typedef struct args {
     cliutil_read_opts ro; /* --store, --config */
+    hclient_tls tls;      /* --cacert, --insecure, --cert, --key */
     const char *har, *jsonl;
     cliutil_filter f;
     const char *target;
@@ -293,6 +295,7 @@ static int parse_args(int argc, char **argv, args *a)
             (m = cliutil_flag_value(cmd, argc, argv, &i, "--har", &a->har)) ||
             (m = cliutil_flag_value(cmd, argc, argv, &i, "--jsonl", &a->jsonl)) ||
             (m = cliutil_flag_value(cmd, argc, argv, &i, "--target", &a->target)) ||
+            (m = cliutil_tls_flag(cmd, argc, argv, &i, &a->tls)) ||
             (m = cliutil_flag_value(cmd, argc, argv, &i, "--learn-noise", &a->learn)) ||
             (m = cliutil_filter_opt(cmd, argc, argv, &i, &a->f, true))) {
             if (m < 0)
@@ -430,18 +433,30 @@ static int parse_args(int argc, char **argv, args *a)
         cliutil_errorf(cmd, "one source only: --store, --har or --jsonl");
         return 2;
     }
-    /* The engine speaks http:// only; "host:port" alone would be taken for
-     * a URL scheme by some and a host by others: say what is expected. */
-    /* Only the scheme is checked here (a parse error still fills it); the
-     * engine says what else is wrong with the target. */
+    /* "host:port" alone would be taken for a URL scheme by some and a host
+     * by others: say what is expected. Only the scheme is checked here (a
+     * parse error still fills it); the engine says what else is wrong. */
     url_parts tu;
     if (a->target)
         url_parse(a->target, strlen(a->target), &tu, NULL);
-    if (a->target && !url_is(&tu, "http")) {
-        cliutil_errorf(cmd, "bad value for --target: '%s' (expected http://host:port%s)", a->target,
-                       url_is(&tu, "https") ? "; https is not supported" : "");
+    bool https = a->target && url_is(&tu, "https");
+    if (a->target && !https && !url_is(&tu, "http")) {
+        cliutil_errorf(cmd,
+                       "bad value for --target: '%s' (expected http://host:port or "
+                       "https://host:port)",
+                       a->target);
         return 2;
     }
+    if (!https && (a->tls.ca_file || a->tls.insecure || a->tls.cert_file || a->tls.key_file)) {
+        cliutil_errorf(cmd, "--cacert, --insecure, --cert and --key need an https:// --target");
+        return 2;
+    }
+    if (a->tls.key_file && !a->tls.cert_file) {
+        cliutil_errorf(cmd, "--key needs --cert");
+        return 2;
+    }
+    if (a->tls.insecure)
+        cliutil_errorf(cmd, "warning: --insecure: the target's certificate is NOT verified");
     if (a->keep_cached && !a->har) {
         cliutil_errorf(cmd, "--keep-cached only applies to --har");
         return 2;
@@ -680,6 +695,7 @@ static void fill_replay_opts(const args *a, replay_opts *o)
     o->drop_headers = a->drop.v;
     o->rewrites = a->rewrites;
     o->nrewrites = a->nrewrites;
+    o->tls = a->tls;
 }
 
 /* --learn-noise FILE: two passes, then the rules. */

@@ -49,6 +49,31 @@ int cliutil_flag_value(const char *cmd, int argc, char **argv, int *i, const cha
     return 1;
 }
 
+int cliutil_tls_flag(const char *cmd, int argc, char **argv, int *i, hclient_tls *t)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--insecure") == 0 || strcmp(a, "-k") == 0) {
+        t->insecure = true;
+        return 1;
+    }
+    static const char *const names[] = {"--cacert", "--cert", "--key"};
+    const char **vals[] = {&t->ca_file, &t->cert_file, &t->key_file};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        int m = cliutil_flag_value(cmd, argc, argv, i, names[k], vals[k]);
+        if (m < 0)
+            return -1;
+        if (m == 0)
+            continue;
+        /* Read now: libcurl would otherwise fail every request alike. */
+        if (access(*vals[k], R_OK) != 0) {
+            cliutil_errorf(cmd, "cannot read %s %s: %s", names[k], *vals[k], strerror(errno));
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 int cliutil_read_opt(const char *cmd, int argc, char **argv, int *i, cliutil_read_opts *o)
 {
     if (strcmp(argv[*i], "--json") == 0) {

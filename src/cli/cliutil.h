@@ -18,6 +18,7 @@
 
 #include "base/buf.h"
 #include "capture/config.h"
+#include "http/hclient.h"
 #include "store/reqfilter.h"
 #include "store/store.h"
 
@@ -37,6 +38,20 @@ int cliutil_flag_value(const char *cmd, int argc, char **argv, int *i, const cha
                        const char **val);
 
 /* The options of every command that reads the store. */
+/* Matches argv[*i] against the TLS flags of an outgoing client, curl's
+ * names: --cacert FILE, --insecure (-k), --cert FILE, --key FILE, filling
+ * t (values point into argv). 1 matched, 0 not one of them, -1 a value is
+ * missing (reported). */
+int cliutil_tls_flag(const char *cmd, int argc, char **argv, int *i, hclient_tls *t);
+
+/* The help lines of those flags, for a usage text. */
+#define CLIUTIL_TLS_HELP                                                                           \
+    "  --cacert FILE        CA certificates (PEM) trusted for an https:// server,\n"               \
+    "                       besides the system's\n"                                                \
+    "  -k, --insecure       do not verify the server's certificate (logged)\n"                     \
+    "  --cert FILE          client certificate (PEM) for mutual TLS\n"                             \
+    "  --key FILE           its private key (PEM; default: in --cert's file)\n"
+
 typedef struct cliutil_read_opts {
     const char *store_url;   /* --store URL; NULL when not given */
     const char *config_file; /* --config FILE; NULL when not given */

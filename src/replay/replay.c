@@ -11,18 +11,18 @@
 #include "base/util.h"
 #include "replay/replay_run.h"
 
-/* How a run goes: every case is serialized once into one arena; then
- * `concurrency` connections each take the next job (loop-major: all cases of
- * loop 0, then loop 1, ...; with ordered, the next case of the ready client
- * whose next case comes first), wait for its time when pacing, write it,
- * parse the answer and hand it over, and take the next job on the same
- * socket while the server keeps it alive. One request per connection at a
- * time, one loop in the calling thread: the callback never needs a lock.
- * Per answer the only allocations are its header strings (the record and
- * its body buffer are reused when the callback leaves them); timeouts are
- * checked by one sweeping timer, so nothing is armed per request.
- * The run's pieces: replay_case.c prepares the cases, replay_conn.c drives
- * the connections; this file starts, stops and ends a run. */
+/* How a run goes: every case's request is prepared once (URL, header list,
+ * body: hclient_msg); then `concurrency` slots each take the next job
+ * (loop-major: all cases of loop 0, then loop 1, ...; with ordered, the
+ * next case of the ready client whose next case comes first), wait for its
+ * time when pacing, and hand it to the run's hclient, which libcurl's
+ * multi interface carries on at most `concurrency` kept-alive connections
+ * (HTTP/1.1; an https target that offers HTTP/2 gets it). One request per
+ * slot at a time, one loop in the calling thread: the callback never needs
+ * a lock. Per answer the only allocations are its header strings (the
+ * record, its body buffer and libcurl's easy handle are reused).
+ * The run's pieces: replay_case.c prepares the cases, replay_slot.c drives
+ * the slots; this file starts, stops and ends a run. */
 
 #define PROGRESS_MS 200
 
@@ -56,14 +56,8 @@ static void do_stop(run *r)
     if (r->stopping || r->finishing)
         return;
     r->stopping = true;
-    for (unsigned i = 0; i < r->nconns && !r->finishing; i++) {
-        conn *c = &r->conns[i];
-        if (c->has_job) {
-            replay_conn_deliver(c, "stopped");
-            if (!r->finishing)
-                replay_conn_close(c, AFTER_NOTHING);
-        }
-    }
+    for (unsigned i = 0; i < r->nslots && !r->finishing; i++)
+        replay_slot_drop(&r->slots[i], "stopped");
     if (r->parts) {
         for (size_t pi = 0; pi < r->nparts && !r->finishing; pi++) {
             rpart *p = &r->parts[pi];
@@ -111,17 +105,11 @@ void replay_close_all(run *r)
     if (r->finishing)
         return;
     r->finishing = true;
-    for (unsigned i = 0; i < r->nconns; i++) {
-        conn *c = &r->conns[i];
-        c->after = AFTER_NOTHING;
-        if (c->tcp_open && !c->closing) {
-            c->closing = true;
-            uv_close((uv_handle_t *)&c->tcp, replay_conn_on_closed);
-        }
-        uv_close((uv_handle_t *)&c->timer, noop_close);
-    }
+    for (unsigned i = 0; i < r->nslots; i++)
+        uv_close((uv_handle_t *)&r->slots[i].timer, noop_close);
     uv_close((uv_handle_t *)&r->ptimer, noop_close);
-    uv_close((uv_handle_t *)&r->sweep, noop_close);
+    hclient_free(r->client); /* requests in flight end unheard */
+    r->client = NULL;
     /* No replay_stop may be between reading g_async and sending on it. */
     atomic_store(&g_async, NULL);
     while (atomic_load(&g_senders) > 0)
@@ -129,10 +117,12 @@ void replay_close_all(run *r)
     uv_close((uv_handle_t *)&r->async, noop_close);
 }
 
-/* Parses "http://host[:port][/]" into r->addr and hostport ("host:port" as
- * the Host header); the scheme is required. 0 or -1 with err. */
-static int resolve_target(run *r, const char *target, char *hostport, size_t hplen, char *err,
-                          size_t errlen)
+/* Checks "http[s]://host[:port][/]" and resolves its host once, into addr
+ * (numeric, for every connection of the run: no resolve per connection,
+ * and a name that does not resolve fails the run, not each case). 0 or -1
+ * with err. */
+static int resolve_target(uv_loop_t *loop, const char *target, char *addr, size_t addrlen,
+                          char *err, size_t errlen)
 {
     if (!target || !*target) {
         snprintf(err, errlen, "no target given");
@@ -140,11 +130,12 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
     }
     url_parts u;
     const char *why = NULL;
-    if (url_parse(target, strlen(target), &u, &why) != 0 || !url_is(&u, "http")) {
-        if (u.scheme[0] && !url_is(&u, "http"))
-            why = "only http:// is supported";
+    if (url_parse(target, strlen(target), &u, &why) != 0 ||
+        !(url_is(&u, "http") || url_is(&u, "https"))) {
+        if (u.scheme[0] && !url_is(&u, "http") && !url_is(&u, "https"))
+            why = "only http:// and https:// are supported";
         else if (!strstr(target, "://"))
-            why = "expected http://host:port";
+            why = "expected http[s]://host:port";
         else if (strcmp(why, "bad port") != 0 &&
                  strcmp(why, "put an IPv6 address in brackets") != 0)
             why = "bad host";
@@ -155,17 +146,14 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
         snprintf(err, errlen, "target %s: a path is not supported (use --rewrite-path)", target);
         return -1;
     }
-    const char *host = u.host;
-    int port = u.port;
-    snprintf(hostport, hplen, "%.*s", (int)u.authority_len, u.authority);
     char portstr[8];
-    snprintf(portstr, sizeof portstr, "%d", port);
+    snprintf(portstr, sizeof portstr, "%d", u.port);
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     uv_getaddrinfo_t req;
-    int rc = uv_getaddrinfo(&r->loop, &req, NULL, host, portstr, &hints);
+    int rc = uv_getaddrinfo(loop, &req, NULL, u.host, portstr, &hints);
     if (rc < 0) {
         snprintf(err, errlen, "target %s: %s", target, uv_strerror(rc));
         return -1;
@@ -178,7 +166,7 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
             pick = ai;
             break;
         }
-    memcpy(&r->addr, pick->ai_addr, pick->ai_addrlen);
+    uv_ip_name(pick->ai_addr, addr, addrlen);
     uv_freeaddrinfo(req.addrinfo);
     return 0;
 }
@@ -186,8 +174,6 @@ static int resolve_target(run *r, const char *target, char *hostport, size_t hpl
 int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb cb, void *ud,
                replay_progress_cb pcb, void *pud, char *err, size_t errlen)
 {
-    static uv_once_t once = UV_ONCE_INIT;
-    uv_once(&once, replay_conn_settings_init);
     atomic_store(&g_stop, 0);
 
     run *r = xcalloc(1, sizeof *r);
@@ -198,14 +184,27 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
     r->pud = pud;
     r->loops = o->loops ? o->loops : 1;
     uv_loop_init(&r->loop);
-    char hostport[300];
-    if (resolve_target(r, o->target, hostport, sizeof hostport, err, errlen) < 0) {
-        uv_loop_close(&r->loop);
-        free(r);
-        return -1;
-    }
+    r->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
+    r->max_decoded = o->max_decoded ? o->max_decoded : REPLAY_MAX_DECODED;
+    char addr[64];
+    if (resolve_target(&r->loop, o->target, addr, sizeof addr, err, errlen) < 0)
+        goto fail;
+    unsigned conc = o->concurrency ? o->concurrency : 1;
+    /* An answer's raw body is kept up to max_decoded, at least 64 MiB (a
+     * compressed one is cut at max_decoded once decoded). */
+    hclient_opts ho = {
+        .base = o->target,
+        .timeout_ms = r->timeout_ms,
+        .max_conns = conc,
+        .max_body =
+            (size_t)(r->max_decoded > REPLAY_MAX_DECODED ? r->max_decoded : REPLAY_MAX_DECODED),
+        .connect_addr = addr,
+        .tls = o->tls};
+    r->client = hclient_new(&r->loop, &ho, err, errlen);
+    if (!r->client)
+        goto fail;
 
-    /* Serialize every replayable case once; loops reuse the bytes. */
+    /* Prepare every replayable case once; loops reuse it. */
     r->cases = xcalloc(n ? n : 1, sizeof *r->cases);
     int64_t first = INT64_MAX, last = INT64_MIN;
     for (size_t i = 0; i < n; i++) {
@@ -214,14 +213,12 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
         rcase *k = &r->cases[r->ncases++];
         k->rec = cases[i];
         k->index = i;
-        replay_case_prepare(k, o, hostport, &r->wires);
+        replay_case_prepare(k, o, r->client);
         if (cases[i]->started_at_us < first)
             first = cases[i]->started_at_us;
         if (cases[i]->started_at_us > last)
             last = cases[i]->started_at_us;
     }
-    for (size_t i = 0; i < r->ncases; i++)
-        r->cases[i].wire = r->wires.data + r->cases[i].woff;
     if (o->speed > 0 && r->ncases) {
         for (size_t i = 0; i < r->ncases; i++)
             r->cases[i].due_us =
@@ -235,10 +232,9 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
         replay_parts_build(r);
 
     uint64_t width = r->parts ? r->nparts : r->total;
-    unsigned conc = o->concurrency ? o->concurrency : 1;
-    r->nconns = width < conc ? (unsigned)width : conc;
-    r->conns = xcalloc(r->nconns ? r->nconns : 1, sizeof *r->conns);
-    r->idle = xcalloc(r->nconns ? r->nconns : 1, sizeof *r->idle);
+    r->nslots = width < conc ? (unsigned)width : conc;
+    r->slots = xcalloc(r->nslots ? r->nslots : 1, sizeof *r->slots);
+    r->idle = xcalloc(r->nslots ? r->nslots : 1, sizeof *r->idle);
 
     /* A target that closes while we write must give an error, not SIGPIPE. */
     struct sigaction ign, oldpipe;
@@ -248,15 +244,10 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
 
     uv_timer_init(&r->loop, &r->ptimer);
     r->ptimer.data = r;
-    uv_timer_init(&r->loop, &r->sweep);
-    r->sweep.data = r;
-    r->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
-    r->max_decoded = o->max_decoded ? o->max_decoded : REPLAY_MAX_DECODED;
     uv_async_init(&r->loop, &r->async, on_async);
     r->async.data = r;
     atomic_store(&g_async, &r->async);
     r->t0 = util_mono_us();
-    r->wall0 = util_now_us();
     if (r->parts)
         for (size_t i = 0; i < r->nparts; i++)
             replay_parts_push(r, i);
@@ -265,19 +256,14 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
         replay_close_all(r);
     } else {
         uv_timer_start(&r->ptimer, on_progress, PROGRESS_MS, PROGRESS_MS);
-        /* Checked a few times per timeout: a timeout fires at most a quarter
-         * late, and no timer is touched per request. */
-        uint64_t every = r->timeout_ms / 4;
-        every = every < 5 ? 5 : every > 100 ? 100 : every;
-        uv_timer_start(&r->sweep, replay_on_sweep, every, every);
-        for (unsigned i = 0; i < r->nconns; i++) {
-            conn *c = &r->conns[i];
-            c->r = r;
-            uv_timer_init(&r->loop, &c->timer);
-            c->timer.data = c;
+        for (unsigned i = 0; i < r->nslots; i++) {
+            slot *s = &r->slots[i];
+            s->r = r;
+            uv_timer_init(&r->loop, &s->timer);
+            s->timer.data = s;
         }
-        for (unsigned i = 0; i < r->nconns && !r->finishing; i++)
-            replay_conn_next(&r->conns[i]);
+        for (unsigned i = 0; i < r->nslots && !r->finishing; i++)
+            replay_slot_next(&r->slots[i]);
         if (atomic_load(&g_stop))
             do_stop(r);
     }
@@ -285,11 +271,8 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
     replay_run_progress(r);
     sigaction(SIGPIPE, &oldpipe, NULL);
 
-    for (unsigned i = 0; i < r->nconns; i++) {
-        httpmsg_hcollect_free(&r->conns[i].hc);
-        record_free(r->conns[i].got);
-        record_free(r->conns[i].spare);
-    }
+    for (unsigned i = 0; i < r->nslots; i++)
+        record_free(r->slots[i].spare);
     for (size_t i = 0; i < r->ncases; i++)
         replay_case_free(&r->cases[i]);
     if (r->parts) {
@@ -299,10 +282,18 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
         free(r->heap);
     }
     free(r->idle);
-    free(r->conns);
+    free(r->slots);
     free(r->cases);
-    buf_free(&r->wires);
-    uv_loop_close(&r->loop);
+    int closed = uv_loop_close(&r->loop);
+    assert(closed == 0); /* every handle closed */
+    (void)closed;
     free(r);
     return 0;
+fail:
+    /* Before any case or handle of the run's own. */
+    hclient_free(r->client);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r->loop);
+    free(r);
+    return -1;
 }

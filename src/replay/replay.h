@@ -5,11 +5,13 @@
  * replay: sends recorded requests to a target as fast as it allows (or at
  * the recorded pace) and hands every answer back for comparison.
  *
- * Owns its event loop, its connections to the target (keep-alive, one
- * request in flight per connection) and the answers until the callback
- * returns. Promises: every case of every loop gets exactly one callback,
- * with the response or with an error ("connect: connection refused",
- * "timeout", "connection closed", "invalid response: ..."); a target that
+ * Owns its event loop, its client of the target (hclient: at most
+ * concurrency keep-alive connections, one request in flight per slot; an
+ * https:// target verified with opts.tls) and the answers until the
+ * callback returns. Promises: every case of every loop gets exactly one
+ * callback, with the response or with an error ("connect: connection
+ * refused", "timeout", "connection closed", "invalid response: ...",
+ * "tls: ..."); a target that
  * dies or hangs never hangs replay (every wait is bounded by timeout_ms);
  * with ordered, the requests of one client (client_addr's IP) are sent one
  * after the other in recorded order, clients in parallel. Request bytes are
@@ -23,6 +25,7 @@
 
 #include "base/buf.h"
 #include "capture/record.h"
+#include "http/hclient.h"
 
 /* Default for replay_opts.max_decoded: 64 MiB. */
 #define REPLAY_MAX_DECODED (64u << 20)
@@ -33,7 +36,7 @@ typedef struct replay_rewrite {
 } replay_rewrite;
 
 typedef struct replay_opts {
-    const char *target;   /* http://host:port */
+    const char *target;   /* http[s]://host:port */
     unsigned concurrency; /* connections (>= 1) */
     double speed;         /* 0 = as fast as possible; else recorded spacing / speed */
     unsigned loops;       /* >= 1 */
@@ -46,6 +49,7 @@ typedef struct replay_opts {
     char *const *drop_headers;       /* lower-case names (may be NULL) */
     const replay_rewrite *rewrites;  /* first matching prefix wins */
     size_t nrewrites;
+    hclient_tls tls; /* an https target: CA, --insecure, client certificate */
 } replay_opts;
 
 typedef struct replay_answer {

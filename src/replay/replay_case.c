@@ -93,21 +93,19 @@ static const replay_rewrite *rewrite_for(const replay_opts *o, const char *path)
     return NULL;
 }
 
-static void wire_header(buf *w, const char *n, const char *v)
+/* Adds a header to what is sent. Cases may come from files (HAR, JSON
+ * lines): a name or value that would break the framing of the request is
+ * left out. */
+static void send_header(http_headers *h, const char *n, const char *v)
 {
-    /* Cases may come from files (HAR, JSON lines): a name or value that
-     * would break the framing of the request is left out. */
     if (!httpmsg_is_token(n, strlen(n)) || strpbrk(v, "\r\n"))
         return;
-    buf_append_str(w, n);
-    buf_append(w, ": ", 2);
-    buf_append_str(w, v);
-    buf_append(w, "\r\n", 2);
+    http_headers_add(h, n, strlen(n), v, strlen(v));
 }
 
-/* Appends k's request bytes to w and, when the options change what is
+/* Prepares k's request on client c and, when the options change what is
  * sent, makes its view. */
-void replay_case_prepare(rcase *k, const replay_opts *o, const char *hostport, buf *w)
+void replay_case_prepare(rcase *k, const replay_opts *o, const hclient *cl)
 {
     const record *c = k->rec;
     const char *method = c->method && *c->method ? c->method : "GET";
@@ -122,25 +120,22 @@ void replay_case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
         strcpy(newpath + tl, path + fl);
         path = newpath;
     }
-    k->head = strcasecmp(method, "HEAD") == 0;
 
-    k->woff = w->len;
-    buf_append_str(w, method);
-    buf_append_char(w, ' ');
-    buf_append_str(w, path);
+    buf target = BUF_INIT;
+    buf_append_str(&target, path);
     if (c->query) {
-        buf_append_char(w, '?');
-        buf_append_str(w, c->query);
+        buf_append_char(&target, '?');
+        buf_append_str(&target, c->query);
     }
-    buf_append(w, " HTTP/1.1\r\n", 11);
     const char *host = o->set_headers ? http_headers_get(o->set_headers, "host") : NULL;
-    wire_header(w, "Host", host ? host : hostport);
-
+    if (host && strpbrk(host, "\r\n"))
+        host = NULL; /* as any header that would break the framing */
+    http_headers sent = {0};
     bool changed = false;
     for (size_t i = 0; i < c->req_headers.len; i++) {
         const http_header *h = &c->req_headers.v[i];
         if (header_kept(o, &c->req_headers, h->name))
-            wire_header(w, h->name, h->value);
+            send_header(&sent, h->name, h->value);
         else if (name_in_list(o->drop_headers, h->name))
             changed = true;
     }
@@ -148,26 +143,22 @@ void replay_case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
         for (size_t i = 0; i < o->set_headers->len; i++) {
             const http_header *h = &o->set_headers->v[i];
             if (strcasecmp(h->name, "host") != 0 && set_header_sent(h->name))
-                wire_header(w, h->name, h->value);
+                send_header(&sent, h->name, h->value);
             changed = true;
         }
     }
-    bool body_method = strcasecmp(method, "POST") == 0 || strcasecmp(method, "PUT") == 0 ||
-                       strcasecmp(method, "PATCH") == 0;
     /* The body as it was sent: a decoded recording goes out encoded again,
      * under the Content-Encoding header it was recorded with. */
     buf encoded = BUF_INIT;
     const buf *body = record_req_wire_body(c, &encoded);
-    if (body->len || body_method) {
-        buf_append(w, "Content-Length: ", 16);
-        buf_append_u64(w, body->len);
-        buf_append(w, "\r\n", 2);
-    }
-    buf_append(w, "\r\n", 2);
-    if (body->len)
-        buf_append(w, body->data, body->len);
+    char err[160];
+    k->msg = hclient_msg_new(cl, method, target.data, &sent, host, body->data, body->len, err,
+                             sizeof err);
+    if (!k->msg)
+        k->bad = xstrdup(err);
     buf_free(&encoded);
-    k->wlen = w->len - k->woff;
+    http_headers_free(&sent);
+    buf_free(&target);
 
     if (!newpath && !changed)
         return;
@@ -198,6 +189,8 @@ void replay_case_prepare(rcase *k, const replay_opts *o, const char *hostport, b
 
 void replay_case_free(rcase *k)
 {
+    hclient_msg_free(k->msg);
+    free(k->bad);
     if (k->view) {
         if (k->own_path)
             free(k->view->path);

@@ -1,6 +1,7 @@
 /* mgmt: the RabbitMQ management API client (see mgmt.h). */
 #include "replication/mgmt.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,13 +158,11 @@ int mgmt_init(mgmt *g, const char *url, const char *vhost)
 
     url_parts u;
     const char *why = NULL;
-    if (url_parse(url, strlen(url), &u, &why) != 0 || !url_is(&u, "http")) {
-        if (url_is(&u, "https"))
-            return mgmt_fail(g, "bad value for --mgmt: https is not supported; use the plain "
-                                "http listener (e.g. http://user:pass@host:15672)");
-        if (url_is(&u, "http") && why && strcmp(why, "no host") == 0)
+    if (url_parse(url, strlen(url), &u, &why) != 0 ||
+        !(url_is(&u, "http") || url_is(&u, "https"))) {
+        if ((url_is(&u, "http") || url_is(&u, "https")) && why && strcmp(why, "no host") == 0)
             return mgmt_fail(g, "bad value for --mgmt: '%s' has no host", url);
-        return mgmt_fail(g, "bad value for --mgmt: '%s' (expected http://user:pass@host:15672)",
+        return mgmt_fail(g, "bad value for --mgmt: '%s' (expected http[s]://user:pass@host:15672)",
                          url);
     }
     if (u.userinfo) {
@@ -174,10 +173,10 @@ int mgmt_init(mgmt *g, const char *url, const char *vhost)
                         : xstrdup("");
     }
     buf b = BUF_INIT;
-    buf_append_str(&b, "http://");
+    buf_appendf(&b, "%s://", u.scheme);
     buf_append(&b, u.authority, u.authority_len);
     g->base = buf_detach(&b);
-    buf_append_str(&b, "http://");
+    buf_appendf(&b, "%s://", u.scheme);
     buf_append(&b, u.userinfo ? u.userinfo : u.authority,
                (size_t)(u.authority + u.authority_len - (u.userinfo ? u.userinfo : u.authority)));
     g->auth_url = buf_detach(&b);
@@ -199,7 +198,12 @@ int mgmt_init(mgmt *g, const char *url, const char *vhost)
 int mgmt_connect(mgmt *g)
 {
     char err[256];
-    g->http = httpc_new(g->auth_url, MGMT_TIMEOUT_MS, err, sizeof err);
+    /* An https API that resets the connection while OpenSSL writes must
+     * give an error, not kill the command (libcurl leaves SIGPIPE alone:
+     * its clients run with CURLOPT_NOSIGNAL for threads). */
+    (void)signal(SIGPIPE, SIG_IGN);
+    hclient_opts o = {.base = g->auth_url, .timeout_ms = MGMT_TIMEOUT_MS, .tls = g->tls};
+    g->http = hclient_sync_new(&o, err, sizeof err);
     if (!g->http)
         return mgmt_fail(g, "bad value for --mgmt: %s", err);
     return 0;
@@ -213,7 +217,7 @@ void mgmt_free(mgmt *g)
     free(g->pass);
     free(g->auth_url);
     free(g->prefix);
-    httpc_free(g->http);
+    hclient_sync_free(g->http);
     free(g->err);
     memset(g, 0, sizeof *g);
 }
@@ -251,7 +255,7 @@ static const char *hint_for(int status, const char *excerpt, const char *path)
 }
 
 int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, bool missing_ok,
-              httpc_response *out)
+              hclient_response *out)
 {
     http_headers h = {0};
     static const char ct[] = "Content-Type", json_ct[] = "application/json";
@@ -259,17 +263,17 @@ int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, b
     if (body)
         http_headers_add(&h, ct, sizeof ct - 1, json_ct, sizeof json_ct - 1);
     http_headers_add(&h, acc, sizeof acc - 1, json_ct, sizeof json_ct - 1);
-    httpc_response r = {0};
+    hclient_response r = {0};
     char err[256];
-    int rc = httpc_request(g->http, method, path, &h, body, body ? strlen(body) : 0, &r, err,
-                           sizeof err);
+    int rc = hclient_sync_request(g->http, method, path, &h, body, body ? strlen(body) : 0, &r, err,
+                                  sizeof err);
     http_headers_free(&h);
     if (rc != 0) {
-        httpc_response_free(&r);
+        hclient_response_free(&r);
         return mgmt_fail(g, "%s %s%s: %s", method, g->base, path, err);
     }
     if (r.status == 404 && missing_ok) {
-        httpc_response_free(&r);
+        hclient_response_free(&r);
         return 1;
     }
     if (r.status / 100 != 2) {
@@ -277,26 +281,26 @@ int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, b
         mgmt_fail(g, "%s %s: %d %s%s", method, path, r.status, *ex ? ex : "(empty answer)",
                   hint_for(r.status, ex, path));
         free(ex);
-        httpc_response_free(&r);
+        hclient_response_free(&r);
         return -1;
     }
     if (out)
         *out = r;
     else
-        httpc_response_free(&r);
+        hclient_response_free(&r);
     return 0;
 }
 
 int mgmt_get_json(mgmt *g, const char *path, bool missing_ok, json_t **out)
 {
     *out = NULL;
-    httpc_response r = {0};
+    hclient_response r = {0};
     int rc = mgmt_send(g, "GET", path, NULL, missing_ok, &r);
     if (rc != 0)
         return rc;
     json_error_t je;
     *out = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, &je);
-    httpc_response_free(&r);
+    hclient_response_free(&r);
     if (!*out)
         return mgmt_fail(g, "GET %s: the answer is not JSON (%s)", path, je.text);
     return 0;
@@ -313,6 +317,16 @@ void mgmt_print_curl(const mgmt *g, const char *method, const char *path, const 
         mgmt_append_sq(&b, c.data);
         buf_free(&c);
     }
+    /* The same TLS options, under the same names (they are curl's). */
+    const char *const tls[][2] = {
+        {"--cacert", g->tls.ca_file}, {"--cert", g->tls.cert_file}, {"--key", g->tls.key_file}};
+    for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++)
+        if (tls[i][1]) {
+            buf_appendf(&b, " %s ", tls[i][0]);
+            mgmt_append_sq(&b, tls[i][1]);
+        }
+    if (g->tls.insecure)
+        buf_append_str(&b, " --insecure");
     if (body)
         buf_append_str(&b, " -H 'Content-Type: application/json'");
     buf_append_char(&b, ' ');

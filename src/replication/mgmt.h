@@ -16,21 +16,22 @@
 #include <stdbool.h>
 
 #include "base/buf.h"
-#include "http/httpc.h"
+#include "http/hclient.h"
 
 typedef struct mgmt {
-    const char *vhost; /* not owned */
-    char *vh;          /* vhost percent-encoded for paths; owned */
-    char *base;        /* http://host:port, no credentials; owned */
-    char *user;        /* decoded; NULL when the URL has none; owned */
-    char *pass;        /* decoded; owned */
-    char *auth_url;    /* http://user:pass@host:port for httpc; owned */
-    char *prefix;      /* path before /api ("" or "/rabbitmq"); owned */
-    httpc *http;       /* NULL until mgmt_connect */
-    char *err;         /* the latest failure (see above); owned; NULL before any */
+    const char *vhost;  /* not owned */
+    char *vh;           /* vhost percent-encoded for paths; owned */
+    char *base;         /* http[s]://host:port, no credentials; owned */
+    char *user;         /* decoded; NULL when the URL has none; owned */
+    char *pass;         /* decoded; owned */
+    char *auth_url;     /* http[s]://user:pass@host:port for hclient; owned */
+    hclient_tls tls;    /* for an https URL: the caller's, set after mgmt_init */
+    char *prefix;       /* path before /api ("" or "/rabbitmq"); owned */
+    hclient_sync *http; /* NULL until mgmt_connect */
+    char *err;          /* the latest failure (see above); owned; NULL before any */
 } mgmt;
 
-/* Parses url (http://[user:pass@]host:port[/prefix][/api]) for vhost (which
+/* Parses url (http[s]://[user:pass@]host:port[/prefix][/api]) for vhost (which
  * must outlive g). 0, or -1 with g->err (a usage error). g is zeroed first;
  * mgmt_free it either way. */
 int mgmt_init(mgmt *g, const char *url, const char *vhost);
@@ -53,10 +54,10 @@ char *mgmt_path(const mgmt *g, const char *kind, const char *name);
 void mgmt_append_pct(buf *b, const char *s);
 
 /* Sends one request (body: JSON or NULL). A 2xx answer: 0, with *out
- * filled when out is given (caller frees it with httpc_response_free).
+ * filled when out is given (caller frees it with hclient_response_free).
  * A 404 when missing_ok: 1. Anything else: -1 with g->err. */
 int mgmt_send(mgmt *g, const char *method, const char *path, const char *body, bool missing_ok,
-              httpc_response *out);
+              hclient_response *out);
 
 /* GET path and parse the answer as JSON: 0 with *out (caller decrefs), 1
  * when missing_ok and the answer is 404 (*out NULL), -1 with g->err. */

@@ -647,12 +647,22 @@ int replicator_main(int argc, char **argv, char *const *envp)
     r.cfg = cfg;
     r.nw = cfg->concurrency > 0 ? (unsigned)cfg->concurrency : 1;
     r.w = xcalloc(r.nw, sizeof *r.w);
+    /* An https upstream: the proxy's settings, under the same names. */
+    hclient_opts ho = {.base = cfg->upstream,
+                       .timeout_ms = cfg->upstream_timeout_ms,
+                       .tls = {.ca_file = cfg->upstream_ca,
+                               .insecure = cfg->upstream_insecure,
+                               .cert_file = cfg->upstream_cert,
+                               .key_file = cfg->upstream_key,
+                               .sni = cfg->upstream_sni}};
+    if (cfg->upstream_insecure && strncmp(cfg->upstream, "https:", 6) == 0)
+        repl_logf("warning: upstream_insecure: the upstream's certificate is NOT verified");
     for (unsigned i = 0; i < r.nw; i++) {
-        r.w[i].hc = httpc_new(cfg->upstream, cfg->upstream_timeout_ms, err, sizeof err);
+        r.w[i].hc = hclient_sync_new(&ho, err, sizeof err);
         if (!r.w[i].hc) {
             fprintf(stderr, "restspy replicate: upstream: %s\n", err);
             for (unsigned j = 0; j < i; j++)
-                httpc_free(r.w[j].hc);
+                hclient_sync_free(r.w[j].hc);
             free(r.w);
             config_unref(cfg);
             return 2;
@@ -744,7 +754,7 @@ out_sig:
     sigaction(SIGPIPE, &oldpipe, NULL);
     pthread_sigmask(SIG_SETMASK, &oldset, NULL);
     for (unsigned i = 0; i < r.nw; i++)
-        httpc_free(r.w[i].hc);
+        hclient_sync_free(r.w[i].hc);
     free(r.w);
     free(r.pend);
     config_unref(cfg);

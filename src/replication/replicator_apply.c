@@ -12,7 +12,7 @@
 #include "capture/record.h"
 #include "capture/redact.h"
 #include "formats/repl_msg.h"
-#include "http/httpc.h"
+#include "http/hclient.h"
 #include "replication/replicator_internal.h"
 #include "store/store.h"
 
@@ -40,7 +40,7 @@ static void copy_capped(buf *dst, const void *data, size_t len, bool *truncated)
 
 /* Builds the capture row of an applied message; takes the headers (sent)
  * and the response. */
-static record *capture(repl *r, const repl_msg *m, http_headers *sent, httpc_response *resp,
+static record *capture(repl *r, const repl_msg *m, http_headers *sent, hclient_response *resp,
                        int64_t started_us, int64_t dur_us)
 {
     record *rec = record_new();
@@ -130,29 +130,29 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
         it->counter = has == 1 ? "deduplicated" : NULL;
         return;
     }
-    httpc_response resp;
+    hclient_response resp;
     int64_t t0 = util_now_us(), m0 = util_mono_us();
-    int rc = httpc_request(w->hc, m->method, m->target, hdrs, m->body.data, m->body.len, &resp, err,
-                           sizeof err);
+    int rc = hclient_sync_request(w->hc, m->method, m->target, hdrs, m->body.data, m->body.len,
+                                  &resp, err, sizeof err);
     int64_t dur = util_mono_us() - m0;
     if (rc != 0) {
         /* Unreachable: nothing was sent, the message is not at fault. A
          * failure after the request went out (timeout, reset) may be. */
         failed(it, xstrdup(err), !repl_unreachable(err));
-        httpc_response_free(&resp);
+        hclient_response_free(&resp);
         return;
     }
     /* 408 and 429 say "later", not "never": retried like a 5xx. */
     if (resp.status >= 500 || resp.status == 408 || resp.status == 429) {
         failed(it, repl_dead_reason(resp.status, &resp.body), true);
-        httpc_response_free(&resp);
+        hclient_response_free(&resp);
         return;
     }
     it->answered = true;
     if (resp.status >= 400) {
         it->outcome = OUT_DEAD;
         it->reason = repl_dead_reason(resp.status, &resp.body);
-        httpc_response_free(&resp);
+        hclient_response_free(&resp);
         return;
     }
     /* Applied: the capture row and the ledger row commit together, and
@@ -162,7 +162,7 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
         http_headers_add(&sent, hdrs->v[i].name, strlen(hdrs->v[i].name), hdrs->v[i].value,
                          strlen(hdrs->v[i].value));
     record *rec = capture(r, m, &sent, &resp, t0, dur);
-    httpc_response_free(&resp);
+    hclient_response_free(&resp);
     pthread_mutex_lock(&w->cmu);
     w->cdone = false;
     pthread_mutex_unlock(&w->cmu);

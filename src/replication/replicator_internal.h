@@ -18,7 +18,7 @@
 #include "capture/record.h"
 #include "formats/repl_msg.h"
 #include "capture/config.h"
-#include "http/httpc.h"
+#include "http/hclient.h"
 #include "replication/mq.h"
 #include "store/store.h"
 
@@ -74,7 +74,7 @@ bool repl_stuck(int64_t first_failed_us, int64_t ok_us, int64_t now_us, uint64_t
 
 /* ---- the retry budget ---- */
 
-/* Whether httpc's error for a failed attempt says that the upstream could
+/* Whether hclient's error for a failed attempt says that the upstream could
  * not be reached at all ("connect: ...", "resolve ..."): nothing was sent,
  * so the failure says nothing about the message and does not spend its
  * budget. */
@@ -155,7 +155,7 @@ typedef struct repl repl;
 typedef struct worker {
     repl *r;
     pthread_t th;
-    httpc *hc;
+    hclient_sync *hc;
     /* store commit of the current capture: set by the writer thread */
     pthread_mutex_t cmu;
     pthread_cond_t ccv;

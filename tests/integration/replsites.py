@@ -155,12 +155,13 @@ class Replicator:
         self.stdout_path = os.path.join(site.dir, "replicator.stdout")
         self.returncodes = []
         self.extra = []  # more options, for one test
+        self.upstream = None  # another upstream than the site's app, for one test
 
     def command(self):
         s = self.site
         return [restspy_bin(), "replicate",
                 "--amqp", s.broker.amqp_url,
-                "--upstream", s.app.url,
+                "--upstream", self.upstream or s.app.url,
                 "--node", s.node,
                 "--store", "sqlite:" + s.db_path,
                 "--secret", SECRET,

@@ -266,9 +266,9 @@ class Wording(BodiesCase):
 
     def test_target_without_scheme_is_refused(self):
         port = harness.free_port()
-        for target, why in (("127.0.0.1:%d" % port, "expected http://host:port"),
-                            ("https://127.0.0.1:%d" % port,
-                             "expected http://host:port; https is not supported")):
+        # https is a target since issue 12; another scheme is refused alike.
+        why = "expected http://host:port or https://host:port"
+        for target in ("127.0.0.1:%d" % port, "ftp://127.0.0.1:%d" % port):
             p = self.run_cli("replay", "--store", self.store, "--target", target, expect=2)
             self.assertEqual(p.stderr, "restspy replay: bad value for --target: '%s' (%s)\n"
                              % (target, why))

@@ -17,6 +17,7 @@ import uuid
 
 import harness
 import rabbit
+import tlsca
 from harness import clean_env, wait_until
 from replsites import (ReplicationCase, Writer, Writes, add_metric, brokers, create_site,
                        delivered, duplicates, federate, federate_mesh, figures, parallel, tmpdir,
@@ -317,6 +318,34 @@ class Replication(ReplicationCase):
             b.replicator.stop()
             b.replicator.extra = []
             b.replicator.start()
+
+    def test_9_https_upstream(self):
+        """The replicator applies a peer's writes through an https upstream
+        (issue 12): B's app behind a TLS front (a restspy proxy serving a
+        certificate of the test CA), verified with --upstream-ca."""
+        a, b = self.site("A"), self.site("B")
+        pki = tlsca.make_pki(os.path.join(self.tmp, "pki"))
+        front_dir = os.path.join(self.tmp, "front")
+        os.makedirs(front_dir)
+        front = harness.Proxy(front_dir, b.app.url, log=False, args=[
+            "--tls-cert", pki["server"]["cert"], "--tls-key", pki["server"]["key"]]).start()
+        self.addCleanup(front.check_stopped, self)
+        b.replicator.stop()
+        b.replicator.upstream = "https://localhost:%d" % front.port
+        b.replicator.extra = ["--upstream-ca", pki["ca"]["cert"]]
+        b.replicator.start()
+        wa = Writes()
+        workload(a, "tls", wa, n_sites=2, metrics=3)
+        self.assertEqual([], wa.failed, "client writes failed")
+        self.assertConverged([a, b])
+        d, x = delivered(wa, b), duplicates(b)
+        figures(9, wa.count(), d, x)
+        self.assertEqual(wa.count(), d)
+        self.assertEqual(0, x)
+        self.assertLedger(b, wa.count())
+        self.assertNoDeadLetters(a, b)
+        # Every apply went through the TLS front: its captures are B's applies.
+        self.assertEqual(wa.count(), len(harness.rows(front.db_path)))
 
 
 class ReplicationMesh(ReplicationCase):

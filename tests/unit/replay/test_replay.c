@@ -851,8 +851,8 @@ static void test_bad_target(void **state)
 {
     (void)state;
     record *cs[1] = {mk("GET", "/", NULL, NULL, 0)};
-    const char *bad[] = {"https://127.0.0.1:1",
-                         "127.0.0.1:1", /* the scheme is required (issue 9 item 17) */
+    const char *bad[] = {"ftp://127.0.0.1:1", /* https is a target now (issue 12) */
+                         "127.0.0.1:1",       /* the scheme is required (issue 9 item 17) */
                          "http://",
                          "http://127.0.0.1:99999",
                          "http://127.0.0.1:80/base",
