@@ -637,28 +637,8 @@ typedef struct run_ctx {
 static void on_answer(void *ud, replay_answer *a)
 {
     run_ctx *x = ud;
-    const record *c = a->sent;
-    if (a->error) {
-        report_add(x->rp, OUTCOME_ERROR, c, a->loop, NULL, a->error, -1);
-        return;
-    }
-    int64_t lat = a->got->upstream_us;
-    if (!x->compare || c->status == 0) {
-        report_add(x->rp, OUTCOME_SENT, c, a->loop, NULL,
-                   c->status ? "not compared (--no-compare)" : "no recorded response", lat);
-        return;
-    }
-    compare_result res;
-    compare_responses(&x->copts, c, a->got, &res);
-    if (res.match && res.partial) {
-        report_add(x->rp, OUTCOME_PARTIAL, c, a->loop, &res, res.partial, lat);
-    } else if (res.match) {
-        report_add(x->rp, OUTCOME_MATCH, c, a->loop, &res, NULL, lat);
-    } else {
+    if (report_answer(x->rp, &x->copts, x->compare, a) == OUTCOME_MISMATCH)
         x->mismatches++;
-        report_add(x->rp, OUTCOME_MISMATCH, c, a->loop, &res, NULL, lat);
-    }
-    compare_result_free(&res);
 }
 
 static void on_learn_answer(void *ud, replay_answer *a)

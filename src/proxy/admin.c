@@ -279,6 +279,12 @@ static void get_live(aconn *c, const char *rest, const char *query, bool details
     admin_live_start(c, query);
 }
 
+static void post_request(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)details;
+    admin_api_request_post(c, rest, query);
+}
+
 static void get_request(aconn *c, const char *rest, const char *query, bool details)
 {
     (void)details;
@@ -288,16 +294,16 @@ static void get_request(aconn *c, const char *rest, const char *query, bool deta
 static const struct route {
     const char *path;
     bool prefix; /* path is followed by an argument ("/api/requests/ID") */
-    route_fn get, put;
+    route_fn get, put, post;
 } routes[] = {
-    {"/healthz", false, get_healthz, NULL},
-    {"/stats", false, get_stats, NULL},
-    {"/metrics", false, get_metrics, NULL},
-    {"/flags", false, get_flags, put_flags},
-    {"/api/requests", false, get_requests, NULL},
-    {"/api/requests/", true, get_request, NULL},
-    {"/api/live", false, get_live, NULL},
-    {"/api/replication", false, get_replication, NULL},
+    {"/healthz", false, get_healthz, NULL, NULL},
+    {"/stats", false, get_stats, NULL, NULL},
+    {"/metrics", false, get_metrics, NULL, NULL},
+    {"/flags", false, get_flags, put_flags, NULL},
+    {"/api/requests", false, get_requests, NULL, NULL},
+    {"/api/requests/", true, get_request, NULL, post_request},
+    {"/api/live", false, get_live, NULL, NULL},
+    {"/api/replication", false, get_replication, NULL, NULL},
 };
 
 static void route(aconn *c)
@@ -327,11 +333,15 @@ static void route(aconn *c)
     const char *query = path[plen] == '?' ? path + plen + 1 : "";
     route_fn fn = !strcmp(method, "GET")                               ? rt->get
                   : !strcmp(method, "PUT") || !strcmp(method, "PATCH") ? rt->put
+                  : !strcmp(method, "POST")                            ? rt->post
                                                                        : NULL;
     if (fn)
         fn(c, rest, query, details);
     else
-        admin_reply_error(c, 405, "Method Not Allowed", rt->put ? "use GET or PUT" : "use GET");
+        admin_reply_error(c, 405, "Method Not Allowed",
+                          rt->put    ? "use GET or PUT"
+                          : rt->post ? "use GET, or POST to ID/replay"
+                                     : "use GET");
     free(rest);
 }
 

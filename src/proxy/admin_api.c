@@ -15,6 +15,12 @@
 #include "base/util.h"
 #include "capture/record.h"
 #include "formats/har.h"
+#include "replay/replay.h"
+#include "replay/report.h"
+
+/* How long the replay of one request from the console may take: it runs
+ * on the admin's loop, which waits for it. */
+#define REPLAY_TIMEOUT_MS 10000
 
 /* A page holds at most this many requests (limit=), 50 when not said. */
 #define PAGE_DEFAULT 50
@@ -263,6 +269,82 @@ void admin_api_request(aconn *c, const char *rest, const char *query)
         record_to_json(r, RECORD_JSON_HEADERS | RECORD_JSON_BODIES, &out);
         admin_reply(c, 200, "OK", out.data, out.len);
         buf_free(&out);
+    }
+    record_free(r);
+    buf_free(&key);
+}
+
+static void on_replayed(void *ud, replay_answer *a)
+{
+    compare_opts co = {0};
+    report_answer(ud, &co, true, a);
+}
+
+/* Replays r against target= and answers with the report `restspy replay
+ * --report json` writes for it (one result): match, mismatch with its
+ * differences, error, or why it cannot be replayed. */
+static void replay_one(aconn *c, const record *r, const char *query)
+{
+    char *target = query_value(query, "target");
+    if (!target || !*target) {
+        admin_reply_error(c, 400, "Bad Request",
+                          "target=URL is needed: the server to replay the request against");
+        free(target);
+        return;
+    }
+    replay_opts o = {
+        .target = target,
+        .concurrency = 1,
+        .loops = 1,
+        .timeout_ms = REPLAY_TIMEOUT_MS,
+    };
+    report *rp = report_new(target);
+    char why[256], err[512] = "";
+    const char *no = replay_unreplayable(&o, r, why, sizeof why);
+    int rc = 0;
+    if (no) {
+        report_add(rp, OUTCOME_UNREPLAYABLE, r, 0, NULL, no, -1);
+    } else {
+        record *one = (record *)r; /* replay_run reads its cases only */
+        int64_t t0 = util_mono_us();
+        rc = replay_run(&o, &one, 1, on_replayed, rp, NULL, NULL, err, sizeof err);
+        report_set_elapsed(rp, (double)(util_mono_us() - t0) / 1e6);
+    }
+    if (rc != 0) {
+        admin_reply_error(c, 400, "Bad Request", err);
+    } else {
+        buf out = BUF_INIT;
+        report_json(rp, &out);
+        admin_reply_as(c, 200, "OK", "application/json", out.data, out.len);
+        buf_free(&out);
+    }
+    report_free(rp);
+    free(target);
+}
+
+void admin_api_request_post(aconn *c, const char *rest, const char *query)
+{
+    store *s = c->a->sh->store;
+    size_t idl = strcspn(rest, "/");
+    if (!s || strcmp(rest + idl, "/replay") != 0) {
+        admin_reply_error(c, s ? 404 : 404, "Not Found",
+                          s ? "no such endpoint (POST /api/requests/ID/replay?target=URL)"
+                            : "the store is off: no request is kept");
+        return;
+    }
+    buf key = BUF_INIT;
+    buf_append_pct_decoded(&key, rest, idl, 0);
+    buf_append_char(&key, '\0');
+    record *r = NULL;
+    char err[512];
+    int found = store_get(s, key.data, &r, err, sizeof err);
+    if (found < 0) {
+        admin_reply_error(c, 400, "Bad Request", err);
+    } else if (found == 0) {
+        snprintf(err, sizeof err, "no request with id %.100s", key.data);
+        admin_reply_error(c, 404, "Not Found", err);
+    } else {
+        replay_one(c, r, query);
     }
     record_free(r);
     buf_free(&key);

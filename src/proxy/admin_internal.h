@@ -121,6 +121,10 @@ void admin_api_requests(aconn *c, const char *query);
  * ID/curl: the curl command line `restspy export --curl` writes, against
  * target= (default: this proxy's listener). */
 void admin_api_request(aconn *c, const char *rest, const char *query);
+/* POST /api/requests/ID/replay?target=URL: sends the request to target
+ * (at most 10 s; the admin waits) and answers with the report `restspy
+ * replay --report json` writes for it. */
+void admin_api_request_post(aconn *c, const char *rest, const char *query);
 
 /* ---- admin_live.c: GET /api/live, Server-Sent Events */
 

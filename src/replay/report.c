@@ -578,31 +578,65 @@ static void json_item(const report *rp, const rp_item *it, buf *b)
     buf_append_char(b, '}');
 }
 
+/* The report as JSON into b, flushed to f (when not NULL) as it grows. */
+static void json_report(const report *rp, buf *b, FILE *f)
+{
+    buf_append_str(b, "{\"target\":");
+    json_str(b, rp->target);
+    buf_appendf(b, ",\"elapsed_s\":%.6f,\"counts\":", rp->elapsed_s);
+    json_counts(rp, b);
+    buf_append_str(b, ",\"results\":[");
+    /* One result per line: a line-based diff of two reports then shows
+     * exactly the requests whose outcome changed. */
+    const rp_item **v = sorted_items(rp);
+    for (size_t i = 0; i < rp->n; i++) {
+        buf_append_str(b, i ? ",\n" : "\n");
+        json_item(rp, v[i], b);
+        if (f && b->len >= 1 << 16)
+            flush_to(b, f);
+    }
+    free(v);
+    buf_append_str(b, "\n]}\n");
+}
+
 int report_write_json(const report *rp, const char *path, char *err, size_t errlen)
 {
     FILE *f = open_out(path, err, errlen);
     if (!f)
         return -1;
     buf b = BUF_INIT;
-    buf_append_str(&b, "{\"target\":");
-    json_str(&b, rp->target);
-    buf_appendf(&b, ",\"elapsed_s\":%.6f,\"counts\":", rp->elapsed_s);
-    json_counts(rp, &b);
-    buf_append_str(&b, ",\"results\":[");
-    /* One result per line: a line-based diff of two reports then shows
-     * exactly the requests whose outcome changed. */
-    const rp_item **v = sorted_items(rp);
-    for (size_t i = 0; i < rp->n; i++) {
-        buf_append_str(&b, i ? ",\n" : "\n");
-        json_item(rp, v[i], &b);
-        if (b.len >= 1 << 16)
-            flush_to(&b, f);
-    }
-    free(v);
-    buf_append_str(&b, "\n]}\n");
+    json_report(rp, &b, f);
     flush_to(&b, f);
     buf_free(&b);
     return close_out(f, path, err, errlen);
+}
+
+void report_json(const report *rp, buf *out)
+{
+    json_report(rp, out, NULL);
+}
+
+outcome_kind report_answer(report *rp, const compare_opts *co, bool compare, const replay_answer *a)
+{
+    const record *c = a->sent;
+    if (a->error) {
+        report_add(rp, OUTCOME_ERROR, c, a->loop, NULL, a->error, -1);
+        return OUTCOME_ERROR;
+    }
+    int64_t lat = a->got->upstream_us;
+    if (!compare || c->status == 0) {
+        report_add(rp, OUTCOME_SENT, c, a->loop, NULL,
+                   c->status ? "not compared (--no-compare)" : "no recorded response", lat);
+        return OUTCOME_SENT;
+    }
+    compare_result res;
+    compare_responses(co, c, a->got, &res);
+    outcome_kind k = res.match && res.partial ? OUTCOME_PARTIAL
+                     : res.match              ? OUTCOME_MATCH
+                                              : OUTCOME_MISMATCH;
+    report_add(rp, k, c, a->loop, &res, k == OUTCOME_PARTIAL ? res.partial : NULL, lat);
+    compare_result_free(&res);
+    return k;
 }
 
 /* ---- JUnit XML --------------------------------------------------------- */

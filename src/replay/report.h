@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "replay/compare.h"
+#include "replay/replay.h"
 #include "capture/record.h"
 
 typedef enum {
@@ -45,6 +46,14 @@ void report_free(report *rp);
 void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
                 const compare_result *res, const char *detail, int64_t latency_us);
 
+/* Adds the outcome of one answer of replay_run: an error, sent without a
+ * comparison (compare false, or nothing recorded), or the comparison of the
+ * recorded response with the answer (co) as a match, a partial match or a
+ * mismatch. The one place answers become outcomes (the CLI and the admin's
+ * replay of one request). Returns the outcome. */
+outcome_kind report_answer(report *rp, const compare_opts *co, bool compare,
+                           const replay_answer *a);
+
 void report_set_elapsed(report *rp, double seconds);
 
 size_t report_count(const report *rp, outcome_kind k);
@@ -52,6 +61,8 @@ size_t report_count(const report *rp, outcome_kind k);
 /* The readable summary (stdout); at most max_listed mismatches in detail. */
 void report_summary(const report *rp, FILE *f, size_t max_listed);
 int report_write_json(const report *rp, const char *path, char *err, size_t errlen);
+/* The same JSON, appended to out. */
+void report_json(const report *rp, buf *out);
 int report_write_junit(const report *rp, const char *path, char *err, size_t errlen);
 
 /* 0 nothing differed (everything matched, was partly compared without a

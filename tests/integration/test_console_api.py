@@ -120,6 +120,50 @@ class ConsoleApi(harness.ProxyTestCase):
         r = self.api("/api/replication", window="soon")
         self.assertEqual(r.status, 400, r)
 
+    def test_replay_one_request(self):
+        """The console's "replay this request": the same report as `restspy
+        replay --report json`, for a match, a mismatch and an error."""
+        marker = uuid.uuid4().hex[:10]
+        rid = self.send(1, marker, status=200)[0]
+
+        def replay(target, **kw):
+            return self.proxy.admin("POST", "/api/requests/%s/replay?%s" % (
+                rid[-10:], urllib.parse.urlencode({"target": target})), **kw)
+        r = replay(self.app.url)
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        self.assertEqual(doc["counts"]["matched"], 1, doc)
+        self.assertEqual(doc["results"][0]["id"], rid)
+        self.assertEqual(doc["results"][0]["outcome"], "match")
+
+        class Other(__import__("http.server").server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b'{"other": true}'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+        other = harness.start_backend(Other)
+        self.addCleanup(harness.stop_backend, other)
+        doc = replay(other.url).json()
+        self.assertEqual(doc["results"][0]["outcome"], "mismatch", doc)
+        self.assertEqual(doc["results"][0]["status_actual"], 503)
+        port = harness.free_port()
+        doc = replay("http://127.0.0.1:%d" % port).json()
+        self.assertEqual(doc["results"][0]["outcome"], "error", doc)
+        self.assertIn("connection refused", doc["results"][0]["detail"])
+        r = self.proxy.admin("POST", "/api/requests/%s/replay" % rid)
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("target=URL is needed", r.json()["error"])
+        r = replay(self.app.url, headers={"Origin": "http://evil.example"})
+        self.assertEqual(r.status, 403, r)
+        r = self.proxy.admin("POST", "/api/requests/%s/other" % rid)
+        self.assertEqual(r.status, 404, r)
+
     def test_errors(self):
         cases = [
             ({"status": "7xx"}, "bad value for status: '7xx'"),
