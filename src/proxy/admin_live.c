@@ -42,10 +42,26 @@ static void refill(live *l, int64_t now)
     l->refilled_us = now;
 }
 
-/* Each second: the skipped counts, and now and then a keep-alive comment. */
+/* What the workers may copy for the streams each second: twice what the
+ * streams may send together (a filter passes only some of what is copied;
+ * what is not copied is counted and told as skipped). */
+static void allow(admin *a)
+{
+    int64_t n = 0;
+    for (live *l = a->lives; l; l = l->next)
+        n += 2 * l->rate;
+    tap_allow(a->tap, n);
+}
+
+/* Each second: the budget, the skipped counts, and now and then a
+ * keep-alive comment. */
+static void on_tap_ready(void *ud);
+
 static void on_live_timer(uv_timer_t *t)
 {
     admin *a = t->data;
+    on_tap_ready(a); /* what was dropped over the budget wakes nobody: collect it */
+    allow(a);
     static const char ping[] = ": ping\n\n";
     int64_t tick = util_mono_us() / 1000000;
     for (live *l = a->lives; l; l = l->next) {
@@ -139,6 +155,7 @@ void admin_live_start(aconn *c, const char *query)
     a->lives = l;
     c->live = l;
     tap_listen(a->tap, 1);
+    allow(a);
     if (!a->live_timer_on) {
         uv_timer_start(&a->live_timer, on_live_timer, 1000, 1000);
         a->live_timer_on = true;

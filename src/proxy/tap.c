@@ -13,6 +13,11 @@ struct tap {
     void (*ready)(void *ud);
     void *ud;
     atomic_int listeners;
+    /* Records that may still be copied this second (tap_allow): over it a
+     * publish is only counted, so a console's sampling costs the workers
+     * nothing for what it would skip anyway. */
+    _Atomic int64_t budget;
+    _Atomic uint64_t over_budget;
     pthread_mutex_t mu;
     record **q; /* the queue, under mu */
     size_t n, cap;
@@ -70,8 +75,17 @@ bool tap_wanted(const tap *t)
     return t && atomic_load_explicit(&t->listeners, memory_order_relaxed) > 0;
 }
 
+void tap_allow(tap *t, int64_t n)
+{
+    atomic_store(&t->budget, n);
+}
+
 void tap_publish(tap *t, const record *r)
 {
+    if (atomic_fetch_sub_explicit(&t->budget, 1, memory_order_relaxed) <= 0) {
+        atomic_fetch_add_explicit(&t->over_budget, 1, memory_order_relaxed);
+        return;
+    }
     record *c = record_copy_light(r);
     pthread_mutex_lock(&t->mu);
     if (t->n == TAP_QUEUE_MAX) {
@@ -99,5 +113,5 @@ uint64_t tap_take(tap *t, record ***out, size_t *n)
     t->n = t->cap = 0;
     t->dropped = 0;
     pthread_mutex_unlock(&t->mu);
-    return dropped;
+    return dropped + atomic_exchange(&t->over_budget, 0);
 }

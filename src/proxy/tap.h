@@ -5,8 +5,10 @@
  * record_copy_light) between the workers, which publish, and the admin's
  * loop, which drains. Promises: a worker never waits on a console: while
  * nobody listens a request costs one relaxed atomic load; while someone
- * does, a copy and one short locked push; when the queue is full the
- * request is counted as dropped instead (the consoles are told how many).
+ * does, a copy and one short locked push, for as many requests a second as
+ * the consoles can take (tap_allow); beyond that, or when the queue is
+ * full, the request is only counted as dropped (the consoles are told how
+ * many).
  * Records are published after redaction, as the log and the store get
  * them. */
 #ifndef RESTSPY_TAP_H
@@ -36,7 +38,13 @@ void tap_listen(tap *t, int delta);
 /* Whether anyone listens (any thread; t may be NULL). */
 bool tap_wanted(const tap *t);
 
-/* Queues a light copy of r (any thread). */
+/* Lets the next n publishes be copied (the admin's loop sets it each
+ * second from what its streams can send); the publishes beyond it are
+ * counted as dropped. */
+void tap_allow(tap *t, int64_t n);
+
+/* Queues a light copy of r (any thread), or counts it as dropped when the
+ * queue is full or the budget spent. */
 void tap_publish(tap *t, const record *r);
 
 /* Takes what is queued (admin's loop): *out (owned by the caller, each
