@@ -237,6 +237,27 @@ static void send_as(aconn *c, const record *r, bool har, const char *query)
     free(base);
 }
 
+/* The request named by rest[0..idl) (an id, or a start or end of one,
+ * percent-encoded), or NULL after answering 404 or 400 (ambiguous). Owned
+ * by the caller. */
+static record *load_named(aconn *c, store *s, const char *rest, size_t idl)
+{
+    buf key = BUF_INIT;
+    buf_append_pct_decoded(&key, rest, idl, 0);
+    buf_append_char(&key, '\0');
+    record *r = NULL;
+    char err[512];
+    int found = store_get(s, key.data, &r, err, sizeof err);
+    if (found < 0) {
+        admin_reply_error(c, 400, "Bad Request", err);
+    } else if (found == 0) {
+        snprintf(err, sizeof err, "no request with id %.100s", key.data);
+        admin_reply_error(c, 404, "Not Found", err);
+    }
+    buf_free(&key);
+    return found > 0 ? r : NULL;
+}
+
 void admin_api_request(aconn *c, const char *rest, const char *query)
 {
     store *s = c->a->sh->store;
@@ -251,18 +272,10 @@ void admin_api_request(aconn *c, const char *rest, const char *query)
                           "no such endpoint (try /api/requests/ID, ID/har or ID/curl)");
         return;
     }
-    buf key = BUF_INIT;
-    buf_append_pct_decoded(&key, rest, idl, 0);
-    buf_append_char(&key, '\0');
-    record *r = NULL;
-    char err[512];
-    int found = store_get(s, key.data, &r, err, sizeof err);
-    if (found < 0) {
-        admin_reply_error(c, 400, "Bad Request", err);
-    } else if (found == 0) {
-        snprintf(err, sizeof err, "no request with id %.100s", key.data);
-        admin_reply_error(c, 404, "Not Found", err);
-    } else if (*as) {
+    record *r = load_named(c, s, rest, idl);
+    if (!r)
+        return;
+    if (*as) {
         send_as(c, r, strcmp(as, "har") == 0, query);
     } else {
         buf out = BUF_INIT;
@@ -271,7 +284,6 @@ void admin_api_request(aconn *c, const char *rest, const char *query)
         buf_free(&out);
     }
     record_free(r);
-    buf_free(&key);
 }
 
 static void on_replayed(void *ud, replay_answer *a)
@@ -327,25 +339,13 @@ void admin_api_request_post(aconn *c, const char *rest, const char *query)
     store *s = c->a->sh->store;
     size_t idl = strcspn(rest, "/");
     if (!s || strcmp(rest + idl, "/replay") != 0) {
-        admin_reply_error(c, s ? 404 : 404, "Not Found",
+        admin_reply_error(c, 404, "Not Found",
                           s ? "no such endpoint (POST /api/requests/ID/replay?target=URL)"
                             : "the store is off: no request is kept");
         return;
     }
-    buf key = BUF_INIT;
-    buf_append_pct_decoded(&key, rest, idl, 0);
-    buf_append_char(&key, '\0');
-    record *r = NULL;
-    char err[512];
-    int found = store_get(s, key.data, &r, err, sizeof err);
-    if (found < 0) {
-        admin_reply_error(c, 400, "Bad Request", err);
-    } else if (found == 0) {
-        snprintf(err, sizeof err, "no request with id %.100s", key.data);
-        admin_reply_error(c, 404, "Not Found", err);
-    } else {
+    record *r = load_named(c, s, rest, idl);
+    if (r)
         replay_one(c, r, query);
-    }
     record_free(r);
-    buf_free(&key);
 }

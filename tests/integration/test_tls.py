@@ -369,68 +369,62 @@ class HttpsUpstream(unittest.TestCase):
 
 
 class TlsAlertUpstream(unittest.TestCase):
-    """An upstream whose TLS stack (Python's) refuses a client without a
-    certificate with an alert after the TLS 1.3 handshake: the 502 says so."""
+    """Upstreams that fail TLS in the ways nginx does not: an alert after the
+    TLS 1.3 handshake (Python's TLS stack refusing a client without a
+    certificate), a plain HTTP server named https://, and one that closes at
+    once. Each 502 says why."""
 
-    def test_alert_after_handshake_gives_502(self):
+    def serve(self, handle):
+        """A loopback listener whose every connection goes to handle(sock);
+        returns its port."""
         import threading
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(PKI["server"]["cert"], PKI["server"]["key"])
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(PKI["ca"]["cert"])
         lsock = socket.create_server(("127.0.0.1", 0))
         self.addCleanup(lsock.close)
 
-        def serve():
+        def loop():
             while True:
                 try:
                     s, _ = lsock.accept()
                 except OSError:
                     return
-                t = ctx.wrap_socket(s, server_side=True, do_handshake_on_connect=False)
-                try:
-                    t.do_handshake()
-                    t.recv(100)
-                except (ssl.SSLError, OSError):
-                    # Let the alert reach restspy before the close: closing
-                    # with its request unread sends a reset, which may
-                    # overtake the alert.
-                    time.sleep(0.5)
-                t.close()
-        threading.Thread(target=serve, daemon=True).start()
-        tmp = tempfile.mkdtemp(dir=TMP)
-        p = harness.Proxy(tmp, "https://127.0.0.1:%d" % lsock.getsockname()[1],
+                handle(s)
+        threading.Thread(target=loop, daemon=True).start()
+        return lsock.getsockname()[1]
+
+    def proxy(self, url):
+        p = harness.Proxy(tempfile.mkdtemp(dir=TMP), url,
                           args=["--upstream-ca", PKI["ca"]["cert"]])
         p.start()
         self.addCleanup(lambda: p.check_stopped(self))
+        return p
+
+    def test_alert_after_handshake_gives_502(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(PKI["server"]["cert"], PKI["server"]["key"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(PKI["ca"]["cert"])
+
+        def handle(s):
+            t = ctx.wrap_socket(s, server_side=True, do_handshake_on_connect=False)
+            try:
+                t.do_handshake()
+                t.recv(100)
+            except (ssl.SSLError, OSError):
+                # Let the alert reach restspy before the close: closing with
+                # its request unread sends a reset, which may overtake it.
+                time.sleep(0.5)
+            t.close()
+        p = self.proxy("https://127.0.0.1:%d" % self.serve(handle))
         r = p.request("GET", "/alert")
         self.assertEqual(r.status, 502, r)
         self.assertIn("certificate required", r.json()["error"])
         self.assertTrue(r.json()["error"].startswith("upstream TLS failed: "), r.json())
 
-
     def test_handshake_failures_give_502(self):
-        # A plain HTTP server named as https://, and one that closes at once.
-        lsock = socket.create_server(("127.0.0.1", 0))
-        self.addCleanup(lsock.close)
-
-        def serve():
-            while True:
-                try:
-                    s, _ = lsock.accept()
-                except OSError:
-                    return
-                s.close()
-        import threading
-        threading.Thread(target=serve, daemon=True).start()
+        closing = "https://127.0.0.1:%d" % self.serve(lambda s: s.close())
         for url, text in ((BACKEND.url.replace("http://", "https://"), "wrong version number"),
-                          ("https://127.0.0.1:%d" % lsock.getsockname()[1],
-                           "connection closed")):
-            tmp = tempfile.mkdtemp(dir=TMP)
-            p = harness.Proxy(tmp, url, args=["--upstream-ca", PKI["ca"]["cert"]])
-            p.start()
-            self.addCleanup(lambda p=p: p.check_stopped(self))
-            r = p.request("GET", "/handshake")
+                          (closing, "connection closed")):
+            r = self.proxy(url).request("GET", "/handshake")
             self.assertEqual(r.status, 502, r)
             err = r.json()["error"]
             self.assertTrue(err.startswith("upstream handshake failed: "), err)
