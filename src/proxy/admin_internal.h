@@ -69,6 +69,10 @@ void admin_close(aconn *c);
 /* Answers with body (of type ctype, copied) and closes the connection. */
 void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
                     size_t len);
+/* admin_reply_as with headers (CRLF-terminated lines, "" for none) in
+ * place of its Cache-Control: no-store. */
+void admin_reply_with(aconn *c, int status, const char *reason, const char *ctype,
+                      const char *headers, const char *body, size_t len);
 /* Answers with a JSON body (a newline is added). */
 void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len);
 /* Answers {"error": msg}. */
