@@ -16,11 +16,21 @@ export function h(tag, attrs, ...children) {
     else if (k === 'dataset') Object.assign(el.dataset, v);
     else if (k === 'on') for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
     else if (k === 'href') el.href = safeHref(v);
-    else if (k in el && typeof el[k] !== 'function') el[k] = v;
+    else if (hasSetter(el, k)) el[k] = v;
     else el.setAttribute(k, v);
   }
   append(el, children);
   return el;
+}
+
+// Whether el's property k can be assigned (checked, open, tabIndex...);
+// else k is set as an attribute (list, role, aria-*).
+function hasSetter(el, k) {
+  for (let o = el; o; o = Object.getPrototypeOf(o)) {
+    const d = Object.getOwnPropertyDescriptor(o, k);
+    if (d) return Boolean(d.set) || (d.writable && typeof d.value !== 'function');
+  }
+  return false;
 }
 
 function append(el, children) {
