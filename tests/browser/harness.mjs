@@ -216,3 +216,28 @@ export async function screenshot(page, name) {
 export function assertNoTrouble(assert, page) {
   assert.deepStrictEqual(page.trouble, [], 'the page must have run nothing it should not');
 }
+
+// What each test file starts in its before() hook: a temp dir, the sample
+// app, a restspy in front of it (proxyOpts as Proxy's), chromium and a page.
+// Fields are set as they start, so stopAll() after a failed start stops
+// what did start.
+export async function startAll(prefix, proxyOpts, into) {
+  into.dir = tmpdir(prefix);
+  into.app = await new App(into.dir).start();
+  into.proxy = await new Proxy(into.dir, into.app.url, proxyOpts).start();
+  into.browser = await browser();
+  into.page = await newPage(into.browser);
+  return into;
+}
+
+// The after() hook: closes the browser, stops the app, then restspy (which
+// fails on a bad exit or a sanitizer report) and removes the temp dir.
+export async function stopAll(t) {
+  if (t.browser) await t.browser.close();
+  if (t.app) await t.app.stop();
+  try {
+    if (t.proxy) await t.proxy.stop();
+  } finally {
+    if (t.dir) removeTmp(t.dir);
+  }
+}
