@@ -12,7 +12,7 @@ FUZZ_SECONDS ?= 10
 # when another python3 comes first on PATH.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build asan test unit integration fuzz bench-smoke run run-sites clean format lint docs
+.PHONY: all deps build asan test unit integration browser screenshots fuzz bench-smoke run run-sites clean format lint docs
 
 all: build
 
@@ -38,6 +38,32 @@ integration: asan
 	RESTSPY_BIN=$(abspath $(ASAN_BUILD))/restspy PYTHON=$(PYTHON) \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) tests/integration/run.py --shuffle --jobs $(INTEGRATION_JOBS)
+
+# The web console in a real browser (tests/browser/test_*.mjs, one file at a
+# time): Debian's chromium driven by playwright-core, pinned in
+# tests/browser/package-lock.json and installed here with npm ci (no browser
+# is downloaded), against the sanitizer build. Each file starts its own
+# sample app and restspy on loopback ports. No npm or no chromium is a
+# failure, never a skip (scripts/install-deps installs both).
+# Screenshots go to BROWSER_SHOTS; `make screenshots` refreshes docs/images.
+CHROMIUM      ?= /usr/bin/chromium
+BROWSER_SHOTS ?= $(ASAN_BUILD)/screenshots
+browser: asan
+	@command -v npm >/dev/null || { echo "browser: npm not found (scripts/install-deps)"; exit 1; }
+	@[ -x $(CHROMIUM) ] || { echo "browser: $(CHROMIUM) not found (scripts/install-deps)"; exit 1; }
+	@cd tests/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	  npm ci --no-audit --no-fund --loglevel=error; }
+	@cd tests/browser && for f in test_*.mjs; do \
+	  RESTSPY_BIN=$(abspath $(ASAN_BUILD))/restspy PYTHON=$(PYTHON) CHROMIUM=$(CHROMIUM) \
+	  SCREENSHOTS=$(abspath $(BROWSER_SHOTS)) ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  node --test $$f > ../../$(ASAN_BUILD)/browser-$$f.log 2>&1; rc=$$?; \
+	  grep -E '^# (tests|pass|fail)' ../../$(ASAN_BUILD)/browser-$$f.log | tr '\n' ' ' | sed "s/^/$$f: /"; echo; \
+	  [ $$rc -eq 0 ] || { cat ../../$(ASAN_BUILD)/browser-$$f.log; exit 1; }; \
+	done
+
+screenshots:
+	$(MAKE) browser BROWSER_SHOTS=docs/images
 
 # libFuzzer harnesses (fuzz/, clang with ASan and UBSan): each starts from
 # its committed seeds (fuzz/corpus/NAME, read only) and runs FUZZ_SECONDS;
@@ -68,7 +94,7 @@ bench-smoke: build
 	  grep -q '^### Targets' $$d/out.txt && [ $$rc -eq 0 ] && echo "bench smoke run: ok"; \
 	  ok=$$?; rm -rf $$d; exit $$ok
 
-test: lint unit integration fuzz bench-smoke
+test: lint unit integration browser fuzz bench-smoke
 
 run: build
 	@PYTHON=$(PYTHON) scripts/demo

@@ -10,6 +10,7 @@
 #include "base/iostream.h"
 #include "http/headers.h"
 #include "http/httpmsg.h"
+#include "proxy/console.h"
 #include "proxy/listener.h"
 #include "base/util.h"
 
@@ -59,16 +60,15 @@ void admin_close(aconn *c)
     aconn_close(c);
 }
 
-void admin_reply_headers(aconn *c, int status, const char *reason, const char *ctype,
-                         const char *extra, const char *body, size_t len)
+void admin_reply_with(aconn *c, int status, const char *reason, const char *ctype,
+                      const char *headers, const char *body, size_t len)
 {
     buf out = BUF_INIT;
     buf_appendf(&out,
                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                "Cache-Control: no-store\r\n%s%sConnection: close\r\n\r\n",
-                status, reason, ctype, len,
-                status == 401 ? "WWW-Authenticate: Bearer realm=\"restspy\"\r\n" : "",
-                extra ? extra : "");
+                "%s%sConnection: close\r\n\r\n",
+                status, reason, ctype, len, headers,
+                status == 401 ? "WWW-Authenticate: Bearer realm=\"restspy\"\r\n" : "");
     buf_append(&out, body, len);
     admin_write(c, out.data, out.len);
     if (c->tls)
@@ -86,7 +86,7 @@ void admin_reply_headers(aconn *c, int status, const char *reason, const char *c
 void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
                     size_t len)
 {
-    admin_reply_headers(c, status, reason, ctype, NULL, body, len);
+    admin_reply_with(c, status, reason, ctype, "Cache-Control: no-store\r\n", body, len);
 }
 
 void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len)
@@ -163,9 +163,10 @@ static bool host_ok(const admin *a, const char *value, size_t len)
 
 /* The token and Host checks. Replies and returns false when the request is
  * refused; else *details says whether it may see more than liveness: a
- * request to /healthz without any Authorization header is admitted when a
- * token is set (a load balancer's probe often cannot send one) and gets the
- * status alone, never the reasons. */
+ * request to an open route (/healthz, the console's files) without any
+ * Authorization header is admitted when a token is set (a load balancer's
+ * probe often cannot send one) and /healthz then gets the status alone,
+ * never the reasons. */
 /* A request that changes something must come from the console's own page
  * (or from a tool, which sends no Origin): a browser on another site can
  * send a simple POST to a loopback admin without any preflight, and the
@@ -188,7 +189,7 @@ static bool same_origin(aconn *c)
     return ok;
 }
 
-static bool admitted(aconn *c, bool healthz, bool *details)
+static bool admitted(aconn *c, bool open, bool *details)
 {
     const char *method = llhttp_method_name(llhttp_get_method(&c->p));
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && !same_origin(c)) {
@@ -199,7 +200,7 @@ static bool admitted(aconn *c, bool healthz, bool *details)
     }
     const char *auth = http_headers_get(&c->headers, "authorization");
     *details = token_ok(c->a, auth);
-    if (!*details && !(healthz && !auth)) {
+    if (!*details && !(open && !auth)) {
         admin_reply_error(c, 401, "Unauthorized", "unauthorized: admin_token required");
         return false;
     }
@@ -291,19 +292,39 @@ static void get_request(aconn *c, const char *rest, const char *query, bool deta
     admin_api_request(c, rest, query);
 }
 
+/* The web console's files (console.h): no data in them, so served
+ * without the token (the page asks for it); the Host check still applies. */
+static void get_console(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)query, (void)details;
+    const char *path = c->url.data ? c->url.data : "/";
+    const console_file *f = console_find(path, strcspn(path, "?"));
+    if (!f) {
+        admin_reply_error(c, 404, "Not Found", "no such file of the console");
+        return;
+    }
+    buf h = BUF_INIT;
+    console_headers(&h);
+    admin_reply_with(c, 200, "OK", f->type, h.data, (const char *)f->data, f->len);
+    buf_free(&h);
+}
+
 static const struct route {
     const char *path;
     bool prefix; /* path is followed by an argument ("/api/requests/ID") */
     route_fn get, put, post;
+    bool open; /* served to a request without Authorization (see admitted) */
 } routes[] = {
-    {"/healthz", false, get_healthz, NULL, NULL},
-    {"/stats", false, get_stats, NULL, NULL},
-    {"/metrics", false, get_metrics, NULL, NULL},
-    {"/flags", false, get_flags, put_flags, NULL},
-    {"/api/requests", false, get_requests, NULL, NULL},
-    {"/api/requests/", true, get_request, NULL, post_request},
-    {"/api/live", false, get_live, NULL, NULL},
-    {"/api/replication", false, get_replication, NULL, NULL},
+    {"/healthz", false, get_healthz, NULL, NULL, true},
+    {"/stats", false, get_stats, NULL, NULL, false},
+    {"/metrics", false, get_metrics, NULL, NULL, false},
+    {"/flags", false, get_flags, put_flags, NULL, false},
+    {"/api/requests", false, get_requests, NULL, NULL, false},
+    {"/api/requests/", true, get_request, NULL, post_request, false},
+    {"/api/live", false, get_live, NULL, NULL, false},
+    {"/api/replication", false, get_replication, NULL, NULL, false},
+    {"/", false, get_console, NULL, NULL, true},
+    {"/console/", true, get_console, NULL, NULL, true},
 };
 
 static void route(aconn *c)
@@ -312,8 +333,6 @@ static void route(aconn *c)
     const char *path = c->url.data ? c->url.data : "/";
     size_t plen = strcspn(path, "?");
     bool details;
-    if (!admitted(c, util_ieq(path, plen, "/healthz"), &details))
-        return;
     const struct route *rt = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !rt; i++) {
         size_t n = strlen(routes[i].path);
@@ -321,6 +340,8 @@ static void route(aconn *c)
                              : util_ieq(path, plen, routes[i].path))
             rt = &routes[i];
     }
+    if (!admitted(c, rt && rt->open, &details))
+        return;
     if (!rt) {
         admin_reply_error(c, 404, "Not Found",
                           "no such endpoint (try /healthz, /stats, /metrics, /flags, "

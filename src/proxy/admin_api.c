@@ -225,10 +225,12 @@ static void send_as(aconn *c, const record *r, bool har, const char *query)
         admin_reply_error(c, 400, "Bad Request", m.data);
         buf_free(&m);
     } else if (har) {
-        char disp[160];
+        char disp[200];
         snprintf(disp, sizeof disp,
-                 "Content-Disposition: attachment; filename=\"restspy-%s.har\"\r\n", r->id);
-        admin_reply_headers(c, 200, "OK", "application/json", disp, text, len);
+                 "Cache-Control: no-store\r\n"
+                 "Content-Disposition: attachment; filename=\"restspy-%s.har\"\r\n",
+                 r->id);
+        admin_reply_with(c, 200, "OK", "application/json", disp, text, len);
     } else {
         admin_reply_as(c, 200, "OK", "text/plain; charset=utf-8", text, len);
     }

@@ -66,13 +66,14 @@ int admin_write(aconn *c, const char *data, size_t len);
 /* Closes the connection now (no graceful end). */
 void admin_close(aconn *c);
 
-/* Answers with body (of type ctype, copied) and closes the connection;
- * extra (may be NULL): more header lines, each ending in CRLF. */
-void admin_reply_headers(aconn *c, int status, const char *reason, const char *ctype,
-                         const char *extra, const char *body, size_t len);
-/* admin_reply_headers without extra headers. */
+/* Answers with body (of type ctype, copied), not to be cached, and closes
+ * the connection. */
 void admin_reply_as(aconn *c, int status, const char *reason, const char *ctype, const char *body,
                     size_t len);
+/* admin_reply_as with headers (CRLF-terminated lines, "" for none) in
+ * place of its Cache-Control: no-store. */
+void admin_reply_with(aconn *c, int status, const char *reason, const char *ctype,
+                      const char *headers, const char *body, size_t len);
 /* Answers with a JSON body (a newline is added). */
 void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len);
 /* Answers {"error": msg}. */

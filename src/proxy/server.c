@@ -337,6 +337,9 @@ int server_main(int argc, char **argv, char *const *envp)
             "%d worker%s, node %s\n",
             RESTSPY_VERSION, cfg->listen, tls ? " (TLS)" : "", cfg->upstream, cfg->store, cfg->log,
             cfg->admin, admin_tls ? " (TLS)" : "", workers, workers == 1 ? "" : "s", cfg->node);
+    if (s.adm)
+        fprintf(stderr, "restspy: console %s://%s/\n", cfg->admin_tls_cert ? "https" : "http",
+                cfg->admin);
     uv_run(s.loop, UV_RUN_DEFAULT);
     rc = s.exit_code;
     fprintf(stderr, "restspy: stopped\n");

@@ -1,0 +1,220 @@
+// detail: one captured request whole (GET /api/requests/ID): what it was,
+// a timing bar (upstream against restspy's own time), the headers as
+// tables, the bodies pretty-printed (JSON folded and coloured, text, a hex
+// dump for binary, images shown from a blob: URL), what restspy did not
+// keep said as such (truncated, redacted, undecoded or dropped bodies) and
+// the request as a curl command line, built here from the record.
+
+import { getJSON } from './api.js';
+import { REDACTED, fill, fmtDuration, fmtSize, h, redactable, statusClass } from './dom.js';
+
+const IMAGE_TYPES = /^image\/(png|jpeg|gif|webp|avif|bmp|x-icon|vnd\.microsoft\.icon)$/;
+const HEX_MAX = 64 * 1024; // bytes shown in a hex dump; the rest is counted
+const FOLD_DEPTH = 3; // JSON deeper than this starts folded
+const FOLD_SIZE = 50; // and so does an object or array with more members
+
+function header(headers, name) {
+  const n = name.toLowerCase();
+  const e = (headers || []).find(([k]) => k.toLowerCase() === n);
+  return e ? e[1] : null;
+}
+
+function b64bytes(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// ---- bodies
+
+function jsonValue(v) {
+  if (v === null) return h('span', { class: 'j-null' }, 'null');
+  if (typeof v === 'string') return h('span', { class: 'j-str' }, '"', redactable(v), '"');
+  if (typeof v === 'number') return h('span', { class: 'j-num' }, String(v));
+  return h('span', { class: 'j-bool' }, String(v));
+}
+
+function jsonNode(v, key, depth) {
+  const label = key === null ? null : h('span', { class: 'j-key' }, typeof key === 'number' ? String(key) : JSON.stringify(key), ': ');
+  if (v === null || typeof v !== 'object') return h('div', { class: 'j-line' }, label, jsonValue(v));
+  const isArr = Array.isArray(v);
+  const entries = isArr ? v.map((x, i) => [i, x]) : Object.entries(v);
+  const [open, close] = isArr ? ['[', ']'] : ['{', '}'];
+  if (!entries.length) return h('div', { class: 'j-line' }, label, open + close);
+  const summary = h('summary', null, label, open, h('span', { class: 'j-count' }, ` ${entries.length} ${isArr ? 'items' : 'keys'} `), close);
+  return h('details', { class: 'j-node', open: depth < FOLD_DEPTH && entries.length <= FOLD_SIZE },
+    summary, h('div', { class: 'j-kids' }, entries.map(([k, x]) => jsonNode(x, k, depth + 1))));
+}
+
+function hexDump(bytes) {
+  const lines = [];
+  const n = Math.min(bytes.length, HEX_MAX);
+  for (let off = 0; off < n; off += 16) {
+    const chunk = bytes.subarray(off, Math.min(off + 16, n));
+    const hex = Array.from(chunk, (b) => b.toString(16).padStart(2, '0')).join(' ');
+    const asc = Array.from(chunk, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+    lines.push(off.toString(16).padStart(8, '0') + '  ' + hex.padEnd(47) + '  ' + asc);
+  }
+  if (bytes.length > n) lines.push(`… ${bytes.length - n} more bytes`);
+  return h('pre', { class: 'hex body-view' }, lines.join('\n'));
+}
+
+// A view of a text body: JSON as a tree (with its raw text a click away),
+// anything else as text.
+function textBody(text, ctype) {
+  const looksJson = /json/i.test(ctype || '') || /^\s*[[{]/.test(text);
+  if (looksJson) {
+    try {
+      const tree = h('div', { class: 'json body-view' }, jsonNode(JSON.parse(text), null, 0));
+      const raw = h('pre', { class: 'text body-view', hidden: true }, redactable(text));
+      const toggle = h('button', { type: 'button', class: 'small' }, 'raw');
+      toggle.addEventListener('click', () => {
+        raw.hidden = !raw.hidden;
+        tree.hidden = !raw.hidden;
+        toggle.textContent = raw.hidden ? 'raw' : 'tree';
+      });
+      return [toggle, tree, raw];
+    } catch (e) {
+      /* cut or not JSON after all: shown as text */
+    }
+  }
+  return h('pre', { class: 'text body-view' }, redactable(text));
+}
+
+// The body of one side ('req' or 'resp') and what restspy says about it.
+function bodySection(rec, side, urls) {
+  const hdrs = rec[side + '_headers'];
+  const ctype = header(hdrs, 'content-type');
+  const size = rec[side + '_body_size'];
+  const note = rec[side + '_body_note'];
+  const enc = rec[side + '_encoding'];
+  const b64 = rec[side + '_body_b64'];
+  const text = rec[side + '_body'];
+  const bytes = b64 ? b64bytes(b64) : null;
+  const kept = bytes ? bytes.length : new TextEncoder().encode(text || '').length;
+  const notes = [];
+  if (enc) notes.push(h('div', { class: 'notice' }, `sent with Content-Encoding ${enc}; shown decoded`));
+  if (note) notes.push(h('div', { class: 'notice warn' }, note.startsWith('dropped')
+    ? `not stored: ${note} (restspy could not decode it, so it could not be redacted)` : `stored as received: ${note}`));
+  if (rec[side + '_truncated'])
+    notes.push(h('div', { class: 'notice warn truncated' }, `truncated: ${fmtSize(kept)} of ${fmtSize(size)} kept (the rule's body cap)`));
+  let view;
+  if (!size && !kept) view = h('p', { class: 'empty' }, 'no body');
+  else if (bytes && IMAGE_TYPES.test((ctype || '').split(';')[0].trim().toLowerCase())) {
+    const url = URL.createObjectURL(new Blob([bytes], { type: ctype.split(';')[0].trim() }));
+    urls.push(url);
+    const hex = hexDump(bytes);
+    hex.hidden = true;
+    const toggle = h('button', { type: 'button', class: 'small' }, 'hex');
+    toggle.addEventListener('click', () => { hex.hidden = !hex.hidden; });
+    view = [toggle, h('img', { class: 'body-img', src: url, alt: 'the captured image' }), hex];
+  } else if (bytes) view = hexDump(bytes);
+  else if (kept) view = textBody(text, ctype);
+  else view = null;
+  return h('div', { class: 'body', id: side + '-body' },
+    h('h3', null, 'Body ', h('span', { class: 'dim' }, [fmtSize(size), ctype ? ' · ' + ctype : ''].join(''))), notes, view);
+}
+
+function headerTable(headers, id) {
+  if (!headers || !headers.length) return h('p', { class: 'empty' }, 'no headers');
+  return h('table', { class: 'headers', id },
+    h('tbody', null, headers.map(([k, v]) => h('tr', null, h('th', null, k), h('td', null, redactable(v))))));
+}
+
+function timing(rec) {
+  const total = Math.max(rec.duration_us || 0, 0);
+  const up = rec.upstream_us >= 0 ? Math.min(rec.upstream_us, total) : 0;
+  const own = total - up;
+  const bar = h('div', { class: 'timing-bar', title: 'upstream vs restspy' });
+  const a = h('span', { class: 'up' });
+  const b = h('span', { class: 'own' });
+  // CSSOM, not a style attribute: allowed by the page's style-src 'self'.
+  a.style.width = total ? (100 * up / total).toFixed(2) + '%' : '0';
+  b.style.width = total ? (100 * own / total).toFixed(2) + '%' : '0';
+  bar.append(a, b);
+  return h('div', { class: 'timing', id: 'timing' }, bar,
+    h('div', { class: 'legend' },
+      h('span', { class: 'key up' }), ' upstream ', rec.upstream_us >= 0 ? fmtDuration(up) : 'none (no upstream answer)',
+      h('span', { class: 'key own' }), ' restspy ', fmtDuration(own), ' · total ', fmtDuration(total)));
+}
+
+// ---- copy as curl
+
+const SKIP_HEADERS = new Set(['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding',
+  'te', 'upgrade', 'proxy-connection', 'trailer']);
+
+function shq(s) {
+  return "'" + String(s).replace(/'/g, "'\\''") + "'";
+}
+
+function bytesArg(bytes) {
+  return "$'" + Array.from(bytes, (b) => '\\x' + b.toString(16).padStart(2, '0')).join('') + "'";
+}
+
+// The request as a curl command (POSIX shell quoting; binary bodies in
+// bash's $'\xNN' form), with what it cannot reproduce listed.
+export function curlCommand(rec) {
+  const url = `${rec.scheme || 'http'}://${rec.host || 'HOST'}${rec.path || '/'}${rec.query ? '?' + rec.query : ''}`;
+  const args = ['curl'];
+  if (rec.method === 'HEAD') args.push('--head');
+  else if (rec.method !== 'GET') args.push('-X', shq(rec.method));
+  for (const [k, v] of rec.req_headers || []) {
+    const n = k.toLowerCase();
+    if (SKIP_HEADERS.has(n) || (n === 'content-encoding' && rec.req_encoding)) continue;
+    args.push('-H', shq(`${k}: ${v}`));
+  }
+  if (rec.req_body_b64) args.push('--data-binary', bytesArg(b64bytes(rec.req_body_b64)));
+  else if (rec.req_body) args.push('--data-binary', shq(rec.req_body));
+  args.push(shq(url));
+  const caveats = [];
+  const all = JSON.stringify([rec.query, rec.req_headers, rec.req_body]);
+  if (all.includes(REDACTED)) caveats.push('it holds values restspy redacted: they are copied as stored, "[redacted]"');
+  if (rec.req_truncated) caveats.push('the request body was cut at capture: only the kept part is sent');
+  if (rec.req_body_note && rec.req_body_note.startsWith('dropped')) caveats.push('the request body was not stored');
+  if (rec.req_encoding) caveats.push(`the body is sent decoded (it came with Content-Encoding ${rec.req_encoding})`);
+  return { command: args.join(' '), caveats };
+}
+
+// ---- the view
+
+export function mountDetail(main, ctx) {
+  const abort = new AbortController();
+  const urls = []; // blob: URLs of images, revoked when the view goes
+  fill(main, h('p', { class: 'empty' }, 'loading…'));
+  getJSON('/api/requests/' + encodeURIComponent(ctx.id), { signal: abort.signal }).then((rec) => {
+    const { command, caveats } = curlCommand(rec);
+    const curlPre = h('pre', { class: 'curl', id: 'curl' }, command);
+    const copy = h('button', { type: 'button', id: 'copy-curl' }, 'Copy as curl');
+    copy.addEventListener('click', () => {
+      navigator.clipboard.writeText(command).then(
+        () => ctx.status('curl command copied', 'ok'),
+        () => ctx.status('the browser refused the clipboard: select the command below', 'warn'));
+    });
+    const meta = [['id', rec.id], ['time', rec.time], ['client', rec.client_addr], ['node', rec.node],
+      ['origin', rec.origin], ['rule', rec.rule], ['replication', rec.replication], ['error', rec.error]]
+      .filter(([, v]) => v !== null && v !== undefined);
+    fill(main,
+      h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'back', on: { click: ctx.back } }, '← Back (Esc)'), copy),
+      h('h2', { class: 'title' }, h('span', { class: 'method' }, rec.method || ''), ' ',
+        h('span', { class: 'path', id: 'detail-path' }, redactable(rec.path || ''), rec.query ? h('span', { class: 'query' }, '?', redactable(rec.query)) : null),
+        ' ', h('span', { class: 'status ' + statusClass(rec.status) }, rec.status ? String(rec.status) : 'no response')),
+      h('dl', { class: 'meta' }, meta.map(([k, v]) => [h('dt', null, k), h('dd', null, String(v))])),
+      timing(rec),
+      h('div', { class: 'sides' },
+        h('section', { class: 'side' }, h('h2', null, 'Request'), headerTable(rec.req_headers, 'req-headers'), bodySection(rec, 'req', urls)),
+        h('section', { class: 'side' }, h('h2', null, 'Response'), headerTable(rec.resp_headers, 'resp-headers'), bodySection(rec, 'resp', urls))),
+      h('details', { class: 'curl-box' }, h('summary', null, 'curl command'),
+        caveats.length ? h('ul', { class: 'caveats' }, caveats.map((c) => h('li', null, c))) : null, curlPre));
+    ctx.status('');
+  }).catch((e) => {
+    if (!abort.signal.aborted) fill(main, h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'back', on: { click: ctx.back } }, '← Back (Esc)')),
+      h('p', { class: 'error' }, e.message));
+  });
+  return {
+    unmount: () => {
+      abort.abort();
+      urls.forEach((u) => URL.revokeObjectURL(u));
+    },
+  };
+}
