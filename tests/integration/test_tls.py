@@ -259,13 +259,16 @@ class TlsListener(unittest.TestCase):
 
     def test_admin_listener_over_tls(self):
         tmp = tempfile.mkdtemp(dir=TMP)
+        cert, key = os.path.join(tmp, "admin.pem"), os.path.join(tmp, "admin.key")
+        shutil.copy(PKI["server"]["cert"], cert)
+        shutil.copy(PKI["server"]["key"], key)
         port, admin = harness.free_port(), harness.free_port()
+        stderr = os.path.join(tmp, "stderr")
         proc = subprocess.Popen(
             [harness.restspy_bin(), "proxy", "--upstream", BACKEND.url, "--listen",
              "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin, "--store", "off",
-             "--log", "off", "--admin-tls-cert", PKI["server"]["cert"],
-             "--admin-tls-key", PKI["server"]["key"]],
-            stderr=open(os.path.join(tmp, "stderr"), "wb"), env=harness.clean_env())
+             "--log", "off", "--admin-tls-cert", cert, "--admin-tls-key", key],
+            stderr=open(stderr, "wb"), env=harness.clean_env())
         try:
             self.assertTrue(harness.wait_until(lambda: _connects(admin), timeout=10))
             r = curl("--cacert", PKI["ca"]["cert"], "https://localhost:%d/healthz" % admin)
@@ -273,6 +276,14 @@ class TlsListener(unittest.TestCase):
             self.assertIn('"status":"ok"', r.stdout.replace(" ", ""))
             _, raw = harness.raw_exchange(admin, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertIn(b"plain HTTP request sent to an HTTPS port", raw)
+            # SIGHUP reloads the admin listener's certificate too.
+            self.assertEqual(https_get(admin, "/healthz")[2]["serial"], PKI["server"]["serial"])
+            shutil.copy(PKI["server2"]["cert"], cert)
+            shutil.copy(PKI["server2"]["key"], key)
+            proc.send_signal(signal.SIGHUP)
+            self.assertTrue(harness.wait_until(
+                lambda: "config reloaded" in harness.read_text(stderr), timeout=5))
+            self.assertEqual(https_get(admin, "/healthz")[2]["serial"], PKI["server2"]["serial"])
         finally:
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(20), 0)
