@@ -2,10 +2,12 @@
 // a timing bar (upstream against restspy's own time), the headers as
 // tables, the bodies pretty-printed (JSON folded and coloured, text, a hex
 // dump for binary, images shown from a blob: URL), what restspy did not
-// keep said as such (truncated, redacted, undecoded or dropped bodies) and
-// the request as a curl command line, built here from the record.
+// keep said as such (truncated, redacted, undecoded or dropped bodies), the
+// request as a curl command line (the one `restspy export --curl` writes:
+// GET /api/requests/ID/curl, never a second generator here) and the
+// request as a HAR file (GET /api/requests/ID/har).
 
-import { getJSON } from './api.js';
+import { getJSON, request } from './api.js';
 import { REDACTED, fill, fmtDuration, fmtSize, h, redactable, statusClass } from './dom.js';
 
 const IMAGE_TYPES = /^image\/(png|jpeg|gif|webp|avif|bmp|x-icon|vnd\.microsoft\.icon)$/;
@@ -139,41 +141,32 @@ function timing(rec) {
       h('span', { class: 'key own' }), ' restspy ', fmtDuration(own), ' · total ', fmtDuration(total)));
 }
 
-// ---- copy as curl
+// ---- copy as curl, download as HAR
 
-const SKIP_HEADERS = new Set(['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding',
-  'te', 'upgrade', 'proxy-connection', 'trailer']);
-
-function shq(s) {
-  return "'" + String(s).replace(/'/g, "'\\''") + "'";
-}
-
-function bytesArg(bytes) {
-  return "$'" + Array.from(bytes, (b) => '\\x' + b.toString(16).padStart(2, '0')).join('') + "'";
-}
-
-// The request as a curl command (POSIX shell quoting; binary bodies in
-// bash's $'\xNN' form), with what it cannot reproduce listed.
-export function curlCommand(rec) {
-  const url = `${rec.scheme || 'http'}://${rec.host || 'HOST'}${rec.path || '/'}${rec.query ? '?' + rec.query : ''}`;
-  const args = ['curl'];
-  if (rec.method === 'HEAD') args.push('--head');
-  else if (rec.method !== 'GET') args.push('-X', shq(rec.method));
-  for (const [k, v] of rec.req_headers || []) {
-    const n = k.toLowerCase();
-    if (SKIP_HEADERS.has(n) || (n === 'content-encoding' && rec.req_encoding)) continue;
-    args.push('-H', shq(`${k}: ${v}`));
-  }
-  if (rec.req_body_b64) args.push('--data-binary', bytesArg(b64bytes(rec.req_body_b64)));
-  else if (rec.req_body) args.push('--data-binary', shq(rec.req_body));
-  args.push(shq(url));
+// What a curl line of this record cannot reproduce, said next to it.
+function curlCaveats(rec) {
   const caveats = [];
   const all = JSON.stringify([rec.query, rec.req_headers, rec.req_body]);
   if (all.includes(REDACTED)) caveats.push('it holds values restspy redacted: they are copied as stored, "[redacted]"');
   if (rec.req_truncated) caveats.push('the request body was cut at capture: only the kept part is sent');
   if (rec.req_body_note && rec.req_body_note.startsWith('dropped')) caveats.push('the request body was not stored');
-  if (rec.req_encoding) caveats.push(`the body is sent decoded (it came with Content-Encoding ${rec.req_encoding})`);
-  return { command: args.join(' '), caveats };
+  return caveats;
+}
+
+// The API's text for path (an ApiError's message on failure).
+async function getText(path, signal) {
+  const r = await request(path, { signal });
+  const text = await r.text();
+  if (!r.ok) {
+    let msg = `${r.status} ${r.statusText}`;
+    try {
+      msg = JSON.parse(text).error || msg;
+    } catch (e) {
+      /* not JSON */
+    }
+    throw new Error(msg);
+  }
+  return text;
 }
 
 // ---- the view
@@ -182,8 +175,10 @@ export function mountDetail(main, ctx) {
   const abort = new AbortController();
   const urls = []; // blob: URLs of images, revoked when the view goes
   fill(main, h('p', { class: 'empty' }, 'loading…'));
-  getJSON('/api/requests/' + encodeURIComponent(ctx.id), { signal: abort.signal }).then((rec) => {
-    const { command, caveats } = curlCommand(rec);
+  const base = '/api/requests/' + encodeURIComponent(ctx.id);
+  Promise.all([getJSON(base, { signal: abort.signal }), getText(base + '/curl', abort.signal)]).then(([rec, line]) => {
+    const command = line.replace(/\n$/, '');
+    const caveats = curlCaveats(rec);
     const curlPre = h('pre', { class: 'curl', id: 'curl' }, command);
     const copy = h('button', { type: 'button', id: 'copy-curl' }, 'Copy as curl');
     copy.addEventListener('click', () => {
@@ -191,11 +186,23 @@ export function mountDetail(main, ctx) {
         () => ctx.status('curl command copied', 'ok'),
         () => ctx.status('the browser refused the clipboard: select the command below', 'warn'));
     });
+    // The token goes in a header, so the file is fetched here and handed
+    // to the browser as a blob, not linked.
+    const har = h('button', { type: 'button', id: 'download-har' }, 'Download HAR');
+    har.addEventListener('click', () => {
+      getText(base + '/har').then((text) => {
+        const url = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+        urls.push(url);
+        const a = h('a', { href: '#', download: `restspy-${rec.id}.har` });
+        a.href = url; // a blob: URL, set as a property (dom.js takes only '#' links)
+        a.click();
+      }, (e) => ctx.status(e.message, 'error'));
+    });
     const meta = [['id', rec.id], ['time', rec.time], ['client', rec.client_addr], ['node', rec.node],
       ['origin', rec.origin], ['rule', rec.rule], ['replication', rec.replication], ['error', rec.error]]
       .filter(([, v]) => v !== null && v !== undefined);
     fill(main,
-      h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'back', on: { click: ctx.back } }, '← Back (Esc)'), copy),
+      h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'back', on: { click: ctx.back } }, '← Back (Esc)'), copy, har),
       h('h2', { class: 'title' }, h('span', { class: 'method' }, rec.method || ''), ' ',
         h('span', { class: 'path', id: 'detail-path' }, redactable(rec.path || ''), rec.query ? h('span', { class: 'query' }, '?', redactable(rec.query)) : null),
         ' ', h('span', { class: 'status ' + statusClass(rec.status) }, rec.status ? String(rec.status) : 'no response')),

@@ -215,13 +215,22 @@ test('the detail view: pretty JSON, headers, timing, redaction, curl; keyboard t
   assert.ok(Math.abs(widths[0] + widths[1] - 100) < 0.1, String(widths));
   assert.match(await t.page.textContent('.legend'), /upstream .*restspy .*total/);
 
-  // Copy as curl, built from the record: method, headers, body, URL.
+  // Copy as curl: the line `restspy export --curl` writes (the API's, not
+  // the page's own): method, URL against this proxy, headers, body.
   const cmd = await t.page.textContent('#curl');
-  assert.match(cmd, /^curl -X 'POST' /);
+  assert.match(cmd, /^curl -sS -X POST /);
   assert.ok(cmd.includes(`-H 'Content-Type: application/json'`));
   assert.ok(cmd.includes(`--data-binary '{"user":"ada"`));
   assert.ok(cmd.includes(`'${t.proxy.url}/api/echo/login?m=${m}&token=[redacted]'`));
   assert.match(await t.page.textContent('.caveats'), /redacted/);
+
+  // Download as HAR: the file of `restspy export --har`, fetched with the token.
+  const [download] = await Promise.all([t.page.waitForEvent('download'), t.page.click('#download-har')]);
+  assert.match(download.suggestedFilename(), /^restspy-[0-9a-f-]{36}\.har$/);
+  const har = JSON.parse(await (await import('node:fs/promises')).readFile(await download.path(), 'utf8'));
+  assert.equal(har.log.version, '1.2');
+  assert.equal(har.log.entries.length, 1);
+  assert.ok(har.log.entries[0].request.url.includes(`/api/echo/login?m=${m}`));
 
   // Esc goes back to the list.
   await t.page.keyboard.press('Escape');
