@@ -47,6 +47,40 @@ static int page_add(const record *r, void *ud)
     return 0;
 }
 
+bool admin_query_next(const char **q, buf *name, buf *value)
+{
+    while (*q && **q) {
+        const char *p = *q;
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        size_t nl = eq ? (size_t)(eq - p) : n;
+        *q = p + n + (p[n] == '&');
+        if (nl == 0)
+            continue; /* "&&" or "=x": nothing named */
+        buf_reset(name);
+        buf_reset(value);
+        buf_append_pct_decoded(name, p, nl, 1);
+        if (eq)
+            buf_append_pct_decoded(value, eq + 1, n - nl - 1, 1);
+        buf_append_char(name, '\0');
+        buf_append_char(value, '\0');
+        return true;
+    }
+    return false;
+}
+
+char *admin_query_value(const char *q, const char *name)
+{
+    buf n = BUF_INIT, v = BUF_INIT;
+    char *out = NULL;
+    while (!out && admin_query_next(&q, &n, &v))
+        if (strcmp(n.data, name) == 0)
+            out = xstrdup(v.data);
+    buf_free(&n);
+    buf_free(&v);
+    return out;
+}
+
 /* A whole number parameter within lo..hi. 0, or -1 with err. */
 static int number(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out, char *err,
                   size_t errlen)
@@ -67,20 +101,7 @@ int admin_parse_query(const char *q, reqfilter *f, const admin_number *nums, siz
 {
     int rc = 0;
     buf name = BUF_INIT, value = BUF_INIT;
-    while (q && *q && rc == 0) {
-        size_t n = strcspn(q, "&");
-        const char *eq = memchr(q, '=', n);
-        size_t nl = eq ? (size_t)(eq - q) : n;
-        buf_reset(&name);
-        buf_reset(&value);
-        buf_append_pct_decoded(&name, q, nl, 1);
-        if (eq)
-            buf_append_pct_decoded(&value, eq + 1, n - nl - 1, 1);
-        buf_append_char(&name, '\0');
-        buf_append_char(&value, '\0');
-        q += n + (q[n] == '&');
-        if (name.len == 1)
-            continue;
+    while (rc == 0 && admin_query_next(&q, &name, &value)) {
         size_t k = 0;
         while (k < nnums && strcmp(nums[k].name, name.data) != 0)
             k++;
@@ -178,23 +199,6 @@ static char *own_base(const config *cfg)
     return buf_detach(&b);
 }
 
-/* The value of name in the query string q, decoded, or NULL (owned). */
-static char *query_value(const char *q, const char *name)
-{
-    size_t nl = strlen(name);
-    while (q && *q) {
-        size_t n = strcspn(q, "&");
-        if (n > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-            buf v = BUF_INIT;
-            buf_append_pct_decoded(&v, q + nl + 1, n - nl - 1, 1);
-            buf_append_char(&v, '\0');
-            return buf_detach(&v);
-        }
-        q += n + (q[n] == '&');
-    }
-    return NULL;
-}
-
 /* Writes r as HAR or as a curl line (into memory, then the answer). */
 static void send_as(aconn *c, const record *r, bool har, const char *query)
 {
@@ -212,7 +216,7 @@ static void send_as(aconn *c, const record *r, bool har, const char *query)
         har_add(w, r);
         har_end(w);
     } else {
-        target = query_value(query, "target");
+        target = admin_query_value(query, "target");
         base = target ? curl_base(target, err, sizeof err) : own_base(c->a->sh->cfg);
         if (base) {
             curl_write(f, r, base);
@@ -299,7 +303,7 @@ static void on_replayed(void *ud, replay_answer *a)
  * differences, error, or why it cannot be replayed. */
 static void replay_one(aconn *c, const record *r, const char *query)
 {
-    char *target = query_value(query, "target");
+    char *target = admin_query_value(query, "target");
     if (!target || !*target) {
         admin_reply_error(c, 400, "Bad Request",
                           "target=URL is needed: the server to replay the request against");

@@ -105,6 +105,14 @@ typedef struct admin_number {
     int64_t *out;
 } admin_number;
 
+/* The next name=value of the query string *q (advanced past it), both
+ * percent-decoded and NUL-terminated into name and value (a name without
+ * '=' has an empty value); false at its end. The one query-string reader
+ * of the admin API. */
+bool admin_query_next(const char **q, buf *name, buf *value);
+/* The value of the first parameter called name, decoded (owned), or NULL. */
+char *admin_query_value(const char *q, const char *name);
+
 /* Fills f from the query string q (name=value&..., percent-encoded): the
  * filters of reqfilter and the numbers nums[0..nnums). 0, or -1 with err
  * naming the parameter ("unknown parameter 'x' (filters: ...)"). */

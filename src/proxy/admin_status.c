@@ -256,14 +256,18 @@ void admin_replication(aconn *c, const char *query)
     }
     uint64_t window_ms = REPL_STATUS_WINDOW_MS;
     char err[512];
-    if (*query) {
-        if (strncmp(query, "window=", 7) != 0 || strchr(query, '&') ||
-            util_parse_duration_ms(query + 7, false, &window_ms) != 0 || window_ms == 0 ||
-            window_ms > INT64_MAX / 1000) {
-            admin_reply_error(c, 400, "Bad Request",
-                              "expected window=DURATION (5m, 90s, 1h) or nothing");
-            return;
-        }
+    buf name = BUF_INIT, value = BUF_INIT;
+    bool bad = false;
+    while (!bad && admin_query_next(&query, &name, &value))
+        bad = strcmp(name.data, "window") != 0 ||
+              util_parse_duration_ms(value.data, false, &window_ms) != 0 || window_ms == 0 ||
+              window_ms > INT64_MAX / 1000;
+    buf_free(&name);
+    buf_free(&value);
+    if (bad) {
+        admin_reply_error(c, 400, "Bad Request",
+                          "expected window=DURATION (5m, 90s, 1h) or nothing");
+        return;
     }
     repl_status x;
     if (repl_status_read(a->sh->store, (int64_t)window_ms * 1000, &x, err, sizeof err) != 0) {

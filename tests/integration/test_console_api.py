@@ -119,6 +119,9 @@ class ConsoleApi(harness.ProxyTestCase):
                          3600.0)
         r = self.api("/api/replication", window="soon")
         self.assertEqual(r.status, 400, r)
+        r = self.api("/api/replication", colour="red")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("expected window=DURATION", r.json()["error"])
 
     def test_replay_one_request(self):
         """The console's "replay this request": the same report as `restspy
