@@ -1,13 +1,15 @@
 // app: the console's entry point. Routes on the URL's hash (#/live,
-// #/history, #/request/ID, #/flags; a list's filters follow a '?', so a
-// view can be shared as a link) and handles the keyboard: j/k or the
-// arrows move in a list, Enter opens, Esc goes back, / goes to the filter,
-// p pauses Live, l h f switch views.
+// #/history, #/request/ID, #/replication, #/reports, #/flags; a list's
+// filters follow a '?', so a view can be shared as a link) and handles the
+// keyboard: j/k or the arrows move in a list, Enter opens, Esc goes back,
+// / goes to the filter, p pauses Live, l h r o f switch views.
 
 import { forgetToken } from './api.js';
 import { mountDetail } from './detail.js';
 import { mountFlags } from './flags.js';
 import { mountHistory, mountLive } from './list.js';
+import { mountRepl } from './repl.js';
+import { mountReports } from './reports.js';
 
 const main = document.getElementById('main');
 const statusEl = document.getElementById('status');
@@ -50,6 +52,10 @@ function route() {
     current = mountDetail(main, ctx);
   } else if (view === 'flags') {
     current = mountFlags(main, ctx);
+  } else if (view === 'replication') {
+    current = mountRepl(main, ctx);
+  } else if (view === 'reports') {
+    current = mountReports(main, ctx);
   } else {
     go('#/live');
   }
@@ -72,8 +78,12 @@ function move(delta) {
   next.scrollIntoView({ block: 'nearest' });
 }
 
+// A row of captured requests opens its detail; any other row (a replay
+// report's) is told to open, and its view decides what that shows.
 function open(tr) {
-  if (tr && tr.dataset.id) go('#/request/' + encodeURIComponent(tr.dataset.id));
+  if (!tr) return;
+  if (tr.dataset.id) go('#/request/' + encodeURIComponent(tr.dataset.id));
+  else tr.dispatchEvent(new CustomEvent('open', { bubbles: true }));
 }
 
 document.addEventListener('keydown', (ev) => {
@@ -94,6 +104,7 @@ document.addEventListener('keydown', (ev) => {
     '/': () => { const f = document.getElementById('f-q'); if (f) f.focus(); },
     p: () => { const b = document.getElementById('pause'); if (b) b.click(); },
     l: () => go('#/live'), h: () => go('#/history'), f: () => go('#/flags'),
+    r: () => go('#/replication'), o: () => go('#/reports'),
   };
   const fn = keys[ev.key];
   if (fn) {

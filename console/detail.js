@@ -5,9 +5,12 @@
 // keep said as such (truncated, redacted, undecoded or dropped bodies), the
 // request as a curl command line (the one `restspy export --curl` writes:
 // GET /api/requests/ID/curl, never a second generator here) and the
-// request as a HAR file (GET /api/requests/ID/har).
+// request as a HAR file (GET /api/requests/ID/har), and a replay of it
+// against a target with the comparison the replay report gives
+// (POST /api/requests/ID/replay?target=URL, shown by compare.js).
 
 import { getJSON, request } from './api.js';
+import { renderResult } from './compare.js';
 import { REDACTED, fill, fmtDuration, fmtSize, h, redactable, statusClass } from './dom.js';
 
 const IMAGE_TYPES = /^image\/(png|jpeg|gif|webp|avif|bmp|x-icon|vnd\.microsoft\.icon)$/;
@@ -169,6 +172,45 @@ async function getText(path, signal) {
   return text;
 }
 
+// ---- replay this request
+
+const TARGET_KEY = 'restspy.replay_target'; // the last target, for this tab
+
+// The Replay form: a target URL and a button; the answer (the report of
+// one request) is shown under it.
+function replayBox(base, ctx, signal) {
+  const target = h('input', { type: 'url', id: 'replay-target', placeholder: 'http://host:port (the server to replay against)',
+    value: sessionStorage.getItem(TARGET_KEY) || '', 'aria-label': 'replay target' });
+  const out = h('div', { id: 'replay-result' });
+  const go = h('button', { type: 'submit', id: 'replay' }, 'Replay');
+  const form = h('form', { class: 'replay-form', on: { submit: async (ev) => {
+    ev.preventDefault();
+    const t = target.value.trim();
+    if (!t) return ctx.status('give the server to replay against', 'err');
+    sessionStorage.setItem(TARGET_KEY, t);
+    go.disabled = true;
+    fill(out, h('p', { class: 'dim' }, 'replaying…'));
+    try {
+      const r = await request(`${base}/replay?target=${encodeURIComponent(t)}`, { method: 'POST', signal });
+      const rep = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(rep.error || `${r.status} ${r.statusText}`);
+      const res = rep.results && rep.results[0];
+      if (!res) throw new Error('the replay gave no result');
+      fill(out, renderResult(res));
+      ctx.status(`replayed against ${t}: ${res.outcome}`, res.outcome === 'match' ? 'ok' : 'warn');
+    } catch (e) {
+      if (signal.aborted) return;
+      fill(out, h('p', { class: 'error' }, e.message));
+      ctx.status('replay: ' + e.message, 'err');
+    } finally {
+      go.disabled = false;
+    }
+  } } }, h('label', null, 'Replay against ', target), go);
+  return h('details', { class: 'replay-box', id: 'replay-box' }, h('summary', null, 'Replay this request'),
+    h('p', { class: 'dim' }, 'Sends it to the target now and compares the answer with the recorded one, as restspy replay does.'),
+    form, out);
+}
+
 // ---- the view
 
 export function mountDetail(main, ctx) {
@@ -208,6 +250,7 @@ export function mountDetail(main, ctx) {
         ' ', h('span', { class: 'status ' + statusClass(rec.status) }, rec.status ? String(rec.status) : 'no response')),
       h('dl', { class: 'meta' }, meta.map(([k, v]) => [h('dt', null, k), h('dd', null, String(v))])),
       timing(rec),
+      replayBox(base, ctx, abort.signal),
       h('div', { class: 'sides' },
         h('section', { class: 'side' }, h('h2', null, 'Request'), headerTable(rec.req_headers, 'req-headers'), bodySection(rec, 'req', urls)),
         h('section', { class: 'side' }, h('h2', null, 'Response'), headerTable(rec.resp_headers, 'resp-headers'), bodySection(rec, 'resp', urls))),
