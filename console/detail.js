@@ -172,6 +172,33 @@ async function getText(path, signal) {
   return text;
 }
 
+// ---- the replication record
+
+// What became of this request's write (GET /api/requests/ID/replication):
+// this site's outbox (waiting for the broker's confirm, or confirmed), the
+// receipts of the peers that applied it (or dead-lettered or skipped it),
+// or, for a write applied here from a peer, its ledger row. Nothing is
+// shown for a request that replication never concerned.
+function replicationRecord(x) {
+  if (!x || (!x.state && !x.outbox && !(x.applied || []).length && !x.applied_here)) return null;
+  const at = (us) => (us ? new Date(us / 1000).toISOString() : '–');
+  const lines = [];
+  if (x.state) lines.push(['state here', x.state]);
+  if (x.outbox) lines.push(['broker', x.outbox === 'waiting' ? 'published, waiting for the broker\'s confirm (in the outbox)' : 'confirmed by the broker']);
+  if (x.applied_here)
+    lines.push(['applied here', `from ${x.applied_here.origin || '?'} at ${at(x.applied_here.at_us)}${x.applied_here.state ? ' (' + x.applied_here.state + ')' : ''}, message ${x.applied_here.message_id}`]);
+  const peers = x.applied || [];
+  return h('section', { class: 'repl-record', id: 'repl-record' }, h('h3', null, 'Replication'),
+    h('dl', { class: 'meta' }, lines.map(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
+    x.outbox || x.state ? (peers.length
+      ? h('table', { class: 'grid', id: 'repl-peers-applied' },
+        h('thead', null, h('tr', null, ['peer', 'outcome', 'status', 'at'].map((c) => h('th', null, c)))),
+        h('tbody', null, peers.map((p) => h('tr', { class: 'outcome-' + p.outcome },
+          h('td', null, p.node), h('td', null, h('span', { class: 'outcome ' + (p.outcome === 'applied' ? 'match' : 'mismatch') }, p.outcome)),
+          h('td', { class: 'num' }, p.status ? String(p.status) : '–'), h('td', null, at(p.at_us))))))
+      : h('p', { class: 'dim' }, 'no peer has reported applying it yet')) : null);
+}
+
 // ---- replay this request
 
 const TARGET_KEY = 'restspy.replay_target'; // the last target, for this tab
@@ -218,7 +245,9 @@ export function mountDetail(main, ctx) {
   const urls = []; // blob: URLs of images, revoked when the view goes
   fill(main, h('p', { class: 'empty' }, 'loading…'));
   const base = '/api/requests/' + encodeURIComponent(ctx.id);
-  Promise.all([getJSON(base, { signal: abort.signal }), getText(base + '/curl', abort.signal)]).then(([rec, line]) => {
+  // The replication record is extra: a proxy without it (or an error) leaves it out.
+  const repl = getJSON(base + '/replication', { signal: abort.signal }).catch(() => null);
+  Promise.all([getJSON(base, { signal: abort.signal }), getText(base + '/curl', abort.signal), repl]).then(([rec, line, rx]) => {
     const command = line.replace(/\n$/, '');
     const caveats = curlCaveats(rec);
     const curlPre = h('pre', { class: 'curl', id: 'curl' }, command);
@@ -250,6 +279,7 @@ export function mountDetail(main, ctx) {
         ' ', h('span', { class: 'status ' + statusClass(rec.status) }, rec.status ? String(rec.status) : 'no response')),
       h('dl', { class: 'meta' }, meta.map(([k, v]) => [h('dt', null, k), h('dd', null, String(v))])),
       timing(rec),
+      replicationRecord(rx),
       replayBox(base, ctx, abort.signal),
       h('div', { class: 'sides' },
         h('section', { class: 'side' }, h('h2', null, 'Request'), headerTable(rec.req_headers, 'req-headers'), bodySection(rec, 'req', urls)),
