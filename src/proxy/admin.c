@@ -1,6 +1,7 @@
 #include "proxy/admin_internal.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,22 @@
 #include "proxy/console.h"
 #include "proxy/listener.h"
 #include "base/util.h"
+
+/* ---- work off the loop ----
+ * A job lives from admin_offload to its after-work callback, which always
+ * runs (libuv keeps the loop alive for it, even past admin_stop). Its
+ * connection may go first: aconn_close and admin_stop clear job->c, and the
+ * job then finishes without anyone to answer. A job is on its admin's list
+ * (to be detached by admin_stop) while job->a is set. */
+struct admin_job {
+    uv_work_t req;
+    admin *a; /* NULL once admin_stop detached it */
+    aconn *c; /* NULL once the connection is gone */
+    admin_work_fn work;
+    admin_done_fn done;
+    void *ud;
+    struct admin_job *next;
+};
 
 static void aconn_closed(uv_handle_t *h)
 {
@@ -31,6 +48,10 @@ static void aconn_close(aconn *c)
 {
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
+    if (c->job) { /* its work finishes without it */
+        c->job->c = NULL;
+        c->job = NULL;
+    }
     admin_live_drop(c);
     uv_close((uv_handle_t *)&c->timer, aconn_closed);
     uv_close((uv_handle_t *)&c->tcp, aconn_closed);
@@ -106,6 +127,76 @@ void admin_reply_error(aconn *c, int status, const char *reason, const char *msg
     buf_append_char(&b, '}');
     admin_reply(c, status, reason, b.data, b.len);
     buf_free(&b);
+}
+
+void admin_peer(aconn *c, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0 ||
+        uv_ip_name((struct sockaddr *)&ss, out, len) != 0)
+        snprintf(out, len, "?");
+}
+
+static void job_work(uv_work_t *req)
+{
+    struct admin_job *j = req->data;
+    j->work(j->ud);
+}
+
+static void job_unlink(struct admin_job *j)
+{
+    admin *a = j->a;
+    if (!a)
+        return;
+    for (struct admin_job **p = &a->jobs; *p; p = &(*p)->next) {
+        if (*p == j) {
+            *p = j->next;
+            a->njobs--;
+            break;
+        }
+    }
+    j->a = NULL;
+}
+
+static void job_after(uv_work_t *req, int status)
+{
+    (void)status; /* never cancelled */
+    struct admin_job *j = req->data;
+    job_unlink(j);
+    aconn *c = j->c;
+    if (c) {
+        assert(c->job == j);
+        c->job = NULL;
+        uv_timer_start(&c->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
+    }
+    j->done(c, j->ud);
+    free(j);
+}
+
+int admin_offload(aconn *c, admin_work_fn work, admin_done_fn done, void *ud)
+{
+    admin *a = c->a;
+    assert(!c->job && !c->done);
+    if (a->njobs >= ADMIN_JOBS_MAX) {
+        static const char busy[] =
+            "{\"error\":\"busy: other admin requests are running, try again\"}\n";
+        admin_reply_with(c, 503, "Service Unavailable", "application/json",
+                         "Cache-Control: no-store\r\nRetry-After: 1\r\n", busy, sizeof busy - 1);
+        return -1;
+    }
+    struct admin_job *j = xcalloc(1, sizeof *j);
+    *j = (struct admin_job){.a = a, .c = c, .work = work, .done = done, .ud = ud, .next = a->jobs};
+    j->req.data = j;
+    a->jobs = j;
+    a->njobs++;
+    c->job = j;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    int rc = uv_queue_work(c->tcp.loop, &j->req, job_work, job_after);
+    assert(rc == 0); /* fails only without callbacks */
+    (void)rc;
+    return 0;
 }
 
 /* Constant-time comparison: the token must not leak through timing. */
@@ -292,6 +383,18 @@ static void get_request(aconn *c, const char *rest, const char *query, bool deta
     admin_api_request(c, rest, query);
 }
 
+static void get_dead(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)query, (void)details;
+    admin_dead_get(c, rest);
+}
+
+static void post_dead(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)query, (void)details;
+    admin_dead_post(c, rest);
+}
+
 /* The web console's files (console.h): no data in them, so served
  * without the token (the page asks for it); the Host check still applies. */
 static void get_console(aconn *c, const char *rest, const char *query, bool details)
@@ -313,18 +416,21 @@ static const struct route {
     const char *path;
     bool prefix; /* path is followed by an argument ("/api/requests/ID") */
     route_fn get, put, post;
-    bool open; /* served to a request without Authorization (see admitted) */
+    bool open;           /* served to a request without Authorization (see admitted) */
+    const char *post_to; /* what POST takes, for a 405 */
 } routes[] = {
-    {"/healthz", false, get_healthz, NULL, NULL, true},
-    {"/stats", false, get_stats, NULL, NULL, false},
-    {"/metrics", false, get_metrics, NULL, NULL, false},
-    {"/flags", false, get_flags, put_flags, NULL, false},
-    {"/api/requests", false, get_requests, NULL, NULL, false},
-    {"/api/requests/", true, get_request, NULL, post_request, false},
-    {"/api/live", false, get_live, NULL, NULL, false},
-    {"/api/replication", false, get_replication, NULL, NULL, false},
-    {"/", false, get_console, NULL, NULL, true},
-    {"/console/", true, get_console, NULL, NULL, true},
+    {"/healthz", false, get_healthz, NULL, NULL, true, NULL},
+    {"/stats", false, get_stats, NULL, NULL, false, NULL},
+    {"/metrics", false, get_metrics, NULL, NULL, false, NULL},
+    {"/flags", false, get_flags, put_flags, NULL, false, NULL},
+    {"/api/requests", false, get_requests, NULL, NULL, false, NULL},
+    {"/api/requests/", true, get_request, NULL, post_request, false, "ID/replay"},
+    {"/api/live", false, get_live, NULL, NULL, false, NULL},
+    {"/api/replication", false, get_replication, NULL, NULL, false, NULL},
+    {"/api/dead", false, get_dead, NULL, NULL, false, NULL},
+    {"/api/dead/", true, get_dead, NULL, post_dead, false, "ID/retry or ID/skip"},
+    {"/", false, get_console, NULL, NULL, true, NULL},
+    {"/console/", true, get_console, NULL, NULL, true, NULL},
 };
 
 static void route(aconn *c)
@@ -345,7 +451,7 @@ static void route(aconn *c)
     if (!rt) {
         admin_reply_error(c, 404, "Not Found",
                           "no such endpoint (try /healthz, /stats, /metrics, /flags, "
-                          "/api/requests, /api/live, /api/replication)");
+                          "/api/requests, /api/live, /api/replication, /api/dead)");
         return;
     }
     /* The argument and the query, NUL-terminated copies. */
@@ -356,13 +462,16 @@ static void route(aconn *c)
                   : !strcmp(method, "PUT") || !strcmp(method, "PATCH") ? rt->put
                   : !strcmp(method, "POST")                            ? rt->post
                                                                        : NULL;
-    if (fn)
+    if (fn) {
         fn(c, rest, query, details);
-    else
-        admin_reply_error(c, 405, "Method Not Allowed",
-                          rt->put    ? "use GET or PUT"
-                          : rt->post ? "use GET, or POST to ID/replay"
-                                     : "use GET");
+    } else if (rt->post) {
+        buf m = BUF_INIT;
+        buf_appendf(&m, "use GET, or POST to %s", rt->post_to);
+        admin_reply_error(c, 405, "Method Not Allowed", m.data);
+        buf_free(&m);
+    } else {
+        admin_reply_error(c, 405, "Method Not Allowed", rt->put ? "use GET or PUT" : "use GET");
+    }
     free(rest);
 }
 
@@ -553,6 +662,16 @@ void admin_stop(admin *a)
         return;
     a->closing = true;
     admin_live_stop(a);
+    /* Work still running finishes on its own, answering nobody: its
+     * connection closes now, and the admin may be freed before it ends. */
+    while (a->jobs) {
+        struct admin_job *j = a->jobs;
+        a->jobs = j->next;
+        j->a = NULL;
+        if (j->c)
+            aconn_close(j->c);
+    }
+    a->njobs = 0;
     uv_close((uv_handle_t *)&a->live_timer, admin_closed);
     uv_close((uv_handle_t *)&a->server, admin_closed);
 }

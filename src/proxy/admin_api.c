@@ -4,9 +4,11 @@
  *
  * Queries run on the admin's loop (the main thread), never on a worker:
  * the store answers them on its own read connection, so the proxy keeps
- * serving while a page is read. */
+ * serving while a page is read. The replay of one request, which waits for
+ * its target, runs on the thread pool (admin_offload). */
 #include "proxy/admin_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +20,8 @@
 #include "replay/replay.h"
 #include "replay/report.h"
 
-/* How long the replay of one request from the console may take: it runs
- * on the admin's loop, which waits for it. */
+/* How long the replay of one request from the console may take (on the
+ * thread pool: the admin's loop goes on meanwhile). */
 #define REPLAY_TIMEOUT_MS 10000
 
 /* A page holds at most this many requests (limit=), 50 when not said. */
@@ -298,46 +300,83 @@ static void on_replayed(void *ud, replay_answer *a)
     report_answer(ud, &co, true, a);
 }
 
-/* Replays r against target= and answers with the report `restspy replay
- * --report json` writes for it (one result): match, mismatch with its
- * differences, error, or why it cannot be replayed. */
-static void replay_one(aconn *c, const record *r, const char *query)
+/* One replay from the console: the request and its target (read on the
+ * loop), the report (written on the pool's thread, read on the loop). */
+typedef struct replay_job {
+    record *r;    /* owned */
+    char *target; /* owned */
+    report *rp;   /* owned */
+    int rc;
+    char err[512];
+} replay_job;
+
+/* replay_run keeps its stop handle in a global: one run at a time. */
+static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Replays j->r against j->target into j->rp (one result): match, mismatch
+ * with its differences, error, or why it cannot be replayed. */
+static void replay_work(void *ud)
+{
+    replay_job *j = ud;
+    replay_opts o = {
+        .target = j->target,
+        .concurrency = 1,
+        .loops = 1,
+        .timeout_ms = REPLAY_TIMEOUT_MS,
+    };
+    char why[256];
+    const char *no = replay_unreplayable(&o, j->r, why, sizeof why);
+    if (no) {
+        report_add(j->rp, OUTCOME_UNREPLAYABLE, j->r, 0, NULL, no, -1);
+        return;
+    }
+    pthread_mutex_lock(&replay_lock);
+    int64_t t0 = util_mono_us();
+    j->rc = replay_run(&o, &j->r, 1, on_replayed, j->rp, NULL, NULL, j->err, sizeof j->err);
+    report_set_elapsed(j->rp, (double)(util_mono_us() - t0) / 1e6);
+    pthread_mutex_unlock(&replay_lock);
+}
+
+static void replay_job_free(replay_job *j)
+{
+    report_free(j->rp);
+    record_free(j->r);
+    free(j->target);
+    free(j);
+}
+
+/* Answers with the report `restspy replay --report json` writes. */
+static void replay_done(aconn *c, void *ud)
+{
+    replay_job *j = ud;
+    if (c && j->rc != 0) {
+        admin_reply_error(c, 400, "Bad Request", j->err);
+    } else if (c) {
+        buf out = BUF_INIT;
+        report_json(j->rp, &out);
+        admin_reply_as(c, 200, "OK", "application/json", out.data, out.len);
+        buf_free(&out);
+    }
+    replay_job_free(j);
+}
+
+/* Replays r (taken) against target= on the thread pool. */
+static void replay_one(aconn *c, record *r, const char *query)
 {
     char *target = admin_query_value(query, "target");
     if (!target || !*target) {
         admin_reply_error(c, 400, "Bad Request",
                           "target=URL is needed: the server to replay the request against");
         free(target);
+        record_free(r);
         return;
     }
-    replay_opts o = {
-        .target = target,
-        .concurrency = 1,
-        .loops = 1,
-        .timeout_ms = REPLAY_TIMEOUT_MS,
-    };
-    report *rp = report_new(target);
-    char why[256], err[512] = "";
-    const char *no = replay_unreplayable(&o, r, why, sizeof why);
-    int rc = 0;
-    if (no) {
-        report_add(rp, OUTCOME_UNREPLAYABLE, r, 0, NULL, no, -1);
-    } else {
-        record *one = (record *)r; /* replay_run reads its cases only */
-        int64_t t0 = util_mono_us();
-        rc = replay_run(&o, &one, 1, on_replayed, rp, NULL, NULL, err, sizeof err);
-        report_set_elapsed(rp, (double)(util_mono_us() - t0) / 1e6);
-    }
-    if (rc != 0) {
-        admin_reply_error(c, 400, "Bad Request", err);
-    } else {
-        buf out = BUF_INIT;
-        report_json(rp, &out);
-        admin_reply_as(c, 200, "OK", "application/json", out.data, out.len);
-        buf_free(&out);
-    }
-    report_free(rp);
-    free(target);
+    replay_job *j = xcalloc(1, sizeof *j);
+    j->r = r;
+    j->target = target;
+    j->rp = report_new(target);
+    if (admin_offload(c, replay_work, replay_done, j) < 0)
+        replay_job_free(j);
 }
 
 void admin_api_request_post(aconn *c, const char *rest, const char *query)
@@ -353,5 +392,4 @@ void admin_api_request_post(aconn *c, const char *rest, const char *query)
     record *r = load_named(c, s, rest, idl);
     if (r)
         replay_one(c, r, query);
-    record_free(r);
 }

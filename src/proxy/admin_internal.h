@@ -1,7 +1,8 @@
 /* admin_internal: what the files of the admin API share (inside proxy/):
- * admin.c (the listener, its connections, the token and Host checks and
- * the routes), admin_status.c (health, counters, metrics and flags) and
- * admin_api.c (the captured requests, for the console).
+ * admin.c (the listener, its connections, the token and Host checks, the
+ * routes and the work sent off the loop), admin_status.c (health, counters,
+ * metrics and flags), admin_api.c (the captured requests, for the console),
+ * admin_live.c (the live stream) and admin_dead.c (the dead letters).
  * Nothing outside the admin module includes it. */
 #ifndef RESTSPY_ADMIN_INTERNAL_H
 #define RESTSPY_ADMIN_INTERNAL_H
@@ -18,11 +19,17 @@
 #include "proxy/tap.h"
 #include "store/reqfilter.h"
 
+/* Blocking work running off the loop for a request (admin_offload). */
+struct admin_job;
+
 /* An admin request is small: anything larger is refused. */
 #define ADMIN_MAX_REQUEST (64 * 1024)
 /* A client that has not sent its whole request by then is dropped, so an
  * idle or slow connection can neither pin memory nor delay a stop. */
 #define ADMIN_TIMEOUT_MS 10000
+/* At most this many requests have work on libuv's thread pool (4 threads,
+ * shared with the rest of the process) at once; more get 503. */
+#define ADMIN_JOBS_MAX 2
 
 struct admin {
     uv_tcp_t server;
@@ -43,7 +50,9 @@ struct admin {
     struct live *lives;    /* the subscribed connections */
     uv_timer_t live_timer; /* skipped-event notes and keep-alive comments */
     bool live_timer_on;
-    int open_handles; /* the server and live_timer: freed when both are closed */
+    int open_handles;       /* the server and live_timer: freed when both are closed */
+    struct admin_job *jobs; /* the work running for connections (admin_offload) */
+    int njobs;
 };
 
 typedef struct aconn {
@@ -58,7 +67,8 @@ typedef struct aconn {
     http_headers headers; /* the request's, owned */
     size_t total;
     bool done;
-    struct live *live; /* set while the connection is a live stream */
+    struct live *live;     /* set while the connection is a live stream */
+    struct admin_job *job; /* the work running for it (admin_offload), or NULL */
 } aconn;
 
 /* Writes raw bytes to the connection (through TLS when it has it). */
@@ -78,6 +88,25 @@ void admin_reply_with(aconn *c, int status, const char *reason, const char *ctyp
 void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len);
 /* Answers {"error": msg}. */
 void admin_reply_error(aconn *c, int status, const char *reason, const char *msg);
+/* The client's address ("?" when unknown) into out: who changed something,
+ * for the log line that records it. */
+void admin_peer(aconn *c, char *out, size_t len);
+
+/* Runs on a thread of libuv's pool: blocking work (a broker, a replay)
+ * that must not hold up the admin's loop. It sees only ud: never the
+ * connection, the admin nor the loop. */
+typedef void (*admin_work_fn)(void *ud);
+/* Runs on the loop once the work is done: answers c and frees ud. c is
+ * NULL when the connection is gone meanwhile (the admin stopped): then
+ * there is nobody to answer, ud is freed all the same. */
+typedef void (*admin_done_fn)(aconn *c, void *ud);
+/* Runs work(ud) on libuv's thread pool, then done(c, ud) on the loop. c
+ * waits for it: it reads nothing more and its ADMIN_TIMEOUT_MS timer is
+ * stopped (the work bounds its own time), restarted when done runs, so
+ * that a reply the client does not take cannot pin it. 0, or -1 after
+ * answering 503 when ADMIN_JOBS_MAX requests have work running (ud stays
+ * the caller's). */
+int admin_offload(aconn *c, admin_work_fn work, admin_done_fn done, void *ud);
 
 /* ---- admin_status.c: the routes that report and switch */
 
@@ -131,9 +160,22 @@ void admin_api_requests(aconn *c, const char *query);
  * target= (default: this proxy's listener). */
 void admin_api_request(aconn *c, const char *rest, const char *query);
 /* POST /api/requests/ID/replay?target=URL: sends the request to target
- * (at most 10 s; the admin waits) and answers with the report `restspy
- * replay --report json` writes for it. */
+ * (at most 10 s, on the thread pool: admin_offload) and answers with the
+ * report `restspy replay --report json` writes for it. */
 void admin_api_request_post(aconn *c, const char *rest, const char *query);
+
+/* ---- admin_dead.c: the dead letters, for the console (replication/dead.h) */
+
+/* GET /api/dead: {"queue": "restspy.dead.NODE", "dead": [the list form of
+ * each]}. GET /api/dead/ID: one whole (ID or a unique prefix of 8+). 409
+ * when replication is off (no amqp), 404 no such id, 400 ambiguous, 502
+ * the broker unreachable. On the thread pool (admin_offload). */
+void admin_dead_get(aconn *c, const char *rest);
+/* POST /api/dead/ID/retry: {"retried": ID}; POST /api/dead/ID/skip:
+ * {"skipped": ID} (recorded in the store's ledger; also a stuck write),
+ * each logged on stderr with who asked. Errors as admin_dead_get, 502 also
+ * for a republish the broker did not confirm. */
+void admin_dead_post(aconn *c, const char *rest);
 
 /* ---- admin_live.c: GET /api/live, Server-Sent Events */
 
