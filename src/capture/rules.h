@@ -101,8 +101,8 @@ unsigned rules_switch_bit(const char *name, size_t n);
  * the same name in to[0..nto) (the config about to be installed, read by
  * nobody yet); a switch nobody touched follows the new file. Appends to
  * note (text, "; "-separated) what was kept ("api keeps persist off") and
- * which switched rules are gone ("old is gone, ..."). Returns how many rules of to kept something.
- */
+ * which switched rules are gone ("old is gone, ..."). Returns how many
+ * rules of to kept something. */
 size_t rules_carry_switches(rule *to, size_t nto, const rule *from, size_t nfrom, buf *note);
 
 #endif
