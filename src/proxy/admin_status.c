@@ -2,22 +2,56 @@
  * and switch (flags); see admin_internal.h. */
 #include "proxy/admin_internal.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/util.h"
+#include "capture/rules.h"
 #include "proxy/metrics.h"
 #include "replication/repl_status.h"
 #include "proxy/stats.h"
 
+/* "log":B,"persist":B,"replicate":B of sw (RULE_SW_* bits). */
+static void append_switches(buf *b, unsigned sw)
+{
+    buf_appendf(b, "\"log\":%s,\"persist\":%s,\"replicate\":%s",
+                sw & RULE_SW_LOG ? "true" : "false", sw & RULE_SW_PERSIST ? "true" : "false",
+                sw & RULE_SW_REPLICATE ? "true" : "false");
+}
+
+/* "rules":[...]: each rule of the current config in its order (the default
+ * rule last), its switches now and as configured. The admin runs on the
+ * main loop, the thread that replaces sh->cfg on a reload. */
+static void append_rules(admin *a, buf *b)
+{
+    const config *cfg = a->sh->cfg;
+    buf_append_str(b, ",\"rules\":[");
+    for (size_t i = 0; i < cfg->rules_len; i++) {
+        const rule *r = &cfg->rules[i];
+        buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");
+        buf_append_json_str(b, r->name, strlen(r->name));
+        buf_append_char(b, ',');
+        append_switches(b, rules_switches(r));
+        buf_append_str(b, ",\"configured\":{");
+        append_switches(b, rules_configured(r));
+        buf_append_str(b, "}}");
+    }
+    buf_append_char(b, ']');
+}
+
 void admin_flags_json(admin *a, buf *b)
 {
-    buf_appendf(b, "{\"log\":%s,\"persist\":%s,\"replicate\":%s,\"log_format\":\"%s\"}",
-                atomic_load(&g_flags.log) ? "true" : "false",
-                atomic_load(&g_flags.persist) ? "true" : "false",
-                atomic_load(&g_flags.replicate) ? "true" : "false",
+    unsigned global = (atomic_load(&g_flags.log) ? RULE_SW_LOG : 0u) |
+                      (atomic_load(&g_flags.persist) ? RULE_SW_PERSIST : 0u) |
+                      (atomic_load(&g_flags.replicate) ? RULE_SW_REPLICATE : 0u);
+    buf_append_char(b, '{');
+    append_switches(b, global);
+    buf_appendf(b, ",\"log_format\":\"%s\"",
                 logsink_format(a->sh->log) == LOG_FORMAT_COMBINED ? "combined" : "json");
+    append_rules(a, b);
+    buf_append_char(b, '}');
 }
 
 /* "replication": the publisher's state and the outbox as the store sees it
@@ -165,15 +199,136 @@ void admin_metrics(aconn *c)
     buf_free(&b);
 }
 
-/* Why a valid PUT /flags body cannot be applied, or NULL: a flag switched on
- * whose machinery this process does not have (it is set up at start). */
-static const char *flags_conflict(const admin *a, const json_t *j)
+/* Whether j (a PUT /flags body or one of its rules) switches name on. */
+static bool switches_on(const json_t *j, const char *name)
 {
-    if (json_is_true(json_object_get(j, "persist")) && !a->sh->store)
+    return json_is_true(json_object_get(j, name));
+}
+
+/* Whether the rules of a checked PUT /flags "rules" member switch the
+ * switch name on for a rule whose config does not have it on: restoring what
+ * the file says is never refused (it is how the rule started). */
+static bool rules_switch_on(const config *cfg, json_t *rules, const char *name)
+{
+    unsigned bit = rules_switch_bit(name, strlen(name));
+    const char *rname;
+    json_t *sw;
+    json_object_foreach(rules, rname, sw)
+    {
+        const rule *r = rules_find(cfg->rules, cfg->rules_len, rname);
+        if (switches_on(sw, name) && !(rules_configured(r) & bit))
+            return true;
+    }
+    return false;
+}
+
+/* Why a valid PUT /flags body cannot be applied, or NULL: a flag switched on
+ * (globally, or for a rule beyond its config) whose machinery this process
+ * does not have (it is set up at start). */
+static const char *flags_conflict(const admin *a, const config *cfg, json_t *j)
+{
+    json_t *rules = json_object_get(j, "rules");
+    if (!a->sh->store && (switches_on(j, "persist") || rules_switch_on(cfg, rules, "persist")))
         return "cannot switch persist on: the store is off (set store and restart)";
-    if (json_is_true(json_object_get(j, "replicate")) && !a->sh->replicating)
+    if (!a->sh->replicating &&
+        (switches_on(j, "replicate") || rules_switch_on(cfg, rules, "replicate")))
         return "cannot switch replicate on: no broker is configured (set amqp and restart)";
     return NULL;
+}
+
+/* Checks the "rules" member of a PUT /flags body, {"NAME": {"persist":
+ * false, ...}, ...}, against the current config. 0 when it is valid, else
+ * -1 with the reason in why. */
+static int rules_put_check(const config *cfg, json_t *rules, buf *why)
+{
+    if (!json_is_object(rules)) {
+        buf_append_str(why, "rules is an object of rule names to switches, e.g. "
+                            "{\"rules\":{\"default\":{\"persist\":false}}}");
+        return -1;
+    }
+    const char *name, *key;
+    json_t *sw, *v;
+    json_object_foreach(rules, name, sw)
+    {
+        if (!rules_find(cfg->rules, cfg->rules_len, name)) {
+            buf_appendf(why, "unknown rule '%s' (rules:", name);
+            for (size_t i = 0; i < cfg->rules_len; i++)
+                buf_appendf(why, "%s %s", i ? "," : "", cfg->rules[i].name);
+            buf_append_char(why, ')');
+            return -1;
+        }
+        if (!json_is_object(sw)) {
+            buf_appendf(why, "rule '%s': expected an object of switches (log, persist, replicate)",
+                        name);
+            return -1;
+        }
+        json_object_foreach(sw, key, v)
+        {
+            if (!rules_switch_bit(key, strlen(key))) {
+                buf_appendf(why,
+                            "unknown switch '%s' in rule '%s' (known: log, persist, replicate)",
+                            key, name);
+                return -1;
+            }
+            if (!json_is_boolean(v)) {
+                buf_appendf(why, "rule '%s': switches log, persist, replicate are booleans", name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Applies a checked "rules" member (rules_put_check) to cfg's rules. */
+static void rules_put_apply(config *cfg, json_t *rules)
+{
+    const char *name, *key;
+    json_t *sw, *v;
+    json_object_foreach(rules, name, sw)
+    {
+        rule *r = rules_find(cfg->rules, cfg->rules_len, name);
+        assert(r);
+        unsigned now = rules_switches(r);
+        json_object_foreach(sw, key, v)
+        {
+            unsigned bit = rules_switch_bit(key, strlen(key));
+            now = json_is_true(v) ? now | bit : now & ~bit;
+        }
+        rules_set_switches(r, now);
+    }
+}
+
+/* Checks a PUT /flags body's members but "rules"; 0, or -1 with the reason
+ * in why. *fmt is the log format asked for, or -1. */
+static int flags_put_check(json_t *j, int *fmt, buf *why)
+{
+    const char *key;
+    json_t *v;
+    *fmt = -1;
+    json_object_foreach(j, key, v)
+    {
+        if (!strcmp(key, "log") || !strcmp(key, "persist") || !strcmp(key, "replicate")) {
+            if (!json_is_boolean(v)) {
+                buf_append_str(why, "flags log, persist, replicate are booleans");
+                return -1;
+            }
+        } else if (!strcmp(key, "log_format")) {
+            const char *s = json_string_value(v);
+            if (s && !strcmp(s, "json"))
+                *fmt = LOG_FORMAT_JSON;
+            else if (s && !strcmp(s, "combined"))
+                *fmt = LOG_FORMAT_COMBINED;
+            else {
+                buf_append_str(why, "log_format is \"json\" or \"combined\"");
+                return -1;
+            }
+        } else if (strcmp(key, "rules") != 0) {
+            buf_appendf(
+                why, "unknown flag '%s' (known: log, persist, replicate, log_format, rules)", key);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Applies a PUT /flags body; all or nothing. */
@@ -186,50 +341,31 @@ void admin_flags_put(aconn *c)
         admin_reply_error(c, 400, "Bad Request", "body must be a JSON object");
         return;
     }
-    const char *key;
-    json_t *v;
-    int fmt = -1;
-    json_object_foreach(j, key, v)
-    {
-        if (!strcmp(key, "log") || !strcmp(key, "persist") || !strcmp(key, "replicate")) {
-            if (!json_is_boolean(v)) {
-                json_decref(j);
-                admin_reply_error(c, 400, "Bad Request",
-                                  "flags log, persist, replicate are booleans");
-                return;
-            }
-        } else if (!strcmp(key, "log_format")) {
-            const char *s = json_string_value(v);
-            if (s && !strcmp(s, "json"))
-                fmt = LOG_FORMAT_JSON;
-            else if (s && !strcmp(s, "combined"))
-                fmt = LOG_FORMAT_COMBINED;
-            else {
-                json_decref(j);
-                admin_reply_error(c, 400, "Bad Request", "log_format is \"json\" or \"combined\"");
-                return;
-            }
-        } else {
-            buf m = BUF_INIT;
-            buf_appendf(&m, "unknown flag '%s' (known: log, persist, replicate, log_format)", key);
-            json_decref(j);
-            admin_reply_error(c, 400, "Bad Request", m.data);
-            buf_free(&m);
-            return;
-        }
-    }
-    const char *why = flags_conflict(c->a, j);
-    if (why) {
+    config *cfg = c->a->sh->cfg; /* the main loop's, as append_rules says */
+    json_t *rules = json_object_get(j, "rules");
+    buf why = BUF_INIT;
+    int fmt;
+    if (flags_put_check(j, &fmt, &why) < 0 || (rules && rules_put_check(cfg, rules, &why) < 0)) {
         json_decref(j);
-        admin_reply_error(c, 409, "Conflict", why);
+        admin_reply_error(c, 400, "Bad Request", why.data);
+        buf_free(&why);
         return;
     }
+    const char *conflict = flags_conflict(c->a, cfg, j);
+    if (conflict) {
+        json_decref(j);
+        admin_reply_error(c, 409, "Conflict", conflict);
+        return;
+    }
+    json_t *v;
     if ((v = json_object_get(j, "log")))
         atomic_store(&g_flags.log, json_is_true(v));
     if ((v = json_object_get(j, "persist")))
         atomic_store(&g_flags.persist, json_is_true(v));
     if ((v = json_object_get(j, "replicate")))
         atomic_store(&g_flags.replicate, json_is_true(v));
+    if (rules)
+        rules_put_apply(cfg, rules);
     if (fmt >= 0)
         logsink_set_format(c->a->sh->log, fmt);
     json_decref(j);

@@ -6,6 +6,7 @@
 
 #include "proxy/admin.h"
 #include "capture/config.h"
+#include "capture/rules.h"
 #include "proxy/listener.h"
 #include "capture/logsink.h"
 #include "replication/outbox.h"
@@ -147,14 +148,23 @@ static void reload(server *s)
         config_unref(c);
         return;
     }
+    /* A rule switched at run time (admin API) stays switched when the new
+     * file still has a rule of its name: an operator who turned a noisy
+     * rule off does not want a log rotation to turn it on again. c is
+     * nobody else's yet, and the admin that switches rules runs on this
+     * loop. */
+    buf kept = BUF_INIT;
+    rules_carry_switches(c->rules, c->rules_len, s->sh.cfg->rules, s->sh.cfg->rules_len, &kept);
     proxy_shared_set_config(&s->sh, c, tls);
     if (s->adm)
         admin_set_tls(s->adm, admin_tls);
     tls_server_unref(tls);
     tls_server_unref(admin_tls);
     config_unref(c);
-    fprintf(stderr, "restspy: config reloaded%s%s\n", c->config_path ? " from " : "",
-            c->config_path ? c->config_path : "");
+    fprintf(stderr, "restspy: config reloaded%s%s%s%s\n", c->config_path ? " from " : "",
+            c->config_path ? c->config_path : "", kept.len ? "; switched at run time: " : "",
+            kept.len ? kept.data : "");
+    buf_free(&kept);
 }
 
 static void on_hup(uv_signal_t *h, int signum)

@@ -185,6 +185,7 @@ static void txn_decide(conn *c, const rule *matched, bool from_peer, bool upgrad
     record *r = t->rec;
     assert(!t->rule && !r->rule);
     const proxy_shared *sh = c->w->sh;
+    const rule *deciding = matched ? matched : rules_default(t->cfg->rules, t->cfg->rules_len);
     capture_input in = {
         .rule = matched,
         .method = r->method,
@@ -194,6 +195,7 @@ static void txn_decide(conn *c, const rule *matched, bool from_peer, bool upgrad
         .flag_log = atomic_load_explicit(&g_flags.log, memory_order_relaxed),
         .flag_persist = atomic_load_explicit(&g_flags.persist, memory_order_relaxed),
         .flag_replicate = atomic_load_explicit(&g_flags.replicate, memory_order_relaxed),
+        .rule_switches = rules_switches(deciding),
         .have_store = sh->store != NULL,
         .have_amqp = sh->replicating,
         .log_bodies = t->cfg->log_bodies,

@@ -1,16 +1,30 @@
-"""The admin API: /healthz, /stats, /flags (read and change at run time),
-bearer-token protection, and the refusal to expose it without a token."""
+"""The admin API: /healthz, /stats, /flags (read and change at run time,
+globally and per rule), bearer-token protection, and the refusal to expose
+it without a token."""
 import json
 import re
+import signal
 import subprocess
 import unittest
 import uuid
 
 import harness
 
-DEFAULT_FLAGS = {"log": True, "persist": True, "replicate": False, "log_format": "json"}
+# The default rule of a config without [rule] sections, as GET /flags shows it.
+DEFAULT_RULE = {"name": "default", "log": True, "persist": True, "replicate": True,
+                "configured": {"log": True, "persist": True, "replicate": True}}
+DEFAULT_FLAGS = {"log": True, "persist": True, "replicate": False, "log_format": "json",
+                 "rules": [DEFAULT_RULE]}
 COMBINED_RE = re.compile(
     r'^(\S+) - - \[[^\]]+\] "([A-Z]+) (\S+) HTTP/1\.[01]" (\d{3}) (\d+|-) "[^"]*" "[^"]*"$')
+
+
+def wait_store_idle(tc):
+    """Until tc.proxy's store has written everything submitted."""
+    def idle():
+        st = tc.proxy.stats()["store"]
+        return st["queued"] == 0 and st["written"] + st["dropped"] >= st["submitted"]
+    tc.assertTrue(harness.wait_until(idle, timeout=5), tc.proxy.stats())
 
 
 class Admin(harness.ProxyTestCase):
@@ -26,11 +40,7 @@ class Admin(harness.ProxyTestCase):
         return doc
 
     def wait_store_idle(self):
-        """Until the store has written everything submitted."""
-        def idle():
-            st = self.proxy.stats()["store"]
-            return st["queued"] == 0 and st["written"] + st["dropped"] >= st["submitted"]
-        self.assertTrue(harness.wait_until(idle, timeout=5), self.proxy.stats())
+        wait_store_idle(self)
 
     def test_healthz(self):
         r = self.proxy.admin("GET", "/healthz")
@@ -182,6 +192,222 @@ class AdminNoStore(harness.ProxyTestCase):
         r = self.proxy.admin("PUT", "/flags", body={"persist": False, "log": True})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), flags)
+
+
+# Two rules before the default one: "status" as the defaults make a rule,
+# "echo" not logged and not replicated.
+RULES_CONFIG = """\
+[rule "status"]
+path = /api/status/**
+
+[rule "echo"]
+path = /api/echo/**
+log = off
+replicate = off
+"""
+NO_BROKER = "cannot switch replicate on: no broker is configured (set amqp and restart)"
+NO_STORE = "cannot switch persist on: the store is off (set store and restart)"
+
+
+def rule_of(doc, name):
+    return next(r for r in doc["rules"] if r["name"] == name)
+
+
+class RuleFlags(harness.ProxyTestCase):
+    """Each rule's run-time switches (issue 13, Flags): GET /flags lists
+    them, PUT /flags switches them for that rule only, at once, and the
+    switch is on the record. A request is logged, persisted, replicated when
+    the global flag and its rule's switch are both on."""
+    PROXY_CONFIG = RULES_CONFIG
+
+    def put(self, body):
+        return self.proxy.admin("PUT", "/flags", body=body)
+
+    def marker(self):
+        return uuid.uuid4().hex[:12]
+
+    def test_get_lists_the_rules_in_order(self):
+        doc = self.proxy.admin("GET", "/flags").json()
+        self.assertEqual([r["name"] for r in doc["rules"]], ["status", "echo", "default"])
+        echo = {"log": False, "persist": True, "replicate": False}
+        self.assertEqual(rule_of(doc, "echo"), dict(echo, name="echo", configured=echo))
+        self.assertEqual(rule_of(doc, "default"), DEFAULT_RULE)
+        self.assertEqual(self.proxy.stats()["flags"]["rules"], doc["rules"])
+
+    def test_persist_off_for_one_rule_only(self):
+        m = self.marker()
+        try:
+            r = self.put({"rules": {"status": {"persist": False}}})
+            self.assertEqual(r.status, 200, r)
+            doc = r.json()
+            self.assertEqual(rule_of(doc, "status")["persist"], False)
+            self.assertEqual(rule_of(doc, "status")["configured"]["persist"], True)
+            self.assertEqual(rule_of(doc, "echo")["persist"], True)
+            self.assertEqual(doc["persist"], True)  # the global flag is untouched
+            self.assertEqual(self.proxy.request("GET", "/api/status/200/?m=%s-off" % m).status,
+                             200)
+            self.assertEqual(self.proxy.request("GET", "/api/echo/?m=%s-echo" % m).status, 200)
+            # Logged all the same: the rule's log switch is on.
+            self.assertIsNotNone(
+                harness.wait_log(self.proxy.log_path, lambda ln: "m=%s-off" % m in ln))
+        finally:
+            self.assertEqual(self.put({"rules": {"status": {"persist": True}}}).status, 200)
+        self.assertEqual(self.proxy.request("GET", "/api/status/200/?m=%s-on" % m).status, 200)
+        self.assertEqual(len(self.proxy.wait_rows(1, "query = ?", ("m=%s-on" % m,))), 1)
+        self.assertEqual(len(self.proxy.wait_rows(1, "query = ?", ("m=%s-echo" % m,))), 1)
+        wait_store_idle(self)
+        self.assertEqual(self.proxy.rows("query = ?", ("m=%s-off" % m,)), [])
+        # The switch is itself on the record, with who made it.
+        self.assertIn('{"name":"status","log":true,"persist":false,"replicate":true,'
+                      '"configured":{"log":true,"persist":true,"replicate":true}}',
+                      self.proxy.stderr())
+        self.assertIn("restspy: flags set by 127.0.0.1: ", self.proxy.stderr())
+
+    def test_log_on_for_a_rule_configured_off(self):
+        m = self.marker()
+        try:
+            r = self.put({"rules": {"echo": {"log": True}}})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(rule_of(r.json(), "echo")["log"], True)
+            self.assertEqual(self.proxy.request("GET", "/api/echo/?m=%s-on" % m).status, 200)
+            self.assertIsNotNone(
+                harness.wait_log(self.proxy.log_path, lambda ln: "m=%s-on" % m in ln))
+        finally:
+            self.assertEqual(self.put({"rules": {"echo": {"log": False}}}).status, 200)
+        # Off again: not logged, while a request of another rule after it is.
+        self.assertEqual(self.proxy.request("GET", "/api/echo/?m=%s-off" % m).status, 200)
+        self.assertEqual(self.proxy.request("GET", "/api/status/200/?m=%s-after" % m).status, 200)
+        self.assertIsNotNone(
+            harness.wait_log(self.proxy.log_path, lambda ln: "m=%s-after" % m in ln))
+        self.assertEqual(len(self.proxy.wait_rows(1, "query = ?", ("m=%s-off" % m,))), 1)
+        self.assertFalse(any("m=%s-off" % m in ln for ln in self.proxy.log_lines()))
+
+    def test_global_flag_off_beats_the_rule(self):
+        """Effective = global flag AND the rule's switch."""
+        m = self.marker()
+        try:
+            r = self.put({"log": False, "rules": {"echo": {"log": True}}})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(self.proxy.request("GET", "/api/echo/?m=%s-global" % m).status, 200)
+        finally:
+            self.assertEqual(self.put({"log": True, "rules": {"echo": {"log": False}}}).status,
+                             200)
+        self.assertEqual(self.proxy.request("GET", "/api/status/200/?m=%s-after" % m).status, 200)
+        self.assertIsNotNone(
+            harness.wait_log(self.proxy.log_path, lambda ln: "m=%s-after" % m in ln))
+        self.assertFalse(any("m=%s-global" % m in ln for ln in self.proxy.log_lines()))
+
+    def test_bad_rule_switches_change_nothing(self):
+        before = self.proxy.admin("GET", "/flags").json()
+        known = "unknown rule 'nope' (rules: status, echo, default)"
+        for body, error in (
+                ({"rules": {"nope": {"persist": False}}}, known),
+                ({"rules": {"echo": {"persist": "no"}}},
+                 "rule 'echo': switches log, persist, replicate are booleans"),
+                ({"rules": {"echo": {"log_format": "json"}}},
+                 "unknown switch 'log_format' in rule 'echo' (known: log, persist, replicate)"),
+                ({"rules": {"echo": True}},
+                 "rule 'echo': expected an object of switches (log, persist, replicate)"),
+                ({"rules": ["echo"]}, "rules is an object of rule names to switches, e.g. "
+                                      '{"rules":{"default":{"persist":false}}}'),
+                # All or nothing: the valid parts are not applied either.
+                ({"log": False, "rules": {"status": {"persist": False}, "nope": {}}}, known),
+                ({"rules": {"status": {"persist": False}}, "bogus": 1},
+                 "unknown flag 'bogus' (known: log, persist, replicate, log_format, rules)")):
+            with self.subTest(body=body):
+                r = self.put(body)
+                self.assertEqual(r.status, 400, r)
+                self.assertEqual(r.json(), {"error": error})
+                self.assertEqual(self.proxy.admin("GET", "/flags").json(), before)
+
+    def test_replicate_on_for_a_rule_needs_a_broker(self):
+        before = self.proxy.admin("GET", "/flags").json()
+        for body in ({"rules": {"echo": {"replicate": True}}},
+                     {"rules": {"status": {"persist": False}, "echo": {"replicate": True}}}):
+            with self.subTest(body=body):
+                r = self.put(body)
+                self.assertEqual(r.status, 409, r)
+                self.assertEqual(r.json(), {"error": NO_BROKER})
+                self.assertEqual(self.proxy.admin("GET", "/flags").json(), before)
+        # The default rule replicates by its config: switched off, it may be
+        # switched back on (what its file says is never refused).
+        try:
+            r = self.put({"rules": {"default": {"replicate": False}}})
+            self.assertEqual(rule_of(r.json(), "default")["replicate"], False)
+        finally:
+            r = self.put({"rules": {"default": {"replicate": True}}})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(rule_of(r.json(), "default"), DEFAULT_RULE)
+
+
+class RuleFlagsNoStore(harness.ProxyTestCase):
+    """--store off: a rule's persist cannot be switched on beyond its
+    config, with the global flag's refusal."""
+    PROXY_ARGS = ("--store", "off")
+    PROXY_CONFIG = '[rule "quiet"]\npath = /api/status/**\npersist = off\n'
+
+    def test_persist_on_for_a_rule_needs_a_store(self):
+        before = self.proxy.admin("GET", "/flags").json()
+        r = self.proxy.admin("PUT", "/flags", body={"rules": {"quiet": {"persist": True}}})
+        self.assertEqual(r.status, 409, r)
+        self.assertEqual(r.json(), {"error": NO_STORE})
+        self.assertEqual(self.proxy.admin("GET", "/flags").json(), before)
+        for on in (False, True):
+            r = self.proxy.admin("PUT", "/flags", body={"rules": {"default": {"persist": on}}})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(rule_of(r.json(), "default")["persist"], on)
+
+
+class RuleFlagsReload(harness.ProxyTestCase):
+    """SIGHUP re-reads the config: a rule switched at run time keeps what
+    was switched when a rule of its name is still there (the reload line
+    says so); what nobody switched follows the new file; a switched rule
+    that is gone is said to be gone."""
+    PROXY_CONFIG = RULES_CONFIG
+
+    def reload(self, text):
+        n = self.proxy.stderr().count("restspy: config reloaded")
+        self.proxy.write_config(text)
+        self.proxy.signal(signal.SIGHUP)
+        self.assertTrue(harness.wait_until(
+            lambda: self.proxy.stderr().count("restspy: config reloaded") > n, timeout=5),
+            self.proxy.stderr())
+        return [ln for ln in self.proxy.stderr().splitlines()
+                if ln.startswith("restspy: config reloaded")][-1]
+
+    def test_reload_keeps_run_time_switches(self):
+        p = self.proxy
+        r = p.admin("PUT", "/flags", body={"rules": {"status": {"persist": False},
+                                                     "echo": {"log": True}}})
+        self.assertEqual(r.status, 200, r)
+        # status stays (its log now off in the file), echo goes, sites comes.
+        line = self.reload('[rule "sites"]\npath = /api/sites/**\nlog = off\n\n'
+                           '[rule "status"]\npath = /api/status/**\nlog = off\n')
+        self.assertEqual(line, "restspy: config reloaded from %s; switched at run time: status "
+                               "keeps persist off; echo is gone, with its run-time switches"
+                         % p.config_path)
+        doc = p.admin("GET", "/flags").json()
+        self.assertEqual([x["name"] for x in doc["rules"]], ["sites", "status", "default"])
+        self.assertEqual(rule_of(doc, "status"), {
+            "name": "status", "log": False, "persist": False, "replicate": True,
+            "configured": {"log": False, "persist": True, "replicate": True}})
+        sites = {"log": False, "persist": True, "replicate": True}
+        self.assertEqual(rule_of(doc, "sites"), dict(sites, name="sites", configured=sites))
+        # In effect: status neither logged (file) nor stored (kept switch).
+        m = uuid.uuid4().hex[:12]
+        self.assertEqual(p.request("GET", "/api/status/200/?m=%s-status" % m).status, 200)
+        self.assertEqual(p.request("GET", "/api/echo/?m=%s-echo" % m).status, 200)
+        self.assertEqual(len(p.wait_rows(1, "query = ?", ("m=%s-echo" % m,))), 1)
+        self.assertIsNotNone(harness.wait_log(p.log_path, lambda ln: "m=%s-echo" % m in ln))
+        wait_store_idle(self)
+        self.assertEqual(p.rows("query = ?", ("m=%s-status" % m,)), [])
+        self.assertFalse(any("m=%s-status" % m in ln for ln in p.log_lines()))
+        # Switched back as configured: the next reload has nothing to keep.
+        r = p.admin("PUT", "/flags", body={"rules": {"status": {"persist": True}}})
+        self.assertEqual(r.status, 200, r)
+        line = self.reload('[rule "status"]\npath = /api/status/**\n')
+        self.assertEqual(line, "restspy: config reloaded from %s" % p.config_path)
+        self.assertEqual(rule_of(p.admin("GET", "/flags").json(), "status")["log"], True)
 
 
 class AdminHostCheck(harness.ProxyTestCase):

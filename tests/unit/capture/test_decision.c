@@ -32,7 +32,8 @@ static int setup(void **state)
     return 0;
 }
 
-/* Everything on: a POST to the api rule, logged without bodies. */
+/* Everything on: a POST to the api rule, logged without bodies; the rule's
+ * switches are what it has now (its config, as switched at run time). */
 static capture_input all_on(const char *method)
 {
     return (capture_input){.rule = &g_rules[0],
@@ -41,6 +42,7 @@ static capture_input all_on(const char *method)
                            .flag_log = true,
                            .flag_persist = true,
                            .flag_replicate = true,
+                           .rule_switches = rules_switches(&g_rules[0]),
                            .have_store = true,
                            .have_amqp = true};
 }
@@ -98,25 +100,70 @@ static void test_each_switch(void **state)
     assert_false(d.outbox);
 }
 
-/* The rule's own switches, with every runtime switch on. */
+/* The rule's own switches, with every global flag on. */
 static void test_rule_switches(void **state)
 {
     (void)state;
-    g_rules[0].log = false;
     capture_input in = all_on("DELETE");
+    in.rule_switches = RULE_SW_PERSIST | RULE_SW_REPLICATE;
     capture_decision d = capture_decide(&g_cfg, &in);
     assert_false(d.log);
     assert_true(d.persist && d.bodies && d.outbox);
 
-    g_rules[0].persist = false;
+    in.rule_switches = RULE_SW_REPLICATE;
     d = capture_decide(&g_cfg, &in);
     assert_false(d.log || d.persist || d.bodies);
     assert_true(d.replicate && d.outbox); /* replicated, not captured */
 
-    g_rules[0].replicate = false;
+    in.rule_switches = 0;
     d = capture_decide(&g_cfg, &in);
     assert_false(d.log || d.persist || d.bodies || d.replicate || d.outbox);
     assert_ptr_equal(d.rule, &g_rules[0]);
+}
+
+/* The whole table: each output is on exactly when its global flag and the
+ * rule's switch are both on, whatever the other switches are. */
+static void test_global_and_rule_table(void **state)
+{
+    (void)state;
+    for (unsigned rule_sw = 0; rule_sw <= RULE_SW_ALL; rule_sw++) {
+        for (unsigned global = 0; global <= RULE_SW_ALL; global++) {
+            capture_input in = all_on("POST");
+            in.rule_switches = rule_sw;
+            in.flag_log = global & RULE_SW_LOG;
+            in.flag_persist = global & RULE_SW_PERSIST;
+            in.flag_replicate = global & RULE_SW_REPLICATE;
+            capture_decision d = capture_decide(&g_cfg, &in);
+            unsigned on = rule_sw & global;
+            assert_int_equal(d.log, (on & RULE_SW_LOG) != 0);
+            assert_int_equal(d.persist, (on & RULE_SW_PERSIST) != 0);
+            assert_int_equal(d.replicate, (on & RULE_SW_REPLICATE) != 0);
+            assert_int_equal(d.outbox, d.replicate);
+            assert_int_equal(d.bodies, d.persist);
+        }
+    }
+}
+
+/* A rule switched at run time decides by its switches, not its config:
+ * the api rule (configured all on) with persist switched off, and the
+ * default rule (persist off in its config) with persist switched on. */
+static void test_switched_at_run_time(void **state)
+{
+    (void)state;
+    rules_set_switches(&g_rules[0], RULE_SW_LOG | RULE_SW_REPLICATE);
+    capture_input in = all_on("POST");
+    capture_decision d = capture_decide(&g_cfg, &in);
+    assert_true(d.log && d.replicate && d.outbox);
+    assert_false(d.persist || d.bodies);
+    assert_true(g_rules[0].persist); /* the config is as it was */
+
+    rules_set_switches(&g_rules[1], RULE_SW_LOG | RULE_SW_PERSIST);
+    in.rule = NULL; /* refused before its headers: the default rule decides */
+    in.rule_switches = rules_switches(&g_rules[1]);
+    d = capture_decide(&g_cfg, &in);
+    assert_ptr_equal(d.rule, &g_rules[1]);
+    assert_true(d.log && d.persist);
+    assert_false(g_rules[1].persist);
 }
 
 /* Bodies are kept when persisted, or when logged with log_bodies. */
@@ -190,6 +237,7 @@ static void test_no_rule_uses_default(void **state)
     in.method = NULL;
     in.method_len = 0;
     in.log_bodies = true;
+    in.rule_switches = rules_switches(&g_rules[1]);
     capture_decision d = capture_decide(&g_cfg, &in);
     assert_ptr_equal(d.rule, &g_rules[1]);
     assert_string_equal(d.rule->name, "default");
@@ -200,6 +248,7 @@ static void test_no_rule_uses_default(void **state)
     g_rules[1].persist = true;
     g_rules[1].replicate = true;
     g_rules[1].replicate_methods = RULE_METHOD_ANY;
+    in.rule_switches = rules_switches(&g_rules[1]);
     d = capture_decide(&g_cfg, &in);
     assert_true(d.log && d.persist);
     assert_false(d.replicate || d.outbox || d.bodies);
@@ -217,6 +266,7 @@ static void test_no_rules_at_all(void **state)
     g_cfg.rules_len = 0;
     capture_input in = all_on("GET");
     in.rule = NULL;
+    in.rule_switches = rules_switches(rules_default(g_cfg.rules, 0));
     capture_decision d = capture_decide(&g_cfg, &in);
     assert_non_null(d.rule);
     assert_string_equal(d.rule->name, "default");
@@ -229,6 +279,8 @@ int main(void)
         cmocka_unit_test_setup(test_everything_on, setup),
         cmocka_unit_test_setup(test_each_switch, setup),
         cmocka_unit_test_setup(test_rule_switches, setup),
+        cmocka_unit_test_setup(test_global_and_rule_table, setup),
+        cmocka_unit_test_setup(test_switched_at_run_time, setup),
         cmocka_unit_test_setup(test_bodies, setup),
         cmocka_unit_test_setup(test_methods, setup),
         cmocka_unit_test_setup(test_from_peer_and_upgrade, setup),

@@ -32,27 +32,10 @@ static void test_method_bits(void **state)
     assert_int_equal(rules_method_bit("", 0), RULE_M_OTHER);
 }
 
-/* A config with rules set up by hand (the file loader is tested in
- * test_config). */
-static config *with_rules(void)
+/* A config of the [rule] sections in text, then the default rule. */
+static config *from_text(const char *text)
 {
     config *c = config_new();
-    const char *text = "[rule \"health\"]\n"
-                       "path = /health\n"
-                       "log = off\n"
-                       "[rule \"writes\"]\n"
-                       "methods = POST, PUT, DELETE\n"
-                       "path = /api/**\n"
-                       "replicate = on\n"
-                       "[rule \"admin-host\"]\n"
-                       "host = Admin.Example.com\n"
-                       "persist = off\n"
-                       "[rule \"api-all\"]\n"
-                       "path = /api/**\n"
-                       "replicate = off\n"
-                       "req_body_cap = 1K\n"
-                       "[rule \"odd\"]\n"
-                       "methods = TRACE\n";
     char path[] = "/tmp/test_rules_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -64,6 +47,29 @@ static config *with_rules(void)
     unlink(path);
     if (rc != 0)
         fail_msg("%s", err);
+    return c;
+}
+
+/* A config with rules set up by hand (the file loader is tested in
+ * test_config). */
+static config *with_rules(void)
+{
+    config *c = from_text("[rule \"health\"]\n"
+                          "path = /health\n"
+                          "log = off\n"
+                          "[rule \"writes\"]\n"
+                          "methods = POST, PUT, DELETE\n"
+                          "path = /api/**\n"
+                          "replicate = on\n"
+                          "[rule \"admin-host\"]\n"
+                          "host = Admin.Example.com\n"
+                          "persist = off\n"
+                          "[rule \"api-all\"]\n"
+                          "path = /api/**\n"
+                          "replicate = off\n"
+                          "req_body_cap = 1K\n"
+                          "[rule \"odd\"]\n"
+                          "methods = TRACE\n");
     assert_int_equal(c->rules_len, 6);
     return c;
 }
@@ -165,12 +171,92 @@ static void test_default_only(void **state)
     config_unref(c);
 }
 
+/* A rule's run-time switches start as configured, change without touching
+ * its config, and read back as set. */
+static void test_switches(void **state)
+{
+    (void)state;
+    config *c = with_rules();
+    rule *health = &c->rules[0], *writes = &c->rules[1];
+    assert_int_equal(rules_configured(health), RULE_SW_PERSIST | RULE_SW_REPLICATE);
+    assert_int_equal(rules_switches(health), RULE_SW_PERSIST | RULE_SW_REPLICATE);
+    assert_int_equal(rules_switches(writes), RULE_SW_ALL);
+    assert_int_equal(rules_switches(&c->rules[5]), RULE_SW_ALL); /* default */
+
+    rules_set_switches(health, RULE_SW_LOG);
+    assert_int_equal(rules_switches(health), RULE_SW_LOG);
+    assert_false(health->log); /* the config says what the file says */
+    assert_true(health->persist);
+    assert_int_equal(rules_switches(writes), RULE_SW_ALL);           /* per rule */
+    rules_set_switches(health, RULE_SW_PERSIST | RULE_SW_REPLICATE); /* as configured */
+    assert_int_equal(health->flipped, 0);
+
+    /* The built-in default rule of an empty list has its own switches. */
+    assert_int_equal(rules_switches(rules_default(NULL, 0)), RULE_SW_LOG | RULE_SW_PERSIST);
+
+    assert_int_equal(rules_switch_bit("log", 3), RULE_SW_LOG);
+    assert_int_equal(rules_switch_bit("persist", 7), RULE_SW_PERSIST);
+    assert_int_equal(rules_switch_bit("replicate", 9), RULE_SW_REPLICATE);
+    assert_int_equal(rules_switch_bit("persistent", 10), 0);
+    assert_int_equal(rules_switch_bit("persist", 4), 0);
+    assert_int_equal(rules_switch_bit("", 0), 0);
+    config_unref(c);
+}
+
+/* A reload: a rule switched at run time keeps what was switched when a rule
+ * of its name is still configured; what nobody switched follows the new
+ * file; a switched rule that is gone is said to be gone. */
+static void test_carry_switches(void **state)
+{
+    (void)state;
+    config *old = with_rules();
+    rules_set_switches(&old->rules[0], RULE_SW_ALL);                     /* health: log on */
+    rules_set_switches(&old->rules[1], RULE_SW_LOG | RULE_SW_REPLICATE); /* writes: persist off */
+    rules_set_switches(&old->rules[4], RULE_SW_LOG | RULE_SW_REPLICATE); /* odd: persist off */
+    config *now = from_text("[rule \"writes\"]\n"
+                            "replicate = off\n"
+                            "[rule \"health\"]\n"
+                            "log = off\n"
+                            "persist = off\n"
+                            "[rule \"api-all\"]\n"
+                            "log = off\n");
+    assert_int_equal(now->rules_len, 4);
+    buf note = BUF_INIT;
+    size_t kept =
+        rules_carry_switches(now->rules, now->rules_len, old->rules, old->rules_len, &note);
+    assert_int_equal(kept, 2);
+    assert_string_equal(note.data, "health keeps log on; writes keeps persist off; odd is gone, "
+                                   "with its run-time switches");
+    /* writes: persist kept off, replicate as the new file says (off). */
+    assert_int_equal(rules_switches(&now->rules[0]), RULE_SW_LOG);
+    assert_true(now->rules[0].persist); /* its config is the file's */
+    /* health: log kept on, persist as the new file says (off). */
+    assert_int_equal(rules_switches(&now->rules[1]), RULE_SW_LOG | RULE_SW_REPLICATE);
+    /* api-all, never switched: the new file. */
+    assert_int_equal(rules_switches(&now->rules[2]), RULE_SW_PERSIST | RULE_SW_REPLICATE);
+    assert_int_equal(now->rules[2].flipped, 0);
+    assert_int_equal(rules_switches(&now->rules[3]), RULE_SW_ALL);
+
+    /* Nothing switched: nothing kept, nothing said. */
+    buf none = BUF_INIT;
+    config *fresh = with_rules();
+    assert_int_equal(
+        rules_carry_switches(now->rules, now->rules_len, fresh->rules, fresh->rules_len, &none), 0);
+    assert_int_equal(none.len, 0);
+    buf_free(&none);
+    buf_free(&note);
+    config_unref(fresh);
+    config_unref(now);
+    config_unref(old);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_method_bits),     cmocka_unit_test(test_match_order_and_fields),
         cmocka_unit_test(test_match_host),      cmocka_unit_test(test_match_other_methods),
         cmocka_unit_test(test_match_ipv6_host), cmocka_unit_test(test_default_only),
+        cmocka_unit_test(test_switches),        cmocka_unit_test(test_carry_switches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
