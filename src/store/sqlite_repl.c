@@ -403,6 +403,17 @@ static const char *applies_only(int64_t v)
     return v >= 4 ? " AND state IS NULL" : "";
 }
 
+/* Prepares a ledger query: fmt's one %s is where applies_only(schema)
+ * goes. SQLite's rc. */
+static int ledger_prepare(sqlite3 *db, const char *fmt, int64_t schema, sqlite3_stmt **st)
+{
+    char sql[256];
+    int len = snprintf(sql, sizeof sql, fmt, applies_only(schema));
+    assert(len > 0 && (size_t)len < sizeof sql);
+    (void)len;
+    return sqlite3_prepare_v2(db, sql, -1, st, NULL);
+}
+
 /* NULL (an origin the row does not name) sorts first, as in SQLite. */
 static int origin_cmp(const char *a, const char *b)
 {
@@ -447,13 +458,11 @@ static size_t origin_find(const store_repl_origin *v, size_t n, const char *orig
 static int origins_list(sqlite3 *db, int64_t schema, size_t max, store_repl_origin **v, size_t *n,
                         int64_t *total)
 {
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT origin, count(*), max(applied_at) FROM applied WHERE 1%s GROUP BY origin "
-             "ORDER BY origin",
-             applies_only(schema));
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    int rc = ledger_prepare(db,
+                            "SELECT origin, count(*), max(applied_at) FROM applied WHERE 1%s "
+                            "GROUP BY origin ORDER BY origin",
+                            schema, &st);
     if (rc != SQLITE_OK)
         return rc;
     size_t cap = 0;
@@ -475,11 +484,10 @@ static int origins_list(sqlite3 *db, int64_t schema, size_t max, store_repl_orig
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return rc;
-    snprintf(sql, sizeof sql,
-             "SELECT message_id, applied_at FROM applied WHERE origin IS ?1%s ORDER BY "
-             "applied_at DESC LIMIT 1",
-             applies_only(schema));
-    rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    rc = ledger_prepare(db,
+                        "SELECT message_id, applied_at FROM applied WHERE origin IS ?1%s ORDER "
+                        "BY applied_at DESC LIMIT 1",
+                        schema, &st);
     for (size_t i = 0; rc == SQLITE_OK && i < *n; i++) {
         store_repl_origin *o = &(*v)[i];
         sq_bind_text(st, 0, o->origin);
@@ -497,13 +505,11 @@ static int origins_list(sqlite3 *db, int64_t schema, size_t max, store_repl_orig
 static int origins_window(sqlite3 *db, int64_t schema, int64_t since_us, size_t max,
                           store_repl_origin *v, size_t n)
 {
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT origin, message_id, applied_at FROM applied WHERE applied_at >= ?1%s "
-             "ORDER BY applied_at DESC LIMIT ?2",
-             applies_only(schema));
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    int rc = ledger_prepare(db,
+                            "SELECT origin, message_id, applied_at FROM applied WHERE applied_at "
+                            ">= ?1%s ORDER BY applied_at DESC LIMIT ?2",
+                            schema, &st);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_int64(st, 1, since_us);
