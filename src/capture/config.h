@@ -103,6 +103,8 @@ typedef struct config {
     uint64_t amqp_heartbeat_ms;
     uint64_t amqp_log_interval_ms; /* the proxy's broker outage lines on stderr */
     int healthz_degraded_status;   /* /healthz while degraded: 200 (default) or e.g. 503 */
+    char
+        *mgmt; /* this site's broker's management API, http[s]://user:pass@host:port; NULL = none */
     /* the replicator (`restspy replicate`) */
     int concurrency;       /* requests applied at once; order per apply_order */
     int prefetch;          /* deliveries unacked at once (at least concurrency) */

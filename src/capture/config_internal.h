@@ -37,6 +37,7 @@ typedef enum {
     K_GLOB,     /* char*, path glob; NULL = any */
     K_HOST,     /* char*, host name; NULL = any */
     K_AMQP,     /* char*, amqp://...; "" unsets */
+    K_MGMT,     /* char*, http[s]://... (a management API); "" unsets */
     K_HEADERS,  /* char**, "Name: value" items; each setting appends one */
     K_HOSTS,    /* char**, host or host:port names, lower case, NULL-terminated */
     K_FILE,     /* char*, a path that must be readable; "" unsets */

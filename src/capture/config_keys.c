@@ -164,6 +164,9 @@ static const keydef keys[] = {
     {"amqp_log_interval", K_DUR, CFG(amqp_log_interval_ms), 100, UINT64_MAX, NULL, "60s", NULL,
      "proxy: while the broker is unreachable, how often stderr says so again (and the "
      "least time between two outage lines)"},
+    {"mgmt", K_MGMT, CFG(mgmt), NOLIMIT, NULL, NULL, "(none)",
+     "management API of this site's broker, http://user:pass@host:15672: what it holds for "
+     "each peer (replication status; the CLI's --mgmt overrides)"},
     {"healthz_degraded_status", K_INT, CFG(healthz_degraded_status), 200, 599, NULL, "200", NULL,
      "HTTP status of /healthz while degraded (e.g. broker unreachable); 503 takes the node "
      "out of a load balancer"},
@@ -602,15 +605,27 @@ static int set_glob(const keydef *k, void *field, const char *value, char *expec
     return 0;
 }
 
-static int set_amqp(const keydef *k, void *field, const char *value, char *expect, size_t elen)
+/* value starts with scheme ("amqp://") and has something after it. */
+static bool has_scheme(const char *value, const char *scheme)
 {
-    (void)k;
+    size_t n = strlen(scheme);
+    return strncmp(value, scheme, n) == 0 && value[n] != '\0';
+}
+
+/* K_AMQP and K_MGMT: a URL of the key's scheme; "" unsets. What is after
+ * the scheme is checked where the URL is used (a connection's error names
+ * the part that is wrong). */
+static int set_url(const keydef *k, void *field, const char *value, char *expect, size_t elen)
+{
     if (!*value) {
         set_str(field, NULL);
         return 0;
     }
-    if (strncmp(value, "amqp://", 7) != 0 || value[7] == '\0') {
-        snprintf(expect, elen, "expected amqp://user:pass@host:port/vhost");
+    bool amqp = k->kind == K_AMQP;
+    if (amqp ? !has_scheme(value, "amqp://")
+             : !has_scheme(value, "http://") && !has_scheme(value, "https://")) {
+        snprintf(expect, elen, "expected %s",
+                 amqp ? "amqp://user:pass@host:port/vhost" : "http[s]://user:pass@host:port");
         return -1;
     }
     set_str(field, xstrdup(value));
@@ -717,9 +732,9 @@ static const struct {
     [K_COUNT] = {set_number, OWNS_NONE},     [K_INT] = {set_number, OWNS_NONE},
     [K_LIST] = {set_list, OWNS_LIST},        [K_METHODS] = {set_methods, OWNS_NONE},
     [K_GLOB] = {set_glob, OWNS_STR},         [K_HOST] = {set_host, OWNS_STR},
-    [K_AMQP] = {set_amqp, OWNS_STR},         [K_HEADERS] = {set_header, OWNS_LIST},
+    [K_AMQP] = {set_url, OWNS_STR},          [K_HEADERS] = {set_header, OWNS_LIST},
     [K_HOSTS] = {set_hosts, OWNS_LIST},      [K_FILE] = {set_file, OWNS_STR},
-    [K_FILES] = {set_files, OWNS_LIST},
+    [K_FILES] = {set_files, OWNS_LIST},      [K_MGMT] = {set_url, OWNS_STR},
 };
 
 int config_key_apply(const keydef *k, void *base, const char *value, char *err, size_t errlen)

@@ -14,8 +14,8 @@
 #include "cli/cli_repl.h"
 #include "cli/cliutil.h"
 #include "formats/repl_msg.h"
-#include "replication/mgmt.h"
-#include "replication/mq.h"
+#include "replication/federate.h"
+#include "replication/repl_peers.h"
 #include "replication/repl_status.h"
 #include "store/store.h"
 
@@ -39,146 +39,16 @@ static const char status_usage[] =
     "  --config FILE   config file whose store setting to use\n"
     "  --window DUR    the lag's window (default 5m: the applies of the last 5 minutes)\n"
     "  --mgmt URL      management API of this site's broker,\n"
-    "                  http://user:pass@host:15672 (as restspy federate)\n"
+    "                  http://user:pass@host:15672 (as restspy federate;\n"
+    "                  default: the mgmt setting, RESTSPY_MGMT)\n"
     "  --vhost V       its virtual host (default /)\n"
     "  --json          one JSON object\n"
     "  -h, --help      show this help\n";
 
 /* ---- status: what the broker holds for each peer (--mgmt) ---- */
 
-#define OUT_PREFIX "restspy.out."
-#define SHOVEL_PREFIX "restspy-to-"
-
-typedef struct peer_hold {
-    char *peer;        /* owned */
-    bool has_queue;    /* restspy.out.<peer> exists */
-    int64_t held;      /* messages in it (ready + unacked); -1 = not counted yet */
-    int64_t oldest_us; /* timestamp of its first message; 0 = none or unknown */
-    char *shovel;      /* restspy-to-<peer>'s state; NULL = no such shovel; owned */
-    char *reason;      /* why a shovel is not running, when told; owned */
-} peer_hold;
-
-typedef struct peer_holds {
-    peer_hold *v;
-    size_t n;
-    bool shovels_known; /* false: the shovel management plugin did not answer */
-} peer_holds;
-
-static void peers_free(peer_holds *h)
-{
-    for (size_t i = 0; i < h->n; i++) {
-        free(h->v[i].peer);
-        free(h->v[i].shovel);
-        free(h->v[i].reason);
-    }
-    free(h->v);
-}
-
-/* The entry of peer (added when new). */
-static peer_hold *peer_entry(peer_holds *h, const char *peer)
-{
-    for (size_t i = 0; i < h->n; i++)
-        if (strcmp(h->v[i].peer, peer) == 0)
-            return &h->v[i];
-    h->v = xrealloc(h->v, (h->n + 1) * sizeof *h->v);
-    peer_hold *e = &h->v[h->n++];
-    memset(e, 0, sizeof *e);
-    e->peer = xstrdup(peer);
-    e->held = -1;
-    return e;
-}
-
-/* A JSON integer field, or dflt when absent or not a number. */
-static int64_t json_i64(const json_t *o, const char *key, int64_t dflt)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? (int64_t)json_number_value(v) : dflt;
-}
-
-/* The out queues: their depth and the timestamp of their first message
- * (the message's timestamp property, the write's time at its origin: the
- * management API's head_message_timestamp, in seconds). */
-static int peers_queues(mgmt *g, peer_holds *h)
-{
-    char *path = mgmt_path(g, "queues", NULL);
-    buf b = BUF_INIT;
-    buf_appendf(&b, "%s?columns=name,messages,head_message_timestamp", path);
-    free(path);
-    json_t *list = NULL;
-    int rc = mgmt_get_json(g, b.data, false, &list);
-    buf_free(&b);
-    if (rc != 0)
-        return -1;
-    size_t i;
-    json_t *q;
-    json_array_foreach(list, i, q)
-    {
-        const char *name = json_string_value(json_object_get(q, "name"));
-        if (!name || strncmp(name, OUT_PREFIX, strlen(OUT_PREFIX)) != 0)
-            continue;
-        peer_hold *e = peer_entry(h, name + strlen(OUT_PREFIX));
-        e->has_queue = true;
-        e->held = json_i64(q, "messages", -1);
-        int64_t ts = json_i64(q, "head_message_timestamp", 0);
-        e->oldest_us = ts > 0 ? ts * 1000000 : 0;
-    }
-    json_decref(list);
-    return 0;
-}
-
-/* The shovels restspy-to-<peer> and their states (none known when the
- * shovel management plugin is not there: 404). */
-static int peers_shovels(mgmt *g, peer_holds *h)
-{
-    char *path = mgmt_path(g, "shovels", NULL);
-    json_t *list = NULL;
-    int rc = mgmt_get_json(g, path, true, &list);
-    free(path);
-    if (rc < 0)
-        return -1;
-    h->shovels_known = rc == 0;
-    size_t i;
-    json_t *sh;
-    json_array_foreach(list, i, sh)
-    {
-        const char *name = json_string_value(json_object_get(sh, "name"));
-        const char *state = json_string_value(json_object_get(sh, "state"));
-        if (!name || strncmp(name, SHOVEL_PREFIX, strlen(SHOVEL_PREFIX)) != 0)
-            continue;
-        peer_hold *e = peer_entry(h, name + strlen(SHOVEL_PREFIX));
-        free(e->shovel);
-        e->shovel = xstrdup(state ? state : "unknown");
-        const char *why = json_string_value(json_object_get(sh, "reason"));
-        free(e->reason);
-        e->reason = why ? xstrdup(why) : NULL;
-    }
-    json_decref(list);
-    return 0;
-}
-
-static int peer_cmp(const void *a, const void *b)
-{
-    return strcmp(((const peer_hold *)a)->peer, ((const peer_hold *)b)->peer);
-}
-
-/* Fills h from the broker's management API. 0, 1 (the API failed) or 2 (a
- * bad URL), told. */
-static int peers_collect(const char *cmd, const char *url, const char *vhost, peer_holds *h)
-{
-    mgmt g;
-    int rc = 2;
-    if (mgmt_init(&g, url, vhost) == 0 && mgmt_connect(&g) == 0)
-        rc = peers_queues(&g, h) == 0 && peers_shovels(&g, h) == 0 ? 0 : 1;
-    if (g.err)
-        cliutil_errorf(cmd, "%s", g.err);
-    mgmt_free(&g);
-    if (h->n > 1)
-        qsort(h->v, h->n, sizeof *h->v, peer_cmp);
-    return rc;
-}
-
 /* "running", "starting", "terminated (reason)", "none" or "unknown". */
-static void shovel_state(const peer_holds *h, const peer_hold *e, buf *out)
+static void shovel_state(const repl_peers *h, const repl_peer *e, buf *out)
 {
     if (!h->shovels_known) {
         buf_append_str(out, "unknown (shovel management plugin not enabled)");
@@ -196,21 +66,23 @@ static void shovel_state(const peer_holds *h, const peer_hold *e, buf *out)
     }
 }
 
-static void peers_print_text(const peer_holds *h, int64_t now)
+static void peers_print_text(const repl_peers *h, int64_t now)
 {
     if (h->n == 0) {
-        printf("peers                none (no " OUT_PREFIX "<peer> queue: run restspy federate)\n");
+        printf("peers                none (no " FEDERATE_OUT_PREFIX
+               "<peer> queue: run restspy federate)\n");
         return;
     }
     for (size_t i = 0; i < h->n; i++) {
-        const peer_hold *e = &h->v[i];
+        const repl_peer *e = &h->v[i];
         buf line = BUF_INIT;
         buf_append_str(&line, "peer ");
         cli_repl_append_safe(&line, e->peer);
         while (line.len < 21)
             buf_append_char(&line, ' ');
         if (!e->has_queue)
-            buf_append_str(&line, "held -, no queue " OUT_PREFIX "<peer> (run restspy federate)");
+            buf_append_str(&line,
+                           "held -, no queue " FEDERATE_OUT_PREFIX "<peer> (run restspy federate)");
         else if (e->held < 0)
             buf_append_str(&line, "held - (not counted yet)");
         else
@@ -225,41 +97,6 @@ static void peers_print_text(const peer_holds *h, int64_t now)
         puts(line.data);
         buf_free(&line);
     }
-}
-
-/* ,"peers":[{...}, ...] */
-static void peers_append_json(buf *b, const peer_holds *h, int64_t now)
-{
-    buf_append_str(b, ",\"peers\":[");
-    for (size_t i = 0; i < h->n; i++) {
-        const peer_hold *e = &h->v[i];
-        if (i)
-            buf_append_char(b, ',');
-        buf_append_str(b, "{\"peer\":");
-        buf_append_json_str(b, e->peer, strlen(e->peer));
-        buf_append_str(b, ",\"held\":");
-        if (e->has_queue && e->held >= 0)
-            buf_append_i64(b, e->held);
-        else
-            buf_append_str(b, "null");
-        bool oldest = e->held > 0 && e->oldest_us;
-        buf_json_add_us(b, "oldest_us", oldest ? e->oldest_us : 0);
-        buf_json_add_age(b, "oldest_age_s", oldest ? e->oldest_us : 0, now);
-        buf_append_str(b, ",\"queue\":");
-        buf_append_str(b, e->has_queue ? "true" : "false");
-        buf_append_str(b, ",\"shovel\":");
-        if (h->shovels_known && e->shovel)
-            buf_append_json_str(b, e->shovel, strlen(e->shovel));
-        else
-            buf_append_str(b, "null");
-        buf_append_str(b, ",\"shovel_reason\":");
-        if (e->reason)
-            buf_append_json_str(b, e->reason, strlen(e->reason));
-        else
-            buf_append_str(b, "null");
-        buf_append_char(b, '}');
-    }
-    buf_append_char(b, ']');
 }
 
 /* "2026-11-27 05:46:18 (12.3s ago)" or "never". */
@@ -325,6 +162,42 @@ static void print_stuck_table(const repl_status *x, int64_t now)
         printf("  ... and %lld more\n", (long long)(x->stuck_total - (int64_t)x->nstuck));
 }
 
+/* One line per origin node: "origin a   applied 11, last 2026-... (3.0s
+ * ago), lag now 10ms, p50 5ms, p99 10ms, max 10ms (10 in the last 5m)". */
+static void print_origins_text(const repl_status *x, int64_t now)
+{
+    char win[32];
+    util_fmt_duration(x->window_us, win, sizeof win);
+    for (size_t i = 0; i < x->norigins; i++) {
+        const store_repl_origin *o = &x->origins[i];
+        char w[96], d[4][32];
+        buf line = BUF_INIT;
+        buf_append_str(&line, "origin ");
+        cli_repl_append_safe(&line, o->origin[0] ? o->origin : "(none)");
+        while (line.len < 21)
+            buf_append_char(&line, ' ');
+        when(o->last_applied_us, now, w, sizeof w);
+        buf_appendf(&line, "applied %lld, last %s, lag now ", (long long)o->applied, w);
+        if (o->last_lag_us >= 0)
+            util_fmt_duration(o->last_lag_us, d[0], sizeof d[0]);
+        buf_append_str(&line, o->last_lag_us >= 0 ? d[0] : "-");
+        if (o->lag.n) {
+            util_fmt_duration(o->lag.p50_us, d[1], sizeof d[1]);
+            util_fmt_duration(o->lag.p99_us, d[2], sizeof d[2]);
+            util_fmt_duration(o->lag.max_us, d[3], sizeof d[3]);
+            buf_appendf(&line, ", p50 %s, p99 %s, max %s (%lld applies in the last %s)", d[1], d[2],
+                        d[3], (long long)o->lag.n, win);
+        } else {
+            buf_appendf(&line, " (nothing applied in the last %s)", win);
+        }
+        puts(line.data);
+        buf_free(&line);
+    }
+    if (x->origins_total > (int64_t)x->norigins)
+        printf("  ... and %lld more origins\n",
+               (long long)(x->origins_total - (int64_t)x->norigins));
+}
+
 static void print_apply_text(const store_repl_stats *st, const repl_status *x, int64_t now)
 {
     char w[96], win[32];
@@ -350,6 +223,7 @@ static void print_apply_text(const store_repl_stats *st, const repl_status *x, i
     putchar('\n');
     if (x->nstuck)
         print_stuck_table(x, now);
+    print_origins_text(x, now);
 }
 
 /* peers: NULL without --mgmt. */
@@ -415,10 +289,22 @@ int cli_repl_status(int argc, char **argv, char *const *envp)
         return 2;
     }
 
-    store *s = NULL;
-    int rc = cliutil_open_store(cmd, &ro, envp, "there are no replication figures", &s);
+    /* --mgmt (checked by mgmt_init, as federate's), else the mgmt setting
+     * (config file, RESTSPY_MGMT). */
+    const char *flags[] = {"--config", ro.config_file, "--store", ro.store_url};
+    config *c = NULL;
+    int rc = cliutil_config_load(cmd, envp, flags, 4, &c);
     if (rc)
         return rc;
+    char *mgmt_set = xstrdup(mgmt_url ? mgmt_url : c->mgmt ? c->mgmt : "");
+    config_unref(c);
+    mgmt_url = *mgmt_set ? mgmt_set : NULL;
+    store *s = NULL;
+    rc = cliutil_open_store(cmd, &ro, envp, "there are no replication figures", &s);
+    if (rc) {
+        free(mgmt_set);
+        return rc;
+    }
     char err[512];
     repl_status x;
     rc = repl_status_read(s, (int64_t)window_ms * 1000, &x, err, sizeof err);
@@ -426,21 +312,26 @@ int cli_repl_status(int argc, char **argv, char *const *envp)
     if (rc != 0) {
         cliutil_errorf(cmd, "%s", err);
         repl_status_free(&x);
+        free(mgmt_set);
         return 1;
     }
     int64_t now = x.now_us;
-    peer_holds peers = {0};
-    if (mgmt_url && (rc = peers_collect(cmd, mgmt_url, vhost, &peers)) != 0) {
-        peers_free(&peers);
+    repl_peers peers = {0};
+    if (mgmt_url && (rc = repl_peers_collect(mgmt_url, vhost, NULL, &peers, err, sizeof err))) {
+        cliutil_errorf(cmd, "%s", err);
+        repl_peers_free(&peers);
         repl_status_free(&x);
+        free(mgmt_set);
         return rc;
     }
     if (ro.json) {
         buf b = BUF_INIT;
         buf_append_char(&b, '{');
         repl_status_json(&x, &b);
-        if (mgmt_url)
-            peers_append_json(&b, &peers, now);
+        if (mgmt_url) {
+            buf_append_str(&b, ",\"peers\":");
+            repl_peers_json(&peers, now, &b);
+        }
         buf_append_char(&b, '}');
         puts(b.data);
         buf_free(&b);
@@ -449,7 +340,8 @@ int cli_repl_status(int argc, char **argv, char *const *envp)
         if (mgmt_url)
             peers_print_text(&peers, now);
     }
-    peers_free(&peers);
+    repl_peers_free(&peers);
     repl_status_free(&x);
+    free(mgmt_set);
     return cliutil_flush_stdout(cmd);
 }

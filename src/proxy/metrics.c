@@ -172,6 +172,118 @@ static void replication(buf *out, const metrics_sources *src)
         (unsigned long long)rs.not_replicated);
 }
 
+/* ---- the replicator's applies, by origin node ----
+ *
+ * The replicator (another process) writes each apply into the store's
+ * ledger; the proxy sharing the store reads the ledger incrementally: at
+ * the first scrape the counts per origin and the ledger's end, then at each
+ * scrape the applies after the last one read (METRICS_LEDGER_ROWS at most,
+ * the rest at the next scrape), each added to its origin's histogram. The
+ * histograms count the applies since the proxy started; the counters count
+ * the whole ledger. Only the admin's loop scrapes, so this state has one
+ * thread and no lock. */
+
+static struct {
+    store *store; /* whose ledger is read; NULL before the first scrape */
+    int64_t pos;  /* the last ledger position read */
+    size_t n;
+    struct {
+        char name[METRICS_ORIGIN_LEN + 1];
+        uint64_t applied;
+        hist lag;
+    } o[METRICS_ORIGINS_MAX + 1]; /* the last: METRICS_ORIGIN_OTHER */
+} g_applies;
+
+/* The slot of origin: its own while there is room and it is a node name
+ * (letters, digits, '-' and '_': a label value as is), else the shared one
+ * labelled METRICS_ORIGIN_OTHER. */
+static size_t origin_slot(const char *origin)
+{
+    size_t len = strlen(origin);
+    bool named = len && len <= METRICS_ORIGIN_LEN &&
+                 origin[strspn(origin, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789-_")] == '\0';
+    for (size_t i = 0; named && i < g_applies.n; i++)
+        if (strcmp(g_applies.o[i].name, origin) == 0)
+            return i;
+    if (!named || g_applies.n == METRICS_ORIGINS_MAX)
+        return METRICS_ORIGINS_MAX;
+    memcpy(g_applies.o[g_applies.n].name, origin, len + 1);
+    return g_applies.n++;
+}
+
+static int apply_read(const store_ledger_row *row, void *ud)
+{
+    (void)ud;
+    size_t k = origin_slot(row->origin);
+    g_applies.o[k].applied++;
+    if (row->lag_us >= 0)
+        hist_observe_us(&g_applies.o[k].lag, row->lag_us);
+    g_applies.pos = row->pos;
+    return 0;
+}
+
+/* Brings the figures up to the ledger of s. A store that cannot be read
+ * now leaves them as they are (read at the next scrape). */
+static void applies_update(store *s)
+{
+    char err[256];
+    if (g_applies.store != s) {
+        store_repl_origin *v;
+        size_t n;
+        int64_t total, end;
+        if (store_repl_origins_get(s, 0, 0, METRICS_ORIGINS_MAX, &v, &n, &total, &end, err,
+                                   sizeof err) != 0)
+            return;
+        memset(&g_applies, 0, sizeof g_applies);
+        g_applies.store = s;
+        g_applies.pos = end;
+        for (size_t i = 0; i < n; i++)
+            g_applies.o[origin_slot(v[i].origin)].applied += (uint64_t)v[i].applied;
+        store_repl_origins_free(v, n);
+        return;
+    }
+    store_ledger_each(s, g_applies.pos, METRICS_LEDGER_ROWS, apply_read, NULL, err, sizeof err);
+}
+
+static void applies(buf *out, store *s)
+{
+    applies_update(s);
+    if (g_applies.store != s)
+        return;
+    size_t slots[METRICS_ORIGINS_MAX + 1], n = 0;
+    for (size_t i = 0; i < g_applies.n; i++)
+        slots[n++] = i;
+    if (g_applies.o[METRICS_ORIGINS_MAX].applied)
+        slots[n++] = METRICS_ORIGINS_MAX;
+    head(out, "restspy_replication_applied_total", "counter",
+         "Writes the replicator applied from each origin node (the store's ledger).");
+    for (size_t i = 0; i < n; i++) {
+        size_t k = slots[i];
+        buf_appendf(out, "restspy_replication_applied_total{origin=\"%s\"} %llu\n",
+                    k == METRICS_ORIGINS_MAX ? METRICS_ORIGIN_OTHER : g_applies.o[k].name,
+                    (unsigned long long)g_applies.o[k].applied);
+    }
+    static const char lag[] = "restspy_replication_apply_lag_seconds";
+    head(out, lag, "histogram",
+         "From a write at its origin node to its apply here, for the applies since the "
+         "proxy started.");
+    for (size_t i = 0; i < n; i++) {
+        size_t k = slots[i];
+        const char *name = k == METRICS_ORIGINS_MAX ? METRICS_ORIGIN_OTHER : g_applies.o[k].name;
+        hist_snapshot hs;
+        hist_read(&g_applies.o[k].lag, &hs);
+        for (size_t b = 0; b < HIST_BUCKETS; b++)
+            buf_appendf(out, "%s_bucket{origin=\"%s\",le=\"%g\"} %llu\n", lag, name, hist_le[b],
+                        (unsigned long long)hs.cum[b]);
+        buf_appendf(out,
+                    "%s_bucket{origin=\"%s\",le=\"+Inf\"} %llu\n%s_sum{origin=\"%s\"} %.6f\n"
+                    "%s_count{origin=\"%s\"} %llu\n",
+                    lag, name, (unsigned long long)hs.count, lag, name, hs.sum_s, lag, name,
+                    (unsigned long long)hs.count);
+    }
+}
+
 /* ---- process_*, as Prometheus' own clients export them ---- */
 
 static long long boot_time(void)
@@ -249,5 +361,7 @@ void metrics_render(buf *out, const metrics_sources *src)
     connections(out);
     capture(out, src);
     replication(out, src);
+    if (src->store)
+        applies(out, src->store);
     process(out);
 }

@@ -49,8 +49,6 @@
 #include "base/util.h"
 
 #define OLD_POLICY "restspy-inbound" /* restspy's federation policy (before issue 10) */
-#define SHOVEL_PREFIX "restspy-to-"
-#define OUT_PREFIX "restspy.out."
 #define SHOVEL_RECONNECT_S 5
 #define PEER_HEARTBEAT_S 10
 
@@ -175,7 +173,7 @@ static void plan(fed *f, const char *apply_q, const char *dead_q)
     add_binding(f, MQ_EXCHANGE_INBOUND, apply_q, "#");
     for (size_t i = 0; i < f->npeers; i++) {
         char q[128];
-        snprintf(q, sizeof q, OUT_PREFIX "%s", f->peers[i].name);
+        snprintf(q, sizeof q, FEDERATE_OUT_PREFIX "%s", f->peers[i].name);
         add_put(f, "queues", q, plain_queue_body(f), "queue");
         add_binding(f, MQ_EXCHANGE_REQUESTS, q, "#");
     }
@@ -200,7 +198,7 @@ static char *local_uri(const fed *f)
 static json_t *shovel_value(const fed *f, const federate_peer *p)
 {
     char q[128];
-    snprintf(q, sizeof q, OUT_PREFIX "%s", p->name);
+    snprintf(q, sizeof q, FEDERATE_OUT_PREFIX "%s", p->name);
     char *src = local_uri(f);
     json_t *v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:b}", "src-protocol",
                           "amqp091", "src-uri", src, "src-queue", q, "src-delete-after", "never",
@@ -241,7 +239,7 @@ static int peer_prepare(const fed *f, const federate_peer *p, bool *holds_ours, 
     const char *url = p->uri;
     char apply_q[128], ours[128];
     snprintf(apply_q, sizeof apply_q, "restspy.apply.%s", p->name);
-    snprintf(ours, sizeof ours, OUT_PREFIX "%s", f->node);
+    snprintf(ours, sizeof ours, FEDERATE_OUT_PREFIX "%s", f->node);
     int rc = -1;
     int has = peer_has(url, apply_q, err, errlen);
     if (has == 0) {
@@ -318,7 +316,7 @@ static int ensure_binding(fed *f, const step *s)
 static int put_shovel(fed *f, const federate_peer *p)
 {
     char name[128];
-    snprintf(name, sizeof name, SHOVEL_PREFIX "%s", p->name);
+    snprintf(name, sizeof name, FEDERATE_SHOVEL_PREFIX "%s", p->name);
     char *path = mgmt_path(f->g, "parameters/shovel", name);
     char *body = dump(json_pack("{s:s, s:s, s:s, s:o}", "vhost", f->g->vhost, "component", "shovel",
                                 "name", name, "value", shovel_value(f, p)));
@@ -328,8 +326,8 @@ static int put_shovel(fed *f, const federate_peer *p)
     if (rc != 0)
         return -1;
     char *shown = mgmt_mask_url(p->uri);
-    printf("shovel %s: " OUT_PREFIX "%s -> %s %s (ack-mode on-confirm)\n", name, p->name, shown,
-           MQ_EXCHANGE_INBOUND);
+    printf("shovel %s: " FEDERATE_OUT_PREFIX "%s -> %s %s (ack-mode on-confirm)\n", name, p->name,
+           shown, MQ_EXCHANGE_INBOUND);
     free(shown);
     return 0;
 }
@@ -451,7 +449,7 @@ static void run_print(const fed *f)
         buf b = BUF_INIT;
         buf_append_str(&b, "rabbitmqctl set_parameter -p ");
         mgmt_append_sq(&b, f->g->vhost);
-        buf_appendf(&b, " shovel " SHOVEL_PREFIX "%s ", f->peers[i].name);
+        buf_appendf(&b, " shovel " FEDERATE_SHOVEL_PREFIX "%s ", f->peers[i].name);
         char *v = dump(shovel_value(f, &f->peers[i]));
         mgmt_append_sq(&b, v);
         free(v);

@@ -14,6 +14,12 @@
 
 #include "replication/mgmt.h"
 
+/* The names federate gives per peer: this site's queue of the writes the
+ * peer does not have yet, and the shovel moving them (repl_peers reads
+ * both back). */
+#define FEDERATE_OUT_PREFIX "restspy.out."
+#define FEDERATE_SHOVEL_PREFIX "restspy-to-"
+
 /* A peer site, as the command line checked it. */
 typedef struct federate_peer {
     char *name; /* its node name (letters, digits, '-' and '_'), not this node's */

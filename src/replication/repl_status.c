@@ -15,8 +15,12 @@ int repl_status_read(store *s, int64_t window_us, repl_status *x, char *err, siz
         store_repl_lag_get(s, x->now_us - window_us, REPL_STATUS_LAG_SAMPLES, &x->lag, err,
                            errlen) != 0)
         return -1;
-    return store_stuck_list(s, REPL_STATUS_STUCK_MAX, &x->stuck, &x->nstuck, &x->stuck_total, err,
-                            errlen);
+    if (store_stuck_list(s, REPL_STATUS_STUCK_MAX, &x->stuck, &x->nstuck, &x->stuck_total, err,
+                         errlen) != 0)
+        return -1;
+    return store_repl_origins_get(s, x->now_us - window_us, REPL_STATUS_LAG_SAMPLES,
+                                  REPL_STATUS_ORIGINS_MAX, &x->origins, &x->norigins,
+                                  &x->origins_total, NULL, err, errlen);
 }
 
 void repl_status_free(repl_status *x)
@@ -24,6 +28,44 @@ void repl_status_free(repl_status *x)
     store_stuck_free(x->stuck, x->nstuck);
     x->stuck = NULL;
     x->nstuck = 0;
+    store_repl_origins_free(x->origins, x->norigins);
+    x->origins = NULL;
+    x->norigins = 0;
+}
+
+/* "p50_s", "p99_s" and "max_s" of l, null when it counts nothing. */
+static void lag_members(buf *b, const store_repl_lag *l)
+{
+    if (l->n) {
+        buf_json_add_seconds(b, "p50_s", l->p50_us);
+        buf_json_add_seconds(b, "p99_s", l->p99_us);
+        buf_json_add_seconds(b, "max_s", l->max_us);
+    } else {
+        buf_append_str(b, ",\"p50_s\":null,\"p99_s\":null,\"max_s\":null");
+    }
+}
+
+/* ,"origins_total":N,"origins":[{"origin", "applied", "last_applied_us",
+ * "lag": {"applies", "now_s" (the newest apply's), "p50_s", "p99_s",
+ * "max_s" (over the window)}}, ...] */
+static void origins_json(buf *b, const repl_status *x)
+{
+    buf_appendf(b, ",\"origins_total\":%lld,\"origins\":[", (long long)x->origins_total);
+    for (size_t i = 0; i < x->norigins; i++) {
+        const store_repl_origin *o = &x->origins[i];
+        buf_append_str(b, i ? ",{\"origin\":" : "{\"origin\":");
+        buf_append_json_str(b, o->origin, strlen(o->origin));
+        buf_appendf(b, ",\"applied\":%lld", (long long)o->applied);
+        buf_json_add_us(b, "last_applied_us", o->last_applied_us);
+        buf_appendf(b, ",\"lag\":{\"applies\":%lld", (long long)o->lag.n);
+        if (o->last_lag_us >= 0)
+            buf_json_add_seconds(b, "now_s", o->last_lag_us);
+        else
+            buf_append_str(b, ",\"now_s\":null");
+        lag_members(b, &o->lag);
+        buf_append_str(b, "}}");
+    }
+    buf_append_char(b, ']');
 }
 
 static void apply_json(buf *b, const repl_status *x)
@@ -34,13 +76,7 @@ static void apply_json(buf *b, const repl_status *x)
     buf_append_str(b, ",\"lag\":{");
     buf_appendf(b, "\"window_s\":%.3f,\"applies\":%lld", (double)x->window_us / 1e6,
                 (long long)x->lag.n);
-    if (x->lag.n) {
-        buf_json_add_seconds(b, "p50_s", x->lag.p50_us);
-        buf_json_add_seconds(b, "p99_s", x->lag.p99_us);
-        buf_json_add_seconds(b, "max_s", x->lag.max_us);
-    } else {
-        buf_append_str(b, ",\"p50_s\":null,\"p99_s\":null,\"max_s\":null");
-    }
+    lag_members(b, &x->lag);
     buf_append_char(b, '}');
     if (st->retry_max_age_ms >= 0)
         buf_json_add_seconds(b, "retry_max_age_s", st->retry_max_age_ms * 1000);
@@ -70,6 +106,7 @@ static void apply_json(buf *b, const repl_status *x)
         buf_append_char(b, '}');
     }
     buf_append_char(b, ']');
+    origins_json(b, x);
 }
 
 void repl_status_json(const repl_status *x, buf *b)

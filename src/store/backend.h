@@ -24,6 +24,8 @@ struct store_outbox_row;
 struct store_repl_stats;
 struct store_stuck;
 struct store_repl_lag;
+struct store_repl_origin;
+struct store_ledger_row;
 
 typedef struct store_backend {
     const char *scheme; /* URL scheme before the ':' ("sqlite") */
@@ -65,6 +67,13 @@ typedef struct store_backend {
                        size_t errlen);
     int (*repl_lag_get)(store *s, int64_t since_us, size_t max_samples, struct store_repl_lag *out,
                         char *err, size_t errlen);
+    /* the ledger by origin (schema version 5 indexes it) */
+    int (*repl_origins_get)(store *s, int64_t since_us, size_t max_samples, size_t max_origins,
+                            struct store_repl_origin **out, size_t *n, int64_t *total,
+                            int64_t *ledger_end, char *err, size_t errlen);
+    int64_t (*ledger_each)(store *s, int64_t after, size_t max,
+                           int (*fn)(const struct store_ledger_row *row, void *ud), void *ud,
+                           char *err, size_t errlen);
 } store_backend;
 
 /* First member of every backend's handle, so that a `store *` can be cast

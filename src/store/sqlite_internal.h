@@ -286,5 +286,11 @@ int sq_ledger_skip(store *base, const char *message_id, const char *origin, char
                    size_t errlen);
 int sq_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_repl_lag *out,
                     char *err, size_t errlen);
+int sq_repl_origins_get(store *base, int64_t since_us, size_t max_samples, size_t max_origins,
+                        store_repl_origin **out, size_t *n, int64_t *total, int64_t *ledger_end,
+                        char *err, size_t errlen);
+int64_t sq_ledger_each(store *base, int64_t after, size_t max,
+                       int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
+                       size_t errlen);
 
 #endif

@@ -334,6 +334,19 @@ static int64_t percentile(const int64_t *v, size_t n, unsigned p)
     return v[k ? k - 1 : 0];
 }
 
+/* The lag of the ledger row whose message_id and applied_at are columns
+ * id_col and at_col of st: from the time in its UUIDv7 id to its commit
+ * here, clock skew counted as 0; -1 when the id holds no time. */
+static int64_t lag_of(sqlite3_stmt *st, int id_col, int at_col)
+{
+    const char *id = (const char *)sqlite3_column_text(st, id_col);
+    int64_t ms = id ? uuid7_time_ms(id) : -1;
+    if (ms < 0)
+        return -1;
+    int64_t lag = sqlite3_column_int64(st, at_col) - ms * 1000;
+    return lag > 0 ? lag : 0;
+}
+
 int sq_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_repl_lag *out,
                     char *err, size_t errlen)
 {
@@ -356,16 +369,14 @@ int sq_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_rep
     size_t n = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(st, 0);
-        int64_t ms = id ? uuid7_time_ms(id) : -1;
-        if (ms < 0)
+        int64_t lag = lag_of(st, 0, 1);
+        if (lag < 0)
             continue; /* not a restspy id: no origin time */
-        int64_t lag = sqlite3_column_int64(st, 1) - ms * 1000;
         if (n == cap) {
             cap = cap ? cap * 2 : 256;
             v = xrealloc(v, cap * sizeof *v);
         }
-        v[n++] = lag > 0 ? lag : 0;
+        v[n++] = lag;
     }
     int ret = sq_oneoff_end(s, st, rc, 0, err, errlen);
     if (ret == 0 && n) {
@@ -377,4 +388,243 @@ int sq_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_rep
     }
     free(v);
     return ret;
+}
+
+/* ---- the ledger by origin ----
+ *
+ * A ledger position is the row's rowid: the one writer of a file gives each
+ * new row the highest rowid so far plus one, and nothing deletes ledger
+ * rows, so positions grow in commit order. */
+
+/* Leaves the skips out of a ledger query on a file of schema version v
+ * (before version 4 every row is an apply). */
+static const char *applies_only(int64_t v)
+{
+    return v >= 4 ? " AND state IS NULL" : "";
+}
+
+/* Prepares a ledger query: fmt's one %s is where applies_only(schema)
+ * goes. SQLite's rc. */
+static int ledger_prepare(sqlite3 *db, const char *fmt, int64_t schema, sqlite3_stmt **st)
+{
+    char sql[256];
+    int len = snprintf(sql, sizeof sql, fmt, applies_only(schema));
+    assert(len > 0 && (size_t)len < sizeof sql);
+    (void)len;
+    return sqlite3_prepare_v2(db, sql, -1, st, NULL);
+}
+
+/* NULL (an origin the row does not name) sorts first, as in SQLite. */
+static int origin_cmp(const char *a, const char *b)
+{
+    if (!a || !b)
+        return (a != NULL) - (b != NULL);
+    return strcmp(a, b);
+}
+
+/* One apply of the window: its origin's index in the list, its lag. */
+typedef struct win_sample {
+    size_t o;
+    int64_t lag;
+} win_sample;
+
+static int sample_cmp(const void *a, const void *b)
+{
+    const win_sample *x = a, *y = b;
+    if (x->o != y->o)
+        return (x->o > y->o) - (x->o < y->o);
+    return (x->lag > y->lag) - (x->lag < y->lag);
+}
+
+/* The index of origin in the sorted v[0..n), or n when it is not there. */
+static size_t origin_find(const store_repl_origin *v, size_t n, const char *origin)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = origin_cmp(v[mid].origin, origin);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return n;
+}
+
+/* The origins, their counts and newest applies (one covering index scan,
+ * then one index search per origin), max of them in *v. SQLite's rc. */
+static int origins_list(sqlite3 *db, int64_t schema, size_t max, store_repl_origin **v, size_t *n,
+                        int64_t *total)
+{
+    sqlite3_stmt *st;
+    int rc = ledger_prepare(db,
+                            "SELECT origin, count(*), max(applied_at) FROM applied WHERE 1%s "
+                            "GROUP BY origin ORDER BY origin",
+                            schema, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    size_t cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        (*total)++;
+        if (*n >= max)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *v = xrealloc(*v, cap * sizeof **v);
+        }
+        store_repl_origin *o = &(*v)[(*n)++];
+        memset(o, 0, sizeof *o);
+        sq_set_str(&o->origin, st, 0);
+        o->applied = sqlite3_column_int64(st, 1);
+        o->last_applied_us = sqlite3_column_int64(st, 2);
+        o->last_lag_us = -1;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    rc = ledger_prepare(db,
+                        "SELECT message_id, applied_at FROM applied WHERE origin IS ?1%s ORDER "
+                        "BY applied_at DESC LIMIT 1",
+                        schema, &st);
+    for (size_t i = 0; rc == SQLITE_OK && i < *n; i++) {
+        store_repl_origin *o = &(*v)[i];
+        sq_bind_text(st, 0, o->origin);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            o->last_lag_us = lag_of(st, 0, 1);
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+            rc = sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Each origin's lag over the applies since since_us (the newest max of
+ * them over all origins), from one range of the applied_at index. */
+static int origins_window(sqlite3 *db, int64_t schema, int64_t since_us, size_t max,
+                          store_repl_origin *v, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = ledger_prepare(db,
+                            "SELECT origin, message_id, applied_at FROM applied WHERE applied_at "
+                            ">= ?1%s ORDER BY applied_at DESC LIMIT ?2",
+                            schema, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, since_us);
+    sqlite3_bind_int64(st, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    win_sample *w = NULL;
+    size_t nw = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t o = origin_find(v, n, (const char *)sqlite3_column_text(st, 0));
+        int64_t lag = lag_of(st, 1, 2);
+        if (o == n || lag < 0)
+            continue; /* an origin beyond the list, or no origin time */
+        if (nw == cap) {
+            cap = cap ? cap * 2 : 256;
+            w = xrealloc(w, cap * sizeof *w);
+        }
+        w[nw++] = (win_sample){o, lag};
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+        if (nw)
+            qsort(w, nw, sizeof *w, sample_cmp);
+        int64_t *lags = xmalloc((nw ? nw : 1) * sizeof *lags);
+        for (size_t i = 0; i < nw;) {
+            size_t j = i;
+            for (; j < nw && w[j].o == w[i].o; j++)
+                lags[j - i] = w[j].lag;
+            store_repl_lag *l = &v[w[i].o].lag;
+            l->n = (int64_t)(j - i);
+            l->p50_us = percentile(lags, j - i, 50);
+            l->p99_us = percentile(lags, j - i, 99);
+            l->max_us = lags[j - i - 1];
+            i = j;
+        }
+        free(lags);
+    }
+    free(w);
+    return rc;
+}
+
+int sq_repl_origins_get(store *base, int64_t since_us, size_t max_samples, size_t max_origins,
+                        store_repl_origin **out, size_t *n, int64_t *total, int64_t *ledger_end,
+                        char *err, size_t errlen)
+{
+    sq_store *s = sq(base);
+    *out = NULL;
+    *n = 0;
+    *total = 0;
+    if (ledger_end)
+        *ledger_end = 0;
+    if (s->schema < 2)
+        return 0;
+    int ret = 0;
+    pthread_mutex_lock(&s->rlock);
+    sqlite3 *db = sq_reader(s, err, errlen);
+    if (!db) {
+        ret = -1;
+    } else {
+        /* One read transaction: the counts, the window and the end agree. */
+        int64_t end = 0;
+        int rc = sq_exec(db, "BEGIN", NULL, 0);
+        if (rc == SQLITE_OK)
+            rc = sq_int_query(db, "SELECT coalesce(max(rowid), 0) FROM applied", &end, NULL, 0);
+        if (rc == SQLITE_OK)
+            rc = origins_list(db, s->schema, max_origins, out, n, total);
+        if (rc == SQLITE_OK && max_samples)
+            rc = origins_window(db, s->schema, since_us, max_samples, *out, *n);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "cannot read the applied ledger: %s", sqlite3_errmsg(db));
+            store_repl_origins_free(*out, *n);
+            *out = NULL;
+            *n = 0;
+            *total = 0;
+            ret = -1;
+        } else {
+            for (size_t i = 0; i < *n; i++)
+                if (!(*out)[i].origin)
+                    (*out)[i].origin = xstrdup("");
+            if (ledger_end)
+                *ledger_end = end;
+        }
+        if (!sqlite3_get_autocommit(db))
+            sq_exec(db, "COMMIT", NULL, 0);
+    }
+    pthread_mutex_unlock(&s->rlock);
+    return ret;
+}
+
+int64_t sq_ledger_each(store *base, int64_t after, size_t max,
+                       int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
+                       size_t errlen)
+{
+    sq_store *s = sq(base);
+    if (s->schema < 2 || max == 0)
+        return 0;
+    char sql[192];
+    snprintf(sql, sizeof sql,
+             "SELECT rowid, origin, message_id, applied_at FROM applied WHERE rowid > ?1%s "
+             "ORDER BY rowid LIMIT ?2",
+             applies_only(s->schema));
+    sqlite3_stmt *st;
+    if (sq_oneoff_begin(s, sql, &st, err, errlen) < 0)
+        return sq_oneoff_end(s, st, SQLITE_OK, -1, err, errlen);
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    int64_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *origin = (const char *)sqlite3_column_text(st, 1);
+        store_ledger_row row = {.pos = sqlite3_column_int64(st, 0),
+                                .origin = origin ? origin : "",
+                                .lag_us = lag_of(st, 2, 3)};
+        n++;
+        if (fn(&row, ud) != 0)
+            break;
+    }
+    return sq_oneoff_end(s, st, rc, 0, err, errlen) < 0 ? -1 : n;
 }

@@ -91,6 +91,10 @@ static const char *const migrations[] = {
     " last_failed_at INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL,"
     " last_answer TEXT);",
+    /* 4 -> 5: the ledger by origin node (store_repl_origins_get): its
+     * applies counted per origin from the index alone, and each origin's
+     * newest apply found by one search. */
+    "CREATE INDEX applied_origin ON applied(origin, state, applied_at);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,

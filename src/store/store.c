@@ -366,3 +366,25 @@ int store_repl_lag_get(store *s, int64_t since_us, size_t max_samples, store_rep
 {
     return s->be->repl_lag_get(s, since_us, max_samples, out, err, errlen);
 }
+
+void store_repl_origins_free(store_repl_origin *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].origin);
+    free(v);
+}
+
+int store_repl_origins_get(store *s, int64_t since_us, size_t max_samples, size_t max_origins,
+                           store_repl_origin **out, size_t *n, int64_t *total, int64_t *ledger_end,
+                           char *err, size_t errlen)
+{
+    return s->be->repl_origins_get(s, since_us, max_samples, max_origins, out, n, total, ledger_end,
+                                   err, errlen);
+}
+
+int64_t store_ledger_each(store *s, int64_t after, size_t max,
+                          int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
+                          size_t errlen)
+{
+    return s->be->ledger_each(s, after, max, fn, ud, err, errlen);
+}

@@ -251,6 +251,52 @@ typedef struct store_repl_lag {
 int store_repl_lag_get(store *s, int64_t since_us, size_t max_samples, store_repl_lag *out,
                        char *err, size_t errlen);
 
+/* ---- the ledger by origin node (schema version 5 indexes it) ----
+ *
+ * The applies (ledger rows not skipped) grouped by the node they came
+ * from, for the Replication view and /metrics: how many, the newest, and
+ * the lag (as store_repl_lag: origin time to ledger commit, skew counted
+ * as 0) of the newest and over a recent window. */
+
+typedef struct store_repl_origin {
+    char *origin;            /* heap; "" for ledger rows without one */
+    int64_t applied;         /* its ledger rows as applied */
+    int64_t last_applied_us; /* applied_at of its newest, 0 = none */
+    int64_t last_lag_us;     /* that newest apply's lag; -1 = unknown (not a UUIDv7 id) */
+    store_repl_lag lag;      /* over the window asked for */
+} store_repl_origin;
+
+/* Frees the rows v[0..n) and then v itself. NULL is fine. */
+void store_repl_origins_free(store_repl_origin *v, size_t n);
+
+/* The origins of the ledger in name order, max_origins at most in *out
+ * (caller frees with store_repl_origins_free), *n of them, *total all of
+ * them. The window's figures count the applies since since_us, the newest
+ * max_samples of them over all origins at most. *ledger_end (may be NULL)
+ * gets the ledger position (store_ledger_each) of the newest row these
+ * figures count: all of them are read at one point in time. Read
+ * connection. 0, or -1 with err. */
+int store_repl_origins_get(store *s, int64_t since_us, size_t max_samples, size_t max_origins,
+                           store_repl_origin **out, size_t *n, int64_t *total, int64_t *ledger_end,
+                           char *err, size_t errlen);
+
+/* One apply read by store_ledger_each. */
+typedef struct store_ledger_row {
+    int64_t pos;        /* its ledger position */
+    const char *origin; /* "" when none; valid during the callback only */
+    int64_t lag_us;     /* as store_repl_lag; -1 = unknown (not a UUIDv7 id) */
+} store_ledger_row;
+
+/* Calls fn for the applies (not the skips) whose ledger position is after
+ * `after`, in position order, max of them at most, until fn returns
+ * non-zero. Positions grow with each committed ledger row, so a reader
+ * that passes the last position it saw reads every later apply once (an
+ * incremental reader: /metrics); 0 is before the first. The number of rows
+ * given to fn, or -1 with err. Read connection. */
+int64_t store_ledger_each(store *s, int64_t after, size_t max,
+                          int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
+                          size_t errlen);
+
 /* ---- reading (CLI) ---- */
 
 typedef struct store_query {

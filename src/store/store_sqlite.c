@@ -357,4 +357,6 @@ const store_backend store_sqlite_backend = {
     .stuck_list = sq_stuck_list,
     .ledger_skip = sq_ledger_skip,
     .repl_lag_get = sq_repl_lag_get,
+    .repl_origins_get = sq_repl_origins_get,
+    .ledger_each = sq_ledger_each,
 };

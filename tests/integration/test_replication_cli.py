@@ -96,7 +96,8 @@ class ReplicationStatus(unittest.TestCase):
             "last_applied_us": None, "last_applied_age_s": None, "last_applied_msg_us": None,
             "skipped": 0,
             "lag": {"window_s": 300.0, "applies": 0, "p50_s": None, "p99_s": None, "max_s": None},
-            "retry_max_age_s": None, "retry_max_attempts": None, "stuck_total": 0, "stuck": []})
+            "retry_max_age_s": None, "retry_max_attempts": None, "stuck_total": 0, "stuck": [],
+            "origins_total": 0, "origins": []})
         self.assertEqual(len(p.stdout.strip().splitlines()), 1)
 
         p = self.status()
@@ -128,6 +129,10 @@ class ReplicationStatus(unittest.TestCase):
                        (applied_id, now_us - 2000000))
             db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201, NULL)",
                        (uuid7_at(now_us // 1000 - 60000), now_us - 50000000))
+            db.execute("INSERT INTO applied VALUES (?, 'far', ?, 201, NULL)",
+                       (uuid7_at(now_us // 1000 - 3601000), now_us - 3600000000))
+            db.execute("INSERT INTO applied VALUES (?, 'far', ?, NULL, 'skipped')",
+                       (uuid7_at(now_us // 1000 - 1000), now_us - 1000000))
             db.executemany("INSERT INTO counters VALUES (?, ?)", [
                 ("published", 17), ("not_replicated", 2), ("deduplicated", 5),
                 ("dead_lettered", 1), ("last_confirmed_us", now_us - 3000000),
@@ -144,7 +149,7 @@ class ReplicationStatus(unittest.TestCase):
             self.assertEqual(doc["last_confirmed_id"], confirmed_id)
             self.assertEqual(doc["published"], 17)
             self.assertEqual(doc["not_replicated"], 2)
-            self.assertEqual(doc["applied"], 2)
+            self.assertEqual(doc["applied"], 3)
             self.assertEqual(doc["deduplicated"], 5)
             self.assertEqual(doc["dead_lettered"], 1)
             self.assertEqual(doc["last_applied_us"], now_us - 2000000)
@@ -155,6 +160,18 @@ class ReplicationStatus(unittest.TestCase):
             self.assertEqual(doc["lag"]["applies"], 2)
             self.assertAlmostEqual(doc["lag"]["p50_s"], 2, delta=0.01)
             self.assertAlmostEqual(doc["lag"]["max_s"], 10, delta=0.01)
+            # The same per origin node: peer's two applies, far's one an
+            # hour ago (outside the window; its skip is not an apply).
+            self.assertEqual(doc["origins_total"], 2)
+            far, peer = doc["origins"]
+            self.assertEqual(peer, {"origin": "peer", "applied": 2,
+                                    "last_applied_us": now_us - 2000000,
+                                    "lag": {"applies": 2, "now_s": 2.0, "p50_s": 2.0,
+                                            "p99_s": 10.0, "max_s": 10.0}})
+            self.assertEqual(far, {"origin": "far", "applied": 1,
+                                   "last_applied_us": now_us - 3600000000,
+                                   "lag": {"applies": 0, "now_s": 1.0, "p50_s": None,
+                                           "p99_s": None, "max_s": None}})
             p = self.status("--json", "--window", "30s")
             self.assertEqual(p.returncode, 0, p.stderr)
             lag = json.loads(p.stdout)["lag"]
@@ -170,6 +187,11 @@ class ReplicationStatus(unittest.TestCase):
             self.assertIn("apply lag            p50 2.0s, p99 10.0s, max 10.0s (2 applies in "
                           "the last 5m00s)\n", p.stdout)
             self.assertIn("last applied         ", p.stdout)
+            self.assertRegex(p.stdout, r"\norigin far +applied 1, last .* \(1h00m ago\), lag now "
+                                       r"1\.0s \(nothing applied in the last 5m00s\)\n")
+            self.assertRegex(p.stdout, r"\norigin peer +applied 2, last .*, lag now 2\.0s, p50 "
+                                       r"2\.0s, p99 10\.0s, max 10\.0s \(2 applies in the last "
+                                       r"5m00s\)\n")
         finally:
             self.clear("outbox", "applied", "counters")
 

@@ -834,6 +834,17 @@ static void test_validate(void **state)
     assert_int_equal(config_set(c, "amqp", "http://x", err, sizeof err), -1);
     assert_int_equal(config_set(c, "amqp", "amqp://guest:guest@127.0.0.1:5672/", err, sizeof err),
                      0);
+    /* mgmt: the management API, http or https; "" unsets */
+    assert_null(c->mgmt);
+    assert_int_equal(config_set(c, "mgmt", "amqp://x", err, sizeof err), -1);
+    assert_string_equal(err, "bad value for mgmt: 'amqp://x' (expected "
+                             "http[s]://user:pass@host:port)");
+    assert_int_equal(config_set(c, "mgmt", "http://", err, sizeof err), -1);
+    assert_int_equal(config_set(c, "mgmt", "https://u:p@broker:15671", err, sizeof err), 0);
+    assert_int_equal(config_set(c, "mgmt", "http://u:p@127.0.0.1:15672", err, sizeof err), 0);
+    assert_string_equal(c->mgmt, "http://u:p@127.0.0.1:15672");
+    assert_int_equal(config_set(c, "mgmt", "", err, sizeof err), 0);
+    assert_null(c->mgmt);
     /* upstream is the commands' business, not validate's */
     assert_null(c->upstream);
     assert_int_equal(config_set(c, "store_batch", "100", err, sizeof err), 0);
@@ -931,6 +942,7 @@ static void test_each_key(void **state)
         "queue_type",
         "amqp_heartbeat",
         "amqp_log_interval",
+        "mgmt",
         "healthz_degraded_status",
         "concurrency",
         "apply_order",

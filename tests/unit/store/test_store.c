@@ -648,11 +648,14 @@ static void test_open_errors_and_migration(void **state)
     store_close(s);
 
     sql_exec(f->path, "PRAGMA user_version = 7");
+    char newer[96];
+    snprintf(newer, sizeof newer, "store schema version 7 is newer than this restspy (%d)",
+             STORE_SQLITE_SCHEMA_VERSION);
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (4)");
+    assert_string_equal(err, newer);
     o.read_only = true;
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "store schema version 7 is newer than this restspy (4)");
+    assert_string_equal(err, newer);
     o.read_only = false;
 
     /* Not a database at all. */
@@ -1237,9 +1240,10 @@ static void test_migration_v1_to_v2(void **state)
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('applied') WHERE "
                                       "name IN ('message_id','origin','applied_at','status')"),
                      4);
+    /* applied_applied_at, and applied_origin since version 5 */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('applied') WHERE "
                                       "origin = 'c'"),
-                     1);
+                     2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('counters')"), 2);
     /* Version 4: the ledger's state and the stuck messages. */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('applied') WHERE "
@@ -1677,10 +1681,10 @@ static void test_ledger_skip(void **state)
     assert_int_equal(sql_int(f->path, sql), 1);
 }
 
-/* An applied row whose message was made at origin_ms and committed here
- * at applied_us. */
-static void insert_applied(const char *path, int64_t origin_ms, int64_t applied_us,
-                           const char *state)
+/* An applied row from origin (an SQL literal: 'peer' or NULL) whose
+ * message was made at origin_ms and committed here at applied_us. */
+static void insert_applied_from(const char *path, const char *origin, int64_t origin_ms,
+                                int64_t applied_us, const char *state)
 {
     char id[UUID7_STR_LEN + 1], sql[300];
     unsigned char seed[10] = {0};
@@ -1688,9 +1692,16 @@ static void insert_applied(const char *path, int64_t origin_ms, int64_t applied_
     uuid7_derive(origin_ms, seed, id);
     snprintf(sql, sizeof sql,
              "INSERT INTO applied (message_id, origin, applied_at, status, state) VALUES "
-             "('%s', 'peer', %lld, 201, %s)",
-             id, (long long)applied_us, state ? state : "NULL");
+             "('%s', %s, %lld, 201, %s)",
+             id, origin, (long long)applied_us, state ? state : "NULL");
     sql_exec(path, sql);
+}
+
+/* An applied row from 'peer' (insert_applied_from). */
+static void insert_applied(const char *path, int64_t origin_ms, int64_t applied_us,
+                           const char *state)
+{
+    insert_applied_from(path, "'peer'", origin_ms, applied_us, state);
 }
 
 /* The lag figures: origin time to ledger commit, over the window asked
@@ -1736,6 +1747,184 @@ static void test_repl_lag(void **state)
     assert_int_equal(store_repl_lag_get(s, now - 1000000, 100, &lag, err, sizeof err), 0);
     assert_int_equal(lag.n, 1);
     assert_int_equal(lag.max_us, 0);
+    store_close(s);
+}
+
+/* The ledger by origin: counts, newest apply and its lag, the window's
+ * percentiles per origin, skips left out, the list bounded and the ledger
+ * end read with them. */
+static void test_repl_origins(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('applied') WHERE "
+                                      "name = 'applied_origin'"),
+                     1);
+    const int64_t now = util_now_us() / 1000 * 1000;
+    /* a: 10 applies in the last minute with lags 1..10 ms, one 10 minutes
+     * ago (lag 500 ms), one skip; b: 3 with lags 100, 200, 300 ms (the
+     * newest last); c: one an hour ago; and one without origin. */
+    for (int i = 1; i <= 10; i++) {
+        int64_t at = now - 60000000 + i * 1000;
+        insert_applied_from(f->path, "'a'", (at - i * 1000) / 1000, at, NULL);
+    }
+    insert_applied_from(f->path, "'a'", (now - 600000000 - 500000) / 1000, now - 600000000, NULL);
+    insert_applied_from(f->path, "'a'", now / 1000 - 1000, now - 7000, "'skipped'");
+    for (int i = 1; i <= 3; i++) {
+        int64_t at = now - 30000000 + i * 1000000;
+        insert_applied_from(f->path, "'b'", (at - i * 100000) / 1000, at, NULL);
+    }
+    insert_applied_from(f->path, "'c'", (now - 3600000000 - 2000000) / 1000, now - 3600000000,
+                        NULL);
+    insert_applied_from(f->path, "NULL", (now - 5000000) / 1000, now - 4000000, NULL);
+
+    s = open_ro(f);
+    char err[256] = "";
+    store_repl_origin *v;
+    size_t n;
+    int64_t total, end;
+    if (store_repl_origins_get(s, now - 300000000, 10000, 10, &v, &n, &total, &end, err,
+                               sizeof err) != 0)
+        fail_msg("store_repl_origins_get: %s", err);
+    assert_int_equal(n, 4);
+    assert_int_equal(total, 4);
+    assert_int_equal(end, 17); /* every row, the skip included */
+    assert_string_equal(v[0].origin, "");
+    assert_int_equal(v[0].applied, 1);
+    assert_int_equal(v[0].last_lag_us, 1000000);
+    assert_string_equal(v[1].origin, "a");
+    assert_int_equal(v[1].applied, 11);
+    assert_int_equal(v[1].last_applied_us, now - 60000000 + 10000);
+    assert_int_equal(v[1].last_lag_us, 10000);
+    assert_int_equal(v[1].lag.n, 10);
+    assert_int_equal(v[1].lag.p50_us, 5000);
+    assert_int_equal(v[1].lag.p99_us, 10000);
+    assert_int_equal(v[1].lag.max_us, 10000);
+    assert_string_equal(v[2].origin, "b");
+    assert_int_equal(v[2].applied, 3);
+    assert_int_equal(v[2].last_lag_us, 300000);
+    assert_int_equal(v[2].lag.n, 3);
+    assert_int_equal(v[2].lag.p50_us, 200000);
+    assert_int_equal(v[2].lag.max_us, 300000);
+    assert_string_equal(v[3].origin, "c");
+    assert_int_equal(v[3].applied, 1);
+    assert_int_equal(v[3].last_applied_us, now - 3600000000);
+    assert_int_equal(v[3].last_lag_us, 2000000);
+    assert_int_equal(v[3].lag.n, 0); /* nothing in the window */
+    store_repl_origins_free(v, n);
+
+    /* The first two origins only (all counted); the window's newest 3
+     * applies over all origins: b's three. */
+    assert_int_equal(
+        store_repl_origins_get(s, now - 300000000, 3, 2, &v, &n, &total, NULL, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 4);
+    assert_string_equal(v[1].origin, "a");
+    assert_int_equal(v[1].applied, 11);
+    assert_int_equal(v[1].lag.n, 0);
+    store_repl_origins_free(v, n);
+    assert_int_equal(
+        store_repl_origins_get(s, now - 300000000, 4, 10, &v, &n, &total, NULL, err, sizeof err),
+        0);
+    assert_int_equal(v[2].lag.n, 3);
+    assert_int_equal(v[1].lag.n, 0);
+    assert_int_equal(v[0].lag.n, 1);
+    store_repl_origins_free(v, n);
+    store_close(s);
+
+    /* An empty ledger: nothing, the end at 0. */
+    sql_exec(f->path, "DELETE FROM applied");
+    s = open_ro(f);
+    assert_int_equal(store_repl_origins_get(s, 0, 100, 10, &v, &n, &total, &end, err, sizeof err),
+                     0);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 0);
+    assert_int_equal(end, 0);
+    assert_null(v);
+    store_close(s);
+}
+
+/* What test_ledger_each's callback saw. */
+typedef struct ledger_seen {
+    int64_t pos[16];
+    char origin[16][16];
+    int64_t lag[16];
+    size_t n, stop_at; /* stop_at: returns non-zero at that row (0: never) */
+} ledger_seen;
+
+static int ledger_collect(const store_ledger_row *row, void *ud)
+{
+    ledger_seen *w = ud;
+    assert_true(w->n < 16);
+    w->pos[w->n] = row->pos;
+    snprintf(w->origin[w->n], sizeof w->origin[0], "%s", row->origin);
+    w->lag[w->n] = row->lag_us;
+    w->n++;
+    return w->stop_at && w->n == w->stop_at;
+}
+
+/* The incremental reader: applies after a position, in position order,
+ * skips left out, bounded, stopped by the callback; a reader starting at
+ * the end store_repl_origins_get gives sees exactly the later applies,
+ * the writer's ledger rows included. */
+static void test_ledger_each(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_close(s);
+    const int64_t now = util_now_us() / 1000 * 1000;
+    insert_applied_from(f->path, "'a'", now / 1000 - 20, now - 3000, NULL);
+    insert_applied_from(f->path, "'b'", now / 1000 - 30, now - 2000, "'skipped'");
+    insert_applied_from(f->path, "'b'", now / 1000 - 40, now - 1000, NULL);
+    insert_applied_from(f->path, "NULL", now / 1000 + 50, now, NULL); /* skew: 0 */
+    sql_exec(f->path, "INSERT INTO applied (message_id, origin, applied_at) VALUES "
+                      "('not-a-uuid', 'a', 1)");
+
+    s = open_ro(f);
+    char err[256] = "";
+    ledger_seen w = {0};
+    assert_int_equal(store_ledger_each(s, 0, 100, ledger_collect, &w, err, sizeof err), 4);
+    assert_int_equal(w.n, 4);
+    assert_string_equal(w.origin[0], "a");
+    assert_int_equal(w.lag[0], 17000);
+    assert_string_equal(w.origin[1], "b");
+    assert_int_equal(w.lag[1], 39000);
+    assert_string_equal(w.origin[2], "");
+    assert_int_equal(w.lag[2], 0);
+    assert_int_equal(w.lag[3], -1);
+    for (size_t i = 1; i < w.n; i++)
+        assert_true(w.pos[i] > w.pos[i - 1]);
+    int64_t second = w.pos[1];
+    /* After the second, two at most. */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(store_ledger_each(s, second, 2, ledger_collect, &w, err, sizeof err), 2);
+    assert_string_equal(w.origin[0], "");
+    /* The callback stops it. */
+    memset(&w, 0, sizeof w);
+    w.stop_at = 1;
+    assert_int_equal(store_ledger_each(s, 0, 100, ledger_collect, &w, err, sizeof err), 1);
+    store_repl_origin *v;
+    size_t n;
+    int64_t total, end;
+    assert_int_equal(store_repl_origins_get(s, 0, 0, 10, &v, &n, &total, &end, err, sizeof err), 0);
+    store_repl_origins_free(v, n);
+    store_close(s);
+
+    /* The replicator's write path: a capture with its ledger row. */
+    s = open_started(&o);
+    record *r = mkrec(1, now);
+    const char *mid = "01900000-0000-7000-8000-0000000000aa";
+    assert_int_equal(submit_with(s, r, NULL, mid), 0);
+    store_close(s);
+    s = open_ro(f);
+    memset(&w, 0, sizeof w);
+    assert_int_equal(store_ledger_each(s, end, 100, ledger_collect, &w, err, sizeof err), 1);
+    assert_string_equal(w.origin[0], "node-a");
+    assert_true(w.lag[0] > 0);
+    assert_int_equal(store_ledger_each(s, w.pos[0], 100, ledger_collect, &w, err, sizeof err), 0);
     store_close(s);
 }
 
@@ -2087,6 +2276,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stuck, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ledger_skip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_repl_lag, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_repl_origins, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_each, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_commit_delay, fx_setup, fx_teardown),
