@@ -365,6 +365,12 @@ static void get_replication(aconn *c, const char *rest, const char *query, bool 
     admin_replication(c, query);
 }
 
+static void get_replication_peers(aconn *c, const char *rest, const char *query, bool details)
+{
+    (void)rest, (void)query, (void)details;
+    admin_replication_peers(c);
+}
+
 static void get_live(aconn *c, const char *rest, const char *query, bool details)
 {
     (void)rest, (void)details;
@@ -427,6 +433,7 @@ static const struct route {
     {"/api/requests/", true, get_request, NULL, post_request, false, "ID/replay"},
     {"/api/live", false, get_live, NULL, NULL, false, NULL},
     {"/api/replication", false, get_replication, NULL, NULL, false, NULL},
+    {"/api/replication/peers", false, get_replication_peers, NULL, NULL, false, NULL},
     {"/api/dead", false, get_dead, NULL, NULL, false, NULL},
     {"/api/dead/", true, get_dead, NULL, post_dead, false, "ID/retry or ID/skip"},
     {"/", false, get_console, NULL, NULL, true, NULL},
@@ -449,9 +456,10 @@ static void route(aconn *c)
     if (!admitted(c, rt && rt->open, &details))
         return;
     if (!rt) {
-        admin_reply_error(c, 404, "Not Found",
-                          "no such endpoint (try /healthz, /stats, /metrics, /flags, "
-                          "/api/requests, /api/live, /api/replication, /api/dead)");
+        admin_reply_error(
+            c, 404, "Not Found",
+            "no such endpoint (try /healthz, /stats, /metrics, /flags, "
+            "/api/requests, /api/live, /api/replication, /api/replication/peers, /api/dead)");
         return;
     }
     /* The argument and the query, NUL-terminated copies. */

@@ -124,6 +124,11 @@ void admin_flags_put(aconn *c);
 /* GET /api/replication[?window=5m]: {"publisher": {...}|null, then the
  * figures `restspy replication status --json` prints (repl_status)}. */
 void admin_replication(aconn *c, const char *query);
+/* GET /api/replication/peers: what this site's broker holds for each peer
+ * ({"shovels_known", "peers": [...]}, repl_peers), read from the management
+ * API (setting mgmt; 409 without it, 502 when it fails) on the thread pool
+ * (admin_offload). */
+void admin_replication_peers(aconn *c);
 
 /* ---- admin_api.c: the captured requests for the console */
 

@@ -5,11 +5,14 @@
 #include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
 #include "capture/rules.h"
 #include "proxy/metrics.h"
+#include "replication/mq.h"
+#include "replication/repl_peers.h"
 #include "replication/repl_status.h"
 #include "proxy/stats.h"
 
@@ -426,4 +429,59 @@ void admin_replication(aconn *c, const char *query)
     admin_reply(c, 200, "OK", b.data, b.len);
     buf_free(&b);
     repl_status_free(&x);
+}
+
+/* ---- GET /api/replication/peers ---- */
+
+/* One request's reading of the management API: asked on the loop, done on
+ * the pool's thread (two HTTP requests of up to 15 s each), answered on
+ * the loop. */
+typedef struct peers_job {
+    char *url, *vhost; /* owned copies: the config may be replaced meanwhile */
+    buf out;
+    int rc;
+    char err[512];
+} peers_job;
+
+static void peers_work(void *ud)
+{
+    peers_job *j = ud;
+    j->rc = repl_peers_read(j->url, j->vhost, NULL, &j->out, j->err, sizeof j->err);
+}
+
+static void peers_job_free(peers_job *j)
+{
+    free(j->url);
+    free(j->vhost);
+    buf_free(&j->out);
+    free(j);
+}
+
+static void peers_done(aconn *c, void *ud)
+{
+    peers_job *j = ud;
+    if (c && j->rc == 0)
+        admin_reply(c, 200, "OK", j->out.data, j->out.len);
+    else if (c)
+        admin_reply_error(c, 502, "Bad Gateway", j->err);
+    peers_job_free(j);
+}
+
+void admin_replication_peers(aconn *c)
+{
+    const config *cfg = c->a->sh->cfg; /* current: the admin runs on the loop that replaces it */
+    if (!cfg->mgmt || !*cfg->mgmt) {
+        admin_reply_error(c, 409, "Conflict",
+                          "no management API is configured: set mgmt (this broker's management "
+                          "API, http://user:pass@host:15672) to see what it holds for each peer");
+        return;
+    }
+    peers_job *j = xcalloc(1, sizeof *j);
+    j->url = xstrdup(cfg->mgmt);
+    /* The vhost replication uses on this broker: amqp's; "/" without it. */
+    j->vhost = mq_url_vhost(cfg->amqp);
+    if (!j->vhost)
+        j->vhost = xstrdup("/");
+    if (admin_offload(c, peers_work, peers_done, j) < 0)
+        peers_job_free(j);
 }

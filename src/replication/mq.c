@@ -163,6 +163,24 @@ static int rpc_check(mq *m, const char *what, char *err, size_t errlen)
 
 /* ---- connecting ---- */
 
+/* "amqp://host/" names the empty vhost in the AMQP URI spec, which no one
+ * means: it is taken as the default "/" (spell "/" as %2F explicitly). */
+static const char *vhost_of(const struct amqp_connection_info *ci)
+{
+    return ci->vhost[0] ? ci->vhost : "/";
+}
+
+char *mq_url_vhost(const char *url)
+{
+    if (!url || strncmp(url, "amqp://", 7) != 0)
+        return NULL;
+    char *copy = xstrdup(url); /* amqp_parse_url decodes in place */
+    struct amqp_connection_info ci;
+    char *v = amqp_parse_url(copy, &ci) == AMQP_STATUS_OK ? xstrdup(vhost_of(&ci)) : NULL;
+    free(copy);
+    return v;
+}
+
 mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *err, size_t errlen)
 {
     if (url == NULL || strncmp(url, "amqps://", 8) == 0) {
@@ -177,9 +195,7 @@ mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *er
         free(copy);
         return NULL;
     }
-    /* "amqp://host/" names the empty vhost in the AMQP URI spec, which no one
-     * means: treat it as the default "/" (spell "/" as %2F explicitly). */
-    const char *vhost = ci.vhost[0] ? ci.vhost : "/";
+    const char *vhost = vhost_of(&ci);
     if (heartbeat_s > UINT16_MAX)
         heartbeat_s = UINT16_MAX;
 

@@ -34,6 +34,10 @@ typedef struct mq mq;
  * guest/guest, port 5672, vhost "/"). name is shown in the broker's
  * connection list. NULL with err on failure. */
 mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *err, size_t errlen);
+
+/* The virtual host url names (the same reading as mq_connect: "/" when it
+ * names none), owned by the caller; NULL when url is not an amqp:// URL. */
+char *mq_url_vhost(const char *url);
 void mq_close(mq *m); /* NULL is fine */
 
 /* The one call another thread may make: shuts m's socket down so that a
