@@ -194,6 +194,7 @@ void admin_metrics(aconn *c)
         .ob = a->ob,
         .log = a->sh->log,
         .node = a->sh->cfg->node, /* read as is: see host_ok */
+        .cfg = a->sh->cfg,
         .workers = a->workers,
     };
     buf b = BUF_INIT;

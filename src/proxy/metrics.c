@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "capture/rules.h"
 #include "proxy/stats.h"
 
 /* ---- the exposition's pieces ---- */
@@ -345,6 +346,60 @@ static void process(buf *out)
         getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0);
 }
 
+/* A label value in the text format: backslash, double quote and newline
+ * escaped (a rule's name is whatever the config file says). */
+static void label_value(buf *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            buf_append_char(out, '\\');
+        if (*s == '\n')
+            buf_append_str(out, "\\n");
+        else
+            buf_append_char(out, *s);
+    }
+}
+
+/* Each rule's run-time switches (the per-rule flags of PUT /flags): a
+ * request is captured when the global switch and its rule's are on. */
+static void rule_flags(buf *out, const config *cfg)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } sw[] = {{"log", RULE_SW_LOG}, {"persist", RULE_SW_PERSIST}, {"replicate", RULE_SW_REPLICATE}};
+    head(out, "restspy_rule_flag", "gauge",
+         "Each rule's run-time switches (1 on, 0 off), as PUT /flags sets them; the default "
+         "rule included.");
+    for (size_t i = 0; i < cfg->rules_len; i++) {
+        unsigned on = rules_switches(&cfg->rules[i]);
+        for (size_t k = 0; k < sizeof sw / sizeof sw[0]; k++) {
+            buf_append_str(out, "restspy_rule_flag{rule=\"");
+            label_value(out, cfg->rules[i].name);
+            buf_appendf(out, "\",name=\"%s\"} %d\n", sw[k].name, on & sw[k].bit ? 1 : 0);
+        }
+    }
+}
+
+/* What the replicator (sharing the store) did besides applying: its
+ * counters in the store. A busy store leaves them out of this scrape. */
+static void replicator_counters(buf *out, store *s)
+{
+    store_repl_stats rs;
+    char err[256];
+    if (store_repl_stats_get(s, &rs, err, sizeof err) != 0)
+        return;
+    one(out, "restspy_replication_dead_lettered_total", "counter",
+        "Writes the replicator dead-lettered (refused by the app, forged, or out of retries).",
+        (unsigned long long)rs.dead_lettered);
+    one(out, "restspy_replication_deduplicated_total", "counter",
+        "Messages the replicator found in its ledger already (redeliveries), acked unapplied.",
+        (unsigned long long)rs.deduplicated);
+    one(out, "restspy_replication_skipped_total", "counter",
+        "Writes an operator skipped (replication dead --skip, the console's Discard).",
+        (unsigned long long)rs.skipped);
+}
+
 void metrics_render(buf *out, const metrics_sources *src)
 {
     head(out, "restspy_info", "gauge", "Constant 1, labelled with the version and node.");
@@ -357,11 +412,14 @@ void metrics_render(buf *out, const metrics_sources *src)
                 "restspy_flag{name=\"replicate\"} %d\n",
                 atomic_load(&g_flags.log) ? 1 : 0, atomic_load(&g_flags.persist) ? 1 : 0,
                 atomic_load(&g_flags.replicate) ? 1 : 0);
+    rule_flags(out, src->cfg);
     requests(out);
     connections(out);
     capture(out, src);
     replication(out, src);
-    if (src->store)
+    if (src->store) {
         applies(out, src->store);
+        replicator_counters(out, src->store);
+    }
     process(out);
 }

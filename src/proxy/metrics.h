@@ -15,6 +15,7 @@
 #define RESTSPY_METRICS_H
 
 #include "base/buf.h"
+#include "capture/config.h"
 #include "capture/logsink.h"
 #include "replication/outbox.h"
 #include "store/store.h"
@@ -33,6 +34,7 @@ typedef struct metrics_sources {
     outbox *ob;   /* NULL when replication is off */
     logsink *log; /* never NULL */
     const char *node;
+    const config *cfg; /* its rules' run-time switches */
     int workers;
 } metrics_sources;
 

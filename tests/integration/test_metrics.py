@@ -2,6 +2,7 @@
 checked by `promtool check metrics` (Debian's prometheus package, installed
 by scripts/install-deps; a missing promtool fails the test), and counters
 and histograms that follow the traffic sent through the proxy."""
+import json
 import os
 import re
 import shutil
@@ -85,6 +86,20 @@ class Metrics(harness.ProxyTestCase):
         self.assertTrue(harness.wait_until(
             lambda: get(parse(self.scrape()), "restspy_store_rows_written_total") >=
             get(before, "restspy_store_rows_written_total") + 5, timeout=5))
+
+    def test_rule_flags_follow_put_flags(self):
+        key = ("restspy_rule_flag", '{rule="default",name="persist"}')
+        self.assertEqual(parse(self.scrape())[key], 1)
+        r = self.proxy.admin("PUT", "/flags", body=json.dumps(
+            {"rules": {"default": {"persist": False}}}).encode())
+        self.assertEqual(r.status, 200, r)
+        try:
+            self.assertEqual(parse(self.scrape())[key], 0)
+        finally:
+            r = self.proxy.admin("PUT", "/flags", body=json.dumps(
+                {"rules": {"default": {"persist": True}}}).encode())
+            self.assertEqual(r.status, 200, r)
+        self.assertEqual(parse(self.scrape())[key], 1)
 
     def test_every_metric_documented(self):
         with open(os.path.join(harness.REPO, "docs", "metrics.md")) as f:
