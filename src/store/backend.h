@@ -24,6 +24,8 @@ struct store_outbox_row;
 struct store_repl_stats;
 struct store_stuck;
 struct store_repl_lag;
+struct store_receipt;
+struct store_ledger_row;
 
 typedef struct store_backend {
     const char *scheme; /* URL scheme before the ':' ("sqlite") */
@@ -65,6 +67,13 @@ typedef struct store_backend {
                        size_t errlen);
     int (*repl_lag_get)(store *s, int64_t since_us, size_t max_samples, struct store_repl_lag *out,
                         char *err, size_t errlen);
+    /* the record of one replicated write (schema version 5) */
+    void (*receipt_put)(store *s, const struct store_receipt *r);
+    int (*receipts_get)(store *s, const char *message_id, struct store_receipt **out, size_t *n,
+                        char *err, size_t errlen);
+    int (*ledger_get)(store *s, const char *message_id, struct store_ledger_row *out, char *err,
+                      size_t errlen);
+    int (*outbox_has)(store *s, const char *message_id, char *err, size_t errlen);
 } store_backend;
 
 /* First member of every backend's handle, so that a `store *` can be cast

@@ -91,6 +91,15 @@ static const char *const migrations[] = {
     " last_failed_at INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL,"
     " last_answer TEXT);",
+    /* 4 -> 5: apply receipts (store.h): at a write's origin, what each
+     * peer reported it did with the write. */
+    "CREATE TABLE receipts ("
+    " message_id TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " status INTEGER,"
+    " at INTEGER NOT NULL,"
+    " PRIMARY KEY (message_id, node)) WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,
