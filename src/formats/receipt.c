@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "base/util.h"
 
 #define RECEIPT_CANON_TAG "restspy-receipt-v1"
@@ -158,19 +156,10 @@ int receipt_from_msg(const repl_msg *carrier, receipt *out, char *why, size_t wh
 
 int receipt_verify(const repl_msg *carrier, const char *secret, char *why, size_t whylen)
 {
-    if (!secret || !*secret)
-        return 0;
-    if (!carrier->signature || !*carrier->signature) {
-        snprintf(why, whylen, "unsigned receipt");
-        return -1;
-    }
-    char want[REPL_SIG_HEX + 1];
-    sign_hex(carrier, secret, want);
-    bool ok = repl_sig_equal(want, carrier->signature);
-    OPENSSL_cleanse(want, sizeof want);
-    if (!ok) {
-        snprintf(why, whylen, "bad signature");
-        return -1;
-    }
-    return 0;
+    buf c = BUF_INIT;
+    if (secret && *secret)
+        receipt_canonical(carrier, &c);
+    int rc = repl_sig_check(secret, &c, carrier->signature, "receipt", why, whylen);
+    buf_free(&c);
+    return rc;
 }

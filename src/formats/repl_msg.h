@@ -67,9 +67,12 @@ int repl_msg_verify(const repl_msg *m, const char *secret, char *why, size_t why
 #define REPL_SIG_HEX 64
 void repl_hmac_hex(const char *secret, const void *data, size_t len, char hex[REPL_SIG_HEX + 1]);
 
-/* Whether got (a signature as carried, NULL = none) equals want (64 hex
- * digits), compared in constant time with respect to the content. */
-bool repl_sig_equal(const char *want, const char *got);
+/* Checks sig (as carried, NULL = none) against the HMAC-SHA256 of
+ * canonical for secret, in constant time with respect to the content. 0
+ * when it matches or secret is NULL/empty; -1 with why "unsigned <what>"
+ * (sig absent or empty) or "bad signature". */
+int repl_sig_check(const char *secret, const buf *canonical, const char *sig, const char *what,
+                   char *why, size_t whylen);
 
 /* Parses m->headers back into h (appending). 0 or -1. */
 int repl_msg_headers(const repl_msg *m, http_headers *h);

@@ -94,6 +94,23 @@ static void check(const store_receipt *r, const char *node, const char *outcome,
     assert_int_equal(r->at_us, at);
 }
 
+/* Puts an "applied 201" receipt of ID_X from nantes at at_us, then a
+ * marker (the markers-th receipt of ID_Y): the ops commit in order, so the
+ * marker's arrival means the first was handled. Then nantes's receipt of
+ * ID_X must be (outcome, status, want_at). */
+static void put_then_check_nantes(store *s, int64_t at_us, size_t markers, const char *outcome,
+                                  int status, int64_t want_at)
+{
+    char marker[32];
+    snprintf(marker, sizeof marker, "marker%zu", markers);
+    put(s, ID_X, "nantes", "applied", 201, at_us);
+    put(s, ID_Y, marker, "applied", 200, 1);
+    store_receipts_free(wait_receipts(s, ID_Y, 1 + markers), 1 + markers);
+    store_receipt *v = wait_receipts(s, ID_X, 2);
+    check(&v[1], "nantes", outcome, status, want_at);
+    store_receipts_free(v, 2);
+}
+
 static void test_receipts_put_get(void **state)
 {
     store *s = open_store(*state, false);
@@ -117,20 +134,9 @@ static void test_receipts_put_get(void **state)
     store_receipts_free(v, 1);
 
     /* An older receipt arriving late keeps the newer outcome; a newer one
-     * (a dead letter retried and applied) replaces it. The ops commit in
-     * order, so the marker's arrival means the late one was handled. */
-    put(s, ID_X, "nantes", "applied", 201, 150);
-    put(s, ID_Y, "marker", "applied", 200, 1);
-    store_receipts_free(wait_receipts(s, ID_Y, 2), 2);
-    v = wait_receipts(s, ID_X, 2);
-    check(&v[1], "nantes", "dead-lettered", 404, 200);
-    store_receipts_free(v, 2);
-    put(s, ID_X, "nantes", "applied", 201, 300);
-    put(s, ID_Y, "marker2", "applied", 200, 1);
-    store_receipts_free(wait_receipts(s, ID_Y, 3), 3);
-    v = wait_receipts(s, ID_X, 2);
-    check(&v[1], "nantes", "applied", 201, 300);
-    store_receipts_free(v, 2);
+     * (a dead letter retried and applied) replaces it. */
+    put_then_check_nantes(s, 150, 1, "dead-lettered", 404, 200);
+    put_then_check_nantes(s, 300, 2, "applied", 201, 300);
     store_close(s);
 }
 
