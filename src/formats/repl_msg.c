@@ -3,6 +3,7 @@
  * change here is a protocol change (bump the "restspy-v1" tag). */
 #include "formats/repl_msg.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -15,7 +16,6 @@
 #include "base/util.h"
 
 #define REPL_CANON_TAG "restspy-v1"
-#define REPL_SIG_HEX 64          /* HMAC-SHA256 as lowercase hex */
 #define REPL_ROUTING_KEY_MAX 255 /* AMQP shortstr */
 
 repl_msg *repl_msg_new(void)
@@ -198,22 +198,49 @@ void repl_msg_canonical(const repl_msg *m, buf *out)
     buf_append_str(out, hex);
 }
 
+void repl_hmac_hex(const char *secret, const void *data, size_t len, char hex[REPL_SIG_HEX + 1])
+{
+    assert(secret && *secret); /* unsigned is the caller's decision */
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), data, len, mac, &maclen) ||
+        maclen * 2 != REPL_SIG_HEX) {
+        fprintf(stderr, "restspy: HMAC-SHA256 failed (libcrypto)\n");
+        abort();
+    }
+    hex_encode(hex, mac, maclen);
+    OPENSSL_cleanse(mac, sizeof mac);
+}
+
+int repl_sig_check(const char *secret, const buf *canonical, const char *sig, const char *what,
+                   char *why, size_t whylen)
+{
+    if (!secret || !*secret)
+        return 0;
+    if (!sig || !*sig) {
+        snprintf(why, whylen, "unsigned %s", what);
+        return -1;
+    }
+    char want[REPL_SIG_HEX + 1];
+    repl_hmac_hex(secret, canonical->data, canonical->len, want);
+    /* The length is public (always 64); the content is compared in constant
+     * time so a forger learns nothing from how long the check took. */
+    bool ok = strlen(sig) == REPL_SIG_HEX && CRYPTO_memcmp(want, sig, REPL_SIG_HEX) == 0;
+    OPENSSL_cleanse(want, sizeof want);
+    if (!ok) {
+        snprintf(why, whylen, "bad signature");
+        return -1;
+    }
+    return 0;
+}
+
 /* Lowercase hex HMAC-SHA256 of m's canonical form into hex (65 bytes). */
 static void compute_signature(const repl_msg *m, const char *secret, char hex[REPL_SIG_HEX + 1])
 {
     buf c = BUF_INIT;
     repl_msg_canonical(m, &c);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)c.data, c.len, mac,
-              &maclen) ||
-        maclen * 2 != REPL_SIG_HEX) {
-        fprintf(stderr, "restspy: HMAC-SHA256 failed (libcrypto)\n");
-        abort();
-    }
+    repl_hmac_hex(secret, c.data, c.len, hex);
     buf_free(&c);
-    hex_encode(hex, mac, maclen);
-    OPENSSL_cleanse(mac, sizeof mac);
 }
 
 void repl_msg_sign(repl_msg *m, const char *secret)
@@ -296,24 +323,12 @@ int repl_msg_verify(const repl_msg *m, const char *secret, char *why, size_t why
         snprintf(why, whylen, "malformed message: %s", bad);
         return -1;
     }
-    if (!secret || !*secret)
-        return 0;
-    if (!m->signature || !*m->signature) {
-        snprintf(why, whylen, "unsigned message");
-        return -1;
-    }
-    char want[REPL_SIG_HEX + 1];
-    compute_signature(m, secret, want);
-    /* The length is public (always 64); the content is compared in constant
-     * time so a forger learns nothing from how long the check took. */
-    int ok = strlen(m->signature) == REPL_SIG_HEX &&
-             CRYPTO_memcmp(want, m->signature, REPL_SIG_HEX) == 0;
-    OPENSSL_cleanse(want, sizeof want);
-    if (!ok) {
-        snprintf(why, whylen, "bad signature");
-        return -1;
-    }
-    return 0;
+    buf c = BUF_INIT;
+    if (secret && *secret)
+        repl_msg_canonical(m, &c);
+    int rc = repl_sig_check(secret, &c, m->signature, "message", why, whylen);
+    buf_free(&c);
+    return rc;
 }
 
 int repl_msg_headers(const repl_msg *m, http_headers *h)

@@ -10,6 +10,8 @@
 #ifndef RESTSPY_REPL_MSG_H
 #define RESTSPY_REPL_MSG_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -58,6 +60,19 @@ void repl_msg_sign(repl_msg *m, const char *secret);
  * x-restspy-method") otherwise. A NULL/empty secret accepts any well-formed
  * message. */
 int repl_msg_verify(const repl_msg *m, const char *secret, char *why, size_t whylen);
+
+/* The HMAC-SHA256 of data[0..len) keyed with secret (non-empty), as 64
+ * lowercase hex digits plus a NUL in hex: the signature of a message (over
+ * its canonical form) and of a receipt (formats/receipt.h). */
+#define REPL_SIG_HEX 64
+void repl_hmac_hex(const char *secret, const void *data, size_t len, char hex[REPL_SIG_HEX + 1]);
+
+/* Checks sig (as carried, NULL = none) against the HMAC-SHA256 of
+ * canonical for secret, in constant time with respect to the content. 0
+ * when it matches or secret is NULL/empty; -1 with why "unsigned <what>"
+ * (sig absent or empty) or "bad signature". */
+int repl_sig_check(const char *secret, const buf *canonical, const char *sig, const char *what,
+                   char *why, size_t whylen);
 
 /* Parses m->headers back into h (appending). 0 or -1. */
 int repl_msg_headers(const repl_msg *m, http_headers *h);

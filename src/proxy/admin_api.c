@@ -245,6 +245,76 @@ static void send_as(aconn *c, const record *r, bool har, const char *query)
     free(base);
 }
 
+/* The replication record of r (docs/replication.md, "The life of one
+ * write"): its replication column, whether its outbox row still waits for
+ * the broker, the receipts its peers sent, and for a write applied here
+ * from a peer, its ledger row. */
+static int replication_json(store *s, const record *r, buf *out, char *err, size_t errlen)
+{
+    store_receipt *rv = NULL;
+    size_t n = 0;
+    store_ledger_entry led;
+    bool queued = r->replication && strcmp(r->replication, "queued") == 0;
+    int in_outbox = queued ? store_outbox_has(s, r->id, err, errlen) : 0;
+    int has_led = in_outbox < 0 ? -1 : store_ledger_get(s, r->id, &led, err, errlen);
+    if (has_led < 0 || store_receipts_get(s, r->id, &rv, &n, err, errlen) < 0) {
+        if (has_led > 0)
+            free(led.origin);
+        return -1;
+    }
+    buf_append_str(out, "{\"id\":");
+    buf_append_json_str(out, r->id, strlen(r->id));
+    buf_append_str(out, ",\"state\":");
+    if (r->replication)
+        buf_append_json_str(out, r->replication, strlen(r->replication));
+    else
+        buf_append_str(out, "null");
+    buf_append_str(out, !queued     ? ",\"outbox\":null"
+                        : in_outbox ? ",\"outbox\":\"waiting\""
+                                    : ",\"outbox\":\"confirmed\"");
+    buf_append_str(out, ",\"applied\":[");
+    for (size_t i = 0; i < n; i++) {
+        buf_append_str(out, i ? ",{\"node\":" : "{\"node\":");
+        buf_append_json_str(out, rv[i].node, strlen(rv[i].node));
+        buf_append_str(out, ",\"outcome\":");
+        buf_append_json_str(out, rv[i].outcome, strlen(rv[i].outcome));
+        if (rv[i].status > 0)
+            buf_appendf(out, ",\"status\":%d", rv[i].status);
+        else
+            buf_append_str(out, ",\"status\":null");
+        buf_appendf(out, ",\"at_us\":%lld}", (long long)rv[i].at_us);
+    }
+    buf_append_str(out, "],\"applied_here\":");
+    if (has_led > 0) {
+        buf_append_str(out, "{\"origin\":");
+        if (led.origin)
+            buf_append_json_str(out, led.origin, strlen(led.origin));
+        else
+            buf_append_str(out, "null");
+        buf_append_str(out, ",\"message_id\":");
+        buf_append_json_str(out, r->id, strlen(r->id));
+        buf_appendf(out, ",\"at_us\":%lld,\"state\":\"%s\"}", (long long)led.at_us,
+                    led.skipped ? "skipped" : "applied");
+        free(led.origin);
+    } else {
+        buf_append_str(out, "null");
+    }
+    buf_append_char(out, '}');
+    store_receipts_free(rv, n);
+    return 0;
+}
+
+static void send_replication(aconn *c, store *s, const record *r)
+{
+    buf out = BUF_INIT;
+    char err[512] = "";
+    if (replication_json(s, r, &out, err, sizeof err) < 0)
+        admin_reply_error(c, 500, "Internal Server Error", err);
+    else
+        admin_reply(c, 200, "OK", out.data, out.len);
+    buf_free(&out);
+}
+
 /* The request named by rest[0..idl) (an id, or a start or end of one,
  * percent-encoded), or NULL after answering 404 or 400 (ambiguous). Owned
  * by the caller. */
@@ -275,15 +345,19 @@ void admin_api_request(aconn *c, const char *rest, const char *query)
     }
     size_t idl = strcspn(rest, "/");
     const char *as = rest[idl] ? rest + idl + 1 : "";
-    if (*as && strcmp(as, "har") != 0 && strcmp(as, "curl") != 0) {
+    if (*as && strcmp(as, "har") != 0 && strcmp(as, "curl") != 0 &&
+        strcmp(as, "replication") != 0) {
         admin_reply_error(c, 404, "Not Found",
-                          "no such endpoint (try /api/requests/ID, ID/har or ID/curl)");
+                          "no such endpoint (try /api/requests/ID, ID/har, ID/curl or "
+                          "ID/replication)");
         return;
     }
     record *r = load_named(c, s, rest, idl);
     if (!r)
         return;
-    if (*as) {
+    if (strcmp(as, "replication") == 0) {
+        send_replication(c, s, r);
+    } else if (*as) {
         send_as(c, r, strcmp(as, "har") == 0, query);
     } else {
         buf out = BUF_INIT;

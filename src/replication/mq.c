@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "capture/config.h"
+#include "formats/receipt.h"
 #include "base/util.h"
 
 #define MQ_CHANNEL 1
@@ -423,7 +424,8 @@ static void hdr_add(hdrs *h, const char *key, const char *value)
 /* mandatory: a message no queue takes comes back as a basic.return (see
  * mq_poll) instead of being dropped by the exchange. */
 static int publish(mq *m, const char *exchange, const char *routing_key, const repl_msg *msg,
-                   const char *reason, bool mandatory, uint64_t *tag, char *err, size_t errlen)
+                   const char *reason, const char *type, bool mandatory, uint64_t *tag, char *err,
+                   size_t errlen)
 {
     if (check_alive(m, err, errlen) < 0)
         return -1;
@@ -457,6 +459,10 @@ static int publish(mq *m, const char *exchange, const char *routing_key, const r
         p._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
         p.content_type = bytes_of(msg->content_type);
     }
+    if (type != NULL) {
+        p._flags |= AMQP_BASIC_TYPE_FLAG;
+        p.type = bytes_of(type);
+    }
     amqp_bytes_t body;
     body.len = msg->body.len;
     body.bytes = msg->body.data;
@@ -477,18 +483,28 @@ static int publish(mq *m, const char *exchange, const char *routing_key, const r
 int mq_publish(mq *m, const char *exchange, const repl_msg *msg, uint64_t *tag, char *err,
                size_t errlen)
 {
-    return publish(m, exchange, msg->routing_key, msg, NULL, true, tag, err, errlen);
+    return publish(m, exchange, msg->routing_key, msg, NULL, NULL, true, tag, err, errlen);
+}
+
+int mq_publish_receipt(mq *m, const repl_msg *carrier, uint64_t *tag, char *err, size_t errlen)
+{
+    /* Not mandatory: a receipt no queue takes (no peer federated) is
+     * dropped by the broker, and no basic.return comes back to be told
+     * from a dead letter's. */
+    return publish(m, MQ_EXCHANGE_REQUESTS, carrier->routing_key, carrier, NULL, RECEIPT_TYPE,
+                   false, tag, err, errlen);
 }
 
 int mq_publish_dead(mq *m, const char *node, const repl_msg *msg, const char *reason, char *err,
                     size_t errlen)
 {
-    return publish(m, MQ_EXCHANGE_DEAD, node, msg, reason ? reason : "", true, NULL, err, errlen);
+    return publish(m, MQ_EXCHANGE_DEAD, node, msg, reason ? reason : "", NULL, true, NULL, err,
+                   errlen);
 }
 
 int mq_publish_to_queue(mq *m, const char *queue, const repl_msg *msg, char *err, size_t errlen)
 {
-    return publish(m, "", queue, msg, NULL, true, NULL, err, errlen);
+    return publish(m, "", queue, msg, NULL, NULL, true, NULL, err, errlen);
 }
 
 /* ---- consuming ---- */
@@ -613,6 +629,9 @@ static int read_content(mq *m, mq_event *ev, char *err, size_t errlen)
                 msg->content_type = dup_bytes(p->content_type);
             if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
                 take_headers(&p->headers, msg, &reason);
+            ev->receipt = (p->_flags & AMQP_BASIC_TYPE_FLAG) &&
+                          p->type.len == sizeof RECEIPT_TYPE - 1 &&
+                          memcmp(p->type.bytes, RECEIPT_TYPE, p->type.len) == 0;
             buf_reserve(&msg->body, size);
             continue;
         }

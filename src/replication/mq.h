@@ -67,6 +67,13 @@ int mq_confirm_select(mq *m, char *err, size_t errlen);
 int mq_publish(mq *m, const char *exchange, const repl_msg *msg, uint64_t *tag, char *err,
                size_t errlen);
 
+/* Publishes a receipt's carrier (formats/receipt.h) on restspy.requests,
+ * persistently, with the AMQP type "restspy.receipt" and its routing key,
+ * NOT mandatory: a receipt no queue takes is dropped (receipts are
+ * informational; nothing may come back to be taken for a returned dead
+ * letter). *tag (may be NULL) gets its delivery tag when confirms are on. */
+int mq_publish_receipt(mq *m, const repl_msg *carrier, uint64_t *tag, char *err, size_t errlen);
+
 /* Dead-letters msg: publishes it to restspy.dead with routing key node and
  * header x-restspy-reason = reason (plus x-restspy-dead-at, Unix seconds).
  * Mandatory, as every publish that hands a message over: when
@@ -95,6 +102,8 @@ typedef struct mq_event {
     bool multiple;       /* MQ_CONFIRM: the ack covers every tag <= tag */
     bool nack;           /* MQ_CONFIRM: the broker refused */
     bool redelivered;    /* MQ_DELIVERY */
+    bool receipt;        /* MQ_DELIVERY, MQ_RETURN: the AMQP type is "restspy.receipt":
+                          * msg is a receipt's carrier (formats/receipt.h), not a write */
     uint16_t reply_code; /* MQ_RETURN */
     repl_msg *msg;       /* MQ_DELIVERY, MQ_RETURN: fields that are absent stay NULL;
                           * msg->routing_key is the one it was published with */

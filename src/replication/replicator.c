@@ -49,6 +49,7 @@
 
 #include "capture/config.h"
 #include "replication/mq.h"
+#include "formats/receipt.h"
 #include "formats/repl_msg.h"
 #include "replication/replicator_internal.h"
 #include "store/store.h"
@@ -213,6 +214,15 @@ static void dispatch(repl *r, repl_msg *msg, uint64_t tag)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Forgets the dead letters waiting for their confirm (their originals come
+ * back by redelivery) and the receipts they owed. */
+static void pend_drop(repl *r)
+{
+    for (size_t i = 0; i < r->npend; i++)
+        repl_msg_free(r->pend[i].receipt);
+    r->npend = 0;
+}
+
 static void lose_connection(repl *r, const char *err)
 {
     if (!r->m)
@@ -220,7 +230,7 @@ static void lose_connection(repl *r, const char *err)
     repl_logf("broker connection lost: %s; reconnecting", err);
     mq_close(r->m);
     r->m = NULL;
-    r->npend = 0; /* their originals come back by redelivery */
+    pend_drop(r);
     pthread_mutex_lock(&r->mu);
     r->gen++;
     pthread_cond_broadcast(&r->cv);
@@ -232,6 +242,76 @@ static void lose_connection(repl *r, const char *err)
             finish_locked(r, it);
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- receipts (formats/receipt.h, docs/protocol.md section 10) ----
+ *
+ * Once the outcome of a peer's write is acked (applied, skipped, or
+ * dead-lettered and the dead letter confirmed), the replicator tells the
+ * write's origin with a receipt on its own restspy.requests, which the out
+ * queues and shovels carry to every peer. Best effort: the channel is in
+ * confirm mode, but nothing waits for a receipt's confirm or publishes it
+ * again, and a receipt never delays or holds back a write's ack. */
+
+/* The carrier of the receipt it owes its origin, or NULL when none. */
+static repl_msg *receipt_of(const repl *r, const item *it)
+{
+    if (it->receipt < 0)
+        return NULL;
+    receipt rc = {.origin = it->msg->origin,
+                  .node = r->cfg->node,
+                  .outcome = (receipt_outcome)it->receipt,
+                  .status = it->status,
+                  .at_us = it->receipt_at_us ? it->receipt_at_us : util_now_us()};
+    snprintf(rc.message_id, sizeof rc.message_id, "%s", it->msg->id);
+    return receipt_to_msg(&rc, r->cfg->replicate_secret);
+}
+
+/* Publishes a receipt's carrier and frees it. A failed publish means a
+ * dead connection: it is dropped like any other. */
+static void send_receipt(repl *r, repl_msg *carrier)
+{
+    if (!carrier || !r->m) {
+        repl_msg_free(carrier);
+        return;
+    }
+    char err[512] = "";
+    int rc = mq_publish_receipt(r->m, carrier, NULL, err, sizeof err);
+    repl_msg_free(carrier);
+    if (rc != 0) {
+        lose_connection(r, err);
+        return;
+    }
+    r->pub_seq++; /* its confirm has a tag too; nothing waits for it */
+}
+
+/* A receipt delivered to this node: recorded when it is about one of this
+ * node's writes and authentic, then acked; any other is acked and dropped.
+ * Never applied. Takes carrier. */
+static void take_receipt(repl *r, repl_msg *carrier, uint64_t tag)
+{
+    receipt rc;
+    char why[256] = "";
+    if (receipt_from_msg(carrier, &rc, why, sizeof why) != 0) {
+        repl_logf("dropped a receipt from %s: %s",
+                  carrier->routing_key ? carrier->routing_key : "?", why);
+    } else if (strcmp(rc.origin, r->cfg->node) == 0) {
+        if (receipt_verify(carrier, r->cfg->replicate_secret, why, sizeof why) != 0) {
+            repl_logf("dropped a receipt for %s from %s: %s", rc.message_id, rc.node, why);
+        } else {
+            store_receipt row = {.node = rc.node,
+                                 .outcome = (char *)receipt_outcome_name(rc.outcome),
+                                 .status = rc.status,
+                                 .at_us = rc.at_us};
+            snprintf(row.message_id, sizeof row.message_id, "%s", rc.message_id);
+            store_receipt_put(r->st, &row);
+        }
+    }
+    receipt_free(&rc);
+    repl_msg_free(carrier);
+    char err[512] = "";
+    if (mq_ack(r->m, tag, err, sizeof err) != 0)
+        lose_connection(r, err);
 }
 
 /* Publishes the dead letter of it (reason set); its original is acked
@@ -251,7 +331,7 @@ static void dead_letter(repl *r, item *it)
         r->cappend = r->cappend ? r->cappend * 2 : 8;
         r->pend = xrealloc(r->pend, r->cappend * sizeof *r->pend);
     }
-    r->pend[r->npend++] = (pending_dead){++r->pub_seq, it->tag};
+    r->pend[r->npend++] = (pending_dead){++r->pub_seq, it->tag, receipt_of(r, it)};
     store_stuck_clear(r->st, it->msg->id);
 }
 
@@ -271,6 +351,7 @@ static void retry_later(repl *r, item *it)
         if (repl_budget_spent(it->attempts, it->first_failed_us, now, cfg->retry_max_age_ms,
                               cfg->retry_max_attempts)) {
             it->reason = repl_budget_reason(it->attempts, it->first_failed_us, now, it->answer);
+            it->receipt = RECEIPT_DEAD_LETTERED;
             dead_letter(r, it);
             finish(r, it);
             return;
@@ -316,10 +397,13 @@ static void handle_done(repl *r)
             /* Unacked on a channel that is gone: the broker redelivers it. */
             finish(r, it);
         } else if (it->outcome == OUT_ACK) {
-            if (mq_ack(r->m, it->tag, err, sizeof err) != 0)
+            if (mq_ack(r->m, it->tag, err, sizeof err) != 0) {
                 lose_connection(r, err);
-            else if (it->counter)
-                store_counter_add(r->st, it->counter, 1);
+            } else {
+                if (it->counter)
+                    store_counter_add(r->st, it->counter, 1);
+                send_receipt(r, receipt_of(r, it));
+            }
             if (it->tries)
                 store_stuck_clear(r->st, it->msg->id); /* an apply clears it already */
             finish(r, it);
@@ -334,34 +418,46 @@ static void handle_done(repl *r)
 
 static void handle_confirm(repl *r, const mq_event *ev)
 {
-    size_t j = 0;
+    /* The dead letters this confirm settles leave r->pend first, so that a
+     * connection lost while they are handled cannot touch them twice. */
+    size_t j = 0, nhit = 0;
+    pending_dead *hit = xmalloc((r->npend ? r->npend : 1) * sizeof *hit);
     for (size_t i = 0; i < r->npend; i++) {
         pending_dead p = r->pend[i];
-        bool hit = ev->multiple ? p.pub_tag <= ev->tag : p.pub_tag == ev->tag;
-        if (!hit) {
+        if (ev->multiple ? p.pub_tag <= ev->tag : p.pub_tag == ev->tag)
+            hit[nhit++] = p;
+        else
             r->pend[j++] = p;
+    }
+    r->npend = j;
+    for (size_t i = 0; i < nhit; i++) {
+        pending_dead p = hit[i];
+        hit[i].receipt = NULL;
+        char err[512] = "";
+        int rc = -1;
+        if (!r->m) {
+            repl_msg_free(p.receipt); /* the connection went while the others were handled */
             continue;
         }
-        if (!r->m)
-            continue;
-        char err[512] = "";
-        int rc;
         if (ev->nack) {
             /* The broker refused the dead letter: keep the original (it
              * comes back and is dead-lettered again). */
             repl_logf("broker refused a dead letter; requeueing the original");
             rc = mq_reject(r->m, p.delivery_tag, true, err, sizeof err);
+            repl_msg_free(p.receipt);
         } else {
             rc = mq_ack(r->m, p.delivery_tag, err, sizeof err);
-            if (rc == 0)
+            if (rc == 0) {
                 store_counter_add(r->st, "dead_lettered", 1);
+                send_receipt(r, p.receipt);
+            } else {
+                repl_msg_free(p.receipt);
+            }
         }
-        if (rc != 0) {
+        if (rc != 0)
             lose_connection(r, err);
-            return;
-        }
     }
-    r->npend = j;
+    free(hit);
 }
 
 /* One wait on the broker: deliveries are dispatched (or, while stopping,
@@ -377,7 +473,9 @@ static void poll_once(repl *r, int ms, bool take)
     }
     if (ev.kind == MQ_DELIVERY) {
         free(ev.reason);
-        if (ev.msg && take)
+        if (ev.msg && take && ev.receipt)
+            take_receipt(r, ev.msg, ev.tag);
+        else if (ev.msg && take)
             dispatch(r, ev.msg, ev.tag);
         else
             repl_msg_free(ev.msg); /* stays unacked: redelivered later */
@@ -428,7 +526,7 @@ static int connect_broker(repl *r, char *err, size_t errlen)
     }
     r->m = m;
     r->pub_seq = 0;
-    r->npend = 0;
+    pend_drop(r);
     pthread_mutex_lock(&r->mu);
     r->gen++;
     pthread_cond_broadcast(&r->cv);
@@ -756,6 +854,7 @@ out_sig:
     for (unsigned i = 0; i < r.nw; i++)
         hclient_sync_free(r.w[i].hc);
     free(r.w);
+    pend_drop(&r);
     free(r.pend);
     config_unref(cfg);
     return rc;

@@ -24,10 +24,15 @@
  * Order (apply_order): by default a write waits only for earlier writes to
  * its resource, to the resources above it and below it; a stuck write
  * (failing while the upstream applies others) holds back only its own
- * resource. Promises: a message is acked only after its effect and its
- * ledger row are committed, so a crash at any point leads to a redelivery
- * that the ledger turns into a skip: exactly-once effect (but for the
- * window docs/replication.md describes, which Idempotency-Key closes). */
+ * resource. Once a write's outcome is acked (applied, skipped, or its dead
+ * letter confirmed) it sends the write's origin an apply receipt (best
+ * effort, formats/receipt.h); a receipt it receives is never applied: it is
+ * recorded in the store when it is about one of this node's writes and
+ * authentic, and acked either way. Promises: a message is acked only after
+ * its effect and its ledger row are committed, so a crash at any point
+ * leads to a redelivery that the ledger turns into a skip: exactly-once
+ * effect (but for the window docs/replication.md describes, which
+ * Idempotency-Key closes). */
 #ifndef RESTSPY_REPLICATOR_H
 #define RESTSPY_REPLICATOR_H
 

@@ -108,6 +108,25 @@ static void load_budget(repl *r, item *it)
     }
 }
 
+/* The receipt of a message the ledger already holds: the first apply's
+ * status and time again (its receipt may have been lost: the replicator
+ * stopped between the commit and the receipt), or a skip. */
+static void ledger_receipt(repl *r, item *it, bool skipped)
+{
+    store_ledger_entry row;
+    char err[256] = "";
+    pthread_mutex_lock(&r->ledger_mu);
+    int rc = store_ledger_get(r->st, it->msg->id, &row, err, sizeof err);
+    pthread_mutex_unlock(&r->ledger_mu);
+    if (rc < 0)
+        repl_logf("reading the ledger row of %s failed: %s", it->msg->id, err);
+    it->receipt = skipped ? RECEIPT_SKIPPED : RECEIPT_APPLIED;
+    it->status = rc == 1 && !skipped ? row.status : 0;
+    it->receipt_at_us = rc == 1 ? row.at_us : 0;
+    if (rc == 1)
+        free(row.origin);
+}
+
 /* The ledger lookup and the HTTP request of one attempt, with the headers
  * it is applied with. */
 static void apply(worker *w, item *it, const http_headers *hdrs)
@@ -128,6 +147,7 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
         /* Applied before (a redelivery), or skipped by an operator. */
         it->outcome = OUT_ACK;
         it->counter = has == 1 ? "deduplicated" : NULL;
+        ledger_receipt(r, it, has == 2);
         return;
     }
     hclient_response resp;
@@ -142,6 +162,7 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
         hclient_response_free(&resp);
         return;
     }
+    it->status = resp.status;
     /* 408 and 429 say "later", not "never": retried like a 5xx. */
     if (resp.status >= 500 || resp.status == 408 || resp.status == 429) {
         failed(it, repl_dead_reason(resp.status, &resp.body), true);
@@ -151,6 +172,7 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
     it->answered = true;
     if (resp.status >= 400) {
         it->outcome = OUT_DEAD;
+        it->receipt = RECEIPT_DEAD_LETTERED;
         it->reason = repl_dead_reason(resp.status, &resp.body);
         hclient_response_free(&resp);
         return;
@@ -177,6 +199,8 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
     }
     if (status == 0) {
         it->outcome = OUT_ACK;
+        it->receipt = RECEIPT_APPLIED;
+        it->receipt_at_us = util_now_us();
         return;
     }
     /* Not recorded: apply again (same Idempotency-Key) rather than ack
@@ -194,6 +218,9 @@ static void attempt(worker *w, item *it)
     char why[256] = "";
     it->outcome = OUT_ABANDON;
     it->answered = false;
+    it->status = 0;
+    it->receipt = -1; /* none until the message is verified and not ours */
+    it->receipt_at_us = 0;
     it->started_us = util_now_us();
 
     if (repl_msg_verify(m, cfg->replicate_secret, why, sizeof why) != 0) {

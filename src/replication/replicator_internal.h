@@ -16,6 +16,7 @@
 
 #include "base/buf.h"
 #include "capture/record.h"
+#include "formats/receipt.h"
 #include "formats/repl_msg.h"
 #include "capture/config.h"
 #include "http/hclient.h"
@@ -147,7 +148,13 @@ typedef struct item {
     char *answer;        /* OUT_RETRY: what the attempt got (heap) */
     bool spend;          /* OUT_RETRY: the failure spends the budget */
     bool answered;       /* the upstream gave an answer that is not a failure */
-    int64_t started_us;  /* wall clock: when the attempt started */
+    int status;          /* the upstream's status in the latest answer; 0 = none */
+    /* The receipt owed to the write's origin once the outcome is acked
+     * (formats/receipt.h): -1 none (not verified, or our own write), else
+     * a receipt_outcome; at_us 0 = the time it is sent. */
+    int receipt;
+    int64_t receipt_at_us;
+    int64_t started_us; /* wall clock: when the attempt started */
 } item;
 
 typedef struct repl repl;
@@ -166,6 +173,8 @@ typedef struct worker {
 typedef struct pending_dead {
     uint64_t pub_tag;      /* confirm tag of the dead-letter publish */
     uint64_t delivery_tag; /* the original, acked once that is confirmed */
+    repl_msg *receipt;     /* owned: the carrier of its receipt, published once the
+                            * original is acked; NULL when none is owed */
 } pending_dead;
 
 struct repl {

@@ -25,7 +25,9 @@ struct store_repl_stats;
 struct store_stuck;
 struct store_repl_lag;
 struct store_repl_origin;
+struct store_receipt;
 struct store_ledger_row;
+struct store_ledger_entry;
 
 typedef struct store_backend {
     const char *scheme; /* URL scheme before the ':' ("sqlite") */
@@ -74,6 +76,13 @@ typedef struct store_backend {
     int64_t (*ledger_each)(store *s, int64_t after, size_t max,
                            int (*fn)(const struct store_ledger_row *row, void *ud), void *ud,
                            char *err, size_t errlen);
+    /* the record of one replicated write (schema version 6) */
+    void (*receipt_put)(store *s, const struct store_receipt *r);
+    int (*receipts_get)(store *s, const char *message_id, struct store_receipt **out, size_t *n,
+                        char *err, size_t errlen);
+    int (*ledger_get)(store *s, const char *message_id, struct store_ledger_entry *out, char *err,
+                      size_t errlen);
+    int (*outbox_has)(store *s, const char *message_id, char *err, size_t errlen);
 } store_backend;
 
 /* First member of every backend's handle, so that a `store *` can be cast

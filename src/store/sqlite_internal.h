@@ -1,6 +1,6 @@
 /* sqlite_internal: what the files of the SQLite backend share (private to
  * them: store_sqlite.c, sqlite_schema.c, sqlite_writer.c, sqlite_query.c,
- * sqlite_repl.c): the column lists, the handle and the helpers each part
+ * sqlite_repl.c, sqlite_receipts.c): the column lists, the handle and the helpers each part
  * offers the others. Threads and ownership: see store_sqlite.c. */
 #ifndef RESTSPY_SQLITE_INTERNAL_H
 #define RESTSPY_SQLITE_INTERNAL_H
@@ -103,6 +103,13 @@ enum {
 
 #define SQ_STUCK_DELETE "DELETE FROM stuck WHERE message_id = ?1"
 
+/* A receipt replaces the row of its (message_id, node) unless that row is
+ * newer (store_receipt_put). */
+#define SQ_RECEIPT_PUT                                                                             \
+    "INSERT INTO receipts (message_id, node, outcome, status, at) VALUES (?1,?2,?3,?4,?5) ON "     \
+    "CONFLICT(message_id, node) DO UPDATE SET outcome = excluded.outcome, status = "               \
+    "excluded.status, at = excluded.at WHERE excluded.at >= receipts.at"
+
 #define SQ_STUCK_COLUMNS                                                                           \
     "message_id, origin, method, target, first_failed_at, last_failed_at, attempts, last_answer"
 
@@ -130,13 +137,15 @@ typedef struct sq_stuck_op {
 
 /* Work for the writer's next transaction besides records: counter updates
  * (at most one per name, see sq_counter), stuck-table changes (at most one
- * per message, the latest), and outbox confirms merged into one (deleting
- * seq <= the highest confirmed is the same as deleting each range in turn). */
+ * per message, the latest), receipts (sqlite_receipts.c), and outbox confirms merged into one
+ * (deleting seq <= the highest confirmed is the same as deleting each range in turn). */
 typedef struct sq_ops {
     sq_op *v;
     size_t len, cap;
     sq_stuck_op *sv;
     size_t slen, scap;
+    store_receipt *rv; /* receipts to write, in arrival order (owned) */
+    size_t rlen, rcap;
     int64_t confirm_upto; /* 0 = nothing confirmed */
     int64_t confirm_us;   /* wall clock of the latest confirm */
     char confirm_id[UUID7_STR_LEN + 1];
@@ -184,7 +193,8 @@ typedef struct sq_store {
     pthread_t thread;
 
     /* writer-only */
-    sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox, *stuck_set, *stuck_del;
+    sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox, *stuck_set, *stuck_del,
+        *receipt_put;
     buf reqh, resph;                 /* header JSON of the record being inserted */
     int64_t rows;                    /* row count, tracked for max_rows (counted on open) */
     int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
@@ -292,5 +302,17 @@ int sq_repl_origins_get(store *base, int64_t since_us, size_t max_samples, size_
 int64_t sq_ledger_each(store *base, int64_t after, size_t max,
                        int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
                        size_t errlen);
+
+/* ---- sqlite_receipts.c ---- */
+
+void sq_receipt_put(store *base, const store_receipt *r);
+/* Writes the queued receipts of o in the writer's transaction. SQLite's rc,
+ * e on error. */
+int sq_receipts_write(sq_store *s, const sq_ops *o, char *e, size_t elen);
+int sq_receipts_get(store *base, const char *message_id, store_receipt **out, size_t *n, char *err,
+                    size_t errlen);
+int sq_ledger_get(store *base, const char *message_id, store_ledger_entry *out, char *err,
+                  size_t errlen);
+int sq_outbox_has(store *base, const char *message_id, char *err, size_t errlen);
 
 #endif

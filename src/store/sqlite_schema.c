@@ -95,6 +95,15 @@ static const char *const migrations[] = {
      * applies counted per origin from the index alone, and each origin's
      * newest apply found by one search. */
     "CREATE INDEX applied_origin ON applied(origin, state, applied_at);",
+    /* 5 -> 6: apply receipts (store.h): at a write's origin, what each
+     * peer reported it did with the write. */
+    "CREATE TABLE receipts ("
+    " message_id TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " status INTEGER,"
+    " at INTEGER NOT NULL,"
+    " PRIMARY KEY (message_id, node)) WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,

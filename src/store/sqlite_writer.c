@@ -494,6 +494,8 @@ static int try_batch(sq_store *s, sq_item *b, size_t n, const sq_ops *ops, size_
         return rc;
     int64_t now = util_now_us();
     rc = apply_stuck_ops(s, ops, e, elen);
+    if (rc == SQLITE_OK)
+        rc = sq_receipts_write(s, ops, e, elen);
     if (rc != SQLITE_OK) {
         if (record_error(rc))
             *bad = n;

@@ -388,3 +388,34 @@ int64_t store_ledger_each(store *s, int64_t after, size_t max,
 {
     return s->be->ledger_each(s, after, max, fn, ud, err, errlen);
 }
+
+void store_receipts_free(store_receipt *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].node);
+        free(v[i].outcome);
+    }
+    free(v);
+}
+
+void store_receipt_put(store *s, const store_receipt *r)
+{
+    s->be->receipt_put(s, r);
+}
+
+int store_receipts_get(store *s, const char *message_id, store_receipt **out, size_t *n, char *err,
+                       size_t errlen)
+{
+    return s->be->receipts_get(s, message_id, out, n, err, errlen);
+}
+
+int store_ledger_get(store *s, const char *message_id, store_ledger_entry *out, char *err,
+                     size_t errlen)
+{
+    return s->be->ledger_get(s, message_id, out, err, errlen);
+}
+
+int store_outbox_has(store *s, const char *message_id, char *err, size_t errlen)
+{
+    return s->be->outbox_has(s, message_id, err, errlen);
+}

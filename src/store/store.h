@@ -296,6 +296,55 @@ typedef struct store_ledger_row {
 int64_t store_ledger_each(store *s, int64_t after, size_t max,
                           int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
                           size_t errlen);
+/* ---- the record of one replicated write (schema version 6) ----
+ *
+ * Table `receipts` (message_id, node, outcome, status, at µs; primary key
+ * (message_id, node)) holds, at a write's origin, what each peer reported
+ * it did with the write (formats/receipt.h): the replicator records the
+ * receipts its peers send for this node's writes. A reader of an older
+ * file sees no receipts. */
+
+typedef struct store_receipt {
+    char message_id[UUID7_STR_LEN + 1]; /* the write's id */
+    char *node;                         /* heap: the peer that settled it */
+    char *outcome;                      /* heap: "applied", "dead-lettered" or "skipped" */
+    int status;                         /* the peer app's HTTP status; 0 = none */
+    int64_t at_us;                      /* when the peer committed the outcome (its clock) */
+} store_receipt;
+
+/* Frees the strings of v[0..n), then v. NULL is fine. */
+void store_receipts_free(store_receipt *v, size_t n);
+
+/* Writes r (copied) into `receipts` in the writer's next transaction,
+ * replacing the row of the same (message_id, node) unless that row is
+ * newer (a later at_us: a receipt redelivered late does not undo a newer
+ * outcome, such as an apply after a dead letter was retried). Thread-safe,
+ * never blocks; a crash before that transaction loses it (receipts are
+ * informational). */
+void store_receipt_put(store *s, const store_receipt *r);
+
+/* The receipts of message_id, in node order, into *out (caller frees with
+ * store_receipts_free; NULL when none), *n of them. 0 or -1 with err. */
+int store_receipts_get(store *s, const char *message_id, store_receipt **out, size_t *n, char *err,
+                       size_t errlen);
+
+/* The `applied` ledger's row of one message. */
+typedef struct store_ledger_entry {
+    char *origin;  /* heap, may be NULL: the write's origin node */
+    int64_t at_us; /* applied_at: when the ledger row was committed */
+    int status;    /* the local app's status; 0 = none (a skip) */
+    bool skipped;  /* recorded by `replication dead --skip`, not applied */
+} store_ledger_entry;
+
+/* Reads the ledger row of message_id into *out (out->origin owned by the
+ * caller). 1 found, 0 none (*out zeroed), -1 with err. */
+int store_ledger_get(store *s, const char *message_id, store_ledger_entry *out, char *err,
+                     size_t errlen);
+
+/* 1 when message_id still has an outbox row (the broker has not confirmed
+ * it), 0 when not, -1 with err. Scans the outbox (no index on message_id:
+ * the outbox holds only what the broker has not confirmed yet). */
+int store_outbox_has(store *s, const char *message_id, char *err, size_t errlen);
 
 /* ---- reading (CLI) ---- */
 

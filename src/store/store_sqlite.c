@@ -2,7 +2,8 @@
  * starting and closing a store, and its vtable. The other parts:
  * sqlite_schema.c (migrations, files that are not restspy's),
  * sqlite_writer.c (intake, the writer thread, group commit, retention),
- * sqlite_query.c (reading requests), sqlite_repl.c (the replication tables);
+ * sqlite_query.c (reading requests), sqlite_repl.c (the replication tables),
+ * sqlite_receipts.c (the record of one replicated write: receipts);
  * sqlite_internal.h holds what they share.
  *
  * Threads: the submitting threads only touch the queue under `mu`. The writer
@@ -101,18 +102,19 @@ void sq_ops_free(sq_ops *o)
     for (size_t i = 0; i < o->slen; i++)
         store_stuck_row_free(&o->sv[i].row);
     free(o->sv);
+    store_receipts_free(o->rv, o->rlen);
     memset(o, 0, sizeof *o);
 }
 
 bool sq_ops_pending(const sq_ops *o)
 {
-    return o->len || o->slen || o->confirm_upto > 0;
+    return o->len || o->slen || o->rlen || o->confirm_upto > 0;
 }
 
 static void finalize_writer_stmts(sq_store *s)
 {
     sqlite3_stmt **v[] = {&s->ins,        &s->ins_outbox, &s->ins_applied, &s->counter,
-                          &s->del_outbox, &s->stuck_set,  &s->stuck_del};
+                          &s->del_outbox, &s->stuck_set,  &s->stuck_del,   &s->receipt_put};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         sqlite3_finalize(*v[i]);
         *v[i] = NULL;
@@ -192,7 +194,8 @@ static int sq_open_rw(sq_store *s, char *err, size_t errlen)
         prepare(s, SQ_COUNTER, &s->counter, err, errlen) < 0 ||
         prepare(s, SQ_DELETE_OUTBOX, &s->del_outbox, err, errlen) < 0 ||
         prepare(s, SQ_STUCK_SET, &s->stuck_set, err, errlen) < 0 ||
-        prepare(s, SQ_STUCK_DELETE, &s->stuck_del, err, errlen) < 0)
+        prepare(s, SQ_STUCK_DELETE, &s->stuck_del, err, errlen) < 0 ||
+        prepare(s, SQ_RECEIPT_PUT, &s->receipt_put, err, errlen) < 0)
         return -1;
     if (s->opt.max_rows &&
         sq_int_query(s->db, "SELECT count(*) FROM requests", &s->rows, e, sizeof e) != SQLITE_OK) {
@@ -359,4 +362,8 @@ const store_backend store_sqlite_backend = {
     .repl_lag_get = sq_repl_lag_get,
     .repl_origins_get = sq_repl_origins_get,
     .ledger_each = sq_ledger_each,
+    .receipt_put = sq_receipt_put,
+    .receipts_get = sq_receipts_get,
+    .ledger_get = sq_ledger_get,
+    .outbox_has = sq_outbox_has,
 };

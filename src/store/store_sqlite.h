@@ -21,7 +21,7 @@
 #include "store/store.h"
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SQLITE_SCHEMA_VERSION 5
+#define STORE_SQLITE_SCHEMA_VERSION 6
 
 /* TEST ONLY: while paused, the writer thread takes nothing from the queue, so
  * a test can fill the queue deterministically (DROP and BLOCK policies).

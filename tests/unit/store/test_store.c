@@ -647,9 +647,9 @@ static void test_open_errors_and_migration(void **state)
     s = open_ro(f);
     store_close(s);
 
-    sql_exec(f->path, "PRAGMA user_version = 7");
-    char newer[96];
-    snprintf(newer, sizeof newer, "store schema version 7 is newer than this restspy (%d)",
+    sql_exec(f->path, "PRAGMA user_version = 70");
+    char newer[128];
+    snprintf(newer, sizeof newer, "store schema version 70 is newer than this restspy (%d)",
              STORE_SQLITE_SCHEMA_VERSION);
     assert_null(store_open(&o, err, sizeof err));
     assert_string_equal(err, newer);
