@@ -8,6 +8,8 @@ then answers each command line with one JSON line:
   dead NODE I      publishes a dead letter of NODE as the replicator does
                    (test_replication_cli.publish_dead): {"id": ID}
   depth QUEUE      {"depth": N} (exact, from rabbitmqctl)
+  peer NAME        declares restspy.out.NAME bound to restspy.requests (what
+                   restspy federate sets up for a peer): {"queue": Q}
 EOF on stdin (or SIGTERM) stops and removes the node. Under CI a node that
 cannot start is a failure (exit 1 with the reason), never a skip."""
 import json
@@ -38,6 +40,12 @@ def main():
                 out = {"id": mid} if routed else {"error": "not routed"}
             elif cmd[:1] == ["depth"] and len(cmd) == 2:
                 out = {"depth": broker.depth(cmd[1])}
+            elif cmd[:1] == ["peer"] and len(cmd) == 2:
+                q = "restspy.out." + cmd[1]
+                broker.api_ok("PUT", "/api/queues/%%2F/%s" % q, {"durable": True})
+                broker.api_ok("POST", "/api/bindings/%%2F/e/restspy.requests/q/%s" % q,
+                              {"routing_key": "#"})
+                out = {"queue": q}
             else:
                 out = {"error": "unknown command: " + line.strip()}
             print(json.dumps(out), flush=True)

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, test } from 'node:test';
-import { REPO, assertNoTrouble, screenshot, sleep, startAll, stopAll } from './harness.mjs';
+import { REPO, assertNoTrouble, curl, screenshot, sleep, startAll, stopAll } from './harness.mjs';
 
 const PYTHON = process.env.PYTHON || '/usr/bin/python3';
 const NODE = 'test'; // the harness's --node
@@ -94,5 +94,41 @@ test('a dead letter can be discarded (two clicks) and is recorded as skipped', a
   assert.match(await t.page.textContent('#status'), /discarded/);
   assert.equal((await t.proxy.api('/api/replication')).skipped, before + 1, 'recorded in the ledger');
   assert.equal((await t.broker.cmd(`depth restspy.dead.${NODE}`)).depth, 0);
+  assertNoTrouble(assert, t.page);
+});
+
+test('the detail view shows a replicated write\'s record: its outbox state, no receipt yet', async () => {
+  // A peer's queue takes the write, so that the broker confirms it.
+  assert.ok((await t.broker.cmd('peer lyon')).queue);
+  const slug = 'rec' + Date.now();
+  await curl(`${t.proxy.url}/api/sites/`, '-X', 'POST', '-H', 'Content-Type: application/json',
+    '--data', JSON.stringify({ slug, name: 'Rec', url: 'http://rec.example/' }));
+  let id = null;
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && !id) {
+    const rows = (await t.proxy.api('/api/requests?method=POST&path=/api/sites/')).requests;
+    if (rows.length) id = rows[0].id;
+  }
+  assert.ok(id);
+  // The broker confirms it within a moment: the record says so, and the
+  // page shows it (no peer applies it here: there is no peer).
+  let rec = null;
+  while (Date.now() < deadline + 10000) {
+    rec = await t.proxy.api(`/api/requests/${id}/replication`);
+    if (rec.outbox === 'confirmed') break;
+    await sleep(200);
+  }
+  assert.equal(rec.outbox, 'confirmed', JSON.stringify(rec));
+  await t.page.goto(`${t.proxy.admin}/#/request/${id}`);
+  await t.page.waitForSelector('#repl-record');
+  const text = await t.page.textContent('#repl-record');
+  assert.match(text, /confirmed by the broker/);
+  assert.match(text, /no peer has reported applying it yet/);
+  // A request replication does not concern has no such section.
+  await curl(`${t.proxy.url}/api/sites/`);
+  const rows = (await t.proxy.api('/api/requests?method=GET&path=/api/sites/')).requests;
+  await t.page.goto(`${t.proxy.admin}/#/request/${rows[0].id}`);
+  await t.page.waitForSelector('#resp-body');
+  assert.equal(await t.page.$('#repl-record'), null);
   assertNoTrouble(assert, t.page);
 });
