@@ -126,20 +126,30 @@ export function mountRepl(main, ctx) {
         h('tbody', null, v.map(deadRow)))
         : h('p', { class: 'empty', id: 'dead-empty' }, 'no dead letters'));
   };
-  // An endpoint's answer, or {error} for a view that says why it is missing.
+  // An endpoint's answer, {error} for a section that says why it is
+  // missing, or null when the admin is busy (503: its thread-pool share is
+  // taken, by other consoles say): the section keeps what it shows.
   const soft = (path) => getJSON(path, { signal: abort.signal }).catch((e) => {
     if (abort.signal.aborted) throw e;
-    return { error: e.message };
+    return e.status === 503 ? null : { error: e.message };
   });
-  const refresh = () => {
+  // One after the other: each of these waits on the admin's thread pool
+  // (a store count, the broker, its management API), of which a console
+  // takes one share at a time.
+  const refresh = async () => {
     clearTimeout(timer);
-    Promise.all([soft('/api/replication'), soft('/api/replication/peers'), soft('/api/dead')]).then(([x, peers, d]) => {
-      if (x.error) fill(site, h('p', { class: 'error' }, x.error));
-      else fill(site, siteSection(x), originsSection(x), stuckSection(x));
-      fill(peersEl, peersSection(peers));
-      renderDead(d);
+    try {
+      const x = await soft('/api/replication');
+      if (x && x.error) fill(site, h('p', { class: 'error' }, x.error));
+      else if (x) fill(site, siteSection(x), originsSection(x), stuckSection(x));
+      const d = await soft('/api/dead');
+      if (d) renderDead(d);
+      const peers = await soft('/api/replication/peers');
+      if (peers) fill(peersEl, peersSection(peers));
       timer = setTimeout(refresh, REFRESH_MS);
-    }).catch(() => { /* aborted: the view is gone */ });
+    } catch (e) {
+      /* aborted: the view is gone */
+    }
   };
   fill(main, h('h2', null, 'Replication'), site, peersEl, dead);
   refresh();

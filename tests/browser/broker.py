@@ -7,7 +7,8 @@ Prints one JSON line {"amqp": URL, "mgmt": URL} once the node is ready,
 then answers each command line with one JSON line:
   dead NODE I      publishes a dead letter of NODE as the replicator does
                    (test_replication_cli.publish_dead): {"id": ID}
-  depth QUEUE      {"depth": N} (exact, from rabbitmqctl)
+  depth QUEUE      {"depth": N} (exact, from rabbitmqctl: seconds)
+  has QUEUE        {"has": bool} (the management API: at once)
   peer NAME        declares restspy.out.NAME bound to restspy.requests (what
                    restspy federate sets up for a peer): {"queue": Q}
 EOF on stdin (or SIGTERM) stops and removes the node. Under CI a node that
@@ -40,6 +41,8 @@ def main():
                 out = {"id": mid} if routed else {"error": "not routed"}
             elif cmd[:1] == ["depth"] and len(cmd) == 2:
                 out = {"depth": broker.depth(cmd[1])}
+            elif cmd[:1] == ["has"] and len(cmd) == 2:
+                out = {"has": broker.api("GET", "/api/queues/%2F/" + broker.q(cmd[1]))[0] == 200}
             elif cmd[:1] == ["peer"] and len(cmd) == 2:
                 q = "restspy.out." + cmd[1]
                 broker.api_ok("PUT", "/api/queues/%%2F/%s" % q, {"durable": True})

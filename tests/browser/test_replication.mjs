@@ -34,9 +34,10 @@ class Broker {
     return JSON.parse(line.value);
   }
 
+  // rabbitmqctl (depth) starts an Erlang VM: slow on a loaded machine.
   async cmd(text) {
     this.proc.stdin.write(text + '\n');
-    return this.next();
+    return this.next(90000);
   }
 
   async stop() {
@@ -52,7 +53,7 @@ before(async () => {
   await startAll('replication', { args: ['--amqp', t.broker.amqp] }, t);
   // The proxy's publisher declares the queues when it connects.
   const deadline = Date.now() + 20000;
-  while (Date.now() < deadline && (await t.broker.cmd(`depth restspy.dead.${NODE}`)).error) await sleep(200);
+  while (Date.now() < deadline && !(await t.broker.cmd(`has restspy.dead.${NODE}`)).has) await sleep(200);
 });
 
 after(async () => {
