@@ -23,7 +23,8 @@
  *  - the queries `restspy requests` / `restspy show` make, on a read-only
  *    store opened as the CLI opens it, each --reps times (median, max):
  *    the store_query shapes are the CLI's (newest first, one more than the
- *    limit; the CLI's default limit is 100).
+ *    limit; the CLI's default limit is 100); the one-minute range is
+ *    around the planted probe row, a third into the timeline.
  *  - retention: the writer reopened twice at full size, once without
  *    retention (control) and once with max_rows = its row count (every
  *    batch then deletes as many old rows as it adds); one window each.
@@ -86,6 +87,7 @@ typedef struct gen {
     double step_us;     /* between two rows */
     uint64_t rng;       /* xorshift64 state */
     char probe_id[UUID7_STR_LEN + 1];
+    int64_t probe_us; /* its started_at: the one-minute range is around it */
 } gen;
 
 static uint64_t rnd(gen *g)
@@ -186,6 +188,7 @@ static record *gen_row(gen *g)
         r->path = xstrdup(PROBE_PATH);
         r->status = 200;
         memcpy(g->probe_id, r->id, sizeof g->probe_id);
+        g->probe_us = r->started_at_us;
     } else {
         r->method = xstrdup(pick_method(g));
         r->path = pick_path(g);
@@ -355,7 +358,7 @@ typedef struct qctx {
     store *s;
     const gen *g;
     int64_t newest_us; /* started_at of the newest row */
-    int64_t mid_us;    /* a minute in the middle of the timeline */
+    int64_t minute_us; /* start of a minute a third into the timeline */
     const char *ids[64];
     size_t nids;
 } qctx;
@@ -427,8 +430,8 @@ static int64_t q_abbrev(qctx *c)
 static int64_t q_minute(qctx *c)
 {
     store_query q = cli_query(100);
-    q.since_us = c->mid_us;
-    q.until_us = c->mid_us + 60 * 1000000LL;
+    q.since_us = c->minute_us;
+    q.until_us = c->minute_us + 60 * 1000000LL;
     return run_query(c, &q);
 }
 
@@ -516,7 +519,7 @@ static void run_queries(const opts *o, const gen *g, int64_t newest_us, qresult 
     c.s = store_open(&so, err, sizeof err);
     if (!c.s)
         bench_die(PROG, "store_open (read only): %s", err);
-    c.mid_us = g->t_start_us + (newest_us - g->t_start_us) / 2;
+    c.minute_us = g->probe_us - 30 * 1000000LL;
     store_query q = cli_query(49);
     if (store_query_each(c.s, &q, collect_id, &c, err, sizeof err) != 0)
         bench_die(PROG, "query: %s", err);
