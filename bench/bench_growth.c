@@ -244,17 +244,10 @@ static void on_done(void *ud, int status)
 
 static void writer_open(writer *w, const opts *o, uint64_t max_rows)
 {
-    config *c = config_new();
     char url[4096], err[512] = "";
-    snprintf(url, sizeof url, "sqlite:%s", o->db);
-    store_options so = {0};
-    so.url = url;
-    so.queue_max = c->store_queue;
-    so.batch_max = c->store_batch;
-    so.busy_timeout_ms = c->busy_timeout_ms;
-    so.commit_delay_us = c->store_commit_delay_ms * 1000;
+    store_options so;
+    bench_proxy_store_options(o->db, url, sizeof url, &so);
     so.max_rows = max_rows;
-    config_unref(c);
     memset(w, 0, sizeof *w);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
@@ -263,11 +256,7 @@ static void writer_open(writer *w, const opts *o, uint64_t max_rows)
     w->open_ms = (double)(util_mono_us() - t0) / 1e3;
     if (!w->s)
         bench_die(PROG, "store_open: %s", err);
-    int tids[256];
-    size_t ntids = bench_tids(tids, 256);
-    if (store_start(w->s, err, sizeof err) != 0)
-        bench_die(PROG, "store_start: %s", err);
-    w->tid = bench_new_tid(tids, ntids);
+    w->tid = bench_store_start(PROG, w->s);
 }
 
 /* Store stats after close, checked: nothing dropped, nothing failed. */
