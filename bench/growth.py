@@ -115,6 +115,13 @@ def targets(res):
     return "\n".join(rows)
 
 
+def short_label(name):
+    """A query's name short enough for the chart's axis."""
+    label = name.replace("requests ", "").replace(" (store_id_abbrev)", "")
+    label = label.replace(" (newest 50)", "").replace('"', "'")
+    return label if len(label) <= 34 else label[:33] + "…"
+
+
 def chart(gnuplot, png, res):
     """Two panels: rows in store → inserts/s; each query's median ms (log)."""
     base = png[:-4]
@@ -124,8 +131,8 @@ def chart(gnuplot, png, res):
                                          w["writer_cpu_us_per_row"]))
     with open(base + "-queries.dat", "w") as f:
         for i, q in enumerate(res["queries"]):
-            f.write('%d "%s" %.3f\n' % (i, q["name"].replace('"', "'"), q["median_ms"]))
-    gp = """set terminal png size 1300,650 noenhanced
+            f.write('%d "%s" %.3f\n' % (i, short_label(q["name"]), q["median_ms"]))
+    gp = """set terminal png size 1400,700 noenhanced
 set output '%(png)s'
 set multiplot layout 1,2 title 'bench/growth.py: %(rows)s rows'
 set title 'inserts/s by rows already in the store'
@@ -148,7 +155,8 @@ set logscale y
 set yrange [0.01:*]
 set style data histograms
 set style fill solid 0.8 border -1
-set xtics rotate by -35 font ',7'
+set xtics rotate by -30 font ',8'
+set bmargin 12
 set key off
 plot '%(base)s-queries.dat' using 3:xtic(2), 200 with lines lw 2
 unset multiplot
