@@ -65,6 +65,18 @@ def fmt_rows(n):
     return "{:,}".format(n)
 
 
+def num(v, f="%.1f"):
+    """A figure, or empty when the run did not get to it (an interrupted
+    run's figures rebuilt from its progress lines)."""
+    return "" if v is None else f % v
+
+
+def window_row(label, w, base):
+    return "| %s | %.0f | %.2f | %s | %s | %s |" % (
+        label, w["rows_per_s"], w["rows_per_s"] / base, num(w.get("writer_cpu_us_per_row")),
+        num(w.get("cpu_us_per_row")), num(w.get("avg_batch"), "%.0f"))
+
+
 def table(res):
     lv = res["levels"]
     base = lv[0]["rows_per_s"]
@@ -74,26 +86,25 @@ def table(res):
            "| rows in store | inserts/s | × empty | writer CPU µs/row | process CPU µs/row "
            "| rows per commit |", "|---:|---:|---:|---:|---:|---:|"]
     for w in lv:
-        out.append("| %s | %.0f | %.2f | %.1f | %.1f | %.0f |" % (
-            fmt_rows(w["rows_in_store"]), w["rows_per_s"], w["rows_per_s"] / base,
-            w["writer_cpu_us_per_row"], w["cpu_us_per_row"], w["avg_batch"]))
-    ret = res["retention"]
-    for key, what in (("control", "reopened, no retention"),
-                      ("pruning", "reopened, max_rows %s" % fmt_rows(ret["max_rows"]))):
-        w = ret[key]
-        out.append("| %s (%s) | %.0f | %.2f | %.1f | %.1f | %.0f |" % (
-            fmt_rows(w["rows_in_store"]), what, w["rows_per_s"], w["rows_per_s"] / base,
-            w["writer_cpu_us_per_row"], w["cpu_us_per_row"], w["avg_batch"]))
+        out.append(window_row(fmt_rows(w["rows_in_store"]), w, base))
+    ret = res.get("retention")
+    for key, what in (("control", "reopened, no retention"), ("pruning", "reopened, max_rows")):
+        if ret:
+            out.append(window_row("%s (%s)" % (fmt_rows(ret[key]["rows_in_store"]), what),
+                                  ret[key], base))
     out += ["", "Queries on %s rows (read-only store as the CLI opens it; the CLI's query "
             "shapes: newest first, limit + 1; median of %d runs, one when it takes over 5 s):" % (
-                fmt_rows(res["rows_written"] - 2 * res["batch"]), res["reps"]), "",
+                fmt_rows(res["rows_written"] - 2 * res["batch"]) if res.get("retention") else
+            fmt_rows(res["rows_written"]), res["reps"]), "",
             "| query | median ms | max ms | runs | rows |", "|---|---:|---:|---:|---:|"]
     for q in res["queries"]:
         out.append("| `%s` | %.1f | %.1f | %s | %d |" % (
-            q["name"], q["median_ms"], q["max_ms"], q.get("runs", res["reps"]), q["rows"]))
-    out += ["", "Writer opened on the full file: %.0f ms; with max_rows (counts the rows): "
-            "%.0f ms; fill %.0f s; final close (checkpoint) %.0f ms." % (
-                res["open_ms"], res["open_max_rows_ms"], res["fill_seconds"], res["close_ms"])]
+            q["name"], q["median_ms"], q["max_ms"], q.get("runs", res["reps"]), q["rows"] or 0))
+    if "open_ms" in res:
+        out += ["", "Writer opened on the full file: %.0f ms; with max_rows (counts the rows): "
+                "%.0f ms; fill %.0f s; final close (checkpoint) %.0f ms." % (
+                    res["open_ms"], res["open_max_rows_ms"], res["fill_seconds"],
+                    res["close_ms"])]
     return "\n".join(out)
 
 
@@ -109,9 +120,11 @@ def targets(res):
     for q in res["queries"]:
         add("`%s` ≤ %.0f ms" % (q["name"], QUERY_TARGET_MS), "%.1f ms" % q["median_ms"],
             q["median_ms"] <= QUERY_TARGET_MS)
-    ret = res["retention"]
-    r = ret["pruning"]["rows_per_s"] / ret["control"]["rows_per_s"]
-    add("retention at full size ≥ %.1f× without" % PRUNE_TARGET, "%.2f×" % r, r >= PRUNE_TARGET)
+    ret = res.get("retention")
+    if ret:
+        r = ret["pruning"]["rows_per_s"] / ret["control"]["rows_per_s"]
+        add("retention at full size ≥ %.1f× without" % PRUNE_TARGET, "%.2f×" % r,
+            r >= PRUNE_TARGET)
     return "\n".join(rows)
 
 
@@ -127,8 +140,8 @@ def chart(gnuplot, png, res):
     base = png[:-4]
     with open(base + "-insert.dat", "w") as f:
         for w in res["levels"]:
-            f.write("%d %.1f %.3f\n" % (w["rows_in_store"], w["rows_per_s"],
-                                         w["writer_cpu_us_per_row"]))
+            f.write("%d %.1f %s\n" % (w["rows_in_store"], w["rows_per_s"],
+                                       num(w.get("writer_cpu_us_per_row"), "%.3f") or "?"))
     with open(base + "-queries.dat", "w") as f:
         for i, q in enumerate(res["queries"]):
             f.write('%d "%s" %.3f\n' % (i, short_label(q["name"]), q["median_ms"]))
