@@ -22,8 +22,10 @@
 #include <sys/resource.h>
 
 #include "base/buf.h"
+#include "capture/config.h"
 #include "capture/record.h"
 #include "base/util.h"
+#include "store/store.h"
 
 #define BENCH_REQ_BODY "{\"name\":\"gadget\",\"qty\":3,\"note\":\"bench request body\"}"
 #define BENCH_RESP_BODY                                                                            \
@@ -184,6 +186,35 @@ static inline void bench_die(const char *prog, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     exit(1);
+}
+
+/* The store options the proxy runs with (config_new: store_queue,
+ * store_batch, busy_timeout, store_commit_delay) for the SQLite file db;
+ * so->url points into url (the caller's buffer of urllen bytes). */
+static inline void bench_proxy_store_options(const char *db, char *url, size_t urllen,
+                                             store_options *so)
+{
+    config *c = config_new();
+    snprintf(url, urllen, "sqlite:%s", db);
+    memset(so, 0, sizeof *so);
+    so->url = url;
+    so->queue_max = c->store_queue;
+    so->batch_max = c->store_batch;
+    so->busy_timeout_ms = c->busy_timeout_ms;
+    so->commit_delay_us = c->store_commit_delay_ms * 1000;
+    config_unref(c);
+}
+
+/* store_start of s, or a fatal error; the writer thread's id (for its CPU
+ * time, bench_tid_cpu_s), -1 when it cannot be told. */
+static inline int bench_store_start(const char *prog, store *s)
+{
+    char err[512] = "";
+    int tids[256];
+    size_t ntids = bench_tids(tids, 256);
+    if (store_start(s, err, sizeof err) != 0)
+        bench_die(prog, "store_start: %s", err);
+    return bench_new_tid(tids, ntids);
 }
 
 /* A whole decimal number in [min, max], or a fatal error naming opt. */

@@ -392,23 +392,13 @@ static void run_restspy(const opts *o)
         bench_die(PROG, "--mode restspy needs --db PATH");
     if (access(o->db, F_OK) == 0)
         bench_die(PROG, "%s exists: give a fresh path", o->db);
-    config *c = config_new();
     char url[4096], err[512] = "";
-    snprintf(url, sizeof url, "sqlite:%s", o->db);
-    store_options so = {0};
-    so.url = url;
-    so.queue_max = c->store_queue;
-    so.batch_max = c->store_batch;
-    so.busy_timeout_ms = c->busy_timeout_ms;
-    so.commit_delay_us = c->store_commit_delay_ms * 1000;
+    store_options so;
+    bench_proxy_store_options(o->db, url, sizeof url, &so);
     store *s = store_open(&so, err, sizeof err);
     if (!s)
         bench_die(PROG, "store_open: %s", err);
-    int tids[256];
-    size_t ntids = bench_tids(tids, 256);
-    if (store_start(s, err, sizeof err) != 0)
-        bench_die(PROG, "store_start: %s", err);
-    int writer = bench_new_tid(tids, ntids);
+    int writer = bench_store_start(PROG, s);
 
     /* Fill the outbox the way the proxy does (outbox_message). */
     filled fl = {.status = 0};
@@ -445,6 +435,7 @@ static void run_restspy(const opts *o)
         nap_us((long)o->pause_ms * 1000);
     }
 
+    config *c = config_new();
     outbox_options oo = {0};
     oo.amqp_url = o->url;
     oo.node = NODE;
@@ -455,7 +446,8 @@ static void run_restspy(const opts *o)
     oo.retry_max_ms = c->retry_max_ms;
     config_unref(c);
 
-    ntids = bench_tids(tids, 256);
+    int tids[256];
+    size_t ntids = bench_tids(tids, 256);
     double c0 = bench_cpu_s(), c1 = 0, w0 = bench_tid_cpu_s(writer), w1 = 0, p1 = 0, pq1 = 0;
     int64_t t0 = util_mono_us(), tc = 0, t1 = 0, t2 = 0;
     outbox *ob = outbox_start(s, &oo, err, sizeof err);

@@ -140,12 +140,51 @@ def nginx_tls(pki):
         pki["cert"], pki["key"])
 
 
-def start_backend(nginx, tmp, port, pki=None):
-    """The nginx backend on port; over TLS with pki's certificate when
-    given (the HTTPS upstream of bench/run's configurations 15 and 16)."""
-    server = "server { listen 127.0.0.1:%d%s; %s location / { return 200 '%s'; } }" % (
-        port, " ssl" if pki else "", nginx_tls(pki) if pki else "", BODY)
-    name = "backend-tls" if pki else "backend"
+# Paths under these prefixes get an error from the backend (bench/run's
+# path-diverse workload sends a share of its requests there): a fixed small
+# JSON like the 200s, so that the backend stays as fast for them.
+ERROR_LOCATIONS = (("/api/gone/", 404, '{"error":"not found"}'),
+                   ("/api/fail/", 500, '{"error":"backend failure"}'))
+
+
+def body_json(size):
+    """A JSON document of exactly size bytes (>= 64): an item list like an
+    API's page of results, padded. No $, quote or backslash: it goes into
+    nginx's configuration as it is."""
+    items, out, i = [], "", 0
+    while True:
+        i += 1
+        item = '{"id":%d,"name":"widget %d","price":9.99,"tags":["a","b"],"ok":true}' % (i, i)
+        nxt = '{"items":[%s],"pad":"' % ",".join(items + [item])
+        if len(nxt) + 2 > size:
+            break
+        items.append(item)
+        out = nxt
+    if not out:
+        out = '{"items":[],"pad":"'
+    return out + "x" * (size - len(out) - 2) + '"}'
+
+
+def _return_body(body):
+    """nginx directives answering 200 with body: `return` as it is when it
+    fits in one configuration token, else from 1,000-byte variables (nginx
+    refuses parameters longer than its 4 KiB configuration buffer)."""
+    if len(body) <= 1000:
+        return "return 200 '%s';" % body
+    parts = [body[i:i + 1000] for i in range(0, len(body), 1000)]
+    sets = " ".join("set $b%d '%s';" % (i, p) for i, p in enumerate(parts))
+    return "%s return 200 '%s';" % (sets, "".join("$b%d" % i for i in range(len(parts))))
+
+
+def start_backend(nginx, tmp, port, pki=None, body=BODY, name=None):
+    """The nginx backend on port, answering 200 with body (the fixed BODY
+    unless given) and the ERROR_LOCATIONS' errors; over TLS with pki's
+    certificate when given (the HTTPS upstream of bench/run's configurations
+    15 and 16)."""
+    errors = " ".join("location %s { return %d '%s'; }" % e for e in ERROR_LOCATIONS)
+    server = "server { listen 127.0.0.1:%d%s; %s %s location / { %s } }" % (
+        port, " ssl" if pki else "", nginx_tls(pki) if pki else "", errors, _return_body(body))
+    name = name or ("backend-tls" if pki else "backend")
     d, conf = nginx_conf(tmp, name, 1, server)
     proc = spawn([nginx, "-p", d, "-e", d + "/error.log", "-c", conf], d + "/stdout.log")
     # the readiness probe speaks plain HTTP: a TLS port only gets a TCP check
