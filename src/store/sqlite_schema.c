@@ -122,7 +122,7 @@ static const char *const migrations[] = {
      * four seconds per million rows on the developers' machine. */
     "DROP INDEX IF EXISTS requests_method_path;"
     "DROP INDEX IF EXISTS requests_status;"
-    "CREATE INDEX requests_path ON requests(path);",
+    "CREATE INDEX IF NOT EXISTS requests_path ON requests(path);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,

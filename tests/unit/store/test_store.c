@@ -1194,23 +1194,71 @@ static int64_t counter_value(const char *path, const char *name)
  * what LIKE would treat specially (% _ \), a literal star, bytes 0x7f,
  * 0xff and UTF-8, a slash before "**", empty segments. */
 static const char *const glob_paths[] = {
-    "/",           "/api",          "/api/",          "/apix",           "/api/items/",
-    "/api/items/1", "/api/items/1/", "/api/items/10/", "/api/items/1/sub", "/api/items/1/a/b",
-    "/api/itemsX",  "/API/items/1/", "/api//items",    "/api/users/7/orders/",
-    "/api/users/7/orders/9", "/a%b/c", "/axb/c", "/a_b/c", "/a\\b", "/a*b",
-    "/caf\xc3\xa9/x", "/\xff",       "/\xff\xff/x",    "/x\x7f",          "/x\x7f/y",
+    "/",
+    "/api",
+    "/api/",
+    "/apix",
+    "/api/items/",
+    "/api/items/1",
+    "/api/items/1/",
+    "/api/items/10/",
+    "/api/items/1/sub",
+    "/api/items/1/a/b",
+    "/api/itemsX",
+    "/API/items/1/",
+    "/api//items",
+    "/api/users/7/orders/",
+    "/api/users/7/orders/9",
+    "/a%b/c",
+    "/axb/c",
+    "/a_b/c",
+    "/a\\b",
+    "/a*b",
+    "/caf\xc3\xa9/x",
+    "/\xff",
+    "/\xff\xff/x",
+    "/x\x7f",
+    "/x\x7f/y",
     "/health",
 };
 #define NGLOB_PATHS (sizeof glob_paths / sizeof glob_paths[0])
 #define GLOB_COPIES 2 /* each path stored this often, the second as POST */
 
 static const char *const glob_patterns[] = {
-    "/api/items/*", "/api/items/*/", "/api/items/*/*", "/api/**", "/api/**/b", "/api/*s/1/",
-    "/api",         "/api/",         "/api*",          "/API/**", "/a%b/*",   "/a_b/*",
-    "/a%*",         "/a_*",          "/a\\*",          "/a*b",    "/a*",      "/caf*",
-    "/caf\xc3\xa9/*", "/\xff*",      "/\xff\xff/*",    "/x\x7f",  "/x\x7f/**", "*",
-    "**",           "*/items/*",     "/api/items/1",   "/api//*", "/",        "/*",
-    "/api/**/orders/", "/api/i*/1/", "/nothing/*",     "/api/users/**",
+    "/api/items/*",
+    "/api/items/*/",
+    "/api/items/*/*",
+    "/api/**",
+    "/api/**/b",
+    "/api/*s/1/",
+    "/api",
+    "/api/",
+    "/api*",
+    "/API/**",
+    "/a%b/*",
+    "/a_b/*",
+    "/a%*",
+    "/a_*",
+    "/a\\*",
+    "/a*b",
+    "/a*",
+    "/caf*",
+    "/caf\xc3\xa9/*",
+    "/\xff*",
+    "/\xff\xff/*",
+    "/x\x7f",
+    "/x\x7f/**",
+    "*",
+    "**",
+    "*/items/*",
+    "/api/items/1",
+    "/api//*",
+    "/",
+    "/*",
+    "/api/**/orders/",
+    "/api/i*/1/",
+    "/nothing/*",
+    "/api/users/**",
 };
 
 /* What a glob query must answer, computed without the store: the rows in
@@ -1257,8 +1305,8 @@ static void glob_compare_all(store *s, char ids[][UUID7_STR_LEN + 1])
                          n);
             for (int i = 0; i < n; i++)
                 if (strcmp(c.ids[i], want[i]) != 0)
-                    fail_msg("glob '%s' (variant %d): row %d is %s, expected %s",
-                             glob_patterns[g], v, i, c.ids[i], want[i]);
+                    fail_msg("glob '%s' (variant %d): row %d is %s, expected %s", glob_patterns[g],
+                             v, i, c.ids[i], want[i]);
         }
     }
 }
