@@ -1326,19 +1326,33 @@ static void glob_fill(store *s, char ids[][UUID7_STR_LEN + 1])
     }
 }
 
-static void test_glob_plans(void **state)
+/* Writes the glob rows (glob_fill) into a new store at f. */
+static void glob_store(const fx *f, char ids[][UUID7_STR_LEN + 1])
 {
-    fx *f = *state;
-    static char ids[NGLOB_PATHS * GLOB_COPIES][UUID7_STR_LEN + 1];
     store_options o = opts(f);
     store *s = open_started(&o);
     glob_fill(s, ids);
     store_close(s);
+}
+
+/* Gives the file at f version 6's indexes and number back. */
+static void glob_back_to_v6(const fx *f)
+{
+    sql_exec(f->path, "DROP INDEX requests_path; CREATE INDEX requests_method_path ON "
+                      "requests(method, path); CREATE INDEX requests_status ON requests(status); "
+                      "PRAGMA user_version = 6");
+}
+
+static void test_glob_plans(void **state)
+{
+    fx *f = *state;
+    static char ids[NGLOB_PATHS * GLOB_COPIES][UUID7_STR_LEN + 1];
+    glob_store(f, ids);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
                                       "AND name = 'requests_path'"),
                      1);
 
-    s = open_ro(f);
+    store *s = open_ro(f);
     /* Through the path index wherever a glob has a literal prefix... */
     glob_compare_all(s, ids);
     /* ...and walking started_at, as when the prefix's range is large. */
@@ -1348,9 +1362,7 @@ static void test_glob_plans(void **state)
     store_close(s);
 
     /* A version 6 file (no path index) read as it is answers the same. */
-    sql_exec(f->path, "DROP INDEX requests_path; CREATE INDEX requests_method_path ON "
-                      "requests(method, path); CREATE INDEX requests_status ON requests(status); "
-                      "PRAGMA user_version = 6");
+    glob_back_to_v6(f);
     s = open_ro(f);
     glob_compare_all(s, ids);
     store_close(s);
@@ -1363,14 +1375,10 @@ static void test_migration_v6_to_v7(void **state)
 {
     fx *f = *state;
     static char ids[NGLOB_PATHS * GLOB_COPIES][UUID7_STR_LEN + 1];
+    glob_store(f, ids);
+    glob_back_to_v6(f);
     store_options o = opts(f);
     store *s = open_started(&o);
-    glob_fill(s, ids);
-    store_close(s);
-    sql_exec(f->path, "DROP INDEX requests_path; CREATE INDEX requests_method_path ON "
-                      "requests(method, path); CREATE INDEX requests_status ON requests(status); "
-                      "PRAGMA user_version = 6");
-    s = open_started(&o);
     store_close(s);
     assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
