@@ -9,6 +9,7 @@
 #include "base/glob.h"
 #include "base/util.h"
 #include "store/sqlite_internal.h"
+#include "store/store_sqlite.h"
 
 /* ---- reading ---- */
 
@@ -184,17 +185,152 @@ static void add_int(qparam *p, int *np, int64_t v)
     (*np)++;
 }
 
-/* Every path matching glob starts with the returned number of bytes of glob:
- * the text before the first star, cut back to before its last slash (so a
- * trailing slash-doublestar, which may match zero segments, still covers the
- * bare prefix: "/api" for "/api" + "/" + "**"). The SQL range on that prefix
- * only narrows the scan; glob_match decides. */
-static size_t glob_safe_prefix(const char *glob)
+/* ---- path globs on the path index (schema version 7) ----
+ *
+ * A glob's literal prefix bounds a range of requests_path, which holds the
+ * paths in BINARY collation: byte order, as glob_match compares. Whether
+ * the range or the newest-first walk of started_at is cheaper depends on
+ * how many rows the range holds, which only a count can tell (SQLite's
+ * planner cannot see into a glob): up to sq_glob_index_max rows, the range's
+ * rows are read and sorted by time; beyond, the walk of started_at stops
+ * as soon as the limit is met, which is quick when matches are common and
+ * is what every glob did before version 7. */
+
+/* Rows a path range may hold for a query to read it through the index.
+ * store_sqlite_test_glob_index_max sets it (tests force each plan). */
+static int64_t sq_glob_index_max = 10000;
+
+void store_sqlite_test_glob_index_max(int64_t max)
+{
+    sq_glob_index_max = max;
+}
+
+/* The length of glob's literal prefix: every path glob_match takes starts
+ * with glob[0..it). */
+static size_t glob_prefix(const char *glob)
 {
     size_t lit = strcspn(glob, "*");
-    while (lit > 0 && glob[lit - 1] != '/')
+    /* glob_match's one move that skips a literal: a slash before a "**"
+     * segment may stand for nothing ("/api/" + "**" matches "/api"). */
+    if (lit > 0 && glob[lit - 1] == '/' && glob[lit] == '*' && glob[lit + 1] == '*' &&
+        (glob[lit + 2] == '\0' || glob[lit + 2] == '/'))
         lit--;
-    return lit > 0 ? lit - 1 : 0;
+    return lit;
+}
+
+/* The least byte string above every string starting with p[0..n), into
+ * upper (n bytes at most): p less its trailing 0xff bytes, the last byte
+ * left raised by one. Its length; 0 when p is all 0xff bytes (no bound). */
+static size_t prefix_upper(const char *p, size_t n, char *upper)
+{
+    while (n > 0 && (unsigned char)p[n - 1] == 0xff)
+        n--;
+    memcpy(upper, p, n);
+    if (n > 0)
+        upper[n - 1] = (char)((unsigned char)p[n - 1] + 1);
+    return n;
+}
+
+/* The path range of a query: [lo, hi) (hi_len 0: no upper bound); lo_len 0
+ * when the glob has no literal prefix (or none worth a range). */
+typedef struct path_range {
+    const char *lo;
+    size_t lo_len;
+    char hi[GLOB_MAX + 1];
+    size_t hi_len;
+} path_range;
+
+static void path_range_of(const char *glob, path_range *r)
+{
+    r->lo = glob;
+    r->lo_len = glob_prefix(glob);
+    /* A glob longer than GLOB_MAX matches nothing anyway (glob_match). */
+    if (r->lo_len > GLOB_MAX)
+        r->lo_len = 0;
+    r->hi_len = r->lo_len ? prefix_upper(glob, r->lo_len, r->hi) : 0;
+}
+
+/* Whether the rows of r are few enough to read through requests_path:
+ * counts its index entries (the index alone, sq_glob_index_max + 1 at
+ * most). 1 yes, 0 no, -1 with err. */
+static int path_range_small(sq_store *s, const path_range *r, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = SQLITE_DONE;
+    int ret = sq_oneoff_begin(s,
+                              r->hi_len ? "SELECT count(*) FROM (SELECT 1 FROM requests INDEXED BY "
+                                          "requests_path WHERE path >= ?1 AND path < ?2 LIMIT ?3)"
+                                        : "SELECT count(*) FROM (SELECT 1 FROM requests INDEXED BY "
+                                          "requests_path WHERE path >= ?1 LIMIT ?3)",
+                              &st, err, errlen);
+    if (ret == 0) {
+        sqlite3_bind_text64(st, 1, r->lo, r->lo_len, SQLITE_STATIC, SQLITE_UTF8);
+        if (r->hi_len)
+            sqlite3_bind_text64(st, 2, r->hi, r->hi_len, SQLITE_STATIC, SQLITE_UTF8);
+        sqlite3_bind_int64(st, 3, sq_glob_index_max + 1);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            ret = sqlite3_column_int64(st, 0) <= sq_glob_index_max;
+    }
+    return sq_oneoff_end(s, st, rc, ret, err, errlen);
+}
+
+/* The SQL of q (bound values appended to p): the path range through
+ * requests_path when by_path, else (with "+path", which no index serves)
+ * a filter on the walk the planner picks, started_at's for the order. */
+static void query_sql(const sq_store *s, const store_query *q, const path_range *pr, bool by_path,
+                      buf *sql, qparam *p, int *np)
+{
+    buf_append_str(sql, "SELECT ");
+    buf_append_str(sql, select_columns(s));
+    buf_append_str(sql, by_path ? " FROM requests INDEXED BY requests_path WHERE 1"
+                                : " FROM requests WHERE 1");
+    if (q->method) {
+        buf_append_str(sql, " AND method = ? COLLATE NOCASE");
+        add_text(p, np, q->method, strlen(q->method));
+    }
+    if (pr->lo_len) {
+        const char *col = by_path ? "path" : "+path";
+        buf_appendf(sql, " AND %s >= ?", col);
+        add_text(p, np, pr->lo, pr->lo_len);
+        if (pr->hi_len) {
+            buf_appendf(sql, " AND %s < ?", col);
+            add_text(p, np, pr->hi, pr->hi_len);
+        }
+    }
+    if (q->status_min) {
+        buf_append_str(sql, " AND status >= ?");
+        add_int(p, np, q->status_min);
+    }
+    if (q->status_max) {
+        buf_append_str(sql, " AND status <= ?");
+        add_int(p, np, q->status_max);
+    }
+    if (q->since_us) {
+        buf_append_str(sql, " AND started_at >= ?");
+        add_int(p, np, q->since_us);
+    }
+    if (q->until_us) {
+        buf_append_str(sql, " AND started_at < ?");
+        add_int(p, np, q->until_us);
+    }
+    if (q->origin) {
+        buf_append_str(sql, " AND origin = ?");
+        add_text(p, np, q->origin, strlen(q->origin));
+    }
+    if (q->node) {
+        buf_append_str(sql, " AND node = ?");
+        add_text(p, np, q->node, strlen(q->node));
+    }
+    /* rowid breaks ties in insertion order and keeps the started_at index
+     * usable for the ORDER BY. */
+    buf_append_str(sql, q->newest_first ? " ORDER BY started_at DESC, rowid DESC"
+                                        : " ORDER BY started_at, rowid");
+    /* With a glob the limit counts rows that pass the C-side match. */
+    if (q->limit > 0 && !q->path_glob) {
+        buf_append_str(sql, " LIMIT ?");
+        add_int(p, np, q->limit);
+    }
 }
 
 int sq_query_each(store *base, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
@@ -204,58 +340,14 @@ int sq_query_each(store *base, const store_query *q, int (*fn)(const record *r, 
     buf sql = BUF_INIT;
     qparam p[QPARAMS_MAX];
     int np = 0;
-    char upper[512];
-
-    buf_append_str(&sql, "SELECT ");
-    buf_append_str(&sql, select_columns(s));
-    buf_append_str(&sql, " FROM requests WHERE 1");
-    if (q->method) {
-        buf_append_str(&sql, " AND method = ? COLLATE NOCASE");
-        add_text(p, &np, q->method, strlen(q->method));
-    }
-    if (q->path_glob) {
-        size_t pl = glob_safe_prefix(q->path_glob);
-        if (pl > 0 && pl < sizeof upper && (unsigned char)q->path_glob[pl - 1] < 0xff) {
-            memcpy(upper, q->path_glob, pl);
-            upper[pl - 1]++;
-            buf_append_str(&sql, " AND path >= ? AND path < ?");
-            add_text(p, &np, q->path_glob, pl);
-            add_text(p, &np, upper, pl);
-        }
-    }
-    if (q->status_min) {
-        buf_append_str(&sql, " AND status >= ?");
-        add_int(p, &np, q->status_min);
-    }
-    if (q->status_max) {
-        buf_append_str(&sql, " AND status <= ?");
-        add_int(p, &np, q->status_max);
-    }
-    if (q->since_us) {
-        buf_append_str(&sql, " AND started_at >= ?");
-        add_int(p, &np, q->since_us);
-    }
-    if (q->until_us) {
-        buf_append_str(&sql, " AND started_at < ?");
-        add_int(p, &np, q->until_us);
-    }
-    if (q->origin) {
-        buf_append_str(&sql, " AND origin = ?");
-        add_text(p, &np, q->origin, strlen(q->origin));
-    }
-    if (q->node) {
-        buf_append_str(&sql, " AND node = ?");
-        add_text(p, &np, q->node, strlen(q->node));
-    }
-    /* rowid breaks ties in insertion order and keeps the started_at index
-     * usable for the ORDER BY. */
-    buf_append_str(&sql, q->newest_first ? " ORDER BY started_at DESC, rowid DESC"
-                                         : " ORDER BY started_at, rowid");
-    /* With a glob the limit counts rows that pass the C-side match. */
-    if (q->limit > 0 && !q->path_glob) {
-        buf_append_str(&sql, " LIMIT ?");
-        add_int(p, &np, q->limit);
-    }
+    path_range pr = {0};
+    int by_path = 0;
+    if (q->path_glob)
+        path_range_of(q->path_glob, &pr);
+    /* Files before version 7 have no path index: their globs walk. */
+    if (pr.lo_len && s->schema >= 7 && (by_path = path_range_small(s, &pr, err, errlen)) < 0)
+        return -1;
+    query_sql(s, q, &pr, by_path, &sql, p, &np);
 
     sqlite3_stmt *st;
     int rc = SQLITE_DONE;

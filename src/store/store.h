@@ -21,9 +21,11 @@
  * max_age_ms) is applied by the writer thread in small deletes between
  * batches, never in one long transaction.
  *
- * Schema: table `requests` with the columns of record.h (see README), indexed
- * on started_at, (method, path) and status, versioned with PRAGMA
- * user_version and migrated forward on open. */
+ * Schema: table `requests` with the columns of record.h (see README), its
+ * rows in insertion (rowid) order, indexed on id (unique), started_at and
+ * path (schema version 7; docs/store.md says why these and what each costs
+ * an insert), versioned with PRAGMA user_version and migrated forward on
+ * open. */
 #ifndef RESTSPY_STORE_H
 #define RESTSPY_STORE_H
 

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/glob.h"
 #include "capture/record.h"
 #include "formats/repl_msg.h"
 #include "store/store.h"
@@ -269,9 +270,14 @@ static void test_roundtrip(void **state)
                                       "AND resp_body_note = 'dropped: gzip: x' AND req_encoding "
                                       "IS NULL AND req_body_note IS NULL"),
                      1);
+    /* Version 7's indexes: started_at and path (docs/store.md). */
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('requests') "
+                                      "WHERE origin = 'c' AND name IN ('requests_started_at', "
+                                      "'requests_path')"),
+                     2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('requests') "
                                       "WHERE origin = 'c'"),
-                     3);
+                     2);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE typeof(req_body) = "
                                       "'blob' AND typeof(resp_body) = 'blob'"),
                      2);
@@ -1180,6 +1186,212 @@ static int64_t counter_value(const char *path, const char *name)
     snprintf(sql, sizeof sql, "SELECT coalesce((SELECT value FROM counters WHERE name = '%s'), -1)",
              name);
     return sql_int(path, sql);
+}
+
+/* ---- path globs on the path index (schema version 7) ---- */
+
+/* Paths that sit at the edges of a literal-prefix range: byte order, case,
+ * what LIKE would treat specially (% _ \), a literal star, bytes 0x7f,
+ * 0xff and UTF-8, a slash before "**", empty segments. */
+static const char *const glob_paths[] = {
+    "/",
+    "/api",
+    "/api/",
+    "/apix",
+    "/api/items/",
+    "/api/items/1",
+    "/api/items/1/",
+    "/api/items/10/",
+    "/api/items/1/sub",
+    "/api/items/1/a/b",
+    "/api/itemsX",
+    "/API/items/1/",
+    "/api//items",
+    "/api/users/7/orders/",
+    "/api/users/7/orders/9",
+    "/a%b/c",
+    "/axb/c",
+    "/a_b/c",
+    "/a\\b",
+    "/a*b",
+    "/caf\xc3\xa9/x",
+    "/\xff",
+    "/\xff\xff/x",
+    "/x\x7f",
+    "/x\x7f/y",
+    "/health",
+};
+#define NGLOB_PATHS (sizeof glob_paths / sizeof glob_paths[0])
+#define GLOB_COPIES 2 /* each path stored this often, the second as POST */
+
+static const char *const glob_patterns[] = {
+    "/api/items/*",
+    "/api/items/*/",
+    "/api/items/*/*",
+    "/api/**",
+    "/api/**/b",
+    "/api/*s/1/",
+    "/api",
+    "/api/",
+    "/api*",
+    "/API/**",
+    "/a%b/*",
+    "/a_b/*",
+    "/a%*",
+    "/a_*",
+    "/a\\*",
+    "/a*b",
+    "/a*",
+    "/caf*",
+    "/caf\xc3\xa9/*",
+    "/\xff*",
+    "/\xff\xff/*",
+    "/x\x7f",
+    "/x\x7f/**",
+    "*",
+    "**",
+    "*/items/*",
+    "/api/items/1",
+    "/api//*",
+    "/",
+    "/*",
+    "/api/**/orders/",
+    "/api/i*/1/",
+    "/nothing/*",
+    "/api/users/**",
+};
+
+/* What a glob query must answer, computed without the store: the rows in
+ * stored order (started_at, then insertion), filtered by glob_match. ids:
+ * the stored ids by row. */
+static int glob_expect(const char *glob, const char *method, bool newest, int limit,
+                       char ids[][UUID7_STR_LEN + 1], char out[][UUID7_STR_LEN + 1])
+{
+    int n = 0;
+    size_t rows = NGLOB_PATHS * GLOB_COPIES;
+    for (size_t k = 0; k < rows; k++) {
+        size_t i = newest ? rows - 1 - k : k; /* rows are stored in started_at order */
+        const char *path = glob_paths[i % NGLOB_PATHS];
+        if (method && strcmp(method, i < NGLOB_PATHS ? "GET" : "POST") != 0)
+            continue;
+        if (!glob_match(glob, path, strlen(path)))
+            continue;
+        if (limit && n >= limit)
+            break;
+        memcpy(out[n++], ids[i], UUID7_STR_LEN + 1);
+    }
+    return n;
+}
+
+/* Every pattern, with and without a method, oldest and newest first, with
+ * and without a limit: the store answers what glob_match selects. */
+static void glob_compare_all(store *s, char ids[][UUID7_STR_LEN + 1])
+{
+    static char want[NGLOB_PATHS * GLOB_COPIES][UUID7_STR_LEN + 1];
+    for (size_t g = 0; g < sizeof glob_patterns / sizeof glob_patterns[0]; g++) {
+        for (int v = 0; v < 6; v++) {
+            const char *method = v % 2 ? "post" : NULL;
+            bool newest = v >= 2;
+            int limit = v >= 4 ? 3 : 0;
+            store_query q = {.path_glob = glob_patterns[g],
+                             .method = method,
+                             .newest_first = newest,
+                             .limit = limit};
+            collect c = {0};
+            int got = run_query(s, &q, &c);
+            int n = glob_expect(glob_patterns[g], method ? "POST" : NULL, newest, limit, ids, want);
+            if (got != n)
+                fail_msg("glob '%s' (variant %d): %d rows, expected %d", glob_patterns[g], v, got,
+                         n);
+            for (int i = 0; i < n; i++)
+                if (strcmp(c.ids[i], want[i]) != 0)
+                    fail_msg("glob '%s' (variant %d): row %d is %s, expected %s", glob_patterns[g],
+                             v, i, c.ids[i], want[i]);
+        }
+    }
+}
+
+/* Stores every glob path GLOB_COPIES times (in started_at order, some
+ * rows tied on started_at), their ids in ids. */
+static void glob_fill(store *s, char ids[][UUID7_STR_LEN + 1])
+{
+    for (size_t i = 0; i < NGLOB_PATHS * GLOB_COPIES; i++) {
+        record *r = mkrec((int)i, 1000 * (int64_t)(i / 3 + 1));
+        free(r->method);
+        free(r->path);
+        r->method = xstrdup(i < NGLOB_PATHS ? "GET" : "POST");
+        r->path = xstrdup(glob_paths[i % NGLOB_PATHS]);
+        memcpy(ids[i], r->id, UUID7_STR_LEN + 1);
+        assert_int_equal(store_submit(s, r), 0);
+    }
+}
+
+/* Writes the glob rows (glob_fill) into a new store at f. */
+static void glob_store(const fx *f, char ids[][UUID7_STR_LEN + 1])
+{
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    glob_fill(s, ids);
+    store_close(s);
+}
+
+/* Gives the file at f version 6's indexes and number back. */
+static void glob_back_to_v6(const fx *f)
+{
+    sql_exec(f->path, "DROP INDEX requests_path; CREATE INDEX requests_method_path ON "
+                      "requests(method, path); CREATE INDEX requests_status ON requests(status); "
+                      "PRAGMA user_version = 6");
+}
+
+static void test_glob_plans(void **state)
+{
+    fx *f = *state;
+    static char ids[NGLOB_PATHS * GLOB_COPIES][UUID7_STR_LEN + 1];
+    glob_store(f, ids);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                      "AND name = 'requests_path'"),
+                     1);
+
+    store *s = open_ro(f);
+    /* Through the path index wherever a glob has a literal prefix... */
+    glob_compare_all(s, ids);
+    /* ...and walking started_at, as when the prefix's range is large. */
+    store_sqlite_test_glob_index_max(0);
+    glob_compare_all(s, ids);
+    store_sqlite_test_glob_index_max(10000);
+    store_close(s);
+
+    /* A version 6 file (no path index) read as it is answers the same. */
+    glob_back_to_v6(f);
+    s = open_ro(f);
+    glob_compare_all(s, ids);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 6);
+}
+
+/* A version 6 file opened for writing: its indexes become version 7's,
+ * its rows kept. */
+static void test_migration_v6_to_v7(void **state)
+{
+    fx *f = *state;
+    static char ids[NGLOB_PATHS * GLOB_COPIES][UUID7_STR_LEN + 1];
+    glob_store(f, ids);
+    glob_back_to_v6(f);
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                      "AND tbl_name = 'requests' AND name IN ('requests_path', "
+                                      "'requests_started_at', 'sqlite_autoindex_requests_1')"),
+                     3);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                      "AND tbl_name = 'requests'"),
+                     3);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), NGLOB_PATHS * GLOB_COPIES);
+    s = open_ro(f);
+    glob_compare_all(s, ids);
+    store_close(s);
 }
 
 static void test_migration_v1_to_v2(void **state)
@@ -2298,6 +2510,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_id_abbrev_clashes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_glob_plans, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_migration_v6_to_v7, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_rows, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_callbacks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_confirmed, fx_setup, fx_teardown),
