@@ -433,13 +433,15 @@ class TlsAlertUpstream(unittest.TestCase):
 
     def test_handshake_failures_give_502(self):
         closing = "https://127.0.0.1:%d" % self.serve(lambda s: s.close())
+        # A server that closes at once: restspy sees the close, or a reset
+        # when its ClientHello reached the socket after the close (timing).
         for url, text in ((BACKEND.url.replace("http://", "https://"), "wrong version number"),
-                          (closing, "connection closed")):
+                          (closing, "connection (closed|reset by peer)")):
             r = self.proxy(url).request("GET", "/handshake")
             self.assertEqual(r.status, 502, r)
             err = r.json()["error"]
             self.assertTrue(err.startswith("upstream handshake failed: "), err)
-            self.assertIn(text, err)
+            self.assertRegex(err, text)
 
 
 if __name__ == "__main__":
