@@ -78,11 +78,12 @@ typedef struct config {
     uint64_t max_interim_responses;       /* 1xx answers relayed per request -> 502 */
 
     /* store */
-    uint64_t store_queue; /* records waiting for the writer */
-    uint64_t store_batch; /* records per transaction at most */
-    int store_on_full;    /* STORE_FULL_* */
-    uint64_t max_rows;    /* retention; 0 = unlimited */
-    uint64_t max_age_ms;  /* retention; 0 = unlimited */
+    uint64_t store_queue;       /* records waiting for the writer */
+    uint64_t store_queue_bytes; /* what they may hold; 0 = no limit */
+    uint64_t store_batch;       /* records per transaction at most */
+    int store_on_full;          /* STORE_FULL_* */
+    uint64_t max_rows;          /* retention; 0 = unlimited */
+    uint64_t max_age_ms;        /* retention; 0 = unlimited */
     uint64_t busy_timeout_ms;
     uint64_t store_commit_delay_ms; /* group commit window of the writer */
     bool store_init;                /* add the tables to a foreign SQLite file */

@@ -253,6 +253,7 @@ static store *open_writer(const char *cmd, const cliutil_read_opts *ro, char *co
     store_options so = {0};
     so.url = c->store;
     so.queue_max = c->store_queue;
+    so.queue_max_bytes = c->store_queue_bytes;
     so.batch_max = c->store_batch;
     so.drop_when_full = false; /* an import waits for room, never drops */
     so.max_rows = c->max_rows;

@@ -120,6 +120,9 @@ static void capture(buf *out, const metrics_sources *src)
     store_get_stats(src->store, &s);
     one(out, "restspy_capture_queue_depth", "gauge", "Records waiting for the store's writer.",
         (unsigned long long)s.queued);
+    one(out, "restspy_capture_queue_bytes", "gauge",
+        "What the records waiting for the store's writer hold (store_queue_bytes bounds it).",
+        (unsigned long long)s.queued_bytes);
     one(out, "restspy_capture_dropped_total", "counter",
         "Records the store refused (store_on_full=drop, or SQLite refused them); should stay 0.",
         (unsigned long long)s.dropped);

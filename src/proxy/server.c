@@ -271,6 +271,7 @@ int server_main(int argc, char **argv, char *const *envp)
         store_options o = {
             .url = cfg->store,
             .queue_max = cfg->store_queue,
+            .queue_max_bytes = cfg->store_queue_bytes,
             .batch_max = cfg->store_batch,
             .drop_when_full = cfg->store_on_full == STORE_FULL_DROP,
             .max_rows = cfg->max_rows,

@@ -119,6 +119,7 @@ typedef struct sq_item {
     store_done_fn done;
     void *ud;
     int64_t t_us; /* monotonic, when submitted */
+    size_t bytes; /* what it counts against queue_max_bytes (sq_unit_bytes) */
 } sq_item;
 
 /* A counter operation waiting for the writer's next transaction. */
@@ -175,7 +176,8 @@ typedef struct sq_store {
     size_t ring_alloc;       /* grows up to cap as needed */
     size_t cap;              /* queue_max */
     size_t head, count;
-    size_t inflight; /* taken by the writer, not yet committed */
+    size_t bytes, max_bytes; /* held by the queued units; queue_max_bytes (0 = none) */
+    size_t inflight;         /* taken by the writer, not yet committed */
     bool closing, paused, started;
     bool gathering; /* the writer collects a batch: submitters need not wake it */
     size_t waiting; /* queued records whose submitter waits for the commit */

@@ -44,6 +44,27 @@ static int refuse(store_unit *u, store_done_fn done, void *ud)
     return -1;
 }
 
+/* What a unit holds in memory while it waits, roughly: its bodies, its
+ * headers' JSON and its outbox message's body (the bulk of a record; the
+ * fixed parts are left out). */
+static size_t unit_bytes(const store_unit *u)
+{
+    size_t n = 0;
+    if (u->rec)
+        n += u->rec->req_body.len + u->rec->resp_body.len + u->rec->headers_json[0].len +
+             u->rec->headers_json[1].len;
+    if (u->outbox)
+        n += u->outbox->body.len;
+    return n;
+}
+
+/* No room for a unit of ub bytes: the queue is at queue_max records, or
+ * its bytes would pass queue_max_bytes (an empty queue always takes one). */
+static bool full(const sq_store *s, size_t ub)
+{
+    return s->count == s->cap || (s->max_bytes && s->count && s->bytes + ub > s->max_bytes);
+}
+
 int sq_submit(store *base, const store_unit *unit, store_done_fn done, void *ud)
 {
     sq_store *s = sq(base);
@@ -57,15 +78,16 @@ int sq_submit(store *base, const store_unit *unit, store_done_fn done, void *ud)
      * parallel (about a sixth of the writer's time per row, perf). */
     if (u.rec_row && !r->headers_json[0].len)
         record_cache_headers_json(r);
+    size_t ub = unit_bytes(&u);
     pthread_mutex_lock(&s->mu);
-    if (s->count == s->cap && !s->closing) {
+    if (full(s, ub) && !s->closing) {
         if (s->opt.drop_when_full) {
             s->st.dropped++;
             pthread_mutex_unlock(&s->mu);
             return refuse(&u, done, ud);
         }
         s->st.blocked++;
-        while (s->count == s->cap && !s->closing)
+        while (full(s, ub) && !s->closing)
             pthread_cond_wait(&s->room, &s->mu);
     }
     if (s->closing) {
@@ -91,6 +113,8 @@ int sq_submit(store *base, const store_unit *unit, store_done_fn done, void *ud)
     it->done = done;
     it->ud = ud;
     it->t_us = util_mono_us();
+    it->bytes = ub;
+    s->bytes += ub;
     s->count++;
     s->st.submitted++;
     if (done)
@@ -118,6 +142,7 @@ void sq_get_stats(store *base, store_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->st;
     out->queued = s->count + s->inflight;
+    out->queued_bytes = s->bytes;
     pthread_mutex_unlock(&s->mu);
     hist_read(&s->commit_time, &out->commit_time);
     hist_read(&s->latency, &out->latency);
@@ -775,6 +800,7 @@ void *sq_writer_main(void *arg)
                     s->waiting--;
                 }
                 batch[n++] = s->ring[s->head];
+                s->bytes -= s->ring[s->head].bytes;
                 s->head = (s->head + 1) % s->ring_alloc;
                 s->count--;
             }

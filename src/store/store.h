@@ -43,6 +43,9 @@ typedef struct store store;
 typedef struct store_options {
     const char *url;          /* "sqlite:restspy.db" */
     uint64_t queue_max;       /* records */
+    uint64_t queue_max_bytes; /* bytes the waiting records hold (bodies, headers,
+                                 outbox messages); 0 = no limit. One record
+                                 always fits, however large */
     uint64_t batch_max;       /* records per transaction */
     bool drop_when_full;      /* queue full: drop the unit (else wait for room) */
     uint64_t max_rows;        /* 0 = no limit */
@@ -63,6 +66,7 @@ typedef struct store_stats {
     uint64_t written;          /* committed */
     uint64_t dropped;          /* refused: drop_when_full, closing, or refused by SQLite */
     uint64_t queued;           /* waiting now */
+    uint64_t queued_bytes;     /* what the waiting records hold (queue_max_bytes) */
     uint64_t batches;          /* transactions committed */
     uint64_t errors;           /* failed commits (retried) */
     uint64_t pruned;           /* rows deleted by retention */

@@ -266,6 +266,7 @@ static store *sq_open(const char *path, const store_options *o, char *err, size_
     s->opt = *o;
     s->opt.url = NULL;
     s->cap = o->queue_max ? (size_t)o->queue_max : 1;
+    s->max_bytes = o->queue_max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)o->queue_max_bytes;
     pthread_mutex_init(&s->rlock, NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;

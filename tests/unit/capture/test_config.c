@@ -90,6 +90,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->max_connections, 10000);
     assert_int_equal(c->upstream_keepalive, 64);
     assert_int_equal(c->store_queue, 65536);
+    assert_int_equal(c->store_queue_bytes, 64 << 20);
     assert_int_equal(c->store_batch, 512);
     assert_int_equal(c->store_on_full, STORE_FULL_BLOCK);
     assert_int_equal(c->max_rows, 0);
@@ -923,6 +924,7 @@ static void test_each_key(void **state)
         "upstream_header_timeout",
         "max_interim_responses",
         "store_queue",
+        "store_queue_bytes",
         "store_batch",
         "store_on_full",
         "max_rows",

@@ -478,6 +478,56 @@ static void test_drop_policy(void **state)
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
 }
 
+/* store_queue_bytes: records holding bodies count their bytes; past the
+ * bound the policy applies as for a full queue, and one record always fits
+ * however large. */
+static void test_drop_policy_bytes(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    o.queue_max = 100;
+    o.queue_max_bytes = 10000;
+    o.drop_when_full = true;
+    store *s = open_started(&o);
+    store_sqlite_test_pause(s, true);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 10; i++) {
+        record *r = mkrec(i, i);
+        char body[3000];
+        memset(body, 'x', sizeof body);
+        buf_append(&r->resp_body, body, sizeof body);
+        r->resp_body_size = sizeof body;
+        if (store_submit(s, r) == 0)
+            ok++;
+        else
+            refused++;
+    }
+    assert_int_equal(ok, 3); /* 3 x 3000 bytes of body and their headers fit in 10000 */
+    assert_int_equal(refused, 7);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_true(st.queued_bytes >= 9000 && st.queued_bytes <= 10000);
+    assert_int_equal(st.dropped, 7);
+    store_sqlite_test_pause(s, false);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 3);
+
+    /* One record larger than the bound still goes in, alone. */
+    o.queue_max_bytes = 100;
+    s = open_started(&o);
+    store_sqlite_test_pause(s, true);
+    record *big = mkrec(20, 20);
+    char body[500];
+    memset(body, 'y', sizeof body);
+    buf_append(&big->resp_body, body, sizeof body);
+    big->resp_body_size = sizeof body;
+    assert_int_equal(store_submit(s, big), 0);
+    assert_int_not_equal(store_submit(s, mkrec(21, 21)), 0);
+    store_sqlite_test_pause(s, false);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
+}
+
 static void *submit_ten(void *arg)
 {
     store *s = arg;
@@ -2496,6 +2546,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_delay_skipped_for_waiters, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_drop_policy, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_drop_policy_bytes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_block_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_rows, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_age, fx_setup, fx_teardown),
