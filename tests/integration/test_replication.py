@@ -148,8 +148,14 @@ class Replication(ReplicationCase):
         nothing applied twice."""
         a, b = self.site("A"), self.site("B")
         writes = Writes()
+        # A backlog long enough (about 400 writes) that the restarts' kills
+        # land in its middle even on a loaded machine, where the count a
+        # kill waits for is seen late and B applies a hundred writes
+        # meanwhile (with 150 writes, CI runs saw B drain it before the
+        # second kill).
+        metrics = 40
         ts = [threading.Thread(target=workload, args=(a, "rk%d" % k, writes),
-                               kwargs={"n_sites": 3, "metrics": 15}) for k in range(3)]
+                               kwargs={"n_sites": 3, "metrics": metrics}) for k in range(3)]
         for t in ts:
             t.start()
         kills = []
@@ -196,7 +202,7 @@ class Replication(ReplicationCase):
         self.assertEqual(0, x, "\n".join(why))
         self.assertLedger(b, writes.count())
         self.assertEqual(3 * 3, len(snap["sites"]))
-        self.assertEqual(3 * 3 * 15, len(snap["metrics"]))
+        self.assertEqual(3 * 3 * metrics, len(snap["metrics"]))
         self.assertNoDeadLetters(b)
 
     def test_5_forged_and_unsigned_dead_lettered(self):
