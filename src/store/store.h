@@ -393,7 +393,10 @@ int store_get(store *s, const char *id, record **out, char *err, size_t errlen);
  * it alone in s, as store_get takes them (no other stored id starts or ends
  * with them), the same L for all so that a column of them lines up (as git
  * abbreviates). UUID7_STR_LEN (the whole ids) when the ends of random ids
- * collide (practically never). Reads every id of the store once. 0 with
+ * collide (practically never). Reads every id of a store of up to 100,000
+ * ids once; a larger store is not read: its short ids are 12 characters,
+ * the UUIDs' random last group, which another id ends alike with a
+ * probability below 1e-7 (store_get refuses a key two ids share). 0 with
  * *len, or -1 with err. */
 int store_id_abbrev(store *s, const char *const *ids, size_t n, size_t *len, char *err,
                     size_t errlen);

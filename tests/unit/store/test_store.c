@@ -951,6 +951,38 @@ static void test_id_abbrev(void **state)
     free(gen);
 }
 
+/* More ids than store_id_abbrev reads (100,000): it does not read them and
+ * gives the whole random group, 12 characters, which still name each id
+ * alone in store_get. */
+static void test_id_abbrev_large_store(void **state)
+{
+    fx *f = *state;
+    enum { N = 3 };
+    char gen[N][UUID7_STR_LEN + 1];
+    const char *ids[N];
+    for (size_t i = 0; i < N; i++) {
+        uuid7_generate(gen[i]);
+        ids[i] = gen[i];
+    }
+    store_ids(f, ids, N);
+    /* 100,000 more ids, older, whose ends are small hex numbers. */
+    sql_exec(f->path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                      " WHERE i < 100000) INSERT INTO requests(id)"
+                      " SELECT printf('01800000-0000-7000-8000-%012x', i) FROM n");
+    store *s = open_ro(f);
+    char err[256], got[512];
+    size_t len = 0;
+    assert_int_equal(store_id_abbrev(s, ids, N, &len, err, sizeof err), 0);
+    assert_int_equal(len, 12);
+    for (size_t i = 0; i < N; i++)
+        assert_string_equal(get_id(s, ids[i] + UUID7_STR_LEN - len, got, sizeof got), ids[i]);
+    /* 100,000 ids: all read, and the shortest ends again. */
+    sql_exec(f->path, "DELETE FROM requests WHERE id < '01800000-0000-7000-8000-000000000004'");
+    assert_int_equal(store_id_abbrev(s, ids, N, &len, err, sizeof err), 0);
+    assert_int_equal(len, STORE_ID_SHORT);
+    store_close(s);
+}
+
 static void test_id_abbrev_clashes(void **state)
 {
     fx *f = *state;
@@ -2559,6 +2591,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_prefix_or_suffix, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_id_abbrev, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_id_abbrev_clashes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_id_abbrev_large_store, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_glob_plans, fx_setup, fx_teardown),
