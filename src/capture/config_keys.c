@@ -119,8 +119,9 @@ static const keydef keys[] = {
     {"store_queue", K_COUNT, CFG(store_queue), 1, UINT64_MAX, NULL, "65536", NULL,
      "records that may wait for the store writer"},
     {"store_queue_bytes", K_SIZE, CFG(store_queue_bytes), NOLIMIT, NULL, "64M", NULL,
-     "bytes the records waiting for the store writer may hold (bodies, headers, outbox "
-     "messages), 0 = no limit; past it store_on_full applies, as for store_queue"},
+     "memory the records waiting for the store writer may hold (the records, their bodies, "
+     "headers and outbox messages), 0 = no limit; past it store_on_full applies, as for "
+     "store_queue"},
     {"store_batch", K_COUNT, CFG(store_batch), 1, UINT64_MAX, NULL, "512", NULL,
      "most records written per transaction"},
     {"store_on_full", K_CHOICE, CFG(store_on_full), NOLIMIT, full_policies, "block", NULL,
