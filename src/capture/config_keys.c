@@ -137,6 +137,10 @@ static const keydef keys[] = {
      "add restspy's tables to an SQLite file that already holds other tables"},
     {"store_commit_delay", K_DUR, CFG(store_commit_delay_ms), 0, 1000, NULL, "1ms", NULL,
      "group commit: how long the store writer waits to fill a batch (0 = never)"},
+    {"store_checkpoint_pages", K_COUNT, CFG(store_checkpoint_pages), 0, 1000000000, NULL, "10000",
+     NULL,
+     "WAL pages a background thread copies into the SQLite file at once (0 = SQLite's own "
+     "checkpoint in the commit that passes 1000 pages)"},
     {"redact", K_BOOL, CFG(redact), NOLIMIT, NULL, "on", NULL,
      "hide secret headers and fields in captured records"},
     {"redact_headers", K_LIST, CFG(redact_headers), NOLIMIT, NULL,

@@ -278,6 +278,7 @@ int server_main(int argc, char **argv, char *const *envp)
             .max_age_ms = cfg->max_age_ms,
             .busy_timeout_ms = cfg->busy_timeout_ms,
             .commit_delay_us = cfg->store_commit_delay_ms * 1000,
+            .checkpoint_pages = cfg->store_checkpoint_pages,
             .init_foreign = cfg->store_init,
         };
         s.sh.store = store_open(&o, err, sizeof err);

@@ -300,9 +300,17 @@ static int sq_start(store *base, char *err, size_t errlen)
         snprintf(err, errlen, "store writer already started");
         return -1;
     }
+    if (s->opt.checkpoint_pages) {
+        int pages = s->opt.checkpoint_pages > INT_MAX ? INT_MAX : (int)s->opt.checkpoint_pages;
+        s->ckpt = sq_ckpt_start(s->path, s->db, pages, s->opt.busy_timeout_ms, err, errlen);
+        if (!s->ckpt)
+            return -1;
+    }
     int rc = pthread_create(&s->thread, NULL, sq_writer_main, s);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start store writer: %s", strerror(rc));
+        sq_ckpt_stop(s->ckpt, s->db);
+        s->ckpt = NULL;
         return -1;
     }
     pthread_mutex_lock(&s->mu);
@@ -326,6 +334,8 @@ static void sq_close(store *base)
         pthread_join(s->thread, NULL);
     else if (!s->opt.read_only)
         sq_writer_main(s); /* never started: drain what was queued right here */
+    sq_ckpt_stop(s->ckpt, s->db);
+    s->ckpt = NULL;
     if (!s->opt.read_only) {
         finalize_writer_stmts(s);
         /* Fold the WAL back into the main file so a copied .db is complete. */

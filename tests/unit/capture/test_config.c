@@ -932,6 +932,7 @@ static void test_each_key(void **state)
         "busy_timeout",
         "store_init",
         "store_commit_delay",
+        "store_checkpoint_pages",
         "redact",
         "redact_headers",
         "redact_fields",

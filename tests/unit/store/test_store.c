@@ -22,6 +22,7 @@
 #include <time.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/glob.h"
@@ -487,6 +488,60 @@ static record *mkrec_body(int i)
     buf_append(&r->resp_body, body, sizeof body);
     r->resp_body_size = sizeof body;
     return r;
+}
+
+/* Waits (10 s at most) until s has committed n records. */
+static void wait_written(store *s, uint64_t n)
+{
+    store_stats st;
+    for (int i = 0; i < 2000; i++) {
+        store_get_stats(s, &st);
+        if (st.written >= n)
+            return;
+        testutil_sleep_ms(5);
+    }
+    fail_msg("%llu of %llu records written", (unsigned long long)st.written, (unsigned long long)n);
+}
+
+/* store_options.checkpoint_pages: a background thread copies the WAL into
+ * the file each time it holds that many pages and restarts it, so the WAL
+ * file stays about one burst long however much is written, and every row is
+ * in the file; 0 runs no such thread (SQLite's own checkpoints). */
+static void test_background_checkpoints(void **state)
+{
+    fx *f = *state;
+    enum { ROUNDS = 8, PER_ROUND = 200 };
+    store_options o = opts(f);
+    o.checkpoint_pages = 32;
+    store *s = open_started(&o);
+    uint64_t runs = 0, busy = 0, before = 0;
+    assert_true(store_sqlite_test_checkpoints(s, &runs, &busy));
+    char wal[4096];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < PER_ROUND; i++)
+            assert_int_equal(store_submit(s, mkrec_body(round * PER_ROUND + i)), 0);
+        wait_written(s, (uint64_t)(round + 1) * PER_ROUND);
+        /* The writer is idle: the checkpoint it asked for completes. */
+        for (int i = 0; i < 2000 && runs == before; i++) {
+            testutil_sleep_ms(5);
+            store_sqlite_test_checkpoints(s, &runs, &busy);
+        }
+        assert_true(runs > before);
+        before = runs;
+    }
+    /* 1,600 rows of 3 KB: about 1,600 pages of answers alone went through
+     * the WAL; restarted after each round, it never held two rounds. */
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size < 2 * PER_ROUND * 4096 + 64 * 4096);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), ROUNDS * PER_ROUND);
+
+    o.checkpoint_pages = 0;
+    s = open_started(&o);
+    assert_false(store_sqlite_test_checkpoints(s, &runs, &busy));
+    store_close(s);
 }
 
 /* store_queue_bytes: a queued record counts all the memory it holds
@@ -2591,6 +2646,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_drop_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_drop_policy_bytes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_background_checkpoints, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_block_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_rows, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_age, fx_setup, fx_teardown),
