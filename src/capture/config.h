@@ -28,18 +28,21 @@ enum { APPLY_ORDER_RESOURCE = 0, APPLY_ORDER_STRICT = 1, APPLY_ORDER_ORIGIN = 2 
 
 typedef struct config {
     /* where */
-    char *listen;      /* "127.0.0.1:8080" */
-    char *upstream;    /* "http://127.0.0.1:8000" (required by `proxy`) */
-    char *config_path; /* file it was loaded from, or NULL */
-    char *store;       /* "sqlite:restspy.db" or "off" */
-    char *log;         /* "-" stdout, a path, or "off" */
-    int log_format;    /* LOG_FORMAT_* */
-    bool log_headers;  /* JSON log lines include headers */
-    bool log_bodies;   /* JSON log lines include bodies */
-    char *admin;       /* "127.0.0.1:8081" or "off" */
-    char *admin_token; /* bearer token or NULL */
-    int workers;       /* event loops; 0 = number of cores */
-    char *node;        /* node name: letters, digits, '-', '_'; default: host name */
+    char *listen;                /* "127.0.0.1:8080" */
+    char *upstream;              /* "http://127.0.0.1:8000" (required by `proxy`) */
+    char *socket;                /* Unix socket path (required by `collect`) */
+    uint64_t collect_max_frame;  /* largest collect frame body */
+    uint64_t collect_timeout_ms; /* a partial collect frame's longest pause */
+    char *config_path;           /* file it was loaded from, or NULL */
+    char *store;                 /* "sqlite:restspy.db" or "off" */
+    char *log;                   /* "-" stdout, a path, or "off" */
+    int log_format;              /* LOG_FORMAT_* */
+    bool log_headers;            /* JSON log lines include headers */
+    bool log_bodies;             /* JSON log lines include bodies */
+    char *admin;                 /* "127.0.0.1:8081" or "off" */
+    char *admin_token;           /* bearer token or NULL */
+    int workers;                 /* event loops; 0 = number of cores */
+    char *node;                  /* node name: letters, digits, '-', '_'; default: host name */
     /* Without admin_token, more Host names the admin API answers:
      * NULL-terminated, lower case, "name" or "name:port"; NULL = none. */
     char **admin_hosts;

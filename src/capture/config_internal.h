@@ -42,6 +42,7 @@ typedef enum {
     K_HOSTS,    /* char**, host or host:port names, lower case, NULL-terminated */
     K_FILE,     /* char*, a path that must be readable; "" unsets */
     K_FILES,    /* char**, readable paths; each setting appends one, "" empties */
+    K_SOCKET,   /* char*, a Unix socket path (fits sun_path, no control bytes); "" unsets */
     K_NKINDS
 } key_kind;
 

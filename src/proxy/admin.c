@@ -641,7 +641,7 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, tls_ser
     uv_timer_init(loop, &a->live_timer);
     a->live_timer.data = a;
     a->open_handles = 2;
-    a->tap = sh->tap;
+    a->tap = sh->pl.tap;
     admin_live_init(a);
     int rc = uv_tcp_bind(&a->server, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
