@@ -135,6 +135,20 @@ void config_ref(config *c);
 /* Drops a reference; frees on the last one. NULL is fine. */
 void config_unref(config *c);
 
+/* A rule added at run time (`restspy collect`'s views, on first sight):
+ * appends a rule named name just before the default rule, matching every
+ * request (no path, no host, every method), with the default rule's body
+ * caps and replicate_methods, sw (RULE_SW_* bits) as its configured
+ * switches and none switched at run time. name must not be a rule of c yet
+ * (asserted). Returns the new rule.
+ *
+ * The list may move: every pointer into c->rules taken before (rules_find,
+ * rules_match, &c->rules[i]) is invalid after it, and c is not immutable
+ * any more. So only for a config that one thread reads the rules of: the
+ * caller's loop, the one that runs the admin API too (restspy collect), and
+ * that no worker thread shares. */
+rule *config_add_rule(config *c, const char *name, unsigned sw);
+
 /* Sets one key from text. Unknown key or bad value: -1 with a one-line
  * message in err ("bad value for workers: 'x' (expected a number)"). */
 int config_set(config *c, const char *key, const char *value, char *err, size_t errlen);

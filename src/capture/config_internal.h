@@ -75,6 +75,10 @@ const keydef *config_rule_keys(size_t *n);
 
 /* Initializes r as a rule named name with every rule default. */
 void config_rule_init(rule *r, const char *name);
+/* Makes room for one more rule in c just before the default rule (which
+ * moves one slot down) and returns the slot (uninitialised: the caller
+ * fills it). Pointers into c->rules are invalid after it. */
+rule *config_rule_slot(config *c);
 /* Frees what r owns (name, globs, ...); r itself is the caller's. */
 void config_rule_free(rule *r);
 
