@@ -233,10 +233,6 @@ static const char *pair_fill(json_t *m, const char *bodies, size_t blen, frame_p
     r->req_body_size = (uint64_t)qlen;
     r->resp_body_size = r->resp_bytes_sent = (uint64_t)rlen;
     p->from_peer = http_headers_get(&r->req_headers, "x-restspy-replicated-from") != NULL;
-    if (p->from_peer) {
-        free(r->origin);
-        r->origin = xstrdup("replicated");
-    }
     return NULL;
 }
 

@@ -75,7 +75,8 @@ typedef struct frame_pair {
 } frame_pair;
 
 /* Decodes a PAIR body into p (zeroed first): a record (fresh id, origin
- * "local", or "replicated" when from_peer) with the method, target, host,
+ * "local": pipeline_decide makes it "replicated" when from_peer, for both
+ * front ends) with the method, target, host,
  * scheme, headers, status, timings and client address of the meta, and
  * both bodies whole (rec->req_body, rec->resp_body and req_full: the
  * pipeline caps and decodes them). 0, or -1 with err (nothing is kept). */

@@ -137,6 +137,11 @@ capture_decision pipeline_decide(const pipeline_sinks *p, const config *cfg, rec
     };
     capture_decision d = capture_decide(cfg, &in);
     r->rule = xstrdup(d.rule->name);
+    if (from_peer) {
+        /* A peer's replicator applied it: its own record, never ours. */
+        free(r->origin);
+        r->origin = xstrdup("replicated");
+    }
     r->do_log = d.log;
     r->do_persist = d.persist;
     r->do_replicate = d.replicate;

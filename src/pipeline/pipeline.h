@@ -60,9 +60,10 @@ void pipeline_close(pipeline_sinks *p);
 /* The capture decision for r (its method set) under cfg: matched is the
  * rule it matched, or NULL when it never got through its headers (the
  * default rule decides then); from_peer: it carries the replicator's
- * X-Restspy-Replicated-From header (recorded, never republished). Reads
- * the global flags (stats.h) and the deciding rule's switches; sets
- * r->rule (owned by r), r->do_log, r->do_persist, r->do_replicate. */
+ * X-Restspy-Replicated-From header (recorded with origin "replicated",
+ * never republished). Reads the global flags (stats.h) and the deciding
+ * rule's switches; sets r->rule (owned by r), r->do_log, r->do_persist,
+ * r->do_replicate, and r->origin when from_peer. */
 capture_decision pipeline_decide(const pipeline_sinks *p, const config *cfg, record *r,
                                  const rule *matched, bool from_peer, bool upgrade);
 

@@ -91,9 +91,7 @@ static int make_tls(const config *cfg, tls_server **out, tls_server **admin_out,
     if (n &&
         !(*out = tls_server_new(cfg->tls_cert, n, cfg->tls_key, count(cfg->tls_key), err, errlen)))
         return -1;
-    char *const acert[] = {cfg->admin_tls_cert}, *const akey[] = {cfg->admin_tls_key};
-    if (cfg->admin_tls_cert &&
-        !(*admin_out = tls_server_new(acert, 1, akey, cfg->admin_tls_key ? 1 : 0, err, errlen))) {
+    if (admin_tls_new(cfg, admin_out, err, errlen) < 0) {
         tls_server_unref(*out);
         *out = NULL;
         return -1;

@@ -126,7 +126,7 @@ static void test_pair(void **state)
     assert_true(p.has_flags && p.log && !p.persist && p.replicate);
     assert_int_equal(p.durability, REPL_ASYNC);
     assert_true(p.from_peer);
-    assert_string_equal(p.rec->origin, "replicated");
+    assert_string_equal(p.rec->origin, "local"); /* pipeline_decide makes it "replicated" */
     assert_int_equal(p.rec->duration_us, 5);
     frame_pair_free(&p);
     buf_free(&b);
