@@ -320,6 +320,31 @@ int config_validate(const config *c, char *err, size_t errlen)
     return 0;
 }
 
+int config_load_command(config **out, const char *cmd, int argc, char **argv, char *const *envp)
+{
+    char err[512] = "";
+    int npos = 0;
+    int *pos = xcalloc((size_t)argc + 1, sizeof *pos);
+    config *cfg = NULL;
+    int rc = 0;
+    if (config_load(&cfg, argc - 1, argv + 1, envp, pos, &npos, err, sizeof err) != 0 ||
+        config_validate(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "restspy %s: %s\n", cmd, err);
+        rc = 2;
+    } else if (npos > 0) {
+        fprintf(stderr, "restspy %s: unexpected argument '%s' (see restspy %s --help)\n", cmd,
+                argv[1 + pos[0]], cmd);
+        rc = 2;
+    }
+    free(pos);
+    if (rc) {
+        config_unref(cfg);
+        cfg = NULL;
+    }
+    *out = cfg;
+    return rc;
+}
+
 void config_each_key(void (*fn)(const char *key, const char *def, const char *help, void *ud),
                      void *ud)
 {

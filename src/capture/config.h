@@ -168,6 +168,12 @@ int config_apply_env(config *c, char *const *envp, char *err, size_t errlen);
 int config_load(config **out, int argc, char **argv, char *const *envp, int *positional,
                 int *npositional, char *err, size_t errlen);
 
+/* config_load and config_validate for a command's whole argv (argv[0] is
+ * the command's name, cmd as the user typed it: "proxy", "collect"),
+ * refusing positional arguments. 0 with *out (one reference), or 2 (the
+ * usage-error exit code) after one line on stderr: "restspy CMD: why". */
+int config_load_command(config **out, const char *cmd, int argc, char **argv, char *const *envp);
+
 /* Checks cross-key constraints (e.g. admin on a non-loopback address needs
  * admin_token; caps and limits in range). -1 with err. */
 int config_validate(const config *c, char *err, size_t errlen);

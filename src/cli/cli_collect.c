@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/util.h"
 #include "cli/cliutil.h"
 #include "collect/collect.h"
 
@@ -81,33 +80,6 @@ static void usage(void)
     config_print_keys(stdout, help_keys, false);
 }
 
-/* The config of the command line, validated; 2 after saying why. */
-static int load(int argc, char **argv, char *const *envp, config **out)
-{
-    char err[512] = "";
-    int npos = 0;
-    int *pos = xcalloc((size_t)argc + 1, sizeof *pos);
-    config *cfg = NULL;
-    int rc = 0;
-    if (config_load(&cfg, argc - 1, argv + 1, envp, pos, &npos, err, sizeof err) != 0 ||
-        config_validate(cfg, err, sizeof err) != 0) {
-        cliutil_errorf(CMD, "%s", err);
-        rc = 2;
-    } else if (npos > 0) {
-        rc = cliutil_bad_arg(CMD, argv[1 + pos[0]]);
-    } else if (!cfg->socket) {
-        cliutil_errorf(CMD, "--socket is required (e.g. --socket /run/restspy/collect.sock)");
-        rc = 2;
-    }
-    free(pos);
-    if (rc) {
-        config_unref(cfg);
-        return rc;
-    }
-    *out = cfg;
-    return 0;
-}
-
 int cli_collect(int argc, char **argv, char *const *envp)
 {
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -117,9 +89,14 @@ int cli_collect(int argc, char **argv, char *const *envp)
         }
     }
     config *cfg = NULL;
-    int rc = load(argc, argv, envp, &cfg);
+    int rc = config_load_command(&cfg, CMD, argc, argv, envp);
     if (rc)
         return rc;
+    if (!cfg->socket) {
+        cliutil_errorf(CMD, "--socket is required (e.g. --socket /run/restspy/collect.sock)");
+        config_unref(cfg);
+        return 2;
+    }
     rc = collect_run(cfg);
     config_unref(cfg);
     return rc;

@@ -193,23 +193,8 @@ int server_main(int argc, char **argv, char *const *envp)
     }
     char err[512] = "";
     config *cfg = NULL;
-    int npos = 0;
-    int *pos = xcalloc((size_t)argc + 1, sizeof *pos);
-    if (config_load(&cfg, argc - 1, argv + 1, envp, pos, &npos, err, sizeof err) < 0 ||
-        config_validate(cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "restspy proxy: %s\n", err);
-        free(pos);
-        config_unref(cfg);
+    if (config_load_command(&cfg, "proxy", argc, argv, envp) != 0)
         return 2;
-    }
-    if (npos > 0) {
-        fprintf(stderr, "restspy proxy: unexpected argument '%s' (see restspy proxy --help)\n",
-                argv[1 + pos[0]]);
-        free(pos);
-        config_unref(cfg);
-        return 2;
-    }
-    free(pos);
     if (!cfg->upstream) {
         fprintf(stderr, "restspy proxy: --upstream is required (e.g. --upstream "
                         "http://127.0.0.1:8000)\n");
