@@ -40,6 +40,12 @@ static const keydef keys[] = {
      "address the proxy listens on: host:port, :port (all interfaces) or port (loopback)"},
     {"upstream", K_UPSTREAM, CFG(upstream), NOLIMIT, NULL, NULL, "(none; proxy requires it)",
      "backend requests are forwarded to: http://host:port or https://host:port"},
+    {"socket", K_SOCKET, CFG(socket), NOLIMIT, NULL, NULL, "(none; collect requires it)",
+     "Unix socket `restspy collect` listens on (mode 0660; docs/collect-protocol.md)"},
+    {"collect_max_frame", K_SIZE, CFG(collect_max_frame), 64, UINT32_MAX, NULL, "16M", NULL,
+     "largest frame body `restspy collect` accepts; a longer one closes its connection"},
+    {"collect_timeout", K_DUR, CFG(collect_timeout_ms), 1, UINT64_MAX, NULL, "10s", NULL,
+     "how long `restspy collect` waits for the rest of a frame it has begun to read"},
     {"tls_cert", K_FILES, CFG(tls_cert), NOLIMIT, NULL, NULL, "(none: plain HTTP)",
      "PEM certificate chain the proxy listener serves over TLS; repeat for more names "
      "(chosen by SNI, the first is the default)"},
@@ -536,6 +542,21 @@ static int set_node(const keydef *k, void *field, const char *value, char *expec
     return 0;
 }
 
+static int set_socket(const keydef *k, void *field, const char *value, char *expect, size_t elen)
+{
+    (void)k;
+    /* sun_path holds 108 bytes with its NUL on Linux. */
+    bool ok = strlen(value) < 108;
+    for (const char *p = value; ok && *p; p++)
+        ok = (unsigned char)*p >= 0x20 && *p != 0x7f;
+    if (!ok) {
+        snprintf(expect, elen, "expected a socket path (at most 107 bytes, no control characters)");
+        return -1;
+    }
+    set_str(field, *value ? xstrdup(value) : NULL);
+    return 0;
+}
+
 static int set_choice(const keydef *k, void *field, const char *value, char *expect, size_t elen)
 {
     for (int i = 0; k->choices[i]; i++) {
@@ -742,7 +763,8 @@ static const struct {
     [K_GLOB] = {set_glob, OWNS_STR},         [K_HOST] = {set_host, OWNS_STR},
     [K_AMQP] = {set_url, OWNS_STR},          [K_HEADERS] = {set_header, OWNS_LIST},
     [K_HOSTS] = {set_hosts, OWNS_LIST},      [K_FILE] = {set_file, OWNS_STR},
-    [K_FILES] = {set_files, OWNS_LIST},      [K_MGMT] = {set_url, OWNS_STR},
+    [K_FILES] = {set_files, OWNS_LIST},      [K_SOCKET] = {set_socket, OWNS_STR},
+    [K_MGMT] = {set_url, OWNS_STR},
 };
 
 int config_key_apply(const keydef *k, void *base, const char *value, char *err, size_t errlen)

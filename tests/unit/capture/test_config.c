@@ -888,6 +888,9 @@ static void test_each_key(void **state)
     static const char *const all[] = {
         "listen",
         "upstream",
+        "socket",
+        "collect_max_frame",
+        "collect_timeout",
         "tls_cert",
         "tls_key",
         "admin_tls_cert",
