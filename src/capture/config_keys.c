@@ -165,6 +165,11 @@ static const keydef keys[] = {
      "replicate requests the upstream answered with 2xx, or any status"},
     {"replicate_max_body", K_SIZE, CFG(replicate_max_body), 0, CAP_MAX, NULL, "16M", NULL,
      "larger request bodies are not replicated (recorded and counted)"},
+    {"replicate_ledger_max_age", K_DUR, CFG(replicate_ledger_max_age_ms), NOLIMIT, NULL, "30d",
+     NULL,
+     "how long a site remembers the peers' writes it applied or skipped, and the apply receipts "
+     "of its own (older ones are deleted: a copy of such a write arriving later would be applied "
+     "again), 0 = for ever"},
     {"replicate_drop_headers", K_LIST, CFG(replicate_drop_headers), NOLIMIT, NULL,
      "authorization,proxy-authorization,cookie,x-api-key,x-forwarded-for,x-forwarded-proto,"
      "x-real-ip",

@@ -41,6 +41,7 @@ static int open_store(pipeline_sinks *p, const config *cfg, char *err, size_t er
         .busy_timeout_ms = cfg->busy_timeout_ms,
         .commit_delay_us = cfg->store_commit_delay_ms * 1000,
         .checkpoint_pages = cfg->store_checkpoint_pages,
+        .ledger_max_age_ms = cfg->replicate_ledger_max_age_ms,
         .init_foreign = cfg->store_init,
     };
     char why[512] = "";

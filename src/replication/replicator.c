@@ -781,6 +781,7 @@ int replicator_main(int argc, char **argv, char *const *envp)
         .busy_timeout_ms = cfg->busy_timeout_ms,
         .commit_delay_us = cfg->store_commit_delay_ms * 1000,
         .checkpoint_pages = cfg->store_checkpoint_pages,
+        .ledger_max_age_ms = cfg->replicate_ledger_max_age_ms,
         .init_foreign = cfg->store_init,
     };
     r.st = store_open(&o, err, sizeof err);

@@ -198,10 +198,11 @@ typedef struct sq_store {
     /* writer-only */
     sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox, *stuck_set, *stuck_del,
         *receipt_put;
-    buf reqh, resph;                 /* header JSON of the record being inserted */
-    int64_t rows;                    /* row count, tracked for max_rows (counted on open) */
-    int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
-    int64_t rows_hold_until_mono_us; /* after a failed delete: not before */
+    buf reqh, resph;                   /* header JSON of the record being inserted */
+    int64_t rows;                      /* row count, tracked for max_rows (counted on open) */
+    int64_t next_age_prune_mono_us;    /* now when the last age chunk was full */
+    int64_t next_ledger_prune_mono_us; /* the same for ledger_max_age */
+    int64_t rows_hold_until_mono_us;   /* after a failed delete: not before */
 } sq_store;
 
 static inline sq_store *sq(store *s)

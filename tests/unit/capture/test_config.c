@@ -944,6 +944,7 @@ static void test_each_key(void **state)
         "replicate_durability",
         "replicate_on",
         "replicate_max_body",
+        "replicate_ledger_max_age",
         "replicate_drop_headers",
         "queue_type",
         "amqp_heartbeat",

@@ -503,6 +503,61 @@ static void wait_written(store *s, uint64_t n)
     fail_msg("%llu of %llu records written", (unsigned long long)st.written, (unsigned long long)n);
 }
 
+/* store_options.ledger_max_age_ms: the writer deletes ledger rows (applied
+ * or skipped writes) and apply receipts older than it, in chunks, with no
+ * traffic needed; newer ones stay; requests are not touched and not counted
+ * as pruned. 0 keeps them all. */
+static void test_ledger_retention(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    assert_int_equal(store_submit(s, mkrec(1, util_now_us() - 3600 * 1000000LL)), 0);
+    store_close(s);
+    int64_t now = util_now_us();
+    static const unsigned char seed[10] = {1, 2, 3};
+    char old_id[UUID7_STR_LEN + 1], new_id[UUID7_STR_LEN + 1];
+    uuid7_derive(now / 1000 - 60000, seed, old_id);
+    uuid7_generate(new_id);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO applied (message_id, origin, applied_at, status) VALUES"
+             " ('%s', 'b', %lld, 201), ('%s', 'b', %lld, 201);"
+             "INSERT INTO applied (message_id, origin, applied_at, state) VALUES"
+             " ('skipped-old', 'b', %lld, 'skipped');"
+             "INSERT INTO receipts (message_id, node, outcome, status, at) VALUES"
+             " ('%s', 'b', 'applied', 201, %lld), ('%s', 'b', 'applied', 201, %lld);",
+             old_id, (long long)(now - 60 * 1000000LL), new_id, (long long)now,
+             (long long)(now - 60 * 1000000LL), old_id, (long long)(now - 60 * 1000000LL), new_id,
+             (long long)now);
+    sql_exec(f->path, sql);
+
+    o.ledger_max_age_ms = 0; /* kept for ever */
+    s = open_started(&o);
+    testutil_sleep_ms(300);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applied"), 3);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM receipts"), 2);
+
+    o.ledger_max_age_ms = 30000;
+    s = open_started(&o);
+    for (int i = 0; i < 500 && (sql_int(f->path, "SELECT count(*) FROM applied") != 1 ||
+                                sql_int(f->path, "SELECT count(*) FROM receipts") != 1);
+         i++)
+        testutil_sleep_ms(10);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.pruned, 0);
+    store_close(s);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM applied WHERE message_id = '%s'", new_id);
+    assert_int_equal(sql_int(f->path, sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM receipts WHERE message_id = '%s'", new_id);
+    assert_int_equal(sql_int(f->path, sql), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applied"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM receipts"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 1);
+}
+
 /* store_options.checkpoint_pages: a background thread copies the WAL into
  * the file each time it holds that many pages and restarts it, so the WAL
  * file stays about one burst long however much is written, and every row is
@@ -2647,6 +2702,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drop_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_drop_policy_bytes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_background_checkpoints, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_block_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_rows, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_age, fx_setup, fx_teardown),
