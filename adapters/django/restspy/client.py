@@ -75,8 +75,11 @@ class Connection:
     def closed_by_peer(self):
         """True when the daemon has closed this (idle) connection: checked
         without blocking before a pooled connection is reused."""
+        # Non-blocking mode: with a timeout set, Python would first wait
+        # up to that timeout for the socket to become readable.
+        self.sock.settimeout(0.0)
         try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
         except BlockingIOError:
             return False
         except OSError:
