@@ -17,4 +17,3 @@ durability: adapters/django/README.md. stats() returns the counters.
 from .capture import SpyMixin, spy, stats
 
 __all__ = ["spy", "SpyMixin", "stats"]
-default_app_config = "restspy.apps.RestspyConfig"

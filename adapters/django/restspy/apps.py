@@ -1,6 +1,6 @@
 """restspy.apps: the Django app. At startup it checks the RESTSPY settings
 and environment (ImproperlyConfigured on a bad value, before any request)
-and follows override_settings(RESTSPY=...)."""
+(restspy.conf follows override_settings(RESTSPY=...) itself)."""
 from django.apps import AppConfig
 
 
