@@ -12,8 +12,9 @@
 Every finished request/response pair of a spied view goes to the
 `restspy collect` daemon (settings RESTSPY["SOCKET"]), which logs, stores
 and replicates it with restspy's own pipeline. Settings, fail modes and
-durability: adapters/django/README.md. stats() returns the counters.
+durability: adapters/django/README.md. stats() returns the counters;
+flush() waits for the answers of the async pairs handed off so far.
 """
-from .capture import SpyMixin, spy, stats
+from .capture import SpyMixin, flush, spy, stats
 
-__all__ = ["spy", "SpyMixin", "stats"]
+__all__ = ["spy", "SpyMixin", "stats", "flush"]

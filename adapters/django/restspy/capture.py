@@ -9,6 +9,7 @@ the pair under FAIL_MODE "closed" (then 503 JSON {"error": ...}); a miss
 is always counted and logged (logger "restspy"); no request waits on the
 daemon longer than TIMEOUT (plus one connect, bounded by it too).
 """
+import atexit
 import functools
 import logging
 import threading
@@ -41,12 +42,47 @@ def _count(**inc):
             _stats[k] += v
 
 
+def _async_answer(ftype, body, meta):
+    """The answer of an async pair, read after its response was served
+    (client.Pool's on_async): counted, and a miss logged (fail closed
+    cannot answer 503 any more: the response is gone)."""
+    if ftype == client.ACK:
+        _count(**{"committed" if body.get("status") == "committed" else "accepted": 1})
+        return
+    _count(misses=1)
+    log.warning("restspy: capture missed after its response was served (async): "
+                "%s %s (view %s): %s", meta.get("method"), meta.get("path"), meta.get("view"),
+                body.get("error", body))
+
+
 def pool_for(cfg):
     with _pools_lock:
         p = _pools.get(cfg.socket)
         if p is None:
-            p = _pools[cfg.socket] = client.Pool(cfg.socket, cfg.pool_size)
+            p = _pools[cfg.socket] = client.Pool(cfg.socket, cfg.pool_size, _async_answer)
         return p
+
+
+def flush(timeout=None):
+    """Waits (up to timeout, default TIMEOUT) for the daemon's answers to
+    every async pair handed off so far, so that stats() counts them and a
+    miss among them is logged. Also run when the process exits."""
+    if timeout is None:
+        timeout = conf.get().timeout
+    with _pools_lock:
+        pools = list(_pools.values())
+    for p in pools:
+        p.flush(timeout)
+
+
+def _flush_at_exit():
+    try:
+        flush()
+    except Exception as e:  # settings gone at interpreter exit: nothing to wait for
+        log.debug("restspy: flush at exit: %s", e)
+
+
+atexit.register(_flush_at_exit)
 
 
 def close_pools():
@@ -146,7 +182,8 @@ def _hand_off(cfg, request, response, name, decorator_flags, started_us, t0):
                                       cfg.timeout)
     except client.Miss as e:
         return _unacked(cfg, name, request, str(e)) or response
-    _count(**{"committed" if ack.get("status") == "committed" else "accepted": 1})
+    if ack.get("status") != "sent":  # a sync pair's ACK (an async one's comes later)
+        _count(**{"committed" if ack.get("status") == "committed" else "accepted": 1})
     return response
 
 

@@ -160,6 +160,9 @@ class Settings(DaemonCase):
         def status_of(url, **over):
             before = restspy.stats()
             self.client.post(url)
+            # An async pair's answer is read after its response: flush()
+            # waits for it (a sync one's was read before the response).
+            restspy.flush()
             after = restspy.stats()
             return "committed" if after["committed"] > before["committed"] else (
                 "accepted" if after["accepted"] > before["accepted"] else "miss")
@@ -339,6 +342,32 @@ class FailModes(DaemonCase):
         q = tag()
         self.client.post("/plain/?" + q)
         self.assertEqual(len(harness.rows(self.d.db_path, "query = ?", (q,))), 1)
+
+    def test_async_returns_at_once_and_a_later_loss_is_counted(self):
+        """Async: the response does not wait for the daemon (frozen here);
+        the pair's answer is read later, and when the daemon dies without
+        giving it, the pair is counted as a miss and logged, not dropped
+        unheard."""
+        self.client.post("/plain/")  # a pooled connection to the daemon
+        settings = self.settings_for(DURABILITY="async", TIMEOUT=5.0)
+        before = restspy.stats()
+        self.d.proc.send_signal(signal.SIGSTOP)
+        try:
+            with override_settings(RESTSPY=settings):
+                r, took = self.elapsed(lambda: self.client.post("/plain/?" + tag()))
+            self.assertEqual(r.status_code, 201)
+            self.assertLess(took, 1.0, "an async pair must not wait for its answer")
+            self.assertEqual(restspy.stats()["sent"], before["sent"] + 1)
+        finally:
+            self.d.proc.kill()
+            self.d.proc.wait()
+            self.addCleanup(self.restart_daemon)
+        with self.assertLogs("restspy", "WARNING") as logs:
+            restspy.flush(2.0)
+        after = restspy.stats()
+        self.assertEqual((after["misses"] - before["misses"],
+                          after["accepted"] - before["accepted"]), (1, 0))
+        self.assertIn("after its response was served (async)", logs.output[0])
 
     def test_daemon_killed_before_its_ack(self):
         """Sync: the pair is written to the socket, the daemon (frozen)
