@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "base/uuid7.h"
 #include "capture/redact.h"
 #include "capture/rules.h"
 #include "pipeline/stats.h"
@@ -106,6 +107,23 @@ void pipeline_close(pipeline_sinks *p)
 /* ------------------------------------------------------------------ */
 /* the decision and the outbox message                                 */
 
+/* A replicator applies a write with Idempotency-Key: <message id>, and
+ * records its own capture row under that id. When the write reaches a front
+ * end on its way to the app (a proxy between the replicator and the app, or
+ * the Django adapter's daemon recording the view), the front end's row takes
+ * the same id, so the store keeps one row per applied write (inserts ignore
+ * an id already stored) instead of two. The trade-off: a client that forges
+ * both headers chooses its row's id, and an id already stored keeps its
+ * row; forging X-Restspy-Replicated-From already keeps a write from
+ * replicating, which is why replicators should sign (replicate_secret). */
+static void peer_id(record *r)
+{
+    const char *key = http_headers_get(&r->req_headers, "idempotency-key");
+    char id[UUID7_STR_LEN + 1];
+    if (key && uuid7_canonical(key, strlen(key), id) == 0)
+        memcpy(r->id, id, sizeof r->id);
+}
+
 capture_decision pipeline_decide(const pipeline_sinks *p, const config *cfg, record *r,
                                  const rule *matched, bool from_peer, bool upgrade)
 {
@@ -131,6 +149,7 @@ capture_decision pipeline_decide(const pipeline_sinks *p, const config *cfg, rec
         /* A peer's replicator applied it: its own record, never ours. */
         free(r->origin);
         r->origin = xstrdup("replicated");
+        peer_id(r);
     }
     r->do_log = d.log;
     r->do_persist = d.persist;

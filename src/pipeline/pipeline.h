@@ -61,9 +61,11 @@ void pipeline_close(pipeline_sinks *p);
  * rule it matched, or NULL when it never got through its headers (the
  * default rule decides then); from_peer: it carries the replicator's
  * X-Restspy-Replicated-From header (recorded with origin "replicated",
- * never republished). Reads the global flags (stats.h) and the deciding
+ * never republished; its Idempotency-Key, when a UUID, becomes r->id: the
+ * replicator's own capture row of that write has the same id, so one row
+ * stays). Reads the global flags (stats.h) and the deciding
  * rule's switches; sets r->rule (owned by r), r->do_log, r->do_persist,
- * r->do_replicate, and r->origin when from_peer. */
+ * r->do_replicate, and r->origin (and maybe r->id) when from_peer. */
 capture_decision pipeline_decide(const pipeline_sinks *p, const config *cfg, record *r,
                                  const rule *matched, bool from_peer, bool upgrade);
 

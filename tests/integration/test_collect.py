@@ -261,6 +261,30 @@ class Views(CollectCase):
         self.assertEqual(r["origin"], "replicated")
         self.assertIsNone(r["replication"])
 
+    def test_replicated_request_takes_the_message_id(self):
+        # The replicator applies with Idempotency-Key: <message id> and
+        # records its apply under that id: the view's pair takes the same
+        # id, so the receiving site keeps one row per write, not two.
+        c = self.client()
+        key = "0190F3A2-7B1C-7D4E-8F00-A1B2C3D4E5F6"
+        peer = [["X-Restspy-Replicated-From", "paris"], ["Idempotency-Key", key]]
+        path = unique("peerid")
+        for _ in range(2):
+            self.committed(c, "peerview", path, method="POST", req_headers=peer,
+                           flags={"persist": True})
+        rows = self.rows_at(path)
+        self.assertEqual([r["id"] for r in rows], [key.lower()])
+        # Not a peer's write, or a key that is no UUID: an id of its own.
+        other = unique("ownid")
+        self.committed(c, "peerview", other, method="POST",
+                       req_headers=[["Idempotency-Key", key]], flags={"persist": True})
+        self.committed(c, "peerview", other, method="POST",
+                       req_headers=[["X-Restspy-Replicated-From", "paris"],
+                                    ["Idempotency-Key", "order-17"]], flags={"persist": True})
+        ids = [r["id"] for r in self.rows_at(other)]
+        self.assertEqual(len(ids), 2)
+        self.assertNotIn(key.lower(), ids)
+
 
 class Errors(CollectCase):
     def test_whole_but_wrong_frames_keep_the_connection(self):
