@@ -10,7 +10,6 @@ import signal
 import socket
 import stat
 import struct
-import subprocess
 import time
 import unittest
 import uuid

@@ -10,7 +10,6 @@ broker that accepts the connection and never speaks AMQP holds a request
 for the whole handshake timeout (5 s), and /healthz answers meanwhile; a
 third request while two hold the pool's share gets 503; stopping the proxy
 while one runs is clean (no sanitizer report)."""
-import json
 import socket
 import sqlite3
 import threading
