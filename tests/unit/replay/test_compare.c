@@ -701,6 +701,22 @@ static record *page(const char *token, const char *ts)
     return r;
 }
 
+/* Two pages differing by a 32-hex-digit token: learning gives exactly the
+ * one hex rule. */
+static void learns_one_hex_rule(const compare_opts *o, const char *t1, const char *t2)
+{
+    record *h1 = page(t1, "2026-01-02T03:04:05Z"), *h2 = page(t2, "2026-01-02T03:04:05Z");
+    compare_result res;
+    compare_responses(o, h1, h2, &res);
+    noise *n = noise_new();
+    assert_int_equal(noise_learn(n, &res), 1);
+    assert_true(noise_has(n, "text: ^[0-9a-f]{32}$"));
+    noise_free(n);
+    compare_result_free(&res);
+    record_free(h1);
+    record_free(h2);
+}
+
 /* Issue 9 item 8: noise on HTML and other text bodies, word by word. */
 static void test_text_noise(void **state)
 {
@@ -766,29 +782,11 @@ static void test_text_noise(void **state)
     /* two tokens whose digit and letter runs alternate alike (as random
      * hex sometimes does) still give the one hex rule, not a rule of their
      * accidental runs */
-    record *h1 = page("123ab4c56d7e8f90a1b2c3d4e5f6a7b8", "2026-01-02T03:04:05Z");
-    record *h2 = page("456cd7e89f0a1b23c4d5e6f7a8b9c0d1", "2026-01-02T03:04:05Z");
-    compare_responses(&o, h1, h2, &res);
-    n = noise_new();
-    assert_int_equal(noise_learn(n, &res), 1);
-    assert_true(noise_has(n, "text: ^[0-9a-f]{32}$"));
-    noise_free(n);
-    compare_result_free(&res);
-    record_free(h1);
-    record_free(h2);
+    learns_one_hex_rule(&o, "123ab4c56d7e8f90a1b2c3d4e5f6a7b8", "456cd7e89f0a1b23c4d5e6f7a8b9c0d1");
 
     /* ... nor when they also share a hex letter at the same place (the
      * "b" after the same runs): a letter that is a hex digit is no shape */
-    h1 = page("12ac34b56de78fa90cd12ef34ab56cd7", "2026-01-02T03:04:05Z");
-    h2 = page("98fd76b54ca32ec10fa98db76ce54af3", "2026-01-02T03:04:05Z");
-    compare_responses(&o, h1, h2, &res);
-    n = noise_new();
-    assert_int_equal(noise_learn(n, &res), 1);
-    assert_true(noise_has(n, "text: ^[0-9a-f]{32}$"));
-    noise_free(n);
-    compare_result_free(&res);
-    record_free(h1);
-    record_free(h2);
+    learns_one_hex_rule(&o, "12ac34b56de78fa90cd12ef34ab56cd7", "98fd76b54ca32ec10fa98db76ce54af3");
 
     /* no shape in common: nothing learnt rather than a rule hiding all */
     record *t1 = mk(200, "text/plain", "v=abc-1"), *t2 = mk(200, "text/plain", "v=ab.12");
