@@ -15,7 +15,9 @@
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,7 @@ typedef struct mq_confirm {
 struct mq {
     amqp_connection_state_t conn;
     int shut_fd; /* dup of the socket, for mq_interrupt; -1 when none */
+    int wake_fd; /* mq_set_wake's descriptor (not owned); -1 when none */
     bool dead;   /* a call failed: only mq_close is left */
     bool confirms;
     uint64_t next_tag;
@@ -202,6 +205,7 @@ mq *mq_connect(const char *url, unsigned heartbeat_s, const char *name, char *er
 
     mq *m = xcalloc(1, sizeof *m);
     m->shut_fd = -1;
+    m->wake_fd = -1;
     m->conn = amqp_new_connection();
     if (m->conn == NULL) {
         util_seterr(err, errlen, "AMQP: cannot allocate a connection");
@@ -697,6 +701,39 @@ static int take_return(mq *m, const amqp_basic_return_t *r, mq_event *ev, char *
     return 0;
 }
 
+void mq_set_wake(mq *m, int fd)
+{
+    m->wake_fd = fd;
+}
+
+/* With a wake descriptor, mq_poll waits in its own poll(2) on the socket
+ * and that descriptor, as rabbitmq-c can wait on its socket only. Returns
+ * true when woken (the descriptor is drained); otherwise the socket has
+ * data, or the wait ran out, and *tv is zeroed so that rabbitmq-c reads
+ * what is there without waiting again (and, either way, runs its heartbeat
+ * bookkeeping). Frames rabbitmq-c already holds are taken without any
+ * wait. */
+static bool wait_or_wake(mq *m, struct timeval *tv)
+{
+    if (amqp_frames_enqueued(m->conn) || amqp_data_in_buffer(m->conn))
+        return false;
+    struct pollfd p[2] = {
+        {.fd = amqp_get_sockfd(m->conn), .events = POLLIN},
+        {.fd = m->wake_fd, .events = POLLIN},
+    };
+    int ms = (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000);
+    int n = poll(p, 2, ms);
+    tv->tv_sec = 0;
+    tv->tv_usec = 0;
+    if (n > 0 && (p[1].revents & POLLIN)) {
+        uint64_t v;
+        while (read(m->wake_fd, &v, sizeof v) > 0)
+            ; /* an eventfd: one read resets it; a pipe: drain it */
+        return !(p[0].revents & (POLLIN | POLLHUP | POLLERR));
+    }
+    return false;
+}
+
 int mq_poll(mq *m, int timeout_ms, mq_event *ev, char *err, size_t errlen)
 {
     memset(ev, 0, sizeof *ev);
@@ -715,6 +752,8 @@ int mq_poll(mq *m, int timeout_ms, mq_event *ev, char *err, size_t errlen)
     for (;;) {
         amqp_frame_t f;
         struct timeval tv = tv_ms((deadline - util_mono_us()) / 1000);
+        if (m->wake_fd >= 0 && wait_or_wake(m, &tv))
+            return 0; /* woken: the caller has other work */
         int rc = amqp_simple_wait_frame_noblock(m->conn, &f, &tv);
         if (rc == AMQP_STATUS_TIMEOUT)
             return 0;

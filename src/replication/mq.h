@@ -111,6 +111,13 @@ typedef struct mq_event {
                           * MQ_RETURN: the broker's reply text */
 } mq_event;
 
+/* Lets another thread cut mq_poll's wait short: while fd (non-blocking,
+ * readable when something is written to it: an eventfd or a pipe's read
+ * end; not owned, -1 for none) is readable, mq_poll drains it and returns
+ * at once with MQ_NONE. So a caller that waits on the broker and on its own
+ * workers needs no short polling interval. */
+void mq_set_wake(mq *m, int fd);
+
 /* Waits up to timeout_ms for the next event. 0 (ev->kind may be MQ_NONE) or
  * -1 with err when the connection is lost or the broker closed the channel. */
 int mq_poll(mq *m, int timeout_ms, mq_event *ev, char *err, size_t errlen);

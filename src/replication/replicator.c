@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "capture/config.h"
@@ -525,6 +526,8 @@ static int connect_broker(repl *r, char *err, size_t errlen)
         return -1;
     }
     r->m = m;
+    if (r->wake_fd >= 0)
+        mq_set_wake(m, r->wake_fd);
     r->pub_seq = 0;
     pend_drop(r);
     pthread_mutex_lock(&r->mu);
@@ -550,12 +553,13 @@ static size_t inflight(repl *r)
     return n;
 }
 
-/* How long the next broker poll may wait: a moment while workers may
- * finish work (their acks go out between polls), else until the next
- * backoff ends, POLL_IDLE_MS at most. */
+/* How long the next broker poll may wait: until the next backoff ends,
+ * POLL_IDLE_MS at most (a worker that hands an item back cuts it short
+ * through wake_fd); without wake_fd, only a moment while workers may
+ * finish work (their acks go out between polls). */
 static int poll_wait_ms(repl *r, int64_t next_due_mono)
 {
-    if (inflight(r))
+    if (r->wake_fd < 0 && inflight(r))
         return POLL_BUSY_MS;
     if (next_due_mono == INT64_MAX)
         return POLL_IDLE_MS;
@@ -731,6 +735,7 @@ int replicator_main(int argc, char **argv, char *const *envp)
         return rc;
     char err[512] = "";
     repl r = {0};
+    r.wake_fd = -1;
     r.cfg = cfg;
     r.nw = cfg->concurrency > 0 ? (unsigned)cfg->concurrency : 1;
     r.w = xcalloc(r.nw, sizeof *r.w);
@@ -793,6 +798,7 @@ int replicator_main(int argc, char **argv, char *const *envp)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r.cv, &ca);
     pthread_condattr_destroy(&ca);
+    r.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     for (unsigned i = 0; i < r.nw; i++) {
         worker *w = &r.w[i];
         w->r = &r;
@@ -823,6 +829,8 @@ int replicator_main(int argc, char **argv, char *const *envp)
     pthread_mutex_destroy(&r.mu);
     pthread_mutex_destroy(&r.ledger_mu);
     pthread_cond_destroy(&r.cv);
+    if (r.wake_fd >= 0)
+        close(r.wake_fd);
     repl_logf("stopped");
     rc = 0;
 

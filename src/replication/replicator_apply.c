@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "capture/config.h"
@@ -280,6 +281,13 @@ void *repl_worker_main(void *arg)
         else
             r->done_head = it;
         r->done_tail = it;
+        if (r->wake_fd >= 0) {
+            /* Ends the main thread's wait on the broker: it acks this one
+             * now. A full counter (never, at 2^64 - 2) would only delay. */
+            uint64_t one = 1;
+            ssize_t n = write(r->wake_fd, &one, sizeof one);
+            (void)n;
+        }
         if (it->answered && it->started_us > r->ok_us)
             r->ok_us = it->started_us;
         if (it->outcome == OUT_ACK || it->outcome == OUT_DEAD) {

@@ -180,6 +180,11 @@ typedef struct pending_dead {
 struct repl {
     config *cfg;
     store *st;
+    /* An eventfd a worker writes when it hands an item back, so that the
+     * main thread's wait on the broker ends at once (mq_set_wake); -1 when
+     * it could not be made (the main thread then polls every
+     * POLL_BUSY_MS while items run). */
+    int wake_fd;
     pthread_mutex_t ledger_mu; /* store_ledger_has is not promised thread-safe */
 
     pthread_mutex_t mu; /* guards everything below, up to the main thread's part */

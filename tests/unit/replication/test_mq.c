@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "capture/config.h"
@@ -478,14 +479,68 @@ static void test_interrupt(void **state)
     mq_close(m);
 }
 
+/* mq_set_wake: a write to the descriptor ends the wait at once (and is
+ * drained); deliveries still come through the same wait, and the
+ * heartbeats are kept while the wait is the wake path's own poll(2). */
+static void test_wake(void **state)
+{
+    (void)state;
+    NEED_BROKER();
+    char err[256] = "";
+    mq *m = mq_connect(B.url, 1, "test_mq wake", err, sizeof err);
+    assert_non_null(m);
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(fd >= 0);
+    mq_set_wake(m, fd);
+    mq_event ev;
+
+    uint64_t one = 1;
+    assert_int_equal(write(fd, &one, sizeof one), (ssize_t)sizeof one);
+    int64_t t0 = util_mono_us();
+    assert_int_equal(mq_poll(m, 5000, &ev, err, sizeof err), 0);
+    assert_int_equal(ev.kind, MQ_NONE);
+    assert_true(util_mono_us() - t0 < 2000000);
+    uint64_t v;
+    assert_true(read(fd, &v, sizeof v) < 0); /* drained */
+
+    int64_t until = util_mono_us() + 3500000; /* past two heartbeat intervals */
+    while (util_mono_us() < until) {
+        assert_int_equal(mq_poll(m, 300, &ev, err, sizeof err), 0);
+        assert_int_equal(ev.kind, MQ_NONE);
+    }
+    assert_int_equal(mq_declare_topology(m, "wk", QUEUE_CLASSIC, err, sizeof err), 0);
+    assert_int_equal(mq_consume(m, "restspy.apply.wk", 10, err, sizeof err), 0);
+    repl_msg *sent = make_msg("siteA.POST.api.items", 10, false);
+    assert_int_equal(mq_publish(m, MQ_EXCHANGE_INBOUND, sent, NULL, err, sizeof err), 0);
+    until = util_mono_us() + 5000000;
+    do {
+        assert_int_equal(mq_poll(m, 1000, &ev, err, sizeof err), 0);
+        if (ev.kind == MQ_DELIVERY)
+            break;
+        free_event(&ev);
+    } while (util_mono_us() < until);
+    assert_int_equal(ev.kind, MQ_DELIVERY);
+    assert_same_msg(sent, ev.msg);
+    free_event(&ev);
+    repl_msg_free(sent);
+    mq_close(m);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_urls),         cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_bad_login),        cmocka_unit_test(test_declare_twice),
-        cmocka_unit_test(test_publish_confirms), cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_reject_and_dead),  cmocka_unit_test(test_quorum),
-        cmocka_unit_test(test_heartbeat),        cmocka_unit_test(test_interrupt),
+        cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_bad_login),
+        cmocka_unit_test(test_declare_twice),
+        cmocka_unit_test(test_publish_confirms),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_reject_and_dead),
+        cmocka_unit_test(test_quorum),
+        cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_interrupt),
+        cmocka_unit_test(test_wake),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
