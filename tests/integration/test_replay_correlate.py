@@ -155,20 +155,19 @@ def json_server_or_fail(tc):
                 "cd tests/integration/jsonserver && npm ci" % JSON_SERVER)
 
 
-class JsonServer:
+class JsonServer(harness.App):
+    """json-server on a free port serving db (written to NAME.json); url and
+    stop are the sample app's."""
+
     def __init__(self, tmp, name, db):
+        super().__init__(tmp, name)
         self.path = os.path.join(tmp, name + ".json")
         with open(self.path, "w") as f:
             json.dump(db, f)
         self.out = os.path.join(tmp, name + ".out")
-        self.port = harness.free_port()
-        self.proc = None
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
 
     def start(self):
+        self.port = harness.free_port()
         out = open(self.out, "ab")
         self.proc = subprocess.Popen(
             ["node", JSON_SERVER, "--host", "127.0.0.1", "--port", str(self.port), "--quiet",
@@ -179,15 +178,6 @@ class JsonServer:
             self.stop()
             raise RuntimeError("json-server did not start:\n" + harness.read_text(self.out))
         return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def json_server_crud(proxy):
@@ -306,12 +296,18 @@ def login_flow(proxy):
 
 
 class LoginToken(CorrelateCase):
-    def test_token_and_cookie_follow_the_login(self):
+    def recorded_login(self):
+        """(store, target): the login flow recorded against one login
+        server, and another one (its own tokens) to replay it against."""
         rec = login_server()
         self.addCleanup(harness.stop_backend, rec)
         store = record(self.tmp, rec.url, login_flow, NO_REDACT)
         target = login_server()
         self.addCleanup(harness.stop_backend, target)
+        return store, target
+
+    def test_token_and_cookie_follow_the_login(self):
+        store, target = self.recorded_login()
 
         p, doc = self.replay(store, target.url, "--ordered", "--no-correlate", expect=1)
         self.assertEqual(self.outcomes(doc), [("POST", "mismatch"), ("GET", "mismatch"),
@@ -332,11 +328,7 @@ class LoginToken(CorrelateCase):
         self.assertTrue(outs[0].startswith("substituted header Authorization: "), outs)
 
     def test_no_correlate_header_and_client_header(self):
-        rec = login_server()
-        self.addCleanup(harness.stop_backend, rec)
-        store = record(self.tmp, rec.url, login_flow, NO_REDACT)
-        target = login_server()
-        self.addCleanup(harness.stop_backend, target)
+        store, target = self.recorded_login()
         # Authorization left alone: /me fails, the cookie still follows.
         rules = os.path.join(self.tmp, "rules.noise")
         with open(rules, "w") as f:

@@ -78,6 +78,27 @@ static void resp_hdr(record *r, const char *n, const char *v)
     http_headers_add(&r->resp_headers, n, strlen(n), v, strlen(v));
 }
 
+/* A run's mappings over cases c[0..n), having learned from got as the
+ * answer to c[0] (want: how many values that taught). */
+static corr *learned(const noise *rules, record **c, size_t n, const char *client,
+                     const record *got, size_t want)
+{
+    corr *k = corr_new(rules);
+    corr_scan(k, c, n);
+    assert_int_equal(corr_learn(k, client, 0, c[0], got), want);
+    return k;
+}
+
+/* corr_apply of rec must substitute exactly want values. */
+static record *applied(const corr *k, const char *client, const record *rec, corr_subs *subs,
+                       size_t want)
+{
+    record *s = corr_apply(k, client, rec, subs);
+    assert_non_null(s);
+    assert_int_equal(subs->n, want);
+    return s;
+}
+
 static void free_all(record **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -98,17 +119,14 @@ static void test_json_learn_and_substitute(void **state)
     c[2] = mk("POST", "/form", NULL, "site_id=17&x=17", NULL);
     req_hdr(c[2], "Content-Type", "application/x-www-form-urlencoded");
 
-    corr *k = corr_new(NULL);
-    corr_scan(k, c, 3);
     record *got = mk("POST", "/api/sites/", NULL, NULL,
                      "{\"id\":23,\"name\":\"a\",\"owner\":{\"uuid\":\"11111111-2222-4333-8444-"
                      "555555555555\"},\"count\":2,\"ok\":false}");
     /* id and uuid; not count (1 is no identifier) */
-    assert_int_equal(corr_learn(k, "c1", 0, c[0], got), 2);
+    corr *k = learned(NULL, c, 3, "c1", got, 2);
 
     corr_subs subs = {0};
-    record *s = corr_apply(k, "c1", c[1], &subs);
-    assert_non_null(s);
+    record *s = applied(k, "c1", c[1], &subs, 5);
     assert_string_equal(s->path, "/api/sites/23/");
     /* a small number is an identifier only under an id-like key */
     assert_string_equal(s->query, "site_id=23&page=17");
@@ -116,7 +134,6 @@ static void test_json_learn_and_substitute(void **state)
                         "11111111-2222-4333-8444-555555555555");
     /* a number stays a number, a string a string */
     assert_string_equal(s->req_body.data, "{\"site_id\":23,\"ref_id\":\"23\",\"n\":17}");
-    assert_int_equal(subs.n, 5);
     assert_string_equal(subs.v[0].place, "path");
     assert_string_equal(subs.v[0].from, "17");
     assert_string_equal(subs.v[0].to, "23");
@@ -127,10 +144,8 @@ static void test_json_learn_and_substitute(void **state)
     corr_subs_free(&subs);
     record_free(s);
 
-    s = corr_apply(k, "c1", c[2], &subs);
-    assert_non_null(s);
+    s = applied(k, "c1", c[2], &subs, 1);
     assert_string_equal(s->req_body.data, "site_id=23&x=17");
-    assert_int_equal(subs.n, 1);
     assert_string_equal(subs.v[0].place, "form");
     corr_subs_free(&subs);
     record_free(s);
@@ -160,12 +175,10 @@ static void test_used_later_only(void **state)
     c[0] = mk("GET", "/api/a/5000/", NULL, NULL,
               "{\"total\":5000,\"blob\":\"0123456789abcdef0123\",\"same_id\":3}");
     c[1] = mk("POST", "/api/b/", NULL, NULL, "{\"n\":8}");
-    corr *k = corr_new(NULL);
-    corr_scan(k, c, 2);
     record *got = mk("GET", "/", NULL, NULL,
                      "{\"total\":7000,\"blob\":\"9999999999abcdef0123\",\"same_id\":3}");
     /* 5000 was used by c[0] itself, not later; the blob never */
-    assert_int_equal(corr_learn(k, NULL, 0, c[0], got), 0);
+    corr *k = learned(NULL, c, 2, NULL, got, 0);
     assert_null(corr_apply(k, NULL, c[1], NULL));
     assert_null(corr_expected(k, NULL, c[0]));
     record_free(got);
@@ -203,24 +216,20 @@ static void test_headers(void **state)
     resp_hdr(c[1], "Location", "http://old:8000/api/sites/17/");
     resp_hdr(c[1], "ETag", "\"v1a\"");
 
-    corr *k = corr_new(NULL);
-    corr_scan(k, c, 2);
     record *got = mk("POST", "/", NULL, NULL, NULL);
     resp_hdr(got, "Location", "http://new:9000/api/sites/23/");
     resp_hdr(got, "ETag", "\"v2b\"");
     resp_hdr(got, "Set-Cookie", "session=zzz999; Path=/");
     resp_hdr(got, "Set-Cookie", "csrftoken=tok7; Path=/");
-    assert_int_equal(corr_learn(k, "c", 0, c[0], got), 4);
+    corr *k = learned(NULL, c, 2, "c", got, 4);
 
     corr_subs subs = {0};
-    record *s = corr_apply(k, "c", c[1], &subs);
-    assert_non_null(s);
+    record *s = applied(k, "c", c[1], &subs, 5);
     assert_string_equal(s->path, "/api/sites/23/");
     assert_string_equal(http_headers_get(&s->req_headers, "if-match"), "W/\"v2b\"");
     assert_string_equal(http_headers_get(&s->req_headers, "cookie"),
                         "lang=en; session=zzz999; csrftoken=tok7");
     assert_string_equal(http_headers_get(&s->req_headers, "x-csrftoken"), "tok7");
-    assert_int_equal(subs.n, 5);
     corr_subs_free(&subs);
     record_free(s);
 
@@ -257,21 +266,17 @@ static void test_rules(void **state)
     c[1] = mk("GET", "/api/p/12345/", "c=7", NULL, NULL);
     req_hdr(c[1], "Authorization", "Bearer 3f2a9c1b7d");
     req_hdr(c[1], "X-Skip", "3f2a9c1b7d");
-    corr *k = corr_new(n);
-    corr_scan(k, c, 2);
     record *got =
         mk("POST", "/", NULL, NULL,
            "{\"token\":\"aa11bb22cc\",\"data\":{\"code\":\"8\"},\"next\":\"/api/p/54321/\"}");
     /* token (id-like member), the explicit code, the URL's segment */
-    assert_int_equal(corr_learn(k, "c", 0, c[0], got), 3);
+    corr *k = learned(n, c, 2, "c", got, 3);
     corr_subs subs = {0};
-    record *s = corr_apply(k, "c", c[1], &subs);
-    assert_non_null(s);
+    record *s = applied(k, "c", c[1], &subs, 3);
     assert_string_equal(s->path, "/api/p/54321/");
     assert_string_equal(s->query, "c=8");
     assert_string_equal(http_headers_get(&s->req_headers, "authorization"), "Bearer aa11bb22cc");
     assert_string_equal(http_headers_get(&s->req_headers, "x-skip"), "3f2a9c1b7d");
-    assert_int_equal(subs.n, 3);
     corr_subs_free(&subs);
     record_free(s);
     record_free(got);
@@ -287,10 +292,8 @@ static void test_encoding(void **state)
     record *c[2];
     c[0] = mk("POST", "/", NULL, NULL, "{\"key\":\"k1\"}");
     c[1] = mk("GET", "/obj/k1", NULL, NULL, NULL);
-    corr *k = corr_new(NULL);
-    corr_scan(k, c, 2);
     record *got = mk("POST", "/", NULL, NULL, "{\"key\":\"a/b+c\"}");
-    assert_int_equal(corr_learn(k, "c", 0, c[0], got), 1);
+    corr *k = learned(NULL, c, 2, "c", got, 1);
     record *s = corr_apply(k, "c", c[1], NULL);
     assert_non_null(s);
     assert_string_equal(s->path, "/obj/a%2Fb%2Bc");
