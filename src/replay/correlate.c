@@ -848,6 +848,8 @@ static void apply_headers(map_ctx *m, const record *rec, record **cp)
 
 record *corr_apply(const corr *c, const char *client, const record *rec, corr_subs *subs)
 {
+    if (json_object_size(c->global) == 0)
+        return NULL; /* nothing learned yet: nothing to look for */
     map_ctx m = {c, json_object_get(c->maps, client ? client : ""), subs, 0};
     record *cp = NULL;
     buf b = BUF_INIT;
