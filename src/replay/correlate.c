@@ -176,10 +176,8 @@ void corr_subs_free(corr_subs *s)
     memset(s, 0, sizeof *s);
 }
 
-static void subs_add(corr_subs *s, const char *place, const char *from, const char *to)
+void corr_subs_add(corr_subs *s, const char *place, const char *from, const char *to)
 {
-    if (!s)
-        return;
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 4;
         s->v = xrealloc(s->v, s->cap * sizeof *s->v);
@@ -216,7 +214,7 @@ static void each_token(const char *s, size_t n, const char *delims, bool after_e
 }
 
 /* The text a scalar is tracked by: a string's value, an integer's decimal
- * form; NULL for anything else. buf holds the integer's text. */
+ * form; NULL for anything else. tmp holds the integer's text. */
 static const char *scalar_text(const json_t *j, char *tmp, size_t len, size_t *n)
 {
     if (json_is_string(j)) {
@@ -651,7 +649,7 @@ static void note_sub(map_ctx *m, const char *place, const char *from, size_t fn,
     char *f = xstrndup(from, fn);
     buf t = BUF_INIT;
     append_value(&t, to, false);
-    subs_add(m->subs, place, f, t.data ? t.data : "");
+    corr_subs_add(m->subs, place, f, t.data ? t.data : "");
     buf_free(&t);
     free(f);
 }

@@ -96,6 +96,8 @@ typedef struct corr_subs {
     size_t n, cap;
 } corr_subs;
 
+/* Appends one substitution (the strings copied). */
+void corr_subs_add(corr_subs *s, const char *place, const char *from, const char *to);
 void corr_subs_free(corr_subs *s);
 
 typedef struct corr corr;

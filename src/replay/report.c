@@ -201,14 +201,8 @@ void report_add_subs(report *rp, const corr_sub *subs, size_t n)
     if (n == 0)
         return;
     corr_subs *dst = &rp->items[rp->n - 1].subs;
-    dst->v = xrealloc(dst->v, (dst->n + n) * sizeof *dst->v);
-    for (size_t i = 0; i < n; i++) {
-        dst->v[dst->n].place = xstrdup(subs[i].place);
-        dst->v[dst->n].from = xstrdup(subs[i].from);
-        dst->v[dst->n].to = xstrdup(subs[i].to);
-        dst->n++;
-    }
-    dst->cap = dst->n;
+    for (size_t i = 0; i < n; i++)
+        corr_subs_add(dst, subs[i].place, subs[i].from, subs[i].to);
     if (dst->n == n)
         rp->sub_requests++;
     rp->nsubs += n;

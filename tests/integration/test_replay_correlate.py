@@ -232,7 +232,9 @@ class JsonServerCrud(CorrelateCase):
 
 class LoginHandler(http.server.BaseHTTPRequestHandler):
     """POST /login -> {"token": random}, Set-Cookie: session=random; GET /me
-    needs Authorization: Bearer <token>; GET /cart needs the cookie."""
+    needs Authorization: Bearer <token>; GET /cart needs the cookie. POST
+    /login?otp=1 also answers "otp": a short random code (no identifier by
+    the rule) that GET /verify?code=CODE needs."""
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *a):
@@ -251,14 +253,17 @@ class LoginHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(n)
-        if self.path != "/login":
+        if self.path not in ("/login", "/login?otp=1"):
             return self.answer(404, {"error": "not found"})
         token, session = secrets.token_hex(20), secrets.token_urlsafe(24)
+        doc = {"token": token, "user": "ann"}
+        if self.path.endswith("otp=1"):
+            doc["otp"] = "k" + secrets.token_hex(3)
         with self.server.lock:
             self.server.tokens.add(token)
             self.server.sessions.add(session)
-        self.answer(200, {"token": token, "user": "ann"},
-                    [("Set-Cookie", "session=%s; Path=/; HttpOnly" % session)])
+            self.server.otps.add(doc.get("otp"))
+        self.answer(200, doc, [("Set-Cookie", "session=%s; Path=/; HttpOnly" % session)])
 
     def do_GET(self):
         auth = self.headers.get("Authorization", "")
@@ -273,12 +278,16 @@ class LoginHandler(http.server.BaseHTTPRequestHandler):
         if self.path == "/cart":
             return self.answer(200 if ok_session else 401,
                                {"items": 2} if ok_session else {"error": "no session"})
+        if self.path.startswith("/verify?code="):
+            with self.server.lock:
+                ok = self.path[len("/verify?code="):] in self.server.otps
+            return self.answer(200 if ok else 403, {"verified": ok})
         self.answer(404, {"error": "not found"})
 
 
 def login_server():
     srv = harness.start_backend(LoginHandler)
-    srv.tokens, srv.sessions = set(), set()
+    srv.tokens, srv.sessions, srv.otps = set(), set(), set()
     return srv
 
 
@@ -340,6 +349,36 @@ class LoginToken(CorrelateCase):
         p, doc = self.replay(store, target.url, "--correlate", "--correlate-client-header",
                              "X-Client", expect=0)
         self.assertEqual(len(self.subs(doc)), 2, doc["where"])
+
+
+def otp_flow(proxy):
+    r = proxy.request("POST", "/login?otp=1", body={"user": "ann"})
+    assert r.status == 200, r
+    assert proxy.request("GET", "/verify?code=" + r.json()["otp"]).status == 200
+
+
+class ExplicitPath(CorrelateCase):
+    def test_correlate_path_tracks_what_the_rule_misses(self):
+        rec = login_server()
+        self.addCleanup(harness.stop_backend, rec)
+        store = record(self.tmp, rec.url, otp_flow, NO_REDACT)
+        target = login_server()
+        self.addCleanup(harness.stop_backend, target)
+        # "k3f9a1c" under "otp" is no identifier by the rule: not followed.
+        p, doc = self.replay(store, target.url, "--ordered", expect=1)
+        self.assertEqual(self.outcomes(doc), [("POST", "mismatch"), ("GET", "mismatch")],
+                         doc["where"])
+        for args in (["--correlate-path", "$.otp"], ["--noise", self.rules("correlate: $.otp")]):
+            p, doc = self.replay(store, target.url, "--ordered", *args, expect=0)
+            self.assertEqual(self.outcomes(doc), [("POST", "match"), ("GET", "match")],
+                             doc["where"])
+            self.assertEqual([s[2] for s in self.subs(doc)], ["query"], doc["where"])
+
+    def rules(self, text):
+        path = os.path.join(self.tmp, "explicit.noise")
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        return path
 
 
 class Flags(CorrelateCase):
