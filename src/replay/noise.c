@@ -645,45 +645,44 @@ int noise_save(const noise *n, const char *path, char *err, size_t errlen)
  * What compare asks
  * ---------------------------------------------------------------------- */
 
-bool noise_json_ignored(const noise *n, const noise_step *path, size_t depth)
+/* Does a rule of kind k match path[0..depth) (with prefix, or a member
+ * above it)? */
+static bool has_path_rule(const noise *n, rule_kind k, const noise_step *path, size_t depth,
+                          bool prefix)
 {
-    if (!n || n->npaths == 0)
-        return false;
     for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_PATH && path_match(n->v[i].segs, n->v[i].nsegs, path, depth, true))
+        if (n->v[i].kind == k && path_match(n->v[i].segs, n->v[i].nsegs, path, depth, prefix))
             return true;
     return false;
+}
+
+/* Does a rule of kind k name the header (case-insensitive)? */
+static bool has_header_rule(const noise *n, rule_kind k, const char *name)
+{
+    for (size_t i = 0; i < n->len; i++)
+        if (n->v[i].kind == k && strcasecmp(n->v[i].header, name) == 0)
+            return true;
+    return false;
+}
+
+bool noise_json_ignored(const noise *n, const noise_step *path, size_t depth)
+{
+    return n && n->npaths && has_path_rule(n, RULE_PATH, path, depth, true);
 }
 
 bool noise_header_ignored(const noise *n, const char *name)
 {
-    if (!n || n->nheaders == 0)
-        return false;
-    for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_HEADER && strcasecmp(n->v[i].header, name) == 0)
-            return true;
-    return false;
+    return n && n->nheaders && has_header_rule(n, RULE_HEADER, name);
 }
 
 bool noise_correlate_path(const noise *n, const noise_step *path, size_t depth)
 {
-    if (!n || n->ncorr == 0)
-        return false;
-    for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_CORR_PATH &&
-            path_match(n->v[i].segs, n->v[i].nsegs, path, depth, false))
-            return true;
-    return false;
+    return n && n->ncorr && has_path_rule(n, RULE_CORR_PATH, path, depth, false);
 }
 
 bool noise_correlate_header_off(const noise *n, const char *name)
 {
-    if (!n || n->ncorr == 0)
-        return false;
-    for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_NO_CORR_HEADER && strcasecmp(n->v[i].header, name) == 0)
-            return true;
-    return false;
+    return n && n->ncorr && has_header_rule(n, RULE_NO_CORR_HEADER, name);
 }
 
 bool noise_has_regex(const noise *n)

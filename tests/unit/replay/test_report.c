@@ -78,6 +78,19 @@ static void tmp_path(char *out, size_t len, const char *ext)
     strncat(out, ext, len - strlen(out) - 1);
 }
 
+/* The JSON report of rp, written to a file and read back (the file is
+ * removed). Owned by the caller. */
+static json_t *written_json(const report *rp)
+{
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".json");
+    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    unlink(path);
+    return j;
+}
+
 /* ---- counts and exit codes --------------------------------------------- */
 
 typedef struct mix {
@@ -248,11 +261,7 @@ static void test_redacted_counts(void **state)
                            "MISMATCH GET /w (id " ID(3) "):\n"
                                                         "    $.n: 1 -> 2\n");
     free(s);
-    char path[64], err[200];
-    tmp_path(path, sizeof path, ".json");
-    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
-    json_t *j = json_load_file(path, 0, NULL);
-    assert_non_null(j);
+    json_t *j = written_json(rp);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "counts"), "redacted_fields")), 3);
     json_t *res = json_object_get(j, "results");
@@ -260,7 +269,6 @@ static void test_redacted_counts(void **state)
                      2);
     assert_null(json_object_get(json_array_get(res, 1), "redacted_fields"));
     json_decref(j);
-    unlink(path);
     assert_int_equal(report_exit_code(rp), 1);
     report_free(rp);
 }
@@ -875,11 +883,7 @@ static void test_substitutions(void **state)
     assert_non_null(strstr(s, "... and 1 more (see --report json)\n"));
     free(s);
 
-    char path[64], err[200];
-    tmp_path(path, sizeof path, ".json");
-    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
-    json_t *j = json_load_file(path, 0, NULL);
-    assert_non_null(j);
+    json_t *j = written_json(rp);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "counts"), "substitutions")), 3);
     json_t *results = json_object_get(j, "results");
@@ -891,8 +895,8 @@ static void test_substitutions(void **state)
     assert_string_equal(json_string_value(json_object_get(one, "recorded")), "\"a<b\"");
     assert_string_equal(json_string_value(json_object_get(one, "replayed")), "\"c\"");
     json_decref(j);
-    unlink(path);
 
+    char path[64], err[200];
     tmp_path(path, sizeof path, ".xml");
     assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
     size_t len;
