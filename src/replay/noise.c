@@ -618,7 +618,9 @@ int noise_save(const noise *n, const char *path, char *err, size_t errlen)
         return -1;
     }
     fputs("# restspy noise rules: one per line (JSON path, 'header: NAME', 'regex: RE',\n"
-          "# 'text: RE' for text bodies, or 'PATH ~ RE'); lines starting with '#' are comments\n",
+          "# 'text: RE' for text bodies, or 'PATH ~ RE'; for replay --correlate\n"
+          "# 'correlate: PATH' and 'no-correlate-header: NAME'); lines starting with '#' are\n"
+          "# comments\n",
           f);
     for (size_t i = 0; n && i < n->len; i++) {
         fputs(n->v[i].text, f);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "replay/correlate.h"
@@ -258,6 +259,22 @@ static void test_rules(void **state)
     assert_int_equal(noise_add(n, "correlate: data", err, sizeof err), -1);
     assert_non_null(strstr(err, "after 'correlate:'"));
     assert_int_equal(noise_add(n, "no-correlate-header:", err, sizeof err), -1);
+    /* A noise file keeps them: saved and loaded back. */
+    char path[] = "/tmp/restspy-correlate-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(noise_save(n, path, err, sizeof err), 0);
+    noise *back = noise_new();
+    assert_int_equal(noise_load(back, path, err, sizeof err), 0);
+    unlink(path);
+    assert_int_equal(noise_count(back), 2);
+    assert_true(noise_has(back, "correlate: $.data.code"));
+    assert_true(noise_has(back, "no-correlate-header: X-Skip"));
+    /* They are no comparison rules. */
+    assert_false(noise_header_ignored(back, "X-Skip"));
+    assert_false(noise_has_regex(back));
+    noise_free(back);
 
     record *c[2];
     c[0] = mk("POST", "/login", NULL, NULL,
