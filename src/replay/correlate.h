@@ -12,7 +12,7 @@
  * the global one; a lookup tries the client's mapping first, then the
  * global one, so that a server-wide resource one client created is found
  * by another (clients run in parallel: only as reliably as the recorded
- * order between them is kept). A value learned again (the next --loop)
+ * order between them is kept, which one connection does). A value learned again (the next --loop)
  * replaces what it mapped to.
  *
  * Where values are learned from (recorded answer vs target answer, at the

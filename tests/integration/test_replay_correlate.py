@@ -351,6 +351,32 @@ class LoginToken(CorrelateCase):
         self.assertEqual(len(self.subs(doc)), 2, doc["where"])
 
 
+def shared_token_flow(proxy):
+    """Client a logs in; client b (another X-Client) uses a's token."""
+    r = proxy.request("POST", "/login", body={"user": "ann"}, headers={"X-Client": "a"})
+    assert r.status == 200, r
+    token = r.json()["token"]
+    assert proxy.request("GET", "/me", headers={"X-Client": "b", "Authorization":
+                                                "Bearer " + token}).status == 200
+
+
+class GlobalMapping(CorrelateCase):
+    def test_another_client_finds_the_value(self):
+        rec = login_server()
+        self.addCleanup(harness.stop_backend, rec)
+        store = record(self.tmp, rec.url, shared_token_flow, NO_REDACT)
+        target = login_server()
+        self.addCleanup(harness.stop_backend, target)
+        # Two clients by X-Client; one connection keeps the recorded order
+        # across them, so b's request goes after a's login was answered.
+        p, doc = self.replay(store, target.url, "--correlate", "--correlate-client-header",
+                             "X-Client", "--concurrency", "1", expect=0)
+        self.assertEqual(self.outcomes(doc), [("POST", "match"), ("GET", "match")],
+                         doc["where"])
+        self.assertEqual([(s[1], s[2]) for s in self.subs(doc)],
+                         [("/me", "header Authorization")], doc["where"])
+
+
 def otp_flow(proxy):
     r = proxy.request("POST", "/login?otp=1", body={"user": "ann"})
     assert r.status == 200, r
