@@ -332,12 +332,18 @@ typedef struct learn_ctx {
     corr *c;
     json_t *map; /* the client's */
     size_t index;
+    bool read; /* the answer to a GET, HEAD or OPTIONS */
     size_t learned;
 } learn_ctx;
 
-/* Maps from (NUL-terminated) to the value to (a new reference taken). */
+/* Maps from (NUL-terminated) to the value to (a new reference taken). A
+ * read never changes what a value maps to: a read that answers another id
+ * than the one learned is a difference to report, not a new mapping (a
+ * write, or the next loop, may create a new object). */
 static void learn_value(learn_ctx *x, const char *from, json_t *to, bool explicit)
 {
+    if (x->read && (json_object_get(x->map, from) || json_object_get(x->c->global, from)))
+        return;
     json_object_set(x->map, from, to);
     json_object_set(x->c->global, from, to);
     if (explicit)
@@ -579,7 +585,9 @@ static json_t *client_map(corr *c, const char *client)
 size_t corr_learn(corr *c, const char *client, size_t index, const record *recorded,
                   const record *got)
 {
-    learn_ctx x = {c, client_map(c, client), index, 0};
+    const char *m = recorded->method ? recorded->method : "GET";
+    bool read = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
+    learn_ctx x = {c, client_map(c, client), index, read, 0};
     learn_headers(&x, recorded, got);
     json_t *r = resp_json(recorded);
     json_t *g = r ? resp_json(got) : NULL;

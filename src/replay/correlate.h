@@ -12,8 +12,11 @@
  * the global one; a lookup tries the client's mapping first, then the
  * global one, so that a server-wide resource one client created is found
  * by another (clients run in parallel: only as reliably as the recorded
- * order between them is kept, which one connection does). A value learned again (the next --loop)
- * replaces what it mapped to.
+ * order between them is kept, which one connection does). A value
+ * learned again from the answer to a write (POST, PUT, PATCH, DELETE...;
+ * the next --loop's create) replaces what it mapped to; the answer to a
+ * read (GET, HEAD, OPTIONS) never changes a mapping: a read that answers
+ * another id than the one learned is a difference to report.
  *
  * Where values are learned from (recorded answer vs target answer, at the
  * same place): JSON bodies (every scalar at any depth, objects by member

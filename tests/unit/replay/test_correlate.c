@@ -302,6 +302,32 @@ static void test_rules(void **state)
     noise_free(n);
 }
 
+/* A read that answers another id than the learned one does not remap it:
+ * the comparison reports it. A write does. */
+static void test_reads_do_not_remap(void **state)
+{
+    (void)state;
+    record *c[3];
+    c[0] = mk("POST", "/api/sites/", NULL, NULL, "{\"id\":17}");
+    c[1] = mk("GET", "/api/sites/17/", NULL, NULL, "{\"id\":17}");
+    c[2] = mk("PUT", "/api/sites/17/", NULL, NULL, "{\"id\":17}");
+    record *got = mk("POST", "/", NULL, NULL, "{\"id\":23}");
+    corr *k = learned(NULL, c, 3, "c", got, 1);
+    record_free(got);
+    got = mk("GET", "/", NULL, NULL, "{\"id\":99}");
+    assert_int_equal(corr_learn(k, "c", 1, c[1], got), 0);
+    record *e = corr_expected(k, "c", c[1]);
+    assert_string_equal(e->resp_body.data, "{\"id\":23}"); /* compared with 99: a mismatch */
+    record_free(e);
+    assert_int_equal(corr_learn(k, "c", 2, c[2], got), 1);
+    e = corr_expected(k, "c", c[2]);
+    assert_string_equal(e->resp_body.data, "{\"id\":99}");
+    record_free(e);
+    record_free(got);
+    corr_free(k);
+    free_all(c, 3);
+}
+
 /* A replayed value that is not URL-safe is percent-encoded in a path. */
 static void test_encoding(void **state)
 {
@@ -325,7 +351,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_looks_like),      cmocka_unit_test(test_json_learn_and_substitute),
         cmocka_unit_test(test_used_later_only), cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_rules),           cmocka_unit_test(test_encoding),
+        cmocka_unit_test(test_rules),           cmocka_unit_test(test_reads_do_not_remap),
+        cmocka_unit_test(test_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
