@@ -818,9 +818,9 @@ static void set_body(buf *body, buf *b)
     buf_init(b);
 }
 
-/* The key a request header's tokens have: conditional requests carry
- * ETags, Authorization tokens, and a header named like an identifier
- * (X-CSRFToken, X-Request-Id) its own name. */
+/* The key a header's tokens have: conditional requests carry ETags,
+ * Authorization tokens, and a header named like an identifier (ETag,
+ * X-CSRFToken, X-Request-Id) its own name. */
 static const char *header_key(const char *name)
 {
     if (strcasecmp(name, "if-match") == 0 || strcasecmp(name, "if-none-match") == 0)
@@ -830,23 +830,28 @@ static const char *header_key(const char *name)
     return name;
 }
 
-/* Maps rec's request into cp (a copy of rec, made on the first change). */
-static void apply_headers(map_ctx *m, const record *rec, record **cp)
+/* Maps rec's request headers (resp: its response headers) into *cp (a
+ * copy of rec, made on the first change). A Location is a URL (every path
+ * segment a place for an identifier); other values are tokens. */
+static void map_headers(map_ctx *m, const record *rec, bool resp, record **cp)
 {
+    const http_headers *hs = resp ? &rec->resp_headers : &rec->req_headers;
     buf v = BUF_INIT, place = BUF_INIT;
-    for (size_t i = 0; i < rec->req_headers.len; i++) {
-        const http_header *h = &rec->req_headers.v[i];
+    for (size_t i = 0; i < hs->len; i++) {
+        const http_header *h = &hs->v[i];
         if (noise_correlate_header_off(m->c->rules, h->name))
             continue;
         buf_reset(&v);
         buf_reset(&place);
         buf_appendf(&place, "header %s", h->name);
         text_place tp = {place.data, HEADER_DELIMS, true, false, header_key(h->name), false};
+        if (resp && strcasecmp(h->name, "location") == 0)
+            tp = (text_place){place.data, URL_DELIMS, false, false, NULL, true};
         if (!map_text(m, &tp, h->value, strlen(h->value), &v))
             continue;
         if (!*cp)
             *cp = record_copy(rec);
-        http_header_set_value(&(*cp)->req_headers, i, v.data);
+        http_header_set_value(resp ? &(*cp)->resp_headers : &(*cp)->req_headers, i, v.data);
     }
     buf_free(&v);
     buf_free(&place);
@@ -873,7 +878,7 @@ record *corr_apply(const corr *c, const char *client, const record *rec, corr_su
         set_str(&cp->query, &b);
     }
     buf_reset(&b);
-    apply_headers(&m, rec, &cp);
+    map_headers(&m, rec, false, &cp);
     bool body = false;
     if (rec->req_body.len && !rec->req_truncated && !rec->req_body_note) {
         if (is_form(rec))
@@ -904,19 +909,7 @@ record *corr_expected(const corr *c, const char *client, const record *rec)
         set_body(&cp->resp_body, &b);
         cp->resp_body_size = cp->resp_body.len;
     }
-    for (size_t i = 0; i < rec->resp_headers.len; i++) {
-        const http_header *h = &rec->resp_headers.v[i];
-        bool loc = strcasecmp(h->name, "location") == 0, etag = strcasecmp(h->name, "etag") == 0;
-        if ((!loc && !etag) || noise_correlate_header_off(c->rules, h->name))
-            continue;
-        buf_reset(&b);
-        text_place tp = {NULL, loc ? URL_DELIMS : HEADER_DELIMS, false, false, "etag", true};
-        if (!map_text(&m, &tp, h->value, strlen(h->value), &b))
-            continue;
-        if (!cp)
-            cp = record_copy(rec);
-        http_header_set_value(&cp->resp_headers, i, b.data);
-    }
     buf_free(&b);
+    map_headers(&m, rec, true, &cp);
     return cp;
 }

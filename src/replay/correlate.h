@@ -124,9 +124,11 @@ size_t corr_learn(corr *c, const char *client, size_t index, const record *recor
 record *corr_apply(const corr *c, const char *client, const record *rec, corr_subs *subs);
 
 /* The recorded answer of rec as the target should give it: a new record
- * (record_free) whose JSON response body, Location and ETag have every
- * mapped value of client replaced, or NULL when nothing was (a body cut at
- * capture or not stored is left as it is). */
+ * (record_free) whose JSON response body and response headers (Location as
+ * a URL, the others token by token: ETag, Set-Cookie, any header
+ * --compare-header compares) have every mapped value of client replaced,
+ * or NULL when nothing was (a body cut at capture or not stored is left as
+ * it is). */
 record *corr_expected(const corr *c, const char *client, const record *rec);
 
 #endif

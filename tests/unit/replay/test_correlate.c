@@ -216,6 +216,7 @@ static void test_headers(void **state)
     req_hdr(c[1], "X-CSRFToken", "tok9");
     resp_hdr(c[1], "Location", "http://old:8000/api/sites/17/");
     resp_hdr(c[1], "ETag", "\"v1a\"");
+    resp_hdr(c[1], "Set-Cookie", "session=abc123; Path=/");
 
     record *got = mk("POST", "/", NULL, NULL, NULL);
     resp_hdr(got, "Location", "http://new:9000/api/sites/23/");
@@ -239,6 +240,7 @@ static void test_headers(void **state)
     assert_string_equal(http_headers_get(&e->resp_headers, "location"),
                         "http://old:8000/api/sites/23/");
     assert_string_equal(http_headers_get(&e->resp_headers, "etag"), "\"v2b\"");
+    assert_string_equal(http_headers_get(&e->resp_headers, "set-cookie"), "session=zzz999; Path=/");
     record_free(e);
     record_free(got);
     corr_free(k);
