@@ -218,6 +218,13 @@ static void on_answer(void *ud, hclient_result *res)
 /* ------------------------------------------------------------------ */
 /* pacing and starting                                                 */
 
+/* Ends s's job with why it cannot be sent (s->err), and goes on. */
+static void slot_fail(slot *s)
+{
+    slot_deliver(s, NULL, s->err);
+    replay_slot_next(s);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     slot *s = t->data;
@@ -227,8 +234,7 @@ static void on_timer(uv_timer_t *t)
     rcase *k = &s->r->cases[s->ci];
     if (!k->msg) {
         snprintf(s->err, sizeof s->err, "%s", k->bad);
-        slot_deliver(s, NULL, s->err);
-        replay_slot_next(s);
+        slot_fail(s);
         return;
     }
     slot_go(s);
@@ -240,10 +246,8 @@ static void on_substituted_bad(uv_timer_t *t)
 {
     slot *s = t->data;
     s->waiting = false;
-    if (!s->has_job)
-        return;
-    slot_deliver(s, NULL, s->err);
-    replay_slot_next(s);
+    if (s->has_job)
+        slot_fail(s);
 }
 
 /* The message to send for k: its prepared one, or with correlate the
