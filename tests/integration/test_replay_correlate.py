@@ -304,19 +304,21 @@ def login_flow(proxy):
                          ).status == 200
 
 
-class LoginToken(CorrelateCase):
-    def recorded_login(self):
-        """(store, target): the login flow recorded against one login
-        server, and another one (its own tokens) to replay it against."""
+class LoginCase(CorrelateCase):
+    def recorded_login(self, flow):
+        """(store, target): flow recorded against one login server, and
+        another one (its own tokens) to replay it against."""
         rec = login_server()
         self.addCleanup(harness.stop_backend, rec)
-        store = record(self.tmp, rec.url, login_flow, NO_REDACT)
+        store = record(self.tmp, rec.url, flow, NO_REDACT)
         target = login_server()
         self.addCleanup(harness.stop_backend, target)
         return store, target
 
+
+class LoginToken(LoginCase):
     def test_token_and_cookie_follow_the_login(self):
-        store, target = self.recorded_login()
+        store, target = self.recorded_login(login_flow)
 
         p, doc = self.replay(store, target.url, "--ordered", "--no-correlate", expect=1)
         self.assertEqual(self.outcomes(doc), [("POST", "mismatch"), ("GET", "mismatch"),
@@ -337,7 +339,7 @@ class LoginToken(CorrelateCase):
         self.assertTrue(outs[0].startswith("substituted header Authorization: "), outs)
 
     def test_no_correlate_header_and_client_header(self):
-        store, target = self.recorded_login()
+        store, target = self.recorded_login(login_flow)
         # Authorization left alone: /me fails, the cookie still follows.
         rules = os.path.join(self.tmp, "rules.noise")
         with open(rules, "w") as f:
@@ -360,13 +362,9 @@ def shared_token_flow(proxy):
                                                 "Bearer " + token}).status == 200
 
 
-class GlobalMapping(CorrelateCase):
+class GlobalMapping(LoginCase):
     def test_another_client_finds_the_value(self):
-        rec = login_server()
-        self.addCleanup(harness.stop_backend, rec)
-        store = record(self.tmp, rec.url, shared_token_flow, NO_REDACT)
-        target = login_server()
-        self.addCleanup(harness.stop_backend, target)
+        store, target = self.recorded_login(shared_token_flow)
         # Two clients by X-Client; one connection keeps the recorded order
         # across them, so b's request goes after a's login was answered.
         p, doc = self.replay(store, target.url, "--correlate", "--correlate-client-header",
@@ -383,13 +381,9 @@ def otp_flow(proxy):
     assert proxy.request("GET", "/verify?code=" + r.json()["otp"]).status == 200
 
 
-class ExplicitPath(CorrelateCase):
+class ExplicitPath(LoginCase):
     def test_correlate_path_tracks_what_the_rule_misses(self):
-        rec = login_server()
-        self.addCleanup(harness.stop_backend, rec)
-        store = record(self.tmp, rec.url, otp_flow, NO_REDACT)
-        target = login_server()
-        self.addCleanup(harness.stop_backend, target)
+        store, target = self.recorded_login(otp_flow)
         # "k3f9a1c" under "otp" is no identifier by the rule: not followed.
         p, doc = self.replay(store, target.url, "--ordered", expect=1)
         self.assertEqual(self.outcomes(doc), [("POST", "mismatch"), ("GET", "mismatch")],

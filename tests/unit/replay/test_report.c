@@ -854,6 +854,21 @@ static void test_junit_hostile_bytes(void **state)
     report_free(rp);
 }
 
+/* The JUnit report of rp, written to a file, read back and checked to be
+ * well-formed XML (st: what it holds; the file is removed). Owned by the
+ * caller. */
+static char *written_junit(const report *rp, xml_stats *st)
+{
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".xml");
+    assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
+    size_t len;
+    char *x = read_all(path, &len);
+    assert_null(xml_check(x, len, st));
+    unlink(path);
+    return x;
+}
+
 /* replay --correlate's substitutions: in the summary, the JSON (per result
  * and counted) and the JUnit output, with a partial outcome's note. */
 static void test_substitutions(void **state)
@@ -896,13 +911,8 @@ static void test_substitutions(void **state)
     assert_string_equal(json_string_value(json_object_get(one, "replayed")), "\"c\"");
     json_decref(j);
 
-    char path[64], err[200];
-    tmp_path(path, sizeof path, ".xml");
-    assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
-    size_t len;
-    char *x = read_all(path, &len);
     xml_stats st;
-    assert_null(xml_check(x, len, &st));
+    char *x = written_junit(rp, &st);
     assert_int_equal(st.testcases, 3);
     assert_non_null(strstr(x, "time=\"0.000005\"/>\n")); /* the first: no output */
     assert_non_null(
@@ -911,7 +921,6 @@ static void test_substitutions(void **state)
     assert_non_null(strstr(x, "<system-out>partly compared: cut\nsubstituted path: 17 -&gt; "
                               "23</system-out>"));
     free(x);
-    unlink(path);
     report_free(rp);
 }
 
@@ -921,11 +930,9 @@ static void test_junit_loops_and_empty(void **state)
     report *rp = report_new("http://t:9");
     char path[64], err[256];
     tmp_path(path, sizeof path, ".xml");
-    assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
     size_t len;
-    char *x = read_all(path, &len);
     xml_stats st;
-    assert_null(xml_check(x, len, &st));
+    char *x = written_junit(rp, &st);
     assert_int_equal(st.testcases, 0);
     check_counts(st.suite_attrs, rp);
     free(x);
