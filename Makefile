@@ -33,8 +33,14 @@ unit: build
 	  --wrapper 'valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --quiet'
 
 # Integration tests run against the sanitizer build, so that any memory error
-# or undefined behaviour on a real request path fails the run.
+# or undefined behaviour on a real request path fails the run. npm json-server
+# (a backend restspy did not write, for test_replay_correlate) is installed
+# from tests/integration/jsonserver/package-lock.json with npm ci; no npm is a
+# failure, never a skip (scripts/install-deps installs it).
 integration: asan
+	@command -v npm >/dev/null || { echo "integration: npm not found (scripts/install-deps)"; exit 1; }
+	@cd tests/integration/jsonserver && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	  npm ci --no-audit --no-fund --loglevel=error; }
 	RESTSPY_BIN=$(abspath $(ASAN_BUILD))/restspy PYTHON=$(PYTHON) \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) tests/integration/run.py --shuffle --jobs $(INTEGRATION_JOBS)

@@ -77,6 +77,17 @@ static const char usage[] =
     "                       order (writes land before the reads that saw them)\n"
     "  --timeout DUR        per request, connect and answer (default 10s)\n"
     "\n"
+    "Correlating (on by default with --ordered):\n"
+    "  --correlate          learn the values the target assigns (ids, tokens, ETags,\n"
+    "                       cookies, Location) in place of the recorded ones, put them\n"
+    "                       in each client's later requests, and compare through them\n"
+    "                       (implies --ordered)\n"
+    "  --no-correlate       send every request as recorded\n"
+    "  --correlate-path P   always track the JSON value at P, e.g. '$.data.id' (repeatable)\n"
+    "  --no-correlate-header N  never learn from nor substitute in header N (repeatable)\n"
+    "  --correlate-client-header N  requests with header N belong to the client it\n"
+    "                       names (default: the recorded client IP)\n"
+    "\n"
     "Comparing (on by default when the requests have recorded responses):\n"
     "  --compare            compare status, selected headers and body\n"
     "  --no-compare         only send, do not compare\n"
@@ -90,7 +101,8 @@ static const char usage[] =
     "                       values, header values, words of text bodies)\n"
     "  --noise FILE         noise rules from FILE, one per line (repeatable): $.path,\n"
     "                       header: NAME, regex: RE, $.path ~ RE, text: RE (words of\n"
-    "                       text bodies); binary bodies are compared byte for byte\n"
+    "                       text bodies); binary bodies are compared byte for byte;\n"
+    "                       correlate: $.path, no-correlate-header: NAME\n"
     "  --learn-noise FILE   replay every request twice and write what differed between\n"
     "                       the two answers into FILE as rules (added to what FILE has):\n"
     "                       JSON paths, headers, and text: rules for words of text bodies\n"
@@ -140,6 +152,8 @@ typedef struct args {
     unsigned concurrency, loops;
     bool loops_given;
     bool ordered;
+    int correlate; /* -1 default (on with --ordered), 0 --no-correlate, 1 --correlate */
+    const char *client_header;
     bool keep_cached;
     int compare; /* -1 default, 0 --no-compare, 1 --compare */
     strlist cmp_headers;
@@ -267,6 +281,7 @@ static int parse_args(int argc, char **argv, args *a)
     a->concurrency = DEFAULT_CONCURRENCY;
     a->loops = 1;
     a->compare = -1;
+    a->correlate = -1;
     a->timeout_ms = DEFAULT_TIMEOUT_MS;
     a->max_listed = DEFAULT_MAX_LISTED;
     a->noise = noise_new();
@@ -280,6 +295,10 @@ static int parse_args(int argc, char **argv, args *a)
         }
         if (strcmp(arg, "--ordered") == 0) {
             a->ordered = true;
+            continue;
+        }
+        if (strcmp(arg, "--correlate") == 0 || strcmp(arg, "--no-correlate") == 0) {
+            a->correlate = arg[2] == 'c';
             continue;
         }
         if (strcmp(arg, "--keep-cached") == 0) {
@@ -382,6 +401,29 @@ static int parse_args(int argc, char **argv, args *a)
             strlist_add(&a->cmp_headers, xstrdup(v));
             continue;
         }
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--correlate-path", &v))) {
+            if (m < 0 || add_rule(a->noise, "correlate: ", v) < 0)
+                return 2;
+            continue;
+        }
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--no-correlate-header", &v))) {
+            if (m < 0 || add_rule(a->noise, "no-correlate-header: ", v) < 0)
+                return 2;
+            continue;
+        }
+        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--correlate-client-header", &v))) {
+            if (m < 0)
+                return 2;
+            if (!httpmsg_is_token(v, strlen(v))) {
+                cliutil_errorf(cmd,
+                               "bad value for --correlate-client-header: '%s' (expected a header "
+                               "name)",
+                               v);
+                return 2;
+            }
+            a->client_header = v;
+            continue;
+        }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--ignore", &v))) {
             if (m < 0 || add_rule(a->noise, "", v) < 0)
                 return 2;
@@ -465,6 +507,12 @@ static int parse_args(int argc, char **argv, args *a)
         cliutil_errorf(cmd, "--target is required (e.g. --target http://127.0.0.1:8000)");
         return 2;
     }
+    /* Correlation follows each client's requests in order: --correlate
+     * implies --ordered, and --ordered correlates unless told not to. */
+    if (a->correlate == 1)
+        a->ordered = true;
+    if (a->correlate == -1)
+        a->correlate = a->ordered;
     if (a->learn && (a->report_json || a->report_junit || a->loops_given)) {
         cliutil_errorf(cmd, "--learn-noise replays every request twice: --report and --loop do "
                             "not apply");
@@ -676,6 +724,7 @@ static void fill_replay_opts(const args *a, replay_opts *o)
     o->rewrites = a->rewrites;
     o->nrewrites = a->nrewrites;
     o->tls = a->tls;
+    o->client_header = a->client_header;
 }
 
 /* --learn-noise FILE: two passes, then the rules. */
@@ -755,6 +804,10 @@ static int replay_and_report(const args *a, const caselist *cl)
 {
     replay_opts o;
     fill_replay_opts(a, &o);
+    if (a->correlate == 1) {
+        o.correlate = corr_new(a->noise);
+        corr_scan(o.correlate, cl->v, cl->n);
+    }
     run_ctx x = {0};
     x.rp = report_new(a->target);
     x.copts.noise = a->noise;
@@ -779,6 +832,7 @@ static int replay_and_report(const args *a, const caselist *cl)
     int64_t t1 = util_mono_us();
     signals_restore(&old);
     progress_clear(&g);
+    corr_free(o.correlate);
     if (rc < 0) {
         cliutil_errorf(cmd, "%s", err);
         report_free(x.rp);

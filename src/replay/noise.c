@@ -271,15 +271,25 @@ static bool path_match(const seg *s, size_t ns, const noise_step *c, size_t nc, 
  * Noise rules
  * ---------------------------------------------------------------------- */
 
-/* RULE_TEXT: a regex for the tokens of text (non-JSON) bodies only. */
-typedef enum { RULE_PATH, RULE_HEADER, RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT } rule_kind;
+/* RULE_TEXT: a regex for the tokens of text (non-JSON) bodies only.
+ * RULE_CORR_PATH and RULE_NO_CORR_HEADER are not comparison rules: they are
+ * correlate.h's explicit rules, kept here so that one file holds both. */
+typedef enum {
+    RULE_PATH,
+    RULE_HEADER,
+    RULE_REGEX,
+    RULE_PATH_REGEX,
+    RULE_TEXT,
+    RULE_CORR_PATH,
+    RULE_NO_CORR_HEADER
+} rule_kind;
 
 typedef struct nrule {
     rule_kind kind;
     char *text; /* canonical text: what noise_save writes, noise_has compares */
     seg *segs;  /* RULE_PATH, RULE_PATH_REGEX */
     size_t nsegs;
-    const char *header; /* RULE_HEADER: points into text */
+    const char *header; /* RULE_HEADER, RULE_NO_CORR_HEADER: points into text */
     pcre2_code *re;     /* RULE_REGEX, RULE_PATH_REGEX, RULE_TEXT: compiled once,
                            when the rule is added (NULL before); owned */
 } nrule;
@@ -288,6 +298,7 @@ struct noise {
     nrule *v;
     size_t len, cap;
     size_t npaths, nheaders, nregex, ntext; /* lets compare skip whole kinds */
+    size_t ncorr;                           /* correlation rules */
 };
 
 noise *noise_new(void)
@@ -390,13 +401,16 @@ static int rule_parse(const char *text, nrule *r, bool compile, const char **why
         *why = "a rule is one line"; /* noise_save could not write it back */
         goto out;
     }
-    if (prefix_ieq(s, "header:")) {
-        s = skip_ws(s + 7);
+    bool nocorr = prefix_ieq(s, "no-correlate-header:");
+    if (nocorr || prefix_ieq(s, "header:")) {
+        const char *label = nocorr ? "no-correlate-header:" : "header:";
+        s = skip_ws(s + strlen(label));
         const char *b = s;
         while (*s && *s != ' ' && *s != '\t' && *s != ':' && *s != '#')
             s++;
         if (s == b) {
-            *why = "expected a header name after 'header:'";
+            *why = nocorr ? "expected a header name after 'no-correlate-header:'"
+                          : "expected a header name after 'header:'";
             goto out;
         }
         size_t nlen = (size_t)(s - b);
@@ -405,11 +419,12 @@ static int rule_parse(const char *text, nrule *r, bool compile, const char **why
             *why = "a header name has no spaces or ':'";
             goto out;
         }
-        r->kind = RULE_HEADER;
-        buf_append_str(&canon, "header: ");
+        r->kind = nocorr ? RULE_NO_CORR_HEADER : RULE_HEADER;
+        buf_append_str(&canon, label);
+        buf_append_char(&canon, ' ');
         buf_append(&canon, b, nlen);
         r->text = buf_detach(&canon);
-        r->header = r->text + 8;
+        r->header = r->text + strlen(label) + 1;
         rc = 0;
         goto out;
     }
@@ -429,16 +444,30 @@ static int rule_parse(const char *text, nrule *r, bool compile, const char **why
         rc = 0;
         goto out;
     }
+    bool corr = prefix_ieq(s, "correlate:");
+    if (corr)
+        s = skip_ws(s + 10);
     if (*s != '$') {
-        *why = "expected a JSON path ('$...'), 'header: NAME', 'regex: REGEX' or 'text: REGEX'";
+        /* The comparison rules are what a mistyped rule most likely meant. */
+        *why = corr ? "expected a JSON path ('$...') after 'correlate:'"
+                    : "expected a JSON path ('$...'), 'header: NAME', 'regex: REGEX' or 'text: "
+                      "REGEX'";
         goto out;
     }
     if (parse_path(&s, &r->segs, &r->nsegs, why) < 0)
         goto out;
     const char *end = s;
     s = skip_ws(s);
+    if (corr)
+        buf_append_str(&canon, "correlate: ");
     segs_format(r->segs, r->nsegs, &canon);
-    if (*s == '~') {
+    if (corr) {
+        if (*s && !(*s == '#' && s > end)) {
+            *why = "unexpected text after the path";
+            goto out;
+        }
+        r->kind = RULE_CORR_PATH;
+    } else if (*s == '~') {
         s = skip_ws(s + 1);
         if (!*s) {
             *why = "expected a regex after '~'";
@@ -471,7 +500,7 @@ static bool rule_same(const nrule *a, const nrule *b)
 {
     if (a->kind != b->kind)
         return false;
-    if (a->kind == RULE_HEADER)
+    if (a->kind == RULE_HEADER || a->kind == RULE_NO_CORR_HEADER)
         return strcasecmp(a->header, b->header) == 0;
     return strcmp(a->text, b->text) == 0;
 }
@@ -502,6 +531,8 @@ static void noise_take(noise *n, nrule *r)
         n->nheaders++;
     else if (r->kind == RULE_TEXT)
         n->ntext++;
+    else if (r->kind == RULE_CORR_PATH || r->kind == RULE_NO_CORR_HEADER)
+        n->ncorr++;
     else
         n->nregex++;
 }
@@ -587,7 +618,9 @@ int noise_save(const noise *n, const char *path, char *err, size_t errlen)
         return -1;
     }
     fputs("# restspy noise rules: one per line (JSON path, 'header: NAME', 'regex: RE',\n"
-          "# 'text: RE' for text bodies, or 'PATH ~ RE'); lines starting with '#' are comments\n",
+          "# 'text: RE' for text bodies, or 'PATH ~ RE'; for replay --correlate\n"
+          "# 'correlate: PATH' and 'no-correlate-header: NAME'); lines starting with '#' are\n"
+          "# comments\n",
           f);
     for (size_t i = 0; n && i < n->len; i++) {
         fputs(n->v[i].text, f);
@@ -614,24 +647,44 @@ int noise_save(const noise *n, const char *path, char *err, size_t errlen)
  * What compare asks
  * ---------------------------------------------------------------------- */
 
-bool noise_json_ignored(const noise *n, const noise_step *path, size_t depth)
+/* Does a rule of kind k match path[0..depth) (with prefix, or a member
+ * above it)? */
+static bool has_path_rule(const noise *n, rule_kind k, const noise_step *path, size_t depth,
+                          bool prefix)
 {
-    if (!n || n->npaths == 0)
-        return false;
     for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_PATH && path_match(n->v[i].segs, n->v[i].nsegs, path, depth, true))
+        if (n->v[i].kind == k && path_match(n->v[i].segs, n->v[i].nsegs, path, depth, prefix))
             return true;
     return false;
 }
 
-bool noise_header_ignored(const noise *n, const char *name)
+/* Does a rule of kind k name the header (case-insensitive)? */
+static bool has_header_rule(const noise *n, rule_kind k, const char *name)
 {
-    if (!n || n->nheaders == 0)
-        return false;
     for (size_t i = 0; i < n->len; i++)
-        if (n->v[i].kind == RULE_HEADER && strcasecmp(n->v[i].header, name) == 0)
+        if (n->v[i].kind == k && strcasecmp(n->v[i].header, name) == 0)
             return true;
     return false;
+}
+
+bool noise_json_ignored(const noise *n, const noise_step *path, size_t depth)
+{
+    return n && n->npaths && has_path_rule(n, RULE_PATH, path, depth, true);
+}
+
+bool noise_header_ignored(const noise *n, const char *name)
+{
+    return n && n->nheaders && has_header_rule(n, RULE_HEADER, name);
+}
+
+bool noise_correlate_path(const noise *n, const noise_step *path, size_t depth)
+{
+    return n && n->ncorr && has_path_rule(n, RULE_CORR_PATH, path, depth, false);
+}
+
+bool noise_correlate_header_off(const noise *n, const char *name)
+{
+    return n && n->ncorr && has_header_rule(n, RULE_NO_CORR_HEADER, name);
 }
 
 bool noise_has_regex(const noise *n)

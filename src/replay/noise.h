@@ -16,6 +16,10 @@
  *                              are equal (anywhere)
  *   $.token ~ ^[0-9a-f]+$   the same, only at that path
  *   text: ^[0-9a-f]{32}$    the same, only for words of text bodies
+ *   correlate: $.data.id    replay --correlate: always track the value at
+ *                           this path (correlate.h), whatever it looks like
+ *   no-correlate-header: Date  replay --correlate: never learn from nor
+ *                              substitute in this header
  * Regexes are PCRE2 (Perl syntax: \d, \s, \w, lookaround) over UTF-8,
  * found anywhere unless anchored; \d, \s and \w are ASCII. A pattern PCRE2
  * refuses makes noise_add fail ("... at offset N"). */
@@ -66,6 +70,14 @@ bool noise_json_ignored(const noise *n, const noise_step *path, size_t depth);
 
 /* Does a header rule ignore the response header name (case-insensitive)? */
 bool noise_header_ignored(const noise *n, const char *name);
+
+/* replay --correlate (correlate.h): does a "correlate: PATH" rule name
+ * exactly path[0..depth)? */
+bool noise_correlate_path(const noise *n, const noise_step *path, size_t depth);
+
+/* replay --correlate: does a "no-correlate-header: NAME" rule name this
+ * header (case-insensitive)? */
+bool noise_correlate_header_off(const noise *n, const char *name);
 
 /* True when n has regex: or "PATH ~" rules (JSON and header values). */
 bool noise_has_regex(const noise *n);

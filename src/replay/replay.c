@@ -271,13 +271,17 @@ int replay_run(const replay_opts *o, record *const *cases, size_t n, replay_cb c
     replay_run_progress(r);
     sigaction(SIGPIPE, &oldpipe, NULL);
 
-    for (unsigned i = 0; i < r->nslots; i++)
+    for (unsigned i = 0; i < r->nslots; i++) {
         record_free(r->slots[i].spare);
+        replay_slot_sub_free(&r->slots[i]); /* hclient is gone: nothing in flight */
+    }
     for (size_t i = 0; i < r->ncases; i++)
         replay_case_free(&r->cases[i]);
     if (r->parts) {
         if (r->nparts)
             free(r->parts[0].pos);
+        for (size_t i = 0; i < r->nparts; i++)
+            free(r->parts[i].client);
         free(r->parts);
         free(r->heap);
     }

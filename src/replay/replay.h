@@ -13,9 +13,14 @@
  * refused", "timeout", "connection closed", "invalid response: ...",
  * "tls: ..."); a target that
  * dies or hangs never hangs replay (every wait is bounded by timeout_ms);
- * with ordered, the requests of one client (client_addr's IP) are sent one
+ * with ordered, the requests of one client (client_addr's IP, or the value
+ * of the header client_header names when a request has it) are sent one
  * after the other in recorded order, clients in parallel. Request bytes are
- * serialized once per case, not per loop. */
+ * serialized once per case, not per loop. With ordered and correlate, each
+ * answer teaches correlate its values (correlate.h), each request is sent
+ * with the values learned so far substituted (serialized again when one
+ * was), and the answer is handed over with the recorded response mapped
+ * the same way (replay_answer.sent) and the substitutions listed. */
 #ifndef RESTSPY_REPLAY_H
 #define RESTSPY_REPLAY_H
 
@@ -26,6 +31,7 @@
 #include "base/buf.h"
 #include "capture/record.h"
 #include "http/hclient.h"
+#include "replay/correlate.h"
 
 /* Default for replay_opts.max_decoded: 64 MiB. */
 #define REPLAY_MAX_DECODED (64u << 20)
@@ -49,22 +55,32 @@ typedef struct replay_opts {
     char *const *drop_headers;       /* lower-case names (may be NULL) */
     const replay_rewrite *rewrites;  /* first matching prefix wins */
     size_t nrewrites;
-    hclient_tls tls; /* an https target: CA, --insecure, client certificate */
+    hclient_tls tls;           /* an https target: CA, --insecure, client certificate */
+    corr *correlate;           /* with ordered: learns and substitutes (the caller's,
+                                  filled by corr_scan over the same cases); NULL = off */
+    const char *client_header; /* with ordered: the request header that names
+                                  a client (NULL: the client IP only) */
 } replay_opts;
 
 typedef struct replay_answer {
-    const record *sent; /* the case as sent (after rewrites); owned by replay */
-    record *got;        /* status, resp_headers, resp_body, upstream_us = latency;
-                           NULL on error. resp_body is the whole body, decoded
-                           when it had a Content-Encoding (resp_encoding then
-                           says which; resp_truncated when cut at max_decoded;
-                           resp_body_note "undecoded: ..." when it could not
-                           be decoded and is as received). The callback may
-                           keep it (set the pointer to NULL) or leave it to be
-                           freed. */
-    const char *error;  /* NULL on success */
-    size_t index;       /* case index */
-    unsigned loop;      /* 0-based */
+    const record *sent;   /* the case as sent (after rewrites and
+                             substitutions), with correlate its recorded
+                             response mapped through what was learned; owned
+                             by replay */
+    record *got;          /* status, resp_headers, resp_body, upstream_us = latency;
+                             NULL on error. resp_body is the whole body, decoded
+                             when it had a Content-Encoding (resp_encoding then
+                             says which; resp_truncated when cut at max_decoded;
+                             resp_body_note "undecoded: ..." when it could not
+                             be decoded and is as received). The callback may
+                             keep it (set the pointer to NULL) or leave it to be
+                             freed. */
+    const char *error;    /* NULL on success */
+    size_t index;         /* case index */
+    unsigned loop;        /* 0-based */
+    const corr_sub *subs; /* correlate: the values substituted in the
+                             request (owned by replay), or NULL */
+    size_t nsubs;
 } replay_answer;
 
 typedef void (*replay_cb)(void *ud, replay_answer *a);

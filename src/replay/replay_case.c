@@ -199,10 +199,25 @@ void replay_case_free(rcase *k)
     }
 }
 
-/* ordered: partitions by client IP --------------------------------- */
-
-static char *client_ip(const record *c)
+void replay_slot_sub_free(slot *s)
 {
+    if (s->sub.rec) {
+        replay_case_free(&s->sub);
+        record_free((record *)s->sub.rec); /* the slot's own copy */
+    }
+    memset(&s->sub, 0, sizeof s->sub);
+    corr_subs_free(&s->subs);
+}
+
+/* ordered: partitions by client ------------------------------------ */
+
+/* The client a case belongs to: the value of the client header when the
+ * options name one and the request has it, else the client's IP. */
+static char *client_key(const replay_opts *o, const record *c)
+{
+    const char *h = o->client_header ? http_headers_get(&c->req_headers, o->client_header) : NULL;
+    if (h)
+        return xstrdup(h);
     if (!c->client_addr)
         return xstrdup("");
     char host[256];
@@ -212,15 +227,15 @@ static char *client_ip(const record *c)
     return xstrdup(c->client_addr);
 }
 
-typedef struct ipkey {
-    char *ip;
+typedef struct clientkey {
+    char *key; /* client_key's */
     size_t pos;
-} ipkey;
+} clientkey;
 
-static int ipkey_cmp(const void *a, const void *b)
+static int clientkey_cmp(const void *a, const void *b)
 {
-    const ipkey *x = a, *y = b;
-    int d = strcmp(x->ip, y->ip);
+    const clientkey *x = a, *y = b;
+    int d = strcmp(x->key, y->key);
     if (d)
         return d;
     return x->pos < y->pos ? -1 : x->pos > y->pos;
@@ -228,18 +243,20 @@ static int ipkey_cmp(const void *a, const void *b)
 
 void replay_parts_build(run *r)
 {
-    ipkey *keys = xmalloc((r->ncases ? r->ncases : 1) * sizeof *keys);
+    clientkey *keys = xmalloc((r->ncases ? r->ncases : 1) * sizeof *keys);
     for (size_t i = 0; i < r->ncases; i++) {
-        keys[i].ip = client_ip(r->cases[i].rec);
+        keys[i].key = client_key(r->o, r->cases[i].rec);
         keys[i].pos = i;
     }
-    /* Sorting by (ip, position) groups each client with its cases in order. */
-    qsort(keys, r->ncases, sizeof *keys, ipkey_cmp);
+    /* Sorting by (client, position) groups each client with its cases in order. */
+    qsort(keys, r->ncases, sizeof *keys, clientkey_cmp);
     r->parts = xcalloc(r->ncases ? r->ncases : 1, sizeof *r->parts);
     size_t *all = xmalloc((r->ncases ? r->ncases : 1) * sizeof *all);
     for (size_t i = 0; i < r->ncases; i++) {
-        if (i == 0 || strcmp(keys[i].ip, keys[i - 1].ip) != 0) {
+        if (i == 0 || strcmp(keys[i].key, r->parts[r->nparts - 1].client) != 0) {
             r->parts[r->nparts].pos = all + i;
+            r->parts[r->nparts].client = keys[i].key; /* moved */
+            keys[i].key = NULL;
             r->nparts++;
         }
         rpart *p = &r->parts[r->nparts - 1];
@@ -247,7 +264,7 @@ void replay_parts_build(run *r)
         r->cases[keys[i].pos].part = r->nparts - 1;
     }
     for (size_t i = 0; i < r->ncases; i++)
-        free(keys[i].ip);
+        free(keys[i].key);
     free(keys);
     if (r->nparts == 0)
         free(all);

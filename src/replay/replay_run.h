@@ -19,6 +19,7 @@
 #include "base/buf.h"
 #include "capture/record.h"
 #include "http/hclient.h"
+#include "replay/correlate.h"
 
 /* replay.h's types, named by their tags: replay.c includes this header, so
  * this header does not include replay.h (no include cycle). */
@@ -45,6 +46,7 @@ typedef struct rpart {
     size_t n;
     uint64_t next; /* jobs handed out (across loops) */
     uint64_t total;
+    char *client; /* its key (IP or client header value), owned */
 } rpart;
 
 typedef struct run run;
@@ -61,6 +63,12 @@ typedef struct slot {
     size_t ci;     /* job's case */
     unsigned loop; /* job's loop */
     record *spare; /* a delivered answer the callback left, emptied for reuse */
+    /* correlate: the job's request with learned values substituted (sub.rec
+     * is owned: a copy), prepared like any case; kept until the slot's next
+     * job or the end of the run, as hclient needs its message until the
+     * callback. subs: what was substituted. */
+    rcase sub;
+    corr_subs subs;
     char err[160];
 } slot;
 
@@ -101,6 +109,9 @@ struct run {
 void replay_case_prepare(rcase *k, const struct replay_opts *o, const hclient *c);
 /* Frees what replay_case_prepare made for k (not k). */
 void replay_case_free(rcase *k);
+/* Frees s's substituted request and its list (the slot's job is over and
+ * its request is not in flight, or the run has ended). */
+void replay_slot_sub_free(slot *s);
 /* Ordered: partitions r's cases by client IP, each in recorded order, and
  * pushes every partition on the ready heap. */
 void replay_parts_build(run *r);

@@ -28,6 +28,10 @@ static bool take_job(run *r, slot *s)
     assert(!s->has_job); /* one request per slot at a time */
     if (r->stopping || r->taken >= r->total)
         return false;
+    /* Nothing in flight (replay_slot_next): the last substituted request
+     * can go. */
+    assert(!s->inflight);
+    replay_slot_sub_free(s);
     if (r->parts) {
         if (r->nheap == 0)
             return false;
@@ -76,15 +80,37 @@ static void recycle(slot *s, record *g)
     s->spare = g;
 }
 
+/* correlate: what the answer to k teaches, then the recorded response as
+ * the target should have given it (a new record, or NULL when nothing in
+ * it was mapped). */
+static record *correlate_answer(run *r, const rcase *k, const record *sent, const record *got)
+{
+    if (!r->o->correlate || !r->parts || !got)
+        return NULL;
+    const char *client = r->parts[k->part].client;
+    corr_learn(r->o->correlate, client, k->index, k->rec, got);
+    return corr_expected(r->o->correlate, client, sent);
+}
+
 void replay_deliver(run *r, slot *s, size_t ci, unsigned loop, record *got, const char *error)
 {
     assert(r->done < r->total); /* exactly one callback per case and loop */
     rcase *k = &r->cases[ci];
-    replay_answer a = {k->view ? k->view : k->rec, got, error, k->index, loop};
+    /* The slot's substituted request, when this is its job's. */
+    const rcase *sent = s && s->sub.rec ? &s->sub : k;
+    replay_answer a = {sent->view ? sent->view : sent->rec, got, error, k->index, loop, NULL, 0};
+    if (sent != k) {
+        a.subs = s->subs.v;
+        a.nsubs = s->subs.n;
+    }
+    record *expected = correlate_answer(r, k, a.sent, got);
+    if (expected)
+        a.sent = expected;
     r->done++;
     if (error)
         r->errors++;
     r->cb(r->ud, &a);
+    record_free(expected);
     if (a.got)
         recycle(s, a.got);
     if (r->parts) {
@@ -192,6 +218,13 @@ static void on_answer(void *ud, hclient_result *res)
 /* ------------------------------------------------------------------ */
 /* pacing and starting                                                 */
 
+/* Ends s's job with why it cannot be sent (s->err), and goes on. */
+static void slot_fail(slot *s)
+{
+    slot_deliver(s, NULL, s->err);
+    replay_slot_next(s);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     slot *s = t->data;
@@ -201,11 +234,38 @@ static void on_timer(uv_timer_t *t)
     rcase *k = &s->r->cases[s->ci];
     if (!k->msg) {
         snprintf(s->err, sizeof s->err, "%s", k->bad);
-        slot_deliver(s, NULL, s->err);
-        replay_slot_next(s);
+        slot_fail(s);
         return;
     }
     slot_go(s);
+}
+
+/* A request that its substitutions made unsendable (a value that would
+ * break the framing): its job ends with why. */
+static void on_substituted_bad(uv_timer_t *t)
+{
+    slot *s = t->data;
+    s->waiting = false;
+    if (s->has_job)
+        slot_fail(s);
+}
+
+/* The message to send for k: its prepared one, or with correlate the
+ * request with the values learned so far substituted (prepared into
+ * s->sub), or NULL when that one cannot be sent (s->sub.bad says why). */
+static const hclient_msg *correlate_request(slot *s, rcase *k)
+{
+    run *r = s->r;
+    if (!r->o->correlate || !r->parts)
+        return k->msg;
+    record *sub = corr_apply(r->o->correlate, r->parts[k->part].client, k->rec, &s->subs);
+    if (!sub)
+        return k->msg;
+    s->sub.rec = sub;
+    s->sub.index = k->index;
+    s->sub.part = k->part;
+    replay_case_prepare(&s->sub, r->o, r->client);
+    return s->sub.msg;
 }
 
 /* Starts s's job now. */
@@ -227,8 +287,15 @@ static void slot_go(slot *s)
         return;
     }
     assert(!s->inflight); /* the last request's callback came */
+    const hclient_msg *msg = correlate_request(s, k);
+    if (!msg) {
+        snprintf(s->err, sizeof s->err, "%s", s->sub.bad);
+        s->waiting = true; /* reported from the timer, as above */
+        uv_timer_start(&s->timer, on_substituted_bad, 0, 0);
+        return;
+    }
     s->inflight = true;
-    hclient_start(r->client, k->msg, r->timeout_ms, on_answer, s);
+    hclient_start(r->client, msg, r->timeout_ms, on_answer, s);
 }
 
 void replay_slot_next(slot *s)

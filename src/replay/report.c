@@ -2,6 +2,7 @@
  * JSON, JUnit XML). See report.h. */
 #include "replay/report.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ typedef struct rp_item {
     size_t redacted;                    /* fields not compared: redacted at capture */
     size_t method, path, query, detail; /* offsets into report.strs */
     rp_mismatch *mm;                    /* owned, or NULL */
+    corr_subs subs;                     /* replay --correlate: values substituted */
 } rp_item;
 
 struct report {
@@ -49,7 +51,8 @@ struct report {
     buf strs;
     size_t counts[OUTCOME_LAST + 1];
     size_t redacted_fields, redacted_requests;
-    size_t sent_recorded; /* OUTCOME_SENT with a recorded response: --no-compare */
+    size_t sent_recorded;       /* OUTCOME_SENT with a recorded response: --no-compare */
+    size_t nsubs, sub_requests; /* substitutions, and the requests that had some */
     unsigned max_loop;
 };
 
@@ -79,8 +82,10 @@ void report_free(report *rp)
 {
     if (!rp)
         return;
-    for (size_t i = 0; i < rp->n; i++)
+    for (size_t i = 0; i < rp->n; i++) {
         mismatch_free(rp->items[i].mm);
+        corr_subs_free(&rp->items[i].subs);
+    }
     free(rp->items);
     buf_free(&rp->strs);
     free(rp->target);
@@ -188,6 +193,19 @@ void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
     rp->counts[k]++;
     if (loop > rp->max_loop)
         rp->max_loop = loop;
+}
+
+void report_add_subs(report *rp, const corr_sub *subs, size_t n)
+{
+    assert(rp->n > 0); /* after the report_add of their request */
+    if (n == 0)
+        return;
+    corr_subs *dst = &rp->items[rp->n - 1].subs;
+    for (size_t i = 0; i < n; i++)
+        corr_subs_add(dst, subs[i].place, subs[i].from, subs[i].to);
+    if (dst->n == n)
+        rp->sub_requests++;
+    rp->nsubs += n;
 }
 
 void report_set_elapsed(report *rp, double seconds)
@@ -405,6 +423,43 @@ static void append_mismatch(const report *rp, const rp_item *it, buf *b, buf *tm
         append_term_lines(b, "      ", mm->text_diff);
 }
 
+/* "place: recorded -> replayed", one line per substitution of it. */
+static void append_item_subs(const rp_item *it, const char *indent, buf *b, buf *tmp)
+{
+    for (size_t i = 0; i < it->subs.n; i++) {
+        const corr_sub *s = &it->subs.v[i];
+        buf_reset(tmp);
+        buf_appendf(tmp, "%s: %s -> %s", s->place, s->from, s->to);
+        buf_append_str(b, indent);
+        append_term(b, tmp->data, tmp->len);
+        buf_append_char(b, '\n');
+    }
+}
+
+/* The substitutions of the first max_listed requests that had some. */
+static void append_subs(const report *rp, buf *b, buf *tmp, size_t max_listed)
+{
+    const rp_item **v = sorted_items(rp);
+    size_t listed = 0;
+    for (size_t i = 0; i < rp->n && listed < max_listed; i++) {
+        if (!v[i]->subs.n)
+            continue;
+        buf_reset(tmp);
+        append_target(rp, v[i], tmp);
+        buf_append_str(b, "SUBSTITUTED ");
+        append_term(b, tmp->data, tmp->len);
+        buf_appendf(b, " (id %s", v[i]->id);
+        if (rp->max_loop > 0)
+            buf_appendf(b, ", loop %u", v[i]->loop + 1);
+        buf_append_str(b, "):\n");
+        append_item_subs(v[i], "    ", b, tmp);
+        listed++;
+    }
+    free(v);
+    if (rp->sub_requests > listed)
+        buf_appendf(b, "... and %zu more (see --report json)\n", rp->sub_requests - listed);
+}
+
 void report_summary(const report *rp, FILE *f, size_t max_listed)
 {
     buf b = BUF_INIT, tmp = BUF_INIT;
@@ -440,6 +495,11 @@ void report_summary(const report *rp, FILE *f, size_t max_listed)
                     rp->redacted_fields, plural(rp->redacted_fields), rp->redacted_requests,
                     plural(rp->redacted_requests));
 
+    if (rp->nsubs) {
+        buf_appendf(&b, "correlated: %zu value%s substituted in %zu request%s\n", rp->nsubs,
+                    plural(rp->nsubs), rp->sub_requests, plural(rp->sub_requests));
+        append_subs(rp, &b, &tmp, max_listed);
+    }
     if (c[OUTCOME_MISMATCH]) {
         const rp_item **v = sorted_items(rp);
         size_t listed = 0;
@@ -518,9 +578,11 @@ static void json_counts(const report *rp, buf *b)
     const size_t *c = rp->counts;
     buf_appendf(b,
                 "{\"requests\":%zu,\"matched\":%zu,\"mismatched\":%zu,\"errors\":%zu,"
-                "\"unreplayable\":%zu,\"sent\":%zu,\"partial\":%zu,\"redacted_fields\":%zu}",
+                "\"unreplayable\":%zu,\"sent\":%zu,\"partial\":%zu,\"redacted_fields\":%zu,"
+                "\"substitutions\":%zu}",
                 rp->n, c[OUTCOME_MATCH], c[OUTCOME_MISMATCH], c[OUTCOME_ERROR],
-                c[OUTCOME_UNREPLAYABLE], c[OUTCOME_SENT], c[OUTCOME_PARTIAL], rp->redacted_fields);
+                c[OUTCOME_UNREPLAYABLE], c[OUTCOME_SENT], c[OUTCOME_PARTIAL], rp->redacted_fields,
+                rp->nsubs);
 }
 
 /* One result object. Members that would be null are left out (a match is
@@ -575,6 +637,16 @@ static void json_item(const report *rp, const rp_item *it, buf *b)
         buf_append_str(b, ",\"text_diff\":");
         json_str(b, mm->text_diff);
     }
+    for (size_t i = 0; i < it->subs.n; i++) {
+        const corr_sub *s = &it->subs.v[i];
+        buf_append_str(b, i ? ",{\"place\":" : ",\"substitutions\":[{\"place\":");
+        json_str(b, s->place);
+        buf_append_str(b, ",\"recorded\":");
+        json_str(b, s->from);
+        buf_append_str(b, ",\"replayed\":");
+        json_str(b, s->to);
+        buf_append_str(b, i + 1 < it->subs.n ? "}" : "}]");
+    }
     buf_append_char(b, '}');
 }
 
@@ -621,12 +693,14 @@ outcome_kind report_answer(report *rp, const compare_opts *co, bool compare, con
     const record *c = a->sent;
     if (a->error) {
         report_add(rp, OUTCOME_ERROR, c, a->loop, NULL, a->error, -1);
+        report_add_subs(rp, a->subs, a->nsubs);
         return OUTCOME_ERROR;
     }
     int64_t lat = a->got->upstream_us;
     if (!compare || c->status == 0) {
         report_add(rp, OUTCOME_SENT, c, a->loop, NULL,
                    c->status ? "not compared (--no-compare)" : "no recorded response", lat);
+        report_add_subs(rp, a->subs, a->nsubs);
         return OUTCOME_SENT;
     }
     compare_result res;
@@ -635,6 +709,7 @@ outcome_kind report_answer(report *rp, const compare_opts *co, bool compare, con
                      : res.match              ? OUTCOME_MATCH
                                               : OUTCOME_MISMATCH;
     report_add(rp, k, c, a->loop, &res, k == OUTCOME_PARTIAL ? res.partial : NULL, lat);
+    report_add_subs(rp, a->subs, a->nsubs);
     compare_result_free(&res);
     return k;
 }
@@ -706,6 +781,25 @@ static void junit_counts(const report *rp, buf *b)
                 rp->elapsed_s);
 }
 
+/* The test case's output: "partly compared: ..." and the substitutions
+ * made in its request (one per line); nothing when it has neither. */
+static void junit_output(const rp_item *it, const char *partial, buf *b, buf *tmp)
+{
+    if (!partial && !it->subs.n)
+        return;
+    buf_reset(tmp);
+    if (partial)
+        buf_appendf(tmp, "partly compared: %s%s", partial, it->subs.n ? "\n" : "");
+    for (size_t i = 0; i < it->subs.n; i++) {
+        const corr_sub *s = &it->subs.v[i];
+        buf_appendf(tmp, "substituted %s: %s -> %s%s", s->place, s->from, s->to,
+                    i + 1 < it->subs.n ? "\n" : "");
+    }
+    buf_append_str(b, "<system-out>");
+    xml_append(b, tmp->data, tmp->len, false);
+    buf_append_str(b, "</system-out>\n");
+}
+
 static void junit_item(const report *rp, const rp_item *it, buf *b, buf *tmp)
 {
     buf_reset(tmp);
@@ -717,6 +811,7 @@ static void junit_item(const report *rp, const rp_item *it, buf *b, buf *tmp)
     xml_append(b, tmp->data, tmp->len, true);
     buf_appendf(b, "\" time=\"%.6f\"", it->latency_us > 0 ? (double)it->latency_us / 1e6 : 0.0);
     const char *detail = str_get(rp, it->detail);
+    const char *partial = NULL;
     switch (it->kind) {
     case OUTCOME_MISMATCH: {
         const rp_mismatch *mm = it->mm;
@@ -736,30 +831,35 @@ static void junit_item(const report *rp, const rp_item *it, buf *b, buf *tmp)
                 buf_append_str(tmp, mm->text_diff);
         }
         xml_append(b, tmp->data, tmp->len, false);
-        buf_append_str(b, "</failure>\n</testcase>\n");
+        buf_append_str(b, "</failure>\n");
         break;
     }
     case OUTCOME_ERROR:
         buf_append_str(b, ">\n<error message=\"");
         xml_str(b, detail && *detail ? detail : "unknown error", true);
-        buf_append_str(b, "\" type=\"error\"/>\n</testcase>\n");
+        buf_append_str(b, "\" type=\"error\"/>\n");
         break;
     case OUTCOME_UNREPLAYABLE:
         buf_append_str(b, ">\n<skipped message=\"");
         xml_str(b, detail && *detail ? detail : "not replayable", true);
-        buf_append_str(b, "\"/>\n</testcase>\n");
+        buf_append_str(b, "\"/>\n");
         break;
     case OUTCOME_PARTIAL:
         /* It passed as far as it could be compared: JUnit has no outcome
          * for that, so a passing test case says it on its output. */
-        buf_append_str(b, ">\n<system-out>partly compared: ");
-        xml_str(b, detail && *detail ? detail : "body not compared", false);
-        buf_append_str(b, "</system-out>\n</testcase>\n");
+        partial = detail && *detail ? detail : "body not compared";
+        buf_append_str(b, ">\n");
         break;
     default:
-        buf_append_str(b, "/>\n");
+        if (!it->subs.n) {
+            buf_append_str(b, "/>\n");
+            return;
+        }
+        buf_append_str(b, ">\n");
         break;
     }
+    junit_output(it, partial, b, tmp);
+    buf_append_str(b, "</testcase>\n");
 }
 
 int report_write_junit(const report *rp, const char *path, char *err, size_t errlen)

@@ -9,7 +9,8 @@
  * report holds every outcome; the JUnit XML has one testcase per request
  * (failure for a mismatch, error for an error, skipped for not replayable),
  * with counts that agree with the summary, and is well-formed XML whatever
- * bytes the answers contained. */
+ * bytes the answers contained. Every value replay --correlate substituted
+ * is listed with its request in all three. */
 #ifndef RESTSPY_REPORT_H
 #define RESTSPY_REPORT_H
 
@@ -53,6 +54,13 @@ void report_add(report *rp, outcome_kind k, const record *c, unsigned loop,
  * replay of one request). Returns the outcome. */
 outcome_kind report_answer(report *rp, const compare_opts *co, bool compare,
                            const replay_answer *a);
+
+/* Attaches the values replay --correlate substituted in the request of the
+ * last report_add (copied): the summary lists them ("SUBSTITUTED ...",
+ * at most max_listed requests), the JSON under "substitutions" (place,
+ * recorded, replayed) and in counts, the JUnit XML on the test case's
+ * <system-out>. report_answer does it for its answer. */
+void report_add_subs(report *rp, const corr_sub *subs, size_t n);
 
 void report_set_elapsed(report *rp, double seconds);
 

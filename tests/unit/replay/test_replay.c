@@ -395,6 +395,8 @@ typedef struct got_t {
     unsigned loop;
     int64_t latency;
     size_t nheaders;
+    size_t nsubs;    /* correlate: values substituted */
+    char *sent_resp; /* the recorded response body as handed over */
 } got_t;
 
 typedef struct col {
@@ -421,6 +423,9 @@ static void on_answer(void *ud, replay_answer *a)
     g->index = a->index;
     g->loop = a->loop;
     g->sent_path = xstrdup(a->sent->path);
+    g->nsubs = a->nsubs;
+    g->sent_resp =
+        xstrndup(a->sent->resp_body.data ? a->sent->resp_body.data : "", a->sent->resp_body.len);
     if (a->error) {
         assert_null(a->got);
         g->error = xstrdup(a->error);
@@ -465,6 +470,7 @@ static void col_free(col *c)
         free(c->v[i].body);
         free(c->v[i].error);
         free(c->v[i].sent_path);
+        free(c->v[i].sent_resp);
     }
     free(c->v);
     free(c->seen);
@@ -797,6 +803,47 @@ static void test_ordered(void **state)
     assert_true(el < 8 * 60 * 1000);
     col_free(&c);
     free_cases(cs, N);
+    srv_stop(s);
+}
+
+/* ordered + correlate: the echo answers "target": "/new/9999" where the
+ * recording had "/new/1234"; the client's next request goes out with 9999
+ * in its path, query and header, and its recorded answer is handed over
+ * mapped the same way. */
+static void test_correlate(void **state)
+{
+    (void)state;
+    srv *s = srv_start(0);
+    char t[64];
+    target_of(t, sizeof t, s->port);
+    record *cs[2];
+    cs[0] = mk("GET", "/new/9999", NULL, "10.0.0.1:1", 1);
+    buf_append_str(&cs[0]->resp_body, "{\"target\":\"/new/1234\"}");
+    cs[1] = mk("GET", "/item/1234", "ref=1234", "10.0.0.1:2", 2);
+    hdr(&cs[1]->req_headers, "X-Ref", "1234");
+    buf_append_str(&cs[1]->resp_body, "{\"target\":\"/item/1234?ref=1234\"}");
+    replay_opts o = base_opts(t);
+    o.ordered = true;
+    o.correlate = corr_new(NULL);
+    corr_scan(o.correlate, cs, 2);
+    col c;
+    col_init(&c, 2, 1);
+    run_checked(&o, cs, 2, &c);
+    assert_int_equal(s->nreqs, 2);
+    assert_string_equal(s->reqs[1].target, "/item/9999?ref=9999");
+    got_t *g = col_find(&c, 1, 0);
+    assert_non_null(g);
+    assert_string_equal(g->sent_path, "/item/9999");
+    assert_int_equal(g->nsubs, 3);
+    assert_non_null(strstr(g->body, "[\"X-Ref\",\"9999\"]"));
+    assert_string_equal(g->sent_resp, "{\"target\":\"/item/9999?ref=9999\"}");
+    g = col_find(&c, 0, 0);
+    assert_int_equal(g->nsubs, 0);
+    /* learned from its own answer: mapped too */
+    assert_string_equal(g->sent_resp, "{\"target\":\"/new/9999\"}");
+    col_free(&c);
+    free_cases(cs, 2);
+    corr_free(o.correlate);
     srv_stop(s);
 }
 
@@ -1202,6 +1249,7 @@ int main(void)
         cmocka_unit_test(test_framings),
         cmocka_unit_test(test_loops),
         cmocka_unit_test(test_ordered),
+        cmocka_unit_test(test_correlate),
         cmocka_unit_test(test_unordered_overlaps),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_bad_target),

@@ -78,6 +78,19 @@ static void tmp_path(char *out, size_t len, const char *ext)
     strncat(out, ext, len - strlen(out) - 1);
 }
 
+/* The JSON report of rp, written to a file and read back (the file is
+ * removed). Owned by the caller. */
+static json_t *written_json(const report *rp)
+{
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".json");
+    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
+    json_t *j = json_load_file(path, 0, NULL);
+    assert_non_null(j);
+    unlink(path);
+    return j;
+}
+
 /* ---- counts and exit codes --------------------------------------------- */
 
 typedef struct mix {
@@ -248,11 +261,7 @@ static void test_redacted_counts(void **state)
                            "MISMATCH GET /w (id " ID(3) "):\n"
                                                         "    $.n: 1 -> 2\n");
     free(s);
-    char path[64], err[200];
-    tmp_path(path, sizeof path, ".json");
-    assert_int_equal(report_write_json(rp, path, err, sizeof err), 0);
-    json_t *j = json_load_file(path, 0, NULL);
-    assert_non_null(j);
+    json_t *j = written_json(rp);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "counts"), "redacted_fields")), 3);
     json_t *res = json_object_get(j, "results");
@@ -260,7 +269,6 @@ static void test_redacted_counts(void **state)
                      2);
     assert_null(json_object_get(json_array_get(res, 1), "redacted_fields"));
     json_decref(j);
-    unlink(path);
     assert_int_equal(report_exit_code(rp), 1);
     report_free(rp);
 }
@@ -846,17 +854,85 @@ static void test_junit_hostile_bytes(void **state)
     report_free(rp);
 }
 
+/* The JUnit report of rp, written to a file, read back and checked to be
+ * well-formed XML (st: what it holds; the file is removed). Owned by the
+ * caller. */
+static char *written_junit(const report *rp, xml_stats *st)
+{
+    char path[64], err[200];
+    tmp_path(path, sizeof path, ".xml");
+    assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
+    size_t len;
+    char *x = read_all(path, &len);
+    assert_null(xml_check(x, len, st));
+    unlink(path);
+    return x;
+}
+
+/* replay --correlate's substitutions: in the summary, the JSON (per result
+ * and counted) and the JUnit output, with a partial outcome's note. */
+static void test_substitutions(void **state)
+{
+    (void)state;
+    report *rp = report_new("http://t:1");
+    add(rp, OUTCOME_MATCH, ID(1), "POST", "/s/", NULL, 201, 1, 0, NULL, NULL, 5);
+    add(rp, OUTCOME_MATCH, ID(2), "GET", "/s/23/", NULL, 200, 2, 0, NULL, NULL, 5);
+    corr_sub subs[] = {{"path", "17", "23"}, {"header If-Match", "\"a<b\"", "\"c\""}};
+    report_add_subs(rp, subs, 2);
+    add(rp, OUTCOME_PARTIAL, ID(3), "GET", "/s/23/big", NULL, 200, 3, 0, NULL, "cut", 5);
+    report_add_subs(rp, subs, 1);
+    char *s = summary_text(rp, 5);
+    assert_string_equal(
+        s, "3 requests: 2 matched, 0 mismatched, 0 errors, 0 not replayable, "
+           "1 partly compared\n"
+           "correlated: 3 values substituted in 2 requests\n"
+           "SUBSTITUTED GET /s/23/ (id " ID(2) "):\n"
+                                               "    path: 17 -> 23\n"
+                                               "    header If-Match: \"a<b\" -> \"c\"\n"
+                                               "SUBSTITUTED GET /s/23/big (id " ID(
+                                                   3) "):\n"
+                                                      "    path: 17 -> 23\n"
+                                                      "PARTLY COMPARED cut: 1 request\n");
+    free(s);
+    s = summary_text(rp, 1);
+    assert_non_null(strstr(s, "... and 1 more (see --report json)\n"));
+    free(s);
+
+    json_t *j = written_json(rp);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "counts"), "substitutions")), 3);
+    json_t *results = json_object_get(j, "results");
+    assert_null(json_object_get(json_array_get(results, 0), "substitutions"));
+    json_t *v = json_object_get(json_array_get(results, 1), "substitutions");
+    assert_int_equal(json_array_size(v), 2);
+    json_t *one = json_array_get(v, 1);
+    assert_string_equal(json_string_value(json_object_get(one, "place")), "header If-Match");
+    assert_string_equal(json_string_value(json_object_get(one, "recorded")), "\"a<b\"");
+    assert_string_equal(json_string_value(json_object_get(one, "replayed")), "\"c\"");
+    json_decref(j);
+
+    xml_stats st;
+    char *x = written_junit(rp, &st);
+    assert_int_equal(st.testcases, 3);
+    assert_non_null(strstr(x, "time=\"0.000005\"/>\n")); /* the first: no output */
+    assert_non_null(
+        strstr(x, "<system-out>substituted path: 17 -&gt; 23\nsubstituted header "
+                  "If-Match: &quot;a&lt;b&quot; -&gt; &quot;c&quot;</system-out>\n</testcase>"));
+    assert_non_null(strstr(x, "<system-out>partly compared: cut\nsubstituted path: 17 -&gt; "
+                              "23</system-out>"));
+    free(x);
+    report_free(rp);
+}
+
 static void test_junit_loops_and_empty(void **state)
 {
     (void)state;
     report *rp = report_new("http://t:9");
     char path[64], err[256];
     tmp_path(path, sizeof path, ".xml");
-    assert_int_equal(report_write_junit(rp, path, err, sizeof err), 0);
     size_t len;
-    char *x = read_all(path, &len);
     xml_stats st;
-    assert_null(xml_check(x, len, &st));
+    char *x = written_junit(rp, &st);
     assert_int_equal(st.testcases, 0);
     check_counts(st.suite_attrs, rp);
     free(x);
@@ -888,6 +964,7 @@ int main(void)
         cmocka_unit_test(test_summary_sent_loops_and_escapes),
         cmocka_unit_test(test_redacted_counts),
         cmocka_unit_test(test_partial),
+        cmocka_unit_test(test_substitutions),
         cmocka_unit_test(test_summary_wording),
         cmocka_unit_test(test_deep_copy),
         cmocka_unit_test(test_from_compare),
