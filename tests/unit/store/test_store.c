@@ -29,6 +29,7 @@
 #include "formats/repl_msg.h"
 #include "store/store.h"
 #include "store/store_sqlite.h"
+#include "store/writeq.h"
 #include "testutil.h"
 #include "base/util.h"
 
@@ -401,14 +402,14 @@ static void test_group_commit(void **state)
     store_options o = opts(f);
     o.batch_max = 100;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     for (int i = 0; i < 1000; i++)
         assert_int_equal(store_submit(s, mkrec(i, i)), 0);
     store_stats st;
     store_get_stats(s, &st);
     assert_int_equal(st.queued, 1000);
     assert_int_equal(st.written, 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     wait_stats(s, written_ge, 1000);
     store_get_stats(s, &st);
     /* Everything was queued at once: full batches of batch_max. */
@@ -458,7 +459,7 @@ static void test_drop_policy(void **state)
     o.queue_max = 4;
     o.drop_when_full = true;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     int ok = 0, refused = 0;
     for (int i = 0; i < 10; i++) {
         if (store_submit(s, mkrec(i, i)) == 0)
@@ -473,7 +474,7 @@ static void test_drop_policy(void **state)
     assert_int_equal(st.submitted, 4);
     assert_int_equal(st.dropped, 6);
     assert_int_equal(st.blocked, 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     store_close(s);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
 }
@@ -489,7 +490,7 @@ static void test_drop_policy_bytes(void **state)
     o.queue_max_bytes = 10000;
     o.drop_when_full = true;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     int ok = 0, refused = 0;
     for (int i = 0; i < 10; i++) {
         record *r = mkrec(i, i);
@@ -508,14 +509,14 @@ static void test_drop_policy_bytes(void **state)
     store_get_stats(s, &st);
     assert_true(st.queued_bytes >= 9000 && st.queued_bytes <= 10000);
     assert_int_equal(st.dropped, 7);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     store_close(s);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 3);
 
     /* One record larger than the bound still goes in, alone. */
     o.queue_max_bytes = 100;
     s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     record *big = mkrec(20, 20);
     char body[500];
     memset(body, 'y', sizeof body);
@@ -523,7 +524,7 @@ static void test_drop_policy_bytes(void **state)
     big->resp_body_size = sizeof body;
     assert_int_equal(store_submit(s, big), 0);
     assert_int_not_equal(store_submit(s, mkrec(21, 21)), 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     store_close(s);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
 }
@@ -545,7 +546,7 @@ static void test_block_policy(void **state)
     o.queue_max = 2;
     o.batch_max = 1;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     pthread_t t;
     pthread_create(&t, NULL, submit_ten, s);
     wait_stats(s, blocked_ge, 1);
@@ -553,7 +554,7 @@ static void test_block_policy(void **state)
     store_get_stats(s, &st);
     assert_int_equal(st.submitted, 2); /* the third one waits for room */
     assert_int_equal(st.dropped, 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     void *bad;
     pthread_join(t, &bad);
     assert_int_equal((intptr_t)bad, 0);
@@ -1551,7 +1552,7 @@ static void test_outbox_rows(void **state)
     fx *f = *state;
     store_options o = opts(f);
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true); /* one batch: the bad record is in the middle */
+    writeq_pause(s, true); /* one batch: the bad record is in the middle */
     cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER};
     cbarg args[6];
     char ids[6][UUID7_STR_LEN + 1];
@@ -1570,7 +1571,7 @@ static void test_outbox_rows(void **state)
     }
     /* A record with no outbox message is just a request row. */
     assert_int_equal(store_submit(s, mkrec(9, 2000)), 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     wait_callbacks(&log, 6);
     /* The refused record is reported first (at once); the rest in order. */
     assert_int_equal(log.idx[0], 3);
@@ -1646,7 +1647,7 @@ static void test_callbacks(void **state)
     store *s = open_started(&o);
     cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER, .path = f->path};
     cbarg args[6];
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     for (int i = 0; i < 6; i++) {
         record *r = mkrec(i, i);
         args[i] = (cbarg){.log = &log, .idx = i};
@@ -1663,7 +1664,7 @@ static void test_callbacks(void **state)
             assert_int_equal(log.status[i - 4], -1);
         }
     }
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     wait_callbacks(&log, 6);
     for (int k = 2; k < 6; k++) {
         assert_int_equal(log.idx[k], k - 2); /* submit order */
