@@ -281,6 +281,10 @@ int server_main(int argc, char **argv, char *const *envp)
             .init_foreign = cfg->store_init,
         };
         s.sh.store = store_open(&o, err, sizeof err);
+        if (s.sh.store && cfg->amqp && store_check_replication(s.sh.store, err, sizeof err) < 0) {
+            fprintf(stderr, "restspy proxy: --amqp: %s\n", err);
+            goto out;
+        }
         if (!s.sh.store || store_start(s.sh.store, err, sizeof err) < 0) {
             fprintf(stderr, "restspy proxy: store: %s\n", err);
             goto out;

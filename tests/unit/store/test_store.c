@@ -724,7 +724,8 @@ static void test_open_errors_and_migration(void **state)
 
     o.url = "mysql://x";
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "unsupported store URL 'mysql://x' (expected sqlite:PATH)");
+    assert_string_equal(err, "unsupported store URL 'mysql://x' (expected sqlite:PATH or "
+                             "postgresql://[user@]host[:port]/db)");
     o.url = "sqlite:";
     assert_null(store_open(&o, err, sizeof err));
     assert_non_null(strstr(err, "unsupported store URL"));
