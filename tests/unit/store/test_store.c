@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "store/store.h"
 #include "store/store_sqlite.h"
 #include "store/writeq.h"
+#include "pg_testnode.h"
 #include "testutil.h"
 #include "base/util.h"
 
@@ -159,8 +161,62 @@ static bool blocked_ge(const store_stats *st, uint64_t n)
     return st->blocked >= n;
 }
 
+/* The PostgreSQL server of the second group (pg_group_setup). */
+static pg_testnode pg;
+
+/* A fresh database on pg for each test of the PostgreSQL group: f->url and
+ * f->path both hold its URL, so that the tests' checks (sql_int) run there. */
+static int fx_pg_setup(void **state)
+{
+    fx *f = xcalloc(1, sizeof *f);
+    *state = f;
+    if (!pg.available)
+        return 0; /* the test itself fails (CI) or skips: PG_TESTNODE_NEED */
+    if (pg_testnode_fresh_db(&pg, f->url, sizeof f->url) != 0)
+        return -1;
+    snprintf(f->path, sizeof f->path, "%.120s", f->url);
+    return 0;
+}
+
+static int fx_pg_teardown(void **state)
+{
+    free(*state);
+    return 0;
+}
+
+static int pg_group_setup(void **state)
+{
+    (void)state;
+    return pg_testnode_start(&pg);
+}
+
+static int pg_group_teardown(void **state)
+{
+    (void)state;
+    pg_testnode_stop(&pg);
+    return 0;
+}
+
+/* The first column of sql's first row: on a PostgreSQL fixture (path is its
+ * URL) through libpq. */
+static int64_t pg_sql_int(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("%s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
 static int64_t sql_int(const char *path, const char *sql)
 {
+    if (strncmp(path, "postgresql://", 13) == 0)
+        return pg_sql_int(path, sql);
     sqlite3 *db;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st;
@@ -1163,6 +1219,17 @@ static int64_t row_visible(const char *path, const char *id)
     sqlite3 *db;
     sqlite3_stmt *st;
     int64_t v = -1;
+    if (strncmp(path, "postgresql://", 13) == 0) {
+        PGconn *c = PQconnectdb(path);
+        const char *params[1] = {id};
+        PGresult *r = PQexecParams(c, "SELECT count(*) FROM requests WHERE id = $1", 1, NULL,
+                                   params, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         sqlite3_close(db);
         return -1;
@@ -2533,6 +2600,23 @@ static void test_processes_open_new_file_at_once(void **state)
     assert_int_equal(wrong, 0);
 }
 
+/* ---- the same tests on PostgreSQL (PG_TESTNODE_NEED: fail under CI, skip
+ * elsewhere when it is not installed) ---- */
+#define PG_WRAP(fn)                                                                                \
+    static void fn##_pg(void **state)                                                              \
+    {                                                                                              \
+        PG_TESTNODE_NEED(&pg);                                                                     \
+        fn(state);                                                                                 \
+    }
+PG_WRAP(test_threads)
+PG_WRAP(test_group_commit)
+PG_WRAP(test_drop_policy)
+PG_WRAP(test_block_policy)
+PG_WRAP(test_duplicate_id_kept_once)
+PG_WRAP(test_callbacks)
+PG_WRAP(test_get_prefix_or_suffix)
+PG_WRAP(test_id_abbrev)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2575,5 +2659,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_processes_open_new_file_at_once, fx_setup,
                                         fx_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The tests whose promises are every backend's, on PostgreSQL. */
+#define PG_TEST(fn) cmocka_unit_test_setup_teardown(fn##_pg, fx_pg_setup, fx_pg_teardown)
+    const struct CMUnitTest pg_tests[] = {
+        PG_TEST(test_threads),
+        PG_TEST(test_group_commit),
+        PG_TEST(test_drop_policy),
+        PG_TEST(test_block_policy),
+        PG_TEST(test_duplicate_id_kept_once),
+        PG_TEST(test_callbacks),
+        PG_TEST(test_get_prefix_or_suffix),
+        PG_TEST(test_id_abbrev),
+    };
+    int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+    return failed +
+           cmocka_run_group_tests_name("postgresql", pg_tests, pg_group_setup, pg_group_teardown);
 }
