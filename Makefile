@@ -70,7 +70,7 @@ screenshots:
 # what it finds new is kept in $(FUZZ_BUILD)/corpus-NAME for the next run.
 # A crash, a sanitizer report or a leak fails the run and leaves the input
 # as $(FUZZ_BUILD)/crash-* (add it to the seeds once fixed).
-FUZZERS = proxy redact coding import
+FUZZERS = proxy redact coding import collect
 fuzz: deps
 	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true \
 	  -Db_sanitize=address,undefined -Db_lundef=false >/dev/null

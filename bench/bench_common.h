@@ -189,7 +189,7 @@ static inline void bench_die(const char *prog, const char *fmt, ...)
 }
 
 /* The store options the proxy runs with (config_new: store_queue,
- * store_batch, busy_timeout, store_commit_delay) for the SQLite file db;
+ * store_batch, busy_timeout, store_commit_delay, store_checkpoint_pages) for the SQLite file db;
  * so->url points into url (the caller's buffer of urllen bytes). */
 static inline void bench_proxy_store_options(const char *db, char *url, size_t urllen,
                                              store_options *so)
@@ -202,6 +202,7 @@ static inline void bench_proxy_store_options(const char *db, char *url, size_t u
     so->batch_max = c->store_batch;
     so->busy_timeout_ms = c->busy_timeout_ms;
     so->commit_delay_us = c->store_commit_delay_ms * 1000;
+    so->checkpoint_pages = c->store_checkpoint_pages;
     config_unref(c);
 }
 

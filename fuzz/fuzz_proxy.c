@@ -17,7 +17,7 @@
 #include "capture/config.h"
 #include "capture/logsink.h"
 #include "proxy/proxy.h"
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 #include "proxy/upstream.h"
 #include "base/util.h"
 
@@ -198,9 +198,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         if (config_set(cfg, set[i][0], set[i][1], err, sizeof err) < 0)
             abort();
     pthread_mutex_init(&g_sh.cfg_lock, NULL);
-    g_sh.log = logsink_open("/dev/null", LOG_FORMAT_JSON, RECORD_JSON_HEADERS | RECORD_JSON_BODIES,
-                            err, sizeof err);
-    if (!g_sh.log)
+    g_sh.pl.log = logsink_open("/dev/null", LOG_FORMAT_JSON,
+                               RECORD_JSON_HEADERS | RECORD_JSON_BODIES, err, sizeof err);
+    if (!g_sh.pl.log)
         abort();
     snprintf(g_sh.upstream_host, sizeof g_sh.upstream_host, "upstream.test");
     atomic_store(&g_flags.log, true);

@@ -18,6 +18,11 @@ void buf_free(buf *b)
     buf_init(b);
 }
 
+size_t buf_mem(const buf *b)
+{
+    return b->data ? b->cap + UTIL_MALLOC_OVERHEAD : 0;
+}
+
 void buf_reset(buf *b)
 {
     b->len = 0;

@@ -23,6 +23,9 @@ typedef struct buf {
 
 void buf_init(buf *b);
 void buf_free(buf *b);
+/* The heap bytes b holds: its capacity and the allocator's overhead (0
+ * when it has no memory). */
+size_t buf_mem(const buf *b);
 /* Empties the buffer, keeping its memory. */
 void buf_reset(buf *b);
 /* Ensures room for extra more bytes (plus the NUL). */

@@ -45,6 +45,12 @@ char *xstrdup(const char *s)
     return xstrndup(s, strlen(s));
 }
 
+size_t util_str_mem(const char *s)
+{
+    return s ? (strlen(s) + 2 * UTIL_MALLOC_OVERHEAD) / UTIL_MALLOC_OVERHEAD * UTIL_MALLOC_OVERHEAD
+             : 0;
+}
+
 char *xstrndup(const char *s, size_t n)
 {
     char *p = xmalloc(n + 1);

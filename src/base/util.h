@@ -22,6 +22,12 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* glibc's malloc keeps 16 bytes before each block and rounds sizes up to
+ * 16 (a string of a few bytes costs 32): what memory bounds count per
+ * allocation. */
+#define UTIL_MALLOC_OVERHEAD 16
+/* The heap bytes a string of xstrdup holds (0 for NULL), overhead included. */
+size_t util_str_mem(const char *s);
 char *xstrndup(const char *s, size_t n);
 
 /* Wall-clock time since the Unix epoch, in microseconds. */

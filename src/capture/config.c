@@ -1,6 +1,7 @@
 #include "capture/config.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -64,6 +65,32 @@ void config_unref(config *c)
         return;
     config_keys_free(c);
     free(BOX(c));
+}
+
+rule *config_rule_slot(config *c)
+{
+    assert(c->rules_len > 0); /* the default rule, last */
+    /* The default rule stays last: the new rule takes its slot. */
+    c->rules = xrealloc(c->rules, (c->rules_len + 1) * sizeof *c->rules);
+    c->rules[c->rules_len] = c->rules[c->rules_len - 1];
+    c->rules_len++;
+    return &c->rules[c->rules_len - 2];
+}
+
+rule *config_add_rule(config *c, const char *name, unsigned sw)
+{
+    assert(!rules_find(c->rules, c->rules_len, name));
+    assert((sw & ~(unsigned)RULE_SW_ALL) == 0);
+    rule *r = config_rule_slot(c);
+    const rule *def = &c->rules[c->rules_len - 1];
+    config_rule_init(r, name);
+    r->req_body_cap = def->req_body_cap;
+    r->resp_body_cap = def->resp_body_cap;
+    r->replicate_methods = def->replicate_methods;
+    r->log = sw & RULE_SW_LOG;
+    r->persist = sw & RULE_SW_PERSIST;
+    r->replicate = sw & RULE_SW_REPLICATE;
+    return r;
 }
 
 int config_set(config *c, const char *key, const char *value, char *err, size_t errlen)
@@ -291,6 +318,31 @@ int config_validate(const config *c, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+int config_load_command(config **out, const char *cmd, int argc, char **argv, char *const *envp)
+{
+    char err[512] = "";
+    int npos = 0;
+    int *pos = xcalloc((size_t)argc + 1, sizeof *pos);
+    config *cfg = NULL;
+    int rc = 0;
+    if (config_load(&cfg, argc - 1, argv + 1, envp, pos, &npos, err, sizeof err) != 0 ||
+        config_validate(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "restspy %s: %s\n", cmd, err);
+        rc = 2;
+    } else if (npos > 0) {
+        fprintf(stderr, "restspy %s: unexpected argument '%s' (see restspy %s --help)\n", cmd,
+                argv[1 + pos[0]], cmd);
+        rc = 2;
+    }
+    free(pos);
+    if (rc) {
+        config_unref(cfg);
+        cfg = NULL;
+    }
+    *out = cfg;
+    return rc;
 }
 
 void config_each_key(void (*fn)(const char *key, const char *def, const char *help, void *ud),

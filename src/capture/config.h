@@ -28,18 +28,21 @@ enum { APPLY_ORDER_RESOURCE = 0, APPLY_ORDER_STRICT = 1, APPLY_ORDER_ORIGIN = 2 
 
 typedef struct config {
     /* where */
-    char *listen;      /* "127.0.0.1:8080" */
-    char *upstream;    /* "http://127.0.0.1:8000" (required by `proxy`) */
-    char *config_path; /* file it was loaded from, or NULL */
-    char *store;       /* "sqlite:restspy.db" or "off" */
-    char *log;         /* "-" stdout, a path, or "off" */
-    int log_format;    /* LOG_FORMAT_* */
-    bool log_headers;  /* JSON log lines include headers */
-    bool log_bodies;   /* JSON log lines include bodies */
-    char *admin;       /* "127.0.0.1:8081" or "off" */
-    char *admin_token; /* bearer token or NULL */
-    int workers;       /* event loops; 0 = number of cores */
-    char *node;        /* node name: letters, digits, '-', '_'; default: host name */
+    char *listen;                /* "127.0.0.1:8080" */
+    char *upstream;              /* "http://127.0.0.1:8000" (required by `proxy`) */
+    char *socket;                /* Unix socket path (required by `collect`) */
+    uint64_t collect_max_frame;  /* largest collect frame body */
+    uint64_t collect_timeout_ms; /* a partial collect frame's longest pause */
+    char *config_path;           /* file it was loaded from, or NULL */
+    char *store;                 /* "sqlite:restspy.db" or "off" */
+    char *log;                   /* "-" stdout, a path, or "off" */
+    int log_format;              /* LOG_FORMAT_* */
+    bool log_headers;            /* JSON log lines include headers */
+    bool log_bodies;             /* JSON log lines include bodies */
+    char *admin;                 /* "127.0.0.1:8081" or "off" */
+    char *admin_token;           /* bearer token or NULL */
+    int workers;                 /* event loops; 0 = number of cores */
+    char *node;                  /* node name: letters, digits, '-', '_'; default: host name */
     /* Without admin_token, more Host names the admin API answers:
      * NULL-terminated, lower case, "name" or "name:port"; NULL = none. */
     char **admin_hosts;
@@ -85,8 +88,10 @@ typedef struct config {
     uint64_t max_rows;          /* retention; 0 = unlimited */
     uint64_t max_age_ms;        /* retention; 0 = unlimited */
     uint64_t busy_timeout_ms;
-    uint64_t store_commit_delay_ms; /* group commit window of the writer */
-    bool store_init;                /* add the tables to a foreign SQLite file */
+    uint64_t store_commit_delay_ms;       /* group commit window of the writer */
+    uint64_t replicate_ledger_max_age_ms; /* ledger and receipts retention; 0 = for ever */
+    uint64_t store_checkpoint_pages;      /* background WAL checkpoint threshold; 0 = SQLite's */
+    bool store_init;                      /* add the tables to a foreign SQLite file */
 
     /* redaction */
     bool redact;
@@ -132,6 +137,20 @@ void config_ref(config *c);
 /* Drops a reference; frees on the last one. NULL is fine. */
 void config_unref(config *c);
 
+/* A rule added at run time (`restspy collect`'s views, on first sight):
+ * appends a rule named name just before the default rule, matching every
+ * request (no path, no host, every method), with the default rule's body
+ * caps and replicate_methods, sw (RULE_SW_* bits) as its configured
+ * switches and none switched at run time. name must not be a rule of c yet
+ * (asserted). Returns the new rule.
+ *
+ * The list may move: every pointer into c->rules taken before (rules_find,
+ * rules_match, &c->rules[i]) is invalid after it, and c is not immutable
+ * any more. So only for a config that one thread reads the rules of: the
+ * caller's loop, the one that runs the admin API too (restspy collect), and
+ * that no worker thread shares. */
+rule *config_add_rule(config *c, const char *name, unsigned sw);
+
 /* Sets one key from text. Unknown key or bad value: -1 with a one-line
  * message in err ("bad value for workers: 'x' (expected a number)"). */
 int config_set(config *c, const char *key, const char *value, char *err, size_t errlen);
@@ -150,6 +169,12 @@ int config_apply_env(config *c, char *const *envp, char *err, size_t errlen);
  * -1 with err on any bad key or value. The result has one reference. */
 int config_load(config **out, int argc, char **argv, char *const *envp, int *positional,
                 int *npositional, char *err, size_t errlen);
+
+/* config_load and config_validate for a command's whole argv (argv[0] is
+ * the command's name, cmd as the user typed it: "proxy", "collect"),
+ * refusing positional arguments. 0 with *out (one reference), or 2 (the
+ * usage-error exit code) after one line on stderr: "restspy CMD: why". */
+int config_load_command(config **out, const char *cmd, int argc, char **argv, char *const *envp);
 
 /* Checks cross-key constraints (e.g. admin on a non-loopback address needs
  * admin_token; caps and limits in range). -1 with err. */

@@ -74,12 +74,8 @@ static void add_rule(ini_state *st, const char *name)
             return;
         }
     }
-    /* The default rule stays last: the new rule takes its slot. */
-    c->rules = xrealloc(c->rules, (c->rules_len + 1) * sizeof *c->rules);
-    c->rules[c->rules_len] = c->rules[c->rules_len - 1];
-    config_rule_init(&c->rules[c->rules_len - 1], name);
-    st->rule_idx = c->rules_len - 1;
-    c->rules_len++;
+    config_rule_init(config_rule_slot(c), name);
+    st->rule_idx = c->rules_len - 2;
     st->sect = SECT_RULE;
 }
 

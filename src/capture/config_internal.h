@@ -42,6 +42,7 @@ typedef enum {
     K_HOSTS,    /* char**, host or host:port names, lower case, NULL-terminated */
     K_FILE,     /* char*, a path that must be readable; "" unsets */
     K_FILES,    /* char**, readable paths; each setting appends one, "" empties */
+    K_SOCKET,   /* char*, a Unix socket path (fits sun_path, no control bytes); "" unsets */
     K_NKINDS
 } key_kind;
 
@@ -74,6 +75,10 @@ const keydef *config_rule_keys(size_t *n);
 
 /* Initializes r as a rule named name with every rule default. */
 void config_rule_init(rule *r, const char *name);
+/* Makes room for one more rule in c just before the default rule (which
+ * moves one slot down) and returns the slot (uninitialised: the caller
+ * fills it). Pointers into c->rules are invalid after it. */
+rule *config_rule_slot(config *c);
 /* Frees what r owns (name, globs, ...); r itself is the caller's. */
 void config_rule_free(rule *r);
 

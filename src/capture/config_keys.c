@@ -40,6 +40,12 @@ static const keydef keys[] = {
      "address the proxy listens on: host:port, :port (all interfaces) or port (loopback)"},
     {"upstream", K_UPSTREAM, CFG(upstream), NOLIMIT, NULL, NULL, "(none; proxy requires it)",
      "backend requests are forwarded to: http://host:port or https://host:port"},
+    {"socket", K_SOCKET, CFG(socket), NOLIMIT, NULL, NULL, "(none; collect requires it)",
+     "Unix socket `restspy collect` listens on (mode 0660; docs/collect-protocol.md)"},
+    {"collect_max_frame", K_SIZE, CFG(collect_max_frame), 64, UINT32_MAX, NULL, "16M", NULL,
+     "largest frame body `restspy collect` accepts; a longer one closes its connection"},
+    {"collect_timeout", K_DUR, CFG(collect_timeout_ms), 1, UINT64_MAX, NULL, "10s", NULL,
+     "how long `restspy collect` waits for the rest of a frame it has begun to read"},
     {"tls_cert", K_FILES, CFG(tls_cert), NOLIMIT, NULL, NULL, "(none: plain HTTP)",
      "PEM certificate chain the proxy listener serves over TLS; repeat for more names "
      "(chosen by SNI, the first is the default)"},
@@ -119,8 +125,9 @@ static const keydef keys[] = {
     {"store_queue", K_COUNT, CFG(store_queue), 1, UINT64_MAX, NULL, "65536", NULL,
      "records that may wait for the store writer"},
     {"store_queue_bytes", K_SIZE, CFG(store_queue_bytes), NOLIMIT, NULL, "64M", NULL,
-     "bytes the records waiting for the store writer may hold (bodies, headers, outbox "
-     "messages), 0 = no limit; past it store_on_full applies, as for store_queue"},
+     "memory the records waiting for the store writer may hold (the records, their bodies, "
+     "headers and outbox messages), 0 = no limit; past it store_on_full applies, as for "
+     "store_queue"},
     {"store_batch", K_COUNT, CFG(store_batch), 1, UINT64_MAX, NULL, "512", NULL,
      "most records written per transaction"},
     {"store_on_full", K_CHOICE, CFG(store_on_full), NOLIMIT, full_policies, "block", NULL,
@@ -136,6 +143,10 @@ static const keydef keys[] = {
      "add restspy's tables to an SQLite file that already holds other tables"},
     {"store_commit_delay", K_DUR, CFG(store_commit_delay_ms), 0, 1000, NULL, "1ms", NULL,
      "group commit: how long the store writer waits to fill a batch (0 = never)"},
+    {"store_checkpoint_pages", K_COUNT, CFG(store_checkpoint_pages), 0, 1000000000, NULL, "10000",
+     NULL,
+     "WAL pages a background thread copies into the SQLite file at once (0 = SQLite's own "
+     "checkpoint in the commit that passes 1000 pages)"},
     {"redact", K_BOOL, CFG(redact), NOLIMIT, NULL, "on", NULL,
      "hide secret headers and fields in captured records"},
     {"redact_headers", K_LIST, CFG(redact_headers), NOLIMIT, NULL,
@@ -154,6 +165,11 @@ static const keydef keys[] = {
      "replicate requests the upstream answered with 2xx, or any status"},
     {"replicate_max_body", K_SIZE, CFG(replicate_max_body), 0, CAP_MAX, NULL, "16M", NULL,
      "larger request bodies are not replicated (recorded and counted)"},
+    {"replicate_ledger_max_age", K_DUR, CFG(replicate_ledger_max_age_ms), NOLIMIT, NULL, "30d",
+     NULL,
+     "how long a site remembers the peers' writes it applied or skipped, and the apply receipts "
+     "of its own (older ones are deleted: a copy of such a write arriving later would be applied "
+     "again), 0 = for ever"},
     {"replicate_drop_headers", K_LIST, CFG(replicate_drop_headers), NOLIMIT, NULL,
      "authorization,proxy-authorization,cookie,x-api-key,x-forwarded-for,x-forwarded-proto,"
      "x-real-ip",
@@ -533,6 +549,21 @@ static int set_node(const keydef *k, void *field, const char *value, char *expec
     return 0;
 }
 
+static int set_socket(const keydef *k, void *field, const char *value, char *expect, size_t elen)
+{
+    (void)k;
+    /* sun_path holds 108 bytes with its NUL on Linux. */
+    bool ok = strlen(value) < 108;
+    for (const char *p = value; ok && *p; p++)
+        ok = (unsigned char)*p >= 0x20 && *p != 0x7f;
+    if (!ok) {
+        snprintf(expect, elen, "expected a socket path (at most 107 bytes, no control characters)");
+        return -1;
+    }
+    set_str(field, *value ? xstrdup(value) : NULL);
+    return 0;
+}
+
 static int set_choice(const keydef *k, void *field, const char *value, char *expect, size_t elen)
 {
     for (int i = 0; k->choices[i]; i++) {
@@ -739,7 +770,8 @@ static const struct {
     [K_GLOB] = {set_glob, OWNS_STR},         [K_HOST] = {set_host, OWNS_STR},
     [K_AMQP] = {set_url, OWNS_STR},          [K_HEADERS] = {set_header, OWNS_LIST},
     [K_HOSTS] = {set_hosts, OWNS_LIST},      [K_FILE] = {set_file, OWNS_STR},
-    [K_FILES] = {set_files, OWNS_LIST},      [K_MGMT] = {set_url, OWNS_STR},
+    [K_FILES] = {set_files, OWNS_LIST},      [K_SOCKET] = {set_socket, OWNS_STR},
+    [K_MGMT] = {set_url, OWNS_STR},
 };
 
 int config_key_apply(const keydef *k, void *base, const char *value, char *err, size_t errlen)

@@ -22,6 +22,21 @@ record *record_new(void)
     return r;
 }
 
+size_t record_mem(const record *r)
+{
+    const char *const strs[] = {
+        r->node,           r->client_addr, r->method,       r->scheme,        r->host,
+        r->path,           r->query,       r->req_encoding, r->req_body_note, r->resp_encoding,
+        r->resp_body_note, r->rule,        r->origin,       r->error,         r->replication};
+    size_t n = sizeof *r + UTIL_MALLOC_OVERHEAD;
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        n += util_str_mem(strs[i]);
+    n += http_headers_mem(&r->req_headers) + http_headers_mem(&r->resp_headers);
+    n += buf_mem(&r->req_body) + buf_mem(&r->resp_body);
+    n += buf_mem(&r->headers_json[0]) + buf_mem(&r->headers_json[1]);
+    return n;
+}
+
 void record_free(record *r)
 {
     if (!r)

@@ -77,6 +77,11 @@ typedef struct record {
 
 /* A zeroed record with a fresh id, origin "local" and upstream_us -1. */
 record *record_new(void);
+/* The bytes r holds on the heap, itself included: its strings, its
+ * headers (http_headers_mem) and its buffers by capacity, each allocation
+ * counted with the allocator's per-block overhead. What a queue of
+ * records costs, for its memory bound (store_queue_bytes). */
+size_t record_mem(const record *r);
 
 /* A deep copy of r (every string, header and body its own), owned by the
  * caller (record_free); without replication's outbox message and ledger

@@ -113,6 +113,17 @@ void rules_set_switches(rule *r, unsigned sw)
     atomic_store_explicit(&r->flipped, sw ^ rules_configured(r), memory_order_relaxed);
 }
 
+void rules_set_configured(rule *r, unsigned sw)
+{
+    assert((sw & ~(unsigned)RULE_SW_ALL) == 0);
+    unsigned touched = atomic_load_explicit(&r->flipped, memory_order_relaxed);
+    unsigned now = rules_switches(r);
+    r->log = sw & RULE_SW_LOG;
+    r->persist = sw & RULE_SW_PERSIST;
+    r->replicate = sw & RULE_SW_REPLICATE;
+    rules_set_switches(r, (sw & ~touched) | (now & touched));
+}
+
 rule *rules_find(rule *rules, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)

@@ -7,8 +7,9 @@
  * everything, so rules_match never returns NULL. Matching and reading the
  * switches allocate nothing and take no lock (they run per request).
  *
- * A rule is read-only once its config is installed, but for one field:
- * `flipped`, its run-time switches (the admin API's per-rule flags). They
+ * A rule is read-only once its config is installed (but for a rule added
+ * at run time by config_add_rule, see rules_set_configured), except for one
+ * field: `flipped`, its run-time switches (the admin API's per-rule flags). They
  * are kept as the configured switches turned the other way, so a fresh
  * config (all zero) is its file, and "switched at run time" is a bit that
  * is set. One thread writes them (the admin's, the main loop, which also
@@ -91,6 +92,14 @@ unsigned rules_switches(const rule *r);
 /* Makes sw (RULE_SW_* bits) r's run-time switches; they take effect with
  * the next request that r decides. One writer (see the top). */
 void rules_set_switches(rule *r, unsigned sw);
+
+/* Makes sw (RULE_SW_* bits) r's configured switches (its log, persist,
+ * replicate), keeping what was switched at run time as it was switched: a
+ * switch the admin API turned stays where it was turned, the others follow
+ * sw. For a rule added at run time (config_add_rule: `restspy collect`'s
+ * views, whose configured switches are the latest pair's), on the one
+ * thread that reads its config's rules; never for a rule workers share. */
+void rules_set_configured(rule *r, unsigned sw);
 
 /* The RULE_SW_* bit of a switch name ("log", "persist", "replicate"; n
  * bytes), or 0 when it is none of them. */

@@ -33,6 +33,11 @@ int cli_replay(int argc, char **argv, char *const *envp);
 /* `restspy export --har FILE | --jsonl FILE | --curl` with the `requests`
  * filters; `restspy import --har FILE` stores a HAR's entries as records
  * (origin "imported"). */
+/* `restspy collect --socket PATH`: the collect daemon (collect/collect.h)
+ * until SIGTERM. Exit code: 0 clean stop, 1 runtime failure (socket taken
+ * or not a socket, store, admin), 2 usage error. */
+int cli_collect(int argc, char **argv, char *const *envp);
+
 int cli_export(int argc, char **argv, char *const *envp);
 int cli_import(int argc, char **argv, char *const *envp);
 

@@ -260,6 +260,8 @@ static store *open_writer(const char *cmd, const cliutil_read_opts *ro, char *co
     so.max_age_ms = c->max_age_ms;
     so.busy_timeout_ms = c->busy_timeout_ms;
     so.commit_delay_us = c->store_commit_delay_ms * 1000;
+    so.checkpoint_pages = c->store_checkpoint_pages;
+    so.ledger_max_age_ms = c->replicate_ledger_max_age_ms;
     so.init_foreign = c->store_init;
     char err[512];
     store *s = store_open(&so, err, sizeof err);

@@ -15,6 +15,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: restspy <command> [options]\n\n"
                "commands:\n"
                "  proxy      run the proxy in front of an upstream API\n"
+               "  collect    take request/response pairs from local apps (Django) on a Unix\n"
+               "             socket and capture them as the proxy does\n"
                "  requests   list captured requests\n"
                "  show ID    show one captured request in full\n"
                "  replicate  apply peers' replicated requests to the local upstream\n"
@@ -44,6 +46,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "proxy"))
         return server_main(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "collect"))
+        return cli_collect(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "requests"))
         return cli_requests(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "show"))

@@ -40,6 +40,16 @@ void repl_msg_free(repl_msg *m)
     free(m);
 }
 
+size_t repl_msg_mem(const repl_msg *m)
+{
+    const char *const strs[] = {m->origin,       m->method,    m->target,     m->headers,
+                                m->content_type, m->signature, m->routing_key};
+    size_t n = sizeof *m + UTIL_MALLOC_OVERHEAD + buf_mem(&m->body);
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        n += util_str_mem(strs[i]);
+    return n;
+}
+
 /* ---- building ---- */
 
 /* Headers that describe this hop or this connection's framing: the applier

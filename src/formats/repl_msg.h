@@ -33,6 +33,8 @@ typedef struct repl_msg {
 
 repl_msg *repl_msg_new(void);
 void repl_msg_free(repl_msg *m);
+/* The heap bytes m holds, itself included (as record_mem counts). */
+size_t repl_msg_mem(const repl_msg *m);
 
 /* Builds the message for a captured request. Must run before redaction: it
  * carries the real header values. body (the full request body) is moved into

@@ -31,6 +31,14 @@ static char *hstore(http_headers *h, size_t n)
     return p;
 }
 
+size_t http_headers_mem(const http_headers *h)
+{
+    size_t n = h->cap * sizeof *h->v;
+    for (const struct http_hblock *b = h->blocks; b; b = b->next)
+        n += sizeof *b + b->cap;
+    return n;
+}
+
 static void hblocks_free(http_headers *h)
 {
     struct http_hblock *b = h->blocks;

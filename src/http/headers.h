@@ -49,6 +49,9 @@ void http_header_clear(http_header *e);
 /* Empties h, keeping its entry array for reuse. */
 void http_headers_reset(http_headers *h);
 void http_headers_free(http_headers *h);
+/* The bytes h holds on the heap (its entry array and string blocks, by
+ * capacity): what it costs to keep h, for memory bounds. */
+size_t http_headers_mem(const http_headers *h);
 
 /* Appends h as JSON: [["Name","value"],...]. */
 void http_headers_to_json(const http_headers *h, buf *out);

@@ -607,6 +607,16 @@ static void on_admin_conn(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->tcp, a_alloc, a_read);
 }
 
+int admin_tls_new(const config *cfg, tls_server **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    char *const cert[] = {cfg->admin_tls_cert}, *const key[] = {cfg->admin_tls_key};
+    if (cfg->admin_tls_cert &&
+        !(*out = tls_server_new(cert, 1, key, cfg->admin_tls_key ? 1 : 0, err, errlen)))
+        return -1;
+    return 0;
+}
+
 void admin_set_tls(admin *a, tls_server *tls)
 {
     if (tls)
@@ -641,7 +651,7 @@ admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, tls_ser
     uv_timer_init(loop, &a->live_timer);
     a->live_timer.data = a;
     a->open_handles = 2;
-    a->tap = sh->tap;
+    a->tap = sh->pl.tap;
     admin_live_init(a);
     int rc = uv_tcp_bind(&a->server, (const struct sockaddr *)&ss, 0);
     if (rc == 0)

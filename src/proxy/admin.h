@@ -32,6 +32,12 @@ typedef struct admin admin;
 admin *admin_start(uv_loop_t *loop, const char *addr, const char *token, tls_server *tls,
                    proxy_shared *sh, outbox *ob, int workers, char *err, size_t errlen);
 
+/* The admin listener's certificates from cfg (admin_tls_cert and
+ * admin_tls_key) into *out (one reference, the caller's), or NULL when the
+ * admin speaks plain HTTP. -1 with err when a file does not hold what it
+ * should. Shared by `restspy proxy` and `restspy collect`. */
+int admin_tls_new(const config *cfg, tls_server **out, char *err, size_t errlen);
+
 /* Serves tls (a reference is taken; NULL: plain HTTP) to the connections
  * accepted from now on (SIGHUP's certificate reload). */
 void admin_set_tls(admin *a, tls_server *tls);

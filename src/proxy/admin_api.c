@@ -135,7 +135,7 @@ int admin_parse_query(const char *q, reqfilter *f, const admin_number *nums, siz
 
 void admin_api_requests(aconn *c, const char *query)
 {
-    store *s = c->a->sh->store;
+    store *s = c->a->sh->pl.store;
     if (!s) {
         admin_reply_error(c, 404, "Not Found", "the store is off: no request is kept");
         return;
@@ -338,7 +338,7 @@ static record *load_named(aconn *c, store *s, const char *rest, size_t idl)
 
 void admin_api_request(aconn *c, const char *rest, const char *query)
 {
-    store *s = c->a->sh->store;
+    store *s = c->a->sh->pl.store;
     if (!s) {
         admin_reply_error(c, 404, "Not Found", "the store is off: no request is kept");
         return;
@@ -455,7 +455,7 @@ static void replay_one(aconn *c, record *r, const char *query)
 
 void admin_api_request_post(aconn *c, const char *rest, const char *query)
 {
-    store *s = c->a->sh->store;
+    store *s = c->a->sh->pl.store;
     size_t idl = strcspn(rest, "/");
     if (!s || strcmp(rest + idl, "/replay") != 0) {
         admin_reply_error(c, 404, "Not Found",

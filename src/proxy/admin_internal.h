@@ -16,7 +16,7 @@
 #include "http/headers.h"
 #include "http/httpmsg.h"
 #include "proxy/admin.h"
-#include "proxy/tap.h"
+#include "pipeline/tap.h"
 #include "store/reqfilter.h"
 
 /* Blocking work running off the loop for a request (admin_offload). */

@@ -14,7 +14,7 @@
 #include "replication/mq.h"
 #include "replication/repl_peers.h"
 #include "replication/repl_status.h"
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 
 /* "log":B,"persist":B,"replicate":B of sw (RULE_SW_* bits). */
 static void append_switches(buf *b, unsigned sw)
@@ -52,7 +52,7 @@ void admin_flags_json(admin *a, buf *b)
     buf_append_char(b, '{');
     append_switches(b, global);
     buf_appendf(b, ",\"log_format\":\"%s\"",
-                logsink_format(a->sh->log) == LOG_FORMAT_COMBINED ? "combined" : "json");
+                logsink_format(a->sh->pl.log) == LOG_FORMAT_COMBINED ? "combined" : "json");
     append_rules(a, b);
     buf_append_char(b, '}');
 }
@@ -88,7 +88,7 @@ static void append_replication(admin *a, buf *b)
     publisher_members(a, b);
     store_repl_stats rs;
     char err[256];
-    if (a->sh->store && store_repl_stats_get(a->sh->store, &rs, err, sizeof err) == 0)
+    if (a->sh->pl.store && store_repl_stats_get(a->sh->pl.store, &rs, err, sizeof err) == 0)
         buf_appendf(b,
                     ",\"outbox_depth\":%lld,\"oldest_unpublished_us\":%lld,"
                     "\"not_replicated\":%lld",
@@ -161,11 +161,11 @@ void admin_stats(aconn *c)
     buf_appendf(&b, ",\"workers\":%d,\"uptime_s\":%lld", a->workers,
                 (long long)((util_now_us() - a->started_us) / 1000000));
     buf_appendf(&b, ",\"log\":{\"lines\":%llu,\"errors\":%llu}",
-                (unsigned long long)logsink_lines(a->sh->log),
-                (unsigned long long)logsink_errors(a->sh->log));
-    if (a->sh->store) {
+                (unsigned long long)logsink_lines(a->sh->pl.log),
+                (unsigned long long)logsink_errors(a->sh->pl.log));
+    if (a->sh->pl.store) {
         store_stats s;
-        store_get_stats(a->sh->store, &s);
+        store_get_stats(a->sh->pl.store, &s);
         buf_appendf(&b,
                     ",\"store\":{\"submitted\":%llu,\"written\":%llu,\"dropped\":%llu,"
                     "\"queued\":%llu,\"batches\":%llu,\"errors\":%llu,\"pruned\":%llu,"
@@ -190,9 +190,9 @@ void admin_metrics(aconn *c)
 {
     admin *a = c->a;
     metrics_sources src = {
-        .store = a->sh->store,
+        .store = a->sh->pl.store,
         .ob = a->ob,
-        .log = a->sh->log,
+        .log = a->sh->pl.log,
         .node = a->sh->cfg->node, /* read as is: see host_ok */
         .cfg = a->sh->cfg,
         .workers = a->workers,
@@ -232,9 +232,9 @@ static bool rules_switch_on(const config *cfg, json_t *rules, const char *name)
 static const char *flags_conflict(const admin *a, const config *cfg, json_t *j)
 {
     json_t *rules = json_object_get(j, "rules");
-    if (!a->sh->store && (switches_on(j, "persist") || rules_switch_on(cfg, rules, "persist")))
+    if (!a->sh->pl.store && (switches_on(j, "persist") || rules_switch_on(cfg, rules, "persist")))
         return "cannot switch persist on: the store is off (set store and restart)";
-    if (!a->sh->replicating &&
+    if (!a->sh->pl.replicating &&
         (switches_on(j, "replicate") || rules_switch_on(cfg, rules, "replicate")))
         return "cannot switch replicate on: no broker is configured (set amqp and restart)";
     return NULL;
@@ -371,7 +371,7 @@ void admin_flags_put(aconn *c)
     if (rules)
         rules_put_apply(cfg, rules);
     if (fmt >= 0)
-        logsink_set_format(c->a->sh->log, fmt);
+        logsink_set_format(c->a->sh->pl.log, fmt);
     json_decref(j);
     buf b = BUF_INIT;
     admin_flags_json(c->a, &b);
@@ -442,7 +442,7 @@ void admin_replication(aconn *c, const char *query)
 {
     admin *a = c->a;
     const config *cfg = a->sh->cfg; /* current: the admin runs on the loop that replaces it */
-    if (!a->sh->store) {
+    if (!a->sh->pl.store) {
         admin_reply_error(c, 404, "Not Found",
                           "the store is off: there are no replication figures");
         return;

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "base/util.h"
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 
 /* ------------------------------------------------------------------ */
 /* config                                                              */
@@ -452,7 +452,7 @@ void conn_close(conn *c, bool graceful)
         c->txn.up = NULL;
     }
     if (c->txn.ticket) {
-        c->txn.ticket->c = NULL; /* its commit is dropped when it arrives */
+        pipeline_ticket_forget(c->txn.ticket); /* its commit is dropped when it arrives */
         c->txn.ticket = NULL;
     }
     /* Nothing of a request is left to the connection's memory. */

@@ -11,7 +11,7 @@
 
 #include "base/util.h"
 #include "capture/rules.h"
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 
 /* ---- the exposition's pieces ---- */
 

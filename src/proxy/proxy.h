@@ -31,19 +31,17 @@
 
 #include "base/tls.h"
 #include "capture/config.h"
-#include "capture/logsink.h"
-#include "store/store.h"
+#include "pipeline/pipeline.h"
 #include "proxy/upstream.h"
 
-/* What every worker shares: sinks, the current config and the upstream. */
+/* What every worker shares: sinks, the current config and the upstream.
+ * `restspy collect` fills one too, without the upstream, for the admin API
+ * it shares with the proxy. */
 typedef struct proxy_shared {
-    store *store;     /* NULL when the store is off */
-    bool replicating; /* amqp configured and a store to hold the outbox */
-    logsink *log;     /* never NULL ("off" is a sink that drops) */
+    pipeline_sinks pl; /* store, log, outbox, tap: the capture pipeline's */
     struct sockaddr_storage upstream_addr;
     char upstream_host[300]; /* "host:port", the Host for clients that sent none */
     tls_client *up_tls;      /* an https upstream's TLS context, or NULL (plain http) */
-    struct tap *tap;         /* the live consoles' feed (admin on), or NULL */
     pthread_mutex_t cfg_lock;
     config *cfg;              /* current config; replaced on reload */
     tls_server *tls;          /* the listener's certificates with cfg, or NULL (plain) */
@@ -51,7 +49,6 @@ typedef struct proxy_shared {
 } proxy_shared;
 
 typedef struct conn conn;
-typedef struct commit_box commit_box;
 
 /* One event loop's share of the proxy. */
 typedef struct proxy_worker {
@@ -68,7 +65,7 @@ typedef struct proxy_worker {
     bool draining;
     void (*on_drained)(struct proxy_worker *w); /* draining and no connection left */
     uv_async_t commit_async; /* the store's commits (sync durability) wake the loop */
-    commit_box *commits;
+    pipeline_box *commits;   /* their mailbox (pipeline.h) */
 } proxy_worker;
 
 /* Sets up the worker's own handles on its loop (after loop, sh and pool). */

@@ -8,9 +8,10 @@
  *                 rule, forwarding decisions, error answers, the request's end
  *   relay.c       the upstream side: connect, send the head and body, parse
  *                 and relay the response, upgrades (tunnels)
- *   commit.c      the capture commit: the record and its outbox message to
- *                 the log sink and the store, sync-durability commit waits
- * Everything runs on the worker's loop (commit.c's mailbox aside). */
+ *   commit.c      the capture commit: the record and its outbox message
+ *                 handed to the capture pipeline (pipeline/pipeline.h, which
+ *                 `restspy collect` shares), sync-durability commit waits
+ * Everything runs on the worker's loop. */
 #ifndef RESTSPY_PROXY_INTERNAL_H
 #define RESTSPY_PROXY_INTERNAL_H
 
@@ -72,13 +73,13 @@ struct txn {
                         read and captured, not forwarded */
 
     /* replication of the request */
-    bool repl;                    /* candidate (rule, flag, method, amqp); may be dropped later */
-    bool repl_too_big;            /* its body passed replicate_max_body */
-    bool repl_status_ok;          /* the upstream answered as replicate_on wants */
-    bool hold;                    /* sync durability: the last client write waits */
-    buf repl_body;                /* the whole request body, up to replicate_max_body */
-    bool again;                   /* after the commit: go on with the next request */
-    struct commit_ticket *ticket; /* the commit being waited for */
+    bool repl;               /* candidate (rule, flag, method, amqp); may be dropped later */
+    bool repl_too_big;       /* its body passed replicate_max_body */
+    bool repl_status_ok;     /* the upstream answered as replicate_on wants */
+    bool hold;               /* sync durability: the last client write waits */
+    buf repl_body;           /* the whole request body, up to replicate_max_body */
+    bool again;              /* after the commit: go on with the next request */
+    pipeline_ticket *ticket; /* the commit being waited for */
 };
 
 struct conn {
@@ -122,24 +123,6 @@ struct conn {
     phase ph;
     struct txn txn; /* the request in flight (txn.rec != NULL) */
 };
-
-/* Commits reported by the store's writer thread reach the worker's loop
- * through this mailbox. It outlives the worker when commits are still in
- * flight at shutdown (reference count), and once closed it drops what comes. */
-struct commit_box {
-    pthread_mutex_t lock;
-    int refs;
-    bool open;
-    uv_async_t *async;
-    struct commit_ticket *head;
-};
-
-typedef struct commit_ticket {
-    conn *c; /* NULL once the connection is gone */
-    int status;
-    commit_box *box;
-    struct commit_ticket *next;
-} commit_ticket;
 
 /* A callback can close the connection (a write to a client that has gone
  * fails) while llhttp still holds the rest of the buffer: every callback

@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #include "base/util.h"
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 
 /* ------------------------------------------------------------------ */
 /* sending (client -> upstream)                                        */
@@ -381,8 +381,7 @@ static int r_on_headers_complete(llhttp_t *p)
     if (c->ph == PH_WAIT)
         uv_timer_stop(&c->ctimer); /* the response head timeout */
     if (c->txn.repl) {
-        c->txn.repl_status_ok =
-            c->txn.cfg->replicate_on == REPL_ON_ANY || (status >= 200 && status < 300);
+        c->txn.repl_status_ok = pipeline_status_replicates(c->txn.cfg, status);
         c->txn.hold = c->txn.repl_status_ok && !c->txn.repl_too_big &&
                       c->txn.cfg->replicate_durability == REPL_SYNC;
     }

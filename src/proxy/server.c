@@ -8,12 +8,9 @@
 #include "capture/config.h"
 #include "capture/rules.h"
 #include "proxy/listener.h"
-#include "capture/logsink.h"
-#include "replication/outbox.h"
 #include "proxy/proxy.h"
-#include "proxy/stats.h"
-#include "proxy/tap.h"
-#include "store/store.h"
+#include "pipeline/stats.h"
+#include "pipeline/tap.h"
 #include "base/url.h"
 #include "base/util.h"
 
@@ -25,7 +22,6 @@ typedef struct server {
     proxy_shared sh;
     listener *l;
     admin *adm;
-    outbox *ob;
     uv_signal_t sigterm, sigint, sighup;
     bool signals_on;
     bool stopping;
@@ -65,8 +61,8 @@ static void stop(server *s)
     /* Workers drain on their own threads; this waits for them. */
     listener_stop(s->l, s->sh.cfg->grace_period_ms);
     s->l = NULL;
-    tap_free(s->sh.tap); /* the workers that published to it are gone */
-    s->sh.tap = NULL;
+    tap_free(s->sh.pl.tap); /* the workers that published to it are gone */
+    s->sh.pl.tap = NULL;
     uv_walk(s->loop, close_walk, NULL);
 }
 
@@ -95,9 +91,7 @@ static int make_tls(const config *cfg, tls_server **out, tls_server **admin_out,
     if (n &&
         !(*out = tls_server_new(cfg->tls_cert, n, cfg->tls_key, count(cfg->tls_key), err, errlen)))
         return -1;
-    char *const acert[] = {cfg->admin_tls_cert}, *const akey[] = {cfg->admin_tls_key};
-    if (cfg->admin_tls_cert &&
-        !(*admin_out = tls_server_new(acert, 1, akey, cfg->admin_tls_key ? 1 : 0, err, errlen))) {
+    if (admin_tls_new(cfg, admin_out, err, errlen) < 0) {
         tls_server_unref(*out);
         *out = NULL;
         return -1;
@@ -132,7 +126,7 @@ static int make_upstream_tls(const config *cfg, const url_parts *up, tls_client 
 static void reload(server *s)
 {
     char err[512] = "";
-    if (logsink_reopen(s->sh.log, err, sizeof err) < 0)
+    if (logsink_reopen(s->sh.pl.log, err, sizeof err) < 0)
         fprintf(stderr, "restspy: cannot reopen the log: %s (keeping the old file)\n", err);
     config *c = NULL;
     if (config_load(&c, s->argc - 1, s->argv + 1, s->envp, NULL, NULL, err, sizeof err) < 0 ||
@@ -175,14 +169,6 @@ static void on_hup(uv_signal_t *h, int signum)
         reload(s);
 }
 
-/* The outbox's broker connection lines (publisher thread; one fprintf per
- * line, so lines of several threads never mix). */
-static void log_replication(void *ud, const char *line)
-{
-    (void)ud;
-    fprintf(stderr, "restspy: replication: %s\n", line);
-}
-
 /* Whether argv (before any "--") holds one of the two words. */
 static bool has_arg(int argc, char **argv, const char *a, const char *b)
 {
@@ -207,23 +193,8 @@ int server_main(int argc, char **argv, char *const *envp)
     }
     char err[512] = "";
     config *cfg = NULL;
-    int npos = 0;
-    int *pos = xcalloc((size_t)argc + 1, sizeof *pos);
-    if (config_load(&cfg, argc - 1, argv + 1, envp, pos, &npos, err, sizeof err) < 0 ||
-        config_validate(cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "restspy proxy: %s\n", err);
-        free(pos);
-        config_unref(cfg);
+    if (config_load_command(&cfg, "proxy", argc, argv, envp) != 0)
         return 2;
-    }
-    if (npos > 0) {
-        fprintf(stderr, "restspy proxy: unexpected argument '%s' (see restspy proxy --help)\n",
-                argv[1 + pos[0]]);
-        free(pos);
-        config_unref(cfg);
-        return 2;
-    }
-    free(pos);
     if (!cfg->upstream) {
         fprintf(stderr, "restspy proxy: --upstream is required (e.g. --upstream "
                         "http://127.0.0.1:8000)\n");
@@ -259,69 +230,14 @@ int server_main(int argc, char **argv, char *const *envp)
         config_unref(cfg);
         return 2;
     }
-    unsigned jflags =
-        (cfg->log_headers ? RECORD_JSON_HEADERS : 0u) | (cfg->log_bodies ? RECORD_JSON_BODIES : 0u);
-    s.sh.log = logsink_open(cfg->log, cfg->log_format, jflags, err, sizeof err);
-    if (!s.sh.log) {
-        fprintf(stderr, "restspy proxy: log: %s\n", err);
-        config_unref(cfg);
-        return 1;
-    }
-    if (strcmp(cfg->store, "off") != 0) {
-        store_options o = {
-            .url = cfg->store,
-            .queue_max = cfg->store_queue,
-            .queue_max_bytes = cfg->store_queue_bytes,
-            .batch_max = cfg->store_batch,
-            .drop_when_full = cfg->store_on_full == STORE_FULL_DROP,
-            .max_rows = cfg->max_rows,
-            .max_age_ms = cfg->max_age_ms,
-            .busy_timeout_ms = cfg->busy_timeout_ms,
-            .commit_delay_us = cfg->store_commit_delay_ms * 1000,
-            .init_foreign = cfg->store_init,
-        };
-        s.sh.store = store_open(&o, err, sizeof err);
-        if (s.sh.store && cfg->amqp && store_check_replication(s.sh.store, err, sizeof err) < 0) {
-            fprintf(stderr, "restspy proxy: --amqp: %s\n", err);
-            goto out;
-        }
-        if (!s.sh.store || store_start(s.sh.store, err, sizeof err) < 0) {
-            fprintf(stderr, "restspy proxy: store: %s\n", err);
-            goto out;
-        }
-    }
-    if (cfg->amqp && !s.sh.store) {
-        fprintf(stderr, "restspy proxy: replication (amqp) needs a store for its outbox\n");
+    if (pipeline_open(&s.sh.pl, cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "restspy proxy: %s\n", err);
         goto out;
     }
-    if (cfg->amqp) {
-        /* The publisher connects by itself: a broker that is down now is
-         * not an error, the outbox just waits. */
-        outbox_options oo = {
-            .amqp_url = cfg->amqp,
-            .node = cfg->node,
-            .queue_type = cfg->queue_type,
-            .heartbeat_s = (unsigned)(cfg->amqp_heartbeat_ms / 1000),
-            .max_in_flight = 256,
-            .retry_min_ms = cfg->retry_min_ms,
-            .retry_max_ms = cfg->retry_max_ms,
-            .log = log_replication,
-            .log_interval_ms = cfg->amqp_log_interval_ms,
-        };
-        s.ob = outbox_start(s.sh.store, &oo, err, sizeof err);
-        if (!s.ob) {
-            fprintf(stderr, "restspy proxy: outbox: %s\n", err);
-            goto out;
-        }
-        s.sh.replicating = true;
-    }
-    atomic_store(&g_flags.log, strcmp(cfg->log, "off") != 0);
-    atomic_store(&g_flags.persist, s.sh.store != NULL);
-    atomic_store(&g_flags.replicate, s.sh.replicating);
     proxy_shared_set_config(&s.sh, cfg, tls);
 
     if (strcmp(cfg->admin, "off") != 0)
-        s.sh.tap = tap_new(s.loop); /* before the workers, which read it */
+        s.sh.pl.tap = tap_new(s.loop); /* before the workers, which read it */
     int workers = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
     signal(SIGPIPE, SIG_IGN);
     s.l = listener_start(&s.sh, cfg->listen, workers, err, sizeof err);
@@ -330,8 +246,8 @@ int server_main(int argc, char **argv, char *const *envp)
         goto out;
     }
     if (strcmp(cfg->admin, "off") != 0) {
-        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, admin_tls, &s.sh, s.ob, workers,
-                            err, sizeof err);
+        s.adm = admin_start(s.loop, cfg->admin, cfg->admin_token, admin_tls, &s.sh, s.sh.pl.ob,
+                            workers, err, sizeof err);
         if (!s.adm) {
             fprintf(stderr, "restspy proxy: %s\n", err);
             listener_stop(s.l, 0);
@@ -362,15 +278,13 @@ int server_main(int argc, char **argv, char *const *envp)
 out:
     if (s.l)
         listener_stop(s.l, 0);
-    tap_free(s.sh.tap);
-    s.sh.tap = NULL;
+    tap_free(s.sh.pl.tap);
+    s.sh.pl.tap = NULL;
     uv_walk(s.loop, close_walk, NULL);
     uv_run(s.loop, UV_RUN_DEFAULT);
     if (!s.signals_on)
         uv_loop_close(s.loop); /* else the signal handles keep it open: see close_walk */
-    outbox_stop(s.ob);         /* unconfirmed rows stay in the outbox for the next start */
-    store_close(s.sh.store);   /* commits every record still queued */
-    logsink_close(s.sh.log);
+    pipeline_close(&s.sh.pl);
     config_unref(s.sh.cfg);
     config_unref(cfg);
     tls_server_unref(s.sh.tls);

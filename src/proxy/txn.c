@@ -14,8 +14,7 @@
 
 #include "base/url.h"
 #include "base/util.h"
-#include "capture/decision.h"
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 
 /* ------------------------------------------------------------------ */
 /* request parsing (client -> upstream)                                */
@@ -184,28 +183,8 @@ static void txn_decide(conn *c, const rule *matched, bool from_peer, bool upgrad
     struct txn *t = &c->txn;
     record *r = t->rec;
     assert(!t->rule && !r->rule);
-    const proxy_shared *sh = c->w->sh;
-    const rule *deciding = matched ? matched : rules_default(t->cfg->rules, t->cfg->rules_len);
-    capture_input in = {
-        .rule = matched,
-        .method = r->method,
-        .method_len = r->method ? strlen(r->method) : 0,
-        .from_peer = from_peer,
-        .upgrade = upgrade,
-        .flag_log = atomic_load_explicit(&g_flags.log, memory_order_relaxed),
-        .flag_persist = atomic_load_explicit(&g_flags.persist, memory_order_relaxed),
-        .flag_replicate = atomic_load_explicit(&g_flags.replicate, memory_order_relaxed),
-        .rule_switches = rules_switches(deciding),
-        .have_store = sh->store != NULL,
-        .have_amqp = sh->replicating,
-        .log_bodies = t->cfg->log_bodies,
-    };
-    capture_decision d = capture_decide(t->cfg, &in);
+    capture_decision d = pipeline_decide(&c->w->sh->pl, t->cfg, r, matched, from_peer, upgrade);
     t->rule = d.rule;
-    r->rule = xstrdup(d.rule->name);
-    r->do_log = d.log;
-    r->do_persist = d.persist;
-    r->do_replicate = d.replicate;
     t->cap_req = t->cap_resp = d.bodies;
     t->repl = d.outbox;
 }

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "base/iostream.h"
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 #include "base/util.h"
 
 struct upstream_conn {

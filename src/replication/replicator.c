@@ -694,21 +694,11 @@ static bool wants_help(int argc, char **argv)
 
 static int load_config(int argc, char **argv, char *const *envp, config **out)
 {
-    char err[512] = "";
-    int npos = 0;
-    int *pos = xcalloc((size_t)argc + 1, sizeof *pos);
     config *cfg = NULL;
-    int rc = 0;
-    if (config_load(&cfg, argc - 1, argv + 1, envp, pos, &npos, err, sizeof err) != 0 ||
-        config_validate(cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "restspy replicate: %s\n", err);
-        rc = 2;
-    } else if (npos > 0) {
-        fprintf(stderr,
-                "restspy replicate: unexpected argument '%s' (see restspy replicate --help)\n",
-                argv[1 + pos[0]]);
-        rc = 2;
-    } else if (!cfg->amqp) {
+    int rc = config_load_command(&cfg, "replicate", argc, argv, envp);
+    if (rc)
+        return rc;
+    if (!cfg->amqp) {
         fprintf(stderr, "restspy replicate: --amqp is required (e.g. --amqp "
                         "amqp://guest:guest@127.0.0.1:5672/)\n");
         rc = 2;
@@ -721,7 +711,6 @@ static int load_config(int argc, char **argv, char *const *envp, config **out)
                         "what makes every apply happen once\n");
         rc = 2;
     }
-    free(pos);
     if (rc) {
         config_unref(cfg);
         return rc;
@@ -791,6 +780,8 @@ int replicator_main(int argc, char **argv, char *const *envp)
         .max_age_ms = cfg->max_age_ms,
         .busy_timeout_ms = cfg->busy_timeout_ms,
         .commit_delay_us = cfg->store_commit_delay_ms * 1000,
+        .checkpoint_pages = cfg->store_checkpoint_pages,
+        .ledger_max_age_ms = cfg->replicate_ledger_max_age_ms,
         .init_foreign = cfg->store_init,
     };
     r.st = store_open(&o, err, sizeof err);

@@ -128,14 +128,16 @@ typedef struct sq_store {
      * replicator's ledger lookup), prepared once on rdb: preparing was three
      * quarters of the publisher's instructions (callgrind). Under rlock. */
     sqlite3_stmt *r_outbox_fetch, *r_ledger_has, *r_stuck_get;
+    struct sq_ckpt *ckpt; /* background checkpoints (opt.checkpoint_pages), or NULL */
 
     /* writer-only */
     sqlite3_stmt *ins, *ins_outbox, *ins_applied, *counter, *del_outbox, *stuck_set, *stuck_del,
         *receipt_put;
-    buf reqh, resph;                 /* header JSON of the record being inserted */
-    int64_t rows;                    /* row count, tracked for max_rows (counted on open) */
-    int64_t next_age_prune_mono_us;  /* now when the last age chunk was full */
-    int64_t rows_hold_until_mono_us; /* after a failed delete: not before */
+    buf reqh, resph;                   /* header JSON of the record being inserted */
+    int64_t rows;                      /* row count, tracked for max_rows (counted on open) */
+    int64_t next_age_prune_mono_us;    /* now when the last age chunk was full */
+    int64_t next_ledger_prune_mono_us; /* the same for ledger_max_age */
+    int64_t rows_hold_until_mono_us;   /* after a failed delete: not before */
 } sq_store;
 
 static inline sq_store *sq(store *s)
@@ -172,6 +174,23 @@ int sq_not_a_store(sqlite3 *db, const char *path, int64_t v, const char *hint, c
                    size_t errlen);
 /* The error for a file of a newer schema. Always -1. */
 int sq_newer_schema(int64_t v, char *err, size_t errlen);
+
+/* ---- sqlite_checkpoint.c ---- */
+
+/* The background checkpointer of a writer connection (see the file's
+ * comment): from now on writer's commits only append to the WAL, and a
+ * thread with its own connection to path copies it into the main file each
+ * time it holds `pages` frames (> 0). Call before the writer's thread
+ * starts. busy_ms: how long its first read of path may wait for other
+ * processes. NULL with err (then writer keeps SQLite's own checkpoints). */
+typedef struct sq_ckpt sq_ckpt;
+sq_ckpt *sq_ckpt_start(const char *path, sqlite3 *writer, int pages, uint64_t busy_ms, char *err,
+                       size_t errlen);
+/* Stops it (NULL: nothing) once writer's thread is done; writer is back on
+ * SQLite's own checkpoints. */
+void sq_ckpt_stop(sq_ckpt *c, sqlite3 *writer);
+/* Checkpoints run so far, and those a reader or the writer held up. */
+void sq_ckpt_counts(sq_ckpt *c, uint64_t *runs, uint64_t *busy);
 
 /* ---- sqlite_writer.c ---- */
 

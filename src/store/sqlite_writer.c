@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/util.h"
+#include "base/uuid7.h"
 #include "store/sqlite_internal.h"
 #include "store/store_sqlite.h"
 
@@ -315,6 +316,8 @@ static int64_t prune_wake_at(const sq_store *s)
         t = s->rows_hold_until_mono_us;
     if (s->opt.max_age_ms && s->next_age_prune_mono_us < t)
         t = s->next_age_prune_mono_us;
+    if (s->opt.ledger_max_age_ms && s->next_ledger_prune_mono_us < t)
+        t = s->next_ledger_prune_mono_us;
     return t;
 }
 
@@ -323,15 +326,21 @@ static bool prune_due(const sq_store *s, int64_t now_mono)
     return now_mono >= prune_wake_at(s);
 }
 
-/* Runs one DELETE chunk in its own (short) transaction; rows deleted or -1. */
-static int64_t prune_chunk(sq_store *s, const char *sql, int64_t arg)
+/* Runs one DELETE chunk in its own (short) transaction, its parameter ?1
+ * the text text or, when text is NULL, the integer arg; rows deleted or -1.
+ * Deleted requests count in the stats' pruned; ledger rows do not. */
+static int64_t prune_chunk_of(sq_store *s, const char *sql, int64_t arg, const char *text,
+                              bool requests)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         fprintf(stderr, "restspy: store: retention: %s\n", sqlite3_errmsg(s->db));
         return -1;
     }
-    sqlite3_bind_int64(st, 1, arg);
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, arg);
     int rc = sqlite3_step(st);
     int64_t n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : -1;
     if (n < 0)
@@ -340,10 +349,38 @@ static int64_t prune_chunk(sq_store *s, const char *sql, int64_t arg)
     pthread_mutex_lock(&s->w.q.mu);
     if (n < 0)
         s->w.q.st.errors++;
-    else
+    else if (requests)
         s->w.q.st.pruned += (uint64_t)n;
     pthread_mutex_unlock(&s->w.q.mu);
     return n;
+}
+
+static int64_t prune_chunk(sq_store *s, const char *sql, int64_t arg)
+{
+    return prune_chunk_of(s, sql, arg, NULL, true);
+}
+
+/* Ledger retention (ledger_max_age): one chunk of the replicator's ledger
+ * (applied and skipped writes, by applied_at) and one of the apply
+ * receipts (by message_id: a UUIDv7 begins with its capture's time, so the
+ * primary key orders them by age). Returns true when a chunk was full. */
+static bool prune_ledger(sq_store *s)
+{
+    int64_t cutoff_us = util_now_us() - (int64_t)s->opt.ledger_max_age_ms * 1000;
+    int64_t a = prune_chunk_of(s,
+                               "DELETE FROM applied WHERE rowid IN (SELECT rowid FROM applied "
+                               "WHERE applied_at < ?1 ORDER BY applied_at LIMIT 1000)",
+                               cutoff_us, NULL, false);
+    /* The smallest id of the cutoff's millisecond: every id before it is older. */
+    static const unsigned char zero[10];
+    char first[UUID7_STR_LEN + 1];
+    uuid7_derive(cutoff_us / 1000, zero, first);
+    memcpy(first + 14, "0000-0000-000000000000", 22);
+    int64_t r = prune_chunk_of(s,
+                               "DELETE FROM receipts WHERE message_id IN (SELECT message_id FROM "
+                               "receipts WHERE message_id < ?1 ORDER BY message_id LIMIT 1000)",
+                               0, first, false);
+    return a == PRUNE_CHUNK || r == PRUNE_CHUNK;
 }
 
 /* One step of retention: at most one chunk per kind, so new batches get in
@@ -362,6 +399,8 @@ static void prune_step(sq_store *s)
         /* A full chunk means there is more: go on right after the next batch. */
         s->next_age_prune_mono_us = n == PRUNE_CHUNK ? now_mono : now_mono + AGE_PRUNE_EVERY_US;
     }
+    if (s->opt.ledger_max_age_ms && now_mono >= s->next_ledger_prune_mono_us)
+        s->next_ledger_prune_mono_us = prune_ledger(s) ? now_mono : now_mono + AGE_PRUNE_EVERY_US;
     if (rows_excess(s) && now_mono >= s->rows_hold_until_mono_us) {
         int64_t excess = s->rows - (int64_t)s->opt.max_rows;
         int64_t n = prune_chunk(s,

@@ -42,24 +42,34 @@ typedef struct store store;
 /* The store's settings, filled by its caller (from the proxy's or the
  * CLI's configuration): the store knows no configuration file. */
 typedef struct store_options {
-    const char *url;          /* "sqlite:restspy.db" */
-    uint64_t queue_max;       /* records */
-    uint64_t queue_max_bytes; /* bytes the waiting records hold (bodies, headers,
-                                 outbox messages); 0 = no limit. One record
-                                 always fits, however large */
-    uint64_t batch_max;       /* records per transaction */
-    bool drop_when_full;      /* queue full: drop the unit (else wait for room) */
-    uint64_t max_rows;        /* 0 = no limit */
-    uint64_t max_age_ms;      /* 0 = no limit */
-    uint64_t busy_timeout_ms; /* SQLite busy timeout (other processes); also how
-                                 long store_open waits for another process
-                                 creating or migrating the same file */
-    uint64_t commit_delay_us; /* group commit window: how long the writer waits
-                                 for more records before a small batch (0: none) */
-    bool read_only;           /* CLI readers: open without creating or migrating */
-    bool init_foreign;        /* add restspy's tables to an SQLite file that holds
-                                 other tables (store_init); else such a file is
-                                 refused, saying what it holds */
+    const char *url;            /* "sqlite:restspy.db" */
+    uint64_t queue_max;         /* records */
+    uint64_t queue_max_bytes;   /* bytes the waiting records hold (bodies, headers,
+                                   outbox messages); 0 = no limit. One record
+                                   always fits, however large */
+    uint64_t batch_max;         /* records per transaction */
+    bool drop_when_full;        /* queue full: drop the unit (else wait for room) */
+    uint64_t max_rows;          /* 0 = no limit */
+    uint64_t max_age_ms;        /* 0 = no limit */
+    uint64_t ledger_max_age_ms; /* replication's memory: applied and skipped
+                                   writes in the ledger and apply receipts
+                                   older than this are deleted (a copy of such
+                                   a write arriving later would be applied
+                                   again); 0 = kept for ever */
+    uint64_t busy_timeout_ms;   /* SQLite busy timeout (other processes); also how
+                                   long store_open waits for another process
+                                   creating or migrating the same file */
+    uint64_t commit_delay_us;   /* group commit window: how long the writer waits
+                                   for more records before a small batch (0: none) */
+    uint64_t checkpoint_pages;  /* SQLite: the WAL pages a background thread copies
+                                   into the main file at once (each page once
+                                   however many commits wrote it); 0: SQLite's
+                                   own checkpoint, inside the commit that passes
+                                   1000 pages */
+    bool read_only;             /* CLI readers: open without creating or migrating */
+    bool init_foreign;          /* add restspy's tables to an SQLite file that holds
+                                   other tables (store_init); else such a file is
+                                   refused, saying what it holds */
 } store_options;
 
 typedef struct store_stats {
@@ -402,7 +412,10 @@ int store_get(store *s, const char *id, record **out, char *err, size_t errlen);
  * it alone in s, as store_get takes them (no other stored id starts or ends
  * with them), the same L for all so that a column of them lines up (as git
  * abbreviates). UUID7_STR_LEN (the whole ids) when the ends of random ids
- * collide (practically never). Reads every id of the store once. 0 with
+ * collide (practically never). Reads every id of a store of up to 100,000
+ * ids once; a larger store is not read: its short ids are 12 characters,
+ * the UUIDs' random last group, which another id ends alike with a
+ * probability below 1e-7 (store_get refuses a key two ids share). 0 with
  * *len, or -1 with err. */
 int store_id_abbrev(store *s, const char *const *ids, size_t n, size_t *len, char *err,
                     size_t errlen);

@@ -252,13 +252,30 @@ static int sq_start(store *base, char *err, size_t errlen)
         snprintf(err, errlen, "store %s was opened read-only", s->path);
         return -1;
     }
-    return writeq_start(&s->w.q, err, errlen);
+    bool mine = false;
+    if (s->opt.checkpoint_pages && !s->ckpt) {
+        int pages = s->opt.checkpoint_pages > INT_MAX ? INT_MAX : (int)s->opt.checkpoint_pages;
+        s->ckpt = sq_ckpt_start(s->path, s->db, pages, s->opt.busy_timeout_ms, err, errlen);
+        if (!s->ckpt)
+            return -1;
+        mine = true;
+    }
+    if (writeq_start(&s->w.q, err, errlen) < 0) {
+        if (mine) {
+            sq_ckpt_stop(s->ckpt, s->db);
+            s->ckpt = NULL;
+        }
+        return -1;
+    }
+    return 0;
 }
 
 static void sq_close(store *base)
 {
     sq_store *s = sq(base);
     writeq_close(&s->w.q);
+    sq_ckpt_stop(s->ckpt, s->db);
+    s->ckpt = NULL;
     if (!s->opt.read_only) {
         finalize_writer_stmts(s);
         /* Fold the WAL back into the main file so a copied .db is complete. */

@@ -30,4 +30,10 @@
  * back to force each plan and compare their answers. */
 void store_sqlite_test_glob_index_max(int64_t max);
 
+/* TEST ONLY: whether s (an open sqlite store) runs a background
+ * checkpointer (store_options.checkpoint_pages and started), and how many
+ * checkpoints it has run (*runs) and how many a reader or the writer held
+ * up (*busy). */
+bool store_sqlite_test_checkpoints(store *s, uint64_t *runs, uint64_t *busy);
+
 #endif

@@ -373,6 +373,25 @@ static void test_combined(void **state)
     record_free(r);
 }
 
+/* record_mem counts what a record holds: itself, each string, header
+ * blocks and buffers by capacity (the store's queue bound relies on it). */
+static void test_record_mem(void **state)
+{
+    (void)state;
+    record *r = record_new();
+    size_t base = record_mem(r);
+    assert_true(base >= sizeof(record) + 32); /* the struct and "local" */
+    r->path = xstrdup("/api/items/1");
+    size_t with_path = record_mem(r);
+    assert_true(with_path >= base + 13 && with_path <= base + 13 + 32);
+    http_headers_add(&r->resp_headers, "Content-Type", 12, "application/json", 16);
+    size_t with_header = record_mem(r);
+    assert_true(with_header >= with_path + 1024); /* a whole string block */
+    buf_reserve(&r->resp_body, 8000);
+    assert_true(record_mem(r) >= with_header + 8000); /* capacity, not length */
+    record_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_set_target),
         cmocka_unit_test(test_json_id_canonical),
         cmocka_unit_test(test_decode_bodies),
+        cmocka_unit_test(test_record_mem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -250,6 +250,57 @@ static void test_carry_switches(void **state)
     config_unref(old);
 }
 
+/* A view's rule added at run time: before the default rule, matching
+ * everything, with the default's caps; its configured switches follow the
+ * latest pair, except those switched at run time. */
+static void test_add_rule(void **state)
+{
+    (void)state;
+    config *c = with_rules();
+    size_t n = c->rules_len;
+    rule *def = &c->rules[n - 1];
+    def->req_body_cap = 123;
+    def->resp_body_cap = 456;
+    rule *r = config_add_rule(c, "orders", RULE_SW_LOG | RULE_SW_REPLICATE);
+    assert_int_equal(c->rules_len, n + 1);
+    assert_ptr_equal(r, &c->rules[n - 1]);
+    assert_string_equal(r->name, "orders");
+    assert_string_equal(c->rules[n].name, "default"); /* still last */
+    assert_int_equal(c->rules[n].req_body_cap, 123);
+    assert_int_equal(r->req_body_cap, 123);
+    assert_int_equal(r->resp_body_cap, 456);
+    assert_int_equal(r->methods, RULE_METHOD_ANY);
+    assert_null(r->path);
+    assert_null(r->host);
+    assert_int_equal(rules_configured(r), RULE_SW_LOG | RULE_SW_REPLICATE);
+    assert_int_equal(rules_switches(r), RULE_SW_LOG | RULE_SW_REPLICATE);
+    assert_ptr_equal(rules_find(c->rules, c->rules_len, "orders"), r);
+    /* The rules before it are where they were. */
+    assert_string_equal(c->rules[0].name, "health");
+
+    /* The next pair's flags win ... */
+    rules_set_configured(r, RULE_SW_PERSIST);
+    assert_int_equal(rules_switches(r), RULE_SW_PERSIST);
+    assert_int_equal(r->flipped, 0);
+    /* ... but not over a switch turned at run time: replicate turned on
+     * stays on, persist and log follow the pairs. */
+    rules_set_switches(r, RULE_SW_PERSIST | RULE_SW_REPLICATE);
+    rules_set_configured(r, RULE_SW_LOG);
+    assert_int_equal(rules_configured(r), RULE_SW_LOG);
+    assert_int_equal(rules_switches(r), RULE_SW_LOG | RULE_SW_REPLICATE);
+    rules_set_configured(r, RULE_SW_ALL);
+    assert_int_equal(rules_switches(r), RULE_SW_ALL);
+    assert_int_equal(r->flipped, 0);
+
+    /* A second one goes after the first, before the default. */
+    rule *s = config_add_rule(c, "users", 0);
+    assert_string_equal(c->rules[n - 1].name, "orders");
+    assert_ptr_equal(s, &c->rules[n]);
+    assert_string_equal(c->rules[n + 1].name, "default");
+    assert_int_equal(rules_switches(s), 0);
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_match_host),      cmocka_unit_test(test_match_other_methods),
         cmocka_unit_test(test_match_ipv6_host), cmocka_unit_test(test_default_only),
         cmocka_unit_test(test_switches),        cmocka_unit_test(test_carry_switches),
+        cmocka_unit_test(test_add_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

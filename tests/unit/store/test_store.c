@@ -23,6 +23,7 @@
 #include <time.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/glob.h"
@@ -535,39 +536,160 @@ static void test_drop_policy(void **state)
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
 }
 
-/* store_queue_bytes: records holding bodies count their bytes; past the
- * bound the policy applies as for a full queue, and one record always fits
- * however large. */
-static void test_drop_policy_bytes(void **state)
+/* A record of mkrec with a 3000-byte answer body. */
+static record *mkrec_body(int i)
+{
+    record *r = mkrec(i, i);
+    char body[3000];
+    memset(body, 'x', sizeof body);
+    buf_append(&r->resp_body, body, sizeof body);
+    r->resp_body_size = sizeof body;
+    return r;
+}
+
+/* Waits (10 s at most) until s has committed n records. */
+static void wait_written(store *s, uint64_t n)
+{
+    store_stats st;
+    for (int i = 0; i < 2000; i++) {
+        store_get_stats(s, &st);
+        if (st.written >= n)
+            return;
+        testutil_sleep_ms(5);
+    }
+    fail_msg("%llu of %llu records written", (unsigned long long)st.written, (unsigned long long)n);
+}
+
+/* store_options.ledger_max_age_ms: the writer deletes ledger rows (applied
+ * or skipped writes) and apply receipts older than it, in chunks, with no
+ * traffic needed; newer ones stay; requests are not touched and not counted
+ * as pruned. 0 keeps them all. */
+static void test_ledger_retention(void **state)
 {
     fx *f = *state;
     store_options o = opts(f);
+    store *s = open_started(&o);
+    assert_int_equal(store_submit(s, mkrec(1, util_now_us() - 3600 * 1000000LL)), 0);
+    store_close(s);
+    int64_t now = util_now_us();
+    static const unsigned char seed[10] = {1, 2, 3};
+    char old_id[UUID7_STR_LEN + 1], new_id[UUID7_STR_LEN + 1];
+    uuid7_derive(now / 1000 - 60000, seed, old_id);
+    uuid7_generate(new_id);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO applied (message_id, origin, applied_at, status) VALUES"
+             " ('%s', 'b', %lld, 201), ('%s', 'b', %lld, 201);"
+             "INSERT INTO applied (message_id, origin, applied_at, state) VALUES"
+             " ('skipped-old', 'b', %lld, 'skipped');"
+             "INSERT INTO receipts (message_id, node, outcome, status, at) VALUES"
+             " ('%s', 'b', 'applied', 201, %lld), ('%s', 'b', 'applied', 201, %lld);",
+             old_id, (long long)(now - 60 * 1000000LL), new_id, (long long)now,
+             (long long)(now - 60 * 1000000LL), old_id, (long long)(now - 60 * 1000000LL), new_id,
+             (long long)now);
+    sql_exec(f->path, sql);
+
+    o.ledger_max_age_ms = 0; /* kept for ever */
+    s = open_started(&o);
+    testutil_sleep_ms(300);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applied"), 3);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM receipts"), 2);
+
+    o.ledger_max_age_ms = 30000;
+    s = open_started(&o);
+    for (int i = 0; i < 500 && (sql_int(f->path, "SELECT count(*) FROM applied") != 1 ||
+                                sql_int(f->path, "SELECT count(*) FROM receipts") != 1);
+         i++)
+        testutil_sleep_ms(10);
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.pruned, 0);
+    store_close(s);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM applied WHERE message_id = '%s'", new_id);
+    assert_int_equal(sql_int(f->path, sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM receipts WHERE message_id = '%s'", new_id);
+    assert_int_equal(sql_int(f->path, sql), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applied"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM receipts"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 1);
+}
+
+/* store_options.checkpoint_pages: a background thread copies the WAL into
+ * the file each time it holds that many pages and restarts it, so the WAL
+ * file stays about one burst long however much is written, and every row is
+ * in the file; 0 runs no such thread (SQLite's own checkpoints). */
+static void test_background_checkpoints(void **state)
+{
+    fx *f = *state;
+    enum { ROUNDS = 8, PER_ROUND = 200 };
+    store_options o = opts(f);
+    o.checkpoint_pages = 32;
+    store *s = open_started(&o);
+    uint64_t runs = 0, busy = 0, before = 0;
+    assert_true(store_sqlite_test_checkpoints(s, &runs, &busy));
+    char wal[4096];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < PER_ROUND; i++)
+            assert_int_equal(store_submit(s, mkrec_body(round * PER_ROUND + i)), 0);
+        wait_written(s, (uint64_t)(round + 1) * PER_ROUND);
+        /* The writer is idle: the checkpoint it asked for completes. */
+        for (int i = 0; i < 2000 && runs == before; i++) {
+            testutil_sleep_ms(5);
+            store_sqlite_test_checkpoints(s, &runs, &busy);
+        }
+        assert_true(runs > before);
+        before = runs;
+    }
+    /* 1,600 rows of 3 KB: about 1,600 pages of answers alone went through
+     * the WAL; restarted after each round, it never held two rounds. */
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size < 2 * PER_ROUND * 4096 + 64 * 4096);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), ROUNDS * PER_ROUND);
+
+    o.checkpoint_pages = 0;
+    s = open_started(&o);
+    assert_false(store_sqlite_test_checkpoints(s, &runs, &busy));
+    store_close(s);
+}
+
+/* store_queue_bytes: a queued record counts all the memory it holds
+ * (record_mem: itself, its strings, header blocks and buffers by capacity,
+ * not only its bodies); past the bound the policy applies as for a full
+ * queue, and one record always fits however large. */
+static void test_drop_policy_bytes(void **state)
+{
+    fx *f = *state;
+    record *probe = mkrec_body(99);
+    record_cache_headers_json(probe); /* as the store does before queueing */
+    size_t each = record_mem(probe);
+    record_free(probe);
+    assert_true(each > 3000 + sizeof(record)); /* the body and the struct, at least */
+    store_options o = opts(f);
     o.queue_max = 100;
-    o.queue_max_bytes = 10000;
+    o.queue_max_bytes = 4 * each + each / 2;
     o.drop_when_full = true;
     store *s = open_started(&o);
     writeq_pause(s, true);
     int ok = 0, refused = 0;
     for (int i = 0; i < 10; i++) {
-        record *r = mkrec(i, i);
-        char body[3000];
-        memset(body, 'x', sizeof body);
-        buf_append(&r->resp_body, body, sizeof body);
-        r->resp_body_size = sizeof body;
-        if (store_submit(s, r) == 0)
+        if (store_submit(s, mkrec_body(i)) == 0)
             ok++;
         else
             refused++;
     }
-    assert_int_equal(ok, 3); /* 3 x 3000 bytes of body and their headers fit in 10000 */
-    assert_int_equal(refused, 7);
+    assert_int_equal(ok, 4);
+    assert_int_equal(refused, 6);
     store_stats st;
     store_get_stats(s, &st);
-    assert_true(st.queued_bytes >= 9000 && st.queued_bytes <= 10000);
-    assert_int_equal(st.dropped, 7);
+    assert_int_equal(st.queued_bytes, 4 * each);
+    assert_int_equal(st.dropped, 6);
     writeq_pause(s, false);
     store_close(s);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 3);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
 
     /* One record larger than the bound still goes in, alone. */
     o.queue_max_bytes = 100;
@@ -582,7 +704,7 @@ static void test_drop_policy_bytes(void **state)
     assert_int_not_equal(store_submit(s, mkrec(21, 21)), 0);
     writeq_pause(s, false);
     store_close(s);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 5);
 }
 
 static void *submit_ten(void *arg)
@@ -1007,6 +1129,38 @@ static void test_id_abbrev(void **state)
     store_close(s);
     free(ids);
     free(gen);
+}
+
+/* More ids than store_id_abbrev reads (100,000): it does not read them and
+ * gives the whole random group, 12 characters, which still name each id
+ * alone in store_get. */
+static void test_id_abbrev_large_store(void **state)
+{
+    fx *f = *state;
+    enum { N = 3 };
+    char gen[N][UUID7_STR_LEN + 1];
+    const char *ids[N];
+    for (size_t i = 0; i < N; i++) {
+        uuid7_generate(gen[i]);
+        ids[i] = gen[i];
+    }
+    store_ids(f, ids, N);
+    /* 100,000 more ids, older, whose ends are small hex numbers. */
+    sql_exec(f->path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                      " WHERE i < 100000) INSERT INTO requests(id)"
+                      " SELECT printf('01800000-0000-7000-8000-%012x', i) FROM n");
+    store *s = open_ro(f);
+    char err[256], got[512];
+    size_t len = 0;
+    assert_int_equal(store_id_abbrev(s, ids, N, &len, err, sizeof err), 0);
+    assert_int_equal(len, 12);
+    for (size_t i = 0; i < N; i++)
+        assert_string_equal(get_id(s, ids[i] + UUID7_STR_LEN - len, got, sizeof got), ids[i]);
+    /* 100,000 ids: all read, and the shortest ends again. */
+    sql_exec(f->path, "DELETE FROM requests WHERE id < '01800000-0000-7000-8000-000000000004'");
+    assert_int_equal(store_id_abbrev(s, ids, N, &len, err, sizeof err), 0);
+    assert_int_equal(len, STORE_ID_SHORT);
+    store_close(s);
 }
 
 static void test_id_abbrev_clashes(void **state)
@@ -2633,6 +2787,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_drop_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_drop_policy_bytes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_background_checkpoints, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_block_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_rows, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention_age, fx_setup, fx_teardown),
@@ -2645,6 +2801,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_prefix_or_suffix, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_id_abbrev, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_id_abbrev_clashes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_id_abbrev_large_store, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_glob_plans, fx_setup, fx_teardown),

@@ -1,5 +1,5 @@
 /* tap: see tap.h. */
-#include "proxy/tap.h"
+#include "pipeline/tap.h"
 
 #include <assert.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-#include "proxy/stats.h"
+#include "pipeline/stats.h"
 
 #include <string.h>
 
