@@ -12,7 +12,7 @@ FUZZ_SECONDS ?= 10
 # when another python3 comes first on PATH.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build asan test unit integration browser screenshots fuzz bench-smoke run run-sites clean format lint docs
+.PHONY: all deps build asan test unit integration browser screenshots fuzz bench-smoke run run-drf run-sites clean format lint docs
 
 all: build
 
@@ -106,9 +106,16 @@ test: lint unit integration browser fuzz bench-smoke
 run: build
 	@PYTHON=$(PYTHON) scripts/demo
 
-# Two sites replicating through RabbitMQ queues and shovels (see docs/replication.md).
+# The sample app's views decorated with the Django adapter and restspy collect
+# (no proxy); see adapters/django/README.md.
+run-drf: build
+	@PYTHON=$(PYTHON) scripts/demo-drf
+
+# Two sites replicating through RabbitMQ queues and shovels (see docs/replication.md);
+# MODE=drf: each site is the app in its drf mode and restspy collect, no proxy.
+MODE ?= proxy
 run-sites: build
-	@PYTHON=$(PYTHON) scripts/demo-sites
+	@PYTHON=$(PYTHON) MODE=$(MODE) scripts/demo-sites
 
 format:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*/*.c fuzz/*.c

@@ -188,21 +188,16 @@ static inline void bench_die(const char *prog, const char *fmt, ...)
     exit(1);
 }
 
-/* The store options the proxy runs with (config_new: store_queue,
- * store_batch, busy_timeout, store_commit_delay, store_checkpoint_pages) for the SQLite file db;
- * so->url points into url (the caller's buffer of urllen bytes). */
+/* The store options the proxy runs with by default (config_new through
+ * store_options_from_config) for the SQLite file db; so->url points into
+ * url (the caller's buffer of urllen bytes). */
 static inline void bench_proxy_store_options(const char *db, char *url, size_t urllen,
                                              store_options *so)
 {
     config *c = config_new();
     snprintf(url, urllen, "sqlite:%s", db);
-    memset(so, 0, sizeof *so);
+    store_options_from_config(so, c);
     so->url = url;
-    so->queue_max = c->store_queue;
-    so->batch_max = c->store_batch;
-    so->busy_timeout_ms = c->busy_timeout_ms;
-    so->commit_delay_us = c->store_commit_delay_ms * 1000;
-    so->checkpoint_pages = c->store_checkpoint_pages;
     config_unref(c);
 }
 

@@ -250,19 +250,9 @@ static store *open_writer(const char *cmd, const cliutil_read_opts *ro, char *co
         *rc = 1;
         return NULL;
     }
-    store_options so = {0};
-    so.url = c->store;
-    so.queue_max = c->store_queue;
-    so.queue_max_bytes = c->store_queue_bytes;
-    so.batch_max = c->store_batch;
+    store_options so;
+    store_options_from_config(&so, c);
     so.drop_when_full = false; /* an import waits for room, never drops */
-    so.max_rows = c->max_rows;
-    so.max_age_ms = c->max_age_ms;
-    so.busy_timeout_ms = c->busy_timeout_ms;
-    so.commit_delay_us = c->store_commit_delay_ms * 1000;
-    so.checkpoint_pages = c->store_checkpoint_pages;
-    so.ledger_max_age_ms = c->replicate_ledger_max_age_ms;
-    so.init_foreign = c->store_init;
     char err[512];
     store *s = store_open(&so, err, sizeof err);
     config_unref(c);

@@ -30,20 +30,8 @@ static int open_store(pipeline_sinks *p, const config *cfg, char *err, size_t er
 {
     if (strcmp(cfg->store, "off") == 0)
         return 0;
-    store_options o = {
-        .url = cfg->store,
-        .queue_max = cfg->store_queue,
-        .queue_max_bytes = cfg->store_queue_bytes,
-        .batch_max = cfg->store_batch,
-        .drop_when_full = cfg->store_on_full == STORE_FULL_DROP,
-        .max_rows = cfg->max_rows,
-        .max_age_ms = cfg->max_age_ms,
-        .busy_timeout_ms = cfg->busy_timeout_ms,
-        .commit_delay_us = cfg->store_commit_delay_ms * 1000,
-        .checkpoint_pages = cfg->store_checkpoint_pages,
-        .ledger_max_age_ms = cfg->replicate_ledger_max_age_ms,
-        .init_foreign = cfg->store_init,
-    };
+    store_options o;
+    store_options_from_config(&o, cfg);
     char why[512] = "";
     p->store = store_open(&o, why, sizeof why);
     if (p->store && cfg->amqp && store_check_replication(p->store, why, sizeof why) < 0) {

@@ -771,19 +771,9 @@ int replicator_main(int argc, char **argv, char *const *envp)
     pthread_t sigth;
     pthread_create(&sigth, NULL, signal_main, &set);
 
-    store_options o = {
-        .url = cfg->store,
-        .queue_max = cfg->store_queue,
-        .batch_max = cfg->store_batch,
-        .drop_when_full = false, /* a ledger row is never dropped */
-        .max_rows = cfg->max_rows,
-        .max_age_ms = cfg->max_age_ms,
-        .busy_timeout_ms = cfg->busy_timeout_ms,
-        .commit_delay_us = cfg->store_commit_delay_ms * 1000,
-        .checkpoint_pages = cfg->store_checkpoint_pages,
-        .ledger_max_age_ms = cfg->replicate_ledger_max_age_ms,
-        .init_foreign = cfg->store_init,
-    };
+    store_options o;
+    store_options_from_config(&o, cfg);
+    o.drop_when_full = false; /* a ledger row is never dropped */
     r.st = store_open(&o, err, sizeof err);
     if (!r.st || store_check_replication(r.st, err, sizeof err) != 0 ||
         store_start(r.st, err, sizeof err) != 0) {

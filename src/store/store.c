@@ -15,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/util.h"
+#include "capture/config.h"
 #include "store/backend.h"
 
 static const store_backend *const backends[] = {
@@ -22,6 +23,23 @@ static const store_backend *const backends[] = {
     &store_pg_backend,
     &store_postgres_backend,
 };
+
+void store_options_from_config(store_options *o, const config *cfg)
+{
+    memset(o, 0, sizeof *o);
+    o->url = cfg->store;
+    o->queue_max = cfg->store_queue;
+    o->queue_max_bytes = cfg->store_queue_bytes;
+    o->batch_max = cfg->store_batch;
+    o->drop_when_full = cfg->store_on_full == STORE_FULL_DROP;
+    o->max_rows = cfg->max_rows;
+    o->max_age_ms = cfg->max_age_ms;
+    o->busy_timeout_ms = cfg->busy_timeout_ms;
+    o->commit_delay_us = cfg->store_commit_delay_ms * 1000;
+    o->checkpoint_pages = cfg->store_checkpoint_pages;
+    o->ledger_max_age_ms = cfg->replicate_ledger_max_age_ms;
+    o->init_foreign = cfg->store_init;
+}
 
 store *store_open(const store_options *o, char *err, size_t errlen)
 {

@@ -86,6 +86,15 @@ typedef struct store_stats {
     hist_snapshot latency;     /* per unit: submitted to committed (queue wait included) */
 } store_stats;
 
+struct config;
+/* o filled (zeroed first) from cfg's settings for a store writer: store,
+ * store_queue, store_queue_bytes, store_batch, store_on_full, max_rows,
+ * max_age, busy_timeout, store_commit_delay, store_checkpoint_pages,
+ * replicate_ledger_max_age, store_init; what every command that writes
+ * opens (a caller that must never drop sets drop_when_full false after).
+ * o->url points into cfg, which must outlive the store_open. */
+void store_options_from_config(store_options *o, const struct config *cfg);
+
 /* Opens (creating and migrating unless read_only) the store. NULL with a
  * one-line err on failure (bad URL, cannot open, newer schema, a file that
  * is not a restspy store: "PATH is not a restspy store: it holds tables a,

@@ -62,12 +62,24 @@ def sanitizer_report(text):
 
 
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free ports: all bound at once, so that two of them cannot be
+    the same (two free_port() calls in a row can be: the kernel may hand out
+    the port it was just given back; a proxy's listener and admin then
+    collided in a CI run)."""
+    socks = []
     try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
     finally:
-        s.close()
+        for s in socks:
+            s.close()
 
 
 def clean_env(extra=None):
@@ -460,8 +472,7 @@ class Proxy:
         if not os.access(binary, os.X_OK):
             raise ProxyError("restspy binary not found or not executable: %s "
                              "(set RESTSPY_BIN)" % binary)
-        self.port = free_port()
-        self.admin_port = free_port()
+        self.port, self.admin_port = free_ports(2)
         if self.config is not None:
             self.write_config(self.config)
         err = open(self.stderr_path, "ab")

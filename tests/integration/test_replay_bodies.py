@@ -138,9 +138,9 @@ class BodiesCase(unittest.TestCase):
         p = self.run_cli("replay", "--store", self.store, "--target", self.url,
                          "--learn-noise", rules, expect=0)
         n = len(want_rules)
-        self.assertIn("learned %d rule%s into" % (n, "" if n == 1 else "s"), p.stdout, p.where)
-        with open(rules) as f:
+        with open(rules) as f:  # first: a failure then shows the rules learnt
             self.assertEqual([ln.strip() for ln in f if not ln.startswith("#")], want_rules)
+        self.assertIn("learned %d rule%s into" % (n, "" if n == 1 else "s"), p.stdout, p.where)
         p = self.replay("--noise", rules, expect=0)
         self.assertEqual(p.counts, (len(self.TRAFFIC), len(self.TRAFFIC), 0, 0, 0), p.where)
         return rules

@@ -1,8 +1,12 @@
 """Settings of the sitemon sample app (the upstream behind restspy in the demo
 and the integration tests). Kept minimal on purpose: no auth, no sessions, no
 CSRF, JSON only, so that every byte of a response is predictable."""
+import importlib.util
 import os
+import sys
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,3 +74,21 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}},
 }
+
+# SITEMON_MODE: "proxy" (the default) serves the views as they are, for
+# restspy proxy in front; "drf" serves them decorated with the Django
+# adapter (adapters/django, project/urls_drf.py): each view hands its
+# requests to `restspy collect` on RESTSPY_SOCKET, and no proxy runs
+# (`make run-drf`).
+SITEMON_MODE = os.environ.get("SITEMON_MODE", "proxy")
+if SITEMON_MODE == "drf":
+    if importlib.util.find_spec("restspy") is None:  # not pip-installed: the clone's copy
+        sys.path.insert(0, str(BASE_DIR.parent.parent / "adapters" / "django"))
+    INSTALLED_APPS.append("restspy")
+    ROOT_URLCONF = "project.urls_drf"
+    # RESTSPY_SOCKET, RESTSPY_FAIL_MODE, ... override these.
+    RESTSPY = {"SOCKET": str(BASE_DIR / "collect.sock"), "FAIL_MODE": "open",
+               "DURABILITY": "sync", "TIMEOUT": 2.0}
+    LOGGING["loggers"]["restspy"] = {"handlers": ["stderr"], "level": "WARNING"}
+elif SITEMON_MODE != "proxy":
+    raise ImproperlyConfigured("SITEMON_MODE = %r: expected proxy or drf" % SITEMON_MODE)

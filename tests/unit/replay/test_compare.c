@@ -777,6 +777,19 @@ static void test_text_noise(void **state)
     record_free(h1);
     record_free(h2);
 
+    /* ... nor when they also share a hex letter at the same place (the
+     * "b" after the same runs): a letter that is a hex digit is no shape */
+    h1 = page("12ac34b56de78fa90cd12ef34ab56cd7", "2026-01-02T03:04:05Z");
+    h2 = page("98fd76b54ca32ec10fa98db76ce54af3", "2026-01-02T03:04:05Z");
+    compare_responses(&o, h1, h2, &res);
+    n = noise_new();
+    assert_int_equal(noise_learn(n, &res), 1);
+    assert_true(noise_has(n, "text: ^[0-9a-f]{32}$"));
+    noise_free(n);
+    compare_result_free(&res);
+    record_free(h1);
+    record_free(h2);
+
     /* no shape in common: nothing learnt rather than a rule hiding all */
     record *t1 = mk(200, "text/plain", "v=abc-1"), *t2 = mk(200, "text/plain", "v=ab.12");
     compare_responses(&o, t1, t2, &res);
