@@ -74,8 +74,9 @@ typedef struct pg_store {
     PGconn *rdb;           /* == db when read_only; else opened on first read */
 
     /* writer-only */
-    bool prepared;   /* the INSERTs are prepared on db (again after a reconnect) */
-    buf reqh, resph; /* header JSON of the record being sent */
+    bool prepared;        /* the INSERTs are prepared on db (again after a reconnect) */
+    int64_t lost_mono_us; /* when the writer lost db (monotonic); 0 while it has it */
+    buf reqh, resph;      /* header JSON of the record being sent */
 } pg_store;
 
 static inline pg_store *pgs(store *s)

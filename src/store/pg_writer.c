@@ -9,10 +9,17 @@
  * COPY is not used: it cannot skip a duplicate id (a redelivered record),
  * which would need a staging table and a second statement per batch.
  *
- * The database going away: a failed attempt is retried by writeq with
- * backoff (and a log line); before each attempt a broken connection is
- * reset here and the statements prepared again, while new captures queue up
- * to the queue's bounds and then meet its policy. */
+ * The database going away: a failed attempt is retried by writeq with a
+ * bounded backoff (10 ms doubling to 1 s); before each attempt a broken
+ * connection is reset here and the statements prepared again, while new
+ * captures queue up to the queue's bounds (store_queue, store_queue_bytes)
+ * and then meet its policy (store_on_full). The batch that failed is kept
+ * and sent whole again on the new connection: a batch whose COMMIT went
+ * through before the connection broke (its answer lost) is harmless to
+ * send again, its request rows being skipped by ON CONFLICT (id). The done
+ * callbacks (a sync-durability answer) run only after a sync that was
+ * answered. One log line when the connection is lost, one when it is back,
+ * and the stats' disconnected and reconnects (writeq_connection). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +56,33 @@ static const struct {
 };
 enum { ST_INS, ST_OUTBOX, ST_APPLIED, ST_STUCK_DEL };
 
+/* The writer lost its connection (why: the error): the log line and the
+ * stats, once per loss. */
+static void conn_lost(pg_store *s, const char *why)
+{
+    if (s->lost_mono_us)
+        return;
+    s->lost_mono_us = util_mono_us();
+    writeq_connection(&s->w.q, false);
+    fprintf(stderr,
+            "restspy: store: lost the connection to the PostgreSQL store (%s): %s; reconnecting, "
+            "captures wait in memory (up to %llu records, %llu bytes; then store_on_full=%s)\n",
+            s->where, why, (unsigned long long)s->opt.queue_max,
+            (unsigned long long)s->opt.queue_max_bytes, s->opt.drop_when_full ? "drop" : "block");
+}
+
+/* The writer has a working connection again: the log line and the stats. */
+static void conn_back(pg_store *s)
+{
+    if (!s->lost_mono_us)
+        return;
+    double gone_s = (double)(util_mono_us() - s->lost_mono_us) / 1e6;
+    s->lost_mono_us = 0;
+    writeq_connection(&s->w.q, true);
+    fprintf(stderr, "restspy: store: reconnected to the PostgreSQL store (%s) after %.1f s\n",
+            s->where, gone_s);
+}
+
 /* The writer's connection, reset when it broke, its statements prepared.
  * 0, or -1 with e. */
 static int writer_conn(pg_store *s, char *e, size_t elen)
@@ -57,7 +91,7 @@ static int writer_conn(pg_store *s, char *e, size_t elen)
         s->prepared = false;
         PQreset(s->db);
         if (PQstatus(s->db) != CONNECTION_OK) {
-            pg_errmsg(s->db, e, elen);
+            conn_lost(s, pg_errmsg(s->db, e, elen));
             return -1;
         }
     }
@@ -68,10 +102,13 @@ static int writer_conn(pg_store *s, char *e, size_t elen)
         PQclear(r);
         if (!ok) {
             pg_errmsg(s->db, e, elen);
+            if (PQstatus(s->db) != CONNECTION_OK)
+                conn_lost(s, e);
             return -1;
         }
     }
     s->prepared = true;
+    conn_back(s);
     return 0;
 }
 
@@ -329,8 +366,11 @@ static int commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *o
     if (!p.broken && !PQexitPipelineMode(s->db))
         p.broken = true;
     if (p.broken) {
-        /* A connection that answers no more is reset before the next try. */
-        if (PQpipelineStatus(s->db) != PQ_PIPELINE_OFF || PQstatus(s->db) != CONNECTION_OK) {
+        /* A connection that answers no more is reset before the next try
+         * (writer_conn), the batch kept by writeq for it. */
+        if (PQstatus(s->db) != CONNECTION_OK)
+            conn_lost(s, e);
+        else if (PQpipelineStatus(s->db) != PQ_PIPELINE_OFF) {
             PQreset(s->db);
             s->prepared = false;
         }

@@ -82,6 +82,9 @@ typedef struct store_stats {
     uint64_t errors;           /* failed commits (retried) */
     uint64_t pruned;           /* rows deleted by retention */
     uint64_t blocked;          /* store_submit_unit calls that had to wait for room */
+    uint64_t disconnected;     /* 1 while the writer has lost its database server
+                                * (PostgreSQL); always 0 for a file */
+    uint64_t reconnects;       /* times the writer got its lost server back */
     hist_snapshot commit_time; /* per batch: BEGIN to COMMIT done */
     hist_snapshot latency;     /* per unit: submitted to committed (queue wait included) */
 } store_stats;

@@ -144,6 +144,15 @@ void writeq_get_stats(store *base, store_stats *out)
     hist_read(&s->latency, &out->latency);
 }
 
+void writeq_connection(writeq *q, bool up)
+{
+    pthread_mutex_lock(&q->mu);
+    if (up && q->st.disconnected)
+        q->st.reconnects++;
+    q->st.disconnected = up ? 0 : 1;
+    pthread_mutex_unlock(&q->mu);
+}
+
 void writeq_pause(store *base, bool paused)
 {
     writeq *s = wq(base);

@@ -153,6 +153,11 @@ void writeq_stuck_clear(store *s, const char *message_id);
 void writeq_receipt_put(store *s, const store_receipt *r);
 int writeq_outbox_wait(store *s, int64_t after_seq, int timeout_ms);
 
+/* For the stats (disconnected, reconnects): a backend with a server
+ * tells, from its writer, that it lost it (up false) or has it back (up
+ * true, counted as a reconnect when it was lost). */
+void writeq_connection(writeq *q, bool up);
+
 /* TEST ONLY: while paused, the writer of s (a writeq_store) takes nothing
  * from the queue, so a test can fill it deterministically; store_close
  * unpauses. */

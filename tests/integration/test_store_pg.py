@@ -3,12 +3,16 @@
 and `export` reading the same rows back; the schema created in an empty
 database; two proxies writing into one database at once without a lost or
 duplicated row; --amqp refused with one line (replication on PostgreSQL is
-not there yet). Each test gets a database of its own."""
+not there yet); PostgreSQL stopped and started again under load (every
+answered request stored once, the log lines, the metrics). Each test gets
+a database of its own."""
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 from http.server import BaseHTTPRequestHandler
 
@@ -162,6 +166,81 @@ class PgStoreTest(unittest.TestCase):
         self.assertEqual(self.count(), (4 * n, 4 * n))
         self.assertEqual(self.count("SELECT count(DISTINCT path), count(*) FILTER (WHERE path "
                                     "LIKE '/a%') FROM requests"), (4 * n, 2 * n))
+
+    def metrics(self, p):
+        r = p.admin("GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        return {m.group(1): float(m.group(2)) for m in
+                re.finditer(r"(?m)^(restspy_store_\w+|restspy_capture_\w+) (\S+)$",
+                            r.body.decode())}
+
+    def test_restart_of_postgresql_mid_load(self):
+        """PostgreSQL stopped for 3 s under load and started again: the proxy
+        keeps answering (captures wait in its queue), its writer reconnects by
+        itself, and every request answered 2xx is in the table exactly once."""
+        p = self.proxy()
+        total, threads_n = 2000, 4
+        acked, lock = [], threading.Lock()
+        next_i = iter(range(total))
+        seen_down = threading.Event()
+
+        def load():
+            while True:
+                with lock:
+                    i = next(next_i, None)
+                if i is None:
+                    return
+                try:
+                    r = p.request("GET", "/load/%d" % i, headers={"X-Load": str(i)})
+                except OSError:
+                    continue  # not answered: not acked, not counted
+                if 200 <= r.status < 300:
+                    with lock:
+                        acked.append(i)
+                time.sleep(0.01)  # spread the load over the outage
+
+        threads = [threading.Thread(target=load) for _ in range(threads_n)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 60
+        while len(acked) < total // 5 and time.time() < deadline:
+            time.sleep(0.02)
+        self.node.stop()
+        t_down = time.time()
+        while time.time() - t_down < 3:
+            if self.metrics(p).get("restspy_store_connected") == 0:
+                seen_down.set()
+            time.sleep(0.1)
+        self.node.start()
+        for t in threads:
+            t.join(120)
+            self.assertFalse(t.is_alive())
+        self.assertTrue(seen_down.is_set(), "restspy_store_connected never showed 0")
+        deadline = time.time() + 30
+        m = self.metrics(p)
+        while (m["restspy_store_connected"] != 1 or m["restspy_capture_queue_depth"]) and \
+                time.time() < deadline:
+            time.sleep(0.1)
+            m = self.metrics(p)
+        self.assertEqual(m["restspy_store_connected"], 1, m)
+        self.assertGreaterEqual(m["restspy_store_reconnects_total"], 1, m)
+        self.assertGreater(m["restspy_store_errors_total"], 0, m)
+        self.assertEqual(m["restspy_capture_dropped_total"], 0, m)
+        p.stop()
+        p.check_stopped(self)
+        self.proxies.remove(p)
+        err = p.stderr()
+        self.assertEqual(err.count("restspy: store: lost the connection to the PostgreSQL store"),
+                         1, err[-3000:])
+        self.assertEqual(err.count("restspy: store: reconnected to the PostgreSQL store"), 1,
+                         err[-3000:])
+        self.assertGreater(len(acked), total * 9 // 10)
+        db = self.url.rsplit("/", 1)[1]
+        stored = self.node.psql("SELECT e->>1 FROM requests, jsonb_array_elements(req_headers) e "
+                                "WHERE lower(e->>0) = 'x-load'", db=db).split()
+        self.assertEqual(len(stored), len(set(stored)), "a request stored twice")
+        self.assertEqual(set(acked) - {int(x) for x in stored}, set(),
+                         "answered requests missing from the table")
 
     def test_amqp_refused(self):
         cmd = [harness.restspy_bin(), "proxy", "--listen", "127.0.0.1:%d" % harness.free_port(),
