@@ -1,6 +1,7 @@
 /* pg_internal: what the files of the PostgreSQL backend share (private to
  * them: store_pg.c, pg_schema.c, pg_writer.c, pg_query.c): the handle, the
- * column list and the helpers each part offers the others. Threads and
+ * column list and the helpers each part offers the others (pg_retention.c
+ * too). Threads and
  * ownership: see store_pg.c. */
 #ifndef RESTSPY_PG_INTERNAL_H
 #define RESTSPY_PG_INTERNAL_H
@@ -76,7 +77,8 @@ typedef struct pg_store {
     /* writer-only */
     bool prepared;        /* the INSERTs are prepared on db (again after a reconnect) */
     int64_t lost_mono_us; /* when the writer lost db (monotonic); 0 while it has it */
-    buf reqh, resph;      /* header JSON of the record being sent */
+    int64_t next_age_prune_mono_us, next_rows_prune_mono_us; /* retention's next checks */
+    buf reqh, resph; /* header JSON of the record being sent */
 } pg_store;
 
 static inline pg_store *pgs(store *s)
@@ -107,7 +109,18 @@ int pg_schema_version(PGconn *c, int64_t *v, char *err, size_t errlen);
 
 /* ---- pg_writer.c ---- */
 
-/* What the PostgreSQL backend plugs into its writeq: its transaction. */
+/* The writer's connection, reset when it broke (logging the loss and the
+ * return once each), its statements prepared. Writer thread only. 0, or -1
+ * with e. */
+int pg_writer_conn(pg_store *s, char *e, size_t elen);
+/* writeq's commit hook (writeq_hooks.commit): one batch, pipelined. */
+int pg_commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *ops, size_t *bad,
+                    int64_t *max_seq, char *e, size_t elen);
+
+/* ---- pg_retention.c ---- */
+
+/* What the PostgreSQL backend plugs into its writeq: pg_commit_batch and
+ * retention (store_max_rows, store_max_age). */
 extern const writeq_hooks pg_writeq_hooks;
 
 /* ---- pg_query.c ---- */

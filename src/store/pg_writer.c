@@ -83,9 +83,7 @@ static void conn_back(pg_store *s)
             s->where, gone_s);
 }
 
-/* The writer's connection, reset when it broke, its statements prepared.
- * 0, or -1 with e. */
-static int writer_conn(pg_store *s, char *e, size_t elen)
+int pg_writer_conn(pg_store *s, char *e, size_t elen)
 {
     if (PQstatus(s->db) != CONNECTION_OK) {
         s->prepared = false;
@@ -342,9 +340,8 @@ static void run_pipeline(pg_store *s, pipe *p, writeq_item *b, size_t n)
     PQclear(r);
 }
 
-/* writeq's commit hook (see writeq_hooks). */
-static int commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *ops, size_t *bad,
-                        int64_t *max_seq, char *e, size_t elen)
+int pg_commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *ops, size_t *bad,
+                    int64_t *max_seq, char *e, size_t elen)
 {
     pg_store *s = ctx;
     *max_seq = 0;
@@ -354,7 +351,7 @@ static int commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *o
         *bad = n;
         return -1;
     }
-    if (writer_conn(s, e, elen) < 0)
+    if (pg_writer_conn(s, e, elen) < 0)
         return -1;
     if (!PQenterPipelineMode(s->db)) {
         pg_errmsg(s->db, e, elen);
@@ -367,7 +364,7 @@ static int commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *o
         p.broken = true;
     if (p.broken) {
         /* A connection that answers no more is reset before the next try
-         * (writer_conn), the batch kept by writeq for it. */
+         * (pg_writer_conn), the batch kept by writeq for it. */
         if (PQstatus(s->db) != CONNECTION_OK)
             conn_lost(s, e);
         else if (PQpipelineStatus(s->db) != PQ_PIPELINE_OFF) {
@@ -384,7 +381,3 @@ static int commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *o
     *max_seq = p.max_seq;
     return 0;
 }
-
-const writeq_hooks pg_writeq_hooks = {
-    .commit = commit_batch,
-};

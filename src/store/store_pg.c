@@ -2,7 +2,8 @@
  * opening, starting and closing a store, its vtable, and the functions it
  * does not offer yet. The other parts: pg_schema.c (migrations under an
  * advisory lock), pg_writer.c (what one transaction of the writer does:
- * pipelined prepared INSERTs), pg_query.c (reading requests);
+ * pipelined prepared INSERTs), pg_retention.c (store_max_rows,
+ * store_max_age), pg_query.c (reading requests);
  * pg_internal.h holds what they share. The queue, group commit, retries,
  * callbacks and drop policy are every backend's (store/writeq.h).
  *
@@ -21,7 +22,7 @@
  *
  * Not yet (each fails with one line naming it): the replication reads and
  * writes (outbox fetch and confirms, the ledger, counters, stuck messages,
- * receipts, the figures) and retention (store_max_rows, store_max_age). */
+ * receipts, the figures). Retention: pg_retention.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,12 +150,6 @@ static int pg_open_ro(pg_store *s, char *err, size_t errlen)
 
 static int pg_open_rw(pg_store *s, char *err, size_t errlen)
 {
-    if (s->opt.max_rows || s->opt.max_age_ms) {
-        snprintf(err, errlen,
-                 "postgresql store: retention (store_max_rows, store_max_age) is not supported "
-                 "yet");
-        return -1;
-    }
     s->db = pg_connect(s, err, errlen);
     if (!s->db || pg_migrate(s, err, errlen) < 0)
         return -1;

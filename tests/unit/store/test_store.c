@@ -244,8 +244,25 @@ static int64_t sql_int(const char *path, const char *sql)
     return v;
 }
 
+/* sql on a PostgreSQL fixture, no rows expected. */
+static void pg_sql_exec(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("%s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
 static void sql_exec(const char *path, const char *sql)
 {
+    if (strncmp(path, "postgresql://", 13) == 0) {
+        pg_sql_exec(path, sql);
+        return;
+    }
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     char *msg = NULL;
@@ -2765,6 +2782,41 @@ PG_WRAP(test_duplicate_id_kept_once)
 PG_WRAP(test_callbacks)
 PG_WRAP(test_get_prefix_or_suffix)
 PG_WRAP(test_id_abbrev)
+PG_WRAP(test_retention_rows)
+PG_WRAP(test_retention_age)
+
+/* Several instances on one database prune one at a time: while another
+ * session holds retention's advisory lock, this store deletes nothing; once
+ * it is released, the old rows go. */
+static void test_pg_retention_lock(void **state)
+{
+    PG_TESTNODE_NEED(&pg);
+    fx *f = *state;
+    PGconn *other = PQconnectdb(f->url);
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    store_options o = opts(f);
+    o.max_age_ms = 3600 * 1000;
+    store *s = open_started(&o);
+    PGresult *r = PQexec(other, "SELECT pg_advisory_lock(31084464474616954)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    int64_t old = util_now_us() - 7200LL * 1000000;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(store_submit(s, mkrec(i, old + i)), 0);
+    wait_stats(s, written_ge, 5);
+    usleep(2500 * 1000); /* two of retention's checks, at least */
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.pruned, 0);
+    assert_int_equal(st.errors, 0);
+    r = PQexec(other, "SELECT pg_advisory_unlock(31084464474616954)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    wait_stats(s, pruned_ge, 5);
+    store_close(s);
+    PQfinish(other);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 0);
+}
 
 int main(void)
 {
@@ -2822,6 +2874,9 @@ int main(void)
         PG_TEST(test_callbacks),
         PG_TEST(test_get_prefix_or_suffix),
         PG_TEST(test_id_abbrev),
+        PG_TEST(test_retention_rows),
+        PG_TEST(test_retention_age),
+        cmocka_unit_test_setup_teardown(test_pg_retention_lock, fx_pg_setup, fx_pg_teardown),
     };
     int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
     return failed +
