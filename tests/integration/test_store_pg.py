@@ -4,8 +4,10 @@ and `export` reading the same rows back; the schema created in an empty
 database; two proxies writing into one database at once without a lost or
 duplicated row; --amqp refused with one line (replication on PostgreSQL is
 not there yet); PostgreSQL stopped and started again under load (every
-answered request stored once, the log lines, the metrics). Each test gets
-a database of its own."""
+answered request stored once, the log lines, the metrics); a store written
+by the previous release's schema opened (migrated once, by one of two
+proxies starting together, rows intact) and one of a newer schema refused.
+Each test gets a database of its own."""
 import json
 import os
 import re
@@ -18,6 +20,53 @@ from http.server import BaseHTTPRequestHandler
 
 import harness
 import pgnode
+
+
+# The schema of the previous release's PostgreSQL store, frozen here as it
+# was (never edited with the current one: src/store/pg_schema.c appends its
+# migrations after it). PostgreSQL stores began at version 7, so today the
+# previous release's version is 7 itself and opening it must migrate
+# nothing; once pg_schema.c adds version 8, the same test covers the
+# migration 7 -> 8.
+PREVIOUS_VERSION = 7
+PREVIOUS_SCHEMA = """
+CREATE TABLE restspy_schema (version integer NOT NULL);
+INSERT INTO restspy_schema VALUES (7);
+CREATE TABLE requests (
+ seq bigint GENERATED ALWAYS AS IDENTITY, id text COLLATE "C" PRIMARY KEY, node text,
+ started_at bigint, duration_us bigint, upstream_us bigint, client_addr text, method text,
+ scheme text, host text, path text COLLATE "C", query text, req_headers jsonb, req_body bytea,
+ req_body_size bigint, req_truncated boolean, status integer, resp_headers jsonb,
+ resp_body bytea, resp_body_size bigint, resp_truncated boolean, rule text, origin text,
+ error text, replication text, req_encoding text, req_body_note text, resp_encoding text,
+ resp_body_note text);
+CREATE INDEX requests_started_at ON requests(started_at, seq);
+CREATE INDEX requests_path ON requests(path);
+CREATE TABLE outbox (
+ seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id text NOT NULL,
+ created_at bigint NOT NULL, timestamp bigint NOT NULL, origin text NOT NULL,
+ method text NOT NULL, target text NOT NULL, headers text NOT NULL, content_type text,
+ signature text, routing_key text NOT NULL, body bytea NOT NULL);
+CREATE TABLE applied (
+ message_id text COLLATE "C" PRIMARY KEY, origin text, applied_at bigint NOT NULL,
+ status integer, state text);
+CREATE INDEX applied_applied_at ON applied(applied_at);
+CREATE INDEX applied_origin ON applied(origin, state, applied_at);
+CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL DEFAULT 0, text_value text);
+CREATE TABLE stuck (
+ message_id text PRIMARY KEY, origin text, method text, target text,
+ first_failed_at bigint NOT NULL, last_failed_at bigint NOT NULL, attempts bigint NOT NULL,
+ last_answer text);
+CREATE TABLE receipts (
+ message_id text NOT NULL, node text NOT NULL, outcome text NOT NULL, status integer,
+ at bigint NOT NULL, PRIMARY KEY (message_id, node));
+"""
+
+
+def current_version():
+    """PG_SCHEMA_VERSION as src/store/pg_internal.h defines it."""
+    with open(os.path.join(harness.REPO, "src", "store", "pg_internal.h")) as f:
+        return int(re.search(r"#define PG_SCHEMA_VERSION (\d+)", f.read()).group(1))
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -143,6 +192,71 @@ class PgStoreTest(unittest.TestCase):
                                "'requests' AND column_name IN ('req_headers', 'req_body', "
                                "'started_at')", db=db).strip()
         self.assertEqual(kinds, "req_body:bytea,req_headers:jsonb,started_at:bigint")
+
+    def test_store_of_the_previous_release(self):
+        """A store the previous release wrote (its schema, rows in it): two
+        proxies starting on it together bring it to the current version once
+        (one row in restspy_schema), the old rows read back unchanged, and
+        new rows go in beside them."""
+        db = self.url.rsplit("/", 1)[1]
+        self.node.psql(PREVIOUS_SCHEMA, db=db)
+        t0 = 1764547200000000  # 2025-12-01, µs
+        self.node.psql(
+            "INSERT INTO requests (id, node, started_at, duration_us, method, scheme, host, path, "
+            "query, req_headers, req_body, req_body_size, req_truncated, status, resp_headers, "
+            "resp_body, resp_body_size, resp_truncated) SELECT "
+            "'019ad8a0-0000-7000-8000-' || lpad(i::text, 12, '0'), 'old', %d + i, 1000, 'PUT', "
+            "'http', 'h', '/old/' || i, '', ('[[\"X-Old\", \"v' || i || '\"]]')::jsonb, "
+            "decode('00ff' || lpad(to_hex(i), 2, '0'), 'hex'), 3, false, 201, '[]', "
+            "'', 0, false FROM generate_series(1, 30) i" % t0, db=db)
+        before = self.node.psql("SELECT md5(string_agg(id || path || req_body::text || "
+                                "req_headers::text, ',' ORDER BY id)) FROM requests", db=db)
+        ps = [harness.Proxy(self.tmp.name, self.backend.url, name="m%d" % i, store=False,
+                            args=["--store", self.url]) for i in range(2)]
+        self.proxies.extend(ps)
+        threads = [threading.Thread(target=p.start) for p in ps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for p in ps:
+            self.assertTrue(p.running, p.stderr())
+            self.assertEqual(p.request("GET", "/new").status, 200)
+        self.assertEqual(self.node.psql("SELECT string_agg(version::text, ',') FROM "
+                                        "restspy_schema", db=db).strip(),
+                         str(current_version()))
+        self.assertGreaterEqual(current_version(), PREVIOUS_VERSION)
+        for p in ps:
+            p.stop()
+            p.check_stopped(self)
+        self.proxies = []
+        self.assertEqual(self.node.psql("SELECT md5(string_agg(id || path || req_body::text || "
+                                        "req_headers::text, ',' ORDER BY id)) FROM requests "
+                                        "WHERE node = 'old'", db=db), before)
+        self.assertEqual(self.count(), (32, 32))
+        listing = self.cli("requests", "--path", "/old/*").decode()
+        self.assertIn("30 requests", listing)
+        shown = self.cli("show", "019ad8a0-0000-7000-8000-000000000007").decode()
+        self.assertIn("PUT", shown)
+        self.assertIn("/old/7", shown)
+        self.assertIn("X-Old: v7", shown)
+
+    def test_newer_schema_refused(self):
+        db = self.url.rsplit("/", 1)[1]
+        self.node.psql(PREVIOUS_SCHEMA + "UPDATE restspy_schema SET version = %d;"
+                       % (current_version() + 1), db=db)
+        for argv in (["requests"], ["proxy", "--listen", "127.0.0.1:%d" % harness.free_port(),
+                                    "--upstream", self.backend.url]):
+            r = subprocess.run([harness.restspy_bin()] + argv + ["--store", self.url],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=harness.clean_env(), timeout=30, cwd=self.tmp.name)
+            self.assertNotEqual(r.returncode, 0)
+            err = r.stderr.decode().strip().splitlines()
+            self.assertEqual(len(err), 1, err)
+            self.assertIn("has schema version %d, newer than this restspy's (%d): upgrade "
+                          "restspy" % (current_version() + 1, current_version()), err[0])
+        self.assertEqual(self.node.psql("SELECT version FROM restspy_schema", db=db).strip(),
+                         str(current_version() + 1))
 
     def test_two_proxies_one_database(self):
         a, b = self.proxy("a"), self.proxy("b")
