@@ -78,13 +78,15 @@ class Echo(BaseHTTPRequestHandler):
 
     def _answer(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(200)
+        # /status/N answers N (the CLI test's status filters).
+        self.send_response(int(self.path.split("/")[2]) if self.path.startswith("/status/")
+                           else 200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = _answer
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
 
 
 class PgStoreTest(unittest.TestCase):
@@ -257,6 +259,116 @@ class PgStoreTest(unittest.TestCase):
                           "restspy" % (current_version() + 1, current_version()), err[0])
         self.assertEqual(self.node.psql("SELECT version FROM restspy_schema", db=db).strip(),
                          str(current_version() + 1))
+
+    def cli_fails(self, *args):
+        r = subprocess.run([harness.restspy_bin()] + list(args) + ["--store", self.url],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=harness.clean_env(), timeout=60)
+        return r.returncode, r.stderr.decode(errors="replace").strip().splitlines()
+
+    def test_every_cli_command(self):
+        """requests (each filter, --json, --limit), show (whole and short
+        ids), export (HAR, JSON lines, curl), import and replay, each on a
+        PostgreSQL URL, checked against what was captured."""
+        p = self.proxy()
+        sent = [("GET", "/api/users/1", b""), ("GET", "/api/users/2", b""),
+                ("POST", "/api/users", b'{"name":"ann"}'), ("PUT", "/api/orders/7", b"\x00\xffbin"),
+                ("DELETE", "/api/orders/8", b""), ("GET", "/status/404", b""),
+                ("POST", "/status/500", b"boom")]
+        for method, path, body in sent:
+            r = p.request(method, path, body=body or None, headers={"X-Cli": path})
+            self.assertEqual(r.status, int(path.split("/")[2]) if path.startswith("/status/")
+                             else 200)
+        p.stop()
+        p.check_stopped(self)
+        self.proxies.remove(p)
+        # One row from long ago (--since, --until), as another node's.
+        db = self.url.rsplit("/", 1)[1]
+        self.node.psql("INSERT INTO requests (id, node, started_at, duration_us, method, scheme, "
+                       "host, path, query, req_headers, req_body, req_body_size, req_truncated, "
+                       "status, resp_headers, resp_body, resp_body_size, resp_truncated, origin) "
+                       "VALUES ('01943d8b-8000-7000-8000-000000000001', 'elder', "
+                       "1735689600000000, 5, 'GET', 'http', 'h', '/api/users/0', NULL, '[]', '', "
+                       "0, false, 200, '[]', '', 0, false, 'imported')", db=db)
+
+        def listed(*args):
+            out = self.cli("requests", "--limit", "0", *args).decode().splitlines()
+            n = int(out[-1].split()[0])
+            self.assertEqual(len(out), n + 2, out)  # the header, the rows, the count
+            return out[1:-1]
+
+        self.assertEqual(len(listed()), 8)
+        self.assertEqual([l.split()[-1] for l in listed("--method", "post")],
+                         ["/api/users", "/status/500"])
+        self.assertEqual([l.split()[-1] for l in listed("--status", "4xx")], ["/status/404"])
+        self.assertEqual([l.split()[-1] for l in listed("--status", "500-599")], ["/status/500"])
+        self.assertEqual([l.split()[-1] for l in listed("--path", "/api/users/*")],
+                         ["/api/users/0", "/api/users/1", "/api/users/2"])
+        self.assertEqual(len(listed("--path", "/api/**")), 6)
+        self.assertEqual(len(listed("--since", "1h")), 7)
+        self.assertEqual([l.split()[-1] for l in listed("--until", "2025-06-01T00:00:00Z")],
+                         ["/api/users/0"])
+        self.assertEqual([l.split()[-1] for l in listed("--origin", "imported")],
+                         ["/api/users/0"])
+        self.assertEqual(len(listed("--node", "elder")), 1)
+        limited = self.cli("requests", "--limit", "2").decode().splitlines()
+        self.assertEqual([l.split()[-1] for l in limited[1:-1]], ["/status/404", "/status/500"])
+        self.assertIn("2 requests (the newest; more match", limited[-1])
+        self.assertEqual(self.cli_fails("requests", "--status", "99x")[0], 2)
+
+        recs = [json.loads(l) for l in self.cli("requests", "--json", "--limit", "0",
+                                                "--since", "1h").splitlines()]
+        self.assertEqual([(r["method"], r["path"]) for r in recs],
+                         [(m, pth) for m, pth, _ in sent])
+        put = recs[3]
+        # show: the whole id, then the ID column's short form.
+        shown = self.cli("show", put["id"]).decode()
+        self.assertIn("PUT", shown)
+        self.assertIn("/api/orders/7", shown)
+        self.assertIn("X-Cli: /api/orders/7", shown)
+        short = [l.split()[1] for l in listed("--method", "PUT")][0]
+        self.assertTrue(put["id"].endswith(short) or put["id"].startswith(short), short)
+        self.assertEqual(self.cli("show", short), self.cli("show", put["id"]))
+        rc, err = self.cli_fails("show", "ffffffff-ffff-7fff-bfff-ffffffffffff")
+        self.assertEqual(rc, 1)
+        self.assertEqual(len(err), 1, err)
+
+        har = json.loads(self.cli("export", "--har", "-", "--since", "1h"))
+        self.assertEqual([(e["request"]["method"], e["response"]["status"])
+                          for e in har["log"]["entries"]],
+                         [(m, int(pth.split("/")[2]) if pth.startswith("/status/") else 200)
+                          for m, pth, _ in sent])
+        jsonl = self.cli("export", "--jsonl", "-", "--path", "/api/orders/*")
+        self.assertEqual([(json.loads(l)["method"], json.loads(l)["path"])
+                          for l in jsonl.splitlines()],
+                         [("PUT", "/api/orders/7"), ("DELETE", "/api/orders/8")])
+        curl = self.cli("export", "--curl", "--target", "http://example.test:8080",
+                        "--path", "/api/users").decode()
+        self.assertIn("curl", curl)
+        self.assertIn("http://example.test:8080/api/users", curl)
+        self.assertIn("ann", curl)
+
+        # import into a second database, read back there.
+        src = os.path.join(self.tmp.name, "all.jsonl")
+        self.cli("export", "--jsonl", src)
+        other = self.node.createdb("t%d_import" % PgStoreTest.dbs)
+        r = subprocess.run([harness.restspy_bin(), "import", "--jsonl", src, "--store", other],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=harness.clean_env(), timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
+        odb = other.rsplit("/", 1)[1]
+        self.assertEqual(self.node.psql("SELECT count(*) FROM requests", db=odb).strip(), "8")
+
+        # replay from the store against the same echo server: every answer
+        # matches its recording.
+        report = os.path.join(self.tmp.name, "replay.json")
+        out = self.cli("replay", "--target", self.backend.url, "--since", "1h",
+                       "--report", "json", report).decode()
+        self.assertIn("7 requests: 7 matched, 0 mismatched", out)
+        with open(report) as f:
+            summary = json.load(f)
+        self.assertEqual((summary["counts"]["requests"], summary["counts"]["matched"]), (7, 7),
+                         summary["counts"])
 
     def test_two_proxies_one_database(self):
         a, b = self.proxy("a"), self.proxy("b")
