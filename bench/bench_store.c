@@ -145,6 +145,15 @@ static int64_t count_rows(const char *path)
     return n;
 }
 
+/* Dies unless the closed store holds exactly the rows asked for. */
+static void check_rows(const opts *o)
+{
+    int64_t n = count_rows(o->db);
+    if (n != (int64_t)o->rows)
+        bench_die(PROG, "%s holds %lld rows, expected %llu", o->db, (long long)n,
+                  (unsigned long long)o->rows);
+}
+
 /* ---- restspy's store ---- */
 
 typedef struct shared {
@@ -251,10 +260,7 @@ static void run_restspy(const opts *o)
         bench_die(PROG, "store wrote %llu of %llu rows (dropped %llu, errors %llu)",
                   (unsigned long long)st.written, (unsigned long long)o->rows,
                   (unsigned long long)st.dropped, (unsigned long long)st.errors);
-    int64_t n = count_rows(o->db);
-    if (n != (int64_t)o->rows)
-        bench_die(PROG, "%s holds %lld rows, expected %llu", o->db, (long long)n,
-                  (unsigned long long)o->rows);
+    check_rows(o);
     double s = secs(t0, t1);
     /* The plain loop gets the same number of transactions: ceil(rows/batches). */
     uint64_t eff = st.batches ? (o->rows + st.batches - 1) / st.batches : 0;
@@ -520,10 +526,7 @@ static void run_plain(const opts *o)
     buf_free(&cols);
     buf_free(&sql);
 
-    int64_t n = count_rows(o->db);
-    if (n != (int64_t)o->rows)
-        bench_die(PROG, "%s holds %lld rows, expected %llu", o->db, (long long)n,
-                  (unsigned long long)o->rows);
+    check_rows(o);
     double sec = secs(t0, t1);
     printf("{\"mode\":\"plain\",\"rows\":%llu,\"seconds\":%.6f,\"rows_per_s\":%.1f,"
            "\"seconds_with_close\":%.6f,\"batch\":%llu,\"batches\":%llu,\"columns\":%d,"
@@ -641,10 +644,7 @@ static void run_copy(const opts *o)
     buf_free(&sql);
     buf_free(&data);
 
-    int64_t n = count_rows(o->db);
-    if (n != (int64_t)o->rows)
-        bench_die(PROG, "the store holds %lld rows, expected %llu", (long long)n,
-                  (unsigned long long)o->rows);
+    check_rows(o);
     double sec = secs(t0, t1);
     printf("{\"mode\":\"copy\",\"rows\":%llu,\"seconds\":%.6f,\"rows_per_s\":%.1f,"
            "\"batch\":%llu,\"batches\":%llu,\"columns\":%d,\"cpu_seconds\":%.6f,"

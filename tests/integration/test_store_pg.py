@@ -122,6 +122,21 @@ class PgStoreTest(unittest.TestCase):
         self.proxies.append(p)
         return p.start()
 
+    def start_together(self, names):
+        """Proxies on self.url started at the same moment (who migrates?),
+        each running once this returns."""
+        ps = [harness.Proxy(self.tmp.name, self.backend.url, name=n, store=False,
+                            args=["--store", self.url]) for n in names]
+        self.proxies.extend(ps)
+        threads = [threading.Thread(target=p.start) for p in ps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for p in ps:
+            self.assertTrue(p.running, p.stderr())
+        return ps
+
     def cli(self, *args):
         r = subprocess.run([harness.restspy_bin()] + list(args) + ["--store", self.url],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -175,16 +190,7 @@ class PgStoreTest(unittest.TestCase):
                          "t")
         # Three proxies starting together: one migrates, the others wait on
         # the advisory lock and find version 7.
-        ps = [harness.Proxy(os.path.join(self.tmp.name), self.backend.url, name="p%d" % i,
-                            store=False, args=["--store", self.url]) for i in range(3)]
-        self.proxies.extend(ps)
-        threads = [threading.Thread(target=p.start) for p in ps]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for p in ps:
-            self.assertTrue(p.running, p.stderr())
+        self.start_together(["p0", "p1", "p2"])
         self.assertEqual(self.node.psql("SELECT version FROM restspy_schema", db=db).strip(), "7")
         tables = self.node.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM "
                                 "pg_tables WHERE schemaname = 'public'", db=db).strip()
@@ -213,16 +219,8 @@ class PgStoreTest(unittest.TestCase):
             "'', 0, false FROM generate_series(1, 30) i" % t0, db=db)
         before = self.node.psql("SELECT md5(string_agg(id || path || req_body::text || "
                                 "req_headers::text, ',' ORDER BY id)) FROM requests", db=db)
-        ps = [harness.Proxy(self.tmp.name, self.backend.url, name="m%d" % i, store=False,
-                            args=["--store", self.url]) for i in range(2)]
-        self.proxies.extend(ps)
-        threads = [threading.Thread(target=p.start) for p in ps]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        ps = self.start_together(["m0", "m1"])
         for p in ps:
-            self.assertTrue(p.running, p.stderr())
             self.assertEqual(p.request("GET", "/new").status, 200)
         self.assertEqual(self.node.psql("SELECT string_agg(version::text, ',') FROM "
                                         "restspy_schema", db=db).strip(),
