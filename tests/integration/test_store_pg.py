@@ -4,7 +4,9 @@ and `export` reading the same rows back; the schema created in an empty
 database; two proxies writing into one database at once without a lost or
 duplicated row; --amqp refused with one line (replication on PostgreSQL is
 not there yet); PostgreSQL stopped and started again under load (every
-answered request stored once, the log lines, the metrics); a store written
+answered request stored once, the log lines, the metrics), also with a
+queue too small for the outage (store_on_full block: the answers wait;
+drop: counted, never stored twice); a store written
 by the previous release's schema opened (migrated once, by one of two
 proxies starting together, rows intact) and one of a newer schema refused.
 Each test gets a database of its own."""
@@ -398,15 +400,18 @@ class PgStoreTest(unittest.TestCase):
                 re.finditer(r"(?m)^(restspy_store_\w+|restspy_capture_\w+) (\S+)$",
                             r.body.decode())}
 
-    def test_restart_of_postgresql_mid_load(self):
-        """PostgreSQL stopped for 3 s under load and started again: the proxy
-        keeps answering (captures wait in its queue), its writer reconnects by
-        itself, and every request answered 2xx is in the table exactly once."""
-        p = self.proxy()
-        total, threads_n = 2000, 4
-        acked, lock = [], threading.Lock()
+    def restart_under_load(self, args=(), total=2000):
+        """A proxy (args) under a paced load of total requests from 4 threads;
+        PostgreSQL stopped for 3 s once a fifth were answered, then started
+        again. Returns (acked: the X-Load of every request answered 2xx,
+        unanswered: how many got no answer, metrics once the queue drained,
+        stderr, stored: the X-Load of every stored row, whether
+        restspy_store_connected was seen at 0)."""
+        p = self.proxy(args=args)
+        threads_n = 4
+        acked, unanswered, lock = [], [0], threading.Lock()
         next_i = iter(range(total))
-        seen_down = threading.Event()
+        seen_down = False
 
         def load():
             while True:
@@ -415,9 +420,11 @@ class PgStoreTest(unittest.TestCase):
                 if i is None:
                     return
                 try:
-                    r = p.request("GET", "/load/%d" % i, headers={"X-Load": str(i)})
+                    r = p.request("GET", "/load/%d" % i, headers={"X-Load": str(i)}, timeout=30)
                 except OSError:
-                    continue  # not answered: not acked, not counted
+                    with lock:
+                        unanswered[0] += 1  # not acked, not counted
+                    continue
                 if 200 <= r.status < 300:
                     with lock:
                         acked.append(i)
@@ -430,41 +437,83 @@ class PgStoreTest(unittest.TestCase):
         while len(acked) < total // 5 and time.time() < deadline:
             time.sleep(0.02)
         self.node.stop()
-        t_down = time.time()
-        while time.time() - t_down < 3:
-            if self.metrics(p).get("restspy_store_connected") == 0:
-                seen_down.set()
-            time.sleep(0.1)
-        self.node.start()
+        try:
+            t_down = time.time()
+            while time.time() - t_down < 3:
+                seen_down = seen_down or self.metrics(p).get("restspy_store_connected") == 0
+                time.sleep(0.1)
+        finally:
+            self.node.start()
         for t in threads:
             t.join(120)
             self.assertFalse(t.is_alive())
-        self.assertTrue(seen_down.is_set(), "restspy_store_connected never showed 0")
         deadline = time.time() + 30
         m = self.metrics(p)
         while (m["restspy_store_connected"] != 1 or m["restspy_capture_queue_depth"]) and \
                 time.time() < deadline:
             time.sleep(0.1)
             m = self.metrics(p)
-        self.assertEqual(m["restspy_store_connected"], 1, m)
-        self.assertGreaterEqual(m["restspy_store_reconnects_total"], 1, m)
-        self.assertGreater(m["restspy_store_errors_total"], 0, m)
-        self.assertEqual(m["restspy_capture_dropped_total"], 0, m)
         p.stop()
         p.check_stopped(self)
         self.proxies.remove(p)
-        err = p.stderr()
+        db = self.url.rsplit("/", 1)[1]
+        stored = self.node.psql("SELECT e->>1 FROM requests, jsonb_array_elements(req_headers) e "
+                                "WHERE lower(e->>0) = 'x-load'", db=db).split()
+        return acked, unanswered[0], m, p.stderr(), stored, seen_down
+
+    def assert_reconnected(self, m, err, seen_down):
+        self.assertTrue(seen_down, "restspy_store_connected never showed 0")
+        self.assertEqual(m["restspy_store_connected"], 1, m)
+        self.assertGreaterEqual(m["restspy_store_reconnects_total"], 1, m)
+        self.assertGreater(m["restspy_store_errors_total"], 0, m)
         self.assertEqual(err.count("restspy: store: lost the connection to the PostgreSQL store"),
                          1, err[-3000:])
         self.assertEqual(err.count("restspy: store: reconnected to the PostgreSQL store"), 1,
                          err[-3000:])
-        self.assertGreater(len(acked), total * 9 // 10)
-        db = self.url.rsplit("/", 1)[1]
-        stored = self.node.psql("SELECT e->>1 FROM requests, jsonb_array_elements(req_headers) e "
-                                "WHERE lower(e->>0) = 'x-load'", db=db).split()
+
+    def test_restart_of_postgresql_mid_load(self):
+        """The default queue holds the outage: the proxy keeps answering, its
+        writer reconnects by itself, and every request answered 2xx is in the
+        table exactly once."""
+        acked, unanswered, m, err, stored, seen_down = self.restart_under_load()
+        self.assert_reconnected(m, err, seen_down)
+        self.assertEqual(m["restspy_capture_dropped_total"], 0, m)
+        self.assertEqual(m["restspy_capture_blocked_total"], 0, m)
+        self.assertEqual(unanswered, 0)
+        self.assertEqual(len(acked), 2000)
         self.assertEqual(len(stored), len(set(stored)), "a request stored twice")
         self.assertEqual(set(acked) - {int(x) for x in stored}, set(),
                          "answered requests missing from the table")
+
+    def test_restart_with_a_full_queue_that_blocks(self):
+        """store_queue 50, store_on_full block: once the queue is full the
+        answers wait (back-pressure) until the database is back; nothing is
+        dropped and every answered request is stored once."""
+        acked, unanswered, m, err, stored, seen_down = self.restart_under_load(
+            ["--store-queue", "50", "--store-batch", "20", "--store-on-full", "block"], total=800)
+        self.assert_reconnected(m, err, seen_down)
+        self.assertGreater(m["restspy_capture_blocked_total"], 0, m)
+        self.assertEqual(m["restspy_capture_dropped_total"], 0, m)
+        self.assertIn("up to 50 records", err)
+        self.assertEqual(len(stored), len(set(stored)), "a request stored twice")
+        self.assertEqual(set(acked) - {int(x) for x in stored}, set(),
+                         "answered requests missing from the table")
+        self.assertEqual(len(acked) + unanswered, 800)
+
+    def test_restart_with_a_full_queue_that_drops(self):
+        """store_queue 50, store_on_full drop: the proxy keeps answering at
+        full speed; what did not fit is dropped and counted, never stored
+        twice, and everything else is stored."""
+        acked, unanswered, m, err, stored, seen_down = self.restart_under_load(
+            ["--store-queue", "50", "--store-batch", "20", "--store-on-full", "drop"], total=800)
+        self.assert_reconnected(m, err, seen_down)
+        dropped = int(m["restspy_capture_dropped_total"])
+        self.assertGreater(dropped, 0, m)
+        self.assertIn("then store_on_full=drop", err)
+        self.assertEqual(unanswered, 0)
+        self.assertEqual(len(stored), len(set(stored)), "a request stored twice")
+        self.assertTrue({int(x) for x in stored} <= set(acked))
+        self.assertEqual(len(stored) + dropped, len(acked))
 
     def test_amqp_refused(self):
         cmd = [harness.restspy_bin(), "proxy", "--listen", "127.0.0.1:%d" % harness.free_port(),
