@@ -147,22 +147,18 @@ static void query_sql(const store_query *q, const char *lo, const char *hi, qbui
         q_int(b, " LIMIT $%d", q->limit);
 }
 
-/* Runs sql with params on the read connection in single-row mode, calling
- * row(r, ud) for each row until it returns non-zero. 0, or -1 with err. rlock is taken here. */
-static int each_row(pg_store *s, const char *sql, int n, const char *const *v,
-                    int (*row)(const PGresult *r, void *ud), void *ud, char *err, size_t errlen)
+/* One attempt of each_row on c. 0, or -1 with err; *rows: the rows
+ * delivered to row(). */
+static int each_row_on(PGconn *c, const char *sql, int n, const char *const *v,
+                       int (*row)(const PGresult *r, void *ud), void *ud, size_t *rows, char *err,
+                       size_t errlen)
 {
-    pthread_mutex_lock(&s->rlock);
-    int ret = -1;
-    PGconn *c = reader(s, err, errlen);
-    if (!c)
-        goto out;
     if (!PQsendQueryParams(c, sql, n, NULL, v, NULL, NULL, 0) || !PQsetSingleRowMode(c)) {
         char line[256];
         snprintf(err, errlen, "cannot query store: %s", pg_errmsg(c, line, sizeof line));
-        goto out;
+        return -1;
     }
-    ret = 0;
+    int ret = 0;
     bool stopped = false;
     PGresult *r;
     while ((r = PQgetResult(c))) {
@@ -171,6 +167,7 @@ static int each_row(pg_store *s, const char *sql, int n, const char *const *v,
             /* The rows after a stop are read and dropped: a cancel could
              * reach the server after this query ended and cancel the next
              * one on this connection. */
+            (*rows)++;
             stopped = row(r, ud) != 0;
         } else if (st != PGRES_TUPLES_OK && st != PGRES_SINGLE_TUPLE && !stopped && ret == 0) {
             snprintf(err, errlen, "cannot query store: %.*s",
@@ -179,7 +176,29 @@ static int each_row(pg_store *s, const char *sql, int n, const char *const *v,
         }
         PQclear(r);
     }
-out:
+    return ret;
+}
+
+/* Runs sql with params on the read connection in single-row mode, calling
+ * row(r, ud) for each row until it returns non-zero. 0, or -1 with err.
+ * rlock is taken here. A connection the server dropped while it was idle
+ * (a restart, a failover) fails its next query before any row: that query
+ * is run once more on a fresh connection, so that a reader never sees a
+ * restart it did not overlap. */
+static int each_row(pg_store *s, const char *sql, int n, const char *const *v,
+                    int (*row)(const PGresult *r, void *ud), void *ud, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->rlock);
+    int ret = -1;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGconn *c = reader(s, err, errlen);
+        if (!c)
+            break;
+        size_t rows = 0;
+        ret = each_row_on(c, sql, n, v, row, ud, &rows, err, errlen);
+        if (ret == 0 || rows || PQstatus(c) == CONNECTION_OK)
+            break;
+    }
     pthread_mutex_unlock(&s->rlock);
     return ret;
 }

@@ -436,6 +436,10 @@ class PgStoreTest(unittest.TestCase):
         deadline = time.time() + 60
         while len(acked) < total // 5 and time.time() < deadline:
             time.sleep(0.02)
+        # The admin API reads the store on a connection of its own: opened
+        # now, dropped by the restart, and still its first read after it
+        # must succeed.
+        self.assertEqual(p.admin("GET", "/api/requests?limit=1").status, 200)
         self.node.stop()
         try:
             t_down = time.time()
@@ -444,6 +448,8 @@ class PgStoreTest(unittest.TestCase):
                 time.sleep(0.1)
         finally:
             self.node.start()
+        r = p.admin("GET", "/api/requests?limit=1")
+        self.assertEqual(r.status, 200, r.body[:300])
         for t in threads:
             t.join(120)
             self.assertFalse(t.is_alive())
