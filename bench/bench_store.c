@@ -24,7 +24,18 @@
  * Clock: first BEGIN to last COMMIT; the closing checkpoint is timed
  * separately.
  *
- * Both check afterwards that the file holds exactly --rows rows. */
+ * PostgreSQL (issue 17): --db postgresql://... (an empty database) instead
+ * of a path. --mode restspy then runs restspy's PostgreSQL writer (the same
+ * producers and clock); --mode copy is its limit: the schema made by
+ * store_open/store_close as above, then one connection and, per --batch
+ * rows, one `COPY requests (every column but seq) FROM STDIN (FORMAT
+ * binary)` (its own transaction), every row encoded from one record as the
+ * plain loop binds it (column types read from information_schema), id and
+ * started_at new per row. Clock: first COPY to last COPY's end.
+ *
+ * Every mode checks afterwards that the store holds exactly --rows rows. */
+#include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -56,15 +67,17 @@ typedef struct opts {
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_store --mode restspy|plain --db PATH [--rows N] [--producers P]\n"
+    fprintf(stderr, "usage: bench_store --mode restspy|plain|copy --db PATH|URL [--rows N]\n"
+                    "                   [--producers P]"
                     "                   [--batch B] [--queue Q] [--commit-delay-us U]\n"
                     "  --rows N            rows to write (default 200000)\n"
                     "  --producers P       restspy: submitting threads (default 1)\n"
-                    "  --batch B           plain: rows per transaction (default 512);\n"
+                    "  --batch B           plain, copy: rows per transaction (default 512);\n"
                     "                      restspy: store_batch (default: restspy's)\n"
                     "  --queue Q           restspy: store_queue (default: restspy's)\n"
                     "  --commit-delay-us U restspy: group commit window (default: restspy's)\n"
-                    "PATH must not exist. Prints one JSON object on stdout.\n");
+                    "PATH must not exist; URL (postgresql://...) names an empty database\n"
+                    "(restspy and copy modes). Prints one JSON object on stdout.\n");
     exit(2);
 }
 
@@ -79,9 +92,44 @@ static long long file_size(const char *path)
     return stat(path, &sb) == 0 ? (long long)sb.st_size : 0;
 }
 
-/* Rows in `requests` of the closed file at path. */
+static bool is_pg(const char *db)
+{
+    return strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0;
+}
+
+static PGconn *pg_connect_or_die(const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        bench_die(PROG, "cannot connect to %s: %s", url, PQerrorMessage(c));
+    return c;
+}
+
+/* The first column of sql's one row on the database at url. */
+static int64_t pg_int(const char *url, const char *sql)
+{
+    PGconn *c = pg_connect_or_die(url);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        bench_die(PROG, "%s: %s", sql, PQerrorMessage(c));
+    int64_t n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+/* What the store occupies: the file, or the table with its indexes. */
+static long long db_bytes(const char *db)
+{
+    return is_pg(db) ? (long long)pg_int(db, "SELECT pg_total_relation_size('requests')")
+                     : file_size(db);
+}
+
+/* Rows in `requests` of the closed store db. */
 static int64_t count_rows(const char *path)
 {
+    if (is_pg(path))
+        return pg_int(path, "SELECT count(*) FROM requests");
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
         bench_die(PROG, "cannot reopen %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
@@ -95,6 +143,15 @@ static int64_t count_rows(const char *path)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return n;
+}
+
+/* Dies unless the closed store holds exactly the rows asked for. */
+static void check_rows(const opts *o)
+{
+    int64_t n = count_rows(o->db);
+    if (n != (int64_t)o->rows)
+        bench_die(PROG, "%s holds %lld rows, expected %llu", o->db, (long long)n,
+                  (unsigned long long)o->rows);
 }
 
 /* ---- restspy's store ---- */
@@ -143,7 +200,7 @@ static void run_restspy(const opts *o)
 {
     config *c = config_new();
     char url[4096];
-    snprintf(url, sizeof url, "sqlite:%s", o->db);
+    snprintf(url, sizeof url, "%s%s", is_pg(o->db) ? "" : "sqlite:", o->db);
     store_options so = {0};
     so.url = url;
     so.queue_max = o->queue ? o->queue : c->store_queue;
@@ -203,10 +260,7 @@ static void run_restspy(const opts *o)
         bench_die(PROG, "store wrote %llu of %llu rows (dropped %llu, errors %llu)",
                   (unsigned long long)st.written, (unsigned long long)o->rows,
                   (unsigned long long)st.dropped, (unsigned long long)st.errors);
-    int64_t n = count_rows(o->db);
-    if (n != (int64_t)o->rows)
-        bench_die(PROG, "%s holds %lld rows, expected %llu", o->db, (long long)n,
-                  (unsigned long long)o->rows);
+    check_rows(o);
     double s = secs(t0, t1);
     /* The plain loop gets the same number of transactions: ceil(rows/batches). */
     uint64_t eff = st.batches ? (o->rows + st.batches - 1) / st.batches : 0;
@@ -220,7 +274,7 @@ static void run_restspy(const opts *o)
            st.batches ? (double)st.written / (double)st.batches : 0.0, (unsigned long long)eff,
            (unsigned long long)so.batch_max, (unsigned long long)so.queue_max,
            (unsigned long long)so.commit_delay_us, (unsigned long long)st.blocked, c1 - c0,
-           (c1 - c0) * 1e6 / (double)o->rows, (w1 - w0) * 1e6 / (double)o->rows, file_size(o->db));
+           (c1 - c0) * 1e6 / (double)o->rows, (w1 - w0) * 1e6 / (double)o->rows, db_bytes(o->db));
 }
 
 /* ---- the plain loop ---- */
@@ -239,81 +293,117 @@ typedef struct plain_row {
     buf reqh, resph; /* header JSON, as restspy stores it */
 } plain_row;
 
-static int bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+/* One column's value in a plain loop's row, from the record (pointers
+ * into it: valid while it lives). */
+typedef struct colval {
+    enum { CV_NULL, CV_TEXT, CV_INT, CV_BLOB } kind;
+    const char *p; /* CV_TEXT, CV_BLOB */
+    size_t len;
+    int64_t i; /* CV_INT (booleans 0/1) */
+} colval;
+
+static colval cv_text(const char *v)
 {
-    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+    return v ? (colval){.kind = CV_TEXT, .p = v, .len = strlen(v)} : (colval){.kind = CV_NULL};
 }
 
-static int bind_column(sqlite3_stmt *st, int i, const char *col, const plain_row *p)
+static colval cv_int(int64_t v)
+{
+    return (colval){.kind = CV_INT, .i = v};
+}
+
+static colval cv_bytes(const buf *b, bool blob)
+{
+    return (colval){.kind = blob ? CV_BLOB : CV_TEXT, .p = b->len ? b->data : "", .len = b->len};
+}
+
+/* What the plain loops write in column col of `requests`, as restspy does. */
+static colval column_value(const char *col, const plain_row *p)
 {
     const record *r = p->r;
 #define IS(x) (strcmp(col, x) == 0)
     if (IS("id"))
-        return sqlite3_bind_text(st, i, r->id, -1, SQLITE_STATIC);
+        return cv_text(r->id);
     if (IS("node"))
-        return bind_text_or_null(st, i, r->node);
+        return cv_text(r->node);
     if (IS("started_at"))
-        return sqlite3_bind_int64(st, i, r->started_at_us);
+        return cv_int(r->started_at_us);
     if (IS("duration_us"))
-        return sqlite3_bind_int64(st, i, r->duration_us);
+        return cv_int(r->duration_us);
     if (IS("upstream_us"))
-        return sqlite3_bind_int64(st, i, r->upstream_us);
+        return cv_int(r->upstream_us);
     if (IS("client_addr"))
-        return bind_text_or_null(st, i, r->client_addr);
+        return cv_text(r->client_addr);
     if (IS("method"))
-        return bind_text_or_null(st, i, r->method);
+        return cv_text(r->method);
     if (IS("scheme"))
-        return bind_text_or_null(st, i, r->scheme);
+        return cv_text(r->scheme);
     if (IS("host"))
-        return bind_text_or_null(st, i, r->host);
+        return cv_text(r->host);
     if (IS("path"))
-        return bind_text_or_null(st, i, r->path);
+        return cv_text(r->path);
     if (IS("query"))
-        return bind_text_or_null(st, i, r->query);
+        return cv_text(r->query);
     if (IS("req_headers"))
-        return sqlite3_bind_text64(st, i, p->reqh.data, p->reqh.len, SQLITE_STATIC, SQLITE_UTF8);
+        return cv_bytes(&p->reqh, false);
     if (IS("req_body"))
-        return sqlite3_bind_blob64(st, i, r->req_body.data, r->req_body.len, SQLITE_STATIC);
+        return cv_bytes(&r->req_body, true);
     if (IS("req_body_size"))
-        return sqlite3_bind_int64(st, i, (sqlite3_int64)r->req_body_size);
+        return cv_int((int64_t)r->req_body_size);
     if (IS("req_truncated"))
-        return sqlite3_bind_int(st, i, r->req_truncated);
+        return cv_int(r->req_truncated);
     if (IS("status"))
-        return sqlite3_bind_int(st, i, r->status);
+        return cv_int(r->status);
     if (IS("resp_headers"))
-        return sqlite3_bind_text64(st, i, p->resph.data, p->resph.len, SQLITE_STATIC, SQLITE_UTF8);
+        return cv_bytes(&p->resph, false);
     if (IS("resp_body"))
-        return sqlite3_bind_blob64(st, i, r->resp_body.data, r->resp_body.len, SQLITE_STATIC);
+        return cv_bytes(&r->resp_body, true);
     if (IS("resp_body_size"))
-        return sqlite3_bind_int64(st, i, (sqlite3_int64)r->resp_body_size);
+        return cv_int((int64_t)r->resp_body_size);
     if (IS("resp_truncated"))
-        return sqlite3_bind_int(st, i, r->resp_truncated);
+        return cv_int(r->resp_truncated);
     if (IS("rule"))
-        return bind_text_or_null(st, i, r->rule);
+        return cv_text(r->rule);
     if (IS("origin"))
-        return bind_text_or_null(st, i, r->origin);
+        return cv_text(r->origin);
     if (IS("error"))
-        return bind_text_or_null(st, i, r->error);
+        return cv_text(r->error);
     if (IS("replication"))
-        return bind_text_or_null(st, i, r->replication);
+        return cv_text(r->replication);
     if (IS("req_encoding"))
-        return bind_text_or_null(st, i, r->req_encoding);
+        return cv_text(r->req_encoding);
     if (IS("resp_encoding"))
-        return bind_text_or_null(st, i, r->resp_encoding);
+        return cv_text(r->resp_encoding);
     if (IS("req_body_note"))
-        return bind_text_or_null(st, i, r->req_body_note);
+        return cv_text(r->req_body_note);
     if (IS("resp_body_note"))
-        return bind_text_or_null(st, i, r->resp_body_note);
+        return cv_text(r->resp_body_note);
 #undef IS
-    bench_die(PROG, "column requests.%s is new to bench_store: teach bind_column about it", col);
+    bench_die(PROG, "column requests.%s is new to bench_store: teach column_value about it", col);
 }
 
-static void run_plain(const opts *o)
+static int bind_column(sqlite3_stmt *st, int i, const char *col, const plain_row *p)
 {
-    /* The schema, made by restspy itself. */
+    colval v = column_value(col, p);
+    switch (v.kind) {
+    case CV_TEXT:
+        return sqlite3_bind_text64(st, i, v.p, v.len, SQLITE_STATIC, SQLITE_UTF8);
+    case CV_INT:
+        return sqlite3_bind_int64(st, i, v.i);
+    case CV_BLOB:
+        return sqlite3_bind_blob64(st, i, v.p, v.len, SQLITE_STATIC);
+    case CV_NULL:
+        break;
+    }
+    return sqlite3_bind_null(st, i);
+}
+
+/* The schema of db, made by restspy itself. */
+static void make_schema(const char *db)
+{
     config *c = config_new();
     char url[4096], err[512] = "";
-    snprintf(url, sizeof url, "sqlite:%s", o->db);
+    snprintf(url, sizeof url, "%s%s", is_pg(db) ? "" : "sqlite:", db);
     store_options so = {0};
     so.url = url;
     so.queue_max = 1;
@@ -324,6 +414,39 @@ static void run_plain(const opts *o)
     if (!s)
         bench_die(PROG, "store_open: %s", err);
     store_close(s);
+}
+
+/* The plain loops' row: one record and its header JSON (owned). */
+static void plain_row_init(plain_row *p)
+{
+    p->r = bench_make_record("bench");
+    buf_init(&p->reqh);
+    buf_init(&p->resph);
+    http_headers_to_json(&p->r->req_headers, &p->reqh);
+    http_headers_to_json(&p->r->resp_headers, &p->resph);
+}
+
+static void plain_row_free(plain_row *p)
+{
+    record_free(p->r);
+    buf_free(&p->reqh);
+    buf_free(&p->resph);
+}
+
+/* rows UUIDv7 ids, in order (owned by the caller). */
+static char (*make_ids(uint64_t rows))[UUID7_STR_LEN + 1]
+{
+    char(*ids)[UUID7_STR_LEN + 1] = xmalloc(rows * sizeof *ids);
+    for (uint64_t i = 0; i < rows; i++)
+        uuid7_generate(ids[i]);
+    return ids;
+}
+
+static void run_plain(const opts *o)
+{
+    if (is_pg(o->db))
+        bench_die(PROG, "--mode plain takes a SQLite path (copy is PostgreSQL's limit)");
+    make_schema(o->db);
 
     sqlite3 *db = NULL;
     /* NOMUTEX as restspy's writer connection (and, through the store_open
@@ -359,11 +482,8 @@ static void run_plain(const opts *o)
     if (sqlite3_prepare_v3(db, sql.data, -1, SQLITE_PREPARE_PERSISTENT, &ins, NULL) != SQLITE_OK)
         bench_die(PROG, "cannot prepare the INSERT: %s", sqlite3_errmsg(db));
 
-    plain_row p = {.r = bench_make_record("bench")};
-    buf_init(&p.reqh);
-    buf_init(&p.resph);
-    http_headers_to_json(&p.r->req_headers, &p.reqh);
-    http_headers_to_json(&p.r->resp_headers, &p.resph);
+    plain_row p;
+    plain_row_init(&p);
     int id_col = 0, started_col = 0;
     for (int i = 0; i < ncol; i++) {
         if (bind_column(ins, i + 1, names[i], &p) != SQLITE_OK)
@@ -376,9 +496,7 @@ static void run_plain(const opts *o)
     if (!id_col || !started_col)
         bench_die(PROG, "requests has no id or started_at column");
 
-    char(*ids)[UUID7_STR_LEN + 1] = xmalloc(o->rows * sizeof *ids);
-    for (uint64_t i = 0; i < o->rows; i++)
-        uuid7_generate(ids[i]);
+    char(*ids)[UUID7_STR_LEN + 1] = make_ids(o->rows);
     int64_t started = util_now_us();
 
     uint64_t batches = 0;
@@ -404,16 +522,11 @@ static void run_plain(const opts *o)
         bench_die(PROG, "closing %s failed", o->db);
     int64_t t2 = util_mono_us();
     free(ids);
-    record_free(p.r);
-    buf_free(&p.reqh);
-    buf_free(&p.resph);
+    plain_row_free(&p);
     buf_free(&cols);
     buf_free(&sql);
 
-    int64_t n = count_rows(o->db);
-    if (n != (int64_t)o->rows)
-        bench_die(PROG, "%s holds %lld rows, expected %llu", o->db, (long long)n,
-                  (unsigned long long)o->rows);
+    check_rows(o);
     double sec = secs(t0, t1);
     printf("{\"mode\":\"plain\",\"rows\":%llu,\"seconds\":%.6f,\"rows_per_s\":%.1f,"
            "\"seconds_with_close\":%.6f,\"batch\":%llu,\"batches\":%llu,\"columns\":%d,"
@@ -421,6 +534,124 @@ static void run_plain(const opts *o)
            (unsigned long long)o->rows, sec, (double)o->rows / sec, secs(t0, t2),
            (unsigned long long)o->batch, (unsigned long long)batches, ncol, c1 - c0,
            (c1 - c0) * 1e6 / (double)o->rows, file_size(o->db));
+}
+
+/* ---- the COPY loop (PostgreSQL) ---- */
+
+static void put_u16(buf *b, uint16_t v)
+{
+    uint16_t n = htons(v);
+    buf_append(b, &n, 2);
+}
+
+static void put_u32(buf *b, uint32_t v)
+{
+    uint32_t n = htonl(v);
+    buf_append(b, &n, 4);
+}
+
+/* One field of COPY's binary format: its length, then its bytes in the
+ * column's binary form (type: information_schema's data_type). */
+static void put_field(buf *b, const char *type, colval v)
+{
+    if (v.kind == CV_NULL) {
+        put_u32(b, UINT32_MAX); /* -1: NULL */
+        return;
+    }
+    if (strcmp(type, "bigint") == 0) {
+        put_u32(b, 8);
+        put_u32(b, (uint32_t)((uint64_t)v.i >> 32));
+        put_u32(b, (uint32_t)v.i);
+    } else if (strcmp(type, "integer") == 0) {
+        put_u32(b, 4);
+        put_u32(b, (uint32_t)v.i);
+    } else if (strcmp(type, "boolean") == 0) {
+        put_u32(b, 1);
+        buf_append_char(b, v.i ? 1 : 0);
+    } else if (strcmp(type, "jsonb") == 0) {
+        put_u32(b, (uint32_t)v.len + 1);
+        buf_append_char(b, 1); /* jsonb's binary format version */
+        buf_append(b, v.p, v.len);
+    } else if (strcmp(type, "text") == 0 || strcmp(type, "bytea") == 0) {
+        put_u32(b, (uint32_t)v.len);
+        buf_append(b, v.p, v.len);
+    } else {
+        bench_die(PROG, "a column of type %s is new to bench_store: teach put_field about it",
+                  type);
+    }
+}
+
+static void run_copy(const opts *o)
+{
+    if (!is_pg(o->db))
+        bench_die(PROG, "--mode copy takes a postgresql:// URL");
+    make_schema(o->db);
+    PGconn *c = pg_connect_or_die(o->db);
+    PGresult *r = PQexec(c, "SELECT column_name, data_type FROM information_schema.columns "
+                            "WHERE table_name = 'requests' AND column_name <> 'seq' "
+                            "ORDER BY ordinal_position");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) == 0)
+        bench_die(PROG, "cannot read the schema: %s", PQerrorMessage(c));
+    int ncol = PQntuples(r);
+    plain_row p;
+    plain_row_init(&p);
+    buf sql = BUF_INIT;
+    buf_append_str(&sql, "COPY requests (");
+    for (int i = 0; i < ncol; i++)
+        buf_appendf(&sql, "%s%s", i ? ", " : "", PQgetvalue(r, i, 0));
+    buf_append_str(&sql, ") FROM STDIN (FORMAT binary)");
+
+    char(*ids)[UUID7_STR_LEN + 1] = make_ids(o->rows);
+    int64_t started = util_now_us();
+    buf data = BUF_INIT;
+    uint64_t batches = 0;
+    double c0 = bench_cpu_s();
+    int64_t t0 = util_mono_us();
+    for (uint64_t i = 0; i < o->rows; batches++) {
+        PGresult *cr = PQexec(c, sql.data);
+        if (PQresultStatus(cr) != PGRES_COPY_IN)
+            bench_die(PROG, "%s: %s", sql.data, PQerrorMessage(c));
+        PQclear(cr);
+        buf_reset(&data);
+        buf_append(&data, "PGCOPY\n\377\r\n\0", 11);
+        put_u32(&data, 0); /* flags */
+        put_u32(&data, 0); /* header extension */
+        for (uint64_t j = 0; j < o->batch && i < o->rows; j++, i++) {
+            put_u16(&data, (uint16_t)ncol);
+            for (int k = 0; k < ncol; k++) {
+                const char *col = PQgetvalue(r, k, 0);
+                colval v = strcmp(col, "id") == 0           ? cv_text(ids[i])
+                           : strcmp(col, "started_at") == 0 ? cv_int(started + (int64_t)i)
+                                                            : column_value(col, &p);
+                put_field(&data, PQgetvalue(r, k, 1), v);
+            }
+        }
+        put_u16(&data, UINT16_MAX); /* -1: the end */
+        if (PQputCopyData(c, data.data, (int)data.len) != 1 || PQputCopyEnd(c, NULL) != 1)
+            bench_die(PROG, "COPY: %s", PQerrorMessage(c));
+        while ((cr = PQgetResult(c))) {
+            if (PQresultStatus(cr) != PGRES_COMMAND_OK)
+                bench_die(PROG, "COPY: %s", PQerrorMessage(c));
+            PQclear(cr);
+        }
+    }
+    int64_t t1 = util_mono_us();
+    double c1 = bench_cpu_s();
+    PQclear(r);
+    PQfinish(c);
+    free(ids);
+    plain_row_free(&p);
+    buf_free(&sql);
+    buf_free(&data);
+
+    check_rows(o);
+    double sec = secs(t0, t1);
+    printf("{\"mode\":\"copy\",\"rows\":%llu,\"seconds\":%.6f,\"rows_per_s\":%.1f,"
+           "\"batch\":%llu,\"batches\":%llu,\"columns\":%d,\"cpu_seconds\":%.6f,"
+           "\"cpu_us_per_row\":%.3f,\"db_bytes\":%lld}\n",
+           (unsigned long long)o->rows, sec, (double)o->rows / sec, (unsigned long long)o->batch,
+           (unsigned long long)batches, ncol, c1 - c0, (c1 - c0) * 1e6 / (double)o->rows,
+           db_bytes(o->db));
 }
 
 int main(int argc, char **argv)
@@ -450,7 +681,7 @@ int main(int argc, char **argv)
     }
     if (!o.mode || !o.db)
         bench_die(PROG, "--mode and --db are required (see --help)");
-    if (access(o.db, F_OK) == 0)
+    if (!is_pg(o.db) && access(o.db, F_OK) == 0)
         bench_die(PROG, "%s exists: give a fresh path", o.db);
     if (o.producers > o.rows)
         bench_die(PROG, "more producers than rows");
@@ -460,8 +691,12 @@ int main(int argc, char **argv)
         if (!o.batch)
             o.batch = 512;
         run_plain(&o);
+    } else if (strcmp(o.mode, "copy") == 0) {
+        if (!o.batch)
+            o.batch = 512;
+        run_copy(&o);
     } else {
-        bench_die(PROG, "--mode must be restspy or plain, not '%s'", o.mode);
+        bench_die(PROG, "--mode must be restspy, plain or copy, not '%s'", o.mode);
     }
     return 0;
 }

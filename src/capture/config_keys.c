@@ -70,7 +70,7 @@ static const keydef keys[] = {
     {"config", K_CONFIG, CFG(config_path), NOLIMIT, NULL, NULL, "(none)",
      "INI file to load (flag or RESTSPY_CONFIG; not valid inside a file)"},
     {"store", K_STORE, CFG(store), NOLIMIT, NULL, "sqlite:restspy.db", NULL,
-     "where records are persisted: sqlite:PATH or off"},
+     "where records are persisted: sqlite:PATH, postgresql://[user@]host[:port]/db or off"},
     {"log", K_LOG, CFG(log), NOLIMIT, NULL, "-", NULL,
      "access log destination: - (stdout), a file path, or off"},
     {"log_format", K_CHOICE, CFG(log_format), NOLIMIT, log_formats, "json", NULL,
@@ -513,8 +513,10 @@ static int set_store(const keydef *k, void *field, const char *value, char *expe
         set_str(field, xstrdup("off"));
         return 0;
     }
-    if (strncmp(value, "sqlite:", 7) != 0 || value[7] == '\0') {
-        snprintf(expect, elen, "expected sqlite:PATH or off");
+    /* The store checks the rest when it opens (store_open). */
+    bool pg = strncmp(value, "postgresql://", 13) == 0 || strncmp(value, "postgres://", 11) == 0;
+    if (!pg && (strncmp(value, "sqlite:", 7) != 0 || value[7] == '\0')) {
+        snprintf(expect, elen, "expected sqlite:PATH, postgresql://[user@]host[:port]/db or off");
         return -1;
     }
     set_str(field, xstrdup(value));

@@ -35,6 +35,10 @@ static int open_store(pipeline_sinks *p, const config *cfg, char *err, size_t er
     store_options_from_config(&o, cfg);
     char why[512] = "";
     p->store = store_open(&o, why, sizeof why);
+    if (p->store && cfg->amqp && store_check_replication(p->store, why, sizeof why) < 0) {
+        util_seterr(err, errlen, "--amqp: %s", why);
+        return -1;
+    }
     if (!p->store || store_start(p->store, why, sizeof why) < 0) {
         util_seterr(err, errlen, "store: %s", why);
         return -1;

@@ -137,6 +137,13 @@ static void capture(buf *out, const metrics_sources *src)
         (unsigned long long)s.errors);
     one(out, "restspy_store_pruned_total", "counter", "Rows deleted by retention.",
         (unsigned long long)s.pruned);
+    one(out, "restspy_store_connected", "gauge",
+        "1 while the store's writer has its database (0: a PostgreSQL server lost, captures "
+        "queue).",
+        s.disconnected ? 0ULL : 1ULL);
+    one(out, "restspy_store_reconnects_total", "counter",
+        "Times the store's writer got its lost database server back.",
+        (unsigned long long)s.reconnects);
     snapshot(out, "restspy_store_commit_seconds",
              "The store writer's transactions, from BEGIN to the end of COMMIT.", &s.commit_time);
     snapshot(out, "restspy_store_latency_seconds",

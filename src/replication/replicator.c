@@ -780,7 +780,8 @@ int replicator_main(int argc, char **argv, char *const *envp)
     store_options_from_config(&o, cfg);
     o.drop_when_full = false; /* a ledger row is never dropped */
     r.st = store_open(&o, err, sizeof err);
-    if (!r.st || store_start(r.st, err, sizeof err) != 0) {
+    if (!r.st || store_check_replication(r.st, err, sizeof err) != 0 ||
+        store_start(r.st, err, sizeof err) != 0) {
         fprintf(stderr, "restspy replicate: store: %s\n", err);
         store_close(r.st);
         rc = 1;

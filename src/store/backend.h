@@ -31,6 +31,9 @@ struct store_ledger_entry;
 
 typedef struct store_backend {
     const char *scheme; /* URL scheme before the ':' ("sqlite") */
+    /* NULL when the backend offers replication (the outbox, the ledger);
+     * else the one line store_check_replication gives. */
+    const char *no_replication;
     /* target: the URL after "scheme:". Same contract as store_open. */
     store *(*open)(const char *target, const struct store_options *o, char *err, size_t errlen);
     int (*start)(store *s, char *err, size_t errlen);
@@ -94,5 +97,8 @@ struct store {
 /* The backends of this build, defined each in its own files (store.c picks
  * one by the URL's scheme). */
 extern const store_backend store_sqlite_backend;
+/* PostgreSQL, under both of libpq's URI schemes. */
+extern const store_backend store_pg_backend;
+extern const store_backend store_postgres_backend;
 
 #endif

@@ -14,6 +14,7 @@
 #include "base/buf.h"
 #include "store/backend.h"
 #include "store/store.h"
+#include "store/writeq.h"
 
 /* Column order shared by the INSERT and every SELECT. A reader of a version
  * 1 file selects NULL for the columns added since (see select_columns). */
@@ -113,47 +114,8 @@ enum {
 #define SQ_STUCK_COLUMNS                                                                           \
     "message_id, origin, method, target, first_failed_at, last_failed_at, attempts, last_answer"
 
-/* A queued unit and whom to tell once it is committed or dropped. */
-typedef struct sq_item {
-    store_unit u; /* owns what store_unit says */
-    store_done_fn done;
-    void *ud;
-    int64_t t_us; /* monotonic, when submitted */
-    size_t bytes; /* what it counts against queue_max_bytes (sq_unit_bytes) */
-} sq_item;
-
-/* A counter operation waiting for the writer's next transaction. */
-typedef struct sq_op {
-    char *name; /* owned */
-    int64_t value;
-    bool set; /* false: add */
-} sq_op;
-
-/* A change of the `stuck` table waiting for the writer's next transaction:
- * set (upsert row) or clear (delete the message's row). */
-typedef struct sq_stuck_op {
-    bool set;
-    store_stuck row; /* owns its strings; only message_id when clearing */
-} sq_stuck_op;
-
-/* Work for the writer's next transaction besides records: counter updates
- * (at most one per name, see sq_counter), stuck-table changes (at most one
- * per message, the latest), receipts (sqlite_receipts.c), and outbox confirms merged into one
- * (deleting seq <= the highest confirmed is the same as deleting each range in turn). */
-typedef struct sq_ops {
-    sq_op *v;
-    size_t len, cap;
-    sq_stuck_op *sv;
-    size_t slen, scap;
-    store_receipt *rv; /* receipts to write, in arrival order (owned) */
-    size_t rlen, rcap;
-    int64_t confirm_upto; /* 0 = nothing confirmed */
-    int64_t confirm_us;   /* wall clock of the latest confirm */
-    char confirm_id[UUID7_STR_LEN + 1];
-} sq_ops;
-
 typedef struct sq_store {
-    store base; /* first: a store * is a sq_store * */
+    writeq_store w; /* first: a store * is a sq_store *; the queue and writer */
     char *path;
     store_options opt; /* copy; opt.url is not kept */
     int64_t schema;    /* the file's version: a reader may see an older one */
@@ -166,33 +128,6 @@ typedef struct sq_store {
      * replicator's ledger lookup), prepared once on rdb: preparing was three
      * quarters of the publisher's instructions (callgrind). Under rlock. */
     sqlite3_stmt *r_outbox_fetch, *r_ledger_has, *r_stuck_get;
-
-    /* queue, guarded by mu */
-    pthread_mutex_t mu;
-    pthread_cond_t nonempty; /* writer waits (CLOCK_MONOTONIC) */
-    pthread_cond_t room;     /* submitters wait for room (not drop_when_full) */
-    pthread_cond_t outbox;   /* outbox_wait (CLOCK_MONOTONIC); broadcast on commit */
-    sq_item *ring;           /* owns the queued units */
-    size_t ring_alloc;       /* grows up to cap as needed */
-    size_t cap;              /* queue_max */
-    size_t head, count;
-    size_t bytes, max_bytes; /* held by the queued units; queue_max_bytes (0 = none) */
-    size_t inflight;         /* taken by the writer, not yet committed */
-    bool closing, paused, started;
-    bool gathering; /* the writer collects a batch: submitters need not wake it */
-    size_t waiting; /* queued records whose submitter waits for the commit */
-    /* Committed units waiting to be freed by the next submitters: the
-     * threads that allocated them free them on their own heaps, cheaply,
-     * where the writer's frees took the allocator's locks (a tenth of the
-     * writer's time per row, perf). Owned. */
-    store_unit *parked;
-    size_t nparked, parked_cap;
-    store_stats st;
-    hist commit_time, latency; /* the writer's; read into st by get_stats */
-    sq_ops ops;                /* pending for the next transaction */
-    int64_t outbox_seq;        /* highest committed outbox seq known to this process */
-    int outbox_waiters;        /* threads in outbox_wait: close waits for them to leave */
-    pthread_t thread;
     struct sq_ckpt *ckpt; /* background checkpoints (opt.checkpoint_pages), or NULL */
 
     /* writer-only */
@@ -259,25 +194,14 @@ void sq_ckpt_counts(sq_ckpt *c, uint64_t *runs, uint64_t *busy);
 
 /* ---- sqlite_writer.c ---- */
 
-/* Frees what a unit owns (store_unit). */
-void sq_unit_free(store_unit *u);
-void sq_ops_free(sq_ops *o);
-bool sq_ops_pending(const sq_ops *o);
-/* The writer thread (arg: the sq_store); also run in place by a close of a
- * store never started, to drain its queue. */
-void *sq_writer_main(void *arg);
+/* What the SQLite backend plugs into its writeq: its transaction and
+ * retention. */
+extern const writeq_hooks sq_writeq_hooks;
 /* Binds v (NULL: SQL NULL) to the 0-based column col (SQLITE_STATIC). */
 int sq_bind_text(sqlite3_stmt *st, int col, const char *v);
 /* Steps a bound writer statement to completion and resets it; *changes (may
  * be NULL) gets the rows changed; e gets the error. */
 int sq_run(sq_store *s, sqlite3_stmt *st, int64_t *changes, char *e, size_t elen);
-int sq_submit(store *base, const store_unit *unit, store_done_fn done, void *ud);
-void sq_get_stats(store *base, store_stats *out);
-void sq_counter(store *base, const char *name, int64_t value, bool set);
-void sq_outbox_confirmed(store *base, int64_t upto, const char *last_id);
-void sq_stuck_set(store *base, const store_stuck *row);
-void sq_stuck_clear(store *base, const char *message_id);
-int sq_outbox_wait(store *base, int64_t after_seq, int timeout_ms);
 
 /* ---- sqlite_query.c ---- */
 
@@ -326,10 +250,9 @@ int64_t sq_ledger_each(store *base, int64_t after, size_t max,
 
 /* ---- sqlite_receipts.c ---- */
 
-void sq_receipt_put(store *base, const store_receipt *r);
 /* Writes the queued receipts of o in the writer's transaction. SQLite's rc,
  * e on error. */
-int sq_receipts_write(sq_store *s, const sq_ops *o, char *e, size_t elen);
+int sq_receipts_write(sq_store *s, const writeq_ops *o, char *e, size_t elen);
 int sq_receipts_get(store *base, const char *message_id, store_receipt **out, size_t *n, char *err,
                     size_t errlen);
 int sq_ledger_get(store *base, const char *message_id, store_ledger_entry *out, char *err,

@@ -8,6 +8,7 @@
 
 #include "base/glob.h"
 #include "base/util.h"
+#include "store/pathrange.h"
 #include "store/sqlite_internal.h"
 #include "store/store_sqlite.h"
 
@@ -205,55 +206,10 @@ void store_sqlite_test_glob_index_max(int64_t max)
     sq_glob_index_max = max;
 }
 
-/* The length of glob's literal prefix: every path glob_match takes starts
- * with glob[0..it). */
-static size_t glob_prefix(const char *glob)
-{
-    size_t lit = strcspn(glob, "*");
-    /* glob_match's one move that skips a literal: a slash before a "**"
-     * segment may stand for nothing ("/api/" + "**" matches "/api"). */
-    if (lit > 0 && glob[lit - 1] == '/' && glob[lit] == '*' && glob[lit + 1] == '*' &&
-        (glob[lit + 2] == '\0' || glob[lit + 2] == '/'))
-        lit--;
-    return lit;
-}
-
-/* The least byte string above every string starting with p[0..n), into
- * upper (n bytes at most): p less its trailing 0xff bytes, the last byte
- * left raised by one. Its length; 0 when p is all 0xff bytes (no bound). */
-static size_t prefix_upper(const char *p, size_t n, char *upper)
-{
-    while (n > 0 && (unsigned char)p[n - 1] == 0xff)
-        n--;
-    memcpy(upper, p, n);
-    if (n > 0)
-        upper[n - 1] = (char)((unsigned char)p[n - 1] + 1);
-    return n;
-}
-
-/* The path range of a query: [lo, hi) (hi_len 0: no upper bound); lo_len 0
- * when the glob has no literal prefix (or none worth a range). */
-typedef struct path_range {
-    const char *lo;
-    size_t lo_len;
-    char hi[GLOB_MAX + 1];
-    size_t hi_len;
-} path_range;
-
-static void path_range_of(const char *glob, path_range *r)
-{
-    r->lo = glob;
-    r->lo_len = glob_prefix(glob);
-    /* A glob longer than GLOB_MAX matches nothing anyway (glob_match). */
-    if (r->lo_len > GLOB_MAX)
-        r->lo_len = 0;
-    r->hi_len = r->lo_len ? prefix_upper(glob, r->lo_len, r->hi) : 0;
-}
-
 /* Whether the rows of r are few enough to read through requests_path:
  * counts its index entries (the index alone, sq_glob_index_max + 1 at
  * most). 1 yes, 0 no, -1 with err. */
-static int path_range_small(sq_store *s, const path_range *r, char *err, size_t errlen)
+static int path_range_small(sq_store *s, const store_path_range *r, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int rc = SQLITE_DONE;
@@ -278,8 +234,8 @@ static int path_range_small(sq_store *s, const path_range *r, char *err, size_t 
 /* The SQL of q (bound values appended to p): the path range through
  * requests_path when by_path, else (with "+path", which no index serves)
  * a filter on the walk the planner picks, started_at's for the order. */
-static void query_sql(const sq_store *s, const store_query *q, const path_range *pr, bool by_path,
-                      buf *sql, qparam *p, int *np)
+static void query_sql(const sq_store *s, const store_query *q, const store_path_range *pr,
+                      bool by_path, buf *sql, qparam *p, int *np)
 {
     buf_append_str(sql, "SELECT ");
     buf_append_str(sql, select_columns(s));
@@ -340,10 +296,10 @@ int sq_query_each(store *base, const store_query *q, int (*fn)(const record *r, 
     buf sql = BUF_INIT;
     qparam p[QPARAMS_MAX];
     int np = 0;
-    path_range pr = {0};
+    store_path_range pr = {0};
     int by_path = 0;
     if (q->path_glob)
-        path_range_of(q->path_glob, &pr);
+        store_path_range_of(q->path_glob, &pr);
     /* Files before version 7 have no path index: their globs walk. */
     if (pr.lo_len && s->schema >= 7 && (by_path = path_range_small(s, &pr, err, errlen)) < 0)
         return -1;

@@ -15,26 +15,7 @@
 
 /* ---- writing ---- */
 
-void sq_receipt_put(store *base, const store_receipt *r)
-{
-    sq_store *s = sq(base);
-    if (s->opt.read_only || !r->message_id[0] || !r->node || !r->outcome)
-        return;
-    pthread_mutex_lock(&s->mu);
-    sq_ops *o = &s->ops;
-    if (o->rlen == o->rcap) {
-        o->rcap = o->rcap ? o->rcap * 2 : 8;
-        o->rv = xrealloc(o->rv, o->rcap * sizeof *o->rv);
-    }
-    store_receipt *c = &o->rv[o->rlen++];
-    *c = *r;
-    c->node = xstrdup(r->node);
-    c->outcome = xstrdup(r->outcome);
-    pthread_cond_signal(&s->nonempty);
-    pthread_mutex_unlock(&s->mu);
-}
-
-int sq_receipts_write(sq_store *s, const sq_ops *o, char *e, size_t elen)
+int sq_receipts_write(sq_store *s, const writeq_ops *o, char *e, size_t elen)
 {
     int rc = SQLITE_OK;
     sqlite3_stmt *st = s->receipt_put;

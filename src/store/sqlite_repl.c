@@ -276,9 +276,7 @@ int sq_ledger_skip(store *base, const char *message_id, const char *origin, char
                    size_t errlen)
 {
     sq_store *s = sq(base);
-    pthread_mutex_lock(&s->mu);
-    bool started = s->started;
-    pthread_mutex_unlock(&s->mu);
+    bool started = writeq_started(&s->w.q);
     /* The writer thread owns db once started: this is for the CLI only. */
     assert(!started && !s->opt.read_only);
     if (started || s->opt.read_only) {

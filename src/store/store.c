@@ -20,6 +20,8 @@
 
 static const store_backend *const backends[] = {
     &store_sqlite_backend,
+    &store_pg_backend,
+    &store_postgres_backend,
 };
 
 void store_options_from_config(store_options *o, const config *cfg)
@@ -43,7 +45,7 @@ store *store_open(const store_options *o, char *err, size_t errlen)
 {
     const char *url = o->url;
     if (!url || !*url) {
-        snprintf(err, errlen, "no store URL given (expected sqlite:PATH)");
+        snprintf(err, errlen, "no store URL given (" STORE_URL_FORMS ")");
         return NULL;
     }
     if (strcmp(url, "off") == 0) {
@@ -59,8 +61,16 @@ store *store_open(const store_options *o, char *err, size_t errlen)
                 return be->open(colon + 1, o, err, errlen);
         }
     }
-    snprintf(err, errlen, "unsupported store URL '%s' (expected sqlite:PATH)", url);
+    snprintf(err, errlen, "unsupported store URL '%s' (" STORE_URL_FORMS ")", url);
     return NULL;
+}
+
+int store_check_replication(store *s, char *err, size_t errlen)
+{
+    if (!s->be->no_replication)
+        return 0;
+    snprintf(err, errlen, "%s", s->be->no_replication);
+    return -1;
 }
 
 int store_start(store *s, char *err, size_t errlen)

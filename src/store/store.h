@@ -7,8 +7,9 @@
  *
  * The proxy only calls store_submit_unit; the CLI only calls the query
  * functions. A store URL picks the backend: "sqlite:PATH" (the default,
- * SQLite in WAL mode); other schemes can be added later (e.g.
- * "postgres:...", see store/backend.h) without the proxy changing.
+ * SQLite in WAL mode), or "postgresql://..." / "postgres://..." (a libpq
+ * URI: one database many restspy instances share, see store_pg.c), each a
+ * backend behind store/backend.h, so that the proxy does not change.
  *
  * Writing: a writer thread owns the database connection, takes units of work
  * (store_unit: a record and the rows that commit with it) from a bounded
@@ -81,6 +82,9 @@ typedef struct store_stats {
     uint64_t errors;           /* failed commits (retried) */
     uint64_t pruned;           /* rows deleted by retention */
     uint64_t blocked;          /* store_submit_unit calls that had to wait for room */
+    uint64_t disconnected;     /* 1 while the writer has lost its database server
+                                * (PostgreSQL); always 0 for a file */
+    uint64_t reconnects;       /* times the writer got its lost server back */
     hist_snapshot commit_time; /* per batch: BEGIN to COMMIT done */
     hist_snapshot latency;     /* per unit: submitted to committed (queue wait included) */
 } store_stats;
@@ -99,6 +103,14 @@ void store_options_from_config(store_options *o, const struct config *cfg);
  * is not a restspy store: "PATH is not a restspy store: it holds tables a,
  * b", or one a writer may not add its tables to without init_foreign). */
 store *store_open(const store_options *o, char *err, size_t errlen);
+
+/* The URLs store_open takes, for messages. */
+#define STORE_URL_FORMS "expected sqlite:PATH or postgresql://[user@]host[:port]/db"
+
+/* 0 when s's backend offers replication (the outbox and the ledger: the
+ * proxy's --amqp, the replicator), else -1 with the one line to refuse it
+ * with. */
+int store_check_replication(store *s, char *err, size_t errlen);
 
 /* Starts the writer thread. 0 or -1 with err. */
 int store_start(store *s, char *err, size_t errlen);

@@ -94,23 +94,6 @@ sqlite3 *sq_connect(const char *path, bool read_only, uint64_t busy_ms, char *er
     return db;
 }
 
-void sq_ops_free(sq_ops *o)
-{
-    for (size_t i = 0; i < o->len; i++)
-        free(o->v[i].name);
-    free(o->v);
-    for (size_t i = 0; i < o->slen; i++)
-        store_stuck_row_free(&o->sv[i].row);
-    free(o->sv);
-    store_receipts_free(o->rv, o->rlen);
-    memset(o, 0, sizeof *o);
-}
-
-bool sq_ops_pending(const sq_ops *o)
-{
-    return o->len || o->slen || o->rlen || o->confirm_upto > 0;
-}
-
 static void finalize_writer_stmts(sq_store *s)
 {
     sqlite3_stmt **v[] = {&s->ins,        &s->ins_outbox, &s->ins_applied, &s->counter,
@@ -123,9 +106,7 @@ static void finalize_writer_stmts(sq_store *s)
 
 static void sq_free(sq_store *s)
 {
-    for (size_t i = 0; i < s->nparked; i++)
-        sq_unit_free(&s->parked[i]);
-    free(s->parked);
+    writeq_destroy(&s->w.q);
     finalize_writer_stmts(s);
     sqlite3_finalize(s->r_outbox_fetch);
     sqlite3_finalize(s->r_ledger_has);
@@ -133,22 +114,9 @@ static void sq_free(sq_store *s)
     if (s->rdb && s->rdb != s->db)
         sqlite3_close(s->rdb);
     sqlite3_close(s->db);
-    /* Only reached with queued records when a closing store gave up. */
-    for (size_t i = 0; i < s->count; i++) {
-        sq_item *it = &s->ring[(s->head + i) % s->ring_alloc];
-        if (it->done)
-            it->done(it->ud, -1);
-        sq_unit_free(&it->u);
-    }
-    free(s->ring);
-    sq_ops_free(&s->ops);
     buf_free(&s->reqh);
     buf_free(&s->resph);
     pthread_mutex_destroy(&s->rlock);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->nonempty);
-    pthread_cond_destroy(&s->room);
-    pthread_cond_destroy(&s->outbox);
     free(s->path);
     free(s);
 }
@@ -204,7 +172,7 @@ static int sq_open_rw(sq_store *s, char *err, size_t errlen)
     }
     /* outbox_wait compares with the newest row still waiting, so a publisher
      * starting from seq 0 is woken for the rows a previous run left. */
-    if (sq_int_query(s->db, "SELECT coalesce(max(seq), 0) FROM outbox", &s->outbox_seq, e,
+    if (sq_int_query(s->db, "SELECT coalesce(max(seq), 0) FROM outbox", &s->w.q.outbox_seq, e,
                      sizeof e) != SQLITE_OK) {
         snprintf(err, errlen, "cannot read the outbox: %s", e);
         return -1;
@@ -261,21 +229,12 @@ static int sq_open_ro(sq_store *s, char *err, size_t errlen)
 static store *sq_open(const char *path, const store_options *o, char *err, size_t errlen)
 {
     sq_store *s = xcalloc(1, sizeof *s);
-    s->base.be = &store_sqlite_backend;
+    s->w.base.be = &store_sqlite_backend;
     s->path = xstrdup(path);
     s->opt = *o;
     s->opt.url = NULL;
-    s->cap = o->queue_max ? (size_t)o->queue_max : 1;
-    s->max_bytes = o->queue_max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)o->queue_max_bytes;
+    writeq_init(&s->w.q, o, &sq_writeq_hooks, s);
     pthread_mutex_init(&s->rlock, NULL);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->nonempty, &ca);
-    pthread_cond_init(&s->outbox, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_cond_init(&s->room, NULL);
     buf_init(&s->reqh);
     buf_init(&s->resph);
 
@@ -283,7 +242,7 @@ static store *sq_open(const char *path, const store_options *o, char *err, size_
         sq_free(s);
         return NULL;
     }
-    return &s->base;
+    return &s->w.base;
 }
 
 static int sq_start(store *base, char *err, size_t errlen)
@@ -293,47 +252,28 @@ static int sq_start(store *base, char *err, size_t errlen)
         snprintf(err, errlen, "store %s was opened read-only", s->path);
         return -1;
     }
-    pthread_mutex_lock(&s->mu);
-    bool already = s->started;
-    pthread_mutex_unlock(&s->mu);
-    if (already) {
-        snprintf(err, errlen, "store writer already started");
-        return -1;
-    }
-    if (s->opt.checkpoint_pages) {
+    bool mine = false;
+    if (s->opt.checkpoint_pages && !s->ckpt) {
         int pages = s->opt.checkpoint_pages > INT_MAX ? INT_MAX : (int)s->opt.checkpoint_pages;
         s->ckpt = sq_ckpt_start(s->path, s->db, pages, s->opt.busy_timeout_ms, err, errlen);
         if (!s->ckpt)
             return -1;
+        mine = true;
     }
-    int rc = pthread_create(&s->thread, NULL, sq_writer_main, s);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot start store writer: %s", strerror(rc));
-        sq_ckpt_stop(s->ckpt, s->db);
-        s->ckpt = NULL;
+    if (writeq_start(&s->w.q, err, errlen) < 0) {
+        if (mine) {
+            sq_ckpt_stop(s->ckpt, s->db);
+            s->ckpt = NULL;
+        }
         return -1;
     }
-    pthread_mutex_lock(&s->mu);
-    s->started = true;
-    pthread_mutex_unlock(&s->mu);
     return 0;
 }
 
 static void sq_close(store *base)
 {
     sq_store *s = sq(base);
-    pthread_mutex_lock(&s->mu);
-    s->closing = true;
-    s->paused = false;
-    bool started = s->started;
-    pthread_cond_broadcast(&s->nonempty);
-    pthread_cond_broadcast(&s->room);
-    pthread_cond_broadcast(&s->outbox);
-    pthread_mutex_unlock(&s->mu);
-    if (started)
-        pthread_join(s->thread, NULL);
-    else if (!s->opt.read_only)
-        sq_writer_main(s); /* never started: drain what was queued right here */
+    writeq_close(&s->w.q);
     sq_ckpt_stop(s->ckpt, s->db);
     s->ckpt = NULL;
     if (!s->opt.read_only) {
@@ -341,11 +281,6 @@ static void sq_close(store *base)
         /* Fold the WAL back into the main file so a copied .db is complete. */
         sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     }
-    /* A thread woken in outbox_wait still holds on to s until it returns. */
-    pthread_mutex_lock(&s->mu);
-    while (s->outbox_waiters)
-        pthread_cond_wait(&s->outbox, &s->mu);
-    pthread_mutex_unlock(&s->mu);
     sq_free(s);
 }
 
@@ -353,27 +288,27 @@ const store_backend store_sqlite_backend = {
     .scheme = "sqlite",
     .open = sq_open,
     .start = sq_start,
-    .submit = sq_submit,
-    .get_stats = sq_get_stats,
+    .submit = writeq_submit,
+    .get_stats = writeq_get_stats,
     .close = sq_close,
     .query_each = sq_query_each,
     .get = sq_get,
     .ids_each = sq_ids_each,
     .outbox_fetch = sq_outbox_fetch,
-    .outbox_wait = sq_outbox_wait,
-    .outbox_confirmed = sq_outbox_confirmed,
+    .outbox_wait = writeq_outbox_wait,
+    .outbox_confirmed = writeq_outbox_confirmed,
     .ledger_has = sq_ledger_has,
-    .counter = sq_counter,
+    .counter = writeq_counter,
     .repl_stats_get = sq_repl_stats_get,
-    .stuck_set = sq_stuck_set,
-    .stuck_clear = sq_stuck_clear,
+    .stuck_set = writeq_stuck_set,
+    .stuck_clear = writeq_stuck_clear,
     .stuck_get = sq_stuck_get,
     .stuck_list = sq_stuck_list,
     .ledger_skip = sq_ledger_skip,
     .repl_lag_get = sq_repl_lag_get,
     .repl_origins_get = sq_repl_origins_get,
     .ledger_each = sq_ledger_each,
-    .receipt_put = sq_receipt_put,
+    .receipt_put = writeq_receipt_put,
     .receipts_get = sq_receipts_get,
     .ledger_get = sq_ledger_get,
     .outbox_has = sq_outbox_has,

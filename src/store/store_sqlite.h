@@ -24,11 +24,6 @@
 /* The schema version this build writes (PRAGMA user_version). */
 #define STORE_SQLITE_SCHEMA_VERSION 7
 
-/* TEST ONLY: while paused, the writer thread takes nothing from the queue, so
- * a test can fill the queue deterministically (DROP and BLOCK policies).
- * store_close unpauses. s must be an open sqlite store. */
-void store_sqlite_test_pause(store *s, bool paused);
-
 /* TEST ONLY: the most rows a path glob's literal-prefix range may hold for
  * store_query_each to read it through the path index rather than walk the
  * requests newest first (default 10000; process-wide). Tests set it to 0 and

@@ -331,7 +331,9 @@ static void test_bad_values(void **state)
          "bad value for healthz_degraded_status: '199' (expected a whole number 200-599)"},
         {"healthz_degraded_status", "600", NULL},
         {"amqp_log_interval", "10ms", NULL},
-        {"store", "postgres:x", "bad value for store: 'postgres:x' (expected sqlite:PATH or off)"},
+        {"store", "postgres:x",
+         "bad value for store: 'postgres:x' (expected sqlite:PATH, "
+         "postgresql://[user@]host[:port]/db or off)"},
         {"store", "sqlite:", NULL},
         {"log", "", NULL},
         {"node", "", NULL},

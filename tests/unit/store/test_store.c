@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@
 #include "formats/repl_msg.h"
 #include "store/store.h"
 #include "store/store_sqlite.h"
+#include "store/writeq.h"
+#include "pg_testnode.h"
 #include "testutil.h"
 #include "base/util.h"
 
@@ -173,8 +176,62 @@ static bool blocked_ge(const store_stats *st, uint64_t n)
     return st->blocked >= n;
 }
 
+/* The PostgreSQL server of the second group (pg_group_setup). */
+static pg_testnode pg;
+
+/* A fresh database on pg for each test of the PostgreSQL group: f->url and
+ * f->path both hold its URL, so that the tests' checks (sql_int) run there. */
+static int fx_pg_setup(void **state)
+{
+    fx *f = xcalloc(1, sizeof *f);
+    *state = f;
+    if (!pg.available)
+        return 0; /* the test itself fails (CI) or skips: PG_TESTNODE_NEED */
+    if (pg_testnode_fresh_db(&pg, f->url, sizeof f->url) != 0)
+        return -1;
+    snprintf(f->path, sizeof f->path, "%.120s", f->url);
+    return 0;
+}
+
+static int fx_pg_teardown(void **state)
+{
+    free(*state);
+    return 0;
+}
+
+static int pg_group_setup(void **state)
+{
+    (void)state;
+    return pg_testnode_start(&pg);
+}
+
+static int pg_group_teardown(void **state)
+{
+    (void)state;
+    pg_testnode_stop(&pg);
+    return 0;
+}
+
+/* The first column of sql's first row: on a PostgreSQL fixture (path is its
+ * URL) through libpq. */
+static int64_t pg_sql_int(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("%s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
 static int64_t sql_int(const char *path, const char *sql)
 {
+    if (strncmp(path, "postgresql://", 13) == 0)
+        return pg_sql_int(path, sql);
     sqlite3 *db;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st;
@@ -187,8 +244,25 @@ static int64_t sql_int(const char *path, const char *sql)
     return v;
 }
 
+/* sql on a PostgreSQL fixture, no rows expected. */
+static void pg_sql_exec(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("%s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
 static void sql_exec(const char *path, const char *sql)
 {
+    if (strncmp(path, "postgresql://", 13) == 0) {
+        pg_sql_exec(path, sql);
+        return;
+    }
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     char *msg = NULL;
@@ -416,14 +490,14 @@ static void test_group_commit(void **state)
     store_options o = opts(f);
     o.batch_max = 100;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     for (int i = 0; i < 1000; i++)
         assert_int_equal(store_submit(s, mkrec(i, i)), 0);
     store_stats st;
     store_get_stats(s, &st);
     assert_int_equal(st.queued, 1000);
     assert_int_equal(st.written, 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     wait_stats(s, written_ge, 1000);
     store_get_stats(s, &st);
     /* Everything was queued at once: full batches of batch_max. */
@@ -473,14 +547,14 @@ static void test_drop_policy(void **state)
     o.queue_max = 4;
     o.drop_when_full = true;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     assert_int_equal(submit_ten_of(s, mkrec_i), 4);
     store_stats st;
     store_get_stats(s, &st);
     assert_int_equal(st.submitted, 4);
     assert_int_equal(st.dropped, 6);
     assert_int_equal(st.blocked, 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     store_close(s);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
 }
@@ -622,20 +696,20 @@ static void test_drop_policy_bytes(void **state)
     o.queue_max_bytes = 4 * each + each / 2;
     o.drop_when_full = true;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     assert_int_equal(submit_ten_of(s, mkrec_body), 4);
     store_stats st;
     store_get_stats(s, &st);
     assert_int_equal(st.queued_bytes, 4 * each);
     assert_int_equal(st.dropped, 6);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     store_close(s);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 4);
 
     /* One record larger than the bound still goes in, alone. */
     o.queue_max_bytes = 100;
     s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     record *big = mkrec(20, 20);
     char body[500];
     memset(body, 'y', sizeof body);
@@ -643,7 +717,7 @@ static void test_drop_policy_bytes(void **state)
     big->resp_body_size = sizeof body;
     assert_int_equal(store_submit(s, big), 0);
     assert_int_not_equal(store_submit(s, mkrec(21, 21)), 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     store_close(s);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 5);
 }
@@ -660,7 +734,7 @@ static void test_block_policy(void **state)
     o.queue_max = 2;
     o.batch_max = 1;
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     pthread_t t;
     pthread_create(&t, NULL, submit_ten, s);
     wait_stats(s, blocked_ge, 1);
@@ -668,7 +742,7 @@ static void test_block_policy(void **state)
     store_get_stats(s, &st);
     assert_int_equal(st.submitted, 2); /* the third one waits for room */
     assert_int_equal(st.dropped, 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     void *bad;
     pthread_join(t, &bad);
     assert_int_equal((intptr_t)bad, 0);
@@ -838,7 +912,8 @@ static void test_open_errors_and_migration(void **state)
 
     o.url = "mysql://x";
     assert_null(store_open(&o, err, sizeof err));
-    assert_string_equal(err, "unsupported store URL 'mysql://x' (expected sqlite:PATH)");
+    assert_string_equal(err, "unsupported store URL 'mysql://x' (expected sqlite:PATH or "
+                             "postgresql://[user@]host[:port]/db)");
     o.url = "sqlite:";
     assert_null(store_open(&o, err, sizeof err));
     assert_non_null(strstr(err, "unsupported store URL"));
@@ -1310,6 +1385,17 @@ static int64_t row_visible(const char *path, const char *id)
     sqlite3 *db;
     sqlite3_stmt *st;
     int64_t v = -1;
+    if (strncmp(path, "postgresql://", 13) == 0) {
+        PGconn *c = PQconnectdb(path);
+        const char *params[1] = {id};
+        PGresult *r = PQexecParams(c, "SELECT count(*) FROM requests WHERE id = $1", 1, NULL,
+                                   params, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         sqlite3_close(db);
         return -1;
@@ -1700,7 +1786,7 @@ static void test_outbox_rows(void **state)
     fx *f = *state;
     store_options o = opts(f);
     store *s = open_started(&o);
-    store_sqlite_test_pause(s, true); /* one batch: the bad record is in the middle */
+    writeq_pause(s, true); /* one batch: the bad record is in the middle */
     cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER};
     cbarg args[6];
     char ids[6][UUID7_STR_LEN + 1];
@@ -1719,7 +1805,7 @@ static void test_outbox_rows(void **state)
     }
     /* A record with no outbox message is just a request row. */
     assert_int_equal(store_submit(s, mkrec(9, 2000)), 0);
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     wait_callbacks(&log, 6);
     /* The refused record is reported first (at once); the rest in order. */
     assert_int_equal(log.idx[0], 3);
@@ -1795,7 +1881,7 @@ static void test_callbacks(void **state)
     store *s = open_started(&o);
     cblog log = {.mu = PTHREAD_MUTEX_INITIALIZER, .path = f->path};
     cbarg args[6];
-    store_sqlite_test_pause(s, true);
+    writeq_pause(s, true);
     for (int i = 0; i < 6; i++) {
         record *r = mkrec(i, i);
         args[i] = (cbarg){.log = &log, .idx = i};
@@ -1812,7 +1898,7 @@ static void test_callbacks(void **state)
             assert_int_equal(log.status[i - 4], -1);
         }
     }
-    store_sqlite_test_pause(s, false);
+    writeq_pause(s, false);
     wait_callbacks(&log, 6);
     for (int k = 2; k < 6; k++) {
         assert_int_equal(log.idx[k], k - 2); /* submit order */
@@ -2680,6 +2766,58 @@ static void test_processes_open_new_file_at_once(void **state)
     assert_int_equal(wrong, 0);
 }
 
+/* ---- the same tests on PostgreSQL (PG_TESTNODE_NEED: fail under CI, skip
+ * elsewhere when it is not installed) ---- */
+#define PG_WRAP(fn)                                                                                \
+    static void fn##_pg(void **state)                                                              \
+    {                                                                                              \
+        PG_TESTNODE_NEED(&pg);                                                                     \
+        fn(state);                                                                                 \
+    }
+PG_WRAP(test_threads)
+PG_WRAP(test_group_commit)
+PG_WRAP(test_drop_policy)
+PG_WRAP(test_block_policy)
+PG_WRAP(test_duplicate_id_kept_once)
+PG_WRAP(test_callbacks)
+PG_WRAP(test_get_prefix_or_suffix)
+PG_WRAP(test_id_abbrev)
+PG_WRAP(test_retention_rows)
+PG_WRAP(test_retention_age)
+
+/* Several instances on one database prune one at a time: while another
+ * session holds retention's advisory lock, this store deletes nothing; once
+ * it is released, the old rows go. */
+static void test_pg_retention_lock(void **state)
+{
+    PG_TESTNODE_NEED(&pg);
+    fx *f = *state;
+    PGconn *other = PQconnectdb(f->url);
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    store_options o = opts(f);
+    o.max_age_ms = 3600 * 1000;
+    store *s = open_started(&o);
+    PGresult *r = PQexec(other, "SELECT pg_advisory_lock(31084464474616954)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    int64_t old = util_now_us() - 7200LL * 1000000;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(store_submit(s, mkrec(i, old + i)), 0);
+    wait_stats(s, written_ge, 5);
+    usleep(2500 * 1000); /* two of retention's checks, at least */
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.pruned, 0);
+    assert_int_equal(st.errors, 0);
+    r = PQexec(other, "SELECT pg_advisory_unlock(31084464474616954)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    wait_stats(s, pruned_ge, 5);
+    store_close(s);
+    PQfinish(other);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2725,5 +2863,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_processes_open_new_file_at_once, fx_setup,
                                         fx_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The tests whose promises are every backend's, on PostgreSQL. */
+#define PG_TEST(fn) cmocka_unit_test_setup_teardown(fn##_pg, fx_pg_setup, fx_pg_teardown)
+    const struct CMUnitTest pg_tests[] = {
+        PG_TEST(test_threads),
+        PG_TEST(test_group_commit),
+        PG_TEST(test_drop_policy),
+        PG_TEST(test_block_policy),
+        PG_TEST(test_duplicate_id_kept_once),
+        PG_TEST(test_callbacks),
+        PG_TEST(test_get_prefix_or_suffix),
+        PG_TEST(test_id_abbrev),
+        PG_TEST(test_retention_rows),
+        PG_TEST(test_retention_age),
+        cmocka_unit_test_setup_teardown(test_pg_retention_lock, fx_pg_setup, fx_pg_teardown),
+    };
+    int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+    return failed +
+           cmocka_run_group_tests_name("postgresql", pg_tests, pg_group_setup, pg_group_teardown);
 }

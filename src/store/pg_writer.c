@@ -1,0 +1,383 @@
+/* pg_writer: what one transaction of the PostgreSQL backend's writer does
+ * (plugged into the shared queue and writer thread, store/writeq.h): a
+ * batch's rows sent as prepared statements in libpq's pipeline mode, one
+ * implicit transaction up to the pipeline's sync, so that the request row,
+ * its outbox row and its ledger row commit together or not at all, and
+ * the done callbacks (after this hook returns) follow the COMMIT.
+ *
+ * Why the pipeline: a batch costs one round trip instead of one per row.
+ * COPY is not used: it cannot skip a duplicate id (a redelivered record),
+ * which would need a staging table and a second statement per batch.
+ *
+ * The database going away: a failed attempt is retried by writeq with a
+ * bounded backoff (10 ms doubling to 1 s); before each attempt a broken
+ * connection is reset here and the statements prepared again, while new
+ * captures queue up to the queue's bounds (store_queue, store_queue_bytes)
+ * and then meet its policy (store_on_full). The batch that failed is kept
+ * and sent whole again on the new connection: a batch whose COMMIT went
+ * through before the connection broke (its answer lost) is harmless to
+ * send again, its request rows being skipped by ON CONFLICT (id). The done
+ * callbacks (a sync-durability answer) run only after a sync that was
+ * answered. One log line when the connection is lost, one when it is back,
+ * and the stats' disconnected and reconnects (writeq_connection). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "store/pg_internal.h"
+
+/* ON CONFLICT DO NOTHING: a record arriving twice (replication redelivers)
+ * is kept once, as SQLite's INSERT OR IGNORE. */
+#define PG_INSERT                                                                                  \
+    "INSERT INTO requests (" PG_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,"    \
+    "$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28) ON CONFLICT (id) DO NOTHING"
+#define PG_INSERT_OUTBOX                                                                           \
+    "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, target, headers, "     \
+    "content_type, signature, routing_key, body) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) "     \
+    "RETURNING seq"
+#define PG_INSERT_APPLIED                                                                          \
+    "INSERT INTO applied (message_id, origin, applied_at, status) VALUES ($1,$2,$3,$4) ON "        \
+    "CONFLICT (message_id) DO NOTHING"
+#define PG_STUCK_DELETE "DELETE FROM stuck WHERE message_id = $1"
+
+/* Queries in flight before the writer reads the oldest results: the server
+ * blocks writing results nobody reads, and we would block sending. */
+#define PG_WINDOW 512
+
+static const struct {
+    const char *name, *sql;
+    int nparams;
+} statements[] = {
+    {"restspy_ins", PG_INSERT, PG_C_COUNT},
+    {"restspy_ins_outbox", PG_INSERT_OUTBOX, 11},
+    {"restspy_ins_applied", PG_INSERT_APPLIED, 4},
+    {"restspy_stuck_del", PG_STUCK_DELETE, 1},
+};
+enum { ST_INS, ST_OUTBOX, ST_APPLIED, ST_STUCK_DEL };
+
+/* The writer lost its connection (why: the error): the log line and the
+ * stats, once per loss. */
+static void conn_lost(pg_store *s, const char *why)
+{
+    if (s->lost_mono_us)
+        return;
+    s->lost_mono_us = util_mono_us();
+    writeq_connection(&s->w.q, false);
+    fprintf(stderr,
+            "restspy: store: lost the connection to the PostgreSQL store (%s): %s; reconnecting, "
+            "captures wait in memory (up to %llu records, %llu bytes; then store_on_full=%s)\n",
+            s->where, why, (unsigned long long)s->opt.queue_max,
+            (unsigned long long)s->opt.queue_max_bytes, s->opt.drop_when_full ? "drop" : "block");
+}
+
+/* The writer has a working connection again: the log line and the stats. */
+static void conn_back(pg_store *s)
+{
+    if (!s->lost_mono_us)
+        return;
+    double gone_s = (double)(util_mono_us() - s->lost_mono_us) / 1e6;
+    s->lost_mono_us = 0;
+    writeq_connection(&s->w.q, true);
+    fprintf(stderr, "restspy: store: reconnected to the PostgreSQL store (%s) after %.1f s\n",
+            s->where, gone_s);
+}
+
+int pg_writer_conn(pg_store *s, char *e, size_t elen)
+{
+    if (PQstatus(s->db) != CONNECTION_OK) {
+        s->prepared = false;
+        PQreset(s->db);
+        if (PQstatus(s->db) != CONNECTION_OK) {
+            conn_lost(s, pg_errmsg(s->db, e, elen));
+            return -1;
+        }
+    }
+    for (size_t i = 0; !s->prepared && i < sizeof statements / sizeof statements[0]; i++) {
+        PGresult *r =
+            PQprepare(s->db, statements[i].name, statements[i].sql, statements[i].nparams, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok) {
+            pg_errmsg(s->db, e, elen);
+            if (PQstatus(s->db) != CONNECTION_OK)
+                conn_lost(s, e);
+            return -1;
+        }
+    }
+    s->prepared = true;
+    conn_back(s);
+    return 0;
+}
+
+/* The parameters of one statement: text, or binary for bytea. */
+typedef struct params {
+    const char *v[PG_C_COUNT];
+    int len[PG_C_COUNT];
+    int fmt[PG_C_COUNT];
+    char num[PG_C_COUNT][24]; /* integers' text */
+    int n;
+} params;
+
+static void p_text(params *p, const char *v)
+{
+    p->v[p->n] = v;
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+static void p_int(params *p, int64_t v)
+{
+    snprintf(p->num[p->n], sizeof p->num[p->n], "%lld", (long long)v);
+    p_text(p, p->num[p->n]);
+}
+
+static void p_bool(params *p, bool v)
+{
+    p_text(p, v ? "t" : "f");
+}
+
+/* A body: bytea in binary format, empty (never NULL) when it has no bytes
+ * (NULL would read back as "unknown"). */
+static void p_bytes(params *p, const buf *b)
+{
+    p->v[p->n] = b->len ? b->data : "";
+    p->len[p->n] = (int)b->len;
+    p->fmt[p->n] = 1;
+    p->n++;
+}
+
+/* Header JSON as jsonb text: "[]" for none. */
+static void p_json(params *p, buf *b)
+{
+    p_text(p, b->data && b->len ? b->data : "[]");
+}
+
+static int send_params(pg_store *s, int st, const params *p)
+{
+    return PQsendQueryPrepared(s->db, statements[st].name, p->n, p->v, p->len, p->fmt, 0);
+}
+
+static void record_params(pg_store *s, const record *r, params *p)
+{
+    buf_reset(&s->reqh);
+    buf_reset(&s->resph);
+    record_append_headers_json(r, 0, &s->reqh);
+    record_append_headers_json(r, 1, &s->resph);
+    p->n = 0;
+    p_text(p, r->id);
+    p_text(p, r->node);
+    p_int(p, r->started_at_us);
+    p_int(p, r->duration_us);
+    p_int(p, r->upstream_us < 0 ? -1 : r->upstream_us);
+    p_text(p, r->client_addr);
+    p_text(p, r->method);
+    p_text(p, r->scheme);
+    p_text(p, r->host);
+    p_text(p, r->path);
+    p_text(p, r->query);
+    p_json(p, &s->reqh);
+    p_bytes(p, &r->req_body);
+    p_int(p, (int64_t)r->req_body_size);
+    p_bool(p, r->req_truncated);
+    p_int(p, r->status);
+    p_json(p, &s->resph);
+    p_bytes(p, &r->resp_body);
+    p_int(p, (int64_t)r->resp_body_size);
+    p_bool(p, r->resp_truncated);
+    p_text(p, r->rule);
+    p_text(p, r->origin);
+    p_text(p, r->error);
+    p_text(p, r->replication);
+    p_text(p, r->req_encoding);
+    p_text(p, r->req_body_note);
+    p_text(p, r->resp_encoding);
+    p_text(p, r->resp_body_note);
+}
+
+static void outbox_params(const repl_msg *m, int64_t now_us, params *p)
+{
+    p->n = 0;
+    p_text(p, m->id);
+    p_int(p, now_us);
+    p_int(p, m->timestamp);
+    p_text(p, m->origin);
+    p_text(p, m->method);
+    p_text(p, m->target);
+    p_text(p, m->headers);
+    p_text(p, m->content_type);
+    p_text(p, m->signature);
+    p_text(p, m->routing_key);
+    p_bytes(p, &m->body);
+}
+
+/* A pipeline being read: which unit each query sent belongs to. */
+typedef struct pipe {
+    size_t *unit; /* per query sent (owned) */
+    size_t sent, read, cap;
+    size_t failed; /* the unit whose query failed first; SIZE_MAX none */
+    bool content;  /* that failure is the unit's content (retrying cannot help) */
+    bool broken;   /* the connection failed */
+    int64_t max_seq;
+    char *e;
+    size_t elen;
+} pipe;
+
+static void note_sent(pipe *p, size_t unit)
+{
+    if (p->sent == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 256;
+        p->unit = xrealloc(p->unit, p->cap * sizeof *p->unit);
+    }
+    p->unit[p->sent++] = unit;
+}
+
+/* SQLSTATE classes caused by a row's content: data exceptions (22) and
+ * integrity violations (23). Everything else (connection, resources,
+ * shutdown, serialization) is retried with the whole batch. */
+static bool content_error(const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+}
+
+/* Reads the results of the queries sent before upto. */
+static void take_results(pg_store *s, pipe *p, size_t upto)
+{
+    while (p->read < upto && !p->broken) {
+        PGresult *r = PQgetResult(s->db);
+        if (!r) {
+            p->broken = PQstatus(s->db) != CONNECTION_OK;
+            if (p->broken && p->failed == SIZE_MAX)
+                pg_errmsg(s->db, p->e, p->elen);
+            continue; /* the end of one query's results */
+        }
+        ExecStatusType st = PQresultStatus(r);
+        size_t unit = p->unit[p->read++];
+        if (st == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+            int64_t seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            p->max_seq = seq > p->max_seq ? seq : p->max_seq;
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+                   st != PGRES_PIPELINE_ABORTED && p->failed == SIZE_MAX) {
+            p->failed = unit;
+            p->content = content_error(r);
+            snprintf(p->e, p->elen, "%.*s", (int)strcspn(PQresultErrorMessage(r), "\n"),
+                     PQresultErrorMessage(r));
+        }
+        PQclear(r);
+        /* Each query's results end with a NULL. */
+        r = PQgetResult(s->db);
+        PQclear(r);
+    }
+}
+
+/* Sends the rows of unit i of b (its request, outbox and ledger rows). */
+static bool send_unit(pg_store *s, pipe *p, const store_unit *u, size_t i, int64_t now_us)
+{
+    params prm;
+    if (u->rec_row) {
+        record_params(s, u->rec, &prm);
+        if (!send_params(s, ST_INS, &prm))
+            return false;
+        note_sent(p, i);
+    }
+    if (u->outbox) {
+        outbox_params(u->outbox, now_us, &prm);
+        if (!send_params(s, ST_OUTBOX, &prm))
+            return false;
+        note_sent(p, i);
+    }
+    if (u->applied_id) {
+        prm.n = 0;
+        p_text(&prm, u->applied_id);
+        p_text(&prm, u->rec->node);
+        p_int(&prm, now_us);
+        p_int(&prm, u->rec->status);
+        if (!send_params(s, ST_APPLIED, &prm))
+            return false;
+        note_sent(p, i);
+        /* Applied: no longer stuck, in the same transaction. */
+        prm.n = 0;
+        p_text(&prm, u->applied_id);
+        if (!send_params(s, ST_STUCK_DEL, &prm))
+            return false;
+        note_sent(p, i);
+    }
+    return true;
+}
+
+/* Sends b[0..n) and the sync that commits them, reading results as it
+ * goes (PG_WINDOW), then the rest and the sync's. */
+static void run_pipeline(pg_store *s, pipe *p, writeq_item *b, size_t n)
+{
+    int64_t now = util_now_us();
+    for (size_t i = 0; i < n && !p->broken; i++) {
+        if (!send_unit(s, p, &b[i].u, i, now)) {
+            p->broken = true;
+            pg_errmsg(s->db, p->e, p->elen);
+            return;
+        }
+        if (p->sent - p->read > PG_WINDOW) {
+            PQsendFlushRequest(s->db);
+            PQflush(s->db);
+            take_results(s, p, p->sent - PG_WINDOW / 2);
+        }
+    }
+    if (p->broken || !PQpipelineSync(s->db)) {
+        p->broken = true;
+        return;
+    }
+    take_results(s, p, p->sent);
+    if (p->broken)
+        return;
+    PGresult *r = PQgetResult(s->db);
+    if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        p->broken = true;
+        if (p->failed == SIZE_MAX)
+            pg_errmsg(s->db, p->e, p->elen);
+    }
+    PQclear(r);
+}
+
+int pg_commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *ops, size_t *bad,
+                    int64_t *max_seq, char *e, size_t elen)
+{
+    pg_store *s = ctx;
+    *max_seq = 0;
+    if (writeq_ops_pending(ops)) {
+        /* Counters, confirms, stuck rows and receipts: replication. */
+        snprintf(e, elen, "postgresql store: replication is not supported yet (store ops)");
+        *bad = n;
+        return -1;
+    }
+    if (pg_writer_conn(s, e, elen) < 0)
+        return -1;
+    if (!PQenterPipelineMode(s->db)) {
+        pg_errmsg(s->db, e, elen);
+        return -1;
+    }
+    pipe p = {.failed = SIZE_MAX, .e = e, .elen = elen};
+    run_pipeline(s, &p, b, n);
+    free(p.unit);
+    if (!p.broken && !PQexitPipelineMode(s->db))
+        p.broken = true;
+    if (p.broken) {
+        /* A connection that answers no more is reset before the next try
+         * (pg_writer_conn), the batch kept by writeq for it. */
+        if (PQstatus(s->db) != CONNECTION_OK)
+            conn_lost(s, e);
+        else if (PQpipelineStatus(s->db) != PQ_PIPELINE_OFF) {
+            PQreset(s->db);
+            s->prepared = false;
+        }
+        return -1;
+    }
+    if (p.failed != SIZE_MAX) {
+        if (p.content)
+            *bad = p.failed;
+        return -1; /* the sync rolled the implicit transaction back */
+    }
+    *max_seq = p.max_seq;
+    return 0;
+}
