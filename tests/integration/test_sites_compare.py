@@ -11,9 +11,12 @@ store filled with `restspy import`.
 import http.server
 import json
 import os
+import ssl
+import threading
 import unittest
 
 import harness
+import tlsca
 
 
 class SiteHandler(http.server.BaseHTTPRequestHandler):
@@ -226,6 +229,84 @@ class SitesCompare(unittest.TestCase):
             self.assertIn("--noise FILE", r.stdout)
         r = harness.run_cli(["help"])
         self.assertIn("sites compare", r.stdout)
+
+
+class TLSSite(http.server.ThreadingHTTPServer):
+    """A SiteHandler site over TLS (tlsca's certificates), asking for a
+    client certificate when client_ca is given."""
+    daemon_threads = True
+
+    def __init__(self, cert, key, data, client_ca=None):
+        super().__init__(("127.0.0.1", 0), SiteHandler)
+        self.lock = threading.Lock()
+        self.seen = []
+        self.data = data
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        if client_ca:
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(client_ca)
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        sock.settimeout(10)
+        try:
+            return self.ctx.wrap_socket(sock, server_side=True), addr
+        except (ssl.SSLError, OSError):
+            sock.close()
+            raise
+
+    def handle_error(self, request, client_address):
+        pass  # a refused handshake is the point of some tests
+
+
+class SitesCompareHTTPS(unittest.TestCase):
+    """The TLS flags are replay's: --cacert, --insecure, --cert/--key."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = harness.make_tmpdir("sites-https")
+        cls.pki = tlsca.make_pki(os.path.join(cls.tmp, "pki"))
+
+    @classmethod
+    def tearDownClass(cls):
+        harness.remove_tmpdir(cls.tmp)
+
+    def serve(self, client_ca=None):
+        srv = TLSSite(self.pki["server"]["cert"], self.pki["server"]["key"], SITES, client_ca)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        return "https://localhost:%d" % srv.server_address[1]
+
+    def run_compare(self, a, b, *args):
+        r = harness.run_cli(["sites", "compare", "--site", "a=" + a, "--site", "b=" + b,
+                             "--path", "/api/sites/", "--timeout", "5s"] + list(args))
+        self.assertIsNone(harness.sanitizer_report(r.stderr), r.stderr)
+        return r
+
+    def test_cacert_verifies_both_sites(self):
+        a, b = self.serve(), self.serve()
+        r = self.run_compare(a, b, "--cacert", self.pki["ca"]["cert"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("/api/sites/  a 200  b 200  agree", r.stdout)
+        # Without the test CA the certificates are not trusted: said, exit 1.
+        r = self.run_compare(a, b)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("  a: tls: ", r.stdout)
+        # --insecure reads them anyway, and says so on stderr.
+        r = self.run_compare(a, b, "--insecure")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("NOT verified", r.stderr)
+
+    def test_client_certificate(self):
+        ca = self.pki["ca"]["cert"]
+        a, b = self.serve(client_ca=ca), self.serve(client_ca=ca)
+        r = self.run_compare(a, b, "--cacert", ca, "--cert", self.pki["client"]["cert"],
+                             "--key", self.pki["client"]["key"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = self.run_compare(a, b, "--cacert", ca)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
