@@ -456,10 +456,14 @@ static json_t *pair_json(const args *a, size_t k, const compare_result *r)
     json_t *diffs = json_array();
     for (size_t d = 0; d < r->ndiffs; d++) {
         const diff *df = &r->diffs[d];
+        /* The values under the site names, apart from "path": a site may
+         * be called "path". */
+        json_t *values = json_object();
+        json_object_set_new(values, a->sites[0].name, jstr_or_null(df->expected));
+        json_object_set_new(values, a->sites[k].name, jstr_or_null(df->actual));
         json_t *jd = json_object();
         json_object_set_new(jd, "path", json_string(df->path));
-        json_object_set_new(jd, a->sites[0].name, jstr_or_null(df->expected));
-        json_object_set_new(jd, a->sites[k].name, jstr_or_null(df->actual));
+        json_object_set_new(jd, "values", values);
         json_array_append_new(diffs, jd);
     }
     json_t *p = json_object();

@@ -110,8 +110,9 @@ class SitesCompare(unittest.TestCase):
         self.assertEqual(p["sites"], {"a": {"status": 200}, "b": {"status": 200}})
         (pair,) = p["pairs"]
         self.assertEqual(pair["sites"], ["a", "b"])
-        self.assertEqual(pair["differences"], [{"path": "$.name", "a": '"beta"',
-                                                "b": '"gamma"'}])
+        self.assertEqual(pair["differences"], [{"path": "$.name",
+                                                "values": {"a": '"beta"', "b": '"gamma"'}}])
+        self.assertEqual(pair["differences_total"], 1)
 
     def test_status_difference_and_third_site(self):
         # c lost s2 (a delete overtook it there): status differs, b agrees.
