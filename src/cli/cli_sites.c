@@ -152,6 +152,15 @@ static int parse_path(args *a, const char *v)
                        v);
         return -1;
     }
+    /* Sent as the request target: what would break the request line is
+     * the user's mistake, not a site's failure. */
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= ' ' || *p == 0x7f) {
+            cliutil_errorf(cmd,
+                           "bad value for --path: a blank or control character (percent-encode "
+                           "it: %%20)");
+            return -1;
+        }
     a->paths = xrealloc(a->paths, (a->npaths + 1) * sizeof *a->paths);
     a->paths[a->npaths++] = v;
     return 0;

@@ -202,6 +202,7 @@ class SitesCompare(unittest.TestCase):
             (a_only + ["--path", "/x"], "at least two --site"),
             (sites, "--path is required"),
             (sites + ["--path", "x"], "bad value for --path"),
+            (sites + ["--path", "/a b/"], "percent-encode"),
             (["--site", "a", "--site", "b=http://h:1", "--path", "/"], "bad value for --site"),
             (["--site", "a=ftp://h:1", "--site", "b=http://h:1", "--path", "/"],
              "bad value for --site"),
