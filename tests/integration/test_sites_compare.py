@@ -11,12 +11,12 @@ store filled with `restspy import`.
 import http.server
 import json
 import os
-import ssl
 import threading
 import unittest
 
 import harness
 import tlsca
+from test_replay_https import TLSServer
 
 
 class SiteHandler(http.server.BaseHTTPRequestHandler):
@@ -233,35 +233,6 @@ class SitesCompare(unittest.TestCase):
         self.assertIn("sites compare", r.stdout)
 
 
-class TLSSite(http.server.ThreadingHTTPServer):
-    """A SiteHandler site over TLS (tlsca's certificates), asking for a
-    client certificate when client_ca is given."""
-    daemon_threads = True
-
-    def __init__(self, cert, key, data, client_ca=None):
-        super().__init__(("127.0.0.1", 0), SiteHandler)
-        self.lock = threading.Lock()
-        self.seen = []
-        self.data = data
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        if client_ca:
-            self.ctx.verify_mode = ssl.CERT_REQUIRED
-            self.ctx.load_verify_locations(client_ca)
-
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        sock.settimeout(10)
-        try:
-            return self.ctx.wrap_socket(sock, server_side=True), addr
-        except (ssl.SSLError, OSError):
-            sock.close()
-            raise
-
-    def handle_error(self, request, client_address):
-        pass  # a refused handshake is the point of some tests
-
-
 class SitesCompareHTTPS(unittest.TestCase):
     """The TLS flags are replay's: --cacert, --insecure, --cert/--key."""
 
@@ -275,7 +246,10 @@ class SitesCompareHTTPS(unittest.TestCase):
         harness.remove_tmpdir(cls.tmp)
 
     def serve(self, client_ca=None):
-        srv = TLSSite(self.pki["server"]["cert"], self.pki["server"]["key"], SITES, client_ca)
+        # replay's TLS test server (as test_federate_https does), serving sites.
+        srv = TLSServer(self.pki["server"]["cert"], self.pki["server"]["key"], client_ca)
+        srv.RequestHandlerClass = SiteHandler
+        srv.lock, srv.seen, srv.data = threading.Lock(), [], SITES
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         self.addCleanup(srv.server_close)
         self.addCleanup(srv.shutdown)
