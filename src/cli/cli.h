@@ -38,6 +38,12 @@ int cli_replay(int argc, char **argv, char *const *envp);
  * or not a socket, store, admin), 2 usage error. */
 int cli_collect(int argc, char **argv, char *const *envp);
 
+/* `restspy sites compare`: GETs the same paths (literal, or globs over the
+ * GET paths in the store) from two or more sites and compares the answers
+ * with the first site's (compare.h, noise.h). Exit code: 0 all agree, 1 a
+ * site differs or could not be read, 2 usage error. */
+int cli_sites(int argc, char **argv, char *const *envp);
+
 int cli_export(int argc, char **argv, char *const *envp);
 int cli_import(int argc, char **argv, char *const *envp);
 

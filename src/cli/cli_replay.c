@@ -214,26 +214,6 @@ static int parse_speed(const char *v, double *out)
     return 0;
 }
 
-static int parse_set_header(const char *v, http_headers *h)
-{
-    const char *colon = strchr(v, ':');
-    size_t nl = colon ? (size_t)(colon - v) : 0;
-    while (nl && (v[nl - 1] == ' ' || v[nl - 1] == '\t'))
-        nl--;
-    if (!colon || !nl || !httpmsg_is_token(v, nl) || strpbrk(colon, "\r\n")) {
-        cliutil_errorf(cmd, "bad value for --set-header: '%s' (expected 'Name: value')", v);
-        return -1;
-    }
-    const char *val = colon + 1;
-    while (*val == ' ' || *val == '\t')
-        val++;
-    size_t vl = strlen(val);
-    while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
-        vl--;
-    http_headers_add(h, v, nl, val, vl);
-    return 0;
-}
-
 static int parse_rewrite(const char *v, args *a)
 {
     const char *eq = strchr(v, '=');
@@ -251,19 +231,6 @@ static int parse_rewrite(const char *v, args *a)
     a->rewrites[a->nrewrites].to = to;
     a->nrewrites++;
     return 0;
-}
-
-static int add_rule(noise *n, const char *prefix, const char *v)
-{
-    buf b = BUF_INIT;
-    buf_append_str(&b, prefix);
-    buf_append_str(&b, v);
-    char err[512];
-    int rc = noise_add(n, b.data, err, sizeof err);
-    if (rc < 0)
-        cliutil_errorf(cmd, "%s", err);
-    buf_free(&b);
-    return rc;
 }
 
 static char *lower_dup(const char *s)
@@ -322,7 +289,7 @@ static int parse_args(int argc, char **argv, args *a)
             continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--set-header", &v))) {
-            if (m < 0 || parse_set_header(v, &a->set_headers) < 0)
+            if (m < 0 || cliutil_header_arg(cmd, "--set-header", v, &a->set_headers) < 0)
                 return 2;
             continue;
         }
@@ -367,17 +334,8 @@ static int parse_args(int argc, char **argv, args *a)
             continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--timeout", &v))) {
-            if (m < 0)
+            if (m < 0 || cliutil_duration_arg(cmd, "--timeout", v, &a->timeout_ms) < 0)
                 return 2;
-            uint64_t ms;
-            if (util_parse_duration_ms(v, false, &ms) < 0 || ms == 0) {
-                cliutil_errorf(cmd,
-                               "bad value for --timeout: '%s' (expected a duration like "
-                               "10s or 500ms)",
-                               v);
-                return 2;
-            }
-            a->timeout_ms = ms;
             continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--max-decoded", &v))) {
@@ -402,12 +360,12 @@ static int parse_args(int argc, char **argv, args *a)
             continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--correlate-path", &v))) {
-            if (m < 0 || add_rule(a->noise, "correlate: ", v) < 0)
+            if (m < 0 || cliutil_noise_rule(cmd, a->noise, "correlate: ", v) < 0)
                 return 2;
             continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--no-correlate-header", &v))) {
-            if (m < 0 || add_rule(a->noise, "no-correlate-header: ", v) < 0)
+            if (m < 0 || cliutil_noise_rule(cmd, a->noise, "no-correlate-header: ", v) < 0)
                 return 2;
             continue;
         }
@@ -424,29 +382,9 @@ static int parse_args(int argc, char **argv, args *a)
             a->client_header = v;
             continue;
         }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--ignore", &v))) {
-            if (m < 0 || add_rule(a->noise, "", v) < 0)
-                return 2;
-            continue;
-        }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--ignore-header", &v))) {
-            if (m < 0 || add_rule(a->noise, "header: ", v) < 0)
-                return 2;
-            continue;
-        }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--ignore-regex", &v))) {
-            if (m < 0 || add_rule(a->noise, "regex: ", v) < 0)
-                return 2;
-            continue;
-        }
-        if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--noise", &v))) {
+        if ((m = cliutil_noise_opt(cmd, argc, argv, &i, a->noise))) {
             if (m < 0)
                 return 2;
-            char err[512];
-            if (noise_load(a->noise, v, err, sizeof err) < 0) {
-                cliutil_errorf(cmd, "%s", err);
-                return 2;
-            }
             continue;
         }
         if ((m = cliutil_flag_value(cmd, argc, argv, &i, "--report", &v))) {
@@ -489,16 +427,8 @@ static int parse_args(int argc, char **argv, args *a)
                        a->target);
         return 2;
     }
-    if (!https && (a->tls.ca_file || a->tls.insecure || a->tls.cert_file || a->tls.key_file)) {
-        cliutil_errorf(cmd, "--cacert, --insecure, --cert and --key need an https:// --target");
+    if (cliutil_tls_check(cmd, &a->tls, https, "--target", "the target's"))
         return 2;
-    }
-    if (a->tls.key_file && !a->tls.cert_file) {
-        cliutil_errorf(cmd, "--key needs --cert");
-        return 2;
-    }
-    if (a->tls.insecure)
-        cliutil_errorf(cmd, "warning: --insecure: the target's certificate is NOT verified");
     if (a->keep_cached && !a->har) {
         cliutil_errorf(cmd, "--keep-cached only applies to --har");
         return 2;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "http/httpmsg.h"
 
 void cliutil_errorf(const char *cmd, const char *fmt, ...)
 {
@@ -74,6 +75,87 @@ int cliutil_tls_flag(const char *cmd, int argc, char **argv, int *i, hclient_tls
     return 0;
 }
 
+int cliutil_tls_check(const char *cmd, const hclient_tls *t, bool https, const char *flag,
+                      const char *whose)
+{
+    if (!https && (t->ca_file || t->insecure || t->cert_file || t->key_file)) {
+        cliutil_errorf(cmd, "--cacert, --insecure, --cert and --key need an https:// %s", flag);
+        return 2;
+    }
+    if (t->key_file && !t->cert_file) {
+        cliutil_errorf(cmd, "--key needs --cert");
+        return 2;
+    }
+    if (t->insecure)
+        cliutil_errorf(cmd, "warning: --insecure: %s certificate is NOT verified", whose);
+    return 0;
+}
+
+int cliutil_header_arg(const char *cmd, const char *flag, const char *v, http_headers *h)
+{
+    const char *colon = strchr(v, ':');
+    size_t nl = colon ? (size_t)(colon - v) : 0;
+    while (nl && (v[nl - 1] == ' ' || v[nl - 1] == '\t'))
+        nl--;
+    if (!colon || !nl || !httpmsg_is_token(v, nl) || strpbrk(colon, "\r\n")) {
+        cliutil_errorf(cmd, "bad value for %s: '%s' (expected 'Name: value')", flag, v);
+        return -1;
+    }
+    const char *val = colon + 1;
+    while (*val == ' ' || *val == '\t')
+        val++;
+    size_t vl = strlen(val);
+    while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
+        vl--;
+    http_headers_add(h, v, nl, val, vl);
+    return 0;
+}
+
+int cliutil_duration_arg(const char *cmd, const char *flag, const char *v, uint64_t *ms)
+{
+    if (util_parse_duration_ms(v, false, ms) < 0 || *ms == 0) {
+        cliutil_errorf(cmd, "bad value for %s: '%s' (expected a duration like 10s or 500ms)", flag,
+                       v);
+        return -1;
+    }
+    return 0;
+}
+
+int cliutil_noise_rule(const char *cmd, noise *n, const char *prefix, const char *v)
+{
+    buf b = BUF_INIT;
+    buf_append_str(&b, prefix);
+    buf_append_str(&b, v);
+    char err[512];
+    int rc = noise_add(n, b.data, err, sizeof err);
+    if (rc < 0)
+        cliutil_errorf(cmd, "%s", err);
+    buf_free(&b);
+    return rc;
+}
+
+int cliutil_noise_opt(const char *cmd, int argc, char **argv, int *i, noise *n)
+{
+    /* Each flag is the rule syntax behind a prefix (noise.h). */
+    static const char *const flags[] = {"--ignore", "--ignore-header", "--ignore-regex"};
+    static const char *const prefixes[] = {"", "header: ", "regex: "};
+    const char *v;
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+        int m = cliutil_flag_value(cmd, argc, argv, i, flags[k], &v);
+        if (m)
+            return m < 0 || cliutil_noise_rule(cmd, n, prefixes[k], v) < 0 ? -1 : 1;
+    }
+    int m = cliutil_flag_value(cmd, argc, argv, i, "--noise", &v);
+    if (m <= 0)
+        return m;
+    char err[512];
+    if (noise_load(n, v, err, sizeof err) < 0) {
+        cliutil_errorf(cmd, "%s", err);
+        return -1;
+    }
+    return 1;
+}
+
 int cliutil_read_opt(const char *cmd, int argc, char **argv, int *i, cliutil_read_opts *o)
 {
     if (strcmp(argv[*i], "--json") == 0) {
@@ -121,6 +203,12 @@ int cliutil_config_load(const char *cmd, char *const *envp, const char *const *f
 int cliutil_open_store(const char *cmd, const cliutil_read_opts *o, char *const *envp,
                        const char *why_off, store **out)
 {
+    return cliutil_open_store_for(cmd, o, envp, why_off, NULL, out);
+}
+
+int cliutil_open_store_for(const char *cmd, const cliutil_read_opts *o, char *const *envp,
+                           const char *why_off, const char *what, store **out)
+{
     const char *flags[] = {"--config", o->config_file, "--store", o->store_url};
     config *c = NULL;
     int rc = cliutil_config_load(cmd, envp, flags, 4, &c);
@@ -141,7 +229,7 @@ int cliutil_open_store(const char *cmd, const cliutil_read_opts *o, char *const 
     *out = store_open(&so, err, sizeof err);
     config_unref(c);
     if (!*out) {
-        cliutil_errorf(cmd, "%s", err);
+        cliutil_errorf(cmd, "%s%s%s", what ? what : "", what ? ": " : "", err);
         return 1;
     }
     return 0;

@@ -19,6 +19,7 @@
 #include "base/buf.h"
 #include "capture/config.h"
 #include "http/hclient.h"
+#include "replay/noise.h"
 #include "store/reqfilter.h"
 #include "store/store.h"
 
@@ -52,6 +53,36 @@ int cliutil_tls_flag(const char *cmd, int argc, char **argv, int *i, hclient_tls
     "  --cert FILE          client certificate (PEM) for mutual TLS\n"                             \
     "  --key FILE           its private key (PEM; default: in --cert's file)\n"
 
+/* After parsing: TLS flags only make sense for an https:// server
+ * (https: does the URL flag, named flag, e.g. "--target", say https), and
+ * --key needs --cert. 0, or 2 (the exit code) after reporting "--cacert,
+ * --insecure, --cert and --key need an https:// FLAG". With --insecure,
+ * warns (one line) that whose ("the target's") certificate is not
+ * verified. */
+int cliutil_tls_check(const char *cmd, const hclient_tls *t, bool https, const char *flag,
+                      const char *whose);
+
+/* Parses a request header given on the command line, 'Name: value' (blanks
+ * around the value trimmed), and adds it to h. 0, or -1 after reporting
+ * "bad value for FLAG: 'V' (expected 'Name: value')" (no name, a name that
+ * is not a token, a CR or LF anywhere). */
+int cliutil_header_arg(const char *cmd, const char *flag, const char *v, http_headers *h);
+
+/* Parses a duration flag's value ("10s", "500ms", more than 0) into *ms. 0,
+ * or -1 after reporting "bad value for FLAG: 'V' (expected a duration like
+ * 10s or 500ms)". */
+int cliutil_duration_arg(const char *cmd, const char *flag, const char *v, uint64_t *ms);
+
+/* Adds the noise rule prefix + v ("header: " + "Date") to n. 0, or -1
+ * after reporting noise_add's error. */
+int cliutil_noise_rule(const char *cmd, noise *n, const char *prefix, const char *v);
+
+/* Matches argv[*i] against the noise flags of the commands that compare
+ * answers (replay, sites compare): --ignore PATH, --ignore-header N,
+ * --ignore-regex RE and --noise FILE (noise.h's rule file), adding to n.
+ * 1 matched, 0 none of them, -1 a value is missing or bad (reported). */
+int cliutil_noise_opt(const char *cmd, int argc, char **argv, int *i, noise *n);
+
 typedef struct cliutil_read_opts {
     const char *store_url;   /* --store URL; NULL when not given */
     const char *config_file; /* --config FILE; NULL when not given */
@@ -83,6 +114,11 @@ int cliutil_config_load(const char *cmd, char *const *envp, const char *const *f
  * off): <why_off>") or cannot be opened, each reported. */
 int cliutil_open_store(const char *cmd, const cliutil_read_opts *o, char *const *envp,
                        const char *why_off, store **out);
+
+/* As cliutil_open_store, with a store that cannot be opened reported as
+ * "WHAT: <why>" (what the store was needed for) when what is not NULL. */
+int cliutil_open_store_for(const char *cmd, const cliutil_read_opts *o, char *const *envp,
+                           const char *why_off, const char *what, store **out);
 
 /* Appends s[0..n) with every control byte and DEL as \xHH, so that text that
  * came from the outside (paths, headers, bodies, broker reasons) cannot drive

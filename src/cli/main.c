@@ -23,6 +23,8 @@ static void usage(FILE *f)
                "  federate   set up a site's RabbitMQ for replication\n"
                "  replication status|dead   replication figures and dead letters\n"
                "  replay     replay captured requests against a server and compare the answers\n"
+               "  sites compare  GET the same resources from two or more sites and list\n"
+               "             where they differ: have the sites converged?\n"
                "  export     write captured requests as HAR, JSON lines or curl command lines\n"
                "  import     store the requests of a HAR or JSON lines file\n\n"
                "`restspy <command> --help` describes each command.\n"
@@ -60,6 +62,8 @@ int main(int argc, char **argv)
         return cli_replication(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "replay"))
         return cli_replay(argc - 1, argv + 1, environ);
+    if (!strcmp(cmd, "sites"))
+        return cli_sites(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "export"))
         return cli_export(argc - 1, argv + 1, environ);
     if (!strcmp(cmd, "import"))
