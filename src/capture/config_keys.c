@@ -13,6 +13,7 @@
 
 #include "base/url.h"
 #include "base/util.h"
+#include "http/httpmsg.h"
 #include "capture/rules.h"
 
 #define CFG(field) false, offsetof(config, field)
@@ -671,13 +672,10 @@ static int set_url(const keydef *k, void *field, const char *value, char *expect
 static int set_header(const keydef *k, void *field, const char *value, char *expect, size_t elen)
 {
     (void)k;
-    const char *colon = strchr(value, ':');
-    size_t nlen = colon ? (size_t)(colon - value) : 0;
-    bool good = nlen > 0;
-    for (size_t i = 0; good && i < nlen; i++)
-        good = isalnum((unsigned char)value[i]) || strchr("!#$%&'*+-.^_`|~", value[i]);
-    if (!good) {
-        snprintf(expect, elen, "expected 'Name: value'");
+    const char *n, *v;
+    size_t nl, vl;
+    if (httpmsg_header_line(value, &n, &nl, &v, &vl) != 0) {
+        snprintf(expect, elen, "expected 'Name: value' (a token, no CR or LF)");
         return -1;
     }
     list_append(field, value);

@@ -93,21 +93,13 @@ int cliutil_tls_check(const char *cmd, const hclient_tls *t, bool https, const c
 
 int cliutil_header_arg(const char *cmd, const char *flag, const char *v, http_headers *h)
 {
-    const char *colon = strchr(v, ':');
-    size_t nl = colon ? (size_t)(colon - v) : 0;
-    while (nl && (v[nl - 1] == ' ' || v[nl - 1] == '\t'))
-        nl--;
-    if (!colon || !nl || !httpmsg_is_token(v, nl) || strpbrk(colon, "\r\n")) {
+    const char *name, *val;
+    size_t nl, vl;
+    if (httpmsg_header_line(v, &name, &nl, &val, &vl) != 0) {
         cliutil_errorf(cmd, "bad value for %s: '%s' (expected 'Name: value')", flag, v);
         return -1;
     }
-    const char *val = colon + 1;
-    while (*val == ' ' || *val == '\t')
-        val++;
-    size_t vl = strlen(val);
-    while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
-        vl--;
-    http_headers_add(h, v, nl, val, vl);
+    http_headers_add(h, name, nl, val, vl);
     return 0;
 }
 

@@ -30,6 +30,28 @@ bool httpmsg_is_token(const char *s, size_t n)
     return true;
 }
 
+int httpmsg_header_line(const char *line, const char **name, size_t *nlen, const char **value,
+                        size_t *vlen)
+{
+    const char *colon = strchr(line, ':');
+    size_t nl = colon ? (size_t)(colon - line) : 0;
+    while (nl && (line[nl - 1] == ' ' || line[nl - 1] == '\t'))
+        nl--;
+    if (!colon || !httpmsg_is_token(line, nl) || strpbrk(line, "\r\n"))
+        return -1;
+    const char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t vl = strlen(v);
+    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        vl--;
+    *name = line;
+    *nlen = nl;
+    *value = v;
+    *vlen = vl;
+    return 0;
+}
+
 bool httpmsg_is_hop_by_hop(const char *name, size_t n)
 {
     /* By length first: most names are not hop-by-hop and fail here. */

@@ -25,6 +25,13 @@
  * RFC 9112 says to reject it, as it is a request smuggling vector. */
 bool httpmsg_is_token(const char *s, size_t n);
 
+/* Splits a header given on a command line or in a setting ("Name: value",
+ * blanks around the colon and at the end ignored) into *name / *nlen and
+ * *value / *vlen, pointers into line. -1 (nothing set) when there is no
+ * colon, the name is no token, or line holds a CR or LF. */
+int httpmsg_header_line(const char *line, const char **name, size_t *nlen, const char **value,
+                        size_t *vlen);
+
 /* True for the fixed hop-by-hop names (case-insensitive). */
 bool httpmsg_is_hop_by_hop(const char *name, size_t n);
 

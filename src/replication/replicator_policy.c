@@ -10,6 +10,7 @@
 
 #include "base/util.h"
 #include "capture/config.h"
+#include "http/httpmsg.h"
 
 #define REASON_EXCERPT 200 /* bytes of a 4xx body in a dead-letter reason */
 
@@ -136,18 +137,13 @@ int repl_apply_headers(const repl_msg *m, char *const *set_headers, http_headers
     headers_set(out, "Idempotency-Key", m->id);
     headers_set(out, "X-Restspy-Replicated-From", m->origin ? m->origin : "");
     for (size_t i = 0; set_headers && set_headers[i]; i++) {
-        const char *s = set_headers[i], *colon = strchr(s, ':');
-        if (!colon || colon == s)
+        const char *n, *v;
+        size_t nl, vl;
+        if (httpmsg_header_line(set_headers[i], &n, &nl, &v, &vl) != 0)
             continue; /* config.c has checked the form already */
-        char *name = xstrndup(s, (size_t)(colon - s));
-        const char *v = colon + 1;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        size_t vl = strlen(v);
-        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-            vl--;
+        char *name = xstrndup(n, nl);
         repl_headers_remove(out, name);
-        http_headers_add(out, name, strlen(name), v, vl);
+        http_headers_add(out, name, nl, v, vl);
         free(name);
     }
     return 0;

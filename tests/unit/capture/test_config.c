@@ -834,6 +834,9 @@ static void test_validate(void **state)
     assert_string_equal(c->set_headers[1], "Authorization: Bearer x");
     assert_null(c->set_headers[2]);
     assert_int_equal(config_set(c, "set_header", "bad header: 1", err, sizeof err), -1);
+    /* a CR or LF would add a header of its own to every request it goes on */
+    assert_int_equal(config_set(c, "set_header", "X-A: 1\r\nX-Admin: 1", err, sizeof err), -1);
+    assert_int_equal(config_set(c, "set_header", ": 1", err, sizeof err), -1);
     assert_int_equal(config_set(c, "amqp", "http://x", err, sizeof err), -1);
     assert_int_equal(config_set(c, "amqp", "amqp://guest:guest@127.0.0.1:5672/", err, sizeof err),
                      0);
