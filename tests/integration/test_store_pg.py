@@ -2,8 +2,8 @@
 (pgnode.py): a proxy capturing into postgresql://... and `requests`, `show`
 and `export` reading the same rows back; the schema created in an empty
 database; two proxies writing into one database at once without a lost or
-duplicated row; --amqp refused with one line (replication on PostgreSQL is
-not there yet). Each test gets a database of its own."""
+duplicated row (replication on PostgreSQL: test_store_pg_repl.py). Each
+test gets a database of its own."""
 import json
 import os
 import subprocess
@@ -162,17 +162,6 @@ class PgStoreTest(unittest.TestCase):
         self.assertEqual(self.count(), (4 * n, 4 * n))
         self.assertEqual(self.count("SELECT count(DISTINCT path), count(*) FILTER (WHERE path "
                                     "LIKE '/a%') FROM requests"), (4 * n, 2 * n))
-
-    def test_amqp_refused(self):
-        cmd = [harness.restspy_bin(), "proxy", "--listen", "127.0.0.1:%d" % harness.free_port(),
-               "--upstream", self.backend.url, "--store", self.url,
-               "--amqp", "amqp://guest:guest@127.0.0.1:%d/" % harness.free_port()]
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           env=harness.clean_env(), timeout=30, cwd=self.tmp.name)
-        self.assertNotEqual(r.returncode, 0)
-        err = r.stderr.decode().strip().splitlines()
-        self.assertEqual(err, ["restspy proxy: --amqp: postgresql store: replication is not "
-                               "supported yet"])
 
     def test_bad_url_one_line(self):
         r = subprocess.run([harness.restspy_bin(), "requests", "--store",
