@@ -133,7 +133,8 @@ class PgStoreTest(unittest.TestCase):
         self.assertEqual(self.node.psql("SELECT version FROM restspy_schema", db=db).strip(), "7")
         tables = self.node.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM "
                                 "pg_tables WHERE schemaname = 'public'", db=db).strip()
-        self.assertEqual(tables, "applied,counters,outbox,receipts,requests,restspy_schema,stuck")
+        self.assertEqual(tables, "applied,applying,counters,outbox,receipts,requests,"
+                                 "restspy_schema,stuck")
         kinds = self.node.psql("SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY "
                                "column_name) FROM information_schema.columns WHERE table_name = "
                                "'requests' AND column_name IN ('req_headers', 'req_body', "
