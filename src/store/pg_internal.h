@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/uuid7.h"
 #include "store/backend.h"
 #include "store/store.h"
 #include "store/writeq.h"
@@ -74,6 +75,16 @@ typedef struct pg_store {
     pthread_mutex_t rlock; /* serializes queries on rdb */
     PGconn *rdb;           /* == db when read_only; else opened on first read */
 
+    /* The claims of this handle (pg_repl.c): a UUIDv7 made at open, so
+     * that a restarted process claims afresh and its predecessor's claims
+     * run out. */
+    char claimer[UUID7_STR_LEN + 1];
+    /* under rlock: when the outbox claims were last renewed (wall clock),
+     * and what outbox_wait compares against (pg_outbox_wait) */
+    int64_t renewed_us;
+    int64_t fetched_mono_us; /* monotonic time of the last fetch */
+    int64_t fetched_local;   /* the writeq's outbox_seq at the last fetch */
+
     /* writer-only */
     bool prepared;        /* the INSERTs are prepared on db (again after a reconnect) */
     int64_t lost_mono_us; /* when the writer lost db (monotonic); 0 while it has it */
@@ -125,10 +136,55 @@ extern const writeq_hooks pg_writeq_hooks;
 
 /* ---- pg_query.c ---- */
 
+/* The read connection, opened on first use; called with rlock held. A
+ * broken one (the server restarted) is reset first. NULL with err. */
+PGconn *pg_reader(pg_store *s, char *err, size_t errlen);
+/* Runs sql with the text params v[0..n) on the read connection in
+ * single-row mode, calling row(r, ud) for each row until it returns
+ * non-zero. 0, or -1 with err. rlock is taken here. */
+int pg_each_row(pg_store *s, const char *sql, int n, const char *const *v,
+                int (*row)(const PGresult *r, void *ud), void *ud, char *err, size_t errlen);
+/* Column col of the single-row result r: a heap copy in *dst (the old
+ * value freed; NULL for NULL), or an integer (0 for NULL). */
+void pg_set_str(char **dst, const PGresult *r, int col);
+int64_t pg_get_int(const PGresult *r, int col);
+/* A bytea column (text result: hex) appended to b. */
+void pg_set_body(buf *b, const PGresult *r, int col);
+
 int pg_query_each(store *base, const store_query *q, int (*fn)(const record *r, void *ud), void *ud,
                   char *err, size_t errlen);
 int pg_get(store *base, const char *id, record **out, char *err, size_t errlen);
 int pg_ids_each(store *base, int (*fn)(const char *id, size_t len, void *ud), void *ud, char *err,
                 size_t errlen);
+
+/* ---- pg_repl.c: replication (see there for the claims) ---- */
+
+/* How long a claim (an outbox row being published, a message being
+ * applied) holds before another instance may take it over. */
+#define PG_CLAIM_LEASE_US (30 * 1000000LL)
+
+int pg_outbox_fetch(store *base, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
+                    char *err, size_t errlen);
+int pg_outbox_wait(store *base, int64_t after_seq, int timeout_ms);
+int pg_ledger_has(store *base, const char *message_id, char *err, size_t errlen);
+int pg_repl_stats_get(store *base, store_repl_stats *out, char *err, size_t errlen);
+int pg_stuck_get(store *base, const char *message_id, store_stuck *out, char *err, size_t errlen);
+int pg_stuck_list(store *base, size_t max, store_stuck **out, size_t *n, int64_t *total, char *err,
+                  size_t errlen);
+int pg_ledger_skip(store *base, const char *message_id, const char *origin, char *err,
+                   size_t errlen);
+int pg_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_repl_lag *out,
+                    char *err, size_t errlen);
+int pg_repl_origins_get(store *base, int64_t since_us, size_t max_samples, size_t max_origins,
+                        store_repl_origin **out, size_t *n, int64_t *total, int64_t *ledger_end,
+                        char *err, size_t errlen);
+int64_t pg_ledger_each(store *base, int64_t after, size_t max,
+                       int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
+                       size_t errlen);
+int pg_receipts_get(store *base, const char *message_id, store_receipt **out, size_t *n, char *err,
+                    size_t errlen);
+int pg_ledger_get(store *base, const char *message_id, store_ledger_entry *out, char *err,
+                  size_t errlen);
+int pg_outbox_has(store *base, const char *message_id, char *err, size_t errlen);
 
 #endif

@@ -17,9 +17,7 @@
 #include "store/pathrange.h"
 #include "store/pg_internal.h"
 
-/* The read connection, opened on first use; called with rlock held. A
- * broken one (the server restarted) is reset first. */
-static PGconn *reader(pg_store *s, char *err, size_t errlen)
+PGconn *pg_reader(pg_store *s, char *err, size_t errlen)
 {
     if (!s->rdb)
         s->rdb = pg_connect(s, err, errlen);
@@ -28,13 +26,13 @@ static PGconn *reader(pg_store *s, char *err, size_t errlen)
     return s->rdb;
 }
 
-static void set_str(char **dst, const PGresult *r, int col)
+void pg_set_str(char **dst, const PGresult *r, int col)
 {
     free(*dst);
     *dst = PQgetisnull(r, 0, col) ? NULL : xstrdup(PQgetvalue(r, 0, col));
 }
 
-static int64_t get_int(const PGresult *r, int col)
+int64_t pg_get_int(const PGresult *r, int col)
 {
     return strtoll(PQgetvalue(r, 0, col), NULL, 10);
 }
@@ -48,8 +46,7 @@ static void set_headers(http_headers *h, const PGresult *r, int col)
         http_headers_free(h);
 }
 
-/* A bytea column (text result: hex) appended to b. */
-static void set_body(buf *b, const PGresult *r, int col)
+void pg_set_body(buf *b, const PGresult *r, int col)
 {
     if (PQgetisnull(r, 0, col))
         return;
@@ -65,34 +62,34 @@ static record *row_to_record(const PGresult *r)
 {
     record *rec = record_new();
     snprintf(rec->id, sizeof rec->id, "%s", PQgetvalue(r, 0, PG_C_ID));
-    set_str(&rec->node, r, PG_C_NODE);
-    rec->started_at_us = get_int(r, PG_C_STARTED_AT);
-    rec->duration_us = get_int(r, PG_C_DURATION);
+    pg_set_str(&rec->node, r, PG_C_NODE);
+    rec->started_at_us = pg_get_int(r, PG_C_STARTED_AT);
+    rec->duration_us = pg_get_int(r, PG_C_DURATION);
     /* -1 means "no upstream exchange" (README); NULL from a hand-made row too. */
-    rec->upstream_us = PQgetisnull(r, 0, PG_C_UPSTREAM) ? -1 : get_int(r, PG_C_UPSTREAM);
-    set_str(&rec->client_addr, r, PG_C_CLIENT);
-    set_str(&rec->method, r, PG_C_METHOD);
-    set_str(&rec->scheme, r, PG_C_SCHEME);
-    set_str(&rec->host, r, PG_C_HOST);
-    set_str(&rec->path, r, PG_C_PATH);
-    set_str(&rec->query, r, PG_C_QUERY);
+    rec->upstream_us = PQgetisnull(r, 0, PG_C_UPSTREAM) ? -1 : pg_get_int(r, PG_C_UPSTREAM);
+    pg_set_str(&rec->client_addr, r, PG_C_CLIENT);
+    pg_set_str(&rec->method, r, PG_C_METHOD);
+    pg_set_str(&rec->scheme, r, PG_C_SCHEME);
+    pg_set_str(&rec->host, r, PG_C_HOST);
+    pg_set_str(&rec->path, r, PG_C_PATH);
+    pg_set_str(&rec->query, r, PG_C_QUERY);
     set_headers(&rec->req_headers, r, PG_C_REQ_HEADERS);
-    set_body(&rec->req_body, r, PG_C_REQ_BODY);
-    rec->req_body_size = (uint64_t)get_int(r, PG_C_REQ_BODY_SIZE);
+    pg_set_body(&rec->req_body, r, PG_C_REQ_BODY);
+    rec->req_body_size = (uint64_t)pg_get_int(r, PG_C_REQ_BODY_SIZE);
     rec->req_truncated = PQgetvalue(r, 0, PG_C_REQ_TRUNC)[0] == 't';
-    rec->status = (int)get_int(r, PG_C_STATUS);
+    rec->status = (int)pg_get_int(r, PG_C_STATUS);
     set_headers(&rec->resp_headers, r, PG_C_RESP_HEADERS);
-    set_body(&rec->resp_body, r, PG_C_RESP_BODY);
-    rec->resp_body_size = (uint64_t)get_int(r, PG_C_RESP_BODY_SIZE);
+    pg_set_body(&rec->resp_body, r, PG_C_RESP_BODY);
+    rec->resp_body_size = (uint64_t)pg_get_int(r, PG_C_RESP_BODY_SIZE);
     rec->resp_truncated = PQgetvalue(r, 0, PG_C_RESP_TRUNC)[0] == 't';
-    set_str(&rec->rule, r, PG_C_RULE);
-    set_str(&rec->origin, r, PG_C_ORIGIN);
-    set_str(&rec->error, r, PG_C_ERROR);
-    set_str(&rec->replication, r, PG_C_REPLICATION);
-    set_str(&rec->req_encoding, r, PG_C_REQ_ENCODING);
-    set_str(&rec->req_body_note, r, PG_C_REQ_BODY_NOTE);
-    set_str(&rec->resp_encoding, r, PG_C_RESP_ENCODING);
-    set_str(&rec->resp_body_note, r, PG_C_RESP_BODY_NOTE);
+    pg_set_str(&rec->rule, r, PG_C_RULE);
+    pg_set_str(&rec->origin, r, PG_C_ORIGIN);
+    pg_set_str(&rec->error, r, PG_C_ERROR);
+    pg_set_str(&rec->replication, r, PG_C_REPLICATION);
+    pg_set_str(&rec->req_encoding, r, PG_C_REQ_ENCODING);
+    pg_set_str(&rec->req_body_note, r, PG_C_REQ_BODY_NOTE);
+    pg_set_str(&rec->resp_encoding, r, PG_C_RESP_ENCODING);
+    pg_set_str(&rec->resp_body_note, r, PG_C_RESP_BODY_NOTE);
     return rec;
 }
 
@@ -179,19 +176,17 @@ static int each_row_on(PGconn *c, const char *sql, int n, const char *const *v,
     return ret;
 }
 
-/* Runs sql with params on the read connection in single-row mode, calling
- * row(r, ud) for each row until it returns non-zero. 0, or -1 with err.
- * rlock is taken here. A connection the server dropped while it was idle
- * (a restart, a failover) fails its next query before any row: that query
- * is run once more on a fresh connection, so that a reader never sees a
+/* (pg_internal.h) A connection the server dropped while it was idle (a
+ * restart, a failover) fails its next query before any row: that query is
+ * run once more on a fresh connection, so that a reader never sees a
  * restart it did not overlap. */
-static int each_row(pg_store *s, const char *sql, int n, const char *const *v,
-                    int (*row)(const PGresult *r, void *ud), void *ud, char *err, size_t errlen)
+int pg_each_row(pg_store *s, const char *sql, int n, const char *const *v,
+                int (*row)(const PGresult *r, void *ud), void *ud, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->rlock);
     int ret = -1;
     for (int attempt = 0; attempt < 2; attempt++) {
-        PGconn *c = reader(s, err, errlen);
+        PGconn *c = pg_reader(s, err, errlen);
         if (!c)
             break;
         size_t rows = 0;
@@ -236,7 +231,7 @@ int pg_query_each(store *base, const store_query *q, int (*fn)(const record *r, 
     qbuild b = {.sql = BUF_INIT};
     query_sql(q, lo, hi, &b);
     query_ctx x = {.q = q, .fn = fn, .ud = ud};
-    int ret = each_row(pgs(base), b.sql.data, b.n, b.v, query_row, &x, err, errlen);
+    int ret = pg_each_row(pgs(base), b.sql.data, b.n, b.v, query_row, &x, err, errlen);
     buf_free(&b.sql);
     free(lo);
     free(hi);
@@ -253,8 +248,8 @@ int pg_get(store *base, const char *id, record **out, char *err, size_t errlen)
 {
     *out = NULL;
     const char *v[1] = {id};
-    if (each_row(pgs(base), "SELECT " PG_COLUMNS " FROM requests WHERE id = $1", 1, v, get_row, out,
-                 err, errlen) < 0)
+    if (pg_each_row(pgs(base), "SELECT " PG_COLUMNS " FROM requests WHERE id = $1", 1, v, get_row,
+                    out, err, errlen) < 0)
         return -1;
     return *out ? 1 : 0;
 }
@@ -275,6 +270,6 @@ int pg_ids_each(store *base, int (*fn)(const char *id, size_t len, void *ud), vo
 {
     ids_ctx x = {fn, ud};
     /* The primary key's index in the C collation: byte order, as SQLite. */
-    return each_row(pgs(base), "SELECT id FROM requests ORDER BY id", 0, NULL, id_row, &x, err,
-                    errlen);
+    return pg_each_row(pgs(base), "SELECT id FROM requests ORDER BY id", 0, NULL, id_row, &x, err,
+                       errlen);
 }

@@ -78,8 +78,17 @@ static const struct {
         " content_type text,"
         " signature text,"
         " routing_key text NOT NULL,"
-        " body bytea NOT NULL);"
+        " body bytea NOT NULL,"
+        /* The publishers' claims (pg_repl.c): who publishes the row, until
+         * when, and the claim's order (the publisher's cursor). */
+        " claimed_by text,"
+        " claimed_until bigint NOT NULL DEFAULT 0,"
+        " claim_seq bigint);"
+        "CREATE SEQUENCE outbox_claim_seq;"
+        "CREATE INDEX outbox_claimed_by ON outbox(claimed_by, claim_seq);"
+        /* pos: the ledger position (SQLite's rowid, store_ledger_each). */
         "CREATE TABLE applied ("
+        " pos bigint GENERATED ALWAYS AS IDENTITY UNIQUE,"
         " message_id text COLLATE \"C\" PRIMARY KEY,"
         " origin text,"
         " applied_at bigint NOT NULL,"
@@ -106,7 +115,14 @@ static const struct {
         " outcome text NOT NULL,"
         " status integer,"
         " at bigint NOT NULL,"
-        " PRIMARY KEY (message_id, node));"},
+        " PRIMARY KEY (message_id, node));"
+        /* The replicators' claims of the messages they are applying
+         * (pg_repl.c): a row lives from the claim to the ledger row's
+         * commit. */
+        "CREATE TABLE applying ("
+        " message_id text PRIMARY KEY,"
+        " claimed_by text NOT NULL,"
+        " claimed_until bigint NOT NULL);"},
 };
 
 /* The first column of sql's one row as an integer (NULL: 0). 0, or -1. */

@@ -40,6 +40,33 @@
     "INSERT INTO applied (message_id, origin, applied_at, status) VALUES ($1,$2,$3,$4) ON "        \
     "CONFLICT (message_id) DO NOTHING"
 #define PG_STUCK_DELETE "DELETE FROM stuck WHERE message_id = $1"
+/* An applied message is no longer being applied: the claim of the
+ * replicator that applied it (pg_repl.c) goes with the ledger row's commit,
+ * so that no other instance can claim it before it sees that row. */
+#define PG_APPLYING_DELETE "DELETE FROM applying WHERE message_id = $1"
+/* The broker confirmed this instance's claims up to $2 (claim order,
+ * pg_repl.c): deleted and counted as published, in one statement. */
+#define PG_CONFIRM                                                                                 \
+    "WITH d AS (DELETE FROM outbox WHERE claimed_by = $1 AND claim_seq <= $2 RETURNING 1) "        \
+    "INSERT INTO counters (name, value) SELECT 'published', count(*) FROM d ON CONFLICT (name) "   \
+    "DO UPDATE SET value = counters.value + excluded.value"
+/* One statement for both counter operations: $4 true sets, false adds;
+ * $3 the text value (last_confirmed_id), NULL keeps it. */
+#define PG_COUNTER                                                                                 \
+    "INSERT INTO counters (name, value, text_value) VALUES ($1, $2, $3) ON CONFLICT (name) DO "    \
+    "UPDATE SET value = CASE WHEN $4::boolean THEN excluded.value ELSE counters.value + "          \
+    "excluded.value END, text_value = coalesce(excluded.text_value, counters.text_value)"
+#define PG_STUCK_SET                                                                               \
+    "INSERT INTO stuck (message_id, origin, method, target, first_failed_at, last_failed_at, "     \
+    "attempts, last_answer) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (message_id) DO UPDATE "  \
+    "SET origin = $2, method = $3, target = $4, first_failed_at = $5, last_failed_at = $6, "       \
+    "attempts = $7, last_answer = $8"
+/* A receipt replaces the row of its (message_id, node) unless that row is
+ * newer (store_receipt_put). */
+#define PG_RECEIPT_PUT                                                                             \
+    "INSERT INTO receipts (message_id, node, outcome, status, at) VALUES ($1,$2,$3,$4,$5) ON "     \
+    "CONFLICT (message_id, node) DO UPDATE SET outcome = excluded.outcome, status = "              \
+    "excluded.status, at = excluded.at WHERE excluded.at >= receipts.at"
 
 /* Queries in flight before the writer reads the oldest results: the server
  * blocks writing results nobody reads, and we would block sending. */
@@ -53,8 +80,23 @@ static const struct {
     {"restspy_ins_outbox", PG_INSERT_OUTBOX, 11},
     {"restspy_ins_applied", PG_INSERT_APPLIED, 4},
     {"restspy_stuck_del", PG_STUCK_DELETE, 1},
+    {"restspy_applying_del", PG_APPLYING_DELETE, 1},
+    {"restspy_confirm", PG_CONFIRM, 2},
+    {"restspy_counter", PG_COUNTER, 4},
+    {"restspy_stuck_set", PG_STUCK_SET, 8},
+    {"restspy_receipt_put", PG_RECEIPT_PUT, 5},
 };
-enum { ST_INS, ST_OUTBOX, ST_APPLIED, ST_STUCK_DEL };
+enum {
+    ST_INS,
+    ST_OUTBOX,
+    ST_APPLIED,
+    ST_STUCK_DEL,
+    ST_APPLYING_DEL,
+    ST_CONFIRM,
+    ST_COUNTER,
+    ST_STUCK_SET,
+    ST_RECEIPT
+};
 
 /* The writer lost its connection (why: the error): the log line and the
  * stats, once per loss. */
@@ -303,15 +345,102 @@ static bool send_unit(pg_store *s, pipe *p, const store_unit *u, size_t i, int64
         if (!send_params(s, ST_STUCK_DEL, &prm))
             return false;
         note_sent(p, i);
+        if (!send_params(s, ST_APPLYING_DEL, &prm))
+            return false;
+        note_sent(p, i);
     }
+    return true;
+}
+
+/* Sends one statement of the ops (unit index n: the ops are at fault). */
+static bool send_op(pg_store *s, pipe *p, int st, const params *prm, size_t n)
+{
+    if (!send_params(s, st, prm))
+        return false;
+    note_sent(p, n);
+    return true;
+}
+
+/* The stuck-table changes and receipts of o: before the batch's records,
+ * so that a record's ledger row (which clears its stuck row) has the last
+ * word over a failure noted just before its apply (as SQLite's writer). */
+static bool send_ops_first(pg_store *s, pipe *p, const writeq_ops *o, size_t n)
+{
+    params prm;
+    for (size_t i = 0; i < o->slen; i++) {
+        const store_stuck *row = &o->sv[i].row;
+        prm.n = 0;
+        p_text(&prm, row->message_id);
+        if (o->sv[i].set) {
+            p_text(&prm, row->origin);
+            p_text(&prm, row->method);
+            p_text(&prm, row->target);
+            p_int(&prm, row->first_failed_us);
+            p_int(&prm, row->last_failed_us);
+            p_int(&prm, row->attempts);
+            p_text(&prm, row->last_answer);
+        }
+        if (!send_op(s, p, o->sv[i].set ? ST_STUCK_SET : ST_STUCK_DEL, &prm, n))
+            return false;
+    }
+    for (size_t i = 0; i < o->rlen; i++) {
+        const store_receipt *r = &o->rv[i];
+        prm.n = 0;
+        p_text(&prm, r->message_id);
+        p_text(&prm, r->node);
+        p_text(&prm, r->outcome);
+        if (r->status > 0)
+            p_int(&prm, r->status);
+        else
+            p_text(&prm, NULL);
+        p_int(&prm, r->at_us);
+        if (!send_op(s, p, ST_RECEIPT, &prm, n))
+            return false;
+    }
+    return true;
+}
+
+/* text NULL: the integer value; else the text (last_confirmed_id). */
+static bool send_counter(pg_store *s, pipe *p, const char *name, const char *text, int64_t value,
+                         bool set, size_t n)
+{
+    params prm = {.n = 0};
+    p_text(&prm, name);
+    p_int(&prm, text ? 0 : value);
+    p_text(&prm, text);
+    p_bool(&prm, set);
+    return send_op(s, p, ST_COUNTER, &prm, n);
+}
+
+/* The confirms and counters of o, after the records. */
+static bool send_ops_last(pg_store *s, pipe *p, const writeq_ops *o, size_t n)
+{
+    if (o->confirm_upto > 0) {
+        params prm = {.n = 0};
+        p_text(&prm, s->claimer);
+        p_int(&prm, o->confirm_upto);
+        if (!send_op(s, p, ST_CONFIRM, &prm, n) ||
+            !send_counter(s, p, "last_confirmed_us", NULL, o->confirm_us, true, n))
+            return false;
+        if (o->confirm_id[0] && !send_counter(s, p, "last_confirmed_id", o->confirm_id, 0, true, n))
+            return false;
+    }
+    for (size_t i = 0; i < o->len; i++)
+        if (!send_counter(s, p, o->v[i].name, NULL, o->v[i].value, o->v[i].set, n))
+            return false;
     return true;
 }
 
 /* Sends b[0..n) and the sync that commits them, reading results as it
  * goes (PG_WINDOW), then the rest and the sync's. */
-static void run_pipeline(pg_store *s, pipe *p, writeq_item *b, size_t n)
+static void run_pipeline(pg_store *s, pipe *p, writeq_item *b, size_t n, const writeq_ops *ops)
 {
     int64_t now = util_now_us();
+    if (!send_ops_first(s, p, ops, n)) {
+        p->broken = true;
+        pg_errmsg(s->db, p->e, p->elen);
+        return;
+    }
     for (size_t i = 0; i < n && !p->broken; i++) {
         if (!send_unit(s, p, &b[i].u, i, now)) {
             p->broken = true;
@@ -323,6 +452,11 @@ static void run_pipeline(pg_store *s, pipe *p, writeq_item *b, size_t n)
             PQflush(s->db);
             take_results(s, p, p->sent - PG_WINDOW / 2);
         }
+    }
+    if (!p->broken && !send_ops_last(s, p, ops, n)) {
+        p->broken = true;
+        pg_errmsg(s->db, p->e, p->elen);
+        return;
     }
     if (p->broken || !PQpipelineSync(s->db)) {
         p->broken = true;
@@ -345,12 +479,6 @@ int pg_commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *ops, 
 {
     pg_store *s = ctx;
     *max_seq = 0;
-    if (writeq_ops_pending(ops)) {
-        /* Counters, confirms, stuck rows and receipts: replication. */
-        snprintf(e, elen, "postgresql store: replication is not supported yet (store ops)");
-        *bad = n;
-        return -1;
-    }
     if (pg_writer_conn(s, e, elen) < 0)
         return -1;
     if (!PQenterPipelineMode(s->db)) {
@@ -358,7 +486,7 @@ int pg_commit_batch(void *ctx, writeq_item *b, size_t n, const writeq_ops *ops, 
         return -1;
     }
     pipe p = {.failed = SIZE_MAX, .e = e, .elen = elen};
-    run_pipeline(s, &p, b, n);
+    run_pipeline(s, &p, b, n, ops);
     free(p.unit);
     if (!p.broken && !PQexitPipelineMode(s->db))
         p.broken = true;

@@ -177,7 +177,11 @@ typedef struct store_outbox_row {
 } store_outbox_row;
 
 /* Reads up to max unpublished rows with seq > after_seq, in seq order, on a
- * read connection (never blocks the writer). *n gets the count. */
+ * read connection (never blocks the writer). *n gets the count. On a store
+ * several instances share (PostgreSQL) the rows are this instance's claims
+ * and seq their claim order; outbox_wait then also answers 1 when a fetch
+ * is due for other instances' rows, and outbox_confirmed deletes only this
+ * instance's claims (docs/store.md). */
 int store_outbox_fetch(store *s, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
                        char *err, size_t errlen);
 void store_outbox_rows_free(store_outbox_row *rows, size_t n);

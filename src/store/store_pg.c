@@ -20,17 +20,15 @@
  * thread's at a time): `db` itself for a read-only store, a second
  * connection for a store that is also being written.
  *
- * Not yet (each fails with one line naming it): the replication reads and
- * writes (outbox fetch and confirms, the ledger, counters, stuck messages,
- * receipts, the figures). Retention: pg_retention.c. */
+ * Replication: pg_repl.c (the reads, and the claims that let several
+ * instances publish and apply from one database); its writes are the
+ * writer's (pg_writer.c). Retention: pg_retention.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
 #include "store/pg_internal.h"
-
-#define PG_NO_REPLICATION "postgresql store: replication is not supported yet"
 
 /* ---- small libpq helpers ---- */
 
@@ -178,6 +176,7 @@ static store *pg_open_url(const char *scheme, const char *target, const store_op
     s->where = where;
     s->opt = *o;
     s->opt.url = NULL;
+    uuid7_generate(s->claimer);
     writeq_init(&s->w.q, o, &pg_writeq_hooks, s);
     pthread_mutex_init(&s->rlock, NULL);
     buf_init(&s->reqh);
@@ -217,116 +216,10 @@ static void pg_close(store *base)
     pg_free(s);
 }
 
-/* ---- what this backend does not do yet: one line each, never a crash ---- */
-
-static int no_repl(const char *fn, char *err, size_t errlen)
-{
-    snprintf(err, errlen, PG_NO_REPLICATION " (%s)", fn);
-    return -1;
-}
-
-static int pg_outbox_fetch(store *base, int64_t after_seq, size_t max, store_outbox_row *rows,
-                           size_t *n, char *err, size_t errlen)
-{
-    (void)base, (void)after_seq, (void)max, (void)rows;
-    *n = 0;
-    return no_repl("store_outbox_fetch", err, errlen);
-}
-
-static int pg_ledger_has(store *base, const char *message_id, char *err, size_t errlen)
-{
-    (void)base, (void)message_id;
-    return no_repl("store_ledger_has", err, errlen);
-}
-
-static int pg_repl_stats_get(store *base, store_repl_stats *out, char *err, size_t errlen)
-{
-    (void)base;
-    memset(out, 0, sizeof *out);
-    return no_repl("store_repl_stats_get", err, errlen);
-}
-
-static int pg_stuck_get(store *base, const char *message_id, store_stuck *out, char *err,
-                        size_t errlen)
-{
-    (void)base, (void)message_id;
-    memset(out, 0, sizeof *out);
-    return no_repl("store_stuck_get", err, errlen);
-}
-
-static int pg_stuck_list(store *base, size_t max, store_stuck **out, size_t *n, int64_t *total,
-                         char *err, size_t errlen)
-{
-    (void)base, (void)max;
-    *out = NULL;
-    *n = 0;
-    *total = 0;
-    return no_repl("store_stuck_list", err, errlen);
-}
-
-static int pg_ledger_skip(store *base, const char *message_id, const char *origin, char *err,
-                          size_t errlen)
-{
-    (void)base, (void)message_id, (void)origin;
-    return no_repl("store_ledger_skip", err, errlen);
-}
-
-static int pg_repl_lag_get(store *base, int64_t since_us, size_t max_samples, store_repl_lag *out,
-                           char *err, size_t errlen)
-{
-    (void)base, (void)since_us, (void)max_samples;
-    memset(out, 0, sizeof *out);
-    return no_repl("store_repl_lag_get", err, errlen);
-}
-
-static int pg_repl_origins_get(store *base, int64_t since_us, size_t max_samples,
-                               size_t max_origins, store_repl_origin **out, size_t *n,
-                               int64_t *total, int64_t *ledger_end, char *err, size_t errlen)
-{
-    (void)base, (void)since_us, (void)max_samples, (void)max_origins;
-    *out = NULL;
-    *n = 0;
-    *total = 0;
-    if (ledger_end)
-        *ledger_end = 0;
-    return no_repl("store_repl_origins_get", err, errlen);
-}
-
-static int64_t pg_ledger_each(store *base, int64_t after, size_t max,
-                              int (*fn)(const store_ledger_row *row, void *ud), void *ud, char *err,
-                              size_t errlen)
-{
-    (void)base, (void)after, (void)max, (void)fn, (void)ud;
-    return no_repl("store_ledger_each", err, errlen);
-}
-
-static int pg_receipts_get(store *base, const char *message_id, store_receipt **out, size_t *n,
-                           char *err, size_t errlen)
-{
-    (void)base, (void)message_id;
-    *out = NULL;
-    *n = 0;
-    return no_repl("store_receipts_get", err, errlen);
-}
-
-static int pg_ledger_get(store *base, const char *message_id, store_ledger_entry *out, char *err,
-                         size_t errlen)
-{
-    (void)base, (void)message_id;
-    memset(out, 0, sizeof *out);
-    return no_repl("store_ledger_get", err, errlen);
-}
-
-static int pg_outbox_has(store *base, const char *message_id, char *err, size_t errlen)
-{
-    (void)base, (void)message_id;
-    return no_repl("store_outbox_has", err, errlen);
-}
-
 #define PG_BACKEND(name, scheme_, open_)                                                           \
     const store_backend name = {                                                                   \
         .scheme = scheme_,                                                                         \
-        .no_replication = PG_NO_REPLICATION,                                                       \
+        .no_replication = NULL,                                                                    \
         .open = open_,                                                                             \
         .start = pg_start,                                                                         \
         .submit = writeq_submit,                                                                   \
@@ -336,7 +229,7 @@ static int pg_outbox_has(store *base, const char *message_id, char *err, size_t 
         .get = pg_get,                                                                             \
         .ids_each = pg_ids_each,                                                                   \
         .outbox_fetch = pg_outbox_fetch,                                                           \
-        .outbox_wait = writeq_outbox_wait,                                                         \
+        .outbox_wait = pg_outbox_wait,                                                             \
         .outbox_confirmed = writeq_outbox_confirmed,                                               \
         .ledger_has = pg_ledger_has,                                                               \
         .counter = writeq_counter,                                                                 \
