@@ -23,12 +23,12 @@ import harness
 import pgnode
 
 
-# The schema of the previous release's PostgreSQL store, frozen here as it
-# was (never edited with the current one: src/store/pg_schema.c appends its
-# migrations after it). PostgreSQL stores began at version 7, so today the
-# previous release's version is 7 itself and opening it must migrate
-# nothing; once pg_schema.c adds version 8, the same test covers the
-# migration 7 -> 8.
+# The schema of the first release's PostgreSQL store (version 7, with the
+# replication claims), frozen here as it ships: never edited with the
+# current one, since src/store/pg_schema.c appends its migrations after it.
+# PostgreSQL stores begin at version 7, so today the previous release's
+# version is 7 itself and opening it must migrate nothing; once pg_schema.c
+# adds version 8, the same test covers the migration 7 -> 8.
 PREVIOUS_VERSION = 7
 PREVIOUS_SCHEMA = """
 CREATE TABLE restspy_schema (version integer NOT NULL);
@@ -47,8 +47,12 @@ CREATE TABLE outbox (
  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id text NOT NULL,
  created_at bigint NOT NULL, timestamp bigint NOT NULL, origin text NOT NULL,
  method text NOT NULL, target text NOT NULL, headers text NOT NULL, content_type text,
- signature text, routing_key text NOT NULL, body bytea NOT NULL);
+ signature text, routing_key text NOT NULL, body bytea NOT NULL, claimed_by text,
+ claimed_until bigint NOT NULL DEFAULT 0, claim_seq bigint);
+CREATE SEQUENCE outbox_claim_seq;
+CREATE INDEX outbox_claimed_by ON outbox(claimed_by, claim_seq);
 CREATE TABLE applied (
+ pos bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
  message_id text COLLATE "C" PRIMARY KEY, origin text, applied_at bigint NOT NULL,
  status integer, state text);
 CREATE INDEX applied_applied_at ON applied(applied_at);
@@ -61,6 +65,8 @@ CREATE TABLE stuck (
 CREATE TABLE receipts (
  message_id text NOT NULL, node text NOT NULL, outcome text NOT NULL, status integer,
  at bigint NOT NULL, PRIMARY KEY (message_id, node));
+CREATE TABLE applying (
+ message_id text PRIMARY KEY, claimed_by text NOT NULL, claimed_until bigint NOT NULL);
 """
 
 
