@@ -2,7 +2,7 @@
  * of what each version adds, numbered as SQLite's) and the advisory lock
  * under which restspy instances starting together migrate once.
  *
- * Types (docs/store.md): ids are text in the C collation, the very strings
+ * Types (docs/storage.md): ids are text in the C collation, the very strings
  * SQLite holds (lower-case UUIDv7 text, or whatever id an import or a peer
  * brought), so every command prints and orders them as with SQLite; times
  * are bigint microseconds since the epoch as in SQLite (the filters, the

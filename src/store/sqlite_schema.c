@@ -105,7 +105,7 @@ static const char *const migrations[] = {
     " at INTEGER NOT NULL,"
     " PRIMARY KEY (message_id, node)) WITHOUT ROWID;",
     /* 6 -> 7: indexes for a store of ten million rows (issue 14; figures
-     * in docs/store.md). A row's cost is set by how many b-tree pages each
+     * in docs/storage.md). A row's cost is set by how many b-tree pages each
      * batch dirties: the table (by rowid), the id's unique index (UUIDv7
      * text grows with time) and started_at all take their inserts at their
      * right edge, a few pages per batch; an index on path takes them all
@@ -117,7 +117,7 @@ static const char *const migrations[] = {
      * compares NOCASE) and status only misled the planner away from
      * started_at for "5xx in the last hour": both go. The table itself is
      * not rebuilt: its rowid already grows with each insert, so the rows
-     * append at the right edge (docs/store.md: why not a key derived from
+     * append at the right edge (docs/storage.md: why not a key derived from
      * the UUIDv7); the migration's cost is building requests_path, about
      * four seconds per million rows on the developers' machine. */
     "DROP INDEX IF EXISTS requests_method_path;"

@@ -24,7 +24,7 @@
  *
  * Schema: table `requests` with the columns of record.h (see README), its
  * rows in insertion (rowid) order, indexed on id (unique), started_at and
- * path (schema version 7; docs/store.md says why these and what each costs
+ * path (schema version 7; docs/storage.md says why these and what each costs
  * an insert), versioned with PRAGMA user_version and migrated forward on
  * open. */
 #ifndef RESTSPY_STORE_H
@@ -181,7 +181,7 @@ typedef struct store_outbox_row {
  * several instances share (PostgreSQL) the rows are this instance's claims
  * and seq their claim order; outbox_wait then also answers 1 when a fetch
  * is due for other instances' rows, and outbox_confirmed deletes only this
- * instance's claims (docs/store.md). */
+ * instance's claims (docs/storage.md). */
 int store_outbox_fetch(store *s, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
                        char *err, size_t errlen);
 void store_outbox_rows_free(store_outbox_row *rows, size_t n);

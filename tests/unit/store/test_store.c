@@ -367,7 +367,7 @@ static void test_roundtrip(void **state)
                                       "AND resp_body_note = 'dropped: gzip: x' AND req_encoding "
                                       "IS NULL AND req_body_note IS NULL"),
                      1);
-    /* Version 7's indexes: started_at and path (docs/store.md). */
+    /* Version 7's indexes: started_at and path (docs/storage.md). */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('requests') "
                                       "WHERE origin = 'c' AND name IN ('requests_started_at', "
                                       "'requests_path')"),
