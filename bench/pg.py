@@ -192,7 +192,7 @@ def main():
     if not ok:
         print("skipped: " + why)
         return 0
-    with tempfile.TemporaryDirectory(prefix="restspy-benchpg-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="restspy-benchpg-"):
         node = pgnode.PgNode().start()  # in /tmp: the postgres user must reach it
         try:
             res = {"server": node.psql("SHOW server_version", db="postgres").strip(),

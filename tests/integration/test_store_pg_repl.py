@@ -12,8 +12,6 @@ ledger and its replicated captures). `replication status` and `replication
 dead` read and write the PostgreSQL ledger."""
 import json
 import os
-import sys
-import threading
 import types
 import unittest
 import uuid
@@ -22,7 +20,7 @@ import harness
 import pgnode
 import replsites
 from harness import wait_until
-from replsites import (SECRET, ReplicationCase, Writes, brokers, create_site, delivered,
+from replsites import (ReplicationCase, Writes, brokers, create_site, delivered,
                        duplicates, figures, federate_mesh)
 
 _pg = [None]
