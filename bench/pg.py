@@ -37,7 +37,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -192,13 +191,12 @@ def main():
     if not ok:
         print("skipped: " + why)
         return 0
-    with tempfile.TemporaryDirectory(prefix="restspy-benchpg-"):
-        node = pgnode.PgNode().start()  # in /tmp: the postgres user must reach it
-        try:
-            res = {"server": node.psql("SHOW server_version", db="postgres").strip(),
-                   "writer": writer_vs_copy(node, a.build, a.rows, a.reps)}
-        finally:
-            node.cleanup()
+    node = pgnode.PgNode().start()  # in /tmp: the postgres user must reach it
+    try:
+        res = {"server": node.psql("SHOW server_version", db="postgres").strip(),
+               "writer": writer_vs_copy(node, a.build, a.rows, a.reps)}
+    finally:
+        node.cleanup()
     print(json.dumps(res))
     print(table(res))
     return 0
