@@ -1061,23 +1061,27 @@ static void test_pacing(void **state)
     col_init(&c, 3, 1);
     int64_t t0 = util_mono_us();
     int64_t el = run_checked(&o, cs, 3, &c);
+    /* Only lower bounds are exact: pacing promises that no request leaves
+     * before its time. Upper bounds are loose on purpose (this machine is
+     * shared and the suite runs under valgrind): they only catch a run that
+     * paced at the recorded speed (400 ms) or not at all. */
     assert_true(el >= 195 * 1000);
-    assert_true(el < 1000 * 1000);
+    assert_true(el < 5 * 1000 * 1000);
     /* None arrived before its time (0, 100 and 200 ms into the run). Counted
      * from the run's start, not from the first arrival: on a loaded machine
      * the first request's connection can take longer than the others'. */
     assert_int_equal(s->nreqs, 3);
     assert_true(s->reqs[1].t_arrive - t0 >= 100 * 1000);
     assert_true(s->reqs[2].t_arrive - t0 >= 200 * 1000);
-    assert_true(s->reqs[2].t_arrive - s->reqs[0].t_arrive >= 100 * 1000);
     col_free(&c);
 
-    /* As fast as possible without speed. */
+    /* As fast as possible without speed: paced at the recorded speed the
+     * last request would arrive 400 ms after the first. */
     o.speed = 0;
     col_init(&c, 3, 1);
     run_checked(&o, cs, 3, &c);
     assert_int_equal(s->nreqs, 6);
-    assert_true(s->reqs[5].t_arrive - s->reqs[3].t_arrive < 90 * 1000);
+    assert_true(s->reqs[5].t_arrive - s->reqs[3].t_arrive < 300 * 1000);
     col_free(&c);
     free_cases(cs, 3);
     srv_stop(s);
