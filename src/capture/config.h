@@ -90,6 +90,7 @@ typedef struct config {
     uint64_t busy_timeout_ms;
     uint64_t store_commit_delay_ms;       /* group commit window of the writer */
     uint64_t replicate_ledger_max_age_ms; /* ledger and receipts retention; 0 = for ever */
+    uint64_t store_claim_lease_ms;        /* PostgreSQL: outbox and apply claims' lease */
     uint64_t store_checkpoint_pages;      /* background WAL checkpoint threshold; 0 = SQLite's */
     bool store_init;                      /* add the tables to a foreign SQLite file */
 

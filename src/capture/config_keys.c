@@ -144,6 +144,10 @@ static const keydef keys[] = {
      "add restspy's tables to an SQLite file that already holds other tables"},
     {"store_commit_delay", K_DUR, CFG(store_commit_delay_ms), 0, 1000, NULL, "1ms", NULL,
      "group commit: how long the store writer waits to fill a batch (0 = never)"},
+    {"store_claim_lease", K_DUR, CFG(store_claim_lease_ms), 1000, UINT64_MAX, NULL, "30s", NULL,
+     "PostgreSQL store shared by several instances: how long an outbox row being published or a "
+     "message being applied stays claimed by an instance that stops renewing it (it crashed or "
+     "lost the database) before another instance takes it over"},
     {"store_checkpoint_pages", K_COUNT, CFG(store_checkpoint_pages), 0, 1000000000, NULL, "10000",
      NULL,
      "WAL pages a background thread copies into the SQLite file at once (0 = SQLite's own "

@@ -89,7 +89,9 @@ typedef struct pg_store {
     bool prepared;        /* the INSERTs are prepared on db (again after a reconnect) */
     int64_t lost_mono_us; /* when the writer lost db (monotonic); 0 while it has it */
     int64_t next_age_prune_mono_us, next_rows_prune_mono_us; /* retention's next checks */
-    buf reqh, resph; /* header JSON of the record being sent */
+    int64_t next_ledger_prune_mono_us; /* replicate_ledger_max_age's next check */
+    int64_t next_claims_prune_mono_us; /* the run-out claims' next check (0: at the start) */
+    buf reqh, resph;                   /* header JSON of the record being sent */
 } pg_store;
 
 static inline pg_store *pgs(store *s)
@@ -114,6 +116,15 @@ int pg_exec(PGconn *c, const char *sql, char *err, size_t errlen);
  * transaction-scoped advisory lock (instances starting together migrate
  * once; the others wait, then find nothing to do). 0, or -1 with err. */
 int pg_migrate(pg_store *s, char *err, size_t errlen);
+/* Checks that the database holds every table and column the current
+ * schema has (a database that says PG_SCHEMA_VERSION but lost a column
+ * would take no row while the proxy answered 200): the reference is the
+ * migrations themselves, run into this session's temporary schema in a
+ * transaction rolled back, so there is no second list to keep. 0; -1 with
+ * err naming what is missing ("... lacks requests.status, applied.state").
+ * A check that cannot run (no TEMPORARY privilege) is a warning on stderr,
+ * not a refusal. */
+int pg_schema_check(pg_store *s, char *err, size_t errlen);
 /* The database's schema version for a reader: 0 when it holds no restspy
  * store. 0 with *v, or -1 with err. */
 int pg_schema_version(PGconn *c, int64_t *v, char *err, size_t errlen);
@@ -160,8 +171,9 @@ int pg_ids_each(store *base, int (*fn)(const char *id, size_t len, void *ud), vo
 /* ---- pg_repl.c: replication (see there for the claims) ---- */
 
 /* How long a claim (an outbox row being published, a message being
- * applied) holds before another instance may take it over. */
-#define PG_CLAIM_LEASE_US (30 * 1000000LL)
+ * applied) holds before another instance may take it over: the setting
+ * store_claim_lease (store_options.claim_lease_ms), 30 s when unset. */
+int64_t pg_claim_lease_us(const pg_store *s);
 
 int pg_outbox_fetch(store *base, int64_t after_seq, size_t max, store_outbox_row *rows, size_t *n,
                     char *err, size_t errlen);

@@ -6,7 +6,7 @@
  * Publishers: each outbox row is published by one instance. A fetch claims
  * rows nobody holds with SELECT ... FOR UPDATE SKIP LOCKED (two instances
  * claiming at once take disjoint rows, neither waits) and marks them with
- * this handle's claimer id, a lease (claimed_until, PG_CLAIM_LEASE_US ahead)
+ * this handle's claimer id, a lease (claimed_until, store_claim_lease ahead)
  * and claim_seq, the claim's order from one sequence. The seq a fetch gives
  * the publisher is claim_seq: its cursor then walks this instance's claims
  * in claim order, whatever the order in which the writers of several
@@ -124,19 +124,24 @@ static int row_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+int64_t pg_claim_lease_us(const pg_store *s)
+{
+    return s->opt.claim_lease_ms ? (int64_t)s->opt.claim_lease_ms * 1000 : 30 * 1000000LL;
+}
+
 /* Extends the lease of this handle's claims when a third of it has
  * passed. 0, or -1 with err. */
 static int renew_claims(pg_store *s, int64_t now, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->rlock);
-    bool due = now - s->renewed_us >= PG_CLAIM_LEASE_US / 3;
+    bool due = now - s->renewed_us >= pg_claim_lease_us(s) / 3;
     if (due)
         s->renewed_us = now;
     pthread_mutex_unlock(&s->rlock);
     if (!due)
         return 0;
     num until = {""};
-    const char *v[] = {s->claimer, num_of(&until, now + PG_CLAIM_LEASE_US)};
+    const char *v[] = {s->claimer, num_of(&until, now + pg_claim_lease_us(s))};
     int64_t renewed = 0;
     return pg_each_row(s,
                        "WITH u AS (UPDATE outbox SET claimed_until = $2 WHERE claimed_by = $1 "
@@ -183,7 +188,7 @@ int pg_outbox_fetch(store *base, int64_t after_seq, size_t max, store_outbox_row
     size_t first_new = x.n;
     if (ret == 0 && x.n < max) {
         const char *claim[] = {s->claimer, num_of(&t, now), num_of(&lim, (int64_t)(max - x.n)),
-                               num_of(&until, now + PG_CLAIM_LEASE_US)};
+                               num_of(&until, now + pg_claim_lease_us(s))};
         ret = pg_each_row(
             s,
             "WITH c AS (SELECT seq FROM outbox WHERE claimed_until < $2 ORDER BY seq LIMIT $3 "
@@ -252,7 +257,7 @@ int pg_ledger_has(store *base, const char *message_id, char *err, size_t errlen)
     int64_t has = 0, claimed = 0, now = util_now_us();
     num t = {""}, until = {""};
     const char *look[] = {message_id, s->claimer};
-    const char *claim[] = {message_id, s->claimer, num_of(&until, now + PG_CLAIM_LEASE_US),
+    const char *claim[] = {message_id, s->claimer, num_of(&until, now + pg_claim_lease_us(s)),
                            num_of(&t, now)};
     if (pg_each_row(s, PG_LEDGER_LOOK, 2, look, int_row, &has, err, errlen) < 0)
         goto fail;
@@ -269,7 +274,7 @@ int pg_ledger_has(store *base, const char *message_id, char *err, size_t errlen)
         snprintf(err, errlen,
                  "message %s is being applied by another instance on this database (its claim "
                  "runs out within %lld s)",
-                 message_id, (long long)(PG_CLAIM_LEASE_US / 1000000));
+                 message_id, (long long)(pg_claim_lease_us(s) / 1000000));
         return -1;
     }
     /* Claimed: a ledger row committed before the claim is seen now. */

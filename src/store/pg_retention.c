@@ -14,13 +14,24 @@
  * edge (the newest row past the limit) by walking the started_at index
  * from the newest row, max_rows entries, once per PG_PRUNE_EVERY_US at
  * most (while there is nothing to delete), then deletes up to it;
- * store_max_age is one index range. */
+ * store_max_age is one index range.
+ *
+ * Replication's memory goes the same way: the ledger (applied and skipped
+ * writes older than replicate_ledger_max_age, by applied_at) and the apply
+ * receipts (by message_id: a UUIDv7 begins with its capture's time, and
+ * the canonical lowercase text sorts by it in any collation, since the
+ * dashes stand at the same places), and the replicators' claims in
+ * `applying` that ran out (a claim is deleted with the ledger row it led
+ * to, but the claim of a message that went to the dead letters, or of an
+ * instance that died, would stay for ever; once run out it means nothing,
+ * so it goes, checked once per claim lease). */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
+#include "base/uuid7.h"
 #include "store/pg_internal.h"
 
 #define PG_PRUNE_CHUNK 1000 /* rows per statement; the SQL's LIMIT below */
@@ -44,6 +55,19 @@
     "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE started_at < $1 ORDER BY "    \
     "started_at, seq LIMIT " PG_STR(PG_PRUNE_CHUNK) ")"
 
+/* The oldest chunk of the ledger's rows applied before $1. */
+#define PG_PRUNE_LEDGER                                                                            \
+    "DELETE FROM applied WHERE message_id IN (SELECT message_id FROM applied WHERE applied_at < "  \
+    "$1 ORDER BY applied_at LIMIT " PG_STR(PG_PRUNE_CHUNK) ")"
+/* The oldest chunk of the receipts whose message_id sorts before $1. */
+#define PG_PRUNE_RECEIPTS                                                                          \
+    "DELETE FROM receipts WHERE (message_id, node) IN (SELECT message_id, node FROM receipts "     \
+    "WHERE message_id < $1 ORDER BY message_id LIMIT " PG_STR(PG_PRUNE_CHUNK) ")"
+/* A chunk of the claims that ran out before $1. */
+#define PG_PRUNE_CLAIMS                                                                            \
+    "DELETE FROM applying WHERE message_id IN (SELECT message_id FROM applying WHERE "             \
+    "claimed_until < $1 LIMIT " PG_STR(PG_PRUNE_CHUNK) ")"
+
 /* A failed step: rolled back, logged, counted. -1. */
 static int64_t prune_failed(pg_store *s, const char *e)
 {
@@ -56,23 +80,36 @@ static int64_t prune_failed(pg_store *s, const char *e)
     return -1;
 }
 
-/* sql with n (<= 2) integer parameters on the writer's connection. */
-static PGresult *exec_ints(pg_store *s, const char *sql, int n, const int64_t *args)
-{
-    char num[2][24];
+/* A statement's parameters: up to two integers, or one text. */
+typedef struct prune_args {
+    int n;
     const char *v[2];
+    char num[2][24];
+} prune_args;
+
+static const prune_args *ints(prune_args *a, int n, const int64_t *v)
+{
     assert(n <= 2);
+    a->n = n;
     for (int i = 0; i < n; i++) {
-        snprintf(num[i], sizeof num[i], "%lld", (long long)args[i]);
-        v[i] = num[i];
+        snprintf(a->num[i], sizeof a->num[i], "%lld", (long long)v[i]);
+        a->v[i] = a->num[i];
     }
-    return PQexecParams(s->db, sql, n, NULL, v, NULL, NULL, 0);
+    return a;
 }
 
-/* Under the lock, in a transaction of its own: sql with its n integer
- * parameters. The rows deleted; 0 when another instance holds the lock;
- * -1 on an error (logged, counted). */
-static int64_t prune_chunk(pg_store *s, const char *sql, int n, const int64_t *args)
+static const prune_args *text(prune_args *a, const char *v)
+{
+    a->n = 1;
+    a->v[0] = v;
+    return a;
+}
+
+/* Under the lock, in a transaction of its own: sql with its parameters.
+ * The rows deleted; 0 when another instance holds the lock; -1 on an
+ * error (logged, counted). Rows of requests count as pruned, replication's
+ * rows (counted false) do not. */
+static int64_t prune_chunk(pg_store *s, const char *sql, const prune_args *a, bool counted)
 {
     char e[256];
     if (pg_writer_conn(s, e, sizeof e) < 0)
@@ -89,15 +126,17 @@ static int64_t prune_chunk(pg_store *s, const char *sql, int n, const int64_t *a
         pg_exec(s->db, "ROLLBACK", NULL, 0);
         return 0;
     }
-    r = exec_ints(s, sql, n, args);
+    r = PQexecParams(s->db, sql, a->n, NULL, a->v, NULL, NULL, 0);
     int64_t deleted =
         PQresultStatus(r) == PGRES_COMMAND_OK ? strtoll(PQcmdTuples(r), NULL, 10) : -1;
     PQclear(r);
     if (deleted < 0 || pg_exec(s->db, "COMMIT", e, sizeof e) < 0)
         return prune_failed(s, pg_errmsg(s->db, e, sizeof e));
-    pthread_mutex_lock(&s->w.q.mu);
-    s->w.q.st.pruned += (uint64_t)deleted;
-    pthread_mutex_unlock(&s->w.q.mu);
+    if (counted) {
+        pthread_mutex_lock(&s->w.q.mu);
+        s->w.q.st.pruned += (uint64_t)deleted;
+        pthread_mutex_unlock(&s->w.q.mu);
+    }
     return deleted;
 }
 
@@ -108,7 +147,8 @@ static int64_t prune_rows(pg_store *s, int64_t keep)
     char e[256];
     if (pg_writer_conn(s, e, sizeof e) < 0)
         return -1;
-    PGresult *r = exec_ints(s, PG_ROWS_EDGE, 1, &keep);
+    prune_args a;
+    PGresult *r = PQexecParams(s->db, PG_ROWS_EDGE, 1, NULL, ints(&a, 1, &keep)->v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         PQclear(r);
         return prune_failed(s, pg_errmsg(s->db, e, sizeof e));
@@ -120,7 +160,24 @@ static int64_t prune_rows(pg_store *s, int64_t keep)
         edge[1] = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     }
     PQclear(r);
-    return over ? prune_chunk(s, PG_PRUNE_UPTO, 2, edge) : 0;
+    return over ? prune_chunk(s, PG_PRUNE_UPTO, ints(&a, 2, edge), true) : 0;
+}
+
+/* One chunk of the ledger and one of the receipts older than
+ * replicate_ledger_max_age. The larger count (a full chunk: more to do). */
+static int64_t prune_ledger(pg_store *s)
+{
+    int64_t cutoff = util_now_us() - (int64_t)s->opt.ledger_max_age_ms * 1000;
+    prune_args a;
+    int64_t n = prune_chunk(s, PG_PRUNE_LEDGER, ints(&a, 1, &cutoff), false);
+    /* The smallest id of the cutoff's millisecond: every id before it is
+     * older (as SQLite's retention, sqlite_writer.c). */
+    static const unsigned char zero[10];
+    char first[UUID7_STR_LEN + 1];
+    uuid7_derive(cutoff / 1000, zero, first);
+    memcpy(first + 14, "0000-0000-000000000000", 22);
+    int64_t r = prune_chunk(s, PG_PRUNE_RECEIPTS, text(&a, first), false);
+    return n > r ? n : r;
 }
 
 /* When the next check of one kind is due: at once after a full chunk
@@ -139,6 +196,10 @@ static int64_t prune_wake_at(void *ctx)
         t = s->next_age_prune_mono_us;
     if (s->opt.max_rows && s->next_rows_prune_mono_us < t)
         t = s->next_rows_prune_mono_us;
+    if (s->opt.ledger_max_age_ms && s->next_ledger_prune_mono_us < t)
+        t = s->next_ledger_prune_mono_us;
+    if (s->next_claims_prune_mono_us < t)
+        t = s->next_claims_prune_mono_us;
     return t;
 }
 
@@ -148,9 +209,19 @@ static void prune_step(void *ctx)
 {
     pg_store *s = ctx;
     int64_t now_mono = util_mono_us();
+    prune_args a;
     if (s->opt.max_age_ms && now_mono >= s->next_age_prune_mono_us) {
         int64_t cutoff = util_now_us() - (int64_t)s->opt.max_age_ms * 1000;
-        s->next_age_prune_mono_us = next_check(now_mono, prune_chunk(s, PG_PRUNE_AGE, 1, &cutoff));
+        s->next_age_prune_mono_us =
+            next_check(now_mono, prune_chunk(s, PG_PRUNE_AGE, ints(&a, 1, &cutoff), true));
+    }
+    if (s->opt.ledger_max_age_ms && now_mono >= s->next_ledger_prune_mono_us)
+        s->next_ledger_prune_mono_us = next_check(now_mono, prune_ledger(s));
+    if (now_mono >= s->next_claims_prune_mono_us) {
+        int64_t now = util_now_us();
+        int64_t n = prune_chunk(s, PG_PRUNE_CLAIMS, ints(&a, 1, &now), false);
+        s->next_claims_prune_mono_us =
+            n == PG_PRUNE_CHUNK ? now_mono : now_mono + pg_claim_lease_us(s);
     }
     if (s->opt.max_rows && now_mono >= s->next_rows_prune_mono_us) {
         int64_t keep = s->opt.max_rows > INT64_MAX ? INT64_MAX : (int64_t)s->opt.max_rows;
@@ -164,7 +235,7 @@ static void prune_step(void *ctx)
 static void prune_finish(void *ctx)
 {
     pg_store *s = ctx;
-    s->next_age_prune_mono_us = s->next_rows_prune_mono_us = 0;
+    s->next_age_prune_mono_us = s->next_rows_prune_mono_us = s->next_ledger_prune_mono_us = 0;
     while (util_mono_us() >= prune_wake_at(s))
         prune_step(s);
 }

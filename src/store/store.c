@@ -37,6 +37,7 @@ void store_options_from_config(store_options *o, const config *cfg)
     o->busy_timeout_ms = cfg->busy_timeout_ms;
     o->commit_delay_us = cfg->store_commit_delay_ms * 1000;
     o->checkpoint_pages = cfg->store_checkpoint_pages;
+    o->claim_lease_ms = cfg->store_claim_lease_ms;
     o->ledger_max_age_ms = cfg->replicate_ledger_max_age_ms;
     o->init_foreign = cfg->store_init;
 }

@@ -66,6 +66,9 @@ typedef struct store_options {
                                    however many commits wrote it); 0: SQLite's
                                    own checkpoint, inside the commit that passes
                                    1000 pages */
+    uint64_t claim_lease_ms;    /* PostgreSQL: how long an outbox or apply claim
+                                   holds without renewal before another instance
+                                   takes it over; 0 = 30 s */
     bool read_only;             /* CLI readers: open without creating or migrating */
     bool init_foreign;          /* add restspy's tables to an SQLite file that holds
                                    other tables (store_init); else such a file is
@@ -93,7 +96,7 @@ struct config;
 /* o filled (zeroed first) from cfg's settings for a store writer: store,
  * store_queue, store_queue_bytes, store_batch, store_on_full, max_rows,
  * max_age, busy_timeout, store_commit_delay, store_checkpoint_pages,
- * replicate_ledger_max_age, store_init; what every command that writes
+ * store_claim_lease, replicate_ledger_max_age, store_init; what every command that writes
  * opens (a caller that must never drop sets drop_when_full false after).
  * o->url points into cfg, which must outlive the store_open. */
 void store_options_from_config(store_options *o, const struct config *cfg);

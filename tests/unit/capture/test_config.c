@@ -310,6 +310,10 @@ static void test_bad_values(void **state)
         {"max_connections", "0",
          "bad value for max_connections: '0' (expected a whole number, at least 1)"},
         {"store_queue", "1e3", NULL},
+        {"store_claim_lease", "500ms",
+         "bad value for store_claim_lease: '500ms' (expected a duration like 10, 10s, 500ms or "
+         "2m, at least 1000ms)"},
+        {"store_claim_lease", "soon", NULL},
         {"listen", "localhost",
          "bad value for listen: 'localhost' (expected host:port, :port (all interfaces) or port "
          "(loopback), e.g. 127.0.0.1:8080)"},
@@ -941,6 +945,7 @@ static void test_each_key(void **state)
         "store_init",
         "store_commit_delay",
         "store_checkpoint_pages",
+        "store_claim_lease",
         "redact",
         "redact_headers",
         "redact_fields",

@@ -2845,6 +2845,7 @@ PG_WRAP(test_ledger_skip)
 PG_WRAP(test_repl_lag)
 PG_WRAP(test_repl_origins)
 PG_WRAP(test_ledger_each)
+PG_WRAP(test_ledger_retention)
 
 /* ---- PostgreSQL only: several instances on one database ---- */
 
@@ -2947,6 +2948,68 @@ static void test_pg_ledger_claims_pg(void **state)
     store_close(b);
 }
 
+/* store_claim_lease: an instance that stops renewing its claims (it
+ * crashed, or lost the database) holds them for the lease it was given,
+ * then another instance takes them over: an outbox row and a message
+ * being applied. */
+static void test_pg_claim_lease_pg(void **state)
+{
+    PG_TESTNODE_NEED(&pg);
+    fx *f = *state;
+    store_options o = opts(f);
+    o.claim_lease_ms = 1000;
+    store *a = open_started(&o), *b = open_started(&o);
+    record *r = mkrec(1, 1);
+    assert_int_equal(submit_with(a, r, mkmsg(r, 1), NULL), 0);
+    wait_stats(a, written_ge, 1);
+    store_outbox_row rows[2];
+    size_t n = 0;
+    char err[256] = "", id[UUID7_STR_LEN + 1];
+    uuid7_generate(id);
+    assert_int_equal(store_outbox_fetch(a, 0, 2, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    store_outbox_rows_free(rows, n);
+    assert_int_equal(store_ledger_has(a, id, err, sizeof err), 0);
+    /* Held: B gets neither, and is told how long the claim can last. */
+    assert_int_equal(store_outbox_fetch(b, 0, 2, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_ledger_has(b, id, err, sizeof err), -1);
+    assert_non_null(strstr(err, "runs out within 1 s"));
+    /* A goes silent for longer than the lease. */
+    usleep(1200 * 1000);
+    assert_int_equal(store_outbox_fetch(b, 0, 2, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    store_outbox_rows_free(rows, n);
+    assert_int_equal(store_ledger_has(b, id, err, sizeof err), 0);
+    store_close(a);
+    store_close(b);
+}
+
+/* Claims that ran out (a message sent to the dead letters, an instance
+ * that died) are deleted by the writer's retention, with no setting
+ * needed; a live claim stays. */
+static void test_pg_claims_pruned_pg(void **state)
+{
+    PG_TESTNODE_NEED(&pg);
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_close(s);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO applying VALUES ('old-1', 'x', 0), ('old-2', 'y', 5), ('live', 'z', "
+             "%lld)",
+             (long long)(util_now_us() + 60 * 1000000LL));
+    sql_exec(f->path, sql);
+    s = open_started(&o);
+    for (int i = 0; i < 500 && sql_int(f->path, "SELECT count(*) FROM applying") != 1; i++)
+        testutil_sleep_ms(10);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applying WHERE message_id = 'live'"),
+                     1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM applying"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3008,6 +3071,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_retention_lock, fx_pg_setup, fx_pg_teardown),
         PG_TEST(test_pg_outbox_claims),
         PG_TEST(test_pg_ledger_claims),
+        PG_TEST(test_pg_claim_lease),
+        PG_TEST(test_pg_claims_pruned),
+        PG_TEST(test_ledger_retention),
         PG_TEST(test_outbox_rows),
         PG_TEST(test_outbox_confirmed),
         PG_TEST(test_ledger),
