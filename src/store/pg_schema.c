@@ -118,7 +118,8 @@ static const struct {
         " PRIMARY KEY (message_id, node));"
         /* The replicators' claims of the messages they are applying
          * (pg_repl.c): a row lives from the claim to the ledger row's
-         * commit. */
+         * commit, or, when no ledger row comes, until retention deletes
+         * it once run out (pg_retention.c). */
         "CREATE TABLE applying ("
         " message_id text PRIMARY KEY,"
         " claimed_by text NOT NULL,"
@@ -169,6 +170,68 @@ static int migrate_from(pg_store *s, int64_t v, char *err, size_t errlen)
     char sql[64];
     snprintf(sql, sizeof sql, "UPDATE restspy_schema SET version = %d", PG_SCHEMA_VERSION);
     return pg_exec(s->db, sql, err, errlen);
+}
+
+/* The columns the current schema has and the database lacks, as
+ * "table.column, ...", or "" (an empty string_agg is NULL). */
+#define PG_MISSING_COLUMNS                                                                         \
+    "SELECT coalesce(string_agg(t.table_name || '.' || t.column_name, ', ' ORDER BY "              \
+    "t.table_name, t.ordinal_position), '') FROM information_schema.columns t WHERE "              \
+    "t.table_schema = pg_my_temp_schema()::regnamespace::text AND NOT EXISTS (SELECT 1 FROM "      \
+    "information_schema.columns c WHERE c.table_schema = $1 AND c.table_name = t.table_name AND "  \
+    "c.column_name = t.column_name)"
+
+/* The reference schema in the open transaction: every migration, run into
+ * the session's temporary schema. 0, or -1 with err. */
+static int reference_schema(PGconn *c, char *err, size_t errlen)
+{
+    if (pg_exec(c, "SET LOCAL search_path = pg_temp", err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++)
+        if (pg_exec(c, migrations[i].sql, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+int pg_schema_check(pg_store *s, char *err, size_t errlen)
+{
+    char e[256] = "", home[128] = "";
+    PGresult *r = NULL;
+    int ret = 0;
+    /* The schema that holds the store (first in the search_path). */
+    r = PQexec(s->db, "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = "
+                      "to_regclass('restspy_schema')");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        pg_errmsg(s->db, e, sizeof e);
+        goto cannot;
+    }
+    snprintf(home, sizeof home, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+    if (pg_exec(s->db, "BEGIN", e, sizeof e) < 0 || reference_schema(s->db, e, sizeof e) < 0)
+        goto cannot;
+    const char *v[] = {home};
+    r = PQexecParams(s->db, PG_MISSING_COLUMNS, 1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        pg_errmsg(s->db, e, sizeof e);
+        goto cannot;
+    }
+    const char *missing = PQgetvalue(r, 0, 0);
+    if (*missing) {
+        snprintf(err, errlen,
+                 "the store (%s) says schema version %d but lacks %s: restore them, or point "
+                 "restspy at a fresh database",
+                 s->where, PG_SCHEMA_VERSION, missing);
+        ret = -1;
+    }
+    goto out;
+cannot:
+    fprintf(stderr, "restspy: store: cannot check the columns of the store (%s): %s\n", s->where,
+            e);
+out:
+    PQclear(r);
+    pg_exec(s->db, "ROLLBACK", NULL, 0);
+    return ret;
 }
 
 int pg_migrate(pg_store *s, char *err, size_t errlen)

@@ -149,7 +149,7 @@ static int pg_open_ro(pg_store *s, char *err, size_t errlen)
 static int pg_open_rw(pg_store *s, char *err, size_t errlen)
 {
     s->db = pg_connect(s, err, errlen);
-    if (!s->db || pg_migrate(s, err, errlen) < 0)
+    if (!s->db || pg_migrate(s, err, errlen) < 0 || pg_schema_check(s, err, errlen) < 0)
         return -1;
     return 0;
 }

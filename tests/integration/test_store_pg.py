@@ -266,6 +266,32 @@ class PgStoreTest(unittest.TestCase):
         self.assertEqual(self.node.psql("SELECT version FROM restspy_schema", db=db).strip(),
                          str(current_version() + 1))
 
+    def test_store_missing_a_column_refused(self):
+        """A database that says the current version but lost a column (a
+        hand edit, a bad restore) would take no row while the proxy answered
+        200: the proxy refuses to start, in one line naming what is missing,
+        and changes nothing."""
+        db = self.url.rsplit("/", 1)[1]
+        p = self.proxy()
+        p.stop()
+        p.check_stopped(self)
+        self.proxies = []
+        self.node.psql("ALTER TABLE requests DROP COLUMN resp_truncated; "
+                       "ALTER TABLE applied DROP COLUMN state", db=db)
+        r = subprocess.run([harness.restspy_bin(), "proxy", "--listen",
+                            "127.0.0.1:%d" % harness.free_port(), "--upstream", self.backend.url,
+                            "--store", self.url],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=harness.clean_env(), timeout=30, cwd=self.tmp.name)
+        self.assertNotEqual(r.returncode, 0)
+        err = r.stderr.decode().strip().splitlines()
+        self.assertEqual(len(err), 1, err)
+        self.assertIn("says schema version %d but lacks applied.state, requests.resp_truncated"
+                      % current_version(), err[0])
+        self.assertEqual(self.node.psql("SELECT count(*) FROM information_schema.columns WHERE "
+                                        "table_name = 'requests' AND column_name = "
+                                        "'resp_truncated'", db=db).strip(), "0")
+
     def cli_fails(self, *args):
         r = subprocess.run([harness.restspy_bin()] + list(args) + ["--store", self.url],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
