@@ -129,6 +129,14 @@ void admin_reply_error(aconn *c, int status, const char *reason, const char *msg
     buf_free(&b);
 }
 
+void admin_reply_store_failed(aconn *c, const char *why)
+{
+    buf m = BUF_INIT;
+    buf_appendf(&m, "cannot read the store: %s", why);
+    admin_reply_error(c, 503, "Service Unavailable", m.data);
+    buf_free(&m);
+}
+
 void admin_peer(aconn *c, char *out, size_t len)
 {
     struct sockaddr_storage ss;

@@ -161,9 +161,11 @@ void admin_api_requests(aconn *c, const char *query)
         store_query q = f.q;
         q.newest_first = true;
         q.limit = limit + 1;
-        rc = store_query_each(s, &q, page_add, &p, err, sizeof err);
+        rc = store_query_each(s, &q, page_add, &p, err, sizeof err) ? STORE_FAILED : 0;
     }
-    if (rc != 0) {
+    if (rc == STORE_FAILED) {
+        admin_reply_store_failed(c, err);
+    } else if (rc != 0) {
         admin_reply_error(c, strstr(err, "no request with id") ? 404 : 400,
                           strstr(err, "no request with id") ? "Not Found" : "Bad Request", err);
     } else {
@@ -309,7 +311,7 @@ static void send_replication(aconn *c, store *s, const record *r)
     buf out = BUF_INIT;
     char err[512] = "";
     if (replication_json(s, r, &out, err, sizeof err) < 0)
-        admin_reply_error(c, 500, "Internal Server Error", err);
+        admin_reply_store_failed(c, err);
     else
         admin_reply(c, 200, "OK", out.data, out.len);
     buf_free(&out);
@@ -326,7 +328,9 @@ static record *load_named(aconn *c, store *s, const char *rest, size_t idl)
     record *r = NULL;
     char err[512];
     int found = store_get(s, key.data, &r, err, sizeof err);
-    if (found < 0) {
+    if (found == STORE_FAILED) {
+        admin_reply_store_failed(c, err);
+    } else if (found < 0) {
         admin_reply_error(c, 400, "Bad Request", err);
     } else if (found == 0) {
         snprintf(err, sizeof err, "no request with id %.100s", key.data);

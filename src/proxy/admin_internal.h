@@ -88,6 +88,10 @@ void admin_reply_with(aconn *c, int status, const char *reason, const char *ctyp
 void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len);
 /* Answers {"error": msg}. */
 void admin_reply_error(aconn *c, int status, const char *reason, const char *msg);
+/* Answers 503 {"error": "cannot read the store: why"}: a read the store
+ * failed (STORE_FAILED; its database went away) is the server's trouble,
+ * not the request's, and may pass (the PostgreSQL writer reconnects). */
+void admin_reply_store_failed(aconn *c, const char *why);
 /* The client's address ("?" when unknown) into out: who changed something,
  * for the log line that records it. */
 void admin_peer(aconn *c, char *out, size_t len);

@@ -333,7 +333,7 @@ int reqfilter_each(store *s, const reqfilter *f, int (*fn)(const record *r, void
         store_query q = f->q;
         q.limit = 0;
         q.newest_first = false;
-        return store_query_each(s, &q, fn, ud, err, errlen) != 0 ? -1 : 0;
+        return store_query_each(s, &q, fn, ud, err, errlen) != 0 ? STORE_FAILED : 0;
     }
     collected c = {0};
     int rc = 0;
@@ -342,7 +342,7 @@ int reqfilter_each(store *s, const reqfilter *f, int (*fn)(const record *r, void
             record *r = NULL;
             int found = store_get(s, f->ids[i], &r, err, errlen);
             if (found < 0) {
-                rc = -1;
+                rc = found;
             } else if (found == 0) {
                 util_seterr(err, errlen, "no request with id %s", f->ids[i]);
                 rc = -1;
@@ -368,7 +368,7 @@ int reqfilter_each(store *s, const reqfilter *f, int (*fn)(const record *r, void
         store_query q = f->q;
         q.newest_first = true;
         if (store_query_each(s, &q, collect, &c, err, errlen) != 0)
-            rc = -1;
+            rc = STORE_FAILED;
     }
     if (rc == 0) {
         reqfilter_apply(f, c.v, &c.n);

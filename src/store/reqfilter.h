@@ -60,8 +60,9 @@ void reqfilter_apply(const reqfilter *f, record **v, size_t *n);
 /* Calls fn for each request of s that f selects, oldest first; with a
  * limit, only the newest q.limit of them (still oldest first). fn must not
  * keep r; returning non-zero stops. Ids are looked up one by one
- * (store_get). 0, or -1 with err: the store's error, an ambiguous id, "no
- * request with id ID". */
+ * (store_get). 0; -1 with err when the filter is at fault (an id too
+ * short or ambiguous, "no request with id ID"); STORE_FAILED with err when
+ * the store is. */
 int reqfilter_each(store *s, const reqfilter *f, int (*fn)(const record *r, void *ud), void *ud,
                    char *err, size_t errlen);
 

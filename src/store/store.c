@@ -156,6 +156,13 @@ static int ambiguous(const char *key, const id_match *m, char *err, size_t errle
     return -1;
 }
 
+/* The backend's get, its failure told apart from a key's (store.h). */
+static int get_whole(store *s, const char *id, record **out, char *err, size_t errlen)
+{
+    int rc = s->be->get(s, id, out, err, errlen);
+    return rc < 0 ? STORE_FAILED : rc;
+}
+
 int store_get(store *s, const char *id, record **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -167,18 +174,20 @@ int store_get(store *s, const char *id, record **out, char *err, size_t errlen)
     for (size_t i = 0; i <= n; i++)
         key[i] = (char)tolower((unsigned char)id[i]);
     if (n == UUID7_STR_LEN)
-        return s->be->get(s, key, out, err, errlen);
+        return get_whole(s, key, out, err, errlen);
     if (n < STORE_ID_MIN) {
         snprintf(err, errlen, "id %s is too short (give at least %d characters)", id, STORE_ID_MIN);
         return -1;
     }
     id_match m = {.key = key, .klen = n};
     if (s->be->ids_each(s, match_id, &m, err, errlen) < 0)
-        return -1;
+        return STORE_FAILED;
     if (m.count > 1)
         return ambiguous(id, &m, err, errlen);
     /* 0 when the one match went (retention) since the pass. */
-    return m.count ? s->be->get(s, m.found[0], out, err, errlen) : 0;
+    if (!m.count)
+        return 0;
+    return get_whole(s, m.found[0], out, err, errlen);
 }
 
 /* Characters of each id's start and end store_id_abbrev keeps: a UUID's

@@ -421,9 +421,12 @@ int store_query_each(store *s, const store_query *q, int (*fn)(const record *r, 
 #define STORE_ID_SHORT 6 /* shortest short id store_id_abbrev gives */
 
 /* Loads one record by its id or by a key naming it alone (see above). 1
- * found (*out owned by caller), 0 not found, -1 error with err: the key is
- * too short, or ambiguous ("id 3f2a is ambiguous: it matches 3 requests
- * (A, B, C); give more characters", at most 4 ids listed). */
+ * found (*out owned by caller), 0 not found, -1 with err when the key is
+ * at fault: too short, or ambiguous ("id 3f2a is ambiguous: it matches 3
+ * requests (A, B, C); give more characters", at most 4 ids listed);
+ * STORE_FAILED with err when the store is (a read failed: the database
+ * went away, a corrupt file), so that a server can tell the two apart. */
+#define STORE_FAILED (-2)
 int store_get(store *s, const char *id, record **out, char *err, size_t errlen);
 
 /* The length of the short ids of ids[0..n) (ids of s): the smallest L of at

@@ -509,6 +509,34 @@ class PgStoreTest(unittest.TestCase):
         self.assertEqual(err.count("restspy: store: reconnected to the PostgreSQL store"), 1,
                          err[-3000:])
 
+    def test_admin_reads_while_the_database_is_down(self):
+        """A read the store fails (its server is down) is the server's
+        trouble: the admin API answers 503 JSON saying so, not 400; bad
+        input still gets 400; once the server is back the same reads answer
+        200."""
+        p = self.proxy()
+        self.assertEqual(p.request("GET", "/down/1").status, 200)
+        deadline = time.time() + 10
+        while self.count()[0] < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        rid = json.loads(p.admin("GET", "/api/requests?limit=1").body)["requests"][0]["id"]
+        self.node.stop()
+        try:
+            for path in ("/api/requests?limit=1", "/api/requests/" + rid,
+                         "/api/requests/" + rid + "/replication"):
+                r = p.admin("GET", path)
+                self.assertEqual(r.status, 503, (path, r.body[:300]))
+                self.assertIn("cannot read the store", json.loads(r.body)["error"])
+            self.assertEqual(p.admin("GET", "/api/requests?limit=x").status, 400)
+        finally:
+            self.node.start()
+        deadline = time.time() + 20
+        r = p.admin("GET", "/api/requests/" + rid)
+        while r.status != 200 and time.time() < deadline:
+            time.sleep(0.2)
+            r = p.admin("GET", "/api/requests/" + rid)
+        self.assertEqual(r.status, 200, r.body[:300])
+
     def test_restart_of_postgresql_mid_load(self):
         """The default queue holds the outage: the proxy keeps answering, its
         writer reconnects by itself, and every request answered 2xx is in the
