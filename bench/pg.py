@@ -69,22 +69,29 @@ def _bench_store(build_dir, mode, url, rows, batch=None):
     return json.loads(r.stdout)
 
 
+MODES = ("restspy", "copy", "copy-staged")
+
+
 def writer_vs_copy(node, build_dir, rows, reps):
-    """Alternating which side runs first, a fresh database each."""
+    """restspy's writer, the plain COPY loop and the staged COPY a writer
+    keeping "stored once" would need, in an order rotated each repetition,
+    a fresh database each; COPY's batches are 512 rows (the writer's
+    store_batch)."""
     runs = []
     for rep in range(reps):
-        pair = {}
-        for mode in (("restspy", "copy") if rep % 2 == 0 else ("copy", "restspy")):
-            url = node.createdb("w%d_%s" % (rep, mode))
-            batch = pair["restspy"]["batch"] if mode == "copy" and "restspy" in pair else 512
-            pair[mode] = _bench_store(build_dir, mode, url, rows,
-                                      batch if mode == "copy" else None)
-            log("  pg %s: %.0f rows/s" % (mode, pair[mode]["rows_per_s"]))
-        runs.append(pair)
-    r = _median([p["restspy"]["rows_per_s"] for p in runs])
-    c = _median([p["copy"]["rows_per_s"] for p in runs])
+        run = {}
+        for mode in MODES[rep % 3:] + MODES[:rep % 3]:
+            url = node.createdb("w%d_%s" % (rep, mode.replace("-", "_")))
+            run[mode] = _bench_store(build_dir, mode, url, rows,
+                                     None if mode == "restspy" else 512)
+            log("  pg %s: %.0f rows/s, %.2f us CPU/row" % (
+                mode, run[mode]["rows_per_s"], run[mode].get("cpu_us_per_row", 0)))
+        runs.append(run)
+    med = {m: _median([x[m]["rows_per_s"] for x in runs]) for m in MODES}
+    r, c, st = med["restspy"], med["copy"], med["copy-staged"]
     return {"rows": rows, "runs": runs, "restspy_rows_per_s": r, "copy_rows_per_s": c,
-            "ratio": r / c if r and c else None}
+            "staged_rows_per_s": st, "ratio": r / c if r and c else None,
+            "staged_ratio": st / c if st and c else None}
 
 
 def _count(node, db):
@@ -167,6 +174,9 @@ def table(res):
              "| restspy writer (pipeline) | %.0f | %.2f (target %.1f) |" % (
                  w["restspy_rows_per_s"], w["ratio"], TARGET),
              "| plain COPY (binary), same batches | %.0f | 1 |" % w["copy_rows_per_s"]]
+    if w.get("staged_rows_per_s"):
+        lines.append("| COPY into a temporary table + INSERT ... SELECT ON CONFLICT | %.0f | "
+                     "%.2f |" % (w["staged_rows_per_s"], w["staged_ratio"]))
     if "one_proxy" in res:
         lines += ["", "| configuration | req/s | rows | rows/s during load | drain after | "
                   "complete | exit |", "|---|---:|---:|---:|---:|---|---|"]
