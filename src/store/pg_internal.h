@@ -85,6 +85,10 @@ typedef struct pg_store {
     int64_t fetched_mono_us; /* monotonic time of the last fetch */
     int64_t fetched_local;   /* the writeq's outbox_seq at the last fetch */
 
+    /* under w.q.mu: batches whose request rows went by COPY, and COPYs
+     * refused (store_pg_test_copies) */
+    uint64_t copies, copies_refused;
+
     /* writer-only */
     bool prepared;        /* the INSERTs are prepared on db (again after a reconnect) */
     int64_t lost_mono_us; /* when the writer lost db (monotonic); 0 while it has it */

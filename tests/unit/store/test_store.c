@@ -30,6 +30,7 @@
 #include "capture/record.h"
 #include "formats/repl_msg.h"
 #include "store/store.h"
+#include "store/store_pg.h"
 #include "store/store_sqlite.h"
 #include "store/writeq.h"
 #include "pg_testnode.h"
@@ -2985,6 +2986,131 @@ static void test_pg_claim_lease_pg(void **state)
     store_close(b);
 }
 
+/* Record a (every field set, binary bodies, repeated headers) and b
+ * (optional fields empty) of test_roundtrip's kind, with fresh ids. */
+static record *rich_a(void)
+{
+    record *a = mkrec(1, 1700000000000001);
+    a->query = xstrdup("x=1&y=%20");
+    http_headers_add(&a->req_headers, "Host", 4, "example.test", 12);
+    http_headers_add(&a->req_headers, "X-Dup", 5, "1", 1);
+    http_headers_add(&a->req_headers, "X-Dup", 5, "2 \"quoted\"", 10);
+    static const char bin[] = {'\x00', '\xff', '\x01', 'a', '\x00', '\x80'};
+    buf_append(&a->req_body, bin, sizeof bin);
+    a->req_body_size = 1000;
+    a->req_truncated = true;
+    a->status = 201;
+    http_headers_add(&a->resp_headers, "Content-Type", 12, "application/json", 16);
+    buf_append_str(&a->resp_body, "{\"ok\":true}");
+    a->resp_body_size = 11;
+    a->resp_truncated = true;
+    a->replication = xstrdup("queued");
+    return a;
+}
+
+static record *rich_b(void)
+{
+    record *b = record_new();
+    b->started_at_us = 1700000000000002;
+    b->method = xstrdup("GET");
+    b->path = xstrdup("/");
+    b->upstream_us = -1;
+    b->error = xstrdup("upstream timeout");
+    b->resp_encoding = xstrdup("gzip");
+    b->resp_body_note = xstrdup("dropped: gzip: x");
+    free(b->origin);
+    b->origin = xstrdup("replicated");
+    return b;
+}
+
+/* Submits n records while the writer is paused, so that they make one
+ * batch (store_batch permitting), and waits until `written` reaches want. */
+static void one_batch(store *s, record **v, size_t n, uint64_t want)
+{
+    writeq_pause(s, true);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(store_submit(s, v[i]), 0);
+    writeq_pause(s, false);
+    wait_stats(s, written_ge, want);
+}
+
+/* Large batches send their request rows with COPY (pg_writer.c): every
+ * column reads back exactly as through the INSERTs; a batch holding an id
+ * already stored is refused by COPY and goes again through the INSERTs
+ * (stored once, nothing lost); so does one holding a value the server
+ * rejects, which the INSERTs then drop alone. */
+static void test_pg_copy_batches_pg(void **state)
+{
+    PG_TESTNODE_NEED(&pg);
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    uint64_t copied = 0, refused = 0;
+    assert_true(store_pg_test_copies(s, &copied, &refused));
+
+    /* The same two records through the INSERTs (a batch of two) and through
+     * COPY (with 20 others): the rows agree in every column but id. */
+    record *small[2] = {rich_a(), rich_b()};
+    one_batch(s, small, 2, 2);
+    assert_true(store_pg_test_copies(s, &copied, &refused));
+    assert_int_equal(copied, 0);
+    record *big[22] = {rich_a(), rich_b()};
+    char kept_id[UUID7_STR_LEN + 1];
+    memcpy(kept_id, big[0]->id, sizeof kept_id);
+    for (int i = 2; i < 22; i++)
+        big[i] = mkrec(i, 1000 + i);
+    one_batch(s, big, 22, 24);
+    assert_true(store_pg_test_copies(s, &copied, &refused));
+    assert_int_equal(copied, 1);
+    assert_int_equal(refused, 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests WHERE started_at IN "
+                                      "(1700000000000001, 1700000000000002)"),
+                     4);
+    assert_int_equal(
+        sql_int(f->path,
+                "SELECT count(DISTINCT md5(ROW(node, started_at, duration_us, upstream_us, "
+                "client_addr, method, scheme, host, path, query, req_headers, req_body, "
+                "req_body_size, req_truncated, status, resp_headers, resp_body, resp_body_size, "
+                "resp_truncated, rule, origin, error, replication, req_encoding, req_body_note, "
+                "resp_encoding, resp_body_note)::text)) FROM requests WHERE started_at IN "
+                "(1700000000000001, 1700000000000002)"),
+        2);
+
+    /* A batch with an id already stored: refused by COPY, stored once. */
+    record *dup[20];
+    for (int i = 0; i < 20; i++)
+        dup[i] = mkrec(100 + i, 2000 + i);
+    memcpy(dup[7]->id, kept_id, sizeof kept_id);
+    one_batch(s, dup, 20, 44);
+    assert_true(store_pg_test_copies(s, &copied, &refused));
+    assert_int_equal(refused, 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 43);
+
+    /* A value the server rejects (a path that is not UTF-8): that record
+     * alone is dropped. */
+    record *bad[20];
+    for (int i = 0; i < 20; i++)
+        bad[i] = mkrec(200 + i, 3000 + i);
+    free(bad[3]->path);
+    bad[3]->path = xstrdup("/\xff");
+    writeq_pause(s, true);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(store_submit(s, bad[i]), 0);
+    writeq_pause(s, false);
+    store_stats st;
+    for (int i = 0; i < 2000; i++) {
+        store_get_stats(s, &st);
+        if (st.written + st.dropped >= 64)
+            break;
+        testutil_sleep_ms(5);
+    }
+    assert_int_equal(st.dropped, 1);
+    assert_true(store_pg_test_copies(s, &copied, &refused));
+    assert_int_equal(refused, 2);
+    store_close(s);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM requests"), 62);
+}
+
 /* Claims that ran out (a message sent to the dead letters, an instance
  * that died) are deleted by the writer's retention, with no setting
  * needed; a live claim stays. */
@@ -3073,6 +3199,7 @@ int main(void)
         PG_TEST(test_pg_ledger_claims),
         PG_TEST(test_pg_claim_lease),
         PG_TEST(test_pg_claims_pruned),
+        PG_TEST(test_pg_copy_batches),
         PG_TEST(test_ledger_retention),
         PG_TEST(test_outbox_rows),
         PG_TEST(test_outbox_confirmed),
