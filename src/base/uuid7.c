@@ -90,6 +90,13 @@ void uuid7_derive(int64_t unix_ms, const unsigned char seed[10], char out[UUID7_
     format_id(ms, (unsigned)seed[0] << 4 | seed[1] >> 4, seed + 2, out);
 }
 
+void uuid7_floor(int64_t unix_ms, char out[UUID7_STR_LEN + 1])
+{
+    static const unsigned char zero[10];
+    uuid7_derive(unix_ms, zero, out);
+    memcpy(out + 14, "0000-0000-000000000000", 22);
+}
+
 void uuid7_generate(char out[UUID7_STR_LEN + 1])
 {
     unsigned char rnd[10];

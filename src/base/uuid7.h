@@ -22,6 +22,12 @@ void uuid7_generate(char out[UUID7_STR_LEN + 1]);
  * seed[0..10)). Not unique by construction: as unique as the seeds are. */
 void uuid7_derive(int64_t unix_ms, const unsigned char seed[10], char out[UUID7_STR_LEN + 1]);
 
+/* Writes the smallest id text of millisecond unix_ms ("xxxxxxxx-xxxx-
+ * 0000-0000-000000000000"): every id of an earlier millisecond sorts
+ * before it, so it is the cutoff of a retention by id (the ledger's
+ * receipts). */
+void uuid7_floor(int64_t unix_ms, char out[UUID7_STR_LEN + 1]);
+
 /* Copies the UUID text s[0..n) into out in the canonical form restspy
  * stores (8-4-4-4-12 hex digits, lower case). Returns -1 (out untouched)
  * when s is not a UUID in text form: any version is accepted, as an

@@ -170,12 +170,8 @@ static int64_t prune_ledger(pg_store *s)
     int64_t cutoff = util_now_us() - (int64_t)s->opt.ledger_max_age_ms * 1000;
     prune_args a;
     int64_t n = prune_chunk(s, PG_PRUNE_LEDGER, ints(&a, 1, &cutoff), false);
-    /* The smallest id of the cutoff's millisecond: every id before it is
-     * older (as SQLite's retention, sqlite_writer.c). */
-    static const unsigned char zero[10];
     char first[UUID7_STR_LEN + 1];
-    uuid7_derive(cutoff / 1000, zero, first);
-    memcpy(first + 14, "0000-0000-000000000000", 22);
+    uuid7_floor(cutoff / 1000, first);
     int64_t r = prune_chunk(s, PG_PRUNE_RECEIPTS, text(&a, first), false);
     return n > r ? n : r;
 }

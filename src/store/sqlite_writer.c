@@ -372,10 +372,8 @@ static bool prune_ledger(sq_store *s)
                                "WHERE applied_at < ?1 ORDER BY applied_at LIMIT 1000)",
                                cutoff_us, NULL, false);
     /* The smallest id of the cutoff's millisecond: every id before it is older. */
-    static const unsigned char zero[10];
     char first[UUID7_STR_LEN + 1];
-    uuid7_derive(cutoff_us / 1000, zero, first);
-    memcpy(first + 14, "0000-0000-000000000000", 22);
+    uuid7_floor(cutoff_us / 1000, first);
     int64_t r = prune_chunk_of(s,
                                "DELETE FROM receipts WHERE message_id IN (SELECT message_id FROM "
                                "receipts WHERE message_id < ?1 ORDER BY message_id LIMIT 1000)",

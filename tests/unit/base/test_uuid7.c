@@ -112,13 +112,28 @@ static void test_threads_unique(void **state)
     free(all);
 }
 
+/* uuid7_floor: the smallest id of a millisecond; ids of that millisecond
+ * sort at or after it, of the one before strictly before. */
+static void test_floor(void **state)
+{
+    (void)state;
+    char f[UUID7_STR_LEN + 1], id[UUID7_STR_LEN + 1];
+    uuid7_floor(0x0190abcdef01LL, f);
+    assert_string_equal(f, "0190abcd-ef01-0000-0000-000000000000");
+    static const unsigned char seed[10] = {0xff, 0xff, 0xff, 0xff, 0xff,
+                                           0xff, 0xff, 0xff, 0xff, 0xff};
+    uuid7_derive(0x0190abcdef01LL, seed, id);
+    assert_true(strcmp(f, id) < 0);
+    uuid7_derive(0x0190abcdef00LL, seed, id);
+    assert_true(strcmp(id, f) < 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format_and_time),
-        cmocka_unit_test(test_strictly_increasing),
-        cmocka_unit_test(test_time_ms_parse),
-        cmocka_unit_test(test_threads_unique),
+        cmocka_unit_test(test_format_and_time), cmocka_unit_test(test_strictly_increasing),
+        cmocka_unit_test(test_time_ms_parse),   cmocka_unit_test(test_threads_unique),
+        cmocka_unit_test(test_floor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

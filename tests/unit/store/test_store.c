@@ -311,30 +311,30 @@ static int run_query(store *s, const store_query *q, collect *c)
 
 /* ---- tests ---- */
 
-static void test_roundtrip(void **state)
-{
-    fx *f = *state;
-    store_options o = opts(f);
-    store *s = open_started(&o);
+/* Record a (every field set, binary bodies, repeated headers) and b
+ * (optional fields empty) with fresh ids: test_roundtrip's. */
+/* rich_a's request body: NULs and bytes that are not UTF-8. */
+static const char rich_bin[] = {'\x00', '\xff', '\x01', 'a', '\x00', '\x80'};
 
+static record *rich_a(void)
+{
     record *a = mkrec(1, 1700000000000001);
-    free(a->query);
     a->query = xstrdup("x=1&y=%20");
     http_headers_add(&a->req_headers, "Host", 4, "example.test", 12);
     http_headers_add(&a->req_headers, "X-Dup", 5, "1", 1);
     http_headers_add(&a->req_headers, "X-Dup", 5, "2 \"quoted\"", 10);
-    static const char bin[] = {'\x00', '\xff', '\x01', 'a', '\x00', '\x80'};
-    buf_append(&a->req_body, bin, sizeof bin);
+    buf_append(&a->req_body, rich_bin, sizeof rich_bin);
     a->req_body_size = 1000;
     a->req_truncated = true;
     a->status = 201;
     http_headers_add(&a->resp_headers, "Content-Type", 12, "application/json", 16);
     buf_append_str(&a->resp_body, "{\"ok\":true}");
     a->resp_body_size = 11;
-    char ida[UUID7_STR_LEN + 1];
-    memcpy(ida, a->id, sizeof ida);
+    return a;
+}
 
-    /* b: every optional field empty. */
+static record *rich_b(void)
+{
     record *b = record_new();
     b->started_at_us = 1700000000000002;
     b->method = xstrdup("GET");
@@ -345,6 +345,21 @@ static void test_roundtrip(void **state)
     b->resp_body_note = xstrdup("dropped: gzip: x");
     free(b->origin);
     b->origin = xstrdup("replicated");
+    return b;
+}
+
+static void test_roundtrip(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+
+    record *a = rich_a();
+    char ida[UUID7_STR_LEN + 1];
+    memcpy(ida, a->id, sizeof ida);
+
+    /* b: every optional field empty. */
+    record *b = rich_b();
     char idb[UUID7_STR_LEN + 1];
     memcpy(idb, b->id, sizeof idb);
 
@@ -406,8 +421,8 @@ static void test_roundtrip(void **state)
     assert_int_equal(r->req_headers.len, 3);
     assert_string_equal(r->req_headers.v[2].name, "X-Dup");
     assert_string_equal(r->req_headers.v[2].value, "2 \"quoted\"");
-    assert_int_equal(r->req_body.len, sizeof bin);
-    assert_memory_equal(r->req_body.data, bin, sizeof bin);
+    assert_int_equal(r->req_body.len, sizeof rich_bin);
+    assert_memory_equal(r->req_body.data, rich_bin, sizeof rich_bin);
     assert_int_equal(r->req_body_size, 1000);
     assert_true(r->req_truncated);
     assert_int_equal(r->status, 201);
@@ -2986,43 +3001,6 @@ static void test_pg_claim_lease_pg(void **state)
     store_close(b);
 }
 
-/* Record a (every field set, binary bodies, repeated headers) and b
- * (optional fields empty) of test_roundtrip's kind, with fresh ids. */
-static record *rich_a(void)
-{
-    record *a = mkrec(1, 1700000000000001);
-    a->query = xstrdup("x=1&y=%20");
-    http_headers_add(&a->req_headers, "Host", 4, "example.test", 12);
-    http_headers_add(&a->req_headers, "X-Dup", 5, "1", 1);
-    http_headers_add(&a->req_headers, "X-Dup", 5, "2 \"quoted\"", 10);
-    static const char bin[] = {'\x00', '\xff', '\x01', 'a', '\x00', '\x80'};
-    buf_append(&a->req_body, bin, sizeof bin);
-    a->req_body_size = 1000;
-    a->req_truncated = true;
-    a->status = 201;
-    http_headers_add(&a->resp_headers, "Content-Type", 12, "application/json", 16);
-    buf_append_str(&a->resp_body, "{\"ok\":true}");
-    a->resp_body_size = 11;
-    a->resp_truncated = true;
-    a->replication = xstrdup("queued");
-    return a;
-}
-
-static record *rich_b(void)
-{
-    record *b = record_new();
-    b->started_at_us = 1700000000000002;
-    b->method = xstrdup("GET");
-    b->path = xstrdup("/");
-    b->upstream_us = -1;
-    b->error = xstrdup("upstream timeout");
-    b->resp_encoding = xstrdup("gzip");
-    b->resp_body_note = xstrdup("dropped: gzip: x");
-    free(b->origin);
-    b->origin = xstrdup("replicated");
-    return b;
-}
-
 /* Submits n records while the writer is paused, so that they make one
  * batch (store_batch permitting), and waits until `written` reaches want. */
 static void one_batch(store *s, record **v, size_t n, uint64_t want)
@@ -3051,10 +3029,18 @@ static void test_pg_copy_batches_pg(void **state)
     /* The same two records through the INSERTs (a batch of two) and through
      * COPY (with 20 others): the rows agree in every column but id. */
     record *small[2] = {rich_a(), rich_b()};
+    record *big[22] = {rich_a(), rich_b()};
+    for (int i = 0; i < 2; i++) {
+        /* Two values test_roundtrip leaves at their defaults. */
+        small[0]->resp_truncated = big[0]->resp_truncated = true;
+        free(small[i]->replication);
+        free(big[i]->replication);
+        small[i]->replication = xstrdup("queued");
+        big[i]->replication = xstrdup("queued");
+    }
     one_batch(s, small, 2, 2);
     assert_true(store_pg_test_copies(s, &copied, &refused));
     assert_int_equal(copied, 0);
-    record *big[22] = {rich_a(), rich_b()};
     char kept_id[UUID7_STR_LEN + 1];
     memcpy(kept_id, big[0]->id, sizeof kept_id);
     for (int i = 2; i < 22; i++)
