@@ -200,7 +200,7 @@ void repl_sha256_hex(const void *data, size_t len, char hex[REPL_DIGEST_HEX + 1]
     hex_encode(hex, md, mdlen);
 }
 
-void repl_msg_set_answer(repl_msg *m, int status, const void *body, size_t len)
+void repl_msg_set_answer(repl_msg *m, int status, const buf *body)
 {
     assert(status >= 100 && status <= 599);
     char s[4];
@@ -211,7 +211,7 @@ void repl_msg_set_answer(repl_msg *m, int status, const void *body, size_t len)
     m->origin_digest = NULL;
     if (body) {
         char hex[REPL_DIGEST_HEX + 1];
-        repl_sha256_hex(body, len, hex);
+        repl_sha256_hex(body->data, body->len, hex);
         m->origin_digest = xstrdup(hex);
     }
 }

@@ -56,10 +56,10 @@ repl_msg *repl_msg_from_record(const record *r, const char *origin, buf *body, c
 char *repl_routing_key(const char *origin, const char *method, const char *path);
 
 /* Records the origin's answer in m (making it a version-2 message):
- * status (100-599) and, when body is not NULL, the SHA-256 of
- * body[0..len) (the response body as captured, before content decoding).
- * Call before repl_msg_sign. */
-void repl_msg_set_answer(repl_msg *m, int status, const void *body, size_t len);
+ * status (100-599) and, when body is not NULL, the SHA-256 of its bytes
+ * (the whole response body as captured, before content decoding; NULL when
+ * the capture does not hold all of it). Call before repl_msg_sign. */
+void repl_msg_set_answer(repl_msg *m, int status, const buf *body);
 
 /* The protocol version of m: 2 when it carries the origin's answer, else 1. */
 int repl_msg_version(const repl_msg *m);

@@ -580,7 +580,10 @@ static void test_v2_answer(void **state)
     repl_msg *m = example_msg();
     char *v1 = canonical(m);
     assert_int_equal(repl_msg_version(m), 1);
-    repl_msg_set_answer(m, 201, "abc", 3);
+    buf abc = BUF_INIT;
+    buf_append_str(&abc, "abc");
+    repl_msg_set_answer(m, 201, &abc);
+    buf_free(&abc);
     assert_int_equal(repl_msg_version(m), 2);
     assert_string_equal(m->origin_status, "201");
     /* FIPS 180-2 test vector: SHA-256("abc") */
@@ -613,7 +616,7 @@ static void test_v2_answer(void **state)
     assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
 
     /* A cut body: status only, still version 2 and verifiable. */
-    repl_msg_set_answer(m, 409, NULL, 0);
+    repl_msg_set_answer(m, 409, NULL);
     assert_null(m->origin_digest);
     repl_msg_sign(m, "s3cret");
     assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), 0);
