@@ -1720,14 +1720,13 @@ static void test_migration_v7_to_v8(void **state)
     r->replication = xstrdup("queued");
     char id[UUID7_STR_LEN + 1];
     memcpy(id, r->id, sizeof id);
-    store_unit u = {.rec = r, .rec_row = true, .outbox = mkmsg(r, 0)};
-    assert_int_equal(store_submit_unit(s, &u, NULL, NULL), 0);
+    assert_int_equal(submit_with(s, r, mkmsg(r, 0), NULL), 0);
     wait_stats(s, written_ge, 1);
     store_outbox_row rows[4];
     size_t n = 0;
     char err[256] = "";
     assert_int_equal(store_outbox_fetch(s, 0, 4, rows, &n, err, sizeof err), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 2); /* the version-7 row, then the new one */
     assert_string_equal(rows[0].msg->id, "01900000-0000-7000-8000-000000000007");
     assert_string_equal(rows[0].msg->target, "/old");
     assert_int_equal(rows[0].msg->body.len, 2);
