@@ -1,9 +1,11 @@
 /* repl_msg: building, signing and verifying replication messages. The
  * canonical form and every rule here are specified in docs/protocol.md; a
- * change here is a protocol change (bump the "restspy-v1" tag). */
+ * change here is a protocol change (a new tag, section 9). Version 1 messages
+ * (no origin answer) keep their form so older producers still verify. */
 #include "formats/repl_msg.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -15,7 +17,8 @@
 #include "http/httpmsg.h"
 #include "base/util.h"
 
-#define REPL_CANON_TAG "restspy-v1"
+#define REPL_CANON_TAG_V1 "restspy-v1"
+#define REPL_CANON_TAG_V2 "restspy-v2"
 #define REPL_ROUTING_KEY_MAX 255 /* AMQP shortstr */
 
 repl_msg *repl_msg_new(void)
@@ -36,14 +39,17 @@ void repl_msg_free(repl_msg *m)
     free(m->content_type);
     free(m->signature);
     free(m->routing_key);
+    free(m->origin_status);
+    free(m->origin_digest);
     buf_free(&m->body);
     free(m);
 }
 
 size_t repl_msg_mem(const repl_msg *m)
 {
-    const char *const strs[] = {m->origin,       m->method,    m->target,     m->headers,
-                                m->content_type, m->signature, m->routing_key};
+    const char *const strs[] = {m->origin,      m->method,        m->target,
+                                m->headers,     m->content_type,  m->signature,
+                                m->routing_key, m->origin_status, m->origin_digest};
     size_t n = sizeof *m + UTIL_MALLOC_OVERHEAD + buf_mem(&m->body);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         n += util_str_mem(strs[i]);
@@ -182,9 +188,43 @@ static void canon_line(buf *out, const char *field)
         buf_append_str(out, field);
 }
 
+void repl_sha256_hex(const void *data, size_t len, char hex[REPL_DIGEST_HEX + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(data ? data : "", len, md, &mdlen, EVP_sha256(), NULL) ||
+        mdlen * 2 != REPL_DIGEST_HEX) {
+        fprintf(stderr, "restspy: SHA-256 failed (libcrypto)\n");
+        abort();
+    }
+    hex_encode(hex, md, mdlen);
+}
+
+void repl_msg_set_answer(repl_msg *m, int status, const buf *body)
+{
+    assert(status >= 100 && status <= 599);
+    char s[4];
+    snprintf(s, sizeof s, "%d", status);
+    free(m->origin_status);
+    m->origin_status = xstrdup(s);
+    free(m->origin_digest);
+    m->origin_digest = NULL;
+    if (body) {
+        char hex[REPL_DIGEST_HEX + 1];
+        repl_sha256_hex(body->data, body->len, hex);
+        m->origin_digest = xstrdup(hex);
+    }
+}
+
+int repl_msg_version(const repl_msg *m)
+{
+    return m->origin_status ? 2 : 1;
+}
+
 void repl_msg_canonical(const repl_msg *m, buf *out)
 {
-    buf_append_str(out, REPL_CANON_TAG);
+    bool v2 = repl_msg_version(m) == 2;
+    buf_append_str(out, v2 ? REPL_CANON_TAG_V2 : REPL_CANON_TAG_V1);
     canon_line(out, m->id);
     buf_append_char(out, '\n');
     buf_append_i64(out, (long long)m->timestamp);
@@ -195,17 +235,14 @@ void repl_msg_canonical(const repl_msg *m, buf *out)
     canon_line(out, m->headers);
     /* The body by its digest: the form stays small and text, and a consumer
      * can hash the body as it streams it. */
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(m->body.data ? m->body.data : "", m->body.len, md, &mdlen, EVP_sha256(),
-                    NULL)) {
-        fprintf(stderr, "restspy: SHA-256 failed (libcrypto)\n");
-        abort();
-    }
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    hex_encode(hex, md, mdlen);
+    char hex[REPL_DIGEST_HEX + 1];
+    repl_sha256_hex(m->body.data, m->body.len, hex);
     buf_append_char(out, '\n');
     buf_append_str(out, hex);
+    if (v2) {
+        canon_line(out, m->origin_status);
+        canon_line(out, m->origin_digest);
+    }
 }
 
 void repl_hmac_hex(const char *secret, const void *data, size_t len, char hex[REPL_SIG_HEX + 1])
@@ -298,6 +335,17 @@ static const char *headers_problem(const char *json)
     return why;
 }
 
+static bool status_ok(const char *s)
+{
+    return strlen(s) == 3 && s[0] >= '1' && s[0] <= '5' && isdigit((unsigned char)s[1]) &&
+           isdigit((unsigned char)s[2]);
+}
+
+static bool digest_ok(const char *s)
+{
+    return strlen(s) == REPL_DIGEST_HEX && strspn(s, "0123456789abcdef") == REPL_DIGEST_HEX;
+}
+
 /* NULL when m is well-formed, else what is wrong with it. */
 static const char *malformed(const repl_msg *m)
 {
@@ -323,6 +371,12 @@ static const char *malformed(const repl_msg *m)
         return "no x-restspy-headers";
     if (!field_ok(m->headers, true, true))
         return "bad character in x-restspy-headers";
+    if (m->origin_digest && !m->origin_status)
+        return "x-restspy-origin-digest without x-restspy-origin-status";
+    if (m->origin_status && !status_ok(m->origin_status))
+        return "x-restspy-origin-status is not a status code (100-599)";
+    if (m->origin_digest && !digest_ok(m->origin_digest))
+        return "x-restspy-origin-digest is not 64 lowercase hex digits";
     return headers_problem(m->headers);
 }
 

@@ -28,7 +28,12 @@ typedef struct repl_msg {
     char *content_type;         /* content_type property; NULL when none */
     char *signature;            /* header x-restspy-signature: 64 lowercase hex; NULL = unsigned */
     char *routing_key;          /* <origin>.<METHOD>.<segments> */
-    buf body;                   /* the raw request body (complete, not the capture copy) */
+    /* Version 2 (docs/protocol.md section 2): the origin's answer. Both NULL
+     * in a version-1 message; origin_digest may be NULL in a version-2 one
+     * (the captured response body was cut, so it is no digest of the body). */
+    char *origin_status; /* header x-restspy-origin-status: 3 digits, "201" */
+    char *origin_digest; /* header x-restspy-origin-digest: 64 lowercase hex */
+    buf body;            /* the raw request body (complete, not the capture copy) */
 } repl_msg;
 
 repl_msg *repl_msg_new(void);
@@ -50,7 +55,22 @@ repl_msg *repl_msg_from_record(const record *r, const char *origin, buf *body, c
  * is not part of it. Caller frees. */
 char *repl_routing_key(const char *origin, const char *method, const char *path);
 
-/* Appends the canonical form that is signed (see docs/protocol.md). */
+/* Records the origin's answer in m (making it a version-2 message):
+ * status (100-599) and, when body is not NULL, the SHA-256 of its bytes
+ * (the whole response body as captured, before content decoding; NULL when
+ * the capture does not hold all of it). Call before repl_msg_sign. */
+void repl_msg_set_answer(repl_msg *m, int status, const buf *body);
+
+/* The protocol version of m: 2 when it carries the origin's answer, else 1. */
+int repl_msg_version(const repl_msg *m);
+
+/* The SHA-256 of data[0..len) as 64 lowercase hex digits plus a NUL: the
+ * body digest of the canonical form and of the origin's answer. */
+#define REPL_DIGEST_HEX 64
+void repl_sha256_hex(const void *data, size_t len, char hex[REPL_DIGEST_HEX + 1]);
+
+/* Appends the canonical form that is signed (see docs/protocol.md): tagged
+ * restspy-v1, or restspy-v2 with the origin's answer appended. */
 void repl_msg_canonical(const repl_msg *m, buf *out);
 
 /* Sets m->signature from secret; a NULL or empty secret leaves the message

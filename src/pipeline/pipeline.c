@@ -166,6 +166,19 @@ bool pipeline_status_replicates(const config *cfg, int status)
     return cfg->replicate_on == REPL_ON_ANY || (status >= 200 && status < 300);
 }
 
+/* The origin's answer in m (protocol version 2), so a peer can tell when
+ * its own answer differs. The digest covers the response body as captured
+ * here, before content decoding, and only when the capture holds all of it
+ * (the SHA-256 of a prefix would report every long body as diverged); the
+ * hash is paid only by writes that replicate. */
+static void set_answer(repl_msg *m, const record *r)
+{
+    if (r->status < 100 || r->status > 599)
+        return; /* no answer (replicate_on = any): a version-1 message */
+    bool whole = !r->resp_truncated && r->resp_body.len == r->resp_body_size;
+    repl_msg_set_answer(m, r->status, whole ? &r->resp_body : NULL);
+}
+
 repl_msg *pipeline_outbox(const pipeline_sinks *p, const config *cfg, record *r, bool wanted,
                           bool too_big, bool complete, buf *body)
 {
@@ -179,6 +192,7 @@ repl_msg *pipeline_outbox(const pipeline_sinks *p, const config *cfg, record *r,
     if (!complete)
         return NULL;
     repl_msg *m = repl_msg_from_record(r, cfg->node, body, cfg->replicate_drop_headers);
+    set_answer(m, r);
     repl_msg_sign(m, cfg->replicate_secret);
     r->replication = xstrdup("queued");
     return m;

@@ -412,7 +412,7 @@ int mq_confirm_select(mq *m, char *err, size_t errlen)
 
 /* ---- publishing ---- */
 
-#define MQ_MAX_HEADERS 8
+#define MQ_MAX_HEADERS 10 /* the protocol's seven, plus a dead letter's two */
 
 typedef struct hdrs {
     amqp_table_entry_t e[MQ_MAX_HEADERS];
@@ -439,6 +439,8 @@ static int publish(mq *m, const char *exchange, const char *routing_key, const r
     hdr_add(&h, "x-restspy-target", msg->target);
     hdr_add(&h, "x-restspy-headers", msg->headers);
     hdr_add(&h, "x-restspy-signature", msg->signature);
+    hdr_add(&h, "x-restspy-origin-status", msg->origin_status);
+    hdr_add(&h, "x-restspy-origin-digest", msg->origin_digest);
     char dead_at[24];
     if (reason != NULL) {
         hdr_add(&h, "x-restspy-reason", reason);
@@ -574,6 +576,10 @@ static void take_headers(const amqp_table_t *t, repl_msg *msg, char **reason)
             dst = &msg->headers;
         else if (KEY_IS("x-restspy-signature"))
             dst = &msg->signature;
+        else if (KEY_IS("x-restspy-origin-status"))
+            dst = &msg->origin_status;
+        else if (KEY_IS("x-restspy-origin-digest"))
+            dst = &msg->origin_digest;
         else if (KEY_IS("x-restspy-reason"))
             dst = reason;
 #undef KEY_IS

@@ -56,7 +56,8 @@
 
 #define PG_OUTBOX_COLUMNS(p)                                                                       \
     p "claim_seq, " p "message_id, " p "timestamp, " p "origin, " p "method, " p "target, " p      \
-      "headers, " p "content_type, " p "signature, " p "routing_key, " p "body"
+      "headers, " p "content_type, " p "signature, " p "routing_key, " p "body, " p                \
+      "origin_status, " p "origin_digest"
 enum {
     PO_SEQ,
     PO_ID,
@@ -68,7 +69,9 @@ enum {
     PO_CTYPE,
     PO_SIG,
     PO_RKEY,
-    PO_BODY
+    PO_BODY,
+    PO_OSTATUS,
+    PO_ODIGEST
 };
 
 /* Integer parameters' text. */
@@ -112,6 +115,8 @@ static int fetch_row(const PGresult *r, void *ud)
     pg_set_str(&m->signature, r, PO_SIG);
     pg_set_str(&m->routing_key, r, PO_RKEY);
     pg_set_body(&m->body, r, PO_BODY);
+    pg_set_str(&m->origin_status, r, PO_OSTATUS);
+    pg_set_str(&m->origin_digest, r, PO_ODIGEST);
     x->rows[x->n].seq = pg_get_int(r, PO_SEQ);
     x->rows[x->n].msg = m;
     x->n++;

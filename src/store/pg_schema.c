@@ -124,6 +124,8 @@ static const struct {
         " message_id text PRIMARY KEY,"
         " claimed_by text NOT NULL,"
         " claimed_until bigint NOT NULL);"},
+    /* 7 -> 8: the origin's answer in the outbox, as SQLite's 7 -> 8. */
+    {7, "ALTER TABLE outbox ADD COLUMN origin_status text, ADD COLUMN origin_digest text;"},
 };
 
 /* The first column of sql's one row as an integer (NULL: 0). 0, or -1. */

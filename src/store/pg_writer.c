@@ -50,7 +50,8 @@
     "$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28) ON CONFLICT (id) DO NOTHING"
 #define PG_INSERT_OUTBOX                                                                           \
     "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, target, headers, "     \
-    "content_type, signature, routing_key, body) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) "     \
+    "content_type, signature, routing_key, body, origin_status, origin_digest) VALUES "            \
+    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "                                                \
     "RETURNING seq"
 #define PG_INSERT_APPLIED                                                                          \
     "INSERT INTO applied (message_id, origin, applied_at, status) VALUES ($1,$2,$3,$4) ON "        \
@@ -96,7 +97,7 @@ static const struct {
     int nparams;
 } statements[] = {
     {"restspy_ins", PG_INSERT, PG_C_COUNT},
-    {"restspy_ins_outbox", PG_INSERT_OUTBOX, 11},
+    {"restspy_ins_outbox", PG_INSERT_OUTBOX, 13},
     {"restspy_ins_applied", PG_INSERT_APPLIED, 4},
     {"restspy_stuck_del", PG_STUCK_DELETE, 1},
     {"restspy_applying_del", PG_APPLYING_DELETE, 1},
@@ -342,6 +343,8 @@ static void outbox_params(const repl_msg *m, int64_t now_us, params *p)
     p_text(p, m->signature);
     p_text(p, m->routing_key);
     p_bytes(p, &m->body);
+    p_text(p, m->origin_status);
+    p_text(p, m->origin_digest);
 }
 
 /* A pipeline being read: which unit each query sent belongs to. */

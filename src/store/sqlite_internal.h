@@ -66,7 +66,7 @@ enum {
 
 #define SQ_OUTBOX_COLUMNS                                                                          \
     "seq, message_id, timestamp, origin, method, target, headers, content_type, signature, "       \
-    "routing_key, body"
+    "routing_key, body, origin_status, origin_digest"
 enum {
     O_SEQ,
     O_ID,
@@ -78,12 +78,15 @@ enum {
     O_CTYPE,
     O_SIG,
     O_RKEY,
-    O_BODY
+    O_BODY,
+    O_OSTATUS,
+    O_ODIGEST
 };
 
 #define SQ_INSERT_OUTBOX                                                                           \
     "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, target, headers, "     \
-    "content_type, signature, routing_key, body) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    "content_type, signature, routing_key, body, origin_status, origin_digest) VALUES "            \
+    "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 /* OR IGNORE: two replicators racing on one message keep the first row. */
 #define SQ_INSERT_APPLIED                                                                          \

@@ -31,6 +31,8 @@ static repl_msg *row_to_msg(sqlite3_stmt *st)
     sq_set_str(&m->signature, st, O_SIG);
     sq_set_str(&m->routing_key, st, O_RKEY);
     sq_set_body(&m->body, st, O_BODY);
+    sq_set_str(&m->origin_status, st, O_OSTATUS);
+    sq_set_str(&m->origin_digest, st, O_ODIGEST);
     return m;
 }
 

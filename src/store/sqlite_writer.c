@@ -104,6 +104,8 @@ static int bind_outbox(sqlite3_stmt *st, const repl_msg *m, int64_t now_us)
     B(sq_bind_text(st, 8, m->signature));
     B(sq_bind_text(st, 9, m->routing_key));
     B(bind_body(st, 10, &m->body));
+    B(sq_bind_text(st, 11, m->origin_status));
+    B(sq_bind_text(st, 12, m->origin_digest));
     return rc;
 }
 

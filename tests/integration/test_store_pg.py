@@ -196,9 +196,10 @@ class PgStoreTest(unittest.TestCase):
         self.assertEqual(self.node.psql("SELECT to_regclass('requests') IS NULL", db=db).strip(),
                          "t")
         # Three proxies starting together: one migrates, the others wait on
-        # the advisory lock and find version 7.
+        # the advisory lock and find the current version.
         self.start_together(["p0", "p1", "p2"])
-        self.assertEqual(self.node.psql("SELECT version FROM restspy_schema", db=db).strip(), "7")
+        self.assertEqual(self.node.psql("SELECT version FROM restspy_schema", db=db).strip(),
+                         str(current_version()))
         tables = self.node.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM "
                                 "pg_tables WHERE schemaname = 'public'", db=db).strip()
         self.assertEqual(tables, "applied,applying,counters,outbox,receipts,requests,"
@@ -234,6 +235,11 @@ class PgStoreTest(unittest.TestCase):
                                         "restspy_schema", db=db).strip(),
                          str(current_version()))
         self.assertGreaterEqual(current_version(), PREVIOUS_VERSION)
+        # Version 8: the origin's answer of a replicated write (issue 16).
+        self.assertEqual(self.node.psql("SELECT string_agg(column_name, ',' ORDER BY column_name) "
+                                        "FROM information_schema.columns WHERE table_name = "
+                                        "'outbox' AND column_name LIKE 'origin_%'", db=db).strip(),
+                         "origin_digest,origin_status")
         for p in ps:
             p.stop()
             p.check_stopped(self)

@@ -548,6 +548,17 @@ static void test_malformed(void **state)
     CASE(replace(&m->headers, "[[\"\",\"1\"]]"), "x-restspy-headers has an invalid header name");
     CASE(replace(&m->headers, "[[\"A\",\"1\\r\\nEvil: 1\"]]"),
          "x-restspy-headers has a CR or LF in a value");
+    CASE(replace(&m->origin_digest,
+                 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+         "x-restspy-origin-digest without x-restspy-origin-status");
+    CASE(replace(&m->origin_status, "20"),
+         "x-restspy-origin-status is not a status code (100-599)");
+    CASE(replace(&m->origin_status, "600"),
+         "x-restspy-origin-status is not a status code (100-599)");
+    CASE(replace(&m->origin_status, "2x1"),
+         "x-restspy-origin-status is not a status code (100-599)");
+    CASE((replace(&m->origin_status, "201"), replace(&m->origin_digest, "ABC")),
+         "x-restspy-origin-digest is not 64 lowercase hex digits");
 #undef CASE
 
     /* Allowed: a tab or spaces in Content-Type, a space in origin, "[]". */
@@ -558,6 +569,58 @@ static void test_malformed(void **state)
     repl_msg_sign(m, "s3cret");
     char why[64];
     assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), 0);
+    repl_msg_free(m);
+}
+
+/* ---- version 2: the origin's answer ---- */
+
+static void test_v2_answer(void **state)
+{
+    (void)state;
+    repl_msg *m = example_msg();
+    char *v1 = canonical(m);
+    assert_int_equal(repl_msg_version(m), 1);
+    buf abc = BUF_INIT;
+    buf_append_str(&abc, "abc");
+    repl_msg_set_answer(m, 201, &abc);
+    buf_free(&abc);
+    assert_int_equal(repl_msg_version(m), 2);
+    assert_string_equal(m->origin_status, "201");
+    /* FIPS 180-2 test vector: SHA-256("abc") */
+    assert_string_equal(m->origin_digest,
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    /* The v2 form is the v1 form under its own tag, plus status and digest. */
+    char *v2 = canonical(m);
+    buf want = BUF_INIT;
+    buf_append_str(&want, "restspy-v2");
+    buf_append_str(&want, v1 + strlen("restspy-v1"));
+    buf_append_str(&want,
+                   "\n201\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_string_equal(v2, want.data);
+    buf_free(&want);
+    free(v1);
+    free(v2);
+
+    char why[160] = "";
+    repl_msg_sign(m, "s3cret");
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), 0);
+    /* Both fields are signed: a changed status or digest, or a v2 message
+     * passed off as v1 (fields stripped), fails. */
+    replace(&m->origin_status, "409");
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
+    assert_string_equal(why, "bad signature");
+    replace(&m->origin_status, "201");
+    replace(&m->origin_digest, NULL);
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
+    replace(&m->origin_status, NULL);
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
+
+    /* A cut body: status only, still version 2 and verifiable. */
+    repl_msg_set_answer(m, 409, NULL);
+    assert_null(m->origin_digest);
+    repl_msg_sign(m, "s3cret");
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), 0);
+    assert_int_equal(repl_msg_version(m), 2);
     repl_msg_free(m);
 }
 
@@ -575,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_tampering),
         cmocka_unit_test(test_unsigned),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_v2_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1354,6 +1354,8 @@ static repl_msg *mkmsg(const record *r, int i)
     if (i % 2 == 0) {
         m->content_type = xstrdup("application/octet-stream");
         m->signature = xstrdup(SIG64);
+        m->origin_status = xstrdup("201"); /* a version-2 message */
+        m->origin_digest = xstrdup(SIG64);
         char body[8] = {'\0', (char)0xff, 'b', 'o', 'd', 'y', (char)i, '\0'};
         buf_append(&m->body, body, sizeof body);
     }
@@ -1376,12 +1378,16 @@ static void check_msg(const repl_msg *m, const char *id, int i)
     if (i % 2 == 0) {
         assert_string_equal(m->content_type, "application/octet-stream");
         assert_string_equal(m->signature, SIG64);
+        assert_string_equal(m->origin_status, "201");
+        assert_string_equal(m->origin_digest, SIG64);
         char body[8] = {'\0', (char)0xff, 'b', 'o', 'd', 'y', (char)i, '\0'};
         assert_int_equal(m->body.len, sizeof body);
         assert_memory_equal(m->body.data, body, sizeof body);
     } else {
         assert_null(m->content_type);
         assert_null(m->signature);
+        assert_null(m->origin_status); /* version 1 */
+        assert_null(m->origin_digest);
         assert_int_equal(m->body.len, 0);
     }
 }
@@ -1649,7 +1655,8 @@ static void glob_back_to_v6(const fx *f)
 {
     sql_exec(f->path, "DROP INDEX requests_path; CREATE INDEX requests_method_path ON "
                       "requests(method, path); CREATE INDEX requests_status ON requests(status); "
-                      "PRAGMA user_version = 6");
+                      "ALTER TABLE outbox DROP COLUMN origin_status; "
+                      "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 6");
 }
 
 static void test_glob_plans(void **state)
@@ -1703,6 +1710,49 @@ static void test_migration_v6_to_v7(void **state)
     store_close(s);
 }
 
+/* A version-7 file with a message in its outbox (written as version 7 did:
+ * version 8 only adds two columns, so dropping them gives the version-7
+ * table): a writer brings it to version 8, the message stays and reads back
+ * as a version-1 message, and the next one keeps the origin's answer. */
+static void test_migration_v7_to_v8(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    store_close(s);
+    sql_exec(f->path, "ALTER TABLE outbox DROP COLUMN origin_status; "
+                      "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 7; "
+                      "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, "
+                      "target, headers, content_type, signature, routing_key, body) VALUES "
+                      "('01900000-0000-7000-8000-000000000007', 1, 1700000000, 'site-a', 'PUT', "
+                      "'/old', '[]', NULL, NULL, 'site-a.PUT.old', x'00ff')");
+    s = open_started(&o);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 8);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox') WHERE "
+                                      "name IN ('origin_status', 'origin_digest')"),
+                     2);
+    record *r = mkrec(0, 100);
+    r->replication = xstrdup("queued");
+    char id[UUID7_STR_LEN + 1];
+    memcpy(id, r->id, sizeof id);
+    assert_int_equal(submit_with(s, r, mkmsg(r, 0), NULL), 0);
+    wait_stats(s, written_ge, 1);
+    store_outbox_row rows[4];
+    size_t n = 0;
+    char err[256] = "";
+    assert_int_equal(store_outbox_fetch(s, 0, 4, rows, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2); /* the version-7 row, then the new one */
+    assert_string_equal(rows[0].msg->id, "01900000-0000-7000-8000-000000000007");
+    assert_string_equal(rows[0].msg->target, "/old");
+    assert_int_equal(rows[0].msg->body.len, 2);
+    assert_int_equal(repl_msg_version(rows[0].msg), 1);
+    assert_null(rows[0].msg->origin_digest);
+    check_msg(rows[1].msg, id, 0);
+    assert_int_equal(repl_msg_version(rows[1].msg), 2);
+    store_outbox_rows_free(rows, n);
+    store_close(s);
+}
+
 static void test_migration_v1_to_v2(void **state)
 {
     fx *f = *state;
@@ -1752,7 +1802,8 @@ static void test_migration_v1_to_v2(void **state)
                                       "AND replication IS NULL"),
                      1);
     /* The new tables and the ledger index, as documented. */
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox')"), 12);
+    /* 12 columns, and origin_status and origin_digest since version 8 */
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox')"), 14);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox') WHERE "
                                       "\"notnull\" AND name IN ('message_id','created_at',"
                                       "'timestamp','origin','method','target','headers',"
@@ -3154,6 +3205,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_id_abbrev_clashes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_id_abbrev_large_store, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_migration_v7_to_v8, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_glob_plans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v6_to_v7, fx_setup, fx_teardown),
