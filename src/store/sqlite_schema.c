@@ -127,8 +127,8 @@ static const char *const migrations[] = {
      * docs/protocol.md version 2): kept with the message in the outbox, so
      * that what goes out after a restart is what was signed. NULL in the
      * rows of older versions, which go out as version-1 messages. */
-    "ALTER TABLE outbox ADD COLUMN origin_status TEXT;"
-    "ALTER TABLE outbox ADD COLUMN origin_digest TEXT;",
+    ("ALTER TABLE outbox ADD COLUMN origin_status TEXT;"
+     "ALTER TABLE outbox ADD COLUMN origin_digest TEXT;"),
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,
