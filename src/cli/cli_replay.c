@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "cli/cliutil.h"
-#include "replay/compare.h"
+#include "compare/compare.h"
 #include "formats/har.h"
 #include "http/httpmsg.h"
 #include "replay/replay.h"

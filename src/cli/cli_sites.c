@@ -22,7 +22,7 @@
 #include "base/util.h"
 #include "cli/cliutil.h"
 #include "http/hclient.h"
-#include "replay/compare.h"
+#include "compare/compare.h"
 #include "replay/replay.h"
 
 #define DEFAULT_TIMEOUT_MS 10000

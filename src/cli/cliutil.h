@@ -19,7 +19,7 @@
 #include "base/buf.h"
 #include "capture/config.h"
 #include "http/hclient.h"
-#include "replay/noise.h"
+#include "compare/noise.h"
 #include "store/reqfilter.h"
 #include "store/store.h"
 

@@ -57,7 +57,7 @@
 #include <stddef.h>
 
 #include "capture/record.h"
-#include "replay/noise.h"
+#include "compare/noise.h"
 
 /* Values longer than this are never tracked. */
 #define CORR_MAX_VALUE 4096

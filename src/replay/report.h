@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "replay/compare.h"
+#include "compare/compare.h"
 #include "replay/replay.h"
 #include "capture/record.h"
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
-#include "replay/compare.h"
+#include "compare/compare.h"
 #include "capture/record.h"
 #include "replay/report.h"
 #include "base/util.h"

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replay/linediff.h"
+#include "compare/linediff.h"
 
 /* Lines of one byte each, from a three-letter alphabet (many ties). */
 static void mk_lines(linediff_line *v, const char *s, size_t n)

@@ -3,7 +3,7 @@
  * Owns rule sets (each rule's canonical text, parsed path and PCRE2 regex)
  * and the JSON path syntax ($.a, $..id, $.items[*].ts, ["odd key"]) both
  * ways, for rules and for the paths of differences. */
-#include "replay/noise.h"
+#include "compare/noise.h"
 
 #include <assert.h>
 #include <errno.h>

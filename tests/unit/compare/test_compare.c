@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replay/compare.h"
+#include "compare/compare.h"
 #include "base/util.h"
 
 /* A response record: status, optional Content-Type (NULL: none) and body. */

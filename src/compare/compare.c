@@ -8,7 +8,7 @@
  * The fast path is what replay lives on: identical status, compared headers
  * and body bytes are a match with no allocation and no parsing. Only a
  * mismatch pays for JSON parsing, path building and value formatting. */
-#include "replay/compare.h"
+#include "compare/compare.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -19,8 +19,8 @@
 
 #include "base/util.h"
 #include "capture/redact.h"
-#include "replay/linediff.h"
-#include "replay/noise.h"
+#include "compare/linediff.h"
+#include "compare/noise.h"
 
 #define VALUE_MAX 80 /* bytes of a value shown in a diff before "…" */
 #define JSON_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)

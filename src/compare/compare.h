@@ -26,7 +26,7 @@
 
 #include "base/buf.h"
 #include "capture/record.h"
-#include "replay/noise.h"
+#include "compare/noise.h"
 
 typedef struct compare_opts {
     const noise *noise;   /* may be NULL */

@@ -2,7 +2,7 @@
  *
  * Owns the edit script algorithm (Myers, below) and the unified diff text.
  * The lines and tokens it aligns point into the caller's bodies. */
-#include "replay/linediff.h"
+#include "compare/linediff.h"
 
 #include <assert.h>
 #include <stdbool.h>
