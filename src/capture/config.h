@@ -100,13 +100,17 @@ typedef struct config {
     char **redact_fields;  /* NULL-terminated, lower-case JSON/form field names */
 
     /* replication (see docs/replication.md) */
-    char *amqp;                    /* amqp://user:pass@host:port/vhost; NULL = off */
-    char *replicate_secret;        /* HMAC-SHA256 key; NULL = unsigned */
-    int replicate_durability;      /* REPL_SYNC or REPL_ASYNC */
-    int replicate_on;              /* REPL_ON_2XX or REPL_ON_ANY */
-    uint64_t replicate_max_body;   /* larger request bodies are not replicated */
-    char **replicate_drop_headers; /* NULL-terminated, lower case: not replicated */
-    int queue_type;                /* QUEUE_CLASSIC or QUEUE_QUORUM */
+    char *amqp;                         /* amqp://user:pass@host:port/vhost; NULL = off */
+    char *replicate_secret;             /* HMAC-SHA256 key; NULL = unsigned */
+    int replicate_durability;           /* REPL_SYNC or REPL_ASYNC */
+    int replicate_on;                   /* REPL_ON_2XX or REPL_ON_ANY */
+    uint64_t replicate_max_body;        /* larger request bodies are not replicated */
+    uint64_t replicate_origin_body_max; /* the origin's response body travels with its
+                                           write up to this size (0 = never) */
+    char *replicate_noise;              /* noise rules file the replicator compares its
+                                           answer with the origin's under; NULL = none */
+    char **replicate_drop_headers;      /* NULL-terminated, lower case: not replicated */
+    int queue_type;                     /* QUEUE_CLASSIC or QUEUE_QUORUM */
     uint64_t amqp_heartbeat_ms;
     uint64_t amqp_log_interval_ms; /* the proxy's broker outage lines on stderr */
     int healthz_degraded_status;   /* /healthz while degraded: 200 (default) or e.g. 503 */

@@ -170,6 +170,14 @@ static const keydef keys[] = {
      "replicate requests the upstream answered with 2xx, or any status"},
     {"replicate_max_body", K_SIZE, CFG(replicate_max_body), 0, CAP_MAX, NULL, "16M", NULL,
      "larger request bodies are not replicated (recorded and counted)"},
+    {"replicate_origin_body_max", K_SIZE, CFG(replicate_origin_body_max), 0, CAP_MAX, NULL, "16K",
+     NULL,
+     "a replicated write carries its answer's body as stored (decoded, redacted) up to this "
+     "size, so a peer can compare its own answer under noise rules; larger ones go as a digest "
+     "only, 0 = never"},
+    {"replicate_noise", K_FILE, CFG(replicate_noise), NOLIMIT, NULL, NULL, "(none)",
+     "replicator: noise rules file (replay's format) under which its answer is compared with "
+     "the origin's: differences it covers are not divergence"},
     {"replicate_ledger_max_age", K_DUR, CFG(replicate_ledger_max_age_ms), NOLIMIT, NULL, "30d",
      NULL,
      "how long a site remembers the peers' writes it applied or skipped, and the apply receipts "

@@ -11,6 +11,9 @@
 #define RESTSPY_CLI_H
 
 int cli_requests(int argc, char **argv, char *const *envp);
+/* `restspy replication diverged`: the requests listing of the replicated
+ * writes whose ledger outcome is not "same" (issue 16). */
+int cli_repl_diverged(int argc, char **argv, char *const *envp);
 int cli_show(int argc, char **argv, char *const *envp);
 
 /* `restspy replication status|dead [--retry ID|--all]`: outbox depth and

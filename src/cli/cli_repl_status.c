@@ -250,6 +250,8 @@ static void print_status_text(const store_repl_stats *st, const repl_status *x, 
     printf("applied              %lld\n", (long long)st->applied);
     printf("deduplicated         %lld\n", (long long)st->deduplicated);
     printf("dead-lettered        %lld\n", (long long)st->dead_lettered);
+    printf("diverged             %lld%s\n", (long long)st->diverged,
+           st->diverged ? " (restspy replication diverged lists them)" : "");
     print_apply_text(st, x, now);
 }
 

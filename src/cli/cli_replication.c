@@ -39,14 +39,17 @@ void cli_repl_append_safe(buf *b, const char *s)
 static const char usage[] =
     "usage: restspy replication status [options]   replication figures from the store\n"
     "       restspy replication dead [options]     list, show, retry or skip dead letters\n"
+    "       restspy replication diverged [options] applied writes whose answer differed\n"
+    "                                              from the origin's\n"
     "\n"
-    "See restspy replication status --help and restspy replication dead --help.\n";
+    "See restspy replication SUBCOMMAND --help.\n";
 
 int cli_replication(int argc, char **argv, char *const *envp)
 {
     if (argc < 2) {
         cliutil_errorf("replication",
-                       "missing subcommand: status or dead (see restspy replication --help)");
+                       "missing subcommand: status, dead or diverged (see restspy replication "
+                       "--help)");
         return 2;
     }
     const char *sub = argv[1];
@@ -58,6 +61,9 @@ int cli_replication(int argc, char **argv, char *const *envp)
         return cli_repl_status(argc - 1, argv + 1, envp);
     if (strcmp(sub, "dead") == 0)
         return cli_repl_dead(argc - 1, argv + 1, envp);
-    cliutil_errorf("replication", "unknown subcommand '%s' (expected status or dead)", sub);
+    if (strcmp(sub, "diverged") == 0)
+        return cli_repl_diverged(argc - 1, argv + 1, envp);
+    cliutil_errorf("replication", "unknown subcommand '%s' (expected status, dead or diverged)",
+                   sub);
     return 2;
 }

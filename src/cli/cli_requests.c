@@ -58,6 +58,30 @@ static const char requests_usage[] =
     "\n"
     "The store also comes from RESTSPY_STORE or the config file (RESTSPY_CONFIG).\n";
 
+static const char diverged_usage[] =
+    "usage: restspy replication diverged [options]\n"
+    "\n"
+    "Lists the peers' writes this site applied whose answer here differed from\n"
+    "the origin's (another status, or a body that differs under the\n"
+    "replicate_noise rules), oldest first (the newest --limit of them), with\n"
+    "how they differed: \"diverged: status 201 -> 409\", \"diverged: body\n"
+    "$.id: 17 -> 23\". The filters are those of `restspy requests`; `restspy\n"
+    "show ID` shows one whole. Exit status 0 whether or not any are listed.\n"
+    "\n"
+    "  --store URL          store to read (default: the store setting, sqlite:restspy.db)\n"
+    "  --config FILE        config file whose store setting to use\n" CLIUTIL_FILTERS_HELP
+    "  --limit N            at most N writes, the newest ones (default 100; 0 = all)\n"
+    "  --json               one JSON object per line (the outcome in \"replication\")\n"
+    "  -h, --help           show this help\n";
+
+/* What a listing is: `restspy requests`, or the replicated writes that
+ * diverged (the same table, the ledger outcome in the last column). */
+typedef struct listing {
+    const char *cmd;
+    const char *usage;
+    bool diverged;
+} listing;
+
 /* One line of output (text already escaped for printing), collected so the newest-first query can
  * be printed oldest first. */
 typedef struct row {
@@ -68,14 +92,15 @@ typedef struct row {
     int status;
     int64_t duration_us;
     char *target; /* path?query */
-    char *error;
-    char *json; /* --json: the whole line */
+    char *error;  /* or, for a diverged listing, the outcome */
+    char *json;   /* --json: the whole line */
 } row;
 
 typedef struct rowlist {
     row *v;
     size_t len, cap;
     bool json;
+    bool outcome;  /* the last column is the ledger outcome (r->replication) */
     size_t id_len; /* characters of each id shown: its end, unique in the store */
 } rowlist;
 
@@ -115,7 +140,8 @@ static int collect_row(const record *r, void *ud)
         cliutil_append_safe(&t, r->query, strlen(r->query), false);
     }
     w->target = buf_detach(&t);
-    w->error = r->error ? safe_dup(r->error) : NULL;
+    const char *last = l->outcome ? r->replication : r->error;
+    w->error = last ? safe_dup(last) : NULL;
     return 0;
 }
 
@@ -238,7 +264,7 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
     printf("%-*s  %-*s  %-*s  %-6s  %*s  ", (int)tw, "TIME", iw, "ID", (int)mw, "METHOD", "STATUS",
            (int)dw, "DURATION");
     if (any_error)
-        printf("%-*s  ERROR\n", (int)pw, "PATH");
+        printf("%-*s  %s\n", (int)pw, "PATH", l->outcome ? "OUTCOME" : "ERROR");
     else
         printf("PATH\n");
     for (size_t k = 0; k < l->len; k++) {
@@ -262,16 +288,16 @@ static void print_table(const rowlist *l, bool reversed, bool tty)
 }
 
 /* The command, with the filter f its caller frees on every path. */
-static int run(int argc, char **argv, char *const *envp, cliutil_filter *f)
+static int run(const listing *ls, int argc, char **argv, char *const *envp, cliutil_filter *f)
 {
-    static const char cmd[] = "requests";
+    const char *cmd = ls->cmd;
     cliutil_read_opts ro = {0};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
         if (cliutil_is_help(a)) {
-            fputs(requests_usage, stdout);
+            fputs(ls->usage, stdout);
             return 0;
         }
         if ((m = cliutil_read_opt(cmd, argc, argv, &i, &ro)) ||
@@ -285,6 +311,7 @@ static int run(int argc, char **argv, char *const *envp, cliutil_filter *f)
     if (cliutil_filter_check(cmd, f))
         return 2;
     store_query q = f->q;
+    q.diverged = ls->diverged;
 
     store *s = NULL;
     int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);
@@ -297,6 +324,7 @@ static int run(int argc, char **argv, char *const *envp, cliutil_filter *f)
         q.limit++;
     rowlist l = {0};
     l.json = ro.json;
+    l.outcome = ls->diverged;
     char err[512];
     if (store_query_each(s, &q, collect_row, &l, err, sizeof err) != 0) {
         cliutil_errorf(cmd, "%s", err);
@@ -320,7 +348,10 @@ static int run(int argc, char **argv, char *const *envp, cliutil_filter *f)
         /* The header and the count even for none: an empty answer is
          * stated, not left for the user to guess. */
         print_table(&l, q.newest_first, isatty(STDOUT_FILENO));
-        printf("%zu request%s", l.len, l.len == 1 ? "" : "s");
+        if (ls->diverged)
+            printf("%zu diverged write%s", l.len, l.len == 1 ? "" : "s");
+        else
+            printf("%zu request%s", l.len, l.len == 1 ? "" : "s");
         if (more)
             printf(" (the newest; more match: --limit 0 lists all)");
         putchar('\n');
@@ -329,13 +360,25 @@ static int run(int argc, char **argv, char *const *envp, cliutil_filter *f)
     return cliutil_flush_stdout(cmd);
 }
 
-int cli_requests(int argc, char **argv, char *const *envp)
+static int list(const listing *ls, int argc, char **argv, char *const *envp)
 {
     cliutil_filter f = {0};
     f.q.limit = DEFAULT_LIMIT;
-    int rc = run(argc, argv, envp, &f);
+    int rc = run(ls, argc, argv, envp, &f);
     reqfilter_free(&f);
     return rc;
+}
+
+int cli_requests(int argc, char **argv, char *const *envp)
+{
+    static const listing ls = {"requests", requests_usage, false};
+    return list(&ls, argc, argv, envp);
+}
+
+int cli_repl_diverged(int argc, char **argv, char *const *envp)
+{
+    static const listing ls = {"replication diverged", diverged_usage, true};
+    return list(&ls, argc, argv, envp);
 }
 
 /* ---- `restspy show` ---- */

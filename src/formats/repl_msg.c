@@ -25,6 +25,7 @@ repl_msg *repl_msg_new(void)
 {
     repl_msg *m = xcalloc(1, sizeof *m);
     buf_init(&m->body);
+    buf_init(&m->origin_body);
     return m;
 }
 
@@ -41,6 +42,7 @@ void repl_msg_free(repl_msg *m)
     free(m->routing_key);
     free(m->origin_status);
     free(m->origin_digest);
+    buf_free(&m->origin_body);
     buf_free(&m->body);
     free(m);
 }
@@ -50,7 +52,7 @@ size_t repl_msg_mem(const repl_msg *m)
     const char *const strs[] = {m->origin,      m->method,        m->target,
                                 m->headers,     m->content_type,  m->signature,
                                 m->routing_key, m->origin_status, m->origin_digest};
-    size_t n = sizeof *m + UTIL_MALLOC_OVERHEAD + buf_mem(&m->body);
+    size_t n = sizeof *m + UTIL_MALLOC_OVERHEAD + buf_mem(&m->body) + buf_mem(&m->origin_body);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         n += util_str_mem(strs[i]);
     return n;
@@ -216,6 +218,14 @@ void repl_msg_set_answer(repl_msg *m, int status, const buf *body)
     }
 }
 
+void repl_msg_set_origin_body(repl_msg *m, const void *data, size_t len)
+{
+    assert(m->origin_status); /* a version-2 message: the body goes with its status */
+    buf_reset(&m->origin_body);
+    if (len)
+        buf_append(&m->origin_body, data, len);
+}
+
 int repl_msg_version(const repl_msg *m)
 {
     return m->origin_status ? 2 : 1;
@@ -242,6 +252,13 @@ void repl_msg_canonical(const repl_msg *m, buf *out)
     if (v2) {
         canon_line(out, m->origin_status);
         canon_line(out, m->origin_digest);
+        /* A twelfth line only when a body is carried: messages without one
+         * keep the eleven lines version 2 began with. */
+        if (m->origin_body.len) {
+            repl_sha256_hex(m->origin_body.data, m->origin_body.len, hex);
+            buf_append_char(out, '\n');
+            buf_append_str(out, hex);
+        }
     }
 }
 
@@ -371,6 +388,8 @@ static const char *malformed(const repl_msg *m)
         return "no x-restspy-headers";
     if (!field_ok(m->headers, true, true))
         return "bad character in x-restspy-headers";
+    if (m->origin_body.len && !m->origin_status)
+        return "x-restspy-origin-body without x-restspy-origin-status";
     if (m->origin_digest && !m->origin_status)
         return "x-restspy-origin-digest without x-restspy-origin-status";
     if (m->origin_status && !status_ok(m->origin_status))

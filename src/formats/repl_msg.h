@@ -33,7 +33,13 @@ typedef struct repl_msg {
      * (the captured response body was cut, so it is no digest of the body). */
     char *origin_status; /* header x-restspy-origin-status: 3 digits, "201" */
     char *origin_digest; /* header x-restspy-origin-digest: 64 lowercase hex */
-    buf body;            /* the raw request body (complete, not the capture copy) */
+    /* Version 2, optional: header x-restspy-origin-body, the origin's
+     * response body as its store holds it (decoded, redacted), when it is
+     * whole and at most replicate_origin_body_max bytes; empty = not
+     * carried. The replicator compares its own answer with it through the
+     * comparison engine and the site's noise rules (replication/). */
+    buf origin_body;
+    buf body; /* the raw request body (complete, not the capture copy) */
 } repl_msg;
 
 repl_msg *repl_msg_new(void);
@@ -61,6 +67,11 @@ char *repl_routing_key(const char *origin, const char *method, const char *path)
  * the capture does not hold all of it). Call before repl_msg_sign. */
 void repl_msg_set_answer(repl_msg *m, int status, const buf *body);
 
+/* Carries data[0..len) as the origin's body (copied; len 0 carries
+ * nothing). m must carry the origin's answer already (repl_msg_set_answer);
+ * call before repl_msg_sign: the canonical form covers it. */
+void repl_msg_set_origin_body(repl_msg *m, const void *data, size_t len);
+
 /* The protocol version of m: 2 when it carries the origin's answer, else 1. */
 int repl_msg_version(const repl_msg *m);
 
@@ -70,7 +81,8 @@ int repl_msg_version(const repl_msg *m);
 void repl_sha256_hex(const void *data, size_t len, char hex[REPL_DIGEST_HEX + 1]);
 
 /* Appends the canonical form that is signed (see docs/protocol.md): tagged
- * restspy-v1, or restspy-v2 with the origin's answer appended. */
+ * restspy-v1, or restspy-v2 with the origin's answer appended (and the
+ * SHA-256 of the origin's body when one is carried). */
 void repl_msg_canonical(const repl_msg *m, buf *out);
 
 /* Sets m->signature from secret; a NULL or empty secret leaves the message

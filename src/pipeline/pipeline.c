@@ -193,7 +193,6 @@ repl_msg *pipeline_outbox(const pipeline_sinks *p, const config *cfg, record *r,
         return NULL;
     repl_msg *m = repl_msg_from_record(r, cfg->node, body, cfg->replicate_drop_headers);
     set_answer(m, r);
-    repl_msg_sign(m, cfg->replicate_secret);
     r->replication = xstrdup("queued");
     return m;
 }
@@ -319,16 +318,36 @@ static pipeline_ticket *ticket_new(pipeline_box *b, void *owner)
 /* ------------------------------------------------------------------ */
 /* the record to the sinks                                             */
 
+/* Whether msg will carry the origin's body: a version-2 message and a
+ * setting that allows it. The body itself is known only after redaction. */
+static bool wants_origin_body(const config *cfg, const repl_msg *msg)
+{
+    return msg && cfg->replicate_origin_body_max && repl_msg_version(msg) == 2;
+}
+
+/* The origin's body in msg, as the store keeps it (decoded and redacted:
+ * what goes to a peer's broker holds no more secrets than the store), when
+ * it is whole and small enough; then the signature, which covers it. */
+static void finish_msg(const config *cfg, const record *r, repl_msg *msg)
+{
+    if (wants_origin_body(cfg, msg) && !r->resp_truncated && !r->resp_body_note &&
+        r->resp_body.len <= cfg->replicate_origin_body_max)
+        repl_msg_set_origin_body(msg, r->resp_body.data, r->resp_body.len);
+    repl_msg_sign(msg, cfg->replicate_secret);
+}
+
 pipeline_ticket *pipeline_sink(const pipeline_sinks *p, const config *cfg, const rule *ru,
                                record *r, repl_msg *msg, pipeline_box *box, void *owner)
 {
-    if (r->do_log || r->do_persist) {
+    if (r->do_log || r->do_persist || wants_origin_body(cfg, msg)) {
         /* Redaction must see the decoded bodies (and the msg message
          * kept the request as it was sent). */
         assert(ru); /* the decision that set do_log and do_persist set it */
         record_decode_bodies(r, ru->req_body_cap, ru->resp_body_cap, !redact_bodies(cfg));
         redact_record(cfg, r);
     }
+    if (msg)
+        finish_msg(cfg, r, msg);
     /* A live console sees what the log and the store get. */
     if ((r->do_log || r->do_persist) && tap_wanted(p->tap))
         tap_publish(p->tap, r);

@@ -77,7 +77,8 @@ bool pipeline_status_replicates(const config *cfg, int status);
  * decision's outbox; too_big says its body passed replicate_max_body (then
  * r->replication says it was skipped, and the store counts it); complete
  * says the request arrived whole and its status replicates. body is the
- * whole request body (not the record's capped copy). Signed with
+ * whole request body (not the record's capped copy). Not signed yet:
+ * pipeline_sink adds the origin's body (after redaction) and signs it with
  * replicate_secret. body is moved into the message (left empty) when one
  * is built. Call it before pipeline_sink (redaction). */
 repl_msg *pipeline_outbox(const pipeline_sinks *p, const config *cfg, record *r, bool wanted,
@@ -87,7 +88,8 @@ typedef struct pipeline_box pipeline_box;
 typedef struct pipeline_ticket pipeline_ticket;
 
 /* Hands r and msg, its outbox message (both owned by the callee from here, in every case)
- * to the sinks as r's do_* say; ru is the rule that decided (its body
+ * to the sinks as r's do_* say; msg gets the origin's body (replicate_origin_body_max) and
+ * its signature here; ru is the rule that decided (its body
  * caps). With box (not NULL) and a unit that goes to the store, the commit
  * is waited for: returns its ticket, whose owner is owner (box's deliver
  * gets owner and the status on box's loop). Otherwise NULL. May wait for

@@ -405,6 +405,10 @@ static void replicator_counters(buf *out, store *s)
     one(out, "restspy_replication_deduplicated_total", "counter",
         "Messages the replicator found in its ledger already (redeliveries), acked unapplied.",
         (unsigned long long)rs.deduplicated);
+    one(out, "restspy_replication_diverged_total", "counter",
+        "Writes applied here whose answer differed from the origin's (status, or body under "
+        "replicate_noise): restspy replication diverged lists them.",
+        (unsigned long long)rs.diverged);
     one(out, "restspy_replication_skipped_total", "counter",
         "Writes an operator skipped (replication dead --skip, the console's Discard).",
         (unsigned long long)rs.skipped);

@@ -412,7 +412,7 @@ int mq_confirm_select(mq *m, char *err, size_t errlen)
 
 /* ---- publishing ---- */
 
-#define MQ_MAX_HEADERS 10 /* the protocol's seven, plus a dead letter's two */
+#define MQ_MAX_HEADERS 11 /* the protocol's eight, plus a dead letter's two */
 
 typedef struct hdrs {
     amqp_table_entry_t e[MQ_MAX_HEADERS];
@@ -441,6 +441,14 @@ static int publish(mq *m, const char *exchange, const char *routing_key, const r
     hdr_add(&h, "x-restspy-signature", msg->signature);
     hdr_add(&h, "x-restspy-origin-status", msg->origin_status);
     hdr_add(&h, "x-restspy-origin-digest", msg->origin_digest);
+    if (msg->origin_body.len && h.n < MQ_MAX_HEADERS) {
+        /* Any bytes (a long string is length-prefixed): the body as stored. */
+        amqp_table_entry_t *e = &h.e[h.n++];
+        e->key = amqp_cstring_bytes("x-restspy-origin-body");
+        e->value.kind = AMQP_FIELD_KIND_BYTES;
+        e->value.value.bytes.bytes = msg->origin_body.data;
+        e->value.value.bytes.len = msg->origin_body.len;
+    }
     char dead_at[24];
     if (reason != NULL) {
         hdr_add(&h, "x-restspy-reason", reason);
@@ -566,6 +574,13 @@ static void take_headers(const amqp_table_t *t, repl_msg *msg, char **reason)
         const char *k = e->key.bytes;
         size_t kl = e->key.len;
 #define KEY_IS(lit) (kl == sizeof(lit) - 1 && memcmp(k, lit, kl) == 0)
+        if (KEY_IS("x-restspy-origin-body")) {
+            amqp_bytes_t b = e->value.value.bytes;
+            buf_reset(&msg->origin_body);
+            if (b.len)
+                buf_append(&msg->origin_body, b.bytes, b.len);
+            continue;
+        }
         if (KEY_IS("x-restspy-origin"))
             dst = &msg->origin;
         else if (KEY_IS("x-restspy-method"))

@@ -124,9 +124,9 @@ void repl_status_json(const repl_status *x, buf *b)
         buf_append_str(b, "null");
     buf_appendf(b,
                 ",\"published\":%lld,\"not_replicated\":%lld,\"applied\":%lld,"
-                "\"deduplicated\":%lld,\"dead_lettered\":%lld",
+                "\"deduplicated\":%lld,\"dead_lettered\":%lld,\"diverged\":%lld",
                 (long long)st->published, (long long)st->not_replicated, (long long)st->applied,
-                (long long)st->deduplicated, (long long)st->dead_lettered);
+                (long long)st->deduplicated, (long long)st->dead_lettered, (long long)st->diverged);
     buf_json_add_us(b, "last_applied_us", st->last_applied_us);
     buf_json_add_age(b, "last_applied_age_s", st->last_applied_us, now);
     buf_json_add_us(b, "last_applied_msg_us", st->last_applied_msg_us);

@@ -749,6 +749,18 @@ int replicator_main(int argc, char **argv, char *const *envp)
                                .sni = cfg->upstream_sni}};
     if (cfg->upstream_insecure && strncmp(cfg->upstream, "https:", 6) == 0)
         repl_logf("warning: upstream_insecure: the upstream's certificate is NOT verified");
+    if (cfg->replicate_noise) {
+        /* Read once: a rule file that cannot be used stops the start, as
+         * any other bad setting, rather than report noise as divergence. */
+        r.noise = noise_new();
+        if (noise_load(r.noise, cfg->replicate_noise, err, sizeof err) != 0) {
+            fprintf(stderr, "restspy replicate: replicate_noise: %s\n", err);
+            noise_free(r.noise);
+            free(r.w);
+            config_unref(cfg);
+            return 2;
+        }
+    }
     for (unsigned i = 0; i < r.nw; i++) {
         r.w[i].hc = hclient_sync_new(&ho, err, sizeof err);
         if (!r.w[i].hc) {
@@ -756,6 +768,7 @@ int replicator_main(int argc, char **argv, char *const *envp)
             for (unsigned j = 0; j < i; j++)
                 hclient_sync_free(r.w[j].hc);
             free(r.w);
+            noise_free(r.noise);
             config_unref(cfg);
             return 2;
         }
@@ -846,6 +859,7 @@ out_sig:
     free(r.w);
     pend_drop(&r);
     free(r.pend);
+    noise_free(r.noise);
     config_unref(cfg);
     return rc;
 }

@@ -12,12 +12,14 @@
 #include "capture/config.h"
 #include "capture/record.h"
 #include "capture/redact.h"
+#include "compare/compare.h"
 #include "formats/repl_msg.h"
 #include "http/hclient.h"
 #include "replication/replicator_internal.h"
 #include "store/store.h"
 
 #define CAPTURE_CAP (64u << 10) /* bytes of each body kept in the capture row */
+#define DETAIL_MAX 300          /* bytes of the first body difference kept in an outcome */
 
 /* ---- workers ---- */
 
@@ -73,6 +75,89 @@ static record *capture(repl *r, const repl_msg *m, http_headers *sent, hclient_r
      * not. */
     redact_record(r->cfg, rec);
     return rec;
+}
+
+/* ---- divergence: the answer here against the origin's ---- */
+
+/* Appends "body " and the first difference of cr (cut at DETAIL_MAX bytes,
+ * on a character boundary), and how many more there are. */
+static void body_detail(const compare_result *cr, buf *out)
+{
+    buf d = BUF_INIT;
+    if (cr->ndiffs)
+        diff_format(&cr->diffs[0], &d);
+    size_t n = d.len;
+    if (n > DETAIL_MAX) {
+        n = DETAIL_MAX;
+        while (n && ((unsigned char)d.data[n] & 0xC0) == 0x80)
+            n--; /* not inside a UTF-8 sequence */
+    }
+    buf_append_str(out, "body");
+    if (n) {
+        buf_append_char(out, ' ');
+        buf_append(out, d.data, n);
+        if (n < d.len)
+            buf_append_str(out, "...");
+    }
+    if (cr->ndiffs_total > 1)
+        buf_appendf(out, " (and %zu more)", cr->ndiffs_total - 1);
+    buf_free(&d);
+}
+
+/* Does the body here match the origin's? With the origin's stored body in
+ * the message: the comparison engine under the site's noise rules, against
+ * rec (the capture row: decoded and redacted as the origin's is). Else by
+ * the digest of the bytes on the wire. Appends the difference to out and
+ * returns false when they differ; true (out untouched) when they match or
+ * nothing tells (a body the origin's capture cut). */
+static bool same_body(const repl *r, const repl_msg *m, const buf *wire, const record *rec,
+                      buf *out)
+{
+    if (m->origin_body.len) {
+        record *want = record_new();
+        want->status = rec->status;
+        buf_append(&want->resp_body, m->origin_body.data, m->origin_body.len);
+        want->resp_body_size = m->origin_body.len;
+        compare_opts o = {.noise = r->noise, .headers = NULL, .max_diffs = 1};
+        compare_result cr;
+        compare_responses(&o, want, rec, &cr);
+        if (!cr.match)
+            body_detail(&cr, out);
+        bool same = cr.match;
+        compare_result_free(&cr);
+        record_free(want);
+        return same;
+    }
+    if (!m->origin_digest)
+        return true;
+    char hex[REPL_DIGEST_HEX + 1];
+    repl_sha256_hex(wire->data, wire->len, hex);
+    if (strcmp(hex, m->origin_digest) == 0)
+        return true;
+    buf_append_str(out, "body (its SHA-256 differs; the origin sent no body to compare under "
+                        "noise rules)");
+    return false;
+}
+
+/* The ledger outcome of an apply answered with status and wire (its body
+ * as received) and captured as rec: "same" or "diverged: status 201 -> 409"
+ * / "diverged: body $.id: 17 -> 23" (heap), or NULL for a version-1
+ * message, which does not say what the origin answered. */
+static char *outcome_of(const repl *r, const repl_msg *m, int status, const buf *wire,
+                        const record *rec)
+{
+    if (!m->origin_status)
+        return NULL;
+    int origin = atoi(m->origin_status); /* 3 digits: repl_msg_verify checked */
+    buf o = BUF_INIT;
+    buf_append_str(&o, "diverged: ");
+    if (status != origin)
+        buf_appendf(&o, "status %d -> %d", origin, status);
+    else if (same_body(r, m, wire, rec, &o)) {
+        buf_free(&o);
+        return xstrdup("same");
+    }
+    return buf_detach(&o);
 }
 
 /* A failed attempt: the item is tried again later; spend says whether the
@@ -171,7 +256,12 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
         return;
     }
     it->answered = true;
-    if (resp.status >= 400) {
+    if (resp.status >= 400 && !m->origin_status) {
+        /* A version-1 message does not say what the origin answered: a
+         * refusal here is the message's fault as far as can be told. With
+         * version 2 it is an outcome like any other (below): recorded as
+         * diverged (or the same refusal as at the origin) and acked, never
+         * retried blindly nor dead-lettered. */
         it->outcome = OUT_DEAD;
         it->receipt = RECEIPT_DEAD_LETTERED;
         it->reason = repl_dead_reason(resp.status, &resp.body);
@@ -185,6 +275,11 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
         http_headers_add(&sent, hdrs->v[i].name, strlen(hdrs->v[i].name), hdrs->v[i].value,
                          strlen(hdrs->v[i].value));
     record *rec = capture(r, m, &sent, &resp, t0, dur);
+    rec->replication = outcome_of(r, m, resp.status, &resp.body, rec); /* the ledger's too */
+    bool diverged = rec->replication && strcmp(rec->replication, "same") != 0;
+    if (diverged)
+        repl_logf("%s %s from %s diverged: %s", m->method, m->target, m->origin,
+                  rec->replication + strlen("diverged: "));
     hclient_response_free(&resp);
     pthread_mutex_lock(&w->cmu);
     w->cdone = false;
@@ -200,6 +295,10 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
     }
     if (status == 0) {
         it->outcome = OUT_ACK;
+        /* Counted once acked (a redelivery is deduplicated, not counted
+         * again); a replicator stopped between the commit and the ack leaves
+         * the ledger row without the count: the ledger is the record. */
+        it->counter = diverged ? "diverged" : NULL;
         it->receipt = RECEIPT_APPLIED;
         it->receipt_at_us = util_now_us();
         return;

@@ -16,6 +16,7 @@
 
 #include "base/buf.h"
 #include "capture/record.h"
+#include "compare/noise.h"
 #include "formats/receipt.h"
 #include "formats/repl_msg.h"
 #include "capture/config.h"
@@ -180,6 +181,7 @@ typedef struct pending_dead {
 struct repl {
     config *cfg;
     store *st;
+    noise *noise; /* replicate_noise's rules (read-only once loaded), or NULL */
     /* An eventfd a worker writes when it hands an item back, so that the
      * main thread's wait on the broker ends at once (mq_set_wake); -1 when
      * it could not be made (the main thread then polls every

@@ -21,7 +21,7 @@
 /* The schema version this build writes: the same numbering as SQLite's
  * (STORE_SQLITE_SCHEMA_VERSION), so that one number names one logical
  * schema whichever the backend (pg_schema.c). */
-#define PG_SCHEMA_VERSION 8
+#define PG_SCHEMA_VERSION 9
 
 /* Column order shared by the INSERT and every SELECT: SQLite's (SQ_COLUMNS),
  * so that both backends read a row the same way. */

@@ -137,6 +137,9 @@ static void query_sql(const store_query *q, const char *lo, const char *hi, qbui
         q_text(b, " AND origin = $%d", q->origin);
     if (q->node)
         q_text(b, " AND node = $%d", q->node);
+    if (q->diverged) /* through the ledger's partial index of diverged rows */
+        buf_append_str(&b->sql,
+                       " AND id IN (SELECT message_id FROM applied WHERE outcome <> 'same')");
     buf_append_str(&b->sql, q->newest_first ? " ORDER BY started_at DESC, seq DESC"
                                             : " ORDER BY started_at, seq");
     /* With a glob the limit counts rows that pass the C-side match. */

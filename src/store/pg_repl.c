@@ -57,7 +57,7 @@
 #define PG_OUTBOX_COLUMNS(p)                                                                       \
     p "claim_seq, " p "message_id, " p "timestamp, " p "origin, " p "method, " p "target, " p      \
       "headers, " p "content_type, " p "signature, " p "routing_key, " p "body, " p                \
-      "origin_status, " p "origin_digest"
+      "origin_status, " p "origin_digest, " p "origin_body"
 enum {
     PO_SEQ,
     PO_ID,
@@ -71,7 +71,8 @@ enum {
     PO_RKEY,
     PO_BODY,
     PO_OSTATUS,
-    PO_ODIGEST
+    PO_ODIGEST,
+    PO_OBODY
 };
 
 /* Integer parameters' text. */
@@ -117,6 +118,7 @@ static int fetch_row(const PGresult *r, void *ud)
     pg_set_body(&m->body, r, PO_BODY);
     pg_set_str(&m->origin_status, r, PO_OSTATUS);
     pg_set_str(&m->origin_digest, r, PO_ODIGEST);
+    pg_set_body(&m->origin_body, r, PO_OBODY);
     x->rows[x->n].seq = pg_get_int(r, PO_SEQ);
     x->rows[x->n].msg = m;
     x->n++;
@@ -393,11 +395,13 @@ static int stats_row(const PGresult *r, void *ud)
     out->retry_max_attempts = pg_get_int(r, 12);
     snprintf(out->last_confirmed_id, sizeof out->last_confirmed_id, "%s",
              PQgetisnull(r, 0, 13) ? "" : PQgetvalue(r, 0, 13));
+    out->diverged = pg_get_int(r, 14);
     return 0;
 }
 
-#define PG_COUNTER(name, dflt)                                                                     \
-    "coalesce((SELECT value FROM counters WHERE name = '" name "'), " dflt "), "
+#define PG_COUNTER_LAST(name, dflt)                                                                \
+    "coalesce((SELECT value FROM counters WHERE name = '" name "'), " dflt ")"
+#define PG_COUNTER(name, dflt) PG_COUNTER_LAST(name, dflt) ", "
 
 int pg_repl_stats_get(store *base, store_repl_stats *out, char *err, size_t errlen)
 {
@@ -412,9 +416,10 @@ int pg_repl_stats_get(store *base, store_repl_stats *out, char *err, size_t errl
         "coalesce((SELECT applied_at FROM last), 0), " PG_COUNTER("published", "0")
             PG_COUNTER("not_replicated", "0") PG_COUNTER("deduplicated", "0")
                 PG_COUNTER("dead_lettered", "0") PG_COUNTER("last_confirmed_us", "0")
-                    PG_COUNTER("retry_max_age_ms", "-1") PG_COUNTER(
-                        "retry_max_attempts",
-                        "-1") "(SELECT text_value FROM counters WHERE name = 'last_confirmed_id')",
+                    PG_COUNTER("retry_max_age_ms", "-1")
+                        PG_COUNTER("retry_max_attempts",
+                                   "-1") "(SELECT text_value FROM counters WHERE name = "
+                                         "'last_confirmed_id'), " PG_COUNTER_LAST("diverged", "0"),
         0, NULL, stats_row, out, err, errlen);
     if (ret < 0) {
         memset(out, 0, sizeof *out);

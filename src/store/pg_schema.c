@@ -126,6 +126,10 @@ static const struct {
         " claimed_until bigint NOT NULL);"},
     /* 7 -> 8: the origin's answer in the outbox, as SQLite's 7 -> 8. */
     {7, "ALTER TABLE outbox ADD COLUMN origin_status text, ADD COLUMN origin_digest text;"},
+    /* 8 -> 9: divergence, as SQLite's 8 -> 9. */
+    {8, "ALTER TABLE outbox ADD COLUMN origin_body bytea;"
+        "ALTER TABLE applied ADD COLUMN outcome text;"
+        "CREATE INDEX applied_diverged ON applied(message_id) WHERE outcome <> 'same';"},
 };
 
 /* The first column of sql's one row as an integer (NULL: 0). 0, or -1. */

@@ -50,12 +50,11 @@
     "$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28) ON CONFLICT (id) DO NOTHING"
 #define PG_INSERT_OUTBOX                                                                           \
     "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, target, headers, "     \
-    "content_type, signature, routing_key, body, origin_status, origin_digest) VALUES "            \
-    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "                                                \
-    "RETURNING seq"
+    "content_type, signature, routing_key, body, origin_status, origin_digest, origin_body) "      \
+    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING seq"
 #define PG_INSERT_APPLIED                                                                          \
-    "INSERT INTO applied (message_id, origin, applied_at, status) VALUES ($1,$2,$3,$4) ON "        \
-    "CONFLICT (message_id) DO NOTHING"
+    "INSERT INTO applied (message_id, origin, applied_at, status, outcome) VALUES "                \
+    "($1,$2,$3,$4,$5) ON CONFLICT (message_id) DO NOTHING"
 #define PG_STUCK_DELETE "DELETE FROM stuck WHERE message_id = $1"
 /* An applied message is no longer being applied: the claim of the
  * replicator that applied it (pg_repl.c) goes with the ledger row's commit,
@@ -97,8 +96,8 @@ static const struct {
     int nparams;
 } statements[] = {
     {"restspy_ins", PG_INSERT, PG_C_COUNT},
-    {"restspy_ins_outbox", PG_INSERT_OUTBOX, 13},
-    {"restspy_ins_applied", PG_INSERT_APPLIED, 4},
+    {"restspy_ins_outbox", PG_INSERT_OUTBOX, 14},
+    {"restspy_ins_applied", PG_INSERT_APPLIED, 5},
     {"restspy_stuck_del", PG_STUCK_DELETE, 1},
     {"restspy_applying_del", PG_APPLYING_DELETE, 1},
     {"restspy_confirm", PG_CONFIRM, 2},
@@ -345,6 +344,10 @@ static void outbox_params(const repl_msg *m, int64_t now_us, params *p)
     p_bytes(p, &m->body);
     p_text(p, m->origin_status);
     p_text(p, m->origin_digest);
+    if (m->origin_body.len)
+        p_bytes(p, &m->origin_body);
+    else
+        p_text(p, NULL);
 }
 
 /* A pipeline being read: which unit each query sent belongs to. */
@@ -431,6 +434,7 @@ static bool send_unit(pg_store *s, pipe *p, const store_unit *u, size_t i, int64
         p_text(&prm, u->rec->node);
         p_int(&prm, now_us);
         p_int(&prm, u->rec->status);
+        p_text(&prm, u->rec->replication); /* the outcome (store.h) */
         if (!send_params(s, ST_APPLIED, &prm))
             return false;
         note_sent(p, i);

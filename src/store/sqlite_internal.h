@@ -66,7 +66,7 @@ enum {
 
 #define SQ_OUTBOX_COLUMNS                                                                          \
     "seq, message_id, timestamp, origin, method, target, headers, content_type, signature, "       \
-    "routing_key, body, origin_status, origin_digest"
+    "routing_key, body, origin_status, origin_digest, origin_body"
 enum {
     O_SEQ,
     O_ID,
@@ -80,17 +80,19 @@ enum {
     O_RKEY,
     O_BODY,
     O_OSTATUS,
-    O_ODIGEST
+    O_ODIGEST,
+    O_OBODY
 };
 
 #define SQ_INSERT_OUTBOX                                                                           \
     "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, target, headers, "     \
-    "content_type, signature, routing_key, body, origin_status, origin_digest) VALUES "            \
-    "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "content_type, signature, routing_key, body, origin_status, origin_digest, origin_body) "      \
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 /* OR IGNORE: two replicators racing on one message keep the first row. */
 #define SQ_INSERT_APPLIED                                                                          \
-    "INSERT OR IGNORE INTO applied (message_id, origin, applied_at, status) VALUES (?,?,?,?)"
+    "INSERT OR IGNORE INTO applied (message_id, origin, applied_at, status, outcome) VALUES "      \
+    "(?,?,?,?,?)"
 
 /* One statement for both counter operations: ?3 true sets, false adds. */
 #define SQ_COUNTER                                                                                 \

@@ -278,6 +278,10 @@ static void query_sql(const sq_store *s, const store_query *q, const store_path_
         buf_append_str(sql, " AND node = ?");
         add_text(p, np, q->node, strlen(q->node));
     }
+    if (q->diverged) /* through the ledger's partial index of diverged rows */
+        buf_append_str(sql, s->schema >= 9 ? " AND id IN (SELECT message_id FROM applied WHERE "
+                                             "outcome <> 'same')"
+                                           : " AND 0"); /* outcomes begin with version 9 */
     /* rowid breaks ties in insertion order and keeps the started_at index
      * usable for the ORDER BY. */
     buf_append_str(sql, q->newest_first ? " ORDER BY started_at DESC, rowid DESC"

@@ -33,6 +33,7 @@ static repl_msg *row_to_msg(sqlite3_stmt *st)
     sq_set_body(&m->body, st, O_BODY);
     sq_set_str(&m->origin_status, st, O_OSTATUS);
     sq_set_str(&m->origin_digest, st, O_ODIGEST);
+    sq_set_body(&m->origin_body, st, O_OBODY);
     return m;
 }
 
@@ -141,6 +142,8 @@ static int repl_stats_read(sqlite3 *db, int64_t schema, store_repl_stats *out)
                     out->deduplicated = v;
                 else if (strcmp(name, "dead_lettered") == 0)
                     out->dead_lettered = v;
+                else if (strcmp(name, "diverged") == 0)
+                    out->diverged = v;
                 else if (strcmp(name, "last_confirmed_us") == 0)
                     out->last_confirmed_us = v;
                 else if (strcmp(name, "retry_max_age_ms") == 0)

@@ -129,6 +129,15 @@ static const char *const migrations[] = {
      * rows of older versions, which go out as version-1 messages. */
     ("ALTER TABLE outbox ADD COLUMN origin_status TEXT;"
      "ALTER TABLE outbox ADD COLUMN origin_digest TEXT;"),
+    /* 8 -> 9: divergence (issue 16). outbox.origin_body: the origin's
+     * stored response body a version-2 message may carry (NULL: none).
+     * applied.outcome: how the answer here compared with the origin's
+     * ("same", "diverged: ..."; NULL before this version and for version-1
+     * messages). The partial index holds only the rare diverged rows, so
+     * listing them reads no other ledger row. */
+    ("ALTER TABLE outbox ADD COLUMN origin_body BLOB;"
+     "ALTER TABLE applied ADD COLUMN outcome TEXT;"
+     "CREATE INDEX applied_diverged ON applied(message_id) WHERE outcome <> 'same';"),
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SQLITE_SCHEMA_VERSION,

@@ -106,6 +106,7 @@ static int bind_outbox(sqlite3_stmt *st, const repl_msg *m, int64_t now_us)
     B(bind_body(st, 10, &m->body));
     B(sq_bind_text(st, 11, m->origin_status));
     B(sq_bind_text(st, 12, m->origin_digest));
+    B(m->origin_body.len ? bind_body(st, 13, &m->origin_body) : sqlite3_bind_null(st, 14));
     return rc;
 }
 
@@ -181,6 +182,7 @@ static int insert_unit(sq_store *s, const store_unit *u, int64_t now_us, int64_t
         sq_bind_text(st, 1, r->node);
         sqlite3_bind_int64(st, 3, now_us);
         sqlite3_bind_int(st, 4, r->status);
+        sq_bind_text(st, 4, r->replication); /* the outcome (store.h) */
         rc = sq_run(s, st, NULL, e, elen);
         /* Applied: no longer stuck, in the same transaction. */
         if (rc == SQLITE_OK) {

@@ -169,8 +169,11 @@ void store_close(store *s);
  * PRIMARY KEY AUTOINCREMENT, the message's fields as columns, created_at) in
  * the same transaction as its `requests` row, whose `replication` column
  * holds rec->replication. A unit with an applied_id gets a row in table
- * `applied` (message_id TEXT PRIMARY KEY, origin, applied_at µs, status) in
- * its transaction: the replicator's exactly-once ledger. Table `counters`
+ * `applied` (message_id TEXT PRIMARY KEY, origin, applied_at µs, status,
+ * outcome) in its transaction: the replicator's exactly-once ledger. Its
+ * outcome is rec->replication ("same", "diverged: ...": how the answer here
+ * compared with the origin's; NULL when the message did not say), so the
+ * replicated capture row and the ledger row say the same. Table `counters`
  * (name TEXT PRIMARY KEY, value INTEGER) keeps replication figures that must
  * survive restarts and be read by other processes. */
 
@@ -220,6 +223,7 @@ typedef struct store_repl_stats {
     int64_t last_applied_msg_us; /* time of that message (from its UUIDv7 id) */
     int64_t deduplicated;        /* counters.deduplicated */
     int64_t dead_lettered;       /* counters.dead_lettered */
+    int64_t diverged;            /* counters.diverged: applies whose answer differed */
     int64_t skipped;             /* ledger rows in state 'skipped' (not counted in applied) */
     int64_t retry_max_age_ms;    /* the replicator's budget (counters), -1 = unknown */
     int64_t retry_max_attempts;  /* -1 = unknown */
@@ -401,6 +405,8 @@ typedef struct store_query {
     int64_t until_us;      /* started_at < until_us; 0 = any */
     const char *origin;    /* NULL = any */
     const char *node;      /* NULL = any */
+    bool diverged;         /* only replicated writes whose answer here differed from
+                              the origin's (their ledger outcome is not "same") */
     int64_t limit;         /* 0 = no limit */
     bool newest_first;     /* order by started_at DESC (default ASC) */
 } store_query;

@@ -22,7 +22,7 @@
 #include "store/store.h"
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define STORE_SQLITE_SCHEMA_VERSION 8
+#define STORE_SQLITE_SCHEMA_VERSION 9
 
 /* TEST ONLY: the most rows a path glob's literal-prefix range may hold for
  * store_query_each to read it through the path index rather than walk the

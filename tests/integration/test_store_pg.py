@@ -28,7 +28,7 @@ import pgnode
 # current one, since src/store/pg_schema.c appends its migrations after it.
 # PostgreSQL stores begin at version 7, so today the previous release's
 # version is 7 itself and opening it must migrate nothing; once pg_schema.c
-# adds version 8, the same test covers the migration 7 -> 8.
+# adds versions 8 and 9, the same test covers the migrations 7 -> 8 -> 9.
 PREVIOUS_VERSION = 7
 PREVIOUS_SCHEMA = """
 CREATE TABLE restspy_schema (version integer NOT NULL);
@@ -235,11 +235,17 @@ class PgStoreTest(unittest.TestCase):
                                         "restspy_schema", db=db).strip(),
                          str(current_version()))
         self.assertGreaterEqual(current_version(), PREVIOUS_VERSION)
-        # Version 8: the origin's answer of a replicated write (issue 16).
+        # Versions 8 and 9: the origin's answer (and body) of a replicated
+        # write, the ledger's outcome and its index of diverged rows (issue 16).
         self.assertEqual(self.node.psql("SELECT string_agg(column_name, ',' ORDER BY column_name) "
                                         "FROM information_schema.columns WHERE table_name = "
                                         "'outbox' AND column_name LIKE 'origin_%'", db=db).strip(),
-                         "origin_digest,origin_status")
+                         "origin_body,origin_digest,origin_status")
+        self.assertEqual(self.node.psql("SELECT count(*) FROM information_schema.columns WHERE "
+                                        "table_name = 'applied' AND column_name = 'outcome'",
+                                        db=db).strip(), "1")
+        self.assertEqual(self.node.psql("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                                        "'applied_diverged'", db=db).strip(), "1")
         for p in ps:
             p.stop()
             p.check_stopped(self)

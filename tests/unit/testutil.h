@@ -18,6 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/* SQL that takes a current SQLite store file back to schema version 8 (the
+ * migration 8 -> 9 undone), for the tests that build older files from a
+ * new one by removing what the later migrations added. */
+#define TESTUTIL_SQLITE_UNDO_V9                                                                    \
+    "DROP INDEX applied_diverged; ALTER TABLE applied DROP COLUMN outcome; "                       \
+    "ALTER TABLE outbox DROP COLUMN origin_body; "
+
 /* Sleeps ms milliseconds (nanosleep: no signal juggling like sleep()). */
 static inline void testutil_sleep_ms(int ms)
 {

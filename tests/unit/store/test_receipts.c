@@ -227,7 +227,8 @@ static void test_file_before_receipts(void **state)
 {
     testutil_tmpdb *f = *state;
     store_close(open_store(f, false));
-    sql_exec(f->path, "DROP TABLE receipts; ALTER TABLE outbox DROP COLUMN origin_status; "
+    sql_exec(f->path, TESTUTIL_SQLITE_UNDO_V9 "DROP TABLE receipts; "
+                      "ALTER TABLE outbox DROP COLUMN origin_status; "
                       "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 5");
 
     /* A reader of a version 5 file sees no receipts, and no error. */

@@ -1653,10 +1653,11 @@ static void glob_store(const fx *f, char ids[][UUID7_STR_LEN + 1])
 /* Gives the file at f version 6's indexes and number back. */
 static void glob_back_to_v6(const fx *f)
 {
-    sql_exec(f->path, "DROP INDEX requests_path; CREATE INDEX requests_method_path ON "
-                      "requests(method, path); CREATE INDEX requests_status ON requests(status); "
-                      "ALTER TABLE outbox DROP COLUMN origin_status; "
-                      "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 6");
+    sql_exec(f->path, TESTUTIL_SQLITE_UNDO_V9
+             "DROP INDEX requests_path; CREATE INDEX requests_method_path ON "
+             "requests(method, path); CREATE INDEX requests_status ON requests(status); "
+             "ALTER TABLE outbox DROP COLUMN origin_status; "
+             "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 6");
 }
 
 static void test_glob_plans(void **state)
@@ -1711,31 +1712,41 @@ static void test_migration_v6_to_v7(void **state)
 }
 
 /* A version-7 file with a message in its outbox (written as version 7 did:
- * version 8 only adds two columns, so dropping them gives the version-7
- * table): a writer brings it to version 8, the message stays and reads back
- * as a version-1 message, and the next one keeps the origin's answer. */
-static void test_migration_v7_to_v8(void **state)
+ * versions 8 and 9 only add columns and an index, so dropping them gives the
+ * version-7 tables): a writer brings it to the current version, the
+ * message stays and reads back as a version-1 message, and the next one
+ * keeps the origin's answer and body. */
+static void test_migration_v7_to_v9(void **state)
 {
     fx *f = *state;
     store_options o = opts(f);
     store *s = open_started(&o);
     store_close(s);
-    sql_exec(f->path, "ALTER TABLE outbox DROP COLUMN origin_status; "
-                      "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 7; "
-                      "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, "
-                      "target, headers, content_type, signature, routing_key, body) VALUES "
-                      "('01900000-0000-7000-8000-000000000007', 1, 1700000000, 'site-a', 'PUT', "
-                      "'/old', '[]', NULL, NULL, 'site-a.PUT.old', x'00ff')");
+    sql_exec(f->path, TESTUTIL_SQLITE_UNDO_V9
+             "ALTER TABLE outbox DROP COLUMN origin_status; "
+             "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 7; "
+             "INSERT INTO outbox (message_id, created_at, timestamp, origin, method, "
+             "target, headers, content_type, signature, routing_key, body) VALUES "
+             "('01900000-0000-7000-8000-000000000007', 1, 1700000000, 'site-a', 'PUT', "
+             "'/old', '[]', NULL, NULL, 'site-a.PUT.old', x'00ff')");
     s = open_started(&o);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 8);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 9);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox') WHERE "
-                                      "name IN ('origin_status', 'origin_digest')"),
-                     2);
+                                      "name IN ('origin_status', 'origin_digest', 'origin_body')"),
+                     3);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('applied') WHERE "
+                                      "name = 'outcome'"),
+                     1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('applied') WHERE "
+                                      "name = 'applied_diverged' AND partial"),
+                     1);
     record *r = mkrec(0, 100);
     r->replication = xstrdup("queued");
     char id[UUID7_STR_LEN + 1];
     memcpy(id, r->id, sizeof id);
-    assert_int_equal(submit_with(s, r, mkmsg(r, 0), NULL), 0);
+    repl_msg *m = mkmsg(r, 0);
+    repl_msg_set_origin_body(m, "{\"id\": 17}", 11);
+    assert_int_equal(submit_with(s, r, m, NULL), 0);
     wait_stats(s, written_ge, 1);
     store_outbox_row rows[4];
     size_t n = 0;
@@ -1747,8 +1758,11 @@ static void test_migration_v7_to_v8(void **state)
     assert_int_equal(rows[0].msg->body.len, 2);
     assert_int_equal(repl_msg_version(rows[0].msg), 1);
     assert_null(rows[0].msg->origin_digest);
+    assert_int_equal(rows[0].msg->origin_body.len, 0);
     check_msg(rows[1].msg, id, 0);
     assert_int_equal(repl_msg_version(rows[1].msg), 2);
+    assert_int_equal(rows[1].msg->origin_body.len, 11);
+    assert_memory_equal(rows[1].msg->origin_body.data, "{\"id\": 17}", 11);
     store_outbox_rows_free(rows, n);
     store_close(s);
 }
@@ -1802,8 +1816,9 @@ static void test_migration_v1_to_v2(void **state)
                                       "AND replication IS NULL"),
                      1);
     /* The new tables and the ledger index, as documented. */
-    /* 12 columns, and origin_status and origin_digest since version 8 */
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox')"), 14);
+    /* 12 columns, origin_status and origin_digest since version 8, and
+     * origin_body since version 9 */
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox')"), 15);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('outbox') WHERE "
                                       "\"notnull\" AND name IN ('message_id','created_at',"
                                       "'timestamp','origin','method','target','headers',"
@@ -1815,7 +1830,7 @@ static void test_migration_v1_to_v2(void **state)
     /* applied_applied_at, and applied_origin since version 5 */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_index_list('applied') WHERE "
                                       "origin = 'c'"),
-                     2);
+                     3); /* applied_diverged since version 9 */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('counters')"), 2);
     /* Version 4: the ledger's state and the stuck messages. */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info('applied') WHERE "
@@ -2102,6 +2117,66 @@ static void test_ledger(void **state)
     /* A reader (another process) sees the ledger. */
     s = open_ro(f);
     assert_int_equal(store_ledger_has(s, mid, err, sizeof err), 1);
+    store_close(s);
+}
+
+/* The replicator's outcome (rec->replication of an applied unit) goes to
+ * the ledger row; a query for diverged writes finds the replicated rows
+ * whose outcome is not "same" (and none without an outcome), on a store
+ * any reader opens. */
+static int count_row(const record *r, void *ud)
+{
+    (void)r;
+    ++*(int *)ud;
+    return 0;
+}
+
+static void test_ledger_outcome(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f);
+    store *s = open_started(&o);
+    const char *outcomes[] = {"same", "diverged: status 201 -> 409", NULL,
+                              "diverged: body $.id: 17 -> 23"};
+    char ids[4][UUID7_STR_LEN + 1];
+    for (int i = 0; i < 4; i++) {
+        record *r = mkrec(i, 100 + i);
+        free(r->origin);
+        r->origin = xstrdup("replicated");
+        r->replication = outcomes[i] ? xstrdup(outcomes[i]) : NULL;
+        memcpy(ids[i], r->id, sizeof ids[i]);
+        assert_int_equal(submit_with(s, r, NULL, r->id), 0);
+    }
+    wait_stats(s, written_ge, 4);
+    store_close(s);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM applied WHERE message_id = '%s' AND outcome = "
+             "'diverged: status 201 -> 409'",
+             ids[1]);
+    assert_int_equal(sql_int(f->path, sql), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM applied WHERE message_id = '%s' AND outcome IS "
+             "NULL",
+             ids[2]);
+    assert_int_equal(sql_int(f->path, sql), 1);
+
+    s = open_ro(f);
+    store_query q = {.diverged = true};
+    int n = 0;
+    char err[256] = "";
+    assert_int_equal(store_query_each(s, &q, count_row, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    q.path_glob = "/api/items/1"; /* with the other filters */
+    n = 0;
+    assert_int_equal(store_query_each(s, &q, count_row, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    store_close(s);
+    store_query all = {0};
+    s = open_ro(f);
+    int every = 0;
+    assert_int_equal(store_query_each(s, &all, count_row, &every, err, sizeof err), 0);
+    assert_int_equal(every, 4);
     store_close(s);
 }
 
@@ -2907,6 +2982,7 @@ static void test_pg_retention_lock(void **state)
 PG_WRAP(test_outbox_rows)
 PG_WRAP(test_outbox_confirmed)
 PG_WRAP(test_ledger)
+PG_WRAP(test_ledger_outcome)
 PG_WRAP(test_stuck)
 PG_WRAP(test_ledger_skip)
 PG_WRAP(test_repl_lag)
@@ -3205,13 +3281,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_id_abbrev_clashes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_id_abbrev_large_store, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queries, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_migration_v7_to_v8, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_migration_v7_to_v9, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v1_to_v2, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_glob_plans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_migration_v6_to_v7, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_rows, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_callbacks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_confirmed, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_outcome, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ledger, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_counters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_outbox_wait, fx_setup, fx_teardown),
@@ -3242,6 +3319,7 @@ int main(void)
         PG_TEST(test_outbox_rows),
         PG_TEST(test_outbox_confirmed),
         PG_TEST(test_ledger),
+        PG_TEST(test_ledger_outcome),
         PG_TEST(test_stuck),
         PG_TEST(test_ledger_skip),
         PG_TEST(test_repl_lag),
