@@ -11,7 +11,7 @@
 
 #define RECEIPT_CANON_TAG "restspy-receipt-v1"
 
-static const char *const outcome_names[] = {"applied", "dead-lettered", "skipped"};
+static const char *const outcome_names[] = {"applied", "dead-lettered", "skipped", "diverged"};
 
 const char *receipt_outcome_name(receipt_outcome o)
 {

@@ -30,6 +30,8 @@ typedef enum {
     RECEIPT_APPLIED = 0,   /* the app answered 2xx/3xx; the ledger has it */
     RECEIPT_DEAD_LETTERED, /* the app refused it, or its retry budget was spent */
     RECEIPT_SKIPPED,       /* acknowledged without being applied (an operator's skip) */
+    RECEIPT_DIVERGED,      /* applied (the ledger has it), but the app's answer differed
+                              from the origin's (status is the app's): issue 16 */
 } receipt_outcome;
 
 typedef struct receipt {
@@ -41,7 +43,7 @@ typedef struct receipt {
     int64_t at_us; /* when the outcome was committed at node (its wall clock, µs) */
 } receipt;
 
-/* "applied", "dead-lettered", "skipped". */
+/* "applied", "dead-lettered", "skipped", "diverged". */
 const char *receipt_outcome_name(receipt_outcome o);
 
 /* The outcome named s (as receipt_outcome_name writes it): 0 with *o, or -1. */

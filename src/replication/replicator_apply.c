@@ -299,7 +299,7 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
          * again); a replicator stopped between the commit and the ack leaves
          * the ledger row without the count: the ledger is the record. */
         it->counter = diverged ? "diverged" : NULL;
-        it->receipt = RECEIPT_APPLIED;
+        it->receipt = diverged ? RECEIPT_DIVERGED : RECEIPT_APPLIED;
         it->receipt_at_us = util_now_us();
         return;
     }

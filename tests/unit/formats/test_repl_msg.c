@@ -624,6 +624,54 @@ static void test_v2_answer(void **state)
     repl_msg_free(m);
 }
 
+/* The origin's body: a twelfth line (its SHA-256) only when carried, so a
+ * version-2 message without one keeps its form; the body is signed, so a
+ * changed, stripped or added body fails. */
+static void test_v2_origin_body(void **state)
+{
+    (void)state;
+    repl_msg *m = example_msg();
+    buf abc = BUF_INIT;
+    buf_append_str(&abc, "abc");
+    repl_msg_set_answer(m, 201, &abc);
+    char *eleven = canonical(m);
+    repl_msg_set_origin_body(m, abc.data, abc.len);
+    char *twelve = canonical(m);
+    buf want = BUF_INIT;
+    buf_append_str(&want, eleven);
+    buf_append_str(&want, "\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_string_equal(twelve, want.data);
+    buf_free(&want);
+    free(eleven);
+    free(twelve);
+
+    char why[160] = "";
+    repl_msg_sign(m, "s3cret");
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), 0);
+    buf_reset(&m->origin_body);
+    buf_append_str(&m->origin_body, "abd");
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
+    assert_string_equal(why, "bad signature");
+    buf_reset(&m->origin_body); /* stripped */
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
+    repl_msg_sign(m, "s3cret");
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), 0);
+    buf_append_str(&m->origin_body, "abc"); /* added */
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
+    /* Carried without the origin's status: malformed. */
+    replace(&m->origin_status, NULL);
+    replace(&m->origin_digest, NULL);
+    assert_int_equal(repl_msg_verify(m, "s3cret", why, sizeof why), -1);
+    assert_string_equal(why,
+                        "malformed message: x-restspy-origin-body without x-restspy-origin-status");
+    /* Setting an empty body carries none. */
+    repl_msg_set_answer(m, 201, NULL);
+    repl_msg_set_origin_body(m, "", 0);
+    assert_int_equal(m->origin_body.len, 0);
+    buf_free(&abc);
+    repl_msg_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_unsigned),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_v2_answer),
+        cmocka_unit_test(test_v2_origin_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
