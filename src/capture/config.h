@@ -22,6 +22,7 @@ enum { LOG_FORMAT_JSON = 0, LOG_FORMAT_COMBINED = 1 };
 enum { STORE_FULL_BLOCK = 0, STORE_FULL_DROP = 1 };
 enum { REPL_SYNC = 0, REPL_ASYNC = 1 };
 enum { REPL_ON_2XX = 0, REPL_ON_ANY = 1 };
+enum { REPL_REFUSED_DIVERGED = 0, REPL_REFUSED_DEAD_LETTER = 1 };
 enum { QUEUE_CLASSIC = 0, QUEUE_QUORUM = 1 };
 /* apply_order: what a replicated write waits for (docs/replication.md) */
 enum { APPLY_ORDER_RESOURCE = 0, APPLY_ORDER_STRICT = 1, APPLY_ORDER_ORIGIN = 2 };
@@ -107,6 +108,7 @@ typedef struct config {
     uint64_t replicate_max_body;        /* larger request bodies are not replicated */
     uint64_t replicate_origin_body_max; /* the origin's response body travels with its
                                            write up to this size (0 = never) */
+    int replicate_refused;              /* REPL_REFUSED_*: a 4xx here, 2xx/3xx there */
     char *replicate_noise;              /* noise rules file the replicator compares its
                                            answer with the origin's under; NULL = none */
     char **replicate_drop_headers;      /* NULL-terminated, lower case: not replicated */

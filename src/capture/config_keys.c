@@ -24,6 +24,7 @@ static const char *const log_formats[] = {"json", "combined", NULL};
 static const char *const full_policies[] = {"block", "drop", NULL};
 static const char *const durabilities[] = {"sync", "async", NULL};
 static const char *const repl_ons[] = {"2xx", "any", NULL};
+static const char *const repl_refuseds[] = {"diverged", "dead-letter", NULL};
 static const char *const queue_types[] = {"classic", "quorum", NULL};
 static const char *const apply_orders[] = {"resource", "strict", "origin", NULL};
 
@@ -175,6 +176,11 @@ static const keydef keys[] = {
      "a replicated write carries its answer's body as stored (decoded, redacted) up to this "
      "size, so a peer can compare its own answer under noise rules; larger ones go as a digest "
      "only, 0 = never"},
+    {"replicate_refused", K_CHOICE, CFG(replicate_refused), NOLIMIT, repl_refuseds, "diverged",
+     NULL,
+     "replicator: a peer's write the app here refuses (4xx) though the origin's accepted it: "
+     "diverged records it in the ledger as diverged and acks it (restspy replication "
+     "diverged); dead-letter sends it to the dead letters, to retry once the cause is fixed"},
     {"replicate_noise", K_FILE, CFG(replicate_noise), NOLIMIT, NULL, NULL, "(none)",
      "replicator: noise rules file (replay's format) under which its answer is compared with "
      "the origin's: differences it covers are not divergence"},

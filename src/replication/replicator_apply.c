@@ -160,6 +160,34 @@ static char *outcome_of(const repl *r, const repl_msg *m, int status, const buf 
     return buf_detach(&o);
 }
 
+/* Whether a refusal (4xx) here goes to the dead letters. A version-1
+ * message does not say what the origin answered: the refusal is the
+ * message's fault as far as can be told. With version 2 it is an outcome
+ * like any other (recorded as diverged, or the same refusal as at the
+ * origin, and acked: never retried blindly), unless the site wants such
+ * writes dead-lettered to retry them once the cause is fixed
+ * (replicate_refused = dead-letter). */
+static bool dead_letters(const config *cfg, const repl_msg *m, int status)
+{
+    if (!m->origin_status)
+        return true;
+    int origin = atoi(m->origin_status);
+    return cfg->replicate_refused == REPL_REFUSED_DEAD_LETTER && origin < 400 && origin != status;
+}
+
+/* The dead letter's reason for a refusal: what the app answered, after
+ * what the origin's did when the message says (heap). */
+static char *refused_reason(const repl_msg *m, int status, const buf *body)
+{
+    char *why = repl_dead_reason(status, body);
+    if (!m->origin_status)
+        return why;
+    buf b = BUF_INIT;
+    buf_appendf(&b, "diverged: status %s -> %d; %s", m->origin_status, status, why);
+    free(why);
+    return buf_detach(&b);
+}
+
 /* A failed attempt: the item is tried again later; spend says whether the
  * failure spends its retry budget. Takes answer (heap). */
 static void failed(item *it, char *answer, bool spend)
@@ -256,15 +284,10 @@ static void apply(worker *w, item *it, const http_headers *hdrs)
         return;
     }
     it->answered = true;
-    if (resp.status >= 400 && !m->origin_status) {
-        /* A version-1 message does not say what the origin answered: a
-         * refusal here is the message's fault as far as can be told. With
-         * version 2 it is an outcome like any other (below): recorded as
-         * diverged (or the same refusal as at the origin) and acked, never
-         * retried blindly nor dead-lettered. */
+    if (resp.status >= 400 && dead_letters(r->cfg, m, resp.status)) {
         it->outcome = OUT_DEAD;
         it->receipt = RECEIPT_DEAD_LETTERED;
-        it->reason = repl_dead_reason(resp.status, &resp.body);
+        it->reason = refused_reason(m, resp.status, &resp.body);
         hclient_response_free(&resp);
         return;
     }

@@ -40,6 +40,8 @@ from harness import (App, Proxy, clean_env, make_tmpdir, read_text, remove_tmpdi
 SECRET = "it-replication-secret-7f3a"
 RECORDED_AT = "2026-01-02T03:04:05Z"
 CONVERGE_S = 45.0
+SITEMON_NOISE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                             "sitemon", "replicate.noise")
 
 # tag -> rabbit.Broker: the brokers of the test module being run, and its
 # temporary directory (set up by setup_module, emptied by its cleanup).
@@ -166,7 +168,9 @@ class Replicator:
                 "--store", "sqlite:" + s.db_path,
                 "--secret", SECRET,
                 "--retry-min", "100ms",
-                "--retry-max", "2s"] + self.extra
+                "--retry-max", "2s",
+                # the sample app's expected differences (updated_at)
+                "--replicate-noise", SITEMON_NOISE] + self.extra
 
     def start(self, timeout=30):
         err = open(self.stderr_path, "ab")

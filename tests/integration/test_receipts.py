@@ -4,8 +4,8 @@ record of one request on the admin API (GET /api/requests/ID/replication).
 
 A write made at one site is applied at the other, whose replicator sends a
 receipt back: the origin's record then lists the peer with its outcome and
-its app's status (applied 201, or dead-lettered 404 for a write the peer's
-app refused). A receipt is never applied as a write (the apps' rows are
+its app's status (applied 201, or diverged 404 for a write the peer's app
+refused though the origin's accepted it). A receipt is never applied as a write (the apps' rows are
 counted), and one that is forged, unsigned or about another site's write is
 not recorded; one signed here in Python (an implementation of the protocol
 independent of restspy's) is."""
@@ -107,17 +107,18 @@ class Receipts(ReplicationCase):
         self.assertLessEqual(here["at_us"], rec["applied"][0]["at_us"])
 
         # A write B's app refuses: its site exists at A only (made behind
-        # A's proxy, so not replicated).
+        # A's proxy, so not replicated). The sites disagree: recorded at B
+        # as diverged (replicate_refused = diverged, the default), acked.
         only = {"slug": "only-a-" + uuid.uuid4().hex[:6], "name": "A only",
                 "url": "https://a.example", "status": "up"}
         self.assertEqual(201, a.app.request("POST", "/api/sites/", only).status)
         self.assertEqual(201, add_metric(a, only["slug"], writes, value=1.5))
         refused = capture_id(a, "POST", "/api/sites/%s/metrics/" % only["slug"])
         rec = wait_record(a, refused, lambda r: r["applied"])
-        self.assertEqual(("b", "dead-lettered", 404),
+        self.assertEqual(("b", "diverged", 404),
                          tuple(rec["applied"][0][k] for k in ("node", "outcome", "status")))
-        r = b.proxy.admin("GET", "/api/requests/%s/replication" % refused)
-        self.assertEqual(404, r.status, r.body)  # refused: not captured at B
+        here = record(b, refused)["applied_here"]  # in B's ledger, with its capture
+        self.assertEqual(("a", refused), (here["origin"], here["message_id"]))
 
         # A write at B comes back to B as a receipt from A.
         self.assertEqual(201, create_site(b, slug + "-b", writes))
@@ -133,10 +134,10 @@ class Receipts(ReplicationCase):
         self.assertEqual((2, 0), app_rows(b))  # slug, slug-b
         self.assertEqual({applied: 1}, b.replicated_captures())
         self.assertEqual({from_b: 1}, a.replicated_captures())
-        self.assertEqual({applied}, set(b.ledger()))
+        self.assertEqual({applied, refused}, set(b.ledger()))
         self.assertEqual({from_b}, set(a.ledger()))
         self.assertEqual(0, a.broker.depth(a.dead_queue))
-        self.assertEqual(1, b.broker.depth(b.dead_queue))  # the refused metric, only
+        self.assertEqual(0, b.broker.depth(b.dead_queue))  # the refused metric: diverged
         self.assertEqual(sorted([(applied, "b"), (refused, "b")]),
                          sorted(a.store_query("SELECT message_id, node FROM receipts")))
         self.assertEqual([(from_b, "a")], b.store_query("SELECT message_id, node FROM receipts"))
@@ -174,7 +175,7 @@ class Receipts(ReplicationCase):
         self.assertEqual(1, len(a.ledger()))  # the write from B, only
         self.assertEqual(0, a.broker.depth(a.dead_queue))
         self.assertEqual(0, a.broker.depth(a.apply_queue))
-        self.assertEqual(1, b.broker.depth(b.dead_queue))  # the refused metric, still
+        self.assertEqual(0, b.broker.depth(b.dead_queue))
 
 
 if __name__ == "__main__":

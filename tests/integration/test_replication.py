@@ -271,10 +271,16 @@ class Replication(ReplicationCase):
         self.assertEqual(2, broker.depth(b.dead_queue))
 
     def test_7_rejected_write_dead_lettered_and_retried(self):
-        """A write B's app refuses (404: the metric's site exists on A only)
-        is dead-lettered with its reason, listed by `restspy replication
-        dead`, and re-applied once by --retry after the cause is fixed."""
+        """With replicate_refused = dead-letter, a write B's app refuses
+        (404: the metric's site exists on A only) though A's accepted it is
+        dead-lettered with its reason (what each site answered), listed by
+        `restspy replication dead`, and re-applied once by --retry after the
+        cause is fixed. (By default it is recorded as diverged instead:
+        test_replication_diverged.)"""
         a, b = self.site("A"), self.site("B")
+        b.replicator.stop()
+        b.replicator.extra = ["--replicate-refused", "dead-letter"]
+        b.replicator.start()
         site = {"slug": "only-on-a", "name": "Only A", "url": "https://a.example",
                 "status": "up"}
         # Straight to A's app: not through the proxy, so not replicated.
@@ -289,7 +295,8 @@ class Replication(ReplicationCase):
         self.assertEqual(1, len(dead))
         message_id = dead[0]["properties"].get("message_id")
         reason = dead[0]["properties"].get("headers", {}).get("x-restspy-reason", "")
-        self.assertIn("404", reason)
+        self.assertTrue(reason.startswith("diverged: status 201 -> 404; upstream answered 404"),
+                        reason)
         self.assertEqual(set(), b.keys()[1])
         listing = b.dead_cli()
         self.assertEqual(0, listing.returncode, listing.stderr)

@@ -92,7 +92,7 @@ class ReplicationStatus(unittest.TestCase):
         self.assertEqual(doc, {
             "outbox_depth": 0, "oldest_unpublished_us": None, "oldest_unpublished_age_s": None,
             "last_confirmed_us": None, "last_confirmed_id": None, "published": 0,
-            "not_replicated": 0, "applied": 0, "deduplicated": 0, "dead_lettered": 0,
+            "not_replicated": 0, "applied": 0, "deduplicated": 0, "dead_lettered": 0, "diverged": 0,
             "last_applied_us": None, "last_applied_age_s": None, "last_applied_msg_us": None,
             "skipped": 0,
             "lag": {"window_s": 300.0, "applies": 0, "p50_s": None, "p99_s": None, "max_s": None},
@@ -125,13 +125,13 @@ class ReplicationStatus(unittest.TestCase):
                            (uuid7_at(now_us // 1000), now_us - (30 - i) * 1000000,
                             now_us // 1000000, "test", "POST", "/api/sites/", "[]",
                             "test.POST.api.sites", b""))
-            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201, NULL)",
+            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201, NULL, NULL)",
                        (applied_id, now_us - 2000000))
-            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201, NULL)",
+            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201, NULL, NULL)",
                        (uuid7_at(now_us // 1000 - 60000), now_us - 50000000))
-            db.execute("INSERT INTO applied VALUES (?, 'far', ?, 201, NULL)",
+            db.execute("INSERT INTO applied VALUES (?, 'far', ?, 201, NULL, NULL)",
                        (uuid7_at(now_us // 1000 - 3601000), now_us - 3600000000))
-            db.execute("INSERT INTO applied VALUES (?, 'far', ?, NULL, 'skipped')",
+            db.execute("INSERT INTO applied VALUES (?, 'far', ?, NULL, 'skipped', NULL)",
                        (uuid7_at(now_us // 1000 - 1000), now_us - 1000000))
             db.executemany("INSERT INTO counters VALUES (?, ?)", [
                 ("published", 17), ("not_replicated", 2), ("deduplicated", 5),
@@ -210,7 +210,7 @@ class ReplicationStatus(unittest.TestCase):
         hour_ago = now_us - 3600 * 1000000
         db = sqlite3.connect(self.proxy.db_path)
         with db:
-            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201, NULL)",
+            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, 201, NULL, NULL)",
                        (uuid7_at(hour_ago // 1000 - 1000), hour_ago))
         db.close()
         try:
@@ -246,7 +246,7 @@ class ReplicationStatus(unittest.TestCase):
             for mid, method, target, first, attempts, answer in rows:
                 db.execute("INSERT INTO stuck VALUES (?, 'peer', ?, ?, ?, ?, ?, ?)",
                            (mid, method, target, first, now_us - 500000, attempts, answer))
-            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, NULL, 'skipped')",
+            db.execute("INSERT INTO applied VALUES (?, 'peer', ?, NULL, 'skipped', NULL)",
                        (done, now_us))
             db.executemany("INSERT INTO counters VALUES (?, ?)",
                            [("retry_max_age_ms", 3600000), ("retry_max_attempts", 50)])

@@ -7,9 +7,9 @@ write (the slug already exists at B, made behind B's proxy's back) is
 recorded at B as `diverged: status 201 -> 400`, acked and never
 dead-lettered nor retried; a PATCH both sites accept but answer with other
 bodies (the site's name differs) as `diverged: body $.name: ...`; an
-ordinary write as `same` (B's replicator runs with replicate_noise naming
-$.updated_at, which each site sets from its own clock: without it every
-write would diverge there). B lists them with `restspy replication diverged`
+ordinary write as `same` (the sites' replicators run with
+examples/sitemon/replicate.noise, naming $..updated_at, which each site sets
+from its own clock: without it every write would diverge there). B lists them with `restspy replication diverged`
 (the filters of `restspy requests`, --json), counts them in `replication
 status` and in /metrics; A's record of each write shows B's receipt as
 `diverged`. With a noise rule covering the name (replicate_noise), the same
@@ -84,7 +84,6 @@ class Diverged(ReplicationCase):
 
     def test_diverged_writes(self):
         a, b = self.site("A"), self.site("B")
-        use_noise(self, b, "$.updated_at")
         writes = Writes()
         tag = uuid.uuid4().hex[:6]
 
@@ -166,7 +165,7 @@ class Diverged(ReplicationCase):
         site whose name differs `same`; a difference it does not cover is
         still diverged."""
         a, b = self.site("A"), self.site("B")
-        use_noise(self, b, "$.updated_at", "$.name")
+        use_noise(self, b, "$..updated_at", "$.name")
         tag = uuid.uuid4().hex[:6]
         patched = patch_name_site(self, a, b, "noisy-" + tag)
         self.assertEqual("same", wait_outcome(self, b, patched))

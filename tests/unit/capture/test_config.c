@@ -955,6 +955,7 @@ static void test_each_key(void **state)
         "replicate_on",
         "replicate_max_body",
         "replicate_origin_body_max",
+        "replicate_refused",
         "replicate_noise",
         "replicate_ledger_max_age",
         "replicate_drop_headers",
