@@ -653,6 +653,8 @@ static const char *const help_keys[] = {
     "stuck_after",
     "retry_max_age",
     "retry_max_attempts",
+    "replicate_refused",
+    "replicate_noise",
     "upstream_timeout",
     "amqp_heartbeat",
     "queue_type",
@@ -671,8 +673,14 @@ static void usage(void)
            "Applies the requests that peer sites replicated (queue restspy.apply.NAME)\n"
            "to the local upstream, each exactly once: a message is acked only after\n"
            "its effect and its row in the store's `applied` ledger are committed.\n"
-           "Upstream answers 4xx other than 408 and 429: dead-lettered to\n"
-           "restspy.dead.NAME at once, with the status and a body excerpt. 5xx, 408,\n"
+           "The ledger row says how the upstream's answer compared with the\n"
+           "origin's, which the message carries: same, or diverged (restspy\n"
+           "replication diverged lists those). Upstream answers 4xx other than 408\n"
+           "and 429 to a write the origin accepted: recorded as diverged and acked\n"
+           "(--replicate-refused dead-letter: dead-lettered instead); to a message\n"
+           "that does not say what the origin answered (protocol version 1):\n"
+           "dead-lettered to restspy.dead.NAME at once, with the status and a body\n"
+           "excerpt. 5xx, 408,\n"
            "429, a timeout or a reset: retried with backoff until the retry budget\n"
            "(--retry-max-age, --retry-max-attempts) is spent, then dead-lettered with\n"
            "the last answer. An upstream that refuses connections is retried without\n"
