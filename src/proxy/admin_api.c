@@ -261,7 +261,7 @@ static int replication_json(store *s, const record *r, buf *out, char *err, size
     int has_led = in_outbox < 0 ? -1 : store_ledger_get(s, r->id, &led, err, errlen);
     if (has_led < 0 || store_receipts_get(s, r->id, &rv, &n, err, errlen) < 0) {
         if (has_led > 0)
-            free(led.origin);
+            store_ledger_entry_free(&led);
         return -1;
     }
     buf_append_str(out, "{\"id\":");
@@ -295,9 +295,14 @@ static int replication_json(store *s, const record *r, buf *out, char *err, size
             buf_append_str(out, "null");
         buf_append_str(out, ",\"message_id\":");
         buf_append_json_str(out, r->id, strlen(r->id));
-        buf_appendf(out, ",\"at_us\":%lld,\"state\":\"%s\"}", (long long)led.at_us,
+        buf_appendf(out, ",\"at_us\":%lld,\"state\":\"%s\",\"outcome\":", (long long)led.at_us,
                     led.skipped ? "skipped" : "applied");
-        free(led.origin);
+        if (led.outcome)
+            buf_append_json_str(out, led.outcome, strlen(led.outcome));
+        else
+            buf_append_str(out, "null");
+        buf_append_char(out, '}');
+        store_ledger_entry_free(&led);
     } else {
         buf_append_str(out, "null");
     }

@@ -234,11 +234,12 @@ static void ledger_receipt(repl *r, item *it, bool skipped)
     pthread_mutex_unlock(&r->ledger_mu);
     if (rc < 0)
         repl_logf("reading the ledger row of %s failed: %s", it->msg->id, err);
-    it->receipt = skipped ? RECEIPT_SKIPPED : RECEIPT_APPLIED;
+    bool diverged = rc == 1 && row.outcome && strcmp(row.outcome, "same") != 0;
+    it->receipt = skipped ? RECEIPT_SKIPPED : diverged ? RECEIPT_DIVERGED : RECEIPT_APPLIED;
     it->status = rc == 1 && !skipped ? row.status : 0;
     it->receipt_at_us = rc == 1 ? row.at_us : 0;
     if (rc == 1)
-        free(row.origin);
+        store_ledger_entry_free(&row);
 }
 
 /* The ledger lookup and the HTTP request of one attempt, with the headers

@@ -305,6 +305,7 @@ static int entry_row(const PGresult *r, void *ud)
     x->out->at_us = pg_get_int(r, 1);
     x->out->status = (int)pg_get_int(r, 2);
     x->out->skipped = PQgetvalue(r, 0, 3)[0] == 't';
+    pg_set_str(&x->out->outcome, r, 4);
     x->found = 1;
     return 0;
 }
@@ -316,11 +317,10 @@ int pg_ledger_get(store *base, const char *message_id, store_ledger_entry *out, 
     entry_ctx x = {.out = out};
     const char *v[] = {message_id};
     if (pg_each_row(pgs(base),
-                    "SELECT origin, applied_at, coalesce(status, 0), state IS NOT NULL FROM "
-                    "applied WHERE message_id = $1",
+                    "SELECT origin, applied_at, coalesce(status, 0), state IS NOT NULL, outcome "
+                    "FROM applied WHERE message_id = $1",
                     1, v, entry_row, &x, err, errlen) < 0) {
-        free(out->origin);
-        memset(out, 0, sizeof *out);
+        store_ledger_entry_free(out);
         return -1;
     }
     return x.found;

@@ -85,13 +85,14 @@ int sq_ledger_get(store *base, const char *message_id, store_ledger_entry *out, 
         return 0;
     sqlite3_stmt *st;
     int rc = SQLITE_OK;
-    int ret = sq_oneoff_begin(s,
-                              s->schema >= 4
-                                  ? "SELECT origin, applied_at, status, state IS NOT NULL FROM "
-                                    "applied WHERE message_id = ?1"
-                                  : "SELECT origin, applied_at, status, 0 FROM applied WHERE "
-                                    "message_id = ?1",
-                              &st, err, errlen);
+    const char *sql =
+        s->schema >= 9   ? "SELECT origin, applied_at, status, state IS NOT NULL, outcome FROM "
+                           "applied WHERE message_id = ?1"
+        : s->schema >= 4 ? "SELECT origin, applied_at, status, state IS NOT NULL, NULL FROM "
+                           "applied WHERE message_id = ?1"
+                         : "SELECT origin, applied_at, status, 0, NULL FROM applied WHERE "
+                           "message_id = ?1";
+    int ret = sq_oneoff_begin(s, sql, &st, err, errlen);
     if (ret == 0) {
         sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -100,14 +101,13 @@ int sq_ledger_get(store *base, const char *message_id, store_ledger_entry *out, 
             out->at_us = sqlite3_column_int64(st, 1);
             out->status = sqlite3_column_int(st, 2);
             out->skipped = sqlite3_column_int(st, 3) != 0;
+            sq_set_str(&out->outcome, st, 4);
             ret = 1;
         }
     }
     ret = sq_oneoff_end(s, st, rc, ret, err, errlen);
-    if (ret < 0) {
-        free(out->origin);
-        memset(out, 0, sizeof *out);
-    }
+    if (ret < 0)
+        store_ledger_entry_free(out);
     return ret;
 }
 

@@ -470,6 +470,13 @@ int store_ledger_get(store *s, const char *message_id, store_ledger_entry *out, 
     return s->be->ledger_get(s, message_id, out, err, errlen);
 }
 
+void store_ledger_entry_free(store_ledger_entry *e)
+{
+    free(e->origin);
+    free(e->outcome);
+    memset(e, 0, sizeof *e);
+}
+
 int store_outbox_has(store *s, const char *message_id, char *err, size_t errlen)
 {
     return s->be->outbox_has(s, message_id, err, errlen);

@@ -382,12 +382,17 @@ typedef struct store_ledger_entry {
     int64_t at_us; /* applied_at: when the ledger row was committed */
     int status;    /* the local app's status; 0 = none (a skip) */
     bool skipped;  /* recorded by `replication dead --skip`, not applied */
+    char *outcome; /* heap, may be NULL: "same" or "diverged: ..." (schema 9);
+                      NULL for a skip, a version-1 message or an older row */
 } store_ledger_entry;
 
-/* Reads the ledger row of message_id into *out (out->origin owned by the
- * caller). 1 found, 0 none (*out zeroed), -1 with err. */
+/* Reads the ledger row of message_id into *out (its strings owned by the
+ * caller: store_ledger_entry_free). 1 found, 0 none (*out zeroed), -1 with
+ * err. */
 int store_ledger_get(store *s, const char *message_id, store_ledger_entry *out, char *err,
                      size_t errlen);
+/* Frees the strings of e and zeroes it (e itself is the caller's). */
+void store_ledger_entry_free(store_ledger_entry *e);
 
 /* 1 when message_id still has an outbox row (the broker has not confirmed
  * it), 0 when not, -1 with err. Scans the outbox (no index on message_id:

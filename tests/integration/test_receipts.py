@@ -102,8 +102,8 @@ class Receipts(ReplicationCase):
         self.assertIsNone(there["outbox"])
         self.assertEqual([], there["applied"])
         here = there["applied_here"]
-        self.assertEqual(("a", applied, "applied"),
-                         (here["origin"], here["message_id"], here["state"]))
+        self.assertEqual(("a", applied, "applied", "same"),
+                         (here["origin"], here["message_id"], here["state"], here["outcome"]))
         self.assertLessEqual(here["at_us"], rec["applied"][0]["at_us"])
 
         # A write B's app refuses: its site exists at A only (made behind
@@ -118,7 +118,8 @@ class Receipts(ReplicationCase):
         self.assertEqual(("b", "diverged", 404),
                          tuple(rec["applied"][0][k] for k in ("node", "outcome", "status")))
         here = record(b, refused)["applied_here"]  # in B's ledger, with its capture
-        self.assertEqual(("a", refused), (here["origin"], here["message_id"]))
+        self.assertEqual(("a", refused, "diverged: status 201 -> 404"),
+                         (here["origin"], here["message_id"], here["outcome"]))
 
         # A write at B comes back to B as a receipt from A.
         self.assertEqual(201, create_site(b, slug + "-b", writes))

@@ -184,8 +184,11 @@ static void test_ledger_and_outbox(void **state)
         testutil_sleep_ms(10);
     assert_int_equal(has, 0);
 
-    /* A peer's write applied here: its ledger row (origin, time, status). */
+    /* A peer's write applied here: its ledger row (origin, time, status,
+     * and the outcome the replicator put in the capture's replication). */
     record *a = mkrec(ID_Y, "lyon", 202);
+    free(a->replication);
+    a->replication = xstrdup("diverged: status 201 -> 202");
     store_unit au = {.rec = a, .rec_row = true, .applied_id = xstrdup(ID_Y)};
     int64_t before = util_now_us();
     assert_int_equal(store_submit_unit(s, &au, NULL, NULL), 0);
@@ -197,7 +200,9 @@ static void test_ledger_and_outbox(void **state)
     assert_int_equal(led.status, 202);
     assert_false(led.skipped);
     assert_true(led.at_us >= before && led.at_us <= util_now_us());
-    free(led.origin);
+    assert_string_equal(led.outcome, "diverged: status 201 -> 202");
+    store_ledger_entry_free(&led);
+    assert_null(led.origin);
     store_close(s);
 
     /* A skip (the CLI's, on a store not started) reads as skipped. */
@@ -209,7 +214,8 @@ static void test_ledger_and_outbox(void **state)
     assert_string_equal(led.origin, "nantes");
     assert_true(led.skipped);
     assert_int_equal(led.status, 0);
-    free(led.origin);
+    assert_null(led.outcome);
+    store_ledger_entry_free(&led);
     store_close(s);
 }
 
@@ -227,9 +233,10 @@ static void test_file_before_receipts(void **state)
 {
     testutil_tmpdb *f = *state;
     store_close(open_store(f, false));
-    sql_exec(f->path, TESTUTIL_SQLITE_UNDO_V9 "DROP TABLE receipts; "
-                      "ALTER TABLE outbox DROP COLUMN origin_status; "
-                      "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 5");
+    sql_exec(f->path, TESTUTIL_SQLITE_UNDO_V9
+             "DROP TABLE receipts; "
+             "ALTER TABLE outbox DROP COLUMN origin_status; "
+             "ALTER TABLE outbox DROP COLUMN origin_digest; PRAGMA user_version = 5");
 
     /* A reader of a version 5 file sees no receipts, and no error. */
     store *s = open_store(f, true);
