@@ -131,20 +131,25 @@ static void conn_flush(cconn *c)
         conn_close(c);
 }
 
-/* Makes a ready: its frame of type with body (a JSON object, borrowed). */
+/* Makes a ready: its frame of type with body (a JSON object, borrowed), in
+ * the connection's version (version 1 until the HELLO is answered). */
 static void answer_set(answer *a, uint8_t type, const buf *body)
 {
-    frame_append(&a->frame, type, a->seq, body->data, body->len);
+    uint8_t v = a->c->version ? a->c->version : FRAME_VERSION;
+    frame_append(&a->frame, v, type, a->seq, body->data, body->len);
     a->ready = true;
 }
 
+/* An ACK; "id" only for a PAIR's (a FLUSH's has none). */
 static void answer_ack(answer *a, const char *status)
 {
     buf b = BUF_INIT;
     buf_append_str(&b, "{\"status\":");
     buf_append_json_str(&b, status, strlen(status));
-    buf_append_str(&b, ",\"id\":");
-    buf_append_json_str(&b, a->id, strlen(a->id));
+    if (a->id[0]) {
+        buf_append_str(&b, ",\"id\":");
+        buf_append_json_str(&b, a->id, strlen(a->id));
+    }
     buf_append_char(&b, '}');
     answer_set(a, FRAME_ACK, &b);
     buf_free(&b);
@@ -209,7 +214,10 @@ static void keep_bodies(record *r, const capture_decision *dec)
     }
 }
 
-/* A PAIR: decided, sunk, answered (at once, or when it commits). */
+/* A PAIR: decided, sunk, answered (at once, or when it commits). In
+ * version 2 an async pair is answered only when it asks (FRAME_FLAG_ACK) or
+ * is refused: the client learns of the others from the next answer, which
+ * comes after theirs would have (docs/collect-protocol.md). */
 static void on_pair(cconn *c, const frame_header *h, const char *body)
 {
     collect *d = c->d;
@@ -217,7 +225,7 @@ static void on_pair(cconn *c, const frame_header *h, const char *body)
     const pipeline_sinks *pl = &d->sh.pl;
     char err[256];
     frame_pair p;
-    if (frame_pair_decode(body, h->length, &p, err, sizeof err) < 0) {
+    if (frame_pair_decode(body, h->length, c->version, &p, err, sizeof err) < 0) {
         conn_error(c, h->seq, err, false);
         return;
     }
@@ -238,14 +246,27 @@ static void on_pair(cconn *c, const frame_header *h, const char *body)
     bool too_big = dec.outbox && p.req_full.len > cfg->replicate_max_body;
     repl_msg *msg = pipeline_outbox(pl, cfg, r, dec.outbox, too_big,
                                     pipeline_status_replicates(cfg, r->status), &p.req_full);
+    int durability = p.durability >= 0 ? p.durability : cfg->replicate_durability;
+    bool answered = durability == REPL_SYNC || c->version < 2 || (h->flags & FRAME_FLAG_ACK);
+    frame_pair_free(&p);
+    if (!answered) {
+        pipeline_sink(pl, cfg, dec.rule, r, msg, NULL, NULL); /* owns r and msg */
+        return;
+    }
     answer *a = answer_push(c, h->seq);
     memcpy(a->id, r->id, sizeof a->id);
-    int durability = p.durability >= 0 ? p.durability : cfg->replicate_durability;
     pipeline_box *box = durability == REPL_SYNC ? d->box : NULL;
     a->ticket = pipeline_sink(pl, cfg, dec.rule, r, msg, box, a); /* owns r and msg */
     if (!a->ticket)
         answer_ack(a, "accepted"); /* async, or nothing of it goes to the store */
-    frame_pair_free(&p);
+    conn_flush(c);
+}
+
+/* Version 2's FLUSH: answered once every earlier frame is (answers go in
+ * order), so the client knows the fate of every pair it sent before. */
+static void on_flush(cconn *c, const frame_header *h)
+{
+    answer_ack(answer_push(c, h->seq), "accepted");
     conn_flush(c);
 }
 
@@ -257,15 +278,15 @@ static void on_hello(cconn *c, const frame_header *h, const char *body)
         conn_error(c, h->seq, why, true);
         return;
     }
-    c->version = v;
     const config *cfg = c->d->cfg;
     buf b = BUF_INIT;
     buf_appendf(&b, "{\"version\":%u,\"max_frame\":%llu,\"node\":", (unsigned)v,
                 (unsigned long long)cfg->collect_max_frame);
     buf_append_json_str(&b, cfg->node, strlen(cfg->node));
     buf_append_char(&b, '}');
-    answer_set(answer_push(c, h->seq), FRAME_WELCOME, &b);
+    answer_set(answer_push(c, h->seq), FRAME_WELCOME, &b); /* in version 1, as the HELLO */
     buf_free(&b);
+    c->version = v; /* every later frame, both ways */
     conn_flush(c);
 }
 
@@ -283,11 +304,14 @@ static void on_frame(cconn *c, const frame_header *h, const char *body)
     case FRAME_PAIR:
         on_pair(c, h, body);
         return;
+    case FRAME_FLUSH:
+        on_flush(c, h);
+        return;
     case FRAME_HELLO:
         conn_error(c, h->seq, "HELLO twice on one connection", true);
         return;
     default:
-        conn_error(c, h->seq, "a client sends only HELLO and PAIR frames", true);
+        conn_error(c, h->seq, "a client sends only HELLO, PAIR and FLUSH frames", true);
         return;
     }
 }

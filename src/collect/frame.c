@@ -6,6 +6,7 @@
 
 #include "base/util.h"
 #include "capture/config.h"
+#include "http/httpmsg.h"
 
 static uint32_t get_u32(const unsigned char *p)
 {
@@ -36,11 +37,12 @@ int frame_header_parse(const unsigned char *p, uint8_t version, uint32_t max, fr
         *why = "unsupported protocol version";
         return -1;
     }
-    if (h->type < FRAME_HELLO || h->type > FRAME_ERROR) {
+    if (h->type < FRAME_HELLO || h->type > (version >= 2 ? FRAME_FLUSH : FRAME_ERROR)) {
         *why = "unknown frame type";
         return -1;
     }
-    if (h->flags) {
+    uint16_t allowed = version >= 2 && h->type == FRAME_PAIR ? FRAME_FLAG_ACK : 0;
+    if (h->flags & ~allowed) {
         *why = "reserved flags set";
         return -1;
     }
@@ -67,11 +69,12 @@ frame_status frame_take(const buf *in, size_t *off, uint8_t version, uint32_t ma
     return FRAME_OK;
 }
 
-void frame_append(buf *out, uint8_t type, uint32_t seq, const char *body, size_t len)
+void frame_append(buf *out, uint8_t version, uint8_t type, uint32_t seq, const char *body,
+                  size_t len)
 {
     unsigned char h[FRAME_HEADER_LEN];
     memcpy(h, FRAME_MAGIC, 4);
-    h[4] = FRAME_VERSION;
+    h[4] = version;
     h[5] = type;
     h[6] = h[7] = 0;
     put_u32(h + 8, seq);
@@ -89,13 +92,14 @@ uint8_t frame_hello_version(const char *body, size_t len, const char **why)
     json_t *v;
     json_array_foreach(vs, i, v)
     {
-        if (json_is_integer(v) && json_integer_value(v) == FRAME_VERSION)
-            best = FRAME_VERSION;
+        json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (n >= FRAME_VERSION && n <= FRAME_VERSION_MAX && n > best)
+            best = (uint8_t)n;
     }
     if (!json_is_object(j) || !json_is_array(vs))
         *why = "hello: expected {\"versions\": [...]}";
     else if (!best)
-        *why = "hello: no protocol version in common (this daemon speaks 1)";
+        *why = "hello: no protocol version in common (this daemon speaks 1 and 2)";
     json_decref(j);
     return best;
 }
@@ -209,24 +213,64 @@ static const char *meta_scalars(json_t *m, record *r, frame_pair *p)
     return NULL;
 }
 
-/* The meta object and the bodies after it into p; NULL or what is wrong. */
-static const char *pair_fill(json_t *m, const char *bodies, size_t blen, frame_pair *p)
+/* Version 2's header block: "Name: value\r\n" lines (the name a token,
+ * optional blanks after the colon, a value without CR or LF), appended to
+ * h. 0, or -1 when a line is malformed. */
+static int headers_block(const char *s, size_t n, http_headers *h)
+{
+    size_t i = 0;
+    while (i < n) {
+        const char *line = s + i;
+        const char *end = memchr(line, '\r', n - i);
+        if (!end || (size_t)(end - s) + 1 >= n || end[1] != '\n')
+            return -1; /* every line ends with CRLF */
+        const char *colon = memchr(line, ':', (size_t)(end - line));
+        if (!colon || !httpmsg_is_token(line, (size_t)(colon - line)))
+            return -1;
+        const char *v = colon + 1;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        if (memchr(v, '\n', (size_t)(end - v)))
+            return -1;
+        http_headers_add(h, line, (size_t)(colon - line), v, (size_t)(end - v));
+        i = (size_t)(end - s) + 2;
+    }
+    return 0;
+}
+
+/* The meta object and what follows it (version 2: the header blocks, then
+ * the bodies; version 1: the bodies) into p; NULL or what is wrong. */
+static const char *pair_fill(json_t *m, uint8_t version, const char *rest, size_t len,
+                             frame_pair *p)
 {
     record *r = p->rec;
     const char *why = meta_scalars(m, r, p);
     if (why)
         return why;
-    if (headers_from(m, "req_headers", &r->req_headers) < 0 ||
-        headers_from(m, "resp_headers", &r->resp_headers) < 0)
-        return "req_headers, resp_headers: arrays of [name, value] strings";
     if (flags_from(m, p) < 0)
         return "flags: an object of booleans (log, persist, replicate)";
-    json_int_t qlen = 0, rlen = 0;
+    json_int_t qh = 0, rh = 0, qlen = 0, rlen = 0;
+    if (version >= 2) {
+        if (json_object_get(m, "req_headers") || json_object_get(m, "resp_headers"))
+            return "req_headers, resp_headers: not in the meta in version 2 (header blocks)";
+        if (opt_int(m, "req_headers_length", 0, UINT32_MAX, &qh) < 0 ||
+            opt_int(m, "resp_headers_length", 0, UINT32_MAX, &rh) < 0)
+            return "req_headers_length, resp_headers_length: integers >= 0";
+    } else if (headers_from(m, "req_headers", &r->req_headers) < 0 ||
+               headers_from(m, "resp_headers", &r->resp_headers) < 0) {
+        return "req_headers, resp_headers: arrays of [name, value] strings";
+    }
     if (opt_int(m, "req_body_length", 0, UINT32_MAX, &qlen) < 0 ||
         opt_int(m, "resp_body_length", 0, UINT32_MAX, &rlen) < 0)
         return "req_body_length, resp_body_length: integers >= 0";
-    if ((uint64_t)qlen + (uint64_t)rlen != blen)
-        return "req_body_length + resp_body_length must be the bytes after the meta";
+    if ((uint64_t)qh + (uint64_t)rh + (uint64_t)qlen + (uint64_t)rlen != len)
+        return version >= 2 ? "req_headers_length + resp_headers_length + req_body_length + "
+                              "resp_body_length must add up to the bytes after the meta"
+                            : "req_body_length + resp_body_length must be the bytes after the meta";
+    if (headers_block(rest, (size_t)qh, &r->req_headers) < 0 ||
+        headers_block(rest + qh, (size_t)rh, &r->resp_headers) < 0)
+        return "header block: \"Name: value\" lines, each ending with CRLF";
+    const char *bodies = rest + qh + rh;
     buf_append(&p->req_full, bodies, (size_t)qlen);
     buf_append(&r->req_body, bodies, (size_t)qlen);
     buf_append(&r->resp_body, bodies + qlen, (size_t)rlen);
@@ -236,7 +280,8 @@ static const char *pair_fill(json_t *m, const char *bodies, size_t blen, frame_p
     return NULL;
 }
 
-int frame_pair_decode(const char *body, size_t len, frame_pair *p, char *err, size_t errlen)
+int frame_pair_decode(const char *body, size_t len, uint8_t version, frame_pair *p, char *err,
+                      size_t errlen)
 {
     memset(p, 0, sizeof *p);
     if (len < 4) {
@@ -257,7 +302,7 @@ int frame_pair_decode(const char *body, size_t len, frame_pair *p, char *err, si
         return -1;
     }
     p->rec = record_new();
-    const char *why = pair_fill(m, body + 4 + mlen, len - 4 - mlen, p);
+    const char *why = pair_fill(m, version, body + 4 + mlen, len - 4 - mlen, p);
     json_decref(m);
     if (why) {
         util_seterr(err, errlen, "pair: %s", why);

@@ -18,7 +18,12 @@
 
 #define FRAME_HEADER_LEN 16
 #define FRAME_MAGIC "RSPY"
-#define FRAME_VERSION 1
+#define FRAME_VERSION 1     /* the version HELLO and WELCOME are written in */
+#define FRAME_VERSION_MAX 2 /* the highest this codec speaks */
+/* Version 2, a PAIR's header flag: answer this pair even when it is async;
+ * its answer then says that every earlier frame of the connection was
+ * taken (or refused with an ERROR of its own, sent before). */
+#define FRAME_FLAG_ACK 0x0001
 /* Longest view name (a rule name). */
 #define FRAME_VIEW_MAX 200
 
@@ -28,6 +33,8 @@ typedef enum {
     FRAME_PAIR = 3,
     FRAME_ACK = 4,
     FRAME_ERROR = 5,
+    FRAME_FLUSH = 6, /* version 2, client -> daemon, empty body: answered (ACK)
+                        once every earlier frame is */
 } frame_type;
 
 typedef struct frame_header {
@@ -39,8 +46,9 @@ typedef struct frame_header {
 } frame_header;
 
 /* Reads the header at p[0..FRAME_HEADER_LEN): 0, or -1 with *why (static
- * text) when the magic, version (must be `version`), type or flags are
- * wrong or length is over max. */
+ * text) when the magic, version (must be `version`), type (one `version`
+ * has) or flags (none in version 1; FRAME_FLAG_ACK on a PAIR in version 2)
+ * are wrong or length is over max. */
 int frame_header_parse(const unsigned char *p, uint8_t version, uint32_t max, frame_header *h,
                        const char **why);
 
@@ -56,11 +64,14 @@ typedef enum {
 frame_status frame_take(const buf *in, size_t *off, uint8_t version, uint32_t max, frame_header *h,
                         const char **body, const char **why);
 
-/* Appends one frame (header and len bytes of body) to out. */
-void frame_append(buf *out, uint8_t type, uint32_t seq, const char *body, size_t len);
+/* Appends one frame of protocol version (header and len bytes of body) to
+ * out. */
+void frame_append(buf *out, uint8_t version, uint8_t type, uint32_t seq, const char *body,
+                  size_t len);
 
 /* The protocol version to speak, from a HELLO body ({"versions": [..]}):
- * the highest both sides know, or 0 with *why. */
+ * the highest both sides know (at most FRAME_VERSION_MAX), or 0 with
+ * *why. */
 uint8_t frame_hello_version(const char *body, size_t len, const char **why);
 
 /* What a PAIR carries besides the record. */
@@ -74,13 +85,17 @@ typedef struct frame_pair {
     buf req_full;                  /* the whole request body (for the outbox); owned */
 } frame_pair;
 
-/* Decodes a PAIR body into p (zeroed first): a record (fresh id, origin
- * "local": pipeline_decide makes it "replicated" when from_peer, for both
- * front ends) with the method, target, host,
- * scheme, headers, status, timings and client address of the meta, and
- * both bodies whole (rec->req_body, rec->resp_body and req_full: the
- * pipeline caps and decodes them). 0, or -1 with err (nothing is kept). */
-int frame_pair_decode(const char *body, size_t len, frame_pair *p, char *err, size_t errlen);
+/* Decodes a PAIR body of protocol version into p (zeroed first): a record
+ * (fresh id, origin "local": pipeline_decide makes it "replicated" when
+ * from_peer, for both front ends) with the method, target, host, scheme,
+ * headers, status, timings and client address of the meta, and both
+ * bodies whole (rec->req_body, rec->resp_body and req_full: the pipeline
+ * caps and decodes them). Version 1 carries the headers in the meta as
+ * JSON arrays; version 2 as two blocks of "Name: value\r\n" lines after
+ * the meta (docs/collect-protocol.md). 0, or -1 with err (nothing is
+ * kept). */
+int frame_pair_decode(const char *body, size_t len, uint8_t version, frame_pair *p, char *err,
+                      size_t errlen);
 /* Frees what p owns (its record when still there, req_full). */
 void frame_pair_free(frame_pair *p);
 

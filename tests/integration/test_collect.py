@@ -16,7 +16,8 @@ import uuid
 
 import harness
 import rabbit
-from collectclient import ERROR, HELLO, PAIR, CollectClient, frame, pair_body
+from collectclient import (ERROR, FLAG_ACK, FLUSH, HELLO, PAIR, CollectClient, frame,
+                           pair_body)
 from harness import Proxy, restspy_bin, run_cli, wait_rows, wait_until
 
 CONFIG = """
@@ -285,6 +286,84 @@ class Views(CollectCase):
         self.assertNotIn(key.lower(), ids)
 
 
+class Version2(CollectCase):
+    """Protocol version 2 (docs/collect-protocol.md): headers as blocks, an
+    async pair answered only when it asks or is refused, FLUSH."""
+
+    def client2(self):
+        c = self.client(versions=(2, 1))
+        self.assertEqual(c.welcome["version"], 2)
+        return c
+
+    def test_highest_common_version(self):
+        self.assertEqual(self.client(versions=(1, 2)).welcome["version"], 2)
+        self.assertEqual(self.client(versions=(1,)).welcome["version"], 1)
+
+    def test_async_pairs_answered_when_asked(self):
+        c = self.client2()
+        paths = [unique("v2async") for _ in range(4)]
+        for p in paths[:3]:
+            c.send_pair("v2", path=p, durability="async", flags={"persist": True})
+        asked = c.send_pair("v2", path=paths[3], durability="async", flags={"persist": True},
+                            header_flags=FLAG_ACK)
+        a = c.read_answer()  # the first answer is the asked one: the others have none
+        self.assertEqual((a.type, a.seq, a.body["status"]), ("ACK", asked, "accepted"), a)
+        self.assertTrue(wait_until(lambda: all(self.rows_at(p) for p in paths)),
+                        "every pair is stored, answered or not")
+        # A sync pair is answered as in version 1, and FLUSH once the
+        # frames before it are.
+        rid = self.committed(c, "v2", unique("v2sync"), flags={"persist": True})
+        self.assertTrue(rid)
+        c.send_pair("v2", path=unique("v2more"), durability="async", flags={"persist": True})
+        a = c.request(FLUSH, b"")
+        self.assertEqual((a.type, a.body), ("ACK", {"status": "accepted"}), a)
+
+    def test_refused_async_pair_gets_its_error(self):
+        c = self.client2()
+        bad = c.send_pair("v2", path="nope", durability="async")
+        good = c.send_pair("v2", path=unique("v2good"), durability="async",
+                           flags={"persist": True}, header_flags=FLAG_ACK)
+        a = c.read_answer()
+        self.assertEqual((a.type, a.seq, a.body["close"]), ("ERROR", bad, False), a)
+        self.assertIn("path", a.body["error"])
+        a = c.read_answer()
+        self.assertEqual((a.type, a.seq), ("ACK", good), a)
+
+    def test_header_blocks(self):
+        c = self.client2()
+        path = unique("v2headers")
+        self.committed(c, "v2", path, method="POST",
+                       req_headers=[["Content-Type", "application/json"],
+                                    ["Authorization", "Bearer s3cret"], ["X-Many", "a, b"]],
+                       resp_headers=[["Location", "/v2/17"], ["Set-Cookie", "sid=x"]],
+                       flags={"persist": True})
+        r = self.rows_at(path)[0]
+        req = harness.headers_of(r["req_headers"])
+        self.assertIn(["Content-Type", "application/json"], [list(h) for h in req])
+        self.assertIn(["X-Many", "a, b"], [list(h) for h in req])
+        self.assertNotIn("s3cret", json.dumps(req))  # redacted as in version 1
+        self.assertIn(["Location", "/v2/17"],
+                      [list(h) for h in harness.headers_of(r["resp_headers"])])
+
+    def test_version2_errors(self):
+        c = self.client2()
+        for body, text in ((pair_body("v", version=1, req_headers=[["A", "1"]]), "not in the meta"),
+                           (pair_body("v", version=2, req_headers_length=3) + b"A:1",
+                            "must add up"),
+                           (pair_body("v", version=2, req_headers=[["A B", "1"]]),
+                            "header block")):
+            a = c.request(PAIR, body)
+            self.assertEqual((a.type, a.body["close"]), ("ERROR", False), a)
+            self.assertIn(text, a.body["error"])
+        # The ACK flag is version 2's, and only on a PAIR.
+        v1 = self.client()
+        v1.send(PAIR, pair_body("v", path="/x"), flags=FLAG_ACK)
+        self.assert_closed_with(v1, "flags")
+        c = self.client2()
+        c.send(FLUSH, b"", flags=FLAG_ACK)
+        self.assert_closed_with(c, "flags")
+
+
 class Errors(CollectCase):
     def test_whole_but_wrong_frames_keep_the_connection(self):
         c = self.client()
@@ -309,7 +388,8 @@ class Errors(CollectCase):
             (frame(PAIR, 1, b"", version=2), "version"),
             (frame(PAIR, 1, b"", flags=1), "flags"),
             (frame(9, 1, b""), "type"),
-            (frame(ERROR, 1, b"{}"), "HELLO and PAIR"),
+            (frame(ERROR, 1, b"{}"), "a client sends only"),
+            (frame(6, 1, b""), "type"),  # FLUSH is version 2's
             (frame(HELLO, 1, b'{"versions":[1]}'), "HELLO twice"),
         ]
         for data, text in cases:
@@ -322,7 +402,7 @@ class Errors(CollectCase):
         c = self.client(hello=False)
         c.send_raw(frame(PAIR, 1, pair_body("v", path="/x")))
         self.assert_closed_with(c, "expected HELLO first")
-        for hello, text in ((b'{"versions":[2,3]}', "no protocol version in common"),
+        for hello, text in ((b'{"versions":[3,4]}', "no protocol version in common"),
                             (b'{"client":"x"}', "versions"), (b"nope", "versions")):
             c = self.client(hello=False)
             c.send_raw(frame(HELLO, 1, hello))

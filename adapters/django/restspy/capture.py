@@ -119,26 +119,46 @@ def _request_body(request):
         return b""
 
 
+# WSGI variables that are request headers without the HTTP_ prefix.
+_UNPREFIXED = {"CONTENT_TYPE": "Content-Type", "CONTENT_LENGTH": "Content-Length"}
+
+
+def _req_headers(env):
+    """The request's headers from the WSGI environ, named as Django's
+    request.headers names them (HTTP_X_API_KEY -> X-Api-Key), without
+    building that mapping of all of META (a third of the adapter's cost
+    once)."""
+    out = []
+    for k, v in env.items():
+        if k[:5] == "HTTP_":
+            out.append((k[5:].replace("_", "-").title(), v))
+        elif k in _UNPREFIXED and v:
+            out.append((_UNPREFIXED[k], v))
+    return out
+
+
+def _resp_headers(response):
+    out = list(response.items())
+    if response.cookies:
+        out += [("Set-Cookie", c.output(header="").strip()) for c in response.cookies.values()]
+    return out
+
+
 def _meta(request, response, name, flags, durability, started_us, duration_us):
-    full = request.get_full_path()
-    path, _, query = full.partition("?")
-    addr = request.META.get("REMOTE_ADDR") or None
-    port = request.META.get("REMOTE_PORT")
+    env = request.META
+    path, _, query = request.get_full_path().partition("?")
+    addr = env.get("REMOTE_ADDR") or None
+    port = env.get("REMOTE_PORT")
     if addr and port:
         addr = ("[%s]:%s" if ":" in addr else "%s:%s") % (addr, port)
-    resp_headers = [[k, v] for k, v in response.items()]
-    resp_headers += [["Set-Cookie", c.output(header="").strip()]
-                     for c in response.cookies.values()]
     meta = {
         "view": name,
         "method": request.method,
         "path": path or "/",
         "query": query or None,
-        "host": request.META.get("HTTP_HOST") or None,
+        "host": env.get("HTTP_HOST") or None,
         "scheme": "https" if request.is_secure() else "http",
         "status": response.status_code,
-        "req_headers": [[k, v] for k, v in request.headers.items()],
-        "resp_headers": resp_headers,
         "started_at_us": started_us,
         "duration_us": duration_us,
         "flags": flags,
@@ -178,7 +198,8 @@ def _hand_off(cfg, request, response, name, decorator_flags, started_us, t0):
     meta = _meta(request, response, name, flags, durability, started_us, duration_us)
     _count(sent=1)
     try:
-        ack = pool_for(cfg).send_pair(meta, _request_body(request), _response_body(response),
+        ack = pool_for(cfg).send_pair(meta, _req_headers(request.META), _resp_headers(response),
+                                      _request_body(request), _response_body(response),
                                       cfg.timeout)
     except client.Miss as e:
         return _unacked(cfg, name, request, str(e)) or response

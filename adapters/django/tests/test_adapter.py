@@ -19,7 +19,7 @@ from django.test import RequestFactory, override_settings
 
 import harness
 import restspy
-from restspy import conf
+from restspy import capture, conf
 
 from . import views
 from .daemon import DaemonCase
@@ -368,6 +368,26 @@ class FailModes(DaemonCase):
         self.assertEqual((after["misses"] - before["misses"],
                           after["accepted"] - before["accepted"]), (1, 0))
         self.assertIn("after its response was served (async)", logs.output[0])
+
+    def test_async_pairs_settled_together(self):
+        """Protocol version 2: async pairs get no answer of their own; one
+        answer every ACK_EVERY pairs, and flush()'s FLUSH, settle all of
+        them: each counted accepted once, none a miss, all stored."""
+        from restspy import client
+        n = client.ACK_EVERY + 8
+        before = restspy.stats()
+        q = tag()
+        with override_settings(RESTSPY=self.settings_for(DURABILITY="async")):
+            for i in range(n):
+                self.assertEqual(self.client.post("/plain/?%s&i=%d" % (q, i)).status_code, 201)
+            pool = capture.pool_for(conf.get())
+            self.assertEqual([c.version for c in pool.idle], [2])
+            restspy.flush()
+        after = restspy.stats()
+        self.assertEqual((after["sent"] - before["sent"], after["accepted"] - before["accepted"],
+                          after["misses"] - before["misses"]), (n, n, 0))
+        self.assertTrue(harness.wait_until(lambda: len(harness.rows(
+            self.d.db_path, "query LIKE ?", (q + "%",))) == n))
 
     def test_daemon_killed_before_its_ack(self):
         """Sync: the pair is written to the socket, the daemon (frozen)
