@@ -184,6 +184,15 @@ class Diverged(ReplicationCase):
         self.assertEqual('diverged: body $.url: "https://a.example/x" -> "https://b.example/y"',
                          wait_outcome(self, b, mid))
 
+        # A's answers no longer travel (replicate_origin_body_max = 0): B
+        # can compare digests only, and no noise rule applies to a digest.
+        a.proxy.check_stopped()
+        a.proxy = replsites.SiteProxy(a.dir, a.app.url, a.node, a.broker.amqp_url,
+                                      extra=["--replicate-origin-body-max", "0"]).start()
+        patched = patch_name_site(self, a, b, "digest-" + tag)
+        self.assertEqual("diverged: body (its SHA-256 differs; the origin sent no body to "
+                         "compare under noise rules)", wait_outcome(self, b, patched))
+
 
 class BadNoise(unittest.TestCase):
 
