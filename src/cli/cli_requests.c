@@ -1,6 +1,8 @@
-/* cli_requests: `restspy requests` (list captures) and `restspy show ID`.
+/* cli_requests: `restspy requests` (list captures), `restspy show ID`, and
+ * `restspy replication diverged` (the same listing, of the replicated writes
+ * whose ledger outcome is not "same", with that outcome as its last column).
  *
- * Both only read: the store is opened read-only, so they can run while a
+ * All only read: the store is opened read-only, so they can run while a
  * proxy writes to the same file (WAL). Text that came off the wire (paths,
  * headers, bodies) is printed with control bytes escaped, so a captured
  * request cannot drive the user's terminal. */
