@@ -127,7 +127,11 @@ test('the detail view shows a replicated write\'s record: its outbox state, no r
   assert.match(text, /no peer has reported applying it yet/);
   // A request replication does not concern has no such section.
   await curl(`${t.proxy.url}/api/sites/`);
-  const rows = (await t.proxy.api('/api/requests?method=GET&path=/api/sites/')).requests;
+  // Not replicated, so stored without waiting for the commit: poll for it.
+  let rows = [];
+  for (const until = Date.now() + 5000; !rows.length && Date.now() < until; await sleep(100))
+    rows = (await t.proxy.api('/api/requests?method=GET&path=/api/sites/')).requests;
+  assert.ok(rows.length, 'the GET is stored');
   await t.page.goto(`${t.proxy.admin}/#/request/${rows[0].id}`);
   await t.page.waitForSelector('#resp-body');
   assert.equal(await t.page.$('#repl-record'), null);
