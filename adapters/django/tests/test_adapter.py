@@ -6,11 +6,13 @@ ack's semantics when the daemon dies, and a peer's replicated requests.
 Every request goes through Django's test Client (the real handler, URL
 resolution, DRF); every check reads the daemon's SQLite store, its log or
 its admin API."""
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import threading
+import time
 import uuid
 from unittest import mock
 
@@ -23,6 +25,18 @@ from restspy import capture, conf
 
 from . import views
 from .daemon import DaemonCase
+
+
+@contextlib.contextmanager
+def environ(values):
+    """os.environ with values set, seen by conf.get() at once on entry and
+    on exit (it reads the variables once per conf.ENV_RECHECK by itself)."""
+    try:
+        with mock.patch.dict(os.environ, values):
+            conf.reset()
+            yield
+    finally:
+        conf.reset()
 
 
 def tag():
@@ -170,7 +184,7 @@ class Settings(DaemonCase):
         self.assertEqual(status_of("/plain/?" + tag()), "committed")
         with override_settings(RESTSPY=self.settings_for(DURABILITY="async")):
             self.assertEqual(status_of("/plain/?" + tag()), "accepted")
-        with mock.patch.dict(os.environ, {"RESTSPY_DURABILITY": "async"}):
+        with environ({"RESTSPY_DURABILITY": "async"}):
             self.assertEqual(status_of("/plain/?" + tag()), "accepted")
         with override_settings(RESTSPY=self.settings_for(VIEWS={"plain": {"durability": "async"}})):
             self.assertEqual(status_of("/plain/?" + tag()), "accepted")
@@ -181,10 +195,10 @@ class Settings(DaemonCase):
         before = restspy.stats()["sent"]
         with override_settings(RESTSPY=self.settings_for(ENABLED=False)):
             self.assertEqual(self.client.post("/plain/").status_code, 201)
-        with mock.patch.dict(os.environ, {"RESTSPY_ENABLED": "off"}):
+        with environ({"RESTSPY_ENABLED": "off"}):
             self.assertEqual(self.client.post("/plain/").status_code, 201)
         self.assertEqual(restspy.stats()["sent"], before)
-        with mock.patch.dict(os.environ, {"RESTSPY_ENABLED": "on"}):
+        with environ({"RESTSPY_ENABLED": "on"}):
             with override_settings(RESTSPY=self.settings_for(ENABLED=False)):
                 self.client.post("/plain/")
         self.assertEqual(restspy.stats()["sent"], before + 1, "the environment wins")
@@ -193,10 +207,10 @@ class Settings(DaemonCase):
         nowhere = os.path.join(self.tmp, "nobody.sock")
         with override_settings(RESTSPY=self.settings_for(SOCKET=nowhere)):
             q = tag()
-            with mock.patch.dict(os.environ, {"RESTSPY_SOCKET": self.d.socket_path}):
+            with environ({"RESTSPY_SOCKET": self.d.socket_path}):
                 self.client.post("/plain/?" + q)
             self.assertEqual(len(self.rows_q(q)), 1, "RESTSPY_SOCKET beats SOCKET")
-            with mock.patch.dict(os.environ, {"RESTSPY_FAIL_MODE": "closed",
+            with environ({"RESTSPY_FAIL_MODE": "closed",
                                               "RESTSPY_TIMEOUT": "0.5"}):
                 self.assertEqual(conf.get().timeout, 0.5)
                 with self.assertLogs("restspy", "ERROR"):
@@ -224,13 +238,30 @@ class Settings(DaemonCase):
                    ("RESTSPY_SOCKET", "")]
         for var, value in bad_env:
             with self.subTest(var=var):
-                with mock.patch.dict(os.environ, {var: value}):
+                with environ({var: value}):
                     with self.assertRaisesRegex(ImproperlyConfigured,
                                                 "environment variable " + var):
                         conf.get()
         with self.assertRaisesRegex(ImproperlyConfigured, "restspy.spy"):
             restspy.spy(replicate="sometimes")(views.bare)
         conf.get()  # back to good settings
+
+    def test_environment_change_seen_within_env_recheck(self):
+        """Without reset(), a changed variable takes effect after at most
+        ENV_RECHECK seconds (get() does not read the environment at each
+        call) and a restored one too."""
+        conf.reset()
+        before = conf.get().timeout
+        self.assertNotEqual(before, 0.75)
+        with mock.patch.dict(os.environ, {"RESTSPY_TIMEOUT": "0.75"}):
+            deadline = time.monotonic() + conf.ENV_RECHECK + 1.0
+            while conf.get().timeout != 0.75 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(conf.get().timeout, 0.75)
+        deadline = time.monotonic() + conf.ENV_RECHECK + 1.0
+        while conf.get().timeout != before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(conf.get().timeout, before)
 
 
 class RuntimeSwitch(DaemonCase):
