@@ -129,6 +129,22 @@ class Views(DaemonCase):
         self.assertEqual(views.spied_bare(request).status_code, 200)
         self.assertEqual([r["rule"] for r in self.rows_q(q)], ["tests.views.bare"])
 
+    def test_request_headers_named_as_django_names_them(self):
+        """capture reads the headers from META itself: the same names,
+        values and order as request.headers, CGI variables left out."""
+        request = RequestFactory().post("/plain/?" + tag(), data=b'{"a": 1}',
+                                        content_type="application/json",
+                                        HTTP_X_FORWARDED_FOR="10.0.0.1",
+                                        HTTP_ACCEPT="*/*", HTTP_COOKIE="a=b")
+        request.META["CONTENT_LENGTH"] = "8"
+        request.META["SERVER_SOFTWARE"] = "gunicorn"
+        got = [list(h) for h in capture._req_headers(request.META)]
+        self.assertEqual(got, [[k, v] for k, v in request.headers.items()])
+        self.assertIn(["Content-Type", "application/json"], got)
+        self.assertIn(["Content-Length", "8"], got)
+        self.assertIn(["X-Forwarded-For", "10.0.0.1"], got)
+        self.assertNotIn("Server-Software", [k for k, _ in got])
+
     def test_undecorated_view_sends_nothing(self):
         before = restspy.stats()
         self.assertEqual(self.client.get("/untouched/?" + tag()).status_code, 200)
