@@ -386,10 +386,14 @@ class Site:
                                 "--node", self.node] + list(args))
 
 
-def start_sites(tags, parent):
+def start_sites(tags, parent, app_for=None):
     """Starts the sites in parallel (app boot is the slow part); on any
-    failure stops those that started and raises."""
+    failure stops those that started and raises. app_for(site), when
+    given, is the backend of a site (an object with the sample app's
+    start, url and stop) instead of the sample app."""
     sites = [Site(t, parent) for t in tags]
+    for s in sites if app_for else ():
+        s.app = app_for(s)
     errors = []
 
     def run(s):
@@ -620,6 +624,9 @@ class ReplicationCase(unittest.TestCase):
     """One scenario per test: fresh sites on the shared brokers."""
 
     TAGS = ("A", "B")
+    # A backend other than the sample app: app_for(self, site), as
+    # start_sites takes it.
+    app_for = None
 
     def setUp(self):
         if not brokers:
@@ -627,7 +634,7 @@ class ReplicationCase(unittest.TestCase):
         self.tmp = os.path.join(_tmp[0], self.id().rsplit(".", 1)[-1])
         os.makedirs(self.tmp, exist_ok=True)
         purge_sites_queues(self.TAGS)
-        self.sites = start_sites(self.TAGS, self.tmp)
+        self.sites = start_sites(self.TAGS, self.tmp, self.app_for)
         self.addCleanup(self._stop_sites)
 
     def _stop_sites(self):

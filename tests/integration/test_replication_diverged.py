@@ -13,7 +13,8 @@ from its own clock: without it every write would diverge there). B lists them wi
 (the filters of `restspy requests`, --json), counts them in `replication
 status` and in /metrics; A's record of each write shows B's receipt as
 `diverged`. With a noise rule covering the name (replicate_noise), the same
-kind of PATCH is `same`."""
+kind of PATCH is `same`. Against npm json-server (JsonServerSites), a
+backend the project did not write, a server-assigned id is the divergence."""
 import json
 import os
 import unittest
@@ -22,6 +23,7 @@ import uuid
 import replsites
 import harness
 from harness import run_cli, wait_until
+from jsonapp import JsonServer, json_server_or_fail
 from replsites import ReplicationCase, Writes, create_site, federate_mesh
 
 
@@ -192,6 +194,53 @@ class Diverged(ReplicationCase):
         patched = patch_name_site(self, a, b, "digest-" + tag)
         self.assertEqual("diverged: body (its SHA-256 differs; the origin sent no body to "
                          "compare under noise rules)", wait_outcome(self, b, patched))
+
+
+class JsonServerSites(ReplicationCase):
+    """Two sites whose backend is npm json-server, an API the project did
+    not write, which numbers what it creates itself. B holds a post of its
+    own already, so B numbers one ahead of A: the POST that lets the server
+    choose the id is applied at B as `diverged: body $.id: 1 -> 2` (the
+    sites drift, and this is how an operator learns it), the POST that
+    names its own id is `same`, and `restspy sites compare` reports the
+    collection as differing and the client-named post as agreeing. This is
+    docs/replication.md's "what to do about server-assigned ids", tested."""
+
+    def setUp(self):
+        json_server_or_fail(self)
+        super().setUp()
+
+    def app_for(self, site):
+        posts = [{"id": 1, "title": "B's own"}] if site.tag == "B" else []
+        return JsonServer(site.dir, "jsonserver", {"posts": posts})
+
+    def post(self, site, body):
+        r = site.proxy.request("POST", "/posts", body=json.dumps(body),
+                               headers={"Content-Type": "application/json"})
+        self.assertEqual(201, r.status, r.body)
+        return json.loads(r.body), local_id(site, "POST", "/posts")
+
+    def test_server_assigned_ids_diverge(self):
+        a, b = self.site("A"), self.site("B")
+        made, numbered = self.post(a, {"title": "numbered by the server"})
+        self.assertEqual(1, made["id"])
+        self.assertEqual("diverged: body $.id: 1 -> 2", wait_outcome(self, b, numbered))
+        chose, named = self.post(a, {"id": 100, "title": "numbered by the client"})
+        self.assertEqual(100, chose["id"])
+        self.assertEqual("same", wait_outcome(self, b, named))
+
+        p = run_cli(["replication", "diverged", "--store", "sqlite:" + b.db_path, "--json"])
+        self.assertEqual(0, p.returncode, p.stderr)
+        self.assertEqual([(numbered, "diverged: body $.id: 1 -> 2")],
+                         [(r["id"], r["replication"]) for r in map(json.loads,
+                                                                   p.stdout.splitlines())])
+
+        sites = ["sites", "compare", "--site", "a=" + a.app.url, "--site", "b=" + b.app.url]
+        p = run_cli(sites + ["--path", "/posts", "--path", "/posts/100"])
+        self.assertEqual(1, p.returncode, p.stdout + p.stderr)
+        self.assertIn("/posts/100  a 200  b 200  agree", p.stdout)
+        self.assertIn("/posts  a 200  b 200  DIFFER", p.stdout)
+        self.assertIn("1 agree, 1 differ", p.stdout)
 
 
 class BadNoise(unittest.TestCase):
