@@ -89,7 +89,9 @@ static void reply_failure(aconn *c, const dead_job *j)
         admin_reply_error(c, 409, "Conflict", j->err);
         break;
     case DEAD_ESTORE:
-        admin_reply_error(c, 500, "Internal Server Error", j->err);
+        /* The store could not be opened or written: the server's trouble,
+         * which may pass, as for a read the store fails (admin_reply_store_failed). */
+        admin_reply_error(c, 503, "Service Unavailable", j->err);
         break;
     default:
         assert(j->rc == DEAD_EBROKER);

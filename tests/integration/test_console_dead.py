@@ -10,6 +10,7 @@ broker that accepts the connection and never speaks AMQP holds a request
 for the whole handshake timeout (5 s), and /healthz answers meanwhile; a
 third request while two hold the pool's share gets 503; stopping the proxy
 while one runs is clean (no sanitizer report)."""
+import os
 import socket
 import sqlite3
 import threading
@@ -141,6 +142,25 @@ class ConsoleDead(unittest.TestCase):
         self.assertTrue(harness.wait_until(lambda: "dead letter %s skipped by 127.0.0.1"
                                            % self.ids[2] in self.proxy.stderr()),
                         self.proxy.stderr()[-2000:])
+
+    def test_skip_when_the_store_cannot_be_opened(self):
+        """The ledger a skip writes to cannot be opened (the store file
+        replaced by a directory under a running proxy): 503 saying why, the
+        server's trouble as for a read the store fails, and the dead letter
+        stays in its queue."""
+        d = os.path.join(self.tmp, "unopenable")
+        os.mkdir(d)
+        p = Proxy(d, nowhere(), args=["--amqp", self.broker.amqp_url],
+                  admin_token=self.TOKEN).start()
+        try:
+            os.rename(p.db_path, p.db_path + ".moved")
+            os.mkdir(p.db_path)
+            r = p.admin("POST", "/api/dead/%s/skip" % self.ids[2], timeout=30)
+            self.assertEqual(r.status, 503, r)
+            self.assertIn("unable to open", r.json()["error"])
+            self.assertEqual(self.broker.depth(DEAD_Q), 3)
+        finally:
+            p.stop()
 
     def test_errors_leave_the_queue_alone(self):
         cases = [
