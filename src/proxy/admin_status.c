@@ -88,12 +88,24 @@ static void append_replication(admin *a, buf *b)
     publisher_members(a, b);
     store_repl_stats rs;
     char err[256];
-    if (a->sh->pl.store && store_repl_stats_get(a->sh->pl.store, &rs, err, sizeof err) == 0)
+    if (!a->sh->pl.store) {
+        /* no store, no outbox figures */
+    } else if (store_repl_stats_get(a->sh->pl.store, &rs, err, sizeof err) == 0) {
         buf_appendf(b,
                     ",\"outbox_depth\":%lld,\"oldest_unpublished_us\":%lld,"
                     "\"not_replicated\":%lld",
                     (long long)rs.outbox_depth, (long long)rs.oldest_unpublished_us,
                     (long long)rs.not_replicated);
+    } else {
+        /* The members stay (null), with the reason: a monitor that reads
+         * outbox_depth must not mistake a failed read for a missing key. */
+        buf_append_str(b, ",\"outbox_depth\":null,\"oldest_unpublished_us\":null,"
+                          "\"not_replicated\":null");
+        buf json_err = BUF_INIT;
+        buf_appendf(&json_err, "cannot read the store: %s", err);
+        buf_json_add_str(b, "store_error", json_err.data);
+        buf_free(&json_err);
+    }
     buf_append_char(b, '}');
 }
 
@@ -434,7 +446,7 @@ static void repl_done(aconn *c, void *ud)
     if (c && j->rc == 0)
         admin_reply(c, 200, "OK", j->out.data, j->out.len);
     else if (c)
-        admin_reply_error(c, 500, "Internal Server Error", j->err);
+        admin_reply_store_failed(c, j->err);
     repl_job_free(j);
 }
 

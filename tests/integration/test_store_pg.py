@@ -524,9 +524,10 @@ class PgStoreTest(unittest.TestCase):
     def test_admin_reads_while_the_database_is_down(self):
         """A read the store fails (its server is down) is the server's
         trouble: the admin API answers 503 JSON saying so, not 400; bad
-        input still gets 400; once the server is back the same reads answer
-        200."""
-        p = self.proxy()
+        input still gets 400; /stats says why its outbox figures are null
+        (an unreachable broker: the outbox exists all the same); once the
+        server is back the same reads answer 200."""
+        p = self.proxy(args=["--amqp", "amqp://127.0.0.1:%d" % harness.free_port()])
         self.assertEqual(p.request("GET", "/down/1").status, 200)
         deadline = time.time() + 10
         while self.count()[0] < 1 and time.time() < deadline:
@@ -535,11 +536,14 @@ class PgStoreTest(unittest.TestCase):
         self.node.stop()
         try:
             for path in ("/api/requests?limit=1", "/api/requests/" + rid,
-                         "/api/requests/" + rid + "/replication"):
+                         "/api/requests/" + rid + "/replication", "/api/replication"):
                 r = p.admin("GET", path)
                 self.assertEqual(r.status, 503, (path, r.body[:300]))
                 self.assertIn("cannot read the store", json.loads(r.body)["error"])
             self.assertEqual(p.admin("GET", "/api/requests?limit=x").status, 400)
+            repl = p.stats()["replication"]
+            self.assertIsNone(repl["outbox_depth"], repl)
+            self.assertIn("cannot read the store", repl["store_error"])
         finally:
             self.node.start()
         deadline = time.time() + 20
@@ -548,6 +552,9 @@ class PgStoreTest(unittest.TestCase):
             time.sleep(0.2)
             r = p.admin("GET", "/api/requests/" + rid)
         self.assertEqual(r.status, 200, r.body[:300])
+        repl = p.stats()["replication"]
+        self.assertNotIn("store_error", repl)
+        self.assertEqual(repl["outbox_depth"], 0, repl)
 
     def test_restart_of_postgresql_mid_load(self):
         """The default queue holds the outage: the proxy keeps answering, its
