@@ -1,13 +1,14 @@
 // list: the Live and History views, one table of request summaries with
 // one filter bar. The filters live in the page's URL (#/live?status=5xx),
-// so a view can be shared; method, path, status and origin go to the admin
-// API as they are (the same filters as `restspy requests`, checked there),
+// so a view can be shared; method, path, status, origin and replication
+// (diverged) go to the admin API as they are (the same filters as `restspy
+// requests`, checked there),
 // the free text is matched here on path and query.
 
 import { ApiError, getJSON, live } from './api.js';
 import { fill, fmtDuration, fmtSize, fmtTime, h, redactable, statusClass } from './dom.js';
 
-const SERVER_FILTERS = ['method', 'path', 'status', 'origin'];
+const SERVER_FILTERS = ['method', 'path', 'status', 'origin', 'replication'];
 const LIVE_MAX_ROWS = 1000; // the oldest rows leave the Live table past this
 const PAGE = 100;
 
@@ -48,12 +49,17 @@ function filterBar(params, apply) {
     h('label', null, label, h('input', { id: 'f-' + name, name, value: params.get(name) || '', autocomplete: 'off', spellcheck: false, ...attrs }));
   const origin = h('select', { id: 'f-origin', name: 'origin' },
     ['', 'local', 'replicated', 'imported'].map((o) => h('option', { value: o, selected: (params.get('origin') || '') === o }, o || 'any')));
+  // The replicated writes whose answer here differed from the origin's
+  // (`restspy replication diverged`).
+  const repl = h('select', { id: 'f-replication', name: 'replication' },
+    ['', 'diverged'].map((o) => h('option', { value: o, selected: (params.get('replication') || '') === o }, o || 'any')));
   const form = h('form', { class: 'filters', id: 'filters' },
     field('method', 'method', { placeholder: 'GET', size: 7, list: 'methods' }),
     h('datalist', { id: 'methods' }, ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'].map((m) => h('option', { value: m }))),
     field('path', 'path', { placeholder: '/api/** (glob)', size: 18 }),
     field('status', 'status', { placeholder: '2xx, 404, 500-599', size: 10 }),
     h('label', null, 'origin', origin),
+    h('label', null, 'replication', repl),
     field('q', 'text', { placeholder: 'in path or query  ( / )', size: 16, type: 'search' }),
     h('button', { type: 'submit' }, 'Apply'),
     h('button', { type: 'button', id: 'f-clear', on: { click: () => apply(new URLSearchParams()) } }, 'Clear'));
@@ -64,6 +70,7 @@ function filterBar(params, apply) {
     apply(p);
   });
   origin.addEventListener('change', () => form.requestSubmit());
+  repl.addEventListener('change', () => form.requestSubmit());
   return form;
 }
 

@@ -313,7 +313,7 @@ static int run(const listing *ls, int argc, char **argv, char *const *envp, cliu
     if (cliutil_filter_check(cmd, f))
         return 2;
     store_query q = f->q;
-    q.diverged = ls->diverged;
+    q.diverged = q.diverged || ls->diverged; /* --replication diverged, or the listing's */
 
     store *s = NULL;
     int rc = cliutil_open_store(cmd, &ro, envp, "nothing was persisted", &s);

@@ -152,10 +152,13 @@ typedef reqfilter cliutil_filter;
     "                       a local date (2026-11-27) or an age (90s, 10m, 2h, 1d ago)\n"          \
     "  --until T            started before T (same forms as --since)\n"                            \
     "  --origin O           only this origin (local, replicated, imported)\n"                      \
-    "  --node N             only requests captured by node N\n"
+    "  --node N             only requests captured by node N\n"                                    \
+    "  --replication diverged\n"                                                                   \
+    "                       only replicated writes whose answer here differed from the\n"          \
+    "                       origin's (restspy replication diverged lists them)\n"
 
 /* Matches argv[*i] against the filter flags (--method, --path, --status,
- * --since, --until, --origin, --node, --limit and, when with_ids, --id,
+ * --since, --until, --origin, --node, --replication, --limit and, when with_ids, --id,
  * repeatable), filling f. A value no request can have is refused rather
  * than matching nothing: a method that is not an HTTP token, a path glob
  * not starting with / or *, a status outside 100-599 (5xx, 404, 200-299),

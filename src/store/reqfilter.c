@@ -17,12 +17,17 @@
 #include "capture/config.h"
 #include "http/httpmsg.h"
 
-const char *const reqfilter_names[] = {"method", "path", "status", "since", "until",
-                                       "origin", "node", "limit",  "id",    NULL};
+const char *const reqfilter_names[] = {"method", "path",   "status", "since",
+                                       "until",  "origin", "node",   "replication",
+                                       "limit",  "id",     NULL};
 
 /* The single-valued filters: a bit each in reqfilter.seen (reqfilter_names
  * up to "id"). */
-enum { SINGLE = 8 };
+enum { SINGLE = 9 };
+
+/* What the replication filter takes: the one outcome worth a filter of its
+ * own (a write applied here "same" as at its origin is the normal case). */
+#define DIVERGED "diverged"
 
 /* Parses a since/until value into µs since the epoch: an age ("10m",
  * meaning now minus that), a date (local midnight) or an RFC 3339 time
@@ -199,6 +204,14 @@ int reqfilter_set(reqfilter *f, const char *name, const char *label, const char 
         return set_time(f, label, value, &q->since_us, &f->since_text, err, errlen);
     if (strcmp(name, "until") == 0)
         return set_time(f, label, value, &q->until_us, &f->until_text, err, errlen);
+    if (strcmp(name, "replication") == 0) {
+        if (strcmp(value, DIVERGED) != 0)
+            return bad(err, errlen, label, value,
+                       "expected diverged: the replicated writes whose answer here differed "
+                       "from the origin's");
+        q->diverged = true;
+        return 1;
+    }
     if (strcmp(name, "limit") == 0) {
         char *end;
         errno = 0;
@@ -246,6 +259,10 @@ bool reqfilter_match(const reqfilter *f, const record *r)
     if (q->origin && !str_eq(q->origin, r->origin))
         return false;
     if (q->node && !str_eq(q->node, r->node))
+        return false;
+    /* A replicated write's record holds its ledger outcome (store.h). */
+    if (q->diverged && !(str_eq(r->origin, "replicated") && r->replication &&
+                         strncmp(r->replication, DIVERGED, strlen(DIVERGED)) == 0))
         return false;
     if (!f->nids)
         return true;

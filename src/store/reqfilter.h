@@ -7,7 +7,8 @@
  * refused with why rather than matching nothing (a method that is not an
  * HTTP token, a path glob not starting with / or *, a status outside
  * 100-599, an origin other than local, replicated or imported, a node name
- * the node setting would refuse, a date that does not exist); a
+ * the node setting would refuse, a replication outcome other than
+ * diverged, a date that does not exist); a
  * single-valued filter given twice is refused; ages ("10m") count from one
  * "now" taken at the first one. */
 #ifndef RESTSPY_REQFILTER_H
@@ -32,7 +33,8 @@ typedef struct reqfilter {
 } reqfilter;
 
 /* The filter names reqfilter_set takes, NULL-terminated: method, path,
- * status, since, until, origin, node, limit, id (id may repeat). */
+ * status, since, until, origin, node, replication (only "diverged": sets
+ * q.diverged), limit, id (id may repeat). */
 extern const char *const reqfilter_names[];
 
 /* Sets the filter name to value (copied). label is how the caller names it

@@ -5,6 +5,8 @@
 // view shows the pretty JSON body, the headers, the timing, curl, and the
 // redacted values as redacted (the secrets themselves appear nowhere).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { assertNoTrouble, curl, screenshot, sleep, startAll, stopAll } from './harness.mjs';
 
@@ -98,6 +100,49 @@ test('a request sent with curl appears in Live within a second', async () => {
   assert.ok(!(await rowTexts()).some((t) => t.includes(marker + '-paused')));
   await t.page.click('#pause');
   await rowWith(marker + '-paused');
+  assertNoTrouble(assert, t.page);
+});
+
+// Two writes a peer replicated here, as the replicator stores them (the
+// record's replication is its ledger outcome), one applied alike and one
+// not: written into the proxy's store directly, there being no peer here.
+function seedReplicated(marker) {
+  const now = Date.now() * 1000;
+  const rows = [['0190a0b0-0000-7000-8000-%s', 'same'], ['0190a0b0-0000-7000-8001-%s', 'diverged: status 201 -> 409']]
+    .map(([id, outcome], i) => [id.replace('%s', String(now).slice(-12).padStart(12, '0')), outcome, i]);
+  const py = `
+import sqlite3, sys, json
+db = sqlite3.connect(sys.argv[1], timeout=10)
+for rid, outcome, i in json.loads(sys.argv[2]):
+    db.execute("INSERT INTO requests (id, node, started_at, duration_us, method, scheme, path, query, "
+               "status, origin, replication) VALUES (?, 'lyon', ?, 1200, 'POST', 'http', '/api/sites/', ?, "
+               "?, 'replicated', ?)", (rid, int(sys.argv[3]) + i, 'm=' + sys.argv[4], 201 if i == 0 else 409, outcome))
+    db.execute("INSERT INTO applied (message_id, origin, applied_at, status, state, outcome) "
+               "VALUES (?, 'lyon', ?, ?, 'applied', ?)", (rid, int(sys.argv[3]) + i, 201 if i == 0 else 409, outcome))
+db.commit()
+`;
+  execFileSync(process.env.PYTHON || '/usr/bin/python3',
+    ['-c', py, path.join(t.proxy.dir, 'restspy.db'), JSON.stringify(rows), String(now), marker]);
+}
+
+test('the replication filter shows the writes that diverged', async () => {
+  const m = 'div' + Date.now();
+  seedReplicated(m);
+  await curl(`${t.proxy.url}/api/status/200/?m=${m}-local`);
+  await t.page.goto(`${t.proxy.admin}/#/history?q=${m}`);
+  await rowWith(m + '-local');
+  await rowWith('diverged: status 201 -> 409');
+  assert.equal((await rowTexts()).length, 3);
+  // Chosen in the bar: only the diverged one, and the URL says so.
+  await t.page.selectOption('#f-replication', 'diverged');
+  await t.page.waitForFunction(() => location.hash.includes('replication=diverged'));
+  await t.page.waitForFunction(() => document.querySelectorAll('tr.row').length === 1);
+  assert.equal(await t.page.textContent('tr.row td.repl'), 'diverged: status 201 -> 409');
+  assert.equal(await t.page.textContent('tr.row td.origin'), 'replicated (lyon)');
+  assert.ok(apiCalls.some((c) => c.url.includes('replication=diverged')), 'the filter goes to the API');
+  // Back to any: all three again.
+  await t.page.selectOption('#f-replication', '');
+  await t.page.waitForFunction(() => document.querySelectorAll('tr.row').length === 3);
   assertNoTrouble(assert, t.page);
 });
 

@@ -134,6 +134,18 @@ class Diverged(ReplicationCase):
         self.assertEqual(2, p.returncode)
         self.assertEqual(1, len(p.stderr.strip().splitlines()), p.stderr)
 
+        # The same filter in `restspy requests` and the admin API (the
+        # console's History): replication=diverged.
+        p = run_cli(["requests", "--store", store, "--replication", "diverged", "--json"])
+        self.assertEqual(0, p.returncode, p.stderr)
+        self.assertEqual({conflict, patched}, {json.loads(x)["id"] for x in p.stdout.splitlines()})
+        r = b.proxy.admin("GET", "/api/requests?replication=diverged")
+        self.assertEqual(200, r.status, r.body)
+        self.assertEqual({conflict, patched}, {x["id"] for x in r.json()["requests"]})
+        r = b.proxy.admin("GET", "/api/requests?replication=same")
+        self.assertEqual(400, r.status, r.body)
+        self.assertIn("expected diverged", r.json()["error"])
+
         # Counted: replication status (text and JSON) and /metrics.
         p = b.status_cli()
         self.assertEqual(0, p.returncode, p.stderr)

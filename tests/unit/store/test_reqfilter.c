@@ -35,6 +35,11 @@ static void test_values(void **state)
     assert_int_equal(set(&f, "path", "/api/**", err), 1);
     assert_int_equal(set(&f, "origin", "replicated", err), 1);
     assert_int_equal(set(&f, "node", "site-b", err), 1);
+    assert_false(f.q.diverged);
+    assert_int_equal(set(&f, "replication", "diverged", err), 1);
+    assert_true(f.q.diverged);
+    assert_int_equal(set(&f, "replication", "diverged", err), -1);
+    assert_string_equal(err, "--replication given twice (it takes one value)");
     assert_int_equal(set(&f, "limit", "20", err), 1);
     assert_int_equal(f.q.limit, 20);
     assert_int_equal(set(&f, "id", "01a2b3", err), 1);
@@ -55,6 +60,8 @@ static void test_values(void **state)
         {"status", "2xx-3xx", "a range like 200-299"},
         {"origin", "remote", "expected local, replicated or imported"},
         {"node", "a b", "expected"},
+        {"replication", "same", "expected diverged: the replicated writes whose answer"},
+        {"replication", "", "expected diverged"},
         {"since", "2026-02-30", "expected 2026-11-27T05:00:00Z"},
         {"limit", "-1", "expected a number, 0 = all"},
         {"id", "abc", "at least 4 characters"},
@@ -136,12 +143,45 @@ static void test_match_and_apply(void **state)
     record_free(r);
 }
 
+/* replication=diverged: replicated writes whose record holds a "diverged"
+ * outcome; not a local write whose replication state says something else,
+ * not a replicated one applied "same". */
+static void test_match_diverged(void **state)
+{
+    (void)state;
+    reqfilter f = {0};
+    char err[256];
+    assert_int_equal(set(&f, "replication", "diverged", err), 1);
+    struct {
+        const char *origin, *replication;
+        bool match;
+    } cases[] = {
+        {"replicated", "diverged: status 201 -> 409", true},
+        {"replicated", "diverged: body $.id: 1 -> 2", true},
+        {"replicated", "same", false},
+        {"replicated", NULL, false},
+        {"local", "diverged: status 201 -> 409", false}, /* not a ledger outcome */
+        {"local", "published", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        record *r = rec("0000000a-0000-7000-8000-000000000001", "POST", "/a", 201, 1);
+        free(r->origin);
+        r->origin = xstrdup(cases[i].origin);
+        r->replication = cases[i].replication ? xstrdup(cases[i].replication) : NULL;
+        if (reqfilter_match(&f, r) != cases[i].match)
+            fail_msg("%s %s: expected %d", cases[i].origin, cases[i].replication, cases[i].match);
+        record_free(r);
+    }
+    reqfilter_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_since_until),
         cmocka_unit_test(test_match_and_apply),
+        cmocka_unit_test(test_match_diverged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
