@@ -132,7 +132,7 @@ void admin_reply_error(aconn *c, int status, const char *reason, const char *msg
 void admin_reply_store_failed(aconn *c, const char *why)
 {
     buf m = BUF_INIT;
-    buf_appendf(&m, "cannot read the store: %s", why);
+    buf_appendf(&m, ADMIN_STORE_FAILED "%s", why);
     admin_reply_error(c, 503, "Service Unavailable", m.data);
     buf_free(&m);
 }

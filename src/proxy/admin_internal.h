@@ -88,6 +88,9 @@ void admin_reply_with(aconn *c, int status, const char *reason, const char *ctyp
 void admin_reply(aconn *c, int status, const char *reason, const char *json, size_t len);
 /* Answers {"error": msg}. */
 void admin_reply_error(aconn *c, int status, const char *reason, const char *msg);
+/* How a failed read of the store is named to an admin client, before why. */
+#define ADMIN_STORE_FAILED "cannot read the store: "
+
 /* Answers 503 {"error": "cannot read the store: why"}: a read the store
  * failed (STORE_FAILED; its database went away) is the server's trouble,
  * not the request's, and may pass (the PostgreSQL writer reconnects). */

@@ -99,12 +99,11 @@ static void append_replication(admin *a, buf *b)
     } else {
         /* The members stay (null), with the reason: a monitor that reads
          * outbox_depth must not mistake a failed read for a missing key. */
+        char why[sizeof ADMIN_STORE_FAILED + sizeof err];
+        snprintf(why, sizeof why, ADMIN_STORE_FAILED "%s", err);
         buf_append_str(b, ",\"outbox_depth\":null,\"oldest_unpublished_us\":null,"
                           "\"not_replicated\":null");
-        buf json_err = BUF_INIT;
-        buf_appendf(&json_err, "cannot read the store: %s", err);
-        buf_json_add_str(b, "store_error", json_err.data);
-        buf_free(&json_err);
+        buf_json_add_str(b, "store_error", why);
     }
     buf_append_char(b, '}');
 }

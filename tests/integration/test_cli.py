@@ -270,7 +270,9 @@ class Listing(ImportedStore):
                ("--status", "099"), ("--status", "200-600"), ("--status", "300-200"),
                ("--origin", "foo"), ("--origin", ""), ("--origin", "Local"),
                ("--method", ""), ("--method", "G T"), ("--path", "users"), ("--path", ""),
-               ("--node", "a b"), ("--node", ""), ("--since", "2026-02-30"),
+               ("--node", "a b"), ("--node", ""), ("--replication", "same"),
+               ("--replication", ""), ("--replication", "diverged", "--replication", "diverged"),
+               ("--since", "2026-02-30"),
                ("--until", "2025-13-01"), ("--since", "2025-04-31T10:00:00Z"),
                ("--since", "1h", "--until", "2h"),
                ("--since", "2026-01-02", "--until", "2026-01-02"),
@@ -290,7 +292,7 @@ class Listing(ImportedStore):
                 ("--status", "200"), ("--origin", "imported"), ("--origin", "local"),
                 ("--node", "a-b_1"), ("--since", "2024-02-29"), ("--method", "get"),
                 ("--method", "PROPFIND"), ("--path", "*"), ("--path", "/item/**"),
-                ("--since", "2h", "--until", "1h")]
+                ("--since", "2h", "--until", "1h"), ("--replication", "diverged")]
         for args in good:
             with self.subTest(args=args):
                 self.cli("requests", "--store", store, *args)
